@@ -1,0 +1,43 @@
+// Collective operations over a group of ranks, on host memory.
+//
+// One interface, so that tests can inject faults and the trainer can use an
+// NCCL implementation for device memory (trainer/). All calls are collective:
+// every rank of the group must make the same calls in the same order.
+// Buffers are host memory of `count` elements; nothing is retained after the
+// call returns. Not thread-safe: one thread at a time per communicator.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace m3ret {
+
+class Communicator {
+ public:
+  virtual ~Communicator() = default;
+  virtual int rank() const = 0;
+  virtual int size() const = 0;
+
+  virtual void barrier() = 0;
+  // In-place element-wise sum over ranks. data: `count` elements.
+  virtual void allreduce_sum(float* data, size_t count) = 0;
+  virtual void allreduce_sum(double* data, size_t count) = 0;
+  virtual void allreduce_sum(int64_t* data, size_t count) = 0;
+  // In-place max over ranks.
+  virtual void allreduce_max(int64_t* data, size_t count) = 0;
+  // Copies `bytes` bytes from `root` into every rank's `data`.
+  virtual void broadcast(void* data, size_t bytes, int root) = 0;
+  // Every rank contributes one string; every rank receives all, by rank.
+  virtual std::vector<std::string> allgather(const std::string& mine) = 0;
+
+  // Conveniences built on the above.
+  void broadcast(std::string& s, int root);
+  int64_t sum(int64_t v) { allreduce_sum(&v, 1); return v; }
+  double sum(double v) { allreduce_sum(&v, 1); return v; }
+  // True on every rank iff `ok` is true on every rank (a collective status).
+  bool all(bool ok);
+};
+
+}  // namespace m3ret

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Installs the Debian 12 packages that m3ret needs to build, test and run.
+# Idempotent: installs only what is missing, and prints nothing when nothing is missing.
+# Used by both Quick start commands of the README and by .ci/run.
+set -euo pipefail
+
+PACKAGES=(
+  # toolchain
+  build-essential cmake ninja-build pkg-config ccache git
+  # LibTorch (CPU) and a fast BLAS (Debian's LibTorch links the reference BLAS by default)
+  libtorch-dev libopenblas0-pthread
+  # MPI, HDF5, ITK, FFmpeg
+  libopenmpi-dev openmpi-bin libhdf5-dev hdf5-tools libinsighttoolkit5-dev
+  libavformat-dev libavcodec-dev libswscale-dev libavutil-dev
+  # Boost.Asio/Beast, TOML++, spdlog, CLI11, JSON, SQLite, tests
+  libboost-dev libtomlplusplus-dev libspdlog-dev libfmt-dev libcli11-dev nlohmann-json3-dev
+  libsqlite3-dev libgtest-dev libgmock-dev libgdcm-tools
+  # independent references used by the tests (h5py, PyTorch, numpy)
+  python3 python3-numpy python3-h5py python3-torch
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+
+if ((${#missing[@]})); then
+  echo "setup.sh: installing ${#missing[@]} missing Debian packages: ${missing[*]}"
+  SUDO=""
+  if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# Debian's LibTorch resolves BLAS through the alternatives system; make sure the
+# OpenBLAS (pthread) implementation is the one selected, not the reference BLAS.
+for alt in libblas.so.3-x86_64-linux-gnu liblapack.so.3-x86_64-linux-gnu; do
+  target=$(update-alternatives --list "$alt" 2>/dev/null | grep openblas-pthread | head -n1 || true)
+  current=$(update-alternatives --query "$alt" 2>/dev/null | awk '/^Value:/{print $2}')
+  if [ -n "$target" ] && [ "$current" != "$target" ]; then
+    SUDO=""; if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+    $SUDO update-alternatives --quiet --set "$alt" "$target"
+  fi
+done

@@ -1,0 +1,61 @@
+// Read access to a shard folder written by `m3ret shard` (format in
+// docs/formats.md): SHARDS/index.json + SHARDS/<modality>/shard-NNNNN.h5.
+//
+// Samples are addressed per modality by an index in [0, size(modality)), in
+// index.json order (shard by shard, row by row), which does not depend on the
+// number of ranks that wrote the shards. All samples of one modality have the
+// same shape [C, T, H, W].
+//
+// Thread safety: read() may be called from several threads at once (HDF5
+// calls are serialised internally; inflating and copying happen outside the
+// lock where possible).
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "data/sample.h"
+
+namespace m3ret::sharding {
+
+struct SampleMeta {
+  std::string id;
+  std::vector<std::string> labels;
+  std::string group;
+  std::string split;
+  std::string source;
+};
+
+struct ModalityInfo {
+  std::string name;
+  int64_t count = 0;
+  int64_t C = 0, T = 0, H = 0, W = 0;  // shape of every sample
+};
+
+class ShardSet {
+ public:
+  // Opens SHARDS/index.json and checks format name/version and that every
+  // listed shard exists. Throws m3ret::Error naming the file on any problem.
+  static std::unique_ptr<ShardSet> open(const std::filesystem::path& dir);
+  virtual ~ShardSet() = default;
+
+  // Modalities present, in a fixed order (data::modality_names() order).
+  virtual const std::vector<ModalityInfo>& modalities() const = 0;
+  virtual const ModalityInfo& info(const std::string& modality) const = 0;  // throws if absent
+  bool has(const std::string& modality) const;
+
+  // Metadata of sample `index` of `modality` (kept in memory: cheap).
+  virtual const SampleMeta& meta(const std::string& modality, int64_t index) const = 0;
+  // Pixels of one sample: out must hold C*T*H*W bytes.
+  virtual void read_pixels(const std::string& modality, int64_t index, uint8_t* out) const = 0;
+  // Whole sample (pixels + metadata).
+  data::Sample read(const std::string& modality, int64_t index) const;
+
+  // Sorted label vocabulary over all modalities (from index.json).
+  virtual const std::vector<std::string>& label_vocabulary() const = 0;
+};
+
+}  // namespace m3ret::sharding

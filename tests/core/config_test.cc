@@ -1,0 +1,225 @@
+// Config: defaults -> file -> --set overrides, and every error path.
+#include <gtest/gtest.h>
+
+#include <fstream>
+
+#include "core/config.h"
+#include "test_util.h"
+
+namespace m3ret {
+namespace {
+
+struct Inner {
+  double lr = 0.001;
+  std::vector<int64_t> ks = {1, 5, 10};
+  template <class V>
+  void visit(V& v) {
+    v("lr", lr, "learning rate", config::Range{0.0, 1.0});
+    v("ks", ks, "k values", config::Range{1, 1000});
+  }
+};
+
+struct Train {
+  int64_t max_steps = 100;
+  int workers = 2;
+  bool deterministic = false;
+  std::string objective = "simdino";
+  std::vector<std::string> modalities = {"ct", "xray"};
+  std::vector<double> window = {-1000.0, 1000.0};
+  Inner optim;
+  template <class V>
+  void visit(V& v) {
+    v("max_steps", max_steps, "steps", config::Range{1, 1e9});
+    v("workers", workers, "threads", config::Range{0, 64});
+    v("deterministic", deterministic, "bitwise reproducible");
+    v("objective", objective, "objective", config::OneOf{{"mae", "simdino", "mae+simdino"}});
+    v("modalities", modalities, "modalities");
+    v("window", window, "window");
+    v.section("optim", optim);
+  }
+  void validate() const {
+    if (window.size() != 2) throw config::Error("config key 'train.window' needs 2 values");
+  }
+};
+
+struct Root {
+  Train train;
+  template <class V>
+  void visit(V& v) {
+    v.section("train", train);
+  }
+};
+
+class ConfigTest : public ::testing::Test {
+ protected:
+  std::filesystem::path write(const std::string& text) {
+    auto p = dir_.path() / ("c" + std::to_string(n_++) + ".toml");
+    std::ofstream(p) << text;
+    return p;
+  }
+  testing::TempDir dir_{"config"};
+  int n_ = 0;
+};
+
+std::string error_of(const std::function<void()>& fn) {
+  try {
+    fn();
+  } catch (const config::Error& e) {
+    return e.what();
+  }
+  return "<no error>";
+}
+
+TEST_F(ConfigTest, DefaultsWhenNothingGiven) {
+  Root r = config::load<Root>(std::nullopt, {});
+  EXPECT_EQ(r.train.max_steps, 100);
+  EXPECT_EQ(r.train.objective, "simdino");
+  EXPECT_DOUBLE_EQ(r.train.optim.lr, 0.001);
+}
+
+TEST_F(ConfigTest, FileThenOverridesInOrder) {
+  auto f = write(R"(
+[train]
+max_steps = 500
+objective = "mae"
+modalities = ["ct"]
+[train.optim]
+lr = 0.01
+ks = [1, 2]
+)");
+  Root r = config::load<Root>(f, {"train.max_steps=7", "train.optim.lr=0.5",
+                                  "train.objective=mae+simdino", "train.deterministic=true",
+                                  "train.modalities=[\"xray\", \"ct\"]", "train.window=[0, 1.5]"});
+  EXPECT_EQ(r.train.max_steps, 7);
+  EXPECT_DOUBLE_EQ(r.train.optim.lr, 0.5);
+  EXPECT_EQ(r.train.objective, "mae+simdino");
+  EXPECT_TRUE(r.train.deterministic);
+  EXPECT_EQ(r.train.modalities, (std::vector<std::string>{"xray", "ct"}));
+  EXPECT_EQ(r.train.window, (std::vector<double>{0.0, 1.5}));
+  EXPECT_EQ(r.train.optim.ks, (std::vector<int64_t>{1, 2}));  // from the file
+}
+
+TEST_F(ConfigTest, LaterOverrideWins) {
+  Root r = config::load<Root>(std::nullopt, {"train.max_steps=3", "train.max_steps=4"});
+  EXPECT_EQ(r.train.max_steps, 4);
+}
+
+TEST_F(ConfigTest, QuotedStringOverride) {
+  Root r = config::load<Root>(std::nullopt, {"train.objective=\"mae\""});
+  EXPECT_EQ(r.train.objective, "mae");
+}
+
+TEST_F(ConfigTest, UnknownKeyInFileNamesKeyFileAndLine) {
+  auto f = write("[train]\nmax_steps = 5\nmax_stepz = 6\n");
+  auto msg = error_of([&] { config::load<Root>(f, {}); });
+  EXPECT_NE(msg.find("unknown config key 'train.max_stepz'"), std::string::npos) << msg;
+  EXPECT_NE(msg.find(f.string() + ":3"), std::string::npos) << msg;
+}
+
+TEST_F(ConfigTest, UnknownSectionInFile) {
+  auto f = write("[trian]\nmax_steps = 5\n");
+  auto msg = error_of([&] { config::load<Root>(f, {}); });
+  EXPECT_NE(msg.find("unknown config section 'trian'"), std::string::npos) << msg;
+}
+
+TEST_F(ConfigTest, UnknownKeyInOverride) {
+  auto msg = error_of([&] { config::load<Root>(std::nullopt, {"train.nope=1"}); });
+  EXPECT_NE(msg.find("unknown config key 'train.nope'"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("--set"), std::string::npos) << msg;
+}
+
+TEST_F(ConfigTest, WrongTypeInFile) {
+  auto f = write("[train]\nmax_steps = \"many\"\n");
+  auto msg = error_of([&] { config::load<Root>(f, {}); });
+  EXPECT_NE(msg.find("'train.max_steps' must be an integer, got string"), std::string::npos)
+      << msg;
+  EXPECT_NE(msg.find(f.string() + ":2"), std::string::npos) << msg;
+}
+
+TEST_F(ConfigTest, WrongTypeInOverride) {
+  auto msg = error_of([&] { config::load<Root>(std::nullopt, {"train.deterministic=yes"}); });
+  EXPECT_NE(msg.find("train.deterministic"), std::string::npos) << msg;
+  msg = error_of([&] { config::load<Root>(std::nullopt, {"train.max_steps=1.5"}); });
+  EXPECT_NE(msg.find("'train.max_steps' must be an integer, got floating-point"),
+            std::string::npos)
+      << msg;
+  msg = error_of([&] { config::load<Root>(std::nullopt, {"train.modalities=[1, 2]"}); });
+  EXPECT_NE(msg.find("'train.modalities' must be an array of strings"), std::string::npos) << msg;
+}
+
+TEST_F(ConfigTest, OutOfRange) {
+  auto msg = error_of([&] { config::load<Root>(std::nullopt, {"train.max_steps=0"}); });
+  EXPECT_NE(msg.find("'train.max_steps' = 0 is out of range [1, "), std::string::npos) << msg;
+  msg = error_of([&] { config::load<Root>(std::nullopt, {"train.optim.ks=[1, 0]"}); });
+  EXPECT_NE(msg.find("'train.optim.ks'"), std::string::npos) << msg;
+  msg = error_of([&] { config::load<Root>(std::nullopt, {"train.workers=100000000000"}); });
+  EXPECT_NE(msg.find("'train.workers'"), std::string::npos) << msg;
+}
+
+TEST_F(ConfigTest, NotOneOf) {
+  auto f = write("[train]\nobjective = \"byol\"\n");
+  auto msg = error_of([&] { config::load<Root>(f, {}); });
+  EXPECT_NE(msg.find("'train.objective' = 'byol' is not one of {mae, simdino, mae+simdino}"),
+            std::string::npos)
+      << msg;
+}
+
+TEST_F(ConfigTest, ValidateRunsAfterBinding) {
+  auto msg = error_of([&] { config::load<Root>(std::nullopt, {"train.window=[1.0]"}); });
+  EXPECT_NE(msg.find("train.window"), std::string::npos) << msg;
+}
+
+TEST_F(ConfigTest, SectionGivenAsValue) {
+  auto f = write("train = 5\n");
+  auto msg = error_of([&] { config::load<Root>(f, {}); });
+  EXPECT_NE(msg.find("'train' must be a table"), std::string::npos) << msg;
+}
+
+TEST_F(ConfigTest, SyntaxErrorNamesFileAndLine) {
+  auto f = write("[train]\nmax_steps = = 3\n");
+  auto msg = error_of([&] { config::load<Root>(f, {}); });
+  EXPECT_NE(msg.find(f.string() + ":2"), std::string::npos) << msg;
+}
+
+TEST_F(ConfigTest, MissingFile) {
+  auto msg = error_of([&] { config::load<Root>(dir_.path() / "nope.toml", {}); });
+  EXPECT_NE(msg.find("nope.toml"), std::string::npos) << msg;
+}
+
+TEST_F(ConfigTest, MalformedOverride) {
+  EXPECT_NE(error_of([&] { config::load<Root>(std::nullopt, {"train.max_steps"}); })
+                .find("expected KEY=VALUE"),
+            std::string::npos);
+  EXPECT_NE(error_of([&] { config::load<Root>(std::nullopt, {"=3"}); }).find("expected KEY=VALUE"),
+            std::string::npos);
+  EXPECT_NE(error_of([&] { config::load<Root>(std::nullopt, {"train..x=3"}); })
+                .find("malformed key"),
+            std::string::npos);
+  EXPECT_NE(error_of([&] { config::load<Root>(std::nullopt, {"train.max_steps=[1,"}); })
+                .find("is not a TOML value"),
+            std::string::npos);
+}
+
+TEST_F(ConfigTest, ResolvedTomlRoundTrips) {
+  Root r = config::load<Root>(std::nullopt, {"train.max_steps=42", "train.optim.lr=0.25"});
+  auto f = write(config::to_toml(r));
+  Root back = config::load<Root>(f, {});
+  EXPECT_EQ(back.train.max_steps, 42);
+  EXPECT_DOUBLE_EQ(back.train.optim.lr, 0.25);
+  EXPECT_EQ(back.train.modalities, r.train.modalities);
+  EXPECT_EQ(back.train.window, r.train.window);
+  EXPECT_EQ(config::to_toml(back), config::to_toml(r));
+}
+
+TEST_F(ConfigTest, ListerShowsEveryKeyWithDefault) {
+  Root r;
+  config::Lister l;
+  r.visit(l);
+  std::string all;
+  for (const auto& s : l.lines()) all += s + "\n";
+  EXPECT_NE(all.find("train.max_steps = 100"), std::string::npos) << all;
+  EXPECT_NE(all.find("train.optim.lr = 0.001"), std::string::npos) << all;
+}
+
+}  // namespace
+}  // namespace m3ret

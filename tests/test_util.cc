@@ -1,0 +1,62 @@
+#include "test_util.h"
+
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <array>
+#include <cstdio>
+#include <cstdlib>
+
+#include <fmt/format.h>
+
+#include "core/communicator.h"
+#include "core/runtime.h"
+
+namespace m3ret::testing {
+
+TempDir::TempDir(const std::string& name) {
+  std::string p;
+  auto& comm = Runtime::get().world_comm();
+  if (comm.rank() == 0) {
+    auto base = std::filesystem::temp_directory_path() / "m3ret-tests";
+    std::filesystem::create_directories(base);
+    std::string tmpl = (base / (name + "-XXXXXX")).string();
+    if (!mkdtemp(tmpl.data())) throw std::runtime_error("mkdtemp failed for " + tmpl);
+    p = tmpl;
+  }
+  comm.broadcast(p, 0);
+  path_ = p;
+}
+
+TempDir::~TempDir() {
+  auto& comm = Runtime::get().world_comm();
+  comm.barrier();
+  if (comm.rank() == 0 && !std::getenv("M3RET_KEEP_TEST_DIRS")) {
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);
+  }
+}
+
+std::filesystem::path source_dir() {
+  const char* s = std::getenv("M3RET_SOURCE_DIR");
+  return s ? std::filesystem::path(s) : std::filesystem::current_path();
+}
+
+std::filesystem::path m3ret_binary() {
+  const char* s = std::getenv("M3RET_BINARY");
+  if (!s) throw std::runtime_error("M3RET_BINARY is not set (CTest sets it)");
+  return s;
+}
+
+int run_command(const std::string& cmd, std::string* output) {
+  FILE* pipe = popen((cmd + " 2>&1").c_str(), "r");
+  if (!pipe) return -1;
+  std::array<char, 4096> buf;
+  std::string out;
+  while (size_t n = fread(buf.data(), 1, buf.size(), pipe)) out.append(buf.data(), n);
+  int status = pclose(pipe);
+  if (output) *output = out;
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+}  // namespace m3ret::testing

@@ -1,0 +1,31 @@
+// Helpers shared by the test suites.
+#pragma once
+
+#include <filesystem>
+#include <string>
+
+namespace m3ret::testing {
+
+// A fresh empty directory under the build's temp area, removed at destruction
+// unless M3RET_KEEP_TEST_DIRS is set. Unique per test and rank-safe: all
+// ranks of an mpiexec test get the same path (rank 0 creates it).
+class TempDir {
+ public:
+  explicit TempDir(const std::string& name);
+  ~TempDir();
+  const std::filesystem::path& path() const { return path_; }
+  std::filesystem::path operator/(const std::string& s) const { return path_ / s; }
+
+ private:
+  std::filesystem::path path_;
+};
+
+// The source tree (for configs/ and tests/ files).
+std::filesystem::path source_dir();
+// The built m3ret binary (for tests that run the CLI), from M3RET_BINARY.
+std::filesystem::path m3ret_binary();
+
+// Runs a shell command, returns its exit status; output goes to `log` if given.
+int run_command(const std::string& cmd, std::string* output = nullptr);
+
+}  // namespace m3ret::testing
