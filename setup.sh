@@ -10,7 +10,7 @@ PACKAGES=(
   # LibTorch (CPU) and a fast BLAS (Debian's LibTorch links the reference BLAS by default)
   libtorch-dev libopenblas0-pthread
   # MPI, HDF5, ITK, FFmpeg
-  libopenmpi-dev openmpi-bin libhdf5-dev hdf5-tools libinsighttoolkit5-dev
+  libopenmpi-dev openmpi-bin libhdf5-dev hdf5-tools libinsighttoolkit5-dev libpng-dev libjpeg-dev
   libavformat-dev libavcodec-dev libswscale-dev libavutil-dev
   # Boost.Asio/Beast, TOML++, spdlog, CLI11, JSON, SQLite, tests
   libboost-dev libtomlplusplus-dev libspdlog-dev libfmt-dev libcli11-dev nlohmann-json3-dev

@@ -127,6 +127,18 @@ void Document::add_file(const std::filesystem::path& file) {
   files_.push_back(file);
 }
 
+void Document::add_text(const std::string& text, const std::string& name) {
+  toml::table parsed;
+  try {
+    parsed = toml::parse(text, name);
+  } catch (const toml::parse_error& e) {
+    throw Error(fmt::format("config {}:{}:{}: {}", name, e.source().begin.line,
+                            e.source().begin.column, e.description()));
+  }
+  merge(table_->t, std::move(parsed));
+  files_.push_back(name);
+}
+
 void Document::add_override(const std::string& assignment) {
   auto eq = assignment.find('=');
   if (eq == std::string::npos || eq == 0) {

@@ -73,6 +73,8 @@ class Document {
   // Parses a TOML file; later files override earlier ones key by key.
   // Throws config::Error naming the file (and line) on a syntax error.
   void add_file(const std::filesystem::path& file);
+  // Parses TOML text; `name` stands for the file in messages.
+  void add_text(const std::string& text, const std::string& name);
   // Adds an override "a.b.c=value". The value is read as a TOML value
   // (42, 1.5, true, "s", [1, 2]); for string fields bare text is accepted.
   void add_override(const std::string& assignment);

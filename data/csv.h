@@ -1,0 +1,24 @@
+// RFC 4180 CSV records (internal to data/): fields separated by ',', quoted
+// with '"' when they contain ',', '"', CR or LF; '""' is a quote inside a
+// quoted field. CRLF and LF line ends are accepted.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace m3ret::data::csv {
+
+struct Record {
+  std::vector<std::string> fields;
+  int64_t line = 0;  // 1-based line where the record starts
+};
+
+// Splits `text` into records; blank lines are skipped. Throws m3ret::Error
+// "<name>:<line>: ..." for an unterminated quote or text after a closing quote.
+std::vector<Record> parse(const std::string& text, const std::string& name);
+
+// One field, quoted when needed.
+std::string quote(const std::string& field);
+
+}  // namespace m3ret::data::csv

@@ -1,0 +1,102 @@
+// 2D images and videos: grey_image() and endoscopy().
+#include <fmt/format.h>
+
+#include "core/error.h"
+#include "data/grid.h"
+#include "data/itk_image.h"
+#include "data/pipelines.h"
+#include "data/video_reader.h"
+
+namespace m3ret::data::pipeline {
+
+namespace stdfs = std::filesystem;
+
+namespace {
+
+// Reads a 2D image; returns its channels with flat geometry and the intensity
+// range to map to [0, 255]: [0, 255] for 8-bit files, else [min, max] over all
+// channels. MONOCHROME1 DICOM is inverted so that bright means dense.
+itkio::Decoded read_2d(const stdfs::path& path, std::array<double, 2>& range) {
+  itkio::Decoded d = itkio::read(path);
+  if (d.dims != 2) {
+    const auto size = d.channels[0]->GetLargestPossibleRegion().GetSize();
+    throw InputError(path.string(), fmt::format("{}D image ({}x{}x{}) where a 2D image is expected",
+                                                d.dims, size[0], size[1], size[2]));
+  }
+  double lo = 1e300, hi = -1e300;
+  for (auto& ch : d.channels) {
+    grid::flatten_geometry(ch);
+    auto mm = grid::min_max(ch);
+    lo = std::min(lo, mm[0]);
+    hi = std::max(hi, mm[1]);
+  }
+  if (!(hi > lo)) throw InputError(path.string(), fmt::format("constant image (all values {})", lo));
+  if (d.monochrome1) {
+    for (auto& ch : d.channels) {
+      float* p = ch->GetBufferPointer();
+      const size_t n = ch->GetLargestPossibleRegion().GetNumberOfPixels();
+      for (size_t i = 0; i < n; ++i) p[i] = static_cast<float>(hi + lo - p[i]);
+    }
+  }
+  range = d.eight_bit ? std::array<double, 2>{0.0, 255.0} : std::array<double, 2>{lo, hi};
+  return d;
+}
+
+}  // namespace
+
+void grey_image(const stdfs::path& path, const PreprocessConfig& cfg, Sample& s) {
+  if (video::is_video_path(path)) {
+    throw InputError(path.string(), fmt::format("a video where a 2D {} image is expected", s.modality));
+  }
+  std::array<double, 2> range{};
+  itkio::Decoded d = read_2d(path, range);
+  itkio::Volume::Pointer grey = d.channels[0];
+  if (d.channels.size() == 3) {  // ITU-R BT.601 luma
+    const float* r = d.channels[0]->GetBufferPointer();
+    const float* g = d.channels[1]->GetBufferPointer();
+    const float* b = d.channels[2]->GetBufferPointer();
+    const size_t n = grey->GetLargestPossibleRegion().GetNumberOfPixels();
+    auto y = itkio::Volume::New();
+    y->CopyInformation(grey);
+    y->SetRegions(grey->GetLargestPossibleRegion());
+    y->Allocate();
+    float* out = y->GetBufferPointer();
+    for (size_t i = 0; i < n; ++i) out[i] = 0.299f * r[i] + 0.587f * g[i] + 0.114f * b[i];
+    grey = y;
+  }
+  const int64_t S = cfg.image_size;
+  auto fitted = grid::fit(grey, S, S, 1, cfg.resize == "crop", static_cast<float>(range[0]));
+  s.pixels.clear();
+  grid::append_u8(fitted, range[0], range[1], s.pixels);
+  s.C = 1, s.T = 1, s.H = S, s.W = S;
+}
+
+void endoscopy(const stdfs::path& path, const PreprocessConfig& cfg, Sample& s) {
+  const int64_t S = cfg.image_size, F = cfg.video_frames;
+  const bool crop = cfg.resize == "crop";
+  if (video::is_video_path(path)) {
+    s.pixels = video::read(path, F, S, crop);
+  } else {
+    std::array<double, 2> range{};
+    itkio::Decoded d = read_2d(path, range);
+    std::vector<uint8_t> planes;  // [C][S][S]
+    for (size_t c = 0; c < 3; ++c) {
+      const auto& ch = d.channels[d.channels.size() == 3 ? c : 0];
+      auto fitted = grid::fit(ch, S, S, 1, crop, static_cast<float>(range[0]));
+      grid::append_u8(fitted, range[0], range[1], planes);
+    }
+    s.pixels.resize(static_cast<size_t>(3 * F * S * S));
+    const size_t plane = static_cast<size_t>(S * S);
+    for (int64_t c = 0; c < 3; ++c) {
+      for (int64_t t = 0; t < F; ++t) {
+        std::copy(planes.begin() + c * plane, planes.begin() + (c + 1) * plane,
+                  s.pixels.begin() + (c * F + t) * plane);
+      }
+    }
+  }
+  const auto [lo, hi] = std::minmax_element(s.pixels.begin(), s.pixels.end());
+  if (*lo == *hi) throw InputError(path.string(), fmt::format("constant frames (all values {})", *lo));
+  s.C = 3, s.T = F, s.H = S, s.W = S;
+}
+
+}  // namespace m3ret::data::pipeline

@@ -1,0 +1,203 @@
+#include "data/integrity.h"
+
+#include <csetjmp>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+
+#include <jpeglib.h>
+#include <png.h>
+#include <zlib.h>
+
+namespace m3ret::data::integrity {
+
+bool is_png(const std::filesystem::path& path) {
+  unsigned char sig[8] = {0};
+  std::ifstream in(path, std::ios::binary);
+  in.read(reinterpret_cast<char*>(sig), 8);
+  return in.gcount() == 8 && png_sig_cmp(sig, 0, 8) == 0;
+}
+
+namespace {
+
+struct PngState {
+  char message[256] = {0};
+};
+
+void on_png_error(png_structp png, png_const_charp msg) {
+  auto* st = static_cast<PngState*>(png_get_error_ptr(png));
+  std::snprintf(st->message, sizeof(st->message), "%s", msg ? msg : "libpng error");
+  png_longjmp(png, 1);
+}
+
+void on_png_warning(png_structp, png_const_charp) {}
+
+// Plain C control flow only between setjmp and longjmp: no C++ objects with
+// destructors live in this frame.
+int decode_png(FILE* f, PngState* st) {
+  png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, st, on_png_error, on_png_warning);
+  if (!png) return -1;
+  png_infop info = png_create_info_struct(png);
+  unsigned char* volatile row = nullptr;
+  if (!info || setjmp(png_jmpbuf(png))) {
+    std::free(row);
+    png_destroy_read_struct(&png, info ? &info : nullptr, nullptr);
+    return -1;
+  }
+  png_init_io(png, f);
+  png_read_info(png, info);
+  const int passes = png_set_interlace_handling(png);
+  png_read_update_info(png, info);
+  const png_uint_32 height = png_get_image_height(png, info);
+  row = static_cast<unsigned char*>(std::malloc(png_get_rowbytes(png, info) + 16));
+  if (!row) png_error(png, "out of memory");
+  for (int p = 0; p < passes; ++p)
+    for (png_uint_32 y = 0; y < height; ++y) png_read_row(png, row, nullptr);
+  png_read_end(png, nullptr);
+  std::free(row);
+  png_destroy_read_struct(&png, &info, nullptr);
+  return 0;
+}
+
+}  // namespace
+
+std::string png_error(const std::filesystem::path& path) {
+  FILE* f = std::fopen(path.c_str(), "rb");
+  if (!f) return std::string("cannot open: ") + std::strerror(errno);
+  PngState st;
+  const int rc = decode_png(f, &st);
+  std::fclose(f);
+  if (rc == 0) return "";
+  return st.message[0] ? st.message : "corrupt PNG";
+}
+
+bool is_jpeg(const std::filesystem::path& path) {
+  unsigned char sig[3] = {0};
+  std::ifstream in(path, std::ios::binary);
+  in.read(reinterpret_cast<char*>(sig), 3);
+  return in.gcount() == 3 && sig[0] == 0xFF && sig[1] == 0xD8 && sig[2] == 0xFF;
+}
+
+namespace {
+
+struct JpegError {
+  jpeg_error_mgr mgr;
+  std::jmp_buf jump;
+  char message[JMSG_LENGTH_MAX];
+};
+
+void on_jpeg_error(j_common_ptr cinfo) {
+  auto* err = reinterpret_cast<JpegError*>(cinfo->err);
+  (*cinfo->err->format_message)(cinfo, err->message);
+  std::longjmp(err->jump, 1);
+}
+
+void on_jpeg_message(j_common_ptr cinfo, int level) {
+  if (level < 0) on_jpeg_error(cinfo);  // corrupt-data warnings are errors here
+}
+
+// Plain C control flow only between setjmp and longjmp.
+int decode_jpeg(FILE* f, JpegError* err) {
+  jpeg_decompress_struct cinfo;
+  JSAMPLE* volatile row = nullptr;
+  cinfo.err = jpeg_std_error(&err->mgr);
+  err->mgr.error_exit = on_jpeg_error;
+  err->mgr.emit_message = on_jpeg_message;
+  if (setjmp(err->jump)) {
+    std::free(row);
+    jpeg_destroy_decompress(&cinfo);
+    return -1;
+  }
+  jpeg_create_decompress(&cinfo);
+  jpeg_stdio_src(&cinfo, f);
+  jpeg_read_header(&cinfo, TRUE);
+  jpeg_start_decompress(&cinfo);
+  row = static_cast<JSAMPLE*>(std::malloc(static_cast<size_t>(cinfo.output_width) * cinfo.output_components));
+  if (!row) return -1;
+  while (cinfo.output_scanline < cinfo.output_height) {
+    JSAMPROW rows[1] = {row};
+    jpeg_read_scanlines(&cinfo, rows, 1);
+  }
+  jpeg_finish_decompress(&cinfo);
+  jpeg_destroy_decompress(&cinfo);
+  std::free(row);
+  return 0;
+}
+
+}  // namespace
+
+std::string jpeg_error(const std::filesystem::path& path) {
+  FILE* f = std::fopen(path.c_str(), "rb");
+  if (!f) return std::string("cannot open: ") + std::strerror(errno);
+  JpegError err;
+  err.message[0] = 0;
+  const int rc = decode_jpeg(f, &err);
+  std::fclose(f);
+  if (rc == 0) return "";
+  return err.message[0] ? err.message : "corrupt JPEG";
+}
+
+std::string dicom_meta_error(const std::filesystem::path& path) {
+  // Preamble (128) + "DICM" (4) + (0002,0000) UL element: tag (4), VR (2),
+  // length (2), value (4), explicit VR little endian by definition.
+  unsigned char head[144] = {0};
+  std::ifstream in(path, std::ios::binary);
+  in.read(reinterpret_cast<char*>(head), sizeof(head));
+  const auto got = in.gcount();
+  if (got < 132 || std::memcmp(head + 128, "DICM", 4) != 0) return "";
+  if (got < 144) return "truncated DICOM file meta information";
+  if (!(head[132] == 0x02 && head[133] == 0x00 && head[134] == 0x00 && head[135] == 0x00 &&
+        head[136] == 'U' && head[137] == 'L')) {
+    return "DICOM file meta information does not start with its group length (0002,0000)";
+  }
+  const uint32_t group_len = head[140] | (head[141] << 8) | (head[142] << 16) |
+                             (static_cast<uint32_t>(head[143]) << 24);
+  std::error_code ec;
+  const auto size = std::filesystem::file_size(path, ec);
+  if (ec || size < 144ull + group_len) return "truncated DICOM file meta information";
+  return "";
+}
+
+int64_t payload_bytes(const std::filesystem::path& path, std::string& reason) {
+  const std::string name = path.filename().string();
+  if (name.size() < 3 || name.compare(name.size() - 3, 3, ".gz") != 0) {
+    std::error_code ec;
+    auto size = std::filesystem::file_size(path, ec);
+    if (ec) {
+      reason = ec.message();
+      return -1;
+    }
+    return static_cast<int64_t>(size);
+  }
+  gzFile gz = gzopen(path.c_str(), "rb");
+  if (!gz) {
+    reason = "cannot open gzip stream";
+    return -1;
+  }
+  static thread_local char buf[1 << 16];
+  int64_t total = 0;
+  for (;;) {
+    int n = gzread(gz, buf, sizeof(buf));
+    if (n < 0) {
+      int err = 0;
+      const char* msg = gzerror(gz, &err);
+      reason = std::string("corrupt or truncated gzip stream: ") + (msg ? msg : "");
+      gzclose(gz);
+      return -1;
+    }
+    if (n == 0) break;
+    total += n;
+  }
+  int err = 0;
+  const char* msg = gzerror(gz, &err);
+  if (err != Z_OK && err != Z_STREAM_END) {
+    reason = std::string("corrupt or truncated gzip stream: ") + (msg ? msg : "");
+    gzclose(gz);
+    return -1;
+  }
+  gzclose(gz);
+  return total;
+}
+
+}  // namespace m3ret::data::integrity

@@ -1,0 +1,21 @@
+// Per-modality preprocessing pipelines (internal to data/): decoded input ->
+// uint8 [C, T, H, W] with the fixed shapes of data/preprocess.h.
+// All throw m3ret::InputError(path, reason); all are thread-safe.
+#pragma once
+
+#include <filesystem>
+
+#include "data/preprocess.h"
+#include "data/sample.h"
+
+namespace m3ret::data::pipeline {
+
+// xray, ultrasound, other: a 2D image -> [1, 1, S, S] grey.
+void grey_image(const std::filesystem::path& path, const PreprocessConfig& cfg, Sample& s);
+// endoscopy: a video -> [3, F, S, S]; a still image (grey or RGB) is repeated F times.
+void endoscopy(const std::filesystem::path& path, const PreprocessConfig& cfg, Sample& s);
+// ct, mri: a 3D volume (file or DICOM series folder) -> [1, D, V, V].
+void volume(const std::filesystem::path& path, const std::string& modality,
+            const PreprocessConfig& cfg, Sample& s);
+
+}  // namespace m3ret::data::pipeline

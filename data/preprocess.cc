@@ -1,0 +1,22 @@
+#include "data/preprocess.h"
+
+#include <fmt/format.h>
+
+namespace m3ret::data {
+
+void PreprocessConfig::validate() const {
+  auto pair = [](const char* key, const std::vector<double>& v) {
+    if (v.size() != 2 || !(v[0] < v[1])) {
+      throw config::Error(fmt::format("config key 'preprocess.{}' must be [lo, hi] with lo < hi, got [{}]",
+                                      key, fmt::join(v, ", ")));
+    }
+  };
+  pair("ct_window", ct_window);
+  pair("mri_percentiles", mri_percentiles);
+  if (ct_spacing.size() != 3) {
+    throw config::Error(fmt::format("config key 'preprocess.ct_spacing' must be [x, y, z] in mm, got [{}]",
+                                    fmt::join(ct_spacing, ", ")));
+  }
+}
+
+}  // namespace m3ret::data

@@ -1,0 +1,60 @@
+// Preprocessing to the unified sample (see docs/data.md for the full rules).
+//
+// Every modality comes out with a FIXED shape, so that shards can rely on it:
+//   xray, ultrasound, other 2D : uint8 [1, 1, S, S]        S = image_size
+//   endoscopy (video or still) : uint8 [3, F, S, S]        F = video_frames
+//                                (a still image is repeated F times)
+//   ct, mri                    : uint8 [1, D, V, V]        D = volume_slices, V = volume_size
+// 2D images and video frames: aspect ratio kept, then padded to S x S
+// (resize = "pad") or the centre square cropped (resize = "crop").
+// CT: Hounsfield units; resampled (linear, ITK) onto an axis-aligned grid of
+// ct_spacing mm (canonical orientation: identity direction), fitted to
+// D x V x V (in-plane: the pad/crop rule; through-plane: resized to D), then
+// the window [lo, hi] mapped to [0, 255].
+// MRI: the same geometry; the per-volume percentiles [p_lo, p_hi] of the
+// original voxels mapped to [0, 255].
+// Full rules and rationale: docs/data.md.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "core/config.h"
+
+namespace m3ret::data {
+
+struct PreprocessConfig {
+  int64_t image_size = 64;      // S: side of 2D images and video frames (pixels)
+  std::string resize = "pad";   // "pad": keep aspect + zero-pad; "crop": centre crop
+  int64_t video_frames = 8;     // F: frames sampled uniformly over a clip
+  int64_t volume_size = 64;     // V: in-plane side of CT/MRI volumes (H = W)
+  int64_t volume_slices = 16;   // D: slices of CT/MRI volumes
+  std::vector<double> ct_window = {-1000.0, 1000.0};  // HU mapped to [0, 255]
+  std::vector<double> ct_spacing = {1.5, 1.5, 3.0};   // mm (x, y, z) before resizing
+  std::vector<double> mri_percentiles = {1.0, 99.0};  // percentiles mapped to [0, 255]
+
+  template <class V>
+  void visit(V& v) {
+    v("image_size", image_size, "side S of 2D images and video frames (pixels)",
+      config::Range{8, 4096});
+    v("resize", resize, "2D resize rule: keep aspect and pad, or centre crop",
+      config::OneOf{{"pad", "crop"}});
+    v("video_frames", video_frames, "frames F sampled uniformly over a video",
+      config::Range{1, 1024});
+    v("volume_size", volume_size, "in-plane side V of CT/MRI volumes (voxels)",
+      config::Range{8, 2048});
+    v("volume_slices", volume_slices, "slices D of CT/MRI volumes", config::Range{1, 2048});
+    v("ct_window", ct_window, "CT window [lo, hi] in HU, mapped to [0, 255]",
+      config::Range{-1e5, 1e5});
+    v("ct_spacing", ct_spacing, "CT/MRI resampling spacing [x, y, z] in mm",
+      config::Range{0.01, 100});
+    v("mri_percentiles", mri_percentiles, "MRI intensity percentiles [lo, hi] -> [0, 255]",
+      config::Range{0, 100});
+  }
+  // Throws config::Error naming the key: window/percentile pairs must have 2
+  // increasing values, ct_spacing 3 values.
+  void validate() const;
+};
+
+}  // namespace m3ret::data

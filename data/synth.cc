@@ -1,0 +1,172 @@
+#include "data/synth.h"
+
+#include <algorithm>
+#include <atomic>
+#include <exception>
+#include <mutex>
+#include <set>
+#include <thread>
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include "core/error.h"
+#include "data/manifest.h"
+#include "data/synth_anatomy.h"
+#include "data/synth_render.h"
+
+namespace m3ret::data {
+
+namespace stdfs = std::filesystem;
+
+namespace {
+
+const std::vector<std::string> kModalities = {"ct", "xray", "ultrasound", "endoscopy", "mri"};
+const std::vector<std::string> kClasses = {"normal", "nodule", "cyst", "mass"};
+
+const char* extension(const std::string& modality) {
+  if (modality == "ct" || modality == "mri") return ".nii.gz";
+  if (modality == "xray") return ".dcm";
+  if (modality == "ultrasound") return ".png";
+  return ".mp4";
+}
+
+struct Job {
+  ManifestRow row;
+  std::string modality;
+  synth::Anatomy anatomy;
+  uint64_t seed = 0;
+};
+
+void render(const Job& job, const SynthConfig& cfg) {
+  synth::Rng rng(job.seed);
+  const auto& m = job.modality;
+  if (m == "ct") synth::write_ct(job.anatomy, cfg, rng, job.row.path);
+  else if (m == "mri") synth::write_mri(job.anatomy, cfg, rng, job.row.path);
+  else if (m == "xray") synth::write_xray(job.anatomy, cfg, rng, job.row.path, job.row.group);
+  else if (m == "ultrasound") synth::write_ultrasound(job.anatomy, cfg, rng, job.row.path);
+  else synth::write_endoscopy(job.anatomy, cfg, rng, job.row.path);
+}
+
+}  // namespace
+
+void SynthConfig::validate() const {
+  std::set<std::string> seen;
+  for (const auto& c : classes) {
+    if (std::find(kClasses.begin(), kClasses.end(), c) == kClasses.end()) {
+      throw config::Error(fmt::format("config key 'synth.classes': unknown class '{}' (expected {})", c,
+                                      fmt::join(kClasses, ", ")));
+    }
+    if (!seen.insert(c).second) {
+      throw config::Error(fmt::format("config key 'synth.classes': class '{}' given twice", c));
+    }
+  }
+  if (classes.size() < 2) {
+    throw config::Error("config key 'synth.classes' needs at least 2 classes for retrieval");
+  }
+  seen.clear();
+  for (const auto& m : modalities) {
+    if (std::find(kModalities.begin(), kModalities.end(), m) == kModalities.end()) {
+      throw config::Error(fmt::format("config key 'synth.modalities': unknown modality '{}' (expected {})",
+                                      m, fmt::join(kModalities, ", ")));
+    }
+    if (!seen.insert(m).second) {
+      throw config::Error(fmt::format("config key 'synth.modalities': modality '{}' given twice", m));
+    }
+  }
+  if (modalities.empty()) throw config::Error("config key 'synth.modalities' is empty");
+  if (video_width % 2 || video_height % 2) {
+    throw config::Error(fmt::format("config keys 'synth.video_width/video_height' must be even, got {}x{}",
+                                    video_width, video_height));
+  }
+}
+
+void synthesize(const SynthConfig& cfg, const stdfs::path& out_dir) {
+  cfg.validate();
+  const stdfs::path root = stdfs::absolute(out_dir).lexically_normal();
+  const stdfs::path manifest = root / "manifest.csv";
+  std::error_code ec;
+  stdfs::create_directories(root, ec);
+  if (ec) throw Error(fmt::format("cannot create {}: {}", root.string(), ec.message()));
+  // An old manifest would claim completeness while files are being replaced.
+  stdfs::remove(manifest, ec);
+
+  std::vector<Job> jobs;
+  for (const auto& modality : cfg.modalities) {
+    const uint64_t mi = std::find(kModalities.begin(), kModalities.end(), modality) - kModalities.begin();
+    // Patients of every class, numbered in a seeded random order so that ids
+    // say nothing about the class; the split is drawn per class.
+    struct Patient { size_t cls; int64_t index; bool test; };
+    std::vector<Patient> patients;
+    synth::Rng order_rng(synth::mix_seed(cfg.seed, mi, 0xA11CE));
+    for (size_t c = 0; c < cfg.classes.size(); ++c) {
+      std::vector<int64_t> idx(cfg.patients_per_class);
+      for (int64_t p = 0; p < cfg.patients_per_class; ++p) idx[p] = p;
+      for (int64_t i = cfg.patients_per_class - 1; i > 0; --i) {
+        std::swap(idx[i], idx[order_rng.bits() % static_cast<uint64_t>(i + 1)]);
+      }
+      const auto n_test = static_cast<int64_t>(std::lround(cfg.test_fraction * cfg.patients_per_class));
+      for (int64_t p = 0; p < cfg.patients_per_class; ++p) {
+        patients.push_back({c, idx[p], modality == "mri" || p < n_test});
+      }
+    }
+    for (size_t i = patients.size(); i > 1; --i) {
+      std::swap(patients[i - 1], patients[order_rng.bits() % i]);
+    }
+    for (size_t k = 0; k < patients.size(); ++k) {
+      const auto& pt = patients[k];
+      const std::string& cls = cfg.classes[pt.cls];
+      const uint64_t ci = std::find(kClasses.begin(), kClasses.end(), cls) - kClasses.begin();
+      synth::Rng patient_rng(synth::mix_seed(cfg.seed, mi, ci, static_cast<uint64_t>(pt.index)));
+      const synth::Anatomy patient = synth::make_patient(synth::finding_of(cls), patient_rng);
+      const std::string group = fmt::format("{}-p{:04d}", modality, k);
+      for (int64_t s = 0; s < cfg.samples_per_patient; ++s) {
+        Job job;
+        job.modality = modality;
+        job.anatomy = synth::make_sample(patient, patient_rng);
+        job.seed = synth::mix_seed(cfg.seed, mi * 16 + ci, static_cast<uint64_t>(pt.index),
+                                   static_cast<uint64_t>(s) + 1);
+        job.row.path = root / modality / fmt::format("{}-s{}{}", group, s, extension(modality));
+        job.row.modality = modality;
+        job.row.labels = {cls};
+        job.row.group = group;
+        job.row.split = pt.test ? "test" : "train";
+        jobs.push_back(std::move(job));
+      }
+    }
+  }
+
+  // Render in parallel; the first error stops the others and is rethrown here.
+  const size_t threads =
+      std::max<size_t>(1, std::min<size_t>(std::thread::hardware_concurrency(), std::min<size_t>(4, jobs.size())));
+  std::atomic<size_t> next{0};
+  std::atomic<bool> failed{false};
+  std::exception_ptr error;
+  std::mutex error_mu;
+  auto worker = [&]() {
+    for (;;) {
+      const size_t i = next++;
+      if (i >= jobs.size() || failed) return;
+      try {
+        render(jobs[i], cfg);
+      } catch (...) {
+        std::lock_guard<std::mutex> lock(error_mu);
+        if (!error) error = std::current_exception();
+        failed = true;
+      }
+    }
+  };
+  std::vector<std::thread> pool;
+  for (size_t t = 0; t < threads; ++t) pool.emplace_back(worker);
+  for (auto& t : pool) t.join();
+  if (error) std::rethrow_exception(error);
+
+  std::vector<ManifestRow> rows;
+  rows.reserve(jobs.size());
+  for (auto& j : jobs) rows.push_back(std::move(j.row));
+  write_manifest(manifest, rows);
+  spdlog::info("synth: wrote {} samples ({} modalities, {} classes) to {}", rows.size(),
+               cfg.modalities.size(), cfg.classes.size(), root.string());
+}
+
+}  // namespace m3ret::data

@@ -1,0 +1,72 @@
+// The synthetic hybrid dataset, written in real file formats.
+//
+// Classes are shared across modalities: each class is a kind of finding
+// (default: normal = none, nodule = a bright round blob, cyst = a dark
+// ring-walled sphere, mass = a large irregular lobulated lesion) that is drawn
+// into a synthetic body and then rendered per modality:
+//   ct         NIfTI .nii.gz, int16 HU, with voxel spacing        (3D)
+//   xray       DICOM .dcm (uint16, Modality DX), a projection of such a body (2D)
+//   ultrasound PNG (grey), a slice with multiplicative speckle    (2D)
+//   endoscopy  MP4 (libx264 or mpeg4), RGB tissue scene, lesion as a coloured
+//              bump moving slightly over the frames               (video)
+//   mri        NIfTI .nii.gz, float32, other contrast than CT; split "test"
+//              only (unseen modality, evaluation only)            (3D)
+// Patients are groups (one modality each, several samples per patient); the
+// split is by patient ("train"/"test", test_fraction of the patients of each
+// class and modality go to "test"). Deterministic for a seed.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "core/config.h"
+
+namespace m3ret::data {
+
+struct SynthConfig {
+  int64_t seed = 1;
+  std::vector<std::string> classes = {"normal", "nodule", "cyst", "mass"};
+  std::vector<std::string> modalities = {"ct", "xray", "ultrasound", "endoscopy", "mri"};
+  int64_t patients_per_class = 4;   // per modality
+  int64_t samples_per_patient = 2;
+  double test_fraction = 0.25;      // of the patients (per class and modality)
+  int64_t image_size = 96;          // xray / ultrasound side (pixels)
+  int64_t volume_size = 48;         // CT/MRI in-plane side (voxels)
+  int64_t volume_slices = 32;       // CT/MRI slices
+  int64_t video_frames = 16;
+  int64_t video_width = 96;         // even (yuv420p)
+  int64_t video_height = 80;        // even (yuv420p)
+
+  template <class V>
+  void visit(V& v) {
+    v("seed", seed, "random seed (the dataset is a function of the config)",
+      config::Range{0, 9.2e18});
+    v("classes", classes,
+      "findings, shared across modalities: normal, nodule, cyst, mass (any subset, >= 2)");
+    v("modalities", modalities, "modalities to write: ct, xray, ultrasound, endoscopy, mri");
+    v("patients_per_class", patients_per_class, "patients per class and modality",
+      config::Range{1, 100000});
+    v("samples_per_patient", samples_per_patient, "samples per patient", config::Range{1, 1000});
+    v("test_fraction", test_fraction, "fraction of patients in the test split",
+      config::Range{0, 1});
+    v("image_size", image_size, "X-ray/ultrasound side (pixels)", config::Range{16, 4096});
+    v("volume_size", volume_size, "CT/MRI in-plane side (voxels)", config::Range{16, 1024});
+    v("volume_slices", volume_slices, "CT/MRI slices", config::Range{4, 1024});
+    v("video_frames", video_frames, "endoscopy frames per video", config::Range{2, 1000});
+    v("video_width", video_width, "endoscopy width (even)", config::Range{16, 4096});
+    v("video_height", video_height, "endoscopy height (even)", config::Range{16, 4096});
+  }
+  // Throws config::Error naming the key for an unknown class or modality, fewer
+  // than 2 classes, or an odd video size.
+  void validate() const;
+};
+
+// Writes the dataset into out_dir (created if needed): the files under
+// out_dir/<modality>/ and out_dir/manifest.csv, the manifest last and
+// atomically (its presence means the dataset is complete).
+// Throws m3ret::Error naming the file on any failure.
+void synthesize(const SynthConfig& cfg, const std::filesystem::path& out_dir);
+
+}  // namespace m3ret::data

@@ -1,0 +1,189 @@
+#include "data/video_reader.h"
+
+#include <algorithm>
+#include <cctype>
+#include <cmath>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include <fmt/format.h>
+
+extern "C" {
+#include <libavcodec/avcodec.h>
+#include <libavformat/avformat.h>
+#include <libavutil/imgutils.h>
+#include <libswscale/swscale.h>
+}
+
+#include "core/error.h"
+
+namespace m3ret::data::video {
+
+namespace stdfs = std::filesystem;
+
+namespace {
+
+std::string av_error(int err) {
+  char buf[AV_ERROR_MAX_STRING_SIZE] = {0};
+  av_strerror(err, buf, sizeof(buf));
+  return buf;
+}
+
+struct FormatCloser {
+  void operator()(AVFormatContext* c) const { avformat_close_input(&c); }
+};
+struct CodecFreer {
+  void operator()(AVCodecContext* c) const { avcodec_free_context(&c); }
+};
+struct FrameFreer {
+  void operator()(AVFrame* f) const { av_frame_free(&f); }
+};
+struct PacketFreer {
+  void operator()(AVPacket* p) const { av_packet_free(&p); }
+};
+
+// Decodes every frame of the best video stream in order, calling
+// on_frame(frame, index). Returns the number of decoded frames.
+int64_t decode_all(const stdfs::path& path, const std::function<void(const AVFrame*, int64_t)>& on_frame,
+                   int64_t* declared_frames) {
+  auto refuse = [&](const std::string& why) { throw InputError(path.string(), why); };
+  AVFormatContext* raw = nullptr;
+  int err = avformat_open_input(&raw, path.c_str(), nullptr, nullptr);
+  if (err < 0) refuse("cannot open video: " + av_error(err));
+  std::unique_ptr<AVFormatContext, FormatCloser> fmt_ctx(raw);
+  err = avformat_find_stream_info(fmt_ctx.get(), nullptr);
+  if (err < 0) refuse("cannot read stream info: " + av_error(err));
+  const AVCodec* codec = nullptr;
+  int stream = av_find_best_stream(fmt_ctx.get(), AVMEDIA_TYPE_VIDEO, -1, -1, &codec, 0);
+  if (stream < 0 || !codec) refuse("no decodable video stream");
+  AVStream* st = fmt_ctx->streams[stream];
+  if (declared_frames) *declared_frames = st->nb_frames;
+  std::unique_ptr<AVCodecContext, CodecFreer> dec(avcodec_alloc_context3(codec));
+  if (!dec) refuse("out of memory for the decoder");
+  err = avcodec_parameters_to_context(dec.get(), st->codecpar);
+  if (err < 0) refuse("bad codec parameters: " + av_error(err));
+  dec->thread_count = 1;  // callers parallelise across samples
+  err = avcodec_open2(dec.get(), codec, nullptr);
+  if (err < 0) refuse(fmt::format("cannot open {} decoder: {}", codec->name, av_error(err)));
+
+  std::unique_ptr<AVPacket, PacketFreer> pkt(av_packet_alloc());
+  std::unique_ptr<AVFrame, FrameFreer> frame(av_frame_alloc());
+  int64_t count = 0;
+  auto drain = [&]() {
+    for (;;) {
+      int r = avcodec_receive_frame(dec.get(), frame.get());
+      if (r == AVERROR(EAGAIN) || r == AVERROR_EOF) return;
+      if (r < 0) refuse("decode error: " + av_error(r));
+      if (frame->decode_error_flags != 0) refuse("corrupt frame in the stream");
+      on_frame(frame.get(), count++);
+      av_frame_unref(frame.get());
+    }
+  };
+  for (;;) {
+    err = av_read_frame(fmt_ctx.get(), pkt.get());
+    if (err == AVERROR_EOF) break;
+    if (err < 0) refuse("cannot read packet (truncated?): " + av_error(err));
+    if (pkt->stream_index == stream) {
+      int r = avcodec_send_packet(dec.get(), pkt.get());
+      av_packet_unref(pkt.get());
+      if (r < 0 && r != AVERROR(EAGAIN)) refuse("decode error: " + av_error(r));
+      drain();
+    } else {
+      av_packet_unref(pkt.get());
+    }
+  }
+  avcodec_send_packet(dec.get(), nullptr);  // flush
+  drain();
+  return count;
+}
+
+// Converts `f` to RGB and fits it into the size x size planes of output frame t.
+void put_frame(const AVFrame* f, int64_t size, bool crop, SwsContext** sws, std::vector<uint8_t>& rgb,
+               uint8_t* out, int64_t frames, int64_t t) {
+  double sar = 1.0;
+  if (f->sample_aspect_ratio.num > 0 && f->sample_aspect_ratio.den > 0) {
+    sar = av_q2d(f->sample_aspect_ratio);
+  }
+  const double dw = f->width * sar, dh = f->height;
+  const double scale = crop ? size / std::min(dw, dh) : size / std::max(dw, dh);
+  const int w = std::max(1, static_cast<int>(std::lround(dw * scale)));
+  const int h = std::max(1, static_cast<int>(std::lround(dh * scale)));
+  *sws = sws_getCachedContext(*sws, f->width, f->height, static_cast<AVPixelFormat>(f->format), w, h,
+                              AV_PIX_FMT_RGB24, SWS_AREA, nullptr, nullptr, nullptr);
+  if (!*sws) throw Error("swscale: cannot convert this pixel format to RGB");
+  rgb.assign(static_cast<size_t>(w) * h * 3, 0);
+  uint8_t* dst[4] = {rgb.data(), nullptr, nullptr, nullptr};
+  int dst_stride[4] = {w * 3, 0, 0, 0};
+  sws_scale(*sws, f->data, f->linesize, 0, f->height, dst, dst_stride);
+  // Centre (w, h) on (size, size): offsets may be negative (crop) or positive (pad).
+  const int64_t ox = (size - w) / 2, oy = (size - h) / 2;
+  const int64_t plane = size * size;
+  for (int64_t y = 0; y < size; ++y) {
+    const int64_t sy = y - oy;
+    if (sy < 0 || sy >= h) continue;
+    for (int64_t x = 0; x < size; ++x) {
+      const int64_t sx = x - ox;
+      if (sx < 0 || sx >= w) continue;
+      const uint8_t* px = &rgb[(sy * w + sx) * 3];
+      for (int c = 0; c < 3; ++c) out[(c * frames + t) * plane + y * size + x] = px[c];
+    }
+  }
+}
+
+}  // namespace
+
+void quiet_ffmpeg_logs() {
+  static std::once_flag once;
+  std::call_once(once, [] { av_log_set_level(AV_LOG_ERROR); });
+}
+
+bool is_video_path(const stdfs::path& path) {
+  std::string ext = path.extension().string();
+  std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return std::tolower(c); });
+  for (const char* e : {".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".ogv"}) {
+    if (ext == e) return true;
+  }
+  return false;
+}
+
+std::vector<uint8_t> read(const stdfs::path& path, int64_t frames, int64_t size, bool crop) {
+  quiet_ffmpeg_logs();
+  std::error_code ec;
+  if (!stdfs::exists(path, ec)) throw InputError(path.string(), "does not exist");
+  if (!stdfs::is_regular_file(path, ec)) throw InputError(path.string(), "not a file");
+  if (stdfs::file_size(path, ec) == 0) throw InputError(path.string(), "empty file");
+
+  int64_t declared = 0;  // the container's frame count (0 when unknown)
+  int64_t total = -1;    // the decoded frame count, once known
+  std::vector<uint8_t> out(static_cast<size_t>(3 * frames * size * size), 0);
+  std::vector<uint8_t> rgb;
+  // Pass 1 trusts the container's frame count; when it is missing or wrong,
+  // pass 2 samples with the count that pass 1 decoded.
+  for (int pass = 0; pass < 2; ++pass) {
+    SwsContext* sws = nullptr;
+    std::unique_ptr<SwsContext*, void (*)(SwsContext**)> sws_guard(
+        &sws, [](SwsContext** s) { sws_freeContext(*s); });
+    int64_t filled = 0;
+    auto on_frame = [&](const AVFrame* f, int64_t k) {
+      const int64_t n = total >= 0 ? total : declared;
+      if (n <= 0) return;  // counting pass
+      for (int64_t t = 0; t < frames; ++t) {
+        if (static_cast<int64_t>(std::floor((t + 0.5) * n / frames)) == k) {
+          put_frame(f, size, crop, &sws, rgb, out.data(), frames, t);
+          ++filled;
+        }
+      }
+    };
+    const int64_t decoded = decode_all(path, on_frame, pass == 0 ? &declared : nullptr);
+    if (decoded == 0) throw InputError(path.string(), "no decodable video frames");
+    const int64_t used = total >= 0 ? total : declared;
+    if (used == decoded && filled == frames) return out;
+    total = decoded;
+    std::fill(out.begin(), out.end(), 0);
+  }
+  throw InputError(path.string(), "frame count changed between decoding passes");
+}
+
+}  // namespace m3ret::data::video

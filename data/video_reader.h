@@ -1,0 +1,31 @@
+// Video decoding through FFmpeg (internal to data/).
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <vector>
+
+namespace m3ret::data::video {
+
+// True when the extension names a video container (.mp4 .m4v .mov .avi .mkv
+// .webm .mpg .mpeg .ogv), case-insensitive.
+bool is_video_path(const std::filesystem::path& path);
+
+// Decodes `path` (any container/codec libavformat/libavcodec handle) and
+// samples `frames` frames uniformly over the clip: frame k of N is taken for
+// output i when k = floor((i + 0.5) * N / frames) (short clips repeat frames).
+// Each frame is converted to RGB by libswscale (area filter, display aspect
+// from the sample aspect ratio kept) and fitted into size x size: the whole
+// frame with black bars (crop = false) or the centred square (crop = true).
+// Returns uint8 [3, frames, size, size]. Throws m3ret::InputError(path,
+// reason) for a missing, empty, corrupt or truncated file, no video stream,
+// a decode error or no decodable frame. Thread-safe (no shared state).
+// Lowers FFmpeg's process-wide log level to errors (once; idempotent), so that
+// decoders and encoders do not print banners and statistics. read() and
+// video::write() call it.
+void quiet_ffmpeg_logs();
+
+std::vector<uint8_t> read(const std::filesystem::path& path, int64_t frames, int64_t size,
+                          bool crop);
+
+}  // namespace m3ret::data::video

@@ -1,0 +1,165 @@
+#include "eval/embed.h"
+
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <exception>
+#include <thread>
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+#include <spdlog/spdlog.h>
+
+#include "core/communicator.h"
+#include "core/error.h"
+#include "core/log.h"
+#include "core/runtime.h"
+#include "eval/embeddings_file.h"
+#include "eval/gather.h"
+#include "sharding/shard_set.h"
+#include "trainer/encoder_api.h"
+
+namespace m3ret::eval {
+namespace {
+
+struct Item {
+  std::string modality;
+  int64_t index;  // within the modality
+};
+
+std::vector<Item> select_items(const sharding::ShardSet& shards, const EmbedOptions& opt) {
+  std::vector<std::string> wanted;
+  if (opt.modalities.empty()) {
+    for (const auto& m : shards.modalities()) wanted.push_back(m.name);
+  } else {
+    std::vector<std::string> present;
+    for (const auto& m : shards.modalities()) present.push_back(m.name);
+    for (const auto& m : opt.modalities)
+      if (!shards.has(m))
+        throw Error(fmt::format("embed: modality '{}' is not in the shards {} (present: {})", m,
+                                opt.shards.string(), fmt::join(present, ", ")));
+    for (const auto& m : present)  // ShardSet order, whatever the order asked
+      if (std::find(opt.modalities.begin(), opt.modalities.end(), m) != opt.modalities.end())
+        wanted.push_back(m);
+  }
+  std::vector<Item> items;
+  for (const auto& m : wanted) {
+    const int64_t n = shards.info(m).count;
+    for (int64_t i = 0; i < n; ++i)
+      if (opt.split.empty() || shards.meta(m, i).split == opt.split) items.push_back({m, i});
+  }
+  if (items.empty())
+    throw Error(fmt::format("embed: no sample in the shards {} matches split '{}' and modalities [{}]",
+                            opt.shards.string(), opt.split, fmt::join(wanted, ", ")));
+  return items;
+}
+
+int default_threads() {
+  int local = Runtime::initialized() ? std::max(1, Runtime::get().local_world()) : 1;
+  int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  return std::max(1, cores / local);
+}
+
+// Encodes items[i] for i = rank, rank + size, ... Returns their embeddings,
+// row j = item rank + j*size, and sets D.
+std::vector<float> encode_share(trainer::Encoder& encoder, const sharding::ShardSet& shards,
+                                const std::vector<Item>& items, int rank, int size,
+                                int64_t batch_size, int64_t& D) {
+  std::vector<int64_t> mine;
+  for (int64_t i = rank; i < static_cast<int64_t>(items.size()); i += size) mine.push_back(i);
+  std::vector<float> out;
+  log::Progress progress("embed", static_cast<int64_t>(mine.size()), rank == 0);
+  size_t pos = 0;
+  while (pos < mine.size()) {
+    // A batch: consecutive items of my share with the same modality (same shape).
+    const std::string& modality = items[mine[pos]].modality;
+    size_t end = pos;
+    while (end < mine.size() && end - pos < static_cast<size_t>(batch_size) &&
+           items[mine[end]].modality == modality)
+      ++end;
+    const auto& info = shards.info(modality);
+    const int64_t B = static_cast<int64_t>(end - pos);
+    const int64_t numel = info.C * info.T * info.H * info.W;
+    torch::Tensor batch = torch::empty({B, info.C, info.T, info.H, info.W}, torch::kUInt8);
+    uint8_t* data = batch.data_ptr<uint8_t>();
+    for (int64_t b = 0; b < B; ++b) shards.read_pixels(modality, items[mine[pos + b]].index, data + b * numel);
+
+    torch::Tensor z = trainer::embed_batch(encoder, batch).to(torch::kCPU, torch::kFloat32).contiguous();
+    M3RET_CHECK(z.dim() == 2 && z.size(0) == B, "embed_batch returned shape {} for a batch of {}",
+                fmt::format("{}", fmt::join(z.sizes(), "x")), B);
+    if (D == 0) D = z.size(1);
+    M3RET_CHECK(z.size(1) == D, "embed_batch returned dimension {} after {}", z.size(1), D);
+    const float* zp = z.data_ptr<float>();
+    out.insert(out.end(), zp, zp + B * D);
+    progress.add(B);
+    pos = end;
+  }
+  progress.finish();
+  return out;
+}
+
+// Runs `work`, then agrees over ranks: rethrows the local error on the rank
+// that failed and throws a pointer to it on the others.
+template <class F>
+void collective_step(Communicator& comm, const std::string& what, F&& work) {
+  std::exception_ptr error;
+  try {
+    work();
+  } catch (...) {
+    error = std::current_exception();
+  }
+  if (comm.all(!error)) return;
+  if (error) std::rethrow_exception(error);
+  throw Error(fmt::format("embed: {} failed on another rank (see its log)", what));
+}
+
+}  // namespace
+
+void embed(const EmbedOptions& opt, Communicator& comm) {
+  const int rank = comm.rank(), size = comm.size();
+  std::unique_ptr<sharding::ShardSet> shards;
+  std::vector<Item> items;
+  trainer::LoadedEncoder loaded;
+  std::vector<float> mine;
+  int64_t D = 0;
+
+  collective_step(comm, "encoding", [&] {
+    if (opt.batch_size < 1) throw Error(fmt::format("embed: batch size {} must be >= 1", opt.batch_size));
+    shards = sharding::ShardSet::open(opt.shards);
+    items = select_items(*shards, opt);
+    torch::NoGradGuard no_grad;
+    torch::set_num_threads(opt.threads > 0 ? opt.threads : default_threads());
+    loaded = trainer::load_encoder(opt.checkpoint, opt.random_init);
+    if (rank == 0)
+      spdlog::info("embed: {} samples with {} ({}step {}) on {} rank(s)", items.size(),
+                   loaded.checkpoint.string(), opt.random_init ? "random init, " : "", loaded.step, size);
+    mine = encode_share(*loaded.encoder, *shards, items, rank, size, opt.batch_size, D);
+  });
+
+  // Gather: every rank's share; rows come back in the original sample order.
+  const int64_t N = static_cast<int64_t>(items.size());
+  std::vector<float> X = gather_round_robin(comm, mine, N, D);
+
+  collective_step(comm, "writing " + opt.out.string(), [&] {
+    if (rank != 0) return;
+    EmbeddingSet set;
+    set.N = N;
+    set.D = D;
+    set.X = std::move(X);
+    for (const auto& item : items) {
+      const auto& meta = shards->meta(item.modality, item.index);
+      set.ids.push_back(meta.id);
+      set.modality.push_back(item.modality);
+      set.groups.push_back(meta.group);
+      set.splits.push_back(meta.split);
+      set.labels.push_back(meta.labels);
+    }
+    set.attrs.checkpoint = loaded.checkpoint.string();
+    set.attrs.step = loaded.step;
+    set.attrs.random_init = opt.random_init;
+    write_embeddings(opt.out, set);
+    spdlog::info("embed: wrote {} embeddings of dimension {} to {}", N, D, opt.out.string());
+  });
+}
+
+}  // namespace m3ret::eval

@@ -1,0 +1,38 @@
+// Embedding extraction: encodes the samples of a shard folder with a
+// checkpoint and writes the embeddings file (eval/embeddings_file.h).
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+namespace m3ret {
+class Communicator;
+}
+
+namespace m3ret::eval {
+
+struct EmbedOptions {
+  std::filesystem::path checkpoint;  // checkpoint directory or run directory (its latest)
+  std::filesystem::path shards;      // SHARDS folder (index.json)
+  std::filesystem::path out;         // embeddings file to write
+  bool random_init = false;          // encode with the architecture's initial weights
+  std::string split = "";            // only samples of this split ("" = all)
+  std::vector<std::string> modalities;  // only these modalities (empty = all present)
+  int64_t batch_size = 32;           // samples per forward pass, per rank
+  int threads = 0;                   // intra-op threads per rank (0 = cores / local ranks)
+};
+
+// Collective over `comm`: every rank must call it with the same options.
+// The selected samples (modality by modality in ShardSet order, then index
+// order) are dealt to ranks round-robin (sample i to rank i % size); each rank
+// encodes its share in modality-homogeneous batches; rank 0 gathers the
+// embeddings and writes `out` (atomically) in the original sample order.
+// Returns when the file is complete on every rank.
+// Throws m3ret::Error (on every rank) if any rank fails, naming the cause on
+// the rank that failed; a modality in `modalities` that the shards lack, or a
+// selection with no sample, is an error naming the shards folder.
+void embed(const EmbedOptions& options, Communicator& comm);
+
+}  // namespace m3ret::eval

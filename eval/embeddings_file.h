@@ -1,0 +1,62 @@
+// The embeddings file: one HDF5 file holding the embedding of every sample
+// plus its metadata (format in docs/evaluation.md).
+//
+//   /embeddings  float32 [N, D]  row i is the (L2-normalised) embedding of sample i
+//   /ids         string  [N]     variable-length UTF-8
+//   /labels      string  [N]     the sample's labels joined with '|' ("" = no label)
+//   /groups      string  [N]     patient/study id ("" = none: the sample is its own group)
+//   /modality    string  [N]
+//   /splits      string  [N]     "train" | "val" | "test" | ""
+//   root attributes: format = "m3ret-embeddings", format_version = 1, dim = D,
+//                    count = N, checkpoint (path), step, random_init (0/1)
+//
+// Files are written under a temporary sibling name and renamed when complete,
+// so a reader never sees a partial file. Not thread-safe (the HDF5 C library is
+// serial): do not call these concurrently with other HDF5 use in the process.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+namespace m3ret::eval {
+
+inline constexpr const char* kEmbeddingsFormat = "m3ret-embeddings";
+inline constexpr int64_t kEmbeddingsFormatVersion = 1;
+
+// Where the embeddings came from (root attributes of the file).
+struct EmbeddingAttrs {
+  std::string checkpoint;   // checkpoint directory that was encoded ("" if unknown)
+  int64_t step = 0;         // its training step
+  bool random_init = false;  // true: the same architecture at its initial weights
+};
+
+// N samples with D-dimensional embeddings. Every per-sample vector has N entries.
+struct EmbeddingSet {
+  int64_t N = 0, D = 0;
+  std::vector<float> X;  // N*D, row-major: X[i*D + j]
+  std::vector<std::string> ids, modality, groups, splits;
+  std::vector<std::vector<std::string>> labels;  // set per sample (may be empty)
+  EmbeddingAttrs attrs;
+
+  const float* row(int64_t i) const { return X.data() + i * D; }
+  // Throws m3ret::Error (prefixed with `what`) when sizes disagree, D < 1, a
+  // value is not finite, or a label is empty or contains '|'.
+  void check(const std::string& what) const;
+};
+
+// Writes `set` (including set.attrs) to `path` atomically (temp + rename).
+// Throws m3ret::Error naming the path.
+void write_embeddings(const std::filesystem::path& path, const EmbeddingSet& set);
+
+// Reads and validates a file written by write_embeddings: format name and
+// version, shapes, dtypes. Throws m3ret::Error naming the file and what is
+// wrong (missing file, not HDF5, wrong format, bad version, bad shape).
+EmbeddingSet read_embeddings(const std::filesystem::path& path);
+
+// '|'-joined labels and back ("" <-> no labels).
+std::string join_labels(const std::vector<std::string>& labels);
+std::vector<std::string> split_labels(const std::string& joined);
+
+}  // namespace m3ret::eval

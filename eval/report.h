@@ -1,0 +1,57 @@
+// Retrieval reports: JSON (machine-readable, versioned), Markdown and plain
+// text, and comparison tables of several encoders side by side.
+//
+// JSON layout (format "m3ret-retrieval-report", format_version 1):
+//   {"format": ..., "format_version": 1, "split": "test", "relevance": "shared-label",
+//    "ks": [1, 5, 10], "samples": 240,
+//    "embeddings": {"checkpoint": "...", "step": 1000, "random_init": false},
+//    "per_modality": {"xray": {"queries": 40, "skipped_no_label": 0,
+//                              "skipped_no_relevant": 0, "gallery": 40,
+//                              "recall@1": 0.5, ..., "precision@1": 0.5, ..., "map@R": 0.4}},
+//    "cross_modal": {"ct->mri": {...same keys...}}}
+// Object keys of per_modality/cross_modal keep the report's row order
+// (nlohmann::ordered_json).
+#pragma once
+
+#include <filesystem>
+#include <set>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "eval/retrieval.h"
+
+namespace m3ret::eval {
+
+inline constexpr const char* kReportFormat = "m3ret-retrieval-report";
+inline constexpr int64_t kReportFormatVersion = 1;
+
+nlohmann::ordered_json to_json(const Report& report);
+// Inverse of to_json. Throws m3ret::Error naming `origin` (a file name or
+// "report") when the format, version or a field is wrong.
+Report report_from_json(const nlohmann::ordered_json& j, const std::string& origin = "report");
+
+// Writes the JSON to `path` and the Markdown to `path` with extension ".md",
+// each atomically. Throws m3ret::Error naming the path.
+void write_report(const std::filesystem::path& path, const Report& report);
+Report read_report(const std::filesystem::path& path);
+
+// One report as Markdown: a per-modality table (queries, recall@k,
+// precision@k, map@R) and a cross-modal table.
+std::string to_markdown(const Report& report);
+
+// Several encoders side by side, e.g. {{"trained", r1}, {"random init", r2}}.
+// One Markdown table per modality (rows: recall@k for each k, then map@R;
+// columns: the encoders; the heading gives the number of queries), then one
+// cross-modal table (rows: pairs; cells "R@1 / R@5 / R@10"). Modalities in
+// `unseen` get " (unseen)" after their name. A modality missing from a column
+// shows "—". Every column must use the same ks (throws m3ret::Error otherwise).
+std::string comparison_table(const std::vector<std::pair<std::string, Report>>& columns,
+                             const std::set<std::string>& unseen = {});
+// The same content as aligned plain text for the console.
+std::string comparison_text(const std::vector<std::pair<std::string, Report>>& columns,
+                            const std::set<std::string>& unseen = {});
+
+}  // namespace m3ret::eval

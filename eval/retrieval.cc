@@ -1,0 +1,259 @@
+#include "eval/retrieval.h"
+
+#include <algorithm>
+#include <cmath>
+#include <set>
+#include <unordered_map>
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include "core/error.h"
+#include "data/sample.h"
+
+namespace m3ret::eval {
+namespace {
+
+constexpr int64_t kQueryBlock = 64;  // queries whose similarity rows are held at once
+
+float dot(const float* a, const float* b, int64_t D) {
+  // Four independent accumulators let the compiler vectorise the loop.
+  float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+  int64_t j = 0;
+  for (; j + 4 <= D; j += 4) {
+    s0 += a[j] * b[j];
+    s1 += a[j + 1] * b[j + 1];
+    s2 += a[j + 2] * b[j + 2];
+    s3 += a[j + 3] * b[j + 3];
+  }
+  for (; j < D; ++j) s0 += a[j] * b[j];
+  return (s0 + s1) + (s2 + s3);
+}
+
+// Orders candidates by similarity (desc), then position (asc).
+struct Ranked {
+  float score;
+  int64_t pos;   // position in the gallery
+  bool rel = false;  // relevant to the query (rank_all only)
+  bool operator<(const Ranked& o) const {
+    return score != o.score ? score > o.score : pos < o.pos;
+  }
+};
+
+// The samples of the evaluated split, prepared for ranking.
+struct Prepared {
+  int64_t D = 0;
+  std::vector<float> Y;                       // n*D normalised rows
+  std::vector<std::vector<int>> labels;       // sorted label ids per row
+  std::vector<int64_t> group;                 // group id per row (unique when empty)
+  std::map<std::string, std::vector<int64_t>> by_modality;  // rows, ascending
+};
+
+Prepared prepare(const EmbeddingSet& set, const std::vector<int64_t>& selected) {
+  Prepared p;
+  p.D = set.D;
+  const int64_t n = static_cast<int64_t>(selected.size());
+  p.Y.resize(static_cast<size_t>(n * set.D));
+  std::unordered_map<std::string, int> label_id;
+  std::unordered_map<std::string, int64_t> group_id;
+  for (int64_t r = 0; r < n; ++r) {
+    const int64_t i = selected[r];
+    const float* x = set.row(i);
+    double norm2 = 0;
+    for (int64_t j = 0; j < set.D; ++j) norm2 += static_cast<double>(x[j]) * x[j];
+    const float inv = norm2 > 0 ? static_cast<float>(1.0 / std::sqrt(norm2)) : 0.0f;
+    float* y = p.Y.data() + r * set.D;
+    for (int64_t j = 0; j < set.D; ++j) y[j] = x[j] * inv;
+
+    std::vector<int> ls;
+    for (const auto& l : set.labels[i]) {
+      auto it = label_id.emplace(l, static_cast<int>(label_id.size())).first;
+      ls.push_back(it->second);
+    }
+    std::sort(ls.begin(), ls.end());
+    ls.erase(std::unique(ls.begin(), ls.end()), ls.end());
+    p.labels.push_back(std::move(ls));
+
+    if (set.groups[i].empty()) {
+      p.group.push_back(-1 - r);  // its own group
+    } else {
+      auto it = group_id.emplace(set.groups[i], static_cast<int64_t>(group_id.size())).first;
+      p.group.push_back(it->second);
+    }
+    p.by_modality[set.modality[i]].push_back(r);
+  }
+  return p;
+}
+
+bool shares_label(const std::vector<int>& a, const std::vector<int>& b) {
+  size_t i = 0, j = 0;
+  while (i < a.size() && j < b.size()) {
+    if (a[i] == b[j]) return true;
+    if (a[i] < b[j]) ++i; else ++j;
+  }
+  return false;
+}
+
+// Metrics of `queries` (rows) ranked against `gallery` (rows, ascending).
+Metrics rank_all(const Prepared& p, const std::vector<int64_t>& queries,
+                 const std::vector<int64_t>& gallery, const EvalConfig& config) {
+  const bool exact = config.relevance == "same-labels";
+  const int64_t kmax = config.ks.empty() ? 1 : config.ks.back();
+  const int64_t ng = static_cast<int64_t>(gallery.size());
+  Metrics m;
+  m.gallery = ng;
+  std::map<int64_t, double> recall_sum, precision_sum;
+  double ap_sum = 0;
+  std::vector<float> sims(static_cast<size_t>(kQueryBlock * ng));
+  std::vector<Ranked> cand;
+
+  for (size_t b0 = 0; b0 < queries.size(); b0 += kQueryBlock) {
+    const size_t b1 = std::min(queries.size(), b0 + kQueryBlock);
+    for (size_t q = b0; q < b1; ++q) {  // similarity rows of this block
+      const float* qv = p.Y.data() + queries[q] * p.D;
+      float* out = sims.data() + (q - b0) * ng;
+      for (int64_t g = 0; g < ng; ++g) out[g] = dot(qv, p.Y.data() + gallery[g] * p.D, p.D);
+    }
+    for (size_t q = b0; q < b1; ++q) {
+      const int64_t qr = queries[q];
+      const auto& ql = p.labels[qr];
+      if (ql.empty()) {
+        ++m.skipped_no_label;
+        continue;
+      }
+      const float* row = sims.data() + (q - b0) * ng;
+      cand.clear();
+      int64_t R = 0;
+      for (int64_t g = 0; g < ng; ++g) {
+        const int64_t gr = gallery[g];
+        if (gr == qr || p.group[gr] == p.group[qr]) continue;
+        const bool rel = exact ? p.labels[gr] == ql : shares_label(p.labels[gr], ql);
+        R += rel;
+        cand.push_back({row[g], g, rel});
+      }
+      if (R == 0) {
+        ++m.skipped_no_relevant;
+        continue;
+      }
+      const int64_t L = std::min<int64_t>(static_cast<int64_t>(cand.size()), std::max(kmax, R));
+      std::partial_sort(cand.begin(), cand.begin() + L, cand.end());
+
+      ++m.queries;
+      int64_t hits = 0;
+      double ap = 0;
+      size_t next_k = 0;
+      int64_t first_hit = -1;
+      for (int64_t i = 0; i < L; ++i) {
+        const bool rel = cand[i].rel;
+        if (rel) {
+          ++hits;
+          if (first_hit < 0) first_hit = i;
+          if (i < R) ap += static_cast<double>(hits) / static_cast<double>(i + 1);
+        }
+        while (next_k < config.ks.size() && config.ks[next_k] == i + 1) {
+          precision_sum[config.ks[next_k]] += static_cast<double>(hits) / config.ks[next_k];
+          ++next_k;
+        }
+      }
+      for (; next_k < config.ks.size(); ++next_k)  // k beyond the candidates
+        precision_sum[config.ks[next_k]] += static_cast<double>(hits) / config.ks[next_k];
+      for (int64_t k : config.ks) recall_sum[k] += (first_hit >= 0 && first_hit < k) ? 1.0 : 0.0;
+      ap_sum += ap / static_cast<double>(R);
+    }
+  }
+  for (int64_t k : config.ks) {
+    m.recall[k] = m.queries ? recall_sum[k] / m.queries : 0.0;
+    m.precision[k] = m.queries ? precision_sum[k] / m.queries : 0.0;
+  }
+  m.map_at_r = m.queries ? ap_sum / m.queries : 0.0;
+  return m;
+}
+
+std::vector<std::string> modality_order(const Prepared& p) {
+  std::vector<std::string> order;
+  for (const auto& name : data::modality_names())
+    if (p.by_modality.count(name)) order.push_back(name);
+  for (const auto& [name, rows] : p.by_modality)  // names outside the known list, sorted
+    if (std::find(order.begin(), order.end(), name) == order.end()) order.push_back(name);
+  return order;
+}
+
+}  // namespace
+
+std::string ReportRow::name() const {
+  return query_modality == gallery_modality ? query_modality
+                                            : query_modality + "->" + gallery_modality;
+}
+
+const ReportRow* Report::find(const std::string& name) const {
+  for (const auto* rows : {&per_modality, &cross_modal})
+    for (const auto& r : *rows)
+      if (r.name() == name) return &r;
+  return nullptr;
+}
+
+Report evaluate(const EmbeddingSet& set, const EvalConfig& config) {
+  set.check("embeddings");
+  config.validate();
+  std::vector<int64_t> selected;
+  std::set<std::string> splits_present;
+  for (int64_t i = 0; i < set.N; ++i) {
+    splits_present.insert(set.splits[i]);
+    if (config.split.empty() || set.splits[i] == config.split) selected.push_back(i);
+  }
+  if (selected.empty()) {
+    std::vector<std::string> names;
+    for (const auto& s : splits_present) names.push_back(s.empty() ? "\"\"" : s);
+    throw Error(fmt::format("eval.split = '{}' selects none of the {} embeddings (splits present: {})",
+                            config.split, set.N, names.empty() ? "none" : fmt::format("{}", fmt::join(names, ", "))));
+  }
+
+  const Prepared p = prepare(set, selected);
+  Report report;
+  report.ks = config.ks;
+  report.split = config.split;
+  report.relevance = config.relevance;
+  report.samples = static_cast<int64_t>(selected.size());
+  report.source = set.attrs;
+
+  const auto order = modality_order(p);
+  for (const auto& m : order) {
+    const auto& rows = p.by_modality.at(m);
+    report.per_modality.push_back({m, m, rank_all(p, rows, rows, config)});
+  }
+  if (config.cross_modal) {
+    std::map<std::string, std::set<int>> vocab;
+    for (const auto& m : order)
+      for (int64_t r : p.by_modality.at(m)) vocab[m].insert(p.labels[r].begin(), p.labels[r].end());
+    for (const auto& a : order) {
+      for (const auto& b : order) {
+        if (a == b) continue;
+        const auto& va = vocab[a];
+        const auto& vb = vocab[b];
+        bool overlap = std::any_of(va.begin(), va.end(), [&](int l) { return vb.count(l) > 0; });
+        if (!overlap) continue;
+        report.cross_modal.push_back(
+            {a, b, rank_all(p, p.by_modality.at(a), p.by_modality.at(b), config)});
+      }
+    }
+  }
+  return report;
+}
+
+std::vector<int64_t> top_k(const float* query, const float* gallery, int64_t n, int64_t D,
+                           int64_t k, const std::vector<char>& excluded) {
+  M3RET_CHECK(excluded.empty() || static_cast<int64_t>(excluded.size()) == n,
+              "excluded has {} entries for a gallery of {}", excluded.size(), n);
+  std::vector<Ranked> cand;
+  cand.reserve(static_cast<size_t>(n));
+  for (int64_t g = 0; g < n; ++g)
+    if (excluded.empty() || !excluded[g]) cand.push_back({dot(query, gallery + g * D, D), g, false});
+  const int64_t L = std::min<int64_t>(k, static_cast<int64_t>(cand.size()));
+  std::partial_sort(cand.begin(), cand.begin() + L, cand.end());
+  std::vector<int64_t> out;
+  out.reserve(static_cast<size_t>(L));
+  for (int64_t i = 0; i < L; ++i) out.push_back(cand[i].pos);
+  return out;
+}
+
+}  // namespace m3ret::eval

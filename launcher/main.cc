@@ -1,0 +1,44 @@
+// m3ret: one binary, one verb per stage. See `m3ret --help` and docs/.
+#include <cstdio>
+#include <exception>
+
+#include <spdlog/spdlog.h>
+
+#include "core/build_info.h"
+#include "core/log.h"
+#include "core/runtime.h"
+#include "launcher/verbs.h"
+
+int main(int argc, char** argv) {
+  using namespace m3ret::launcher;
+  set_command_line(argc, argv);
+  CLI::App app{"m3ret: pretrain one self-supervised ViT over hybrid medical data and evaluate it "
+               "by zero-shot retrieval"};
+  app.set_version_flag("--version", std::string("m3ret ") + m3ret::git_revision());
+  app.require_subcommand(1);
+  add_synth_verb(app);
+  add_shard_verb(app);
+  add_train_verb(app);
+  add_embed_verb(app);
+  add_eval_verb(app);
+  add_demo_verb(app);
+  add_config_verb(app);
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  } catch (const std::exception& e) {
+    // One clear line on stderr; with several ranks, end the whole job so no
+    // rank waits forever in a collective.
+    int rank = m3ret::Runtime::initialized() ? m3ret::Runtime::get().rank() : 0;
+    int world = m3ret::Runtime::initialized() ? m3ret::Runtime::get().world() : 1;
+    std::fprintf(stderr, "m3ret: error%s: %s\n",
+                 world > 1 ? (" (rank " + std::to_string(rank) + ")").c_str() : "", e.what());
+    m3ret::log::flush();
+    if (world > 1) m3ret::Runtime::get().abort(1);
+    return 1;
+  }
+  m3ret::log::flush();
+  return 0;
+}

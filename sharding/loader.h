@@ -1,0 +1,93 @@
+// The prefetching loader: batches of pixels from a ShardSet, in step order.
+//
+// `workers` threads each take the next step from the sampler and read its
+// samples (HDF5 reads are serialised; inflating runs in parallel). At most
+// `prefetch` batches are claimed beyond the one next() returns next (bounded
+// memory). Batches come out in step order whatever thread finished first.
+// An exception in a worker is sticky: next() rethrows it on the caller (and
+// on every later call); the workers stop. The destructor stops and joins the
+// workers (also on the error path).
+//
+// Thread safety: next()/position() are called from one thread (the trainer).
+// The ShardSet must outlive the Loader.
+#pragma once
+
+#include <condition_variable>
+#include <cstdint>
+#include <exception>
+#include <map>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "core/config.h"
+#include "sharding/sampler.h"
+#include "sharding/shard_set.h"
+
+namespace m3ret::sharding {
+
+struct LoaderConfig {
+  int64_t workers = 2;     // reading threads
+  int64_t prefetch = 4;    // batches read ahead
+  std::string mixing = "proportional";
+  double temperature = 2.0;
+
+  template <class V>
+  void visit(V& v) {
+    v("workers", workers, "loader threads reading and decompressing batches",
+      config::Range{1, 256});
+    v("prefetch", prefetch, "batches read ahead of the training step", config::Range{1, 1024});
+    v("mixing", mixing, "modality weights per step: pool size, equal, or size^(1/temperature)",
+      config::OneOf{{"proportional", "uniform", "temperature"}});
+    v("temperature", temperature, "temperature of mixing = \"temperature\"",
+      config::Range{1e-3, 1e6});
+  }
+  MixingConfig mixing_config() const { return MixingConfig{mixing, temperature}; }
+};
+
+struct LoadedBatch {
+  int64_t step = 0;
+  std::string modality;
+  int64_t epoch = 0;
+  std::vector<int64_t> indices;  // [B] indices into the ShardSet's modality
+  std::vector<uint8_t> pixels;   // [B, C, T, H, W], C as stored (1 or 3)
+  int64_t B = 0, C = 0, T = 0, H = 0, W = 0;
+};
+
+class Loader {
+ public:
+  // Starts the workers at the sampler's position.
+  Loader(const ShardSet& shards, DistributedSampler sampler, LoaderConfig cfg);
+  ~Loader();
+  Loader(const Loader&) = delete;
+  Loader& operator=(const Loader&) = delete;
+
+  // The batch of step position(); blocks until it is read. Rethrows a worker's
+  // exception.
+  LoadedBatch next();
+  // The step of the batch next() returns next (save it in checkpoints; resume
+  // with a sampler set_position() to it).
+  int64_t position() const;
+
+ private:
+  void work();
+  LoadedBatch load(const DistributedSampler::Batch& b) const;
+
+  // Fixed after construction.
+  const ShardSet& shards_;
+  const LoaderConfig cfg_;
+
+  mutable std::mutex mu_;
+  // Guarded by mu_.
+  std::condition_variable cv_;
+  DistributedSampler sampler_;          // next step to claim = sampler_.position()
+  int64_t next_ = 0;                    // step next() returns next
+  std::map<int64_t, LoadedBatch> ready_;
+  std::exception_ptr error_;
+  bool stop_ = false;
+
+  std::vector<std::thread> threads_;
+};
+
+}  // namespace m3ret::sharding

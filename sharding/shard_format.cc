@@ -1,0 +1,110 @@
+#include "sharding/shard_format.h"
+
+#include <fmt/format.h>
+
+#include "core/error.h"
+#include "sharding/hdf5_util.h"
+
+namespace m3ret::sharding {
+
+std::string join_labels(const std::vector<std::string>& labels) {
+  std::string out;
+  for (size_t i = 0; i < labels.size(); ++i) {
+    if (i) out += '|';
+    out += labels[i];
+  }
+  return out;
+}
+
+std::vector<std::string> split_labels(const std::string& joined) {
+  std::vector<std::string> out;
+  if (joined.empty()) return out;
+  size_t start = 0;
+  while (true) {
+    size_t bar = joined.find('|', start);
+    out.push_back(joined.substr(start, bar == std::string::npos ? std::string::npos : bar - start));
+    if (bar == std::string::npos) break;
+    start = bar + 1;
+  }
+  return out;
+}
+
+ShardMetadata read_shard_metadata(const std::filesystem::path& path) {
+  using h5::check;
+  using h5::Handle;
+  if (!std::filesystem::is_regular_file(path)) {
+    throw Error(fmt::format("{}: shard file does not exist", path.string()));
+  }
+  h5::Hdf5Lock lock;
+  if (H5Fis_hdf5(path.c_str()) <= 0) {
+    throw Error(fmt::format("{}: not an HDF5 file", path.string()));
+  }
+  Handle file = check(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), "open the file", path);
+  hid_t f = file.get();
+  ShardMetadata m;
+  std::string format = h5::read_string_attr(f, "format", path);
+  if (format != kShardFormat) {
+    throw Error(fmt::format("{}: format is '{}', expected '{}'", path.string(), format,
+                            kShardFormat));
+  }
+  auto version = h5::read_int_attr(f, "format_version", path);
+  if (version.size() != 1 || version[0] != kShardFormatVersion) {
+    throw Error(fmt::format("{}: unsupported format_version (this build reads {})",
+                            path.string(), kShardFormatVersion));
+  }
+  m.modality = h5::read_string_attr(f, "modality", path);
+  auto shape = h5::read_int_attr(f, "shape", path);
+  if (shape.size() != 4) throw Error(fmt::format("{}: attribute 'shape' needs 4 values", path.string()));
+  m.C = shape[0];
+  m.T = shape[1];
+  m.H = shape[2];
+  m.W = shape[3];
+  m.compression = h5::read_int_attr(f, "compression", path).at(0);
+  m.first_row = h5::read_int_attr(f, "first_row", path).at(0);
+  m.rows = h5::read_int_attr(f, "rows", path).at(0);
+  m.key = h5::read_string_attr(f, "key", path);
+
+  auto ids = h5::read_strings(f, "ids", path);
+  auto labels = h5::read_strings(f, "labels", path);
+  auto groups = h5::read_strings(f, "groups", path);
+  auto splits = h5::read_strings(f, "splits", path);
+  auto sources = h5::read_strings(f, "sources", path);
+  m.rejected_sources = h5::read_strings(f, "rejected_sources", path);
+  m.rejected_reasons = h5::read_strings(f, "rejected_reasons", path);
+  m.count = static_cast<int64_t>(ids.size());
+  if (labels.size() != ids.size() || groups.size() != ids.size() ||
+      splits.size() != ids.size() || sources.size() != ids.size()) {
+    throw Error(fmt::format("{}: ids/labels/groups/splits/sources have different lengths",
+                            path.string()));
+  }
+  if (m.rejected_sources.size() != m.rejected_reasons.size()) {
+    throw Error(fmt::format("{}: rejected_sources/rejected_reasons have different lengths",
+                            path.string()));
+  }
+  if (m.rows != m.count + static_cast<int64_t>(m.rejected_sources.size())) {
+    throw Error(fmt::format("{}: rows = {} but {} samples + {} rejects", path.string(), m.rows,
+                            m.count, m.rejected_sources.size()));
+  }
+  Handle ds = check(H5Dopen2(f, "pixels", H5P_DEFAULT), "open dataset pixels", path);
+  Handle space = check(H5Dget_space(ds.get()), "read dataset pixels", path);
+  hsize_t dims[5] = {0, 0, 0, 0, 0};
+  if (H5Sget_simple_extent_ndims(space.get()) != 5) {
+    throw Error(fmt::format("{}: dataset 'pixels' is not 5-D", path.string()));
+  }
+  H5Sget_simple_extent_dims(space.get(), dims, nullptr);
+  if (static_cast<int64_t>(dims[0]) != m.count ||
+      (m.count > 0 && (int64_t(dims[1]) != m.C || int64_t(dims[2]) != m.T ||
+                       int64_t(dims[3]) != m.H || int64_t(dims[4]) != m.W))) {
+    throw Error(fmt::format("{}: dataset 'pixels' has dims [{}, {}, {}, {}, {}], expected [{}, {}, "
+                            "{}, {}, {}]", path.string(), dims[0], dims[1], dims[2], dims[3],
+                            dims[4], m.count, m.C, m.T, m.H, m.W));
+  }
+  m.samples.resize(ids.size());
+  for (size_t i = 0; i < ids.size(); ++i) {
+    m.samples[i] = SampleMeta{std::move(ids[i]), split_labels(labels[i]), std::move(groups[i]),
+                              std::move(splits[i]), std::move(sources[i])};
+  }
+  return m;
+}
+
+}  // namespace m3ret::sharding

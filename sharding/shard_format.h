@@ -1,0 +1,61 @@
+// The shard file format ("m3ret-shard", version 1; docs/formats.md).
+//
+// One HDF5 file per shard, one modality and one sample shape per file:
+//   attributes (on the root group)
+//     format          string  "m3ret-shard"
+//     format_version  int64   1
+//     modality        string  one of data::modality_names()
+//     shape           int64[4] C, T, H, W of every sample ([0,0,0,0] when N = 0)
+//     compression     int64   deflate level of `pixels` (0 = none)
+//     first_row       int64   index (0-based, within the modality) of the first
+//                             manifest row this shard covers
+//     rows            int64   manifest rows covered (N + rejected)
+//     key             string  fingerprint of the inputs (rows + preprocessing);
+//                             the sharder skips a shard whose key matches
+//   datasets
+//     pixels   uint8 [N, C, T, H, W], chunk [1, C, T, H, W] (one chunk per
+//              sample), deflate filter when compression > 0
+//     ids, labels, groups, splits, sources          UTF-8 vlen strings [N]
+//              (labels of a sample joined by '|')
+//     rejected_sources, rejected_reasons            UTF-8 vlen strings [R]
+// No times are recorded: the same content gives byte-identical files.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "sharding/shard_set.h"
+
+namespace m3ret::sharding {
+
+inline constexpr const char* kShardFormat = "m3ret-shard";
+inline constexpr int64_t kShardFormatVersion = 1;
+// SHARDS/index.json (docs/formats.md).
+inline constexpr const char* kIndexFormat = "m3ret-shards";
+inline constexpr int64_t kIndexFormatVersion = 1;
+
+// Everything in a shard file except the pixels.
+struct ShardMetadata {
+  std::string modality;
+  int64_t C = 0, T = 0, H = 0, W = 0;
+  int64_t count = 0;  // N
+  int64_t compression = 0;
+  int64_t first_row = 0;
+  int64_t rows = 0;
+  std::string key;
+  std::vector<SampleMeta> samples;  // [N]
+  std::vector<std::string> rejected_sources, rejected_reasons;  // [R]
+};
+
+// Reads and validates the metadata of a shard (format, version, consistent
+// dataset sizes). Throws m3ret::Error naming the file on any problem.
+// Thread-safe (takes the HDF5 lock).
+ShardMetadata read_shard_metadata(const std::filesystem::path& path);
+
+// Labels joined by '|' and split back (empty string <-> no labels).
+std::string join_labels(const std::vector<std::string>& labels);
+std::vector<std::string> split_labels(const std::string& joined);
+
+}  // namespace m3ret::sharding

@@ -1,0 +1,343 @@
+#include "sharding/sharder.h"
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <exception>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <thread>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
+
+#include "core/error.h"
+#include "core/fs.h"
+#include "core/log.h"
+#include "data/manifest.h"
+#include "data/reader.h"
+#include "sharding/shard_index.h"
+#include "sharding/shard_writer.h"
+
+namespace m3ret::sharding {
+
+namespace {
+
+// Config struct -> JSON object (for index.json), through its visit().
+struct JsonWriter {
+  nlohmann::json j = nlohmann::json::object();
+  template <class T>
+  void operator()(const std::string& key, T& v, const std::string&) { j[key] = v; }
+  template <class T, class C>
+  void operator()(const std::string& key, T& v, const std::string&, const C&) { j[key] = v; }
+  template <class S>
+  void section(const std::string& key, S& s) {
+    JsonWriter sub;
+    s.visit(sub);
+    j[key] = sub.j;
+  }
+};
+
+template <class S>
+nlohmann::json to_json_config(S s) {
+  JsonWriter w;
+  s.visit(w);
+  return w.j;
+}
+
+struct Job {
+  std::string modality;
+  int64_t shard = 0;
+  int64_t first_row = 0;                      // within the modality
+  std::vector<const data::ManifestRow*> rows;
+};
+
+// One decoded row: a sample ready to store, or why it was refused.
+struct Decoded {
+  std::optional<EncodedSample> sample;
+  std::string reject_reason;
+};
+
+std::string shard_key(const Job& job, const std::string& preprocess, int64_t compression) {
+  std::string text = fmt::format("{}\ncompression={}\n", preprocess, compression);
+  for (const auto* r : job.rows) {
+    text += fmt::format("{},{},{},{},{}\n", r->path.string(), r->modality,
+                        fmt::join(r->labels, "|"), r->group, r->split);
+  }
+  return fs::checksum_bytes(text.data(), text.size()) + fmt::format(":{}", text.size());
+}
+
+void remove_stale_temps(const std::filesystem::path& final_path) {
+  std::error_code ec;
+  if (!std::filesystem::is_directory(final_path.parent_path(), ec)) return;
+  const std::string prefix = final_path.filename().string() + ".tmp-";
+  for (const auto& e : std::filesystem::directory_iterator(final_path.parent_path(), ec)) {
+    if (e.path().filename().string().rfind(prefix, 0) == 0) std::filesystem::remove(e.path(), ec);
+  }
+}
+
+// Decodes the rows of a job with `threads` threads and appends them in row
+// order to the writer (which compresses nothing itself: workers encode).
+void write_shard(const Job& job, const std::filesystem::path& manifest_dir,
+                 const data::PreprocessConfig& pp, int compression, int64_t threads,
+                 ShardWriter& writer, log::Progress& progress) {
+  const size_t n = job.rows.size();
+  std::vector<std::optional<Decoded>> slots(n);
+  std::mutex mu;
+  std::condition_variable cv;
+  std::exception_ptr error;
+  std::atomic<size_t> next{0};
+  std::atomic<bool> stop{false};
+
+  auto worker = [&] {
+    while (!stop) {
+      size_t i = next++;
+      if (i >= n) return;
+      Decoded d;
+      try {
+        data::Sample s = data::read_sample(*job.rows[i], manifest_dir, pp);
+        if (s.modality != job.modality) {
+          throw Error(fmt::format("{}: reader returned modality '{}' for a '{}' row",
+                                  job.rows[i]->path.string(), s.modality, job.modality));
+        }
+        d.sample = ShardWriter::encode(s, compression);
+      } catch (const InputError& e) {
+        d.reject_reason = e.path() == job.rows[i]->path.string()
+                              ? e.reason()
+                              : fmt::format("{}: {}", e.path(), e.reason());
+      } catch (...) {
+        std::lock_guard<std::mutex> lock(mu);
+        if (!error) error = std::current_exception();
+        stop = true;
+        cv.notify_all();
+        return;
+      }
+      std::lock_guard<std::mutex> lock(mu);
+      slots[i] = std::move(d);
+      cv.notify_all();
+    }
+  };
+  std::vector<std::thread> pool;
+  const int64_t nthreads = std::max<int64_t>(1, std::min<int64_t>(threads, int64_t(n)));
+  for (int64_t t = 0; t < nthreads; ++t) pool.emplace_back(worker);
+  std::exception_ptr write_error;
+  for (size_t i = 0; i < n && !write_error; ++i) {
+    Decoded d;
+    {
+      std::unique_lock<std::mutex> lock(mu);
+      cv.wait(lock, [&] { return slots[i].has_value() || error; });
+      if (error) break;
+      d = std::move(*slots[i]);
+      slots[i].reset();
+    }
+    try {
+      if (d.sample) {
+        writer.append(std::move(*d.sample));
+      } else {
+        writer.add_reject(job.rows[i]->path.string(), d.reject_reason);
+      }
+    } catch (...) {
+      write_error = std::current_exception();
+      stop = true;
+    }
+    progress.add(1);
+  }
+  for (auto& t : pool) t.join();
+  if (error) std::rethrow_exception(error);
+  if (write_error) std::rethrow_exception(write_error);
+}
+
+std::string csv_field(const std::string& s) {
+  if (s.find_first_of(",\"\n\r") == std::string::npos) return s;
+  std::string out = "\"";
+  for (char c : s) {
+    if (c == '"') out += '"';
+    out += c;
+  }
+  return out + "\"";
+}
+
+}  // namespace
+
+std::string shard_file_name(const std::string& modality, int64_t k) {
+  return fmt::format("{}/shard-{:05d}.h5", modality, k);
+}
+
+ShardSummary shard_dataset(const std::filesystem::path& manifest_arg,
+                           const std::filesystem::path& out_dir, const ShardConfig& cfg,
+                           const data::PreprocessConfig& preprocess, Communicator& comm) {
+  const auto t0 = std::chrono::steady_clock::now();
+  const int rank = comm.rank(), world = comm.size();
+  const auto manifest = std::filesystem::absolute(manifest_arg).lexically_normal();
+  const auto manifest_dir = manifest.parent_path();
+  if (cfg.samples_per_shard < 1) {
+    throw Error(fmt::format("shard.samples_per_shard must be >= 1 (got {})", cfg.samples_per_shard));
+  }
+  const int compression = static_cast<int>(cfg.compression);
+  const nlohmann::json pp_json = to_json_config(preprocess);
+  const std::string pp_text = pp_json.dump();
+
+  // Every rank reads the manifest (cheap) and derives the same job list.
+  std::vector<data::ManifestRow> rows;
+  std::vector<Job> jobs;
+  std::map<std::string, std::vector<const data::ManifestRow*>> by_modality;
+  std::string error;
+  try {
+    rows = data::read_manifest(manifest);
+    for (const auto& r : rows) by_modality[r.modality].push_back(&r);
+    for (const auto& m : data::modality_names()) {
+      auto it = by_modality.find(m);
+      if (it == by_modality.end()) continue;
+      const auto& mrows = it->second;
+      for (size_t b = 0, k = 0; b < mrows.size(); b += cfg.samples_per_shard, ++k) {
+        Job job{m, int64_t(k), int64_t(b), {}};
+        size_t e = std::min(mrows.size(), b + size_t(cfg.samples_per_shard));
+        job.rows.assign(mrows.begin() + b, mrows.begin() + e);
+        jobs.push_back(std::move(job));
+      }
+    }
+    if (rank == 0) {
+      std::filesystem::create_directories(out_dir);
+      std::filesystem::remove(out_dir / "index.json");  // incomplete until rewritten
+    }
+  } catch (const std::exception& e) {
+    error = e.what();
+  }
+  if (!comm.all(error.empty())) {
+    throw Error(error.empty() ? "shard: another rank failed to read the manifest " +
+                                    manifest.string()
+                              : error);
+  }
+
+  // This rank's shards.
+  int64_t my_rows = 0;
+  for (size_t g = rank; g < jobs.size(); g += world) my_rows += int64_t(jobs[g].rows.size());
+  nlohmann::json mine = {{"rank", rank}, {"entries", nlohmann::json::array()}};
+  int64_t written = 0, skipped = 0;
+  try {
+    log::Progress progress("shard", my_rows, rank == 0);
+    for (size_t g = rank; g < jobs.size(); g += world) {
+      const Job& job = jobs[g];
+      const std::string file = shard_file_name(job.modality, job.shard);
+      const auto path = out_dir / file;
+      const std::string key = shard_key(job, pp_text, compression);
+      remove_stale_temps(path);
+      bool complete = false;
+      if (std::filesystem::exists(path)) {
+        try {
+          ShardMetadata md = read_shard_metadata(path);
+          complete = md.key == key && md.modality == job.modality &&
+                     md.rows == int64_t(job.rows.size()) && md.first_row == job.first_row;
+        } catch (const Error& e) {
+          spdlog::warn("rewriting unreadable shard {}: {}", path.string(), e.what());
+        }
+      }
+      if (complete) {
+        ++skipped;
+        progress.add(int64_t(job.rows.size()));
+      } else {
+        ShardWriter writer(path, ShardHeader{job.modality, compression, job.first_row,
+                                             int64_t(job.rows.size()), key});
+        write_shard(job, manifest_dir, preprocess, compression, cfg.threads, writer, progress);
+        writer.commit();
+        ++written;
+      }
+      mine["entries"].push_back(describe_shard(out_dir, file));
+    }
+    progress.finish();
+  } catch (const std::exception& e) {
+    error = fmt::format("rank {}: {}", rank, e.what());
+  }
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  mine["ok"] = error.empty();
+  mine["error"] = error;
+  mine["written"] = written;
+  mine["skipped"] = skipped;
+  mine["rows"] = my_rows;
+  mine["seconds"] = seconds;
+
+  // Gather every rank's results (a collective status: nobody hangs on a failure).
+  std::vector<nlohmann::json> all;
+  for (const auto& s : comm.allgather(mine.dump())) all.push_back(nlohmann::json::parse(s));
+  std::vector<std::string> errors;
+  for (const auto& r : all) {
+    if (!r["ok"].get<bool>()) errors.push_back(r["error"].get<std::string>());
+  }
+  if (!errors.empty()) {
+    throw Error(fmt::format("shard {} -> {} failed: {}", manifest.string(), out_dir.string(),
+                            fmt::join(errors, "; ")));
+  }
+
+  ShardSummary sum;
+  sum.rows = int64_t(rows.size());
+  sum.shards = int64_t(jobs.size());
+  sum.seconds = seconds;
+  std::vector<ShardEntry> entries;
+  for (const auto& r : all) {
+    sum.written += r["written"].get<int64_t>();
+    sum.skipped += r["skipped"].get<int64_t>();
+    int64_t samples = 0, rejected = 0;
+    for (const auto& je : r["entries"]) {
+      entries.push_back(je.get<ShardEntry>());
+      samples += entries.back().count;
+      rejected += int64_t(entries.back().rejected_sources.size());
+    }
+    sum.samples += samples;
+    sum.rejected += rejected;
+    if (rank == 0) {
+      const double s = r["seconds"].get<double>();
+      spdlog::info("shard rank {}: {} rows, {} shards written, {} kept, {} samples, {} rejected, "
+                   "{:.1f} s ({:.1f} rows/s)",
+                   r["rank"].get<int>(), r["rows"].get<int64_t>(), r["written"].get<int64_t>(),
+                   r["skipped"].get<int64_t>(), samples, rejected, s,
+                   s > 0 ? double(r["rows"].get<int64_t>()) / s : 0.0);
+    }
+  }
+
+  error.clear();
+  if (rank == 0) {
+    try {
+      // rejects.csv, in manifest order within each modality.
+      std::map<std::pair<std::string, int64_t>, const ShardEntry*> by_shard;
+      for (const auto& e : entries) by_shard[{e.modality, e.shard}] = &e;
+      std::vector<std::pair<int64_t, std::string>> lines;  // (manifest line, csv line)
+      for (const auto& job : jobs) {
+        const ShardEntry& e = *by_shard.at({job.modality, job.shard});
+        size_t next = 0;
+        for (const auto* r : job.rows) {
+          if (next < e.rejected_sources.size() && e.rejected_sources[next] == r->path.string()) {
+            lines.emplace_back(r->line, fmt::format("{},{},{},{}\n", csv_field(r->path.string()),
+                                                    r->modality, r->line,
+                                                    csv_field(e.rejected_reasons[next])));
+            ++next;
+          }
+        }
+      }
+      std::sort(lines.begin(), lines.end());
+      std::string csv = "path,modality,line,reason\n";
+      for (const auto& l : lines) csv += l.second;
+      fs::write_atomic(out_dir / "rejects.csv", csv);
+
+      nlohmann::json extra = {
+          {"manifest", manifest.string()},
+          {"preprocess", pp_json},
+          {"shard", {{"samples_per_shard", cfg.samples_per_shard}, {"compression", compression}}}};
+      write_index(out_dir, build_index(entries, extra));
+      spdlog::info("shard: {} rows -> {} samples in {} shards ({} written, {} kept), {} rejected "
+                   "(see {})", sum.rows, sum.samples, sum.shards, sum.written, sum.skipped,
+                   sum.rejected, (out_dir / "rejects.csv").string());
+    } catch (const std::exception& e) {
+      error = e.what();
+    }
+  }
+  if (!comm.all(error.empty())) {
+    throw Error(error.empty() ? "shard: rank 0 failed to write " + (out_dir / "index.json").string()
+                              : error);
+  }
+  return sum;
+}
+
+}  // namespace m3ret::sharding

@@ -1,0 +1,48 @@
+// Writers of test inputs through ITK (the tests build their own files).
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include <itkImage.h>
+#include <itkRGBPixel.h>
+
+#include "data/manifest.h"
+
+namespace m3ret::data::testutil {
+
+// A 3D volume of type T, size (x, y, z), spacing in mm, optional direction
+// (row-major 3x3) written to `path` (format from the extension).
+template <class T>
+void write_volume(const std::filesystem::path& path, const std::vector<T>& values,
+                  std::array<size_t, 3> size, std::array<double, 3> spacing = {1, 1, 1},
+                  std::array<double, 9> direction = {1, 0, 0, 0, 1, 0, 0, 0, 1});
+
+// A 2D grey image of type T (width x height, row-major) to `path`.
+template <class T>
+void write_image(const std::filesystem::path& path, const std::vector<T>& values, size_t width,
+                 size_t height);
+
+// A 2D RGB uint8 image (interleaved, row-major) to `path`.
+void write_rgb(const std::filesystem::path& path, const std::vector<uint8_t>& rgb, size_t width,
+               size_t height);
+
+// A 2D uint16 DICOM file with the given Modality tag.
+void write_dicom(const std::filesystem::path& path, const std::vector<uint16_t>& values, size_t width,
+                 size_t height, const std::string& modality);
+
+// A CT DICOM series: one file per slice in `dir` holding `hu` (int16,
+// [z][y][x]) with Rescale Intercept `intercept` and Slope 1 (ITK's GDCM
+// writer stores hu - intercept: checked by hand with gdcmraw), slices 2.5 mm
+// apart, written in reverse order so that ordering must come from the Image
+// Position (Patient) tags.
+void write_ct_series(const std::filesystem::path& dir, const std::vector<int16_t>& hu,
+                     std::array<size_t, 3> size, double intercept);
+
+// The manifest row for a file.
+ManifestRow row(const std::filesystem::path& path, const std::string& modality);
+
+}  // namespace m3ret::data::testutil

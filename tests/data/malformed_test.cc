@@ -1,0 +1,224 @@
+// Bad input: every unusable file is refused with m3ret::InputError naming it.
+#include <cmath>
+#include <fstream>
+#include <limits>
+#include <random>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <itkImage.h>
+#include <itkImageFileWriter.h>
+
+#include "core/error.h"
+#include "data/itk_image.h"
+#include "data/reader.h"
+#include "data/video_writer.h"
+#include "data_test_util.h"
+#include "test_util.h"
+
+namespace m3ret::data {
+namespace {
+
+namespace stdfs = std::filesystem;
+using ::testing::HasSubstr;
+using testutil::row;
+
+PreprocessConfig small_cfg() {
+  PreprocessConfig cfg;
+  cfg.image_size = 32;
+  cfg.volume_size = 16;
+  cfg.volume_slices = 8;
+  cfg.video_frames = 4;
+  return cfg;
+}
+
+// Reads and expects an InputError whose path is `file` and whose reason
+// contains `reason`.
+void expect_refused(const stdfs::path& file, const std::string& modality, const std::string& reason) {
+  try {
+    read_sample(row(file, modality), file.parent_path(), small_cfg());
+    ADD_FAILURE() << file << " was accepted";
+  } catch (const InputError& e) {
+    EXPECT_EQ(e.path(), file.string());
+    EXPECT_THAT(std::string(e.what()), HasSubstr(file.filename().string()));
+    EXPECT_THAT(e.reason(), HasSubstr(reason)) << file;
+  }
+}
+
+void truncate_file(const stdfs::path& p, double keep) {
+  const auto size = stdfs::file_size(p);
+  stdfs::resize_file(p, static_cast<uintmax_t>(size * keep));
+}
+
+void write_bytes(const stdfs::path& p, size_t n, unsigned seed) {
+  std::mt19937 gen(seed);
+  std::ofstream out(p, std::ios::binary);
+  for (size_t i = 0; i < n; ++i) out.put(static_cast<char>(gen() & 0xff));
+}
+
+std::vector<int16_t> ramp_volume(size_t n) {
+  std::vector<int16_t> v(n);
+  for (size_t i = 0; i < n; ++i) v[i] = static_cast<int16_t>(-1000 + (i * 37) % 2000);
+  return v;
+}
+
+TEST(DataMalformed, MissingAndEmptyFiles) {
+  testing::TempDir dir("bad");
+  expect_refused(dir / "absent.nii.gz", "ct", "does not exist");
+  expect_refused(dir / "absent.mp4", "endoscopy", "does not exist");
+  std::ofstream(dir / "empty.png").close();
+  std::ofstream(dir / "empty.mp4").close();
+  std::ofstream(dir / "empty.nii.gz").close();
+  expect_refused(dir / "empty.png", "xray", "empty file");
+  expect_refused(dir / "empty.mp4", "endoscopy", "empty file");
+  expect_refused(dir / "empty.nii.gz", "ct", "empty file");
+  stdfs::create_directories(dir / "no_series");
+  expect_refused(dir / "no_series", "ct", "no DICOM series");
+}
+
+TEST(DataMalformed, TruncatedAndGarbageFiles) {
+  testing::TempDir dir("bad");
+  testutil::write_volume(dir / "cut.nii.gz", ramp_volume(32 * 32 * 16), {32, 32, 16});
+  truncate_file(dir / "cut.nii.gz", 0.5);
+  expect_refused(dir / "cut.nii.gz", "ct", "");
+  testutil::write_volume(dir / "cut.nii", ramp_volume(32 * 32 * 16), {32, 32, 16});
+  truncate_file(dir / "cut.nii", 0.5);
+  expect_refused(dir / "cut.nii", "ct", "");
+  write_bytes(dir / "garbage.png", 4000, 1);
+  expect_refused(dir / "garbage.png", "ultrasound", "not a readable image");
+  // A real PNG signature followed by garbage.
+  {
+    std::ofstream out(dir / "badbody.png", std::ios::binary);
+    out << "\x89PNG\r\n\x1a\n";
+  }
+  write_bytes(dir / "tail.bin", 2000, 2);
+  {
+    std::ofstream out(dir / "badbody.png", std::ios::binary | std::ios::app);
+    std::ifstream in(dir / "tail.bin", std::ios::binary);
+    out << in.rdbuf();
+  }
+  expect_refused(dir / "badbody.png", "xray", "");
+  write_bytes(dir / "garbage.dcm", 3000, 3);
+  expect_refused(dir / "garbage.dcm", "xray", "");
+}
+
+TEST(DataMalformed, BadVideos) {
+  testing::TempDir dir("bad");
+  write_bytes(dir / "garbage.mp4", 5000, 4);
+  expect_refused(dir / "garbage.mp4", "endoscopy", "");
+  std::vector<uint8_t> rgb(8 * 32 * 32 * 3);
+  for (size_t i = 0; i < rgb.size(); ++i) rgb[i] = static_cast<uint8_t>(i * 7);
+  video::write(dir / "cut.mp4", rgb, 8, 32, 32);
+  truncate_file(dir / "cut.mp4", 0.4);
+  expect_refused(dir / "cut.mp4", "endoscopy", "");
+  // A video where an image or volume is expected.
+  video::write(dir / "ok.mp4", rgb, 8, 32, 32);
+  expect_refused(dir / "ok.mp4", "xray", "a video where a 2D xray image is expected");
+  expect_refused(dir / "ok.mp4", "ct", "a video where a 3D ct volume is expected");
+  // Constant frames.
+  std::vector<uint8_t> flat(8 * 32 * 32 * 3, 128);
+  video::write(dir / "flat.mp4", flat, 8, 32, 32);
+  expect_refused(dir / "flat.mp4", "endoscopy", "constant frames");
+}
+
+TEST(DataMalformed, DecodableButMeaningless) {
+  testing::TempDir dir("bad");
+  // NaN and Inf voxels. (Not NIfTI: its reference library, inside ITK,
+  // replaces non-finite floats by 0 while loading; see docs/data.md.)
+  std::vector<float> v(16 * 16 * 8, 1.0f);
+  v[5] = 2.0f;
+  v[100] = std::numeric_limits<float>::quiet_NaN();
+  testutil::write_volume(dir / "nan.mha", v, {16, 16, 8});
+  expect_refused(dir / "nan.mha", "mri", "NaN or Inf");
+  v[100] = std::numeric_limits<float>::infinity();
+  testutil::write_volume(dir / "inf.nrrd", v, {16, 16, 8});
+  expect_refused(dir / "inf.nrrd", "ct", "NaN or Inf");
+  // Constant image and volume.
+  testutil::write_image<uint8_t>(dir / "flat.png", std::vector<uint8_t>(30 * 30, 77), 30, 30);
+  expect_refused(dir / "flat.png", "xray", "constant image");
+  testutil::write_volume(dir / "flat.nii.gz", std::vector<int16_t>(16 * 16 * 8, 40), {16, 16, 8});
+  expect_refused(dir / "flat.nii.gz", "ct", "constant volume");
+  // Wrong dimensionality: 2D for CT, 3D for X-ray, 4D anywhere.
+  std::vector<uint8_t> img(30 * 30);
+  for (size_t i = 0; i < img.size(); ++i) img[i] = static_cast<uint8_t>(i);
+  testutil::write_image<uint8_t>(dir / "slice.png", img, 30, 30);
+  expect_refused(dir / "slice.png", "ct", "2D image (30x30) where a 3D ct volume is expected");
+  testutil::write_volume(dir / "vol.nii.gz", ramp_volume(16 * 16 * 8), {16, 16, 8});
+  expect_refused(dir / "vol.nii.gz", "xray", "3D image (16x16x8) where a 2D image is expected");
+  {
+    using Image4 = itk::Image<float, 4>;
+    auto im = Image4::New();
+    Image4::SizeType s = {{8, 8, 4, 3}};
+    im->SetRegions(s);
+    im->Allocate();
+    for (size_t i = 0; i < 8 * 8 * 4 * 3; ++i) im->GetBufferPointer()[i] = static_cast<float>(i);
+    itkio::register_factories();
+    auto w = itk::ImageFileWriter<Image4>::New();
+    w->SetInput(im);
+    w->SetFileName((dir / "fmri.nii.gz").string());
+    w->Update();
+  }
+  expect_refused(dir / "fmri.nii.gz", "mri", "4D image");
+  // Absurd spacing.
+  testutil::write_volume(dir / "tiny.nii.gz", ramp_volume(16 * 16 * 8), {16, 16, 8}, {1e-9, 1, 1});
+  expect_refused(dir / "tiny.nii.gz", "ct", "absurd voxel spacing");
+}
+
+// Every format cut at several points, and with its body overwritten by
+// garbage: the reader either refuses with InputError or returns a full-size
+// sample; it never crashes or throws anything else.
+TEST(DataMalformed, CutAndCorruptedFilesOfEveryFormat) {
+  testing::TempDir dir("bad");
+  std::vector<uint8_t> img(40 * 36);
+  for (size_t i = 0; i < img.size(); ++i) img[i] = static_cast<uint8_t>((i * 13) % 251);
+  std::vector<std::pair<std::string, std::string>> files;  // name, modality
+  for (const char* name : {"a.png", "a.jpg", "a.tif", "a.bmp"}) {
+    testutil::write_image<uint8_t>(dir / name, img, 40, 36);
+    files.emplace_back(name, "xray");
+  }
+  std::vector<uint16_t> img16(img.begin(), img.end());
+  testutil::write_dicom(dir / "a.dcm", img16, 40, 36, "DX");
+  files.emplace_back("a.dcm", "xray");
+  for (const char* name : {"v.nii.gz", "v.nii", "v.nrrd", "v.mha"}) {
+    testutil::write_volume(dir / name, ramp_volume(20 * 20 * 10), {20, 20, 10});
+    files.emplace_back(name, "ct");
+  }
+  std::vector<uint8_t> rgb(8 * 32 * 32 * 3);
+  for (size_t i = 0; i < rgb.size(); ++i) rgb[i] = static_cast<uint8_t>(i * 7);
+  video::write(dir / "c.mp4", rgb, 8, 32, 32);
+  files.emplace_back("c.mp4", "endoscopy");
+  video::write(dir / "c.avi", rgb, 8, 32, 32, 10, "mpeg4");
+  files.emplace_back("c.avi", "endoscopy");
+
+  int refused = 0, cases = 0;
+  for (const auto& [name, modality] : files) {
+    const auto original = dir / name;
+    const auto size = stdfs::file_size(original);
+    for (double keep : {0.1, 0.5, 0.9, 0.99}) {
+      for (bool garbage : {false, true}) {
+        const auto bad = dir / ("bad-" + std::to_string(cases++) + "-" + name);
+        stdfs::copy_file(original, bad);
+        if (garbage) {  // overwrite from `keep` to the end with random bytes
+          std::fstream f(bad, std::ios::in | std::ios::out | std::ios::binary);
+          f.seekp(static_cast<std::streamoff>(size * keep));
+          std::mt19937 gen(static_cast<unsigned>(cases));
+          for (auto i = static_cast<uintmax_t>(size * keep); i < size; ++i) f.put(static_cast<char>(gen()));
+        } else {
+          truncate_file(bad, keep);
+        }
+        try {
+          Sample s = read_sample(row(bad, modality), dir.path(), small_cfg());
+          EXPECT_EQ(static_cast<int64_t>(s.pixels.size()), s.numel()) << bad;
+        } catch (const InputError& e) {
+          EXPECT_EQ(e.path(), bad.string());
+          ++refused;
+        }
+      }
+    }
+  }
+  // Truncations of the uncompressed and compressed formats are caught.
+  EXPECT_GT(refused, cases / 2);
+}
+
+}  // namespace
+}  // namespace m3ret::data

@@ -1,0 +1,177 @@
+// Manifest CSV: parsing, RFC 4180 quoting, validation errors (file + line),
+// writing, sample ids.
+#include <fstream>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "core/error.h"
+#include "data/manifest.h"
+#include "data/sample.h"
+#include "test_util.h"
+
+namespace m3ret::data {
+namespace {
+
+namespace stdfs = std::filesystem;
+using ::testing::HasSubstr;
+
+stdfs::path write_text(const stdfs::path& p, const std::string& text) {
+  std::ofstream(p, std::ios::binary) << text;
+  return p;
+}
+
+// The message of the m3ret::Error that f throws ("" when none).
+template <class F>
+std::string error_of(F f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+TEST(DataModality, KnownNames) {
+  for (const auto& m : modality_names()) EXPECT_TRUE(is_modality(m)) << m;
+  EXPECT_FALSE(is_modality("pet"));
+  EXPECT_FALSE(is_modality(""));
+  EXPECT_FALSE(is_modality("CT"));
+}
+
+TEST(DataManifest, ReadsRowsResolvesPathsAndQuoting) {
+  testing::TempDir dir("manifest");
+  auto csv = write_text(dir / "m.csv",
+                        "\xEF\xBB\xBFpath,modality,labels,group,split\r\n"
+                        "a/x.png,xray,nodule|mass,p1,train\r\n"
+                        "\"b,c/\"\"q\"\".nii.gz\",ct,,p2,test\r\n"
+                        "\r\n"
+                        "/abs/v.mp4,endoscopy,\"polyp\",\"g\nh\",\n");
+  auto rows = read_manifest(csv);
+  ASSERT_EQ(rows.size(), 3u);
+  EXPECT_EQ(rows[0].path, dir.path() / "a/x.png");
+  EXPECT_EQ(rows[0].modality, "xray");
+  EXPECT_EQ(rows[0].labels, (std::vector<std::string>{"nodule", "mass"}));
+  EXPECT_EQ(rows[0].group, "p1");
+  EXPECT_EQ(rows[0].split, "train");
+  EXPECT_EQ(rows[0].line, 2);
+  EXPECT_EQ(rows[1].path, dir.path() / "b,c/\"q\".nii.gz");
+  EXPECT_TRUE(rows[1].labels.empty());
+  EXPECT_EQ(rows[1].line, 3);
+  EXPECT_EQ(rows[2].path, stdfs::path("/abs/v.mp4"));
+  EXPECT_EQ(rows[2].group, "g\nh");
+  EXPECT_EQ(rows[2].split, "");
+  EXPECT_EQ(rows[2].line, 5);
+}
+
+TEST(DataManifest, HeaderColumnsInAnyOrder) {
+  testing::TempDir dir("manifest");
+  auto csv = write_text(dir / "m.csv", "split,group,labels,modality,path\ntest,p9,cyst,mri,v.nii\n");
+  auto rows = read_manifest(csv);
+  ASSERT_EQ(rows.size(), 1u);
+  EXPECT_EQ(rows[0].modality, "mri");
+  EXPECT_EQ(rows[0].path, dir.path() / "v.nii");
+  EXPECT_EQ(rows[0].split, "test");
+}
+
+TEST(DataManifest, ErrorsNameFileAndLine) {
+  testing::TempDir dir("manifest");
+  const std::string header = "path,modality,labels,group,split\n";
+  struct Case {
+    std::string text, expect;
+  };
+  std::vector<Case> cases = {
+      {"", "empty manifest"},
+      {"path,modality,labels,group\nx.png,xray,,g,train\n", ":1: header lacks column 'split'"},
+      {"path,modality,labels,group,split,extra\n", ":1: bad header column 'extra'"},
+      {"path,path,labels,group,split\n", ":1: bad header column 'path'"},
+      {header + "x.png,xray,,g,train\ny.png,xray,,g\n", ":3: expected 5 fields"},
+      {header + "x.png,xray,,g,train,more\n", ":2: expected 5 fields"},
+      {header + ",xray,,g,train\n", ":2: empty path"},
+      {header + "x.png,pet,,g,train\n", ":2: unknown modality 'pet'"},
+      {header + "x.png,xray,,g,later\n", ":2: unknown split 'later'"},
+      {header + "\"x.png,xray,,g,train\n", ":2: unterminated quoted field"},
+      {header + "\"x\"y.png,xray,,g,train\n", ":2: unexpected character 'y' after a closing quote"},
+  };
+  for (size_t i = 0; i < cases.size(); ++i) {
+    auto csv = write_text(dir / ("bad" + std::to_string(i) + ".csv"), cases[i].text);
+    std::string msg = error_of([&] { read_manifest(csv); });
+    EXPECT_THAT(msg, HasSubstr(csv.string())) << "case " << i;
+    EXPECT_THAT(msg, HasSubstr(cases[i].expect)) << "case " << i;
+  }
+  EXPECT_THAT(error_of([&] { read_manifest(dir / "absent.csv"); }), HasSubstr("does not exist"));
+}
+
+TEST(DataManifest, CheckPathsReportsMissingFiles) {
+  testing::TempDir dir("manifest");
+  write_text(dir / "here.png", "x");
+  auto csv = write_text(dir / "m.csv",
+                        "path,modality,labels,group,split\nhere.png,xray,,g,\nmissing.png,xray,,g,\n");
+  EXPECT_EQ(read_manifest(csv).size(), 2u);  // not checked by default
+  std::string msg = error_of([&] { read_manifest(csv, true); });
+  EXPECT_THAT(msg, HasSubstr(csv.string() + ":3: path"));
+  EXPECT_THAT(msg, HasSubstr("missing.png does not exist"));
+}
+
+TEST(DataManifest, WriteThenReadRoundTrips) {
+  testing::TempDir dir("manifest");
+  std::vector<ManifestRow> rows(3);
+  rows[0].path = dir / "sub" / "a b,c.png";
+  rows[0].modality = "ultrasound";
+  rows[0].labels = {"benign", "x\"y"};
+  rows[0].group = "p,1";
+  rows[0].split = "train";
+  rows[1].path = "/elsewhere/vol.nii.gz";
+  rows[1].modality = "ct";
+  rows[1].group = "p2";
+  rows[1].split = "test";
+  rows[2].path = dir / "series";
+  rows[2].modality = "mri";
+  rows[2].labels = {"cyst"};
+  auto csv = dir / "out.csv";
+  write_manifest(csv, rows);
+  std::ifstream in(csv);
+  std::string first, second;
+  std::getline(in, first);
+  std::getline(in, second);
+  EXPECT_EQ(first, "path,modality,labels,group,split");
+  EXPECT_EQ(second, "\"sub/a b,c.png\",ultrasound,\"benign|x\"\"y\",\"p,1\",train");  // relative
+  auto back = read_manifest(csv);
+  ASSERT_EQ(back.size(), rows.size());
+  for (size_t i = 0; i < rows.size(); ++i) {
+    EXPECT_EQ(back[i].path, rows[i].path);
+    EXPECT_EQ(back[i].modality, rows[i].modality);
+    EXPECT_EQ(back[i].labels, rows[i].labels);
+    EXPECT_EQ(back[i].group, rows[i].group);
+    EXPECT_EQ(back[i].split, rows[i].split);
+  }
+  // No temporary files are left next to it.
+  int files = 0;
+  for (const auto& e : stdfs::directory_iterator(dir.path())) files += e.is_regular_file();
+  EXPECT_EQ(files, 1);
+}
+
+TEST(DataManifest, WriteRejectsBadRows) {
+  testing::TempDir dir("manifest");
+  ManifestRow r;
+  r.path = dir / "a.png";
+  r.modality = "photo";
+  EXPECT_THAT(error_of([&] { write_manifest(dir / "m.csv", {r}); }), HasSubstr("unknown modality 'photo'"));
+  r.modality = "xray";
+  r.labels = {"a|b"};
+  EXPECT_THAT(error_of([&] { write_manifest(dir / "m.csv", {r}); }), HasSubstr("contains '|'"));
+  EXPECT_FALSE(stdfs::exists(dir / "m.csv"));
+}
+
+TEST(DataManifest, SampleIdIsPathRelativeToManifestFolder) {
+  ManifestRow r;
+  r.path = "/data/set/ct/p1/vol.nii.gz";
+  EXPECT_EQ(sample_id(r, "/data/set"), "ct/p1/vol.nii.gz");
+  EXPECT_EQ(sample_id(r, "/data/set/"), "ct/p1/vol.nii.gz");
+  EXPECT_EQ(sample_id(r, "/other"), "/data/set/ct/p1/vol.nii.gz");
+  r.path = "rel/x.png";
+  EXPECT_EQ(sample_id(r, "/data/set"), "rel/x.png");
+}
+
+}  // namespace
+}  // namespace m3ret::data

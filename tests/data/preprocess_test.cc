@@ -1,0 +1,205 @@
+// Preprocessing: shapes and values for each modality's rule (docs/data.md).
+#include <algorithm>
+#include <numeric>
+#include <random>
+
+#include <gtest/gtest.h>
+
+#include "core/config.h"
+#include "data/reader.h"
+#include "data/settings.h"
+#include "data_test_util.h"
+#include "test_util.h"
+
+namespace m3ret::data {
+namespace {
+
+using testutil::row;
+
+uint8_t at(const Sample& s, int64_t c, int64_t t, int64_t y, int64_t x) {
+  return s.pixels[((c * s.T + t) * s.H + y) * s.W + x];
+}
+
+PreprocessConfig small_cfg() {
+  PreprocessConfig cfg;
+  cfg.image_size = 32;
+  cfg.volume_size = 16;
+  cfg.volume_slices = 8;
+  cfg.video_frames = 4;
+  cfg.ct_spacing = {2.0, 2.0, 2.0};
+  return cfg;
+}
+
+TEST(DataPreprocessConfig, DefaultsAndValidation) {
+  PreprocessConfig cfg;
+  EXPECT_EQ(cfg.image_size, 64);
+  EXPECT_EQ(cfg.video_frames, 8);
+  EXPECT_EQ(cfg.volume_size, 64);
+  EXPECT_EQ(cfg.volume_slices, 16);
+  EXPECT_EQ(cfg.resize, "pad");
+  EXPECT_NO_THROW(cfg.validate());
+  cfg.ct_window = {100, -100};
+  EXPECT_THROW(cfg.validate(), config::Error);
+  cfg = PreprocessConfig{};
+  cfg.ct_spacing = {1.0, 1.0};
+  EXPECT_THROW(cfg.validate(), config::Error);
+}
+
+TEST(DataPreprocessConfig, BindsFromSettingsAndNamesBadKeys) {
+  Settings s = config::load<Settings>(std::nullopt, {"preprocess.image_size=32", "preprocess.resize=crop",
+                                                     "synth.patients_per_class=2"});
+  EXPECT_EQ(s.preprocess.image_size, 32);
+  EXPECT_EQ(s.preprocess.resize, "crop");
+  EXPECT_EQ(s.synth.patients_per_class, 2);
+  try {
+    config::load<Settings>(std::nullopt, {"preprocess.resize=stretch"});
+    FAIL() << "expected config::Error";
+  } catch (const config::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("resize"), std::string::npos) << e.what();
+  }
+  try {
+    config::load<Settings>(std::nullopt, {"preprocess.ct_window=[5.0, 1.0]"});
+    FAIL() << "expected config::Error";
+  } catch (const config::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("ct_window"), std::string::npos) << e.what();
+  }
+}
+
+// A CT volume of three slabs along x: -1000, 0 and 1000 HU.
+TEST(DataPreprocess, CtWindowMapsHuToBytes) {
+  testing::TempDir dir("prep");
+  const size_t n = 30, d = 12;
+  std::vector<int16_t> v(n * n * d);
+  for (size_t z = 0; z < d; ++z)
+    for (size_t y = 0; y < n; ++y)
+      for (size_t x = 0; x < n; ++x) v[(z * n + y) * n + x] = x < 10 ? -1000 : x < 20 ? 0 : 1000;
+  testutil::write_volume(dir / "ct.nii.gz", v, {n, n, d}, {2.0, 2.0, 4.0});
+  auto cfg = small_cfg();
+  Sample s = read_sample(row(dir / "ct.nii.gz", "ct"), dir.path(), cfg);
+  ASSERT_EQ(s.C, 1);
+  ASSERT_EQ(s.T, 8);
+  ASSERT_EQ(s.H, 16);
+  ASSERT_EQ(s.W, 16);
+  ASSERT_EQ(s.pixels.size(), 8u * 16 * 16);
+  // 60 mm field of view fitted into 16 voxels: x slabs of 20 mm each.
+  EXPECT_EQ(at(s, 0, 4, 8, 1), 0);     // -1000 HU
+  EXPECT_EQ(at(s, 0, 4, 8, 8), 128);   // 0 HU -> 127.5 rounds to 128
+  EXPECT_EQ(at(s, 0, 4, 8, 14), 255);  // 1000 HU
+  // A narrower window saturates 0 HU.
+  cfg.ct_window = {-1000.0, 0.0};
+  Sample w = read_sample(row(dir / "ct.nii.gz", "ct"), dir.path(), cfg);
+  EXPECT_EQ(at(w, 0, 4, 8, 8), 255);
+}
+
+TEST(DataPreprocess, CanonicalOrientationUndoesAFlippedAxis) {
+  testing::TempDir dir("prep");
+  const size_t n = 20, d = 10;
+  std::vector<int16_t> v(n * n * d), flipped(n * n * d);
+  std::mt19937 gen(3);
+  for (size_t z = 0; z < d; ++z)
+    for (size_t y = 0; y < n; ++y)
+      for (size_t x = 0; x < n; ++x) {
+        int16_t h = static_cast<int16_t>(-1000 + (x * 70) + (y * 13) + (gen() % 50));
+        v[(z * n + y) * n + x] = h;
+        flipped[(z * n + y) * n + (n - 1 - x)] = h;
+      }
+  testutil::write_volume(dir / "a.nii.gz", v, {n, n, d}, {2, 2, 3});
+  // Same anatomy stored with the x axis reversed (direction x = -1).
+  testutil::write_volume(dir / "b.nrrd", flipped, {n, n, d}, {2, 2, 3}, {-1, 0, 0, 0, 1, 0, 0, 0, 1});
+  auto cfg = small_cfg();
+  Sample a = read_sample(row(dir / "a.nii.gz", "ct"), dir.path(), cfg);
+  Sample b = read_sample(row(dir / "b.nrrd", "ct"), dir.path(), cfg);
+  ASSERT_EQ(a.pixels.size(), b.pixels.size());
+  int max_diff = 0;
+  for (size_t i = 0; i < a.pixels.size(); ++i) max_diff = std::max(max_diff, std::abs(a.pixels[i] - b.pixels[i]));
+  EXPECT_LE(max_diff, 1);
+  // And the gradient along x survives: left is darker than right.
+  EXPECT_LT(at(a, 0, 4, 8, 2), at(a, 0, 4, 8, 13));
+}
+
+TEST(DataPreprocess, MriPercentilesStretchToFullRange) {
+  testing::TempDir dir("prep");
+  const size_t n = 24, d = 12;
+  std::vector<float> v(n * n * d);
+  std::mt19937 gen(5);
+  std::uniform_real_distribution<float> u(100.f, 900.f);
+  for (auto& x : v) x = u(gen);
+  testutil::write_volume(dir / "mr.mha", v, {n, n, d}, {2, 2, 2});
+  auto cfg = small_cfg();
+  Sample s = read_sample(row(dir / "mr.mha", "mri"), dir.path(), cfg);
+  EXPECT_EQ(s.C, 1);
+  EXPECT_EQ(s.T, 8);
+  auto [lo, hi] = std::minmax_element(s.pixels.begin(), s.pixels.end());
+  double mean = std::accumulate(s.pixels.begin(), s.pixels.end(), 0.0) / s.pixels.size();
+  // Smoothing narrows the spread, but the 1-99% range maps around mid-grey.
+  EXPECT_NEAR(mean, 127.5, 12.0);
+  EXPECT_LT(*lo, 110);
+  EXPECT_GT(*hi, 145);
+}
+
+// 60 x 30 image: left half 100, right half 200.
+std::vector<uint8_t> halves(size_t w, size_t h) {
+  std::vector<uint8_t> v(w * h);
+  for (size_t y = 0; y < h; ++y)
+    for (size_t x = 0; x < w; ++x) v[y * w + x] = x < w / 2 ? 100 : 200;
+  return v;
+}
+
+TEST(DataPreprocess, PadKeepsAspectAndCropFillsTheSquare) {
+  testing::TempDir dir("prep");
+  testutil::write_image<uint8_t>(dir / "wide.png", halves(60, 30), 60, 30);
+  auto cfg = small_cfg();
+  Sample pad = read_sample(row(dir / "wide.png", "ultrasound"), dir.path(), cfg);
+  ASSERT_EQ(pad.C, 1);
+  ASSERT_EQ(pad.T, 1);
+  ASSERT_EQ(pad.H, 32);
+  ASSERT_EQ(pad.W, 32);
+  EXPECT_EQ(at(pad, 0, 0, 0, 16), 0);    // padding band above
+  EXPECT_EQ(at(pad, 0, 0, 31, 16), 0);   // and below
+  EXPECT_EQ(at(pad, 0, 0, 16, 2), 100);  // 8-bit values are kept
+  EXPECT_EQ(at(pad, 0, 0, 16, 29), 200);
+  cfg.resize = "crop";
+  Sample crop = read_sample(row(dir / "wide.png", "ultrasound"), dir.path(), cfg);
+  EXPECT_EQ(at(crop, 0, 0, 0, 2), 100);   // no padding
+  EXPECT_EQ(at(crop, 0, 0, 31, 29), 200);
+}
+
+TEST(DataPreprocess, RgbBecomesGreyForXrayAndStaysRgbForEndoscopy) {
+  testing::TempDir dir("prep");
+  const size_t w = 40, h = 40;
+  std::vector<uint8_t> rgb(w * h * 3);
+  for (size_t i = 0; i < w * h; ++i) {
+    const bool left = (i % w) < w / 2;
+    rgb[3 * i] = left ? 255 : 0;
+    rgb[3 * i + 1] = 0;
+    rgb[3 * i + 2] = left ? 0 : 255;
+  }
+  testutil::write_rgb(dir / "c.png", rgb, w, h);
+  auto cfg = small_cfg();
+  Sample grey = read_sample(row(dir / "c.png", "xray"), dir.path(), cfg);
+  EXPECT_EQ(grey.C, 1);
+  EXPECT_EQ(at(grey, 0, 0, 16, 2), 76);   // 0.299 * 255
+  EXPECT_EQ(at(grey, 0, 0, 16, 29), 29);  // 0.114 * 255
+  Sample endo = read_sample(row(dir / "c.png", "endoscopy"), dir.path(), cfg);
+  ASSERT_EQ(endo.C, 3);
+  ASSERT_EQ(endo.T, cfg.video_frames);
+  for (int64_t t = 0; t < endo.T; ++t) {  // the still is repeated over T
+    EXPECT_EQ(at(endo, 0, t, 16, 2), 255);
+    EXPECT_EQ(at(endo, 2, t, 16, 2), 0);
+    EXPECT_EQ(at(endo, 0, t, 16, 29), 0);
+    EXPECT_EQ(at(endo, 2, t, 16, 29), 255);
+  }
+}
+
+TEST(DataPreprocess, SixteenBitImagesAreMinMaxScaled) {
+  testing::TempDir dir("prep");
+  std::vector<uint16_t> v(40 * 40);
+  for (size_t i = 0; i < v.size(); ++i) v[i] = (i % 40) < 20 ? 1000 : 3000;
+  testutil::write_image<uint16_t>(dir / "x.tif", v, 40, 40);
+  Sample s = read_sample(row(dir / "x.tif", "xray"), dir.path(), small_cfg());
+  EXPECT_EQ(at(s, 0, 0, 16, 2), 0);
+  EXPECT_EQ(at(s, 0, 0, 16, 29), 255);
+}
+
+}  // namespace
+}  // namespace m3ret::data

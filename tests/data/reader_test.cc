@@ -1,0 +1,217 @@
+// Readers: every supported format, written by the test through ITK or FFmpeg,
+// read back into the unified sample.
+#include <algorithm>
+#include <future>
+#include <numeric>
+
+#include <gtest/gtest.h>
+#include <itkGDCMImageIO.h>
+#include <itkImageFileReader.h>
+#include <itkMetaDataObject.h>
+
+#include "data/reader.h"
+#include "data/video_writer.h"
+#include "data_test_util.h"
+#include "test_util.h"
+
+namespace m3ret::data {
+namespace {
+
+namespace stdfs = std::filesystem;
+using testutil::row;
+
+uint8_t at(const Sample& s, int64_t c, int64_t t, int64_t y, int64_t x) {
+  return s.pixels[((c * s.T + t) * s.H + y) * s.W + x];
+}
+
+double plane_mean(const Sample& s, int64_t c, int64_t t) {
+  double sum = 0;
+  for (int64_t y = 0; y < s.H; ++y)
+    for (int64_t x = 0; x < s.W; ++x) sum += at(s, c, t, y, x);
+  return sum / (s.H * s.W);
+}
+
+PreprocessConfig small_cfg() {
+  PreprocessConfig cfg;
+  cfg.image_size = 32;
+  cfg.volume_size = 16;
+  cfg.volume_slices = 8;
+  cfg.video_frames = 4;
+  cfg.ct_spacing = {2.0, 2.0, 2.0};
+  return cfg;
+}
+
+// A 2D gradient with a bright square: not constant, easy to check.
+std::vector<uint8_t> pattern(size_t w, size_t h) {
+  std::vector<uint8_t> v(w * h);
+  for (size_t y = 0; y < h; ++y)
+    for (size_t x = 0; x < w; ++x)
+      v[y * w + x] = (x > w / 4 && x < w / 2 && y > h / 4 && y < h / 2) ? 250 : static_cast<uint8_t>(x * 100 / w);
+  return v;
+}
+
+TEST(DataReader, FillsMetadataFromTheRow) {
+  testing::TempDir dir("reader");
+  stdfs::create_directories(dir / "sub");
+  testutil::write_image<uint8_t>(dir / "sub/a.png", pattern(40, 40), 40, 40);
+  ManifestRow r = row(dir / "sub/a.png", "ultrasound");
+  r.labels = {"benign", "calcified"};
+  r.group = "patient-7";
+  r.split = "test";
+  Sample s = read_sample(r, dir.path(), small_cfg());
+  EXPECT_EQ(s.id, "sub/a.png");
+  EXPECT_EQ(s.modality, "ultrasound");
+  EXPECT_EQ(s.labels, r.labels);
+  EXPECT_EQ(s.group, "patient-7");
+  EXPECT_EQ(s.split, "test");
+  EXPECT_EQ(s.source, (dir / "sub/a.png").string());
+  // Relative paths resolve against the manifest folder.
+  ManifestRow rel = row("sub/a.png", "ultrasound");
+  EXPECT_EQ(read_sample(rel, dir.path(), small_cfg()).pixels, s.pixels);
+}
+
+TEST(DataReader, TwoDimensionalFormats) {
+  testing::TempDir dir("reader");
+  auto v = pattern(48, 40);
+  for (const char* name : {"a.png", "a.bmp", "a.tif", "a.jpg"}) {
+    testutil::write_image<uint8_t>(dir / name, v, 48, 40);
+    Sample s = read_sample(row(dir / name, "xray"), dir.path(), small_cfg());
+    EXPECT_EQ(s.C, 1) << name;
+    EXPECT_EQ(s.T, 1) << name;
+    EXPECT_EQ(s.H, 32) << name;
+    EXPECT_EQ(s.W, 32) << name;
+    // Bright square at x in (12, 24), y in (10, 20) of 48 x 40 -> scale 32/48,
+    // padded by 3 rows: centre (12, 13) of the output.
+    EXPECT_GT(at(s, 0, 0, 13, 12), 200) << name;
+    EXPECT_EQ(at(s, 0, 0, 0, 16), 0) << name;  // padding row
+  }
+}
+
+TEST(DataReader, DicomFileAndModalityTag) {
+  testing::TempDir dir("reader");
+  std::vector<uint16_t> v(50 * 50);
+  for (size_t i = 0; i < v.size(); ++i) v[i] = static_cast<uint16_t>(500 + (i % 50) * 60);
+  testutil::write_dicom(dir / "x.dcm", v, 50, 50, "DX");
+  Sample s = read_sample(row(dir / "x.dcm", "xray"), dir.path(), small_cfg());
+  EXPECT_EQ(s.C, 1);
+  EXPECT_EQ(s.H, 32);
+  EXPECT_LT(at(s, 0, 0, 16, 0), 10);    // min -> 0
+  EXPECT_GT(at(s, 0, 0, 16, 31), 245);  // max -> 255
+  EXPECT_LT(at(s, 0, 0, 16, 10), at(s, 0, 0, 16, 20));
+}
+
+TEST(DataReader, DicomSeriesFolderAppliesRescaleAndSortsByPosition) {
+  testing::TempDir dir("reader");
+  const size_t n = 24, d = 10;
+  // Slices 0..4 hold air (-1000 HU, stored as 24 with intercept -1024),
+  // slices 5..9 hold 1000 HU (stored 2024). Without the rescale the air
+  // slices would read as 24 -> 131.
+  std::vector<int16_t> hu(n * n * d);
+  for (size_t z = 0; z < d; ++z)
+    for (size_t i = 0; i < n * n; ++i) hu[z * n * n + i] = z < d / 2 ? -1000 : 1000;
+  testutil::write_ct_series(dir / "series", hu, {n, n, d}, -1024.0);
+  auto cfg = small_cfg();
+  cfg.resize = "crop";
+  Sample s = read_sample(row(dir / "series", "ct"), dir.path(), cfg);
+  ASSERT_EQ(s.C, 1);
+  ASSERT_EQ(s.T, 8);
+  ASSERT_EQ(s.H, 16);
+  EXPECT_EQ(s.id, "series");
+  // Inferior slices (low z) are -1000 HU -> 0, superior ones 1000 HU -> 255.
+  EXPECT_EQ(at(s, 0, 0, 8, 8), 0);
+  EXPECT_EQ(at(s, 0, 7, 8, 8), 255);
+}
+
+// Frame k of a 16-frame clip is a flat grey of 20 + 12 k with a white marker
+// square at the top left, so each sampled frame is identifiable.
+std::vector<uint8_t> numbered_clip(int64_t frames, int64_t h, int64_t w) {
+  std::vector<uint8_t> rgb(static_cast<size_t>(frames * h * w * 3));
+  for (int64_t t = 0; t < frames; ++t)
+    for (int64_t y = 0; y < h; ++y)
+      for (int64_t x = 0; x < w; ++x)
+        for (int c = 0; c < 3; ++c)
+          rgb[((t * h + y) * w + x) * 3 + c] =
+              (x < w / 4 && y < h / 4) ? 250 : static_cast<uint8_t>(20 + 12 * t);
+  return rgb;
+}
+
+void check_sampling(const stdfs::path& file, const PreprocessConfig& cfg) {
+  Sample s = read_sample(row(file, "endoscopy"), file.parent_path(), cfg);
+  ASSERT_EQ(s.C, 3) << file;
+  ASSERT_EQ(s.T, 4) << file;
+  ASSERT_EQ(s.H, 32) << file;
+  ASSERT_EQ(s.W, 32) << file;
+  // 16 frames sampled at floor((i + 0.5) * 16 / 4) = 2, 6, 10, 14.
+  const int expected_frame[4] = {2, 6, 10, 14};
+  for (int t = 0; t < 4; ++t) {
+    const double grey = 20 + 12 * expected_frame[t];
+    EXPECT_NEAR(at(s, 0, t, 20, 24), grey, 6) << file << " frame " << t;
+    EXPECT_NEAR(at(s, 1, t, 20, 24), grey, 6) << file << " frame " << t;
+  }
+}
+
+TEST(DataReader, Mp4VideoIsSampledUniformly) {
+  testing::TempDir dir("reader");
+  video::write(dir / "v.mp4", numbered_clip(16, 48, 64), 16, 48, 64);
+  auto cfg = small_cfg();
+  cfg.resize = "crop";  // the frame fills the square: no black bars
+  check_sampling(dir / "v.mp4", cfg);
+  // Pad mode: 64 x 48 -> 32 x 24 with 4 black rows above and below.
+  cfg.resize = "pad";
+  Sample s = read_sample(row(dir / "v.mp4", "endoscopy"), dir.path(), cfg);
+  EXPECT_LT(at(s, 0, 3, 1, 16), 5);
+  EXPECT_GT(at(s, 0, 3, 16, 16), 150);
+}
+
+TEST(DataReader, OtherContainersAndCodecs) {
+  testing::TempDir dir("reader");
+  auto cfg = small_cfg();
+  cfg.resize = "crop";
+  auto clip = numbered_clip(16, 48, 64);
+  video::write(dir / "v.avi", clip, 16, 48, 64, 10, "mpeg4");
+  check_sampling(dir / "v.avi", cfg);
+  video::write(dir / "v.mkv", clip, 16, 48, 64, 10, "mjpeg");
+  check_sampling(dir / "v.mkv", cfg);
+}
+
+TEST(DataReader, ShortClipsRepeatFrames) {
+  testing::TempDir dir("reader");
+  video::write(dir / "short.mp4", numbered_clip(2, 32, 32), 2, 32, 32);
+  Sample s = read_sample(row(dir / "short.mp4", "endoscopy"), dir.path(), small_cfg());
+  ASSERT_EQ(s.T, 4);
+  // floor((i + 0.5) * 2 / 4) = 0, 0, 1, 1
+  EXPECT_NEAR(plane_mean(s, 0, 0), plane_mean(s, 0, 1), 1.0);
+  EXPECT_NEAR(plane_mean(s, 0, 2), plane_mean(s, 0, 3), 1.0);
+  EXPECT_GT(plane_mean(s, 0, 2) - plane_mean(s, 0, 0), 6.0);
+}
+
+TEST(DataReader, ConcurrentReadsMatchSequentialOnes) {
+  testing::TempDir dir("reader");
+  std::vector<ManifestRow> rows;
+  for (int i = 0; i < 4; ++i) {
+    auto v = pattern(40 + i * 8, 40);
+    auto p = dir / ("img" + std::to_string(i) + ".png");
+    testutil::write_image<uint8_t>(p, v, 40 + i * 8, 40);
+    rows.push_back(row(p, "xray"));
+    std::vector<int16_t> vol(20 * 20 * 10);
+    for (size_t k = 0; k < vol.size(); ++k) vol[k] = static_cast<int16_t>(-1000 + (k * (7 + i)) % 2000);
+    auto vp = dir / ("vol" + std::to_string(i) + ".nii.gz");
+    testutil::write_volume(vp, vol, {20, 20, 10}, {2, 2, 3});
+    rows.push_back(row(vp, "ct"));
+  }
+  video::write(dir / "v.mp4", numbered_clip(16, 48, 64), 16, 48, 64);
+  rows.push_back(row(dir / "v.mp4", "endoscopy"));
+  auto cfg = small_cfg();
+  std::vector<Sample> sequential;
+  for (const auto& r : rows) sequential.push_back(read_sample(r, dir.path(), cfg));
+  std::vector<std::future<Sample>> futures;
+  for (int rep = 0; rep < 2; ++rep)
+    for (const auto& r : rows)
+      futures.push_back(std::async(std::launch::async, [&, r] { return read_sample(r, dir.path(), cfg); }));
+  for (size_t i = 0; i < futures.size(); ++i) {
+    EXPECT_EQ(futures[i].get().pixels, sequential[i % rows.size()].pixels) << rows[i % rows.size()].path;
+  }
+}
+
+}  // namespace
+}  // namespace m3ret::data

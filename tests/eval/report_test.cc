@@ -1,0 +1,126 @@
+// Reports: JSON layout and round trip, Markdown and comparison tables.
+#include <gtest/gtest.h>
+
+#include "core/error.h"
+#include "core/fs.h"
+#include "eval/report.h"
+#include "eval_test_util.h"
+#include "test_util.h"
+
+namespace m3ret::eval {
+namespace {
+
+Metrics make_metrics(int64_t queries, double r1, double r5, double r10, double map) {
+  Metrics m;
+  m.queries = queries;
+  m.skipped_no_label = 1;
+  m.skipped_no_relevant = 2;
+  m.gallery = queries + 3;
+  m.recall = {{1, r1}, {5, r5}, {10, r10}};
+  m.precision = {{1, r1}, {5, r5 / 2}, {10, r10 / 4}};
+  m.map_at_r = map;
+  return m;
+}
+
+Report make_report(double scale) {
+  Report r;
+  r.ks = {1, 5, 10};
+  r.split = "test";
+  r.relevance = "shared-label";
+  r.samples = 120;
+  r.source = {"/runs/demo/checkpoints/step-000000200", 200, false};
+  r.per_modality.push_back({"xray", "xray", make_metrics(40, 0.5 * scale, 0.75 * scale, 0.9 * scale, 0.4)});
+  r.per_modality.push_back({"mri", "mri", make_metrics(20, 0.25 * scale, 0.5, 0.625, 0.2)});
+  r.cross_modal.push_back({"ct", "mri", make_metrics(10, 0.125, 0.25, 0.5 * scale, 0.1)});
+  return r;
+}
+
+TEST(Report, JsonLayoutAndRoundTrip) {
+  const Report r = make_report(1.0);
+  const auto j = to_json(r);
+  EXPECT_EQ(j.at("format"), "m3ret-retrieval-report");
+  EXPECT_EQ(j.at("format_version"), 1);
+  EXPECT_EQ(j.at("split"), "test");
+  EXPECT_EQ(j.at("ks"), nlohmann::ordered_json({1, 5, 10}));
+  EXPECT_EQ(j.at("embeddings").at("step"), 200);
+  EXPECT_DOUBLE_EQ(j.at("per_modality").at("xray").at("recall@5").get<double>(), 0.75);
+  EXPECT_DOUBLE_EQ(j.at("per_modality").at("xray").at("precision@10").get<double>(), 0.225);
+  EXPECT_EQ(j.at("per_modality").at("mri").at("queries"), 20);
+  EXPECT_EQ(j.at("per_modality").begin().key(), "xray");  // row order kept
+  EXPECT_DOUBLE_EQ(j.at("cross_modal").at("ct->mri").at("map@R").get<double>(), 0.1);
+
+  const Report back = report_from_json(j);
+  EXPECT_EQ(to_json(back), j);
+  ASSERT_NE(back.find("ct->mri"), nullptr);
+  EXPECT_EQ(back.find("ct->mri")->query_modality, "ct");
+  EXPECT_EQ(back.find("ct->mri")->gallery_modality, "mri");
+}
+
+TEST(Report, FilesAndErrors) {
+  m3ret::testing::TempDir dir("eval-report");
+  write_report(dir / "report.json", make_report(1.0));
+  ASSERT_TRUE(std::filesystem::exists(dir / "report.md"));
+  EXPECT_EQ(to_json(read_report(dir / "report.json")), to_json(make_report(1.0)));
+
+  auto j = to_json(make_report(1.0));
+  j["format_version"] = 7;
+  fs::write_atomic(dir / "v7.json", j.dump());
+  try {
+    read_report(dir / "v7.json");
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("v7.json"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("format_version is 7"), std::string::npos) << e.what();
+  }
+  j = to_json(make_report(1.0));
+  j["per_modality"]["xray"].erase("recall@5");
+  fs::write_atomic(dir / "missing.json", j.dump());
+  EXPECT_THROW(read_report(dir / "missing.json"), Error);
+  fs::write_atomic(dir / "garbage.json", "{not json");
+  EXPECT_THROW(read_report(dir / "garbage.json"), Error);
+}
+
+TEST(Report, MarkdownTables) {
+  const std::string md = to_markdown(make_report(1.0));
+  EXPECT_NE(md.find("| modality | queries | recall@1 | recall@5 | recall@10 | precision@1 |"),
+            std::string::npos) << md;
+  EXPECT_NE(md.find("| xray | 40 | 0.500 | 0.750 | 0.900 | 0.500 | 0.375 | 0.225 | 0.400 |"),
+            std::string::npos) << md;
+  EXPECT_NE(md.find("| ct → mri | 10 |"), std::string::npos) << md;
+  EXPECT_NE(md.find("step-000000200"), std::string::npos);
+}
+
+TEST(Report, ComparisonTableSideBySide) {
+  Report trained = make_report(1.0);
+  Report random = make_report(0.5);
+  random.source.random_init = true;
+  random.per_modality.pop_back();  // no mri in the random column
+  const std::string md = comparison_table({{"trained", trained}, {"random init", random}}, {"mri"});
+  EXPECT_NE(md.find("### xray (40 queries)"), std::string::npos) << md;
+  EXPECT_NE(md.find("| metric | trained | random init |"), std::string::npos) << md;
+  EXPECT_NE(md.find("| recall@1 | 0.500 | 0.250 |"), std::string::npos) << md;
+  EXPECT_NE(md.find("| recall@10 | 0.900 | 0.450 |"), std::string::npos) << md;
+  EXPECT_NE(md.find("### mri (unseen) (20 / — queries)"), std::string::npos) << md;
+  EXPECT_NE(md.find("| recall@1 | 0.250 | — |"), std::string::npos) << md;
+  EXPECT_NE(md.find("| ct → mri (unseen) | 0.125 / 0.250 / 0.500 | 0.125 / 0.250 / 0.250 |"),
+            std::string::npos) << md;
+
+  const std::string text = comparison_text({{"trained", trained}, {"random init", random}}, {"mri"});
+  EXPECT_NE(text.find("== xray (40 queries) =="), std::string::npos) << text;
+  EXPECT_NE(text.find("metric     trained  random init\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("recall@1     0.500        0.250\n"), std::string::npos) << text;
+
+  Report other = make_report(1.0);
+  other.ks = {1, 5};
+  EXPECT_THROW(comparison_table({{"a", trained}, {"b", other}}), Error);
+}
+
+TEST(Report, EvaluatedReportSurvivesJson) {
+  auto s = testing::random_set(80, 6, {"xray", "ct"}, 10, 3, 5);
+  EvalConfig c;
+  const Report r = evaluate(s, c);
+  EXPECT_EQ(to_json(report_from_json(to_json(r))), to_json(r));
+}
+
+}  // namespace
+}  // namespace m3ret::eval

@@ -1,0 +1,385 @@
+// Retrieval metrics: hand-built cases with known answers, a brute-force
+// reference, and an independent numpy implementation (recall_reference.py).
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <fstream>
+#include <map>
+#include <numeric>
+#include <set>
+
+#include <nlohmann/json.hpp>
+
+#include "eval/retrieval.h"
+#include "eval_test_util.h"
+#include "test_util.h"
+
+namespace m3ret::eval {
+namespace {
+
+using testing::add;
+
+EvalConfig config_with(std::vector<int64_t> ks, std::string split = "test") {
+  EvalConfig c;
+  c.ks = std::move(ks);
+  c.split = std::move(split);
+  return c;
+}
+
+// --------------------------------------------------------------- known answers
+
+TEST(Retrieval, SameGroupCandidatesAreExcluded) {
+  EmbeddingSet s;
+  s.D = 2;
+  add(s, "xray", "G", {"A"}, {1, 0});      // 0
+  add(s, "xray", "G", {"A"}, {1, 0});      // 1: same patient as 0, identical image
+  add(s, "xray", "H", {"B"}, {0.8f, 0.6f});  // 2
+  add(s, "xray", "K", {"A"}, {0.6f, 0.8f});  // 3
+  Report r = evaluate(s, config_with({1, 2}));
+  ASSERT_EQ(r.per_modality.size(), 1u);
+  const Metrics& m = r.per_modality[0].metrics;
+  // 0 and 1: their twin is excluded, so B (0.8) ranks above A (0.6).
+  // 2: the only B, no relevant candidate. 3: B (0.96) first, then A.
+  EXPECT_EQ(m.queries, 3);
+  EXPECT_EQ(m.skipped_no_relevant, 1);
+  EXPECT_EQ(m.skipped_no_label, 0);
+  EXPECT_EQ(m.gallery, 4);
+  EXPECT_DOUBLE_EQ(m.recall.at(1), 0.0);
+  EXPECT_DOUBLE_EQ(m.recall.at(2), 1.0);
+  EXPECT_DOUBLE_EQ(m.precision.at(1), 0.0);
+  EXPECT_DOUBLE_EQ(m.precision.at(2), 0.5);
+  EXPECT_DOUBLE_EQ(m.map_at_r, (0.0 + 0.0 + 0.25) / 3);  // query 3: R=2, hit at rank 2
+
+  // Without groups, 0 and 1 find each other first.
+  s.groups = {"", "", "", ""};
+  Report r2 = evaluate(s, config_with({1, 2}));
+  EXPECT_DOUBLE_EQ(r2.per_modality[0].metrics.recall.at(1), 2.0 / 3);
+}
+
+TEST(Retrieval, MultiLabelSharedOrExact) {
+  EmbeddingSet s;
+  s.D = 2;
+  add(s, "ct", "p1", {"A", "B"}, {1, 0});
+  add(s, "ct", "p2", {"B", "C"}, {0.9f, 0.1f});  // nearest to 0, shares B
+  add(s, "ct", "p3", {"B", "A"}, {0, 1});        // same set as 0, far away
+  EvalConfig c = config_with({1});
+  Report shared = evaluate(s, c);
+  // 0: top-1 is 1 (shares B) -> hit. 1: top-1 is 0 (shares B) -> hit.
+  // 2: top-1 is 1 (cos 0.11 > 0) shares B -> hit.
+  EXPECT_EQ(shared.per_modality[0].metrics.queries, 3);
+  EXPECT_DOUBLE_EQ(shared.per_modality[0].metrics.recall.at(1), 1.0);
+
+  c.relevance = "same-labels";
+  Report exact = evaluate(s, c);
+  // 0: relevant only 2 (rank 2) -> miss. 1: no candidate with {B, C} -> skipped.
+  // 2: relevant only 0; 0 is at cos 0, 1 at cos 0.11 -> miss.
+  const Metrics& m = exact.per_modality[0].metrics;
+  EXPECT_EQ(m.queries, 2);
+  EXPECT_EQ(m.skipped_no_relevant, 1);
+  EXPECT_DOUBLE_EQ(m.recall.at(1), 0.0);
+  EXPECT_DOUBLE_EQ(m.map_at_r, 0.0);
+}
+
+TEST(Retrieval, TiesGoToTheLowerIndex) {
+  // Samples 1 and 2 are identical; one is labelled A (relevant to 0), the other Z.
+  for (bool relevant_first : {true, false}) {
+    SCOPED_TRACE(relevant_first ? "A before Z" : "Z before A");
+    EmbeddingSet s;
+    s.D = 2;
+    add(s, "us", "", {"A"}, {1, 0});
+    add(s, "us", "", {relevant_first ? "A" : "Z"}, {0.5f, 0.5f});
+    add(s, "us", "", {relevant_first ? "Z" : "A"}, {0.5f, 0.5f});
+    EvalConfig c = config_with({1, 2});
+    Report r = evaluate(s, c);
+    const Metrics& m = r.per_modality[0].metrics;
+    // Query 0: 1 and 2 tie; a hit at 1 iff the relevant one has the lower index.
+    // Query of the A twin: its identical Z twin ranks first -> miss at 1, hit at 2.
+    // Query of the Z twin: no other Z -> skipped.
+    EXPECT_EQ(m.queries, 2);
+    EXPECT_EQ(m.skipped_no_relevant, 1);
+    EXPECT_DOUBLE_EQ(m.recall.at(1), relevant_first ? 0.5 : 0.0);
+    EXPECT_DOUBLE_EQ(m.recall.at(2), 1.0);
+    EXPECT_EQ(top_k(s.row(0), s.row(1), 2, 2, 1), (std::vector<int64_t>{0}));
+  }
+}
+
+TEST(Retrieval, TopKIsDeterministicAndHonoursExclusion) {
+  std::vector<float> gallery = {1, 0, 1, 0, 0, 1, 1, 0};  // rows 0, 1, 3 equal
+  float q[2] = {1, 0};
+  EXPECT_EQ(top_k(q, gallery.data(), 4, 2, 3), (std::vector<int64_t>{0, 1, 3}));
+  EXPECT_EQ(top_k(q, gallery.data(), 4, 2, 10), (std::vector<int64_t>{0, 1, 3, 2}));
+  EXPECT_EQ(top_k(q, gallery.data(), 4, 2, 2, {1, 0, 0, 0}), (std::vector<int64_t>{1, 3}));
+}
+
+TEST(Retrieval, SkippedQueriesAndSingletonModality) {
+  EmbeddingSet s;
+  s.D = 3;
+  add(s, "xray", "a", {}, {1, 0, 0});       // no label
+  add(s, "xray", "b", {"A"}, {1, 0.1f, 0});
+  add(s, "xray", "c", {"A"}, {0, 1, 0});
+  add(s, "mri", "d", {"A"}, {0, 0, 1});     // alone in its modality
+  EvalConfig c = config_with({1});
+  c.cross_modal = false;
+  Report r = evaluate(s, c);
+  ASSERT_EQ(r.per_modality.size(), 2u);
+  EXPECT_EQ(r.per_modality[0].name(), "xray");
+  EXPECT_EQ(r.per_modality[1].name(), "mri");
+  const Metrics& x = r.per_modality[0].metrics;
+  EXPECT_EQ(x.skipped_no_label, 1);
+  EXPECT_EQ(x.queries, 2);
+  // b: top-1 is the unlabelled a (cos ~1) -> miss; c: top-1 is b (0.1) -> hit.
+  EXPECT_DOUBLE_EQ(x.recall.at(1), 0.5);
+  const Metrics& mri = r.per_modality[1].metrics;
+  EXPECT_EQ(mri.queries, 0);
+  EXPECT_EQ(mri.skipped_no_relevant, 1);
+  EXPECT_DOUBLE_EQ(mri.recall.at(1), 0.0);
+  EXPECT_TRUE(r.cross_modal.empty());
+}
+
+TEST(Retrieval, CrossModalPairsShareLabelsAndExcludeTheSamePatient) {
+  EmbeddingSet s;
+  s.D = 2;
+  add(s, "ct", "p1", {"liver"}, {1, 0});
+  add(s, "ct", "p2", {"lung"}, {0, 1});
+  add(s, "mri", "p1", {"liver"}, {1, 0});       // same patient as ct 0
+  add(s, "mri", "p3", {"liver"}, {0.6f, 0.8f});
+  add(s, "mri", "p4", {"lung"}, {0.8f, 0.6f});
+  add(s, "xray", "p5", {"fracture"}, {1, 0});  // no label shared with anyone
+  Report r = evaluate(s, config_with({1}));
+  std::vector<std::string> names;
+  for (const auto& row : r.cross_modal) names.push_back(row.name());
+  EXPECT_EQ(names, (std::vector<std::string>{"ct->mri", "mri->ct"}));
+  const ReportRow* ct_mri = r.find("ct->mri");
+  ASSERT_NE(ct_mri, nullptr);
+  // ct 0 (liver, p1): mri p1 excluded; lung p4 (0.8) beats liver p3 (0.6) -> miss.
+  // ct 1 (lung): p3 (0.8, liver) beats p4 (0.6, lung) -> miss.
+  EXPECT_EQ(ct_mri->metrics.queries, 2);
+  EXPECT_EQ(ct_mri->metrics.gallery, 3);
+  EXPECT_DOUBLE_EQ(ct_mri->metrics.recall.at(1), 0.0);
+  const ReportRow* mri_ct = r.find("mri->ct");
+  // mri p1 liver: ct p1 excluded -> no relevant (skipped). p3 liver: nearest ct is p2 lung
+  // (0.8) -> miss. p4 lung: nearest ct 0 (0.8, liver) -> miss.
+  EXPECT_EQ(mri_ct->metrics.queries, 2);
+  EXPECT_EQ(mri_ct->metrics.skipped_no_relevant, 1);
+  EXPECT_DOUBLE_EQ(mri_ct->metrics.recall.at(1), 0.0);
+
+  EvalConfig off = config_with({1});
+  off.cross_modal = false;
+  EXPECT_TRUE(evaluate(s, off).cross_modal.empty());
+}
+
+TEST(Retrieval, SplitSelectsSamplesAndEmptySelectionIsAnError) {
+  EmbeddingSet s;
+  s.D = 2;
+  add(s, "xray", "", {"A"}, {1, 0}, "test");
+  add(s, "xray", "", {"A"}, {1, 0}, "train");
+  add(s, "xray", "", {"A"}, {0, 1}, "test");
+  Report r = evaluate(s, config_with({1}, "test"));
+  EXPECT_EQ(r.samples, 2);
+  EXPECT_EQ(r.per_modality[0].metrics.gallery, 2);
+  EXPECT_EQ(evaluate(s, config_with({1}, "")).samples, 3);
+  try {
+    evaluate(s, config_with({1}, "val"));
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("'val'"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("test, train"), std::string::npos) << e.what();
+  }
+}
+
+TEST(Retrieval, ConfigValidation) {
+  EvalConfig c;
+  c.ks = {5, 1};
+  EXPECT_THROW(c.validate(), config::Error);
+  c.ks = {};
+  EXPECT_THROW(c.validate(), config::Error);
+  c.ks = {1, 10};
+  c.relevance = "fuzzy";
+  EXPECT_THROW(c.validate(), config::Error);
+
+  // Through the TOML binder, as `m3ret eval --set ...` does.
+  Settings settings = config::load<Settings>(std::nullopt, {"eval.ks=[1, 3]", "eval.split=", "eval.cross_modal=false"});
+  EXPECT_EQ(settings.eval.ks, (std::vector<int64_t>{1, 3}));
+  EXPECT_EQ(settings.eval.split, "");
+  EXPECT_FALSE(settings.eval.cross_modal);
+  EXPECT_EQ(Settings{}.eval.ks, (std::vector<int64_t>{1, 5, 10}));
+  EXPECT_EQ(Settings{}.eval.split, "test");
+  EXPECT_THROW(config::load<Settings>(std::nullopt, {"eval.ks=[3, 1]"}), config::Error);
+  EXPECT_THROW(config::load<Settings>(std::nullopt, {"eval.relevance=fuzzy"}), config::Error);
+}
+
+// ------------------------------------------------------- brute-force reference
+
+// Straightforward re-implementation: full sort of all candidates by (cosine in
+// double, index), then the metric definitions written out literally.
+std::map<std::string, Metrics> brute_force(const EmbeddingSet& s, const EvalConfig& c) {
+  std::vector<int64_t> sel;
+  for (int64_t i = 0; i < s.N; ++i)
+    if (c.split.empty() || s.splits[i] == c.split) sel.push_back(i);
+  auto cosine = [&](int64_t a, int64_t b) {
+    double d = 0, na = 0, nb = 0;
+    for (int64_t j = 0; j < s.D; ++j) {
+      d += double(s.row(a)[j]) * s.row(b)[j];
+      na += double(s.row(a)[j]) * s.row(a)[j];
+      nb += double(s.row(b)[j]) * s.row(b)[j];
+    }
+    return d / std::sqrt(na * nb);
+  };
+  auto relevant = [&](int64_t a, int64_t b) {
+    std::set<std::string> la(s.labels[a].begin(), s.labels[a].end());
+    std::set<std::string> lb(s.labels[b].begin(), s.labels[b].end());
+    if (c.relevance == "same-labels") return la == lb;
+    for (const auto& l : la)
+      if (lb.count(l)) return true;
+    return false;
+  };
+  auto same_group = [&](int64_t a, int64_t b) {
+    return a == b || (!s.groups[a].empty() && s.groups[a] == s.groups[b]);
+  };
+  std::set<std::string> mods;
+  for (int64_t i : sel) mods.insert(s.modality[i]);
+  std::map<std::string, Metrics> out;
+  for (const auto& qa : mods) {
+    for (const auto& gb : mods) {
+      std::string name = qa == gb ? qa : qa + "->" + gb;
+      if (qa != gb) {
+        if (!c.cross_modal) continue;
+        std::set<std::string> va, vb;
+        for (int64_t i : sel) {
+          if (s.modality[i] == qa) va.insert(s.labels[i].begin(), s.labels[i].end());
+          if (s.modality[i] == gb) vb.insert(s.labels[i].begin(), s.labels[i].end());
+        }
+        bool overlap = false;
+        for (const auto& l : va) overlap |= vb.count(l) > 0;
+        if (!overlap) continue;
+      }
+      Metrics m;
+      double ap = 0;
+      std::map<int64_t, double> rec, prec;
+      for (int64_t q : sel) {
+        if (s.modality[q] != qa) continue;
+        if (s.labels[q].empty()) { ++m.skipped_no_label; continue; }
+        std::vector<std::pair<double, int64_t>> ranked;
+        for (int64_t g : sel)
+          if (s.modality[g] == gb && !same_group(q, g)) ranked.push_back({-cosine(q, g), g});
+        std::sort(ranked.begin(), ranked.end());
+        int64_t R = 0;
+        for (auto& [score, g] : ranked) R += relevant(q, g);
+        if (R == 0) { ++m.skipped_no_relevant; continue; }
+        ++m.queries;
+        for (int64_t k : c.ks) {
+          int64_t hits = 0;
+          for (int64_t i = 0; i < k && i < int64_t(ranked.size()); ++i) hits += relevant(q, ranked[i].second);
+          rec[k] += hits > 0;
+          prec[k] += double(hits) / k;
+        }
+        double sum = 0;
+        int64_t hits = 0;
+        for (int64_t i = 0; i < R; ++i)
+          if (relevant(q, ranked[i].second)) sum += double(++hits) / (i + 1);
+        ap += sum / R;
+      }
+      for (int64_t k : c.ks) {
+        m.recall[k] = m.queries ? rec[k] / m.queries : 0;
+        m.precision[k] = m.queries ? prec[k] / m.queries : 0;
+      }
+      m.map_at_r = m.queries ? ap / m.queries : 0;
+      out[name] = m;
+    }
+  }
+  return out;
+}
+
+void expect_same(const Report& r, const std::map<std::string, Metrics>& ref) {
+  size_t rows = 0;
+  for (const auto* list : {&r.per_modality, &r.cross_modal}) {
+    for (const auto& row : *list) {
+      ++rows;
+      SCOPED_TRACE(row.name());
+      ASSERT_TRUE(ref.count(row.name()));
+      const Metrics& a = row.metrics;
+      const Metrics& b = ref.at(row.name());
+      EXPECT_EQ(a.queries, b.queries);
+      EXPECT_EQ(a.skipped_no_label, b.skipped_no_label);
+      EXPECT_EQ(a.skipped_no_relevant, b.skipped_no_relevant);
+      for (int64_t k : r.ks) {
+        EXPECT_NEAR(a.recall.at(k), b.recall.at(k), 1e-12) << "k=" << k;
+        EXPECT_NEAR(a.precision.at(k), b.precision.at(k), 1e-12) << "k=" << k;
+      }
+      EXPECT_NEAR(a.map_at_r, b.map_at_r, 1e-12);
+    }
+  }
+  EXPECT_EQ(rows, ref.size());
+}
+
+TEST(Retrieval, MatchesBruteForceOnRandomData) {
+  auto s = testing::random_set(300, 12, {"xray", "ct", "mri", "endoscopy"}, 40, 5, 7);
+  for (const std::string relevance : {"shared-label", "same-labels"}) {
+    for (const std::string split : {"test", ""}) {
+      SCOPED_TRACE(relevance + " split=" + split);
+      EvalConfig c = config_with({1, 3, 5, 10, 200}, split);
+      c.relevance = relevance;
+      Report r = evaluate(s, c);
+      EXPECT_FALSE(r.cross_modal.empty());
+      expect_same(r, brute_force(s, c));
+    }
+  }
+}
+
+TEST(Retrieval, ScalesToThousandsOfSamples) {
+  // O(N^2 D) with bounded memory: 4000 x 64 in one modality runs in well under a second.
+  auto s = testing::random_set(4000, 64, {"xray"}, 500, 8, 11);
+  Report r = evaluate(s, config_with({1, 5, 10}, ""));
+  EXPECT_GT(r.per_modality[0].metrics.queries, 2500);
+}
+
+// ------------------------------------------------ independent numpy reference
+
+std::string python_with_numpy_h5py() {
+  for (const std::string py : {"/usr/bin/python3", "python3"}) {
+    if (m3ret::testing::run_command(py + " -c 'import numpy, h5py'") == 0) return py;
+  }
+  return "";
+}
+
+TEST(Retrieval, MatchesNumpyReferenceThroughTheFile) {
+  const std::string py = python_with_numpy_h5py();
+  if (py.empty()) GTEST_SKIP() << "python3 with numpy and h5py not found";
+  m3ret::testing::TempDir dir("eval-numpy");
+  auto s = testing::random_set(240, 16, {"xray", "ultrasound", "ct", "mri"}, 30, 4, 3);
+  write_embeddings(dir / "emb.h5", s);
+  for (const std::string relevance : {"shared-label", "same-labels"}) {
+    EvalConfig c = config_with({1, 5, 10}, "test");
+    c.relevance = relevance;
+    const Report r = evaluate(s, c);
+    std::string out;
+    const std::string cmd = py + " " +
+                            (m3ret::testing::source_dir() / "tests/eval/recall_reference.py").string() +
+                            " " + (dir / "emb.h5").string() + " --ks 1,5,10 --split test --relevance " +
+                            relevance;
+    ASSERT_EQ(m3ret::testing::run_command(cmd, &out), 0) << out;
+    auto j = nlohmann::json::parse(out);
+    size_t rows = 0;
+    for (const auto* list : {&r.per_modality, &r.cross_modal}) {
+      for (const auto& row : *list) {
+        ++rows;
+        SCOPED_TRACE(relevance + " " + row.name());
+        const auto& ref = j.at(row.gallery_modality == row.query_modality ? "per_modality" : "cross_modal")
+                              .at(row.name());
+        EXPECT_EQ(row.metrics.queries, ref.at("queries").get<int64_t>());
+        EXPECT_EQ(row.metrics.skipped_no_label, ref.at("skipped_no_label").get<int64_t>());
+        EXPECT_EQ(row.metrics.skipped_no_relevant, ref.at("skipped_no_relevant").get<int64_t>());
+        for (int64_t k : {1, 5, 10}) {
+          EXPECT_NEAR(row.metrics.recall.at(k), ref.at("recall@" + std::to_string(k)).get<double>(), 1e-9);
+          EXPECT_NEAR(row.metrics.precision.at(k), ref.at("precision@" + std::to_string(k)).get<double>(), 1e-9);
+        }
+        EXPECT_NEAR(row.metrics.map_at_r, ref.at("map@R").get<double>(), 1e-9);
+      }
+    }
+    EXPECT_EQ(rows, j.at("per_modality").size() + j.at("cross_modal").size());
+  }
+}
+
+}  // namespace
+}  // namespace m3ret::eval

@@ -1,0 +1,117 @@
+// The m3ret binary's command line: verbs, --help, config errors, exit codes.
+#include <gtest/gtest.h>
+
+#include <fstream>
+
+#include "launcher/app_config.h"
+#include "launcher/process.h"
+#include "test_util.h"
+
+namespace m3ret {
+namespace {
+
+using testing::m3ret_binary;
+using testing::run_command;
+
+std::string bin() { return m3ret_binary().string(); }
+
+TEST(Cli, EveryVerbHasHelp) {
+  for (const char* verb : {"synth", "shard", "train", "embed", "eval", "demo", "config"}) {
+    std::string out;
+    EXPECT_EQ(run_command(bin() + " " + verb + " --help", &out), 0) << verb;
+    EXPECT_NE(out.find("--set"), std::string::npos) << verb << ": " << out;
+  }
+  std::string out;
+  EXPECT_EQ(run_command(bin() + " --help", &out), 0);
+  for (const char* verb : {"synth", "shard", "train", "embed", "eval", "demo"}) {
+    EXPECT_NE(out.find(verb), std::string::npos) << out;
+  }
+}
+
+TEST(Cli, NoVerbIsAnError) {
+  std::string out;
+  EXPECT_NE(run_command(bin(), &out), 0);
+  EXPECT_NE(run_command(bin() + " frobnicate", &out), 0);
+}
+
+TEST(Cli, ConfigVerbAppliesOverrides) {
+  std::string out;
+  ASSERT_EQ(run_command(bin() + " config --set train.max_steps=77 --set model.preset=small", &out),
+            0)
+      << out;
+  EXPECT_NE(out.find("max_steps = 77"), std::string::npos) << out;
+  EXPECT_NE(out.find("preset = 'small'"), std::string::npos) << out;
+}
+
+TEST(Cli, UnknownKeyFailsWithOneLineNamingIt) {
+  std::string out;
+  EXPECT_EQ(run_command(bin() + " config --set train.max_stepz=3", &out), 1);
+  EXPECT_NE(out.find("m3ret: error: unknown config key 'train.max_stepz'"), std::string::npos)
+      << out;
+  EXPECT_EQ(std::count(out.begin(), out.end(), '\n'), 1) << out;
+}
+
+TEST(Cli, BadValueInFileNamesFileAndLine) {
+  testing::TempDir dir("cli");
+  auto f = dir / "bad.toml";
+  std::ofstream(f) << "[train]\nmax_steps = 10\nglobal_batch_size = -4\n";
+  std::string out;
+  EXPECT_EQ(run_command(bin() + " config --config " + f.string(), &out), 1);
+  EXPECT_NE(out.find("train.global_batch_size"), std::string::npos) << out;
+  EXPECT_NE(out.find(f.string() + ":3"), std::string::npos) << out;
+}
+
+TEST(Cli, EmbeddedDemoConfigIsTheShippedFile) {
+  // The binary's embedded demo config equals configs/demo.toml and resolves.
+  std::ifstream in(testing::source_dir() / "configs" / "demo.toml");
+  std::string file((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_EQ(file, launcher::embedded_demo_config());
+  auto cfg = launcher::load_app_config(std::nullopt, {}, /*use_embedded_demo=*/true);
+  EXPECT_EQ(cfg.trainer.model.preset, "tiny");
+  EXPECT_EQ(cfg.demo.ranks, 2);
+}
+
+TEST(Cli, EveryShippedConfigLoads) {
+  for (auto& e : std::filesystem::recursive_directory_iterator(testing::source_dir() / "configs")) {
+    if (e.path().extension() != ".toml" || e.path().string().find("sweeps") != std::string::npos) {
+      continue;
+    }
+    EXPECT_NO_THROW(launcher::load_app_config(e.path(), {})) << e.path();
+  }
+}
+
+TEST(Cli, ResolvedConfigRecordsGitRevision) {
+  testing::TempDir dir("cli");
+  auto cfg = launcher::load_app_config(std::nullopt, {"train.max_steps=5"});
+  launcher::write_run_record(dir.path(), cfg, "m3ret train ...", 2);
+  std::ifstream in(dir / "config.toml");
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_NE(text.find("# git revision: "), std::string::npos);
+  EXPECT_NE(text.find("max_steps = 5"), std::string::npos);
+  // The recorded config is itself a valid config that reproduces the run.
+  auto back = launcher::load_app_config(dir / "config.toml", {});
+  EXPECT_EQ(back.trainer.train.max_steps, 5);
+  EXPECT_TRUE(std::filesystem::exists(dir / "run.json"));
+}
+
+TEST(Cli, DemoRefusesAForeignNonEmptyFolder) {
+  testing::TempDir dir("cli");
+  std::ofstream(dir / "precious.txt") << "keep me";
+  std::string out;
+  EXPECT_EQ(run_command(bin() + " demo --out " + dir.path().string(), &out), 1);
+  EXPECT_NE(out.find("not empty"), std::string::npos) << out;
+  EXPECT_TRUE(std::filesystem::exists(dir / "precious.txt"));
+}
+
+TEST(Cli, MissingInputIsAClearError) {
+  std::string out;
+  EXPECT_NE(run_command(bin() + " shard --manifest /nonexistent/m.csv --out /tmp/x", &out), 0);
+  EXPECT_NE(out.find("/nonexistent/m.csv"), std::string::npos) << out;
+}
+
+TEST(Process, ShellLineQuotes) {
+  EXPECT_EQ(launcher::shell_line({"a", "b c", "it's"}), "a 'b c' 'it'\\''s'");
+}
+
+}  // namespace
+}  // namespace m3ret

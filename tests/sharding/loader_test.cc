@@ -1,0 +1,137 @@
+// Loader: batches in step order with the right pixels, resume position,
+// worker errors rethrown on the caller, clean shutdown.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <thread>
+
+#include "core/error.h"
+#include "sharding/loader.h"
+
+namespace m3ret::sharding {
+namespace {
+
+// An in-memory ShardSet: pixel bytes are a function of (modality, index);
+// reading `poison` throws; reads take a little time in random order.
+class FakeShards : public ShardSet {
+ public:
+  explicit FakeShards(int64_t poison = -1) : poison_(poison) {
+    infos_ = {{"xray", 40, 1, 1, 4, 4}, {"ct", 30, 1, 3, 2, 2}};
+  }
+  const std::vector<ModalityInfo>& modalities() const override { return infos_; }
+  const ModalityInfo& info(const std::string& m) const override {
+    for (const auto& i : infos_) {
+      if (i.name == m) return i;
+    }
+    throw Error("no modality " + m);
+  }
+  const SampleMeta& meta(const std::string&, int64_t) const override { return meta_; }
+  void read_pixels(const std::string& m, int64_t index, uint8_t* out) const override {
+    if (index == poison_) throw InputError("fake/" + std::to_string(index), "poisoned sample");
+    std::this_thread::sleep_for(std::chrono::microseconds((index * 37) % 300));
+    const auto& i = info(m);
+    for (int64_t p = 0; p < i.C * i.T * i.H * i.W; ++p) out[p] = pixel(m, index, p);
+    ++reads;
+  }
+  const std::vector<std::string>& label_vocabulary() const override { return vocab_; }
+  static uint8_t pixel(const std::string& m, int64_t index, int64_t p) {
+    return static_cast<uint8_t>(index * 3 + p + (m == "ct" ? 100 : 0));
+  }
+  mutable std::atomic<int64_t> reads{0};
+
+ private:
+  int64_t poison_;
+  std::vector<ModalityInfo> infos_;
+  SampleMeta meta_;
+  std::vector<std::string> vocab_;
+};
+
+std::map<std::string, std::vector<int64_t>> pool(const ShardSet& s) {
+  std::map<std::string, std::vector<int64_t>> p;
+  for (const auto& m : s.modalities()) {
+    for (int64_t i = 0; i < m.count; ++i) p[m.name].push_back(i);
+  }
+  return p;
+}
+
+TEST(Loader, ReturnsTheSamplersBatchesInOrderWithTheirPixels) {
+  FakeShards shards;
+  DistributedSampler reference(pool(shards), 3, 1, 2, 42, {"uniform", 1.0});
+  Loader loader2(shards, DistributedSampler(pool(shards), 3, 1, 2, 42, {"uniform", 1.0}),
+                 {4, 3, "uniform", 1.0});
+  for (int step = 0; step < 50; ++step) {
+    EXPECT_EQ(loader2.position(), step);
+    LoadedBatch b = loader2.next();
+    auto want = reference.next();
+    ASSERT_EQ(b.step, step);
+    ASSERT_EQ(b.modality, want.modality);
+    ASSERT_EQ(b.indices, want.indices);
+    const auto& info = shards.info(b.modality);
+    ASSERT_EQ(b.B, 3);
+    ASSERT_EQ(std::vector<int64_t>({b.C, b.T, b.H, b.W}),
+              std::vector<int64_t>({info.C, info.T, info.H, info.W}));
+    const int64_t numel = info.C * info.T * info.H * info.W;
+    ASSERT_EQ(b.pixels.size(), size_t(3 * numel));
+    for (int64_t i = 0; i < 3; ++i) {
+      for (int64_t p = 0; p < numel; ++p) {
+        ASSERT_EQ(b.pixels[i * numel + p], FakeShards::pixel(b.modality, b.indices[i], p));
+      }
+    }
+  }
+  EXPECT_EQ(loader2.position(), 50);
+}
+
+TEST(Loader, ResumesFromASavedPosition) {
+  FakeShards shards;
+  DistributedSampler s(pool(shards), 2, 0, 1, 9);
+  std::vector<LoadedBatch> ref;
+  int64_t saved = 0;
+  {
+    Loader loader(shards, s, {2, 2, "proportional", 2.0});
+    for (int i = 0; i < 12; ++i) ref.push_back(loader.next());
+    saved = 7;
+  }
+  DistributedSampler resumed(pool(shards), 2, 0, 1, 9);
+  resumed.set_position(saved);
+  Loader loader(shards, std::move(resumed), {3, 4, "proportional", 2.0});
+  EXPECT_EQ(loader.position(), saved);
+  for (int i = int(saved); i < 12; ++i) {
+    auto b = loader.next();
+    EXPECT_EQ(b.step, i);
+    EXPECT_EQ(b.indices, ref[i].indices);
+    EXPECT_EQ(b.pixels, ref[i].pixels);
+  }
+}
+
+TEST(Loader, RethrowsWorkerErrorsOnTheCaller) {
+  FakeShards shards(/*poison=*/5);
+  Loader loader(shards, DistributedSampler(pool(shards), 8, 0, 1, 1), {2, 2, "uniform", 1.0});
+  bool thrown = false;
+  for (int i = 0; i < 100 && !thrown; ++i) {
+    try {
+      loader.next();
+    } catch (const InputError& e) {
+      thrown = true;
+      EXPECT_THAT(e.what(), ::testing::HasSubstr("poisoned"));
+    }
+  }
+  EXPECT_TRUE(thrown);
+  EXPECT_THROW(loader.next(), InputError);  // sticky
+}
+
+TEST(Loader, PrefetchIsBoundedAndShutdownIsClean) {
+  FakeShards shards;
+  auto loader = std::make_unique<Loader>(shards, DistributedSampler(pool(shards), 2, 0, 1, 1),
+                                         LoaderConfig{3, 2, "uniform", 1.0});
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  // At most prefetch + 1 batches of 2 samples were read before any next().
+  EXPECT_LE(shards.reads.load(), (2 + 1) * 2);
+  EXPECT_GE(shards.reads.load(), 2);
+  loader.reset();  // joins the workers while they wait
+  SUCCEED();
+}
+
+}  // namespace
+}  // namespace m3ret::sharding

@@ -1,0 +1,235 @@
+// ShardWriter -> ShardSet round trips, format checks, and an independent
+// check of the file format with h5py.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+
+#include "core/error.h"
+#include "core/fs.h"
+#include "shard_test_util.h"
+#include "sharding/shard_set.h"
+#include "test_util.h"
+
+namespace m3ret::sharding {
+namespace {
+
+using testing::make_sample;
+using testing::TempDir;
+
+std::vector<data::Sample> samples(const std::string& modality, int n, int64_t C, int64_t T,
+                                  int64_t H, int64_t W) {
+  std::vector<data::Sample> out;
+  for (int i = 0; i < n; ++i) out.push_back(make_sample(modality, i, C, T, H, W));
+  return out;
+}
+
+// Two modalities, several shards each, one compressed and one raw.
+struct Fixture {
+  std::vector<data::Sample> xray = samples("xray", 5, 1, 1, 16, 20);
+  std::vector<data::Sample> endo = samples("endoscopy", 3, 3, 4, 8, 6);
+  void write(const std::filesystem::path& dir) {
+    auto entries = testing::write_shards(dir, endo, 2, 0);
+    auto x = testing::write_shards(dir, xray, 2, 4);
+    entries.insert(entries.end(), x.begin(), x.end());
+    write_index(dir, build_index(entries, {{"manifest", "none"}}));
+  }
+};
+
+TEST(ShardSet, RoundTripsPixelsAndMetadata) {
+  TempDir dir("shardset-roundtrip");
+  Fixture fx;
+  fx.write(dir.path());
+  auto set = ShardSet::open(dir.path());
+  ASSERT_EQ(set->modalities().size(), 2u);
+  EXPECT_EQ(set->modalities()[0].name, "xray");  // data::modality_names() order
+  EXPECT_EQ(set->modalities()[1].name, "endoscopy");
+  EXPECT_TRUE(set->has("xray"));
+  EXPECT_FALSE(set->has("ct"));
+  const auto& xi = set->info("xray");
+  EXPECT_EQ(xi.count, 5);
+  EXPECT_EQ(std::vector<int64_t>({xi.C, xi.T, xi.H, xi.W}), std::vector<int64_t>({1, 1, 16, 20}));
+  EXPECT_EQ(set->info("endoscopy").count, 3);
+  EXPECT_EQ(set->label_vocabulary(), std::vector<std::string>({"cyst", "mass", "nodule"}));
+  for (const auto* group : {&fx.xray, &fx.endo}) {
+    for (size_t i = 0; i < group->size(); ++i) {
+      const data::Sample& want = (*group)[i];
+      data::Sample got = set->read(want.modality, int64_t(i));
+      EXPECT_EQ(got.pixels, want.pixels) << want.id;
+      EXPECT_EQ(got.id, want.id);
+      EXPECT_EQ(got.labels, want.labels);
+      EXPECT_EQ(got.group, want.group);
+      EXPECT_EQ(got.split, want.split);
+      EXPECT_EQ(got.source, want.source);
+      EXPECT_EQ(got.modality, want.modality);
+      EXPECT_EQ(got.numel(), want.numel());
+    }
+  }
+  EXPECT_THROW(set->meta("xray", 5), Error);
+  EXPECT_THROW(set->meta("xray", -1), Error);
+  EXPECT_THROW(set->info("ct"), Error);
+}
+
+TEST(ShardSet, ConcurrentReadsReturnTheRightPixels) {
+  TempDir dir("shardset-threads");
+  Fixture fx;
+  fx.write(dir.path());
+  auto set = ShardSet::open(dir.path());
+  std::atomic<int> bad{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      std::vector<uint8_t> buf;
+      for (int rep = 0; rep < 20; ++rep) {
+        for (size_t j = 0; j < fx.xray.size(); ++j) {
+          size_t i = (j + t + rep) % fx.xray.size();
+          buf.assign(fx.xray[i].pixels.size(), 0);
+          set->read_pixels("xray", int64_t(i), buf.data());
+          if (buf != fx.xray[i].pixels) ++bad;
+        }
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(bad.load(), 0);
+}
+
+TEST(ShardWriter, SameContentGivesIdenticalBytes) {
+  TempDir dir("shardwriter-bytes");
+  auto xs = samples("xray", 3, 1, 1, 16, 16);
+  for (const char* name : {"a.h5", "b.h5"}) {
+    ShardWriter w(dir / name, {"xray", 4, 0, 0, "k"});
+    for (const auto& s : xs) w.append(s);
+    w.add_reject("/data/bad.png", "corrupt");
+    w.commit();
+  }
+  EXPECT_EQ(fs::checksum_file(dir / "a.h5"), fs::checksum_file(dir / "b.h5"));
+}
+
+TEST(ShardWriter, NothingVisibleWithoutCommit) {
+  TempDir dir("shardwriter-abort");
+  {
+    ShardWriter w(dir / "xray/shard-00000.h5", {"xray", 4, 0, 0, ""});
+    w.append(make_sample("xray", 0, 1, 1, 8, 8));
+  }
+  EXPECT_TRUE(std::filesystem::is_empty(dir / "xray"));
+}
+
+TEST(ShardWriter, RejectsMismatchedSamples) {
+  TempDir dir("shardwriter-mismatch");
+  ShardWriter w(dir / "s.h5", {"xray", 4, 0, 0, ""});
+  w.append(make_sample("xray", 0, 1, 1, 8, 8));
+  EXPECT_THROW(w.append(make_sample("xray", 1, 1, 1, 8, 9)), Error);
+  EXPECT_THROW(w.append(make_sample("ct", 1, 1, 1, 8, 8)), Error);
+  auto bad = make_sample("xray", 2, 1, 1, 8, 8);
+  bad.pixels.pop_back();
+  EXPECT_THROW(w.append(bad), Error);
+  EXPECT_THROW(ShardWriter(dir / "t.h5", {"xray", 10, 0, 0, ""}), Error);
+}
+
+TEST(ShardWriter, AllRejectedShardIsEmptyAndSkippedByReader) {
+  TempDir dir("shardwriter-empty");
+  {
+    ShardWriter w(dir / "xray/shard-00001.h5", {"xray", 4, 2, 2, "k"});
+    w.add_reject("/a.png", "truncated");
+    w.add_reject("/b.png", "constant image");
+    w.commit();
+  }
+  auto md = read_shard_metadata(dir / "xray/shard-00001.h5");
+  EXPECT_EQ(md.count, 0);
+  EXPECT_EQ(md.rows, 2);
+  EXPECT_EQ(md.rejected_sources, std::vector<std::string>({"/a.png", "/b.png"}));
+  EXPECT_EQ(md.rejected_reasons, std::vector<std::string>({"truncated", "constant image"}));
+  auto xs = samples("xray", 2, 1, 1, 8, 8);
+  auto entries = testing::write_shards(dir.path(), xs, 2, 4);  // shard-00000
+  entries.push_back(describe_shard(dir.path(), "xray/shard-00001.h5"));
+  auto index = build_index(entries, {});
+  EXPECT_EQ(index["modalities"]["xray"]["count"], 2);
+  EXPECT_EQ(index["modalities"]["xray"]["rejected"], 2);
+  write_index(dir.path(), index);
+  auto set = ShardSet::open(dir.path());
+  EXPECT_EQ(set->info("xray").count, 2);
+  EXPECT_EQ(set->read("xray", 1).pixels, xs[1].pixels);
+}
+
+TEST(ShardSet, RefusesBadIndexes) {
+  TempDir dir("shardset-bad");
+  EXPECT_THROW(ShardSet::open(dir.path()), Error);  // no index.json
+  Fixture fx;
+  fx.write(dir.path());
+  auto index = nlohmann::json::parse(fs::read_file(dir / "index.json"));
+  auto broken = index;
+  broken["format_version"] = 99;
+  fs::write_atomic(dir / "index.json", broken.dump());
+  try {
+    ShardSet::open(dir.path());
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_THAT(e.what(), ::testing::HasSubstr("index.json"));
+    EXPECT_THAT(e.what(), ::testing::HasSubstr("format_version"));
+  }
+  std::filesystem::remove(dir / "xray/shard-00001.h5");
+  fs::write_atomic(dir / "index.json", index.dump());
+  try {
+    ShardSet::open(dir.path());
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_THAT(e.what(), ::testing::HasSubstr("shard-00001.h5"));
+  }
+  // Shapes that differ within a modality cannot be indexed.
+  auto other = samples("xray", 1, 1, 1, 9, 9);
+  auto e1 = testing::write_shards(dir / "x", fx.xray, 5, 4);
+  auto e2 = testing::write_shards(dir / "y", other, 5, 4);
+  e2[0].shard = 1;
+  e1.push_back(e2[0]);
+  EXPECT_THROW(build_index(e1, {}), Error);
+}
+
+// Finds a Python with h5py (Debian's python3-h5py lives under /usr/bin).
+std::string python_with_h5py() {
+  for (const char* py : {"/usr/bin/python3", "python3"}) {
+    std::string cmd = std::string(py) + " -c 'import h5py, numpy'";
+    if (testing::run_command(cmd) == 0) return py;
+  }
+  return "";
+}
+
+TEST(ShardFormat, ReadableByH5py) {
+  std::string py = python_with_h5py();
+  if (py.empty()) GTEST_SKIP() << "no python3 with h5py";
+  TempDir dir("shard-h5py");
+  for (int level : {4, 0}) {
+    auto xs = samples("endoscopy", 3, 3, 2, 8, 6);
+    std::string name = "shard-" + std::to_string(level) + ".h5";
+    ShardWriter w(dir / name, {"endoscopy", level, 64, 4, "key"});
+    std::string expected;
+    for (const auto& s : xs) {
+      w.append(s);
+      expected.append(s.pixels.begin(), s.pixels.end());
+    }
+    w.add_reject("/data/broken.mp4", "no video stream");
+    w.commit();
+    fs::write_atomic(dir / "expected.bin", expected);
+    nlohmann::json want = {{"N", 3},
+                           {"shape", {3, 2, 8, 6}},
+                           {"compression", level},
+                           {"modality", "endoscopy"},
+                           {"ids", {xs[0].id, xs[1].id, xs[2].id}},
+                           {"labels", {"nodule", "cyst|mass", ""}},
+                           {"rejected_sources", {"/data/broken.mp4"}}};
+    fs::write_atomic(dir / "expected.json", want.dump());
+    std::string out;
+    int rc = testing::run_command(
+        py + " " + (testing::source_dir() / "tests/sharding/check_shard_h5py.py").string() + " " +
+            (dir / name).string() + " " + (dir / "expected.json").string() + " " +
+            (dir / "expected.bin").string(),
+        &out);
+    EXPECT_EQ(rc, 0) << out;
+  }
+}
+
+}  // namespace
+}  // namespace m3ret::sharding

@@ -1,0 +1,190 @@
+// The MPI sharder on real image files (2 ranks): content equals reading the
+// samples directly, 1 rank and 2 ranks give identical shards and index,
+// complete shards are kept on a rerun, rejects.csv lists refused inputs.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <mpi.h>
+
+#include <fstream>
+
+#include <itkImage.h>
+#include <itkImageFileWriter.h>
+#include <itkPNGImageIO.h>
+
+#include "core/fs.h"
+#include "core/mpi_communicator.h"
+#include "core/runtime.h"
+#include "data/manifest.h"
+#include "data/reader.h"
+#include "sharding/shard_set.h"
+#include "sharding/sharder.h"
+#include "test_util.h"
+
+namespace m3ret::sharding {
+namespace {
+
+namespace stdfs = std::filesystem;
+
+void write_png(const stdfs::path& path, int w, int h, int seed) {
+  using Image = itk::Image<uint8_t, 2>;
+  auto image = Image::New();
+  Image::RegionType region;
+  region.SetSize({{static_cast<itk::SizeValueType>(w), static_cast<itk::SizeValueType>(h)}});
+  image->SetRegions(region);
+  image->Allocate();
+  for (int y = 0; y < h; ++y) {
+    for (int x = 0; x < w; ++x) {
+      image->SetPixel({{x, y}}, static_cast<uint8_t>((x * 5 + y * 3 + seed * 29) % 251));
+    }
+  }
+  auto writer = itk::ImageFileWriter<Image>::New();
+  writer->SetImageIO(itk::PNGImageIO::New());
+  writer->SetFileName(path.string());
+  writer->SetInput(image);
+  writer->Update();
+}
+
+// 7 readable images + 1 corrupt + 1 missing, over two modalities.
+stdfs::path make_dataset(const stdfs::path& dir) {
+  const auto manifest = dir / "manifest.csv";
+  if (Runtime::get().rank() == 0) {
+    stdfs::create_directories(dir / "img");
+    std::string csv = "path,modality,labels,group,split\n";
+    for (int i = 0; i < 5; ++i) {
+      write_png(dir / fmt::format("img/us{}.png", i), 40 + i * 4, 30, i);
+      csv += fmt::format("img/us{}.png,ultrasound,{},p{},train\n", i, i % 2 ? "cyst" : "nodule|mass",
+                         i / 2);
+      if (i == 2) csv += "img/broken.png,ultrasound,cyst,p9,train\n";
+    }
+    std::ofstream(dir / "img/broken.png") << "this is not a PNG file";
+    for (int i = 0; i < 2; ++i) {
+      write_png(dir / fmt::format("img/xr{}.png", i), 32, 32 + 8 * i, 10 + i);
+      csv += fmt::format("img/xr{}.png,xray,normal,q{},test\n", i, i);
+    }
+    csv += "img/missing.png,xray,normal,q7,test\n";
+    fs::write_atomic(manifest, csv);
+  }
+  Runtime::get().world_comm().barrier();
+  return manifest;
+}
+
+data::PreprocessConfig preprocess(int64_t size) {
+  data::PreprocessConfig pp;
+  pp.image_size = size;
+  return pp;
+}
+
+ShardConfig shard_config() {
+  ShardConfig c;
+  c.samples_per_shard = 2;
+  c.threads = 2;
+  c.compression = 4;
+  return c;
+}
+
+std::map<std::string, std::string> shard_checksums(const stdfs::path& dir) {
+  std::map<std::string, std::string> out;
+  for (const auto& e : stdfs::recursive_directory_iterator(dir)) {
+    if (e.is_regular_file()) out[stdfs::relative(e.path(), dir).string()] = fs::checksum_file(e.path());
+  }
+  return out;
+}
+
+TEST(Sharder, TwoRanksMatchDirectReadsOneRankAndResume) {
+  auto& comm = Runtime::get().world_comm();
+  ASSERT_EQ(comm.size(), 2) << "run under mpiexec -n 2";
+  testing::TempDir tmp("sharder");
+  const auto manifest = make_dataset(tmp.path());
+  const auto out2 = tmp / "shards-2ranks";
+
+  ShardSummary sum = shard_dataset(manifest, out2, shard_config(), preprocess(16), comm);
+  EXPECT_EQ(sum.rows, 9);
+  EXPECT_EQ(sum.samples, 7);
+  EXPECT_EQ(sum.rejected, 2);
+  EXPECT_EQ(sum.shards, 3 + 2);  // ultrasound: 6 rows, xray: 3 rows
+  EXPECT_EQ(sum.written, 5);
+  EXPECT_EQ(sum.skipped, 0);
+
+  if (comm.rank() == 0) {
+    // Content equals the samples read directly, in manifest order.
+    auto rows = data::read_manifest(manifest);
+    auto set = ShardSet::open(out2);
+    std::map<std::string, int64_t> next;
+    for (const auto& row : rows) {
+      if (row.path.filename() == "broken.png" || row.path.filename() == "missing.png") continue;
+      data::Sample want = data::read_sample(row, manifest.parent_path(), preprocess(16));
+      data::Sample got = set->read(row.modality, next[row.modality]++);
+      EXPECT_EQ(got.id, want.id);
+      EXPECT_EQ(got.pixels, want.pixels) << want.id;
+      EXPECT_EQ(got.labels, want.labels);
+      EXPECT_EQ(got.group, want.group);
+      EXPECT_EQ(std::vector<int64_t>({got.C, got.T, got.H, got.W}),
+                std::vector<int64_t>({want.C, want.T, want.H, want.W}));
+    }
+    EXPECT_EQ(set->info("ultrasound").count, 5);
+    EXPECT_EQ(set->info("xray").count, 2);
+    EXPECT_EQ(set->label_vocabulary(),
+              std::vector<std::string>({"cyst", "mass", "nodule", "normal"}));
+    // rejects.csv names both refused inputs with their manifest lines.
+    std::string rejects = fs::read_file(out2 / "rejects.csv");
+    EXPECT_THAT(rejects, ::testing::StartsWith("path,modality,line,reason\n"));
+    EXPECT_THAT(rejects, ::testing::HasSubstr("broken.png,ultrasound,5,"));
+    EXPECT_THAT(rejects, ::testing::HasSubstr("missing.png,xray,10,"));
+    EXPECT_EQ(std::count(rejects.begin(), rejects.end(), '\n'), 3);
+  }
+  comm.barrier();
+
+  // One rank alone writes exactly the same files.
+  MPI_Comm solo;
+  MPI_Comm_split(MPI_COMM_WORLD, comm.rank() == 0 ? 0 : MPI_UNDEFINED, 0, &solo);
+  const auto out1 = tmp / "shards-1rank";
+  if (comm.rank() == 0) {
+    MpiCommunicator one(solo);
+    ShardSummary s1 = shard_dataset(manifest, out1, shard_config(), preprocess(16), one);
+    EXPECT_EQ(s1.samples, 7);
+    EXPECT_EQ(fs::read_file(out1 / "index.json"), fs::read_file(out2 / "index.json"));
+    EXPECT_EQ(shard_checksums(out1), shard_checksums(out2));
+    MPI_Comm_free(&solo);
+  }
+  comm.barrier();
+
+  // Kill-and-resume: a lost shard and a leftover partial file are redone, the
+  // complete shards are kept, and the result is the same.
+  const std::string index_before = fs::read_file(out2 / "index.json");
+  const auto before = shard_checksums(out2);
+  comm.barrier();
+  if (comm.rank() == 0) {
+    stdfs::remove(out2 / "ultrasound/shard-00001.h5");
+    std::ofstream(out2 / "ultrasound/shard-00001.h5.tmp-999-0") << "partial";
+    stdfs::remove(out2 / "index.json");
+  }
+  comm.barrier();
+  ShardSummary again = shard_dataset(manifest, out2, shard_config(), preprocess(16), comm);
+  EXPECT_EQ(again.written, 1);
+  EXPECT_EQ(again.skipped, 4);
+  EXPECT_EQ(fs::read_file(out2 / "index.json"), index_before);
+  EXPECT_EQ(shard_checksums(out2), before);  // no temporary file left either
+  comm.barrier();  // every rank has checked before the next run rewrites
+
+  // Other preprocessing: every shard is stale and rewritten.
+  ShardSummary bigger = shard_dataset(manifest, out2, shard_config(), preprocess(24), comm);
+  EXPECT_EQ(bigger.written, 5);
+  EXPECT_EQ(bigger.skipped, 0);
+  if (comm.rank() == 0) {
+    EXPECT_EQ(ShardSet::open(out2)->info("xray").H, 24);
+  }
+  comm.barrier();
+}
+
+TEST(Sharder, FailsOnEveryRankForABadManifest) {
+  auto& comm = Runtime::get().world_comm();
+  testing::TempDir tmp("sharder-bad");
+  if (comm.rank() == 0) fs::write_atomic(tmp / "manifest.csv", "path,modality\nx.png,xray\n");
+  comm.barrier();
+  EXPECT_THROW(shard_dataset(tmp / "manifest.csv", tmp / "out", shard_config(), preprocess(16),
+                             comm),
+               Error);
+}
+
+}  // namespace
+}  // namespace m3ret::sharding

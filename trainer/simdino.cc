@@ -1,0 +1,125 @@
+#include "trainer/simdino.h"
+
+#include <cmath>
+
+#include "core/communicator.h"
+#include "core/error.h"
+#include "trainer/augment.h"
+
+namespace m3ret::trainer {
+
+namespace F = torch::nn::functional;
+
+torch::Tensor coding_rate(const torch::Tensor& z, double eps, Communicator* comm) {
+  M3RET_CHECK(z.dim() == 2, "coding_rate expects Z [b, d], got {} dims", z.dim());
+  auto z64 = z.to(torch::kFloat64);
+  const int64_t d = z64.size(1);
+  auto cov = torch::matmul(z64.t(), z64);  // [d, d]
+  double b = static_cast<double>(z64.size(0));
+  if (comm && comm->size() > 1) {
+    auto total = cov.detach().clone().contiguous();
+    comm->allreduce_sum(total.data_ptr<double>(), static_cast<size_t>(total.numel()));
+    b = comm->sum(b);
+    // Value: the global sum; gradient: world x the local one (see header).
+    cov = total + (cov - cov.detach()) * static_cast<double>(comm->size());
+  }
+  auto m = torch::eye(d, torch::kFloat64) + cov * (static_cast<double>(d) / (b * eps));
+  auto l = torch::linalg_cholesky(m);
+  return l.diagonal().log().sum();  // 1/2 * logdet = sum(log(diag(L)))
+}
+
+double teacher_momentum(int64_t step, int64_t max_steps, double start, double end) {
+  const double progress = max_steps > 0 ? std::min(1.0, double(step) / double(max_steps)) : 1.0;
+  return end - (end - start) * (1.0 + std::cos(M_PI * progress)) / 2.0;
+}
+
+ProjectionHead::ProjectionHead(int64_t in, int64_t hidden, int64_t out) {
+  fc1_ = register_module("fc1", torch::nn::Linear(in, hidden));
+  fc2_ = register_module("fc2", torch::nn::Linear(hidden, hidden));
+  fc3_ = register_module("fc3", torch::nn::Linear(hidden, out));
+  init_weights(*this);
+}
+
+torch::Tensor ProjectionHead::forward(const torch::Tensor& x) {
+  auto h = F::gelu(fc1_->forward(x));
+  h = F::gelu(fc2_->forward(h));
+  return F::normalize(fc3_->forward(h), F::NormalizeFuncOptions().dim(-1).p(2).eps(1e-12));
+}
+
+SimDino::SimDino(std::shared_ptr<Encoder> encoder, const SimDinoConfig& cfg, Communicator* comm)
+    : encoder_(std::move(encoder)), cfg_(cfg), comm_(comm) {
+  const int64_t D = encoder_->width();
+  head_ = register_module("head", std::make_shared<ProjectionHead>(D, cfg.head_hidden, cfg.head_out));
+  VitSpec tspec = encoder_->spec();
+  tspec.drop_path = 0.0;  // the teacher is deterministic
+  teacher_encoder_ = register_module("teacher_encoder", std::make_shared<Encoder>(tspec));
+  teacher_head_ = register_module("teacher_head",
+                                  std::make_shared<ProjectionHead>(D, cfg.head_hidden, cfg.head_out));
+  for (auto& p : teacher_params()) p.set_requires_grad(false);
+  update_teacher(0.0);  // teacher = student
+}
+
+std::vector<torch::Tensor> SimDino::student_params() const {
+  auto p = encoder_->parameters();
+  for (auto& h : head_->parameters()) p.push_back(h);
+  return p;
+}
+
+std::vector<torch::Tensor> SimDino::teacher_params() const {
+  auto p = teacher_encoder_->parameters();
+  for (auto& h : teacher_head_->parameters()) p.push_back(h);
+  return p;
+}
+
+void SimDino::update_teacher(double m) {
+  torch::NoGradGuard no_grad;
+  auto s = student_params();
+  auto t = teacher_params();
+  M3RET_CHECK(s.size() == t.size(), "teacher/student mismatch: {} vs {} tensors", t.size(), s.size());
+  for (size_t i = 0; i < s.size(); ++i) t[i].mul_(m).add_(s[i].detach(), 1.0 - m);
+}
+
+void SimDino::after_optimizer_step(int64_t step, int64_t max_steps) {
+  update_teacher(teacher_momentum(step, max_steps, cfg_.momentum_start, cfg_.momentum_end));
+}
+
+Loss SimDino::compute(const TrainBatch& batch) {
+  auto views = multi_crop(batch.images, batch.seeds, encoder_->spec(), cfg_);
+  const int64_t B = batch.images.size(0);
+  const size_t G = views.global.size();
+  // Student: globals in one pass, locals in one pass (same shape within each).
+  std::vector<torch::Tensor> student;  // per view [B, out]
+  auto sg = head_->forward(encoder_->forward(torch::cat(views.global, 0)).select(1, 0));
+  for (auto& part : sg.split(B, 0)) student.push_back(part);
+  if (!views.local.empty()) {
+    auto sl = head_->forward(encoder_->forward(torch::cat(views.local, 0)).select(1, 0));
+    for (auto& part : sl.split(B, 0)) student.push_back(part);
+  }
+  std::vector<torch::Tensor> teacher;
+  {
+    torch::NoGradGuard no_grad;
+    auto tg = teacher_head_->forward(teacher_encoder_->forward(torch::cat(views.global, 0)).select(1, 0));
+    for (auto& part : tg.split(B, 0)) teacher.push_back(part);
+  }
+  torch::Tensor align = torch::zeros({}, sg.options());
+  int64_t pairs = 0;
+  for (size_t i = 0; i < G; ++i)
+    for (size_t j = 0; j < student.size(); ++j) {
+      if (i == j) continue;
+      align = align + (teacher[i] * student[j]).sum(-1).mean();
+      ++pairs;
+    }
+  align = -align / static_cast<double>(pairs);
+  torch::Tensor rate = torch::zeros({}, torch::kFloat64);
+  for (size_t g = 0; g < G; ++g)
+    rate = rate + coding_rate(student[g], cfg_.eps, cfg_.allreduce_cov ? comm_ : nullptr);
+  rate = (rate / static_cast<double>(G)).to(torch::kFloat32);
+  Loss out;
+  out.total = align - cfg_.gamma * rate;
+  out.terms["simdino"] = out.total.item<double>();
+  out.terms["simdino_align"] = align.item<double>();
+  out.terms["simdino_rate"] = rate.item<double>();
+  return out;
+}
+
+}  // namespace m3ret::trainer

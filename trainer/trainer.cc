@@ -1,0 +1,194 @@
+#include "trainer/trainer.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <fstream>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
+
+#include "core/communicator.h"
+#include "core/error.h"
+#include "core/log.h"
+#include "core/runtime.h"
+#include "sharding/shard_set.h"
+#include "trainer/augment.h"
+#include "trainer/checkpoint.h"
+#include "trainer/grad_sync.h"
+#include "trainer/objective.h"
+#include "trainer/schedule.h"
+
+namespace m3ret::trainer {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double seconds_since(Clock::time_point t) {
+  return std::chrono::duration<double>(Clock::now() - t).count();
+}
+
+void configure_torch(const TrainConfig& cfg) {
+  const int local_world = Runtime::initialized() ? Runtime::get().local_world() : 1;
+  const int hw = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  torch::set_num_threads(std::max(1, hw / std::max(1, local_world)));
+  if (cfg.deterministic) at::globalContext().setDeterministicAlgorithms(true, false);
+}
+
+// Eligible samples per modality: train.modalities present in the shards,
+// restricted to train.split ("" = all).
+std::map<std::string, std::vector<int64_t>> sample_pool(const sharding::ShardSet& shards,
+                                                        const TrainConfig& cfg) {
+  std::map<std::string, std::vector<int64_t>> pool;
+  for (const auto& m : cfg.modalities) {
+    if (!shards.has(m)) continue;
+    auto& v = pool[m];
+    for (int64_t i = 0; i < shards.info(m).count; ++i)
+      if (cfg.split.empty() || shards.meta(m, i).split == cfg.split) v.push_back(i);
+    if (v.empty()) pool.erase(m);
+  }
+  if (pool.empty())
+    throw config::Error(fmt::format("train.modalities/train.split: no samples of split '{}' in "
+                                    "the shards for modalities [{}]",
+                                    cfg.split, fmt::join(cfg.modalities, ", ")));
+  return pool;
+}
+
+// uint8 pixels -> float [B, C, T, H, W] in [0, 1]; one seed per sample from
+// its global position in the step's batch.
+TrainBatch to_train_batch(sharding::LoadedBatch& b, const TrainConfig& cfg, int rank) {
+  TrainBatch tb;
+  tb.step = b.step;
+  tb.images = torch::from_blob(b.pixels.data(), {b.B, b.C, b.T, b.H, b.W}, torch::kUInt8)
+                  .to(torch::kFloat32)
+                  .div_(255.0);
+  for (int64_t i = 0; i < b.B; ++i)
+    tb.seeds.push_back(sample_seed(static_cast<uint64_t>(cfg.seed), b.step, rank * b.B + i));
+  return tb;
+}
+
+// The checkpoint to resume from, agreed by all ranks (rank 0 decides).
+std::string resume_point(const TrainOptions& o, Communicator& comm) {
+  std::string found;
+  if (comm.rank() == 0 && o.resume_auto)
+    if (auto ck = find_latest_valid(o.run_dir)) found = ck->string();
+  comm.broadcast(found, 0);
+  return found;
+}
+
+}  // namespace
+
+void train(const TrainOptions& o, Communicator& comm) {
+  const auto& s = o.settings;
+  const int rank = comm.rank(), world = comm.size();
+  const int64_t per_rank = s.train.per_rank_batch(world);
+  configure_torch(s.train);
+  std::filesystem::create_directories(o.run_dir);
+
+  // Data: the pool of samples per modality and the loader.
+  auto shards = sharding::ShardSet::open(o.shards);
+  auto pool = sample_pool(*shards, s.train);
+
+  // Model and optimizer: the same initial weights on every rank.
+  torch::manual_seed(static_cast<uint64_t>(s.train.seed));
+  auto model = std::make_shared<Model>(s, &comm);
+  broadcast_module(*model, comm);
+  auto optimizer = make_optimizer(*model, s.train);
+  GradientReducer reducer(trainable_parameters(*model), comm);
+  spdlog::info("model: {} encoder parameters, {} in total, objective {}",
+               parameter_count(*model->encoder), parameter_count(*model), s.train.objective);
+
+  // Resume.
+  int64_t start = 0, sampler_position = 0;
+  if (auto ck = resume_point(o, comm); !ck.empty()) {
+    auto st = load_checkpoint(ck, model.get(), optimizer.get(), /*restore_rng=*/true);
+    start = st.step;
+    sampler_position = st.sampler_position;
+    spdlog::info("resuming from {} (step {})", ck, start);
+  }
+  torch::manual_seed(static_cast<uint64_t>(s.train.seed) * 7919 + 17 * static_cast<uint64_t>(rank) + start);
+  sharding::DistributedSampler sampler(pool, per_rank, rank, world,
+                                       static_cast<uint64_t>(s.train.seed),
+                                       o.loader.mixing_config());
+  sampler.set_position(sampler_position);
+  sharding::Loader loader(*shards, std::move(sampler), o.loader);
+
+  std::ofstream metrics;
+  if (rank == 0) metrics.open(o.run_dir / "metrics.jsonl", std::ios::app);
+  const int64_t end = o.stop_after_steps > 0 ? std::min(o.stop_after_steps, s.train.max_steps)
+                                             : s.train.max_steps;
+  log::Progress progress("train", std::max<int64_t>(0, end - start), rank == 0);
+  auto params = trainable_parameters(*model);
+  model->train();
+
+  for (int64_t step = start; step < end; ++step) {
+    const auto t_step = Clock::now();
+    auto batch = loader.next();
+    auto input = to_train_batch(batch, s.train, rank);
+    const double t_data = seconds_since(t_step);
+
+    const double lr = learning_rate(s.train, step);
+    set_learning_rate(*optimizer, lr);
+    optimizer->zero_grad();
+    auto t0 = Clock::now();
+    Loss loss = model->objective->compute(input);
+    const double value = loss.total.item<double>();
+    if (!comm.all(std::isfinite(value)))
+      throw Error(fmt::format("training diverged: non-finite loss at step {} (modality {})", step,
+                              batch.modality));
+    loss.total.backward();
+    const double t_compute = seconds_since(t0);
+
+    t0 = Clock::now();
+    reducer.average();
+    const double t_comm = seconds_since(t0);
+
+    t0 = Clock::now();
+    const double clip = s.train.clip_grad > 0 ? s.train.clip_grad : 1e300;
+    const double grad_norm = torch::nn::utils::clip_grad_norm_(params, clip);
+    optimizer->step();
+    model->objective->after_optimizer_step(step, s.train.max_steps);
+    const double t_optim = seconds_since(t0);
+
+    // Loss terms averaged over ranks (each rank saw different samples).
+    std::vector<std::string> names = {"loss"};
+    std::vector<double> values = {value};
+    for (auto& [k, v] : loss.terms) names.push_back(k), values.push_back(v);
+    comm.allreduce_sum(values.data(), values.size());
+    const double step_time = seconds_since(t_step);
+    if (rank == 0) {
+      nlohmann::json line = {{"step", step + 1}, {"modality", batch.modality}, {"lr", lr},
+                             {"grad_norm", grad_norm},
+                             {"samples_per_s", double(per_rank * world) / step_time},
+                             {"time_data_s", t_data}, {"time_compute_s", t_compute},
+                             {"time_comm_s", t_comm}, {"time_optim_s", t_optim}};
+      for (size_t i = 0; i < names.size(); ++i) line[names[i]] = values[i] / world;
+      metrics << line.dump() << "\n";
+      metrics.flush();
+      progress.set_suffix(fmt::format("loss {:.4f} lr {:.2e}", values[0] / world, lr));
+    }
+    progress.add(1);
+
+    const bool last = step + 1 == end;
+    const bool due = s.train.checkpoint_every > 0 && (step + 1) % s.train.checkpoint_every == 0;
+    if (last || due) {
+      bool ok = true;
+      std::string error;
+      if (rank == 0) {
+        try {
+          CheckpointState st{step + 1, loader.position(), o.resolved_config_toml};
+          auto dir = save_checkpoint(o.run_dir, st, *model, optimizer.get(), s.train.keep_last);
+          spdlog::info("checkpoint {}", dir.string());
+        } catch (const std::exception& e) {
+          ok = false;
+          error = e.what();
+        }
+      }
+      if (!comm.all(ok)) throw Error("checkpoint failed on rank 0: " + error);
+    }
+  }
+  progress.finish();
+}
+
+}  // namespace m3ret::trainer

@@ -1,0 +1,38 @@
+// The training run: `m3ret train --shards SHARDS --run-dir RUN [--resume auto]`.
+#pragma once
+
+#include <filesystem>
+#include <string>
+
+#include "sharding/loader.h"
+#include "trainer/settings.h"
+
+namespace m3ret {
+class Communicator;
+}
+
+namespace m3ret::trainer {
+
+struct TrainOptions {
+  std::filesystem::path shards;      // folder written by `m3ret shard`
+  std::filesystem::path run_dir;     // checkpoints/, metrics.jsonl (created if absent)
+  bool resume_auto = false;          // continue from the newest valid checkpoint, if any
+  std::string resolved_config_toml;  // stored in every checkpoint (config.toml)
+  Settings settings;
+  sharding::LoaderConfig loader;
+  // Stop after this many steps (with a checkpoint), as a preempted job does;
+  // the schedules still run to train.max_steps. 0 = run to train.max_steps.
+  int64_t stop_after_steps = 0;
+};
+
+// Trains on every rank of `comm` (collective: all ranks call it with the same
+// options). Rank 0 writes RUN/metrics.jsonl (one JSON object per step: step,
+// modality, lr, loss and its terms, grad_norm, samples_per_s, time_data_s,
+// time_compute_s, time_comm_s, time_optim_s) and the checkpoints (every
+// train.checkpoint_every steps and at the end). Uses
+// max(1, hardware threads / ranks on this node) torch threads.
+// Throws m3ret::Error (config::Error for bad keys) on failure; a non-finite
+// loss on any rank stops every rank with an error naming the step.
+void train(const TrainOptions& options, Communicator& comm);
+
+}  // namespace m3ret::trainer
