@@ -98,7 +98,8 @@ void add_demo_verb(CLI::App& app) {
   verb->add_option("--out", *out, "demo folder (reused by a later demo: stages resume)")
       ->capture_default_str();
   verb->callback([opts, out] {
-    if (std::getenv("OMPI_COMM_WORLD_SIZE") || std::getenv("PMIX_RANK")) {
+    const char* world = std::getenv("OMPI_COMM_WORLD_SIZE");
+    if (world && std::string(world) != "1") {
       throw Error("demo: start `m3ret demo` without mpiexec; it runs mpiexec itself");
     }
     AppConfig cfg = opts->load(/*use_embedded_demo=*/!opts->config);

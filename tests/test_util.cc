@@ -39,13 +39,12 @@ TempDir::~TempDir() {
 
 std::filesystem::path source_dir() {
   const char* s = std::getenv("M3RET_SOURCE_DIR");
-  return s ? std::filesystem::path(s) : std::filesystem::current_path();
+  return s ? std::filesystem::path(s) : std::filesystem::path(M3RET_DEFAULT_SOURCE_DIR);
 }
 
 std::filesystem::path m3ret_binary() {
   const char* s = std::getenv("M3RET_BINARY");
-  if (!s) throw std::runtime_error("M3RET_BINARY is not set (CTest sets it)");
-  return s;
+  return s ? std::filesystem::path(s) : std::filesystem::path(M3RET_DEFAULT_BINARY);
 }
 
 int run_command(const std::string& cmd, std::string* output) {
