@@ -19,18 +19,6 @@ namespace stdfs = std::filesystem;
 const std::array<std::string, 5> kColumns = {"path", "modality", "labels", "group", "split"};
 const std::array<std::string, 4> kSplits = {"", "train", "val", "test"};
 
-std::vector<std::string> split_labels(const std::string& s) {
-  std::vector<std::string> out;
-  size_t start = 0;
-  while (start <= s.size()) {
-    size_t bar = s.find('|', start);
-    if (bar == std::string::npos) bar = s.size();
-    if (bar > start) out.push_back(s.substr(start, bar - start));
-    start = bar + 1;
-  }
-  return out;
-}
-
 // `p` relative to `dir` when it lies under it, else `p` itself.
 stdfs::path relative_if_under(const stdfs::path& p, const stdfs::path& dir) {
   auto abs_p = stdfs::absolute(p).lexically_normal();

@@ -15,6 +15,11 @@ inline const std::vector<std::string>& modality_names() {
 }
 bool is_modality(const std::string& name);
 
+// Labels as stored in manifests, shards and embedding files: joined by '|'.
+// split_labels drops empty parts ("a||b|" -> {"a", "b"}; "" -> {}).
+std::string join_labels(const std::vector<std::string>& labels);
+std::vector<std::string> split_labels(const std::string& joined);
+
 struct Sample {
   // Pixels, row-major [C, T, H, W], C = 1 (grey) or 3 (RGB), T = 1 for images,
   // frames for video, slices for volumes.

@@ -276,29 +276,6 @@ void EmbeddingSet::check(const std::string& what) const {
         bad(fmt::format("label '{}' of sample '{}' is empty or contains '|'", l, ids[i]));
 }
 
-std::string join_labels(const std::vector<std::string>& labels) {
-  std::string s;
-  for (size_t i = 0; i < labels.size(); ++i) {
-    if (i) s += '|';
-    s += labels[i];
-  }
-  return s;
-}
-
-std::vector<std::string> split_labels(const std::string& joined) {
-  std::vector<std::string> out;
-  if (joined.empty()) return out;
-  size_t start = 0;
-  while (true) {
-    size_t bar = joined.find('|', start);
-    std::string part = joined.substr(start, bar == std::string::npos ? std::string::npos : bar - start);
-    if (!part.empty()) out.push_back(part);
-    if (bar == std::string::npos) break;
-    start = bar + 1;
-  }
-  return out;
-}
-
 void write_embeddings(const std::filesystem::path& path, const EmbeddingSet& set) {
   set.check(fmt::format("embeddings file {}", path.string()));
   quiet_hdf5();

@@ -20,6 +20,8 @@
 #include <string>
 #include <vector>
 
+#include "data/sample.h"
+
 namespace m3ret::eval {
 
 inline constexpr const char* kEmbeddingsFormat = "m3ret-embeddings";
@@ -55,8 +57,8 @@ void write_embeddings(const std::filesystem::path& path, const EmbeddingSet& set
 // wrong (missing file, not HDF5, wrong format, bad version, bad shape).
 EmbeddingSet read_embeddings(const std::filesystem::path& path);
 
-// '|'-joined labels and back ("" <-> no labels).
-std::string join_labels(const std::vector<std::string>& labels);
-std::vector<std::string> split_labels(const std::string& joined);
+// Labels are '|'-joined, as everywhere (data/sample.h).
+using data::join_labels;
+using data::split_labels;
 
 }  // namespace m3ret::eval

@@ -7,28 +7,6 @@
 
 namespace m3ret::sharding {
 
-std::string join_labels(const std::vector<std::string>& labels) {
-  std::string out;
-  for (size_t i = 0; i < labels.size(); ++i) {
-    if (i) out += '|';
-    out += labels[i];
-  }
-  return out;
-}
-
-std::vector<std::string> split_labels(const std::string& joined) {
-  std::vector<std::string> out;
-  if (joined.empty()) return out;
-  size_t start = 0;
-  while (true) {
-    size_t bar = joined.find('|', start);
-    out.push_back(joined.substr(start, bar == std::string::npos ? std::string::npos : bar - start));
-    if (bar == std::string::npos) break;
-    start = bar + 1;
-  }
-  return out;
-}
-
 ShardMetadata read_shard_metadata(const std::filesystem::path& path) {
   using h5::check;
   using h5::Handle;

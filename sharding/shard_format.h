@@ -28,6 +28,8 @@
 
 #include "sharding/shard_set.h"
 
+#include "data/sample.h"
+
 namespace m3ret::sharding {
 
 inline constexpr const char* kShardFormat = "m3ret-shard";
@@ -54,8 +56,8 @@ struct ShardMetadata {
 // Thread-safe (takes the HDF5 lock).
 ShardMetadata read_shard_metadata(const std::filesystem::path& path);
 
-// Labels joined by '|' and split back (empty string <-> no labels).
-std::string join_labels(const std::vector<std::string>& labels);
-std::vector<std::string> split_labels(const std::string& joined);
+// Labels are '|'-joined, as everywhere (data/sample.h).
+using data::join_labels;
+using data::split_labels;
 
 }  // namespace m3ret::sharding
