@@ -6,6 +6,7 @@
 #include <array>
 #include <cstdio>
 #include <cstdlib>
+#include <vector>
 
 #include <fmt/format.h>
 
@@ -56,6 +57,17 @@ int run_command(const std::string& cmd, std::string* output) {
   int status = pclose(pipe);
   if (output) *output = out;
   return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+std::string python_with(const std::string& modules) {
+  std::vector<std::string> candidates;
+  if (const char* env = std::getenv("M3RET_PYTHON")) candidates.emplace_back(env);
+  candidates.emplace_back("/usr/bin/python3");
+  candidates.emplace_back("python3");
+  for (const auto& py : candidates) {
+    if (run_command(py + " -c 'import " + modules + "'") == 0) return py;
+  }
+  return "";
 }
 
 }  // namespace m3ret::testing

@@ -25,6 +25,11 @@ std::filesystem::path source_dir();
 // The built m3ret binary (for tests that run the CLI), from M3RET_BINARY.
 std::filesystem::path m3ret_binary();
 
+// The first Python interpreter that imports all of `modules` (e.g. "torch" or
+// "numpy, h5py"): M3RET_PYTHON, then Debian's /usr/bin/python3, then python3 on
+// PATH. Empty when none does (tests then skip with that reason).
+std::string python_with(const std::string& modules);
+
 // Runs a shell command, returns its exit status; output goes to `log` if given.
 int run_command(const std::string& cmd, std::string* output = nullptr);
 

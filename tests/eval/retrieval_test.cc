@@ -336,15 +336,8 @@ TEST(Retrieval, ScalesToThousandsOfSamples) {
 
 // ------------------------------------------------ independent numpy reference
 
-std::string python_with_numpy_h5py() {
-  for (const std::string py : {"/usr/bin/python3", "python3"}) {
-    if (m3ret::testing::run_command(py + " -c 'import numpy, h5py'") == 0) return py;
-  }
-  return "";
-}
-
 TEST(Retrieval, MatchesNumpyReferenceThroughTheFile) {
-  const std::string py = python_with_numpy_h5py();
+  const std::string py = m3ret::testing::python_with("numpy, h5py");
   if (py.empty()) GTEST_SKIP() << "python3 with numpy and h5py not found";
   m3ret::testing::TempDir dir("eval-numpy");
   auto s = testing::random_set(240, 16, {"xray", "ultrasound", "ct", "mri"}, 30, 4, 3);

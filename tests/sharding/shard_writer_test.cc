@@ -188,17 +188,8 @@ TEST(ShardSet, RefusesBadIndexes) {
   EXPECT_THROW(build_index(e1, {}), Error);
 }
 
-// Finds a Python with h5py (Debian's python3-h5py lives under /usr/bin).
-std::string python_with_h5py() {
-  for (const char* py : {"/usr/bin/python3", "python3"}) {
-    std::string cmd = std::string(py) + " -c 'import h5py, numpy'";
-    if (testing::run_command(cmd) == 0) return py;
-  }
-  return "";
-}
-
 TEST(ShardFormat, ReadableByH5py) {
-  std::string py = python_with_h5py();
+  std::string py = m3ret::testing::python_with("h5py, numpy");
   if (py.empty()) GTEST_SKIP() << "no python3 with h5py";
   TempDir dir("shard-h5py");
   for (int level : {4, 0}) {

@@ -15,21 +15,13 @@
 namespace m3ret::trainer {
 namespace {
 
-// The first interpreter that imports torch ("" if none).
-std::string python_with_torch() {
-  for (const char* py : {"/usr/bin/python3", "python3"}) {
-    if (testing::run_command(std::string(py) + " -c 'import torch'") == 0) return py;
-  }
-  return "";
-}
-
 std::vector<double> to_vector(const torch::Tensor& t) {
   auto c = t.to(torch::kFloat64).contiguous().reshape({-1});
   return {c.data_ptr<double>(), c.data_ptr<double>() + c.numel()};
 }
 
 TEST(Golden, CodingRateAndMaeLossMatchPyTorch) {
-  const auto py = python_with_torch();
+  const auto py = m3ret::testing::python_with("torch");
   if (py.empty()) GTEST_SKIP() << "no python3 with torch";
   std::string out;
   const auto script = testing::source_dir() / "tests" / "trainer" / "golden_reference.py";
