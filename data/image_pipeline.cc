@@ -2,6 +2,7 @@
 #include <fmt/format.h>
 
 #include "core/error.h"
+#include "data/dicom.h"
 #include "data/grid.h"
 #include "data/itk_image.h"
 #include "data/pipelines.h"
@@ -16,8 +17,10 @@ namespace {
 // Reads a 2D image; returns its channels with flat geometry and the intensity
 // range to map to [0, 255]: [0, 255] for 8-bit files, else [min, max] over all
 // channels. MONOCHROME1 DICOM is inverted so that bright means dense.
-itkio::Decoded read_2d(const stdfs::path& path, std::array<double, 2>& range) {
+itkio::Decoded read_2d(const stdfs::path& path, const std::string& modality,
+                       std::array<double, 2>& range) {
   itkio::Decoded d = itkio::read(path);
+  check_dicom_modality(path, d.dicom_modality, modality);
   if (d.dims != 2) {
     const auto size = d.channels[0]->GetLargestPossibleRegion().GetSize();
     throw InputError(path.string(), fmt::format("{}D image ({}x{}x{}) where a 2D image is expected",
@@ -44,12 +47,22 @@ itkio::Decoded read_2d(const stdfs::path& path, std::array<double, 2>& range) {
 
 }  // namespace
 
+void check_dicom_modality(const stdfs::path& path, const std::string& dicom_code,
+                          const std::string& modality) {
+  if (dicom_code.empty() || modality == "other") return;
+  const std::string says = dicom::modality_for(dicom_code);
+  if (!says.empty() && says != modality) {
+    throw InputError(path.string(), fmt::format("mislabelled: DICOM Modality '{}' is {}, the manifest says {}",
+                                                dicom_code, says, modality));
+  }
+}
+
 void grey_image(const stdfs::path& path, const PreprocessConfig& cfg, Sample& s) {
   if (video::is_video_path(path)) {
     throw InputError(path.string(), fmt::format("a video where a 2D {} image is expected", s.modality));
   }
   std::array<double, 2> range{};
-  itkio::Decoded d = read_2d(path, range);
+  itkio::Decoded d = read_2d(path, s.modality, range);
   itkio::Volume::Pointer grey = d.channels[0];
   if (d.channels.size() == 3) {  // ITU-R BT.601 luma
     const float* r = d.channels[0]->GetBufferPointer();
@@ -78,7 +91,7 @@ void endoscopy(const stdfs::path& path, const PreprocessConfig& cfg, Sample& s) 
     s.pixels = video::read(path, F, S, crop);
   } else {
     std::array<double, 2> range{};
-    itkio::Decoded d = read_2d(path, range);
+    itkio::Decoded d = read_2d(path, s.modality, range);
     std::vector<uint8_t> planes;  // [C][S][S]
     for (size_t c = 0; c < 3; ++c) {
       const auto& ch = d.channels[d.channels.size() == 3 ? c : 0];

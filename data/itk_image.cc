@@ -1,5 +1,6 @@
 #include "data/itk_image.h"
 
+#include <algorithm>
 #include <cmath>
 #include <mutex>
 
@@ -8,7 +9,6 @@
 #include <itkBMPImageIOFactory.h>
 #include <itkGDCMImageIO.h>
 #include <itkGDCMImageIOFactory.h>
-#include <itkGDCMSeriesFileNames.h>
 #include <itkImageFileReader.h>
 #include <itkImageIOFactory.h>
 #include <itkImageSeriesReader.h>
@@ -24,6 +24,7 @@
 #include <itkVectorImage.h>
 
 #include "core/error.h"
+#include "data/dicom.h"
 #include "data/integrity.h"
 
 namespace m3ret::data::itkio {
@@ -33,6 +34,9 @@ namespace stdfs = std::filesystem;
 namespace {
 
 using VectorVolume = itk::VectorImage<float, 3>;
+
+// More decoded values than this (4 GiB as float) is refused before decoding.
+constexpr double kMaxDecodedValues = 1024.0 * 1024.0 * 1024.0;
 
 template <class Factory>
 void register_once(const char* class_name) {
@@ -90,25 +94,29 @@ int effective_dims(const std::vector<size_t>& size) {
   return d;
 }
 
-Decoded read_series(const stdfs::path& dir) {
-  // GDCM scans every file of the folder and aborts on some cut files: check first.
-  for (const auto& entry : stdfs::directory_iterator(dir)) {
-    if (!entry.is_regular_file()) continue;
-    const std::string why = integrity::dicom_meta_error(entry.path());
-    if (!why.empty()) refuse(dir, fmt::format("{}: {}", entry.path().filename().string(), why));
+Decoded read_file(const stdfs::path& path, const stdfs::path& name);
+
+// A series folder, or "FOLDER#ID" (data/dicom.h); `name` is what refusals name.
+Decoded read_series(const stdfs::path& dir, const std::string& id, const stdfs::path& name) {
+  const std::vector<dicom::Series> all = dicom::list_series(dir);
+  if (all.empty()) refuse(name, "folder holds no DICOM series");
+  const dicom::Series* chosen = &all.front();  // the largest
+  if (!id.empty()) {
+    auto it = std::find_if(all.begin(), all.end(), [&](const dicom::Series& s) { return s.id == id; });
+    if (it == all.end()) {
+      refuse(name, fmt::format("no DICOM series '{}' in the folder ({} series there)", id, all.size()));
+    }
+    chosen = &*it;
   }
-  auto names = itk::GDCMSeriesFileNames::New();
-  names->SetUseSeriesDetails(true);
-  names->SetDirectory(dir.string());
-  const auto& uids = names->GetSeriesUIDs();
-  if (uids.empty()) refuse(dir, "folder holds no DICOM series");
+  // A one-file series is a single (possibly multi-frame) file.
+  if (chosen->files.size() == 1) {
+    Decoded d = read_file(chosen->files.front(), name);
+    if (d.dims != 3) refuse(name, "DICOM series has 1 slice; a volume needs 2 or more");
+    return d;
+  }
   std::vector<std::string> files;
-  for (const auto& uid : uids) {
-    auto f = names->GetFileNames(uid);
-    if (f.size() > files.size()) files = f;
-  }
-  if (files.size() < 2) refuse(dir, fmt::format("DICOM series has {} slice(s); a volume needs 2 or more",
-                                                files.size()));
+  for (const auto& f : chosen->files) files.push_back(f.string());
+  const stdfs::path& dir_name = name;
   auto io = itk::GDCMImageIO::New();
   auto reader = itk::ImageSeriesReader<Volume>::New();
   reader->SetImageIO(io);
@@ -116,13 +124,13 @@ Decoded read_series(const stdfs::path& dir) {
   try {
     reader->Update();
   } catch (const itk::ExceptionObject& e) {
-    refuse(dir, "cannot read DICOM series: " + first_line(e.GetDescription()));
+    refuse(dir_name, "cannot read DICOM series: " + first_line(e.GetDescription()));
   }
   Volume::Pointer vol = reader->GetOutput();
   const float* p = vol->GetBufferPointer();
   const size_t n = vol->GetLargestPossibleRegion().GetNumberOfPixels();
   for (size_t i = 0; i < n; ++i) {
-    if (!std::isfinite(p[i])) refuse(dir, "contains NaN or Inf values");
+    if (!std::isfinite(p[i])) refuse(dir_name, "contains NaN or Inf values");
   }
   Decoded d;
   d.channels.push_back(vol);
@@ -130,6 +138,7 @@ Decoded read_series(const stdfs::path& dir) {
   std::string photometric;
   itk::ExposeMetaData<std::string>(io->GetMetaDataDictionary(), "0028|0004", photometric);
   d.monochrome1 = photometric.find("MONOCHROME1") != std::string::npos;
+  d.dicom_modality = chosen->header.modality;
   return d;
 }
 
@@ -155,48 +164,64 @@ void register_factories() {
 Decoded read(const stdfs::path& path) {
   register_factories();
   std::error_code ec;
+  stdfs::path dir;
+  std::string id;
+  if (dicom::split_series_ref(path, dir, id)) return read_series(dir, id, path);
   if (!stdfs::exists(path, ec)) refuse(path, "does not exist");
-  if (stdfs::is_directory(path, ec)) return read_series(path);
-  if (stdfs::file_size(path, ec) == 0) refuse(path, "empty file");
+  if (stdfs::is_directory(path, ec)) return read_series(path, "", path);
+  return read_file(path, path);
+}
+
+namespace {
+
+Decoded read_file(const stdfs::path& path, const stdfs::path& name) {
+  std::error_code ec;
+  if (stdfs::file_size(path, ec) == 0) refuse(name, "empty file");
   if (integrity::is_png(path)) {
     const std::string why = integrity::png_error(path);
-    if (!why.empty()) refuse(path, "corrupt PNG: " + why);
+    if (!why.empty()) refuse(name, "corrupt PNG: " + why);
   }
   {
     const std::string why = integrity::dicom_meta_error(path);
-    if (!why.empty()) refuse(path, why);
+    if (!why.empty()) refuse(name, why);
   }
   if (integrity::is_jpeg(path)) {
     const std::string why = integrity::jpeg_error(path);
-    if (!why.empty()) refuse(path, "corrupt JPEG: " + why);
+    if (!why.empty()) refuse(name, "corrupt JPEG: " + why);
   }
 
   auto io = itk::ImageIOFactory::CreateImageIO(path.c_str(), itk::IOFileModeEnum::ReadMode);
-  if (!io) refuse(path, "not a readable image (no ITK reader recognises it, or it is corrupt)");
+  if (!io) refuse(name, "not a readable image (no ITK reader recognises it, or it is corrupt)");
   std::vector<size_t> size;
   try {
     io->SetFileName(path.string());
     io->ReadImageInformation();
     for (unsigned i = 0; i < io->GetNumberOfDimensions(); ++i) size.push_back(io->GetDimensions(i));
   } catch (const itk::ExceptionObject& e) {
-    refuse(path, "cannot read image header: " + first_line(e.GetDescription()));
+    refuse(name, "cannot read image header: " + first_line(e.GetDescription()));
   }
   for (size_t s : size) {
-    if (s == 0) refuse(path, "image has a zero-sized axis");
+    if (s == 0) refuse(name, "image has a zero-sized axis");
   }
   const int dims = effective_dims(size);
   if (dims > 3) {
-    refuse(path, fmt::format("{}D image (size {}); expected 2D or 3D", dims, fmt::join(size, "x")));
+    refuse(name, fmt::format("{}D image (size {}); expected 2D or 3D", dims, fmt::join(size, "x")));
+  }
+  double voxels = 1;
+  for (size_t s : size) voxels *= static_cast<double>(s);
+  if (voxels * io->GetNumberOfComponents() > kMaxDecodedValues) {
+    refuse(name, fmt::format("absurd image size {} x {} component(s) (more than {} values)",
+                             fmt::join(size, "x"), io->GetNumberOfComponents(), kMaxDecodedValues));
   }
   if (dynamic_cast<itk::NiftiImageIO*>(io.GetPointer())) {
     // ITK reads missing voxels of a truncated NIfTI as zeros: count them.
     constexpr int64_t kNiftiHeaderBytes = 348;
     std::string why;
     const int64_t have = integrity::payload_bytes(path, why);
-    if (have < 0) refuse(path, why);
+    if (have < 0) refuse(name, why);
     const auto need = static_cast<int64_t>(io->GetImageSizeInBytes()) + kNiftiHeaderBytes;
     if (have < need) {
-      refuse(path, fmt::format("truncated NIfTI: {} bytes, the header announces at least {}", have, need));
+      refuse(name, fmt::format("truncated NIfTI: {} bytes, the header announces at least {}", have, need));
     }
   }
   auto reader = itk::ImageFileReader<VectorVolume>::New();
@@ -205,10 +230,10 @@ Decoded read(const stdfs::path& path) {
   try {
     reader->Update();
   } catch (const itk::ExceptionObject& e) {
-    refuse(path, "cannot decode image (corrupt or truncated?): " + first_line(e.GetDescription()));
+    refuse(name, "cannot decode image (corrupt or truncated?): " + first_line(e.GetDescription()));
   }
   Decoded d;
-  d.channels = split_channels(path, reader->GetOutput());
+  d.channels = split_channels(name, reader->GetOutput());
   d.dims = dims < 2 ? 2 : dims;
   const auto ct = io->GetComponentType();
   d.eight_bit = ct == itk::IOComponentEnum::UCHAR || ct == itk::IOComponentEnum::CHAR;
@@ -216,10 +241,14 @@ Decoded read(const stdfs::path& path) {
     std::string photometric;
     itk::ExposeMetaData<std::string>(gdcm->GetMetaDataDictionary(), "0028|0004", photometric);
     d.monochrome1 = photometric.find("MONOCHROME1") != std::string::npos;
+    itk::ExposeMetaData<std::string>(gdcm->GetMetaDataDictionary(), "0008|0060", d.dicom_modality);
+    d.dicom_modality.erase(d.dicom_modality.find_last_not_of(" \t\r\n") + 1);
     // GDCM applies Rescale Slope/Intercept, so values may leave the 8-bit range.
     d.eight_bit = false;
   }
   return d;
 }
+
+}  // namespace
 
 }  // namespace m3ret::data::itkio

@@ -23,12 +23,14 @@ struct Decoded {
   int dims = 0;              // effective dimensionality: 2 or 3 (trailing size-1 axes dropped)
   bool eight_bit = false;    // stored as (u)int8: values already in [0, 255]
   bool monochrome1 = false;  // DICOM MONOCHROME1: low values are bright
+  std::string dicom_modality;  // DICOM Modality (0008,0060), e.g. "CT"; "" for other formats
 };
 
-// Reads a file (any ITK format) or a DICOM series folder (the series with the
-// most files when the folder holds several). Throws m3ret::InputError(path,
-// reason) when the path is missing, empty, not decodable, 4D or more, or has
-// an unsupported number of components. Values are checked finite.
+// Reads a file (any ITK format), a DICOM series folder (the series with the
+// most files when the folder holds several) or "FOLDER#SERIES_ID" (one series
+// of a folder, data/dicom.h). Throws m3ret::InputError(path, reason) when the
+// path is missing, empty, not decodable, 4D or more, larger than 2^30 values,
+// or has an unsupported number of components. Values are checked finite.
 Decoded read(const std::filesystem::path& path);
 
 // Registers the ITK image IO factories (idempotent, thread-safe); read() calls it.

@@ -10,6 +10,12 @@
 
 namespace m3ret::data::pipeline {
 
+// Refuses a DICOM input whose Modality tag names another m3ret modality than
+// the manifest's (e.g. a CT series listed as xray); "other" accepts anything,
+// and codes without an m3ret modality (OT, SC, ...) pass.
+void check_dicom_modality(const std::filesystem::path& path, const std::string& dicom_code,
+                          const std::string& modality);
+
 // xray, ultrasound, other: a 2D image -> [1, 1, S, S] grey.
 void grey_image(const std::filesystem::path& path, const PreprocessConfig& cfg, Sample& s);
 // endoscopy: a video -> [3, F, S, S]; a still image (grey or RGB) is repeated F times.

@@ -44,10 +44,9 @@ struct PacketFreer {
   void operator()(AVPacket* p) const { av_packet_free(&p); }
 };
 
-// Decodes every frame of the best video stream in order, calling
-// on_frame(frame, index). Returns the number of decoded frames.
-int64_t decode_all(const stdfs::path& path, const std::function<void(const AVFrame*, int64_t)>& on_frame,
-                   int64_t* declared_frames) {
+// Opens `path` and finds its best video stream (and decoder).
+std::unique_ptr<AVFormatContext, FormatCloser> open_video(const stdfs::path& path, int* stream,
+                                                         const AVCodec** codec) {
   auto refuse = [&](const std::string& why) { throw InputError(path.string(), why); };
   AVFormatContext* raw = nullptr;
   int err = avformat_open_input(&raw, path.c_str(), nullptr, nullptr);
@@ -55,11 +54,61 @@ int64_t decode_all(const stdfs::path& path, const std::function<void(const AVFra
   std::unique_ptr<AVFormatContext, FormatCloser> fmt_ctx(raw);
   err = avformat_find_stream_info(fmt_ctx.get(), nullptr);
   if (err < 0) refuse("cannot read stream info: " + av_error(err));
+  *stream = av_find_best_stream(fmt_ctx.get(), AVMEDIA_TYPE_VIDEO, -1, -1, codec, 0);
+  if (*stream < 0 || !*codec) refuse("no decodable video stream");
+  return fmt_ctx;
+}
+
+// The presentation time span of the video stream, from its packets (no decoding).
+struct Timeline {
+  bool timed = false;     // every packet has a timestamp
+  int64_t start = 0;      // first presentation time (stream time base)
+  int64_t end = 0;        // last presentation time + its duration
+  int64_t packets = 0;    // video packets (not discarded)
+};
+
+Timeline scan_timeline(const stdfs::path& path) {
+  int stream = -1;
   const AVCodec* codec = nullptr;
-  int stream = av_find_best_stream(fmt_ctx.get(), AVMEDIA_TYPE_VIDEO, -1, -1, &codec, 0);
-  if (stream < 0 || !codec) refuse("no decodable video stream");
+  auto fmt_ctx = open_video(path, &stream, &codec);
+  std::unique_ptr<AVPacket, PacketFreer> pkt(av_packet_alloc());
+  Timeline tl;
+  tl.timed = true;
+  std::vector<std::pair<int64_t, int64_t>> stamps;  // (timestamp, duration)
+  for (;;) {
+    const int err = av_read_frame(fmt_ctx.get(), pkt.get());
+    if (err == AVERROR_EOF) break;
+    if (err < 0) throw InputError(path.string(), "cannot read packet (truncated?): " + av_error(err));
+    if (pkt->stream_index == stream && !(pkt->flags & AV_PKT_FLAG_DISCARD)) {
+      ++tl.packets;
+      const int64_t ts = pkt->pts != AV_NOPTS_VALUE ? pkt->pts : pkt->dts;
+      if (ts == AV_NOPTS_VALUE) tl.timed = false;
+      else stamps.emplace_back(ts, pkt->duration);
+    }
+    av_packet_unref(pkt.get());
+  }
+  if (!tl.timed || stamps.empty()) {
+    tl.timed = false;
+    return tl;
+  }
+  std::sort(stamps.begin(), stamps.end());
+  tl.start = stamps.front().first;
+  // The last frame lasts its packet's duration, else as long as the frame before it.
+  int64_t last = stamps.back().second;
+  if (last <= 0 && stamps.size() >= 2) last = stamps.back().first - stamps[stamps.size() - 2].first;
+  tl.end = stamps.back().first + std::max<int64_t>(last, 1);
+  return tl;
+}
+
+// Decodes every frame of the best video stream in presentation order,
+// calling on_frame(frame, index). Returns the number of decoded frames.
+int64_t decode_all(const stdfs::path& path, const std::function<void(const AVFrame*, int64_t)>& on_frame) {
+  auto refuse = [&](const std::string& why) { throw InputError(path.string(), why); };
+  int stream = -1;
+  const AVCodec* codec = nullptr;
+  auto fmt_ctx = open_video(path, &stream, &codec);
   AVStream* st = fmt_ctx->streams[stream];
-  if (declared_frames) *declared_frames = st->nb_frames;
+  int err = 0;
   std::unique_ptr<AVCodecContext, CodecFreer> dec(avcodec_alloc_context3(codec));
   if (!dec) refuse("out of memory for the decoder");
   err = avcodec_parameters_to_context(dec.get(), st->codecpar);
@@ -155,20 +204,46 @@ std::vector<uint8_t> read(const stdfs::path& path, int64_t frames, int64_t size,
   if (!stdfs::is_regular_file(path, ec)) throw InputError(path.string(), "not a file");
   if (stdfs::file_size(path, ec) == 0) throw InputError(path.string(), "empty file");
 
-  int64_t declared = 0;  // the container's frame count (0 when unknown)
-  int64_t total = -1;    // the decoded frame count, once known
   std::vector<uint8_t> out(static_cast<size_t>(3 * frames * size * size), 0);
   std::vector<uint8_t> rgb;
-  // Pass 1 trusts the container's frame count; when it is missing or wrong,
-  // pass 2 samples with the count that pass 1 decoded.
+  SwsContext* sws = nullptr;
+  std::unique_ptr<SwsContext*, void (*)(SwsContext**)> sws_guard(
+      &sws, [](SwsContext** s) { sws_freeContext(*s); });
+  const Timeline tl = scan_timeline(path);
+
+  if (tl.timed) {
+    // Output i shows the frame on screen at t_i = start + (i + 0.5) * (end - start) / frames:
+    // the last frame whose timestamp is <= t_i (the first frame for earlier t_i).
+    std::unique_ptr<AVFrame, FrameFreer> prev(av_frame_alloc());
+    bool have_prev = false, untimed = false;
+    int64_t next = 0;
+    auto target = [&](int64_t i) { return tl.start + (i + 0.5) * double(tl.end - tl.start) / frames; };
+    auto on_frame = [&](const AVFrame* f, int64_t) {
+      if (f->best_effort_timestamp == AV_NOPTS_VALUE) untimed = true;
+      if (untimed) return;
+      const double ts = static_cast<double>(f->best_effort_timestamp);
+      while (next < frames && target(next) < ts) {
+        put_frame(have_prev ? prev.get() : f, size, crop, &sws, rgb, out.data(), frames, next++);
+      }
+      av_frame_unref(prev.get());
+      if (av_frame_ref(prev.get(), f) < 0) throw Error("out of memory for a video frame");
+      have_prev = true;
+    };
+    const int64_t decoded = decode_all(path, on_frame);
+    if (decoded == 0) throw InputError(path.string(), "no decodable video frames");
+    if (!untimed) {
+      while (next < frames) put_frame(prev.get(), size, crop, &sws, rgb, out.data(), frames, next++);
+      return out;
+    }
+    std::fill(out.begin(), out.end(), 0);
+  }
+
+  // No usable timestamps: sample by frame index, k_i = floor((i + 0.5) * N / frames),
+  // N from the packet count, and again with the decoded count when they differ.
+  int64_t n = tl.packets;
   for (int pass = 0; pass < 2; ++pass) {
-    SwsContext* sws = nullptr;
-    std::unique_ptr<SwsContext*, void (*)(SwsContext**)> sws_guard(
-        &sws, [](SwsContext** s) { sws_freeContext(*s); });
     int64_t filled = 0;
     auto on_frame = [&](const AVFrame* f, int64_t k) {
-      const int64_t n = total >= 0 ? total : declared;
-      if (n <= 0) return;  // counting pass
       for (int64_t t = 0; t < frames; ++t) {
         if (static_cast<int64_t>(std::floor((t + 0.5) * n / frames)) == k) {
           put_frame(f, size, crop, &sws, rgb, out.data(), frames, t);
@@ -176,11 +251,10 @@ std::vector<uint8_t> read(const stdfs::path& path, int64_t frames, int64_t size,
         }
       }
     };
-    const int64_t decoded = decode_all(path, on_frame, pass == 0 ? &declared : nullptr);
+    const int64_t decoded = decode_all(path, on_frame);
     if (decoded == 0) throw InputError(path.string(), "no decodable video frames");
-    const int64_t used = total >= 0 ? total : declared;
-    if (used == decoded && filled == frames) return out;
-    total = decoded;
+    if (decoded == n && filled == frames) return out;
+    n = decoded;
     std::fill(out.begin(), out.end(), 0);
   }
   throw InputError(path.string(), "frame count changed between decoding passes");

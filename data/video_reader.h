@@ -11,20 +11,26 @@ namespace m3ret::data::video {
 // .webm .mpg .mpeg .ogv), case-insensitive.
 bool is_video_path(const std::filesystem::path& path);
 
-// Decodes `path` (any container/codec libavformat/libavcodec handle) and
-// samples `frames` frames uniformly over the clip: frame k of N is taken for
-// output i when k = floor((i + 0.5) * N / frames) (short clips repeat frames).
-// Each frame is converted to RGB by libswscale (area filter, display aspect
-// from the sample aspect ratio kept) and fitted into size x size: the whole
-// frame with black bars (crop = false) or the centred square (crop = true).
-// Returns uint8 [3, frames, size, size]. Throws m3ret::InputError(path,
-// reason) for a missing, empty, corrupt or truncated file, no video stream,
-// a decode error or no decodable frame. Thread-safe (no shared state).
 // Lowers FFmpeg's process-wide log level to errors (once; idempotent), so that
 // decoders and encoders do not print banners and statistics. read() and
 // video::write() call it.
 void quiet_ffmpeg_logs();
 
+// Decodes `path` (any container/codec libavformat/libavcodec handle) and
+// samples `frames` frames uniformly in time over the clip: output i shows the
+// frame on screen at t_i = start + (i + 0.5) * (end - start) / frames, where
+// [start, end) is the span of the packets' presentation times (the last frame
+// lasting its packet duration, else the gap before it). For a constant frame
+// rate this is frame floor((i + 0.5) * N / frames); variable frame rates are
+// sampled by time, not by frame count; short clips repeat frames. Without
+// timestamps, frames are sampled by index (N counted by decoding).
+// Each frame is converted to RGB by libswscale (area filter, display aspect
+// from the sample aspect ratio kept; odd sizes allowed) and fitted into
+// size x size: the whole frame with black bars (crop = false) or the centred
+// square (crop = true). Returns uint8 [3, frames, size, size]. Throws
+// m3ret::InputError(path, reason) for a missing, empty, corrupt or truncated
+// file, no video stream, a decode error or no decodable frame.
+// Thread-safe (no shared state).
 std::vector<uint8_t> read(const std::filesystem::path& path, int64_t frames, int64_t size,
                           bool crop);
 

@@ -1,5 +1,6 @@
 #include "data/video_writer.h"
 
+#include <algorithm>
 #include <atomic>
 #include <memory>
 
@@ -56,8 +57,42 @@ std::string default_codec() {
   return avcodec_find_encoder_by_name("libx264") ? "libx264" : "mpeg4";
 }
 
+namespace {
+
+// yuv420p for even sizes; else the first format without chroma subsampling
+// that the encoder takes.
+AVPixelFormat pick_format(const AVCodec* codec, int64_t width, int64_t height) {
+  const bool even = width % 2 == 0 && height % 2 == 0;
+  std::vector<AVPixelFormat> wanted;
+  if (even) wanted = {codec->id == AV_CODEC_ID_MJPEG ? AV_PIX_FMT_YUVJ420P : AV_PIX_FMT_YUV420P};
+  for (auto f : {AV_PIX_FMT_YUV444P, AV_PIX_FMT_YUVJ444P, AV_PIX_FMT_RGB24, AV_PIX_FMT_BGR0,
+                 AV_PIX_FMT_GBRP}) {
+    wanted.push_back(f);
+  }
+  if (!codec->pix_fmts) return wanted.front();
+  for (auto w : wanted) {
+    for (const AVPixelFormat* f = codec->pix_fmts; *f != AV_PIX_FMT_NONE; ++f) {
+      if (*f == w) return w;
+    }
+  }
+  return AV_PIX_FMT_NONE;
+}
+
+}  // namespace
+
 void write(const stdfs::path& path, const std::vector<uint8_t>& rgb, int64_t frames, int64_t height,
-           int64_t width, int fps, const std::string& codec_name) {
+           int64_t width, int fps, const std::string& codec) {
+  WriteOptions o;
+  o.fps = fps;
+  o.codec = codec;
+  write(path, rgb, frames, height, width, o);
+}
+
+void write(const stdfs::path& path, const std::vector<uint8_t>& rgb, int64_t frames, int64_t height,
+           int64_t width, const WriteOptions& options) {
+  const int fps = options.fps;
+  const std::string& codec_name = options.codec;
+  const bool vfr = !options.pts_ms.empty();
   // Keep the extension so that libavformat picks the container from it.
   const stdfs::path tmp = path.parent_path() / fmt::format(".tmp-{}-{}-{}", ::getpid(), g_tmp_counter++,
                                                            path.filename().string());
@@ -66,8 +101,12 @@ void write(const stdfs::path& path, const std::vector<uint8_t>& rgb, int64_t fra
     stdfs::remove(tmp, ec);
     throw Error(fmt::format("cannot write video {}: {}", path.string(), why));
   };
-  if (frames < 1 || width % 2 || height % 2 || width < 2 || height < 2) {
-    fail(fmt::format("bad shape {} x {} x {} (frames >= 1, even sizes)", frames, height, width));
+  if (frames < 1 || width < 1 || height < 1 || fps < 1) {
+    fail(fmt::format("bad shape {} x {} x {} at {} fps", frames, height, width, fps));
+  }
+  if (vfr && static_cast<int64_t>(options.pts_ms.size()) != frames) fail("pts_ms needs one time per frame");
+  for (size_t i = 1; i < options.pts_ms.size(); ++i) {
+    if (options.pts_ms[i] <= options.pts_ms[i - 1]) fail("pts_ms must increase");
   }
   if (static_cast<int64_t>(rgb.size()) != frames * height * width * 3) fail("pixel buffer size mismatch");
   quiet_ffmpeg_logs();
@@ -82,9 +121,13 @@ void write(const stdfs::path& path, const std::vector<uint8_t>& rgb, int64_t fra
   e.enc = avcodec_alloc_context3(codec);
   e.enc->width = static_cast<int>(width);
   e.enc->height = static_cast<int>(height);
-  e.enc->time_base = AVRational{1, fps};
-  e.enc->framerate = AVRational{fps, 1};
-  e.enc->pix_fmt = codec->id == AV_CODEC_ID_MJPEG ? AV_PIX_FMT_YUVJ420P : AV_PIX_FMT_YUV420P;
+  e.enc->time_base = vfr ? AVRational{1, 1000} : AVRational{1, fps};
+  if (!vfr) e.enc->framerate = AVRational{fps, 1};
+  if (vfr) e.enc->max_b_frames = 0;  // packets leave in presentation order: durations below
+  e.enc->pix_fmt = pick_format(codec, width, height);
+  if (e.enc->pix_fmt == AV_PIX_FMT_NONE) {
+    fail(fmt::format("encoder {} takes no pixel format for a {} x {} frame", name, width, height));
+  }
   e.enc->gop_size = 8;
   e.enc->thread_count = 1;
   if (name == "libx264") {
@@ -126,6 +169,12 @@ void write(const stdfs::path& path, const std::vector<uint8_t>& rgb, int64_t fra
       // Every frame lasts one tick: without a duration, MP4's edit list ends
       // before the last frame and demuxers drop it.
       if (e.pkt->duration <= 0) e.pkt->duration = 1;
+      if (vfr) {  // until the next frame (the last one: as long as the one before)
+        const auto& pts = options.pts_ms;
+        auto it = std::upper_bound(pts.begin(), pts.end(), e.pkt->pts);
+        if (it != pts.end()) e.pkt->duration = *it - e.pkt->pts;
+        else if (pts.size() >= 2) e.pkt->duration = pts.back() - pts[pts.size() - 2];
+      }
       av_packet_rescale_ts(e.pkt, e.enc->time_base, st->time_base);
       e.pkt->stream_index = st->index;
       r = av_interleaved_write_frame(e.oc, e.pkt);
@@ -138,7 +187,7 @@ void write(const stdfs::path& path, const std::vector<uint8_t>& rgb, int64_t fra
     const uint8_t* src[4] = {rgb.data() + t * frame_bytes, nullptr, nullptr, nullptr};
     const int src_stride[4] = {static_cast<int>(width * 3), 0, 0, 0};
     sws_scale(e.sws, src, src_stride, 0, e.enc->height, e.frame->data, e.frame->linesize);
-    e.frame->pts = t;
+    e.frame->pts = vfr ? options.pts_ms[t] : t;
     int r = avcodec_send_frame(e.enc, e.frame);
     if (r < 0) fail("encode error: " + av_error(r));
     drain();

@@ -21,6 +21,7 @@ void volume(const stdfs::path& path, const std::string& modality, const Preproce
     throw InputError(path.string(), fmt::format("a video where a 3D {} volume is expected", modality));
   }
   itkio::Decoded d = itkio::read(path);
+  check_dicom_modality(path, d.dicom_modality, modality);
   const auto size = d.channels[0]->GetLargestPossibleRegion().GetSize();
   if (d.dims != 3) {
     throw InputError(path.string(), fmt::format("2D image ({}x{}) where a 3D {} volume is expected",

@@ -82,7 +82,8 @@ void write_rgb(const std::filesystem::path& path, const std::vector<uint8_t>& rg
 }
 
 void write_dicom(const std::filesystem::path& path, const std::vector<uint16_t>& values, size_t width,
-                 size_t height, const std::string& modality) {
+                 size_t height, const std::string& modality,
+                 const std::vector<std::pair<std::string, std::string>>& tags) {
   using Image = itk::Image<uint16_t, 2>;
   auto img = Image::New();
   Image::SizeType s = {{width, height}};
@@ -92,16 +93,20 @@ void write_dicom(const std::filesystem::path& path, const std::vector<uint16_t>&
   auto& dict = img->GetMetaDataDictionary();
   itk::EncapsulateMetaData<std::string>(dict, "0008|0060", modality);
   itk::EncapsulateMetaData<std::string>(dict, "0028|0004", "MONOCHROME2");
+  for (const auto& [tag, value] : tags) itk::EncapsulateMetaData<std::string>(dict, tag, value);
   auto io = itk::GDCMImageIO::New();
+  for (const auto& kv : tags) {
+    if (kv.first == "0020|000e") io->KeepOriginalUIDOn();  // else ITK makes new UIDs
+  }
   write<Image>(img, path, io);
 }
 
 void write_ct_series(const std::filesystem::path& dir, const std::vector<int16_t>& hu,
-                     std::array<size_t, 3> size, double intercept) {
+                     std::array<size_t, 3> size, double intercept, const std::string& series,
+                     const std::string& prefix, const std::string& patient) {
   using Image = itk::Image<int16_t, 2>;
   std::filesystem::create_directories(dir);
   const std::string study = "1.2.826.0.1.3680043.2.1125.1.1";
-  const std::string series = "1.2.826.0.1.3680043.2.1125.1.2";
   for (size_t z = size[2]; z-- > 0;) {
     auto img = Image::New();
     Image::SizeType s = {{size[0], size[1]}};
@@ -117,6 +122,7 @@ void write_ct_series(const std::filesystem::path& dir, const std::vector<int16_t
     itk::EncapsulateMetaData<std::string>(d, "0028|0004", "MONOCHROME2");
     itk::EncapsulateMetaData<std::string>(d, "0020|000d", study);
     itk::EncapsulateMetaData<std::string>(d, "0020|000e", series);
+    itk::EncapsulateMetaData<std::string>(d, "0010|0020", patient);
     itk::EncapsulateMetaData<std::string>(d, "0008|0018", fmt::format("{}.{}", series, z + 1));
     itk::EncapsulateMetaData<std::string>(d, "0020|0013", std::to_string(size[2] - z));
     itk::EncapsulateMetaData<std::string>(d, "0020|0032", fmt::format("0\\0\\{}", 2.5 * z));
@@ -127,8 +133,18 @@ void write_ct_series(const std::filesystem::path& dir, const std::vector<int16_t
     itk::EncapsulateMetaData<std::string>(d, "0028|1053", "1");
     auto io = itk::GDCMImageIO::New();
     io->KeepOriginalUIDOn();
-    write<Image>(img, dir / fmt::format("IM{:04d}.dcm", size[2] - z), io);
+    write<Image>(img, dir / fmt::format("{}{:04d}.dcm", prefix, size[2] - z), io);
   }
+}
+
+PreprocessConfig small_cfg() {
+  PreprocessConfig cfg;
+  cfg.image_size = 32;
+  cfg.volume_size = 16;
+  cfg.volume_slices = 8;
+  cfg.video_frames = 4;
+  cfg.ct_spacing = {2.0, 2.0, 2.0};
+  return cfg;
 }
 
 ManifestRow row(const std::filesystem::path& path, const std::string& modality) {

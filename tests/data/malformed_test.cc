@@ -22,15 +22,7 @@ namespace {
 namespace stdfs = std::filesystem;
 using ::testing::HasSubstr;
 using testutil::row;
-
-PreprocessConfig small_cfg() {
-  PreprocessConfig cfg;
-  cfg.image_size = 32;
-  cfg.volume_size = 16;
-  cfg.volume_slices = 8;
-  cfg.video_frames = 4;
-  return cfg;
-}
+using testutil::small_cfg;
 
 // Reads and expects an InputError whose path is `file` and whose reason
 // contains `reason`.

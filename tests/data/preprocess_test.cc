@@ -20,15 +20,7 @@ uint8_t at(const Sample& s, int64_t c, int64_t t, int64_t y, int64_t x) {
   return s.pixels[((c * s.T + t) * s.H + y) * s.W + x];
 }
 
-PreprocessConfig small_cfg() {
-  PreprocessConfig cfg;
-  cfg.image_size = 32;
-  cfg.volume_size = 16;
-  cfg.volume_slices = 8;
-  cfg.video_frames = 4;
-  cfg.ct_spacing = {2.0, 2.0, 2.0};
-  return cfg;
-}
+using testutil::small_cfg;
 
 TEST(DataPreprocessConfig, DefaultsAndValidation) {
   PreprocessConfig cfg;

@@ -19,6 +19,7 @@ namespace {
 
 namespace stdfs = std::filesystem;
 using testutil::row;
+using testutil::small_cfg;
 
 uint8_t at(const Sample& s, int64_t c, int64_t t, int64_t y, int64_t x) {
   return s.pixels[((c * s.T + t) * s.H + y) * s.W + x];
@@ -29,16 +30,6 @@ double plane_mean(const Sample& s, int64_t c, int64_t t) {
   for (int64_t y = 0; y < s.H; ++y)
     for (int64_t x = 0; x < s.W; ++x) sum += at(s, c, t, y, x);
   return sum / (s.H * s.W);
-}
-
-PreprocessConfig small_cfg() {
-  PreprocessConfig cfg;
-  cfg.image_size = 32;
-  cfg.volume_size = 16;
-  cfg.volume_slices = 8;
-  cfg.video_frames = 4;
-  cfg.ct_spacing = {2.0, 2.0, 2.0};
-  return cfg;
 }
 
 // A 2D gradient with a bright square: not constant, easy to check.
@@ -172,6 +163,63 @@ TEST(DataReader, OtherContainersAndCodecs) {
   check_sampling(dir / "v.avi", cfg);
   video::write(dir / "v.mkv", clip, 16, 48, 64, 10, "mjpeg");
   check_sampling(dir / "v.mkv", cfg);
+}
+
+TEST(DataReader, WebmMovAndMoreCodecs) {
+  testing::TempDir dir("reader");
+  auto cfg = small_cfg();
+  cfg.resize = "crop";
+  auto clip = numbered_clip(16, 48, 64);
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"vp8.webm", "libvpx"},  {"vp9.webm", "libvpx-vp9"}, {"h264.mov", "libx264"},
+      {"mpeg4.mov", "mpeg4"},  {"ffv1.mkv", "ffv1"},       {"mjpeg.avi", "mjpeg"},
+      {"mpeg2.mpg", "mpeg2video"}};
+  for (const auto& [name, codec] : cases) {
+    video::write(dir / name, clip, 16, 48, 64, 10, codec);
+    check_sampling(dir / name, cfg);
+  }
+}
+
+// Frames 0-7 come 10 ms apart, frames 8-15 200 ms apart: sampling is uniform
+// in time, so the 4 samples all fall in the slow second half.
+TEST(DataReader, VariableFrameRateIsSampledUniformlyInTime) {
+  testing::TempDir dir("reader");
+  video::WriteOptions opt;
+  for (int64_t k = 0; k < 8; ++k) opt.pts_ms.push_back(10 * k);
+  for (int64_t k = 0; k < 8; ++k) opt.pts_ms.push_back(100 + 200 * k);
+  auto cfg = small_cfg();
+  cfg.resize = "crop";
+  // Span [0, 1700) ms: t_i = 212.5, 637.5, 1062.5, 1487.5 -> frames 8, 10, 12, 14.
+  const int expected[4] = {8, 10, 12, 14};
+  for (const auto& [name, codec] : std::vector<std::pair<std::string, std::string>>{
+           {"vfr.mkv", "ffv1"}, {"vfr.mp4", "libx264"}}) {
+    opt.codec = codec;
+    video::write(dir / name, numbered_clip(16, 48, 64), 16, 48, 64, opt);
+    Sample s = read_sample(row(dir / name, "endoscopy"), dir.path(), cfg);
+    for (int t = 0; t < 4; ++t) {
+      EXPECT_NEAR(at(s, 0, t, 20, 24), 20 + 12 * expected[t], 6) << name << " frame " << t;
+    }
+  }
+}
+
+TEST(DataReader, OddFrameSizes) {
+  testing::TempDir dir("reader");
+  // 63 x 47 frames: the left third bright, the rest dark.
+  const int64_t w = 63, h = 47, frames = 6;
+  std::vector<uint8_t> rgb(static_cast<size_t>(frames * h * w * 3));
+  for (int64_t t = 0; t < frames; ++t)
+    for (int64_t y = 0; y < h; ++y)
+      for (int64_t x = 0; x < w; ++x)
+        for (int c = 0; c < 3; ++c) rgb[((t * h + y) * w + x) * 3 + c] = x < w / 3 ? 230 : 30;
+  auto cfg = small_cfg();  // pad: 63 x 47 -> 32 x 24, 4 black rows above and below
+  for (const auto& [name, codec] : std::vector<std::pair<std::string, std::string>>{
+           {"odd.mkv", "ffv1"}, {"odd.mp4", "libx264"}}) {
+    video::write(dir / name, rgb, frames, h, w, 10, codec);
+    Sample s = read_sample(row(dir / name, "endoscopy"), dir.path(), cfg);
+    EXPECT_LT(at(s, 0, 0, 1, 16), 5) << name;     // padding
+    EXPECT_NEAR(at(s, 0, 0, 16, 3), 230, 8) << name;  // bright left third
+    EXPECT_NEAR(at(s, 0, 0, 16, 28), 30, 8) << name;  // dark right
+  }
 }
 
 TEST(DataReader, ShortClipsRepeatFrames) {

@@ -1,0 +1,118 @@
+#include "data/dicom.h"
+
+#include <algorithm>
+#include <set>
+
+#include <fmt/format.h>
+#include <gdcmReader.h>
+#include <gdcmStringFilter.h>
+#include <itkGDCMSeriesFileNames.h>
+
+#include "core/error.h"
+#include "data/integrity.h"
+
+namespace m3ret::data::dicom {
+
+namespace stdfs = std::filesystem;
+
+namespace {
+
+std::string trim(std::string s) {
+  const char* ws = " \t\r\n";
+  while (!s.empty() && (s.back() == '\0' || std::string(ws).find(s.back()) != std::string::npos)) {
+    s.pop_back();
+  }
+  const size_t first = s.find_first_not_of(ws);
+  return first == std::string::npos ? "" : s.substr(first);
+}
+
+}  // namespace
+
+Header read_header(const stdfs::path& file) {
+  const std::string cut = integrity::dicom_meta_error(file);
+  if (!cut.empty()) throw InputError(file.string(), cut);
+  gdcm::Reader reader;
+  reader.SetFileName(file.c_str());
+  const std::set<gdcm::Tag> skip;
+  if (!reader.ReadUpToTag(gdcm::Tag(0x7fe0, 0x0010), skip)) {
+    throw InputError(file.string(), "not a DICOM file (GDCM cannot parse its header)");
+  }
+  gdcm::StringFilter sf;
+  sf.SetFile(reader.GetFile());
+  auto tag = [&](uint16_t g, uint16_t e) { return trim(sf.ToString(gdcm::Tag(g, e))); };
+  Header h;
+  h.modality = tag(0x0008, 0x0060);
+  h.patient_id = tag(0x0010, 0x0020);
+  h.study_uid = tag(0x0020, 0x000D);
+  h.series_uid = tag(0x0020, 0x000E);
+  h.description = tag(0x0008, 0x103E);
+  const std::string frames = tag(0x0028, 0x0008);
+  if (!frames.empty()) {
+    try {
+      h.frames = std::max<int64_t>(1, std::stoll(frames));
+    } catch (const std::exception&) {
+      throw InputError(file.string(), fmt::format("bad Number of Frames (0028,0008) '{}'", frames));
+    }
+  }
+  return h;
+}
+
+std::vector<Series> list_series(const stdfs::path& dir) {
+  // GDCM scans every file of the folder and aborts on some cut files: check first.
+  for (const auto& entry : stdfs::directory_iterator(dir)) {
+    if (!entry.is_regular_file()) continue;
+    const std::string why = integrity::dicom_meta_error(entry.path());
+    if (!why.empty()) {
+      throw InputError(dir.string(), fmt::format("{}: {}", entry.path().filename().string(), why));
+    }
+  }
+  auto names = itk::GDCMSeriesFileNames::New();
+  names->SetUseSeriesDetails(true);
+  names->SetDirectory(dir.string());
+  std::vector<Series> out;
+  for (const auto& id : names->GetSeriesUIDs()) {
+    Series s;
+    s.id = id;
+    for (const auto& f : names->GetFileNames(id)) s.files.emplace_back(f);
+    if (s.files.empty()) continue;
+    s.header = read_header(s.files.front());
+    out.push_back(std::move(s));
+  }
+  std::sort(out.begin(), out.end(), [](const Series& a, const Series& b) {
+    return a.files.size() != b.files.size() ? a.files.size() > b.files.size() : a.id < b.id;
+  });
+  return out;
+}
+
+std::string modality_for(const std::string& code) {
+  static const std::vector<std::pair<std::string, std::vector<std::string>>> table = {
+      {"ct", {"CT"}},
+      {"mri", {"MR"}},
+      {"xray", {"CR", "DX", "DR", "MG", "RG", "PX", "IO"}},
+      {"ultrasound", {"US"}},
+      {"endoscopy", {"ES", "GM", "XC"}},
+  };
+  for (const auto& [modality, codes] : table) {
+    if (std::find(codes.begin(), codes.end(), code) != codes.end()) return modality;
+  }
+  return "";
+}
+
+stdfs::path series_ref(const stdfs::path& dir, const std::string& id) {
+  return stdfs::path(dir.string() + "#" + id);
+}
+
+bool split_series_ref(const stdfs::path& ref, stdfs::path& dir, std::string& id) {
+  std::error_code ec;
+  if (stdfs::exists(ref, ec)) return false;
+  const std::string s = ref.string();
+  const size_t hash = s.rfind('#');
+  if (hash == std::string::npos || hash + 1 == s.size()) return false;
+  const stdfs::path d = s.substr(0, hash);
+  if (!stdfs::is_directory(d, ec)) return false;
+  dir = d;
+  id = s.substr(hash + 1);
+  return true;
+}
+
+}  // namespace m3ret::data::dicom
