@@ -6,7 +6,7 @@
 
 namespace m3ret::data::csv {
 
-std::vector<Record> parse(const std::string& text, const std::string& name) {
+std::vector<Record> parse(const std::string& text, const std::string& name, char sep) {
   std::vector<Record> records;
   size_t i = 0;
   const size_t n = text.size();
@@ -37,18 +37,18 @@ std::vector<Record> parse(const std::string& text, const std::string& name) {
             field += c;
           }
         }
-        if (i < n && text[i] != ',' && text[i] != '\n' && text[i] != '\r') {
+        if (i < n && text[i] != sep && text[i] != '\n' && text[i] != '\r') {
           throw Error(fmt::format("{}:{}: unexpected character '{}' after a closing quote", name,
                                   line, text[i]));
         }
       } else {
-        while (i < n && text[i] != ',' && text[i] != '\n' && text[i] != '\r') field += text[i++];
+        while (i < n && text[i] != sep && text[i] != '\n' && text[i] != '\r') field += text[i++];
       }
       rec.fields.push_back(std::move(field));
       field.clear();
       if (i >= n) {
         end_of_record = true;
-      } else if (text[i] == ',') {
+      } else if (text[i] == sep) {
         ++i;
       } else {  // CR, LF or CRLF
         if (text[i] == '\r') ++i;

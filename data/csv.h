@@ -16,7 +16,8 @@ struct Record {
 
 // Splits `text` into records; blank lines are skipped. Throws m3ret::Error
 // "<name>:<line>: ..." for an unterminated quote or text after a closing quote.
-std::vector<Record> parse(const std::string& text, const std::string& name);
+// `sep` is the field separator (',' by default; ';' for HyperKvasir's files).
+std::vector<Record> parse(const std::string& text, const std::string& name, char sep = ',');
 
 // One field, quoted when needed.
 std::string quote(const std::string& field);

@@ -8,6 +8,7 @@
 #include "core/error.h"
 #include "core/fs.h"
 #include "data/csv.h"
+#include "data/dicom.h"
 #include "data/sample.h"
 
 namespace m3ret::data {
@@ -87,7 +88,10 @@ std::vector<ManifestRow> read_manifest(const stdfs::path& csv_path, bool check_p
     }
     stdfs::path p(path);
     row.path = (p.is_absolute() ? p : dir / p).lexically_normal();
-    if (check_paths && !stdfs::exists(row.path)) {
+    stdfs::path series_dir;
+    std::string series_id;
+    if (check_paths && !stdfs::exists(row.path) &&
+        !dicom::split_series_ref(row.path, series_dir, series_id)) {
       throw Error(fmt::format("{}:{}: path {} does not exist", name, rec.line, row.path.string()));
     }
     rows.push_back(std::move(row));

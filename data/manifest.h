@@ -1,5 +1,6 @@
 // The manifest CSV: `path,modality,labels,group,split` (header required).
-// `labels` is '|'-separated; `path` is a file, a DICOM series folder or a video;
+// `labels` is '|'-separated; `path` is a file, a DICOM series folder, one
+// series of a folder as "FOLDER#SERIES_ID" (data/dicom.h) or a video;
 // relative paths resolve against the manifest's folder. Fields are quoted as in
 // RFC 4180 when they contain ',', '"' or a newline.
 #pragma once

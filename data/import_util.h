@@ -1,0 +1,44 @@
+// Helpers shared by the importers (internal to data/).
+#pragma once
+
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "data/importers.h"
+
+namespace m3ret::data::importer {
+
+// Regular files under `dir` (recursive), sorted by path; hidden files and
+// folders (name starting with '.') are left out.
+std::vector<std::filesystem::path> files_under(const std::filesystem::path& dir);
+
+// True for the extensions the readers take (images, volumes, DICOM, videos),
+// case-insensitive; DICOM files without an extension are not recognised here.
+bool is_sample_file(const std::filesystem::path& path);
+
+// The lower-case name of a file (for extension tests, "a.NII.GZ" -> "a.nii.gz").
+std::string lower_name(const std::filesystem::path& path);
+
+// Throws m3ret::Error "<importer>: <what> not found: <path>" unless `path` exists.
+void require(const std::string& importer, const std::filesystem::path& path, const std::string& what);
+
+// The first of `candidates` (relative to root) that exists, else root itself
+// when it is one of them already; "" when none.
+std::filesystem::path find_first(const std::filesystem::path& root,
+                                 const std::vector<std::string>& candidates);
+
+// One row per sample file under `dir`, labelled with the name of the folder
+// right below `dir` that holds it (`class_dir/<class>/**`).
+void add_class_folders(const std::filesystem::path& dir, const std::string& modality,
+                       const std::string& split, ImportResult& out);
+
+// The importers (one file each).
+ImportResult chestxray14(const ImportOptions& opts);
+ImportResult hyperkvasir(const ImportOptions& opts);
+ImportResult busi(const ImportOptions& opts);
+ImportResult medmnist(const ImportOptions& opts);
+ImportResult folder(const ImportOptions& opts);
+ImportResult dicom_tree(const ImportOptions& opts);
+
+}  // namespace m3ret::data::importer

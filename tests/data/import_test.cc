@@ -1,0 +1,332 @@
+// Importers, each on a small replica of the real layout (docs/data.md and
+// /work/shared/DATASETS.md) that the test builds with real files.
+#include <fstream>
+#include <map>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "core/error.h"
+#include "data/dicom.h"
+#include "data/importers.h"
+#include "data/reader.h"
+#include "data/video_writer.h"
+#include "data_test_util.h"
+#include "test_util.h"
+
+namespace m3ret::data {
+namespace {
+
+namespace stdfs = std::filesystem;
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using testutil::small_cfg;
+
+void text(const stdfs::path& p, const std::string& content) {
+  stdfs::create_directories(p.parent_path());
+  std::ofstream(p, std::ios::binary) << content;
+}
+
+// A small non-constant 8-bit image (PNG/JPEG by extension).
+void image(const stdfs::path& p, int seed = 0) {
+  stdfs::create_directories(p.parent_path());
+  std::vector<uint8_t> v(40 * 32);
+  for (size_t i = 0; i < v.size(); ++i) v[i] = static_cast<uint8_t>((i * 7 + seed * 13) % 200 + 20);
+  testutil::write_image<uint8_t>(p, v, 40, 32);
+}
+
+void clip(const stdfs::path& p) {
+  stdfs::create_directories(p.parent_path());
+  std::vector<uint8_t> rgb(6 * 32 * 32 * 3);
+  for (size_t i = 0; i < rgb.size(); ++i) rgb[i] = static_cast<uint8_t>(i * 5);
+  video::write(p, rgb, 6, 32, 32, 10, "mpeg4");
+}
+
+// Runs the importer, then reads the manifest it wrote back and every sample.
+std::vector<ManifestRow> import_and_read(const std::string& name, const stdfs::path& root, const stdfs::path& out,
+                                         const std::string& modality = "", PreprocessConfig cfg = small_cfg()) {
+  ImportOptions o;
+  o.root = root;
+  o.out = out;
+  o.modality = modality;
+  const ImportResult r = import_dataset(name, o);
+  auto rows = read_manifest(out, /*check_paths=*/true);
+  EXPECT_EQ(rows.size(), r.rows.size());
+  for (const auto& row : rows) {
+    Sample s = read_sample(row, out.parent_path(), cfg);
+    EXPECT_EQ(static_cast<int64_t>(s.pixels.size()), s.numel()) << row.path;
+  }
+  return rows;
+}
+
+std::map<std::string, ManifestRow> by_name(const std::vector<ManifestRow>& rows) {
+  std::map<std::string, ManifestRow> m;
+  for (const auto& r : rows) m[r.path.filename().string()] = r;
+  return m;
+}
+
+TEST(DataImport, ChestXray14) {
+  testing::TempDir dir("import");
+  const auto root = dir / "cxr14";
+  // The real header: two bracketed cells whose commas split them into four columns.
+  text(root / "Data_Entry_2017.csv",
+       "Image Index,Finding Labels,Follow-up #,Patient ID,Patient Age,Patient Gender,View Position,"
+       "OriginalImage[Width,Height],OriginalImagePixelSpacing[x,y],\n"
+       "00000001_000.png,Cardiomegaly,0,1,58,M,PA,2682,2749,0.143,0.143,\n"
+       "00000001_001.png,Cardiomegaly|Emphysema,1,1,58,M,PA,2894,2729,0.143,0.143,\n"
+       "00000002_000.png,No Finding,0,2,81,M,PA,2500,2048,0.171,0.171,\n"
+       "00000003_000.png,Hernia,0,3,81,F,PA,2582,2991,0.143,0.143,\n");
+  image(root / "images_001/images/00000001_000.png", 1);
+  image(root / "images_001/images/00000001_001.png", 2);
+  image(root / "images_002/images/00000002_000.png", 3);  // 00000003_000.png is not downloaded
+  text(root / "train_val_list.txt", "00000001_000.png\n00000001_001.png\n");
+  text(root / "test_list.txt", "00000002_000.png\n00000003_000.png\n");
+  auto rows = by_name(import_and_read("chestxray14", root, dir / "cxr.csv"));
+  ASSERT_EQ(rows.size(), 3u);
+  EXPECT_THAT(rows["00000001_001.png"].labels, ElementsAre("Cardiomegaly", "Emphysema"));
+  EXPECT_THAT(rows["00000002_000.png"].labels, ElementsAre("No Finding"));
+  EXPECT_EQ(rows["00000001_000.png"].group, "chestxray14:1");
+  EXPECT_EQ(rows["00000001_001.png"].group, "chestxray14:1");
+  EXPECT_EQ(rows["00000002_000.png"].group, "chestxray14:2");
+  EXPECT_EQ(rows["00000001_000.png"].split, "train");
+  EXPECT_EQ(rows["00000002_000.png"].split, "test");
+  EXPECT_EQ(rows["00000001_000.png"].modality, "xray");
+  // The missing image is listed with its reason next to the manifest.
+  std::ifstream skipped(dir / "cxr.skipped.csv");
+  std::string all((std::istreambuf_iterator<char>(skipped)), {});
+  EXPECT_THAT(all, HasSubstr("00000003_000.png,listed in Data_Entry_2017.csv line 5 but not found"));
+  // A wrong header is named with the file.
+  text(dir / "bad/Data_Entry_2017.csv", "Image,Labels\n");
+  ImportOptions o{dir / "bad", dir / "bad.csv", ""};
+  try {
+    import_dataset("chestxray14", o);
+    ADD_FAILURE() << "a bad header was accepted";
+  } catch (const Error& e) {
+    EXPECT_THAT(e.what(), HasSubstr("Data_Entry_2017.csv:1: no column 'Image Index'"));
+  }
+  EXPECT_FALSE(stdfs::exists(dir / "bad.csv"));
+}
+
+TEST(DataImport, HyperKvasirImagesAndVideos) {
+  testing::TempDir dir("import");
+  const auto root = dir / "hyper-kvasir";
+  image(root / "labeled-images/lower-gi-tract/pathological-findings/polyps/a.jpg", 1);
+  image(root / "labeled-images/lower-gi-tract/pathological-findings/polyps/b.jpg", 2);
+  image(root / "labeled-images/upper-gi-tract/anatomical-landmarks/z-line/c.jpg", 3);
+  text(root / "official_splits/2_fold_split.csv", "file-name;class-name;split-index\na.jpg;polyps;0\nc.jpg;z-line;1\n");
+  clip(root / "labeled-videos/lower-gi-tract/pathological-findings/polyps/v1.avi");
+  clip(root / "labeled-videos/flat.avi");
+  clip(root / "labeled-videos/unknown.avi");
+  text(root / "hyper-kvasir-video-metadata.csv",
+       "file-name;finding;width;height;number-of-frames;fps;length;kilobytes\n"
+       "flat;ulcerative-colitis-grade-1;32;32;6;10;0.6;10\n");
+  text(root / "unlabeled-images/images/u.jpg", "not used");
+  auto rows = by_name(import_and_read("hyperkvasir", root, dir / "hk.csv"));
+  ASSERT_EQ(rows.size(), 5u);
+  EXPECT_THAT(rows["a.jpg"].labels, ElementsAre("polyps"));
+  EXPECT_THAT(rows["c.jpg"].labels, ElementsAre("z-line"));
+  EXPECT_EQ(rows["a.jpg"].split, "train");
+  EXPECT_EQ(rows["c.jpg"].split, "test");
+  EXPECT_EQ(rows["b.jpg"].split, "");
+  EXPECT_THAT(rows["v1.avi"].labels, ElementsAre("polyps"));
+  EXPECT_THAT(rows["flat.avi"].labels, ElementsAre("ulcerative-colitis-grade-1"));
+  EXPECT_EQ(rows.count("unknown.avi"), 0u);
+  for (const auto& [name, row] : rows) EXPECT_EQ(row.modality, "endoscopy") << name;
+}
+
+TEST(DataImport, BusiSkipsMasks) {
+  testing::TempDir dir("import");
+  const auto root = dir / "busi";
+  const auto base = root / "Dataset_BUSI_with_GT";
+  image(base / "benign/benign (1).png", 1);
+  image(base / "benign/benign (1)_mask.png", 2);
+  image(base / "malignant/malignant (1).png", 3);
+  image(base / "malignant/malignant (1)_mask.png", 4);
+  image(base / "malignant/malignant (1)_mask_1.png", 5);
+  image(base / "normal/normal (1).png", 6);
+  auto rows = by_name(import_and_read("busi", root, dir / "busi.csv"));
+  ASSERT_EQ(rows.size(), 3u);
+  EXPECT_THAT(rows["benign (1).png"].labels, ElementsAre("benign"));
+  EXPECT_THAT(rows["malignant (1).png"].labels, ElementsAre("malignant"));
+  EXPECT_EQ(rows["normal (1).png"].modality, "ultrasound");
+  // Pointing at Dataset_BUSI_with_GT itself works too; a missing class folder is named.
+  EXPECT_EQ(import_and_read("busi", base, dir / "busi2.csv").size(), 3u);
+  stdfs::remove_all(base / "normal");
+  ImportOptions o{root, dir / "busi3.csv", ""};
+  EXPECT_THROW(
+      {
+        try {
+          import_dataset("busi", o);
+        } catch (const Error& e) {
+          EXPECT_THAT(e.what(), HasSubstr("class folder 'normal'"));
+          throw;
+        }
+      },
+      Error);
+}
+
+TEST(DataImport, FolderPerClassWithAndWithoutSplits) {
+  testing::TempDir dir("import");
+  image(dir / "plain/cat-a/x.png", 1);
+  image(dir / "plain/cat-a/deeper/y.png", 2);
+  image(dir / "plain/cat-b/z.jpg", 3);
+  text(dir / "plain/README.txt", "ignored");
+  text(dir / "plain/cat-b/notes.txt", "ignored");
+  auto rows = by_name(import_and_read("folder", dir / "plain", dir / "plain.csv", "xray"));
+  ASSERT_EQ(rows.size(), 3u);
+  EXPECT_THAT(rows["y.png"].labels, ElementsAre("cat-a"));
+  EXPECT_THAT(rows["z.jpg"].labels, ElementsAre("cat-b"));
+  EXPECT_EQ(rows["x.png"].split, "");
+  image(dir / "split/train/cat-a/1.png", 1);
+  image(dir / "split/val/cat-b/2.png", 2);
+  image(dir / "split/test/cat-a/3.png", 3);
+  rows = by_name(import_and_read("folder", dir / "split", dir / "split.csv", "ultrasound"));
+  ASSERT_EQ(rows.size(), 3u);
+  EXPECT_EQ(rows["1.png"].split, "train");
+  EXPECT_EQ(rows["2.png"].split, "val");
+  EXPECT_THAT(rows["3.png"].labels, ElementsAre("cat-a"));
+  ImportOptions o{dir / "plain", dir / "x.csv", ""};
+  EXPECT_THROW(import_dataset("folder", o), Error);  // the modality is required
+}
+
+TEST(DataImport, DicomTreeOneSamplePerSeries) {
+  testing::TempDir dir("import");
+  const auto root = dir / "pacs";
+  std::vector<int16_t> hu(16 * 16 * 4);
+  for (size_t i = 0; i < hu.size(); ++i) hu[i] = static_cast<int16_t>(-1000 + (i * 13) % 2000);
+  testutil::write_ct_series(root / "p1/study/ct", hu, {16, 16, 4}, -1024, "1.2.826.0.1.3680043.2.1125.9.1", "IM", "P1");
+  testutil::write_ct_series(root / "p2/mixed", hu, {16, 16, 4}, -1024, "1.2.826.0.1.3680043.2.1125.9.2", "A", "P2");
+  testutil::write_ct_series(root / "p2/mixed", hu, {16, 16, 4}, -1024, "1.2.826.0.1.3680043.2.1125.9.3", "B", "P2");
+  std::vector<uint16_t> px(40 * 36);
+  for (size_t i = 0; i < px.size(); ++i) px[i] = static_cast<uint16_t>(i % 1000);
+  stdfs::create_directories(root / "p3/xr");
+  stdfs::create_directories(root / "p4");
+  testutil::write_dicom(root / "p3/xr/pa.dcm", px, 40, 36, "DX", {{"0010|0020", "P3"}});
+  testutil::write_dicom(root / "p3/xr/lat.dcm", px, 40, 36, "CR", {{"0010|0020", "P3"}});
+  testutil::write_dicom(root / "p4/ot.dcm", px, 40, 36, "OT", {{"0010|0020", "P4"}});
+  text(root / "p4/DICOMDIR.txt", "not DICOM");
+  auto rows = import_and_read("dicom", root, dir / "dicom.csv");
+  std::map<std::string, ManifestRow> by_path;
+  for (const auto& r : rows) by_path[r.path.lexically_relative(root).generic_string()] = r;
+  ASSERT_EQ(rows.size(), 5u);
+  ASSERT_EQ(by_path.count("p1/study/ct"), 1u);
+  EXPECT_EQ(by_path["p1/study/ct"].modality, "ct");
+  EXPECT_EQ(by_path["p1/study/ct"].group, "dicom:P1");
+  int mixed = 0;
+  for (const auto& [p, r] : by_path) {
+    if (p.rfind("p2/mixed#", 0) == 0) {
+      ++mixed;
+      EXPECT_EQ(r.group, "dicom:P2");
+    }
+  }
+  EXPECT_EQ(mixed, 2);
+  EXPECT_EQ(by_path["p3/xr/pa.dcm"].modality, "xray");
+  EXPECT_EQ(by_path["p3/xr/lat.dcm"].modality, "xray");
+  EXPECT_EQ(by_path.count("p4/ot.dcm"), 0u);  // Modality OT: skipped without --modality
+  // With --modality other, the OT image is taken too.
+  EXPECT_EQ(import_and_read("dicom", root, dir / "dicom2.csv", "other").size(), 6u);
+}
+
+// MedMNIST archives written by numpy itself; pixel values follow a formula
+// that the test recomputes: image n, element j -> (31 n + 7 j) % 251.
+TEST(DataImport, MedMnistNpzFromNumpy) {
+  const std::string py = testing::python_with("numpy");
+  if (py.empty()) GTEST_SKIP() << "needs Python with numpy (setup.sh installs python3-numpy)";
+  testing::TempDir dir("import");
+  const auto root = dir / "medmnist";
+  stdfs::create_directories(root);
+  const std::string script = R"(
+import numpy as np, sys
+root = sys.argv[1]
+def imgs(shape):
+    n = shape[0]; per = int(np.prod(shape[1:]))
+    a = (31 * np.arange(n)[:, None] + 7 * np.arange(per)[None, :]) % 251
+    return a.astype(np.uint8).reshape(shape)
+np.savez_compressed(root + '/breastmnist.npz',
+    train_images=imgs((3, 28, 28)), train_labels=np.array([[0], [1], [1]], dtype=np.uint8),
+    val_images=imgs((1, 28, 28)), val_labels=np.array([[1]], dtype=np.uint8),
+    test_images=imgs((2, 28, 28)), test_labels=np.array([[0], [1]], dtype=np.uint8))
+cl = np.zeros((2, 14), dtype=np.uint8); cl[0, 1] = 1; cl[0, 10] = 1
+np.savez(root + '/chestmnist_64.npz', train_images=imgs((2, 64, 64)), train_labels=cl)
+np.savez_compressed(root + '/organmnist3d.npz', train_images=imgs((2, 28, 28, 28)),
+    train_labels=np.array([[3], [7]], dtype=np.int64))
+np.savez_compressed(root + '/pathmnist.npz', test_images=imgs((2, 28, 28, 3)),
+    test_labels=np.array([[5], [8]], dtype=np.int64))
+np.savez_compressed(root + '/synapsemnist3d.npz', train_images=imgs((1, 28, 28, 28)),
+    train_labels=np.array([[1]], dtype=np.int64))
+)";
+  text(dir / "make.py", script);
+  ASSERT_EQ(testing::run_command(py + " " + (dir / "make.py").string() + " " + root.string()), 0);
+  std::ofstream(root / "broken.npz") << "PK not really a zip";
+
+  PreprocessConfig cfg = small_cfg();
+  cfg.image_size = 28;  // 2D read back at their own size: values compare exactly
+  cfg.volume_size = 28;
+  cfg.volume_slices = 28;
+  cfg.ct_spacing = {1.0, 1.0, 1.0};
+  const auto out = dir / "out/manifest.csv";
+  ImportOptions o{root, out, ""};
+  const ImportResult r = import_dataset("medmnist", o);
+  auto rows = read_manifest(out, true);
+  ASSERT_EQ(rows.size(), 3u + 1 + 2 + 2 + 2 + 2);  // breast 6, chest 2, organ3d 2, path 2
+  std::map<std::string, ManifestRow> by_rel;
+  for (const auto& row : rows) by_rel[row.path.lexically_relative(out.parent_path()).generic_string()] = row;
+  const auto& b1 = by_rel.at("medmnist/breastmnist/train/000001.png");
+  EXPECT_EQ(b1.modality, "ultrasound");
+  EXPECT_EQ(b1.split, "train");
+  EXPECT_THAT(b1.labels, ElementsAre("breastmnist:1"));
+  EXPECT_EQ(by_rel.at("medmnist/breastmnist/val/000000.png").split, "val");
+  EXPECT_THAT(by_rel.at("medmnist/chestmnist_64/train/000000.png").labels,
+              ElementsAre("chestmnist:1", "chestmnist:10"));
+  EXPECT_THAT(by_rel.at("medmnist/chestmnist_64/train/000001.png").labels, ElementsAre("chestmnist:none"));
+  EXPECT_EQ(by_rel.at("medmnist/chestmnist_64/train/000001.png").modality, "xray");
+  const auto& organ = by_rel.at("medmnist/organmnist3d/train/000001.nii.gz");
+  EXPECT_EQ(organ.modality, "ct");
+  EXPECT_THAT(organ.labels, ElementsAre("organmnist3d:7"));
+  EXPECT_EQ(by_rel.at("medmnist/pathmnist/test/000001.png").modality, "other");
+  // synapsemnist3d (no default modality) and the broken archive are skipped with reasons.
+  ASSERT_EQ(r.skipped.size(), 2u);
+  EXPECT_THAT(r.skipped[0], HasSubstr("broken.npz"));
+  EXPECT_THAT(r.skipped[1], HasSubstr("no default modality for the 3D subset 'synapsemnist3d'"));
+
+  // Pixels: the 2D PNG and the 3D CT volume read back as the original bytes.
+  Sample s2 = read_sample(b1, out.parent_path(), cfg);
+  ASSERT_EQ(s2.numel(), 28 * 28);
+  for (int64_t j = 0; j < 28 * 28; ++j) ASSERT_EQ(s2.pixels[j], (31 * 1 + 7 * j) % 251) << j;
+  Sample s3 = read_sample(organ, out.parent_path(), cfg);
+  ASSERT_EQ(s3.numel(), 28 * 28 * 28);
+  int64_t mismatches = 0;
+  for (int64_t j = 0; j < 28 * 28 * 28; ++j) mismatches += s3.pixels[j] != (31 * 1 + 7 * j) % 251;
+  EXPECT_EQ(mismatches, 0);
+}
+
+TEST(DataImport, UnknownNameModalityAndRoot) {
+  testing::TempDir dir("import");
+  ImportOptions o{dir.path(), dir / "m.csv", ""};
+  try {
+    import_dataset("imagenet", o);
+    ADD_FAILURE();
+  } catch (const Error& e) {
+    EXPECT_THAT(e.what(), HasSubstr("unknown dataset 'imagenet' (known: chestxray14, hyperkvasir, busi, "
+                                    "medmnist, folder, dicom)"));
+  }
+  o.modality = "pet";
+  EXPECT_THROW(import_dataset("folder", o), Error);
+  o.modality = "";
+  o.root = dir / "absent";
+  try {
+    import_dataset("busi", o);
+    ADD_FAILURE();
+  } catch (const Error& e) {
+    EXPECT_THAT(e.what(), HasSubstr("is not a folder"));
+  }
+  // An empty tree has no samples: an error, and no manifest.
+  stdfs::create_directories(dir / "empty/a");
+  o.root = dir / "empty";
+  o.modality = "xray";
+  EXPECT_THROW(import_dataset("folder", o), Error);
+  EXPECT_FALSE(stdfs::exists(dir / "m.csv"));
+}
+
+}  // namespace
+}  // namespace m3ret::data
