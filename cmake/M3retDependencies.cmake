@@ -70,6 +70,12 @@ if(NOT FFMPEG_FOUND)
                 "libavformat-dev libavcodec-dev libswscale-dev libavutil-dev")
 endif()
 
+# libzip: MedMNIST .npz archives (data/npz.h).
+pkg_check_modules(LIBZIP QUIET IMPORTED_TARGET libzip)
+if(NOT LIBZIP_FOUND)
+  m3ret_missing("libzip" "libzip-dev")
+endif()
+
 find_package(Boost 1.74 QUIET)
 if(NOT Boost_FOUND)
   m3ret_missing("Boost (Asio, Beast)" "libboost-dev")

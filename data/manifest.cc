@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <array>
+#include <unordered_map>
 
 #include <fmt/format.h>
 
@@ -64,6 +65,7 @@ std::vector<ManifestRow> read_manifest(const stdfs::path& csv_path, bool check_p
   const auto dir = stdfs::absolute(csv_path).parent_path();
   std::vector<ManifestRow> rows;
   rows.reserve(records.size() - 1);
+  std::unordered_map<std::string, int64_t> line_of;  // normalised path -> line
   for (size_t r = 1; r < records.size(); ++r) {
     const auto& rec = records[r];
     if (rec.fields.size() != kColumns.size()) {
@@ -93,6 +95,12 @@ std::vector<ManifestRow> read_manifest(const stdfs::path& csv_path, bool check_p
     if (check_paths && !stdfs::exists(row.path) &&
         !dicom::split_series_ref(row.path, series_dir, series_id)) {
       throw Error(fmt::format("{}:{}: path {} does not exist", name, rec.line, row.path.string()));
+    }
+    // Sample ids are paths: two rows for one file would make two samples with one id.
+    auto [seen, fresh] = line_of.emplace(row.path.string(), rec.line);
+    if (!fresh) {
+      throw Error(fmt::format("{}:{}: duplicate path {} (also on line {})", name, rec.line, path,
+                              seen->second));
     }
     rows.push_back(std::move(row));
   }

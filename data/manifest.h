@@ -22,7 +22,7 @@ struct ManifestRow {
 
 // Reads and validates a manifest. Throws m3ret::Error naming the file and the
 // row (line) for: a missing/unknown header, a wrong number of fields, an empty
-// path, an unknown modality. Missing files are NOT checked here (the sharder
+// path, an unknown modality or split, a path listed twice (after resolving). Missing files are NOT checked here (the sharder
 // records them in rejects.csv); use check_paths=true to make them errors too.
 std::vector<ManifestRow> read_manifest(const std::filesystem::path& csv, bool check_paths = false);
 

@@ -17,6 +17,7 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", std::string("m3ret ") + m3ret::git_revision());
   app.require_subcommand(1);
   add_synth_verb(app);
+  add_import_verb(app);
   add_shard_verb(app);
   add_train_verb(app);
   add_embed_verb(app);

@@ -27,7 +27,7 @@ void write(const typename Image::Pointer& img, const std::filesystem::path& path
 template <class T>
 void write_volume(const std::filesystem::path& path, const std::vector<T>& values,
                   std::array<size_t, 3> size, std::array<double, 3> spacing,
-                  std::array<double, 9> direction) {
+                  std::array<double, 9> direction, std::array<double, 3> origin) {
   using Image = itk::Image<T, 3>;
   auto img = Image::New();
   typename Image::SizeType s = {{size[0], size[1], size[2]}};
@@ -39,6 +39,9 @@ void write_volume(const std::filesystem::path& path, const std::vector<T>& value
   for (int r = 0; r < 3; ++r)
     for (int c = 0; c < 3; ++c) dir[r][c] = direction[r * 3 + c];
   img->SetDirection(dir);
+  typename Image::PointType o;
+  for (int k = 0; k < 3; ++k) o[k] = origin[k];
+  img->SetOrigin(o);
   img->Allocate();
   if (values.size() != size[0] * size[1] * size[2]) throw std::runtime_error("write_volume: size");
   std::copy(values.begin(), values.end(), img->GetBufferPointer());
@@ -59,9 +62,11 @@ void write_image(const std::filesystem::path& path, const std::vector<T>& values
 }
 
 template void write_volume<int16_t>(const std::filesystem::path&, const std::vector<int16_t>&,
-                                    std::array<size_t, 3>, std::array<double, 3>, std::array<double, 9>);
+                                    std::array<size_t, 3>, std::array<double, 3>, std::array<double, 9>,
+                                    std::array<double, 3>);
 template void write_volume<float>(const std::filesystem::path&, const std::vector<float>&,
-                                  std::array<size_t, 3>, std::array<double, 3>, std::array<double, 9>);
+                                  std::array<size_t, 3>, std::array<double, 3>, std::array<double, 9>,
+                                  std::array<double, 3>);
 template void write_image<uint8_t>(const std::filesystem::path&, const std::vector<uint8_t>&, size_t,
                                    size_t);
 template void write_image<uint16_t>(const std::filesystem::path&, const std::vector<uint16_t>&, size_t,

@@ -16,11 +16,12 @@
 namespace m3ret::data::testutil {
 
 // A 3D volume of type T, size (x, y, z), spacing in mm, optional direction
-// (row-major 3x3) written to `path` (format from the extension).
+// (row-major 3x3) and origin (mm, the first voxel centre) written to `path` (format from the extension).
 template <class T>
 void write_volume(const std::filesystem::path& path, const std::vector<T>& values,
                   std::array<size_t, 3> size, std::array<double, 3> spacing = {1, 1, 1},
-                  std::array<double, 9> direction = {1, 0, 0, 0, 1, 0, 0, 0, 1});
+                  std::array<double, 9> direction = {1, 0, 0, 0, 1, 0, 0, 0, 1},
+                  std::array<double, 3> origin = {0, 0, 0});
 
 // A 2D grey image of type T (width x height, row-major) to `path`.
 template <class T>

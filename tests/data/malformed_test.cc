@@ -156,6 +156,43 @@ TEST(DataMalformed, DecodableButMeaningless) {
   expect_refused(dir / "tiny.nii.gz", "ct", "absurd voxel spacing");
 }
 
+TEST(DataMalformed, AbsurdSizeIsRefusedBeforeDecoding) {
+  testing::TempDir dir("bad");
+  // A MetaImage header announcing 40000^3 bytes next to a tiny raw file.
+  std::ofstream(dir / "huge.mhd") << "ObjectType = Image\nNDims = 3\nDimSize = 40000 40000 40000\n"
+                                     "ElementSpacing = 1 1 1\nElementType = MET_UCHAR\n"
+                                     "ElementDataFile = huge.raw\n";
+  write_bytes(dir / "huge.raw", 1000, 5);
+  expect_refused(dir / "huge.mhd", "ct", "absurd image size 40000x40000x40000");
+  // Absurdly large spacing (a volume of kilometres).
+  testutil::write_volume(dir / "km.nii.gz", ramp_volume(16 * 16 * 8), {16, 16, 8}, {1e5, 1, 1});
+  expect_refused(dir / "km.nii.gz", "ct", "absurd voxel spacing");
+}
+
+// Mislabelled files: the content decides for image formats that ITK
+// recognises by content; a video is recognised by its extension, so a video
+// under an image name is refused (and vice versa) with the reason.
+TEST(DataMalformed, MislabelledFiles) {
+  testing::TempDir dir("bad");
+  std::vector<uint8_t> img(40 * 30);
+  for (size_t i = 0; i < img.size(); ++i) img[i] = static_cast<uint8_t>(i % 200);
+  testutil::write_image<uint8_t>(dir / "a.png", img, 40, 30);
+  stdfs::copy_file(dir / "a.png", dir / "png-named.jpg");
+  const Sample want = read_sample(row(dir / "a.png", "xray"), dir.path(), small_cfg());
+  EXPECT_EQ(read_sample(row(dir / "png-named.jpg", "xray"), dir.path(), small_cfg()).pixels, want.pixels);
+  std::vector<uint8_t> rgb(8 * 32 * 32 * 3);
+  for (size_t i = 0; i < rgb.size(); ++i) rgb[i] = static_cast<uint8_t>(i * 7);
+  video::write(dir / "v.mp4", rgb, 8, 32, 32);
+  stdfs::copy_file(dir / "v.mp4", dir / "mp4-named.png");
+  expect_refused(dir / "mp4-named.png", "endoscopy", "not a readable image");
+  stdfs::copy_file(dir / "a.png", dir / "png-named.mp4");
+  // FFmpeg probes the content: a PNG is a one-frame clip (repeated F times).
+  Sample still = read_sample(row(dir / "png-named.mp4", "endoscopy"), dir.path(), small_cfg());
+  EXPECT_EQ(still.T, 4);
+  // A non-video modality never takes a video name.
+  expect_refused(dir / "png-named.mp4", "xray", "a video where a 2D xray image is expected");
+}
+
 // Every format cut at several points, and with its body overwritten by
 // garbage: the reader either refuses with InputError or returns a full-size
 // sample; it never crashes or throws anything else.

@@ -92,6 +92,7 @@ TEST(DataManifest, ErrorsNameFileAndLine) {
       {header + "x.png,xray,,g,later\n", ":2: unknown split 'later'"},
       {header + "\"x.png,xray,,g,train\n", ":2: unterminated quoted field"},
       {header + "\"x\"y.png,xray,,g,train\n", ":2: unexpected character 'y' after a closing quote"},
+      {header + "a.png,xray,,g,train\nb.png,xray,,g,\n./a.png,ct,,h,\n", ":4: duplicate path ./a.png (also on line 2)"},
   };
   for (size_t i = 0; i < cases.size(); ++i) {
     auto csv = write_text(dir / ("bad" + std::to_string(i) + ".csv"), cases[i].text);

@@ -1,5 +1,6 @@
 // Preprocessing: shapes and values for each modality's rule (docs/data.md).
 #include <algorithm>
+#include <cmath>
 #include <numeric>
 #include <random>
 
@@ -107,6 +108,61 @@ TEST(DataPreprocess, CanonicalOrientationUndoesAFlippedAxis) {
   EXPECT_LE(max_diff, 1);
   // And the gradient along x survives: left is darker than right.
   EXPECT_LT(at(a, 0, 4, 8, 2), at(a, 0, 4, 8, 13));
+}
+
+// One phantom in physical space (mm): a 1000 HU sphere of radius 24 mm at
+// (48, 48, 48) with an 18 mm thick bar towards +x, in air, over the box [0, 96)^3.
+int16_t phantom(double x, double y, double z) {
+  const bool sphere = std::hypot(x - 48, y - 48, z - 48) < 24;
+  const bool bar = x > 60 && x < 90 && std::abs(y - 48) < 9 && std::abs(z - 48) < 9;
+  return sphere || bar ? 1000 : -1000;
+}
+
+// Samples the phantom on a grid: index (i, j, k) is at origin + D * (i, j, k) * spacing.
+void write_phantom(const std::filesystem::path& path, std::array<size_t, 3> size, std::array<double, 3> sp,
+                   std::array<double, 9> d, std::array<double, 3> origin) {
+  std::vector<int16_t> v(size[0] * size[1] * size[2]);
+  size_t n = 0;
+  for (size_t k = 0; k < size[2]; ++k)
+    for (size_t j = 0; j < size[1]; ++j)
+      for (size_t i = 0; i < size[0]; ++i) {
+        const double a = i * sp[0], b = j * sp[1], c = k * sp[2];
+        v[n++] = phantom(origin[0] + d[0] * a + d[1] * b + d[2] * c, origin[1] + d[3] * a + d[4] * b + d[5] * c,
+                         origin[2] + d[6] * a + d[7] * b + d[8] * c);
+      }
+  testutil::write_volume(path, v, size, sp, d, origin);
+}
+
+// The same anatomy sampled on four grids (fine, coarse, anisotropic, and
+// with the x and z axes of the voxel array swapped) preprocesses to the same
+// sample: the target spacing and canonical orientation decide, not the grid.
+TEST(DataPreprocess, ResamplingToSpacingMakesTheGridIrrelevant) {
+  testing::TempDir dir("prep");
+  const std::array<double, 9> identity = {1, 0, 0, 0, 1, 0, 0, 0, 1};
+  write_phantom(dir / "fine.nii.gz", {64, 64, 64}, {1.5, 1.5, 1.5}, identity, {0.75, 0.75, 0.75});
+  write_phantom(dir / "coarse.nii.gz", {32, 32, 32}, {3, 3, 3}, identity, {1.5, 1.5, 1.5});
+  write_phantom(dir / "aniso.nrrd", {120, 120, 24}, {0.8, 0.8, 4}, identity, {0.4, 0.4, 2});
+  write_phantom(dir / "swapped.mha", {24, 120, 120}, {4, 0.8, 0.8}, {0, 0, 1, 0, 1, 0, 1, 0, 0}, {0.4, 0.4, 2});
+  auto cfg = small_cfg();
+  cfg.volume_size = 32;
+  cfg.volume_slices = 32;
+  cfg.ct_spacing = {1.5, 1.5, 1.5};
+  const Sample ref = read_sample(row(dir / "fine.nii.gz", "ct"), dir.path(), cfg);
+  // Output voxels are 3 mm (96 mm / 32); slice 16 is at z = 49.5 mm.
+  EXPECT_EQ(at(ref, 0, 16, 16, 16), 255);  // sphere centre
+  EXPECT_GE(at(ref, 0, 16, 16, 25), 250);  // the bar at x = 76.5 mm
+  EXPECT_EQ(at(ref, 0, 16, 16, 6), 0);     // its mirror at x = 19.5 mm: air
+  EXPECT_EQ(at(ref, 0, 16, 2, 16), 0);     // y = 7.5 mm: air
+  for (const char* name : {"coarse.nii.gz", "aniso.nrrd", "swapped.mha"}) {
+    const Sample s = read_sample(row(dir / name, "ct"), dir.path(), cfg);
+    ASSERT_EQ(s.pixels.size(), ref.pixels.size()) << name;
+    double sum = 0;
+    for (size_t i = 0; i < s.pixels.size(); ++i) sum += std::abs(s.pixels[i] - ref.pixels[i]);
+    EXPECT_LT(sum / s.pixels.size(), 6.0) << name;  // differences only at edges (partial volume)
+    EXPECT_EQ(at(s, 0, 16, 16, 16), 255) << name;
+    EXPECT_GE(at(s, 0, 16, 16, 25), 240) << name;
+    EXPECT_LE(at(s, 0, 16, 16, 6), 5) << name;
+  }
 }
 
 TEST(DataPreprocess, MriPercentilesStretchToFullRange) {

@@ -1,0 +1,44 @@
+#include <map>
+
+#include <spdlog/spdlog.h>
+
+#include "core/log.h"
+#include "data/importers.h"
+#include "launcher/verbs.h"
+
+namespace m3ret::launcher {
+
+void add_import_verb(CLI::App& app) {
+  std::string names;
+  for (const auto& imp : data::importers()) names += "\n  " + imp.name + ": " + imp.summary;
+  auto* verb = app.add_subcommand("import", "Turn a public dataset layout into a manifest. Datasets:" + names);
+  auto opts = std::make_shared<CommonOptions>();
+  auto name = std::make_shared<std::string>();
+  auto import_opts = std::make_shared<data::ImportOptions>();
+  auto root = std::make_shared<std::string>();
+  auto out = std::make_shared<std::string>();
+  opts->add_to(verb);
+  verb->add_option("name", *name, "dataset layout (see above)")->required();
+  verb->add_option("--root", *root, "the dataset folder as downloaded")->required();
+  verb->add_option("--out", *out, "manifest CSV to write (MedMNIST images go next to it)")->required();
+  verb->add_option("--modality", import_opts->modality,
+                   "modality for every row (required by 'folder'; overrides the others' default)");
+  verb->callback([opts, name, import_opts, root, out] {
+    opts->load();  // validates --config/--set like every verb
+    log::init(0, std::nullopt, opts->verbose);
+    import_opts->root = *root;
+    import_opts->out = *out;
+    const data::ImportResult r = data::import_dataset(*name, *import_opts);
+    std::map<std::string, int64_t> per;
+    for (const auto& row : r.rows) ++per[row.modality + "/" + (row.split.empty() ? "-" : row.split)];
+    for (const auto& [key, n] : per) spdlog::info("import {}: {} {} samples", *name, n, key);
+    if (!r.skipped.empty()) {
+      spdlog::warn("import {}: {} inputs skipped (listed with reasons next to the manifest, *.skipped.csv); "
+                   "first: {}",
+                   *name, r.skipped.size(), r.skipped.front());
+    }
+    spdlog::info("import {}: wrote {} ({} rows)", *name, *out, r.rows.size());
+  });
+}
+
+}  // namespace m3ret::launcher

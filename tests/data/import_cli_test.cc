@@ -1,0 +1,79 @@
+// `m3ret import`: the verb on a BUSI replica, its help and its error lines.
+#include <algorithm>
+#include <fstream>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "data/manifest.h"
+#include "data_test_util.h"
+#include "test_util.h"
+
+namespace m3ret::data {
+namespace {
+
+namespace stdfs = std::filesystem;
+using ::testing::HasSubstr;
+using testing::run_command;
+
+std::string bin() { return testing::m3ret_binary().string(); }
+
+void busi_replica(const stdfs::path& base) {
+  std::vector<uint8_t> v(40 * 32);
+  for (size_t i = 0; i < v.size(); ++i) v[i] = static_cast<uint8_t>(i % 230);
+  for (const char* cls : {"benign", "malignant", "normal"}) {
+    stdfs::create_directories(base / cls);
+    testutil::write_image<uint8_t>(base / cls / (std::string(cls) + " (1).png"), v, 40, 32);
+    testutil::write_image<uint8_t>(base / cls / (std::string(cls) + " (1)_mask.png"), v, 40, 32);
+  }
+}
+
+TEST(ImportCli, WritesTheManifest) {
+  testing::TempDir dir("import-cli");
+  busi_replica(dir / "dl/Dataset_BUSI_with_GT");
+  std::string out;
+  ASSERT_EQ(run_command(bin() + " import busi --root " + (dir / "dl").string() + " --out " +
+                            (dir / "busi.csv").string(),
+                        &out),
+            0)
+      << out;
+  EXPECT_THAT(out, HasSubstr("wrote"));
+  const auto rows = read_manifest(dir / "busi.csv", true);
+  ASSERT_EQ(rows.size(), 3u);
+  for (const auto& r : rows) EXPECT_EQ(r.modality, "ultrasound");
+  // --modality overrides.
+  ASSERT_EQ(run_command(bin() + " import busi --modality other --root " + (dir / "dl").string() +
+                            " --out " + (dir / "o.csv").string(),
+                        &out),
+            0)
+      << out;
+  EXPECT_EQ(read_manifest(dir / "o.csv")[0].modality, "other");
+}
+
+TEST(ImportCli, HelpListsTheDatasets) {
+  std::string out;
+  ASSERT_EQ(run_command(bin() + " import --help", &out), 0);
+  for (const char* name : {"chestxray14", "hyperkvasir", "busi", "medmnist", "folder", "dicom", "--set"}) {
+    EXPECT_THAT(out, HasSubstr(name));
+  }
+}
+
+TEST(ImportCli, ErrorsAreOneLine) {
+  testing::TempDir dir("import-cli");
+  std::string out;
+  EXPECT_EQ(run_command(bin() + " import nope --root " + dir.path().string() + " --out " +
+                            (dir / "m.csv").string(),
+                        &out),
+            1);
+  EXPECT_THAT(out, HasSubstr("m3ret: error: import: unknown dataset 'nope'"));
+  EXPECT_EQ(std::count(out.begin(), out.end(), '\n'), 1) << out;
+  EXPECT_EQ(run_command(bin() + " import folder --root " + dir.path().string() + " --out " +
+                            (dir / "m.csv").string(),
+                        &out),
+            1);
+  EXPECT_THAT(out, HasSubstr("pass --modality"));
+  EXPECT_FALSE(stdfs::exists(dir / "m.csv"));
+}
+
+}  // namespace
+}  // namespace m3ret::data
