@@ -3,8 +3,11 @@
 #include <csetjmp>
 #include <cstdio>
 #include <cstdlib>
+#include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <fstream>
+#include <vector>
 
 #include <jpeglib.h>
 #include <png.h>
@@ -159,7 +162,33 @@ std::string dicom_meta_error(const std::filesystem::path& path) {
   return "";
 }
 
-int64_t payload_bytes(const std::filesystem::path& path, std::string& reason) {
+void NonFiniteScan::operator()(const uint8_t* p, size_t n) {
+  size_t i = 0;
+  if (pos_ < offset_) {
+    const size_t skip = static_cast<size_t>(std::min<int64_t>(static_cast<int64_t>(n), offset_ - pos_));
+    i = skip;
+    pos_ += static_cast<int64_t>(skip);
+  }
+  for (; i < n && ok_; ++i) {
+    elem_[filled_++] = p[i];
+    if (filled_ < bytes_) continue;
+    filled_ = 0;
+    uint8_t v[8];
+    for (int b = 0; b < bytes_; ++b) v[b] = swap_ ? elem_[bytes_ - 1 - b] : elem_[b];
+    if (bytes_ == 4) {
+      float f;
+      std::memcpy(&f, v, 4);
+      ok_ = std::isfinite(f);
+    } else {
+      double d;
+      std::memcpy(&d, v, 8);
+      ok_ = std::isfinite(d);
+    }
+  }
+}
+
+int64_t payload_bytes(const std::filesystem::path& path, std::string& reason,
+                      const std::function<void(const uint8_t*, size_t)>& sink) {
   const std::string name = path.filename().string();
   if (name.size() < 3 || name.compare(name.size() - 3, 3, ".gz") != 0) {
     std::error_code ec;
@@ -167,6 +196,14 @@ int64_t payload_bytes(const std::filesystem::path& path, std::string& reason) {
     if (ec) {
       reason = ec.message();
       return -1;
+    }
+    if (sink) {
+      std::ifstream in(path, std::ios::binary);
+      std::vector<char> buf(1 << 16);
+      while (in) {
+        in.read(buf.data(), static_cast<std::streamsize>(buf.size()));
+        if (in.gcount() > 0) sink(reinterpret_cast<const uint8_t*>(buf.data()), static_cast<size_t>(in.gcount()));
+      }
     }
     return static_cast<int64_t>(size);
   }
@@ -187,6 +224,7 @@ int64_t payload_bytes(const std::filesystem::path& path, std::string& reason) {
       return -1;
     }
     if (n == 0) break;
+    if (sink) sink(reinterpret_cast<const uint8_t*>(buf), static_cast<size_t>(n));
     total += n;
   }
   int err = 0;

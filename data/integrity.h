@@ -10,6 +10,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <string>
 
 namespace m3ret::data::integrity {
@@ -38,6 +39,24 @@ std::string dicom_meta_error(const std::filesystem::path& path);
 
 // Bytes of payload in the file (after gunzip when the name ends in ".gz");
 // returns -1 and sets `reason` when the gzip stream is corrupt or truncated.
-int64_t payload_bytes(const std::filesystem::path& path, std::string& reason);
+// `sink`, when given, sees every payload byte in order (chunk by chunk).
+int64_t payload_bytes(const std::filesystem::path& path, std::string& reason,
+                      const std::function<void(const uint8_t*, size_t)>& sink = nullptr);
+
+// Scans the floating-point voxels of a NIfTI payload as it streams past
+// (offset: first voxel byte; bytes: 4 or 8; swap: file byte order differs
+// from the CPU's). ok() is false once a NaN or Inf was seen.
+class NonFiniteScan {
+ public:
+  NonFiniteScan(int64_t offset, int bytes, bool swap) : offset_(offset), bytes_(bytes), swap_(swap) {}
+  void operator()(const uint8_t* p, size_t n);
+  bool ok() const { return ok_; }
+
+ private:
+  int64_t offset_, pos_ = 0;
+  int bytes_, filled_ = 0;
+  bool swap_, ok_ = true;
+  uint8_t elem_[8] = {0};
+};
 
 }  // namespace m3ret::data::integrity

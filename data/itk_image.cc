@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
 #include <mutex>
 
 #include <fmt/format.h>
@@ -22,6 +23,7 @@
 #include <itkPNGImageIOFactory.h>
 #include <itkTIFFImageIOFactory.h>
 #include <itkVectorImage.h>
+#include <nifti1_io.h>
 
 #include "core/error.h"
 #include "data/dicom.h"
@@ -95,6 +97,34 @@ int effective_dims(const std::vector<size_t>& size) {
 }
 
 Decoded read_file(const stdfs::path& path, const stdfs::path& name);
+
+// What ITK's NIfTI reader does not check: it reads the voxels missing from a
+// truncated file as zeros, and NIfTI's reference library replaces non-finite
+// floats by 0 while loading. One pass over the stored payload (through zlib
+// for .nii.gz, which also checks the gzip CRC) counts the voxel bytes and, for
+// float data, looks for NaN/Inf. The header (voxel offset, byte order, data
+// file of a .hdr/.img pair) comes from the NIfTI library itself.
+void check_nifti_payload(const stdfs::path& path, const stdfs::path& name, const itk::ImageIOBase& io) {
+  nifti_image* nim = nifti_image_read(path.c_str(), 0);  // header only
+  if (!nim) refuse(name, "cannot read NIfTI header");
+  const stdfs::path data = nim->iname ? stdfs::path(nim->iname) : path;
+  const int64_t offset = nim->iname_offset;
+  const bool swap = nim->byteorder != nifti_short_order();
+  const int datatype = nim->datatype;
+  nifti_image_free(nim);
+  const bool is_float = datatype == NIFTI_TYPE_FLOAT32 || datatype == NIFTI_TYPE_FLOAT64;
+  integrity::NonFiniteScan scan(offset, datatype == NIFTI_TYPE_FLOAT64 ? 8 : 4, swap);
+  std::string why;
+  const int64_t have = integrity::payload_bytes(
+      data, why, is_float ? std::function<void(const uint8_t*, size_t)>(std::ref(scan)) : nullptr);
+  if (have < 0) refuse(name, why);
+  const auto need = static_cast<int64_t>(io.GetImageSizeInBytes()) + offset;
+  if (have < need) {
+    refuse(name, fmt::format("truncated NIfTI: {} bytes of {}, the header announces at least {}", have,
+                             data.filename().string(), need));
+  }
+  if (!scan.ok()) refuse(name, "contains NaN or Inf values");
+}
 
 // A series folder, or "FOLDER#ID" (data/dicom.h); `name` is what refusals name.
 Decoded read_series(const stdfs::path& dir, const std::string& id, const stdfs::path& name) {
@@ -213,17 +243,7 @@ Decoded read_file(const stdfs::path& path, const stdfs::path& name) {
     refuse(name, fmt::format("absurd image size {} x {} component(s) (more than {} values)",
                              fmt::join(size, "x"), io->GetNumberOfComponents(), kMaxDecodedValues));
   }
-  if (dynamic_cast<itk::NiftiImageIO*>(io.GetPointer())) {
-    // ITK reads missing voxels of a truncated NIfTI as zeros: count them.
-    constexpr int64_t kNiftiHeaderBytes = 348;
-    std::string why;
-    const int64_t have = integrity::payload_bytes(path, why);
-    if (have < 0) refuse(name, why);
-    const auto need = static_cast<int64_t>(io->GetImageSizeInBytes()) + kNiftiHeaderBytes;
-    if (have < need) {
-      refuse(name, fmt::format("truncated NIfTI: {} bytes, the header announces at least {}", have, need));
-    }
-  }
+  if (dynamic_cast<itk::NiftiImageIO*>(io.GetPointer())) check_nifti_payload(path, name, *io);
   auto reader = itk::ImageFileReader<VectorVolume>::New();
   reader->SetImageIO(io);
   reader->SetFileName(path.string());

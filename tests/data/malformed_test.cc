@@ -115,13 +115,23 @@ TEST(DataMalformed, BadVideos) {
 
 TEST(DataMalformed, DecodableButMeaningless) {
   testing::TempDir dir("bad");
-  // NaN and Inf voxels. (Not NIfTI: its reference library, inside ITK,
-  // replaces non-finite floats by 0 while loading; see docs/data.md.)
+  // NaN and Inf voxels, in every volume format (NIfTI's reference library,
+  // inside ITK, would load them as 0: the payload is scanned first).
   std::vector<float> v(16 * 16 * 8, 1.0f);
   v[5] = 2.0f;
   v[100] = std::numeric_limits<float>::quiet_NaN();
-  testutil::write_volume(dir / "nan.mha", v, {16, 16, 8});
-  expect_refused(dir / "nan.mha", "mri", "NaN or Inf");
+  for (const char* name : {"nan.mha", "nan.nii.gz", "nan.nii", "nan.hdr"}) {
+    testutil::write_volume(dir / name, v, {16, 16, 8});
+    expect_refused(dir / name, "mri", "NaN or Inf");
+  }
+  // A finite float volume reads, also as a .hdr/.img pair.
+  std::vector<float> ramp(16 * 16 * 8);
+  for (size_t i = 0; i < ramp.size(); ++i) ramp[i] = 0.5f * static_cast<float>(i);
+  testutil::write_volume(dir / "ok.hdr", ramp, {16, 16, 8});
+  EXPECT_EQ(read_sample(row(dir / "ok.hdr", "mri"), dir.path(), small_cfg()).T, 8);
+  v[100] = -std::numeric_limits<float>::infinity();
+  testutil::write_volume(dir / "inf.nii.gz", v, {16, 16, 8});
+  expect_refused(dir / "inf.nii.gz", "mri", "NaN or Inf");
   v[100] = std::numeric_limits<float>::infinity();
   testutil::write_volume(dir / "inf.nrrd", v, {16, 16, 8});
   expect_refused(dir / "inf.nrrd", "ct", "NaN or Inf");
