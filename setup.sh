@@ -15,6 +15,8 @@ PACKAGES=(
   # Boost.Asio/Beast, TOML++, spdlog, CLI11, JSON, SQLite, tests
   libboost-dev libtomlplusplus-dev libspdlog-dev libfmt-dev libcli11-dev nlohmann-json3-dev
   libsqlite3-dev libgtest-dev libgmock-dev libgdcm-tools libzip-dev
+  # FAISS (retrieval indices: Flat, HNSW, IVF)
+  libfaiss-dev
   # independent references used by the tests (h5py, PyTorch, numpy)
   python3 python3-numpy python3-h5py python3-torch
 )

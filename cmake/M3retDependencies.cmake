@@ -111,6 +111,19 @@ if(NOT SQLite3_FOUND)
 endif()
 find_package(Threads REQUIRED)
 
+# FAISS (Flat/HNSW/IVF indices of eval/). Debian's static libfaiss links libgomp and the BLAS
+# chosen by the alternatives system (OpenBLAS, see setup.sh), the same ones as Debian's LibTorch.
+find_package(OpenMP QUIET COMPONENTS CXX)
+find_package(faiss QUIET)
+if(NOT faiss_FOUND OR NOT OpenMP_CXX_FOUND)
+  m3ret_missing("FAISS (faiss-config.cmake) with OpenMP" "libfaiss-dev")
+endif()
+# BLAS (Fortran sgemm_) for the similarity blocks of eval's metrics.
+find_package(BLAS QUIET)
+if(NOT BLAS_FOUND)
+  m3ret_missing("BLAS (libblas.so)" "libblas-dev libopenblas0-pthread")
+endif()
+
 if(M3RET_BUILD_TESTS)
   find_package(GTest QUIET)
   if(NOT GTest_FOUND)

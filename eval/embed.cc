@@ -7,11 +7,13 @@
 #include <thread>
 
 #include <fmt/format.h>
+#include <nlohmann/json.hpp>
 #include <fmt/ranges.h>
 #include <spdlog/spdlog.h>
 
 #include "core/communicator.h"
 #include "core/error.h"
+#include "core/fs.h"
 #include "core/log.h"
 #include "core/runtime.h"
 #include "eval/embeddings_file.h"
@@ -54,6 +56,16 @@ std::vector<Item> select_items(const sharding::ShardSet& shards, const EmbedOpti
   return items;
 }
 
+// The shards' [preprocess] section (SHARDS/index.json "preprocess") as JSON text, "" if absent.
+std::string shards_preprocess(const std::filesystem::path& shards) {
+  try {
+    auto j = nlohmann::json::parse(fs::read_file(shards / "index.json"));
+    return j.contains("preprocess") ? j.at("preprocess").dump() : "";
+  } catch (const nlohmann::json::exception& e) {
+    throw Error(fmt::format("embed: {}: {}", (shards / "index.json").string(), e.what()));
+  }
+}
+
 int default_threads() {
   int local = Runtime::initialized() ? std::max(1, Runtime::get().local_world()) : 1;
   int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
@@ -61,8 +73,8 @@ int default_threads() {
 }
 
 // Encodes items[i] for i = rank, rank + size, ... Returns their embeddings,
-// row j = item rank + j*size, and sets D.
-std::vector<float> encode_share(trainer::Encoder& encoder, const sharding::ShardSet& shards,
+// row j = item rank + j*size, and sets D. encoder == nullptr: raw pixels.
+std::vector<float> encode_share(trainer::Encoder* encoder, const sharding::ShardSet& shards,
                                 const std::vector<Item>& items, int rank, int size,
                                 int64_t batch_size, int64_t& D) {
   std::vector<int64_t> mine;
@@ -84,7 +96,13 @@ std::vector<float> encode_share(trainer::Encoder& encoder, const sharding::Shard
     uint8_t* data = batch.data_ptr<uint8_t>();
     for (int64_t b = 0; b < B; ++b) shards.read_pixels(modality, items[mine[pos + b]].index, data + b * numel);
 
-    torch::Tensor z = trainer::embed_batch(encoder, batch).to(torch::kCPU, torch::kFloat32).contiguous();
+    torch::Tensor z;
+    if (encoder) {
+      z = trainer::embed_batch(*encoder, batch).to(torch::kCPU, torch::kFloat32).contiguous();
+    } else {
+      z = torch::tensor(raw_pixel_features(data, B, info.C, info.T, info.H, info.W))
+              .view({B, kRawPixelDim});
+    }
     M3RET_CHECK(z.dim() == 2 && z.size(0) == B, "embed_batch returned shape {} for a batch of {}",
                 fmt::format("{}", fmt::join(z.sizes(), "x")), B);
     if (D == 0) D = z.size(1);
@@ -115,6 +133,19 @@ void collective_step(Communicator& comm, const std::string& what, F&& work) {
 
 }  // namespace
 
+std::vector<float> raw_pixel_features(const uint8_t* pixels, int64_t B, int64_t C, int64_t T,
+                                      int64_t H, int64_t W) {
+  torch::NoGradGuard no_grad;
+  torch::Tensor x = torch::from_blob(const_cast<uint8_t*>(pixels), {B, C, T, H, W}, torch::kUInt8)
+                        .to(torch::kFloat32)
+                        .mean(1, /*keepdim=*/true);                     // [B, 1, T, H, W]
+  x = torch::adaptive_avg_pool3d(x, {4, 16, 16}).reshape({B, kRawPixelDim});
+  x = x - x.mean(1, true);
+  x = x / x.norm(2, 1, true).clamp_min(1e-12);
+  x = x.contiguous();
+  return std::vector<float>(x.data_ptr<float>(), x.data_ptr<float>() + B * kRawPixelDim);
+}
+
 void embed(const EmbedOptions& opt, Communicator& comm) {
   const int rank = comm.rank(), size = comm.size();
   std::unique_ptr<sharding::ShardSet> shards;
@@ -129,11 +160,17 @@ void embed(const EmbedOptions& opt, Communicator& comm) {
     items = select_items(*shards, opt);
     torch::NoGradGuard no_grad;
     torch::set_num_threads(opt.threads > 0 ? opt.threads : default_threads());
-    loaded = trainer::load_encoder(opt.checkpoint, opt.random_init);
-    if (rank == 0)
-      spdlog::info("embed: {} samples with {} ({}step {}) on {} rank(s)", items.size(),
-                   loaded.checkpoint.string(), opt.random_init ? "random init, " : "", loaded.step, size);
-    mine = encode_share(*loaded.encoder, *shards, items, rank, size, opt.batch_size, D);
+    if (opt.raw_pixels) {
+      if (rank == 0)
+        spdlog::info("embed: {} samples as raw pixels on {} rank(s)", items.size(), size);
+    } else {
+      loaded = trainer::load_encoder(opt.checkpoint, opt.random_init);
+      if (rank == 0)
+        spdlog::info("embed: {} samples with {} ({}step {}) on {} rank(s)", items.size(),
+                     loaded.checkpoint.string(), opt.random_init ? "random init, " : "",
+                     loaded.step, size);
+    }
+    mine = encode_share(loaded.encoder.get(), *shards, items, rank, size, opt.batch_size, D);
   });
 
   // Gather: every rank's share; rows come back in the original sample order.
@@ -153,10 +190,13 @@ void embed(const EmbedOptions& opt, Communicator& comm) {
       set.groups.push_back(meta.group);
       set.splits.push_back(meta.split);
       set.labels.push_back(meta.labels);
+      set.sources.push_back(meta.source);
     }
     set.attrs.checkpoint = loaded.checkpoint.string();
     set.attrs.step = loaded.step;
-    set.attrs.random_init = opt.random_init;
+    set.attrs.random_init = opt.random_init && !opt.raw_pixels;
+    set.attrs.encoder = opt.raw_pixels ? "raw-pixels" : opt.random_init ? "random-init" : "checkpoint";
+    set.attrs.preprocess = shards_preprocess(opt.shards);
     write_embeddings(opt.out, set);
     spdlog::info("embed: wrote {} embeddings of dimension {} to {}", N, D, opt.out.string());
   });

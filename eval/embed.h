@@ -18,6 +18,8 @@ struct EmbedOptions {
   std::filesystem::path shards;      // SHARDS folder (index.json)
   std::filesystem::path out;         // embeddings file to write
   bool random_init = false;          // encode with the architecture's initial weights
+  bool raw_pixels = false;           // baseline without a model: raw_pixel_features()
+                                     // (checkpoint is then not read and may be empty)
   std::string split = "";            // only samples of this split ("" = all)
   std::vector<std::string> modalities;  // only these modalities (empty = all present)
   int64_t batch_size = 32;           // samples per forward pass, per rank
@@ -34,5 +36,14 @@ struct EmbedOptions {
 // the rank that failed; a modality in `modalities` that the shards lack, or a
 // selection with no sample, is an error naming the shards folder.
 void embed(const EmbedOptions& options, Communicator& comm);
+
+// The raw-pixel baseline: each sample (uint8 [C, T, H, W], row-major at
+// pixels + b*C*T*H*W for b < B) averaged over channels, area-downsampled to
+// [4, 16, 16] (adaptive average pooling over T, H, W), centred (its mean
+// subtracted) and L2-normalised. Returns B * kRawPixelDim floats. The same
+// dimension for every modality, so cross-modal retrieval works too.
+inline constexpr int64_t kRawPixelDim = 4 * 16 * 16;
+std::vector<float> raw_pixel_features(const uint8_t* pixels, int64_t B, int64_t C, int64_t T,
+                                      int64_t H, int64_t W);
 
 }  // namespace m3ret::eval

@@ -1,7 +1,5 @@
 #include "eval/embeddings_file.h"
 
-#include <hdf5.h>
-
 #include <cmath>
 #include <system_error>
 
@@ -9,246 +7,131 @@
 
 #include "core/error.h"
 #include "core/fs.h"
+#include "sharding/hdf5_util.h"
 
 namespace m3ret::eval {
 namespace {
 
 namespace stdfs = std::filesystem;
+namespace h5 = sharding::h5;
 
-// An owned hid_t closed by `close` at destruction.
-class Handle {
- public:
-  Handle(hid_t id, herr_t (*close)(hid_t)) : id_(id), close_(close) {}
-  Handle(Handle&& o) noexcept : id_(o.id_), close_(o.close_) { o.id_ = -1; }
-  Handle(const Handle&) = delete;
-  Handle& operator=(const Handle&) = delete;
-  Handle& operator=(Handle&&) = delete;
-  ~Handle() {
-    if (id_ >= 0) close_(id_);
-  }
-  hid_t get() const { return id_; }
-
- private:
-  hid_t id_;
-  herr_t (*close_)(hid_t);
-};
-
-// All messages name the file: "<path>: <what>".
+// Messages of this file name it: "embeddings file <path>: <what>". Errors from
+// the shared HDF5 helpers name the path themselves.
 [[noreturn]] void fail(const stdfs::path& path, const std::string& what) {
   throw Error(fmt::format("embeddings file {}: {}", path.string(), what));
 }
 
-hid_t ok(hid_t id, const stdfs::path& path, const std::string& what) {
-  if (id < 0) fail(path, what + " failed (HDF5 error)");
-  return id;
-}
-void ok_status(herr_t s, const stdfs::path& path, const std::string& what) {
-  if (s < 0) fail(path, what + " failed (HDF5 error)");
-}
-
-void quiet_hdf5() { H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr); }
-
-Handle vlen_string_type(const stdfs::path& path) {
-  Handle t(ok(H5Tcopy(H5T_C_S1), path, "H5Tcopy"), H5Tclose);
-  ok_status(H5Tset_size(t.get(), H5T_VARIABLE), path, "H5Tset_size");
-  ok_status(H5Tset_cset(t.get(), H5T_CSET_UTF8), path, "H5Tset_cset");
-  return t;
-}
-
 // ------------------------------------------------------------------ writing
-void write_strings(hid_t file, const char* name, const std::vector<std::string>& values,
-                   const stdfs::path& path) {
-  hsize_t n = values.size();
-  Handle space(ok(H5Screate_simple(1, &n, nullptr), path, "H5Screate"), H5Sclose);
-  Handle type = vlen_string_type(path);
-  Handle ds(ok(H5Dcreate2(file, name, type.get(), space.get(), H5P_DEFAULT, H5P_DEFAULT,
-                          H5P_DEFAULT),
-               path, fmt::format("creating dataset '{}'", name)),
-            H5Dclose);
-  if (n == 0) return;
-  std::vector<const char*> ptrs;
-  ptrs.reserve(n);
-  for (const auto& v : values) ptrs.push_back(v.c_str());
-  ok_status(H5Dwrite(ds.get(), type.get(), H5S_ALL, H5S_ALL, H5P_DEFAULT, ptrs.data()), path,
-            fmt::format("writing dataset '{}'", name));
-}
-
-void write_string_attr(hid_t obj, const char* name, const std::string& value,
-                       const stdfs::path& path) {
-  Handle space(ok(H5Screate(H5S_SCALAR), path, "H5Screate"), H5Sclose);
-  Handle type = vlen_string_type(path);
-  Handle attr(ok(H5Acreate2(obj, name, type.get(), space.get(), H5P_DEFAULT, H5P_DEFAULT), path,
-                 fmt::format("creating attribute '{}'", name)),
-              H5Aclose);
-  const char* p = value.c_str();
-  ok_status(H5Awrite(attr.get(), type.get(), &p), path,
-            fmt::format("writing attribute '{}'", name));
-}
-
-void write_int_attr(hid_t obj, const char* name, int64_t value, const stdfs::path& path) {
-  Handle space(ok(H5Screate(H5S_SCALAR), path, "H5Screate"), H5Sclose);
-  Handle attr(ok(H5Acreate2(obj, name, H5T_STD_I64LE, space.get(), H5P_DEFAULT, H5P_DEFAULT),
-                 path, fmt::format("creating attribute '{}'", name)),
-              H5Aclose);
-  ok_status(H5Awrite(attr.get(), H5T_NATIVE_INT64, &value), path,
-            fmt::format("writing attribute '{}'", name));
-}
-
+// Caller holds the HDF5 lock.
 void write_file(const stdfs::path& tmp, const stdfs::path& path, const EmbeddingSet& set) {
-  Handle file(ok(H5Fcreate(tmp.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT), path,
-                 fmt::format("creating {}", tmp.string())),
-              H5Fclose);
+  h5::Handle file = h5::check(H5Fcreate(tmp.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT),
+                              "create " + tmp.string(), path);
   hsize_t dims[2] = {static_cast<hsize_t>(set.N), static_cast<hsize_t>(set.D)};
-  Handle space(ok(H5Screate_simple(2, dims, nullptr), path, "H5Screate"), H5Sclose);
-  Handle ds(ok(H5Dcreate2(file.get(), "embeddings", H5T_IEEE_F32LE, space.get(), H5P_DEFAULT,
-                          H5P_DEFAULT, H5P_DEFAULT),
-               path, "creating dataset 'embeddings'"),
-            H5Dclose);
+  h5::Handle space = h5::check(H5Screate_simple(2, dims, nullptr), "create a space", path);
+  h5::Handle dcpl = h5::untimed_dcpl(path);
+  h5::Handle ds = h5::check(H5Dcreate2(file.get(), "embeddings", H5T_IEEE_F32LE, space.get(),
+                                       H5P_DEFAULT, dcpl.get(), H5P_DEFAULT),
+                            "create dataset embeddings", path);
   if (set.N > 0) {
-    ok_status(H5Dwrite(ds.get(), H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, set.X.data()),
-              path, "writing dataset 'embeddings'");
+    h5::check_status(
+        H5Dwrite(ds.get(), H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, set.X.data()),
+        "write dataset embeddings", path);
   }
   std::vector<std::string> labels;
   labels.reserve(set.labels.size());
   for (const auto& l : set.labels) labels.push_back(join_labels(l));
-  write_strings(file.get(), "ids", set.ids, path);
-  write_strings(file.get(), "labels", labels, path);
-  write_strings(file.get(), "groups", set.groups, path);
-  write_strings(file.get(), "modality", set.modality, path);
-  write_strings(file.get(), "splits", set.splits, path);
-  write_string_attr(file.get(), "format", kEmbeddingsFormat, path);
-  write_int_attr(file.get(), "format_version", kEmbeddingsFormatVersion, path);
-  write_int_attr(file.get(), "dim", set.D, path);
-  write_int_attr(file.get(), "count", set.N, path);
-  write_string_attr(file.get(), "checkpoint", set.attrs.checkpoint, path);
-  write_int_attr(file.get(), "step", set.attrs.step, path);
-  write_int_attr(file.get(), "random_init", set.attrs.random_init ? 1 : 0, path);
-  ok_status(H5Fflush(file.get(), H5F_SCOPE_LOCAL), path, "H5Fflush");
+  std::vector<std::string> sources = set.sources;
+  sources.resize(static_cast<size_t>(set.N));  // "" where unknown
+  h5::write_strings(file.get(), "ids", set.ids, path);
+  h5::write_strings(file.get(), "labels", labels, path);
+  h5::write_strings(file.get(), "groups", set.groups, path);
+  h5::write_strings(file.get(), "modality", set.modality, path);
+  h5::write_strings(file.get(), "splits", set.splits, path);
+  h5::write_strings(file.get(), "sources", sources, path);
+  h5::write_string_attr(file.get(), "format", kEmbeddingsFormat, path);
+  h5::write_int_attr(file.get(), "format_version", {kEmbeddingsFormatVersion}, path);
+  h5::write_int_attr(file.get(), "dim", {set.D}, path);
+  h5::write_int_attr(file.get(), "count", {set.N}, path);
+  h5::write_string_attr(file.get(), "checkpoint", set.attrs.checkpoint, path);
+  h5::write_int_attr(file.get(), "step", {set.attrs.step}, path);
+  h5::write_int_attr(file.get(), "random_init", {set.attrs.random_init ? 1 : 0}, path);
+  h5::write_string_attr(file.get(), "encoder", set.attrs.encoder, path);
+  h5::write_string_attr(file.get(), "preprocess", set.attrs.preprocess, path);
+  h5::check_status(H5Fflush(file.get(), H5F_SCOPE_LOCAL), "flush", path);
 }
 
 // ------------------------------------------------------------------ reading
-bool has_attr(hid_t obj, const char* name) { return H5Aexists(obj, name) > 0; }
-
-std::string read_string_attr(hid_t obj, const char* name, const stdfs::path& path) {
-  if (!has_attr(obj, name)) fail(path, fmt::format("missing attribute '{}'", name));
-  Handle attr(ok(H5Aopen(obj, name, H5P_DEFAULT), path, fmt::format("opening attribute '{}'", name)),
-              H5Aclose);
-  Handle ftype(ok(H5Aget_type(attr.get()), path, "H5Aget_type"), H5Tclose);
-  if (H5Tget_class(ftype.get()) != H5T_STRING)
-    fail(path, fmt::format("attribute '{}' is not a string", name));
-  if (H5Tis_variable_str(ftype.get()) > 0) {
-    Handle type = vlen_string_type(path);
-    char* p = nullptr;
-    ok_status(H5Aread(attr.get(), type.get(), &p), path,
-              fmt::format("reading attribute '{}'", name));
-    std::string s = p ? p : "";
-    H5free_memory(p);
-    return s;
-  }
-  size_t size = H5Tget_size(ftype.get());
-  std::string buf(size, '\0');
-  ok_status(H5Aread(attr.get(), ftype.get(), buf.data()), path,
-            fmt::format("reading attribute '{}'", name));
-  return buf.substr(0, buf.find('\0'));
+int64_t read_int(hid_t obj, const char* name, const stdfs::path& path) {
+  auto v = h5::read_int_attr(obj, name, path);
+  if (v.size() != 1) fail(path, fmt::format("attribute '{}' must hold one integer", name));
+  return v[0];
 }
 
-int64_t read_int_attr(hid_t obj, const char* name, const stdfs::path& path) {
-  if (!has_attr(obj, name)) fail(path, fmt::format("missing attribute '{}'", name));
-  Handle attr(ok(H5Aopen(obj, name, H5P_DEFAULT), path, fmt::format("opening attribute '{}'", name)),
-              H5Aclose);
-  Handle ftype(ok(H5Aget_type(attr.get()), path, "H5Aget_type"), H5Tclose);
-  if (H5Tget_class(ftype.get()) != H5T_INTEGER)
-    fail(path, fmt::format("attribute '{}' is not an integer", name));
-  int64_t v = 0;
-  ok_status(H5Aread(attr.get(), H5T_NATIVE_INT64, &v), path,
-            fmt::format("reading attribute '{}'", name));
-  return v;
+std::vector<std::string> read_column(hid_t file, const char* name, int64_t n,
+                                     const stdfs::path& path) {
+  auto values = h5::read_strings(file, name, path);
+  if (static_cast<int64_t>(values.size()) != n)
+    fail(path, fmt::format("dataset '{}' must have shape [{}] (one entry per embedding), has {}",
+                           name, n, values.size()));
+  return values;
 }
 
-Handle open_dataset(hid_t file, const char* name, const stdfs::path& path) {
-  if (H5Lexists(file, name, H5P_DEFAULT) <= 0) fail(path, fmt::format("missing dataset '{}'", name));
-  return Handle(ok(H5Dopen2(file, name, H5P_DEFAULT), path, fmt::format("opening dataset '{}'", name)),
-                H5Dclose);
-}
-
-std::vector<hsize_t> dataset_dims(hid_t ds, const stdfs::path& path) {
-  Handle space(ok(H5Dget_space(ds), path, "H5Dget_space"), H5Sclose);
-  int rank = H5Sget_simple_extent_ndims(space.get());
-  if (rank < 0) fail(path, "H5Sget_simple_extent_ndims failed");
-  std::vector<hsize_t> dims(rank);
-  H5Sget_simple_extent_dims(space.get(), dims.data(), nullptr);
-  return dims;
-}
-
-std::vector<std::string> read_strings(hid_t file, const char* name, int64_t n,
-                                      const stdfs::path& path) {
-  Handle ds = open_dataset(file, name, path);
-  auto dims = dataset_dims(ds.get(), path);
-  if (dims.size() != 1 || static_cast<int64_t>(dims[0]) != n)
-    fail(path, fmt::format("dataset '{}' must have shape [{}] (one entry per embedding)", name, n));
-  Handle ftype(ok(H5Dget_type(ds.get()), path, "H5Dget_type"), H5Tclose);
-  if (H5Tget_class(ftype.get()) != H5T_STRING)
-    fail(path, fmt::format("dataset '{}' is not a string dataset", name));
-  std::vector<std::string> out(n);
-  if (n == 0) return out;
-  if (H5Tis_variable_str(ftype.get()) > 0) {
-    Handle type = vlen_string_type(path);
-    std::vector<char*> ptrs(n, nullptr);
-    ok_status(H5Dread(ds.get(), type.get(), H5S_ALL, H5S_ALL, H5P_DEFAULT, ptrs.data()), path,
-              fmt::format("reading dataset '{}'", name));
-    for (int64_t i = 0; i < n; ++i) out[i] = ptrs[i] ? ptrs[i] : "";
-    Handle space(ok(H5Dget_space(ds.get()), path, "H5Dget_space"), H5Sclose);
-    H5Dvlen_reclaim(type.get(), space.get(), H5P_DEFAULT, ptrs.data());
-  } else {  // fixed-length strings (e.g. written by numpy 'S' arrays)
-    size_t size = H5Tget_size(ftype.get());
-    std::string buf(size * n, '\0');
-    ok_status(H5Dread(ds.get(), ftype.get(), H5S_ALL, H5S_ALL, H5P_DEFAULT, buf.data()), path,
-              fmt::format("reading dataset '{}'", name));
-    for (int64_t i = 0; i < n; ++i) {
-      std::string s = buf.substr(i * size, size);
-      out[i] = s.substr(0, s.find('\0'));
-    }
-  }
-  return out;
-}
-
+// Caller holds the HDF5 lock.
 EmbeddingSet read_file(const stdfs::path& path) {
-  Handle file(ok(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), path, "opening"), H5Fclose);
-  std::string format = read_string_attr(file.get(), "format", path);
+  h5::Handle file =
+      h5::check(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), "open the file", path);
+  std::string format = h5::read_string_attr(file.get(), "format", path);
   if (format != kEmbeddingsFormat)
     fail(path, fmt::format("format is '{}', expected '{}'", format, kEmbeddingsFormat));
-  int64_t version = read_int_attr(file.get(), "format_version", path);
+  int64_t version = read_int(file.get(), "format_version", path);
   if (version != kEmbeddingsFormatVersion)
     fail(path, fmt::format("format_version is {}, this build reads version {}", version,
                            kEmbeddingsFormatVersion));
 
   EmbeddingSet set;
-  Handle ds = open_dataset(file.get(), "embeddings", path);
-  auto dims = dataset_dims(ds.get(), path);
-  if (dims.size() != 2) fail(path, fmt::format("dataset 'embeddings' has rank {}, expected 2", dims.size()));
-  Handle ftype(ok(H5Dget_type(ds.get()), path, "H5Dget_type"), H5Tclose);
-  if (H5Tget_class(ftype.get()) != H5T_FLOAT)
-    fail(path, "dataset 'embeddings' is not floating point");
+  if (H5Lexists(file.get(), "embeddings", H5P_DEFAULT) <= 0)
+    fail(path, "missing dataset 'embeddings'");
+  h5::Handle ds = h5::check(H5Dopen2(file.get(), "embeddings", H5P_DEFAULT),
+                            "open dataset embeddings", path);
+  h5::Handle space = h5::check(H5Dget_space(ds.get()), "read dataset embeddings", path);
+  if (H5Sget_simple_extent_ndims(space.get()) != 2)
+    fail(path, fmt::format("dataset 'embeddings' has rank {}, expected 2",
+                           H5Sget_simple_extent_ndims(space.get())));
+  hsize_t dims[2] = {0, 0};
+  H5Sget_simple_extent_dims(space.get(), dims, nullptr);
+  h5::Handle ftype = h5::check(H5Dget_type(ds.get()), "read dataset embeddings", path);
+  if (H5Tget_class(ftype.get()) != H5T_FLOAT) fail(path, "dataset 'embeddings' is not floating point");
   set.N = static_cast<int64_t>(dims[0]);
   set.D = static_cast<int64_t>(dims[1]);
-  int64_t dim_attr = read_int_attr(file.get(), "dim", path);
+  int64_t dim_attr = read_int(file.get(), "dim", path);
   if (dim_attr != set.D)
-    fail(path, fmt::format("attribute dim = {} but dataset 'embeddings' has {} columns", dim_attr, set.D));
+    fail(path, fmt::format("attribute dim = {} but dataset 'embeddings' has {} columns", dim_attr,
+                           set.D));
   set.X.resize(static_cast<size_t>(set.N * set.D));
   if (!set.X.empty()) {
-    ok_status(H5Dread(ds.get(), H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, set.X.data()),
-              path, "reading dataset 'embeddings'");
+    h5::check_status(
+        H5Dread(ds.get(), H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, set.X.data()),
+        "read dataset embeddings", path);
   }
-  set.ids = read_strings(file.get(), "ids", set.N, path);
-  auto labels = read_strings(file.get(), "labels", set.N, path);
-  set.groups = read_strings(file.get(), "groups", set.N, path);
-  set.modality = read_strings(file.get(), "modality", set.N, path);
-  set.splits = read_strings(file.get(), "splits", set.N, path);
+  set.ids = read_column(file.get(), "ids", set.N, path);
+  auto labels = read_column(file.get(), "labels", set.N, path);
+  set.groups = read_column(file.get(), "groups", set.N, path);
+  set.modality = read_column(file.get(), "modality", set.N, path);
+  set.splits = read_column(file.get(), "splits", set.N, path);
+  // Optional (files written before sources were recorded): empty paths.
+  if (H5Lexists(file.get(), "sources", H5P_DEFAULT) > 0)
+    set.sources = read_column(file.get(), "sources", set.N, path);
+  else
+    set.sources.assign(static_cast<size_t>(set.N), "");
   set.labels.reserve(labels.size());
   for (const auto& l : labels) set.labels.push_back(split_labels(l));
-  set.attrs.checkpoint = read_string_attr(file.get(), "checkpoint", path);
-  set.attrs.step = read_int_attr(file.get(), "step", path);
-  set.attrs.random_init = read_int_attr(file.get(), "random_init", path) != 0;
+  set.attrs.checkpoint = h5::read_string_attr(file.get(), "checkpoint", path);
+  set.attrs.step = read_int(file.get(), "step", path);
+  set.attrs.random_init = read_int(file.get(), "random_init", path) != 0;
+  if (h5::has_attr(file.get(), "encoder"))
+    set.attrs.encoder = h5::read_string_attr(file.get(), "encoder", path);
+  if (h5::has_attr(file.get(), "preprocess"))
+    set.attrs.preprocess = h5::read_string_attr(file.get(), "preprocess", path);
   return set;
 }
 
@@ -267,6 +150,7 @@ void EmbeddingSet::check(const std::string& what) const {
   same(groups.size(), "groups");
   same(splits.size(), "splits");
   same(labels.size(), "labels");
+  if (!sources.empty()) same(sources.size(), "sources");
   for (size_t i = 0; i < X.size(); ++i)
     if (!std::isfinite(X[i]))
       bad(fmt::format("embedding of sample {} ('{}') is not finite", i / D, ids[i / D]));
@@ -278,7 +162,6 @@ void EmbeddingSet::check(const std::string& what) const {
 
 void write_embeddings(const std::filesystem::path& path, const EmbeddingSet& set) {
   set.check(fmt::format("embeddings file {}", path.string()));
-  quiet_hdf5();
   if (path.has_parent_path()) {
     std::error_code ec;
     stdfs::create_directories(path.parent_path(), ec);
@@ -286,7 +169,10 @@ void write_embeddings(const std::filesystem::path& path, const EmbeddingSet& set
   }
   auto tmp = fs::temp_sibling(path);
   try {
-    write_file(tmp, path, set);  // closes the file before returning
+    {
+      h5::Hdf5Lock lock;
+      write_file(tmp, path, set);  // closes the file before returning
+    }
     fs::commit(tmp, path);
   } catch (...) {
     std::error_code ec;
@@ -296,11 +182,14 @@ void write_embeddings(const std::filesystem::path& path, const EmbeddingSet& set
 }
 
 EmbeddingSet read_embeddings(const std::filesystem::path& path) {
-  quiet_hdf5();
   std::error_code ec;
   if (!stdfs::is_regular_file(path, ec)) fail(path, "no such file");
-  if (H5Fis_hdf5(path.c_str()) <= 0) fail(path, "not an HDF5 file");
-  EmbeddingSet set = read_file(path);
+  EmbeddingSet set;
+  {
+    h5::Hdf5Lock lock;
+    if (H5Fis_hdf5(path.c_str()) <= 0) fail(path, "not an HDF5 file");
+    set = read_file(path);
+  }
   set.check(fmt::format("embeddings file {}", path.string()));
   return set;
 }

@@ -7,12 +7,17 @@
 //   /groups      string  [N]     patient/study id ("" = none: the sample is its own group)
 //   /modality    string  [N]
 //   /splits      string  [N]     "train" | "val" | "test" | ""
+//   /sources     string  [N]     the sample's original file or folder ("" = unknown;
+//                                optional when reading: older files lack it)
 //   root attributes: format = "m3ret-embeddings", format_version = 1, dim = D,
-//                    count = N, checkpoint (path), step, random_init (0/1)
+//                    count = N, checkpoint (path), step, random_init (0/1),
+//                    encoder ("checkpoint" | "random-init" | "raw-pixels"; optional),
+//                    preprocess (JSON of the [preprocess] section the shards used;
+//                    optional, "" = unknown)
 //
 // Files are written under a temporary sibling name and renamed when complete,
-// so a reader never sees a partial file. Not thread-safe (the HDF5 C library is
-// serial): do not call these concurrently with other HDF5 use in the process.
+// so a reader never sees a partial file. HDF5 calls hold sharding's process-wide
+// HDF5 lock (sharding/hdf5_util.h), so these may run beside shard readers.
 #pragma once
 
 #include <cstdint>
@@ -32,6 +37,8 @@ struct EmbeddingAttrs {
   std::string checkpoint;   // checkpoint directory that was encoded ("" if unknown)
   int64_t step = 0;         // its training step
   bool random_init = false;  // true: the same architecture at its initial weights
+  std::string encoder;       // "checkpoint", "random-init", "raw-pixels" ("" = unknown)
+  std::string preprocess;    // JSON of the shards' [preprocess] section ("" = unknown)
 };
 
 // N samples with D-dimensional embeddings. Every per-sample vector has N entries.
@@ -39,6 +46,7 @@ struct EmbeddingSet {
   int64_t N = 0, D = 0;
   std::vector<float> X;  // N*D, row-major: X[i*D + j]
   std::vector<std::string> ids, modality, groups, splits;
+  std::vector<std::string> sources;  // N entries, or empty (= unknown)
   std::vector<std::vector<std::string>> labels;  // set per sample (may be empty)
   EmbeddingAttrs attrs;
 

@@ -15,6 +15,8 @@ using ojson = nlohmann::ordered_json;
 
 const char* kDash = "—";
 
+std::string map_key(const std::vector<int64_t>& ks) { return fmt::format("map@{}", ks.back()); }
+
 ojson metrics_json(const Metrics& m, const std::vector<int64_t>& ks) {
   ojson j;
   j["queries"] = m.queries;
@@ -23,7 +25,7 @@ ojson metrics_json(const Metrics& m, const std::vector<int64_t>& ks) {
   j["gallery"] = m.gallery;
   for (int64_t k : ks) j[fmt::format("recall@{}", k)] = m.recall.at(k);
   for (int64_t k : ks) j[fmt::format("precision@{}", k)] = m.precision.at(k);
-  j["map@R"] = m.map_at_r;
+  j[map_key(ks)] = m.map_at_k;
   return j;
 }
 
@@ -35,7 +37,8 @@ Metrics metrics_from_json(const ojson& j, const std::vector<int64_t>& ks) {
   m.gallery = j.at("gallery").get<int64_t>();
   for (int64_t k : ks) m.recall[k] = j.at(fmt::format("recall@{}", k)).get<double>();
   for (int64_t k : ks) m.precision[k] = j.at(fmt::format("precision@{}", k)).get<double>();
-  m.map_at_r = j.at("map@R").get<double>();
+  m.map_k = ks.back();
+  m.map_at_k = j.at(map_key(ks)).get<double>();
   return m;
 }
 
@@ -143,7 +146,7 @@ std::vector<Section> comparison_sections(
       s.table.rows.push_back(cells);
     };
     for (int64_t k : ks) add(fmt::format("recall@{}", k), [k](const Metrics& m) { return m.recall.at(k); });
-    add("map@R", [](const Metrics& m) { return m.map_at_r; });
+    add(map_key(ks), [](const Metrics& m) { return m.map_at_k; });
     sections.push_back(std::move(s));
   }
   auto pairs = row_names(columns, true);
@@ -179,14 +182,14 @@ Table report_table(const std::vector<ReportRow>& rows, const std::vector<int64_t
   t.header = {first, "queries"};
   for (int64_t k : ks) t.header.push_back(fmt::format("recall@{}", k));
   for (int64_t k : ks) t.header.push_back(fmt::format("precision@{}", k));
-  t.header.push_back("map@R");
+  t.header.push_back(map_key(ks));
   for (const auto& r : rows) {
     std::vector<std::string> cells = {display_name(r.name(), {}),
                                       std::to_string(r.metrics.queries)};
     const bool any = r.metrics.queries > 0;
     for (int64_t k : ks) cells.push_back(any ? num(r.metrics.recall.at(k)) : kDash);
     for (int64_t k : ks) cells.push_back(any ? num(r.metrics.precision.at(k)) : kDash);
-    cells.push_back(any ? num(r.metrics.map_at_r) : kDash);
+    cells.push_back(any ? num(r.metrics.map_at_k) : kDash);
     t.rows.push_back(cells);
   }
   return t;
@@ -223,6 +226,7 @@ Report report_from_json(const ojson& j, const std::string& origin) {
                               kReportFormatVersion));
     Report r;
     r.ks = j.at("ks").get<std::vector<int64_t>>();
+    if (r.ks.empty()) throw Error("ks is empty");
     r.split = j.at("split").get<std::string>();
     r.relevance = j.at("relevance").get<std::string>();
     r.samples = j.at("samples").get<int64_t>();
@@ -247,10 +251,84 @@ Report report_from_json(const ojson& j, const std::string& origin) {
 }
 
 void write_report(const std::filesystem::path& path, const Report& report) {
-  fs::write_atomic(path, to_json(report).dump(2) + "\n");
-  auto md = path;
-  md.replace_extension(".md");
-  fs::write_atomic(md, to_markdown(report));
+  write_reports(path, {{"encoder", report}});
+}
+
+ojson to_json(const std::vector<std::pair<std::string, Report>>& columns) {
+  M3RET_CHECK(!columns.empty(), "to_json needs at least one report");
+  ojson j = to_json(columns.front().second);
+  j["encoder"] = columns.front().first;
+  j["baselines"] = ojson::object();
+  for (size_t i = 1; i < columns.size(); ++i) {
+    ojson b = to_json(columns[i].second);
+    for (const char* key : {"format", "format_version", "split", "relevance", "ks", "samples"})
+      b.erase(key);
+    j["baselines"][columns[i].first] = std::move(b);
+  }
+  return j;
+}
+
+std::vector<std::pair<std::string, Report>> reports_from_json(const ojson& j,
+                                                              const std::string& origin) {
+  std::vector<std::pair<std::string, Report>> columns;
+  columns.emplace_back(j.value("encoder", std::string("encoder")), report_from_json(j, origin));
+  if (!j.contains("baselines")) return columns;
+  for (const auto& [name, b] : j.at("baselines").items()) {
+    ojson full = b;
+    for (const char* key : {"format", "format_version", "split", "relevance", "ks", "samples"})
+      full[key] = j.at(key);
+    columns.emplace_back(name, report_from_json(full, origin + " (baseline " + name + ")"));
+  }
+  return columns;
+}
+
+std::string to_csv(const std::vector<std::pair<std::string, Report>>& columns) {
+  M3RET_CHECK(!columns.empty(), "to_csv needs at least one report");
+  const auto& ks = columns.front().second.ks;
+  std::string out = "encoder,kind,query_modality,gallery_modality,queries,gallery";
+  for (int64_t k : ks) out += fmt::format(",recall@{}", k);
+  for (int64_t k : ks) out += fmt::format(",precision@{}", k);
+  out += "," + map_key(ks) + "\n";
+  for (const auto& [name, report] : columns) {
+    if (report.ks != ks)
+      throw Error(fmt::format("CSV report: '{}' uses other ks than '{}'", name, columns[0].first));
+    for (const auto* rows : {&report.per_modality, &report.cross_modal}) {
+      for (const auto& r : *rows) {
+        const Metrics& m = r.metrics;
+        // Encoder names are ours ("encoder", "random init", ...): no quoting needed
+        // unless they hold a comma or a quote.
+        std::string enc = name;
+        if (enc.find_first_of(",\"") != std::string::npos) {
+          std::string q = "\"";
+          for (char c : enc) q += c == '"' ? std::string("\"\"") : std::string(1, c);
+          enc = q + "\"";
+        }
+        out += fmt::format("{},{},{},{},{},{}", enc,
+                           rows == &report.per_modality ? "per_modality" : "cross_modal",
+                           r.query_modality, r.gallery_modality, m.queries, m.gallery);
+        for (int64_t k : ks) out += fmt::format(",{:.6f}", m.recall.at(k));
+        for (int64_t k : ks) out += fmt::format(",{:.6f}", m.precision.at(k));
+        out += fmt::format(",{:.6f}\n", m.map_at_k);
+      }
+    }
+  }
+  return out;
+}
+
+void write_reports(const std::filesystem::path& path,
+                   const std::vector<std::pair<std::string, Report>>& columns,
+                   const std::set<std::string>& unseen) {
+  auto twin = [&](const char* ext) {
+    auto p = path;
+    p.replace_extension(ext);
+    return p;
+  };
+  const std::string md = columns.size() == 1
+                             ? to_markdown(columns[0].second)
+                             : "# Retrieval report\n\n" + comparison_table(columns, unseen);
+  fs::write_atomic(path, to_json(columns).dump(2) + "\n");
+  fs::write_atomic(twin(".md"), md);
+  fs::write_atomic(twin(".csv"), to_csv(columns));
 }
 
 Report read_report(const std::filesystem::path& path) {

@@ -11,6 +11,11 @@
 #include "core/error.h"
 #include "data/sample.h"
 
+// BLAS (OpenBLAS through Debian's alternatives), Fortran interface.
+extern "C" void sgemm_(const char* transa, const char* transb, const int* m, const int* n,
+                       const int* k, const float* alpha, const float* a, const int* lda,
+                       const float* b, const int* ldb, const float* beta, float* c, const int* ldc);
+
 namespace m3ret::eval {
 namespace {
 
@@ -105,14 +110,21 @@ Metrics rank_all(const Prepared& p, const std::vector<int64_t>& queries,
   std::map<int64_t, double> recall_sum, precision_sum;
   double ap_sum = 0;
   std::vector<float> sims(static_cast<size_t>(kQueryBlock * ng));
+  std::vector<float> qblock(static_cast<size_t>(kQueryBlock * p.D));
+  std::vector<float> G(static_cast<size_t>(ng * p.D));  // the gallery rows, contiguous
+  for (int64_t g = 0; g < ng; ++g) std::copy_n(p.Y.data() + gallery[g] * p.D, p.D, G.data() + g * p.D);
   std::vector<Ranked> cand;
 
   for (size_t b0 = 0; b0 < queries.size(); b0 += kQueryBlock) {
     const size_t b1 = std::min(queries.size(), b0 + kQueryBlock);
-    for (size_t q = b0; q < b1; ++q) {  // similarity rows of this block
-      const float* qv = p.Y.data() + queries[q] * p.D;
-      float* out = sims.data() + (q - b0) * ng;
-      for (int64_t g = 0; g < ng; ++g) out[g] = dot(qv, p.Y.data() + gallery[g] * p.D, p.D);
+    // Similarity rows of this block, sims[q][g] = <Q_q, G_g>: one BLAS product.
+    // Column-major view: S^T (ng x b) = G^T' (ng x D) * Q^T (D x b).
+    for (size_t q = b0; q < b1; ++q)
+      std::copy_n(p.Y.data() + queries[q] * p.D, p.D, qblock.data() + (q - b0) * p.D);
+    if (ng > 0) {
+      const int m_ = static_cast<int>(ng), n_ = static_cast<int>(b1 - b0), k_ = static_cast<int>(p.D);
+      const float one = 1.0f, zero = 0.0f;
+      sgemm_("T", "N", &m_, &n_, &k_, &one, G.data(), &k_, qblock.data(), &k_, &zero, sims.data(), &m_);
     }
     for (size_t q = b0; q < b1; ++q) {
       const int64_t qr = queries[q];
@@ -135,7 +147,7 @@ Metrics rank_all(const Prepared& p, const std::vector<int64_t>& queries,
         ++m.skipped_no_relevant;
         continue;
       }
-      const int64_t L = std::min<int64_t>(static_cast<int64_t>(cand.size()), std::max(kmax, R));
+      const int64_t L = std::min<int64_t>(static_cast<int64_t>(cand.size()), kmax);
       std::partial_sort(cand.begin(), cand.begin() + L, cand.end());
 
       ++m.queries;
@@ -148,7 +160,7 @@ Metrics rank_all(const Prepared& p, const std::vector<int64_t>& queries,
         if (rel) {
           ++hits;
           if (first_hit < 0) first_hit = i;
-          if (i < R) ap += static_cast<double>(hits) / static_cast<double>(i + 1);
+          ap += static_cast<double>(hits) / static_cast<double>(i + 1);
         }
         while (next_k < config.ks.size() && config.ks[next_k] == i + 1) {
           precision_sum[config.ks[next_k]] += static_cast<double>(hits) / config.ks[next_k];
@@ -158,14 +170,15 @@ Metrics rank_all(const Prepared& p, const std::vector<int64_t>& queries,
       for (; next_k < config.ks.size(); ++next_k)  // k beyond the candidates
         precision_sum[config.ks[next_k]] += static_cast<double>(hits) / config.ks[next_k];
       for (int64_t k : config.ks) recall_sum[k] += (first_hit >= 0 && first_hit < k) ? 1.0 : 0.0;
-      ap_sum += ap / static_cast<double>(R);
+      ap_sum += ap / static_cast<double>(std::min(R, kmax));
     }
   }
   for (int64_t k : config.ks) {
     m.recall[k] = m.queries ? recall_sum[k] / m.queries : 0.0;
     m.precision[k] = m.queries ? precision_sum[k] / m.queries : 0.0;
   }
-  m.map_at_r = m.queries ? ap_sum / m.queries : 0.0;
+  m.map_k = kmax;
+  m.map_at_k = m.queries ? ap_sum / m.queries : 0.0;
   return m;
 }
 

@@ -21,12 +21,15 @@
 // Metrics, averaged over the evaluated queries:
 //   recall@k     1 if any of the top k candidates is relevant, else 0
 //   precision@k  (relevant among the top k) / k
-//   map@R        average precision over the top R, R = number of relevant
-//                candidates of the query: (1/R) * sum_{i<=R, rel_i} precision@i
+//   map@K        K = the largest k (map@10 by default): mean over queries of
+//                AP@K = (1 / min(R, K)) * sum_{i<=K, rel_i} precision@i, with R
+//                the number of relevant candidates of the query (so a query
+//                whose top min(R, K) are all relevant scores 1)
 //
-// Cost: O(n_q * n_g * D) for the similarities plus O(n_g log R') per query for
-// a partial sort (R' = max(max k, R)); memory O(block * n_g). Thread-safe
-// (pure function of its arguments).
+// Cost: O(n_q * n_g * D) for the similarities (one BLAS sgemm per block of 64
+// queries) plus O(n_g log K) per query for a partial sort; memory beyond the
+// embeddings: O(64 * n_g) floats, never the n_q x n_g similarity matrix.
+// Thread-safe (pure function of its arguments; BLAS may use several threads).
 #pragma once
 
 #include <cstdint>
@@ -46,7 +49,8 @@ struct Metrics {
   int64_t gallery = 0;              // samples in the gallery (before group exclusion)
   std::map<int64_t, double> recall;     // k -> recall@k (0 when queries == 0)
   std::map<int64_t, double> precision;  // k -> precision@k
-  double map_at_r = 0.0;                // mean average precision at R
+  int64_t map_k = 0;                    // K of map@K (the largest k)
+  double map_at_k = 0.0;                // mean average precision at K
 };
 
 struct ReportRow {

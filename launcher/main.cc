@@ -22,6 +22,8 @@ int main(int argc, char** argv) {
   add_train_verb(app);
   add_embed_verb(app);
   add_eval_verb(app);
+  add_index_verb(app);
+  add_search_verb(app);
   add_demo_verb(app);
   add_config_verb(app);
 

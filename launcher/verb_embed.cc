@@ -1,5 +1,6 @@
 #include <spdlog/spdlog.h>
 
+#include "core/error.h"
 #include "core/runtime.h"
 #include "eval/embed.h"
 #include "launcher/verbs.h"
@@ -15,19 +16,23 @@ void add_embed_verb(CLI::App& app) {
   auto shards = std::make_shared<std::string>();
   auto out = std::make_shared<std::string>();
   opts->add_to(verb);
-  verb->add_option("--checkpoint", *checkpoint, "checkpoint folder, or a run folder (its latest)")
-      ->required()
+  verb->add_option("--checkpoint", *checkpoint,
+                   "checkpoint folder, or a run folder (its latest); required unless --raw-pixels")
       ->check(CLI::ExistingDirectory);
   verb->add_option("--shards", *shards, "shard folder")->required()->check(CLI::ExistingDirectory);
   verb->add_option("--out", *out, "embeddings file (.h5)")->required();
   verb->add_flag("--random-init", e->random_init,
                  "use the run's initial (untrained) weights: the random-init baseline");
+  verb->add_flag("--raw-pixels", e->raw_pixels,
+                 "no model: downsampled raw pixels (the raw-pixel baseline, docs/evaluation.md)");
   verb->add_option("--split", e->split, "only samples of this split (default: all)");
   verb->add_option("--modalities", e->modalities, "only these modalities (default: all)");
   verb->add_option("--batch-size", e->batch_size, "samples per forward pass")
       ->check(CLI::Range(1, 1 << 20));
   verb->callback([opts, e, checkpoint, shards, out] {
     opts->load();  // validates --config/--set even though embed reads the checkpoint's config
+    if (checkpoint->empty() && !e->raw_pixels)
+      throw Error("embed: --checkpoint is required (unless --raw-pixels)");
     start_mpi(opts->verbose);
     e->checkpoint = *checkpoint;
     e->shards = *shards;

@@ -1,63 +1,189 @@
-#include <cstdio>
+// `m3ret eval`: retrieval report from embeddings files, or straight from a
+// checkpoint and shards (embedding first, all ranks sharing the work), with
+// the random-init and raw-pixel baselines in the same report and one line
+// appended to the run's eval history (docs/evaluation.md).
+#include <fcntl.h>
+#include <unistd.h>
 
+#include <chrono>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <ctime>
+
+#include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
 #include <nlohmann/json.hpp>
 
+#include "core/error.h"
 #include "core/fs.h"
 #include "core/log.h"
+#include "core/runtime.h"
+#include "eval/embed.h"
 #include "eval/embeddings_file.h"
 #include "eval/report.h"
 #include "eval/retrieval.h"
 #include "launcher/verbs.h"
 
 namespace m3ret::launcher {
+namespace {
+
+namespace stdfs = std::filesystem;
+
+struct EvalArgs {
+  std::string embeddings, out, checkpoint, shards, history;
+  std::vector<std::string> baseline_files;  // --baseline EMB.h5 (named by file stem)
+  std::vector<std::string> baselines;       // random-init, raw-pixels (checkpoint mode)
+  bool no_history = false;
+  int64_t batch_size = 32;
+};
+
+std::string utc_now() {
+  std::time_t t = std::time(nullptr);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+// RUN for RUN/checkpoints/step-N; "" when the checkpoint is not in a run folder.
+stdfs::path run_dir_of(const stdfs::path& checkpoint) {
+  const auto p = stdfs::absolute(checkpoint).lexically_normal();
+  const auto parent = p.has_filename() ? p.parent_path() : p.parent_path().parent_path();
+  return parent.filename() == "checkpoints" ? parent.parent_path() : stdfs::path();
+}
+
+// The path of `out` with "-<suffix>.h5" instead of its extension.
+stdfs::path beside(const stdfs::path& out, const std::string& suffix) {
+  auto p = out;
+  p.replace_extension();
+  return p.string() + "-" + suffix + ".h5";
+}
+
+}  // namespace
+
+static void append_history(const stdfs::path& history, const stdfs::path& report_path,
+                    const std::vector<std::pair<std::string, eval::Report>>& columns) {
+  const eval::Report& r = columns.front().second;
+  nlohmann::ordered_json line;
+  line["format"] = "m3ret-eval-history";
+  line["format_version"] = 1;
+  line["step"] = r.source.step;
+  line["checkpoint"] = r.source.checkpoint;
+  line["time"] = utc_now();
+  line["report"] = stdfs::absolute(report_path).lexically_normal().string();
+  line["split"] = r.split;
+  line["relevance"] = r.relevance;
+  const auto full = eval::to_json(columns);
+  line["per_modality"] = full.at("per_modality");
+  line["cross_modal"] = full.at("cross_modal");
+  line["baselines"] = full.at("baselines");
+  const std::string text = line.dump() + "\n";
+  std::error_code ec;
+  if (history.has_parent_path()) stdfs::create_directories(history.parent_path(), ec);
+  // One write() on an O_APPEND descriptor: concurrent evaluations of one run
+  // append whole lines.
+  int fd = ::open(history.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  if (fd < 0) throw Error(fmt::format("eval: cannot open history {}: {}", history.string(), std::strerror(errno)));
+  ssize_t n = ::write(fd, text.data(), text.size());
+  int err = errno;
+  ::close(fd);
+  if (n != static_cast<ssize_t>(text.size()))
+    throw Error(fmt::format("eval: writing history {}: {}", history.string(), std::strerror(err)));
+  spdlog::info("eval: appended step {} to {}", r.source.step, history.string());
+}
 
 void add_eval_verb(CLI::App& app) {
   auto* verb = app.add_subcommand(
-      "eval", "Zero-shot retrieval: recall@k per modality and across modalities, from embeddings");
+      "eval",
+      "Zero-shot retrieval: recall@k per modality and across modalities, from embeddings or "
+      "straight from a checkpoint and shards");
   auto opts = std::make_shared<CommonOptions>();
-  auto embeddings = std::make_shared<std::string>();
-  auto baseline = std::make_shared<std::string>();
-  auto out = std::make_shared<std::string>();
+  auto a = std::make_shared<EvalArgs>();
   opts->add_to(verb);
-  verb->add_option("--embeddings", *embeddings, "embeddings file written by `m3ret embed`")
-      ->required()
+  auto* emb = verb->add_option("--embeddings", a->embeddings, "embeddings file written by `m3ret embed`")
+                  ->check(CLI::ExistingFile);
+  verb->add_option("--baseline", a->baseline_files,
+                   "more embeddings files shown beside the first (named by file name; repeatable)")
       ->check(CLI::ExistingFile);
-  verb->add_option("--baseline", *baseline,
-                   "a second embeddings file (e.g. --random-init) shown beside the first")
-      ->check(CLI::ExistingFile);
-  verb->add_option("--out", *out, "report (.json); a Markdown twin is written beside it")
+  auto* ck = verb->add_option("--checkpoint", a->checkpoint,
+                              "checkpoint folder or run folder (its latest): embed, then evaluate")
+                 ->check(CLI::ExistingDirectory)
+                 ->excludes(emb);
+  verb->add_option("--shards", a->shards, "shard folder (with --checkpoint)")
+      ->check(CLI::ExistingDirectory)
+      ->needs(ck);
+  verb->add_option("--baselines", a->baselines,
+                   "with --checkpoint: baselines in the same report: random-init, raw-pixels "
+                   "(comma-separated or repeated; default none)")
+      ->delimiter(',')
+      ->check(CLI::IsMember({"random-init", "raw-pixels"}))
+      ->needs(ck);
+  verb->add_option("--history", a->history,
+                   "append one JSON line to this file (default with --checkpoint: "
+                   "RUN/eval/history.jsonl of the checkpoint's run)");
+  verb->add_flag("--no-history", a->no_history, "do not append to the history");
+  verb->add_option("--batch-size", a->batch_size, "samples per forward pass when embedding")
+      ->check(CLI::Range(1, 1 << 20));
+  verb->add_option("--out", a->out, "report (.json); .md and .csv twins are written beside it")
       ->required();
-  verb->callback([opts, embeddings, baseline, out] {
+  verb->callback([opts, a] {
     AppConfig cfg = opts->load();
-    log::init(0, std::nullopt, opts->verbose);
-    std::vector<std::pair<std::string, eval::Report>> columns;
-    columns.emplace_back("encoder",
-                         eval::evaluate(eval::read_embeddings(*embeddings), cfg.eval.eval));
-    if (!baseline->empty()) {
-      columns.emplace_back("baseline",
-                           eval::evaluate(eval::read_embeddings(*baseline), cfg.eval.eval));
+    const auto& ecfg = cfg.eval.eval;
+    const stdfs::path out = a->out;
+    std::vector<std::pair<std::string, stdfs::path>> files;  // column name -> embeddings
+    if (!a->checkpoint.empty()) {
+      if (a->shards.empty()) throw Error("eval: --checkpoint needs --shards");
+      const int rank = start_mpi(opts->verbose);
+      eval::EmbedOptions e;
+      e.checkpoint = a->checkpoint;
+      e.shards = a->shards;
+      e.split = ecfg.split;
+      e.batch_size = a->batch_size;
+      auto& comm = Runtime::get().world_comm();
+      e.out = beside(out, "embeddings");
+      eval::embed(e, comm);
+      files.emplace_back("encoder", e.out);
+      for (const auto& b : a->baselines) {
+        eval::EmbedOptions eb = e;
+        eb.random_init = b == "random-init";
+        eb.raw_pixels = b == "raw-pixels";
+        eb.out = beside(out, "embeddings-" + b);
+        eval::embed(eb, comm);
+        files.emplace_back(b == "random-init" ? "random init" : "raw pixels", eb.out);
+      }
+      if (rank != 0) return;
+    } else {
+      if (a->embeddings.empty()) throw Error("eval: give --embeddings FILE, or --checkpoint CKPT --shards SHARDS");
+      log::init(0, std::nullopt, opts->verbose);
+      files.emplace_back("encoder", a->embeddings);
+      for (const auto& f : a->baseline_files) files.emplace_back(stdfs::path(f).stem().string(), f);
     }
-    write_reports(*out, columns);
-    std::printf("%s", eval::comparison_text(columns).c_str());
+    std::vector<std::pair<std::string, eval::Report>> columns;
+    for (const auto& [name, file] : files)
+      columns.emplace_back(name, eval::evaluate(eval::read_embeddings(file), ecfg));
+    launcher::write_reports(out, columns);
+    std::printf("%s", eval::comparison_text(columns, {"mri"}).c_str());
+    std::fflush(stdout);
+
+    stdfs::path history = a->history;
+    if (history.empty() && !a->checkpoint.empty()) {
+      const auto run = run_dir_of(columns.front().second.source.checkpoint);
+      if (!run.empty()) history = run / "eval" / "history.jsonl";
+    }
+    if (!history.empty() && !a->no_history) append_history(history, out, columns);
   });
 }
 
 void write_reports(const std::filesystem::path& json_path,
                    const std::vector<std::pair<std::string, eval::Report>>& columns) {
-  auto md = json_path;
+  eval::write_reports(json_path, columns, {"mri"});
+  auto md = json_path, csv = json_path;
   md.replace_extension(".md");
-  if (columns.size() == 1) {
-    eval::write_report(json_path, columns[0].second);  // REPORT.json + REPORT.md
-  } else {
-    // Several encoders side by side: one JSON holding each report, one Markdown table.
-    nlohmann::ordered_json j = {{"format", "m3ret-retrieval-comparison"}, {"format_version", 1}};
-    for (const auto& [name, report] : columns) j["columns"][name] = eval::to_json(report);
-    fs::write_atomic(json_path, j.dump(2) + "\n");
-    fs::write_atomic(md, eval::comparison_table(columns, {"mri"}));
-  }
-  spdlog::info("eval: wrote {} and {}", json_path.string(), md.string());
+  csv.replace_extension(".csv");
+  spdlog::info("eval: wrote {}, {} and {}", json_path.string(), md.string(), csv.string());
 }
 
 }  // namespace m3ret::launcher

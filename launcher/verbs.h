@@ -42,6 +42,8 @@ void add_shard_verb(CLI::App& app);
 void add_train_verb(CLI::App& app);
 void add_embed_verb(CLI::App& app);
 void add_eval_verb(CLI::App& app);
+void add_index_verb(CLI::App& app);
+void add_search_verb(CLI::App& app);
 void add_demo_verb(CLI::App& app);
 
 }  // namespace m3ret::launcher

@@ -26,14 +26,7 @@ EmbeddingSet small_set() {
   return s;
 }
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
+using testing::error_of;
 
 TEST(EmbeddingsFile, RoundTripKeepsEverything) {
   m3ret::testing::TempDir dir("eval-file");

@@ -3,6 +3,8 @@
 #include <random>
 #include <stdexcept>
 
+#include "core/error.h"
+
 namespace m3ret::eval::testing {
 
 void add(EmbeddingSet& set, const std::string& modality, const std::string& group,
@@ -38,6 +40,15 @@ EmbeddingSet random_set(int64_t n, int64_t D, const std::vector<std::string>& mo
     add(set, modalities[rng() % modalities.size()], group, labels, v, split);
   }
   return set;
+}
+
+std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
 }
 
 }  // namespace m3ret::eval::testing

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -18,5 +19,8 @@ void add(EmbeddingSet& set, const std::string& modality, const std::string& grou
 // from {l0..l<nlabels-1>} (0 to 2 per sample), dimension D, fixed seed.
 EmbeddingSet random_set(int64_t n, int64_t D, const std::vector<std::string>& modalities,
                         int groups, int nlabels, uint32_t seed);
+
+// The message of the m3ret::Error that f() throws ("" if none).
+std::string error_of(const std::function<void()>& f);
 
 }  // namespace m3ret::eval::testing

@@ -3,7 +3,8 @@
 
 Reads an m3ret embeddings file (checking its format attributes) and prints the
 report's metrics as JSON: {"per_modality": {m: {...}}, "cross_modal": {"a->b": {...}}}
-with queries, skipped_no_label, skipped_no_relevant, recall@k, precision@k, map@R.
+with queries, skipped_no_label, skipped_no_relevant, recall@k, precision@k, map@K (K = max k:
+AP@K = sum of precision@i at the relevant ranks i <= K, divided by min(R, K)).
 Definitions: docs/evaluation.md. Similarities in float64; ties by sample index.
 """
 import argparse
@@ -64,13 +65,15 @@ def metrics(Y, labels, groups, queries, gallery, ks, exact):
         for k in ks:
             rec[k] += float(r[:k].any())
             prec[k] += r[:k].sum() / k
-        hits = np.cumsum(r[:R])
-        ap_sum += float((hits / np.arange(1, R + 1))[r[:R]].sum()) / R
+        K = max(ks)
+        top = r[:K]
+        hits = np.cumsum(top)
+        ap_sum += float((hits / np.arange(1, len(top) + 1))[top].sum()) / min(R, K)
     n = out["queries"]
     for k in ks:
         out[f"recall@{k}"] = rec[k] / n if n else 0.0
         out[f"precision@{k}"] = prec[k] / n if n else 0.0
-    out["map@R"] = ap_sum / n if n else 0.0
+    out[f"map@{max(ks)}"] = ap_sum / n if n else 0.0
     return out
 
 

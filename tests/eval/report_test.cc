@@ -1,6 +1,8 @@
 // Reports: JSON layout and round trip, Markdown and comparison tables.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include "core/error.h"
 #include "core/fs.h"
 #include "eval/report.h"
@@ -18,7 +20,8 @@ Metrics make_metrics(int64_t queries, double r1, double r5, double r10, double m
   m.gallery = queries + 3;
   m.recall = {{1, r1}, {5, r5}, {10, r10}};
   m.precision = {{1, r1}, {5, r5 / 2}, {10, r10 / 4}};
-  m.map_at_r = map;
+  m.map_k = 10;
+  m.map_at_k = map;
   return m;
 }
 
@@ -47,7 +50,7 @@ TEST(Report, JsonLayoutAndRoundTrip) {
   EXPECT_DOUBLE_EQ(j.at("per_modality").at("xray").at("precision@10").get<double>(), 0.225);
   EXPECT_EQ(j.at("per_modality").at("mri").at("queries"), 20);
   EXPECT_EQ(j.at("per_modality").begin().key(), "xray");  // row order kept
-  EXPECT_DOUBLE_EQ(j.at("cross_modal").at("ct->mri").at("map@R").get<double>(), 0.1);
+  EXPECT_DOUBLE_EQ(j.at("cross_modal").at("ct->mri").at("map@10").get<double>(), 0.1);
 
   const Report back = report_from_json(j);
   EXPECT_EQ(to_json(back), j);
@@ -113,6 +116,41 @@ TEST(Report, ComparisonTableSideBySide) {
   Report other = make_report(1.0);
   other.ks = {1, 5};
   EXPECT_THROW(comparison_table({{"a", trained}, {"b", other}}), Error);
+}
+
+TEST(Report, BaselinesShareOneReportWithCsvAndMarkdownBeside) {
+  m3ret::testing::TempDir dir("eval-report");
+  Report trained = make_report(1.0), random = make_report(0.5), pixels = make_report(0.25);
+  random.source.random_init = true;
+  write_reports(dir / "report.json",
+                {{"trained", trained}, {"random init", random}, {"raw pixels", pixels}}, {"mri"});
+  const auto j = nlohmann::ordered_json::parse(fs::read_file(dir / "report.json"));
+  // The encoder's metrics at top level, exactly per_modality / cross_modal.
+  EXPECT_EQ(j.at("encoder"), "trained");
+  EXPECT_DOUBLE_EQ(j.at("per_modality").at("xray").at("recall@1").get<double>(), 0.5);
+  EXPECT_DOUBLE_EQ(j.at("cross_modal").at("ct->mri").at("recall@10").get<double>(), 0.5);
+  EXPECT_EQ(j.at("per_modality").at("xray").at("queries"), 40);
+  // Baselines beside it, same layout.
+  const auto& b = j.at("baselines");
+  EXPECT_DOUBLE_EQ(b.at("random init").at("per_modality").at("xray").at("recall@1").get<double>(), 0.25);
+  EXPECT_TRUE(b.at("random init").at("embeddings").at("random_init").get<bool>());
+  EXPECT_DOUBLE_EQ(b.at("raw pixels").at("cross_modal").at("ct->mri").at("recall@10").get<double>(), 0.125);
+  const auto back = reports_from_json(j);
+  ASSERT_EQ(back.size(), 3u);
+  EXPECT_EQ(back[1].first, "random init");
+  EXPECT_EQ(to_json(back[2].second), to_json(pixels));
+
+  const std::string csv = fs::read_file(dir / "report.csv");
+  EXPECT_EQ(csv.substr(0, csv.find('\n')),
+            "encoder,kind,query_modality,gallery_modality,queries,gallery,recall@1,recall@5,"
+            "recall@10,precision@1,precision@5,precision@10,map@10");
+  EXPECT_NE(csv.find("\ntrained,per_modality,xray,xray,40,43,0.500000,0.750000,0.900000,0.500000,"
+                     "0.375000,0.225000,0.400000\n"), std::string::npos) << csv;
+  EXPECT_NE(csv.find("\nraw pixels,cross_modal,ct,mri,10,13,"), std::string::npos) << csv;
+  EXPECT_EQ(std::count(csv.begin(), csv.end(), '\n'), 1 + 3 * 3);
+  const std::string md = fs::read_file(dir / "report.md");
+  EXPECT_NE(md.find("| metric | trained | random init | raw pixels |"), std::string::npos) << md;
+  EXPECT_NE(md.find("### mri (unseen)"), std::string::npos) << md;
 }
 
 TEST(Report, EvaluatedReportSurvivesJson) {

@@ -49,7 +49,10 @@ TEST(Retrieval, SameGroupCandidatesAreExcluded) {
   EXPECT_DOUBLE_EQ(m.recall.at(2), 1.0);
   EXPECT_DOUBLE_EQ(m.precision.at(1), 0.0);
   EXPECT_DOUBLE_EQ(m.precision.at(2), 0.5);
-  EXPECT_DOUBLE_EQ(m.map_at_r, (0.0 + 0.0 + 0.25) / 3);  // query 3: R=2, hit at rank 2
+  // map@2: queries 0 and 1 have R = 1 and their hit at rank 2 (AP@2 = (1/2) / min(1, 2));
+  // query 3 has R = 2 and one hit at rank 2 (AP@2 = (1/2) / min(2, 2)).
+  EXPECT_EQ(m.map_k, 2);
+  EXPECT_DOUBLE_EQ(m.map_at_k, (0.5 + 0.5 + 0.25) / 3);
 
   // Without groups, 0 and 1 find each other first.
   s.groups = {"", "", "", ""};
@@ -78,7 +81,7 @@ TEST(Retrieval, MultiLabelSharedOrExact) {
   EXPECT_EQ(m.queries, 2);
   EXPECT_EQ(m.skipped_no_relevant, 1);
   EXPECT_DOUBLE_EQ(m.recall.at(1), 0.0);
-  EXPECT_DOUBLE_EQ(m.map_at_r, 0.0);
+  EXPECT_DOUBLE_EQ(m.map_at_k, 0.0);
 }
 
 TEST(Retrieval, TiesGoToTheLowerIndex) {
@@ -102,6 +105,45 @@ TEST(Retrieval, TiesGoToTheLowerIndex) {
     EXPECT_DOUBLE_EQ(m.recall.at(2), 1.0);
     EXPECT_EQ(top_k(s.row(0), s.row(1), 2, 2, 1), (std::vector<int64_t>{0}));
   }
+}
+
+// One query of modality "q" against a gallery "g" of 14 samples ranked by
+// angle; `relevant` lists the 1-based ranks whose sample has the query's label.
+Metrics one_query(const std::vector<int>& relevant) {
+  EmbeddingSet s;
+  s.D = 2;
+  add(s, "q", "", {"A"}, {1, 0});
+  for (int rank = 1; rank <= 14; ++rank) {
+    const float angle = 0.05f * rank;
+    bool rel = std::find(relevant.begin(), relevant.end(), rank) != relevant.end();
+    add(s, "g", "", {rel ? "A" : "B"}, {std::cos(angle), std::sin(angle)});
+  }
+  Report r = evaluate(s, config_with({1, 5, 10}));
+  EXPECT_NE(r.find("q->g"), nullptr);
+  return r.find("q->g")->metrics;
+}
+
+TEST(Retrieval, MapAt10IsNormalisedByMinOfRelevantAndTen) {
+  // Relevant at ranks 1, 3 and 12: AP@10 = (1/1 + 2/3) / min(3, 10).
+  Metrics m = one_query({1, 3, 12});
+  EXPECT_EQ(m.queries, 1);
+  EXPECT_EQ(m.map_k, 10);
+  EXPECT_DOUBLE_EQ(m.map_at_k, (1.0 + 2.0 / 3) / 3);
+  EXPECT_DOUBLE_EQ(m.recall.at(1), 1.0);
+  EXPECT_DOUBLE_EQ(m.precision.at(5), 2.0 / 5);
+  EXPECT_DOUBLE_EQ(m.precision.at(10), 2.0 / 10);
+  // Twelve relevant, the top ten all relevant: AP@10 = 10 / min(12, 10) = 1.
+  EXPECT_DOUBLE_EQ(one_query({1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 13, 14}).map_at_k, 1.0);
+  // First hit at rank 6: recall@5 = 0, recall@10 = 1, AP@10 = (1/6) / 1.
+  m = one_query({6});
+  EXPECT_DOUBLE_EQ(m.recall.at(5), 0.0);
+  EXPECT_DOUBLE_EQ(m.recall.at(10), 1.0);
+  EXPECT_DOUBLE_EQ(m.map_at_k, 1.0 / 6);
+  // Only relevant sample beyond rank 10: everything 0, but the query counts.
+  m = one_query({11});
+  EXPECT_EQ(m.queries, 1);
+  EXPECT_DOUBLE_EQ(m.recall.at(10), 0.0);
+  EXPECT_DOUBLE_EQ(m.map_at_k, 0.0);
 }
 
 TEST(Retrieval, TopKIsDeterministicAndHonoursExclusion) {
@@ -274,17 +316,18 @@ std::map<std::string, Metrics> brute_force(const EmbeddingSet& s, const EvalConf
           rec[k] += hits > 0;
           prec[k] += double(hits) / k;
         }
+        const int64_t K = c.ks.back();
         double sum = 0;
         int64_t hits = 0;
-        for (int64_t i = 0; i < R; ++i)
+        for (int64_t i = 0; i < K && i < int64_t(ranked.size()); ++i)
           if (relevant(q, ranked[i].second)) sum += double(++hits) / (i + 1);
-        ap += sum / R;
+        ap += sum / std::min(R, K);
       }
       for (int64_t k : c.ks) {
         m.recall[k] = m.queries ? rec[k] / m.queries : 0;
         m.precision[k] = m.queries ? prec[k] / m.queries : 0;
       }
-      m.map_at_r = m.queries ? ap / m.queries : 0;
+      m.map_at_k = m.queries ? ap / m.queries : 0;
       out[name] = m;
     }
   }
@@ -307,7 +350,7 @@ void expect_same(const Report& r, const std::map<std::string, Metrics>& ref) {
         EXPECT_NEAR(a.recall.at(k), b.recall.at(k), 1e-12) << "k=" << k;
         EXPECT_NEAR(a.precision.at(k), b.precision.at(k), 1e-12) << "k=" << k;
       }
-      EXPECT_NEAR(a.map_at_r, b.map_at_r, 1e-12);
+      EXPECT_NEAR(a.map_at_k, b.map_at_k, 1e-12);
     }
   }
   EXPECT_EQ(rows, ref.size());
@@ -367,7 +410,7 @@ TEST(Retrieval, MatchesNumpyReferenceThroughTheFile) {
           EXPECT_NEAR(row.metrics.recall.at(k), ref.at("recall@" + std::to_string(k)).get<double>(), 1e-9);
           EXPECT_NEAR(row.metrics.precision.at(k), ref.at("precision@" + std::to_string(k)).get<double>(), 1e-9);
         }
-        EXPECT_NEAR(row.metrics.map_at_r, ref.at("map@R").get<double>(), 1e-9);
+        EXPECT_NEAR(row.metrics.map_at_k, ref.at("map@10").get<double>(), 1e-9);
       }
     }
     EXPECT_EQ(rows, j.at("per_modality").size() + j.at("cross_modal").size());

@@ -1,0 +1,159 @@
+// End to end through the m3ret binary on a tiny generated dataset and a
+// 2-step checkpoint: `eval --checkpoint` (baselines, CSV/Markdown, history),
+// `embed`, `index build` (exact and HNSW) and `search` on a PNG, a NIfTI/DICOM
+// volume and a video, each of which must find itself first.
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+#include "core/fs.h"
+#include "eval/embeddings_file.h"
+#include "test_util.h"
+
+namespace m3ret::eval {
+namespace {
+
+namespace stdfs = std::filesystem;
+using nlohmann::json;
+
+class SearchCli : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new m3ret::testing::TempDir("eval-cli");
+    const std::string conf = " --config " + (m3ret::testing::source_dir() / "configs/demo.toml").string();
+    const std::string small =
+        " --set 'synth.modalities=[\"xray\", \"ct\", \"endoscopy\"]' --set synth.patients_per_class=2"
+        " --set synth.samples_per_patient=2 --set train.max_steps=2 --set train.warmup_steps=1"
+        " --set train.checkpoint_every=2 --set train.global_batch_size=4"
+        " --set 'train.modalities=[\"xray\", \"ct\", \"endoscopy\"]'";
+    const std::string d = dir_->path().string();
+    for (const std::string step :
+         {" synth --out " + d + "/data", " shard --manifest " + d + "/data/manifest.csv --out " + d + "/shards",
+          " train --shards " + d + "/shards --run-dir " + d + "/run"}) {
+      std::string out;
+      const int rc = m3ret::testing::run_command(bin() + step + conf + small + " 2>&1", &out);
+      log_ += out;
+      if (rc != 0) {
+        ok_ = false;
+        log_ += "\nFAILED: " + step;
+        return;
+      }
+    }
+    ok_ = true;
+  }
+  static void TearDownTestSuite() { delete dir_; }
+  static std::string bin() { return m3ret::testing::m3ret_binary().string(); }
+  static stdfs::path dir() { return dir_->path(); }
+
+  static m3ret::testing::TempDir* dir_;
+  static bool ok_;
+  static std::string log_;
+};
+m3ret::testing::TempDir* SearchCli::dir_ = nullptr;
+bool SearchCli::ok_ = false;
+std::string SearchCli::log_;
+
+TEST_F(SearchCli, EvalFromCheckpointWritesReportBaselinesAndHistory) {
+  ASSERT_TRUE(ok_) << log_;
+  std::string out;
+  const std::string cmd = bin() + " eval --checkpoint " + (dir() / "run").string() + " --shards " +
+                          (dir() / "shards").string() + " --out " + (dir() / "eval/report.json").string() +
+                          " --baselines random-init,raw-pixels --set 'eval.split=\"\"' 2>&1";
+  ASSERT_EQ(m3ret::testing::run_command(cmd, &out), 0) << out;
+  const auto j = json::parse(fs::read_file(dir() / "eval/report.json"));
+  for (const char* m : {"xray", "ct", "endoscopy"}) {
+    SCOPED_TRACE(m);
+    const auto& row = j.at("per_modality").at(m);
+    for (const char* key : {"recall@1", "recall@5", "recall@10", "precision@10", "map@10", "queries"})
+      EXPECT_TRUE(row.contains(key)) << key;
+    EXPECT_GT(row.at("queries").get<int>(), 0);
+    EXPECT_TRUE(j.at("baselines").at("random init").at("per_modality").contains(m));
+    EXPECT_TRUE(j.at("baselines").at("raw pixels").at("per_modality").contains(m));
+  }
+  EXPECT_TRUE(j.at("cross_modal").contains("ct->xray"));
+  EXPECT_EQ(j.at("embeddings").at("step"), 2);
+  EXPECT_TRUE(stdfs::exists(dir() / "eval/report.md"));
+  const std::string csv = fs::read_file(dir() / "eval/report.csv");
+  EXPECT_NE(csv.find("\nraw pixels,cross_modal,ct,xray,"), std::string::npos) << csv;
+  EXPECT_NE(out.find("random init"), std::string::npos) << out;
+
+  // One history line per evaluation, in the checkpoint's run folder.
+  ASSERT_EQ(m3ret::testing::run_command(cmd, &out), 0) << out;
+  std::ifstream history(dir() / "run/eval/history.jsonl");
+  std::string line;
+  int lines = 0;
+  while (std::getline(history, line)) {
+    ++lines;
+    const auto h = json::parse(line);
+    EXPECT_EQ(h.at("step"), 2);
+    EXPECT_NE(h.at("checkpoint").get<std::string>().find("step-000000002"), std::string::npos);
+    EXPECT_FALSE(h.at("time").get<std::string>().empty());
+    EXPECT_EQ(h.at("per_modality"), j.at("per_modality"));
+    EXPECT_EQ(h.at("cross_modal"), j.at("cross_modal"));
+  }
+  EXPECT_EQ(lines, 2);
+}
+
+TEST_F(SearchCli, IndexBuildAndSearchFindTheQueryItself) {
+  ASSERT_TRUE(ok_) << log_;
+  std::string out;
+  const auto emb = dir() / "emb.h5";
+  ASSERT_EQ(m3ret::testing::run_command(bin() + " embed --checkpoint " + (dir() / "run").string() +
+                                            " --shards " + (dir() / "shards").string() + " --out " +
+                                            emb.string() + " 2>&1", &out), 0) << out;
+  const EmbeddingSet set = read_embeddings(emb);
+  for (const std::string type : {"exact", "hnsw"}) {
+    SCOPED_TRACE(type);
+    const auto index = dir() / ("index-" + type);
+    ASSERT_EQ(m3ret::testing::run_command(bin() + " index build --embeddings " + emb.string() +
+                                              " --out " + index.string() + " --type " + type + " 2>&1",
+                                          &out), 0) << out;
+    EXPECT_NE(out.find("over " + std::to_string(set.N) + " embeddings"), std::string::npos) << out;
+    // One query per modality: a PNG, a volume (NIfTI file or DICOM folder), a video.
+    for (const std::string modality : {"xray", "ct", "endoscopy"}) {
+      SCOPED_TRACE(modality);
+      int64_t i = 0;
+      while (i < set.N && set.modality[i] != modality) ++i;
+      ASSERT_LT(i, set.N);
+      const std::string query = set.sources[i];
+      ASSERT_TRUE(stdfs::exists(query)) << query;
+      ASSERT_EQ(m3ret::testing::run_command(bin() + " search --index " + index.string() +
+                                                " --checkpoint " + (dir() / "run").string() +
+                                                " --query '" + query + "' --modality " + modality +
+                                                " --k 5 --json 2>/dev/null", &out), 0) << out;
+      const auto j = json::parse(out);
+      ASSERT_EQ(j.at("results").size(), 5u) << out;
+      const auto& top = j.at("results")[0];
+      EXPECT_EQ(top.at("id"), set.ids[i]) << out;
+      EXPECT_NEAR(top.at("score").get<double>(), 1.0, 1e-3) << out;
+      EXPECT_EQ(top.at("source"), query);
+      EXPECT_EQ(top.at("labels").get<std::vector<std::string>>(), set.labels[i]);
+      EXPECT_EQ(top.at("modality"), modality);
+    }
+  }
+  // Table output, and errors that name what is wrong.
+  const std::string query = set.sources[0];
+  ASSERT_EQ(m3ret::testing::run_command(bin() + " search --index " + (dir() / "index-exact").string() +
+                                            " --checkpoint " + (dir() / "run").string() + " --query '" +
+                                            query + "' --modality " + set.modality[0] + " 2>&1", &out), 0) << out;
+  EXPECT_NE(out.find("rank"), std::string::npos) << out;
+  EXPECT_NE(out.find(set.ids[0]), std::string::npos) << out;
+  EXPECT_NE(m3ret::testing::run_command(bin() + " search --index " + (dir() / "nope").string() +
+                                            " --checkpoint " + (dir() / "run").string() + " --query '" +
+                                            query + "' 2>&1", &out), 0);
+  EXPECT_NE(out.find("nope: no such folder"), std::string::npos) << out;
+  EXPECT_NE(m3ret::testing::run_command(bin() + " search --index " + (dir() / "index-exact").string() +
+                                            " --checkpoint " + (dir() / "run").string() + " --query '" +
+                                            query + "' 2>&1", &out), 0);
+  EXPECT_NE(out.find("give --modality"), std::string::npos) << out;
+  EXPECT_NE(m3ret::testing::run_command(bin() + " index build --embeddings " + emb.string() + " --out " +
+                                            (dir() / "bad").string() + " --type annoy 2>&1", &out), 0);
+  EXPECT_NE(out.find("unknown type 'annoy'"), std::string::npos) << out;
+  EXPECT_FALSE(stdfs::exists(dir() / "bad"));
+}
+
+}  // namespace
+}  // namespace m3ret::eval
