@@ -1,4 +1,6 @@
 // 2D images and videos: grey_image() and endoscopy().
+#include <algorithm>
+
 #include <fmt/format.h>
 
 #include "core/error.h"
@@ -16,7 +18,8 @@ namespace {
 
 // Reads a 2D image; returns its channels with flat geometry and the intensity
 // range to map to [0, 255]: [0, 255] for 8-bit files, else [min, max] over all
-// channels. MONOCHROME1 DICOM is inverted so that bright means dense.
+// channels. (MONOCHROME1 DICOM arrives already inverted to MONOCHROME2 by
+// GDCM inside ITK's reader: bright means dense; see itkio::Decoded.)
 itkio::Decoded read_2d(const stdfs::path& path, const std::string& modality,
                        std::array<double, 2>& range) {
   itkio::Decoded d = itkio::read(path);
@@ -34,15 +37,20 @@ itkio::Decoded read_2d(const stdfs::path& path, const std::string& modality,
     hi = std::max(hi, mm[1]);
   }
   if (!(hi > lo)) throw InputError(path.string(), fmt::format("constant image (all values {})", lo));
-  if (d.monochrome1) {
-    for (auto& ch : d.channels) {
-      float* p = ch->GetBufferPointer();
-      const size_t n = ch->GetLargestPossibleRegion().GetNumberOfPixels();
-      for (size_t i = 0; i < n; ++i) p[i] = static_cast<float>(hi + lo - p[i]);
-    }
-  }
   range = d.eight_bit ? std::array<double, 2>{0.0, 255.0} : std::array<double, 2>{lo, hi};
   return d;
+}
+
+// The 3 channels of a 2D image (grey replicated), fitted into S x S: [3][S][S].
+std::vector<uint8_t> rgb_planes(const itkio::Decoded& d, const std::array<double, 2>& range, int64_t S,
+                                bool crop) {
+  std::vector<uint8_t> planes;
+  for (size_t c = 0; c < 3; ++c) {
+    const auto& ch = d.channels[d.channels.size() == 3 ? c : 0];
+    auto fitted = grid::fit(ch, S, S, 1, crop, static_cast<float>(range[0]));
+    grid::append_u8(fitted, range[0], range[1], planes);
+  }
+  return planes;
 }
 
 }  // namespace
@@ -63,6 +71,13 @@ void grey_image(const stdfs::path& path, const PreprocessConfig& cfg, Sample& s)
   }
   std::array<double, 2> range{};
   itkio::Decoded d = read_2d(path, s.modality, range);
+  const int64_t S = cfg.image_size;
+  const auto& rgb = cfg.rgb_modalities;
+  if (std::find(rgb.begin(), rgb.end(), s.modality) != rgb.end()) {  // kept in colour
+    s.pixels = rgb_planes(d, range, S, cfg.resize == "crop");
+    s.C = 3, s.T = 1, s.H = S, s.W = S;
+    return;
+  }
   itkio::Volume::Pointer grey = d.channels[0];
   if (d.channels.size() == 3) {  // ITU-R BT.601 luma
     const float* r = d.channels[0]->GetBufferPointer();
@@ -77,7 +92,6 @@ void grey_image(const stdfs::path& path, const PreprocessConfig& cfg, Sample& s)
     for (size_t i = 0; i < n; ++i) out[i] = 0.299f * r[i] + 0.587f * g[i] + 0.114f * b[i];
     grey = y;
   }
-  const int64_t S = cfg.image_size;
   auto fitted = grid::fit(grey, S, S, 1, cfg.resize == "crop", static_cast<float>(range[0]));
   s.pixels.clear();
   grid::append_u8(fitted, range[0], range[1], s.pixels);
@@ -92,12 +106,7 @@ void endoscopy(const stdfs::path& path, const PreprocessConfig& cfg, Sample& s) 
   } else {
     std::array<double, 2> range{};
     itkio::Decoded d = read_2d(path, s.modality, range);
-    std::vector<uint8_t> planes;  // [C][S][S]
-    for (size_t c = 0; c < 3; ++c) {
-      const auto& ch = d.channels[d.channels.size() == 3 ? c : 0];
-      auto fitted = grid::fit(ch, S, S, 1, crop, static_cast<float>(range[0]));
-      grid::append_u8(fitted, range[0], range[1], planes);
-    }
+    const std::vector<uint8_t> planes = rgb_planes(d, range, S, crop);  // [C][S][S]
     s.pixels.resize(static_cast<size_t>(3 * F * S * S));
     const size_t plane = static_cast<size_t>(S * S);
     for (int64_t c = 0; c < 3; ++c) {

@@ -16,7 +16,8 @@ namespace m3ret::data::pipeline {
 void check_dicom_modality(const std::filesystem::path& path, const std::string& dicom_code,
                           const std::string& modality);
 
-// xray, ultrasound, other: a 2D image -> [1, 1, S, S] grey.
+// xray, ultrasound, other: a 2D image -> [1, 1, S, S] grey, or [3, 1, S, S]
+// when the modality is in cfg.rgb_modalities.
 void grey_image(const std::filesystem::path& path, const PreprocessConfig& cfg, Sample& s);
 // endoscopy: a video -> [3, F, S, S]; a still image (grey or RGB) is repeated F times.
 void endoscopy(const std::filesystem::path& path, const PreprocessConfig& cfg, Sample& s);

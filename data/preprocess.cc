@@ -13,6 +13,13 @@ void PreprocessConfig::validate() const {
   };
   pair("ct_window", ct_window);
   pair("mri_percentiles", mri_percentiles);
+  for (const auto& m : rgb_modalities) {
+    if (m != "xray" && m != "ultrasound" && m != "other") {
+      throw config::Error(fmt::format(
+          "config key 'preprocess.rgb_modalities': '{}' is not a 2D grey modality (xray, ultrasound, other)",
+          m));
+    }
+  }
   if (ct_spacing.size() != 3) {
     throw config::Error(fmt::format("config key 'preprocess.ct_spacing' must be [x, y, z] in mm, got [{}]",
                                     fmt::join(ct_spacing, ", ")));

@@ -2,6 +2,8 @@
 //
 // Every modality comes out with a FIXED shape, so that shards can rely on it:
 //   xray, ultrasound, other 2D : uint8 [1, 1, S, S]        S = image_size
+//                                ([3, 1, S, S] for those in rgb_modalities:
+//                                RGB kept, grey replicated)
 //   endoscopy (video or still) : uint8 [3, F, S, S]        F = video_frames
 //                                (a still image is repeated F times)
 //   ct, mri                    : uint8 [1, D, V, V]        D = volume_slices, V = volume_size
@@ -33,6 +35,7 @@ struct PreprocessConfig {
   std::vector<double> ct_window = {-1000.0, 1000.0};  // HU mapped to [0, 255]
   std::vector<double> ct_spacing = {1.5, 1.5, 3.0};   // mm (x, y, z) before resizing
   std::vector<double> mri_percentiles = {1.0, 99.0};  // percentiles mapped to [0, 255]
+  std::vector<std::string> rgb_modalities = {};       // 2D modalities kept in colour (C = 3)
 
   template <class V>
   void visit(V& v) {
@@ -51,9 +54,11 @@ struct PreprocessConfig {
       config::Range{0.01, 100});
     v("mri_percentiles", mri_percentiles, "MRI intensity percentiles [lo, hi] -> [0, 255]",
       config::Range{0, 100});
+    v("rgb_modalities", rgb_modalities,
+      "2D modalities kept in RGB, C = 3 (any of xray, ultrasound, other; endoscopy always is)");
   }
   // Throws config::Error naming the key: window/percentile pairs must have 2
-  // increasing values, ct_spacing 3 values.
+  // increasing values, ct_spacing 3 values, rgb_modalities only 2D modalities.
   void validate() const;
 };
 

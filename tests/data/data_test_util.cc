@@ -1,5 +1,6 @@
 #include "data_test_util.h"
 
+#include <algorithm>
 #include <stdexcept>
 
 #include <fmt/format.h>
@@ -108,7 +109,7 @@ void write_dicom(const std::filesystem::path& path, const std::vector<uint16_t>&
 
 void write_ct_series(const std::filesystem::path& dir, const std::vector<int16_t>& hu,
                      std::array<size_t, 3> size, double intercept, const std::string& series,
-                     const std::string& prefix, const std::string& patient) {
+                     const std::string& prefix, const std::string& patient, bool flip_x) {
   using Image = itk::Image<int16_t, 2>;
   std::filesystem::create_directories(dir);
   const std::string study = "1.2.826.0.1.3680043.2.1125.1.1";
@@ -122,6 +123,12 @@ void write_ct_series(const std::filesystem::path& dir, const std::vector<int16_t
     img->Allocate();
     std::copy(hu.begin() + z * size[0] * size[1], hu.begin() + (z + 1) * size[0] * size[1],
               img->GetBufferPointer());
+    if (flip_x) {  // rows stored right to left: column i is at x = (size[0] - 1) - i
+      for (size_t y = 0; y < size[1]; ++y) {
+        int16_t* r = img->GetBufferPointer() + y * size[0];
+        std::reverse(r, r + size[0]);
+      }
+    }
     auto& d = img->GetMetaDataDictionary();
     itk::EncapsulateMetaData<std::string>(d, "0008|0060", "CT");
     itk::EncapsulateMetaData<std::string>(d, "0028|0004", "MONOCHROME2");
@@ -130,8 +137,9 @@ void write_ct_series(const std::filesystem::path& dir, const std::vector<int16_t
     itk::EncapsulateMetaData<std::string>(d, "0010|0020", patient);
     itk::EncapsulateMetaData<std::string>(d, "0008|0018", fmt::format("{}.{}", series, z + 1));
     itk::EncapsulateMetaData<std::string>(d, "0020|0013", std::to_string(size[2] - z));
-    itk::EncapsulateMetaData<std::string>(d, "0020|0032", fmt::format("0\\0\\{}", 2.5 * z));
-    itk::EncapsulateMetaData<std::string>(d, "0020|0037", "1\\0\\0\\0\\1\\0");
+    itk::EncapsulateMetaData<std::string>(
+        d, "0020|0032", fmt::format("{}\\0\\{}", flip_x ? double(size[0] - 1) : 0.0, 2.5 * z));
+    itk::EncapsulateMetaData<std::string>(d, "0020|0037", flip_x ? "-1\\0\\0\\0\\1\\0" : "1\\0\\0\\0\\1\\0");
     itk::EncapsulateMetaData<std::string>(d, "0018|0050", "2.5");
     itk::EncapsulateMetaData<std::string>(d, "0028|0030", "1\\1");
     itk::EncapsulateMetaData<std::string>(d, "0028|1052", fmt::format("{}", intercept));

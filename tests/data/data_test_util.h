@@ -44,11 +44,13 @@ void write_dicom(const std::filesystem::path& path, const std::vector<uint16_t>&
 // apart, written in reverse order so that ordering must come from the Image
 // Position (Patient) tags. `series` is the SeriesInstanceUID, `prefix` the
 // start of the file names (so that two series can share a folder), `patient`
-// the PatientID.
+// the PatientID. flip_x stores the same anatomy with rows running right to left
+// (Image Orientation (Patient) -1\0\0\0\1\0).
 void write_ct_series(const std::filesystem::path& dir, const std::vector<int16_t>& hu,
                      std::array<size_t, 3> size, double intercept,
                      const std::string& series = "1.2.826.0.1.3680043.2.1125.1.2",
-                     const std::string& prefix = "IM", const std::string& patient = "P1");
+                     const std::string& prefix = "IM", const std::string& patient = "P1",
+                     bool flip_x = false);
 
 // Small preprocessing for tests: S = 32, V = 16, D = 8, F = 4, 2 mm spacing.
 PreprocessConfig small_cfg();

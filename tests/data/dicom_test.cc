@@ -217,6 +217,51 @@ TEST(DataDicom, ModalityTagThatContradictsTheManifestIsRefused) {
   EXPECT_EQ(read_sample(row(dir / "dx.dcm", "xray"), dir.path(), small_cfg()).H, 32);
 }
 
+// The same anatomy stored with rows running right to left: canonical
+// orientation gives the same sample.
+TEST(DataDicom, FlippedOrientationSeriesIsCanonicalised) {
+  testing::TempDir dir("dicom");
+  const size_t n = 20, d = 8;
+  std::vector<int16_t> hu(n * n * d);
+  for (size_t z = 0; z < d; ++z)
+    for (size_t y = 0; y < n; ++y)
+      for (size_t x = 0; x < n; ++x) hu[(z * n + y) * n + x] = static_cast<int16_t>(-1000 + 100 * x + 7 * z);
+  testutil::write_ct_series(dir / "plain", hu, {n, n, d}, -1024);
+  testutil::write_ct_series(dir / "flipped", hu, {n, n, d}, -1024, "1.2.826.0.1.3680043.2.1125.1.3", "IM", "P1",
+                            /*flip_x=*/true);
+  const Sample a = read_sample(row(dir / "plain", "ct"), dir.path(), small_cfg());
+  const Sample b = read_sample(row(dir / "flipped", "ct"), dir.path(), small_cfg());
+  ASSERT_EQ(a.pixels.size(), b.pixels.size());
+  int max_diff = 0;
+  for (size_t i = 0; i < a.pixels.size(); ++i) max_diff = std::max(max_diff, std::abs(a.pixels[i] - b.pixels[i]));
+  EXPECT_LE(max_diff, 1);
+  // x runs left to right in both: dark (low x, -1000 HU) to bright.
+  EXPECT_LT(a.pixels[(4 * 16 + 8) * 16 + 2], a.pixels[(4 * 16 + 8) * 16 + 13]);
+}
+
+// MONOCHROME1 (low values bright) comes out so that bright means dense:
+// gdcmconv -P rewrites the pixels (65535 - v) under the MONOCHROME1 tag,
+// keeping the displayed image, so both files must give the same sample.
+// (GDCM inside ITK inverts on reading; an extra inversion would fail this.)
+TEST(DataDicom, Monochrome1IsInverted) {
+  testing::TempDir dir("dicom");
+  testutil::write_dicom(dir / "m2.dcm", ramp16(40, 36), 40, 36, "DX");
+  gdcmconv("-P MONOCHROME1", dir / "m2.dcm", dir / "m1.dcm");
+  gdcm::Reader r;
+  r.SetFileName((dir / "m1.dcm").c_str());
+  ASSERT_TRUE(r.Read());
+  const gdcm::ByteValue* pi = r.GetFile().GetDataSet().GetDataElement(gdcm::Tag(0x0028, 0x0004)).GetByteValue();
+  ASSERT_NE(pi, nullptr);
+  EXPECT_EQ(std::string(pi->GetPointer(), 11), "MONOCHROME1");
+  const Sample a = read_sample(row(dir / "m2.dcm", "xray"), dir.path(), small_cfg());
+  const Sample b = read_sample(row(dir / "m1.dcm", "xray"), dir.path(), small_cfg());
+  ASSERT_EQ(a.pixels.size(), b.pixels.size());
+  int max_diff = 0;
+  for (size_t i = 0; i < a.pixels.size(); ++i) max_diff = std::max(max_diff, std::abs(a.pixels[i] - b.pixels[i]));
+  EXPECT_LE(max_diff, 1);
+  EXPECT_LT(b.pixels[16 * 32 + 2], b.pixels[16 * 32 + 29]);  // the ramp still rises left to right
+}
+
 TEST(DataDicom, ModalityCodes) {
   EXPECT_EQ(dicom::modality_for("CT"), "ct");
   EXPECT_EQ(dicom::modality_for("MR"), "mri");

@@ -239,6 +239,41 @@ TEST(DataPreprocess, RgbBecomesGreyForXrayAndStaysRgbForEndoscopy) {
   }
 }
 
+// rgb_modalities keeps a 2D modality in colour ([3, 1, S, S]); grey inputs are replicated.
+TEST(DataPreprocess, RgbModalitiesKeepColour) {
+  testing::TempDir dir("prep");
+  const size_t w = 40, h = 40;
+  std::vector<uint8_t> rgb(w * h * 3), grey(w * h);
+  for (size_t i = 0; i < w * h; ++i) {
+    const bool left = (i % w) < w / 2;
+    rgb[3 * i] = left ? 255 : 0;
+    rgb[3 * i + 1] = 0;
+    rgb[3 * i + 2] = left ? 0 : 255;
+    grey[i] = left ? 40 : 200;
+  }
+  testutil::write_rgb(dir / "c.png", rgb, w, h);
+  testutil::write_image<uint8_t>(dir / "g.png", grey, w, h);
+  auto cfg = small_cfg();
+  cfg.rgb_modalities = {"other"};
+  EXPECT_NO_THROW(cfg.validate());
+  Sample c = read_sample(row(dir / "c.png", "other"), dir.path(), cfg);
+  ASSERT_EQ(c.C, 3);
+  ASSERT_EQ(c.T, 1);
+  EXPECT_EQ(at(c, 0, 0, 16, 2), 255);
+  EXPECT_EQ(at(c, 1, 0, 16, 2), 0);
+  EXPECT_EQ(at(c, 2, 0, 16, 29), 255);
+  Sample g = read_sample(row(dir / "g.png", "other"), dir.path(), cfg);
+  ASSERT_EQ(g.C, 3);
+  for (int64_t ch = 0; ch < 3; ++ch) {
+    EXPECT_EQ(at(g, ch, 0, 16, 2), 40);
+    EXPECT_EQ(at(g, ch, 0, 16, 29), 200);
+  }
+  // Other modalities are untouched; only 2D grey modalities may be listed.
+  EXPECT_EQ(read_sample(row(dir / "c.png", "xray"), dir.path(), cfg).C, 1);
+  cfg.rgb_modalities = {"ct"};
+  EXPECT_THROW(cfg.validate(), config::Error);
+}
+
 TEST(DataPreprocess, SixteenBitImagesAreMinMaxScaled) {
   testing::TempDir dir("prep");
   std::vector<uint16_t> v(40 * 40);
