@@ -4,7 +4,6 @@
 
 #include <algorithm>
 #include <limits>
-#include <numeric>
 
 #include <fmt/format.h>
 
@@ -12,6 +11,37 @@
 
 namespace m3ret::eval {
 namespace {
+
+struct Hit {
+  float score;
+  int64_t id;
+};
+// a ranks below c: lower score, or the same score and a higher id.
+inline bool worse(const Hit& a, const Hit& c) {
+  return a.score != c.score ? a.score < c.score : a.id > c.id;
+}
+struct WorseOnTop {
+  bool operator()(const Hit& a, const Hit& c) const { return worse(c, a); }  // min-heap
+};
+
+// Offers row[0..width) (ids g0..) to the heap h of capacity kk holding `filled`.
+// Ids arrive in ascending order, so an equal score never displaces a kept one
+// (ties keep the lower id). Most entries cost one comparison with the threshold.
+void scan(const float* row, int64_t width, int64_t g0, int64_t kk, Hit* h, int64_t& filled) {
+  int64_t j = 0;
+  for (; j < width && filled < kk; ++j) {
+    h[filled++] = {row[j], g0 + j};
+    std::push_heap(h, h + filled, WorseOnTop{});
+  }
+  float threshold = filled == kk ? h[0].score : -std::numeric_limits<float>::infinity();
+  for (; j < width; ++j) {
+    if (row[j] <= threshold) continue;
+    std::pop_heap(h, h + kk, WorseOnTop{});
+    h[kk - 1] = {row[j], g0 + j};
+    std::push_heap(h, h + kk, WorseOnTop{});
+    threshold = h[0].score;
+  }
+}
 
 class ExactIndex final : public Index {
  public:
@@ -42,41 +72,26 @@ class ExactIndex final : public Index {
     std::fill(ids, ids + nq * k, int64_t{-1});
     if (kk == 0 || nq <= 0) return;
     torch::Tensor queries = torch::from_blob(const_cast<float*>(q), {nq, dim_}, torch::kFloat32);
+    // Per query of the block, a min-heap of its kk best so far (worst on top).
+    std::vector<Hit> heaps(static_cast<size_t>(std::min(nq, options_.query_block) * kk));
     for (int64_t q0 = 0; q0 < nq; q0 += options_.query_block) {
-      const int64_t q1 = std::min(nq, q0 + options_.query_block);
+      const int64_t q1 = std::min(nq, q0 + options_.query_block), b = q1 - q0;
+      std::vector<int64_t> filled(static_cast<size_t>(b), 0);
       torch::Tensor qb = queries.slice(0, q0, q1);
-      torch::Tensor best_s, best_i;  // [b, <=kk] running top-k
       for (int64_t g0 = 0; g0 < n; g0 += options_.gallery_block) {
-        const int64_t g1 = std::min(n, g0 + options_.gallery_block);
-        torch::Tensor sims = torch::mm(qb, gallery_.slice(0, g0, g1).t());  // [b, g1-g0]
-        auto [s, i] = sims.topk(std::min(kk, g1 - g0), /*dim=*/1);
-        i.add_(g0);
-        if (best_s.defined()) {
-          torch::Tensor cs = torch::cat({best_s, s}, 1), ci = torch::cat({best_i, i}, 1);
-          auto [ts, ti] = cs.topk(std::min(kk, cs.size(1)), 1);
-          best_s = ts;
-          best_i = ci.gather(1, ti);
-        } else {
-          best_s = s;
-          best_i = i;
-        }
-      }
-      best_s = best_s.contiguous();
-      best_i = best_i.contiguous();
-      const float* bs = best_s.data_ptr<float>();
-      const int64_t* bi = best_i.data_ptr<int64_t>();
-      for (int64_t r = 0; r < q1 - q0; ++r) {
-        // Equal scores: lower id first (topk leaves their order unspecified).
-        std::vector<int64_t> order(static_cast<size_t>(kk));
-        std::iota(order.begin(), order.end(), 0);
-        const float* rs = bs + r * kk;
-        const int64_t* ri = bi + r * kk;
-        std::sort(order.begin(), order.end(), [&](int64_t a, int64_t b) {
-          return rs[a] != rs[b] ? rs[a] > rs[b] : ri[a] < ri[b];
+        const int64_t g1 = std::min(n, g0 + options_.gallery_block), width = g1 - g0;
+        torch::Tensor sims = torch::mm(qb, gallery_.slice(0, g0, g1).t()).contiguous();  // [b, width]
+        const float* S = sims.data_ptr<float>();
+        at::parallel_for(0, b, 16, [&](int64_t r0, int64_t r1) {
+          for (int64_t r = r0; r < r1; ++r) scan(S + r * width, width, g0, kk, heaps.data() + r * kk, filled[r]);
         });
-        for (int64_t j = 0; j < kk; ++j) {
-          scores[(q0 + r) * k + j] = rs[order[j]];
-          ids[(q0 + r) * k + j] = ri[order[j]];
+      }
+      for (int64_t r = 0; r < b; ++r) {  // best first; equal scores by lower id
+        Hit* h = heaps.data() + r * kk;
+        std::sort(h, h + filled[r], [](const Hit& a, const Hit& c) { return worse(c, a); });
+        for (int64_t j = 0; j < filled[r]; ++j) {
+          scores[(q0 + r) * k + j] = h[j].score;
+          ids[(q0 + r) * k + j] = h[j].id;
         }
       }
     }

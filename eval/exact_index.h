@@ -1,8 +1,10 @@
 // Exact inner-product search with LibTorch: the gallery is held as one float32
 // [N, D] tensor; queries are processed in blocks of `query_block` rows against
 // gallery blocks of `gallery_block` rows (one matrix product each, BLAS
-// through LibTorch), keeping a running top-k per query. Memory beyond the
-// gallery itself: query_block * (gallery_block + 2k) floats, whatever N is.
+// through LibTorch), each similarity row then scanned (rows in parallel with
+// at::parallel_for) into a running top-k heap per query: most scores cost one
+// comparison with the query's current k-th best. Memory beyond the gallery
+// itself: query_block * (gallery_block + 3k) floats, whatever N is.
 // Ties between equal scores go to the lower id.
 #pragma once
 
