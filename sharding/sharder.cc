@@ -1,5 +1,6 @@
 #include "sharding/sharder.h"
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -7,6 +8,7 @@
 #include <map>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <thread>
 
 #include <fmt/format.h>
@@ -79,7 +81,8 @@ void remove_stale_temps(const std::filesystem::path& final_path) {
 }
 
 // Decodes the rows of a job with `threads` threads and appends them in row
-// order to the writer (which compresses nothing itself: workers encode).
+// order to the writer (which compresses nothing itself: workers encode). At
+// most 4 * threads decoded rows wait for the writer at any time.
 void write_shard(const Job& job, const std::filesystem::path& manifest_dir,
                  const data::PreprocessConfig& pp, int compression, int64_t threads,
                  ShardWriter& writer, log::Progress& progress) {
@@ -88,12 +91,21 @@ void write_shard(const Job& job, const std::filesystem::path& manifest_dir,
   std::mutex mu;
   std::condition_variable cv;
   std::exception_ptr error;
-  std::atomic<size_t> next{0};
   std::atomic<bool> stop{false};
+  // Guarded by mu: the next row to claim, and how many rows the writer took.
+  // Workers stay within `window` rows of the writer (bounded memory).
+  size_t next = 0, consumed = 0;
+  const size_t window = 4 * size_t(std::max<int64_t>(threads, 1));
 
   auto worker = [&] {
     while (!stop) {
-      size_t i = next++;
+      size_t i;
+      {
+        std::unique_lock<std::mutex> lock(mu);
+        cv.wait(lock, [&] { return stop || next < consumed + window; });
+        if (stop) return;
+        i = next++;
+      }
       if (i >= n) return;
       Decoded d;
       try {
@@ -131,7 +143,9 @@ void write_shard(const Job& job, const std::filesystem::path& manifest_dir,
       if (error) break;
       d = std::move(*slots[i]);
       slots[i].reset();
+      consumed = i + 1;
     }
+    cv.notify_all();
     try {
       if (d.sample) {
         writer.append(std::move(*d.sample));
@@ -140,13 +154,37 @@ void write_shard(const Job& job, const std::filesystem::path& manifest_dir,
       }
     } catch (...) {
       write_error = std::current_exception();
+      std::lock_guard<std::mutex> lock(mu);
       stop = true;
     }
     progress.add(1);
   }
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    stop = true;  // (all rows consumed, or an error: release waiting workers)
+  }
+  cv.notify_all();
   for (auto& t : pool) t.join();
   if (error) std::rethrow_exception(error);
   if (write_error) std::rethrow_exception(write_error);
+}
+
+// Removes shard files (and temporaries) of an earlier run with another cut:
+// any <modality>/shard-*.h5* that is not one of this run's shards.
+void remove_orphan_shards(const std::filesystem::path& out_dir, const std::vector<Job>& jobs) {
+  std::set<std::string> keep;
+  for (const auto& j : jobs) keep.insert(shard_file_name(j.modality, j.shard));
+  for (const auto& m : data::modality_names()) {
+    std::error_code ec;
+    if (!std::filesystem::is_directory(out_dir / m, ec)) continue;
+    for (const auto& e : std::filesystem::directory_iterator(out_dir / m)) {
+      const std::string name = e.path().filename().string();
+      if (name.rfind("shard-", 0) != 0 || name.find(".h5") == std::string::npos) continue;
+      if (keep.count(m + "/" + name)) continue;
+      spdlog::info("shard: removing {} (not part of this cut)", e.path().string());
+      std::filesystem::remove(e.path());
+    }
+  }
 }
 
 std::string csv_field(const std::string& s) {
@@ -160,6 +198,24 @@ std::string csv_field(const std::string& s) {
 }
 
 }  // namespace
+
+int64_t rows_per_shard(const std::string& modality, const ShardConfig& cfg,
+                       const data::PreprocessConfig& pp) {
+  if (cfg.shard_bytes <= 0) return cfg.samples_per_shard;
+  // The unified shape of the modality (data/preprocess.h).
+  int64_t bytes = 0;
+  if (modality == "ct" || modality == "mri") {
+    bytes = pp.volume_slices * pp.volume_size * pp.volume_size;
+  } else if (modality == "endoscopy") {
+    bytes = 3 * pp.video_frames * pp.image_size * pp.image_size;
+  } else {
+    const auto& rgb = pp.rgb_modalities;
+    const int64_t c = std::find(rgb.begin(), rgb.end(), modality) != rgb.end() ? 3 : 1;
+    bytes = c * pp.image_size * pp.image_size;
+  }
+  return std::clamp<int64_t>(cfg.shard_bytes / std::max<int64_t>(bytes, 1), 1,
+                             cfg.samples_per_shard);
+}
 
 std::string shard_file_name(const std::string& modality, int64_t k) {
   return fmt::format("{}/shard-{:05d}.h5", modality, k);
@@ -191,9 +247,10 @@ ShardSummary shard_dataset(const std::filesystem::path& manifest_arg,
       auto it = by_modality.find(m);
       if (it == by_modality.end()) continue;
       const auto& mrows = it->second;
-      for (size_t b = 0, k = 0; b < mrows.size(); b += cfg.samples_per_shard, ++k) {
+      const size_t per_shard = size_t(rows_per_shard(m, cfg, preprocess));
+      for (size_t b = 0, k = 0; b < mrows.size(); b += per_shard, ++k) {
         Job job{m, int64_t(k), int64_t(b), {}};
-        size_t e = std::min(mrows.size(), b + size_t(cfg.samples_per_shard));
+        size_t e = std::min(mrows.size(), b + per_shard);
         job.rows.assign(mrows.begin() + b, mrows.begin() + e);
         jobs.push_back(std::move(job));
       }
@@ -324,7 +381,10 @@ ShardSummary shard_dataset(const std::filesystem::path& manifest_arg,
       nlohmann::json extra = {
           {"manifest", manifest.string()},
           {"preprocess", pp_json},
-          {"shard", {{"samples_per_shard", cfg.samples_per_shard}, {"compression", compression}}}};
+          {"shard", {{"samples_per_shard", cfg.samples_per_shard},
+                     {"shard_bytes", cfg.shard_bytes},
+                     {"compression", compression}}}};
+      remove_orphan_shards(out_dir, jobs);
       write_index(out_dir, build_index(entries, extra));
       spdlog::info("shard: {} rows -> {} samples in {} shards ({} written, {} kept), {} rejected "
                    "(see {})", sum.rows, sum.samples, sum.shards, sum.written, sum.skipped,

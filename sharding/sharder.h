@@ -2,7 +2,13 @@
 //
 // Run by every rank of a communicator (or one process with a size-1 one).
 // The rows of each modality, in manifest order, are cut into consecutive
-// shards of `samples_per_shard` ROWS: SHARDS/<modality>/shard-00000.h5, ...
+// shards of R ROWS: SHARDS/<modality>/shard-00000.h5, ... where R is
+// `samples_per_shard`, or, when `shard_bytes` > 0, the number of unified
+// samples of that modality (fixed shape, data/preprocess.h) that fit in
+// `shard_bytes` uncompressed bytes, at least 1 and at most samples_per_shard.
+// R is known before anything is decoded, so the cut is the same on any number
+// of ranks. Shard files left from an earlier run with another cut (numbers
+// beyond the current count) are removed.
 // All shards of all modalities, enumerated in modality order then shard
 // number, are dealt round-robin to the ranks (global shard g -> rank
 // g % world); each rank decodes its rows with `threads` threads. So which
@@ -18,7 +24,7 @@
 // as is; anything else (missing, stale, unreadable) is rewritten. Shard files
 // are only renamed into place when complete, so a killed run leaves either
 // complete shards or temporary files (removed on the next run).
-// Memory: one shard's worth of samples per rank at most.
+// Memory: at most 4 * threads decoded samples per rank wait for the writer.
 #pragma once
 
 #include <cstdint>
@@ -35,6 +41,7 @@ struct ShardConfig {
   int64_t samples_per_shard = 64;  // manifest rows per shard file
   int64_t threads = 2;             // decoding threads per rank
   int64_t compression = 4;         // deflate level of pixels (0 = none)
+  int64_t shard_bytes = 0;         // uncompressed pixel bytes per shard file (0 = by samples)
 
   template <class V>
   void visit(V& v) {
@@ -43,6 +50,10 @@ struct ShardConfig {
     v("threads", threads, "decoding threads per rank", config::Range{1, 1024});
     v("compression", compression, "deflate level of the pixels (0 = store raw)",
       config::Range{0, 9});
+    v("shard_bytes", shard_bytes,
+      "cut shards by size: uncompressed pixel bytes per shard file (0 = by samples_per_shard, "
+      "which stays the upper bound)",
+      config::Range{0, 1e15});
   }
 };
 
@@ -62,6 +73,10 @@ struct ShardSummary {
 ShardSummary shard_dataset(const std::filesystem::path& manifest,
                            const std::filesystem::path& out_dir, const ShardConfig& cfg,
                            const data::PreprocessConfig& preprocess, Communicator& comm);
+
+// Manifest rows per shard file for `modality` under `cfg` (see above).
+int64_t rows_per_shard(const std::string& modality, const ShardConfig& cfg,
+                       const data::PreprocessConfig& preprocess);
 
 // The deterministic name of shard k of a modality, relative to the shard folder.
 std::string shard_file_name(const std::string& modality, int64_t k);

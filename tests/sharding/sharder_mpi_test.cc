@@ -5,11 +5,13 @@
 #include <gtest/gtest.h>
 #include <mpi.h>
 
+#include <algorithm>
 #include <fstream>
 
 #include <itkImage.h>
 #include <itkImageFileWriter.h>
 #include <itkPNGImageIO.h>
+#include <nlohmann/json.hpp>
 
 #include "core/fs.h"
 #include "core/mpi_communicator.h"
@@ -172,6 +174,56 @@ TEST(Sharder, TwoRanksMatchDirectReadsOneRankAndResume) {
   EXPECT_EQ(bigger.skipped, 0);
   if (comm.rank() == 0) {
     EXPECT_EQ(ShardSet::open(out2)->info("xray").H, 24);
+  }
+  comm.barrier();
+}
+
+std::vector<std::string> h5_files(const stdfs::path& dir) {
+  std::vector<std::string> out;
+  for (const auto& e : stdfs::recursive_directory_iterator(dir)) {
+    if (e.is_regular_file() && e.path().string().find(".h5") != std::string::npos) {
+      out.push_back(stdfs::relative(e.path(), dir).string());
+    }
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+TEST(Sharder, CutsShardsByBytesAndRemovesTheOldCut) {
+  auto& comm = Runtime::get().world_comm();
+  testing::TempDir tmp("sharder-bytes");
+  const auto manifest = make_dataset(tmp.path());
+  const auto out = tmp / "shards";
+  ShardConfig one = shard_config();
+  one.samples_per_shard = 1;
+  EXPECT_EQ(shard_dataset(manifest, out, one, preprocess(16), comm).shards, 9);
+  comm.barrier();
+
+  // 16 x 16 grey samples are 256 bytes: 3 fit in 800 bytes (capped by samples_per_shard).
+  ShardConfig bytes = shard_config();
+  bytes.samples_per_shard = 1000;
+  bytes.shard_bytes = 800;
+  EXPECT_EQ(rows_per_shard("xray", bytes, preprocess(16)), 3);
+  bytes.samples_per_shard = 2;
+  EXPECT_EQ(rows_per_shard("xray", bytes, preprocess(16)), 2);
+  bytes.samples_per_shard = 1000;
+  data::PreprocessConfig pp = preprocess(16);
+  EXPECT_EQ(rows_per_shard("endoscopy", bytes, pp), 1);  // 3 x 8 x 16 x 16 > 800: at least 1
+  pp.rgb_modalities = {"ultrasound"};
+  EXPECT_EQ(rows_per_shard("ultrasound", bytes, pp), 1);  // 3 x 16 x 16 = 768
+  ShardSummary sum = shard_dataset(manifest, out, bytes, preprocess(16), comm);
+  EXPECT_EQ(sum.shards, 2 + 1);  // ultrasound: 6 rows, xray: 3 rows
+  EXPECT_EQ(sum.samples, 7);
+  if (comm.rank() == 0) {
+    EXPECT_EQ(h5_files(out), std::vector<std::string>({"ultrasound/shard-00000.h5",
+                                                       "ultrasound/shard-00001.h5",
+                                                       "xray/shard-00000.h5"}));
+    auto index = nlohmann::json::parse(fs::read_file(out / "index.json"));
+    EXPECT_EQ(index.at("shard").at("shard_bytes").get<int64_t>(), 800);
+    EXPECT_EQ(index.at("modalities").at("ultrasound").at("shards").at(1).at("first_row"), 3);
+    auto set = ShardSet::open(out);
+    EXPECT_EQ(set->info("ultrasound").count, 5);
+    EXPECT_EQ(set->info("xray").count, 2);
   }
   comm.barrier();
 }
