@@ -28,6 +28,31 @@ torch::Tensor coding_rate(const torch::Tensor& z, double eps, Communicator* comm
   return l.diagonal().log().sum();  // 1/2 * logdet = sum(log(diag(L)))
 }
 
+SimDinoLoss simdino_loss(const std::vector<torch::Tensor>& teacher,
+                         const std::vector<torch::Tensor>& student, double eps, double gamma,
+                         Communicator* comm) {
+  const size_t G = teacher.size();
+  M3RET_CHECK(G >= 1 && student.size() >= G,
+              "SimDINO loss needs >= 1 teacher view and the student's global views first, "
+              "got {} teacher and {} student views", G, student.size());
+  SimDinoLoss out;
+  torch::Tensor align = torch::zeros({}, student[0].options());
+  int64_t pairs = 0;
+  for (size_t i = 0; i < G; ++i)
+    for (size_t j = 0; j < student.size(); ++j) {
+      if (i == j) continue;
+      align = align + (teacher[i] * student[j]).sum(-1).mean();
+      ++pairs;
+    }
+  M3RET_CHECK(pairs > 0, "SimDINO loss needs at least two views");
+  out.align = -align / static_cast<double>(pairs);
+  torch::Tensor rate = torch::zeros({}, torch::kFloat64);
+  for (size_t g = 0; g < G; ++g) rate = rate + coding_rate(student[g], eps, comm);
+  out.rate = (rate / static_cast<double>(G)).to(torch::kFloat32);
+  out.total = out.align - gamma * out.rate;
+  return out;
+}
+
 double teacher_momentum(int64_t step, int64_t max_steps, double start, double end) {
   const double progress = max_steps > 0 ? std::min(1.0, double(step) / double(max_steps)) : 1.0;
   return end - (end - start) * (1.0 + std::cos(M_PI * progress)) / 2.0;
@@ -86,7 +111,6 @@ void SimDino::after_optimizer_step(int64_t step, int64_t max_steps) {
 Loss SimDino::compute(const TrainBatch& batch) {
   auto views = multi_crop(batch.images, batch.seeds, encoder_->spec(), cfg_);
   const int64_t B = batch.images.size(0);
-  const size_t G = views.global.size();
   // Student: globals in one pass, locals in one pass (same shape within each).
   std::vector<torch::Tensor> student;  // per view [B, out]
   auto sg = head_->forward(encoder_->forward(torch::cat(views.global, 0)).select(1, 0));
@@ -101,24 +125,13 @@ Loss SimDino::compute(const TrainBatch& batch) {
     auto tg = teacher_head_->forward(teacher_encoder_->forward(torch::cat(views.global, 0)).select(1, 0));
     for (auto& part : tg.split(B, 0)) teacher.push_back(part);
   }
-  torch::Tensor align = torch::zeros({}, sg.options());
-  int64_t pairs = 0;
-  for (size_t i = 0; i < G; ++i)
-    for (size_t j = 0; j < student.size(); ++j) {
-      if (i == j) continue;
-      align = align + (teacher[i] * student[j]).sum(-1).mean();
-      ++pairs;
-    }
-  align = -align / static_cast<double>(pairs);
-  torch::Tensor rate = torch::zeros({}, torch::kFloat64);
-  for (size_t g = 0; g < G; ++g)
-    rate = rate + coding_rate(student[g], cfg_.eps, cfg_.allreduce_cov ? comm_ : nullptr);
-  rate = (rate / static_cast<double>(G)).to(torch::kFloat32);
+  auto parts = simdino_loss(teacher, student, cfg_.eps, cfg_.gamma,
+                           cfg_.allreduce_cov ? comm_ : nullptr);
   Loss out;
-  out.total = align - cfg_.gamma * rate;
+  out.total = parts.total;
   out.terms["simdino"] = out.total.item<double>();
-  out.terms["simdino_align"] = align.item<double>();
-  out.terms["simdino_rate"] = rate.item<double>();
+  out.terms["simdino_align"] = parts.align.item<double>();
+  out.terms["simdino_rate"] = parts.rate.item<double>();
   return out;
 }
 

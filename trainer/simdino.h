@@ -12,6 +12,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <vector>
 
 #include <torch/torch.h>
 
@@ -31,6 +32,18 @@ namespace m3ret::trainer {
 // gradient is scaled by the world size so that gradient averaging over ranks
 // yields the gradient of the global R.
 torch::Tensor coding_rate(const torch::Tensor& z, double eps, Communicator* comm = nullptr);
+
+// The SimDINO loss from projected features (all [B, out], L2-normalised):
+// teacher[i] for the G global views, student[j] for all views with the G
+// global views first (same order as teacher). align = -mean over pairs
+// (i, j != i) of mean_b <t_i, s_j>; rate = mean over g < G of R_eps(s_g);
+// total = align - gamma * rate (float32). With `comm`, see coding_rate.
+struct SimDinoLoss {
+  torch::Tensor total, align, rate;
+};
+SimDinoLoss simdino_loss(const std::vector<torch::Tensor>& teacher,
+                         const std::vector<torch::Tensor>& student, double eps, double gamma,
+                         Communicator* comm = nullptr);
 
 // Teacher momentum at `step` of `max_steps`: end - (end - start)(1 + cos(pi step / max))/2.
 double teacher_momentum(int64_t step, int64_t max_steps, double start, double end);
