@@ -17,6 +17,8 @@ PACKAGES=(
   libsqlite3-dev libgtest-dev libgmock-dev libgdcm-tools libzip-dev
   # FAISS (retrieval indices: Flat, HNSW, IVF)
   libfaiss-dev
+  # a real one-node Slurm for the orchestrator's integration test (tests/integration/slurm_cluster.sh)
+  slurm-wlm munge
   # independent references used by the tests (h5py, PyTorch, numpy)
   python3 python3-numpy python3-h5py python3-torch
 )

@@ -45,5 +45,7 @@ void add_eval_verb(CLI::App& app);
 void add_index_verb(CLI::App& app);
 void add_search_verb(CLI::App& app);
 void add_demo_verb(CLI::App& app);
+void add_orchestrate_verb(CLI::App& app);
+void add_status_verb(CLI::App& app);
 
 }  // namespace m3ret::launcher

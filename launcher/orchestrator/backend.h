@@ -1,0 +1,68 @@
+// Job backends: where the orchestrator's jobs run (local child processes,
+// Slurm). One interface so that tests inject a fake that fails and preempts.
+//
+// Every backend runs a job's shell command through the same wrapper
+// (job_wrapper_script) which writes JOB_DIR/backend_id when it starts and
+// JOB_DIR/exit_code (atomically) when the command ends, so that the exit code
+// survives the orchestrator and the scheduler forgetting the job.
+#pragma once
+
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "launcher/orchestrator/state.h"
+
+namespace m3ret::orchestrator {
+
+struct JobRequest {
+  std::string name;                  // unique, stable across restarts
+  JobKind kind = JobKind::kTrain;
+  std::string command;               // shell command (run with /bin/sh)
+  std::filesystem::path job_dir;     // created by the backend; log at job_dir/log
+  std::vector<std::string> after_ok; // backend ids that must succeed first (may be ignored)
+  int ranks = 1;                     // MPI ranks the command starts (with mpiexec inside)
+};
+
+struct Observed {
+  JobState state = JobState::kSubmitted;  // submitted (queued), running or terminal
+  int exit_code = -1;
+  std::string reason;
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual std::string name() const = 0;
+  // Most jobs that may be queued or running at once.
+  virtual int max_parallel() const = 0;
+  // Submits; returns the backend id. Throws m3ret::Error when refused.
+  virtual std::string submit(const JobRequest& job) = 0;
+  // The state of a submitted job. A job the backend no longer knows and that
+  // left no exit code is reported failed with reason "lost".
+  virtual Observed poll(const std::string& backend_id, const std::filesystem::path& job_dir) = 0;
+  // Finds a submission made before a crash: the backend id of a job with this
+  // name, if the backend (or the job dir) knows one.
+  virtual std::optional<std::string> find(const std::string& name,
+                                          const std::filesystem::path& job_dir) = 0;
+  virtual void cancel(const std::string& backend_id) = 0;
+  // Whether after_ok dependencies are honoured by the scheduler itself.
+  virtual bool supports_dependencies() const { return false; }
+};
+
+// The shell script body that runs `command` with the exit-code protocol above.
+// `id_expr` is the shell expression of the backend id ("$$" or "$SLURM_JOB_ID").
+std::string job_wrapper_script(const std::string& command, const std::filesystem::path& job_dir,
+                               const std::string& id_expr);
+
+// Reads JOB_DIR/exit_code if the job ended.
+std::optional<int> read_exit_code(const std::filesystem::path& job_dir);
+
+std::unique_ptr<Backend> make_local_backend(int max_parallel);
+struct SlurmOptions;
+std::unique_ptr<Backend> make_slurm_backend(const SlurmOptions& opts);
+
+}  // namespace m3ret::orchestrator

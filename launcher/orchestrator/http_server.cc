@@ -1,0 +1,205 @@
+#include "launcher/orchestrator/http_server.h"
+
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include <boost/asio.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include "core/error.h"
+#include "launcher/orchestrator/orchestrator.h"
+#include "launcher/orchestrator/status.h"
+
+namespace m3ret::orchestrator {
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = asio::ip::tcp;
+
+namespace {
+
+constexpr size_t kBodyLimit = 64 * 1024;
+constexpr size_t kHeaderLimit = 16 * 1024;
+
+class Session : public std::enable_shared_from_this<Session> {
+ public:
+  Session(tcp::socket socket, const HttpHandler& handler, std::mutex& mutex)
+      : stream_(std::move(socket)), handler_(handler), mutex_(mutex) {}
+
+  void start() { read(); }
+
+ private:
+  void read() {
+    parser_.emplace();
+    parser_->body_limit(kBodyLimit);
+    parser_->header_limit(kHeaderLimit);
+    stream_.expires_after(std::chrono::seconds(10));
+    http::async_read(stream_, buffer_, *parser_,
+                     [self = shared_from_this()](beast::error_code ec, size_t) { self->on_read(ec); });
+  }
+
+  void on_read(beast::error_code ec) {
+    if (ec == http::error::end_of_stream || ec == beast::error::timeout || ec == asio::error::eof ||
+        ec == asio::error::connection_reset) {
+      return close();
+    }
+    HttpResponse r;
+    bool keep = false;
+    if (ec) {
+      bool too_big = ec == http::error::body_limit || ec == http::error::header_limit ||
+                     ec == http::error::buffer_overflow;
+      r = {too_big ? 413 : 400, "application/json",
+           nlohmann::json{{"error", "malformed request: " + ec.message()}}.dump()};
+    } else {
+      const auto& req = parser_->get();
+      keep = req.keep_alive();
+      try {
+        std::lock_guard<std::mutex> lock(mutex_);
+        r = handler_(std::string(req.method_string()), std::string(req.target()),
+                     std::string(req[http::field::authorization]));
+      } catch (const std::exception& e) {
+        r = {500, "application/json", nlohmann::json{{"error", e.what()}}.dump()};
+      }
+    }
+    auto res = std::make_shared<http::response<http::string_body>>(
+        static_cast<http::status>(r.status), 11);
+    res->set(http::field::server, "m3ret-orchestrator");
+    res->set(http::field::content_type, r.content_type);
+    res->body() = std::move(r.body);
+    res->keep_alive(keep);
+    res->prepare_payload();
+    http::async_write(stream_, *res, [self = shared_from_this(), res, keep](beast::error_code wec, size_t) {
+      if (wec || !keep) return self->close();
+      self->read();
+    });
+  }
+
+  void close() {
+    beast::error_code ignored;
+    stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
+    stream_.socket().close(ignored);
+  }
+
+  beast::tcp_stream stream_;
+  beast::flat_buffer buffer_{8192};
+  std::optional<http::request_parser<http::string_body>> parser_;
+  const HttpHandler& handler_;
+  std::mutex& mutex_;
+};
+
+HttpResponse json_error(int status, const std::string& msg) {
+  return {status, "application/json", nlohmann::json{{"error", msg}}.dump()};
+}
+
+bool equal_constant_time(const std::string& a, const std::string& b) {
+  unsigned char diff = a.size() == b.size() ? 0 : 1;
+  for (size_t i = 0; i < a.size() && i < b.size(); ++i) diff |= a[i] ^ b[i];
+  return diff == 0 && !a.empty();
+}
+
+}  // namespace
+
+struct HttpServer::Impl {
+  asio::io_context io{1};
+  tcp::acceptor acceptor{io};
+  HttpHandler handler;
+  std::mutex* mutex = nullptr;
+  std::thread thread;
+
+  void accept() {
+    acceptor.async_accept([this](beast::error_code ec, tcp::socket socket) {
+      if (ec == asio::error::operation_aborted) return;
+      if (!ec) std::make_shared<Session>(std::move(socket), handler, *mutex)->start();
+      accept();
+    });
+  }
+};
+
+HttpServer::HttpServer(uint16_t port, HttpHandler handler, std::mutex& mutex) : impl_(new Impl) {
+  impl_->handler = std::move(handler);
+  impl_->mutex = &mutex;
+  beast::error_code ec;
+  tcp::endpoint ep(asio::ip::make_address("127.0.0.1"), port);
+  impl_->acceptor.open(ep.protocol(), ec);
+  if (!ec) impl_->acceptor.set_option(asio::socket_base::reuse_address(true), ec);
+  if (!ec) impl_->acceptor.bind(ep, ec);
+  if (!ec) impl_->acceptor.listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) throw Error(fmt::format("status server: cannot listen on 127.0.0.1:{}: {}", port, ec.message()));
+  impl_->accept();
+  impl_->thread = std::thread([this] { impl_->io.run(); });
+}
+
+HttpServer::~HttpServer() {
+  impl_->io.stop();
+  if (impl_->thread.joinable()) impl_->thread.join();
+}
+
+uint16_t HttpServer::port() const { return impl_->acceptor.local_endpoint().port(); }
+
+HttpHandler make_status_handler(State& state, Orchestrator* orch, const std::string& token,
+                                const std::string& report_dir) {
+  return [&state, orch, token, report_dir](const std::string& method, const std::string& target,
+                                           const std::string& auth) -> HttpResponse {
+    std::string path = target.substr(0, target.find('?'));
+    if (path == "/" || path == "/index.html") {
+      if (method != "GET") return json_error(405, "use GET");
+      return {200, "text/html; charset=utf-8", status_html(state, report_dir)};
+    }
+    if (path == "/api/status") {
+      if (method != "GET") return json_error(405, "use GET");
+      return {200, "application/json", status_json(state).dump(2)};
+    }
+    if (path.rfind("/report/", 0) == 0) {
+      if (method != "GET") return json_error(405, "use GET");
+      std::string name = path.substr(8);
+      static const std::map<std::string, std::string> kFiles = {
+          {"scaling.csv", "text/csv"}, {"scaling.md", "text/markdown"},
+          {"recall_vs_model_size.svg", "image/svg+xml"}, {"recall_vs_data_fraction.svg", "image/svg+xml"},
+          {"recall_vs_step.svg", "image/svg+xml"}};
+      auto it = kFiles.find(name);
+      if (it == kFiles.end()) return json_error(404, "no report file '" + name + "'");
+      std::ifstream in(std::filesystem::path(report_dir) / name);
+      if (!in) return json_error(404, "report file '" + name + "' not written yet");
+      std::stringstream ss;
+      ss << in.rdbuf();
+      return {200, it->second, ss.str()};
+    }
+    const std::string prefix = "/api/runs/";
+    if (path.rfind(prefix, 0) == 0) {
+      std::string rest = path.substr(prefix.size());
+      auto slash = rest.rfind('/');
+      if (slash == std::string::npos) return json_error(404, "expected /api/runs/RUN/cancel or /retry");
+      std::string run = rest.substr(0, slash), action = rest.substr(slash + 1);
+      if (action != "cancel" && action != "retry") return json_error(404, "unknown action '" + action + "'");
+      if (method != "POST") return json_error(405, "use POST");
+      if (!equal_constant_time(auth, "Bearer " + token)) {
+        return json_error(401, "missing or wrong token (Authorization: Bearer TOKEN)");
+      }
+      if (!state.run(run)) return json_error(404, "no run '" + run + "'");
+      if (!orch) return json_error(409, "no orchestrator attached");
+      try {
+        if (action == "cancel") orch->cancel_run(run);
+        else orch->retry_run(run);
+      } catch (const std::exception& e) {
+        return json_error(409, e.what());
+      }
+      return {200, "application/json", nlohmann::json{{"run", run}, {"action", action}, {"ok", true}}.dump()};
+    }
+    return json_error(404, "no such path '" + path + "'");
+  };
+}
+
+std::string random_token() {
+  std::ifstream in("/dev/urandom", std::ios::binary);
+  unsigned char b[16];
+  if (!in.read(reinterpret_cast<char*>(b), sizeof b)) throw Error("cannot read /dev/urandom for the token");
+  std::string t;
+  for (unsigned char c : b) t += fmt::format("{:02x}", c);
+  return t;
+}
+
+}  // namespace m3ret::orchestrator

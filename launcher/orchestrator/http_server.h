@@ -1,0 +1,56 @@
+// The status server: HTTP/1.1 on loopback (Boost.Beast, one Asio thread).
+//
+//   GET  /                       HTML page: runs, scaling table, plots, jobs, events
+//   GET  /api/status             JSON (status_json)
+//   GET  /report/NAME            scaling.csv, scaling.md or one of the SVGs
+//   POST /api/runs/RUN/cancel    needs "Authorization: Bearer TOKEN"
+//   POST /api/runs/RUN/retry     needs "Authorization: Bearer TOKEN"
+//
+// Errors are answered, never fatal: 400 malformed request, 401 missing or
+// wrong token, 404 unknown path or run, 405 wrong method, 409 refused action,
+// 413 body or header too large; a client that sends nothing is dropped after
+// 10 s. Every handler runs under `mutex`, which the caller also holds while it
+// uses the same State/Orchestrator (they are not thread-safe).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+
+namespace m3ret::orchestrator {
+
+struct HttpResponse {
+  int status = 200;
+  std::string content_type = "application/json";
+  std::string body;
+};
+
+// Handles one request (method, target, Authorization header value, body).
+using HttpHandler = std::function<HttpResponse(const std::string& method, const std::string& target,
+                                               const std::string& authorization)>;
+
+class HttpServer {
+ public:
+  // Listens on 127.0.0.1:port (0 = any free port) and serves on a thread
+  // until destroyed. Throws m3ret::Error when the port cannot be bound.
+  HttpServer(uint16_t port, HttpHandler handler, std::mutex& mutex);
+  ~HttpServer();
+  uint16_t port() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+class Orchestrator;
+class State;
+// The routes above over an orchestrator (null: read-only, actions give 409).
+HttpHandler make_status_handler(State& state, Orchestrator* orchestrator, const std::string& token,
+                                const std::string& report_dir);
+
+// A random token (32 hex digits from /dev/urandom).
+std::string random_token();
+
+}  // namespace m3ret::orchestrator

@@ -1,0 +1,47 @@
+#!/bin/sh
+# Stands in for the m3ret binary in the Slurm orchestration test: the CLI
+# forms of DESIGN.md with what they leave on disk (manifest, shard index,
+# checkpoints one by one, embeddings, retrieval report), in seconds. `train`
+# honours SIGUSR1 like the trainer: checkpoint, exit 75. Every start is
+# appended to $FAKE_M3RET_LOG (verb and arguments) so the test can count runs.
+set -u
+verb=$1
+shift
+echo "$verb $*" >> "${FAKE_M3RET_LOG:-/dev/null}"
+arg() { # value after flag $1 in the remaining arguments
+  flag=$1; shift
+  while [ $# -gt 0 ]; do
+    if [ "$1" = "$flag" ]; then echo "$2"; return; fi
+    shift
+  done
+}
+case "$verb" in
+synth)
+  out=$(arg --out "$@"); mkdir -p "$out"
+  echo "path,modality,labels,group,split" > "$out/manifest.csv" ;;
+shard)
+  out=$(arg --out "$@"); mkdir -p "$out"; sleep 1
+  echo '{"format": "fake"}' > "$out/index.json" ;;
+train)
+  run=$(arg --run-dir "$@"); mkdir -p "$run/checkpoints"
+  stop=0
+  trap 'stop=1' USR1
+  for step in 1 2 3; do
+    ck="$run/checkpoints/step-00000000$step"
+    [ -d "$ck" ] && continue
+    sleep 2
+    mkdir -p "$run/checkpoints/.tmp-$step" && echo '{}' > "$run/checkpoints/.tmp-$step/manifest.json"
+    mv "$run/checkpoints/.tmp-$step" "$ck"
+    if [ $stop = 1 ]; then exit 75; fi
+  done ;;
+embed)
+  out=$(arg --out "$@"); mkdir -p "$(dirname "$out")"; echo fake > "$out" ;;
+eval)
+  out=$(arg --out "$@")
+  cat > "$out" <<JSON
+{"format": "m3ret-retrieval-report", "format_version": 1, "ks": [1],
+ "per_modality": {"xray": {"queries": 4, "recall@1": 0.5}, "ct": {"queries": 4, "recall@1": 0.25}}}
+JSON
+  ;;
+*) echo "fake m3ret: unknown verb $verb" >&2; exit 2 ;;
+esac

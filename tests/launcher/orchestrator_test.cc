@@ -1,0 +1,505 @@
+// The orchestrator without a scheduler: sweep expansion, the job state
+// machine, the SQLite state, reconciliation after a crash, retries and
+// preemptions (through a scripted fake backend), the local backend with real
+// processes, the report, and the status server's answers to bad requests.
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <fstream>
+#include <set>
+#include <thread>
+
+#include <boost/asio.hpp>
+#include <nlohmann/json.hpp>
+
+#include "data/manifest.h"
+#include "launcher/orchestrator/http_server.h"
+#include "launcher/orchestrator/orchestrator.h"
+#include "launcher/orchestrator/report.h"
+#include "launcher/orchestrator/status.h"
+#include "orchestrator_fakes.h"
+#include "test_util.h"
+
+namespace m3ret {
+namespace {
+
+namespace fs = std::filesystem;
+using namespace orchestrator;
+using testing::FakeBackend;
+using testing::TempDir;
+
+std::string read(const fs::path& p) {
+  std::ifstream in(p);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// A sweep file in `dir` over a base config in the same folder.
+fs::path write_sweep(const fs::path& dir, const std::string& body, const std::string& sweep_extra = "") {
+  std::ofstream(dir / "base.toml") << "[train]\nmax_steps = 20\n";
+  auto f = dir / "sweep.toml";
+  std::ofstream(f) << "[sweep]\nname = \"t\"\nbase_config = \"base.toml\"\nwork_dir = \"" +
+                          (dir / "work").string() + "\"\nmax_retries = 1\n" + sweep_extra + "\n" + body;
+  return f;
+}
+
+TEST(Sweep, ExpandsTheCartesianProductInKeyOrder) {
+  TempDir dir("sweep");
+  auto f = write_sweep(dir.path(),
+                       "[axes]\n\"model.preset\" = [\"tiny\", \"small\"]\ndata_fraction = [0.5, 1.0]\n"
+                       "\"train.seed\" = [1, 2, 3]\n",
+                       "set = [\"train.max_steps=7\"]");
+  Sweep s = load_sweep(f);
+  ASSERT_EQ(s.runs.size(), 12u);
+  EXPECT_EQ(s.runs[0].name, "r000-frac=0.5-preset=tiny-seed=1");
+  EXPECT_EQ(s.runs[11].name, "r011-frac=1.0-preset=small-seed=3");
+  std::vector<std::string> want = {"train.max_steps=7", "model.preset=small", "train.seed=2"};
+  EXPECT_EQ(s.runs[10].sets, want);  // base set first, data_fraction is not a config key
+  EXPECT_DOUBLE_EQ(s.runs[10].data_fraction, 1.0);
+  EXPECT_DOUBLE_EQ(s.runs[0].data_fraction, 0.5);
+  EXPECT_EQ(s.runs[4].params.at("train.seed"), "2");
+  std::set<std::string> names;
+  for (const auto& r : s.runs) names.insert(r.name);
+  EXPECT_EQ(names.size(), 12u);
+  EXPECT_EQ(s.base_config, fs::weakly_canonical(dir / "base.toml"));
+}
+
+TEST(Sweep, NoAxesIsOneRun) {
+  TempDir dir("sweep");
+  Sweep s = load_sweep(write_sweep(dir.path(), ""));
+  ASSERT_EQ(s.runs.size(), 1u);
+  EXPECT_EQ(s.runs[0].name, "r000");
+}
+
+TEST(Sweep, BadEntriesNameTheFileAndKey) {
+  TempDir dir("sweep");
+  auto expect_error = [&](const std::string& body, const std::string& extra, const std::string& needle) {
+    auto f = write_sweep(dir.path(), body, extra);
+    try {
+      load_sweep(f);
+      ADD_FAILURE() << "no error for: " << body << extra;
+    } catch (const Error& e) {
+      std::string msg = e.what();
+      EXPECT_NE(msg.find(f.string()), std::string::npos) << msg;
+      EXPECT_NE(msg.find(needle), std::string::npos) << msg;
+    }
+  };
+  expect_error("[axes]\ndata_fraction = [0.0, 1.0]\n", "", "axes.data_fraction");
+  expect_error("[axes]\ndata_fraction = [1.5]\n", "", "outside (0, 1]");
+  expect_error("[axes]\n\"model.preset\" = []\n", "", "axes.model.preset");
+  expect_error("[axes]\n\"shard.samples_per_shard\" = [8, 16]\n", "", "sweep.set");
+  expect_error("", "colour = 3", "sweep.colour");
+  expect_error("[local]\nmax_parallel = 0\n", "", "local.max_parallel");
+  expect_error("[sweep2]\n", "", "unknown key");
+  // Every run's overrides go through the caller's config check.
+  auto f = write_sweep(dir.path(), "[axes]\n\"train.max_stepz\" = [1]\n");
+  try {
+    load_sweep(f, [](const fs::path&, const std::vector<std::string>& sets) {
+      for (const auto& s : sets) if (s.rfind("train.max_stepz", 0) == 0) throw Error("unknown config key 'train.max_stepz'");
+    });
+    ADD_FAILURE();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("run r000: unknown config key 'train.max_stepz'"), std::string::npos) << e.what();
+  }
+}
+
+TEST(Sweep, ShippedSweepsLoad) {
+  for (const char* name : {"tiny.toml", "scaling.toml"}) {
+    Sweep s = load_sweep(testing::source_dir() / "configs" / "sweeps" / name);
+    EXPECT_GE(s.runs.size(), 2u) << name;
+  }
+}
+
+TEST(Sweep, DataFractionKeepsTrainRowsPerModalityAndNests) {
+  TempDir dir("frac");
+  std::vector<data::ManifestRow> rows;
+  for (int i = 0; i < 10; ++i) rows.push_back({dir / fmt::format("x{}.png", i), "xray", {"a"}, fmt::format("p{}", i), "train"});
+  for (int i = 0; i < 4; ++i) rows.push_back({dir / fmt::format("c{}.nii", i), "ct", {"b"}, fmt::format("q{}", i), "train"});
+  for (int i = 0; i < 3; ++i) rows.push_back({dir / fmt::format("t{}.png", i), "xray", {"a"}, fmt::format("t{}", i), "test"});
+  data::write_manifest(dir / "m.csv", rows);
+  EXPECT_EQ(write_manifest_fraction(dir / "m.csv", 0.5, dir / "half.csv"), 5u + 2u + 3u);
+  EXPECT_EQ(write_manifest_fraction(dir / "m.csv", 0.3, dir / "third.csv"), 3u + 2u + 3u);
+  auto half = data::read_manifest(dir / "half.csv");
+  auto third = data::read_manifest(dir / "third.csv");
+  std::set<fs::path> h;
+  for (auto& r : half) h.insert(r.path);
+  for (auto& r : third) EXPECT_TRUE(h.count(r.path)) << r.path;  // smaller fraction is a subset
+  int test_rows = 0;
+  for (auto& r : half) test_rows += r.split == "test";
+  EXPECT_EQ(test_rows, 3);
+}
+
+TEST(JobStateMachine, OnlyForwardTransitions) {
+  EXPECT_TRUE(transition_allowed(JobState::kIntent, JobState::kSubmitted));
+  EXPECT_TRUE(transition_allowed(JobState::kSubmitted, JobState::kRunning));
+  EXPECT_TRUE(transition_allowed(JobState::kRunning, JobState::kPreempted));
+  EXPECT_TRUE(transition_allowed(JobState::kSubmitted, JobState::kSucceeded));
+  EXPECT_FALSE(transition_allowed(JobState::kIntent, JobState::kRunning));
+  EXPECT_FALSE(transition_allowed(JobState::kSucceeded, JobState::kRunning));
+  EXPECT_FALSE(transition_allowed(JobState::kFailed, JobState::kSubmitted));
+  EXPECT_FALSE(transition_allowed(JobState::kRunning, JobState::kSubmitted));
+
+  TempDir dir("state");
+  State st(dir / "s.db");
+  JobRow j;
+  j.name = "a";
+  j.run = "r";
+  int64_t id = st.add_job(j);
+  EXPECT_EQ(st.job(id)->state, JobState::kIntent);
+  EXPECT_THROW(st.add_job(j), Error);  // names are unique
+  st.transition(id, JobState::kSubmitted, "", std::string("77"));
+  st.transition(id, JobState::kSucceeded, "done", std::nullopt, 0);
+  try {
+    st.transition(id, JobState::kRunning, "");
+    ADD_FAILURE();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("illegal transition succeeded -> running"), std::string::npos);
+  }
+  auto row = st.job_by_name("a");
+  EXPECT_EQ(row->backend_id, "77");
+  EXPECT_EQ(row->exit_code, 0);
+  // The history is in the events table, and survives reopening.
+  State again(dir / "s.db", true);
+  int transitions = 0;
+  for (const auto& e : again.events()) transitions += e.job == "a";
+  EXPECT_EQ(transitions, 3);  // intent, submitted, succeeded
+}
+
+TEST(StateDb, RefusesAForeignFile) {
+  TempDir dir("state");
+  std::ofstream(dir / "x.db") << "not sqlite at all, just text that is long enough to be a header....";
+  EXPECT_THROW(State(dir / "x.db"), Error);
+  EXPECT_THROW(State(dir / "missing.db", true), Error);
+}
+
+struct Rig {
+  explicit Rig(const fs::path& dir, const std::string& axes, const std::string& extra = "")
+      : sweep(load_sweep(write_sweep(dir, axes, extra))) {}
+  Sweep sweep;
+  FakeBackend backend;
+  // Steps until done (or a bound), with a fresh Orchestrator over `db`.
+  void run(const fs::path& db, int max_steps = 200, int stop_after = -1) {
+    State st(db);
+    Orchestrator o(sweep, st, backend, {});
+    o.reconcile();
+    for (int i = 0; i < max_steps; ++i) {
+      if (i == stop_after) return;  // "kill -9": nothing is flushed beyond what State committed
+      if (o.step()) return;
+    }
+    FAIL() << "sweep did not finish";
+  }
+};
+
+TEST(Orchestrator, RunsEverySweepPointAndEvaluatesEveryCheckpointOnce) {
+  TempDir dir("orch");
+  Rig rig(dir.path(), "[axes]\n\"model.preset\" = [\"tiny\", \"small\"]\ndata_fraction = [1.0]\n");
+  rig.backend.max_parallel_ = 2;
+  rig.run(dir / "s.db");
+  State st(dir / "s.db");
+  for (const auto& r : st.runs()) EXPECT_EQ(r.state, "succeeded") << r.name;
+  // data, shard (one per fraction, shared), two trains, 2 x 2 evals.
+  EXPECT_EQ(rig.backend.submitted.size(), 1u + 1u + 2u + 4u);
+  for (const auto& n : rig.backend.submitted) EXPECT_EQ(rig.backend.count(n), 1) << n;
+  EXPECT_LE(rig.backend.max_running_seen, 2);
+  for (const auto& r : st.runs()) {
+    auto cks = st.checkpoints(r.name);
+    ASSERT_EQ(cks.size(), 2u);
+    for (auto& [step, path] : cks) {
+      int rows = 0;
+      for (auto& e : st.evaluations(r.name)) rows += e.step == step && e.metric == "recall@1";
+      EXPECT_EQ(rows, 3) << "xray, ct and mean at step " << step;
+    }
+  }
+  // The report: CSV rows per (run, modality) at the last step, and three plots.
+  auto csv = read(dir / "work/report/scaling.csv");
+  EXPECT_NE(csv.find("run,state,data_fraction,model.preset,step,modality,queries,recall@1,recall@5"),
+            std::string::npos) << csv;
+  EXPECT_NE(csv.find("r001-preset=small,succeeded,1.0,small,20,xray,8,0.0000,0.9000"), std::string::npos) << csv;
+  for (const char* svg : {"recall_vs_model_size.svg", "recall_vs_data_fraction.svg", "recall_vs_step.svg"}) {
+    auto text = read(dir / "work/report" / svg);
+    EXPECT_NE(text.find("<polyline"), std::string::npos) << svg;
+  }
+  EXPECT_NE(read(dir / "work/report/scaling.md").find("| r000-preset=tiny |"), std::string::npos);
+}
+
+TEST(Orchestrator, PreemptedTrainResumesWithoutUsingARetry) {
+  TempDir dir("orch");
+  Rig rig(dir.path(), "", "preempted_exit_code = 75");
+  rig.backend.exit_codes["t-r000-train-a0"] = 75;
+  rig.backend.exit_codes["t-r000-train-a1"] = 138;  // killed by SIGUSR1: also a preemption
+  rig.run(dir / "s.db");
+  State st(dir / "s.db");
+  EXPECT_EQ(st.run("r000")->state, "succeeded");
+  EXPECT_EQ(st.run("r000")->failures, 0);
+  EXPECT_EQ(st.job_by_name("t-r000-train-a0")->state, JobState::kPreempted);
+  EXPECT_EQ(st.job_by_name("t-r000-train-a1")->state, JobState::kPreempted);
+  EXPECT_EQ(st.job_by_name("t-r000-train-a2")->state, JobState::kSucceeded);
+  EXPECT_NE(st.job_by_name("t-r000-train-a2")->command.find("--resume auto"), std::string::npos);
+  // 1 + 1 checkpoints from the preempted attempts, 2 from the last: all evaluated.
+  EXPECT_EQ(st.checkpoints("r000").size(), 4u);
+  for (auto& [step, path] : st.checkpoints("r000")) {
+    EXPECT_EQ(st.job_by_name(fmt::format("t-r000-eval-{}-a0", step))->state, JobState::kSucceeded);
+  }
+}
+
+TEST(Orchestrator, FailedTrainIsRetriedUpToTheLimitThenTheRunFails) {
+  TempDir dir("orch");
+  Rig rig(dir.path(), "[axes]\n\"train.seed\" = [1, 2]\n");  // max_retries = 1
+  rig.backend.exit_codes["t-r000-seed=1-train-a0"] = 1;
+  rig.backend.exit_codes["t-r000-seed=1-train-a1"] = 1;
+  rig.backend.exit_codes["t-r001-seed=2-train-a0"] = 1;
+  rig.backend.exit_codes["t-r001-seed=2-eval-10-a0"] = 2;  // evaluation retried too
+  rig.run(dir / "s.db");
+  State st(dir / "s.db");
+  EXPECT_EQ(st.run("r000-seed=1")->state, "failed");
+  EXPECT_EQ(st.run("r000-seed=1")->failures, 2);
+  EXPECT_FALSE(st.job_by_name("t-r000-seed=1-train-a2"));
+  EXPECT_EQ(st.job_by_name("t-r000-seed=1-train-a1")->exit_code, 1);
+  EXPECT_EQ(st.run("r001-seed=2")->state, "succeeded");
+  EXPECT_EQ(st.job_by_name("t-r001-seed=2-eval-10-a1")->state, JobState::kSucceeded);
+  // Retry makes the failed run pending; its next train attempt resumes.
+  rig.backend.exit_codes.erase("t-r000-seed=1-train-a2");
+  {
+    State st2(dir / "s.db");
+    Orchestrator o(rig.sweep, st2, rig.backend, {});
+    o.retry_run("r000-seed=1");
+    EXPECT_THROW(o.retry_run("r001-seed=2"), Error);  // succeeded runs are not retried
+    EXPECT_THROW(o.retry_run("nope"), Error);
+  }
+  rig.run(dir / "s.db");
+  State st3(dir / "s.db");
+  EXPECT_EQ(st3.run("r000-seed=1")->state, "succeeded");
+  EXPECT_EQ(rig.backend.count("t-r000-seed=1-train-a2"), 1);
+}
+
+TEST(Orchestrator, KilledAtEveryStepNeitherLosesNorDuplicatesAJob) {
+  // Restart the orchestrator (new process state: new State and Orchestrator
+  // objects over the same database) after every single step.
+  TempDir dir("orch");
+  Rig rig(dir.path(), "[axes]\ndata_fraction = [0.5, 1.0]\n");
+  rig.backend.exit_codes["t-r000-frac=0.5-train-a0"] = 75;
+  for (int i = 0; i < 100; ++i) rig.run(dir / "s.db", 200, 1);
+  State st(dir / "s.db");
+  for (const auto& r : st.runs()) EXPECT_EQ(r.state, "succeeded") << r.name;
+  for (const auto& n : rig.backend.submitted) EXPECT_EQ(rig.backend.count(n), 1) << n;
+  EXPECT_EQ(st.jobs().size(), rig.backend.submitted.size());
+}
+
+TEST(Orchestrator, ReconcileFindsASubmissionMadeJustBeforeACrash) {
+  TempDir dir("orch");
+  Rig rig(dir.path(), "");
+  {
+    // The crash window: intent recorded, backend accepted, id not yet recorded.
+    State st(dir / "s.db");
+    Orchestrator o(rig.sweep, st, rig.backend, {});
+    JobRow j;
+    j.name = "t-data-a0";
+    j.kind = JobKind::kData;
+    j.command = "m3ret synth --out " + (dir / "work/data").string();
+    j.job_dir = (dir / "work/jobs/t-data-a0").string();
+    st.add_job(j);
+    rig.backend.submit({j.name, j.kind, j.command, j.job_dir, {}, 1});
+    // And one intent that never reached the backend.
+    JobRow k = j;
+    k.name = "orphan";
+    k.job_dir = (dir / "work/jobs/orphan").string();
+    st.add_job(k);
+  }
+  State st(dir / "s.db");
+  Orchestrator o(rig.sweep, st, rig.backend, {});
+  o.reconcile();
+  EXPECT_EQ(st.job_by_name("t-data-a0")->state, JobState::kSubmitted);
+  EXPECT_EQ(st.job_by_name("t-data-a0")->backend_id, "1000");
+  EXPECT_EQ(rig.backend.count("t-data-a0"), 1);
+  EXPECT_EQ(rig.backend.count("orphan"), 1);
+  o.reconcile();  // idempotent
+  EXPECT_EQ(rig.backend.submitted.size(), 2u);
+}
+
+TEST(Orchestrator, CancelStopsTheRunsJobs) {
+  TempDir dir("orch");
+  Rig rig(dir.path(), "[axes]\n\"train.seed\" = [1, 2]\n");
+  rig.backend.polls_to_finish = 1000;  // nothing ends by itself
+  State st(dir / "s.db");
+  Orchestrator o(rig.sweep, st, rig.backend, {});
+  for (int i = 0; i < 3; ++i) o.step();
+  ASSERT_FALSE(st.jobs().empty());
+  rig.backend.polls_to_finish = 2;
+  for (int i = 0; i < 20; ++i) o.step();
+  auto train = st.job_by_name("t-r000-seed=1-train-a0");
+  ASSERT_TRUE(train);
+  rig.backend.polls_to_finish = 1000;
+  o.cancel_run("r000-seed=1");
+  EXPECT_EQ(st.run("r000-seed=1")->state, "cancelled");
+  for (const auto& j : st.jobs("r000-seed=1")) {
+    EXPECT_TRUE(is_terminal(j.state)) << j.name;
+  }
+  EXPECT_THROW(o.cancel_run("nope"), Error);
+}
+
+TEST(Orchestrator, ReadsRetrievalReportsAndRefusesOthers) {
+  TempDir dir("orch");
+  std::ofstream(dir / "r.json") << R"({"format": "m3ret-retrieval-report", "per_modality":
+      {"xray": {"queries": 10, "recall@1": 0.5, "skipped_no_label": 0}, "ct": {"recall@1": 0.25}}})";
+  auto rows = read_evaluations(dir / "r.json", "run", 7);
+  std::map<std::string, double> got;
+  for (auto& e : rows) got[e.modality + "/" + e.metric] = e.value;
+  EXPECT_DOUBLE_EQ(got["mean/recall@1"], 0.375);
+  EXPECT_DOUBLE_EQ(got["xray/queries"], 10);
+  EXPECT_EQ(got.count("xray/skipped_no_label"), 0u);
+  std::ofstream(dir / "bad.json") << R"({"per_modality": {}})";
+  try {
+    read_evaluations(dir / "bad.json", "run", 7);
+    ADD_FAILURE();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("bad.json"), std::string::npos);
+  }
+}
+
+TEST(Report, SvgChartHasOneLinePerSeries) {
+  auto svg = svg_line_chart("t <1>", "x", "y", {{"a", {{0, 0.5}, {1, 0.7}}}, {"b", {{1, 0.1}}}, {"empty", {}}},
+                            {"tiny", "small"});
+  EXPECT_EQ(std::count(svg.begin(), svg.end(), '\n') > 5, true);
+  size_t lines = 0;
+  for (size_t p = svg.find("<polyline"); p != std::string::npos; p = svg.find("<polyline", p + 1)) ++lines;
+  EXPECT_EQ(lines, 2u);
+  EXPECT_NE(svg.find("t &lt;1&gt;"), std::string::npos);
+  EXPECT_NE(svg.find(">small<"), std::string::npos);
+}
+
+// --- local backend: real processes ----------------------------------------
+
+Observed wait_for(Backend& b, const std::string& id, const fs::path& dir) {
+  for (int i = 0; i < 600; ++i) {
+    auto o = b.poll(id, dir);
+    if (is_terminal(o.state)) return o;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return {JobState::kRunning, -1, "timeout"};
+}
+
+TEST(LocalBackend, RunsJobsWithLogsAndExitCodes) {
+  TempDir dir("local");
+  auto b = make_local_backend(2);
+  std::string id = b->submit({"j1", JobKind::kEval, "echo hello; echo oops >&2; exit 3", dir / "j1", {}, 1});
+  auto o = wait_for(*b, id, dir / "j1");
+  EXPECT_EQ(o.state, JobState::kFailed);
+  EXPECT_EQ(o.exit_code, 3);
+  auto log = read(dir / "j1/log");
+  EXPECT_NE(log.find("hello"), std::string::npos);
+  EXPECT_NE(log.find("oops"), std::string::npos);
+  EXPECT_EQ(b->find("j1", dir / "j1"), id);
+  EXPECT_FALSE(b->find("never", dir / "never"));
+
+  std::string ok = b->submit({"j2", JobKind::kEval, "true", dir / "j2", {}, 1});
+  EXPECT_EQ(wait_for(*b, ok, dir / "j2").state, JobState::kSucceeded);
+}
+
+TEST(LocalBackend, CancelEndsTheWholeJobAndUsr1ReachesIt) {
+  TempDir dir("local");
+  auto b = make_local_backend(2);
+  std::string id = b->submit({"s", JobKind::kTrain, "sleep 30 & wait", dir / "s", {}, 1});
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  EXPECT_EQ(b->poll(id, dir / "s").state, JobState::kRunning);
+  auto t0 = std::chrono::steady_clock::now();
+  b->cancel(id);
+  auto o = wait_for(*b, id, dir / "s");
+  EXPECT_EQ(o.state, JobState::kFailed);
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(10));
+
+  // SIGUSR1 to the wrapper is forwarded to the command (the trainer's
+  // checkpoint-and-stop signal), whose exit code is recorded.
+  std::string u = b->submit({"u", JobKind::kTrain, "trap 'exit 75' USR1; while :; do sleep 0.1; done", dir / "u", {}, 1});
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  ::kill(std::stoi(u), SIGUSR1);
+  auto ou = wait_for(*b, u, dir / "u");
+  EXPECT_EQ(ou.exit_code, 75);
+}
+
+TEST(LocalBackend, AJobLeftByAKilledOrchestratorIsFollowedByItsExitCode) {
+  TempDir dir("local");
+  std::string id;
+  {
+    auto b = make_local_backend(1);
+    id = b->submit({"k", JobKind::kEval, "sleep 0.5; exit 4", dir / "k", {}, 1});
+  }
+  auto b2 = make_local_backend(1);  // a "new orchestrator": not the child's parent for waitpid purposes
+  EXPECT_EQ(b2->find("k", dir / "k"), id);
+  auto o = wait_for(*b2, id, dir / "k");
+  EXPECT_EQ(o.exit_code, 4);
+}
+
+// --- status server ---------------------------------------------------------
+
+std::string http(uint16_t port, const std::string& raw) {
+  namespace asio = boost::asio;
+  asio::io_context io;
+  asio::ip::tcp::socket s(io);
+  s.connect({asio::ip::make_address("127.0.0.1"), port});
+  boost::system::error_code ec;
+  asio::write(s, asio::buffer(raw), ec);  // the server may answer and close before reading it all
+  s.shutdown(asio::ip::tcp::socket::shutdown_send, ec);
+  std::string out;
+  char buf[4096];
+  for (;;) {
+    size_t n = s.read_some(asio::buffer(buf), ec);
+    out.append(buf, n);
+    if (ec) break;
+  }
+  return out;
+}
+
+int status_of(const std::string& response) {
+  return response.size() > 12 ? std::stoi(response.substr(9, 3)) : -1;
+}
+
+TEST(StatusServer, ServesJsonAndHtmlAndRefusesBadRequests) {
+  TempDir dir("http");
+  Rig rig(dir.path(), "[axes]\n\"train.seed\" = [1, 2]\n");
+  rig.backend.polls_to_finish = 1000;
+  State st(dir / "s.db");
+  Orchestrator o(rig.sweep, st, rig.backend, {});
+  o.step();
+  std::mutex mutex;
+  HttpServer server(0, make_status_handler(st, &o, "sekret", o.report_dir().string()), mutex);
+  uint16_t p = server.port();
+
+  auto r = http(p, "GET /api/status HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+  ASSERT_EQ(status_of(r), 200) << r;
+  auto j = nlohmann::json::parse(r.substr(r.find("\r\n\r\n") + 4));
+  EXPECT_EQ(j["sweep"], "t");
+  EXPECT_EQ(j["runs"].size(), 2u);
+  EXPECT_FALSE(j["jobs"].empty());
+
+  r = http(p, "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+  EXPECT_EQ(status_of(r), 200);
+  EXPECT_NE(r.find("<svg"), std::string::npos);
+  EXPECT_NE(r.find("r000-seed=1"), std::string::npos);
+  EXPECT_EQ(status_of(http(p, "GET /report/scaling.csv HTTP/1.1\r\nConnection: close\r\n\r\n")), 200);
+  EXPECT_EQ(status_of(http(p, "GET /report/../state.db HTTP/1.1\r\nConnection: close\r\n\r\n")), 404);
+
+  std::string cancel = "POST /api/runs/r000-seed=1/cancel HTTP/1.1\r\nHost: x\r\nConnection: close\r\n";
+  EXPECT_EQ(status_of(http(p, cancel + "\r\n")), 401);
+  EXPECT_EQ(status_of(http(p, cancel + "Authorization: Bearer wrong\r\n\r\n")), 401);
+  EXPECT_EQ(status_of(http(p, "GET /api/runs/r000-seed=1/cancel HTTP/1.1\r\nConnection: close\r\n\r\n")), 405);
+  EXPECT_EQ(status_of(http(p, "POST /api/runs/nope/cancel HTTP/1.1\r\nAuthorization: Bearer sekret\r\nConnection: close\r\n\r\n")), 404);
+  EXPECT_EQ(status_of(http(p, "GET /nowhere HTTP/1.1\r\nConnection: close\r\n\r\n")), 404);
+  EXPECT_EQ(status_of(http(p, "HELLO THERE\r\n\r\n")), 400);
+  EXPECT_EQ(status_of(http(p, "GET / HTTP/1.1\r\nContent-Length: zebra\r\n\r\n")), 400);
+  EXPECT_EQ(status_of(http(p, "GET / HTTP/1.1\r\nX: " + std::string(40000, 'a') + "\r\n\r\n")), 413);
+  EXPECT_EQ(status_of(http(p, "POST /api/runs/r000-seed=1/retry HTTP/1.1\r\nContent-Length: 999999\r\n\r\n")), 413);
+  http(p, "GET / HT");  // a truncated request and a hang-up
+
+  r = http(p, cancel + "Authorization: Bearer sekret\r\n\r\n");
+  EXPECT_EQ(status_of(r), 200) << r;
+  EXPECT_EQ(st.run("r000-seed=1")->state, "cancelled");
+  // Retry of a run that is not failed or cancelled is refused with a reason.
+  r = http(p, "POST /api/runs/r001-seed=2/retry HTTP/1.1\r\nAuthorization: Bearer sekret\r\nConnection: close\r\n\r\n");
+  EXPECT_EQ(status_of(r), 409) << r;
+  // Still serving after all of that.
+  EXPECT_EQ(status_of(http(p, "GET /api/status HTTP/1.1\r\nConnection: close\r\n\r\n")), 200);
+}
+
+}  // namespace
+}  // namespace m3ret
