@@ -6,8 +6,12 @@
 
 namespace m3ret::sharding {
 
-Loader::Loader(const ShardSet& shards, DistributedSampler sampler, LoaderConfig cfg)
-    : shards_(shards), cfg_(std::move(cfg)), sampler_(std::move(sampler)) {
+Loader::Loader(const ShardSet& shards, DistributedSampler sampler, LoaderConfig cfg,
+               BatchTransform transform)
+    : shards_(shards),
+      cfg_(std::move(cfg)),
+      transform_(std::move(transform)),
+      sampler_(std::move(sampler)) {
   if (cfg_.workers < 1) throw Error(fmt::format("loader.workers must be >= 1 (got {})", cfg_.workers));
   if (cfg_.prefetch < 1) {
     throw Error(fmt::format("loader.prefetch must be >= 1 (got {})", cfg_.prefetch));
@@ -74,6 +78,7 @@ void Loader::work() {
     }
     try {
       LoadedBatch loaded = load(b);
+      if (transform_) transform_(loaded);
       std::lock_guard<std::mutex> lock(mu_);
       ready_.emplace(loaded.step, std::move(loaded));
     } catch (...) {

@@ -1,7 +1,8 @@
 // The prefetching loader: batches of pixels from a ShardSet, in step order.
 //
-// `workers` threads each take the next step from the sampler and read its
-// samples (HDF5 reads are serialised; inflating runs in parallel). At most
+// `workers` threads each take the next step from the sampler, read its
+// samples (HDF5 reads are serialised; inflating runs in parallel) and apply
+// the optional BatchTransform (augmentation) to it. At most
 // `prefetch` batches are claimed beyond the one next() returns next (bounded
 // memory). Batches come out in step order whatever thread finished first.
 // An exception in a worker is sticky: next() rethrows it on the caller (and
@@ -15,6 +16,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <exception>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <string>
@@ -55,10 +57,20 @@ struct LoadedBatch {
   int64_t B = 0, C = 0, T = 0, H = 0, W = 0;
 };
 
+// Work done on a worker thread after a batch is read and before it is queued,
+// e.g. augmentation, so that it runs in parallel with training and with the
+// other workers. It may rewrite `pixels` and B, C, T, H, W (consistently).
+// Called concurrently on different batches (must be thread-safe); the
+// batch's step is in `step` (for per-sample seeds). An exception it throws is
+// rethrown by next(), like a read error.
+using BatchTransform = std::function<void(LoadedBatch&)>;
+
 class Loader {
  public:
-  // Starts the workers at the sampler's position.
-  Loader(const ShardSet& shards, DistributedSampler sampler, LoaderConfig cfg);
+  // Starts the workers at the sampler's position. `transform` (optional) runs
+  // on the workers (see BatchTransform).
+  Loader(const ShardSet& shards, DistributedSampler sampler, LoaderConfig cfg,
+         BatchTransform transform = {});
   ~Loader();
   Loader(const Loader&) = delete;
   Loader& operator=(const Loader&) = delete;
@@ -77,6 +89,7 @@ class Loader {
   // Fixed after construction.
   const ShardSet& shards_;
   const LoaderConfig cfg_;
+  const BatchTransform transform_;
 
   mutable std::mutex mu_;
   // Guarded by mu_.

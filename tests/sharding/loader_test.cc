@@ -1,10 +1,13 @@
 // Loader: batches in step order with the right pixels, resume position,
-// worker errors rethrown on the caller, clean shutdown.
+// worker errors rethrown on the caller, clean shutdown, transforms
+// (augmentation) on the workers in parallel.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include <atomic>
 #include <chrono>
+#include <mutex>
+#include <set>
 #include <thread>
 
 #include "core/error.h"
@@ -131,6 +134,61 @@ TEST(Loader, PrefetchIsBoundedAndShutdownIsClean) {
   EXPECT_GE(shards.reads.load(), 2);
   loader.reset();  // joins the workers while they wait
   SUCCEED();
+}
+
+TEST(Loader, TransformRunsOnTheWorkersInParallelAndKeepsTheOrder) {
+  FakeShards shards;
+  std::atomic<int> running{0}, most{0};
+  std::mutex mu;
+  std::set<std::thread::id> threads;
+  // An "augmentation": inverts the pixels and crops every sample to its first
+  // pixel, slowly enough that workers overlap.
+  BatchTransform invert_and_crop = [&](LoadedBatch& b) {
+    const int now = ++running;
+    int seen = most.load();
+    while (now > seen && !most.compare_exchange_weak(seen, now)) {
+    }
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      threads.insert(std::this_thread::get_id());
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    const int64_t numel = b.C * b.T * b.H * b.W;
+    std::vector<uint8_t> out;
+    for (int64_t i = 0; i < b.B; ++i) out.push_back(uint8_t(255 - b.pixels[i * numel]));
+    b.pixels = std::move(out);
+    b.C = b.T = b.H = b.W = 1;
+    --running;
+  };
+  DistributedSampler reference(pool(shards), 3, 0, 1, 5);
+  Loader loader(shards, DistributedSampler(pool(shards), 3, 0, 1, 5),
+                {4, 4, "proportional", 2.0}, invert_and_crop);
+  for (int step = 0; step < 16; ++step) {
+    LoadedBatch b = loader.next();
+    auto want = reference.next();
+    ASSERT_EQ(b.step, step);
+    ASSERT_EQ(b.indices, want.indices);
+    ASSERT_EQ(b.pixels.size(), 3u);
+    ASSERT_EQ(b.H, 1);
+    for (int64_t i = 0; i < 3; ++i) {
+      EXPECT_EQ(b.pixels[i], uint8_t(255 - FakeShards::pixel(b.modality, b.indices[i], 0)));
+    }
+  }
+  EXPECT_GE(most.load(), 2) << "transforms never overlapped";
+  std::lock_guard<std::mutex> lock(mu);
+  EXPECT_GE(threads.size(), 2u);
+  EXPECT_EQ(threads.count(std::this_thread::get_id()), 0u) << "ran on the caller";
+}
+
+TEST(Loader, RethrowsTransformErrorsOnTheCaller) {
+  FakeShards shards;
+  Loader loader(shards, DistributedSampler(pool(shards), 2, 0, 1, 1), {2, 2, "uniform", 1.0},
+                [](LoadedBatch& b) {
+                  if (b.step == 3) throw Error("augmentation failed at step 3");
+                });
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(loader.next().step, i);
+  EXPECT_THAT([&] { loader.next(); },
+              ::testing::ThrowsMessage<Error>(::testing::HasSubstr("step 3")));
 }
 
 }  // namespace
