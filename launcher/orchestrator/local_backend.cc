@@ -30,6 +30,7 @@ std::string job_wrapper_script(const std::string& command, const fs::path& job_d
       "rm -f '{0}/exit_code'\n"
       "echo {1} > '{0}/backend_id.tmp' && mv '{0}/backend_id.tmp' '{0}/backend_id'\n"
       "cat > '{0}/command.sh' <<'M3RET_COMMAND_EOF'\n"
+      "trap : USR1\n"  // the shell survives USR1; its children (mpiexec, ranks) get it
       "{2}\n"
       "M3RET_COMMAND_EOF\n"
       "setsid /bin/sh '{0}/command.sh' >> '{0}/log' 2>&1 < /dev/null &\n"
