@@ -4,7 +4,9 @@
 // NCCL implementation for device memory (trainer/). All calls are collective:
 // every rank of the group must make the same calls in the same order.
 // Buffers are host memory of `count` elements; nothing is retained after the
-// call returns. Not thread-safe: one thread at a time per communicator.
+// call returns. One thread at a time per communicator makes collective calls
+// (the trainer's gradient thread calls while the main thread waits for it);
+// set_context() may be called from any thread.
 #pragma once
 
 #include <cstddef>
@@ -31,6 +33,13 @@ class Communicator {
   virtual void broadcast(void* data, size_t bytes, int root) = 0;
   // Every rank contributes one string; every rank receives all, by rank.
   virtual std::vector<std::string> allgather(const std::string& mine) = 0;
+
+  // Collective timeout: a collective not complete after `seconds` (another
+  // rank died or stalled) ends the whole job with a message naming the
+  // collective and the context. 0 = wait forever (the default).
+  virtual void set_timeout(double seconds) { (void)seconds; }
+  // Names what the ranks are doing (e.g. "step 12"), for the timeout message.
+  virtual void set_context(const std::string& context) { (void)context; }
 
   // Conveniences built on the above.
   void broadcast(std::string& s, int root);
