@@ -1,14 +1,19 @@
 // Golden values from PyTorch in Python (tests/trainer/golden_reference.py):
 // the SimDINO coding rate and the MAE loss, values and gradients, from the same
-// inputs. Skipped when no Python with torch is found.
+// inputs; then the whole encoder, MAE (encoder + decoder) and SimDINO (encoder
+// + head) with the same weights (exported as safetensors) and inputs: forward
+// tokens, losses and the gradient of every weight. Skipped when no Python with
+// torch is found.
 #include <gtest/gtest.h>
 
 #include <cmath>
 
+#include <fmt/format.h>
 #include <nlohmann/json.hpp>
 #include <torch/torch.h>
 
 #include "test_util.h"
+#include "trainer/export.h"
 #include "trainer/mae.h"
 #include "trainer/simdino.h"
 
@@ -52,6 +57,136 @@ TEST(Golden, CodingRateAndMaeLossMatchPyTorch) {
   auto mgref = ref["mae_grad"].get<std::vector<double>>();
   ASSERT_EQ(mg.size(), mgref.size());
   for (size_t i = 0; i < mg.size(); ++i) EXPECT_NEAR(mg[i], mgref[i], 1e-6) << i;
+}
+
+// Closeness of a C++ tensor to the Python one: |a - b| <= atol + rtol * max|b|.
+void expect_close(const torch::Tensor& ours, const torch::Tensor& ref, double rtol,
+                  const std::string& what) {
+  ASSERT_EQ(ours.sizes(), ref.sizes()) << what;
+  auto a = ours.detach().to(torch::kFloat64), b = ref.to(torch::kFloat64);
+  const double scale = b.abs().max().item<double>();
+  const double err = (a - b).abs().max().item<double>();
+  EXPECT_LE(err, rtol * scale + 1e-7) << what << ": max error " << err << " of max " << scale;
+}
+
+TEST(Golden, EncoderMaeAndSimDinoForwardLossesAndGradientsMatchPyTorch) {
+  const auto py = m3ret::testing::python_with("torch, numpy");
+  if (py.empty()) GTEST_SKIP() << "no python3 with torch and numpy";
+  testing::TempDir dir("golden_model");
+  torch::manual_seed(7);
+  VitSpec spec;
+  spec.width = 48;
+  spec.depth = 2;
+  spec.heads = 4;
+  spec.tube_t = 2;
+  spec.patch_h = spec.patch_w = 8;
+  spec.layerscale = 0.1;
+  Encoder enc(spec);
+  enc.eval();
+  MaeConfig mc;
+  mc.decoder_width = 32;
+  mc.decoder_depth = 1;
+  mc.decoder_heads = 4;
+  MaeDecoder dec(spec.width, mc, 2 * 8 * 8 * 3);
+  ProjectionHead head(spec.width, 64, 16);
+  {
+    // Non-trivial LayerNorm/LayerScale/bias values, so that their gradients matter.
+    torch::NoGradGuard g;
+    for (auto& p : enc.parameters()) p.add_(torch::randn_like(p) * 0.02);
+    for (auto& p : dec.parameters()) p.add_(torch::randn_like(p) * 0.02);
+    for (auto& p : head.parameters()) p.add_(torch::randn_like(p) * 0.02);
+  }
+  // Weights: the encoder under its export names, the decoder and head under theirs.
+  NamedTensors weights = encoder_tensors(enc);
+  std::vector<std::pair<std::string, torch::Tensor>> ours_by_name;  // export name -> our param
+  {
+    auto params = enc.parameters();
+    for (size_t i = 0; i < params.size(); ++i) ours_by_name.emplace_back(weights[i].first, params[i]);
+  }
+  for (const auto& p : dec.named_parameters()) {
+    weights.emplace_back("decoder." + p.key(), p.value().detach());
+    ours_by_name.emplace_back("decoder." + p.key(), p.value());
+  }
+  for (const auto& p : head.named_parameters()) {
+    weights.emplace_back("head." + p.key(), p.value().detach());
+    ours_by_name.emplace_back("head." + p.key(), p.value());
+  }
+  SimDinoConfig sc;
+  write_safetensors(dir / "weights.safetensors", weights,
+                    {{"heads", "4"}, {"depth", "2"}, {"tubelet", "[2, 8, 8]"},
+                     {"decoder_heads", "4"}, {"decoder_depth", "1"},
+                     {"eps", fmt::format("{}", sc.eps)}, {"gamma", fmt::format("{}", sc.gamma)}});
+
+  // Inputs: an image (T repeated), a masked clip, SimDINO's 2 global + 2 local views.
+  auto enc_x = torch::rand({2, 1, 1, 16, 24});
+  auto probe = torch::randn({2, 1 + 6, 48});
+  auto mae_x = torch::rand({2, 3, 4, 32, 32});
+  auto keep = random_tube_mask(Grid{2, 4, 4}, 0.75, {11, 12}).keep;  // [2, 8]
+  std::vector<torch::Tensor> views = {torch::rand({2, 1, 1, 32, 32}), torch::rand({2, 1, 1, 32, 32}),
+                                      torch::rand({2, 1, 1, 16, 16}), torch::rand({2, 1, 1, 16, 16})};
+  auto teacher = torch::nn::functional::normalize(
+      torch::randn({2, 2, 16}), torch::nn::functional::NormalizeFuncOptions().dim(-1));
+  write_safetensors(dir / "inputs.safetensors",
+                    {{"enc_x", enc_x}, {"enc_probe", probe}, {"mae_x", mae_x}, {"mae_keep", keep},
+                     {"sd_global0", views[0]}, {"sd_global1", views[1]}, {"sd_local0", views[2]},
+                     {"sd_local1", views[3]}, {"sd_teacher", teacher}});
+  const auto script = testing::source_dir() / "tests" / "trainer" / "golden_reference.py";
+  std::string log;
+  ASSERT_EQ(testing::run_command(py + " " + script.string() + " model " +
+                                     (dir / "weights.safetensors").string() + " " +
+                                     (dir / "inputs.safetensors").string() + " " +
+                                     (dir / "ref.safetensors").string(),
+                                 &log),
+            0)
+      << log;
+  std::map<std::string, torch::Tensor> ref;
+  for (auto& [n, t] : read_safetensors(dir / "ref.safetensors")) ref[n] = t;
+
+  auto check_grads = [&](const torch::Tensor& loss, const std::string& tag, const char* prefix) {
+    std::vector<std::string> names;
+    std::vector<torch::Tensor> params;
+    for (const auto& [n, p] : ours_by_name) {
+      const bool is_encoder = n.rfind("decoder.", 0) != 0 && n.rfind("head.", 0) != 0;
+      if (is_encoder || (prefix && n.rfind(prefix, 0) == 0)) {
+        names.push_back(n);
+        params.push_back(p);
+      }
+    }
+    auto grads = torch::autograd::grad({loss}, params);
+    for (size_t i = 0; i < names.size(); ++i) {
+      const auto key = tag + names[i];
+      if (!ref.count(key)) {
+        ADD_FAILURE() << "no reference for " << key;
+        continue;
+      }
+      expect_close(grads[i], ref[key], 2e-4, key);
+    }
+    return names.size();
+  };
+
+  // Encoder: output tokens and gradients of <out, probe>.
+  auto out = enc.forward(enc_x);
+  expect_close(out, ref["enc.out"], 1e-5, "encoder output");
+  EXPECT_EQ(check_grads((out * probe).sum(), "enc.grad.", nullptr), enc.parameters().size());
+
+  // MAE: visible tokens through the encoder, the decoder, per-patch-normalised MSE.
+  auto prepared = enc.prepare(mae_x);
+  const Grid grid = enc.grid_of(prepared);
+  ASSERT_EQ(grid.tokens(), 32);
+  auto pred = dec.forward(enc.forward_visible(prepared, keep), keep, grid);
+  auto mask = torch::ones({2, grid.tokens()}).scatter_(1, keep, 0.0);
+  auto mae = mae_loss(pred, patchify(prepared, 2, 8, 8), mask, true);
+  expect_close(mae.reshape({1}), ref["mae.loss"], 1e-5, "MAE loss");
+  check_grads(mae, "mae.grad.", "decoder.");
+
+  // SimDINO: student = head(CLS) of every view; teacher features given.
+  std::vector<torch::Tensor> student;
+  for (auto& v : views) student.push_back(head.forward(enc.forward(v).select(1, 0)));
+  auto sd = simdino_loss({teacher[0], teacher[1]}, student, sc.eps, sc.gamma);
+  expect_close(sd.total.reshape({1}), ref["sd.loss"], 1e-5, "SimDINO loss");
+  expect_close(sd.align.reshape({1}), ref["sd.align"], 1e-5, "SimDINO alignment");
+  expect_close(sd.rate.reshape({1}).to(torch::kFloat64), ref["sd.rate"], 1e-6, "SimDINO rate");
+  check_grads(sd.total, "sd.grad.", "head.");
 }
 
 }  // namespace
