@@ -68,6 +68,8 @@ struct TrainConfig {
   std::vector<std::string> modalities = {"xray", "ultrasound", "endoscopy", "ct", "other"};
   std::string split = "train";
   int64_t log_every = 10;
+  double bucket_mb = 25;              // gradient all-reduce bucket size
+  double collective_timeout_s = 300;  // a stalled/dead rank aborts the job after this
 
   template <class V>
   void visit(V& v) {
@@ -95,6 +97,12 @@ struct TrainConfig {
     v("modalities", modalities, "modalities trained on (others in the shards are skipped)");
     v("split", split, "split trained on (\"\" = all samples)");
     v("log_every", log_every, "metrics/progress every N steps", config::Range{1, 1e12});
+    v("bucket_mb", bucket_mb,
+      "gradient all-reduce bucket size in MB (reduced while backward continues)",
+      config::Range{0.001, 1e6});
+    v("collective_timeout_s", collective_timeout_s,
+      "seconds a collective may wait for the other ranks before the job aborts (0 = forever)",
+      config::Range{0, 1e9});
   }
   void validate() const;
   // Samples per rank and step; throws config::Error naming

@@ -1,23 +1,31 @@
 // Data-parallel synchronisation of a model over a Communicator (host memory).
 //
 // Start: rank 0's parameters and buffers are broadcast to every rank.
-// Each step, after backward: gradients of the trainable parameters are packed,
-// in reverse parameter order (the order backward produces them), into float32
-// buckets of at most `bucket_bytes`; each bucket is summed over ranks, divided
-// by the world size and copied back. Every rank reduces the same buckets in the
-// same order. A trainable parameter whose gradient is undefined on a rank
-// contributes zeros, and afterwards has the averaged gradient on every rank,
-// so that the optimizer sees the same state everywhere.
 //
-// The seam for overlap with backward is the bucket: a later version fills and
-// launches buckets from autograd hooks on a communication thread; `average()`
-// then only waits for them.
+// Each step (the DDP scheme, for C++): the trainable parameters are grouped,
+// in reverse registration order (the order backward produces their
+// gradients), into float32 buckets of at most `bucket_bytes` (default 25 MB).
+// arm() before the backward whose gradients are to be synchronised installs
+// the step: a hook on every parameter copies its gradient (added to any
+// gradient accumulated by earlier micro-batches) into its bucket as autograd
+// produces it, and when a bucket is full, a communication thread sums it over
+// ranks while backward goes on. average() after backward completes the
+// buckets of parameters that received no gradient (zeros, or their
+// accumulated gradient), waits for the thread, and writes the averaged
+// gradients (sum / world size) back into .grad. The thread reduces buckets in
+// bucket order whatever order the hooks fire in, so every rank makes the same
+// collective calls in the same order; all MPI calls of a step are on that
+// thread (the main thread makes none between arm() and average()).
 //
-// Not thread-safe; parameters must be contiguous CPU float32 tensors.
+// Parameters must be contiguous CPU float32 tensors. One step at a time.
 #pragma once
 
+#include <condition_variable>
 #include <cstddef>
 #include <cstdint>
+#include <exception>
+#include <mutex>
+#include <thread>
 #include <vector>
 
 #include <torch/torch.h>
@@ -31,28 +39,65 @@ namespace m3ret::trainer {
 // Copies rank 0's parameters and buffers of `module` to every rank (collective).
 void broadcast_module(torch::nn::Module& module, Communicator& comm);
 
+// What the last synchronised step did (for metrics, benchmarks and tests).
+struct SyncStats {
+  std::vector<int> order;           // bucket indices in the order they were reduced
+  int reduced_before_average = 0;   // buckets whose reduction had started when average() began
+  int completed_before_average = 0; // buckets already reduced when average() began
+  double exposed_s = 0;             // time average() waited (communication not hidden)
+  int64_t bytes = 0;                // bytes reduced
+};
+
 class GradientReducer {
  public:
   // params: the trainable parameters (requires_grad); kept by reference
   // (tensors share storage with the module). `comm` must outlive this object.
   GradientReducer(std::vector<torch::Tensor> params, Communicator& comm,
                   size_t bucket_bytes = 25u << 20);
+  ~GradientReducer();
+  GradientReducer(const GradientReducer&) = delete;
+  GradientReducer& operator=(const GradientReducer&) = delete;
 
-  // Averages the gradients over ranks (collective). No-op on one rank except
-  // that undefined gradients become zeros.
+  // Call before the backward pass whose gradients are averaged (the last
+  // micro-batch of a step). Without arm(), average() reduces after backward.
+  void arm();
+  // Averages the gradients over ranks (collective). On one rank, only makes
+  // undefined gradients zeros.
   void average();
 
   size_t bucket_count() const { return buckets_.size(); }
+  // Parameter indices (into `params`) of bucket `b`, in packing order.
+  const std::vector<size_t>& bucket_params(size_t b) const { return buckets_[b].params; }
+  const SyncStats& stats() const { return stats_; }
 
  private:
   struct Bucket {
     std::vector<size_t> params;  // indices into params_, in reduction order
     int64_t numel = 0;
+    torch::Tensor flat;          // float32 [numel]
+    int pending = 0;             // parameters not yet packed this step
   };
+  void on_gradient(size_t k, const torch::Tensor& grad);  // autograd hook
+  void pack(size_t k, const torch::Tensor& grad);
+  void communicate();  // the communication thread's body
+
   std::vector<torch::Tensor> params_;
   Communicator& comm_;
   std::vector<Bucket> buckets_;
-  torch::Tensor flat_;  // float32 staging buffer, size of the largest bucket
+  std::vector<size_t> bucket_of_;   // parameter index -> bucket
+  std::vector<int64_t> offset_of_;  // parameter index -> offset in its bucket
+  std::vector<char> packed_;        // parameter packed this step
+
+  std::mutex mutex_;
+  std::condition_variable cv_;
+  std::vector<unsigned> hooks_;    // autograd hook handles (removed on destruction)
+  bool armed_ = false;
+  bool cancelled_ = false;
+  int started_ = 0;                // buckets whose reduction has started this step
+  int completed_ = 0;              // buckets reduced this step
+  std::exception_ptr error_;       // from the communication thread
+  std::thread thread_;
+  SyncStats stats_;
 };
 
 }  // namespace m3ret::trainer

@@ -1,7 +1,9 @@
 #include "trainer/trainer.h"
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
+#include <csignal>
 #include <cmath>
 #include <fstream>
 #include <thread>
@@ -23,6 +25,11 @@
 namespace m3ret::trainer {
 
 namespace {
+
+std::atomic<int> g_stop{0};
+static_assert(std::atomic<int>::is_always_lock_free);
+
+extern "C" void on_stop_signal(int) { g_stop.store(1); }
 
 using Clock = std::chrono::steady_clock;
 double seconds_since(Clock::time_point t) {
@@ -68,6 +75,12 @@ TrainBatch to_train_batch(sharding::LoadedBatch& b, const TrainConfig& cfg, int 
   return tb;
 }
 
+// Patch tokens of one sample of the batch (a clip shorter than the tubelet
+// counts as one tubelet in time).
+int64_t tokens_per_sample(const sharding::LoadedBatch& b, const VitSpec& spec) {
+  return std::max<int64_t>(1, b.T / spec.tube_t) * (b.H / spec.patch_h) * (b.W / spec.patch_w);
+}
+
 // The checkpoint to resume from, agreed by all ranks (rank 0 decides).
 std::string resume_point(const TrainOptions& o, Communicator& comm) {
   std::string found;
@@ -79,11 +92,27 @@ std::string resume_point(const TrainOptions& o, Communicator& comm) {
 
 }  // namespace
 
-void train(const TrainOptions& o, Communicator& comm) {
+void install_preemption_handlers() {
+  struct sigaction sa {};
+  sa.sa_handler = on_stop_signal;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = SA_RESTART;
+  sigaction(SIGUSR1, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
+}
+
+void request_stop() { g_stop.store(1); }
+bool stop_requested() { return g_stop.load() != 0; }
+void clear_stop_request() { g_stop.store(0); }
+
+TrainResult train(const TrainOptions& o, Communicator& comm) {
   const auto& s = o.settings;
   const int rank = comm.rank(), world = comm.size();
   const int64_t per_rank = s.train.per_rank_batch(world);
+  const VitSpec spec = s.model.spec();
   configure_torch(s.train);
+  comm.set_timeout(s.train.collective_timeout_s);
+  comm.set_context("start-up");
   std::filesystem::create_directories(o.run_dir);
 
   // Data: the pool of samples per modality and the loader.
@@ -95,7 +124,8 @@ void train(const TrainOptions& o, Communicator& comm) {
   auto model = std::make_shared<Model>(s, &comm);
   broadcast_module(*model, comm);
   auto optimizer = make_optimizer(*model, s.train);
-  GradientReducer reducer(trainable_parameters(*model), comm);
+  GradientReducer reducer(trainable_parameters(*model), comm,
+                          static_cast<size_t>(s.train.bucket_mb * (1 << 20)));
   spdlog::info("model: {} encoder parameters, {} in total, objective {}",
                parameter_count(*model->encoder), parameter_count(*model), s.train.objective);
 
@@ -122,7 +152,9 @@ void train(const TrainOptions& o, Communicator& comm) {
   auto params = trainable_parameters(*model);
   model->train();
 
+  TrainResult result{start, false};
   for (int64_t step = start; step < end; ++step) {
+    comm.set_context(fmt::format("step {}", step + 1));
     const auto t_step = Clock::now();
     auto batch = loader.next();
     auto input = to_train_batch(batch, s.train, rank);
@@ -137,12 +169,12 @@ void train(const TrainOptions& o, Communicator& comm) {
     if (!comm.all(std::isfinite(value)))
       throw Error(fmt::format("training diverged: non-finite loss at step {} (modality {})", step,
                               batch.modality));
+    reducer.arm();  // buckets are reduced as backward produces them
     loss.total.backward();
     const double t_compute = seconds_since(t0);
 
-    t0 = Clock::now();
     reducer.average();
-    const double t_comm = seconds_since(t0);
+    const double t_comm = reducer.stats().exposed_s;  // communication not hidden by backward
 
     t0 = Clock::now();
     const double clip = s.train.clip_grad > 0 ? s.train.clip_grad : 1e300;
@@ -155,12 +187,22 @@ void train(const TrainOptions& o, Communicator& comm) {
     std::vector<std::string> names = {"loss"};
     std::vector<double> values = {value};
     for (auto& [k, v] : loss.terms) names.push_back(k), values.push_back(v);
+    // The stop flag travels with the loss terms: every rank sees the same sum.
+    names.push_back("_stop");
+    values.push_back(stop_requested() ? 1.0 : 0.0);
     comm.allreduce_sum(values.data(), values.size());
+    const bool stop = values.back() > 0;
+    names.pop_back();
+    values.pop_back();
     const double step_time = seconds_since(t_step);
     if (rank == 0) {
+      const double samples_per_s = double(per_rank * world) / step_time;
       nlohmann::json line = {{"step", step + 1}, {"modality", batch.modality}, {"lr", lr},
                              {"grad_norm", grad_norm},
-                             {"samples_per_s", double(per_rank * world) / step_time},
+                             {"samples_per_s", samples_per_s},
+                             {"tokens_per_s", samples_per_s * double(tokens_per_sample(batch, spec))},
+                             {"buckets", reducer.bucket_count()},
+                             {"buckets_overlapped", reducer.stats().reduced_before_average},
                              {"time_data_s", t_data}, {"time_compute_s", t_compute},
                              {"time_comm_s", t_comm}, {"time_optim_s", t_optim}};
       for (size_t i = 0; i < names.size(); ++i) line[names[i]] = values[i] / world;
@@ -172,7 +214,9 @@ void train(const TrainOptions& o, Communicator& comm) {
 
     const bool last = step + 1 == end;
     const bool due = s.train.checkpoint_every > 0 && (step + 1) % s.train.checkpoint_every == 0;
-    if (last || due) {
+    result.step = step + 1;
+    if (last || due || stop) {
+      comm.set_context(fmt::format("checkpoint of step {}", step + 1));
       bool ok = true;
       std::string error;
       if (rank == 0) {
@@ -187,8 +231,16 @@ void train(const TrainOptions& o, Communicator& comm) {
       }
       if (!comm.all(ok)) throw Error("checkpoint failed on rank 0: " + error);
     }
+    if (stop && !last) {
+      if (rank == 0)
+        spdlog::warn("stop requested (SIGUSR1/SIGTERM): checkpointed step {} of {}, exiting",
+                     step + 1, s.train.max_steps);
+      result.preempted = true;
+      break;
+    }
   }
   progress.finish();
+  return result;
 }
 
 }  // namespace m3ret::trainer

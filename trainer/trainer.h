@@ -25,6 +25,24 @@ struct TrainOptions {
   int64_t stop_after_steps = 0;
 };
 
+// Exit code of `m3ret train` after a preemption checkpoint (SIGUSR1/SIGTERM):
+// EX_TEMPFAIL, "try again" -- the job is requeued and resumes with --resume auto.
+inline constexpr int kExitPreempted = 75;
+
+// Installs SIGUSR1 and SIGTERM handlers that request a stop (async-signal-safe:
+// they set a flag). Idempotent.
+void install_preemption_handlers();
+// Requests a stop as the signal handlers do; true once one was requested.
+void request_stop();
+bool stop_requested();
+// Forgets a stop request (a test that trains again in the same process).
+void clear_stop_request();
+
+struct TrainResult {
+  int64_t step = 0;        // optimizer steps completed (the last checkpoint's step)
+  bool preempted = false;  // stopped by a stop request, after a checkpoint
+};
+
 // Trains on every rank of `comm` (collective: all ranks call it with the same
 // options). Rank 0 writes RUN/metrics.jsonl (one JSON object per step: step,
 // modality, lr, loss and its terms, grad_norm, samples_per_s, time_data_s,
@@ -33,6 +51,12 @@ struct TrainOptions {
 // max(1, hardware threads / ranks on this node) torch threads.
 // Throws m3ret::Error (config::Error for bad keys) on failure; a non-finite
 // loss on any rank stops every rank with an error naming the step.
-void train(const TrainOptions& options, Communicator& comm);
+//
+// Preemption: after every step the ranks all-reduce their stop flag; if any
+// rank was asked to stop, every rank has finished the same step, rank 0 writes
+// a checkpoint and train() returns {step, preempted = true}.
+// Collectives use train.collective_timeout_s (a dead or stalled rank aborts the
+// job with a message naming the step and the collective).
+TrainResult train(const TrainOptions& options, Communicator& comm);
 
 }  // namespace m3ret::trainer

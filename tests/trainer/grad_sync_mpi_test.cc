@@ -35,11 +35,6 @@ torch::Tensor loss_of(Encoder& enc, const torch::Tensor& x) {
   return enc.forward(x).pow(2).mean() + enc.embed(x).sum(1).pow(2).mean();
 }
 
-std::vector<torch::Tensor> flat(torch::nn::Module& m) {
-  std::vector<torch::Tensor> out;
-  for (auto& p : m.parameters()) out.push_back(p.detach().clone());
-  return out;
-}
 
 // True when `t` holds the same values on every rank (rank 0's are broadcast).
 bool same_on_all_ranks(const torch::Tensor& t, Communicator& comm) {
@@ -103,6 +98,77 @@ TEST(GradSync, ParameterWithoutGradientGetsTheAverage) {
   EXPECT_TRUE(torch::allclose(a.grad(), torch::full({3}, 1.5f)));
   ASSERT_TRUE(b.grad().defined());
   EXPECT_TRUE(torch::allclose(b.grad(), torch::full({2}, 2.0f)));
+}
+
+// A deep MLP: 12 layers of 1 MB weights, one bucket per layer.
+struct Mlp : torch::nn::Module {
+  Mlp() {
+    for (int i = 0; i < 12; ++i)
+      layers.push_back(register_module("l" + std::to_string(i), torch::nn::Linear(512, 512)));
+  }
+  torch::Tensor forward(torch::Tensor x) {
+    for (auto& l : layers) x = torch::tanh(l->forward(x));
+    return x.pow(2).mean();
+  }
+  std::vector<torch::nn::Linear> layers;
+};
+
+TEST(GradSync, BucketsGoInReverseOrderAndAreReducedWhileBackwardRuns) {
+  auto& comm = Runtime::get().world_comm();
+  const int r = comm.rank();
+  torch::manual_seed(7);
+  Mlp net;
+  auto x = torch::randn({1024, 512});  // the same global batch on both ranks
+  // Reference: the full-batch gradient.
+  Mlp ref;
+  {
+    torch::NoGradGuard g;
+    for (size_t i = 0; i < ref.parameters().size(); ++i)
+      ref.parameters()[i].copy_(net.parameters()[i]);
+  }
+  ref.forward(x).backward();
+
+  auto params = trainable_parameters(net);
+  GradientReducer reducer(params, comm, /*bucket_bytes=*/(1 << 20) + 4096);
+  ASSERT_EQ(reducer.bucket_count(), 12u);
+  // Buckets are filled greedily in reverse parameter order: bucket 0 starts
+  // with the last layer (bias, weight: the first gradients backward makes) and
+  // takes the next bias too; then (weight, previous bias) pairs; bucket 11
+  // holds the first weight alone.
+  EXPECT_EQ(reducer.bucket_params(0), (std::vector<size_t>{23, 22, 21}));
+  EXPECT_EQ(reducer.bucket_params(1), (std::vector<size_t>{20, 19}));
+  EXPECT_EQ(reducer.bucket_params(11), (std::vector<size_t>{0}));
+
+  // Gradient accumulation: the first half of this rank's samples without
+  // synchronisation, the second half armed.
+  auto mine = x.narrow(0, 512 * r, 512);
+  (net.forward(mine.narrow(0, 0, 256)) * 0.5).backward();
+  comm.barrier();  // both ranks start the synchronised backward together
+  reducer.arm();
+  (net.forward(mine.narrow(0, 256, 256)) * 0.5).backward();
+  reducer.average();
+
+  const auto& st = reducer.stats();
+  std::vector<int> expected(12);
+  for (int i = 0; i < 12; ++i) expected[i] = i;
+  EXPECT_EQ(st.order, expected);
+  EXPECT_EQ(st.bytes, static_cast<int64_t>(params.size() / 2) * (512 * 512 + 512) * 4);
+  // Overlap: the communication thread had taken up buckets before backward
+  // returned (bucket 0 is full after the first layer's backward; 11 more follow).
+  EXPECT_GE(st.reduced_before_average, 3) << "buckets started during backward";
+  EXPECT_GE(st.completed_before_average, 1) << "buckets finished during backward";
+  for (size_t i = 0; i < params.size(); ++i) {
+    EXPECT_TRUE(torch::allclose(params[i].grad(), ref.parameters()[i].grad(), 1e-4, 1e-7))
+        << "parameter " << i;
+    EXPECT_TRUE(same_on_all_ranks(params[i].grad(), comm)) << "parameter " << i;
+  }
+  // A second step reuses the buckets.
+  for (auto& p : params) p.mutable_grad().zero_();
+  reducer.arm();
+  net.forward(mine).backward();
+  reducer.average();
+  for (size_t i = 0; i < params.size(); ++i)
+    EXPECT_TRUE(torch::allclose(params[i].grad(), ref.parameters()[i].grad(), 1e-4, 1e-7));
 }
 
 TEST(GradSync, AllReducedCodingRateEqualsTheFullBatchOne) {

@@ -2,6 +2,7 @@
 // checkpoints, and a stopped-and-resumed run equal to an uninterrupted one.
 #include <gtest/gtest.h>
 
+#include <csignal>
 #include <fstream>
 
 #include <nlohmann/json.hpp>
@@ -94,6 +95,21 @@ TEST(Train, RunsWritesMetricsResumesExactlyAndMatchesOneRank) {
   b.stop_after_steps = 0;
   b.resume_auto = true;
   train(b, comm);
+  // Preempted: SIGUSR1 to rank 1 only (not the checkpoint writer); every rank
+  // finishes step 1, rank 0 checkpoints it, both return; then resumed.
+  auto d = options(tmp / "shards", tmp / "run-d");
+  install_preemption_handlers();
+  if (comm.rank() == 1) std::raise(SIGUSR1);
+  auto rd = train(d, comm);
+  EXPECT_TRUE(rd.preempted);
+  EXPECT_EQ(rd.step, 1);
+  comm.barrier();
+  EXPECT_TRUE(stdfs::exists(tmp / "run-d" / "checkpoints" / "step-000000001"));
+  clear_stop_request();
+  d.resume_auto = true;
+  auto rd2 = train(d, comm);
+  EXPECT_FALSE(rd2.preempted);
+  EXPECT_EQ(rd2.step, 4);
   // The same global batch on one rank.
   if (comm.rank() == 0) {
     MpiCommunicator self(MPI_COMM_SELF);
@@ -109,7 +125,8 @@ TEST(Train, RunsWritesMetricsResumesExactlyAndMatchesOneRank) {
       auto j = nlohmann::json::parse(line);
       EXPECT_EQ(j["step"].get<int64_t>(), ++n);
       for (const char* k : {"loss", "mae", "simdino", "lr", "grad_norm", "samples_per_s",
-                            "time_data_s", "time_compute_s", "time_comm_s"})
+                            "tokens_per_s", "time_data_s", "time_compute_s", "time_comm_s",
+                            "time_optim_s", "buckets", "buckets_overlapped"})
         EXPECT_TRUE(j.contains(k)) << k;
     }
     EXPECT_EQ(n, 4);
@@ -123,6 +140,12 @@ TEST(Train, RunsWritesMetricsResumesExactlyAndMatchesOneRank) {
     ASSERT_EQ(wa.size(), wb.size());
     for (size_t i = 0; i < wa.size(); ++i)
       EXPECT_TRUE(torch::allclose(wa[i], wb[i], 1e-5, 1e-6)) << "parameter " << i;
+    auto cd = find_latest_valid(tmp / "run-d");
+    ASSERT_TRUE(cd);
+    EXPECT_EQ(cd->filename(), "step-000000004");
+    auto wd = weights(*cd, d.settings);
+    for (size_t i = 0; i < wa.size(); ++i)
+      EXPECT_TRUE(torch::equal(wa[i], wd[i])) << "preempted+resumed, parameter " << i;
     // 1 rank with batch 4 == 2 ranks with batch 2: the same losses and
     // gradient norms at every step up to float summation order (Adam turns
     // that order noise on near-zero gradients into weight differences < lr).
