@@ -1,3 +1,5 @@
+#include <cstdlib>
+
 #include <spdlog/spdlog.h>
 
 #include "core/communicator.h"
@@ -36,7 +38,13 @@ void add_train_verb(CLI::App& app) {
     t.resolved_config_toml = resolved_toml(cfg);
     t.settings = cfg.trainer;
     t.loader = cfg.sharding.loader;
-    trainer::train(t, rt.world_comm());
+    trainer::install_preemption_handlers();
+    const auto result = trainer::train(t, rt.world_comm());
+    if (result.preempted) {
+      // Checkpointed; a requeued job continues with --resume auto.
+      rt.world_comm().barrier();
+      std::exit(trainer::kExitPreempted);
+    }
   });
 }
 
