@@ -25,6 +25,8 @@ int main(int argc, char** argv) {
   add_index_verb(app);
   add_search_verb(app);
   add_demo_verb(app);
+  add_model_verb(app);
+  add_export_verb(app);
   add_orchestrate_verb(app);
   add_status_verb(app);
   add_config_verb(app);

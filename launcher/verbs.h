@@ -45,6 +45,8 @@ void add_eval_verb(CLI::App& app);
 void add_index_verb(CLI::App& app);
 void add_search_verb(CLI::App& app);
 void add_demo_verb(CLI::App& app);
+void add_model_verb(CLI::App& app);
+void add_export_verb(CLI::App& app);
 void add_orchestrate_verb(CLI::App& app);
 void add_status_verb(CLI::App& app);
 
