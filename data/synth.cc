@@ -136,7 +136,18 @@ void synthesize(const SynthConfig& cfg, const stdfs::path& out_dir) {
     }
   }
 
-  // Render in parallel; the first error stops the others and is rethrown here.
+  // The first sample of each modality is rendered alone: ITK's image-IO factories and GDCM's
+  // dictionaries initialise lazily on first use, and that first use is not thread-safe (a
+  // concurrent first write crashed `m3ret synth` once in a test run).
+  std::vector<bool> done(jobs.size(), false);
+  std::set<std::string> seen;
+  for (size_t i = 0; i < jobs.size(); ++i) {
+    if (seen.insert(jobs[i].modality).second) {
+      render(jobs[i], cfg);
+      done[i] = true;
+    }
+  }
+  // The rest in parallel; the first error stops the others and is rethrown here.
   const size_t threads =
       std::max<size_t>(1, std::min<size_t>(std::thread::hardware_concurrency(), std::min<size_t>(4, jobs.size())));
   std::atomic<size_t> next{0};
@@ -147,6 +158,7 @@ void synthesize(const SynthConfig& cfg, const stdfs::path& out_dir) {
     for (;;) {
       const size_t i = next++;
       if (i >= jobs.size() || failed) return;
+      if (done[i]) continue;
       try {
         render(jobs[i], cfg);
       } catch (...) {

@@ -17,7 +17,7 @@ namespace m3ret::launcher {
 namespace {
 
 std::atomic<bool> g_stop{false};
-extern "C" void on_stop_signal(int) { g_stop.store(true); }
+extern "C" void m3ret_orchestrate_on_stop_signal(int) { g_stop.store(true); }
 
 }  // namespace
 
@@ -82,8 +82,8 @@ void add_orchestrate_verb(CLI::App& app) {
       spdlog::info("orchestrate: status on http://127.0.0.1:{}/ (token for cancel/retry in {})",
                    server->port(), token_file.string());
     }
-    std::signal(SIGINT, on_stop_signal);
-    std::signal(SIGTERM, on_stop_signal);
+    std::signal(SIGINT, m3ret_orchestrate_on_stop_signal);
+    std::signal(SIGTERM, m3ret_orchestrate_on_stop_signal);
     spdlog::info("orchestrate: sweep {} ({} runs, {} backend), state {}", sweep.name, sweep.runs.size(),
                  backend->name(), db.string());
     orch.run(a->poll, g_stop, &mutex);

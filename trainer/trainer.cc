@@ -29,7 +29,7 @@ namespace {
 std::atomic<int> g_stop{0};
 static_assert(std::atomic<int>::is_always_lock_free);
 
-extern "C" void on_stop_signal(int) { g_stop.store(1); }
+extern "C" void m3ret_trainer_on_stop_signal(int) { g_stop.store(1); }
 
 using Clock = std::chrono::steady_clock;
 double seconds_since(Clock::time_point t) {
@@ -94,7 +94,7 @@ std::string resume_point(const TrainOptions& o, Communicator& comm) {
 
 void install_preemption_handlers() {
   struct sigaction sa {};
-  sa.sa_handler = on_stop_signal;
+  sa.sa_handler = m3ret_trainer_on_stop_signal;
   sigemptyset(&sa.sa_mask);
   sa.sa_flags = SA_RESTART;
   sigaction(SIGUSR1, &sa, nullptr);
