@@ -8,6 +8,7 @@
 #pragma once
 
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -32,6 +33,12 @@ struct Observed {
   int exit_code = -1;
   std::string reason;
 };
+
+// Observed::reason of a job that the backend cancelled (or that will never
+// start) because a job in its after_ok list did not succeed. Such a job is
+// not the run's failure: the orchestrator redoes the dependency (within its
+// retry limit) and then submits the job again as a new attempt.
+inline constexpr const char* kDependencyFailed = "dependency failed";
 
 class Backend {
  public:
@@ -61,7 +68,11 @@ std::string job_wrapper_script(const std::string& command, const std::filesystem
 // Reads JOB_DIR/exit_code if the job ended.
 std::optional<int> read_exit_code(const std::filesystem::path& job_dir);
 
-std::unique_ptr<Backend> make_local_backend(int max_parallel);
+// `after_spawn` (tests only) is called with the job's pid right after it
+// started and before its id is recorded: throwing from it simulates a crash
+// in that window.
+std::unique_ptr<Backend> make_local_backend(int max_parallel,
+                                            std::function<void(int pid)> after_spawn = {});
 struct SlurmOptions;
 std::unique_ptr<Backend> make_slurm_backend(const SlurmOptions& opts);
 

@@ -1,15 +1,27 @@
 // Local backend: each job is a /bin/sh child process (the command itself
 // starts `mpiexec -n N m3ret ...`), in its own process group so a cancel ends
 // the whole tree. Logs go to JOB_DIR/log.
+//
+// The job's lock: JOB_DIR/lock is flock()ed by the orchestrator BEFORE the job
+// starts and the locked file description is inherited by the job (fd 9 of
+// the wrapper and of everything it starts), so the lock is held exactly while
+// some process of the job lives, whoever its parent is now. A restarted
+// orchestrator that finds the lock held knows the job runs even when the
+// crash came between posix_spawn and JOB_DIR/backend_id being written (it
+// then waits for the wrapper to write its id), and never starts it twice.
+#include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/file.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <fstream>
 #include <sstream>
+#include <thread>
 
 #include <fmt/format.h>
 
@@ -28,6 +40,7 @@ std::string job_wrapper_script(const std::string& command, const fs::path& job_d
   return fmt::format(
       "mkdir -p '{0}'\n"
       "rm -f '{0}/exit_code'\n"
+      "export M3RET_JOB_DIR='{0}'\n"
       "echo {1} > '{0}/backend_id.tmp' && mv '{0}/backend_id.tmp' '{0}/backend_id'\n"
       "cat > '{0}/command.sh' <<'M3RET_COMMAND_EOF'\n"
       "trap : USR1\n"  // the shell survives USR1; its children (mpiexec, ranks) get it
@@ -59,14 +72,72 @@ std::optional<std::string> read_word(const fs::path& f) {
   return std::nullopt;
 }
 
+constexpr int kLockFd = 9;  // the job's lock, inherited by the wrapper and its children
+
+// An O_CLOEXEC descriptor holding the exclusive flock of JOB_DIR/lock, or -1
+// when another open file description (a running job) holds it.
+int try_lock(const fs::path& job_dir) {
+  fs::path f = job_dir / "lock";
+  int fd = ::open(f.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0) throw Error(fmt::format("cannot open '{}': {}", f.string(), std::strerror(errno)));
+  if (fd == kLockFd) {  // dup2(9, 9) would keep close-on-exec: move it out of the way
+    int moved = fcntl(fd, F_DUPFD_CLOEXEC, kLockFd + 1);
+    ::close(fd);
+    fd = moved;
+    if (fd < 0) throw Error(fmt::format("cannot duplicate the lock of '{}'", f.string()));
+  }
+  if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    int e = errno;
+    ::close(fd);
+    if (e == EWOULDBLOCK) return -1;
+    throw Error(fmt::format("cannot lock '{}': {}", f.string(), std::strerror(e)));
+  }
+  return fd;
+}
+
+// Whether some process of the job still holds JOB_DIR/lock; nullopt when the
+// job dir has no lock file (never started here).
+std::optional<bool> lock_held(const fs::path& job_dir) {
+  fs::path f = job_dir / "lock";
+  int fd = ::open(f.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return std::nullopt;
+  bool held = flock(fd, LOCK_EX | LOCK_NB) != 0 && errno == EWOULDBLOCK;
+  ::close(fd);  // releases it again when we took it
+  return held;
+}
+
+void write_atomic(const fs::path& f, const std::string& text) {
+  fs::path tmp = f;
+  tmp += ".orch.tmp";  // not the wrapper's backend_id.tmp: both may write at once
+  {
+    std::ofstream out(tmp);
+    out << text;
+    if (!out) throw Error(fmt::format("cannot write '{}'", tmp.string()));
+  }
+  fs::rename(tmp, f);
+}
+
 class LocalBackend : public Backend {
  public:
-  explicit LocalBackend(int max_parallel) : max_parallel_(max_parallel) {}
+  LocalBackend(int max_parallel, std::function<void(int)> after_spawn)
+      : max_parallel_(max_parallel), after_spawn_(std::move(after_spawn)) {}
   std::string name() const override { return "local"; }
   int max_parallel() const override { return max_parallel_; }
 
   std::string submit(const JobRequest& job) override {
     fs::create_directories(job.job_dir);
+    int lock = try_lock(job.job_dir);
+    if (lock < 0) {
+      // A process of this job already runs: started by an orchestrator that
+      // died before it recorded the id. Follow that one.
+      if (auto id = wait_for_id(job.job_dir)) return *id;
+      throw Error(fmt::format("job '{}': {} is locked by a running job that wrote no backend_id",
+                              job.name, (job.job_dir / "lock").string()));
+    }
+    struct Closer {
+      int fd;
+      ~Closer() { ::close(fd); }  // the job keeps its own reference to the lock
+    } closer{lock};
     std::string script = job_wrapper_script(job.command, job.job_dir, "$$");
     {
       std::ofstream(job.job_dir / "job.sh") << "#!/bin/sh\n" << script;
@@ -77,23 +148,33 @@ class LocalBackend : public Backend {
     posix_spawnattr_init(&attr);
     posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP);
     posix_spawnattr_setpgroup(&attr, 0);
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_adddup2(&fa, lock, kLockFd);  // the copy is inherited (no CLOEXEC)
     pid_t pid = 0;
     auto env = clean_environment();
     auto envp = environ_pointers(env);
-    int rc = posix_spawn(&pid, "/bin/sh", nullptr, &attr, const_cast<char**>(argv), envp.data());
+    int rc = posix_spawn(&pid, "/bin/sh", &fa, &attr, const_cast<char**>(argv), envp.data());
+    posix_spawn_file_actions_destroy(&fa);
     posix_spawnattr_destroy(&attr);
     if (rc != 0) throw Error(fmt::format("cannot start job '{}': {}", job.name, std::strerror(rc)));
+    if (after_spawn_) after_spawn_(pid);
     // Also written by the wrapper; written here too so that find() sees it at once.
-    std::ofstream(job.job_dir / "backend_id") << pid << "\n";
+    write_atomic(job.job_dir / "backend_id", fmt::format("{}\n", pid));
     return std::to_string(pid);
   }
 
   Observed poll(const std::string& id, const fs::path& job_dir) override {
     pid_t pid = static_cast<pid_t>(std::stol(id));
     int status = 0;
-    // Reap our own children; a child of an earlier orchestrator is reaped by init.
+    // Reap our own children; a job started by an earlier orchestrator is
+    // alive while it holds its lock (pid reuse and zombies do not fool it).
     pid_t r = waitpid(pid, &status, WNOHANG);
-    bool alive = (r == 0) || (r < 0 && errno == ECHILD && kill(pid, 0) == 0 && same_job(pid, job_dir));
+    bool alive = r == 0;
+    if (r < 0 && errno == ECHILD) {
+      auto held = lock_held(job_dir);
+      alive = held ? *held : (kill(pid, 0) == 0 && same_job(pid, job_dir));
+    }
     if (auto rc = read_exit_code(job_dir)) {
       return {*rc == 0 ? JobState::kSucceeded : JobState::kFailed, *rc, fmt::format("exit code {}", *rc)};
     }
@@ -106,7 +187,9 @@ class LocalBackend : public Backend {
   }
 
   std::optional<std::string> find(const std::string&, const fs::path& job_dir) override {
-    return read_word(job_dir / "backend_id");
+    if (auto id = read_word(job_dir / "backend_id")) return id;
+    if (lock_held(job_dir).value_or(false)) return wait_for_id(job_dir);  // started, id not yet written
+    return std::nullopt;  // never started (or died before its first line)
   }
 
   void cancel(const std::string& id) override {
@@ -115,7 +198,18 @@ class LocalBackend : public Backend {
   }
 
  private:
-  // Guards against pid reuse: the process must still run JOB_DIR/job.sh.
+  // The wrapper writes its id first thing; wait while the job holds its lock.
+  static std::optional<std::string> wait_for_id(const fs::path& job_dir) {
+    auto until = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+    while (std::chrono::steady_clock::now() < until) {
+      if (auto id = read_word(job_dir / "backend_id")) return id;
+      if (!lock_held(job_dir).value_or(false)) return read_word(job_dir / "backend_id");
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    return std::nullopt;
+  }
+  // Guards against pid reuse for job dirs without a lock file: the process
+  // must still run JOB_DIR/job.sh.
   static bool same_job(pid_t pid, const fs::path& job_dir) {
     std::ifstream in(fmt::format("/proc/{}/cmdline", pid));
     std::stringstream ss;
@@ -123,12 +217,13 @@ class LocalBackend : public Backend {
     return ss.str().find((job_dir / "job.sh").string()) != std::string::npos;
   }
   int max_parallel_;
+  std::function<void(int)> after_spawn_;
 };
 
 }  // namespace
 
-std::unique_ptr<Backend> make_local_backend(int max_parallel) {
-  return std::make_unique<LocalBackend>(max_parallel);
+std::unique_ptr<Backend> make_local_backend(int max_parallel, std::function<void(int)> after_spawn) {
+  return std::make_unique<LocalBackend>(max_parallel, std::move(after_spawn));
 }
 
 }  // namespace m3ret::orchestrator

@@ -150,7 +150,26 @@ void Orchestrator::reconcile() {
       spdlog::info("orchestrate: reconciled {} with backend job {}", job.name, *id);
       continue;
     }
-    JobRequest req{job.name, job.kind, job.command, job.job_dir, {}, sweep_.ranks};
+    std::vector<std::string> after_ok;
+    if (job.kind == JobKind::kTrain) {
+      // A train job is only submitted before its shards exist with after_ok on
+      // the shard job: find that dependency again (reconciled just before, as
+      // its intent is older), or let advance_run submit a new attempt.
+      auto row = state_.run(job.run);
+      if (row && !fs::is_regular_file(fs::path(row->shards_dir) / "index.json")) {
+        std::optional<JobRow> shard;
+        for (auto& j : state_.jobs("")) {
+          if (j.kind == JobKind::kShard && j.group == fraction_tag(row->data_fraction)) shard = j;
+        }
+        if (!backend_.supports_dependencies() || !shard || !active(shard->state)) {
+          state_.transition(job.id, JobState::kCancelled,
+                            std::string(kDependencyFailed) + ": shards not ready after a restart");
+          continue;
+        }
+        after_ok = {shard->backend_id};
+      }
+    }
+    JobRequest req{job.name, job.kind, job.command, job.job_dir, after_ok, sweep_.ranks};
     try {
       std::string id = backend_.submit(req);
       state_.transition(job.id, JobState::kSubmitted, "submitted after a restart", id);
@@ -327,10 +346,14 @@ bool Orchestrator::advance_run(const RunSpec& spec, const RunRow& row) {
   auto jobs = state_.jobs(spec.name);
   auto train = latest(jobs, JobKind::kTrain);
   bool train_done = train && train->state == JobState::kSucceeded;
+  // Cancelled by the backend because its shard job failed: not the run's
+  // failure; a new attempt follows the shard job's retry.
+  bool dependency_failed = train && train->state == JobState::kCancelled &&
+                           train->reason.rfind(kDependencyFailed, 0) == 0;
   bool want_train = !train || train->state == JobState::kPreempted ||
-                    train->state == JobState::kFailed ||
+                    train->state == JobState::kFailed || dependency_failed ||
                     (retried && train->state == JobState::kCancelled);
-  if (train && train->state == JobState::kCancelled && !retried) {
+  if (train && train->state == JobState::kCancelled && !retried && !dependency_failed) {
     state_.set_run_state(spec.name, "cancelled", "train job cancelled outside the orchestrator");
     return true;
   }

@@ -80,28 +80,31 @@ class SlurmBackend : public Backend {
   }
 
   Observed poll(const std::string& id, const fs::path& job_dir) override {
-    auto q = run_capture({"squeue", "-h", "-j", id, "-o", "%T"});
-    std::string st = trim(q.out);
+    auto q = run_capture({"squeue", "-h", "-j", id, "-o", "%T %r"});
+    std::string line = trim(q.out.substr(0, q.out.find('\n')));
+    std::string st = line.substr(0, line.find(' '));
+    std::string why = line.find(' ') == std::string::npos ? "" : trim(line.substr(line.find(' ') + 1));
     if (q.status == 0 && !st.empty()) {
+      if (st == "PENDING" && why == "DependencyNeverSatisfied") {
+        // An after_ok job failed. --kill-on-invalid-dep=yes makes Slurm cancel
+        // such a job itself, but a site may refuse it: cancel it here.
+        run_capture({"scancel", id});
+        return {JobState::kCancelled, -1, fmt::format("{} ({})", kDependencyFailed, why)};
+      }
       if (st == "RUNNING" || st == "SUSPENDED" || st == "STOPPED") return {JobState::kRunning, -1, st};
       if (st == "PENDING" || st == "CONFIGURING" || st == "REQUEUED" || st == "REQUEUE_HOLD" ||
           st == "REQUEUE_FED" || st == "RESIZING") {
         return {JobState::kSubmitted, -1, st};
       }
-      if (st != "COMPLETING" && st != "COMPLETED") return terminal_from(st, job_dir);
+      if (st != "COMPLETING" && st != "COMPLETED") return terminal_from(st, why, job_dir);
     }
-    // A COMPLETING job is not over: after `scontrol requeue` or a requeue on
-    // preemption it goes back to PENDING, and the exit code the wrapper left
-    // belongs to the attempt Slurm is about to run again.
-    if (st == "COMPLETING") return {JobState::kRunning, -1, st};
     if (auto rc = read_exit_code(job_dir)) {
       return {*rc == 0 ? JobState::kSucceeded : JobState::kFailed, *rc, fmt::format("exit code {}", *rc)};
     }
+    if (st == "COMPLETING") return {JobState::kRunning, -1, st};
     auto c = run_capture({"scontrol", "show", "job", id, "-o"});
-    auto pos = c.out.find("JobState=");
-    if (c.status == 0 && pos != std::string::npos) {
-      std::string state = c.out.substr(pos + 9, c.out.find(' ', pos) - pos - 9);
-      return terminal_from(state, job_dir);
+    if (c.status == 0 && c.out.find("JobState=") != std::string::npos) {
+      return terminal_from(field(c.out, "JobState"), field(c.out, "Reason"), job_dir);
     }
     if (q.status != 0 && q.err.find("Invalid job id") == std::string::npos) {
       // squeue itself failed (controller down): report no change.
@@ -123,11 +126,26 @@ class SlurmBackend : public Backend {
   void cancel(const std::string& id) override { run_capture({"scancel", id}); }
 
  private:
-  Observed terminal_from(const std::string& st, const fs::path& job_dir) {
+  // The value of KEY=VALUE in `scontrol show job -o` output ("" when absent).
+  static std::string field(const std::string& out, const std::string& key) {
+    size_t b = key.size() + 1;
+    if (out.rfind(key + "=", 0) != 0) {
+      auto p = out.find(" " + key + "=");
+      if (p == std::string::npos) return "";
+      b += p + 1;
+    }
+    return out.substr(b, out.find_first_of(" \n", b) - b);
+  }
+
+  Observed terminal_from(const std::string& st, const std::string& why, const fs::path& job_dir) {
     if (st == "PENDING" || st == "REQUEUED" || st == "CONFIGURING") return {JobState::kSubmitted, -1, st};
     if (st == "RUNNING" || st == "COMPLETING") return {JobState::kRunning, -1, st};
     auto rc = read_exit_code(job_dir);
     if (st == "COMPLETED") return {JobState::kSucceeded, rc.value_or(0), st};
+    if (st == "CANCELLED" && why == "DependencyNeverSatisfied") {
+      // --kill-on-invalid-dep=yes: Slurm cancelled it because an after_ok job failed.
+      return {JobState::kCancelled, rc.value_or(-1), fmt::format("{} ({})", kDependencyFailed, why)};
+    }
     if (st == "CANCELLED") return {JobState::kCancelled, rc.value_or(-1), st};
     if (st == "PREEMPTED") return {JobState::kPreempted, rc.value_or(-1), st};
     return {JobState::kFailed, rc.value_or(-1), st};  // FAILED, TIMEOUT, NODE_FAIL, OUT_OF_MEMORY...

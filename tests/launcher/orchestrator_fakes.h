@@ -33,9 +33,14 @@ class FakeBackend : public orchestrator::Backend {
   std::vector<std::string> submitted;     // every submission, by name, in order
   std::map<std::string, Job> jobs;        // by id
   int max_running_seen = 0;
+  // Honour after_ok like Slurm with --kill-on-invalid-dep=yes: a job waits
+  // (submitted) until its dependencies end, and is cancelled with
+  // kDependencyFailed when one of them failed.
+  bool dependencies = false;
 
   std::string name() const override { return "fake"; }
   int max_parallel() const override { return max_parallel_; }
+  bool supports_dependencies() const override { return dependencies; }
 
   std::string submit(const orchestrator::JobRequest& req) override {
     std::string id = std::to_string(1000 + submitted.size());
@@ -52,6 +57,16 @@ class FakeBackend : public orchestrator::Backend {
   orchestrator::Observed poll(const std::string& id, const std::filesystem::path&) override {
     auto& j = jobs.at(id);
     if (j.cancelled) return {orchestrator::JobState::kCancelled, -1, "cancelled"};
+    for (const auto& dep : j.req.after_ok) {
+      const auto& d = jobs.at(dep);
+      bool ended = d.polls >= polls_to_finish;
+      if (d.cancelled || (ended && d.exit_code != 0)) {
+        j.cancelled = true;
+        return {orchestrator::JobState::kCancelled, -1,
+                std::string(orchestrator::kDependencyFailed) + " (DependencyNeverSatisfied)"};
+      }
+      if (!ended) return {orchestrator::JobState::kSubmitted, -1, "PENDING (Dependency)"};
+    }
     if (++j.polls < polls_to_finish) return {orchestrator::JobState::kRunning, -1, ""};
     if (j.polls == polls_to_finish) finish(j);
     int rc = j.exit_code;

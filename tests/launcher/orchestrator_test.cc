@@ -4,7 +4,10 @@
 // processes, the report, and the status server's answers to bad requests.
 #include <gtest/gtest.h>
 
+#include <signal.h>
+
 #include <chrono>
+#include <cstdlib>
 #include <fstream>
 #include <set>
 #include <thread>
@@ -338,6 +341,104 @@ TEST(Orchestrator, CancelStopsTheRunsJobs) {
   EXPECT_THROW(o.cancel_run("nope"), Error);
 }
 
+TEST(Orchestrator, TrainWaitsOnItsShardJobThroughAfterokAndAFailedShardIsRetriedFirst) {
+  TempDir dir("orch");
+  Rig rig(dir.path(), "");  // one run, max_retries = 1
+  rig.backend.dependencies = true;
+  rig.backend.exit_codes["t-shard-frac-1-a0"] = 1;
+  rig.run(dir / "s.db");
+  State st(dir / "s.db");
+  EXPECT_EQ(st.run("r000")->state, "succeeded");
+  EXPECT_EQ(st.run("r000")->failures, 0);  // the shard's failure is not the train's
+  auto shard0 = st.job_by_name("t-shard-frac-1-a0");
+  auto shard1 = st.job_by_name("t-shard-frac-1-a1");
+  auto train0 = st.job_by_name("t-r000-train-a0");
+  auto train1 = st.job_by_name("t-r000-train-a1");
+  ASSERT_TRUE(shard0 && shard1 && train0 && train1);
+  EXPECT_EQ(shard0->state, JobState::kFailed);
+  // Submitted at once, after_ok on the shard job that was still running...
+  using Ids = std::vector<std::string>;
+  EXPECT_EQ(rig.backend.jobs.at(train0->backend_id).req.after_ok, Ids{shard0->backend_id});
+  // ... cancelled by the scheduler when it failed, and submitted again after the retried shard job.
+  EXPECT_EQ(train0->state, JobState::kCancelled);
+  EXPECT_EQ(train0->reason.rfind(kDependencyFailed, 0), 0u) << train0->reason;
+  EXPECT_EQ(rig.backend.jobs.at(train1->backend_id).req.after_ok, Ids{shard1->backend_id});
+  EXPECT_EQ(train1->state, JobState::kSucceeded);
+  EXPECT_FALSE(st.job_by_name("t-r000-train-a2"));
+
+  // A shard job that fails every time fails the run (its train never ran).
+  TempDir dir2("orch");
+  Rig rig2(dir2.path(), "");
+  rig2.backend.dependencies = true;
+  rig2.backend.exit_codes["t-shard-frac-1-a0"] = 1;
+  rig2.backend.exit_codes["t-shard-frac-1-a1"] = 1;
+  rig2.run(dir2 / "s.db");
+  State st2(dir2 / "s.db");
+  EXPECT_EQ(st2.run("r000")->state, "failed");
+  for (const auto& j : st2.jobs("r000")) EXPECT_NE(j.state, JobState::kSucceeded) << j.name;
+  EXPECT_FALSE(st2.job_by_name("t-shard-frac-1-a2"));
+}
+
+// Steps a fresh orchestrator (backend max_parallel 1) until the shard job is
+// submitted, then records a train job's intent as a crash would leave it:
+// never submitted.
+void crash_with_an_unsubmitted_train_job(Rig& rig, const fs::path& db) {
+  State st(db);
+  Orchestrator o(rig.sweep, st, rig.backend, {});
+  for (int i = 0; i < 20 && !st.job_by_name("t-shard-frac-1-a0"); ++i) o.step();
+  ASSERT_TRUE(st.job_by_name("t-shard-frac-1-a0"));
+  ASSERT_FALSE(st.job_by_name("t-r000-train-a0"));
+  JobRow j;
+  j.name = "t-r000-train-a0";
+  j.run = "r000";
+  j.kind = JobKind::kTrain;
+  j.command = "m3ret train --run-dir " + st.run("r000")->run_dir + " --resume auto";
+  j.job_dir = (db.parent_path() / "work/jobs" / j.name).string();
+  st.add_job(j);
+}
+
+TEST(Orchestrator, ReconcileGivesAnUnsubmittedTrainJobItsShardDependencyAgain) {
+  // The crash window for a train job submitted before its shards exist: the
+  // intent is recorded, the backend never saw it. On restart it must be
+  // submitted with after_ok on the shard job, not start on missing shards.
+  TempDir dir("orch");
+  Rig rig(dir.path(), "");
+  rig.backend.dependencies = true;
+  rig.backend.max_parallel_ = 1;  // the shard job fills the backend: the train waits
+  auto db = dir / "s.db";
+  crash_with_an_unsubmitted_train_job(rig, db);
+  rig.backend.max_parallel_ = 4;
+  {
+    State st(db);
+    Orchestrator o(rig.sweep, st, rig.backend, {});
+    o.reconcile();
+    auto train = st.job_by_name("t-r000-train-a0");
+    ASSERT_EQ(train->state, JobState::kSubmitted);
+    EXPECT_EQ(rig.backend.jobs.at(train->backend_id).req.after_ok,
+              std::vector<std::string>{st.job_by_name("t-shard-frac-1-a0")->backend_id});
+  }
+  rig.run(db);
+  State st(db);
+  EXPECT_EQ(st.run("r000")->state, "succeeded");
+  EXPECT_EQ(st.job_by_name("t-r000-train-a0")->state, JobState::kSucceeded);
+  EXPECT_FALSE(st.job_by_name("t-r000-train-a1"));
+  for (const auto& n : rig.backend.submitted) EXPECT_EQ(rig.backend.count(n), 1) << n;
+
+  // Without dependencies (local), such an intent is dropped (cancelled as a
+  // dependency failure) and the run submits a new attempt once shards exist.
+  TempDir dir2("orch");
+  Rig rig2(dir2.path(), "");
+  rig2.backend.max_parallel_ = 1;
+  auto db2 = dir2 / "s.db";
+  crash_with_an_unsubmitted_train_job(rig2, db2);
+  rig2.run(db2);
+  State st2(db2);
+  EXPECT_EQ(st2.run("r000")->state, "succeeded");
+  EXPECT_EQ(st2.job_by_name("t-r000-train-a0")->state, JobState::kCancelled);
+  EXPECT_EQ(rig2.backend.count("t-r000-train-a0"), 0);
+  EXPECT_EQ(st2.job_by_name("t-r000-train-a1")->state, JobState::kSucceeded);
+}
+
 TEST(Orchestrator, ReadsRetrievalReportsAndRefusesOthers) {
   TempDir dir("orch");
   std::ofstream(dir / "r.json") << R"({"format": "m3ret-retrieval-report", "per_modality":
@@ -428,6 +529,128 @@ TEST(LocalBackend, AJobLeftByAKilledOrchestratorIsFollowedByItsExitCode) {
   EXPECT_EQ(b2->find("k", dir / "k"), id);
   auto o = wait_for(*b2, id, dir / "k");
   EXPECT_EQ(o.exit_code, 4);
+}
+
+TEST(LocalBackend, ACrashBetweenSpawnAndRecordingTheIdDoesNotStartTheJobTwice) {
+  TempDir dir("local");
+  const fs::path runs = dir / "runs.txt";
+  const std::string cmd = "echo ran >> '" + runs.string() + "'; sleep 1";
+  struct Crash {};
+  pid_t child = 0;
+  {
+    // The orchestrator "dies" right after posix_spawn: the job is stopped
+    // before its wrapper wrote anything, and nobody recorded its pid.
+    auto b = make_local_backend(1, [&](int pid) {
+      child = pid;
+      ::kill(pid, SIGSTOP);
+      throw Crash{};
+    });
+    EXPECT_THROW(b->submit({"c", JobKind::kEval, cmd, dir / "c", {}, 1}), Crash);
+  }
+  ASSERT_GT(child, 0);
+  ASSERT_FALSE(fs::exists(dir / "c/backend_id")) << "the wrapper wrote its id before it was stopped";
+  std::thread resume([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    ::kill(child, SIGCONT);
+  });
+  auto b2 = make_local_backend(1);  // the restarted orchestrator
+  auto found = b2->find("c", dir / "c");  // the job holds its lock: wait for its id
+  resume.join();
+  ASSERT_TRUE(found);
+  EXPECT_EQ(*found, std::to_string(child));
+  // Even a blind resubmission follows the running job instead of starting another.
+  EXPECT_EQ(b2->submit({"c", JobKind::kEval, cmd, dir / "c", {}, 1}), std::to_string(child));
+  EXPECT_EQ(wait_for(*b2, *found, dir / "c").state, JobState::kSucceeded);
+  EXPECT_EQ(read(runs), "ran\n");
+
+  // A crash before the spawn leaves at most an unlocked lock file: not found, started once.
+  fs::create_directories(dir / "d");
+  std::ofstream(dir / "d/lock").flush();
+  EXPECT_FALSE(b2->find("d", dir / "d"));
+  std::string id = b2->submit({"d", JobKind::kEval, cmd, dir / "d", {}, 1});
+  EXPECT_EQ(wait_for(*b2, id, dir / "d").state, JobState::kSucceeded);
+  EXPECT_EQ(read(runs), "ran\nran\n");
+  // A finished job no longer holds its lock; its id and exit code remain.
+  EXPECT_EQ(b2->find("d", dir / "d"), id);
+  EXPECT_EQ(b2->poll(id, dir / "d").state, JobState::kSucceeded);
+}
+
+// --- Slurm backend with stand-in commands ----------------------------------
+
+TEST(SlurmBackend, SubmitsTheTemplateWithAfterokAndCancelsAJobWhoseDependencyFailed) {
+  // sbatch/squeue/scontrol/scancel stand-ins on PATH record their arguments
+  // and answer like Slurm (the real Slurm is in test_slurm_orchestrator).
+  TempDir dir("slurmfake");
+  fs::create_directories(dir / "bin");
+  auto script = [&](const std::string& name, const std::string& body) {
+    std::ofstream(dir / "bin" / name) << "#!/bin/sh\n" << body;
+    fs::permissions(dir / "bin" / name, fs::perms::owner_all);
+  };
+  const std::string log = (dir / "calls").string();
+  script("sbatch", "echo \"$*\" >> '" + log + ".sbatch'\n"
+                   "echo \"$(( 100 + $(wc -l < '" + log + ".sbatch') ));m3rettest\"\n");
+  script("squeue", "echo \"$*\" >> '" + log + ".squeue'\n"
+                   "case \"$3\" in\n"
+                   "101) echo 'RUNNING None' ;;\n"
+                   "102) echo 'PENDING DependencyNeverSatisfied' ;;\n"
+                   "*) echo 'slurm_load_jobs error: Invalid job id specified' >&2; exit 1 ;;\n"
+                   "esac\n");
+  script("scontrol", "echo \"JobId=$3 JobName=x UserId=root(0) JobState=CANCELLED "
+                     "Reason=DependencyNeverSatisfied Dependency=afterok:101(failed)\"\n");
+  script("scancel", "echo \"$*\" >> '" + log + ".scancel'\n");
+  std::string old_path = getenv("PATH") ? getenv("PATH") : "";
+  setenv("PATH", ((dir / "bin").string() + ":" + old_path).c_str(), 1);
+  struct RestorePath {
+    std::string p;
+    ~RestorePath() { setenv("PATH", p.c_str(), 1); }
+  } restore{old_path};
+
+  SlurmOptions o;
+  o.templates = testing::source_dir() / "slurm";
+  o.nodes = 2;
+  o.ntasks_per_node = 4;
+  o.partition = "gpu";
+  o.time = "02:00:00";
+  o.extra_args = {"--qos=high"};
+  auto b = make_slurm_backend(o);
+  EXPECT_TRUE(b->supports_dependencies());
+  EXPECT_EQ(b->submit({"sw-shard-a0", JobKind::kShard, "echo shard", dir / "j1", {}, 2}), "101");
+  EXPECT_EQ(b->submit({"sw-r0-train-a0", JobKind::kTrain, "echo train", dir / "j2", {"101"}, 1}), "102");
+  std::vector<std::string> calls;
+  {
+    std::ifstream in(log + ".sbatch");
+    for (std::string l; std::getline(in, l);) calls.push_back(l);
+  }
+  ASSERT_EQ(calls.size(), 2u);
+  auto has = [](const std::string& line, const std::string& arg) {
+    return (" " + line + " ").find(" " + arg + " ") != std::string::npos;
+  };
+  EXPECT_TRUE(has(calls[0], "--parsable") && has(calls[0], "--job-name=sw-shard-a0")) << calls[0];
+  EXPECT_TRUE(has(calls[0], "--nodes=1") && has(calls[0], "--ntasks=2")) << calls[0];
+  EXPECT_EQ(calls[0].find("--dependency"), std::string::npos) << calls[0];
+  for (const char* arg : {"--job-name=sw-r0-train-a0", "--dependency=afterok:101", "--kill-on-invalid-dep=yes",
+                          "--nodes=2", "--ntasks-per-node=4", "--partition=gpu", "--time=02:00:00",
+                          "--qos=high"}) {
+    EXPECT_TRUE(has(calls[1], arg)) << arg << " not in: " << calls[1];
+  }
+  EXPECT_TRUE(has(calls[1], (dir / "j2/job.sbatch").string())) << calls[1];
+  // The script: the template's header (checkpoint-and-requeue) with the job's command as body.
+  auto sbatch = read(dir / "j2/job.sbatch");
+  for (const char* line : {"#SBATCH --signal=B:USR1@300", "#SBATCH --requeue", "echo train", "$SLURM_JOB_ID"}) {
+    EXPECT_NE(sbatch.find(line), std::string::npos) << line;
+  }
+  EXPECT_EQ(sbatch.find("usage: sbatch"), std::string::npos) << "the template's own body was kept";
+
+  EXPECT_EQ(b->poll("101", dir / "j1").state, JobState::kRunning);
+  // Pending forever on a failed dependency: cancelled, reported as a dependency failure.
+  auto o2 = b->poll("102", dir / "j2");
+  EXPECT_EQ(o2.state, JobState::kCancelled);
+  EXPECT_EQ(o2.reason.rfind(kDependencyFailed, 0), 0u) << o2.reason;
+  EXPECT_EQ(read(log + ".scancel"), "102\n");
+  // Already cancelled by Slurm (--kill-on-invalid-dep) and gone from squeue.
+  auto o3 = b->poll("103", dir / "j3");
+  EXPECT_EQ(o3.state, JobState::kCancelled);
+  EXPECT_EQ(o3.reason.rfind(kDependencyFailed, 0), 0u) << o3.reason;
 }
 
 // --- status server ---------------------------------------------------------
