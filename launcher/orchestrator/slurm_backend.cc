@@ -98,10 +98,13 @@ class SlurmBackend : public Backend {
       }
       if (st != "COMPLETING" && st != "COMPLETED") return terminal_from(st, why, job_dir);
     }
+    // A COMPLETING job is not over: after `scontrol requeue` or a requeue on
+    // preemption it goes back to PENDING, and the exit code the wrapper left
+    // belongs to the attempt Slurm is about to run again.
+    if (st == "COMPLETING") return {JobState::kRunning, -1, st};
     if (auto rc = read_exit_code(job_dir)) {
       return {*rc == 0 ? JobState::kSucceeded : JobState::kFailed, *rc, fmt::format("exit code {}", *rc)};
     }
-    if (st == "COMPLETING") return {JobState::kRunning, -1, st};
     auto c = run_capture({"scontrol", "show", "job", id, "-o"});
     if (c.status == 0 && c.out.find("JobState=") != std::string::npos) {
       return terminal_from(field(c.out, "JobState"), field(c.out, "Reason"), job_dir);
