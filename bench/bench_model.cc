@@ -27,6 +27,7 @@
 
 #include <fmt/format.h>
 
+#include "core/blas_threads.h"
 #include "trainer/config.h"
 #include "trainer/export.h"
 #include "trainer/mae.h"
@@ -62,7 +63,8 @@ int main(int argc, char** argv) {
       return 2;
     }
   }
-  torch::set_num_threads(threads);
+  // m3ret's thread split (core/blas_threads.h): the GEMMs on OpenBLAS's pool.
+  torch::set_num_threads(m3ret::split_compute_threads(threads));
   const auto src = std::filesystem::path(M3RET_SOURCE_DIR);
   const auto tmp = std::filesystem::temp_directory_path() / fmt::format("bench_model_{}", getpid());
   std::filesystem::create_directories(tmp);

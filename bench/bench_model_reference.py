@@ -5,7 +5,13 @@ usage: bench_model_reference.py WEIGHTS INPUTS THREADS ITERS GOLDEN_DIR
 WEIGHTS/INPUTS are the safetensors files bench_model wrote; the model is
 tests/trainer/golden_reference.py's (torch.nn.functional, no m3ret code).
 Prints the median milliseconds of one forward+backward step (2 warm-up steps).
+
+With BENCH_PY_SPLIT=1 in the environment, PyTorch gets m3ret's thread split
+(core/blas_threads.h): torch.set_num_threads(1) and OpenBLAS THREADS threads;
+otherwise torch.set_num_threads(THREADS) as a Python user would write it.
 """
+import ctypes
+import os
 import sys
 import time
 
@@ -14,7 +20,11 @@ import torch
 
 def main():
     weights, inputs, threads, iters, golden_dir = sys.argv[1:6]
-    torch.set_num_threads(int(threads))
+    if os.environ.get("BENCH_PY_SPLIT") == "1":
+        torch.set_num_threads(1)
+        ctypes.CDLL("libblas.so.3").openblas_set_num_threads(int(threads))
+    else:
+        torch.set_num_threads(int(threads))
     sys.path.insert(0, golden_dir)
     import golden_reference as ref
 
