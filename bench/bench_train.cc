@@ -10,7 +10,9 @@
 // trainer::train does: forward, GradientReducer::arm(), backward (buckets
 // reduced while it runs), average(), clip, AdamW. Prints samples/s over all
 // ranks (slowest rank's time), and the exposed communication (time waiting in
-// average()) as a share of the step. Compare R = 1 and R = 2.
+// average()) as a share of the step. Compare R = 1 and R = 2. The per-sample
+// augmentation (Objective::prepare) is done before the timed step, as the
+// trainer does it on the loader's worker threads.
 #include <mpi.h>
 
 #include <algorithm>
@@ -65,6 +67,10 @@ int main(int argc, char** argv) {
     b.images = torch::rand({batch, 3, 1, size, size});
     for (int64_t i = 0; i < batch; ++i)
       b.seeds.push_back(sample_seed(0, step, rt.rank() * batch + i));
+    // Augmentations and masks: on the loader's workers in trainer::train, so
+    // outside the timed step here.
+    model->objective->prepare(b);
+    b.images = torch::Tensor();
     MPI_Barrier(MPI_COMM_WORLD);
     const double t0 = now();
     optimizer->zero_grad();

@@ -13,6 +13,7 @@
 // The ShardSet must outlive the Loader.
 #pragma once
 
+#include <any>
 #include <condition_variable>
 #include <cstdint>
 #include <exception>
@@ -55,11 +56,16 @@ struct LoadedBatch {
   std::vector<int64_t> indices;  // [B] indices into the ShardSet's modality
   std::vector<uint8_t> pixels;   // [B, C, T, H, W], C as stored (1 or 3)
   int64_t B = 0, C = 0, T = 0, H = 0, W = 0;
+  // What a BatchTransform made of the batch for its consumer (the trainer
+  // stores its ready tensors here: trainer/batch_transform.h); the loader
+  // only moves it. A transform that fills it may release `pixels`.
+  std::any prepared;
 };
 
 // Work done on a worker thread after a batch is read and before it is queued,
 // e.g. augmentation, so that it runs in parallel with training and with the
-// other workers. It may rewrite `pixels` and B, C, T, H, W (consistently).
+// other workers. It may rewrite `pixels` and B, C, T, H, W (consistently),
+// or put its product into `prepared`.
 // Called concurrently on different batches (must be thread-safe); the
 // batch's step is in `step` (for per-sample seeds). An exception it throws is
 // rethrown by next(), like a read error.

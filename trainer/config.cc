@@ -51,6 +51,10 @@ VitSpec ModelConfig::spec() const {
 void TrainConfig::validate() const {
   if (min_lr > lr)
     throw config::Error(fmt::format("train.min_lr: {} is larger than train.lr {}", min_lr, lr));
+  if (weight_decay_end < 0 && weight_decay_end != -1)
+    throw config::Error(fmt::format(
+        "train.weight_decay_end: {} is negative (use -1 to keep train.weight_decay constant)",
+        weight_decay_end));
   if (modalities.empty()) throw config::Error("train.modalities: must list at least one modality");
   for (const auto& m : modalities)
     if (!data::is_modality(m))
@@ -63,6 +67,17 @@ int64_t TrainConfig::per_rank_batch(int world) const {
         "train.global_batch_size: {} is not divisible by the number of ranks {}",
         global_batch_size, world));
   return global_batch_size / world;
+}
+
+int64_t TrainConfig::micro_batch(int world) const {
+  const int64_t per_rank = per_rank_batch(world);
+  if (grad_accum_steps < 1 || per_rank % grad_accum_steps != 0)
+    throw config::Error(fmt::format(
+        "train.grad_accum_steps: train.global_batch_size {} over {} rank(s) gives {} samples per "
+        "rank, which train.grad_accum_steps {} does not divide (each rank's micro-batch is "
+        "global_batch_size / (ranks * grad_accum_steps))",
+        global_batch_size, world, per_rank, grad_accum_steps));
+  return per_rank / grad_accum_steps;
 }
 
 void MaeConfig::validate() const {

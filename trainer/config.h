@@ -60,6 +60,8 @@ struct TrainConfig {
   double min_lr = 1e-6;
   int64_t warmup_steps = 100;
   double weight_decay = 0.05;
+  double weight_decay_end = -1;  // cosine from weight_decay to this at max_steps; -1 = constant
+  int64_t grad_accum_steps = 1;  // micro-batches per optimizer step (per rank)
   double clip_grad = 3.0;  // global L2 norm; 0 = off
   int64_t checkpoint_every = 500;
   int64_t keep_last = 3;
@@ -84,6 +86,15 @@ struct TrainConfig {
     v("warmup_steps", warmup_steps, "linear warmup steps", config::Range{0, 1e12});
     v("weight_decay", weight_decay, "AdamW weight decay (not on biases/norms/tokens)",
       config::Range{0, 10});
+    v("weight_decay_end", weight_decay_end,
+      "weight decay at max_steps, reached by a cosine from weight_decay as in DINO "
+      "(-1 = constant weight_decay)",
+      config::Range{-1, 10});
+    v("grad_accum_steps", grad_accum_steps,
+      "micro-batches accumulated per optimizer step: each rank runs global_batch_size / "
+      "(ranks * grad_accum_steps) samples per forward/backward, gradients are all-reduced once "
+      "per step",
+      config::Range{1, 65536});
     v("clip_grad", clip_grad, "clip gradients to this global L2 norm (0 = off)",
       config::Range{0, 1e9});
     v("checkpoint_every", checkpoint_every, "checkpoint every N steps (0 = only at the end)",
@@ -108,6 +119,12 @@ struct TrainConfig {
   // Samples per rank and step; throws config::Error naming
   // train.global_batch_size if it is not divisible by `world`.
   int64_t per_rank_batch(int world) const;
+  // Samples per rank and micro-batch: global_batch_size / (world *
+  // grad_accum_steps); throws config::Error naming train.global_batch_size
+  // and train.grad_accum_steps when it does not divide.
+  int64_t micro_batch(int world) const;
+  // The weight decay at max_steps (weight_decay when weight_decay_end = -1).
+  double final_weight_decay() const { return weight_decay_end < 0 ? weight_decay : weight_decay_end; }
 };
 
 struct MaeConfig {

@@ -77,24 +77,43 @@ torch::Tensor MaeDecoder::forward(const torch::Tensor& latent, const torch::Tens
 }
 
 Mae::Mae(std::shared_ptr<Encoder> encoder, const MaeConfig& cfg)
-    : encoder_(std::move(encoder)), cfg_(cfg) {
+    : encoder_(std::move(encoder)), spec_(encoder_->spec()), cfg_(cfg) {
   const auto& s = encoder_->spec();
   decoder_ = register_module(
       "decoder", std::make_shared<MaeDecoder>(s.width, cfg, s.tube_t * s.patch_h * s.patch_w * 3));
 }
 
+void Mae::prepare(TrainBatch& batch) const {
+  M3RET_CHECK(batch.images.defined() && batch.images.dim() == 5 &&
+                  batch.images.size(0) == batch.size(),
+              "mae: prepare() needs images [B, C, T, H, W] and B seeds (step {}, {} seeds)",
+              batch.step, batch.seeds.size());
+  MaeInput in;
+  in.view = mae_view(batch.images, batch.seeds, cfg_.crop_scale_min);
+  in.grid = grid_for(spec_, in.view.size(2), in.view.size(3), in.view.size(4));
+  const double ratio = in.grid.t == 1 ? cfg_.mask_ratio_image : cfg_.mask_ratio_video;
+  auto mask = random_tube_mask(in.grid, ratio, batch.seeds);
+  in.keep = std::move(mask.keep);
+  in.mask = std::move(mask.mask);
+  batch.mae = std::move(in);
+}
+
 Loss Mae::compute(const TrainBatch& batch) {
+  if (!batch.mae)
+    throw Error(fmt::format("mae: the batch of step {} was not prepared (call "
+                            "Objective::prepare() first; the trainer does it on the loader's "
+                            "workers)", batch.step));
   const auto& s = encoder_->spec();
-  auto view = mae_view(batch.images, batch.seeds, cfg_.crop_scale_min);
-  auto prepared = encoder_->prepare(view);  // [B, 3, T, H, W] in [-1, 1]
+  const MaeInput& in = *batch.mae;
+  auto prepared = encoder_->prepare(in.view);  // [B, 3, T, H, W] in [-1, 1]
   const Grid grid = encoder_->grid_of(prepared);
-  const double ratio = grid.t == 1 ? cfg_.mask_ratio_image : cfg_.mask_ratio_video;
-  auto mask = random_tube_mask(grid, ratio, batch.seeds);
-  auto latent = encoder_->forward_visible(prepared, mask.keep);  // [B, 1+K, D]
-  auto pred = decoder_->forward(latent, mask.keep, grid);        // [B, N, P]
+  M3RET_CHECK(grid == in.grid, "mae: the mask of step {} was drawn for another token grid",
+              batch.step);
+  auto latent = encoder_->forward_visible(prepared, in.keep);  // [B, 1+K, D]
+  auto pred = decoder_->forward(latent, in.keep, grid);        // [B, N, P]
   auto target = patchify(prepared, s.tube_t, s.patch_h, s.patch_w);
   Loss out;
-  out.total = mae_loss(pred, target, mask.mask, cfg_.norm_pix_loss);
+  out.total = mae_loss(pred, target, in.mask, cfg_.norm_pix_loss);
   out.terms["mae"] = out.total.item<double>();
   return out;
 }

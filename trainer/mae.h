@@ -53,10 +53,16 @@ class MaeDecoder : public torch::nn::Module {
 class Mae : public Objective {
  public:
   Mae(std::shared_ptr<Encoder> encoder, const MaeConfig& cfg);
+  // batch.mae = the view (mae_view: random resized crop with area in
+  // [mae.crop_scale_min, 1] + flip) and its tube mask (mask_ratio_image when
+  // the view's token grid has one time step, else mask_ratio_video), both
+  // drawn from the samples' seeds.
+  void prepare(TrainBatch& batch) const override;
   Loss compute(const TrainBatch& batch) override;
 
  private:
   std::shared_ptr<Encoder> encoder_;  // shared, not registered
+  VitSpec spec_;                      // the encoder's (prepare() reads only this and cfg_)
   MaeConfig cfg_;
   std::shared_ptr<MaeDecoder> decoder_;
 };

@@ -15,6 +15,10 @@ class MaeSimDino : public Objective {
     mae_ = register_module("mae", std::make_shared<Mae>(encoder, s.mae));
     simdino_ = register_module("simdino", std::make_shared<SimDino>(encoder, s.simdino, comm));
   }
+  void prepare(TrainBatch& batch) const override {
+    mae_->prepare(batch);
+    simdino_->prepare(batch);
+  }
   Loss compute(const TrainBatch& batch) override {
     Loss a = mae_->compute(batch), b = simdino_->compute(batch);
     Loss out;

@@ -8,7 +8,9 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <torch/torch.h>
@@ -22,11 +24,39 @@ class Communicator;
 
 namespace m3ret::trainer {
 
-// One step's input to an objective.
+// MAE's per-sample inputs (Mae::prepare): the augmented view and its mask.
+struct MaeInput {
+  torch::Tensor view;  // float32 [B, C, T, H, W] in [0, 1]: random resized crop + flip
+  torch::Tensor keep;  // int64 [B, K] visible token indices (mae.h: TubeMask)
+  torch::Tensor mask;  // float32 [B, N]: 1 = masked
+  Grid grid;           // token grid of `view` (the grid the mask is drawn for)
+};
+
+// SimDINO's per-sample inputs (SimDino::prepare): the multi-crop views, each
+// kind concatenated along the batch dimension (view-major: view 0 of every
+// sample, then view 1, ...), as the encoder consumes them.
+struct SimDinoInput {
+  torch::Tensor global;  // float32 [2B, C, T, H, W] in [0, 1]
+  torch::Tensor local;   // float32 [L*B, C, Tl, Hl, Wl]; undefined when simdino.local_crops = 0
+};
+
+// One (micro-)batch's input to an objective.
+//
+// `images` and `seeds` are the raw input; Objective::prepare() turns them into
+// the objective's ready inputs (`mae`, `simdino`): all the per-sample,
+// seeded work (crops, flips, jitter, masks). compute() reads only those
+// (never `images`, which the trainer drops after prepare() to save memory).
+// The trainer prepares batches on the loader's worker threads
+// (trainer.h: make_batch_transform), so the training thread only runs the model.
 struct TrainBatch {
   torch::Tensor images;         // float32 [B, C, T, H, W] in [0, 1] (C = 1 or 3)
   std::vector<uint64_t> seeds;  // B per-sample seeds (augment.h: sample_seed)
   int64_t step = 0;
+  std::optional<MaeInput> mae;          // set by Mae::prepare
+  std::optional<SimDinoInput> simdino;  // set by SimDino::prepare
+  std::thread::id prepared_on;          // the thread that prepared it (diagnostics, tests)
+
+  int64_t size() const { return static_cast<int64_t>(seeds.size()); }
 };
 
 struct Loss {
@@ -36,7 +66,16 @@ struct Loss {
 
 class Objective : public torch::nn::Module {
  public:
-  // The loss of one batch; backward() on `total` gives the gradients.
+  // The per-sample work of this objective on batch.images / batch.seeds
+  // (augmented views, masks), stored in the batch. A pure function of the
+  // configuration and the batch that touches no parameter or module state,
+  // so it may run on any thread while the model trains (thread-safe; the
+  // trainer calls it on the loader's workers). Throws m3ret::Error when the
+  // batch has no images or not one seed per sample.
+  virtual void prepare(TrainBatch& batch) const = 0;
+  // The loss of one prepared batch; backward() on `total` gives the
+  // gradients. Throws m3ret::Error naming the objective and the step when the
+  // batch was not prepared for it.
   virtual Loss compute(const TrainBatch& batch) = 0;
   // Called after every optimizer step (teacher EMA). `step` is the step just
   // finished (0-based), `max_steps` the length of the run.

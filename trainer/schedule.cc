@@ -1,6 +1,9 @@
 #include "trainer/schedule.h"
 
+#include <algorithm>
 #include <cmath>
+
+#include "core/error.h"
 
 namespace m3ret::trainer {
 
@@ -9,6 +12,14 @@ double learning_rate(const TrainConfig& cfg, int64_t step) {
   const int64_t span = std::max<int64_t>(1, cfg.max_steps - cfg.warmup_steps);
   const double progress = std::min(1.0, double(step - cfg.warmup_steps) / double(span));
   return cfg.min_lr + (cfg.lr - cfg.min_lr) * 0.5 * (1.0 + std::cos(M_PI * progress));
+}
+
+double weight_decay(const TrainConfig& cfg, int64_t step) {
+  const double start = cfg.weight_decay, end = cfg.final_weight_decay();
+  if (start == end) return start;
+  const double progress =
+      cfg.max_steps > 0 ? std::clamp(double(step) / double(cfg.max_steps), 0.0, 1.0) : 1.0;
+  return end + (start - end) * 0.5 * (1.0 + std::cos(M_PI * progress));
 }
 
 std::vector<torch::Tensor> trainable_parameters(torch::nn::Module& model) {
@@ -40,6 +51,13 @@ std::unique_ptr<torch::optim::AdamW> make_optimizer(torch::nn::Module& model,
 void set_learning_rate(torch::optim::Optimizer& optimizer, double lr) {
   for (auto& g : optimizer.param_groups())
     static_cast<torch::optim::AdamWOptions&>(g.options()).lr(lr);
+}
+
+void set_weight_decay(torch::optim::Optimizer& optimizer, double wd) {
+  auto& groups = optimizer.param_groups();
+  M3RET_CHECK(groups.size() > kDecayGroup, "set_weight_decay: the optimizer has {} groups",
+              groups.size());
+  static_cast<torch::optim::AdamWOptions&>(groups[kDecayGroup].options()).weight_decay(wd);
 }
 
 }  // namespace m3ret::trainer

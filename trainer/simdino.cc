@@ -72,7 +72,7 @@ torch::Tensor ProjectionHead::forward(const torch::Tensor& x) {
 }
 
 SimDino::SimDino(std::shared_ptr<Encoder> encoder, const SimDinoConfig& cfg, Communicator* comm)
-    : encoder_(std::move(encoder)), cfg_(cfg), comm_(comm) {
+    : encoder_(std::move(encoder)), spec_(encoder_->spec()), cfg_(cfg), comm_(comm) {
   const int64_t D = encoder_->width();
   head_ = register_module("head", std::make_shared<ProjectionHead>(D, cfg.head_hidden, cfg.head_out));
   VitSpec tspec = encoder_->spec();
@@ -108,21 +108,37 @@ void SimDino::after_optimizer_step(int64_t step, int64_t max_steps) {
   update_teacher(teacher_momentum(step, max_steps, cfg_.momentum_start, cfg_.momentum_end));
 }
 
+void SimDino::prepare(TrainBatch& batch) const {
+  M3RET_CHECK(batch.images.defined() && batch.images.dim() == 5 &&
+                  batch.images.size(0) == batch.size(),
+              "simdino: prepare() needs images [B, C, T, H, W] and B seeds (step {}, {} seeds)",
+              batch.step, batch.seeds.size());
+  auto views = multi_crop(batch.images, batch.seeds, spec_, cfg_);
+  SimDinoInput in;
+  in.global = torch::cat(views.global, 0);
+  if (!views.local.empty()) in.local = torch::cat(views.local, 0);
+  batch.simdino = std::move(in);
+}
+
 Loss SimDino::compute(const TrainBatch& batch) {
-  auto views = multi_crop(batch.images, batch.seeds, encoder_->spec(), cfg_);
-  const int64_t B = batch.images.size(0);
+  if (!batch.simdino)
+    throw Error(fmt::format("simdino: the batch of step {} was not prepared (call "
+                            "Objective::prepare() first; the trainer does it on the loader's "
+                            "workers)", batch.step));
+  const SimDinoInput& views = *batch.simdino;
+  const int64_t B = views.global.size(0) / 2;
   // Student: globals in one pass, locals in one pass (same shape within each).
   std::vector<torch::Tensor> student;  // per view [B, out]
-  auto sg = head_->forward(encoder_->forward(torch::cat(views.global, 0)).select(1, 0));
+  auto sg = head_->forward(encoder_->forward(views.global).select(1, 0));
   for (auto& part : sg.split(B, 0)) student.push_back(part);
-  if (!views.local.empty()) {
-    auto sl = head_->forward(encoder_->forward(torch::cat(views.local, 0)).select(1, 0));
+  if (views.local.defined()) {
+    auto sl = head_->forward(encoder_->forward(views.local).select(1, 0));
     for (auto& part : sl.split(B, 0)) student.push_back(part);
   }
   std::vector<torch::Tensor> teacher;
   {
     torch::NoGradGuard no_grad;
-    auto tg = teacher_head_->forward(teacher_encoder_->forward(torch::cat(views.global, 0)).select(1, 0));
+    auto tg = teacher_head_->forward(teacher_encoder_->forward(views.global).select(1, 0));
     for (auto& part : tg.split(B, 0)) teacher.push_back(part);
   }
   auto parts = simdino_loss(teacher, student, cfg_.eps, cfg_.gamma,

@@ -61,6 +61,9 @@ class ProjectionHead : public torch::nn::Module {
 class SimDino : public Objective {
  public:
   SimDino(std::shared_ptr<Encoder> encoder, const SimDinoConfig& cfg, Communicator* comm);
+  // batch.simdino = the multi-crop views of the batch (augment.h: multi_crop),
+  // drawn from the samples' seeds.
+  void prepare(TrainBatch& batch) const override;
   Loss compute(const TrainBatch& batch) override;
   void after_optimizer_step(int64_t step, int64_t max_steps) override;
 
@@ -74,6 +77,7 @@ class SimDino : public Objective {
   std::vector<torch::Tensor> student_params() const;
   std::vector<torch::Tensor> teacher_params() const;
   std::shared_ptr<Encoder> encoder_;  // the student's encoder; shared, not registered
+  VitSpec spec_;                      // the encoder's (prepare() reads only this and cfg_)
   SimDinoConfig cfg_;
   Communicator* comm_;  // not owned; used when cfg_.allreduce_cov
   std::shared_ptr<ProjectionHead> head_, teacher_head_;

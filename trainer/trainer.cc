@@ -17,6 +17,7 @@
 #include "core/runtime.h"
 #include "sharding/shard_set.h"
 #include "trainer/augment.h"
+#include "trainer/batch_transform.h"
 #include "trainer/checkpoint.h"
 #include "trainer/grad_sync.h"
 #include "trainer/objective.h"
@@ -62,19 +63,6 @@ std::map<std::string, std::vector<int64_t>> sample_pool(const sharding::ShardSet
   return pool;
 }
 
-// uint8 pixels -> float [B, C, T, H, W] in [0, 1]; one seed per sample from
-// its global position in the step's batch.
-TrainBatch to_train_batch(sharding::LoadedBatch& b, const TrainConfig& cfg, int rank) {
-  TrainBatch tb;
-  tb.step = b.step;
-  tb.images = torch::from_blob(b.pixels.data(), {b.B, b.C, b.T, b.H, b.W}, torch::kUInt8)
-                  .to(torch::kFloat32)
-                  .div_(255.0);
-  for (int64_t i = 0; i < b.B; ++i)
-    tb.seeds.push_back(sample_seed(static_cast<uint64_t>(cfg.seed), b.step, rank * b.B + i));
-  return tb;
-}
-
 // Patch tokens of one sample of the batch (a clip shorter than the tubelet
 // counts as one tubelet in time).
 int64_t tokens_per_sample(const sharding::LoadedBatch& b, const VitSpec& spec) {
@@ -109,6 +97,8 @@ TrainResult train(const TrainOptions& o, Communicator& comm) {
   const auto& s = o.settings;
   const int rank = comm.rank(), world = comm.size();
   const int64_t per_rank = s.train.per_rank_batch(world);
+  const int64_t accum = s.train.grad_accum_steps;
+  const int64_t micro_batch = s.train.micro_batch(world);  // checks that accum divides
   const VitSpec spec = s.model.spec();
   configure_torch(s.train);
   comm.set_timeout(s.train.collective_timeout_s);
@@ -128,6 +118,8 @@ TrainResult train(const TrainOptions& o, Communicator& comm) {
                           static_cast<size_t>(s.train.bucket_mb * (1 << 20)));
   spdlog::info("model: {} encoder parameters, {} in total, objective {}",
                parameter_count(*model->encoder), parameter_count(*model), s.train.objective);
+  spdlog::info("batch: {} per step over {} rank(s), {} micro-batch(es) of {} per rank",
+               s.train.global_batch_size, world, accum, micro_batch);
 
   // Resume.
   int64_t start = 0, sampler_position = 0;
@@ -142,7 +134,10 @@ TrainResult train(const TrainOptions& o, Communicator& comm) {
                                        static_cast<uint64_t>(s.train.seed),
                                        o.loader.mixing_config());
   sampler.set_position(sampler_position);
-  sharding::Loader loader(*shards, std::move(sampler), o.loader);
+  // The loader's workers prepare the objective's inputs (batch_transform.h).
+  sharding::Loader loader(*shards, std::move(sampler), o.loader,
+                          make_batch_transform(model->objective,
+                                               static_cast<uint64_t>(s.train.seed), rank, accum));
 
   std::ofstream metrics;
   if (rank == 0) metrics.open(o.run_dir / "metrics.jsonl", std::ios::app);
@@ -157,20 +152,37 @@ TrainResult train(const TrainOptions& o, Communicator& comm) {
     comm.set_context(fmt::format("step {}", step + 1));
     const auto t_step = Clock::now();
     auto batch = loader.next();
-    auto input = to_train_batch(batch, s.train, rank);
+    auto& micro = prepared_step(batch).micro;
     const double t_data = seconds_since(t_step);
 
     const double lr = learning_rate(s.train, step);
+    const double wd = weight_decay(s.train, step);
     set_learning_rate(*optimizer, lr);
+    set_weight_decay(*optimizer, wd);
     optimizer->zero_grad();
     auto t0 = Clock::now();
-    Loss loss = model->objective->compute(input);
-    const double value = loss.total.item<double>();
-    if (!comm.all(std::isfinite(value)))
-      throw Error(fmt::format("training diverged: non-finite loss at step {} (modality {})", step,
-                              batch.modality));
-    reducer.arm();  // buckets are reduced as backward produces them
-    loss.total.backward();
+    // Gradient accumulation: each micro-batch's loss / accum is backpropagated
+    // into .grad; only the last backward is synchronised (the reducer adds
+    // the accumulated gradients into its buckets).
+    double value = 0;
+    bool finite = true;
+    std::map<std::string, double> terms;
+    for (int64_t a = 0; a < accum; ++a) {
+      Loss loss = model->objective->compute(micro[static_cast<size_t>(a)]);
+      const double v = loss.total.item<double>();
+      finite = finite && std::isfinite(v);
+      value += v / double(accum);
+      for (auto& [k, t] : loss.terms) terms[k] += t / double(accum);
+      const bool last_micro = a + 1 == accum;
+      if (last_micro) {
+        if (!comm.all(finite))
+          throw Error(fmt::format("training diverged: non-finite loss at step {} (modality {})",
+                                  step, batch.modality));
+        reducer.arm();  // buckets are reduced as backward produces them
+      }
+      (accum == 1 ? loss.total : loss.total / double(accum)).backward();
+    }
+    micro.clear();
     const double t_compute = seconds_since(t0);
 
     reducer.average();
@@ -186,7 +198,7 @@ TrainResult train(const TrainOptions& o, Communicator& comm) {
     // Loss terms averaged over ranks (each rank saw different samples).
     std::vector<std::string> names = {"loss"};
     std::vector<double> values = {value};
-    for (auto& [k, v] : loss.terms) names.push_back(k), values.push_back(v);
+    for (auto& [k, v] : terms) names.push_back(k), values.push_back(v);
     // The stop flag travels with the loss terms: every rank sees the same sum.
     names.push_back("_stop");
     values.push_back(stop_requested() ? 1.0 : 0.0);
@@ -198,6 +210,7 @@ TrainResult train(const TrainOptions& o, Communicator& comm) {
     if (rank == 0) {
       const double samples_per_s = double(per_rank * world) / step_time;
       nlohmann::json line = {{"step", step + 1}, {"modality", batch.modality}, {"lr", lr},
+                             {"wd", wd},
                              {"grad_norm", grad_norm},
                              {"samples_per_s", samples_per_s},
                              {"tokens_per_s", samples_per_s * double(tokens_per_sample(batch, spec))},

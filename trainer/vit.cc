@@ -1,5 +1,6 @@
 #include "trainer/vit.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include <torch/version.h>
@@ -129,6 +130,10 @@ torch::Tensor Encoder::prepare(const torch::Tensor& x) const {
   y = y.narrow(2, 0, Tn).narrow(3, 0, H / spec_.patch_h * spec_.patch_h)
           .narrow(4, 0, W / spec_.patch_w * spec_.patch_w);
   return y * 2.0 - 1.0;
+}
+
+Grid grid_for(const VitSpec& spec, int64_t T, int64_t H, int64_t W) {
+  return {std::max(T, spec.tube_t) / spec.tube_t, H / spec.patch_h, W / spec.patch_w};
 }
 
 Grid Encoder::grid_of(const torch::Tensor& p) const {

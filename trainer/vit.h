@@ -27,7 +27,12 @@ namespace m3ret::trainer {
 struct Grid {
   int64_t t = 0, h = 0, w = 0;
   int64_t tokens() const { return t * h * w; }
+  bool operator==(const Grid& o) const { return t == o.t && h == o.h && w == o.w; }
 };
+
+// The token grid the encoder of `spec` makes of an input with T frames of
+// H x W (what Encoder::grid_of(Encoder::prepare(x)) gives, without the tensor).
+Grid grid_for(const VitSpec& spec, int64_t T, int64_t H, int64_t W);
 
 // 1-D sin-cos embedding: positions float [N] -> [N, dim] (dim even):
 // [sin(p*w_0..w_{dim/2-1}), cos(p*w_0..)], w_i = 10000^(-2i/dim).

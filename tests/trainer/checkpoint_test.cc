@@ -45,6 +45,7 @@ const char* kToml =
 void train_one_step(Model& model, torch::optim::Optimizer& opt) {
   std::vector<uint64_t> seeds = {sample_seed(1, 0, 0), sample_seed(1, 0, 1)};
   TrainBatch b{torch::rand({2, 1, 1, 16, 16}), seeds, 0};
+  model.objective->prepare(b);
   opt.zero_grad();
   model.objective->compute(b).total.backward();
   opt.step();

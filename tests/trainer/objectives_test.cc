@@ -12,6 +12,7 @@
 #include "trainer/schedule.h"
 #include "trainer/settings.h"
 #include "trainer/simdino.h"
+#include "trainer/trainer_test_util.h"
 
 namespace m3ret::trainer {
 namespace {
@@ -22,22 +23,7 @@ std::vector<uint64_t> seeds(int n, int64_t step = 0) {
   return s;
 }
 
-Settings tiny_settings(const std::string& objective) {
-  Settings s;
-  s.model.preset = "tiny";
-  s.model.width = 32;
-  s.model.depth = 2;
-  s.model.heads = 2;
-  s.model.tubelet = {2, 8, 8};
-  s.train.objective = objective;
-  s.mae.decoder_width = 16;
-  s.mae.decoder_depth = 1;
-  s.mae.decoder_heads = 2;
-  s.simdino.head_hidden = 32;
-  s.simdino.head_out = 16;
-  s.simdino.local_crops = 2;
-  return s;
-}
+using testing::tiny_settings;
 
 TEST(Mae, TubeMaskHasTheExactRatioAndIsConstantAlongTime) {
   Grid g{4, 4, 4};
@@ -79,6 +65,7 @@ TEST(Mae, ComputeTrainsAndReducesTheLossOnOneBatch) {
   auto s = tiny_settings("mae");
   Model model(s, nullptr);
   TrainBatch b{torch::rand({4, 1, 1, 32, 32}), seeds(4), 0};
+  model.objective->prepare(b);
   auto opt = make_optimizer(model, s.train);
   set_learning_rate(*opt, 3e-3);
   double first = 0, last = 0;
@@ -93,6 +80,7 @@ TEST(Mae, ComputeTrainsAndReducesTheLossOnOneBatch) {
   EXPECT_LT(last, first * 0.9);
   // Clips use the video ratio.
   TrainBatch clip{torch::rand({2, 3, 4, 16, 16}), seeds(2), 0};
+  model.objective->prepare(clip);
   EXPECT_TRUE(std::isfinite(model.objective->compute(clip).total.item<double>()));
 }
 
@@ -141,6 +129,7 @@ TEST(SimDino, LossHasGradientsOnTheStudentOnly) {
   auto* sd = dynamic_cast<SimDino*>(model.objective.get());
   ASSERT_NE(sd, nullptr);
   TrainBatch b{torch::rand({4, 1, 1, 32, 32}), seeds(4), 0};
+  model.objective->prepare(b);
   auto loss = model.objective->compute(b);
   ASSERT_TRUE(std::isfinite(loss.total.item<double>()));
   EXPECT_TRUE(loss.terms.count("simdino_align") && loss.terms.count("simdino_rate"));
@@ -156,6 +145,7 @@ TEST(Objective, FactoryCombinesBothAndModelListsParametersOnce) {
   auto s = tiny_settings("mae+simdino");
   Model model(s, nullptr);
   TrainBatch b{torch::rand({2, 3, 4, 32, 32}), seeds(2), 0};
+  model.objective->prepare(b);
   auto loss = model.objective->compute(b);
   EXPECT_TRUE(loss.terms.count("mae") && loss.terms.count("simdino"));
   EXPECT_NEAR(loss.total.item<double>(), loss.terms["mae"] + loss.terms["simdino"], 1e-4);
@@ -206,6 +196,103 @@ TEST(Schedule, WarmupCosineAndBatchSplit) {
     FAIL() << "expected an error";
   } catch (const config::Error& e) {
     EXPECT_NE(std::string(e.what()).find("train.global_batch_size"), std::string::npos);
+  }
+}
+
+TEST(Schedule, WeightDecayCosineReachesTheOptimizersDecayedGroupOnly) {
+  TrainConfig c;
+  c.max_steps = 100;
+  c.weight_decay = 0.04;
+  // Default: constant.
+  for (int64_t step : {0, 37, 100}) EXPECT_EQ(weight_decay(c, step), 0.04);
+  // DINO's cosine: start at step 0, the mean half way, the end value at max_steps.
+  c.weight_decay_end = 0.4;
+  EXPECT_DOUBLE_EQ(weight_decay(c, 0), 0.04);
+  EXPECT_NEAR(weight_decay(c, 50), 0.22, 1e-12);
+  EXPECT_NEAR(weight_decay(c, 25), 0.4 + (0.04 - 0.4) * 0.5 * (1 + std::cos(M_PI / 4)), 1e-12);
+  EXPECT_DOUBLE_EQ(weight_decay(c, 100), 0.4);
+  EXPECT_DOUBLE_EQ(weight_decay(c, 150), 0.4);
+  double prev = 0;
+  for (int64_t step = 0; step <= 100; ++step) {
+    EXPECT_GE(weight_decay(c, step), prev);
+    prev = weight_decay(c, step);
+  }
+  // Validation: -1 means constant; other negative values name the key.
+  c.weight_decay_end = -0.5;
+  try {
+    c.validate();
+    FAIL() << "expected an error";
+  } catch (const config::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("train.weight_decay_end"), std::string::npos);
+  }
+
+  // The optimizer: group 0 (matrices) gets it, group 1 (biases, norms) stays 0,
+  // and AdamW applies it: with a zero gradient, p <- p (1 - lr wd).
+  torch::manual_seed(9);
+  torch::nn::Sequential net(torch::nn::Linear(4, 3), torch::nn::LayerNorm(std::vector<int64_t>{3}));
+  c.weight_decay_end = 0.4;
+  auto opt = make_optimizer(*net, c);
+  ASSERT_EQ(opt->param_groups().size(), 2u);
+  auto wd_of = [&](size_t g) {
+    return static_cast<torch::optim::AdamWOptions&>(opt->param_groups()[g].options()).weight_decay();
+  };
+  EXPECT_DOUBLE_EQ(wd_of(kDecayGroup), 0.04);
+  set_weight_decay(*opt, weight_decay(c, 50));
+  set_learning_rate(*opt, 0.5);
+  EXPECT_NEAR(wd_of(kDecayGroup), 0.22, 1e-12);
+  EXPECT_EQ(wd_of(1), 0.0);
+  auto weight = net->parameters()[0], bias = net->parameters()[1];
+  ASSERT_EQ(weight.dim(), 2);
+  auto w0 = weight.detach().clone(), b0 = bias.detach().clone();
+  for (auto& p : net->parameters()) p.mutable_grad() = torch::zeros_like(p);
+  opt->step();
+  EXPECT_TRUE(torch::allclose(weight, w0 * (1 - 0.5 * 0.22), 1e-6, 1e-7));
+  EXPECT_TRUE(torch::equal(bias, b0));
+}
+
+TEST(Schedule, MicroBatchDividesTheRanksShareOrNamesTheKeys) {
+  TrainConfig c;
+  c.global_batch_size = 24;
+  c.grad_accum_steps = 2;
+  EXPECT_EQ(c.micro_batch(3), 4);
+  EXPECT_EQ(c.micro_batch(1), 12);
+  c.grad_accum_steps = 3;
+  EXPECT_EQ(c.micro_batch(2), 4);
+  try {
+    c.micro_batch(3);  // 8 per rank, 3 micro-batches
+    FAIL() << "expected an error";
+  } catch (const config::Error& e) {
+    const std::string what = e.what();
+    EXPECT_NE(what.find("train.grad_accum_steps"), std::string::npos) << what;
+    EXPECT_NE(what.find("train.global_batch_size"), std::string::npos) << what;
+  }
+}
+
+// prepare() gives exactly what the augmentations give: the inputs the
+// objectives computed on the training thread before preparation moved to the
+// loader's workers.
+TEST(Objective, PrepareGivesTheAugmentationsViewsAndMasks) {
+  auto s = tiny_settings("mae+simdino");
+  torch::manual_seed(5);
+  Model model(s, nullptr);
+  for (auto shape : {std::vector<int64_t>{3, 1, 1, 32, 32}, std::vector<int64_t>{2, 3, 4, 32, 32}}) {
+    TrainBatch b{torch::rand(shape), seeds(shape[0], 4), 4};
+    auto images = b.images.clone();
+    model.objective->prepare(b);
+    ASSERT_TRUE(b.mae && b.simdino);
+    auto view = mae_view(images, b.seeds, s.mae.crop_scale_min);
+    EXPECT_TRUE(torch::equal(b.mae->view, view));
+    auto prepared = model.encoder->prepare(view);
+    const Grid grid = model.encoder->grid_of(prepared);
+    EXPECT_TRUE(b.mae->grid == grid);
+    auto mask = random_tube_mask(grid, grid.t == 1 ? s.mae.mask_ratio_image : s.mae.mask_ratio_video,
+                                 b.seeds);
+    EXPECT_TRUE(torch::equal(b.mae->keep, mask.keep));
+    EXPECT_TRUE(torch::equal(b.mae->mask, mask.mask));
+    auto views = multi_crop(images, b.seeds, model.encoder->spec(), s.simdino);
+    EXPECT_TRUE(torch::equal(b.simdino->global, torch::cat(views.global, 0)));
+    EXPECT_TRUE(torch::equal(b.simdino->local, torch::cat(views.local, 0)));
+    EXPECT_TRUE(torch::equal(b.images, images)) << "prepare() leaves the images alone";
   }
 }
 

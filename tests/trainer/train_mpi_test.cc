@@ -11,41 +11,28 @@
 #include "core/communicator.h"
 #include "core/mpi_communicator.h"
 #include "core/runtime.h"
-#include "sharding/shard_test_util.h"
 #include "test_util.h"
 #include "trainer/checkpoint.h"
 #include "trainer/objective.h"
+#include "trainer/schedule.h"
 #include "trainer/trainer.h"
+#include "trainer/trainer_test_util.h"
 
 namespace m3ret::trainer {
 namespace {
 
 namespace stdfs = std::filesystem;
 
-void write_dataset(const stdfs::path& dir) {
-  std::vector<sharding::ShardEntry> entries;
-  for (auto [m, C, T] : {std::tuple<const char*, int64_t, int64_t>{"xray", 1, 1}, {"endoscopy", 3, 4}}) {
-    std::vector<data::Sample> samples;
-    for (int64_t i = 0; i < 16; ++i) samples.push_back(testing::make_sample(m, i, C, T, 16, 16));
-    auto e = testing::write_shards(dir, samples, 8, 1);
-    entries.insert(entries.end(), e.begin(), e.end());
-  }
-  sharding::write_index(dir, sharding::build_index(entries, {{"manifest", "test"}}));
-}
-
-TrainOptions options(const stdfs::path& shards, const stdfs::path& run) {
+TrainOptions options(const stdfs::path& shards, const stdfs::path& run,
+                     const std::string& objective = "mae+simdino") {
   TrainOptions o;
   o.shards = shards;
   o.run_dir = run;
   o.resolved_config_toml =
       "[model]\npreset = \"tiny\"\nwidth = 32\ndepth = 1\nheads = 2\ntubelet = [2, 8, 8]\n";
   auto& s = o.settings;
-  s.model.preset = "tiny";
-  s.model.width = 32;
-  s.model.depth = 1;
-  s.model.heads = 2;
-  s.model.tubelet = {2, 8, 8};
-  s.train.objective = "mae+simdino";
+  s = testing::tiny_settings(objective, /*depth=*/1, /*local_crops=*/1);
+  s.train.weight_decay_end = 0.2;  // cosine from 0.05: checked in metrics.jsonl
   s.train.global_batch_size = 4;
   s.train.max_steps = 4;
   s.train.warmup_steps = 1;
@@ -53,12 +40,6 @@ TrainOptions options(const stdfs::path& shards, const stdfs::path& run) {
   s.train.checkpoint_every = 2;
   s.train.keep_last = 5;
   s.train.deterministic = true;
-  s.mae.decoder_width = 16;
-  s.mae.decoder_depth = 1;
-  s.mae.decoder_heads = 2;
-  s.simdino.head_hidden = 16;
-  s.simdino.head_out = 8;
-  s.simdino.local_crops = 1;
   s.simdino.allreduce_cov = true;  // makes 2 ranks x 2 equal to 1 rank x 4
   o.loader.workers = 1;
   return o;
@@ -79,17 +60,52 @@ std::vector<torch::Tensor> weights(const stdfs::path& ckpt, const Settings& s) {
   return out;
 }
 
-TEST(Train, RunsWritesMetricsResumesExactlyAndMatchesOneRank) {
+// 1 rank vs 2 ranks: the same losses and gradient norms at every step up to
+// float summation order (Adam turns that order noise on near-zero gradients
+// into weight differences < lr).
+void expect_equivalent(const stdfs::path& run_x, const stdfs::path& run_y, const Settings& s,
+                       const std::string& what) {
+  auto mx = read_metrics(run_x), my = read_metrics(run_y);
+  ASSERT_EQ(mx.size(), my.size()) << what;
+  for (size_t i = 0; i < mx.size(); ++i)
+    for (const char* k : {"loss", "mae", "simdino_align", "simdino_rate", "grad_norm"})
+      if (mx[i].contains(k) || my[i].contains(k))
+        EXPECT_NEAR(mx[i][k].get<double>(), my[i][k].get<double>(),
+                    1e-5 * (1 + std::abs(mx[i][k].get<double>())))
+            << what << ": " << k << " step " << i + 1;
+  auto cx = find_latest_valid(run_x), cy = find_latest_valid(run_y);
+  ASSERT_TRUE(cx && cy) << what;
+  auto wx = weights(*cx, s), wy = weights(*cy, s);
+  ASSERT_EQ(wx.size(), wy.size());
+  double worst = 0, sum = 0, count = 0;
+  for (size_t i = 0; i < wx.size(); ++i) {
+    auto d = (wx[i] - wy[i]).abs();
+    worst = std::max(worst, d.max().item<double>());
+    sum += d.sum().item<double>();
+    count += d.numel();
+  }
+  EXPECT_LT(worst, s.train.lr) << what;
+  EXPECT_LT(sum / count, 1e-5) << what;
+}
+
+// Every objective alone and both together: (a) 2 ranks == 1 rank with the
+// same global batch, (b) stopped-and-resumed == uninterrupted (bitwise), a
+// SIGUSR1 preemption resumes exactly, and for MAE gradient accumulation
+// (1 rank x 2 micro-batches == 1 rank x 1 == 2 ranks x 1).
+class TrainObjective : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(TrainObjective, RunsWritesMetricsResumesExactlyAndMatchesOneRank) {
+  const std::string objective = GetParam();
   auto& comm = Runtime::get().world_comm();
   testing::TempDir tmp("trainer-e2e");
-  if (comm.rank() == 0) write_dataset(tmp / "shards");
+  if (comm.rank() == 0) testing::write_mixed_dataset(tmp / "shards");
   comm.barrier();
 
   // Uninterrupted.
-  auto a = options(tmp / "shards", tmp / "run-a");
+  auto a = options(tmp / "shards", tmp / "run-a", objective);
   train(a, comm);
   // Stopped after 2 steps, then resumed to the end.
-  auto b = options(tmp / "shards", tmp / "run-b");
+  auto b = options(tmp / "shards", tmp / "run-b", objective);
   b.stop_after_steps = 2;
   train(b, comm);
   b.stop_after_steps = 0;
@@ -97,7 +113,7 @@ TEST(Train, RunsWritesMetricsResumesExactlyAndMatchesOneRank) {
   train(b, comm);
   // Preempted: SIGUSR1 to rank 1 only (not the checkpoint writer); every rank
   // finishes step 1, rank 0 checkpoints it, both return; then resumed.
-  auto d = options(tmp / "shards", tmp / "run-d");
+  auto d = options(tmp / "shards", tmp / "run-d", objective);
   install_preemption_handlers();
   if (comm.rank() == 1) std::raise(SIGUSR1);
   auto rd = train(d, comm);
@@ -113,7 +129,13 @@ TEST(Train, RunsWritesMetricsResumesExactlyAndMatchesOneRank) {
   // The same global batch on one rank.
   if (comm.rank() == 0) {
     MpiCommunicator self(MPI_COMM_SELF);
-    train(options(tmp / "shards", tmp / "run-c"), self);
+    train(options(tmp / "shards", tmp / "run-c", objective), self);
+    if (objective == "mae") {
+      // Gradient accumulation: 1 rank, 2 micro-batches of 2 per step.
+      auto e = options(tmp / "shards", tmp / "run-e", objective);
+      e.settings.train.grad_accum_steps = 2;
+      train(e, self);
+    }
   }
   comm.barrier();
 
@@ -124,11 +146,17 @@ TEST(Train, RunsWritesMetricsResumesExactlyAndMatchesOneRank) {
     while (std::getline(f, line)) {
       auto j = nlohmann::json::parse(line);
       EXPECT_EQ(j["step"].get<int64_t>(), ++n);
-      for (const char* k : {"loss", "mae", "simdino", "lr", "grad_norm", "samples_per_s",
+      for (const char* k : {"loss", "lr", "wd", "grad_norm", "samples_per_s",
                             "tokens_per_s", "time_data_s", "time_compute_s", "time_comm_s",
                             "time_optim_s", "buckets", "buckets_overlapped"})
         EXPECT_TRUE(j.contains(k)) << k;
+      for (const char* k : {"mae", "simdino", "simdino_align", "simdino_rate"})
+        EXPECT_EQ(j.contains(k), objective.find(std::string(k).substr(0, 3)) != std::string::npos)
+            << k;
+      // The weight-decay schedule: a cosine from 0.05 at step 0 towards 0.2.
+      EXPECT_DOUBLE_EQ(j["wd"].get<double>(), weight_decay(a.settings.train, n - 1));
     }
+    EXPECT_DOUBLE_EQ(read_metrics(tmp / "run-a")[0]["wd"].get<double>(), 0.05);
     EXPECT_EQ(n, 4);
     auto ca = find_latest_valid(tmp / "run-a");
     auto cb = find_latest_valid(tmp / "run-b");
@@ -146,29 +174,21 @@ TEST(Train, RunsWritesMetricsResumesExactlyAndMatchesOneRank) {
     auto wd = weights(*cd, d.settings);
     for (size_t i = 0; i < wa.size(); ++i)
       EXPECT_TRUE(torch::equal(wa[i], wd[i])) << "preempted+resumed, parameter " << i;
-    // 1 rank with batch 4 == 2 ranks with batch 2: the same losses and
-    // gradient norms at every step up to float summation order (Adam turns
-    // that order noise on near-zero gradients into weight differences < lr).
-    auto ma = read_metrics(tmp / "run-a"), mc = read_metrics(tmp / "run-c");
-    ASSERT_EQ(ma.size(), mc.size());
-    for (size_t i = 0; i < ma.size(); ++i)
-      for (const char* k : {"loss", "mae", "simdino_align", "simdino_rate", "grad_norm"})
-        EXPECT_NEAR(ma[i][k].get<double>(), mc[i][k].get<double>(),
-                    1e-5 * (1 + std::abs(ma[i][k].get<double>()))) << k << " step " << i + 1;
-    auto cc = find_latest_valid(tmp / "run-c");
-    ASSERT_TRUE(cc);
-    auto wc = weights(*cc, a.settings);
-    double worst = 0, sum = 0, count = 0;
-    for (size_t i = 0; i < wa.size(); ++i) {
-      auto d = (wa[i] - wc[i]).abs();
-      worst = std::max(worst, d.max().item<double>());
-      sum += d.sum().item<double>();
-      count += d.numel();
+    // 1 rank with batch 4 == 2 ranks with batch 2.
+    expect_equivalent(tmp / "run-a", tmp / "run-c", a.settings, "2 ranks vs 1 rank");
+    if (objective == "mae") {
+      expect_equivalent(tmp / "run-c", tmp / "run-e", a.settings, "1 rank: accum 1 vs accum 2");
+      expect_equivalent(tmp / "run-a", tmp / "run-e", a.settings, "2 ranks x 1 vs 1 rank x 2");
     }
-    EXPECT_LT(worst, a.settings.train.lr);
-    EXPECT_LT(sum / count, 1e-5);
   }
 }
+
+INSTANTIATE_TEST_SUITE_P(Objectives, TrainObjective,
+                         ::testing::Values("mae+simdino", "mae", "simdino"),
+                         [](const auto& info) {
+                           std::string n = info.param;
+                           return n == "mae+simdino" ? std::string("MaeSimDino") : n;
+                         });
 
 TEST(Train, BatchNotDivisibleByRanksNamesTheKey) {
   auto& comm = Runtime::get().world_comm();
@@ -179,6 +199,16 @@ TEST(Train, BatchNotDivisibleByRanksNamesTheKey) {
     FAIL() << "expected an error";
   } catch (const config::Error& e) {
     EXPECT_NE(std::string(e.what()).find("train.global_batch_size"), std::string::npos);
+  }
+  // 4 over 2 ranks = 2 per rank: 4 micro-batches do not divide it.
+  o.settings.train.global_batch_size = 4;
+  o.settings.train.grad_accum_steps = 4;
+  try {
+    train(o, comm);
+    FAIL() << "expected an error";
+  } catch (const config::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("train.grad_accum_steps"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("train.global_batch_size"), std::string::npos) << e.what();
   }
 }
 
