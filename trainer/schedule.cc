@@ -19,7 +19,8 @@ double weight_decay(const TrainConfig& cfg, int64_t step) {
   if (start == end) return start;
   const double progress =
       cfg.max_steps > 0 ? std::clamp(double(step) / double(cfg.max_steps), 0.0, 1.0) : 1.0;
-  return end + (start - end) * 0.5 * (1.0 + std::cos(M_PI * progress));
+  // = end + (start - end)(1 + cos)/2, written so that step 0 gives start exactly.
+  return start + (end - start) * 0.5 * (1.0 - std::cos(M_PI * progress));
 }
 
 std::vector<torch::Tensor> trainable_parameters(torch::nn::Module& model) {

@@ -156,7 +156,7 @@ TEST_P(TrainObjective, RunsWritesMetricsResumesExactlyAndMatchesOneRank) {
       // The weight-decay schedule: a cosine from 0.05 at step 0 towards 0.2.
       EXPECT_DOUBLE_EQ(j["wd"].get<double>(), weight_decay(a.settings.train, n - 1));
     }
-    EXPECT_DOUBLE_EQ(read_metrics(tmp / "run-a")[0]["wd"].get<double>(), 0.05);
+    EXPECT_EQ(read_metrics(tmp / "run-a")[0]["wd"].get<double>(), 0.05);
     EXPECT_EQ(n, 4);
     auto ca = find_latest_valid(tmp / "run-a");
     auto cb = find_latest_valid(tmp / "run-b");
