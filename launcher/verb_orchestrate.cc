@@ -1,6 +1,11 @@
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <atomic>
+#include <cerrno>
+#include <cstring>
 #include <csignal>
 #include <fstream>
 #include <mutex>
@@ -19,6 +24,30 @@ namespace {
 std::atomic<bool> g_stop{false};
 extern "C" void m3ret_orchestrate_on_stop_signal(int) { g_stop.store(true); }
 
+// One orchestrator per state database: an flock on STATE.lock, held for the
+// life of the process and released by the kernel however it ends (kill -9
+// included), so a restart right after a crash proceeds and a second
+// orchestrator on the same sweep is refused instead of submitting twice.
+int lock_state(const std::filesystem::path& db) {
+  std::filesystem::path f = db;
+  f += ".lock";
+  int fd = ::open(f.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0) throw Error(fmt::format("cannot open '{}': {}", f.string(), std::strerror(errno)));
+  if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    std::string holder;
+    std::ifstream(f) >> holder;
+    ::close(fd);
+    throw Error(fmt::format("another m3ret orchestrate (pid {}) is running on '{}' (lock '{}'); "
+                            "stop it first, or use m3ret status to watch it",
+                            holder.empty() ? "?" : holder, db.string(), f.string()));
+  }
+  std::string pid = std::to_string(::getpid()) + "\n";
+  if (::ftruncate(fd, 0) != 0 || ::pwrite(fd, pid.data(), pid.size(), 0) < 0) {
+    spdlog::warn("orchestrate: cannot write the pid to '{}'", f.string());
+  }
+  return fd;  // kept open (close-on-exec, so jobs do not inherit it)
+}
+
 }  // namespace
 
 void add_orchestrate_verb(CLI::App& app) {
@@ -26,7 +55,7 @@ void add_orchestrate_verb(CLI::App& app) {
       "orchestrate", "Run a sweep (configs/sweeps/*.toml): shard, train, evaluate every checkpoint, "
                      "write the scaling report; restartable at any moment (state in SQLite)");
   struct Args {
-    std::string sweep, backend = "local", state, token;
+    std::string sweep, backend = "local", state, token, job_binary;
     int port = 0;
     double poll = 2.0;
     bool no_server = false, verbose = false;
@@ -38,6 +67,9 @@ void add_orchestrate_verb(CLI::App& app) {
   verb->add_option("--port", a->port, "status server port on 127.0.0.1 (0 = any free port)");
   verb->add_option("--token", a->token, "token for cancel/retry (default: random, in WORK_DIR/token)");
   verb->add_option("--poll", a->poll, "seconds between polls of the backend")->check(CLI::Range(0.05, 3600.0));
+  verb->add_option("--job-binary", a->job_binary,
+                   "the m3ret that jobs run (default: this binary; e.g. a path valid on the compute "
+                   "nodes, or a wrapper script)");
   verb->add_flag("--no-server", a->no_server, "do not start the status server");
   verb->add_flag("-v,--verbose", a->verbose, "debug logging on the console");
   verb->callback([a] {
@@ -49,6 +81,12 @@ void add_orchestrate_verb(CLI::App& app) {
     });
     std::filesystem::create_directories(sweep.work_dir);
     std::filesystem::path db = a->state.empty() ? sweep.work_dir / "state.db" : std::filesystem::path(a->state);
+    if (db.has_parent_path()) std::filesystem::create_directories(db.parent_path());
+    int lock_fd = lock_state(db);
+    struct LockCloser {
+      int fd;
+      ~LockCloser() { ::close(fd); }
+    } lock_closer{lock_fd};
     orchestrator::State state(db);
     if (auto prev = state.meta("sweep_file"); prev && *prev != sweep.file.string()) {
       throw Error(fmt::format("state '{}' belongs to sweep '{}', not '{}'", db.string(), *prev, sweep.file.string()));
@@ -61,7 +99,10 @@ void add_orchestrate_verb(CLI::App& app) {
         a->backend == "slurm" ? orchestrator::make_slurm_backend(sweep.slurm)
                               : orchestrator::make_local_backend(sweep.local.max_parallel);
     orchestrator::OrchestratorOptions opts;
-    opts.m3ret = self_path();
+    opts.m3ret = a->job_binary.empty() ? self_path() : std::filesystem::absolute(a->job_binary);
+    if (!a->job_binary.empty() && ::access(opts.m3ret.c_str(), X_OK) != 0) {
+      throw Error(fmt::format("--job-binary '{}' is not an executable file", a->job_binary));
+    }
     opts.mpiexec = a->backend == "slurm" ? sweep.slurm.mpiexec : sweep.local.mpiexec;
     orchestrator::Orchestrator orch(sweep, state, *backend, opts);
     orch.reconcile();

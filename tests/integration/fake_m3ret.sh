@@ -3,11 +3,17 @@
 # forms of DESIGN.md with what they leave on disk (manifest, shard index,
 # checkpoints one by one, embeddings, retrieval report), in seconds. `train`
 # honours SIGUSR1 like the trainer: checkpoint, exit 75. Every start is
-# appended to $FAKE_M3RET_LOG (verb and arguments) so the test can count runs.
+# appended to $FAKE_M3RET_LOG as "VERB ARGS | job=JOB" (JOB: the basename of
+# $M3RET_JOB_DIR, which the orchestrator's job wrapper sets) so the test can
+# count runs per job. FAKE_M3RET_FAIL=VERB makes that verb exit 1.
 set -u
 verb=$1
 shift
-echo "$verb $*" >> "${FAKE_M3RET_LOG:-/dev/null}"
+echo "$verb $* | job=$(basename "${M3RET_JOB_DIR:-none}")" >> "${FAKE_M3RET_LOG:-/dev/null}"
+if [ "${FAKE_M3RET_FAIL:-}" = "$verb" ]; then
+  echo "fake m3ret: $verb fails (FAKE_M3RET_FAIL)" >&2
+  exit 1
+fi
 arg() { # value after flag $1 in the remaining arguments
   flag=$1; shift
   while [ $# -gt 0 ]; do

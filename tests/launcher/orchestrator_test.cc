@@ -531,6 +531,27 @@ TEST(LocalBackend, AJobLeftByAKilledOrchestratorIsFollowedByItsExitCode) {
   EXPECT_EQ(o.exit_code, 4);
 }
 
+TEST(LocalBackend, ConcurrentJobsShareTheCoresUnlessTheUserSetThreads) {
+  TempDir dir("local");
+  const char* keys[] = {"OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "OMP_WAIT_POLICY"};
+  std::map<std::string, std::string> saved;
+  for (const char* k : keys) {
+    if (const char* v = getenv(k)) saved[k] = v;
+    unsetenv(k);
+  }
+  const std::string cmd = "echo \"$OMP_NUM_THREADS $OPENBLAS_NUM_THREADS $OMP_WAIT_POLICY\"";
+  auto b = make_local_backend(1024);  // more jobs than cores: one thread each, sleeping waits
+  std::string id = b->submit({"t", JobKind::kTrain, cmd, dir / "t", {}, 2});
+  EXPECT_EQ(wait_for(*b, id, dir / "t").state, JobState::kSucceeded);
+  EXPECT_EQ(read(dir / "t/log"), "1 1 PASSIVE\n");
+  setenv("OMP_NUM_THREADS", "3", 1);  // the user's choice is kept
+  id = b->submit({"u", JobKind::kTrain, cmd, dir / "u", {}, 2});
+  EXPECT_EQ(wait_for(*b, id, dir / "u").state, JobState::kSucceeded);
+  EXPECT_EQ(read(dir / "u/log"), "3 1 PASSIVE\n");
+  unsetenv("OMP_NUM_THREADS");
+  for (const auto& [k, v] : saved) setenv(k.c_str(), v.c_str(), 1);
+}
+
 TEST(LocalBackend, ACrashBetweenSpawnAndRecordingTheIdDoesNotStartTheJobTwice) {
   TempDir dir("local");
   const fs::path runs = dir / "runs.txt";
