@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
+#include "core/blas_threads.h"
 #include "core/communicator.h"
 #include "core/error.h"
 #include "core/log.h"
@@ -40,7 +41,8 @@ double seconds_since(Clock::time_point t) {
 void configure_torch(const TrainConfig& cfg) {
   const int local_world = Runtime::initialized() ? Runtime::get().local_world() : 1;
   const int hw = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  torch::set_num_threads(std::max(1, hw / std::max(1, local_world)));
+  // The rank's share of the cores, given to OpenBLAS's GEMMs (core/blas_threads.h).
+  torch::set_num_threads(split_compute_threads(std::max(1, hw / std::max(1, local_world))));
   if (cfg.deterministic) at::globalContext().setDeterministicAlgorithms(true, false);
 }
 
