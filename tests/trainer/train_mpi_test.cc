@@ -67,12 +67,15 @@ void expect_equivalent(const stdfs::path& run_x, const stdfs::path& run_y, const
                        const std::string& what) {
   auto mx = read_metrics(run_x), my = read_metrics(run_y);
   ASSERT_EQ(mx.size(), my.size()) << what;
-  for (size_t i = 0; i < mx.size(); ++i)
-    for (const char* k : {"loss", "mae", "simdino_align", "simdino_rate", "grad_norm"})
-      if (mx[i].contains(k) || my[i].contains(k))
+  for (size_t i = 0; i < mx.size(); ++i) {
+    for (const char* k : {"loss", "mae", "simdino_align", "simdino_rate", "grad_norm"}) {
+      if (mx[i].contains(k) || my[i].contains(k)) {
         EXPECT_NEAR(mx[i][k].get<double>(), my[i][k].get<double>(),
                     1e-5 * (1 + std::abs(mx[i][k].get<double>())))
             << what << ": " << k << " step " << i + 1;
+      }
+    }
+  }
   auto cx = find_latest_valid(run_x), cy = find_latest_valid(run_y);
   ASSERT_TRUE(cx && cy) << what;
   auto wx = weights(*cx, s), wy = weights(*cy, s);
