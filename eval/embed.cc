@@ -12,6 +12,7 @@
 #include <spdlog/spdlog.h>
 
 #include "core/communicator.h"
+#include "core/config.h"
 #include "core/error.h"
 #include "core/fs.h"
 #include "core/log.h"
@@ -19,6 +20,7 @@
 #include "eval/embeddings_file.h"
 #include "eval/gather.h"
 #include "sharding/shard_set.h"
+#include "trainer/config.h"
 #include "trainer/encoder_api.h"
 
 namespace m3ret::eval {
@@ -133,6 +135,18 @@ void collective_step(Communicator& comm, const std::string& what, F&& work) {
 
 }  // namespace
 
+std::vector<std::string> checkpoint_train_modalities(const std::filesystem::path& checkpoint_dir) {
+  const auto file = checkpoint_dir / "config.toml";
+  if (!std::filesystem::is_regular_file(file))
+    throw Error(fmt::format("embed: {}: no such file (the checkpoint's resolved configuration)",
+                            file.string()));
+  config::Document doc;
+  doc.add_file(file);
+  trainer::TrainConfig train;
+  doc.bind("train", train);
+  return train.modalities;
+}
+
 std::vector<float> raw_pixel_features(const uint8_t* pixels, int64_t B, int64_t C, int64_t T,
                                       int64_t H, int64_t W) {
   torch::NoGradGuard no_grad;
@@ -197,6 +211,7 @@ void embed(const EmbedOptions& opt, Communicator& comm) {
     set.attrs.random_init = opt.random_init && !opt.raw_pixels;
     set.attrs.encoder = opt.raw_pixels ? "raw-pixels" : opt.random_init ? "random-init" : "checkpoint";
     set.attrs.preprocess = shards_preprocess(opt.shards);
+    if (!opt.raw_pixels) set.attrs.train_modalities = checkpoint_train_modalities(loaded.checkpoint);
     write_embeddings(opt.out, set);
     spdlog::info("embed: wrote {} embeddings of dimension {} to {}", N, D, opt.out.string());
   });

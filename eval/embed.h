@@ -37,6 +37,12 @@ struct EmbedOptions {
 // selection with no sample, is an error naming the shards folder.
 void embed(const EmbedOptions& options, Communicator& comm);
 
+// train.modalities of the run a checkpoint folder comes from (from its
+// resolved config.toml): what the embeddings file records so that evaluation
+// can tell unseen modalities. Throws m3ret::Error naming the file if it cannot
+// be read.
+std::vector<std::string> checkpoint_train_modalities(const std::filesystem::path& checkpoint_dir);
+
 // The raw-pixel baseline: each sample (uint8 [C, T, H, W], row-major at
 // pixels + b*C*T*H*W for b < B) averaged over channels, area-downsampled to
 // [4, 16, 16] (adaptive average pooling over T, H, W), centred (its mean

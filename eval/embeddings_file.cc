@@ -57,6 +57,8 @@ void write_file(const stdfs::path& tmp, const stdfs::path& path, const Embedding
   h5::write_int_attr(file.get(), "random_init", {set.attrs.random_init ? 1 : 0}, path);
   h5::write_string_attr(file.get(), "encoder", set.attrs.encoder, path);
   h5::write_string_attr(file.get(), "preprocess", set.attrs.preprocess, path);
+  h5::write_string_attr(file.get(), "train_modalities", join_labels(set.attrs.train_modalities),
+                        path);
   h5::check_status(H5Fflush(file.get(), H5F_SCOPE_LOCAL), "flush", path);
 }
 
@@ -132,6 +134,9 @@ EmbeddingSet read_file(const stdfs::path& path) {
     set.attrs.encoder = h5::read_string_attr(file.get(), "encoder", path);
   if (h5::has_attr(file.get(), "preprocess"))
     set.attrs.preprocess = h5::read_string_attr(file.get(), "preprocess", path);
+  if (h5::has_attr(file.get(), "train_modalities"))
+    set.attrs.train_modalities =
+        split_labels(h5::read_string_attr(file.get(), "train_modalities", path));
   return set;
 }
 
@@ -158,6 +163,9 @@ void EmbeddingSet::check(const std::string& what) const {
     for (const auto& l : labels[i])
       if (l.empty() || l.find('|') != std::string::npos)
         bad(fmt::format("label '{}' of sample '{}' is empty or contains '|'", l, ids[i]));
+  for (const auto& m : attrs.train_modalities)
+    if (m.empty() || m.find('|') != std::string::npos)
+      bad(fmt::format("train modality '{}' is empty or contains '|'", m));
 }
 
 void write_embeddings(const std::filesystem::path& path, const EmbeddingSet& set) {

@@ -13,7 +13,9 @@
 //                    count = N, checkpoint (path), step, random_init (0/1),
 //                    encoder ("checkpoint" | "random-init" | "raw-pixels"; optional),
 //                    preprocess (JSON of the [preprocess] section the shards used;
-//                    optional, "" = unknown)
+//                    optional, "" = unknown),
+//                    train_modalities (the checkpoint run's train.modalities joined
+//                    with '|'; optional, absent or "" = unknown, e.g. raw pixels)
 //
 // Files are written under a temporary sibling name and renamed when complete,
 // so a reader never sees a partial file. HDF5 calls hold sharding's process-wide
@@ -39,6 +41,10 @@ struct EmbeddingAttrs {
   bool random_init = false;  // true: the same architecture at its initial weights
   std::string encoder;       // "checkpoint", "random-init", "raw-pixels" ("" = unknown)
   std::string preprocess;    // JSON of the shards' [preprocess] section ("" = unknown)
+  // train.modalities of the run the checkpoint comes from (also for its random
+  // init: the same run's architecture); empty = unknown (raw pixels, older files).
+  // A modality in the set but not in this list is "unseen" (Report::unseen).
+  std::vector<std::string> train_modalities;
 };
 
 // N samples with D-dimensional embeddings. Every per-sample vector has N entries.
@@ -52,7 +58,7 @@ struct EmbeddingSet {
 
   const float* row(int64_t i) const { return X.data() + i * D; }
   // Throws m3ret::Error (prefixed with `what`) when sizes disagree, D < 1, a
-  // value is not finite, or a label is empty or contains '|'.
+  // value is not finite, or a label (or a train modality) is empty or contains '|'.
   void check(const std::string& what) const;
 };
 

@@ -177,14 +177,14 @@ std::vector<Section> comparison_sections(
 }
 
 Table report_table(const std::vector<ReportRow>& rows, const std::vector<int64_t>& ks,
-                   const std::string& first) {
+                   const std::string& first, const std::set<std::string>& unseen) {
   Table t;
   t.header = {first, "queries"};
   for (int64_t k : ks) t.header.push_back(fmt::format("recall@{}", k));
   for (int64_t k : ks) t.header.push_back(fmt::format("precision@{}", k));
   t.header.push_back(map_key(ks));
   for (const auto& r : rows) {
-    std::vector<std::string> cells = {display_name(r.name(), {}),
+    std::vector<std::string> cells = {display_name(r.name(), unseen),
                                       std::to_string(r.metrics.queries)};
     const bool any = r.metrics.queries > 0;
     for (int64_t k : ks) cells.push_back(any ? num(r.metrics.recall.at(k)) : kDash);
@@ -195,7 +195,24 @@ Table report_table(const std::vector<ReportRow>& rows, const std::vector<int64_t
   return t;
 }
 
+// "- trained on: a, b; unseen (evaluated, never trained on): c\n", from the
+// encoder's report.
+std::string training_line(const Report& r) {
+  if (r.source.train_modalities.empty())
+    return "- trained on: unknown (the embeddings do not record train.modalities), so no "
+           "modality is marked unseen\n";
+  return fmt::format("- trained on: {}; unseen (evaluated, never trained on): {}\n",
+                     fmt::join(r.source.train_modalities, ", "),
+                     r.unseen.empty() ? std::string("none") : fmt::format("{}", fmt::join(r.unseen, ", ")));
+}
+
+std::set<std::string> unseen_set(const Report& r) { return {r.unseen.begin(), r.unseen.end()}; }
+
 }  // namespace
+
+std::set<std::string> unseen_modalities(const std::vector<std::pair<std::string, Report>>& columns) {
+  return columns.empty() ? std::set<std::string>{} : unseen_set(columns.front().second);
+}
 
 ojson to_json(const Report& report) {
   ojson j;
@@ -207,7 +224,9 @@ ojson to_json(const Report& report) {
   j["samples"] = report.samples;
   j["embeddings"] = {{"checkpoint", report.source.checkpoint},
                      {"step", report.source.step},
-                     {"random_init", report.source.random_init}};
+                     {"random_init", report.source.random_init},
+                     {"train_modalities", report.source.train_modalities}};
+  j["unseen_modalities"] = report.unseen;
   j["per_modality"] = ojson::object();
   for (const auto& r : report.per_modality) j["per_modality"][r.name()] = metrics_json(r.metrics, report.ks);
   j["cross_modal"] = ojson::object();
@@ -234,6 +253,11 @@ Report report_from_json(const ojson& j, const std::string& origin) {
     r.source.checkpoint = e.at("checkpoint").get<std::string>();
     r.source.step = e.at("step").get<int64_t>();
     r.source.random_init = e.at("random_init").get<bool>();
+    // Optional (reports written before they were recorded): unknown / none.
+    if (e.contains("train_modalities"))
+      r.source.train_modalities = e.at("train_modalities").get<std::vector<std::string>>();
+    if (j.contains("unseen_modalities"))
+      r.unseen = j.at("unseen_modalities").get<std::vector<std::string>>();
     for (const auto& [name, m] : j.at("per_modality").items())
       r.per_modality.push_back({name, name, metrics_from_json(m, r.ks)});
     for (const auto& [name, m] : j.at("cross_modal").items()) {
@@ -316,8 +340,8 @@ std::string to_csv(const std::vector<std::pair<std::string, Report>>& columns) {
 }
 
 void write_reports(const std::filesystem::path& path,
-                   const std::vector<std::pair<std::string, Report>>& columns,
-                   const std::set<std::string>& unseen) {
+                   const std::vector<std::pair<std::string, Report>>& columns) {
+  M3RET_CHECK(!columns.empty(), "write_reports needs at least one report");
   auto twin = [&](const char* ext) {
     auto p = path;
     p.replace_extension(ext);
@@ -325,7 +349,8 @@ void write_reports(const std::filesystem::path& path,
   };
   const std::string md = columns.size() == 1
                              ? to_markdown(columns[0].second)
-                             : "# Retrieval report\n\n" + comparison_table(columns, unseen);
+                             : "# Retrieval report\n\n" + training_line(columns.front().second) +
+                                   "\n" + comparison_table(columns, unseen_modalities(columns));
   fs::write_atomic(path, to_json(columns).dump(2) + "\n");
   fs::write_atomic(twin(".md"), md);
   fs::write_atomic(twin(".csv"), to_csv(columns));
@@ -347,13 +372,14 @@ std::string to_markdown(const Report& report) {
   out += fmt::format("- embeddings: {}{} (step {})\n",
                      report.source.checkpoint.empty() ? "unknown checkpoint" : report.source.checkpoint,
                      report.source.random_init ? ", random init" : "", report.source.step);
-  out += fmt::format("- split: {}; samples: {}; relevance: {}\n\n",
+  out += fmt::format("- split: {}; samples: {}; relevance: {}\n",
                      report.split.empty() ? "all" : report.split, report.samples, report.relevance);
+  out += training_line(report) + "\n";
   out += "## Per modality (leave-one-out, same group excluded)\n\n";
-  out += report_table(report.per_modality, report.ks, "modality").markdown();
+  out += report_table(report.per_modality, report.ks, "modality", unseen_set(report)).markdown();
   if (!report.cross_modal.empty()) {
     out += "\n## Cross-modal\n\n";
-    out += report_table(report.cross_modal, report.ks, "query → gallery").markdown();
+    out += report_table(report.cross_modal, report.ks, "query → gallery", unseen_set(report)).markdown();
   }
   return out;
 }

@@ -4,13 +4,16 @@
 // JSON layout (format "m3ret-retrieval-report", format_version 1):
 //   {"format": ..., "format_version": 1, "split": "test", "relevance": "shared-label",
 //    "ks": [1, 5, 10], "samples": 240,
-//    "embeddings": {"checkpoint": "...", "step": 1000, "random_init": false},
+//    "embeddings": {"checkpoint": "...", "step": 1000, "random_init": false,
+//                   "train_modalities": ["xray", "ct"]},   ([] = unknown)
+//    "unseen_modalities": ["mri"],   (evaluated but not in train_modalities)
 //    "per_modality": {"xray": {"queries": 40, "skipped_no_label": 0,
 //                              "skipped_no_relevant": 0, "gallery": 40,
 //                              "recall@1": 0.5, ..., "precision@1": 0.5, ..., "map@10": 0.4}},
 //    "cross_modal": {"ct->mri": {...same keys...}}}
 // Object keys of per_modality/cross_modal keep the report's row order
-// (nlohmann::ordered_json).
+// (nlohmann::ordered_json). train_modalities and unseen_modalities are optional
+// when reading (older reports: unknown, none).
 #pragma once
 
 #include <filesystem>
@@ -49,17 +52,22 @@ std::vector<std::pair<std::string, Report>> reports_from_json(const nlohmann::or
 std::string to_csv(const std::vector<std::pair<std::string, Report>>& columns);
 
 // Writes `path` (JSON, as above), and beside it `path` with ".md" (Markdown:
-// one report's tables, or the side-by-side comparison) and ".csv", each
+// one report's tables, or the side-by-side comparison, with the encoder's
+// training modalities and its unseen ones marked) and ".csv", each
 // atomically. Throws m3ret::Error naming the path.
 void write_reports(const std::filesystem::path& path,
-                   const std::vector<std::pair<std::string, Report>>& columns,
-                   const std::set<std::string>& unseen = {});
+                   const std::vector<std::pair<std::string, Report>>& columns);
 // write_reports with one column named "encoder".
 void write_report(const std::filesystem::path& path, const Report& report);
 Report read_report(const std::filesystem::path& path);
 
+// The modalities the encoder (the first column) was not trained on: its
+// Report::unseen. These are the ones comparison tables mark " (unseen)".
+std::set<std::string> unseen_modalities(const std::vector<std::pair<std::string, Report>>& columns);
+
 // One report as Markdown: a per-modality table (queries, recall@k,
-// precision@k, map@K) and a cross-modal table.
+// precision@k, map@K) and a cross-modal table; the training modalities are
+// listed and unseen modalities marked " (unseen)".
 std::string to_markdown(const Report& report);
 
 // Several encoders side by side, e.g. {{"trained", r1}, {"random init", r2}}.

@@ -233,6 +233,9 @@ Report evaluate(const EmbeddingSet& set, const EvalConfig& config) {
   for (const auto& m : order) {
     const auto& rows = p.by_modality.at(m);
     report.per_modality.push_back({m, m, rank_all(p, rows, rows, config)});
+    const auto& trained = set.attrs.train_modalities;
+    if (!trained.empty() && std::find(trained.begin(), trained.end(), m) == trained.end())
+      report.unseen.push_back(m);
   }
   if (config.cross_modal) {
     std::map<std::string, std::set<int>> vocab;

@@ -18,6 +18,10 @@
 // present whose label vocabularies intersect, queries of A against the whole
 // gallery of B, with the same group exclusion and relevance.
 //
+// Unseen modalities: the per-modality rows whose modality is not in
+// set.attrs.train_modalities (the checkpoint run's train.modalities), in row
+// order; none when that list is empty (unknown, e.g. raw pixels).
+//
 // Metrics, averaged over the evaluated queries:
 //   recall@k     1 if any of the top k candidates is relevant, else 0
 //   precision@k  (relevant among the top k) / k
@@ -69,6 +73,8 @@ struct Report {
   EmbeddingAttrs source;     // where the embeddings came from
   std::vector<ReportRow> per_modality;  // data::modality_names() order, then others sorted
   std::vector<ReportRow> cross_modal;   // ordered pairs, same order
+  // Evaluated modalities the encoder was not trained on (see above).
+  std::vector<std::string> unseen;
 
   // The row of `modality` (or "a->b"), nullptr if absent.
   const ReportRow* find(const std::string& name) const;

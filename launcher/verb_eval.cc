@@ -77,6 +77,7 @@ static void append_history(const stdfs::path& history, const stdfs::path& report
   line["split"] = r.split;
   line["relevance"] = r.relevance;
   const auto full = eval::to_json(columns);
+  line["unseen_modalities"] = full.at("unseen_modalities");
   line["per_modality"] = full.at("per_modality");
   line["cross_modal"] = full.at("cross_modal");
   line["baselines"] = full.at("baselines");
@@ -165,7 +166,7 @@ void add_eval_verb(CLI::App& app) {
     for (const auto& [name, file] : files)
       columns.emplace_back(name, eval::evaluate(eval::read_embeddings(file), ecfg));
     launcher::write_reports(out, columns);
-    std::printf("%s", eval::comparison_text(columns, {"mri"}).c_str());
+    std::printf("%s", eval::comparison_text(columns, eval::unseen_modalities(columns)).c_str());
     std::fflush(stdout);
 
     stdfs::path history = a->history;
@@ -179,7 +180,7 @@ void add_eval_verb(CLI::App& app) {
 
 void write_reports(const std::filesystem::path& json_path,
                    const std::vector<std::pair<std::string, eval::Report>>& columns) {
-  eval::write_reports(json_path, columns, {"mri"});
+  eval::write_reports(json_path, columns);
   auto md = json_path, csv = json_path;
   md.replace_extension(".md");
   csv.replace_extension(".csv");

@@ -23,6 +23,7 @@ EmbeddingSet small_set() {
   add(s, "mri", "patient-ü", {"glioma"}, {0, 0, 1}, "");
   s.ids[2] = "mri/ß-01";
   s.attrs = {"/runs/a/checkpoints/step-000000100", 100, true};
+  s.attrs.train_modalities = {"xray", "ct"};
   return s;
 }
 
@@ -44,6 +45,7 @@ TEST(EmbeddingsFile, RoundTripKeepsEverything) {
   EXPECT_EQ(r.attrs.checkpoint, s.attrs.checkpoint);
   EXPECT_EQ(r.attrs.step, 100);
   EXPECT_TRUE(r.attrs.random_init);
+  EXPECT_EQ(r.attrs.train_modalities, (std::vector<std::string>{"xray", "ct"}));
   // Only the final file is left in the folder (the temporary was renamed).
   int files = 0;
   for (auto& e : std::filesystem::directory_iterator(dir / "sub")) {

@@ -122,8 +122,10 @@ TEST(Report, BaselinesShareOneReportWithCsvAndMarkdownBeside) {
   m3ret::testing::TempDir dir("eval-report");
   Report trained = make_report(1.0), random = make_report(0.5), pixels = make_report(0.25);
   random.source.random_init = true;
+  trained.source.train_modalities = {"xray", "ct"};
+  trained.unseen = {"mri"};
   write_reports(dir / "report.json",
-                {{"trained", trained}, {"random init", random}, {"raw pixels", pixels}}, {"mri"});
+                {{"trained", trained}, {"random init", random}, {"raw pixels", pixels}});
   const auto j = nlohmann::ordered_json::parse(fs::read_file(dir / "report.json"));
   // The encoder's metrics at top level, exactly per_modality / cross_modal.
   EXPECT_EQ(j.at("encoder"), "trained");
@@ -138,6 +140,7 @@ TEST(Report, BaselinesShareOneReportWithCsvAndMarkdownBeside) {
   const auto back = reports_from_json(j);
   ASSERT_EQ(back.size(), 3u);
   EXPECT_EQ(back[1].first, "random init");
+  EXPECT_EQ(to_json(back[0].second), to_json(trained));
   EXPECT_EQ(to_json(back[2].second), to_json(pixels));
 
   const std::string csv = fs::read_file(dir / "report.csv");
@@ -151,6 +154,66 @@ TEST(Report, BaselinesShareOneReportWithCsvAndMarkdownBeside) {
   const std::string md = fs::read_file(dir / "report.md");
   EXPECT_NE(md.find("| metric | trained | random init | raw pixels |"), std::string::npos) << md;
   EXPECT_NE(md.find("### mri (unseen)"), std::string::npos) << md;
+  EXPECT_NE(md.find("- trained on: xray, ct; unseen (evaluated, never trained on): mri\n"),
+            std::string::npos) << md;
+}
+
+// Which modalities are unseen comes from the data: those evaluated but absent
+// from the training run's train.modalities recorded in the embeddings.
+TEST(Report, UnseenModalitiesAreThoseMissingFromTraining) {
+  EmbeddingSet s;
+  s.D = 2;
+  for (const char* m : {"xray", "ct", "endoscopy", "mri"}) {
+    testing::add(s, m, std::string(m) + "-p1", {"A"}, {1, 0});
+    testing::add(s, m, std::string(m) + "-p2", {"A"}, {0.8f, 0.6f});
+    testing::add(s, m, std::string(m) + "-p3", {"B"}, {0, 1});
+  }
+  EvalConfig c;
+  // Unknown training modalities (raw pixels, older files): nothing is unseen.
+  Report unknown = evaluate(s, c);
+  EXPECT_TRUE(unknown.unseen.empty());
+  EXPECT_EQ(to_json(unknown).at("unseen_modalities"), nlohmann::ordered_json::array());
+  EXPECT_EQ(to_markdown(unknown).find("(unseen)"), std::string::npos);
+
+  // Trained on xray and ct (and "other", absent here): endoscopy and mri are unseen.
+  s.attrs.train_modalities = {"xray", "ct", "other"};
+  Report r = evaluate(s, c);
+  EXPECT_EQ(r.unseen, (std::vector<std::string>{"endoscopy", "mri"}));
+  const auto j = to_json(r);
+  EXPECT_EQ(j.at("unseen_modalities"), nlohmann::ordered_json::array({"endoscopy", "mri"}));
+  EXPECT_EQ(j.at("embeddings").at("train_modalities"),
+            nlohmann::ordered_json::array({"xray", "ct", "other"}));
+  EXPECT_EQ(report_from_json(j).unseen, r.unseen);
+
+  const std::string md = to_markdown(r);
+  EXPECT_NE(md.find("| mri (unseen) | 2 |"), std::string::npos) << md;
+  EXPECT_NE(md.find("| endoscopy (unseen) | 2 |"), std::string::npos) << md;
+  EXPECT_NE(md.find("| xray | 2 |"), std::string::npos) << md;
+  EXPECT_EQ(md.find("xray (unseen)"), std::string::npos) << md;
+  EXPECT_EQ(md.find("ct (unseen)"), std::string::npos) << md;
+  EXPECT_NE(md.find("| ct → mri (unseen) |"), std::string::npos) << md;
+  EXPECT_NE(md.find("- trained on: xray, ct, other; unseen (evaluated, never trained on): "
+                    "endoscopy, mri"), std::string::npos) << md;
+
+  // Comparison: the encoder's (first column's) unseen modalities are marked.
+  const std::vector<std::pair<std::string, Report>> columns = {{"trained", r},
+                                                               {"raw pixels", unknown}};
+  EXPECT_EQ(unseen_modalities(columns), (std::set<std::string>{"endoscopy", "mri"}));
+  const std::string text = comparison_text(columns, unseen_modalities(columns));
+  EXPECT_NE(text.find("== mri (unseen) (2 queries) =="), std::string::npos) << text;
+  EXPECT_NE(text.find("== ct (2 queries) =="), std::string::npos) << text;
+
+  // Every modality trained on: none unseen.
+  s.attrs.train_modalities = {"xray", "ct", "endoscopy", "mri"};
+  EXPECT_TRUE(evaluate(s, c).unseen.empty());
+
+  // Reports written before the field existed read as "none unseen, training unknown".
+  auto old = to_json(r);
+  old.erase("unseen_modalities");
+  old["embeddings"].erase("train_modalities");
+  const Report back = report_from_json(old);
+  EXPECT_TRUE(back.unseen.empty());
+  EXPECT_TRUE(back.source.train_modalities.empty());
 }
 
 TEST(Report, EvaluatedReportSurvivesJson) {

@@ -28,7 +28,7 @@ class SearchCli : public ::testing::Test {
         " --set 'synth.modalities=[\"xray\", \"ct\", \"endoscopy\"]' --set synth.patients_per_class=2"
         " --set synth.samples_per_patient=2 --set train.max_steps=2 --set train.warmup_steps=1"
         " --set train.checkpoint_every=2 --set train.global_batch_size=4"
-        " --set 'train.modalities=[\"xray\", \"ct\", \"endoscopy\"]'";
+        " --set 'train.modalities=[\"xray\", \"ct\"]'";  // endoscopy: evaluated, never trained on
     const std::string d = dir_->path().string();
     for (const std::string step :
          {" synth --out " + d + "/data", " shard --manifest " + d + "/data/manifest.csv --out " + d + "/shards",
@@ -75,6 +75,13 @@ TEST_F(SearchCli, EvalFromCheckpointWritesReportBaselinesAndHistory) {
   }
   EXPECT_TRUE(j.at("cross_modal").contains("ct->xray"));
   EXPECT_EQ(j.at("embeddings").at("step"), 2);
+  // Unseen = evaluated but not in the checkpoint's train.modalities (read from the run).
+  EXPECT_EQ(j.at("embeddings").at("train_modalities"), json::array({"xray", "ct"}));
+  EXPECT_EQ(j.at("unseen_modalities"), json::array({"endoscopy"}));
+  EXPECT_EQ(j.at("baselines").at("raw pixels").at("unseen_modalities"), json::array());
+  EXPECT_NE(out.find("endoscopy (unseen)"), std::string::npos) << out;
+  EXPECT_EQ(out.find("ct (unseen)"), std::string::npos) << out;
+  EXPECT_NE(fs::read_file(dir() / "eval/report.md").find("### endoscopy (unseen)"), std::string::npos);
   EXPECT_TRUE(stdfs::exists(dir() / "eval/report.md"));
   const std::string csv = fs::read_file(dir() / "eval/report.csv");
   EXPECT_NE(csv.find("\nraw pixels,cross_modal,ct,xray,"), std::string::npos) << csv;
@@ -93,6 +100,7 @@ TEST_F(SearchCli, EvalFromCheckpointWritesReportBaselinesAndHistory) {
     EXPECT_FALSE(h.at("time").get<std::string>().empty());
     EXPECT_EQ(h.at("per_modality"), j.at("per_modality"));
     EXPECT_EQ(h.at("cross_modal"), j.at("cross_modal"));
+    EXPECT_EQ(h.at("unseen_modalities"), json::array({"endoscopy"}));
   }
   EXPECT_EQ(lines, 2);
 }
@@ -105,6 +113,7 @@ TEST_F(SearchCli, IndexBuildAndSearchFindTheQueryItself) {
                                             " --shards " + (dir() / "shards").string() + " --out " +
                                             emb.string() + " 2>&1", &out), 0) << out;
   const EmbeddingSet set = read_embeddings(emb);
+  EXPECT_EQ(set.attrs.train_modalities, (std::vector<std::string>{"xray", "ct"}));
   for (const std::string type : {"exact", "hnsw"}) {
     SCOPED_TRACE(type);
     const auto index = dir() / ("index-" + type);
