@@ -29,7 +29,8 @@ SlurmdUser=root
 SlurmctldPort=$((16817 + $$ % 200 * 2))
 SlurmdPort=$((16818 + $$ % 200 * 2))
 AuthType=auth/munge
-AuthInfo=socket=$dir/munge/munge.socket
+# A requeued job may start again cred_expire + 1 s later (default 120 s): shortened for tests.
+AuthInfo=socket=$dir/munge/munge.socket,cred_expire=20
 CredType=cred/munge
 StateSaveLocation=$dir/state
 SlurmdSpoolDir=$dir/spool/slurmd-%n

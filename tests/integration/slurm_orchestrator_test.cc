@@ -13,13 +13,18 @@
 // M3RET_SLURM_JOB_BINARY names a real m3ret binary.
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
 #include <cstdlib>
 #include <fstream>
 #include <map>
 #include <thread>
 
+#include <fmt/format.h>
+
 #include "launcher/orchestrator/command.h"
 #include "launcher/orchestrator/orchestrator.h"
+#include "launcher/process.h"
 #include "test_util.h"
 
 namespace m3ret {
@@ -59,6 +64,109 @@ std::optional<JobRow> train_running(State& st, const std::string& run) {
     if (j.kind == JobKind::kTrain && j.state == JobState::kRunning) return j;
   }
   return std::nullopt;
+}
+
+// `FIELD=value` of `scontrol show job ID -o` ("" when absent).
+std::string job_field(const std::string& id, const std::string& key) {
+  auto r = run_capture({"scontrol", "show", "job", id, "-o"});
+  auto p = r.out.find(" " + key + "=");
+  if (p == std::string::npos) return "";
+  p += key.size() + 2;
+  return r.out.substr(p, r.out.find_first_of(" \n", p) - p);
+}
+
+// The slurm/ templates by hand, as docs/slurm.md tells a user (from the
+// source tree, M3RET and MPIEXEC in the environment that sbatch exports,
+// the templates' #SBATCH sizes overridden for this one small node):
+//   sbatch slurm/shard.sbatch CONFIG MANIFEST SHARDS
+//   sbatch --dependency=afterok:SHARD slurm/pretrain.sbatch CONFIG SHARDS RUN --set ...
+//   sbatch --dependency=afterok:TRAIN slurm/eval.sbatch CONFIG RUN SHARDS OUT
+// The train job is preempted by hand (SIGUSR1 to the batch shell, as
+// --signal=B:USR1@300 does before the time limit): the template's body must
+// checkpoint, requeue itself and resume. A shard job that fails leaves its
+// afterok dependant never run (cancelled by --kill-on-invalid-dep=yes), and
+// the orchestrator's Slurm backend reads that as a dependency failure.
+TEST_F(SlurmCluster, TemplatesWorkByHandWithAfterokChainsAndRequeueOnPreemption) {
+  const fs::path d = dir_->path();
+  const fs::path src = testing::source_dir();
+  const char* real = std::getenv("M3RET_SLURM_JOB_BINARY");
+  const fs::path bin = real ? fs::path(real) : src / "tests/integration/fake_m3ret.sh";
+  std::ofstream(d / "base.toml") << "[train]\nmax_steps = 3\ncheckpoint_every = 1\n";
+  std::ofstream(d / "manifest.csv") << "path,modality,labels,group,split\n";
+  const std::string mpiexec = std::string("mpirun --oversubscribe") + (geteuid() == 0 ? " --allow-run-as-root" : "");
+  const std::string config = (d / "base.toml").string(), shards = (d / "shards").string(),
+                    run = (d / "run").string(), out = (d / "eval").string();
+  using launcher::shell_line;
+  auto sbatch = [&](const std::string& env, const std::string& args) {
+    std::string cmd = "cd " + shell_line({src.string()}) + " && " + env + " M3RET=" + shell_line({bin.string()}) +
+                      " MPIEXEC=" + shell_line({mpiexec}) + " FAKE_M3RET_LOG=" +
+                      shell_line({(d / "byhand.log").string()}) +
+                      " sbatch --parsable --output=" + shell_line({(d / "slurm-%j.out").string()}) +
+                      " " + args;
+    auto r = run_capture({"sh", "-c", cmd});
+    EXPECT_EQ(r.status, 0) << cmd << "\n" << r.err;
+    std::string id = r.out.substr(0, r.out.find_first_of(";\n"));
+    EXPECT_FALSE(id.empty()) << cmd;
+    return id;
+  };
+  const std::string one_task = "--ntasks=1 --cpus-per-task=1 --time=00:05:00 ";
+  // More than the 5 minutes of --signal=B:USR1@300, or Slurm preempts it at once.
+  const std::string one_node = "--nodes=1 --ntasks-per-node=1 --cpus-per-task=1 --time=00:20:00 ";
+  std::string shard = sbatch("", one_task + shell_line({"slurm/shard.sbatch", config, (d / "manifest.csv").string(), shards}));
+  std::string train = sbatch("", "--dependency=afterok:" + shard + " " + one_node +
+                                      shell_line({"slurm/pretrain.sbatch", config, shards, run, "--set", "train.seed=3"}));
+  std::string eval = sbatch("", "--dependency=afterok:" + train + " " + one_task +
+                                     shell_line({"slurm/eval.sbatch", config, run, shards, out}));
+  std::string bad = sbatch("FAKE_M3RET_FAIL=shard", one_task + shell_line({"slurm/shard.sbatch", config,
+                                                                          (d / "manifest.csv").string(),
+                                                                          (d / "shards2").string()}));
+  std::string never = sbatch("", "--dependency=afterok:" + bad + " --kill-on-invalid-dep=yes " + one_node +
+                                      shell_line({"slurm/pretrain.sbatch", config, (d / "shards2").string(),
+                                                  (d / "run2").string()}));
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::minutes(real ? 20 : 5);
+  auto sleep = [] { std::this_thread::sleep_for(std::chrono::milliseconds(250)); };
+  // Preempt the train job once it wrote its first checkpoint.
+  while (!fs::exists(fs::path(run) / "checkpoints/step-000000001") && std::chrono::steady_clock::now() < deadline) sleep();
+  ASSERT_TRUE(fs::exists(fs::path(run) / "checkpoints/step-000000001")) << "the train job never ran";
+  auto r = run_capture({"scancel", "--batch", "--signal=USR1", train});
+  ASSERT_EQ(r.status, 0) << r.err;
+  const std::string ids = shard + "," + train + "," + eval + "," + bad + "," + never;
+  while (std::chrono::steady_clock::now() < deadline) {
+    auto q = run_capture({"squeue", "-h", "-j", ids, "-t", "PENDING,RUNNING,COMPLETING,REQUEUED,CONFIGURING"});
+    if (q.status == 0 && q.out.find_first_not_of(" \n") == std::string::npos) break;
+    sleep();
+  }
+  EXPECT_EQ(job_field(shard, "JobState"), "COMPLETED");
+  EXPECT_EQ(job_field(train, "JobState"), "COMPLETED");
+  EXPECT_EQ(job_field(train, "Restarts"), "1") << "the preempted train job requeued itself once";
+  EXPECT_EQ(job_field(eval, "JobState"), "COMPLETED");
+  EXPECT_EQ(job_field(bad, "JobState"), "FAILED");
+  EXPECT_EQ(job_field(bad, "ExitCode"), "1:0");
+  EXPECT_EQ(job_field(never, "JobState"), "CANCELLED");
+  EXPECT_EQ(job_field(never, "Reason"), "DependencyNeverSatisfied");
+  auto seen = make_slurm_backend(SlurmOptions{})->poll(never, d / "no-job-dir");
+  EXPECT_EQ(seen.state, JobState::kCancelled);
+  EXPECT_EQ(seen.reason.rfind(kDependencyFailed, 0), 0u) << seen.reason;
+
+  // What each job left, and the processes they started.
+  EXPECT_TRUE(fs::exists(fs::path(shards) / "index.json"));
+  for (int step = 1; step <= 3; ++step) {
+    EXPECT_TRUE(fs::exists(fs::path(run) / fmt::format("checkpoints/step-00000000{}/manifest.json", step))) << step;
+  }
+  EXPECT_TRUE(fs::exists(fs::path(out) / "report.json"));
+  EXPECT_FALSE(fs::exists(d / "run2"));
+  if (real) return;
+  std::map<std::string, int> starts;
+  std::ifstream log(d / "byhand.log");
+  for (std::string line; std::getline(log, line);) ++starts[line.substr(0, line.find(" | job="))];
+  const std::string train_line = "train --config " + config + " --shards " + shards + " --run-dir " + run +
+                                 " --resume auto --set train.seed=3";
+  EXPECT_EQ(starts[train_line], 2) << "preempted, then resumed";
+  EXPECT_EQ(starts["shard --config " + config + " --manifest " + (d / "manifest.csv").string() + " --out " + shards], 1);
+  EXPECT_EQ(starts["embed --config " + config + " --checkpoint " + run + " --shards " + shards + " --out " + out +
+                   "/embeddings.h5"], 1);
+  EXPECT_EQ(starts["eval --config " + config + " --embeddings " + out + "/embeddings.h5 --out " + out + "/report.json"], 1);
+  EXPECT_EQ(starts.size(), 5u) << "shard, failed shard, train, embed, eval; nothing for the cancelled dependant";
 }
 
 TEST_F(SlurmCluster, SweepSurvivesPreemptionRequeueAndAnOrchestratorCrash) {
@@ -154,7 +262,7 @@ TEST_F(SlurmCluster, SweepSurvivesPreemptionRequeueAndAnOrchestratorCrash) {
   std::ifstream log(d / "invocations.log");
   std::map<std::string, int> evals;
   for (std::string line; std::getline(log, line);) {
-    if (line.rfind("eval ", 0) == 0) ++evals[line];
+    if (line.rfind("eval ", 0) == 0) ++evals[line.substr(0, line.find(" | job="))];
   }
   if (!real) {
     EXPECT_EQ(evals.size(), 6u);
