@@ -1,7 +1,12 @@
 // End to end: `m3ret demo` at a small size, then every artifact is checked.
+// Takes several minutes (one demo run shared by all the tests of the suite).
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <fstream>
+#include <iterator>
+#include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -26,9 +31,12 @@ class DemoPipeline : public ::testing::Test {
   static void SetUpTestSuite() {
     dir_ = new testing::TempDir("demo");
     out_ = (dir_->path() / "demo").string();
-    // Small: 2 patients per class, few steps; everything else as the shipped demo.
+    // Small: 3 patients per class (2 of them test, so that every test query of
+    // every modality has a relevant candidate of another patient), few steps;
+    // everything else as the shipped demo (train.modalities without mri).
     std::string cmd = testing::m3ret_binary().string() + " demo --out " + out_ +
                       " --set synth.patients_per_class=3 --set synth.samples_per_patient=2"
+                      " --set synth.test_fraction=0.5"
                       " --set train.max_steps=6 --set train.warmup_steps=2"
                       " --set train.checkpoint_every=3 --set train.global_batch_size=8";
     rc_ = testing::run_command(cmd, &log_);
@@ -49,7 +57,10 @@ TEST_F(DemoPipeline, RunsAndPrintsTheRecallTable) {
     EXPECT_NE(log_.find(m), std::string::npos) << m << "\n" << log_;
   }
   EXPECT_NE(log_.find("random init"), std::string::npos) << log_;
+  EXPECT_NE(log_.find("raw pixels"), std::string::npos) << log_;
   EXPECT_NE(log_.find("R@1"), std::string::npos) << log_;
+  EXPECT_NE(log_.find("== mri (unseen)"), std::string::npos) << log_;
+  EXPECT_EQ(log_.find("== ct (unseen)"), std::string::npos) << log_;
 }
 
 TEST_F(DemoPipeline, ShardsCoverEveryModalityFromRealFiles) {
@@ -103,7 +114,7 @@ TEST_F(DemoPipeline, TrainingRanOnTwoRanksAndCheckpointed) {
   EXPECT_NE(text.find("max_steps = 6"), std::string::npos);
 }
 
-TEST_F(DemoPipeline, ReportHasRecallPerModalityForBothEncoders) {
+TEST_F(DemoPipeline, TrainedAndRandomInitEmbeddingsDiffer) {
   ASSERT_EQ(rc_, 0) << log_;
   stdfs::path out(out_);
   auto trained = eval::read_embeddings(out / "embeddings-trained.h5");
@@ -114,12 +125,68 @@ TEST_F(DemoPipeline, ReportHasRecallPerModalityForBothEncoders) {
   double diff = 0;
   for (size_t i = 0; i < trained.X.size(); ++i) diff += std::abs(trained.X[i] - random.X[i]);
   EXPECT_GT(diff, 1e-3);
-  EXPECT_TRUE(stdfs::exists(out / "report.md"));
-  auto report = read_json(out / "report.json");
-  std::string text = report.dump();
-  for (const char* m : {"xray", "ultrasound", "endoscopy", "ct", "mri"}) {
-    EXPECT_NE(text.find(m), std::string::npos) << m;
+}
+
+// The report: SSL (trained), random-init and raw-pixels columns, each with a
+// row for every modality including MRI and the whole cross-modal matrix; MRI
+// marked unseen because configs/demo.toml does not train on it.
+TEST_F(DemoPipeline, ReportComparesSslRandomInitAndRawPixelsWithUnseenMri) {
+  ASSERT_EQ(rc_, 0) << log_;
+  stdfs::path out(out_);
+  const auto report = read_json(out / "report.json");
+  const std::vector<std::string> modalities = {"xray", "ultrasound", "endoscopy", "ct", "mri"};
+  EXPECT_EQ(report.at("encoder"), "trained");
+  ASSERT_TRUE(report.at("baselines").contains("random init")) << report.dump(1);
+  ASSERT_TRUE(report.at("baselines").contains("raw pixels")) << report.dump(1);
+  const std::vector<std::pair<std::string, json>> columns = {
+      {"trained", report},
+      {"random init", report.at("baselines").at("random init")},
+      {"raw pixels", report.at("baselines").at("raw pixels")}};
+  for (const auto& [name, col] : columns) {
+    SCOPED_TRACE(name);
+    for (const auto& m : modalities) {
+      SCOPED_TRACE(m);
+      ASSERT_TRUE(col.at("per_modality").contains(m));
+      const auto& row = col.at("per_modality").at(m);
+      EXPECT_GT(row.at("queries").get<int>(), 0);
+      for (const char* key : {"recall@1", "recall@5", "recall@10", "map@10"}) {
+        const double v = row.at(key).get<double>();
+        EXPECT_GE(v, 0.0) << key;
+        EXPECT_LE(v, 1.0) << key;
+      }
+      // Cross-modal matrix: every ordered pair (all modalities share the classes).
+      for (const auto& g : modalities) {
+        if (g == m) continue;
+        ASSERT_TRUE(col.at("cross_modal").contains(m + "->" + g)) << m << "->" << g;
+        EXPECT_GT(col.at("cross_modal").at(m + "->" + g).at("queries").get<int>(), 0);
+      }
+    }
   }
+  EXPECT_EQ(report.at("cross_modal").size(), 20u);
+  // Unseen comes from the checkpoint's train.modalities, recorded in the embeddings.
+  EXPECT_EQ(report.at("embeddings").at("train_modalities"),
+            json::array({"xray", "ultrasound", "endoscopy", "ct"}));
+  EXPECT_EQ(report.at("unseen_modalities"), json::array({"mri"}));
+  EXPECT_EQ(report.at("baselines").at("raw pixels").at("unseen_modalities"), json::array());
+  EXPECT_EQ(report.at("baselines").at("raw pixels").at("embeddings").at("train_modalities"),
+            json::array());
+
+  std::ifstream md_in(out / "report.md");
+  const std::string md((std::istreambuf_iterator<char>(md_in)), std::istreambuf_iterator<char>());
+  EXPECT_NE(md.find("| metric | trained | random init | raw pixels |"), std::string::npos) << md;
+  EXPECT_NE(md.find("### mri (unseen)"), std::string::npos) << md;
+  EXPECT_EQ(md.find("### ct (unseen)"), std::string::npos) << md;
+  for (const auto& m : modalities) EXPECT_NE(md.find("### " + m), std::string::npos) << m;
+  EXPECT_NE(md.find("cross-modal (R@1 / R@5 / R@10)"), std::string::npos) << md;
+  EXPECT_NE(md.find("| ct → mri (unseen) |"), std::string::npos) << md;
+  EXPECT_NE(md.find("unseen (evaluated, never trained on): mri"), std::string::npos) << md;
+
+  std::ifstream csv_in(out / "report.csv");
+  const std::string csv((std::istreambuf_iterator<char>(csv_in)), std::istreambuf_iterator<char>());
+  for (const char* enc : {"trained", "random init", "raw pixels"})
+    for (const auto& m : modalities)
+      EXPECT_NE(csv.find(std::string("\n") + enc + ",per_modality," + m + "," + m + ","),
+                std::string::npos) << enc << " " << m;
 }
 
 }  // namespace
