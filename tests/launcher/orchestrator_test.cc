@@ -511,8 +511,14 @@ TEST(LocalBackend, CancelEndsTheWholeJobAndUsr1ReachesIt) {
 
   // SIGUSR1 to the wrapper is forwarded to the command (the trainer's
   // checkpoint-and-stop signal), whose exit code is recorded.
-  std::string u = b->submit({"u", JobKind::kTrain, "trap 'exit 75' USR1; while :; do sleep 0.1; done", dir / "u", {}, 1});
-  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  // (The command says when it is ready; the wrapper set its own trap before starting it.)
+  const fs::path ready = dir / "u-ready";
+  std::string u = b->submit({"u", JobKind::kTrain,
+                             "trap 'exit 75' USR1; touch '" + ready.string() + "'; while :; do sleep 0.1; done",
+                             dir / "u", {}, 1});
+  for (int i = 0; i < 1000 && !fs::exists(ready); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  ASSERT_TRUE(fs::exists(ready));
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
   ::kill(std::stoi(u), SIGUSR1);
   auto ou = wait_for(*b, u, dir / "u");
   EXPECT_EQ(ou.exit_code, 75);
