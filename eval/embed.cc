@@ -11,6 +11,7 @@
 #include <fmt/ranges.h>
 #include <spdlog/spdlog.h>
 
+#include "core/blas_threads.h"
 #include "core/communicator.h"
 #include "core/config.h"
 #include "core/error.h"
@@ -173,7 +174,8 @@ void embed(const EmbedOptions& opt, Communicator& comm) {
     shards = sharding::ShardSet::open(opt.shards);
     items = select_items(*shards, opt);
     torch::NoGradGuard no_grad;
-    torch::set_num_threads(opt.threads > 0 ? opt.threads : default_threads());
+    // The encoder's GEMMs on OpenBLAS's pool (core/blas_threads.h).
+    torch::set_num_threads(split_compute_threads(opt.threads > 0 ? opt.threads : default_threads()));
     if (opt.raw_pixels) {
       if (rank == 0)
         spdlog::info("embed: {} samples as raw pixels on {} rank(s)", items.size(), size);
