@@ -25,6 +25,7 @@
 #include "launcher/orchestrator/command.h"
 #include "launcher/orchestrator/orchestrator.h"
 #include "launcher/process.h"
+#include "slurm_fixture.h"
 #include "test_util.h"
 
 namespace m3ret {
@@ -33,31 +34,7 @@ namespace {
 namespace fs = std::filesystem;
 using namespace orchestrator;
 
-bool have(const std::string& prog) { return run_capture({"sh", "-c", "command -v " + prog}).status == 0; }
-
-class SlurmCluster : public ::testing::Test {
- protected:
-  void SetUp() override {
-    for (const char* p : {"munged", "slurmctld", "slurmd", "sbatch", "mpirun"}) {
-      if (!have(p)) GTEST_SKIP() << p << " is not installed (setup.sh installs slurm-wlm and munge)";
-    }
-    dir_ = std::make_unique<testing::TempDir>("slurm");
-    script_ = (testing::source_dir() / "tests/integration/slurm_cluster.sh").string();
-    auto r = run_capture({script_, "start", (dir_->path() / "cluster").string()});
-    started_ = true;
-    ASSERT_EQ(r.status, 0) << r.out << r.err;
-    setenv("SLURM_CONF", (dir_->path() / "cluster/slurm.conf").c_str(), 1);
-  }
-  void TearDown() override {
-    if (!started_) return;
-    run_capture({"scancel", "--user=" + std::string(getenv("USER") ? getenv("USER") : "root")});
-    run_capture({script_, "stop", (dir_->path() / "cluster").string()});
-    unsetenv("SLURM_CONF");
-  }
-  std::unique_ptr<testing::TempDir> dir_;
-  std::string script_;
-  bool started_ = false;
-};
+using testing::SlurmCluster;
 
 std::optional<JobRow> train_running(State& st, const std::string& run) {
   for (auto& j : st.jobs(run)) {

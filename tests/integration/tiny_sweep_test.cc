@@ -3,7 +3,8 @@
 // data fraction, `mpiexec m3ret train` per sweep point and `mpiexec m3ret
 // embed` + `m3ret eval` of every checkpoint, then writes the scaling report.
 // The test checks that report (CSV, Markdown, SVG): a row per sweep point and
-// modality with its recall, and every checkpoint evaluated.
+// modality with its recall, and every checkpoint evaluated. The same sweep
+// also runs through the Slurm backend on a real one-node Slurm.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -16,6 +17,7 @@
 #include "launcher/orchestrator/state.h"
 #include "launcher/orchestrator/sweep.h"
 #include "launcher/process.h"
+#include "slurm_fixture.h"
 #include "test_util.h"
 
 namespace m3ret {
@@ -46,15 +48,15 @@ std::vector<std::string> split_csv_line(const std::string& line) {
   return out;
 }
 
-TEST(TinySweep, RealPipelineReportsRecallPerModalityForEverySweepPoint) {
-  testing::TempDir dir("tinysweep");
+// Runs the tiny sweep with `backend` in `dir` and checks the report.
+void run_tiny_sweep_and_check_the_report(const fs::path& dir, const std::string& backend) {
   const fs::path sweep_file = testing::source_dir() / "configs/sweeps/tiny.toml";
   const Sweep sweep = load_sweep(sweep_file);  // for the run names
   ASSERT_GE(sweep.runs.size(), 2u);
   // work_dir = "sweep-tiny" is relative to the current directory: run in the temp dir.
-  std::string cmd = "cd " + launcher::shell_line({dir.path().string()}) + " && exec " +
+  std::string cmd = "cd " + launcher::shell_line({dir.string()}) + " && exec " +
                     launcher::shell_line({testing::m3ret_binary().string(), "orchestrate", "--sweep",
-                                          sweep_file.string(), "--backend", "local", "--no-server",
+                                          sweep_file.string(), "--backend", backend, "--no-server",
                                           "--poll", "0.5"}) +
                     " 2>&1";
   auto r = run_capture({"sh", "-c", cmd});
@@ -116,6 +118,19 @@ TEST(TinySweep, RealPipelineReportsRecallPerModalityForEverySweepPoint) {
   auto step_svg = read(work / "report/recall_vs_step.svg");
   EXPECT_EQ(count(step_svg, "<polyline"), sweep.runs.size()) << step_svg;
   EXPECT_NE(read(work / "report/recall_vs_model_size.svg").find("<svg"), std::string::npos);
+}
+
+TEST(TinySweep, RealPipelineReportsRecallPerModalityForEverySweepPoint) {
+  testing::TempDir dir("tinysweep");
+  run_tiny_sweep_and_check_the_report(dir.path(), "local");
+}
+
+// The same sweep through the Slurm backend on a real one-node Slurm: sbatch of
+// the slurm/ templates, `mpirun` inside each allocation, the real binary.
+// (Preemption, requeue and an orchestrator crash on Slurm: test_slurm_orchestrator.)
+using TinySweepOnSlurm = testing::SlurmCluster;
+TEST_F(TinySweepOnSlurm, RealPipelineReportsRecallPerModalityForEverySweepPoint) {
+  run_tiny_sweep_and_check_the_report(dir_->path(), "slurm");
 }
 
 }  // namespace
