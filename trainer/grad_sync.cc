@@ -3,6 +3,12 @@
 #include <algorithm>
 #include <chrono>
 #include <exception>
+#include <functional>
+#include <memory>
+
+#include <torch/csrc/autograd/function.h>
+#include <torch/csrc/autograd/function_hook.h>
+#include <torch/csrc/autograd/variable.h>
 
 #include "core/communicator.h"
 #include "core/error.h"
@@ -22,6 +28,25 @@ void broadcast_module(torch::nn::Module& module, Communicator& comm) {
   for (auto& b : module.named_buffers()) send(b.value(), b.key());
 }
 
+namespace {
+
+// Runs after a gradient accumulator (AccumulateGrad) has updated its
+// parameter's .grad: the gradient of this backward is then in place.
+class ReadyHook : public torch::autograd::FunctionPostHook {
+ public:
+  explicit ReadyHook(std::function<void()> fn) : fn_(std::move(fn)) {}
+  torch::autograd::variable_list operator()(const torch::autograd::variable_list& outputs,
+                                            const torch::autograd::variable_list&) override {
+    fn_();
+    return outputs;
+  }
+
+ private:
+  std::function<void()> fn_;
+};
+
+}  // namespace
+
 GradientReducer::GradientReducer(std::vector<torch::Tensor> params, Communicator& comm,
                                  size_t bucket_bytes)
     : params_(std::move(params)), comm_(comm) {
@@ -31,8 +56,11 @@ GradientReducer::GradientReducer(std::vector<torch::Tensor> params, Communicator
   packed_.assign(params_.size(), 0);
   for (size_t k = params_.size(); k-- > 0;) {
     const auto& p = params_[k];
-    M3RET_CHECK(p.scalar_type() == torch::kFloat32 && p.device().is_cpu() && p.is_contiguous(),
-                "gradient sync supports contiguous CPU float32 parameters (parameter {})", k);
+    M3RET_CHECK(p.scalar_type() == torch::kFloat32 && p.device().is_cpu() && p.is_contiguous() &&
+                    p.requires_grad() && p.is_leaf(),
+                "gradient sync supports contiguous CPU float32 leaf parameters that require a "
+                "gradient (parameter {})",
+                k);
     if (buckets_.empty() || (buckets_.back().numel + p.numel() > cap && buckets_.back().numel > 0))
       buckets_.emplace_back();
     auto& b = buckets_.back();
@@ -42,11 +70,24 @@ GradientReducer::GradientReducer(std::vector<torch::Tensor> params, Communicator
     b.numel += p.numel();
   }
   for (auto& b : buckets_) b.flat = torch::zeros({b.numel}, torch::kFloat32);
+  // Each parameter's gradient slice: a tensor over the bucket's storage with
+  // the parameter's shape. Made with set_() rather than narrow()/view() so that
+  // it is not an autograd view (Optimizer::zero_grad() detaches .grad in place,
+  // which autograd refuses for views).
+  slices_.resize(params_.size());
+  for (size_t k = 0; k < params_.size(); ++k) {
+    const auto& flat = buckets_[bucket_of_[k]].flat;
+    slices_[k] = torch::empty({0}, flat.options())
+                     .set_(flat.storage(), offset_of_[k], params_[k].sizes(),
+                           params_[k].strides());
+  }
   if (comm_.size() > 1) {
-    for (size_t k = 0; k < params_.size(); ++k)
-      hooks_.push_back(params_[k].register_hook([this, k](const torch::Tensor& grad) {
-        on_gradient(k, grad);
-      }));
+    for (size_t k = 0; k < params_.size(); ++k) {
+      accumulators_.push_back(torch::autograd::impl::grad_accumulator(params_[k]));
+      M3RET_CHECK(accumulators_.back() != nullptr, "parameter {} has no gradient accumulator", k);
+      hook_keys_.push_back(accumulators_.back()->add_post_hook(
+          std::make_unique<ReadyHook>([this, k] { on_ready(k); })));
+    }
   }
 }
 
@@ -57,7 +98,7 @@ GradientReducer::~GradientReducer() {
   }
   cv_.notify_all();
   if (thread_.joinable()) thread_.join();
-  for (size_t k = 0; k < hooks_.size(); ++k) params_[k].remove_hook(hooks_[k]);
+  for (size_t k = 0; k < accumulators_.size(); ++k) accumulators_[k]->del_post_hook(hook_keys_[k]);
 }
 
 void GradientReducer::arm() {
@@ -73,25 +114,23 @@ void GradientReducer::arm() {
   thread_ = std::thread([this] { communicate(); });
 }
 
-void GradientReducer::pack(size_t k, const torch::Tensor& grad) {
-  torch::NoGradGuard no_grad;
-  auto& b = buckets_[bucket_of_[k]];
-  auto slot = b.flat.narrow(0, offset_of_[k], params_[k].numel());
-  if (grad.defined()) {
-    slot.copy_(grad.reshape({-1}));
-  } else {
-    slot.zero_();
+void GradientReducer::place(size_t k) {
+  {
+    torch::NoGradGuard no_grad;
+    auto& grad = params_[k].mutable_grad();
+    const auto& slice = slices_[k];
+    if (!grad.defined()) {
+      slice.zero_();  // no gradient this step and none accumulated
+      grad = slice;
+    } else if (grad.data_ptr() != slice.data_ptr()) {
+      // The gradient is elsewhere (the first step, or .grad was reset or
+      // replaced): copy it in once; from now on autograd accumulates into the
+      // bucket.
+      slice.copy_(grad);
+      grad = slice;
+    }
+    packed_[k] = 1;
   }
-  // Gradient accumulated by earlier micro-batches (AccumulateGrad adds `grad`
-  // to it after this hook).
-  const auto& acc = params_[k].grad();
-  if (acc.defined()) slot.add_(acc.reshape({-1}));
-  packed_[k] = 1;
-}
-
-void GradientReducer::on_gradient(size_t k, const torch::Tensor& grad) {
-  if (!armed_ || packed_[k]) return;  // not a synchronised backward, or already packed
-  pack(k, grad);
   bool full = false;
   {
     std::lock_guard<std::mutex> lock(mutex_);
@@ -100,8 +139,14 @@ void GradientReducer::on_gradient(size_t k, const torch::Tensor& grad) {
   if (full) cv_.notify_all();
 }
 
+void GradientReducer::on_ready(size_t k) {
+  if (!armed_ || packed_[k]) return;  // not a synchronised backward, or already counted
+  place(k);
+}
+
 void GradientReducer::communicate() {
   try {
+    const float inv = 1.0f / static_cast<float>(comm_.size());
     for (size_t i = 0; i < buckets_.size(); ++i) {
       {
         std::unique_lock<std::mutex> lock(mutex_);
@@ -111,6 +156,7 @@ void GradientReducer::communicate() {
       }
       auto& b = buckets_[i];
       comm_.allreduce_sum(b.flat.data_ptr<float>(), static_cast<size_t>(b.numel));
+      b.flat.mul_(inv);  // the sum over ranks -> the average
       std::lock_guard<std::mutex> lock(mutex_);
       stats_.order.push_back(static_cast<int>(i));
       stats_.bytes += b.numel * static_cast<int64_t>(sizeof(float));
@@ -137,29 +183,12 @@ void GradientReducer::average() {
   const auto t0 = std::chrono::steady_clock::now();
   // Parameters that received no gradient in this backward: their accumulated
   // gradient, or zeros.
-  for (size_t k = 0; k < params_.size(); ++k) {
-    if (packed_[k]) continue;
-    pack(k, torch::Tensor());
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      --buckets_[bucket_of_[k]].pending;
-    }
-  }
-  cv_.notify_all();
+  for (size_t k = 0; k < params_.size(); ++k)
+    if (!packed_[k]) place(k);
   thread_.join();
   armed_ = false;
   stats_.exposed_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   if (error_) std::rethrow_exception(error_);
-  const float inv = 1.0f / static_cast<float>(comm_.size());
-  for (size_t k = 0; k < params_.size(); ++k) {
-    auto& p = params_[k];
-    auto avg = buckets_[bucket_of_[k]].flat.narrow(0, offset_of_[k], p.numel()).view_as(p);
-    if (p.grad().defined()) {
-      p.mutable_grad().copy_(avg).mul_(inv);
-    } else {
-      p.mutable_grad() = avg.mul(inv);
-    }
-  }
 }
 
 }  // namespace m3ret::trainer

@@ -5,17 +5,22 @@
 // Each step (the DDP scheme, for C++): the trainable parameters are grouped,
 // in reverse registration order (the order backward produces their
 // gradients), into float32 buckets of at most `bucket_bytes` (default 25 MB).
+// Gradients live in the buckets (PyTorch DDP's gradient_as_bucket_view): once
+// synchronised, each parameter's .grad is a tensor over its slice of the
+// bucket's storage (not an autograd view, so Optimizer::zero_grad() zeroes it
+// in place), and autograd accumulates the next gradients straight into it.
 // arm() before the backward whose gradients are to be synchronised installs
-// the step: a hook on every parameter copies its gradient (added to any
-// gradient accumulated by earlier micro-batches) into its bucket as autograd
-// produces it, and when a bucket is full, a communication thread sums it over
-// ranks while backward goes on. average() after backward completes the
-// buckets of parameters that received no gradient (zeros, or their
-// accumulated gradient), waits for the thread, and writes the averaged
-// gradients (sum / world size) back into .grad. The thread reduces buckets in
-// bucket order whatever order the hooks fire in, so every rank makes the same
-// collective calls in the same order; all MPI calls of a step are on that
-// thread (the main thread makes none between arm() and average()).
+// the step: a post-hook on every parameter's gradient accumulator marks it
+// ready as soon as autograd has accumulated its gradient (a gradient that is
+// not yet in the bucket, e.g. after .grad was reset to undefined, is copied in
+// once), and when a bucket is complete, a communication thread sums it over
+// ranks and divides it by the world size while backward goes on. average()
+// after backward completes the buckets of parameters that received no
+// gradient (zeros, or their accumulated gradient) and waits for the thread;
+// there is nothing to copy back. The thread reduces buckets in bucket order
+// whatever order the hooks fire in, so every rank makes the same collective
+// calls in the same order; all MPI calls of a step are on that thread (the
+// main thread makes none between arm() and average()).
 //
 // Parameters must be contiguous CPU float32 tensors. One step at a time.
 #pragma once
@@ -24,6 +29,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <exception>
+#include <memory>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -68,6 +74,8 @@ class GradientReducer {
   size_t bucket_count() const { return buckets_.size(); }
   // Parameter indices (into `params`) of bucket `b`, in packing order.
   const std::vector<size_t>& bucket_params(size_t b) const { return buckets_[b].params; }
+  // The storage of bucket `b` (float32, its parameters' gradients in packing order).
+  const torch::Tensor& bucket_storage(size_t b) const { return buckets_[b].flat; }
   const SyncStats& stats() const { return stats_; }
 
  private:
@@ -75,10 +83,12 @@ class GradientReducer {
     std::vector<size_t> params;  // indices into params_, in reduction order
     int64_t numel = 0;
     torch::Tensor flat;          // float32 [numel]
-    int pending = 0;             // parameters not yet packed this step
+    int pending = 0;             // parameters not yet ready this step
   };
-  void on_gradient(size_t k, const torch::Tensor& grad);  // autograd hook
-  void pack(size_t k, const torch::Tensor& grad);
+  void on_ready(size_t k);  // autograd post-hook: parameter k's gradient is accumulated
+  // Makes parameter k's .grad its slice of the bucket (copying a gradient that
+  // is elsewhere in, zeros when there is none) and counts it ready.
+  void place(size_t k);
   void communicate();  // the communication thread's body
 
   std::vector<torch::Tensor> params_;
@@ -86,11 +96,16 @@ class GradientReducer {
   std::vector<Bucket> buckets_;
   std::vector<size_t> bucket_of_;   // parameter index -> bucket
   std::vector<int64_t> offset_of_;  // parameter index -> offset in its bucket
-  std::vector<char> packed_;        // parameter packed this step
+  std::vector<torch::Tensor> slices_;  // parameter index -> its gradient in the bucket
+  std::vector<char> packed_;        // parameter ready this step
+
+  // The gradient accumulators of the parameters (kept alive, as DDP does) and
+  // the keys of the post-hooks installed on them.
+  std::vector<std::shared_ptr<torch::autograd::Node>> accumulators_;
+  std::vector<uintptr_t> hook_keys_;
 
   std::mutex mutex_;
   std::condition_variable cv_;
-  std::vector<unsigned> hooks_;    // autograd hook handles (removed on destruction)
   bool armed_ = false;
   bool cancelled_ = false;
   int started_ = 0;                // buckets whose reduction has started this step

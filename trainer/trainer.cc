@@ -164,8 +164,8 @@ TrainResult train(const TrainOptions& o, Communicator& comm) {
     optimizer->zero_grad();
     auto t0 = Clock::now();
     // Gradient accumulation: each micro-batch's loss / accum is backpropagated
-    // into .grad; only the last backward is synchronised (the reducer adds
-    // the accumulated gradients into its buckets).
+    // into .grad (after the first step .grad lives in the reducer's buckets);
+    // only the last backward is synchronised.
     double value = 0;
     bool finite = true;
     std::map<std::string, double> terms;

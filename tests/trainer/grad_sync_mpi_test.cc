@@ -171,6 +171,77 @@ TEST(GradSync, BucketsGoInReverseOrderAndAreReducedWhileBackwardRuns) {
     EXPECT_TRUE(torch::allclose(params[i].grad(), ref.parameters()[i].grad(), 1e-4, 1e-7));
 }
 
+// True when `grad` lies inside bucket `b`'s storage.
+bool in_bucket(const torch::Tensor& grad, const GradientReducer& reducer, size_t b) {
+  const auto& flat = reducer.bucket_storage(b);
+  const auto* lo = flat.data_ptr<float>();
+  const auto* p = grad.data_ptr<float>();
+  return p >= lo && p + grad.numel() <= lo + flat.numel();
+}
+
+// Gradients live in the buckets (no copy in or out): after average() every
+// .grad is its slice of its bucket, Optimizer::zero_grad() keeps it there,
+// autograd accumulates into it, and a .grad reset to undefined or replaced by
+// another tensor is taken back in. Each step's gradients stay the full-batch
+// ones.
+TEST(GradSync, GradientsLiveInTheBuckets) {
+  auto& comm = Runtime::get().world_comm();
+  const int r = comm.rank();
+  torch::manual_seed(11);
+  Mlp net;
+  auto params = trainable_parameters(net);
+  GradientReducer reducer(params, comm, /*bucket_bytes=*/(1 << 20) + 4096);
+  ASSERT_EQ(reducer.bucket_count(), 12u);
+  auto bucket_of = [&](size_t k) {
+    for (size_t b = 0; b < reducer.bucket_count(); ++b)
+      for (size_t q : reducer.bucket_params(b))
+        if (q == k) return b;
+    return reducer.bucket_count();
+  };
+  TrainConfig tc;
+  tc.lr = 0;  // the weights stay put: every step has the same reference gradient
+  tc.weight_decay = 0;
+  auto opt = make_optimizer(net, tc);
+  auto x = torch::randn({64, 512});
+  Mlp ref;
+  {
+    torch::NoGradGuard g;
+    for (size_t i = 0; i < ref.parameters().size(); ++i)
+      ref.parameters()[i].copy_(net.parameters()[i]);
+  }
+  ref.forward(x).backward();
+  auto mine = x.narrow(0, 32 * r, 32);
+
+  for (const std::string how : {"first", "zero_grad", "undefined", "replaced", "accumulate"}) {
+    SCOPED_TRACE(how);
+    if (how == "zero_grad") opt->zero_grad();
+    if (how == "undefined")
+      for (auto& p : params) p.mutable_grad() = torch::Tensor();
+    if (how == "replaced")
+      for (auto& p : params) p.mutable_grad() = torch::zeros_like(p);
+    if (how == "accumulate") {
+      // Two micro-batches of 16, the first unsynchronised, straight into the buckets.
+      opt->zero_grad();
+      (net.forward(mine.narrow(0, 0, 16)) * 0.5).backward();
+      for (size_t k = 0; k < params.size(); ++k)
+        EXPECT_TRUE(in_bucket(params[k].grad(), reducer, bucket_of(k))) << "parameter " << k;
+      reducer.arm();
+      (net.forward(mine.narrow(0, 16, 16)) * 0.5).backward();
+    } else {
+      reducer.arm();
+      net.forward(mine).backward();
+    }
+    reducer.average();
+    for (size_t k = 0; k < params.size(); ++k) {
+      ASSERT_TRUE(params[k].grad().defined()) << "parameter " << k;
+      EXPECT_TRUE(in_bucket(params[k].grad(), reducer, bucket_of(k))) << "parameter " << k;
+      EXPECT_TRUE(torch::allclose(params[k].grad(), ref.parameters()[k].grad(), 1e-4, 1e-7))
+          << "parameter " << k;
+    }
+    opt->step();
+  }
+}
+
 TEST(GradSync, AllReducedCodingRateEqualsTheFullBatchOne) {
   auto& comm = Runtime::get().world_comm();
   const int r = comm.rank();
