@@ -27,6 +27,14 @@ void check_mpi(int rc, const char* what) {
 // MPI counts are int: large buffers go in pieces of at most this many elements.
 constexpr size_t kMaxCount = static_cast<size_t>(INT_MAX) / 2;
 
+// `seconds` after `t`; never for seconds <= 0 (no timeout).
+std::chrono::steady_clock::time_point deadline_after(std::chrono::steady_clock::time_point t,
+                                                     double seconds) {
+  if (seconds <= 0) return std::chrono::steady_clock::time_point::max();
+  return t + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                 std::chrono::duration<double>(seconds));
+}
+
 }  // namespace
 
 void Communicator::broadcast(std::string& s, int root) {
@@ -55,17 +63,26 @@ void MpiCommunicator::set_context(const std::string& context) {
 void MpiCommunicator::wait(MPI_Request& req, const char* what) {
   const double timeout = timeout_s_.load();
   const auto start = std::chrono::steady_clock::now();
-  const auto deadline = start + std::chrono::duration<double>(timeout);
+  const auto deadline = deadline_after(start, timeout);
+  // Spin for the first 50 us (a partner that is about to arrive), then sleep
+  // between tests, 10 us doubling to 1 ms, so that a rank waiting for a late
+  // partner leaves its core to the threads that compute.
+  auto pause = std::chrono::microseconds(10);
   int done = 0;
   for (;;) {
     check_mpi(MPI_Test(&req, &done, MPI_STATUS_IGNORE), what);
     if (done) return;
     const auto now = std::chrono::steady_clock::now();
     if (now > deadline) break;
-    // Spin for the first 50 us (small collectives), then poll every 20 us.
-    if (now - start > std::chrono::microseconds(50))
-      std::this_thread::sleep_for(std::chrono::microseconds(20));
+    if (now - start > std::chrono::microseconds(50)) {
+      std::this_thread::sleep_for(pause);
+      pause = std::min(2 * pause, std::chrono::microseconds(1000));
+    }
   }
+  timed_out(what, timeout);
+}
+
+void MpiCommunicator::timed_out(const char* what, double timeout) {
   std::string context;
   {
     std::lock_guard<std::mutex> lock(context_mutex_);
@@ -80,24 +97,67 @@ void MpiCommunicator::wait(MPI_Request& req, const char* what) {
   std::_Exit(3);
 }
 
+MpiCommunicator::~MpiCommunicator() {
+  {
+    std::lock_guard<std::mutex> lock(watch_mutex_);
+    watch_stop_ = true;
+  }
+  watch_cv_.notify_all();
+  if (watchdog_.joinable()) watchdog_.join();
+}
+
+void MpiCommunicator::watch_begin(const char* what) {
+  const double timeout = timeout_s_.load();
+  if (timeout <= 0) return;
+  std::lock_guard<std::mutex> lock(watch_mutex_);
+  if (!watchdog_.joinable()) watchdog_ = std::thread([this] { watchdog(); });
+  watch_what_ = what;
+  watch_timeout_ = timeout;
+  watch_deadline_ = deadline_after(std::chrono::steady_clock::now(), timeout);
+  watch_cv_.notify_all();
+}
+
+void MpiCommunicator::watch_end() {
+  std::lock_guard<std::mutex> lock(watch_mutex_);
+  watch_what_ = nullptr;
+}
+
+void MpiCommunicator::watchdog() {
+  std::unique_lock<std::mutex> lock(watch_mutex_);
+  while (!watch_stop_) {
+    if (watch_what_ == nullptr) {
+      watch_cv_.wait(lock);
+    } else if (std::chrono::steady_clock::now() < watch_deadline_) {
+      watch_cv_.wait_until(lock, watch_deadline_);
+    } else {
+      const char* what = watch_what_;
+      const double timeout = watch_timeout_;
+      lock.unlock();
+      timed_out(what, timeout);
+    }
+  }
+}
+
 void MpiCommunicator::allreduce(void* data, size_t count, size_t elem_bytes, MPI_Datatype type,
                                 MPI_Op op) {
   auto* p = static_cast<char*>(data);
   for (size_t off = 0; off < count; off += kMaxCount) {
     const int n = static_cast<int>(std::min(kMaxCount, count - off));
     void* piece = p + off * elem_bytes;
-    if (timeout_s_.load() <= 0) {
-      check_mpi(MPI_Allreduce(MPI_IN_PLACE, piece, n, type, op, comm_), "allreduce");
-    } else {
+    const size_t bytes = static_cast<size_t>(n) * elem_bytes;
+    if (bytes < kLargeBytes || size_ == 1) {
       MPI_Request req;
       check_mpi(MPI_Iallreduce(MPI_IN_PLACE, piece, n, type, op, comm_, &req), "allreduce");
       wait(req, "allreduce");
+    } else {
+      watch_begin("allreduce");
+      check_mpi(MPI_Allreduce(MPI_IN_PLACE, piece, n, type, op, comm_), "allreduce");
+      watch_end();
     }
   }
 }
 
 void MpiCommunicator::barrier() {
-  if (timeout_s_.load() <= 0) return check_mpi(MPI_Barrier(comm_), "barrier");
   MPI_Request req;
   check_mpi(MPI_Ibarrier(comm_, &req), "barrier");
   wait(req, "barrier");
@@ -120,12 +180,14 @@ void MpiCommunicator::broadcast(void* data, size_t bytes, int root) {
   auto* p = static_cast<char*>(data);
   for (size_t off = 0; off < bytes; off += kMaxCount) {
     const int n = static_cast<int>(std::min(kMaxCount, bytes - off));
-    if (timeout_s_.load() <= 0) {
-      check_mpi(MPI_Bcast(p + off, n, MPI_BYTE, root, comm_), "bcast");
-    } else {
+    if (static_cast<size_t>(n) < kLargeBytes || size_ == 1) {
       MPI_Request req;
       check_mpi(MPI_Ibcast(p + off, n, MPI_BYTE, root, comm_, &req), "bcast");
       wait(req, "bcast");
+    } else {
+      watch_begin("bcast");
+      check_mpi(MPI_Bcast(p + off, n, MPI_BYTE, root, comm_), "bcast");
+      watch_end();
     }
   }
 }

@@ -1,14 +1,16 @@
 // A 2-rank MPI program for the collective-timeout test (not a test itself):
-//   collective_timeout_probe MODE TIMEOUT_S
+//   collective_timeout_probe MODE TIMEOUT_S [COUNT]
 // Rank 1 fails (MODE "kill": SIGKILL on itself, as kill -9 does; "stall":
-// sleeps for an hour) while rank 0 all-reduces under a timeout of TIMEOUT_S
-// with the context "step 7". Rank 0 must end the job; "ok" makes both ranks
-// all-reduce normally and exit 0.
+// sleeps for an hour) while rank 0 all-reduces COUNT floats (default 4: a small collective, polled; 1 Mi = 4 MiB
+// is a large one, the blocking MPI call under the watchdog) under a timeout of
+// TIMEOUT_S with the context "step 7". Rank 0 must end the job; "ok" makes
+// both ranks all-reduce normally and exit 0 when the sums are right.
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "core/communicator.h"
 #include "core/runtime.h"
@@ -19,11 +21,15 @@ int main(int argc, char** argv) {
   auto& comm = rt.world_comm();
   comm.set_timeout(argc > 2 ? std::atof(argv[2]) : 2.0);
   comm.set_context("step 7");
-  float x[4] = {1, 2, 3, 4};
-  comm.allreduce_sum(x, 4);  // everyone is alive here
+  const size_t count = argc > 3 ? std::strtoull(argv[3], nullptr, 10) : 4;
+  std::vector<float> x(count);
+  for (size_t i = 0; i < count; ++i) x[i] = float(i % 7);
+  comm.allreduce_sum(x.data(), count);  // everyone is alive here
   if (rt.rank() == 1 && mode == "kill") std::raise(SIGKILL);
   if (rt.rank() == 1 && mode == "stall") std::this_thread::sleep_for(std::chrono::hours(1));
-  comm.allreduce_sum(x, 4);
-  std::printf("rank %d: %g\n", rt.rank(), x[0]);
-  return x[0] == 4.0f ? 0 : 1;
+  comm.allreduce_sum(x.data(), count);
+  bool right = true;
+  for (size_t i = 0; i < count; ++i) right = right && x[i] == float(4 * (i % 7));
+  std::printf("rank %d: %s\n", rt.rank(), right ? "sums right" : "WRONG SUMS");
+  return right ? 0 : 1;
 }

@@ -18,13 +18,17 @@ struct Outcome {
   std::string output;
 };
 
-Outcome run_probe(const std::string& mode, double timeout_s) {
+// count: floats per all-reduce; 4 is a small (polled) collective, kLarge a
+// large one (the blocking MPI call under the communicator's watchdog).
+constexpr size_t kSmall = 4, kLarge = 1 << 20;
+
+Outcome run_probe(const std::string& mode, double timeout_s, size_t count = kSmall) {
   // This process is an MPI singleton: its OMPI_*/PMIX_* variables must not
   // reach the child mpiexec.
   const auto cmd = fmt::format(
       "for v in $(env | grep -oE '^(OMPI|PMIX|PMI)_[A-Za-z0-9_]*'); do unset $v; done; "
-      "timeout -s KILL 120 {} {} -n 2 {} {} {}", M3RET_TEST_MPIEXEC,
-                               M3RET_TEST_MPIEXEC_FLAGS, M3RET_TEST_PROBE, mode, timeout_s);
+      "timeout -s KILL 120 {} {} -n 2 {} {} {} {}", M3RET_TEST_MPIEXEC,
+                               M3RET_TEST_MPIEXEC_FLAGS, M3RET_TEST_PROBE, mode, timeout_s, count);
   const auto t0 = std::chrono::steady_clock::now();
   Outcome o;
   o.status = testing::run_command(cmd, &o.output);
@@ -48,6 +52,30 @@ TEST(CollectiveTimeout, StalledRankAbortsTheJobNamingStepAndCollective) {
 
 TEST(CollectiveTimeout, KilledRankEndsTheJobInBoundedTime) {
   auto o = run_probe("kill", 3);
+  EXPECT_NE(o.status, 0) << o.output;
+  EXPECT_LT(o.seconds, 60) << o.output;
+}
+
+// Large collectives (gradient buckets) are blocking MPI calls: the watchdog
+// thread must end them.
+TEST(CollectiveTimeout, LargeCollectivesGiveTheRightSums) {
+  auto o = run_probe("ok", 30, kLarge);
+  EXPECT_EQ(o.status, 0) << o.output;
+  EXPECT_NE(o.output.find("rank 0: sums right"), std::string::npos) << o.output;
+  EXPECT_NE(o.output.find("rank 1: sums right"), std::string::npos) << o.output;
+}
+
+TEST(CollectiveTimeout, StalledRankAbortsALargeCollective) {
+  auto o = run_probe("stall", 3, kLarge);
+  EXPECT_NE(o.status, 0) << o.output;
+  EXPECT_LT(o.seconds, 60) << o.output;
+  EXPECT_NE(o.output.find("collective allreduce timed out after 3.0 s at step 7 on rank 0"),
+            std::string::npos)
+      << o.output;
+}
+
+TEST(CollectiveTimeout, KilledRankEndsALargeCollectiveInBoundedTime) {
+  auto o = run_probe("kill", 3, kLarge);
   EXPECT_NE(o.status, 0) << o.output;
   EXPECT_LT(o.seconds, 60) << o.output;
 }
