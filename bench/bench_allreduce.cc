@@ -5,10 +5,14 @@
 //
 // Takes the trainable parameters of a ViT encoder of PRESET (default "small",
 // ViT-S, 22 M parameters), fills their gradients, and times REPS (default 20)
-// calls of GradientReducer::average() (pack into BUCKET_MB buckets (default
-// 25), all-reduce each, unpack and divide by the world size) against REPS
-// MPI_Allreduce calls on one float buffer of the same size. Prints the median
-// seconds and algorithmic bandwidth (bytes / s) of each and their ratio.
+// calls of GradientReducer::average() (BUCKET_MB buckets (default 25), each
+// all-reduced and divided by the world size; the gradients live in the
+// buckets, as after the first training step) with the communicator set up as
+// `m3ret train` sets it (train.collective_timeout_s), against REPS plain
+// MPI_Allreduce calls on one float buffer of the same size (the target's
+// reference), and against plain MPI_Allreduce calls on buffers of the bucket
+// sizes (the same chunks without the reducer). Prints the median seconds and
+// algorithmic bandwidth (bytes / s) of each and the ratios.
 #include <mpi.h>
 
 #include <algorithm>
@@ -55,10 +59,14 @@ int main(int argc, char** argv) {
     numel += p.numel();
   }
   const double bytes = double(numel) * 4;
+  comm.set_timeout(m3ret::trainer::TrainConfig{}.collective_timeout_s);
   m3ret::trainer::GradientReducer reducer(params, comm, size_t(bucket_mb * (1 << 20)));
 
   std::vector<float> flat(size_t(numel), 1.0f);
-  std::vector<double> t_sync, t_plain;
+  std::vector<std::vector<float>> chunks;
+  for (size_t b = 0; b < reducer.bucket_count(); ++b)
+    chunks.emplace_back(size_t(reducer.bucket_storage(b).numel()), 1.0f);
+  std::vector<double> t_sync, t_plain, t_chunks;
   for (int r = 0; r < reps + 2; ++r) {  // 2 warm-up rounds
     MPI_Barrier(MPI_COMM_WORLD);
     double t0 = now();
@@ -66,15 +74,21 @@ int main(int argc, char** argv) {
     const double plain = now() - t0;
     MPI_Barrier(MPI_COMM_WORLD);
     t0 = now();
+    for (auto& c : chunks)
+      MPI_Allreduce(MPI_IN_PLACE, c.data(), int(c.size()), MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
+    const double plain_chunks = now() - t0;
+    MPI_Barrier(MPI_COMM_WORLD);
+    t0 = now();
     reducer.average();
     const double sync = now() - t0;
-    if (r >= 2) t_plain.push_back(plain), t_sync.push_back(sync);
+    if (r >= 2) t_plain.push_back(plain), t_chunks.push_back(plain_chunks), t_sync.push_back(sync);
   }
-  const double ms = median(t_sync), mp = median(t_plain);
+  const double ms = median(t_sync), mp = median(t_plain), mpc = median(t_chunks);
   if (rt.rank() == 0)
     std::printf("ranks %d preset %s params %lld bytes %.0f buckets %zu | plain MPI_Allreduce %.4f s "
-                "%.2f GB/s | GradientReducer %.4f s %.2f GB/s | ratio %.3f\n",
+                "%.2f GB/s | plain, bucket-sized pieces %.4f s %.2f GB/s | GradientReducer %.4f s "
+                "%.2f GB/s | ratio %.3f (to pieces %.3f)\n",
                 comm.size(), preset.c_str(), (long long)numel, bytes, reducer.bucket_count(), mp,
-                bytes / mp / 1e9, ms, bytes / ms / 1e9, mp / ms);
+                bytes / mp / 1e9, mpc, bytes / mpc / 1e9, ms, bytes / ms / 1e9, mp / ms, mpc / ms);
   return 0;
 }

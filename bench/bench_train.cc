@@ -1,7 +1,7 @@
 // Benchmark (not a test): data-parallel training step throughput and exposed
 // gradient communication.
 //
-//   mpiexec -n R bench_train [PRESET] [STEPS] [BATCH_PER_RANK] [SIZE] [OBJECTIVE]
+//   mpiexec -n R bench_train [PRESET] [STEPS] [BATCH_PER_RANK] [SIZE] [OBJECTIVE] [SYNC]
 //
 // One torch thread per rank. Builds the trainer's Model (default ViT-S
 // "small", MAE with its default decoder) and runs STEPS (default 6; the first 2
@@ -10,7 +10,9 @@
 // trainer::train does: forward, GradientReducer::arm(), backward (buckets
 // reduced while it runs), average(), clip, AdamW. Prints samples/s over all
 // ranks (slowest rank's time), and the exposed communication (time waiting in
-// average()) as a share of the step. Compare R = 1 and R = 2. The per-sample
+// average()) as a share of the step. Compare R = 1 and R = 2. SYNC "overlap"
+// (the default, as m3ret train) or "after": no arm(), every bucket is reduced
+// after backward (to see what the overlap gains). The per-sample
 // augmentation (Objective::prepare) is done before the timed step, as the
 // trainer does it on the loader's worker threads.
 #include <mpi.h>
@@ -46,12 +48,14 @@ int main(int argc, char** argv) {
   const int64_t batch = argc > 3 ? std::atoll(argv[3]) : 8;
   const int64_t size = argc > 4 ? std::atoll(argv[4]) : 224;
   const std::string objective = argc > 5 ? argv[5] : "mae";
+  const bool overlap = !(argc > 6 && std::string(argv[6]) == "after");
   torch::set_num_threads(1);
 
   Settings s;
   s.model.preset = preset;
   s.train.objective = objective;
   s.train.max_steps = steps;
+  comm.set_timeout(s.train.collective_timeout_s);  // the collectives m3ret train makes
   torch::manual_seed(0);
   auto model = std::make_shared<Model>(s, &comm);
   broadcast_module(*model, comm);
@@ -75,7 +79,7 @@ int main(int argc, char** argv) {
     const double t0 = now();
     optimizer->zero_grad();
     auto loss = model->objective->compute(b);
-    reducer.arm();
+    if (overlap) reducer.arm();
     loss.total.backward();
     reducer.average();
     torch::nn::utils::clip_grad_norm_(params, s.train.clip_grad);
@@ -88,10 +92,10 @@ int main(int argc, char** argv) {
   }
   const int counted = std::max(1, steps - 2);
   if (rt.rank() == 0)
-    std::printf("ranks %d preset %s objective %s batch/rank %lld size %lld buckets %zu | step %.3f s "
+    std::printf("ranks %d preset %s objective %s batch/rank %lld size %lld buckets %zu%s | step %.3f s "
                 "| %.2f samples/s | exposed comm %.4f s = %.2f %% of the step\n",
                 comm.size(), preset.c_str(), objective.c_str(), (long long)batch, (long long)size,
-                reducer.bucket_count(), total / counted,
+                reducer.bucket_count(), overlap ? "" : " (reduced after backward)", total / counted,
                 double(batch * comm.size()) * counted / total, exposed / counted,
                 100 * exposed / total);
   return 0;
