@@ -69,19 +69,21 @@ GradientReducer::GradientReducer(std::vector<torch::Tensor> params, Communicator
     b.params.push_back(k);
     b.numel += p.numel();
   }
-  for (auto& b : buckets_) b.flat = torch::zeros({b.numel}, torch::kFloat32);
-  // Each parameter's gradient slice: a tensor over the bucket's storage with
-  // the parameter's shape. Made with set_() rather than narrow()/view() so that
-  // it is not an autograd view (Optimizer::zero_grad() detaches .grad in place,
-  // which autograd refuses for views).
-  slices_.resize(params_.size());
-  for (size_t k = 0; k < params_.size(); ++k) {
-    const auto& flat = buckets_[bucket_of_[k]].flat;
-    slices_[k] = torch::empty({0}, flat.options())
-                     .set_(flat.storage(), offset_of_[k], params_[k].sizes(),
-                           params_[k].strides());
-  }
   if (comm_.size() > 1) {
+    // One rank has nothing to reduce: no bucket storage (a model's worth of
+    // memory), no hooks.
+    for (auto& b : buckets_) b.flat = torch::zeros({b.numel}, torch::kFloat32);
+    // Each parameter's gradient slice: a tensor over the bucket's storage with
+    // the parameter's shape. Made with set_() rather than narrow()/view() so
+    // that it is not an autograd view (Optimizer::zero_grad() detaches .grad in
+    // place, which autograd refuses for views).
+    slices_.resize(params_.size());
+    for (size_t k = 0; k < params_.size(); ++k) {
+      const auto& flat = buckets_[bucket_of_[k]].flat;
+      slices_[k] = torch::empty({0}, flat.options())
+                       .set_(flat.storage(), offset_of_[k], params_[k].sizes(),
+                             params_[k].strides());
+    }
     for (size_t k = 0; k < params_.size(); ++k) {
       accumulators_.push_back(torch::autograd::impl::grad_accumulator(params_[k]));
       M3RET_CHECK(accumulators_.back() != nullptr, "parameter {} has no gradient accumulator", k);
@@ -110,6 +112,7 @@ void GradientReducer::arm() {
   started_ = 0;
   completed_ = 0;
   error_ = nullptr;
+  second_backward_ = false;
   armed_ = true;
   thread_ = std::thread([this] { communicate(); });
 }
@@ -140,7 +143,13 @@ void GradientReducer::place(size_t k) {
 }
 
 void GradientReducer::on_ready(size_t k) {
-  if (!armed_ || packed_[k]) return;  // not a synchronised backward, or already counted
+  if (!armed_) return;  // not a synchronised backward
+  if (packed_[k]) {
+    // A second backward after arm(): it has just added into a bucket that may
+    // be on the wire. average() reports it.
+    second_backward_ = true;
+    return;
+  }
   place(k);
 }
 
@@ -189,6 +198,9 @@ void GradientReducer::average() {
   armed_ = false;
   stats_.exposed_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   if (error_) std::rethrow_exception(error_);
+  M3RET_CHECK(!second_backward_,
+              "GradientReducer: more than one backward ran between arm() and average(); the "
+              "gradients of this step are not the average (arm() before the last backward only)");
 }
 
 }  // namespace m3ret::trainer

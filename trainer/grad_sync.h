@@ -65,7 +65,9 @@ class GradientReducer {
   GradientReducer& operator=(const GradientReducer&) = delete;
 
   // Call before the backward pass whose gradients are averaged (the last
-  // micro-batch of a step). Without arm(), average() reduces after backward.
+  // micro-batch of a step); exactly one backward may run between arm() and
+  // average() (a second one makes average() throw). Without arm(), average()
+  // reduces after backward.
   void arm();
   // Averages the gradients over ranks (collective). On one rank, only makes
   // undefined gradients zeros.
@@ -74,7 +76,8 @@ class GradientReducer {
   size_t bucket_count() const { return buckets_.size(); }
   // Parameter indices (into `params`) of bucket `b`, in packing order.
   const std::vector<size_t>& bucket_params(size_t b) const { return buckets_[b].params; }
-  // The storage of bucket `b` (float32, its parameters' gradients in packing order).
+  // The storage of bucket `b` (float32, its parameters' gradients in packing
+  // order); undefined on one rank, which has nothing to reduce.
   const torch::Tensor& bucket_storage(size_t b) const { return buckets_[b].flat; }
   const SyncStats& stats() const { return stats_; }
 
@@ -108,6 +111,7 @@ class GradientReducer {
   std::condition_variable cv_;
   bool armed_ = false;
   bool cancelled_ = false;
+  bool second_backward_ = false;   // a hook fired twice for a parameter since arm()
   int started_ = 0;                // buckets whose reduction has started this step
   int completed_ = 0;              // buckets reduced this step
   std::exception_ptr error_;       // from the communication thread

@@ -6,6 +6,7 @@
 #include <torch/torch.h>
 
 #include "core/communicator.h"
+#include "core/mpi_communicator.h"
 #include "core/runtime.h"
 #include "trainer/grad_sync.h"
 #include "trainer/schedule.h"
@@ -240,6 +241,58 @@ TEST(GradSync, GradientsLiveInTheBuckets) {
     }
     opt->step();
   }
+}
+
+// A second backward between arm() and average() would add into buckets on
+// the wire: average() refuses the step instead of returning wrong averages.
+TEST(GradSync, SecondBackwardAfterArmIsAnError) {
+  auto& comm = Runtime::get().world_comm();
+  auto a = torch::ones({3}, torch::requires_grad());
+  GradientReducer reducer({a}, comm);
+  reducer.arm();
+  auto loss = a.sum() * 2;
+  loss.backward({}, /*retain_graph=*/true);
+  loss.backward();
+  try {
+    reducer.average();
+    ADD_FAILURE() << "average() accepted two backwards";
+  } catch (const std::exception& e) {
+    EXPECT_NE(std::string(e.what()).find("more than one backward ran between arm() and average()"),
+              std::string::npos)
+        << e.what();
+  }
+  // The reducer is usable again for a proper step.
+  a.mutable_grad().zero_();
+  reducer.arm();
+  (a.sum() * (comm.rank() + 1)).backward();
+  reducer.average();
+  EXPECT_TRUE(torch::allclose(a.grad(), torch::full({3}, 1.5f)));
+}
+
+// One rank has nothing to reduce: no bucket storage, no hooks; average() only
+// gives parameters without a gradient zeros and leaves the others alone.
+TEST(GradSync, OneRankKeepsNoBucketsAndLeavesGradientsAlone) {
+  MPI_Comm self;
+  ASSERT_EQ(MPI_Comm_split(MPI_COMM_WORLD, Runtime::get().world_comm().rank(), 0, &self),
+            MPI_SUCCESS);
+  {
+    MpiCommunicator one(self);
+    ASSERT_EQ(one.size(), 1);
+    auto a = torch::ones({3}, torch::requires_grad());
+    auto b = torch::ones({2}, torch::requires_grad());
+    GradientReducer reducer({a, b}, one);
+    ASSERT_EQ(reducer.bucket_count(), 1u);
+    EXPECT_FALSE(reducer.bucket_storage(0).defined());
+    reducer.arm();
+    (a.sum() * 3).backward();
+    const auto* before = a.grad().data_ptr<float>();
+    reducer.average();
+    EXPECT_EQ(a.grad().data_ptr<float>(), before);
+    EXPECT_TRUE(torch::equal(a.grad(), torch::full({3}, 3.0f)));
+    ASSERT_TRUE(b.grad().defined());
+    EXPECT_TRUE(torch::equal(b.grad(), torch::zeros({2})));
+  }
+  MPI_Comm_free(&self);
 }
 
 TEST(GradSync, AllReducedCodingRateEqualsTheFullBatchOne) {
