@@ -64,8 +64,11 @@ int main(int argc, char** argv) {
 
   std::vector<float> flat(size_t(numel), 1.0f);
   std::vector<std::vector<float>> chunks;
-  for (size_t b = 0; b < reducer.bucket_count(); ++b)
-    chunks.emplace_back(size_t(reducer.bucket_storage(b).numel()), 1.0f);
+  for (size_t b = 0; b < reducer.bucket_count(); ++b) {
+    int64_t n = 0;
+    for (size_t k : reducer.bucket_params(b)) n += params[k].numel();
+    chunks.emplace_back(size_t(n), 1.0f);
+  }
   std::vector<double> t_sync, t_plain, t_chunks;
   for (int r = 0; r < reps + 2; ++r) {  // 2 warm-up rounds
     MPI_Barrier(MPI_COMM_WORLD);

@@ -1,10 +1,11 @@
 // A 2-rank MPI program for the collective-timeout test (not a test itself):
 //   collective_timeout_probe MODE TIMEOUT_S [COUNT]
 // Rank 1 fails (MODE "kill": SIGKILL on itself, as kill -9 does; "stall":
-// sleeps for an hour) while rank 0 all-reduces COUNT floats (default 4: a small collective, polled; 1 Mi = 4 MiB
-// is a large one, the blocking MPI call under the watchdog) under a timeout of
-// TIMEOUT_S with the context "step 7". Rank 0 must end the job; "ok" makes
-// both ranks all-reduce normally and exit 0 when the sums are right.
+// sleeps for an hour) while rank 0 all-reduces COUNT floats (default 4: a
+// small collective, polled; 1 Mi = 4 MiB is a large one, the blocking MPI call
+// under the watchdog) under a timeout of TIMEOUT_S with the context "step 7".
+// Rank 0 must end the job; "ok" makes both ranks all-reduce normally and exit
+// 0 when the sums are right.
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
