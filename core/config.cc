@@ -341,6 +341,33 @@ void Binder::operator()(const std::string& key, std::vector<double>& v, const st
   });
 }
 
+void Binder::operator()(const std::string& key, AutoNumber& v, const std::string&,
+                        std::optional<Range> range) {
+  auto found = doc_.find(full(key));
+  if (!found) return;
+  auto bind = [&](const toml::node& n, const std::string& origin) {
+    if (auto s = n.as_string()) {
+      if (s->get() != "auto")
+        throw Error(fmt::format("config key '{}' = '{}' must be \"auto\" or a number ({})",
+                                full(key), s->get(), origin));
+      v.value.reset();
+      return;
+    }
+    if (!n.as_floating_point() && !n.as_integer())
+      type_error(full(key), "\"auto\" or a number", n, origin);
+    double x = to_double(full(key), n, origin);
+    check_range(full(key), x, range, origin);
+    v.value = x;
+  };
+  if (found->node) return bind(*static_cast<const toml::node*>(found->node), found->origin);
+  if (*found->raw == "auto") {  // bare text on the command line
+    v.value.reset();
+    return;
+  }
+  ParsedValue p = parse_raw(full(key), *found->raw);
+  bind(*p.node, found->origin);
+}
+
 // ---------------------------------------------------------------- Writer
 
 Writer::Writer() : table_(std::make_unique<Table>()) {}
@@ -366,6 +393,12 @@ void Writer::put(const std::string& key, const std::vector<double>& v) {
   toml::array a;
   for (auto x : v) a.push_back(x);
   table_->t.insert_or_assign(key, std::move(a));
+}
+void Writer::put(const std::string& key, const AutoNumber& v) {
+  if (v.value)
+    table_->t.insert_or_assign(key, *v.value);
+  else
+    table_->t.insert_or_assign(key, std::string("auto"));
 }
 void Writer::put_table(const std::string& key, Writer& sub) {
   table_->t.insert_or_assign(key, std::move(sub.table_->t));

@@ -16,7 +16,7 @@
 //
 // and nested structs are listed with `v.section("name", sub)`. Supported field
 // types: bool, int, int64_t, double, std::string, std::vector<std::string>,
-// std::vector<int64_t>, std::vector<double>.
+// std::vector<int64_t>, std::vector<double>, AutoNumber ("auto" or a number).
 //
 // `Document` holds the parsed TOML file and the overrides; `bind` fills a struct
 // from it, and `check_all_used` turns every key that no struct consumed into an
@@ -52,6 +52,15 @@ struct Range {
 // Allowed values of a string field.
 struct OneOf {
   std::vector<std::string> values;
+};
+
+// A number that may also be the string "auto" (value empty): the component
+// then computes it (e.g. simdino.gamma from the batch and the head width).
+// In TOML: `key = "auto"` or `key = 0.035`; on the command line
+// `--set key=auto` or `--set key=0.035`. Written back as given.
+struct AutoNumber {
+  std::optional<double> value;  // empty = "auto"
+  bool is_auto() const { return !value.has_value(); }
 };
 
 namespace detail {
@@ -127,6 +136,8 @@ class Binder {
                   std::optional<Range> range = std::nullopt);
   void operator()(const std::string& key, std::vector<double>& v, const std::string& help,
                   std::optional<Range> range = std::nullopt);
+  void operator()(const std::string& key, AutoNumber& v, const std::string& help,
+                  std::optional<Range> range = std::nullopt);
 
   template <class S>
   void section(const std::string& key, S& s) {
@@ -170,6 +181,7 @@ class Writer {
   void put(const std::string& key, const std::vector<std::string>& v);
   void put(const std::string& key, const std::vector<int64_t>& v);
   void put(const std::string& key, const std::vector<double>& v);
+  void put(const std::string& key, const AutoNumber& v);
   void put_table(const std::string& key, Writer& sub);
   struct Table;  // wraps toml::table
   std::unique_ptr<Table> table_;

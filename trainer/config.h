@@ -163,7 +163,9 @@ struct SimDinoConfig {
   int64_t head_hidden = 2048;
   int64_t head_out = 256;
   double eps = 0.05;
-  double gamma = 1.0;
+  config::AutoNumber gamma;  // auto: (p + N m) / (p N m), as SimDINO's reference computes it
+  double coeff = 1.0;
+  std::string expansion_views = "student";
   double momentum_start = 0.996;
   double momentum_end = 1.0;
   double weight = 1.0;
@@ -183,12 +185,23 @@ struct SimDinoConfig {
     v("head_hidden", head_hidden, "projection head hidden width", config::Range{1, 65536});
     v("head_out", head_out, "projection head output width", config::Range{1, 65536});
     v("eps", eps, "coding-rate precision epsilon", config::Range{1e-9, 1e9});
-    v("gamma", gamma, "weight of the coding-rate term R_eps", config::Range{0, 1e9});
+    v("gamma", gamma,
+      "weight of the coding-rate term: \"auto\" = (p + N*m) / (p*N*m) with p = head_out, "
+      "m = samples per rank and micro-batch, N = ranks (the reference implementation's balancing "
+      "factor), or a number",
+      config::Range{0, 1e9});
+    v("coeff", coeff, "weight of the alignment (compression) term", config::Range{0, 1e9});
+    v("expansion_views", expansion_views,
+      "features whose coding rate is expanded: the student's global views, or the average of "
+      "student and teacher global features (the reference's expa_type 0 and 1)",
+      config::OneOf{{"student", "student+teacher"}});
     v("momentum_start", momentum_start, "teacher EMA momentum at step 0", config::Range{0, 1});
     v("momentum_end", momentum_end, "teacher EMA momentum at the last step (cosine)",
       config::Range{0, 1});
     v("weight", weight, "weight of the SimDINO loss in mae+simdino", config::Range{0, 1e6});
-    v("allreduce_cov", allreduce_cov, "sum Z^T Z over ranks for the coding rate");
+    v("allreduce_cov", allreduce_cov,
+      "sum Z^T Z over ranks for the coding rate (off: each rank's own Z^T Z, scaled by "
+      "p / (m N eps) all the same, as the reference does)");
   }
   void validate() const;
 };

@@ -83,8 +83,9 @@ class Objective : public torch::nn::Module {
 };
 
 // Builds the objective named by settings.train.objective ("mae", "simdino",
-// "mae+simdino"). `comm` is used by SimDINO when simdino.allreduce_cov is set
-// (may be null otherwise). The encoder is shared, not owned.
+// "mae+simdino"). SimDINO reads the number of ranks N from `comm` (null = 1
+// rank) and sums Z^T Z over it when simdino.allreduce_cov is set. The encoder
+// is shared, not owned.
 std::shared_ptr<Objective> make_objective(const Settings& settings,
                                           std::shared_ptr<Encoder> encoder, Communicator* comm);
 

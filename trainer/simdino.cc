@@ -10,32 +10,40 @@ namespace m3ret::trainer {
 
 namespace F = torch::nn::functional;
 
-torch::Tensor coding_rate(const torch::Tensor& z, double eps, Communicator* comm) {
-  M3RET_CHECK(z.dim() == 2, "coding_rate expects Z [b, d], got {} dims", z.dim());
+torch::Tensor coding_rate(const torch::Tensor& z, double eps, int64_t world, Communicator* comm) {
+  M3RET_CHECK(z.dim() == 2, "coding_rate expects Z [m, p], got {} dims", z.dim());
   auto z64 = z.to(torch::kFloat64);
-  const int64_t d = z64.size(1);
-  auto cov = torch::matmul(z64.t(), z64);  // [d, d]
-  double b = static_cast<double>(z64.size(0));
+  const int64_t p = z64.size(1);
+  const double m = static_cast<double>(z64.size(0));
+  auto cov = torch::matmul(z64.t(), z64);  // [p, p]
+  if (comm) world = comm->size();
+  M3RET_CHECK(world >= 1, "coding_rate: world size {} < 1", world);
   if (comm && comm->size() > 1) {
     auto total = cov.detach().clone().contiguous();
     comm->allreduce_sum(total.data_ptr<double>(), static_cast<size_t>(total.numel()));
-    b = comm->sum(b);
     // Value: the global sum; gradient: world x the local one (see header).
-    cov = total + (cov - cov.detach()) * static_cast<double>(comm->size());
+    cov = total + (cov - cov.detach()) * static_cast<double>(world);
   }
-  auto m = torch::eye(d, torch::kFloat64) + cov * (static_cast<double>(d) / (b * eps));
-  auto l = torch::linalg_cholesky(m);
+  const double scale = static_cast<double>(p) / (m * static_cast<double>(world) * eps);
+  auto a = torch::eye(p, torch::kFloat64) + cov * scale;
+  auto l = torch::linalg_cholesky(a);
   return l.diagonal().log().sum();  // 1/2 * logdet = sum(log(diag(L)))
 }
 
+double simdino_auto_gamma(int64_t p, int64_t m, int64_t world) {
+  M3RET_CHECK(p >= 1 && m >= 1 && world >= 1, "simdino gamma: p = {}, m = {}, N = {} must be >= 1",
+              p, m, world);
+  const double pd = static_cast<double>(p), nm = static_cast<double>(world) * static_cast<double>(m);
+  return (pd + nm) / (pd * nm);
+}
+
 SimDinoLoss simdino_loss(const std::vector<torch::Tensor>& teacher,
-                         const std::vector<torch::Tensor>& student, double eps, double gamma,
-                         Communicator* comm) {
+                         const std::vector<torch::Tensor>& student,
+                         const SimDinoLossOptions& opt) {
   const size_t G = teacher.size();
   M3RET_CHECK(G >= 1 && student.size() >= G,
               "SimDINO loss needs >= 1 teacher view and the student's global views first, "
               "got {} teacher and {} student views", G, student.size());
-  SimDinoLoss out;
   torch::Tensor align = torch::zeros({}, student[0].options());
   int64_t pairs = 0;
   for (size_t i = 0; i < G; ++i)
@@ -45,11 +53,18 @@ SimDinoLoss simdino_loss(const std::vector<torch::Tensor>& teacher,
       ++pairs;
     }
   M3RET_CHECK(pairs > 0, "SimDINO loss needs at least two views");
-  out.align = -align / static_cast<double>(pairs);
+  const int64_t world = opt.comm ? opt.comm->size() : opt.world;
   torch::Tensor rate = torch::zeros({}, torch::kFloat64);
-  for (size_t g = 0; g < G; ++g) rate = rate + coding_rate(student[g], eps, comm);
+  for (size_t g = 0; g < G; ++g) {
+    auto e = opt.expand_with_teacher ? (student[g] + teacher[g].detach()) * 0.5 : student[g];
+    rate = rate + coding_rate(e, opt.eps, world, opt.comm);
+  }
+  SimDinoLoss out;
+  out.align = align / static_cast<double>(pairs);
   out.rate = (rate / static_cast<double>(G)).to(torch::kFloat32);
-  out.total = out.align - gamma * out.rate;
+  out.gamma = opt.gamma ? *opt.gamma
+                        : simdino_auto_gamma(student[0].size(1), student[0].size(0), world);
+  out.total = -opt.coeff * out.align - out.gamma * out.rate;
   return out;
 }
 
@@ -141,13 +156,20 @@ Loss SimDino::compute(const TrainBatch& batch) {
     auto tg = teacher_head_->forward(teacher_encoder_->forward(views.global).select(1, 0));
     for (auto& part : tg.split(B, 0)) teacher.push_back(part);
   }
-  auto parts = simdino_loss(teacher, student, cfg_.eps, cfg_.gamma,
-                           cfg_.allreduce_cov ? comm_ : nullptr);
+  SimDinoLossOptions opt;
+  opt.eps = cfg_.eps;
+  opt.gamma = cfg_.gamma.value;
+  opt.coeff = cfg_.coeff;
+  opt.expand_with_teacher = cfg_.expansion_views == "student+teacher";
+  opt.world = comm_ ? comm_->size() : 1;
+  opt.comm = cfg_.allreduce_cov ? comm_ : nullptr;
+  auto parts = simdino_loss(teacher, student, opt);
   Loss out;
   out.total = parts.total;
   out.terms["simdino"] = out.total.item<double>();
   out.terms["simdino_align"] = parts.align.item<double>();
   out.terms["simdino_rate"] = parts.rate.item<double>();
+  out.terms["simdino_gamma"] = parts.gamma;
   return out;
 }
 

@@ -223,3 +223,64 @@ TEST_F(ConfigTest, ListerShowsEveryKeyWithDefault) {
 
 }  // namespace
 }  // namespace m3ret
+
+namespace m3ret {
+namespace {
+
+struct WithAuto {
+  config::AutoNumber gamma;
+  template <class V>
+  void visit(V& v) {
+    v("gamma", gamma, "auto or a number", config::Range{0, 10});
+  }
+};
+struct AutoRoot {
+  WithAuto s;
+  template <class V>
+  void visit(V& v) {
+    v.section("s", s);
+  }
+};
+
+AutoRoot load_auto(const std::string& toml, const std::vector<std::string>& sets) {
+  config::Document doc;
+  if (!toml.empty()) doc.add_text(toml, "t.toml");
+  for (const auto& o : sets) doc.add_override(o);
+  AutoRoot r;
+  doc.bind("", r);
+  doc.check_all_used();
+  return r;
+}
+
+TEST(ConfigAutoNumber, AutoOrANumberFromFilesAndOverridesAndWrittenBackAsGiven) {
+  EXPECT_TRUE(load_auto("", {}).s.gamma.is_auto());  // default
+  EXPECT_TRUE(load_auto("[s]\ngamma = \"auto\"\n", {}).s.gamma.is_auto());
+  EXPECT_DOUBLE_EQ(*load_auto("[s]\ngamma = 0.035\n", {}).s.gamma.value, 0.035);
+  EXPECT_DOUBLE_EQ(*load_auto("[s]\ngamma = 2\n", {}).s.gamma.value, 2.0);
+  EXPECT_DOUBLE_EQ(*load_auto("[s]\ngamma = \"auto\"\n", {"s.gamma=0.5"}).s.gamma.value, 0.5);
+  EXPECT_TRUE(load_auto("[s]\ngamma = 0.5\n", {"s.gamma=auto"}).s.gamma.is_auto());
+  EXPECT_TRUE(load_auto("", {"s.gamma=\"auto\""}).s.gamma.is_auto());
+  // Written back as given, and read again.
+  auto r = load_auto("[s]\ngamma = 0.25\n", {});
+  EXPECT_NE(config::to_toml(r).find("gamma = 0.25"), std::string::npos) << config::to_toml(r);
+  auto a = load_auto("", {});
+  EXPECT_NE(config::to_toml(a).find("gamma = 'auto'"), std::string::npos) << config::to_toml(a);
+  EXPECT_TRUE(load_auto(config::to_toml(a), {}).s.gamma.is_auto());
+  // Errors name the key and the origin.
+  auto fails = [](const std::string& toml, const std::vector<std::string>& sets,
+                  const std::string& part) {
+    try {
+      load_auto(toml, sets);
+      ADD_FAILURE() << "no error for " << toml;
+    } catch (const config::Error& e) {
+      EXPECT_NE(std::string(e.what()).find(part), std::string::npos) << e.what();
+    }
+  };
+  fails("[s]\ngamma = \"often\"\n", {}, "'s.gamma' = 'often' must be \"auto\" or a number (t.toml:2");
+  fails("[s]\ngamma = true\n", {}, "'s.gamma' must be \"auto\" or a number");
+  fails("[s]\ngamma = 11\n", {}, "out of range");
+  fails("", {"s.gamma=-1"}, "out of range");
+}
+
+}  // namespace
+}  // namespace m3ret

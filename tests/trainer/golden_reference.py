@@ -2,9 +2,11 @@
 """Independent PyTorch reference for the trainer's golden test.
 
 Builds the same inputs as tests/trainer/golden_test.cc from closed-form
-formulas, computes (1) SimDINO's coding rate R_eps and its gradient and (2) the
+formulas, computes (1) SimDINO's coding rate R_eps and its gradient, (2) the
 MAE loss (as in the official MAE forward_loss, norm_pix_loss=True) and its
-gradient w.r.t. the prediction, and prints them as JSON on stdout.
+gradient w.r.t. the prediction and (3) SimDINO's whole loss for several
+settings (written from the method's definition, see mcr_loss), and prints them
+as JSON on stdout.
 
 With arguments `model WEIGHTS INPUTS OUT` (all safetensors files written by
 golden_test.cc, read here with numpy, not with m3ret's reader) it runs its own
@@ -32,6 +34,44 @@ def coding_rate_inputs(b=6, d=5):
 def coding_rate(z, eps):
     b, d = z.shape
     return 0.5 * torch.logdet(torch.eye(d, dtype=torch.float64) + d / (b * eps) * z.T @ z)
+
+
+def mcr_loss(student, teacher, eps, coeff, expa_type, world=1, gamma=None):
+    """SimDINO's loss as its reference implementation (MCRLoss) defines it.
+
+    student: [V, m, p] L2-normalised features, the G global views first;
+    teacher: [G, m, p]. Compression = mean cosine of teacher view i with
+    student view j over all pairs i != j; expansion = mean over the G global
+    views of 1/2 logdet(I + p / (m N eps) Z^T Z), Z = the student's global
+    view (expa_type 0) or the mean of student and teacher features
+    (expa_type 1), times gamma = (p + N m) / (p N m) unless given;
+    loss = -coeff * compression - gamma * expansion.
+    """
+    V, m, p = student.shape
+    G = teacher.shape[0]
+    sim = (teacher.unsqueeze(1) * student.unsqueeze(0)).sum(-1).mean(-1)  # [G, V]
+    off_diagonal = 1.0 - torch.eye(G, V, dtype=sim.dtype)
+    comp = (sim * off_diagonal).sum() / (G * V - min(G, V))
+    z = student[:G] if expa_type == 0 else (student[:G] + teacher) / 2
+    cov = torch.einsum("nbc,nbd->ncd", z.double(), z.double())
+    eye = torch.eye(p, dtype=torch.float64)
+    expa = sum(0.5 * torch.logdet(eye + p / (m * world * eps) * cov[n]) for n in range(G)) / G
+    factor = (p + world * m) / (p * world * m) if gamma is None else gamma
+    return -coeff * comp - factor * expa.to(comp.dtype), comp, expa, factor
+
+
+def simdino_inputs(V=4, G=2, m=6, p=5):
+    s = torch.tensor([[[math.sin(0.9 * v + 1.7 * b + 0.45 * c + 0.3) for c in range(p)]
+                       for b in range(m)] for v in range(V)], dtype=torch.float64)
+    t = torch.tensor([[[math.cos(1.1 * v + 0.6 * b + 0.8 * c) for c in range(p)]
+                       for b in range(m)] for v in range(G)], dtype=torch.float64)
+    return F.normalize(s, dim=-1), F.normalize(t, dim=-1)
+
+
+# (name, coeff, expa_type, world, gamma): the cases golden_test.cc checks.
+SIMDINO_CASES = [("student_auto_1rank", 1.0, 0, 1, None),
+                 ("teacher_auto_2ranks", 1.0, 1, 2, None),
+                 ("student_fixed_gamma", 2.0, 0, 1, 0.5)]
 
 
 def mae_inputs(B=2, N=4, P=6):
@@ -124,7 +164,10 @@ class Model:
         self.t, self.ph, self.pw = json.loads(meta["tubelet"])
         self.dec_heads = int(meta["decoder_heads"])
         self.dec_depth = int(meta["decoder_depth"])
-        self.eps, self.gamma = float(meta["eps"]), float(meta["gamma"])
+        self.eps = float(meta["eps"])
+        self.gamma = None if meta["gamma"] == "auto" else float(meta["gamma"])
+        self.coeff = float(meta["coeff"])
+        self.expa_type = int(meta["expa_type"])
 
     def prepare(self, x):
         B, C, T, H, W = x.shape
@@ -190,17 +233,20 @@ class Model:
 
     def simdino_loss(self, views, teacher):
         # views: global views first; teacher: [G, B, out] (fixed).
+        # Global and local views have different sizes: the compression term
+        # pairs them one by one; the expansion term uses the global views.
         student = [self.head(self.forward(v)[:, 0]) for v in views]
         G = teacher.shape[0]
-        align, pairs = 0.0, 0
+        comp, pairs = 0.0, 0
         for i in range(G):
             for j in range(len(student)):
                 if i != j:
-                    align = align + F.cosine_similarity(teacher[i], student[j], dim=-1).mean()
+                    comp = comp + F.cosine_similarity(teacher[i], student[j], dim=-1).mean()
                     pairs += 1
-        align = -align / pairs
-        rate = sum(coding_rate(student[g].double(), self.eps) for g in range(G)) / G
-        return align - self.gamma * rate.float(), align, rate
+        comp = comp / pairs
+        _, _, expa, gamma = mcr_loss(torch.stack(student[:G]), teacher, self.eps, self.coeff,
+                                     self.expa_type)
+        return -self.coeff * comp - gamma * expa.float(), comp, expa
 
 
 def model_mode(weights, inputs, out_path):
@@ -242,7 +288,16 @@ def main():
     pred.requires_grad_(True)
     loss = mae_forward_loss(pred, target, mask)
     loss.backward()
+    simdino = {}
+    for name, coeff, expa_type, world, gamma in SIMDINO_CASES:
+        student, teacher = simdino_inputs()
+        student.requires_grad_(True)
+        total, comp, expa, factor = mcr_loss(student, teacher, 0.05, coeff, expa_type, world, gamma)
+        total.backward()
+        simdino[name] = {"loss": total.item(), "align": comp.item(), "rate": expa.item(),
+                         "gamma": factor, "grad": student.grad.flatten().tolist()}
     print(json.dumps({
+        "simdino": simdino,
         "torch_version": torch.__version__,
         "coding_rate": r.item(),
         "coding_rate_grad": z.grad.flatten().tolist(),

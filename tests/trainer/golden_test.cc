@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <optional>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -57,6 +58,50 @@ TEST(Golden, CodingRateAndMaeLossMatchPyTorch) {
   auto mgref = ref["mae_grad"].get<std::vector<double>>();
   ASSERT_EQ(mg.size(), mgref.size());
   for (size_t i = 0; i < mg.size(); ++i) EXPECT_NEAR(mg[i], mgref[i], 1e-6) << i;
+
+  // SimDINO's whole loss: both expansion views, gamma auto (1 and 2 ranks) and
+  // fixed, against the reference's formula; the features as in the script.
+  struct Case {
+    const char* name;
+    double coeff;
+    bool with_teacher;
+    int64_t world;
+    std::optional<double> gamma;
+  };
+  for (const Case& c : {Case{"student_auto_1rank", 1.0, false, 1, std::nullopt},
+                        Case{"teacher_auto_2ranks", 1.0, true, 2, std::nullopt},
+                        Case{"student_fixed_gamma", 2.0, false, 1, 0.5}}) {
+    SCOPED_TRACE(c.name);
+    const auto& want = ref["simdino"][c.name];
+    auto s = torch::empty({4, 6, 5}, torch::kFloat64), t = torch::empty({2, 6, 5}, torch::kFloat64);
+    for (int v = 0; v < 4; ++v)
+      for (int b = 0; b < 6; ++b)
+        for (int k = 0; k < 5; ++k) {
+          s[v][b][k] = std::sin(0.9 * v + 1.7 * b + 0.45 * k + 0.3);
+          if (v < 2) t[v][b][k] = std::cos(1.1 * v + 0.6 * b + 0.8 * k);
+        }
+    namespace F = torch::nn::functional;
+    s = F::normalize(s, F::NormalizeFuncOptions().dim(-1)).requires_grad_(true);
+    t = F::normalize(t, F::NormalizeFuncOptions().dim(-1));
+    SimDinoLossOptions opt;
+    opt.coeff = c.coeff;
+    opt.expand_with_teacher = c.with_teacher;
+    opt.world = c.world;
+    opt.gamma = c.gamma;
+    auto sd = simdino_loss({t[0], t[1]}, {s[0], s[1], s[2], s[3]}, opt);
+    EXPECT_NEAR(sd.gamma, want["gamma"].get<double>(), 1e-12);
+    EXPECT_NEAR(sd.align.item<double>(), want["align"].get<double>(), 1e-9);
+    EXPECT_NEAR(sd.rate.item<double>(), want["rate"].get<double>(), 1e-5);  // float32
+    EXPECT_NEAR(sd.total.item<double>(), want["loss"].get<double>(), 1e-5);
+    auto grad = to_vector(torch::autograd::grad({sd.total}, {s})[0]);
+    auto gref = want["grad"].get<std::vector<double>>();
+    ASSERT_EQ(grad.size(), gref.size());
+    for (size_t i = 0; i < grad.size(); ++i) EXPECT_NEAR(grad[i], gref[i], 1e-5) << i;
+  }
+  // gamma = (p + N m) / (p N m): at p = 256 and 16 samples on each of 2 ranks
+  // (the demo's batch) that is about 0.035, not 1.
+  EXPECT_NEAR(simdino_auto_gamma(256, 16, 2), (256.0 + 32.0) / (256.0 * 32.0), 1e-15);
+  EXPECT_NEAR(simdino_auto_gamma(256, 16, 2), 0.0352, 1e-4);
 }
 
 // Closeness of a C++ tensor to the Python one: |a - b| <= atol + rtol * max|b|.
@@ -111,11 +156,13 @@ TEST(Golden, EncoderMaeAndSimDinoForwardLossesAndGradientsMatchPyTorch) {
     weights.emplace_back("head." + p.key(), p.value().detach());
     ours_by_name.emplace_back("head." + p.key(), p.value());
   }
-  SimDinoConfig sc;
+  SimDinoConfig sc;  // defaults: gamma auto, coeff 1; the v2 config's expansion views
+  sc.expansion_views = "student+teacher";
   write_safetensors(dir / "weights.safetensors", weights,
                     {{"heads", "4"}, {"depth", "2"}, {"tubelet", "[2, 8, 8]"},
                      {"decoder_heads", "4"}, {"decoder_depth", "1"},
-                     {"eps", fmt::format("{}", sc.eps)}, {"gamma", fmt::format("{}", sc.gamma)}});
+                     {"eps", fmt::format("{}", sc.eps)}, {"gamma", "auto"},
+                     {"coeff", fmt::format("{}", sc.coeff)}, {"expa_type", "1"}});
 
   // Inputs: an image (T repeated), a masked clip, SimDINO's 2 global + 2 local views.
   auto enc_x = torch::rand({2, 1, 1, 16, 24});
@@ -182,7 +229,12 @@ TEST(Golden, EncoderMaeAndSimDinoForwardLossesAndGradientsMatchPyTorch) {
   // SimDINO: student = head(CLS) of every view; teacher features given.
   std::vector<torch::Tensor> student;
   for (auto& v : views) student.push_back(head.forward(enc.forward(v).select(1, 0)));
-  auto sd = simdino_loss({teacher[0], teacher[1]}, student, sc.eps, sc.gamma);
+  SimDinoLossOptions opt;
+  opt.eps = sc.eps;
+  opt.gamma = sc.gamma.value;
+  opt.coeff = sc.coeff;
+  opt.expand_with_teacher = true;
+  auto sd = simdino_loss({teacher[0], teacher[1]}, student, opt);
   expect_close(sd.total.reshape({1}), ref["sd.loss"], 1e-5, "SimDINO loss");
   expect_close(sd.align.reshape({1}), ref["sd.align"], 1e-5, "SimDINO alignment");
   expect_close(sd.rate.reshape({1}).to(torch::kFloat64), ref["sd.rate"], 1e-6, "SimDINO rate");

@@ -300,10 +300,11 @@ TEST(GradSync, AllReducedCodingRateEqualsTheFullBatchOne) {
   const int r = comm.rank();
   auto z = torch::sin(torch::arange(8 * 6, torch::kFloat64).reshape({8, 6}) * 0.71);
   auto full = z.clone().requires_grad_(true);
+  // 8 rows on 1 rank: p / (8 eps); 4 rows on each of 2 ranks: p / (4 * 2 eps), the same.
   auto rf = coding_rate(full, 0.05);
   rf.backward();
   auto mine = z.narrow(0, 4 * r, 4).clone().requires_grad_(true);
-  auto rm = coding_rate(mine, 0.05, &comm);
+  auto rm = coding_rate(mine, 0.05, comm.size(), &comm);
   rm.backward();
   EXPECT_NEAR(rm.item<double>(), rf.item<double>(), 1e-10);
   // Averaging over 2 ranks of (2 x local gradient) gives the full gradient.

@@ -2,6 +2,7 @@
 // checkpoints, and a stopped-and-resumed run equal to an uninterrupted one.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <csignal>
 #include <fstream>
 
@@ -153,9 +154,22 @@ TEST_P(TrainObjective, RunsWritesMetricsResumesExactlyAndMatchesOneRank) {
                             "tokens_per_s", "time_data_s", "time_compute_s", "time_comm_s",
                             "time_optim_s", "buckets", "buckets_overlapped"})
         EXPECT_TRUE(j.contains(k)) << k;
-      for (const char* k : {"mae", "simdino", "simdino_align", "simdino_rate"})
+      for (const char* k : {"mae", "simdino", "simdino_align", "simdino_rate", "simdino_gamma"})
         EXPECT_EQ(j.contains(k), objective.find(std::string(k).substr(0, 3)) != std::string::npos)
             << k;
+      // The loss is its logged terms: -coeff * align - gamma * rate (+ MAE times its weight),
+      // with gamma = (p + N m) / (p N m) for the head width p, 2 samples per rank, 2 ranks.
+      double expect = 0;
+      if (j.contains("mae")) expect += a.settings.mae.weight * j["mae"].get<double>();
+      if (j.contains("simdino_align")) {
+        const double p = static_cast<double>(a.settings.simdino.head_out);
+        EXPECT_NEAR(j["simdino_gamma"].get<double>(), (p + 4.0) / (p * 4.0), 1e-12);
+        EXPECT_GT(j["simdino_rate"].get<double>(), 0.0);
+        expect += a.settings.simdino.weight *
+                  (-a.settings.simdino.coeff * j["simdino_align"].get<double>() -
+                   j["simdino_gamma"].get<double>() * j["simdino_rate"].get<double>());
+      }
+      EXPECT_NEAR(j["loss"].get<double>(), expect, 1e-5 * (1 + std::abs(expect)));
       // The weight-decay schedule: a cosine from 0.05 at step 0 towards 0.2.
       EXPECT_DOUBLE_EQ(j["wd"].get<double>(), weight_decay(a.settings.train, n - 1));
     }
