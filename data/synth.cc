@@ -22,7 +22,10 @@ namespace stdfs = std::filesystem;
 namespace {
 
 const std::vector<std::string> kModalities = {"ct", "xray", "ultrasound", "endoscopy", "mri"};
-const std::vector<std::string> kClasses = {"normal", "nodule", "cyst", "mass"};
+// Index = seed component of a class: append only.
+const std::vector<std::string> kClasses = {"normal",    "nodule",    "cyst",  "mass",
+                                           "stripes-h", "stripes-v", "checker", "rings",
+                                           "spokes",    "dots"};
 
 const char* extension(const std::string& modality) {
   if (modality == "ct" || modality == "mri") return ".nii.gz";
@@ -60,6 +63,14 @@ void SynthConfig::validate() const {
     if (!seen.insert(c).second) {
       throw config::Error(fmt::format("config key 'synth.classes': class '{}' given twice", c));
     }
+  }
+  size_t structural = 0;
+  for (const auto& c : classes) structural += synth::is_structural_class(c);
+  if (structural != 0 && structural != classes.size()) {
+    throw config::Error(fmt::format(
+        "config key 'synth.classes': cannot mix the finding classes ({}) with the structural "
+        "classes ({}): their lesions differ in size and contrast, which would give away the class",
+        fmt::join(synth::clinical_class_names(), ", "), fmt::join(synth::structural_class_names(), ", ")));
   }
   if (classes.size() < 2) {
     throw config::Error("config key 'synth.classes' needs at least 2 classes for retrieval");
@@ -118,7 +129,10 @@ void synthesize(const SynthConfig& cfg, const stdfs::path& out_dir) {
       const std::string& cls = cfg.classes[pt.cls];
       const uint64_t ci = std::find(kClasses.begin(), kClasses.end(), cls) - kClasses.begin();
       synth::Rng patient_rng(synth::mix_seed(cfg.seed, mi, ci, static_cast<uint64_t>(pt.index)));
-      const synth::Anatomy patient = synth::make_patient(synth::finding_of(cls), patient_rng);
+      const synth::Finding finding = synth::finding_of(cls);
+      const synth::Anatomy patient = synth::make_patient(
+          finding, patient_rng,
+          finding == synth::Finding::pattern ? synth::pattern_of(cls) : synth::Pattern::stripes_h);
       const std::string group = fmt::format("{}-p{:04d}", modality, k);
       for (int64_t s = 0; s < cfg.samples_per_patient; ++s) {
         Job job;

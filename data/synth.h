@@ -3,7 +3,12 @@
 // Classes are shared across modalities: each class is a kind of finding
 // (default: normal = none, nodule = a bright round blob, cyst = a dark
 // ring-walled sphere, mass = a large irregular lobulated lesion) that is drawn
-// into a synthetic body and then rendered per modality:
+// into a synthetic body and then rendered per modality. A second family, the
+// structural classes (stripes-h, stripes-v, checker, rings, spokes, dots),
+// differs only in the binary pattern filling one lesion whose size, contrast,
+// colour and mean intensity follow the same distributions for every class (a
+// benchmark that shortcut features cannot solve; see docs/data.md). The two
+// families cannot be mixed in one dataset.
 //   ct         NIfTI .nii.gz, int16 HU, with voxel spacing        (3D)
 //   xray       DICOM .dcm (uint16, Modality DX), a projection of such a body (2D)
 //   ultrasound PNG (grey), a slice with multiplicative speckle    (2D)
@@ -44,7 +49,8 @@ struct SynthConfig {
     v("seed", seed, "random seed (the dataset is a function of the config)",
       config::Range{0, 9.2e18});
     v("classes", classes,
-      "findings, shared across modalities: normal, nodule, cyst, mass (any subset, >= 2)");
+      "findings, shared across modalities: normal, nodule, cyst, mass, or the structural classes "
+      "stripes-h, stripes-v, checker, rings, spokes, dots (>= 2, one family only)");
     v("modalities", modalities, "modalities to write: ct, xray, ultrasound, endoscopy, mri");
     v("patients_per_class", patients_per_class, "patients per class and modality",
       config::Range{1, 100000});
@@ -59,7 +65,7 @@ struct SynthConfig {
     v("video_height", video_height, "endoscopy height (even)", config::Range{16, 4096});
   }
   // Throws config::Error naming the key for an unknown class or modality, fewer
-  // than 2 classes, or an odd video size.
+  // than 2 classes, classes of both families, or an odd video size.
   void validate() const;
 };
 

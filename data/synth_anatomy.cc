@@ -2,6 +2,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <vector>
+
+#include <fmt/ranges.h>
 
 #include <fmt/format.h>
 
@@ -9,12 +12,80 @@
 
 namespace m3ret::data::synth {
 
+const std::vector<std::string>& clinical_class_names() {
+  static const std::vector<std::string> names = {"normal", "nodule", "cyst", "mass"};
+  return names;
+}
+
+const std::vector<std::string>& structural_class_names() {
+  static const std::vector<std::string> names = {"stripes-h", "stripes-v", "checker",
+                                                 "rings",     "spokes",    "dots"};
+  return names;
+}
+
+bool is_structural_class(const std::string& name) {
+  const auto& s = structural_class_names();
+  return std::find(s.begin(), s.end(), name) != s.end();
+}
+
+Pattern pattern_of(const std::string& name) {
+  const auto& s = structural_class_names();
+  const auto it = std::find(s.begin(), s.end(), name);
+  if (it == s.end()) {
+    throw Error(fmt::format("unknown structural class '{}' (expected {})", name, fmt::join(s, ", ")));
+  }
+  return static_cast<Pattern>(it - s.begin());
+}
+
 Finding finding_of(const std::string& name) {
   if (name == "normal") return Finding::none;
   if (name == "nodule") return Finding::nodule;
   if (name == "cyst") return Finding::cyst;
   if (name == "mass") return Finding::mass;
-  throw Error(fmt::format("unknown synthetic class '{}' (expected normal, nodule, cyst or mass)", name));
+  if (is_structural_class(name)) return Finding::pattern;
+  throw Error(fmt::format("unknown synthetic class '{}' (expected normal, nodule, cyst, mass or {})",
+                          name, fmt::join(structural_class_names(), ", ")));
+}
+
+// Every kind has the same edge density (boundary length per area, 2 / period)
+// so that blur and resampling mix the two phases equally for every class.
+double pattern_field(const PatternParams& p, double radius, double u0, double v0) {
+  const double P = p.period;
+  const double ct = std::cos(p.tilt), st = std::sin(p.tilt);
+  const double u = ct * u0 - st * v0, v = st * u0 + ct * v0;
+  switch (p.kind) {
+    case Pattern::stripes_h: return std::sin(2 * M_PI * v / P + p.phase_v);
+    case Pattern::stripes_v: return std::sin(2 * M_PI * u / P + p.phase_u);
+    case Pattern::checker:  // squares of side P
+      return std::sin(M_PI * u / P + p.phase_u) * std::sin(M_PI * v / P + p.phase_v);
+    case Pattern::rings: return std::sin(2 * M_PI * std::hypot(u, v) / P + p.phase_u);
+    case Pattern::spokes: {  // 2n radial edges of length R over pi R^2: n = pi R / P
+      const double n = std::max(3.0, std::round(M_PI * radius / P));
+      return std::sin(n * (std::atan2(v, u) + p.angle));
+    }
+    case Pattern::dots: {  // discs of area 1/2 on a square lattice of pitch Q = 1.25 P
+      const double Q = 1.25 * P;
+      const double fu = u / Q + p.phase_u / (2 * M_PI), fv = v / Q + p.phase_v / (2 * M_PI);
+      const double du = fu - std::round(fu), dv = fv - std::round(fv);
+      return -std::hypot(du, dv);
+    }
+  }
+  return 0;
+}
+
+void set_threshold(PatternParams& p, double radius) {
+  constexpr int kGrid = 121;
+  std::vector<double> values;
+  values.reserve(kGrid * kGrid);
+  for (int i = 0; i < kGrid; ++i) {
+    for (int j = 0; j < kGrid; ++j) {
+      const double u = ((i + 0.5) / kGrid * 2 - 1) * radius, v = ((j + 0.5) / kGrid * 2 - 1) * radius;
+      if (u * u + v * v <= radius * radius) values.push_back(pattern_field(p, radius, u, v));
+    }
+  }
+  auto mid = values.begin() + static_cast<std::ptrdiff_t>(values.size() / 2);
+  std::nth_element(values.begin(), mid, values.end());
+  p.threshold = *mid;
 }
 
 double Rng::uniform(double lo, double hi) {
@@ -42,7 +113,13 @@ Tissue Anatomy::at(double x, double y, double z) const {
   x -= shift_x, y -= shift_y, z -= shift_z;
   const double body = (x * x) / (ax * ax) + (y * y) / (ay * ay) + (z * z) / (az * az);
   if (body > 1.0) return Tissue::air;
-  if (finding != Finding::none) {
+  if (finding == Finding::pattern) {
+    const double dx = x - lx, dy = y - ly, dz = z - lz;
+    if (dx * dx + dy * dy + dz * dz <= lr * lr) {
+      const double v = plane == PatternPlane::axial ? dy : -dz;
+      return pattern_hi(pattern, lr, dx, v) ? Tissue::lesion_hi : Tissue::lesion_lo;
+    }
+  } else if (finding != Finding::none) {
     const double dx = x - lx, dy = y - ly, dz = z - lz;
     const double d = std::sqrt(dx * dx + dy * dy + dz * dz);
     double r = lr;
@@ -67,7 +144,7 @@ Tissue Anatomy::at(double x, double y, double z) const {
   return Tissue::soft;
 }
 
-Anatomy make_patient(Finding f, Rng& rng) {
+Anatomy make_patient(Finding f, Rng& rng, Pattern pattern) {
   Anatomy a;
   a.ax = rng.uniform(0.72, 0.9);
   a.ay = rng.uniform(0.5, 0.66);
@@ -84,6 +161,25 @@ Anatomy make_patient(Finding f, Rng& rng) {
   a.finding = f;
   switch (f) {
     case Finding::none: break;
+    case Finding::pattern: {
+      // The same draws for every pattern: lesion diameter about 0.35-0.45 of
+      // the field of view, period 0.26-0.38 (about 8-12 px at 64 px), tilt
+      // within +-15 degrees (so that no two patients' patterns line up pixel
+      // for pixel, while stripes-h and stripes-v stay apart).
+      a.lr = rng.uniform(0.17, 0.23) * 2.0;
+      a.pattern.kind = pattern;
+      a.pattern.period = rng.uniform(0.26, 0.38);
+      a.pattern.phase_u = rng.uniform(0, 2 * M_PI);
+      a.pattern.phase_v = rng.uniform(0, 2 * M_PI);
+      a.pattern.angle = rng.uniform(0, 2 * M_PI);
+      a.pattern.tilt = rng.uniform(-15, 15) * M_PI / 180;
+      const double side = rng.uniform() < 0.5 ? -1.0 : 1.0;
+      a.lx = side * rng.uniform(0.15, 0.35);
+      a.ly = rng.uniform(-0.15, 0.15);
+      a.lz = rng.uniform(-0.35, 0.35);
+      a.contrast = rng.uniform(0.75, 1.25);
+      return a;
+    }
     case Finding::nodule: a.lr = rng.uniform(0.1, 0.14); break;
     case Finding::cyst: a.lr = rng.uniform(0.13, 0.18); break;
     case Finding::mass:
@@ -115,6 +211,7 @@ Anatomy make_sample(const Anatomy& p, Rng& rng) {
   a.lr *= rng.uniform(0.92, 1.08);
   a.lobe_phase1 += rng.uniform(-0.3, 0.3);
   a.contrast *= rng.uniform(0.9, 1.1);
+  if (a.finding == Finding::pattern) set_threshold(a.pattern, a.lr);
   return a;
 }
 

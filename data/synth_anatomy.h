@@ -4,18 +4,60 @@
 // an ellipsoidal trunk of soft tissue, two lungs, a spine, and at most one
 // finding inside a lung. Each modality maps the tissue classes to its own
 // contrast (CT: HU, MRI: T2-like signal, ultrasound: echogenicity).
+//
+// Two families of findings:
+//  - clinical-looking findings (normal, nodule, cyst, mass) that differ in
+//    size, contrast and colour as well as shape;
+//  - structural findings (stripes-h, stripes-v, checker, rings, spokes, dots):
+//    one patterned sphere of the same size and contrast distributions for
+//    every class, filled with a binary pattern of 50 % duty cycle; only the
+//    pattern tells the classes apart. The pattern lies in the plane a
+//    modality images face-on (u = image right, v = image down) and is extruded
+//    along its viewing direction (CT/MRI/ultrasound: the axial plane (x, y),
+//    extruded along z; X-ray: the frontal plane (x, -z), extruded along y).
 #pragma once
 
 #include <cstdint>
 #include <random>
 #include <string>
+#include <vector>
 
 namespace m3ret::data::synth {
 
-enum class Finding { none, nodule, cyst, mass };
+enum class Finding { none, nodule, cyst, mass, pattern };
 Finding finding_of(const std::string& class_name);  // throws m3ret::Error for an unknown name
 
-enum class Tissue { air, soft, lung, bone, core, wall };
+// Structural classes (Finding::pattern).
+enum class Pattern { stripes_h, stripes_v, checker, rings, spokes, dots };
+// Throws m3ret::Error for a name that is not a structural class.
+Pattern pattern_of(const std::string& class_name);
+bool is_structural_class(const std::string& class_name);
+const std::vector<std::string>& clinical_class_names();    // normal, nodule, cyst, mass
+const std::vector<std::string>& structural_class_names();  // stripes-h ... dots
+
+// lesion_hi / lesion_lo: the two phases of a structural pattern.
+enum class Tissue { air, soft, lung, bone, core, wall, lesion_hi, lesion_lo };
+
+// The pattern of a structural finding in lesion-centred face-on coordinates
+// (u, v) in normalised units, period `period`, for a lesion of radius `radius`.
+struct PatternParams {
+  Pattern kind = Pattern::stripes_h;
+  double period = 0.3;            // spatial period (edge density 2/period for every kind)
+  double phase_u = 0, phase_v = 0;  // pattern offsets (radians)
+  double angle = 0;               // spokes rotation (radians)
+  double tilt = 0;                // small rotation of the whole pattern (radians)
+  double threshold = 0;           // level splitting the lesion disc 50/50 (set_threshold)
+};
+// The continuous pattern field; the lesion is "hi" where it exceeds p.threshold.
+double pattern_field(const PatternParams& p, double radius, double u, double v);
+// Sets p.threshold to the median of pattern_field over the disc of `radius`.
+void set_threshold(PatternParams& p, double radius);
+inline bool pattern_hi(const PatternParams& p, double radius, double u, double v) {
+  return pattern_field(p, radius, u, v) > p.threshold;
+}
+
+// Which plane of the body the pattern lies in (set by the renderer).
+enum class PatternPlane { axial, frontal };
 
 // Deterministic random numbers (mt19937_64 is specified bit-exactly; the
 // distributions are computed here so that results do not depend on the
@@ -43,6 +85,8 @@ struct Anatomy {
   double lx = 0, ly = 0, lz = 0, lr = 0.1;       // finding centre and radius
   double lobe_phase1 = 0, lobe_phase2 = 0, lobe_amp = 0;  // mass lobulation
   double contrast = 1.0;                         // finding contrast factor (0.7 .. 1.3)
+  PatternParams pattern;                         // Finding::pattern only
+  PatternPlane plane = PatternPlane::axial;      // Finding::pattern only
 
   // Tissue at a point of the normalised box.
   Tissue at(double x, double y, double z) const;
@@ -51,7 +95,8 @@ struct Anatomy {
 // A patient's anatomy for a finding (class-specific size/shape ranges,
 // random position, body shape), then one sample of it: small jitter of
 // position, size and shape, as between two scans of the same patient.
-Anatomy make_patient(Finding f, Rng& rng);
+// For Finding::pattern the random draws are the same for every Pattern.
+Anatomy make_patient(Finding f, Rng& rng, Pattern pattern = Pattern::stripes_h);
 Anatomy make_sample(const Anatomy& patient, Rng& rng);
 
 }  // namespace m3ret::data::synth

@@ -78,6 +78,9 @@ double ct_hu(Tissue t, const Anatomy& a) {
       if (a.finding == Finding::cyst) return -985;
       if (a.finding == Finding::nodule) return lung + a.contrast * 900;
       return lung + a.contrast * 850;  // mass
+    // Structural findings: two phases around the same mean for every class.
+    case Tissue::lesion_hi: return lung + a.contrast * 800;
+    case Tissue::lesion_lo: return lung + a.contrast * 100;
   }
   return 0;
 }
@@ -93,6 +96,8 @@ double mri_signal(Tissue t, const Anatomy& a) {
       if (a.finding == Finding::cyst) return 0.95;  // fluid is bright on T2
       if (a.finding == Finding::nodule) return 0.06 + a.contrast * 0.5;
       return 0.06 + a.contrast * 0.4;
+    case Tissue::lesion_hi: return 0.06 + a.contrast * 0.3;
+    case Tissue::lesion_lo: return 0.06 + a.contrast * 0.04;
   }
   return 0;
 }
@@ -107,6 +112,8 @@ double attenuation(Tissue t, const Anatomy& a) {
     case Tissue::core:
       if (a.finding == Finding::cyst) return 0.02;
       return 0.2 + a.contrast * 0.9;
+    case Tissue::lesion_hi: return 0.2 + a.contrast * 0.9;
+    case Tissue::lesion_lo: return 0.2 + a.contrast * 0.15;
   }
   return 0;
 }
@@ -122,6 +129,8 @@ double echogenicity(Tissue t, const Anatomy& a) {
       if (a.finding == Finding::cyst) return 0.03;   // anechoic fluid
       if (a.finding == Finding::nodule) return 0.22 + a.contrast * 0.6;  // hyperechoic
       return 0.16 - a.contrast * 0.06;               // hypoechoic mass
+    case Tissue::lesion_hi: return 0.25 + a.contrast * 0.3;
+    case Tissue::lesion_lo: return 0.25 - a.contrast * 0.1;
   }
   return 0;
 }
@@ -172,8 +181,10 @@ void write_mri(const Anatomy& a, const SynthConfig& cfg, Rng& rng, const stdfs::
   write_itk<itk::Image<float, 3>>(img, path);
 }
 
-void write_xray(const Anatomy& a, const SynthConfig& cfg, Rng& rng, const stdfs::path& path,
+void write_xray(const Anatomy& anatomy, const SynthConfig& cfg, Rng& rng, const stdfs::path& path,
                 const std::string& patient_id) {
+  Anatomy a = anatomy;
+  a.plane = PatternPlane::frontal;  // a structural pattern faces the beam
   using Image = itk::Image<uint16_t, 2>;
   const int64_t s = cfg.image_size, depth = 64;
   auto img = Image::New();
@@ -247,10 +258,17 @@ void write_endoscopy(const Anatomy& a, const SynthConfig& cfg, Rng& rng, const s
                           0.40 + rng.normal(0, 0.03)};
   const double f1 = rng.uniform(2, 5), f2 = rng.uniform(2, 5), p1 = rng.uniform(0, 6.3),
                p2 = rng.uniform(0, 6.3), vessel_k = rng.uniform(4, 8), vessel_p = rng.uniform(0, 6.3);
-  const double cu0 = std::clamp(a.lx * 1.3, -0.6 * aspect, 0.6 * aspect);
-  const double cv0 = std::clamp(-a.lz * 1.1, -0.6, 0.6);
+  double cu0 = std::clamp(a.lx * 1.3, -0.6 * aspect, 0.6 * aspect);
+  double cv0 = std::clamp(-a.lz * 1.1, -0.6, 0.6);
   const double mu = rng.uniform(-0.25, 0.25), mv = rng.uniform(-0.25, 0.25);
-  const double radius = a.lr * rng.uniform(2.2, 2.8);
+  if (a.finding == Finding::pattern) {  // anywhere in the central field of view
+    cu0 = rng.uniform(-0.45, 0.45) * aspect;
+    cv0 = rng.uniform(-0.45, 0.45);
+  }
+  const bool structural = a.finding == Finding::pattern;
+  // A structural finding keeps the radius its 50 % threshold was set for.
+  const double radius = a.lr * (structural ? 1.0 : rng.uniform(2.2, 2.8));
+  if (structural) rng.uniform();  // the same number of draws either way
   std::vector<uint8_t> rgb(static_cast<size_t>(F * H * W * 3));
   size_t o = 0;
   for (int64_t t = 0; t < F; ++t) {
@@ -275,7 +293,12 @@ void write_endoscopy(const Anatomy& a, const SynthConfig& cfg, Rng& rng, const s
           r *= 1.0 + a.lobe_amp * std::sin(5 * std::atan2(dv, du) + a.lobe_phase1);
         }
         const double dn = dist / r;
-        if (a.finding != Finding::none && dn < 1.0) {
+        if (structural && dn < 1.0) {
+          // The tissue colour itself, brighter or darker by the pattern:
+          // the same colour and mean brightness for every class.
+          const double sign = pattern_hi(a.pattern, r, du, dv) ? 1.0 : -1.0;
+          for (double& ck : c) ck *= 1.0 + sign * 0.12 * a.contrast;
+        } else if (a.finding != Finding::none && dn < 1.0) {
           const double h = std::sqrt(1.0 - dn * dn);
           if (a.finding == Finding::nodule) {  // pale polyp with a specular highlight
             const double col_n[3] = {0.95, 0.8, 0.6};

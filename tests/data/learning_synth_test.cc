@@ -1,0 +1,550 @@
+// The structural classes of the synthetic dataset (a learning benchmark):
+// shortcut probes (downsampled raw pixels, intensity/colour histograms) must
+// retrieve them at chance, class means of intensity and colour must not
+// separate them, and yet the classes must differ in structure (a
+// translation-invariant spectral feature separates them, and the generator's
+// own patterns differ between classes).
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <complex>
+#include <cstdlib>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <thread>
+
+#include <fmt/format.h>
+#include <gtest/gtest.h>
+
+#include "core/config.h"
+#include "data/manifest.h"
+#include "data/reader.h"
+#include "data/synth.h"
+#include "data/synth_anatomy.h"
+#include "data/synth_render.h"
+#include "eval/embed.h"
+#include "test_util.h"
+
+namespace m3ret::data {
+namespace {
+
+namespace stdfs = std::filesystem;
+
+const std::vector<std::string> kStructural = {"stripes-h", "stripes-v", "checker",
+                                              "rings",     "spokes",    "dots"};
+const std::vector<std::string> kModalities = {"ct", "xray", "ultrasound", "endoscopy", "mri"};
+
+// The benchmark's geometry (configs/learning.toml) at a smaller patient count.
+SynthConfig bench_config(int64_t patients_per_class) {
+  SynthConfig c;
+  c.seed = 5;
+  c.classes = kStructural;
+  c.patients_per_class = patients_per_class;
+  c.samples_per_patient = 2;
+  c.test_fraction = 0.5;
+  c.image_size = 64;
+  c.volume_size = 64;
+  c.volume_slices = 16;
+  c.video_frames = 8;
+  c.video_width = 64;
+  c.video_height = 64;
+  return c;
+}
+
+PreprocessConfig bench_preprocess() {
+  PreprocessConfig p;
+  p.image_size = 64;
+  p.video_frames = 8;
+  p.volume_size = 64;
+  p.volume_slices = 16;
+  return p;
+}
+
+// Every row of a manifest read through the real readers and preprocessing.
+std::vector<Sample> read_all(const stdfs::path& manifest, const PreprocessConfig& pre) {
+  const auto rows = read_manifest(manifest, /*check_paths=*/true);
+  std::vector<Sample> out(rows.size());
+  std::atomic<size_t> next{0};
+  std::mutex mu;
+  std::string error;
+  auto work = [&] {
+    for (size_t i; (i = next++) < rows.size();) {
+      try {
+        out[i] = read_sample(rows[i], manifest.parent_path(), pre);
+      } catch (const std::exception& e) {
+        std::lock_guard<std::mutex> lock(mu);
+        error = e.what();
+      }
+    }
+  };
+  std::vector<std::thread> pool;
+  const unsigned n = std::max(1u, std::min(4u, std::thread::hardware_concurrency()));
+  for (unsigned t = 0; t < n; ++t) pool.emplace_back(work);
+  for (auto& t : pool) t.join();
+  if (!error.empty()) throw std::runtime_error(error);
+  return out;
+}
+
+std::vector<const Sample*> of_modality(const std::vector<Sample>& all, const std::string& m) {
+  std::vector<const Sample*> out;
+  for (const auto& s : all) {
+    if (s.modality == m) out.push_back(&s);
+  }
+  return out;
+}
+
+using Featuriser = std::vector<float> (*)(const uint8_t*, int64_t, int64_t, int64_t, int64_t, int64_t);
+
+// Features of each sample, one row of `dim` floats per sample.
+std::vector<std::vector<float>> featurise(const std::vector<const Sample*>& samples, Featuriser f) {
+  std::vector<std::vector<float>> out;
+  for (const Sample* s : samples) out.push_back(f(s->pixels.data(), 1, s->C, s->T, s->H, s->W));
+  return out;
+}
+
+// A structural (not a shortcut) feature: the 2-D power spectrum of each
+// frame/slice (translation-invariant), averaged, in the band of the pattern
+// periods (4-16 px at 64 px), log-compressed, centred and L2-normalised.
+std::vector<float> spectral_features(const uint8_t* pixels, int64_t, int64_t C, int64_t T,
+                                     int64_t H, int64_t W) {
+  const int K = 16;  // frequencies -K..K per axis
+  std::vector<double> power((2 * K + 1) * (2 * K + 1), 0.0);
+  std::vector<double> img(static_cast<size_t>(H * W));
+  for (int64_t t = 0; t < T; ++t) {
+    double mean = 0;
+    for (int64_t i = 0; i < H * W; ++i) {
+      double v = 0;
+      for (int64_t c = 0; c < C; ++c) v += pixels[(c * T + t) * H * W + i];
+      img[i] = v / C;
+      mean += img[i];
+    }
+    mean /= static_cast<double>(H * W);
+    // Separable DFT at the wanted frequencies only.
+    std::vector<std::complex<double>> rows(static_cast<size_t>(H * (2 * K + 1)));
+    for (int64_t y = 0; y < H; ++y) {
+      for (int fx = -K; fx <= K; ++fx) {
+        std::complex<double> acc = 0;
+        for (int64_t x = 0; x < W; ++x) {
+          acc += (img[y * W + x] - mean) * std::polar(1.0, -2 * M_PI * fx * x / static_cast<double>(W));
+        }
+        rows[y * (2 * K + 1) + fx + K] = acc;
+      }
+    }
+    for (int fy = -K; fy <= K; ++fy) {
+      for (int fx = -K; fx <= K; ++fx) {
+        std::complex<double> acc = 0;
+        for (int64_t y = 0; y < H; ++y) {
+          acc += rows[y * (2 * K + 1) + fx + K] * std::polar(1.0, -2 * M_PI * fy * y / static_cast<double>(H));
+        }
+        power[(fy + K) * (2 * K + 1) + fx + K] += std::norm(acc);
+      }
+    }
+  }
+  std::vector<float> f;
+  for (int fy = -K; fy <= K; ++fy) {
+    for (int fx = -K; fx <= K; ++fx) {
+      const double r = std::hypot(fx * 64.0 / W, fy * 64.0 / H);
+      if (r >= 4 && r <= 16) f.push_back(static_cast<float>(std::log1p(power[(fy + K) * (2 * K + 1) + fx + K])));
+    }
+  }
+  double m = 0, n2 = 0;
+  for (float v : f) m += v;
+  m /= static_cast<double>(f.size());
+  for (float& v : f) v = static_cast<float>(v - m), n2 += double(v) * v;
+  for (float& v : f) v = static_cast<float>(v / std::sqrt(std::max(n2, 1e-24)));
+  return f;
+}
+
+struct Recall {
+  double recall = 0;      // recall@1, same-patient candidates excluded
+  double chance = 0;      // expected recall@1 of a random candidate
+  double sd = 0;          // binomial SD of `recall` at chance, over query patients
+  size_t queries = 0;
+};
+
+// Leave-one-patient-out nearest neighbour by cosine (features are compared by
+// dot product after L2 normalisation).
+Recall recall_at_1(const std::vector<const Sample*>& s, const std::vector<std::vector<float>>& f) {
+  Recall r;
+  std::set<std::string> patients;
+  double hits = 0, chance = 0;
+  for (size_t q = 0; q < s.size(); ++q) {
+    double qn = 0;
+    for (float v : f[q]) qn += double(v) * v;
+    double best = -1e300;
+    size_t best_i = q;
+    size_t same = 0, total = 0;
+    for (size_t i = 0; i < s.size(); ++i) {
+      if (s[i]->group == s[q]->group) continue;
+      ++total;
+      same += s[i]->labels == s[q]->labels;
+      double dot = 0, n = 0;
+      for (size_t k = 0; k < f[q].size(); ++k) dot += double(f[q][k]) * f[i][k], n += double(f[i][k]) * f[i][k];
+      const double cos = dot / std::sqrt(std::max(qn * n, 1e-24));
+      if (cos > best) best = cos, best_i = i;
+    }
+    hits += s[best_i]->labels == s[q]->labels;
+    chance += static_cast<double>(same) / static_cast<double>(total);
+    patients.insert(s[q]->group);
+  }
+  r.queries = s.size();
+  r.recall = hits / static_cast<double>(s.size());
+  r.chance = chance / static_cast<double>(s.size());
+  // Samples of one patient are near-duplicates: count patients, not samples.
+  r.sd = std::sqrt(r.chance * (1 - r.chance) / static_cast<double>(patients.size()));
+  return r;
+}
+
+// The generated benchmark, once per test binary (8 patients x 2 samples per
+// class and modality: 96 samples per modality, 96 MRI).
+class LearningSynth : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new testing::TempDir("learning-synth");
+    synthesize(bench_config(8), dir_->path() / "ds");
+    samples_ = new std::vector<Sample>(read_all(dir_->path() / "ds" / "manifest.csv", bench_preprocess()));
+  }
+  static void TearDownTestSuite() {
+    delete samples_;
+    delete dir_;
+    samples_ = nullptr;
+    dir_ = nullptr;
+  }
+  static testing::TempDir* dir_;
+  static std::vector<Sample>* samples_;
+};
+testing::TempDir* LearningSynth::dir_ = nullptr;
+std::vector<Sample>* LearningSynth::samples_ = nullptr;
+
+TEST(LearningSynthConfig, StructuralClassesValidateAndDoNotMixWithFindings) {
+  SynthConfig c;
+  c.classes = kStructural;
+  EXPECT_NO_THROW(c.validate());
+  c.classes = {"rings", "spokes"};
+  EXPECT_NO_THROW(c.validate());
+  c.classes = {"normal", "rings"};
+  try {
+    c.validate();
+    FAIL() << "mixed families accepted";
+  } catch (const config::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("synth.classes"), std::string::npos) << e.what();
+  }
+  c.classes = {"rings", "stripes"};
+  EXPECT_THROW(c.validate(), config::Error);
+}
+
+TEST(LearningSynthConfig, ConfigsLearningTomlIsAStructuralBenchmark) {
+  config::Document doc;
+  doc.add_file(testing::source_dir() / "configs" / "learning.toml");
+  SynthConfig synth;
+  PreprocessConfig pre;
+  doc.bind("synth", synth);
+  doc.bind("preprocess", pre);  // the other sections: Cli.EveryShippedConfigLoads
+  EXPECT_NO_THROW(synth.validate());
+  EXPECT_EQ(pre.image_size, 64);
+  EXPECT_EQ(pre.video_frames, 4);
+  EXPECT_EQ(pre.volume_size, 64);
+  EXPECT_EQ(pre.volume_slices, 8);
+  EXPECT_GE(synth.classes.size(), 6u);
+  for (const auto& c : synth.classes) EXPECT_TRUE(synth::is_structural_class(c)) << c;
+  EXPECT_EQ(std::set<std::string>(synth.modalities.begin(), synth.modalities.end()),
+            std::set<std::string>(kModalities.begin(), kModalities.end()));
+  // At least 16 test patients per class and modality.
+  EXPECT_GE(std::lround(synth.test_fraction * synth.patients_per_class), 16);
+}
+
+// The pattern field of every class: balanced (50 % of the lesion disc) and
+// distinct. Its translation-invariant signature (power spectrum of the
+// binary pattern in the disc) is closer within a class than across classes.
+TEST(LearningSynthPattern, EveryClassHasADistinctBalancedPattern) {
+  const int N = 128;
+  auto spectrum = [&](const synth::PatternParams& p, double radius) {
+    std::vector<double> img(N * N);
+    double hi = 0, in = 0;
+    for (int y = 0; y < N; ++y) {
+      for (int x = 0; x < N; ++x) {
+        const double u = (x + 0.5 - N / 2.0) / (N / 2.0), v = (y + 0.5 - N / 2.0) / (N / 2.0);
+        if (u * u + v * v > radius * radius) continue;
+        const bool h = synth::pattern_hi(p, radius, u, v);
+        img[y * N + x] = h ? 1 : -1;
+        hi += h, in += 1;
+      }
+    }
+    EXPECT_NEAR(hi / in, 0.5, 0.04) << static_cast<int>(p.kind);
+    std::vector<double> s;
+    for (int fy = 0; fy <= 24; ++fy) {
+      for (int fx = -24; fx <= 24; ++fx) {
+        std::complex<double> acc = 0;
+        for (int y = 0; y < N; ++y)
+          for (int x = 0; x < N; ++x)
+            if (img[y * N + x] != 0) acc += img[y * N + x] * std::polar(1.0, -2 * M_PI * (fx * x + fy * y) / N);
+        s.push_back(std::abs(acc));
+      }
+    }
+    double n = 0;
+    for (double v : s) n += v * v;
+    for (double& v : s) v /= std::sqrt(n);
+    return s;
+  };
+  synth::Rng rng(3);
+  std::vector<std::vector<std::vector<double>>> spectra(kStructural.size());
+  for (size_t c = 0; c < kStructural.size(); ++c) {
+    for (int i = 0; i < 6; ++i) {
+      synth::Anatomy a = synth::make_sample(
+          synth::make_patient(synth::Finding::pattern, rng, synth::pattern_of(kStructural[c])), rng);
+      spectra[c].push_back(spectrum(a.pattern, a.lr));
+    }
+  }
+  auto sim = [](const std::vector<double>& a, const std::vector<double>& b) {
+    double d = 0;
+    for (size_t k = 0; k < a.size(); ++k) d += a[k] * b[k];
+    return d;
+  };
+  for (size_t c = 0; c < kStructural.size(); ++c) {
+    double same = 0, other = 0;
+    int ns = 0, no = 0;
+    for (size_t i = 0; i < spectra[c].size(); ++i) {
+      for (size_t j = 0; j < spectra[c].size(); ++j)
+        if (i != j) same += sim(spectra[c][i], spectra[c][j]), ++ns;
+      for (size_t d = 0; d < kStructural.size(); ++d)
+        if (d != c)
+          for (const auto& b : spectra[d]) other += sim(spectra[c][i], b), ++no;
+    }
+    same /= ns, other /= no;
+    EXPECT_GT(same, other + 0.1) << kStructural[c] << ": same-class " << same << ", other " << other;
+  }
+}
+
+// Shortcut probes stay at chance in every modality. Margin: 3.5 binomial SDs
+// over the query patients (samples of a patient are near-duplicates), about
+// 0.18 here; over the five modalities pooled, 3 SDs (about 0.07).
+TEST_F(LearningSynth, ShortcutProbesRetrieveAtChance) {
+  for (auto [name, f] : {std::pair<const char*, Featuriser>{"raw-pixels", &eval::raw_pixel_features},
+                         std::pair<const char*, Featuriser>{"histogram", &eval::histogram_features}}) {
+    double sum = 0, sum_chance = 0, var = 0;
+    for (const auto& m : kModalities) {
+      const auto s = of_modality(*samples_, m);
+      ASSERT_EQ(s.size(), 96u) << m;
+      const Recall r = recall_at_1(s, featurise(s, f));
+      std::printf("%-10s %-10s recall@1 %.3f  chance %.3f  (sd %.3f)\n", name, m.c_str(), r.recall,
+                  r.chance, r.sd);
+      EXPECT_LT(r.recall, r.chance + 3.5 * r.sd) << name << " on " << m;
+      sum += r.recall, sum_chance += r.chance, var += r.sd * r.sd;
+    }
+    const double k = static_cast<double>(kModalities.size());
+    EXPECT_LT(sum / k, sum_chance / k + 3 * std::sqrt(var) / k) << name << " pooled";
+  }
+}
+
+// The classes are learnable: in the lesion region of real rendered files
+// (read back through the readers), a translation-invariant structural feature
+// (the power spectrum of a disc around the lesion) is more similar within a
+// class than across classes, and retrieves the class well above chance, in
+// every modality. Endoscopy (where the lesion position is drawn by the
+// renderer) uses the whole frame, whose only strong structure is the lesion.
+TEST(LearningSynthPattern, LesionRegionsAreMoreSimilarWithinAClass) {
+  testing::TempDir dir("learning-lesion");
+  const SynthConfig cfg = bench_config(1);
+  const PreprocessConfig pre = bench_preprocess();
+  const int kPatients = 6;
+  const int R = 11, Nc = 2 * R + 2;  // crop of 24 px around the lesion centre, disc of 11 px
+  auto crop_spectrum = [&](const Sample& s, double cx, double cy, int t0, int t1,
+                           std::vector<double>& acc) {
+    for (int t = std::max(t0, 0); t <= std::min<int>(t1, static_cast<int>(s.T) - 1); ++t) {
+      std::vector<double> img(Nc * Nc, 0.0);
+      double mean = 0, n = 0;
+      for (int y = 0; y < Nc; ++y) {
+        for (int x = 0; x < Nc; ++x) {
+          const int px = static_cast<int>(std::lround(cx - Nc / 2.0 + x)),
+                    py = static_cast<int>(std::lround(cy - Nc / 2.0 + y));
+          if (std::hypot(x + 0.5 - Nc / 2.0, y + 0.5 - Nc / 2.0) > R) continue;
+          if (px < 0 || py < 0 || px >= s.W || py >= s.H) continue;
+          double v = 0;
+          for (int64_t c = 0; c < s.C; ++c) v += s.pixels[((c * s.T + t) * s.H + py) * s.W + px];
+          img[y * Nc + x] = v / static_cast<double>(s.C);
+          mean += img[y * Nc + x], n += 1;
+        }
+      }
+      mean /= std::max(n, 1.0);
+      size_t k = 0;
+      for (int fy = 0; fy <= 8; ++fy) {
+        for (int fx = -8; fx <= 8; ++fx, ++k) {
+          std::complex<double> a = 0;
+          for (int y = 0; y < Nc; ++y)
+            for (int x = 0; x < Nc; ++x)
+              if (img[y * Nc + x] != 0)
+                a += (img[y * Nc + x] - mean) * std::polar(1.0, -2 * M_PI * (fx * x + fy * y) / Nc);
+          if (acc.size() <= k) acc.resize(k + 1, 0.0);
+          acc[k] += std::norm(a);
+        }
+      }
+    }
+  };
+  auto normalise = [](std::vector<double> v) {
+    std::vector<float> f;
+    for (double x : v) f.push_back(static_cast<float>(std::log1p(x)));
+    double m = 0, n2 = 0;
+    for (float x : f) m += x;
+    m /= static_cast<double>(f.size());
+    for (float& x : f) x = static_cast<float>(x - m), n2 += double(x) * x;
+    for (float& x : f) x = static_cast<float>(x / std::sqrt(std::max(n2, 1e-24)));
+    return f;
+  };
+  for (const auto& m : kModalities) {
+    std::vector<Sample> samples;
+    std::vector<std::vector<float>> feats;
+    for (size_t c = 0; c < kStructural.size(); ++c) {
+      for (int i = 0; i < kPatients; ++i) {
+        synth::Rng rng(synth::mix_seed(17, c, static_cast<uint64_t>(i)));
+        const synth::Anatomy a = synth::make_sample(
+            synth::make_patient(synth::Finding::pattern, rng, synth::pattern_of(kStructural[c])), rng);
+        ManifestRow row;
+        row.modality = m;
+        row.labels = {kStructural[c]};
+        row.group = fmt::format("{}-{}", kStructural[c], i);
+        const char* ext = m == "ct" || m == "mri" ? ".nii.gz" : m == "xray" ? ".dcm" : m == "ultrasound" ? ".png" : ".mp4";
+        row.path = dir / fmt::format("{}-{}-{}{}", m, c, i, ext);
+        if (m == "ct") synth::write_ct(a, cfg, rng, row.path);
+        if (m == "mri") synth::write_mri(a, cfg, rng, row.path);
+        if (m == "xray") synth::write_xray(a, cfg, rng, row.path, row.group);
+        if (m == "ultrasound") synth::write_ultrasound(a, cfg, rng, row.path);
+        if (m == "endoscopy") synth::write_endoscopy(a, cfg, rng, row.path);
+        samples.push_back(read_sample(row, dir.path(), pre));
+        const Sample& s = samples.back();
+        // Lesion centre in pixels of the preprocessed sample (normalised box -> [0, side)).
+        const double x = a.lx + a.shift_x, y = a.ly + a.shift_y, z = a.lz + a.shift_z;
+        auto px = [](double u, int64_t n) { return (u + 1) / 2 * static_cast<double>(n) - 0.5; };
+        std::vector<double> acc;
+        if (m == "ct" || m == "mri") {
+          const int t = static_cast<int>(std::lround(px(z, s.T)));
+          crop_spectrum(s, px(x, s.W), px(y, s.H), t - 1, t + 1, acc);
+        } else if (m == "ultrasound") {
+          crop_spectrum(s, px(x, s.W), px(y, s.H), 0, 0, acc);
+        } else if (m == "xray") {
+          crop_spectrum(s, px(x, s.W), px(-z, s.H), 0, 0, acc);
+        }
+        feats.push_back(acc.empty() ? spectral_features(s.pixels.data(), 1, s.C, s.T, s.H, s.W)
+                                    : normalise(acc));
+      }
+    }
+    std::vector<const Sample*> ptrs;
+    for (const auto& s : samples) ptrs.push_back(&s);
+    const Recall r = recall_at_1(ptrs, feats);
+    // Mean cosine within and across classes.
+    double same = 0, other = 0;
+    int ns = 0, no = 0;
+    for (size_t i = 0; i < feats.size(); ++i) {
+      for (size_t j = 0; j < feats.size(); ++j) {
+        if (i == j) continue;
+        double d = 0;
+        for (size_t k = 0; k < feats[i].size(); ++k) d += double(feats[i][k]) * feats[j][k];
+        if (samples[i].labels == samples[j].labels) same += d, ++ns;
+        else other += d, ++no;
+      }
+    }
+    same /= ns, other /= no;
+    std::printf("lesion spectrum %-10s recall@1 %.3f  chance %.3f  same-class cos %.3f  other %.3f\n",
+                m.c_str(), r.recall, r.chance, same, other);
+    EXPECT_GT(same, other) << m;
+    EXPECT_GT(r.recall, r.chance + 4 * r.sd) << m;
+  }
+}
+
+// Class means of intensity (and, for endoscopy, of each RGB channel) do not
+// separate the classes: one-way ANOVA over patient means (samples of one
+// patient averaged), F below the 0.1 % point of F(5, 42) (about 5.0), and no
+// class mean further than 1 within-class SD / sqrt(patients) * 3.5 from the
+// grand mean.
+TEST_F(LearningSynth, ClassMeansOfIntensityAndColourDoNotSeparateClasses) {
+  for (const auto& m : kModalities) {
+    const auto s = of_modality(*samples_, m);
+    const int64_t C = s[0]->C;
+    for (int64_t c = 0; c < C; ++c) {
+      std::map<std::string, std::pair<double, int>> patient;  // group -> (sum, count)
+      std::map<std::string, std::string> label;
+      for (const Sample* x : s) {
+        const int64_t plane = x->T * x->H * x->W;
+        double sum = 0;
+        for (int64_t i = 0; i < plane; ++i) sum += x->pixels[c * plane + i];
+        patient[x->group].first += sum / static_cast<double>(plane);
+        patient[x->group].second += 1;
+        label[x->group] = x->labels[0];
+      }
+      std::map<std::string, std::vector<double>> by_class;
+      for (const auto& [g, v] : patient) by_class[label[g]].push_back(v.first / v.second);
+      double grand = 0;
+      size_t n = 0;
+      for (const auto& [k, v] : by_class)
+        for (double x : v) grand += x, ++n;
+      grand /= static_cast<double>(n);
+      double ss_between = 0, ss_within = 0, max_dev = 0;
+      for (const auto& [k, v] : by_class) {
+        double mean = 0;
+        for (double x : v) mean += x;
+        mean /= static_cast<double>(v.size());
+        ss_between += static_cast<double>(v.size()) * (mean - grand) * (mean - grand);
+        for (double x : v) ss_within += (x - mean) * (x - mean);
+        max_dev = std::max(max_dev, std::abs(mean - grand));
+      }
+      const double groups = static_cast<double>(by_class.size());
+      const double df_b = groups - 1, df_w = static_cast<double>(n) - groups;
+      const double F = (ss_between / df_b) / (ss_within / df_w);
+      const double within_sd = std::sqrt(ss_within / df_w);
+      const double per_class = static_cast<double>(n) / groups;
+      std::printf("%-10s channel %ld: class-mean F %.2f, max |class - grand| %.2f, within sd %.2f\n",
+                  m.c_str(), static_cast<long>(c), F, max_dev, within_sd);
+      EXPECT_LT(F, 5.0) << m << " channel " << c;
+      EXPECT_LT(max_dev, 3.5 * within_sd / std::sqrt(per_class)) << m << " channel " << c;
+    }
+  }
+}
+
+// Benchmark scale (run by hand, with --gtest_also_run_disabled_tests): the
+// probes' recall@1 on the test split of configs/learning.toml's dataset,
+// against chance, per modality. Reads M3RET_LEARNING_DATA/manifest.csv if it
+// exists (e.g. from `m3ret synth --config configs/learning.toml --out DIR`),
+// else generates the dataset there (or in a temporary folder) and prints the
+// time; M3RET_LEARNING_SEED=S overrides synth.seed.
+TEST(LearningSynthBenchmark, DISABLED_ProbesOnConfigsLearningToml) {
+  config::Document doc;
+  doc.add_file(testing::source_dir() / "configs" / "learning.toml");
+  SynthConfig synth;
+  PreprocessConfig pre;
+  doc.bind("synth", synth);
+  doc.bind("preprocess", pre);
+  if (const char* seed = std::getenv("M3RET_LEARNING_SEED")) synth.seed = std::atoll(seed);
+  std::unique_ptr<testing::TempDir> tmp;
+  stdfs::path dir;
+  if (const char* env = std::getenv("M3RET_LEARNING_DATA")) {
+    dir = env;
+  } else {
+    tmp = std::make_unique<testing::TempDir>("learning-bench");
+    dir = tmp->path();
+  }
+  if (!stdfs::exists(dir / "manifest.csv")) {
+    const auto t0 = std::chrono::steady_clock::now();
+    synthesize(synth, dir);
+    std::printf("synthesize: %.1f s\n",
+                std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  }
+  const auto all = read_all(dir / "manifest.csv", pre);
+  for (auto [name, f] : {std::pair<const char*, Featuriser>{"raw-pixels", &eval::raw_pixel_features},
+                         std::pair<const char*, Featuriser>{"histogram", &eval::histogram_features},
+                         std::pair<const char*, Featuriser>{"spectral", &spectral_features}}) {
+    for (const auto& m : kModalities) {
+      std::vector<const Sample*> s;
+      for (const auto& x : all)
+        if (x.modality == m && x.split == "test") s.push_back(&x);
+      if (s.empty()) continue;
+      const Recall r = recall_at_1(s, featurise(s, f));
+      std::printf("%-10s %-10s test split: %zu samples, recall@1 %.3f  chance %.3f  (sd %.3f)\n", name,
+                  m.c_str(), s.size(), r.recall, r.chance, r.sd);
+    }
+  }
+}
+
+}  // namespace
+}  // namespace m3ret::data
