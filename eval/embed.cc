@@ -3,6 +3,7 @@
 #include <torch/torch.h>
 
 #include <algorithm>
+#include <cmath>
 #include <exception>
 #include <thread>
 
@@ -76,10 +77,12 @@ int default_threads() {
 }
 
 // Encodes items[i] for i = rank, rank + size, ... Returns their embeddings,
-// row j = item rank + j*size, and sets D. encoder == nullptr: raw pixels.
-std::vector<float> encode_share(trainer::Encoder* encoder, const sharding::ShardSet& shards,
-                                const std::vector<Item>& items, int rank, int size,
-                                int64_t batch_size, int64_t& D) {
+// row j = item rank + j*size, and sets D. encoder == nullptr: the baseline
+// without a model (`probe`: raw_pixel_features or histogram_features).
+using Probe = std::vector<float> (*)(const uint8_t*, int64_t, int64_t, int64_t, int64_t, int64_t);
+std::vector<float> encode_share(trainer::Encoder* encoder, Probe probe,
+                                const sharding::ShardSet& shards, const std::vector<Item>& items,
+                                int rank, int size, int64_t batch_size, int64_t& D) {
   std::vector<int64_t> mine;
   for (int64_t i = rank; i < static_cast<int64_t>(items.size()); i += size) mine.push_back(i);
   std::vector<float> out;
@@ -103,8 +106,8 @@ std::vector<float> encode_share(trainer::Encoder* encoder, const sharding::Shard
     if (encoder) {
       z = trainer::embed_batch(*encoder, batch).to(torch::kCPU, torch::kFloat32).contiguous();
     } else {
-      z = torch::tensor(raw_pixel_features(data, B, info.C, info.T, info.H, info.W))
-              .view({B, kRawPixelDim});
+      auto f = probe(data, B, info.C, info.T, info.H, info.W);
+      z = torch::tensor(f).view({B, static_cast<int64_t>(f.size()) / B});
     }
     M3RET_CHECK(z.dim() == 2 && z.size(0) == B, "embed_batch returned shape {} for a batch of {}",
                 fmt::format("{}", fmt::join(z.sizes(), "x")), B);
@@ -161,6 +164,29 @@ std::vector<float> raw_pixel_features(const uint8_t* pixels, int64_t B, int64_t 
   return std::vector<float>(x.data_ptr<float>(), x.data_ptr<float>() + B * kRawPixelDim);
 }
 
+std::vector<float> histogram_features(const uint8_t* pixels, int64_t B, int64_t C, int64_t T,
+                                      int64_t H, int64_t W) {
+  M3RET_CHECK(C == 1 || C == 3, "histogram_features: C = {} (expected 1 or 3)", C);
+  const int64_t plane = T * H * W;
+  std::vector<float> out(static_cast<size_t>(B * kHistogramDim), 0.0f);
+  for (int64_t b = 0; b < B; ++b) {
+    float* h = out.data() + b * kHistogramDim;
+    for (int64_t c = 0; c < 3; ++c) {
+      const uint8_t* p = pixels + (b * C + (C == 1 ? 0 : c)) * plane;
+      std::vector<int64_t> counts(kHistogramBins, 0);
+      for (int64_t i = 0; i < plane; ++i) ++counts[p[i] * kHistogramBins / 256];
+      for (int64_t k = 0; k < kHistogramBins; ++k)
+        h[c * kHistogramBins + k] =
+            static_cast<float>(std::sqrt(static_cast<double>(counts[k]) / static_cast<double>(plane)));
+    }
+    double norm = 0;
+    for (int64_t k = 0; k < kHistogramDim; ++k) norm += double(h[k]) * h[k];
+    norm = std::sqrt(std::max(norm, 1e-24));
+    for (int64_t k = 0; k < kHistogramDim; ++k) h[k] = static_cast<float>(h[k] / norm);
+  }
+  return out;
+}
+
 void embed(const EmbedOptions& opt, Communicator& comm) {
   const int rank = comm.rank(), size = comm.size();
   std::unique_ptr<sharding::ShardSet> shards;
@@ -168,6 +194,9 @@ void embed(const EmbedOptions& opt, Communicator& comm) {
   trainer::LoadedEncoder loaded;
   std::vector<float> mine;
   int64_t D = 0;
+  const Probe probe = opt.raw_pixels ? &raw_pixel_features
+                      : opt.histogram ? &histogram_features
+                                      : nullptr;
 
   collective_step(comm, "encoding", [&] {
     if (opt.batch_size < 1) throw Error(fmt::format("embed: batch size {} must be >= 1", opt.batch_size));
@@ -176,17 +205,25 @@ void embed(const EmbedOptions& opt, Communicator& comm) {
     torch::NoGradGuard no_grad;
     // The encoder's GEMMs on OpenBLAS's pool (core/blas_threads.h).
     torch::set_num_threads(split_compute_threads(opt.threads > 0 ? opt.threads : default_threads()));
-    if (opt.raw_pixels) {
+    if (opt.raw_pixels && opt.histogram)
+      throw Error("embed: --raw-pixels and --histogram exclude each other");
+    if (probe) {
       if (rank == 0)
-        spdlog::info("embed: {} samples as raw pixels on {} rank(s)", items.size(), size);
+        spdlog::info("embed: {} samples as {} on {} rank(s)", items.size(),
+                     opt.raw_pixels ? "raw pixels" : "intensity histograms", size);
     } else {
-      loaded = trainer::load_encoder(opt.checkpoint, opt.random_init);
+      trainer::EncoderChoice choice;
+      choice.random_init = opt.random_init;
+      choice.weights = opt.weights;
+      choice.pooling = opt.pooling;
+      loaded = trainer::load_encoder(opt.checkpoint, choice);
       if (rank == 0)
-        spdlog::info("embed: {} samples with {} ({}step {}) on {} rank(s)", items.size(),
-                     loaded.checkpoint.string(), opt.random_init ? "random init, " : "",
-                     loaded.step, size);
+        spdlog::info("embed: {} samples with {} ({}step {}, {} weights, {} pooling) on {} rank(s)",
+                     items.size(), loaded.checkpoint.string(),
+                     opt.random_init ? "random init, " : "", loaded.step, loaded.weights,
+                     loaded.pooling, size);
     }
-    mine = encode_share(loaded.encoder.get(), *shards, items, rank, size, opt.batch_size, D);
+    mine = encode_share(loaded.encoder.get(), probe, *shards, items, rank, size, opt.batch_size, D);
   });
 
   // Gather: every rank's share; rows come back in the original sample order.
@@ -210,10 +247,15 @@ void embed(const EmbedOptions& opt, Communicator& comm) {
     }
     set.attrs.checkpoint = loaded.checkpoint.string();
     set.attrs.step = loaded.step;
-    set.attrs.random_init = opt.random_init && !opt.raw_pixels;
-    set.attrs.encoder = opt.raw_pixels ? "raw-pixels" : opt.random_init ? "random-init" : "checkpoint";
+    set.attrs.random_init = opt.random_init && !probe;
+    set.attrs.encoder = opt.raw_pixels  ? "raw-pixels"
+                        : opt.histogram ? "histogram"
+                        : opt.random_init ? "random-init"
+                                          : "checkpoint";
+    set.attrs.weights = loaded.weights;
+    set.attrs.pooling = loaded.pooling;
     set.attrs.preprocess = shards_preprocess(opt.shards);
-    if (!opt.raw_pixels) set.attrs.train_modalities = checkpoint_train_modalities(loaded.checkpoint);
+    if (!probe) set.attrs.train_modalities = checkpoint_train_modalities(loaded.checkpoint);
     write_embeddings(opt.out, set);
     spdlog::info("embed: wrote {} embeddings of dimension {} to {}", N, D, opt.out.string());
   });

@@ -20,6 +20,9 @@ struct EmbedOptions {
   bool random_init = false;          // encode with the architecture's initial weights
   bool raw_pixels = false;           // baseline without a model: raw_pixel_features()
                                      // (checkpoint is then not read and may be empty)
+  bool histogram = false;            // baseline without a model: histogram_features()
+  std::string weights = "auto";      // trainer::EncoderChoice::weights: teacher|student|auto
+  std::string pooling;               // "" = the run's model.embedding, or cls|mean
   std::string split = "";            // only samples of this split ("" = all)
   std::vector<std::string> modalities;  // only these modalities (empty = all present)
   int64_t batch_size = 32;           // samples per forward pass, per rank
@@ -50,6 +53,17 @@ std::vector<std::string> checkpoint_train_modalities(const std::filesystem::path
 // dimension for every modality, so cross-modal retrieval works too.
 inline constexpr int64_t kRawPixelDim = 4 * 16 * 16;
 std::vector<float> raw_pixel_features(const uint8_t* pixels, int64_t B, int64_t C, int64_t T,
+                                      int64_t H, int64_t W);
+
+// The colour/intensity-histogram baseline (a shortcut probe): for each sample
+// (uint8 [C, T, H, W] as above) one histogram of kHistogramBins equal bins over
+// [0, 256) per RGB channel, over all frames/slices and pixels (a grey sample,
+// C = 1, fills all three channels alike), each normalised to sum 1, then the
+// square root of every bin (Hellinger), the whole vector L2-normalised.
+// Returns B * kHistogramDim floats; the same dimension for every modality.
+inline constexpr int64_t kHistogramBins = 32;
+inline constexpr int64_t kHistogramDim = 3 * kHistogramBins;
+std::vector<float> histogram_features(const uint8_t* pixels, int64_t B, int64_t C, int64_t T,
                                       int64_t H, int64_t W);
 
 }  // namespace m3ret::eval

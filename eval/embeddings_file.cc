@@ -56,6 +56,8 @@ void write_file(const stdfs::path& tmp, const stdfs::path& path, const Embedding
   h5::write_int_attr(file.get(), "step", {set.attrs.step}, path);
   h5::write_int_attr(file.get(), "random_init", {set.attrs.random_init ? 1 : 0}, path);
   h5::write_string_attr(file.get(), "encoder", set.attrs.encoder, path);
+  h5::write_string_attr(file.get(), "weights", set.attrs.weights, path);
+  h5::write_string_attr(file.get(), "pooling", set.attrs.pooling, path);
   h5::write_string_attr(file.get(), "preprocess", set.attrs.preprocess, path);
   h5::write_string_attr(file.get(), "train_modalities", join_labels(set.attrs.train_modalities),
                         path);
@@ -132,6 +134,10 @@ EmbeddingSet read_file(const stdfs::path& path) {
   set.attrs.random_init = read_int(file.get(), "random_init", path) != 0;
   if (h5::has_attr(file.get(), "encoder"))
     set.attrs.encoder = h5::read_string_attr(file.get(), "encoder", path);
+  if (h5::has_attr(file.get(), "weights"))
+    set.attrs.weights = h5::read_string_attr(file.get(), "weights", path);
+  if (h5::has_attr(file.get(), "pooling"))
+    set.attrs.pooling = h5::read_string_attr(file.get(), "pooling", path);
   if (h5::has_attr(file.get(), "preprocess"))
     set.attrs.preprocess = h5::read_string_attr(file.get(), "preprocess", path);
   if (h5::has_attr(file.get(), "train_modalities"))

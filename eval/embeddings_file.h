@@ -39,7 +39,12 @@ struct EmbeddingAttrs {
   std::string checkpoint;   // checkpoint directory that was encoded ("" if unknown)
   int64_t step = 0;         // its training step
   bool random_init = false;  // true: the same architecture at its initial weights
-  std::string encoder;       // "checkpoint", "random-init", "raw-pixels" ("" = unknown)
+  std::string encoder;       // "checkpoint", "random-init", "raw-pixels", "histogram" ("" = unknown)
+  // Which network of the checkpoint encoded: "teacher" (SimDINO's EMA teacher)
+  // or "student" (the trained encoder); "" for baselines without a model and
+  // files written before it was recorded.
+  std::string weights;
+  std::string pooling;       // "cls" or "mean" (model.embedding); "" = unknown / no model
   std::string preprocess;    // JSON of the shards' [preprocess] section ("" = unknown)
   // train.modalities of the run the checkpoint comes from (also for its random
   // init: the same run's architecture); empty = unknown (raw pixels, older files).

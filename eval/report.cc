@@ -7,6 +7,7 @@
 
 #include "core/error.h"
 #include "core/fs.h"
+#include "eval/stats.h"
 
 namespace m3ret::eval {
 namespace {
@@ -17,32 +18,62 @@ const char* kDash = "—";
 
 std::string map_key(const std::vector<int64_t>& ks) { return fmt::format("map@{}", ks.back()); }
 
+std::string rkey(int64_t k) { return fmt::format("recall@{}", k); }
+std::string pkey(int64_t k) { return fmt::format("precision@{}", k); }
+
 ojson metrics_json(const Metrics& m, const std::vector<int64_t>& ks) {
   ojson j;
   j["queries"] = m.queries;
   j["skipped_no_label"] = m.skipped_no_label;
   j["skipped_no_relevant"] = m.skipped_no_relevant;
   j["gallery"] = m.gallery;
-  for (int64_t k : ks) j[fmt::format("recall@{}", k)] = m.recall.at(k);
-  for (int64_t k : ks) j[fmt::format("precision@{}", k)] = m.precision.at(k);
+  for (int64_t k : ks) j[rkey(k)] = m.recall.at(k);
+  for (int64_t k : ks) j[pkey(k)] = m.precision.at(k);
   j[map_key(ks)] = m.map_at_k;
+  if (!m.ci_recall.empty()) {
+    ojson& ci = j["ci95"];
+    for (int64_t k : ks) ci[rkey(k)] = {m.ci_recall.at(k).lo, m.ci_recall.at(k).hi};
+    for (int64_t k : ks) ci[pkey(k)] = {m.ci_precision.at(k).lo, m.ci_precision.at(k).hi};
+  }
+  ojson& chance = j["chance"];
+  for (int64_t k : ks) chance[rkey(k)] = m.chance_recall.count(k) ? m.chance_recall.at(k) : 0.0;
+  for (int64_t k : ks) chance[pkey(k)] = m.chance_precision.count(k) ? m.chance_precision.at(k) : 0.0;
   return j;
 }
 
+Interval interval_from_json(const ojson& j) {
+  if (!j.is_array() || j.size() != 2) throw Error(fmt::format("an interval is not [lo, hi]: {}", j.dump()));
+  return {j[0].get<double>(), j[1].get<double>()};
+}
+
+// ci95 and chance are optional (version 1: none, 0).
 Metrics metrics_from_json(const ojson& j, const std::vector<int64_t>& ks) {
   Metrics m;
   m.queries = j.at("queries").get<int64_t>();
   m.skipped_no_label = j.at("skipped_no_label").get<int64_t>();
   m.skipped_no_relevant = j.at("skipped_no_relevant").get<int64_t>();
   m.gallery = j.at("gallery").get<int64_t>();
-  for (int64_t k : ks) m.recall[k] = j.at(fmt::format("recall@{}", k)).get<double>();
-  for (int64_t k : ks) m.precision[k] = j.at(fmt::format("precision@{}", k)).get<double>();
+  for (int64_t k : ks) m.recall[k] = j.at(rkey(k)).get<double>();
+  for (int64_t k : ks) m.precision[k] = j.at(pkey(k)).get<double>();
   m.map_k = ks.back();
   m.map_at_k = j.at(map_key(ks)).get<double>();
+  if (j.contains("ci95")) {
+    for (int64_t k : ks) m.ci_recall[k] = interval_from_json(j.at("ci95").at(rkey(k)));
+    for (int64_t k : ks) m.ci_precision[k] = interval_from_json(j.at("ci95").at(pkey(k)));
+  }
+  const ojson chance = j.value("chance", ojson::object());
+  for (int64_t k : ks) m.chance_recall[k] = chance.value(rkey(k), 0.0);
+  for (int64_t k : ks) m.chance_precision[k] = chance.value(pkey(k), 0.0);
   return m;
 }
 
 std::string num(double v) { return fmt::format("{:.3f}", v); }
+
+// "0.410 [0.330–0.490]", or "0.410" without an interval.
+std::string with_ci(double v, const std::map<int64_t, Interval>& ci, int64_t k) {
+  auto it = ci.find(k);
+  return it == ci.end() ? num(v) : fmt::format("{} [{}–{}]", num(v), num(it->second.lo), num(it->second.hi));
+}
 
 // A table of text cells rendered as Markdown or aligned text.
 struct Table {
@@ -113,10 +144,25 @@ struct Section {
   Table table;
 };
 
-// The sections of a comparison: one per modality, then the cross-modal one.
-std::vector<Section> comparison_sections(
-    const std::vector<std::pair<std::string, Report>>& columns,
-    const std::set<std::string>& unseen) {
+// The chance recall@k of row `name`: the first column's with queries ("—" if none).
+std::string chance_cell(const std::vector<std::pair<std::string, Report>>& columns,
+                        const std::string& name, int64_t k) {
+  for (const auto& [label, report] : columns) {
+    const ReportRow* row = report.find(name);
+    if (row && row->metrics.queries > 0 && row->metrics.chance_recall.count(k))
+      return num(row->metrics.chance_recall.at(k));
+  }
+  return kDash;
+}
+
+// recall@k of row `name` in `report` with its interval, "—" when absent.
+std::string recall_cell(const Report& report, const std::string& name, int64_t k) {
+  const ReportRow* row = report.find(name);
+  if (!row || row->metrics.queries == 0) return kDash;
+  return with_ci(row->metrics.recall.at(k), row->metrics.ci_recall, k);
+}
+
+void check_same_ks(const std::vector<std::pair<std::string, Report>>& columns) {
   M3RET_CHECK(!columns.empty(), "comparison_table needs at least one report");
   const auto& ks = columns.front().second.ks;
   for (const auto& [label, report] : columns)
@@ -124,51 +170,64 @@ std::vector<Section> comparison_sections(
       throw Error(fmt::format("comparison table: report '{}' uses ks [{}], '{}' uses [{}]", label,
                               fmt::join(report.ks, ", "), columns.front().first,
                               fmt::join(ks, ", ")));
-  std::vector<Section> sections;
-  for (const auto& name : row_names(columns, false)) {
-    Section s;
-    std::vector<std::string> counts;
-    for (const auto& [label, report] : columns) {
-      const ReportRow* row = report.find(name);
-      counts.push_back(row ? std::to_string(row->metrics.queries) : kDash);
-    }
-    bool same = std::all_of(counts.begin(), counts.end(), [&](auto& c) { return c == counts[0]; });
-    std::string n = same ? counts[0] : fmt::format("{}", fmt::join(counts, " / "));
-    s.title = fmt::format("{} ({} queries)", display_name(name, unseen), n);
-    s.table.header = {"metric"};
-    for (const auto& [label, report] : columns) s.table.header.push_back(label);
-    auto add = [&](const std::string& metric, auto value) {
-      std::vector<std::string> cells = {metric};
-      for (const auto& [label, report] : columns) {
-        const ReportRow* row = report.find(name);
-        cells.push_back(row && row->metrics.queries > 0 ? num(value(row->metrics)) : kDash);
-      }
-      s.table.rows.push_back(cells);
-    };
-    for (int64_t k : ks) add(fmt::format("recall@{}", k), [k](const Metrics& m) { return m.recall.at(k); });
-    add(map_key(ks), [](const Metrics& m) { return m.map_at_k; });
-    sections.push_back(std::move(s));
+}
+
+std::vector<std::string> header(const std::vector<std::pair<std::string, Report>>& columns,
+                                const std::string& first) {
+  std::vector<std::string> h = {first};
+  for (const auto& [label, report] : columns) h.push_back(label);
+  h.push_back("chance");
+  return h;
+}
+
+// One modality: rows recall@k (with intervals) and map@K, columns the encoders and chance.
+Section modality_section(const std::vector<std::pair<std::string, Report>>& columns,
+                         const std::string& name, const std::set<std::string>& unseen) {
+  const auto& ks = columns.front().second.ks;
+  Section s;
+  std::vector<std::string> counts;
+  for (const auto& [label, report] : columns) {
+    const ReportRow* row = report.find(name);
+    counts.push_back(row ? std::to_string(row->metrics.queries) : kDash);
   }
-  auto pairs = row_names(columns, true);
-  if (!pairs.empty()) {
+  bool same = std::all_of(counts.begin(), counts.end(), [&](auto& c) { return c == counts[0]; });
+  std::string n = same ? counts[0] : fmt::format("{}", fmt::join(counts, " / "));
+  s.title = fmt::format("{} ({} queries)", display_name(name, unseen), n);
+  s.table.header = header(columns, "metric");
+  for (int64_t k : ks) {
+    std::vector<std::string> cells = {rkey(k)};
+    for (const auto& [label, report] : columns) cells.push_back(recall_cell(report, name, k));
+    cells.push_back(chance_cell(columns, name, k));
+    s.table.rows.push_back(cells);
+  }
+  std::vector<std::string> cells = {map_key(ks)};
+  for (const auto& [label, report] : columns) {
+    const ReportRow* row = report.find(name);
+    cells.push_back(row && row->metrics.queries > 0 ? num(row->metrics.map_at_k) : kDash);
+  }
+  cells.push_back(kDash);
+  s.table.rows.push_back(cells);
+  return s;
+}
+
+// The sections of a comparison: one per modality, then one cross-modal per k.
+std::vector<Section> comparison_sections(
+    const std::vector<std::pair<std::string, Report>>& columns,
+    const std::set<std::string>& unseen) {
+  check_same_ks(columns);
+  std::vector<Section> sections;
+  for (const auto& name : row_names(columns, false))
+    sections.push_back(modality_section(columns, name, unseen));
+  const auto pairs = row_names(columns, true);
+  if (pairs.empty()) return sections;
+  for (int64_t k : columns.front().second.ks) {
     Section s;
-    std::vector<std::string> ks_names;
-    for (int64_t k : ks) ks_names.push_back(fmt::format("R@{}", k));
-    s.title = fmt::format("cross-modal ({})", fmt::join(ks_names, " / "));
-    s.table.header = {"query → gallery"};
-    for (const auto& [label, report] : columns) s.table.header.push_back(label);
+    s.title = fmt::format("cross-modal {}", rkey(k));
+    s.table.header = header(columns, "query → gallery");
     for (const auto& name : pairs) {
       std::vector<std::string> cells = {display_name(name, unseen)};
-      for (const auto& [label, report] : columns) {
-        const ReportRow* row = report.find(name);
-        if (!row || row->metrics.queries == 0) {
-          cells.push_back(kDash);
-          continue;
-        }
-        std::vector<std::string> v;
-        for (int64_t k : ks) v.push_back(num(row->metrics.recall.at(k)));
-        cells.push_back(fmt::format("{}", fmt::join(v, " / ")));
-      }
+      for (const auto& [label, report] : columns) cells.push_back(recall_cell(report, name, k));
+      cells.push_back(chance_cell(columns, name, k));
       s.table.rows.push_back(cells);
     }
     sections.push_back(std::move(s));
@@ -180,16 +239,19 @@ Table report_table(const std::vector<ReportRow>& rows, const std::vector<int64_t
                    const std::string& first, const std::set<std::string>& unseen) {
   Table t;
   t.header = {first, "queries"};
-  for (int64_t k : ks) t.header.push_back(fmt::format("recall@{}", k));
-  for (int64_t k : ks) t.header.push_back(fmt::format("precision@{}", k));
+  for (int64_t k : ks) t.header.push_back(rkey(k));
+  for (int64_t k : ks) t.header.push_back(pkey(k));
   t.header.push_back(map_key(ks));
+  for (int64_t k : ks) t.header.push_back(fmt::format("chance R@{}", k));
   for (const auto& r : rows) {
-    std::vector<std::string> cells = {display_name(r.name(), unseen),
-                                      std::to_string(r.metrics.queries)};
-    const bool any = r.metrics.queries > 0;
-    for (int64_t k : ks) cells.push_back(any ? num(r.metrics.recall.at(k)) : kDash);
-    for (int64_t k : ks) cells.push_back(any ? num(r.metrics.precision.at(k)) : kDash);
-    cells.push_back(any ? num(r.metrics.map_at_k) : kDash);
+    const Metrics& m = r.metrics;
+    std::vector<std::string> cells = {display_name(r.name(), unseen), std::to_string(m.queries)};
+    const bool any = m.queries > 0;
+    for (int64_t k : ks) cells.push_back(any ? with_ci(m.recall.at(k), m.ci_recall, k) : kDash);
+    for (int64_t k : ks) cells.push_back(any ? with_ci(m.precision.at(k), m.ci_precision, k) : kDash);
+    cells.push_back(any ? num(m.map_at_k) : kDash);
+    for (int64_t k : ks)
+      cells.push_back(any && m.chance_recall.count(k) ? num(m.chance_recall.at(k)) : kDash);
     t.rows.push_back(cells);
   }
   return t;
@@ -214,157 +276,268 @@ std::set<std::string> unseen_modalities(const std::vector<std::pair<std::string,
   return columns.empty() ? std::set<std::string>{} : unseen_set(columns.front().second);
 }
 
-ojson to_json(const Report& report) {
+namespace {
+
+ojson embeddings_json(const EmbeddingAttrs& a) {
+  ojson e;
+  e["checkpoint"] = a.checkpoint;
+  e["step"] = a.step;
+  e["random_init"] = a.random_init;
+  e["encoder"] = a.encoder;
+  e["weights"] = a.weights;
+  e["pooling"] = a.pooling;
+  e["train_modalities"] = a.train_modalities;
+  return e;
+}
+
+// encoder, weights, pooling and train_modalities are optional (older reports: unknown).
+EmbeddingAttrs embeddings_from_json(const ojson& e) {
+  EmbeddingAttrs a;
+  a.checkpoint = e.at("checkpoint").get<std::string>();
+  a.step = e.at("step").get<int64_t>();
+  a.random_init = e.at("random_init").get<bool>();
+  a.encoder = e.value("encoder", std::string());
+  a.weights = e.value("weights", std::string());
+  a.pooling = e.value("pooling", std::string());
+  if (e.contains("train_modalities"))
+    a.train_modalities = e.at("train_modalities").get<std::vector<std::string>>();
+  return a;
+}
+
+// One encoder's part of the document.
+ojson encoder_json(const Report& r) {
   ojson j;
-  j["format"] = kReportFormat;
-  j["format_version"] = kReportFormatVersion;
-  j["split"] = report.split;
-  j["relevance"] = report.relevance;
-  j["ks"] = report.ks;
-  j["samples"] = report.samples;
-  j["embeddings"] = {{"checkpoint", report.source.checkpoint},
-                     {"step", report.source.step},
-                     {"random_init", report.source.random_init},
-                     {"train_modalities", report.source.train_modalities}};
-  j["unseen_modalities"] = report.unseen;
+  j["embeddings"] = embeddings_json(r.source);
+  j["unseen_modalities"] = r.unseen;
   j["per_modality"] = ojson::object();
-  for (const auto& r : report.per_modality) j["per_modality"][r.name()] = metrics_json(r.metrics, report.ks);
+  for (const auto& row : r.per_modality) j["per_modality"][row.name()] = metrics_json(row.metrics, r.ks);
   j["cross_modal"] = ojson::object();
-  for (const auto& r : report.cross_modal) j["cross_modal"][r.name()] = metrics_json(r.metrics, report.ks);
+  for (const auto& row : r.cross_modal) j["cross_modal"][row.name()] = metrics_json(row.metrics, r.ks);
   return j;
 }
 
-Report report_from_json(const ojson& j, const std::string& origin) {
-  try {
-    const std::string format = j.at("format").get<std::string>();
-    if (format != kReportFormat)
-      throw Error(fmt::format("format is '{}', expected '{}'", format, kReportFormat));
-    const int64_t version = j.at("format_version").get<int64_t>();
-    if (version != kReportFormatVersion)
-      throw Error(fmt::format("format_version is {}, this build reads version {}", version,
-                              kReportFormatVersion));
-    Report r;
-    r.ks = j.at("ks").get<std::vector<int64_t>>();
-    if (r.ks.empty()) throw Error("ks is empty");
-    r.split = j.at("split").get<std::string>();
-    r.relevance = j.at("relevance").get<std::string>();
-    r.samples = j.at("samples").get<int64_t>();
-    const auto& e = j.at("embeddings");
-    r.source.checkpoint = e.at("checkpoint").get<std::string>();
-    r.source.step = e.at("step").get<int64_t>();
-    r.source.random_init = e.at("random_init").get<bool>();
-    // Optional (reports written before they were recorded): unknown / none.
-    if (e.contains("train_modalities"))
-      r.source.train_modalities = e.at("train_modalities").get<std::vector<std::string>>();
-    if (j.contains("unseen_modalities"))
-      r.unseen = j.at("unseen_modalities").get<std::vector<std::string>>();
-    for (const auto& [name, m] : j.at("per_modality").items())
-      r.per_modality.push_back({name, name, metrics_from_json(m, r.ks)});
-    for (const auto& [name, m] : j.at("cross_modal").items()) {
-      auto arrow = name.find("->");
-      if (arrow == std::string::npos)
-        throw Error(fmt::format("cross_modal key '{}' is not of the form 'a->b'", name));
-      r.cross_modal.push_back({name.substr(0, arrow), name.substr(arrow + 2), metrics_from_json(m, r.ks)});
+// Reads one encoder's part (embeddings, unseen_modalities, per_modality,
+// cross_modal) into `r`, whose ks are set.
+void encoder_from_json(const ojson& j, Report& r) {
+  r.source = embeddings_from_json(j.at("embeddings"));
+  if (j.contains("unseen_modalities"))  // optional: older reports (none unseen)
+    r.unseen = j.at("unseen_modalities").get<std::vector<std::string>>();
+  auto metrics = [&](const std::string& kind, const std::string& name, const ojson& m) {
+    try {
+      return metrics_from_json(m, r.ks);
+    } catch (const std::exception& ex) {
+      throw Error(fmt::format("{} '{}': {}", kind, name, ex.what()));
     }
-    return r;
-  } catch (const nlohmann::json::exception& ex) {
-    throw Error(fmt::format("retrieval report {}: {}", origin, ex.what()));
-  } catch (const Error& ex) {
-    throw Error(fmt::format("retrieval report {}: {}", origin, ex.what()));
+  };
+  for (const auto& [name, m] : j.at("per_modality").items())
+    r.per_modality.push_back({name, name, metrics("per_modality", name, m)});
+  for (const auto& [name, m] : j.at("cross_modal").items()) {
+    auto arrow = name.find("->");
+    if (arrow == std::string::npos)
+      throw Error(fmt::format("cross_modal key '{}' is not of the form 'a->b'", name));
+    r.cross_modal.push_back({name.substr(0, arrow), name.substr(arrow + 2), metrics("cross_modal", name, m)});
   }
 }
 
-void write_report(const std::filesystem::path& path, const Report& report) {
-  write_reports(path, {{"encoder", report}});
+// The fields every encoder shares (top level); throws on a wrong format or version.
+Report shared_from_json(const ojson& j) {
+  const std::string format = j.at("format").get<std::string>();
+  if (format != kReportFormat)
+    throw Error(fmt::format("format is '{}', expected '{}'", format, kReportFormat));
+  const int64_t version = j.at("format_version").get<int64_t>();
+  if (version != 1 && version != kReportFormatVersion)
+    throw Error(fmt::format("format_version is {}, this build reads versions 1 and {}", version,
+                            kReportFormatVersion));
+  Report r;
+  r.ks = j.at("ks").get<std::vector<int64_t>>();
+  if (r.ks.empty()) throw Error("ks is empty");
+  r.split = j.at("split").get<std::string>();
+  r.relevance = j.at("relevance").get<std::string>();
+  r.samples = j.at("samples").get<int64_t>();
+  r.bootstrap = j.value("bootstrap", int64_t{0});
+  r.bootstrap_seed = j.value("bootstrap_seed", int64_t{0});
+  r.label_map = j.value("label_map", std::string());
+  if (j.contains("exclude_labels")) r.exclude_labels = j.at("exclude_labels").get<std::vector<std::string>>();
+  return r;
 }
 
-ojson to_json(const std::vector<std::pair<std::string, Report>>& columns) {
+// Version 1: the encoder at top level, the others under "baselines".
+std::vector<std::pair<std::string, Report>> columns_v1(const ojson& j, const Report& shared) {
+  std::vector<std::pair<std::string, Report>> columns;
+  columns.emplace_back(j.value("encoder", std::string("encoder")), shared);
+  encoder_from_json(j, columns.back().second);
+  const ojson baselines = j.value("baselines", ojson::object());
+  for (const auto& [name, b] : baselines.items()) {
+    columns.emplace_back(name, shared);
+    try {
+      encoder_from_json(b, columns.back().second);
+    } catch (const std::exception& ex) {
+      throw Error(fmt::format("baseline '{}': {}", name, ex.what()));
+    }
+  }
+  return columns;
+}
+
+}  // namespace
+
+ojson to_json(const Report& report) { return to_json({{"encoder", report}}); }
+
+Report report_from_json(const ojson& j, const std::string& origin) {
+  return reports_from_json(j, origin).front().second;
+}
+
+ojson to_json(const std::vector<std::pair<std::string, Report>>& columns, int64_t verdict_k) {
   M3RET_CHECK(!columns.empty(), "to_json needs at least one report");
-  ojson j = to_json(columns.front().second);
-  j["encoder"] = columns.front().first;
-  j["baselines"] = ojson::object();
-  for (size_t i = 1; i < columns.size(); ++i) {
-    ojson b = to_json(columns[i].second);
-    for (const char* key : {"format", "format_version", "split", "relevance", "ks", "samples"})
-      b.erase(key);
-    j["baselines"][columns[i].first] = std::move(b);
+  const Report& first = columns.front().second;
+  ojson j;
+  j["format"] = kReportFormat;
+  j["format_version"] = kReportFormatVersion;
+  j["split"] = first.split;
+  j["relevance"] = first.relevance;
+  j["ks"] = first.ks;
+  j["samples"] = first.samples;
+  j["bootstrap"] = first.bootstrap;
+  j["bootstrap_seed"] = first.bootstrap_seed;
+  j["label_map"] = first.label_map;
+  j["exclude_labels"] = first.exclude_labels;
+  j["unseen_modalities"] = first.unseen;
+  j["encoders"] = ojson::object();
+  for (const auto& [name, report] : columns) {
+    if (j["encoders"].contains(name))
+      throw Error(fmt::format("retrieval report: two encoders are named '{}'", name));
+    j["encoders"][name] = encoder_json(report);
   }
+  j["verdict"] = verdict_json(columns, verdict_k ? verdict_k : first.ks.front());
   return j;
 }
 
 std::vector<std::pair<std::string, Report>> reports_from_json(const ojson& j,
                                                               const std::string& origin) {
-  std::vector<std::pair<std::string, Report>> columns;
-  columns.emplace_back(j.value("encoder", std::string("encoder")), report_from_json(j, origin));
-  if (!j.contains("baselines")) return columns;
-  for (const auto& [name, b] : j.at("baselines").items()) {
-    ojson full = b;
-    for (const char* key : {"format", "format_version", "split", "relevance", "ks", "samples"})
-      full[key] = j.at(key);
-    columns.emplace_back(name, report_from_json(full, origin + " (baseline " + name + ")"));
+  try {
+    const Report shared = shared_from_json(j);
+    if (j.at("format_version").get<int64_t>() == 1) return columns_v1(j, shared);
+    std::vector<std::pair<std::string, Report>> columns;
+    for (const auto& [name, e] : j.at("encoders").items()) {
+      columns.emplace_back(name, shared);
+      try {
+        encoder_from_json(e, columns.back().second);
+      } catch (const std::exception& ex) {
+        throw Error(fmt::format("encoder '{}': {}", name, ex.what()));
+      }
+    }
+    if (columns.empty()) throw Error("no encoder in \"encoders\"");
+    return columns;
+  } catch (const std::exception& ex) {
+    throw Error(fmt::format("retrieval report {}: {}", origin, ex.what()));
   }
-  return columns;
 }
+
+namespace {
+
+// Encoder names are ours ("encoder", "random-init", ...): quoted only when
+// they hold a comma or a quote.
+std::string csv_field(const std::string& s) {
+  if (s.find_first_of(",\"") == std::string::npos) return s;
+  std::string q = "\"";
+  for (char c : s) q += c == '"' ? std::string("\"\"") : std::string(1, c);
+  return q + "\"";
+}
+
+std::string csv_header(const std::vector<int64_t>& ks) {
+  std::string out = "encoder,kind,query_modality,gallery_modality,queries,gallery";
+  for (int64_t k : ks) out += "," + rkey(k);
+  for (int64_t k : ks) out += "," + pkey(k);
+  out += "," + map_key(ks);
+  for (int64_t k : ks) out += ",chance_" + rkey(k);
+  for (int64_t k : ks) out += ",chance_" + pkey(k);
+  for (int64_t k : ks) out += fmt::format(",{0}_lo,{0}_hi", rkey(k));
+  for (int64_t k : ks) out += fmt::format(",{0}_lo,{0}_hi", pkey(k));
+  return out + "\n";
+}
+
+std::string csv_row(const std::string& encoder, const char* kind, const ReportRow& r,
+                    const std::vector<int64_t>& ks) {
+  const Metrics& m = r.metrics;
+  std::string out = fmt::format("{},{},{},{},{},{}", csv_field(encoder), kind, r.query_modality,
+                                r.gallery_modality, m.queries, m.gallery);
+  auto value = [](const std::map<int64_t, double>& v, int64_t k) {
+    auto it = v.find(k);
+    return fmt::format(",{:.6f}", it == v.end() ? 0.0 : it->second);
+  };
+  auto interval = [](const std::map<int64_t, Interval>& v, int64_t k) {
+    auto it = v.find(k);
+    return it == v.end() ? std::string(",,") : fmt::format(",{:.6f},{:.6f}", it->second.lo, it->second.hi);
+  };
+  for (int64_t k : ks) out += value(m.recall, k);
+  for (int64_t k : ks) out += value(m.precision, k);
+  out += fmt::format(",{:.6f}", m.map_at_k);
+  for (int64_t k : ks) out += value(m.chance_recall, k);
+  for (int64_t k : ks) out += value(m.chance_precision, k);
+  for (int64_t k : ks) out += interval(m.ci_recall, k);
+  for (int64_t k : ks) out += interval(m.ci_precision, k);
+  return out + "\n";
+}
+
+}  // namespace
 
 std::string to_csv(const std::vector<std::pair<std::string, Report>>& columns) {
   M3RET_CHECK(!columns.empty(), "to_csv needs at least one report");
   const auto& ks = columns.front().second.ks;
-  std::string out = "encoder,kind,query_modality,gallery_modality,queries,gallery";
-  for (int64_t k : ks) out += fmt::format(",recall@{}", k);
-  for (int64_t k : ks) out += fmt::format(",precision@{}", k);
-  out += "," + map_key(ks) + "\n";
+  std::string out = csv_header(ks);
   for (const auto& [name, report] : columns) {
     if (report.ks != ks)
       throw Error(fmt::format("CSV report: '{}' uses other ks than '{}'", name, columns[0].first));
-    for (const auto* rows : {&report.per_modality, &report.cross_modal}) {
-      for (const auto& r : *rows) {
-        const Metrics& m = r.metrics;
-        // Encoder names are ours ("encoder", "random init", ...): no quoting needed
-        // unless they hold a comma or a quote.
-        std::string enc = name;
-        if (enc.find_first_of(",\"") != std::string::npos) {
-          std::string q = "\"";
-          for (char c : enc) q += c == '"' ? std::string("\"\"") : std::string(1, c);
-          enc = q + "\"";
-        }
-        out += fmt::format("{},{},{},{},{},{}", enc,
-                           rows == &report.per_modality ? "per_modality" : "cross_modal",
-                           r.query_modality, r.gallery_modality, m.queries, m.gallery);
-        for (int64_t k : ks) out += fmt::format(",{:.6f}", m.recall.at(k));
-        for (int64_t k : ks) out += fmt::format(",{:.6f}", m.precision.at(k));
-        out += fmt::format(",{:.6f}\n", m.map_at_k);
-      }
-    }
+    for (const auto& r : report.per_modality) out += csv_row(name, "per_modality", r, ks);
+    for (const auto& r : report.cross_modal) out += csv_row(name, "cross_modal", r, ks);
   }
   return out;
 }
 
 void write_reports(const std::filesystem::path& path,
-                   const std::vector<std::pair<std::string, Report>>& columns) {
+                   const std::vector<std::pair<std::string, Report>>& columns, int64_t verdict_k) {
   M3RET_CHECK(!columns.empty(), "write_reports needs at least one report");
   auto twin = [&](const char* ext) {
     auto p = path;
     p.replace_extension(ext);
     return p;
   };
-  const std::string md = columns.size() == 1
-                             ? to_markdown(columns[0].second)
-                             : "# Retrieval report\n\n" + training_line(columns.front().second) +
-                                   "\n" + comparison_table(columns, unseen_modalities(columns));
-  fs::write_atomic(path, to_json(columns).dump(2) + "\n");
+  const Report& first = columns.front().second;
+  std::string md = columns.size() == 1
+                       ? to_markdown(first)
+                       : "# Retrieval report\n\n" + training_line(first) + "\n" +
+                             comparison_table(columns, unseen_modalities(columns));
+  const int64_t k = verdict_k ? verdict_k : first.ks.front();
+  md += fmt::format("\n## Verdict (recall@{}: is the 95 % interval of {} above chance{}?)\n\n", k,
+                    columns.front().first, columns.size() > 1 ? " and above each other encoder" : "");
+  for (const auto& line : verdict_lines(columns, k)) md += "- " + line + "\n";
+  fs::write_atomic(path, to_json(columns, k).dump(2) + "\n");
   fs::write_atomic(twin(".md"), md);
   fs::write_atomic(twin(".csv"), to_csv(columns));
 }
 
-Report read_report(const std::filesystem::path& path) {
+void write_report(const std::filesystem::path& path, const Report& report) {
+  write_reports(path, {{"encoder", report}});
+}
+
+namespace {
+
+ojson parse_report_file(const std::filesystem::path& path) {
   const std::string text = fs::read_file(path);
-  ojson j;
   try {
-    j = ojson::parse(text);
+    return ojson::parse(text);
   } catch (const nlohmann::json::exception& ex) {
     throw Error(fmt::format("retrieval report {}: not valid JSON: {}", path.string(), ex.what()));
   }
-  return report_from_json(j, path.string());
+}
+
+}  // namespace
+
+Report read_report(const std::filesystem::path& path) {
+  return report_from_json(parse_report_file(path), path.string());
+}
+
+std::vector<std::pair<std::string, Report>> read_reports(const std::filesystem::path& path) {
+  return reports_from_json(parse_report_file(path), path.string());
 }
 
 std::string to_markdown(const Report& report) {

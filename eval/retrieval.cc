@@ -2,6 +2,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
+#include <numeric>
+#include <random>
 #include <set>
 #include <unordered_map>
 
@@ -10,6 +13,7 @@
 
 #include "core/error.h"
 #include "data/sample.h"
+#include "eval/label_map.h"
 
 // BLAS (OpenBLAS through Debian's alternatives), Fortran interface.
 extern "C" void sgemm_(const char* transa, const char* transb, const int* m, const int* n,
@@ -54,7 +58,9 @@ struct Prepared {
   std::map<std::string, std::vector<int64_t>> by_modality;  // rows, ascending
 };
 
-Prepared prepare(const EmbeddingSet& set, const std::vector<int64_t>& selected) {
+// `labels`: the relevance labels of every sample of `set` (relevance_labels).
+Prepared prepare(const EmbeddingSet& set, const std::vector<int64_t>& selected,
+                 const std::vector<std::vector<std::string>>& labels) {
   Prepared p;
   p.D = set.D;
   const int64_t n = static_cast<int64_t>(selected.size());
@@ -71,7 +77,7 @@ Prepared prepare(const EmbeddingSet& set, const std::vector<int64_t>& selected) 
     for (int64_t j = 0; j < set.D; ++j) y[j] = x[j] * inv;
 
     std::vector<int> ls;
-    for (const auto& l : set.labels[i]) {
+    for (const auto& l : labels[i]) {
       auto it = label_id.emplace(l, static_cast<int>(label_id.size())).first;
       ls.push_back(it->second);
     }
@@ -99,15 +105,43 @@ bool shares_label(const std::vector<int>& a, const std::vector<int>& b) {
   return false;
 }
 
-// Metrics of `queries` (rows) ranked against `gallery` (rows, ascending).
+// Per evaluated query: its patient and its recall@k / precision@k per k (index
+// into ks), kept for the bootstrap.
+struct QueryResults {
+  std::vector<int64_t> patient;
+  std::vector<std::vector<double>> recall, precision;  // [k index][query]
+};
+
+// Fills m.ci_recall / m.ci_precision from the per-query results.
+void add_intervals(Metrics& m, const QueryResults& q, const EvalConfig& config,
+                   const std::string& row) {
+  if (config.bootstrap <= 0 || q.patient.empty()) return;
+  std::vector<std::vector<double>> series = q.recall;
+  series.insert(series.end(), q.precision.begin(), q.precision.end());
+  const auto ci = bootstrap_intervals(q.patient, series, config.bootstrap,
+                                      bootstrap_seed_for(config.bootstrap_seed, row));
+  const size_t nk = config.ks.size();
+  for (size_t i = 0; i < nk; ++i) {
+    m.ci_recall[config.ks[i]] = ci[i];
+    m.ci_precision[config.ks[i]] = ci[nk + i];
+  }
+}
+
+// Metrics of `queries` (rows) ranked against `gallery` (rows, ascending);
+// `row` names the report row (seeds its bootstrap).
 Metrics rank_all(const Prepared& p, const std::vector<int64_t>& queries,
-                 const std::vector<int64_t>& gallery, const EvalConfig& config) {
+                 const std::vector<int64_t>& gallery, const EvalConfig& config,
+                 const std::string& row_name) {
   const bool exact = config.relevance == "same-labels";
   const int64_t kmax = config.ks.empty() ? 1 : config.ks.back();
   const int64_t ng = static_cast<int64_t>(gallery.size());
+  const size_t nk = config.ks.size();
   Metrics m;
   m.gallery = ng;
-  std::map<int64_t, double> recall_sum, precision_sum;
+  std::map<int64_t, double> chance_r, chance_p;
+  QueryResults qr_all;
+  qr_all.recall.resize(nk);
+  qr_all.precision.resize(nk);
   double ap_sum = 0;
   std::vector<float> sims(static_cast<size_t>(kQueryBlock * ng));
   std::vector<float> qblock(static_cast<size_t>(kQueryBlock * p.D));
@@ -147,39 +181,74 @@ Metrics rank_all(const Prepared& p, const std::vector<int64_t>& queries,
         ++m.skipped_no_relevant;
         continue;
       }
-      const int64_t L = std::min<int64_t>(static_cast<int64_t>(cand.size()), kmax);
+      const int64_t n = static_cast<int64_t>(cand.size());
+      const int64_t L = std::min<int64_t>(n, kmax);
       std::partial_sort(cand.begin(), cand.begin() + L, cand.end());
 
       ++m.queries;
+      qr_all.patient.push_back(p.group[qr]);
+      // hits_at[i] = relevant among the top i+1.
+      std::vector<int64_t> hits_at(static_cast<size_t>(L));
       int64_t hits = 0;
       double ap = 0;
-      size_t next_k = 0;
-      int64_t first_hit = -1;
       for (int64_t i = 0; i < L; ++i) {
-        const bool rel = cand[i].rel;
-        if (rel) {
+        if (cand[i].rel) {
           ++hits;
-          if (first_hit < 0) first_hit = i;
           ap += static_cast<double>(hits) / static_cast<double>(i + 1);
         }
-        while (next_k < config.ks.size() && config.ks[next_k] == i + 1) {
-          precision_sum[config.ks[next_k]] += static_cast<double>(hits) / config.ks[next_k];
-          ++next_k;
-        }
+        hits_at[i] = hits;
       }
-      for (; next_k < config.ks.size(); ++next_k)  // k beyond the candidates
-        precision_sum[config.ks[next_k]] += static_cast<double>(hits) / config.ks[next_k];
-      for (int64_t k : config.ks) recall_sum[k] += (first_hit >= 0 && first_hit < k) ? 1.0 : 0.0;
+      for (size_t ki = 0; ki < nk; ++ki) {
+        const int64_t k = config.ks[ki];
+        const int64_t h = hits_at[std::min(k, L) - 1];  // k beyond the candidates: all of them
+        qr_all.recall[ki].push_back(h > 0 ? 1.0 : 0.0);
+        qr_all.precision[ki].push_back(static_cast<double>(h) / static_cast<double>(k));
+        chance_r[k] += chance_recall_at(n, R, k);
+        chance_p[k] += chance_precision_at(n, R, k);
+      }
       ap_sum += ap / static_cast<double>(std::min(R, kmax));
     }
   }
-  for (int64_t k : config.ks) {
-    m.recall[k] = m.queries ? recall_sum[k] / m.queries : 0.0;
-    m.precision[k] = m.queries ? precision_sum[k] / m.queries : 0.0;
+  const double nq = static_cast<double>(m.queries);
+  for (size_t ki = 0; ki < nk; ++ki) {
+    const int64_t k = config.ks[ki];
+    const auto& rs = qr_all.recall[ki];
+    const auto& ps = qr_all.precision[ki];
+    m.recall[k] = m.queries ? std::accumulate(rs.begin(), rs.end(), 0.0) / nq : 0.0;
+    m.precision[k] = m.queries ? std::accumulate(ps.begin(), ps.end(), 0.0) / nq : 0.0;
+    m.chance_recall[k] = m.queries ? chance_r[k] / nq : 0.0;
+    m.chance_precision[k] = m.queries ? chance_p[k] / nq : 0.0;
   }
   m.map_k = kmax;
-  m.map_at_k = m.queries ? ap_sum / m.queries : 0.0;
+  m.map_at_k = m.queries ? ap_sum / nq : 0.0;
+  add_intervals(m, qr_all, config, row_name);
   return m;
+}
+
+uint64_t splitmix64(uint64_t x) {
+  x += 0x9E3779B97F4A7C15ULL;
+  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ULL;
+  x = (x ^ (x >> 27)) * 0x94D049BB133111EBULL;
+  return x ^ (x >> 31);
+}
+
+// Uniform in [0, n) (n >= 1) by rejection: the same sequence on every standard library.
+uint64_t uniform_below(std::mt19937_64& gen, uint64_t n) {
+  const uint64_t max = std::numeric_limits<uint64_t>::max();
+  const uint64_t limit = max - max % n;  // a multiple of n
+  for (;;) {
+    const uint64_t r = gen();
+    if (r < limit) return r % n;
+  }
+}
+
+// Linear interpolation between order statistics (numpy's default), q in [0, 1].
+double percentile(std::vector<double>& v, double q) {
+  std::sort(v.begin(), v.end());
+  const double pos = q * static_cast<double>(v.size() - 1);
+  const size_t i = static_cast<size_t>(pos);
+  const double frac = pos - static_cast<double>(i);
+  return i + 1 < v.size() ? v[i] + frac * (v[i + 1] - v[i]) : v[i];
 }
 
 std::vector<std::string> modality_order(const Prepared& p) {
@@ -205,6 +274,68 @@ const ReportRow* Report::find(const std::string& name) const {
   return nullptr;
 }
 
+double chance_recall_at(int64_t n, int64_t R, int64_t k) {
+  M3RET_CHECK(R >= 0 && R <= n && k >= 1, "chance_recall_at: n = {}, R = {}, k = {}", n, R, k);
+  if (R == 0) return 0.0;
+  if (k >= n) return 1.0;
+  double none = 1.0;  // probability that none of the top k is relevant
+  for (int64_t i = 0; i < k && none > 0; ++i)
+    none *= static_cast<double>(n - R - i) / static_cast<double>(n - i);
+  return 1.0 - std::max(none, 0.0);
+}
+
+double chance_precision_at(int64_t n, int64_t R, int64_t k) {
+  M3RET_CHECK(R >= 0 && R <= n && k >= 1, "chance_precision_at: n = {}, R = {}, k = {}", n, R, k);
+  return static_cast<double>(R) / static_cast<double>(std::max(n, k));
+}
+
+uint64_t bootstrap_seed_for(int64_t seed, const std::string& row) {
+  uint64_t h = 0xCBF29CE484222325ULL;  // FNV-1a 64 of the row name
+  for (unsigned char c : row) h = (h ^ c) * 0x100000001B3ULL;
+  return splitmix64(static_cast<uint64_t>(seed) ^ splitmix64(h));
+}
+
+std::vector<Interval> bootstrap_intervals(const std::vector<int64_t>& patient,
+                                          const std::vector<std::vector<double>>& series,
+                                          int64_t resamples, uint64_t seed) {
+  M3RET_CHECK(resamples >= 1, "bootstrap_intervals: {} resamples", resamples);
+  std::vector<Interval> out(series.size());
+  if (patient.empty()) return out;
+  for (const auto& v : series)
+    M3RET_CHECK(v.size() == patient.size(), "bootstrap_intervals: a series has {} values for {} queries",
+                v.size(), patient.size());
+  // Per patient (dense, in order of first appearance): queries and sums per series.
+  std::unordered_map<int64_t, size_t> dense;
+  std::vector<double> count;
+  std::vector<std::vector<double>> sums(series.size());
+  for (size_t i = 0; i < patient.size(); ++i) {
+    auto [it, fresh] = dense.emplace(patient[i], count.size());
+    if (fresh) {
+      count.push_back(0);
+      for (auto& s : sums) s.push_back(0);
+    }
+    count[it->second] += 1;
+    for (size_t s = 0; s < series.size(); ++s) sums[s][it->second] += series[s][i];
+  }
+  const uint64_t P = count.size();
+  std::mt19937_64 gen(seed);
+  std::vector<std::vector<double>> stats(series.size(), std::vector<double>(static_cast<size_t>(resamples)));
+  std::vector<double> acc(series.size());
+  for (int64_t b = 0; b < resamples; ++b) {
+    double n = 0;
+    std::fill(acc.begin(), acc.end(), 0.0);
+    for (uint64_t d = 0; d < P; ++d) {
+      const uint64_t j = uniform_below(gen, P);
+      n += count[j];
+      for (size_t s = 0; s < series.size(); ++s) acc[s] += sums[s][j];
+    }
+    for (size_t s = 0; s < series.size(); ++s) stats[s][b] = acc[s] / n;
+  }
+  for (size_t s = 0; s < series.size(); ++s)
+    out[s] = {percentile(stats[s], 0.025), percentile(stats[s], 0.975)};
+  return out;
+}
+
 Report evaluate(const EmbeddingSet& set, const EvalConfig& config) {
   set.check("embeddings");
   config.validate();
@@ -221,18 +352,23 @@ Report evaluate(const EmbeddingSet& set, const EvalConfig& config) {
                             config.split, set.N, names.empty() ? "none" : fmt::format("{}", fmt::join(names, ", "))));
   }
 
-  const Prepared p = prepare(set, selected);
+  const LabelMap map = config.label_map.empty() ? LabelMap{} : read_label_map(config.label_map);
+  const Prepared p = prepare(set, selected, relevance_labels(set, map, config.exclude_labels));
   Report report;
   report.ks = config.ks;
   report.split = config.split;
   report.relevance = config.relevance;
   report.samples = static_cast<int64_t>(selected.size());
   report.source = set.attrs;
+  report.bootstrap = config.bootstrap;
+  report.bootstrap_seed = config.bootstrap_seed;
+  report.label_map = config.label_map;
+  report.exclude_labels = config.exclude_labels;
 
   const auto order = modality_order(p);
   for (const auto& m : order) {
     const auto& rows = p.by_modality.at(m);
-    report.per_modality.push_back({m, m, rank_all(p, rows, rows, config)});
+    report.per_modality.push_back({m, m, rank_all(p, rows, rows, config, m)});
     const auto& trained = set.attrs.train_modalities;
     if (!trained.empty() && std::find(trained.begin(), trained.end(), m) == trained.end())
       report.unseen.push_back(m);
@@ -249,7 +385,7 @@ Report evaluate(const EmbeddingSet& set, const EvalConfig& config) {
         bool overlap = std::any_of(va.begin(), va.end(), [&](int l) { return vb.count(l) > 0; });
         if (!overlap) continue;
         report.cross_modal.push_back(
-            {a, b, rank_all(p, p.by_modality.at(a), p.by_modality.at(b), config)});
+            {a, b, rank_all(p, p.by_modality.at(a), p.by_modality.at(b), config, a + "->" + b)});
       }
     }
   }

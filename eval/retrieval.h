@@ -22,6 +22,10 @@
 // set.attrs.train_modalities (the checkpoint run's train.modalities), in row
 // order; none when that list is empty (unknown, e.g. raw pixels).
 //
+// Labels: with config.label_map, each label is first replaced by its concept
+// (eval/label_map.h), then config.exclude_labels are dropped; relevance, the
+// skipped_no_label count and the cross-modal vocabularies use these labels.
+//
 // Metrics, averaged over the evaluated queries:
 //   recall@k     1 if any of the top k candidates is relevant, else 0
 //   precision@k  (relevant among the top k) / k
@@ -29,6 +33,22 @@
 //                AP@K = (1 / min(R, K)) * sum_{i<=K, rel_i} precision@i, with R
 //                the number of relevant candidates of the query (so a query
 //                whose top min(R, K) are all relevant scores 1)
+//
+// Chance level (per row, averaged over the same queries): the expectation of
+// recall@k and precision@k under a uniformly random ranking of the query's n
+// candidates (after group exclusion) with R relevant:
+//   chance recall@k    = 1 - C(n-R, k) / C(n, k) = 1 - prod_{i<k} (n-R-i)/(n-i)  (1 when k >= n)
+//   chance precision@k = R / max(n, k)   (R/n; below n candidates the k slots are not all filled)
+//
+// 95 % intervals (config.bootstrap > 0 resamples): a percentile bootstrap over
+// the row's query patients (the query's group; an empty group = its own
+// patient). Each resample draws as many patients as the row has, with
+// replacement; its statistic is the mean over all queries of the drawn
+// patients (a patient drawn twice counts twice). The interval is the 2.5th and
+// 97.5th percentile of the resampled statistics (linear interpolation between
+// order statistics). Deterministic: std::mt19937_64 seeded with
+// config.bootstrap_seed mixed with the row name (bootstrap_seed_for), uniform
+// indices by rejection (the same on every standard library).
 //
 // Cost: O(n_q * n_g * D) for the similarities (one BLAS sgemm per block of 64
 // queries) plus O(n_g log K) per query for a partial sort; memory beyond the
@@ -46,6 +66,11 @@
 
 namespace m3ret::eval {
 
+struct Interval {
+  double lo = 0.0, hi = 0.0;
+  bool operator==(const Interval& o) const { return lo == o.lo && hi == o.hi; }
+};
+
 struct Metrics {
   int64_t queries = 0;              // evaluated queries
   int64_t skipped_no_label = 0;     // queries without any label
@@ -55,6 +80,12 @@ struct Metrics {
   std::map<int64_t, double> precision;  // k -> precision@k
   int64_t map_k = 0;                    // K of map@K (the largest k)
   double map_at_k = 0.0;                // mean average precision at K
+  std::map<int64_t, double> chance_recall;     // k -> expected recall@k of a random ranking
+  std::map<int64_t, double> chance_precision;  // k -> expected precision@k of a random ranking
+  // k -> 95 % bootstrap interval; empty when there is none (eval.bootstrap = 0,
+  // no evaluated query, or a report without intervals).
+  std::map<int64_t, Interval> ci_recall;
+  std::map<int64_t, Interval> ci_precision;
 };
 
 struct ReportRow {
@@ -75,14 +106,34 @@ struct Report {
   std::vector<ReportRow> cross_modal;   // ordered pairs, same order
   // Evaluated modalities the encoder was not trained on (see above).
   std::vector<std::string> unseen;
+  int64_t bootstrap = 0;       // resamples behind the intervals (0 = none)
+  int64_t bootstrap_seed = 0;
+  std::string label_map;                    // eval.label_map ("" = none)
+  std::vector<std::string> exclude_labels;  // eval.exclude_labels
 
   // The row of `modality` (or "a->b"), nullptr if absent.
   const ReportRow* find(const std::string& name) const;
 };
 
 // Evaluates `set` (checked with set.check) as described above. Throws
-// m3ret::Error when config.split selects no sample (naming the splits present).
+// m3ret::Error when config.split selects no sample (naming the splits present),
+// or when config.label_map cannot be read or parsed (naming file and line).
 Report evaluate(const EmbeddingSet& set, const EvalConfig& config);
+
+// Chance levels of one query with n candidates, R of them relevant (0 <= R <= n).
+double chance_recall_at(int64_t n, int64_t R, int64_t k);
+double chance_precision_at(int64_t n, int64_t R, int64_t k);
+
+// The bootstrap's seed for the row `row` ("ct", "ct->xray").
+uint64_t bootstrap_seed_for(int64_t seed, const std::string& row);
+
+// Percentile-bootstrap 95 % intervals of the means of several per-query
+// series at once (the same resampled patients for all): patient[i] is the
+// patient of query i, series[s][i] its value in series s. Returns one interval
+// per series; all {0, 0} when there is no query. resamples >= 1.
+std::vector<Interval> bootstrap_intervals(const std::vector<int64_t>& patient,
+                                          const std::vector<std::vector<double>>& series,
+                                          int64_t resamples, uint64_t seed);
 
 // Ranking of one query (exposed for tests and `m3ret search`): indices into
 // `gallery` of the top `k` by similarity to `query` (both L2-normalised rows

@@ -111,7 +111,16 @@ SearchResult search_file(const OpenedIndex& index, const SearchOptions& opt) {
   data::Sample sample = data::read_sample(row, row.path.parent_path(), pre);
 
   torch::NoGradGuard no_grad;
-  trainer::LoadedEncoder loaded = trainer::load_encoder(opt.checkpoint);
+  trainer::EncoderChoice choice;
+  const auto& recorded = index.set.attrs;
+  choice.weights = !opt.weights.empty() ? opt.weights
+                   : recorded.weights.empty() ? "auto"
+                                              : recorded.weights;
+  choice.pooling = !opt.pooling.empty() ? opt.pooling : recorded.pooling;
+  trainer::LoadedEncoder loaded = trainer::load_encoder(opt.checkpoint, choice);
+  if (!recorded.weights.empty() && loaded.weights != recorded.weights)
+    spdlog::warn("search: the index holds {} embeddings but the query is encoded with the {}",
+                 recorded.weights, loaded.weights);
   result.checkpoint = loaded.checkpoint.string();
   result.step = loaded.step;
   if (!index.set.attrs.checkpoint.empty() && index.set.attrs.checkpoint != result.checkpoint)

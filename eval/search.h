@@ -24,6 +24,10 @@ struct SearchOptions {
   std::string modality;              // of the query ("" = infer; see infer_query_modality)
   int64_t k = 10;
   std::string only_modality;         // keep only results of this modality ("" = all)
+  // Which network encodes the query (trainer::EncoderChoice::weights) and its
+  // pooling; "" = what the index's embeddings record (so query and index are
+  // encoded alike), else "auto"/"teacher"/"student" and "cls"/"mean".
+  std::string weights, pooling;
 };
 
 struct SearchHit {

@@ -15,6 +15,10 @@ void EvalConfig::validate() const {
   if (relevance != "shared-label" && relevance != "same-labels")
     throw config::Error(fmt::format(
         "eval.relevance: '{}' is not one of shared-label, same-labels", relevance));
+  if (bootstrap < 0)
+    throw config::Error(fmt::format("eval.bootstrap: {} must be >= 0 (0 = no intervals)", bootstrap));
+  for (const auto& l : exclude_labels)
+    if (l.empty()) throw config::Error("eval.exclude_labels: an entry is empty");
 }
 
 }  // namespace m3ret::eval

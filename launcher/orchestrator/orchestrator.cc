@@ -47,20 +47,25 @@ std::vector<Evaluation> read_evaluations(const fs::path& report_json, const std:
                                          int64_t step) {
   std::ifstream in(report_json);
   if (!in) throw Error(fmt::format("cannot read evaluation report '{}'", report_json.string()));
-  nlohmann::json j;
+  nlohmann::ordered_json j;  // file order: the evaluated encoder is the first of "encoders"
   try {
-    j = nlohmann::json::parse(in);
+    j = nlohmann::ordered_json::parse(in);
   } catch (const std::exception& e) {
     throw Error(fmt::format("'{}' is not JSON: {}", report_json.string(), e.what()));
   }
+  // The evaluated encoder: version 2 (eval/report.h) holds it first under
+  // "encoders"; version 1 at top level.
+  const nlohmann::ordered_json* enc = &j;
+  if (j.is_object() && j.contains("encoders") && j["encoders"].is_object() && !j["encoders"].empty())
+    enc = &j["encoders"].begin().value();
   if (!j.is_object() || j.value("format", "") != "m3ret-retrieval-report" ||
-      !j.contains("per_modality") || !j["per_modality"].is_object()) {
+      !enc->contains("per_modality") || !(*enc)["per_modality"].is_object()) {
     throw Error(fmt::format("'{}' is not an m3ret retrieval report (format, per_modality)",
                             report_json.string()));
   }
   std::vector<Evaluation> rows;
   std::map<std::string, std::pair<double, int>> mean;
-  for (const auto& [modality, m] : j["per_modality"].items()) {
+  for (const auto& [modality, m] : (*enc)["per_modality"].items()) {
     for (const auto& [metric, v] : m.items()) {
       if (!v.is_number()) continue;
       bool score = metric.rfind("recall@", 0) == 0 || metric.rfind("precision@", 0) == 0 ||

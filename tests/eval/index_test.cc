@@ -231,5 +231,41 @@ TEST(RawPixels, DownsampledCentredUnitVectorsInvariantToBrightnessAndContrast) {
   for (int64_t j = 0; j < kRawPixelDim; ++j) EXPECT_NEAR(g[j], f[j], 1e-5);
 }
 
+TEST(Histogram, PerChannelHellingerHistogramsOfUnitLength) {
+  // Sample 0: grey, half of the pixels 0 and half 255; sample 1: RGB with
+  // R = 16 everywhere, G = 200 everywhere, B = 255 on a quarter of the pixels.
+  const int64_t T = 2, H = 8, W = 8, n = T * H * W;
+  std::vector<uint8_t> grey(n);
+  for (int64_t i = 0; i < n; ++i) grey[i] = i % 2 ? 255 : 0;
+  auto f = histogram_features(grey.data(), 1, 1, T, H, W);
+  ASSERT_EQ(f.size(), size_t(kHistogramDim));
+  // Each channel: bins 0 and 31 hold half the pixels: sqrt(0.5) each, then
+  // the whole 3-channel vector normalised: sqrt(0.5) / sqrt(3).
+  const double v = std::sqrt(0.5) / std::sqrt(3.0);
+  for (int64_t c = 0; c < 3; ++c)
+    for (int64_t k = 0; k < kHistogramBins; ++k)
+      EXPECT_NEAR(f[c * kHistogramBins + k], (k == 0 || k == kHistogramBins - 1) ? v : 0.0, 1e-6)
+          << c << " " << k;
+  std::vector<uint8_t> rgb(3 * n);
+  for (int64_t i = 0; i < n; ++i) {
+    rgb[i] = 16;
+    rgb[n + i] = 200;
+    rgb[2 * n + i] = i % 4 == 0 ? 255 : 0;
+  }
+  auto g = histogram_features(rgb.data(), 1, 3, T, H, W);
+  double norm = 0;
+  for (float x : g) norm += double(x) * x;
+  EXPECT_NEAR(norm, 1.0, 1e-6);
+  EXPECT_GT(g[16 * kHistogramBins / 256], 0.0f);                       // R: bin 2
+  EXPECT_GT(g[kHistogramBins + 200 * kHistogramBins / 256], 0.0f);     // G: bin 25
+  EXPECT_NEAR(g[2 * kHistogramBins + kHistogramBins - 1] / g[2 * kHistogramBins],
+              std::sqrt(0.25 / 0.75), 1e-6);                           // B: 1/4 vs 3/4
+  // Spatial layout does not matter: a shuffled image has the same features.
+  std::vector<uint8_t> shuffled(grey.rbegin(), grey.rend());
+  auto h = histogram_features(shuffled.data(), 1, 1, T, H, W);
+  for (int64_t j = 0; j < kHistogramDim; ++j) EXPECT_FLOAT_EQ(h[j], f[j]);
+  EXPECT_THROW(histogram_features(grey.data(), 1, 2, T, H, W / 2), m3ret::Error);
+}
+
 }  // namespace
 }  // namespace m3ret::eval

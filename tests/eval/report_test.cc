@@ -22,6 +22,8 @@ Metrics make_metrics(int64_t queries, double r1, double r5, double r10, double m
   m.precision = {{1, r1}, {5, r5 / 2}, {10, r10 / 4}};
   m.map_k = 10;
   m.map_at_k = map;
+  m.chance_recall = {{1, 0.125}, {5, 0.5}, {10, 0.75}};
+  m.chance_precision = {{1, 0.125}, {5, 0.125}, {10, 0.125}};
   return m;
 }
 
@@ -35,6 +37,11 @@ Report make_report(double scale) {
   r.per_modality.push_back({"xray", "xray", make_metrics(40, 0.5 * scale, 0.75 * scale, 0.9 * scale, 0.4)});
   r.per_modality.push_back({"mri", "mri", make_metrics(20, 0.25 * scale, 0.5, 0.625, 0.2)});
   r.cross_modal.push_back({"ct", "mri", make_metrics(10, 0.125, 0.25, 0.5 * scale, 0.1)});
+  // Intervals on the xray row only (as if the others had no bootstrap).
+  Metrics& x = r.per_modality[0].metrics;
+  x.ci_recall = {{1, {0.375 * scale, 0.625 * scale}}, {5, {0.625 * scale, 0.875 * scale}}, {10, {0.8 * scale, 1.0 * scale}}};
+  x.ci_precision = {{1, {0.375, 0.625}}, {5, {0.25, 0.5}}, {10, {0.125, 0.25}}};
+  r.bootstrap = 1000;
   return r;
 }
 
@@ -42,15 +49,25 @@ TEST(Report, JsonLayoutAndRoundTrip) {
   const Report r = make_report(1.0);
   const auto j = to_json(r);
   EXPECT_EQ(j.at("format"), "m3ret-retrieval-report");
-  EXPECT_EQ(j.at("format_version"), 1);
+  EXPECT_EQ(j.at("format_version"), 2);
   EXPECT_EQ(j.at("split"), "test");
   EXPECT_EQ(j.at("ks"), nlohmann::ordered_json({1, 5, 10}));
-  EXPECT_EQ(j.at("embeddings").at("step"), 200);
-  EXPECT_DOUBLE_EQ(j.at("per_modality").at("xray").at("recall@5").get<double>(), 0.75);
-  EXPECT_DOUBLE_EQ(j.at("per_modality").at("xray").at("precision@10").get<double>(), 0.225);
-  EXPECT_EQ(j.at("per_modality").at("mri").at("queries"), 20);
-  EXPECT_EQ(j.at("per_modality").begin().key(), "xray");  // row order kept
-  EXPECT_DOUBLE_EQ(j.at("cross_modal").at("ct->mri").at("map@10").get<double>(), 0.1);
+  EXPECT_EQ(j.at("bootstrap"), 1000);
+  ASSERT_EQ(j.at("encoders").size(), 1u);
+  const auto& e = j.at("encoders").at("encoder");  // one encoder, the same shape as a comparison
+  EXPECT_EQ(e.at("embeddings").at("step"), 200);
+  EXPECT_DOUBLE_EQ(e.at("per_modality").at("xray").at("recall@5").get<double>(), 0.75);
+  EXPECT_DOUBLE_EQ(e.at("per_modality").at("xray").at("precision@10").get<double>(), 0.225);
+  EXPECT_EQ(e.at("per_modality").at("xray").at("ci95").at("recall@5"),
+            nlohmann::ordered_json({0.625, 0.875}));
+  EXPECT_DOUBLE_EQ(e.at("per_modality").at("xray").at("chance").at("recall@10").get<double>(), 0.75);
+  EXPECT_DOUBLE_EQ(e.at("per_modality").at("xray").at("chance").at("precision@5").get<double>(), 0.125);
+  EXPECT_FALSE(e.at("per_modality").at("mri").contains("ci95"));  // no interval, no key
+  EXPECT_EQ(e.at("per_modality").at("mri").at("queries"), 20);
+  EXPECT_EQ(e.at("per_modality").begin().key(), "xray");  // row order kept
+  EXPECT_DOUBLE_EQ(e.at("cross_modal").at("ct->mri").at("map@10").get<double>(), 0.1);
+  EXPECT_EQ(j.at("verdict").at("k"), 1);
+  EXPECT_TRUE(j.at("verdict").at("rows").at("xray").at("beats_chance").get<bool>());
 
   const Report back = report_from_json(j);
   EXPECT_EQ(to_json(back), j);
@@ -76,18 +93,28 @@ TEST(Report, FilesAndErrors) {
     EXPECT_NE(std::string(e.what()).find("format_version is 7"), std::string::npos) << e.what();
   }
   j = to_json(make_report(1.0));
-  j["per_modality"]["xray"].erase("recall@5");
+  j["encoders"]["encoder"]["per_modality"]["xray"].erase("recall@5");
   fs::write_atomic(dir / "missing.json", j.dump());
-  EXPECT_THROW(read_report(dir / "missing.json"), Error);
+  const std::string missing = testing::error_of([&] { read_report(dir / "missing.json"); });
+  EXPECT_NE(missing.find("missing.json"), std::string::npos) << missing;
+  EXPECT_NE(missing.find("encoder 'encoder'"), std::string::npos) << missing;
+  EXPECT_NE(missing.find("per_modality 'xray'"), std::string::npos) << missing;
+  EXPECT_NE(missing.find("recall@5"), std::string::npos) << missing;
   fs::write_atomic(dir / "garbage.json", "{not json");
   EXPECT_THROW(read_report(dir / "garbage.json"), Error);
 }
 
 TEST(Report, MarkdownTables) {
   const std::string md = to_markdown(make_report(1.0));
-  EXPECT_NE(md.find("| modality | queries | recall@1 | recall@5 | recall@10 | precision@1 |"),
+  EXPECT_NE(md.find("| modality | queries | recall@1 | recall@5 | recall@10 | precision@1 | "
+                    "precision@5 | precision@10 | map@10 | chance R@1 | chance R@5 | chance R@10 |"),
             std::string::npos) << md;
-  EXPECT_NE(md.find("| xray | 40 | 0.500 | 0.750 | 0.900 | 0.500 | 0.375 | 0.225 | 0.400 |"),
+  // Values with their 95 % interval where there is one, then the chance levels.
+  EXPECT_NE(md.find("| xray | 40 | 0.500 [0.375–0.625] | 0.750 [0.625–0.875] | 0.900 [0.800–1.000] | "
+                    "0.500 [0.375–0.625] | 0.375 [0.250–0.500] | 0.225 [0.125–0.250] | 0.400 | "
+                    "0.125 | 0.500 | 0.750 |"),
+            std::string::npos) << md;
+  EXPECT_NE(md.find("| mri | 20 | 0.250 | 0.500 | 0.625 | 0.250 | 0.250 | 0.156 | 0.200 | 0.125 |"),
             std::string::npos) << md;
   EXPECT_NE(md.find("| ct → mri | 10 |"), std::string::npos) << md;
   EXPECT_NE(md.find("step-000000200"), std::string::npos);
@@ -100,62 +127,141 @@ TEST(Report, ComparisonTableSideBySide) {
   random.per_modality.pop_back();  // no mri in the random column
   const std::string md = comparison_table({{"trained", trained}, {"random init", random}}, {"mri"});
   EXPECT_NE(md.find("### xray (40 queries)"), std::string::npos) << md;
-  EXPECT_NE(md.find("| metric | trained | random init |"), std::string::npos) << md;
-  EXPECT_NE(md.find("| recall@1 | 0.500 | 0.250 |"), std::string::npos) << md;
-  EXPECT_NE(md.find("| recall@10 | 0.900 | 0.450 |"), std::string::npos) << md;
-  EXPECT_NE(md.find("### mri (unseen) (20 / — queries)"), std::string::npos) << md;
-  EXPECT_NE(md.find("| recall@1 | 0.250 | — |"), std::string::npos) << md;
-  EXPECT_NE(md.find("| ct → mri (unseen) | 0.125 / 0.250 / 0.500 | 0.125 / 0.250 / 0.250 |"),
+  EXPECT_NE(md.find("| metric | trained | random init | chance |"), std::string::npos) << md;
+  EXPECT_NE(md.find("| recall@1 | 0.500 [0.375–0.625] | 0.250 [0.188–0.312] | 0.125 |"),
             std::string::npos) << md;
+  EXPECT_NE(md.find("| recall@10 | 0.900 [0.800–1.000] | 0.450 [0.400–0.500] | 0.750 |"),
+            std::string::npos) << md;
+  EXPECT_NE(md.find("| map@10 | 0.400 | 0.400 | — |"), std::string::npos) << md;
+  EXPECT_NE(md.find("### mri (unseen) (20 / — queries)"), std::string::npos) << md;
+  EXPECT_NE(md.find("| recall@1 | 0.250 | — | 0.125 |"), std::string::npos) << md;
+  // Cross-modal: one table per k, the encoders and chance side by side.
+  EXPECT_NE(md.find("### cross-modal recall@10\n\n| query → gallery | trained | random init | chance |"),
+            std::string::npos) << md;
+  EXPECT_NE(md.find("| ct → mri (unseen) | 0.500 | 0.250 | 0.750 |"), std::string::npos) << md;
 
   const std::string text = comparison_text({{"trained", trained}, {"random init", random}}, {"mri"});
   EXPECT_NE(text.find("== xray (40 queries) =="), std::string::npos) << text;
-  EXPECT_NE(text.find("metric     trained  random init\n"), std::string::npos) << text;
-  EXPECT_NE(text.find("recall@1     0.500        0.250\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("metric                 trained          random init  chance\n"),
+            std::string::npos) << text;
+  EXPECT_NE(text.find("recall@1   0.500 [0.375–0.625]  0.250 [0.188–0.312]   0.125\n"),
+            std::string::npos) << text;
+  EXPECT_NE(text.find("recall@1     0.250            —   0.125\n"), std::string::npos) << text;
 
   Report other = make_report(1.0);
   other.ks = {1, 5};
   EXPECT_THROW(comparison_table({{"a", trained}, {"b", other}}), Error);
 }
 
-TEST(Report, BaselinesShareOneReportWithCsvAndMarkdownBeside) {
+TEST(Report, ComparisonIsOneDocumentWithCsvAndMarkdownBeside) {
   m3ret::testing::TempDir dir("eval-report");
   Report trained = make_report(1.0), random = make_report(0.5), pixels = make_report(0.25);
   random.source.random_init = true;
   trained.source.train_modalities = {"xray", "ct"};
+  trained.source.weights = "teacher";
   trained.unseen = {"mri"};
   write_reports(dir / "report.json",
-                {{"trained", trained}, {"random init", random}, {"raw pixels", pixels}});
+                {{"trained", trained}, {"random-init", random}, {"raw-pixels", pixels}});
   const auto j = nlohmann::ordered_json::parse(fs::read_file(dir / "report.json"));
-  // The encoder's metrics at top level, exactly per_modality / cross_modal.
-  EXPECT_EQ(j.at("encoder"), "trained");
-  EXPECT_DOUBLE_EQ(j.at("per_modality").at("xray").at("recall@1").get<double>(), 0.5);
-  EXPECT_DOUBLE_EQ(j.at("cross_modal").at("ct->mri").at("recall@10").get<double>(), 0.5);
-  EXPECT_EQ(j.at("per_modality").at("xray").at("queries"), 40);
-  // Baselines beside it, same layout.
-  const auto& b = j.at("baselines");
-  EXPECT_DOUBLE_EQ(b.at("random init").at("per_modality").at("xray").at("recall@1").get<double>(), 0.25);
-  EXPECT_TRUE(b.at("random init").at("embeddings").at("random_init").get<bool>());
-  EXPECT_DOUBLE_EQ(b.at("raw pixels").at("cross_modal").at("ct->mri").at("recall@10").get<double>(), 0.125);
+  EXPECT_EQ(j.at("format_version"), 2);
+  EXPECT_EQ(j.at("unseen_modalities"), nlohmann::ordered_json::array({"mri"}));  // the first encoder's
+  // Every encoder under "encoders", in column order, with the same layout.
+  const auto& e = j.at("encoders");
+  ASSERT_EQ(e.size(), 3u);
+  EXPECT_EQ(e.begin().key(), "trained");
+  EXPECT_EQ(std::next(e.begin()).key(), "random-init");
+  EXPECT_DOUBLE_EQ(e.at("trained").at("per_modality").at("xray").at("recall@1").get<double>(), 0.5);
+  EXPECT_DOUBLE_EQ(e.at("trained").at("cross_modal").at("ct->mri").at("recall@10").get<double>(), 0.5);
+  EXPECT_EQ(e.at("trained").at("embeddings").at("weights"), "teacher");
+  EXPECT_EQ(e.at("trained").at("unseen_modalities"), nlohmann::ordered_json::array({"mri"}));
+  EXPECT_EQ(e.at("raw-pixels").at("unseen_modalities"), nlohmann::ordered_json::array());
+  EXPECT_DOUBLE_EQ(e.at("random-init").at("per_modality").at("xray").at("recall@1").get<double>(), 0.25);
+  EXPECT_TRUE(e.at("random-init").at("embeddings").at("random_init").get<bool>());
+  EXPECT_DOUBLE_EQ(e.at("raw-pixels").at("cross_modal").at("ct->mri").at("recall@10").get<double>(), 0.125);
+  // The verdict of the first encoder at k = 1: xray [0.375, 0.625] is above chance (0.125)
+  // and above random-init's 0.25 and raw-pixels' 0.125.
+  const auto& v = j.at("verdict").at("rows").at("xray");
+  EXPECT_TRUE(v.at("beats_chance").get<bool>());
+  EXPECT_TRUE(v.at("beats").at("random-init").get<bool>());
+  EXPECT_TRUE(v.at("beats").at("raw-pixels").get<bool>());
+  EXPECT_TRUE(j.at("verdict").at("rows").at("mri").at("ci95").is_null());
+
   const auto back = reports_from_json(j);
   ASSERT_EQ(back.size(), 3u);
-  EXPECT_EQ(back[1].first, "random init");
+  EXPECT_EQ(back[1].first, "random-init");
+  EXPECT_EQ(back[0].second.source.weights, "teacher");
   EXPECT_EQ(to_json(back[0].second), to_json(trained));
   EXPECT_EQ(to_json(back[2].second), to_json(pixels));
+  EXPECT_EQ(to_json(back), j);
+  EXPECT_EQ(read_reports(dir / "report.json").size(), 3u);
 
   const std::string csv = fs::read_file(dir / "report.csv");
   EXPECT_EQ(csv.substr(0, csv.find('\n')),
             "encoder,kind,query_modality,gallery_modality,queries,gallery,recall@1,recall@5,"
-            "recall@10,precision@1,precision@5,precision@10,map@10");
+            "recall@10,precision@1,precision@5,precision@10,map@10,chance_recall@1,chance_recall@5,"
+            "chance_recall@10,chance_precision@1,chance_precision@5,chance_precision@10,"
+            "recall@1_lo,recall@1_hi,recall@5_lo,recall@5_hi,recall@10_lo,recall@10_hi,"
+            "precision@1_lo,precision@1_hi,precision@5_lo,precision@5_hi,precision@10_lo,precision@10_hi");
   EXPECT_NE(csv.find("\ntrained,per_modality,xray,xray,40,43,0.500000,0.750000,0.900000,0.500000,"
-                     "0.375000,0.225000,0.400000\n"), std::string::npos) << csv;
-  EXPECT_NE(csv.find("\nraw pixels,cross_modal,ct,mri,10,13,"), std::string::npos) << csv;
+                     "0.375000,0.225000,0.400000,0.125000,0.500000,0.750000,0.125000,0.125000,0.125000,"
+                     "0.375000,0.625000,0.625000,0.875000,0.800000,1.000000,"
+                     "0.375000,0.625000,0.250000,0.500000,0.125000,0.250000\n"), std::string::npos) << csv;
+  // No interval: empty cells.
+  EXPECT_NE(csv.find("\ntrained,per_modality,mri,mri,20,23,0.250000,0.500000,0.625000,0.250000,"
+                     "0.250000,0.156250,0.200000,0.125000,0.500000,0.750000,0.125000,0.125000,0.125000"
+                     ",,,,,,,,,,,,\n"), std::string::npos) << csv;
+  EXPECT_NE(csv.find("\nraw-pixels,cross_modal,ct,mri,10,13,"), std::string::npos) << csv;
   EXPECT_EQ(std::count(csv.begin(), csv.end(), '\n'), 1 + 3 * 3);
   const std::string md = fs::read_file(dir / "report.md");
-  EXPECT_NE(md.find("| metric | trained | random init | raw pixels |"), std::string::npos) << md;
+  EXPECT_NE(md.find("| metric | trained | random-init | raw-pixels | chance |"), std::string::npos) << md;
   EXPECT_NE(md.find("### mri (unseen)"), std::string::npos) << md;
   EXPECT_NE(md.find("- trained on: xray, ct; unseen (evaluated, never trained on): mri\n"),
             std::string::npos) << md;
+  EXPECT_NE(md.find("- xray R@1: trained 0.500 [0.375–0.625] beats chance 0.125, random-init 0.250, "
+                    "raw-pixels 0.125\n"), std::string::npos) << md;
+}
+
+// Reports written by earlier versions (format_version 1: the encoder at top
+// level, the others under "baselines", no intervals or chance) still read.
+TEST(Report, ReadsVersion1Files) {
+  const auto v1 = nlohmann::ordered_json::parse(R"({
+    "format": "m3ret-retrieval-report", "format_version": 1, "split": "test",
+    "relevance": "shared-label", "ks": [1, 5], "samples": 12,
+    "embeddings": {"checkpoint": "/r/checkpoints/step-000000010", "step": 10, "random_init": false,
+                   "train_modalities": ["xray"]},
+    "unseen_modalities": ["ct"],
+    "per_modality": {"xray": {"queries": 4, "skipped_no_label": 0, "skipped_no_relevant": 0,
+                              "gallery": 4, "recall@1": 0.5, "recall@5": 1.0,
+                              "precision@1": 0.5, "precision@5": 0.4, "map@5": 0.6}},
+    "cross_modal": {},
+    "encoder": "encoder",
+    "baselines": {"random init": {
+        "embeddings": {"checkpoint": "", "step": 10, "random_init": true},
+        "per_modality": {"xray": {"queries": 4, "skipped_no_label": 0, "skipped_no_relevant": 0,
+                                  "gallery": 4, "recall@1": 0.25, "recall@5": 1.0,
+                                  "precision@1": 0.25, "precision@5": 0.4, "map@5": 0.3}},
+        "cross_modal": {}}}})");
+  const auto columns = reports_from_json(v1, "old.json");
+  ASSERT_EQ(columns.size(), 2u);
+  EXPECT_EQ(columns[0].first, "encoder");
+  EXPECT_EQ(columns[1].first, "random init");
+  EXPECT_EQ(columns[0].second.unseen, std::vector<std::string>{"ct"});
+  EXPECT_EQ(columns[0].second.source.step, 10);
+  EXPECT_TRUE(columns[1].second.source.random_init);
+  const Metrics& m = columns[1].second.per_modality.at(0).metrics;
+  EXPECT_DOUBLE_EQ(m.recall.at(1), 0.25);
+  EXPECT_TRUE(m.ci_recall.empty());
+  EXPECT_DOUBLE_EQ(m.chance_recall.at(1), 0.0);
+  EXPECT_EQ(report_from_json(v1).per_modality.at(0).metrics.map_at_k, 0.6);
+  // Rewritten as version 2.
+  EXPECT_EQ(to_json(columns).at("format_version"), 2);
+  EXPECT_EQ(reports_from_json(to_json(columns)).size(), 2u);
+  // Other versions are refused, naming the origin.
+  auto v3 = v1;
+  v3["format_version"] = 3;
+  const std::string err = testing::error_of([&] { reports_from_json(v3, "new.json"); });
+  EXPECT_NE(err.find("new.json"), std::string::npos) << err;
+  EXPECT_NE(err.find("format_version is 3"), std::string::npos) << err;
 }
 
 // Which modalities are unseen comes from the data: those evaluated but absent
@@ -181,7 +287,7 @@ TEST(Report, UnseenModalitiesAreThoseMissingFromTraining) {
   EXPECT_EQ(r.unseen, (std::vector<std::string>{"endoscopy", "mri"}));
   const auto j = to_json(r);
   EXPECT_EQ(j.at("unseen_modalities"), nlohmann::ordered_json::array({"endoscopy", "mri"}));
-  EXPECT_EQ(j.at("embeddings").at("train_modalities"),
+  EXPECT_EQ(j.at("encoders").at("encoder").at("embeddings").at("train_modalities"),
             nlohmann::ordered_json::array({"xray", "ct", "other"}));
   EXPECT_EQ(report_from_json(j).unseen, r.unseen);
 
@@ -210,7 +316,8 @@ TEST(Report, UnseenModalitiesAreThoseMissingFromTraining) {
   // Reports written before the field existed read as "none unseen, training unknown".
   auto old = to_json(r);
   old.erase("unseen_modalities");
-  old["embeddings"].erase("train_modalities");
+  old["encoders"]["encoder"].erase("unseen_modalities");
+  old["encoders"]["encoder"]["embeddings"].erase("train_modalities");
   const Report back = report_from_json(old);
   EXPECT_TRUE(back.unseen.empty());
   EXPECT_TRUE(back.source.train_modalities.empty());

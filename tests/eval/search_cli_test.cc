@@ -64,28 +64,30 @@ TEST_F(SearchCli, EvalFromCheckpointWritesReportBaselinesAndHistory) {
                           " --baselines random-init,raw-pixels --set 'eval.split=\"\"' 2>&1";
   ASSERT_EQ(m3ret::testing::run_command(cmd, &out), 0) << out;
   const auto j = json::parse(fs::read_file(dir() / "eval/report.json"));
+  const auto& enc = j.at("encoders").at("trained");  // report format 2
+  const auto& baselines = j.at("encoders");
   for (const char* m : {"xray", "ct", "endoscopy"}) {
     SCOPED_TRACE(m);
-    const auto& row = j.at("per_modality").at(m);
+    const auto& row = enc.at("per_modality").at(m);
     for (const char* key : {"recall@1", "recall@5", "recall@10", "precision@10", "map@10", "queries"})
       EXPECT_TRUE(row.contains(key)) << key;
     EXPECT_GT(row.at("queries").get<int>(), 0);
-    EXPECT_TRUE(j.at("baselines").at("random init").at("per_modality").contains(m));
-    EXPECT_TRUE(j.at("baselines").at("raw pixels").at("per_modality").contains(m));
+    EXPECT_TRUE(baselines.at("random-init").at("per_modality").contains(m));
+    EXPECT_TRUE(baselines.at("raw-pixels").at("per_modality").contains(m));
   }
-  EXPECT_TRUE(j.at("cross_modal").contains("ct->xray"));
-  EXPECT_EQ(j.at("embeddings").at("step"), 2);
+  EXPECT_TRUE(enc.at("cross_modal").contains("ct->xray"));
+  EXPECT_EQ(enc.at("embeddings").at("step"), 2);
   // Unseen = evaluated but not in the checkpoint's train.modalities (read from the run).
-  EXPECT_EQ(j.at("embeddings").at("train_modalities"), json::array({"xray", "ct"}));
+  EXPECT_EQ(enc.at("embeddings").at("train_modalities"), json::array({"xray", "ct"}));
   EXPECT_EQ(j.at("unseen_modalities"), json::array({"endoscopy"}));
-  EXPECT_EQ(j.at("baselines").at("raw pixels").at("unseen_modalities"), json::array());
+  EXPECT_EQ(baselines.at("raw-pixels").at("unseen_modalities"), json::array());
   EXPECT_NE(out.find("endoscopy (unseen)"), std::string::npos) << out;
   EXPECT_EQ(out.find("ct (unseen)"), std::string::npos) << out;
   EXPECT_NE(fs::read_file(dir() / "eval/report.md").find("### endoscopy (unseen)"), std::string::npos);
   EXPECT_TRUE(stdfs::exists(dir() / "eval/report.md"));
   const std::string csv = fs::read_file(dir() / "eval/report.csv");
-  EXPECT_NE(csv.find("\nraw pixels,cross_modal,ct,xray,"), std::string::npos) << csv;
-  EXPECT_NE(out.find("random init"), std::string::npos) << out;
+  EXPECT_NE(csv.find("\nraw-pixels,cross_modal,ct,xray,"), std::string::npos) << csv;
+  EXPECT_NE(out.find("random-init"), std::string::npos) << out;
 
   // One history line per evaluation, in the checkpoint's run folder.
   ASSERT_EQ(m3ret::testing::run_command(cmd, &out), 0) << out;
@@ -98,8 +100,8 @@ TEST_F(SearchCli, EvalFromCheckpointWritesReportBaselinesAndHistory) {
     EXPECT_EQ(h.at("step"), 2);
     EXPECT_NE(h.at("checkpoint").get<std::string>().find("step-000000002"), std::string::npos);
     EXPECT_FALSE(h.at("time").get<std::string>().empty());
-    EXPECT_EQ(h.at("per_modality"), j.at("per_modality"));
-    EXPECT_EQ(h.at("cross_modal"), j.at("cross_modal"));
+    EXPECT_EQ(h.at("per_modality"), enc.at("per_modality"));
+    EXPECT_EQ(h.at("cross_modal"), enc.at("cross_modal"));
     EXPECT_EQ(h.at("unseen_modalities"), json::array({"endoscopy"}));
   }
   EXPECT_EQ(lines, 2);

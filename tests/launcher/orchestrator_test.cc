@@ -449,6 +449,17 @@ TEST(Orchestrator, ReadsRetrievalReportsAndRefusesOthers) {
   EXPECT_DOUBLE_EQ(got["mean/recall@1"], 0.375);
   EXPECT_DOUBLE_EQ(got["xray/queries"], 10);
   EXPECT_EQ(got.count("xray/skipped_no_label"), 0u);
+  // Version 2: the evaluated encoder is the first of "encoders" (file order, not sorted).
+  std::ofstream(dir / "v2.json") << R"({"format": "m3ret-retrieval-report", "format_version": 2,
+      "encoders": {"trained": {"per_modality": {"xray": {"queries": 4, "recall@1": 0.75,
+                                                         "ci95": {"recall@1": [0.5, 1.0]},
+                                                         "chance": {"recall@1": 0.2}}}},
+                   "histogram": {"per_modality": {"xray": {"queries": 4, "recall@1": 0.1}}}}})";
+  got.clear();
+  for (auto& e : read_evaluations(dir / "v2.json", "run", 7)) got[e.modality + "/" + e.metric] = e.value;
+  EXPECT_DOUBLE_EQ(got["xray/recall@1"], 0.75);
+  EXPECT_DOUBLE_EQ(got["mean/recall@1"], 0.75);
+  EXPECT_EQ(got.size(), 3u);  // xray/queries, xray/recall@1, mean/recall@1 (no ci95, chance)
   std::ofstream(dir / "bad.json") << R"({"per_modality": {}})";
   try {
     read_evaluations(dir / "bad.json", "run", 7);

@@ -1,0 +1,236 @@
+#include "eval/stats.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include "core/error.h"
+#include "eval/report.h"
+
+namespace m3ret::eval {
+namespace {
+
+using ojson = nlohmann::ordered_json;
+
+std::string num(double v) { return fmt::format("{:.3f}", v); }
+
+RowVerdict judge(const std::vector<std::pair<std::string, Report>>& columns, const ReportRow& row,
+                 int64_t k) {
+  const Metrics& m = row.metrics;
+  RowVerdict v;
+  v.row = row.name();
+  v.k = k;
+  v.recall = m.recall.at(k);
+  v.chance = m.chance_recall.count(k) ? m.chance_recall.at(k) : 0.0;
+  v.has_interval = m.ci_recall.count(k) > 0;
+  if (v.has_interval) v.ci = m.ci_recall.at(k);
+  v.beats_chance = v.has_interval && v.ci.lo > v.chance;
+  const std::string variant_prefix = columns.front().first + "-";
+  for (size_t c = 1; c < columns.size(); ++c) {
+    if (columns[c].first.rfind(variant_prefix, 0) == 0) continue;  // a variant, not a rival
+    const ReportRow* other = columns[c].second.find(v.row);
+    if (!other || other->metrics.queries == 0 || !other->metrics.recall.count(k)) continue;
+    const double r = other->metrics.recall.at(k);
+    v.rivals.push_back({columns[c].first, r, v.has_interval && v.ci.lo > r});
+  }
+  return v;
+}
+
+// "xray (unseen)", "ct->mri (unseen)".
+std::string row_label(const std::string& row, const std::vector<std::string>& unseen) {
+  auto marked = [&](const std::string& m) {
+    return std::find(unseen.begin(), unseen.end(), m) != unseen.end() ? m + " (unseen)" : m;
+  };
+  const auto arrow = row.find("->");
+  if (arrow == std::string::npos) return marked(row);
+  return marked(row.substr(0, arrow)) + "->" + marked(row.substr(arrow + 2));
+}
+
+}  // namespace
+
+bool RowVerdict::beats_all() const {
+  return beats_chance &&
+         std::all_of(rivals.begin(), rivals.end(), [](const Rival& r) { return r.beaten; });
+}
+
+std::vector<RowVerdict> verdicts(const std::vector<std::pair<std::string, Report>>& columns,
+                                 int64_t k) {
+  if (columns.empty()) throw Error("verdict: no report");
+  const Report& first = columns.front().second;
+  if (std::find(first.ks.begin(), first.ks.end(), k) == first.ks.end())
+    throw Error(fmt::format("verdict: k = {} is not one of the report's ks [{}]", k,
+                            fmt::join(first.ks, ", ")));
+  std::vector<RowVerdict> out;
+  for (const auto* rows : {&first.per_modality, &first.cross_modal})
+    for (const auto& row : *rows)
+      if (row.metrics.queries > 0) out.push_back(judge(columns, row, k));
+  return out;
+}
+
+std::vector<std::string> verdict_lines(const std::vector<std::pair<std::string, Report>>& columns,
+                                       int64_t k) {
+  std::vector<std::string> lines;
+  for (const auto& v : verdicts(columns, k)) {
+    std::vector<std::string> beaten, not_beaten;
+    (v.beats_chance ? beaten : not_beaten).push_back("chance " + num(v.chance));
+    for (const auto& r : v.rivals) (r.beaten ? beaten : not_beaten).push_back(r.name + " " + num(r.recall));
+    std::string line = fmt::format("{} R@{}: {} {}", row_label(v.row, columns.front().second.unseen),
+                                   k, columns.front().first, num(v.recall));
+    if (!v.has_interval) line += " (no interval: eval.bootstrap = 0)";
+    else line += fmt::format(" [{}–{}]", num(v.ci.lo), num(v.ci.hi));
+    if (not_beaten.empty()) {
+      line += fmt::format(" beats {}", fmt::join(beaten, ", "));
+    } else {
+      line += fmt::format(" does NOT beat {}", fmt::join(not_beaten, ", "));
+      if (!beaten.empty()) line += fmt::format(" (beats {})", fmt::join(beaten, ", "));
+    }
+    lines.push_back(std::move(line));
+  }
+  return lines;
+}
+
+ojson verdict_json(const std::vector<std::pair<std::string, Report>>& columns, int64_t k) {
+  ojson j;
+  j["k"] = k;
+  j["rows"] = ojson::object();
+  for (const auto& v : verdicts(columns, k)) {
+    ojson r;
+    r["recall"] = v.recall;
+    r["ci95"] = v.has_interval ? ojson::array({v.ci.lo, v.ci.hi}) : ojson(nullptr);
+    r["chance"] = v.chance;
+    r["beats_chance"] = v.beats_chance;
+    r["beats"] = ojson::object();
+    for (const auto& rival : v.rivals) r["beats"][rival.name] = rival.beaten;
+    j["rows"][v.row] = std::move(r);
+  }
+  return j;
+}
+
+namespace {
+
+// The metric names of a row, in report order: recall@k, precision@k, map@K.
+std::vector<std::string> metric_names(const std::vector<int64_t>& ks) {
+  std::vector<std::string> names;
+  for (int64_t k : ks) names.push_back(fmt::format("recall@{}", k));
+  for (int64_t k : ks) names.push_back(fmt::format("precision@{}", k));
+  names.push_back(fmt::format("map@{}", ks.back()));
+  return names;
+}
+
+double metric_value(const Metrics& m, const std::string& name) {
+  const auto at = name.find('@');
+  const int64_t k = std::stoll(name.substr(at + 1));
+  if (name.rfind("recall@", 0) == 0) return m.recall.at(k);
+  if (name.rfind("precision@", 0) == 0) return m.precision.at(k);
+  return m.map_at_k;
+}
+
+ojson describe(const std::vector<double>& v) {
+  const double n = static_cast<double>(v.size());
+  double mean = 0;
+  for (double x : v) mean += x / n;
+  double ss = 0;
+  for (double x : v) ss += (x - mean) * (x - mean);
+  ojson j;
+  j["mean"] = mean;
+  j["sd"] = v.size() > 1 ? std::sqrt(ss / (n - 1)) : 0.0;
+  j["min"] = *std::min_element(v.begin(), v.end());
+  j["max"] = *std::max_element(v.begin(), v.end());
+  j["values"] = v;
+  return j;
+}
+
+// "encoder/kind/row" names of a comparison, to check that all seeds agree.
+std::vector<std::string> layout(const std::vector<std::pair<std::string, Report>>& columns) {
+  std::vector<std::string> names;
+  for (const auto& [enc, r] : columns) {
+    for (const auto& row : r.per_modality) names.push_back(enc + " per_modality " + row.name());
+    for (const auto& row : r.cross_modal) names.push_back(enc + " cross_modal " + row.name());
+  }
+  return names;
+}
+
+}  // namespace
+
+ojson seed_summary(const std::vector<ojson>& reports, const std::vector<int64_t>& seeds) {
+  if (reports.empty()) throw Error("seed summary: no report");
+  const size_t N = reports.size();
+  if (!seeds.empty() && seeds.size() != N)
+    throw Error(fmt::format("seed summary: {} seeds for {} reports", seeds.size(), N));
+  std::vector<std::vector<std::pair<std::string, Report>>> all;
+  for (size_t i = 0; i < N; ++i) {
+    const std::string origin = fmt::format("{} of {}", i + 1, N);
+    all.push_back(reports_from_json(reports[i], origin));
+    if (i == 0) continue;
+    if (all[i].front().second.ks != all[0].front().second.ks)
+      throw Error(fmt::format("seed summary: report {} has ks [{}], report 1 [{}]", origin,
+                              fmt::join(all[i].front().second.ks, ", "),
+                              fmt::join(all[0].front().second.ks, ", ")));
+    if (layout(all[i]) != layout(all[0]))
+      throw Error(fmt::format("seed summary: report {} has other encoders or rows than report 1 "
+                              "({} against {} encoder rows)", origin, layout(all[i]).size(),
+                              layout(all[0]).size()));
+  }
+  const auto& ks = all[0].front().second.ks;
+  ojson j;
+  j["seeds"] = N;
+  if (!seeds.empty()) j["seed_values"] = seeds;
+  j["ks"] = ks;
+  j["encoders"] = ojson::object();
+  for (size_t c = 0; c < all[0].size(); ++c) {
+    ojson enc;
+    for (const char* kind : {"per_modality", "cross_modal"}) {
+      const bool cross = std::string(kind) == "cross_modal";
+      enc[kind] = ojson::object();
+      const auto& rows0 = cross ? all[0][c].second.cross_modal : all[0][c].second.per_modality;
+      for (size_t r = 0; r < rows0.size(); ++r) {
+        ojson row;
+        for (const auto& metric : metric_names(ks)) {
+          std::vector<double> values;
+          for (const auto& columns : all) {
+            const auto& rows = cross ? columns[c].second.cross_modal : columns[c].second.per_modality;
+            values.push_back(metric_value(rows[r].metrics, metric));
+          }
+          row[metric] = describe(values);
+        }
+        enc[kind][rows0[r].name()] = std::move(row);
+      }
+    }
+    j["encoders"][all[0][c].first] = std::move(enc);
+  }
+  return j;
+}
+
+std::string seed_summary_markdown(const ojson& summary) {
+  const auto ks = summary.at("ks").get<std::vector<int64_t>>();
+  std::vector<std::string> metrics;
+  for (int64_t k : ks) metrics.push_back(fmt::format("recall@{}", k));
+  metrics.push_back(fmt::format("map@{}", ks.back()));
+  const auto& encoders = summary.at("encoders");
+  std::string out = fmt::format("# Retrieval over {} seeds (mean ± sd)\n", summary.at("seeds").get<int64_t>());
+  if (summary.contains("seed_values"))
+    out += fmt::format("\nseeds: {}\n", fmt::join(summary.at("seed_values").get<std::vector<int64_t>>(), ", "));
+  for (const auto& metric : metrics) {
+    out += fmt::format("\n## {}\n\n| row |", metric);
+    for (const auto& [name, e] : encoders.items()) out += " " + name + " |";
+    out += "\n| --- |";
+    for (size_t i = 0; i < encoders.size(); ++i) out += " ---: |";
+    out += "\n";
+    const auto& first = encoders.begin().value();
+    for (const char* kind : {"per_modality", "cross_modal"}) {
+      for (const auto& [row, unused] : first.at(kind).items()) {
+        out += "| " + row + " |";
+        for (const auto& [name, e] : encoders.items()) {
+          const auto& d = e.at(kind).at(row).at(metric);
+          out += fmt::format(" {} ± {} |", num(d.at("mean").get<double>()), num(d.at("sd").get<double>()));
+        }
+        out += "\n";
+      }
+    }
+  }
+  return out;
+}
+
+}  // namespace m3ret::eval

@@ -1,0 +1,81 @@
+// Judging a comparison of encoders, and summarising several seeds.
+//
+// Verdict: for every per-modality and cross-modal row of the first encoder
+// (the one judged) with evaluated queries, at one cut-off k: its recall@k 95 %
+// interval (Metrics::ci_recall) must lie entirely above the chance level
+// (Metrics::chance_recall) to "beat chance", and entirely above another
+// encoder's point recall@k to "beat" that encoder (strictly: lower bound >
+// value). A row without an interval (eval.bootstrap = 0) beats nothing.
+// Encoders without the row (or without queries in it) are not compared.
+//
+// Seeds: N reports of the same encoders and rows (e.g. the demo run with N
+// training seeds) reduced to mean, sample standard deviation (n - 1; 0 for one
+// report), min, max and the values of every metric.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "eval/retrieval.h"
+
+namespace m3ret::eval {
+
+struct RowVerdict {
+  struct Rival {
+    std::string name;  // encoder
+    double recall = 0.0;  // its point recall@k
+    bool beaten = false;
+  };
+  std::string row;   // "xray", "ct->xray"
+  int64_t k = 1;
+  double recall = 0.0;      // the first encoder's recall@k
+  bool has_interval = false;
+  Interval ci;              // its 95 % interval (when has_interval)
+  double chance = 0.0;      // chance recall@k of the row
+  bool beats_chance = false;
+  // The other encoders, in column order, except variants of the first (columns
+  // named "<first>-...", e.g. "trained-cls" beside "trained"): its baselines.
+  std::vector<Rival> rivals;
+  bool beats_all() const;     // chance and every rival
+};
+
+// The verdict of every row of columns[0] with queries > 0 (per-modality rows,
+// then cross-modal), at k. Throws m3ret::Error when columns is empty or k is
+// not one of the first report's ks.
+std::vector<RowVerdict> verdicts(const std::vector<std::pair<std::string, Report>>& columns,
+                                 int64_t k);
+
+// One plain sentence per row, e.g.
+//   "xray R@1: trained 0.410 [0.330–0.490] beats chance 0.170, random-init 0.220, raw-pixels 0.180"
+//   "ct->xray R@5: trained 0.550 [0.410–0.660] does NOT beat raw-pixels 0.580 (beats chance 0.390, random-init 0.200)"
+// Unseen modalities of columns[0] are marked "(unseen)"; a row without an
+// interval says "(no interval: eval.bootstrap = 0)".
+std::vector<std::string> verdict_lines(const std::vector<std::pair<std::string, Report>>& columns,
+                                       int64_t k);
+
+// {"k": k, "rows": {"xray": {"recall": .., "ci95": [lo, hi] | null, "chance": ..,
+//                            "beats_chance": true, "beats": {"random-init": true, ...}}, ...}}
+nlohmann::ordered_json verdict_json(const std::vector<std::pair<std::string, Report>>& columns,
+                                    int64_t k);
+
+// Summary of N report documents (version 2 or 1, read with reports_from_json)
+// of the same encoders, rows and ks; `seeds` (empty, or one per report) names
+// the seed of each report and is recorded as "seed_values":
+//   {"seeds": N, "seed_values": [..], "ks": [..], "encoders": {name: {
+//       "per_modality": {mod: {"recall@1": {"mean", "sd", "min", "max", "values": [..]},
+//                              ..., "precision@k": {..}, "map@K": {..}}},
+//       "cross_modal": {"a->b": {...}}}}}
+// Throws m3ret::Error naming the report ("report 3 of 5") whose encoders, rows or ks
+// differ from the first's, when `reports` is empty, or when `seeds` has another size.
+nlohmann::ordered_json seed_summary(const std::vector<nlohmann::ordered_json>& reports,
+                                    const std::vector<int64_t>& seeds = {});
+
+// Markdown of a seed_summary: per metric recall@k and map@K one table (rows:
+// modalities, then pairs; columns: the encoders; cells "mean ± sd").
+std::string seed_summary_markdown(const nlohmann::ordered_json& summary);
+
+}  // namespace m3ret::eval
