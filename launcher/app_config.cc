@@ -28,6 +28,13 @@ AppConfig load_app_config(const std::optional<std::filesystem::path>& file,
   return cfg;
 }
 
+void DemoConfig::validate() const {
+  for (const auto& v : variants)
+    if (v != "pooling" && v != "student")
+      throw config::Error(fmt::format(
+          "config key 'demo.variants': '{}' is not one of {{pooling, student}}", v));
+}
+
 std::string resolved_toml(AppConfig& cfg) { return config::to_toml(cfg); }
 
 void write_run_record(const std::filesystem::path& run_dir, AppConfig& cfg,

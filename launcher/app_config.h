@@ -20,13 +20,26 @@ struct DemoConfig {
   int ranks = 2;                      // MPI ranks for shard, train and embed
   std::string mpiexec = "mpiexec";    // launcher program
   std::string eval_split = "test";    // which samples are embedded and evaluated
+  int64_t verdict_k = 1;              // the recall@k the plain verdict is stated for
+  // Extra encodings of the trained checkpoint shown beside it (not in the verdict):
+  // "pooling" = the other pooling (CLS vs mean of patch tokens), "student" = the
+  // student's weights when the trained one is SimDINO's teacher.
+  std::vector<std::string> variants;
 
   template <class V>
   void visit(V& v) {
     v("ranks", ranks, "MPI ranks for the shard, train and embed stages", config::Range{1, 4096});
     v("mpiexec", mpiexec, "MPI launcher program used by the demo");
     v("eval_split", eval_split, "split embedded and evaluated (\"\" = all samples)");
+    v("verdict_k", verdict_k,
+      "recall@k for which the demo states whether the trained encoder beat chance and each "
+      "baseline (one of eval.ks)",
+      config::Range{1, 1e9});
+    v("variants", variants,
+      "also evaluate the trained checkpoint with the other pooling (\"pooling\") and with the "
+      "student's weights (\"student\"), shown beside it");
   }
+  void validate() const;
 };
 
 struct AppConfig {

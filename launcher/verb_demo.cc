@@ -1,22 +1,27 @@
 // `m3ret demo`: the main job end to end on the generated dataset.
 //
 //   synth (in process) -> mpiexec shard -> mpiexec train -> mpiexec embed
-//   (trained, random-init and raw pixels) -> eval (in process) -> table on
-//   stdout, DIR/report.json, DIR/report.md and DIR/report.csv: per-modality
-//   recall, the cross-modal matrix and the modalities the encoder never saw
-//   (evaluated but not in train.modalities: MRI in configs/demo.toml), for the
-//   SSL encoder against its two baselines.
+//   (trained, random-init, raw-pixels, histogram, and demo.variants) -> eval
+//   (in process) -> table on stdout, DIR/report.json, DIR/report.md and
+//   DIR/report.csv: per-modality recall with its chance level and 95 %
+//   interval over patients, the cross-modal matrix and the modalities the
+//   encoder never saw (evaluated but not in train.modalities), for the SSL
+//   encoder against its baselines, and a plain verdict: did it beat each?
+//   With --seeds, once per seed in DIR/seed-S, summarised in DIR/seeds.json.
 //
 // The demo itself is not an MPI program: it starts each distributed stage
 // with mpiexec as a child, exactly as a user would by hand (docs/pipeline.md).
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
+#include "core/config.h"
 #include "core/fs.h"
 #include "core/log.h"
 #include "data/synth.h"
@@ -65,11 +70,12 @@ class Stages {
   void done(const std::string& name, std::chrono::steady_clock::time_point t0) {
     double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     spdlog::info("demo: {} done in {:.1f}s", name, s);
-    timings_[name] = s;
+    timings_[prefix + name] = s;
   }
 
  public:
   nlohmann::json timings_ = nlohmann::json::object();
+  std::string prefix;  // of the timing names ("seed-3/" with --seeds)
 
  private:
   const AppConfig& cfg_;
@@ -91,6 +97,84 @@ void check_demo_dir(const stdfs::path& dir) {
   }
 }
 
+// The encoders of one demo run, in report order: the trained checkpoint, its
+// baselines, then the variants of demo.variants (named "trained-...": shown,
+// but not baselines of the verdict, eval/stats.h). `embed` lists the arguments
+// of `m3ret embed` after the common ones.
+struct EncoderJob {
+  std::string name;
+  std::vector<std::string> embed;
+};
+
+std::vector<EncoderJob> encoder_jobs(const AppConfig& cfg) {
+  std::vector<EncoderJob> jobs = {{"trained", {}},
+                                  {"random-init", {"--random-init"}},
+                                  {"raw-pixels", {"--raw-pixels"}},
+                                  {"histogram", {"--histogram"}}};
+  const bool mean = cfg.trainer.model.embedding == "mean";
+  for (const auto& v : cfg.demo.variants) {
+    if (v == "pooling")
+      jobs.push_back({mean ? "trained-cls" : "trained-mean", {"--pooling", mean ? "cls" : "mean"}});
+    if (v == "student" && cfg.trainer.train.objective != "mae")
+      jobs.push_back({"trained-student", {"--weights", "student"}});
+  }
+  return jobs;
+}
+
+// One whole demo (synth -> shard -> train -> embed -> eval) in `dir` (checked
+// with check_demo_dir by the caller) with `cfg`; returns the report's columns.
+// Stages already done are reused.
+std::vector<std::pair<std::string, eval::Report>> run_demo(AppConfig& cfg, const stdfs::path& dir,
+                                                           Stages& stages) {
+  stdfs::create_directories(dir);
+  write_run_record(dir, cfg, command_line(), 1);
+  fs::write_atomic(dir / "demo.json",
+                   nlohmann::json{{"format", "m3ret-demo"}, {"format_version", 1}}.dump() + "\n");
+  const std::string conf = (dir / "config.toml").string();
+  const stdfs::path data = dir / "data", shards = dir / "shards", run = dir / "run";
+  const std::string split = cfg.demo.eval_split;
+
+  stages.in_process("synth", [&] {
+    if (stdfs::exists(data / "manifest.csv")) {
+      spdlog::info("demo: reusing {}", (data / "manifest.csv").string());
+    } else {
+      data::synthesize(cfg.data.synth, data);
+    }
+  });
+  stages.mpi("shard", {"shard", "--config", conf, "--manifest", (data / "manifest.csv").string(),
+                       "--out", shards.string()});
+  stages.mpi("train", {"train", "--config", conf, "--shards", shards.string(), "--run-dir",
+                       run.string(), "--resume", "auto"});
+  std::vector<std::pair<std::string, eval::Report>> columns;
+  for (const auto& job : encoder_jobs(cfg)) {
+    std::vector<std::string> args = {"embed", "--config", conf, "--shards", shards.string(),
+                                     "--out", (dir / ("embeddings-" + job.name + ".h5")).string()};
+    if (job.name != "raw-pixels" && job.name != "histogram")
+      args.insert(args.end(), {"--checkpoint", run.string()});
+    if (!split.empty()) args.insert(args.end(), {"--split", split});
+    args.insert(args.end(), job.embed.begin(), job.embed.end());
+    stages.mpi("embed (" + job.name + ")", args);
+  }
+  stages.in_process("eval", [&] {
+    for (const auto& job : encoder_jobs(cfg))
+      columns.emplace_back(job.name, eval::evaluate(eval::read_embeddings(
+                                                        dir / ("embeddings-" + job.name + ".h5")),
+                                                    cfg.eval.eval));
+    launcher::write_reports(dir / "report.json", columns, cfg.demo.verdict_k);
+  });
+  return columns;
+}
+
+std::string verdict_text(const std::vector<std::pair<std::string, eval::Report>>& columns,
+                         int64_t k) {
+  std::string out = fmt::format(
+      "Did the trained encoder beat chance and each baseline? (recall@{}: its 95 % interval over "
+      "patients above chance and above the baseline's value)\n",
+      k);
+  for (const auto& line : eval::verdict_lines(columns, k)) out += "  " + line + "\n";
+  return out;
+}
+
 }  // namespace
 
 void add_demo_verb(CLI::App& app) {
@@ -98,75 +182,66 @@ void add_demo_verb(CLI::App& app) {
       "demo", "Run the whole pipeline on a generated dataset: synth, shard, train, embed, eval");
   auto opts = std::make_shared<CommonOptions>();
   auto out = std::make_shared<std::string>("m3ret-demo");
+  auto seeds = std::make_shared<std::vector<int64_t>>();
   opts->add_to(verb);
   verb->add_option("--out", *out, "demo folder (reused by a later demo: stages resume)")
       ->capture_default_str();
-  verb->callback([opts, out] {
+  verb->add_option("--seeds", *seeds,
+                   "run the whole demo once per seed (synth.seed = train.seed = S, in OUT/seed-S) "
+                   "and summarise recall over the seeds (mean, sd, min, max) in OUT/seeds.json "
+                   "and OUT/seeds.md; comma-separated")
+      ->delimiter(',')
+      ->check(CLI::Range(int64_t{0}, int64_t{1} << 53));
+  verb->callback([opts, out, seeds] {
     const char* world = std::getenv("OMPI_COMM_WORLD_SIZE");
     if (world && std::string(world) != "1") {
       throw Error("demo: start `m3ret demo` without mpiexec; it runs mpiexec itself");
     }
     AppConfig cfg = opts->load(/*use_embedded_demo=*/!opts->config);
+    const auto& ks = cfg.eval.eval.ks;
+    if (std::find(ks.begin(), ks.end(), cfg.demo.verdict_k) == ks.end())
+      throw config::Error(fmt::format("config key 'demo.verdict_k' = {} is not one of eval.ks [{}]",
+                                      cfg.demo.verdict_k, fmt::join(ks, ", ")));
     stdfs::path dir = stdfs::absolute(*out);
     check_demo_dir(dir);
     stdfs::create_directories(dir);
     log::init(0, dir, opts->verbose);
-    write_run_record(dir, cfg, command_line(), 1);
-    fs::write_atomic(dir / "demo.json",
-                     nlohmann::json{{"format", "m3ret-demo"}, {"format_version", 1}}.dump() +
-                         "\n");
-    const std::string conf = (dir / "config.toml").string();
-    const stdfs::path data = dir / "data", shards = dir / "shards", run = dir / "run";
-    const std::string split = cfg.demo.eval_split;
-
     Stages stages(cfg);
     auto t0 = std::chrono::steady_clock::now();
-    stages.in_process("synth", [&] {
-      if (stdfs::exists(data / "manifest.csv")) {
-        spdlog::info("demo: reusing {}", (data / "manifest.csv").string());
-      } else {
-        data::synthesize(cfg.data.synth, data);
+    std::string summary;
+    if (seeds->empty()) {
+      auto columns = run_demo(cfg, dir, stages);
+      summary = eval::comparison_text(columns, eval::unseen_modalities(columns)) + "\n" +
+                verdict_text(columns, cfg.demo.verdict_k);
+    } else {
+      write_run_record(dir, cfg, command_line(), 1);
+      fs::write_atomic(dir / "demo.json",
+                       nlohmann::json{{"format", "m3ret-demo"}, {"format_version", 1}}.dump() + "\n");
+      std::vector<nlohmann::ordered_json> reports;
+      for (int64_t seed : *seeds) {
+        AppConfig one = cfg;
+        one.data.synth.seed = seed;
+        one.trainer.train.seed = seed;
+        spdlog::info("demo: seed {} in {}", seed, (dir / fmt::format("seed-{}", seed)).string());
+        stages.prefix = fmt::format("seed-{}/", seed);
+        check_demo_dir(dir / fmt::format("seed-{}", seed));
+        auto columns = run_demo(one, dir / fmt::format("seed-{}", seed), stages);
+        summary += fmt::format("seed {}:\n{}", seed, verdict_text(columns, cfg.demo.verdict_k));
+        reports.push_back(eval::to_json(columns, cfg.demo.verdict_k));
       }
-    });
-    stages.mpi("shard", {"shard", "--config", conf, "--manifest", (data / "manifest.csv").string(),
-                         "--out", shards.string()});
-    stages.mpi("train", {"train", "--config", conf, "--shards", shards.string(), "--run-dir",
-                         run.string(), "--resume", "auto"});
-    std::vector<std::string> embed = {"embed", "--config", conf, "--checkpoint", run.string(),
-                                      "--shards", shards.string()};
-    if (!split.empty()) embed.insert(embed.end(), {"--split", split});
-    auto trained_args = embed, random_args = embed;
-    std::vector<std::string> pixels_args = {"embed", "--config", conf, "--raw-pixels", "--shards",
-                                            shards.string(), "--out",
-                                            (dir / "embeddings-raw-pixels.h5").string()};
-    if (!split.empty()) pixels_args.insert(pixels_args.end(), {"--split", split});
-    trained_args.insert(trained_args.end(), {"--out", (dir / "embeddings-trained.h5").string()});
-    random_args.insert(random_args.end(),
-                       {"--out", (dir / "embeddings-random-init.h5").string(), "--random-init"});
-    stages.mpi("embed (trained)", trained_args);
-    stages.mpi("embed (random init)", random_args);
-    stages.mpi("embed (raw pixels)", pixels_args);
-
-    std::vector<std::pair<std::string, eval::Report>> columns;
-    stages.in_process("eval", [&] {
-      columns.emplace_back("trained", eval::evaluate(
-                                          eval::read_embeddings(dir / "embeddings-trained.h5"),
-                                          cfg.eval.eval));
-      columns.emplace_back("random init",
-                           eval::evaluate(eval::read_embeddings(dir / "embeddings-random-init.h5"),
-                                          cfg.eval.eval));
-      columns.emplace_back("raw pixels",
-                           eval::evaluate(eval::read_embeddings(dir / "embeddings-raw-pixels.h5"),
-                                          cfg.eval.eval));
-      launcher::write_reports(dir / "report.json", columns);
-    });
+      auto agg = eval::seed_summary(reports, *seeds);
+      fs::write_atomic(dir / "seeds.json", agg.dump(2) + "\n");
+      fs::write_atomic(dir / "seeds.md", eval::seed_summary_markdown(agg));
+      summary = eval::seed_summary_markdown(agg) + "\n" + summary;
+    }
     double total =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    stages.prefix.clear();
     stages.timings_["total"] = total;
     fs::write_atomic(dir / "timings.json", stages.timings_.dump(2) + "\n");
-    std::printf("\n%s\n", eval::comparison_text(columns, eval::unseen_modalities(columns)).c_str());
-    std::printf("Demo finished in %.0f s. Report: %s (and report.md, report.csv); run: %s\n", total,
-                (dir / "report.json").c_str(), run.c_str());
+    std::printf("\n%s\n", summary.c_str());
+    std::printf("Demo finished in %.0f s. Report: %s\n", total,
+                (dir / (seeds->empty() ? "report.json" : "seeds.json")).c_str());
     std::fflush(stdout);
   });
 }

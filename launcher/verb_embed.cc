@@ -17,7 +17,8 @@ void add_embed_verb(CLI::App& app) {
   auto out = std::make_shared<std::string>();
   opts->add_to(verb);
   verb->add_option("--checkpoint", *checkpoint,
-                   "checkpoint folder, or a run folder (its latest); required unless --raw-pixels")
+                   "checkpoint folder, or a run folder (its latest); required unless --raw-pixels "
+                   "or --histogram")
       ->check(CLI::ExistingDirectory);
   verb->add_option("--shards", *shards, "shard folder")->required()->check(CLI::ExistingDirectory);
   verb->add_option("--out", *out, "embeddings file (.h5)")->required();
@@ -25,14 +26,28 @@ void add_embed_verb(CLI::App& app) {
                  "use the run's initial (untrained) weights: the random-init baseline");
   verb->add_flag("--raw-pixels", e->raw_pixels,
                  "no model: downsampled raw pixels (the raw-pixel baseline, docs/evaluation.md)");
+  verb->add_flag("--histogram", e->histogram,
+                 "no model: per-channel intensity histograms (the histogram baseline, "
+                 "docs/evaluation.md)");
+  verb->add_option("--weights", e->weights,
+                   "which network of the checkpoint encodes: teacher (SimDINO's EMA teacher), "
+                   "student, or auto (the teacher when the checkpoint has one)")
+      ->check(CLI::IsMember({"auto", "teacher", "student"}))
+      ->capture_default_str();
+  verb->add_option("--pooling", e->pooling,
+                   "embedding: cls token or mean of patch tokens (default: the run's "
+                   "model.embedding)")
+      ->check(CLI::IsMember({"cls", "mean"}));
   verb->add_option("--split", e->split, "only samples of this split (default: all)");
   verb->add_option("--modalities", e->modalities, "only these modalities (default: all)");
   verb->add_option("--batch-size", e->batch_size, "samples per forward pass")
       ->check(CLI::Range(1, 1 << 20));
   verb->callback([opts, e, checkpoint, shards, out] {
     opts->load();  // validates --config/--set even though embed reads the checkpoint's config
-    if (checkpoint->empty() && !e->raw_pixels)
-      throw Error("embed: --checkpoint is required (unless --raw-pixels)");
+    if (checkpoint->empty() && !e->raw_pixels && !e->histogram)
+      throw Error("embed: --checkpoint is required (unless --raw-pixels or --histogram)");
+    if (e->raw_pixels && e->histogram)
+      throw Error("embed: --raw-pixels and --histogram exclude each other");
     start_mpi(opts->verbose);
     e->checkpoint = *checkpoint;
     e->shards = *shards;

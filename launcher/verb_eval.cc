@@ -34,7 +34,8 @@ namespace stdfs = std::filesystem;
 struct EvalArgs {
   std::string embeddings, out, checkpoint, shards, history;
   std::vector<std::string> baseline_files;  // --baseline EMB.h5 (named by file stem)
-  std::vector<std::string> baselines;       // random-init, raw-pixels (checkpoint mode)
+  std::vector<std::string> baselines;       // random-init, raw-pixels, histogram (checkpoint mode)
+  std::string weights = "auto", pooling;    // trainer::EncoderChoice (checkpoint mode)
   bool no_history = false;
   int64_t batch_size = 32;
 };
@@ -78,9 +79,12 @@ static void append_history(const stdfs::path& history, const stdfs::path& report
   line["relevance"] = r.relevance;
   const auto full = eval::to_json(columns);
   line["unseen_modalities"] = full.at("unseen_modalities");
-  line["per_modality"] = full.at("per_modality");
-  line["cross_modal"] = full.at("cross_modal");
-  line["baselines"] = full.at("baselines");
+  const auto& encoders = full.at("encoders");  // report format 2: the encoder first
+  line["per_modality"] = encoders.begin().value().at("per_modality");
+  line["cross_modal"] = encoders.begin().value().at("cross_modal");
+  line["baselines"] = nlohmann::ordered_json::object();
+  for (auto it = std::next(encoders.begin()); it != encoders.end(); ++it)
+    line["baselines"][it.key()] = it.value();
   const std::string text = line.dump() + "\n";
   std::error_code ec;
   if (history.has_parent_path()) stdfs::create_directories(history.parent_path(), ec);
@@ -117,10 +121,20 @@ void add_eval_verb(CLI::App& app) {
       ->check(CLI::ExistingDirectory)
       ->needs(ck);
   verb->add_option("--baselines", a->baselines,
-                   "with --checkpoint: baselines in the same report: random-init, raw-pixels "
-                   "(comma-separated or repeated; default none)")
+                   "with --checkpoint: baselines in the same report: random-init, raw-pixels, "
+                   "histogram (comma-separated or repeated; default none)")
       ->delimiter(',')
-      ->check(CLI::IsMember({"random-init", "raw-pixels"}))
+      ->check(CLI::IsMember({"random-init", "raw-pixels", "histogram"}))
+      ->needs(ck);
+  verb->add_option("--weights", a->weights,
+                   "with --checkpoint: teacher (SimDINO's EMA teacher), student, or auto (the "
+                   "teacher when the checkpoint has one)")
+      ->check(CLI::IsMember({"auto", "teacher", "student"}))
+      ->capture_default_str()
+      ->needs(ck);
+  verb->add_option("--pooling", a->pooling,
+                   "with --checkpoint: cls or mean (default: the run's model.embedding)")
+      ->check(CLI::IsMember({"cls", "mean"}))
       ->needs(ck);
   verb->add_option("--history", a->history,
                    "append one JSON line to this file (default with --checkpoint: "
@@ -143,17 +157,20 @@ void add_eval_verb(CLI::App& app) {
       e.shards = a->shards;
       e.split = ecfg.split;
       e.batch_size = a->batch_size;
+      e.weights = a->weights;
+      e.pooling = a->pooling;
       auto& comm = Runtime::get().world_comm();
       e.out = beside(out, "embeddings");
       eval::embed(e, comm);
-      files.emplace_back("encoder", e.out);
+      files.emplace_back("trained", e.out);
       for (const auto& b : a->baselines) {
         eval::EmbedOptions eb = e;
         eb.random_init = b == "random-init";
         eb.raw_pixels = b == "raw-pixels";
+        eb.histogram = b == "histogram";
         eb.out = beside(out, "embeddings-" + b);
         eval::embed(eb, comm);
-        files.emplace_back(b == "random-init" ? "random init" : "raw pixels", eb.out);
+        files.emplace_back(b, eb.out);
       }
       if (rank != 0) return;
     } else {
@@ -179,8 +196,9 @@ void add_eval_verb(CLI::App& app) {
 }
 
 void write_reports(const std::filesystem::path& json_path,
-                   const std::vector<std::pair<std::string, eval::Report>>& columns) {
-  eval::write_reports(json_path, columns);
+                   const std::vector<std::pair<std::string, eval::Report>>& columns,
+                   int64_t verdict_k) {
+  eval::write_reports(json_path, columns, verdict_k);
   auto md = json_path, csv = json_path;
   md.replace_extension(".md");
   csv.replace_extension(".csv");

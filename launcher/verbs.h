@@ -33,7 +33,8 @@ int start_mpi(bool verbose, const std::optional<std::filesystem::path>& run_dir 
 
 // Writes REPORT.json and REPORT.md for one or more named reports.
 void write_reports(const std::filesystem::path& json_path,
-                   const std::vector<std::pair<std::string, eval::Report>>& columns);
+                   const std::vector<std::pair<std::string, eval::Report>>& columns,
+                   int64_t verdict_k = 0);
 
 void add_config_verb(CLI::App& app);
 void add_synth_verb(CLI::App& app);

@@ -8,7 +8,25 @@
 
 namespace m3ret::trainer {
 
-LoadedEncoder load_encoder(const std::filesystem::path& path, bool random_init) {
+namespace {
+
+// The sub-archive of model.pt holding SimDINO's teacher encoder, if any:
+// objective/teacher_encoder (simdino) or objective/simdino/teacher_encoder
+// (mae+simdino).
+bool find_teacher(torch::serialize::InputArchive& model, torch::serialize::InputArchive& out) {
+  torch::serialize::InputArchive objective, simdino;
+  if (!model.try_read("objective", objective)) return false;
+  if (objective.try_read("teacher_encoder", out)) return true;
+  return objective.try_read("simdino", simdino) && simdino.try_read("teacher_encoder", out);
+}
+
+}  // namespace
+
+LoadedEncoder load_encoder(const std::filesystem::path& path, const EncoderChoice& choice) {
+  if (choice.weights != "auto" && choice.weights != "teacher" && choice.weights != "student")
+    throw Error(fmt::format("--weights '{}': expected teacher, student or auto", choice.weights));
+  if (!choice.pooling.empty() && choice.pooling != "cls" && choice.pooling != "mean")
+    throw Error(fmt::format("--pooling '{}': expected cls or mean", choice.pooling));
   const auto dir = resolve_checkpoint(path);
   config::Document doc;
   doc.add_file(dir / "config.toml");
@@ -19,17 +37,29 @@ LoadedEncoder load_encoder(const std::filesystem::path& path, bool random_init) 
 
   LoadedEncoder out;
   out.checkpoint = dir;
+  VitSpec spec = model_cfg.spec();
+  if (!choice.pooling.empty()) spec.mean_embedding = choice.pooling == "mean";
+  out.pooling = spec.mean_embedding ? "mean" : "cls";
   // The trainer seeds torch with train.seed right before building the model,
   // whose first part is the encoder: the same draws give the same weights.
   torch::manual_seed(static_cast<uint64_t>(train_cfg.seed));
-  out.encoder = std::make_shared<Encoder>(model_cfg.spec());
-  if (!random_init) {
+  out.encoder = std::make_shared<Encoder>(spec);
+  out.weights = "student";
+  if (!choice.random_init) {
     const auto file = dir / "model.pt";
     try {
       torch::serialize::InputArchive archive, encoder_archive;
       archive.load_from(file.string());
-      archive.read("encoder", encoder_archive);
+      const bool teacher =
+          choice.weights != "student" && find_teacher(archive, encoder_archive);
+      if (choice.weights == "teacher" && !teacher)
+        throw Error(fmt::format("{}: --weights teacher, but the checkpoint has no teacher "
+                                "(objective '{}'; only simdino and mae+simdino train one); use "
+                                "--weights student",
+                                file.string(), train_cfg.objective));
+      if (!teacher) archive.read("encoder", encoder_archive);
       out.encoder->load(encoder_archive);
+      out.weights = teacher ? "teacher" : "student";
     } catch (const c10::Error& e) {
       throw Error(fmt::format("{}: cannot read the encoder: {}", file.string(),
                               e.what_without_backtrace()));

@@ -56,8 +56,8 @@ TEST_F(DemoPipeline, RunsAndPrintsTheRecallTable) {
   for (const char* m : {"xray", "ultrasound", "endoscopy", "ct", "mri"}) {
     EXPECT_NE(log_.find(m), std::string::npos) << m << "\n" << log_;
   }
-  EXPECT_NE(log_.find("random init"), std::string::npos) << log_;
-  EXPECT_NE(log_.find("raw pixels"), std::string::npos) << log_;
+  for (const char* b : {"random-init", "raw-pixels", "histogram"})
+    EXPECT_NE(log_.find(b), std::string::npos) << b << "\n" << log_;
   EXPECT_NE(log_.find("R@1"), std::string::npos) << log_;
   EXPECT_NE(log_.find("== mri (unseen)"), std::string::npos) << log_;
   EXPECT_EQ(log_.find("== ct (unseen)"), std::string::npos) << log_;
@@ -127,23 +127,25 @@ TEST_F(DemoPipeline, TrainedAndRandomInitEmbeddingsDiffer) {
   EXPECT_GT(diff, 1e-3);
 }
 
-// The report: SSL (trained), random-init and raw-pixels columns, each with a
-// row for every modality including MRI and the whole cross-modal matrix; MRI
-// marked unseen because configs/demo.toml does not train on it.
-TEST_F(DemoPipeline, ReportComparesSslRandomInitAndRawPixelsWithUnseenMri) {
+// The report: SSL (trained), random-init, raw-pixels and histogram encoders,
+// each with a row for every modality including MRI and the whole cross-modal
+// matrix, every row with its chance level and 95 % interval; MRI marked unseen
+// because configs/demo.toml does not train on it; a verdict per row.
+TEST_F(DemoPipeline, ReportComparesSslWithItsBaselinesWithChanceIntervalsAndUnseenMri) {
   ASSERT_EQ(rc_, 0) << log_;
   stdfs::path out(out_);
   const auto report = read_json(out / "report.json");
   const std::vector<std::string> modalities = {"xray", "ultrasound", "endoscopy", "ct", "mri"};
-  EXPECT_EQ(report.at("encoder"), "trained");
-  ASSERT_TRUE(report.at("baselines").contains("random init")) << report.dump(1);
-  ASSERT_TRUE(report.at("baselines").contains("raw pixels")) << report.dump(1);
-  const std::vector<std::pair<std::string, json>> columns = {
-      {"trained", report},
-      {"random init", report.at("baselines").at("random init")},
-      {"raw pixels", report.at("baselines").at("raw pixels")}};
-  for (const auto& [name, col] : columns) {
+  EXPECT_EQ(report.at("format_version"), 2);
+  const auto& encoders = report.at("encoders");
+  const std::vector<std::string> names = {"trained", "random-init", "raw-pixels", "histogram"};
+  ASSERT_EQ(encoders.size(), names.size()) << report.dump(1);
+  for (const auto& name : names) {
     SCOPED_TRACE(name);
+    ASSERT_TRUE(encoders.contains(name));
+    const auto& col = encoders.at(name);
+    // The embeddings of every encoder of the comparison are kept beside the report.
+    EXPECT_TRUE(stdfs::exists(out / ("embeddings-" + name + ".h5")));
     for (const auto& m : modalities) {
       SCOPED_TRACE(m);
       ASSERT_TRUE(col.at("per_modality").contains(m));
@@ -154,39 +156,64 @@ TEST_F(DemoPipeline, ReportComparesSslRandomInitAndRawPixelsWithUnseenMri) {
         EXPECT_GE(v, 0.0) << key;
         EXPECT_LE(v, 1.0) << key;
       }
+      for (const char* key : {"recall@1", "recall@5", "recall@10"}) {
+        const double v = row.at(key).get<double>();
+        const auto ci = row.at("ci95").at(key);
+        EXPECT_LE(ci.at(0).get<double>(), v + 1e-12) << key;
+        EXPECT_GE(ci.at(1).get<double>(), v - 1e-12) << key;
+        const double chance = row.at("chance").at(key).get<double>();
+        EXPECT_GT(chance, 0.0) << key;
+        EXPECT_LE(chance, 1.0) << key;
+      }
       // Cross-modal matrix: every ordered pair (all modalities share the classes).
       for (const auto& g : modalities) {
         if (g == m) continue;
         ASSERT_TRUE(col.at("cross_modal").contains(m + "->" + g)) << m << "->" << g;
-        EXPECT_GT(col.at("cross_modal").at(m + "->" + g).at("queries").get<int>(), 0);
+        const auto& pair = col.at("cross_modal").at(m + "->" + g);
+        EXPECT_GT(pair.at("queries").get<int>(), 0);
+        EXPECT_TRUE(pair.at("ci95").contains("recall@5"));
+        EXPECT_TRUE(pair.at("chance").contains("recall@5"));
       }
     }
   }
-  EXPECT_EQ(report.at("cross_modal").size(), 20u);
+  const auto& trained = encoders.at("trained");
+  EXPECT_EQ(trained.at("cross_modal").size(), 20u);
+  // The trained encoder is SimDINO's EMA teacher (the default for a checkpoint with one).
+  EXPECT_EQ(trained.at("embeddings").at("weights"), "teacher");
+  EXPECT_EQ(encoders.at("random-init").at("embeddings").at("weights"), "student");
+  EXPECT_EQ(encoders.at("histogram").at("embeddings").at("encoder"), "histogram");
   // Unseen comes from the checkpoint's train.modalities, recorded in the embeddings.
-  EXPECT_EQ(report.at("embeddings").at("train_modalities"),
+  EXPECT_EQ(trained.at("embeddings").at("train_modalities"),
             json::array({"xray", "ultrasound", "endoscopy", "ct"}));
   EXPECT_EQ(report.at("unseen_modalities"), json::array({"mri"}));
-  EXPECT_EQ(report.at("baselines").at("raw pixels").at("unseen_modalities"), json::array());
-  EXPECT_EQ(report.at("baselines").at("raw pixels").at("embeddings").at("train_modalities"),
-            json::array());
+  EXPECT_EQ(encoders.at("raw-pixels").at("unseen_modalities"), json::array());
+  EXPECT_EQ(encoders.at("raw-pixels").at("embeddings").at("train_modalities"), json::array());
+  // The verdict: one entry per evaluated row, against the three baselines.
+  const auto& verdict = report.at("verdict");
+  EXPECT_EQ(verdict.at("k"), 1);
+  ASSERT_TRUE(verdict.at("rows").contains("mri"));
+  for (const char* b : {"random-init", "raw-pixels", "histogram"})
+    EXPECT_TRUE(verdict.at("rows").at("xray").at("beats").contains(b)) << b;
+  EXPECT_NE(log_.find("Did the trained encoder beat chance and each baseline?"), std::string::npos)
+      << log_;
+  EXPECT_NE(log_.find("mri (unseen) R@1: trained"), std::string::npos) << log_;
 
   std::ifstream md_in(out / "report.md");
   const std::string md((std::istreambuf_iterator<char>(md_in)), std::istreambuf_iterator<char>());
-  EXPECT_NE(md.find("| metric | trained | random init | raw pixels |"), std::string::npos) << md;
+  EXPECT_NE(md.find("| metric | trained | random-init | raw-pixels | histogram | chance |"),
+            std::string::npos) << md;
   EXPECT_NE(md.find("### mri (unseen)"), std::string::npos) << md;
   EXPECT_EQ(md.find("### ct (unseen)"), std::string::npos) << md;
   for (const auto& m : modalities) EXPECT_NE(md.find("### " + m), std::string::npos) << m;
-  EXPECT_NE(md.find("cross-modal (R@1 / R@5 / R@10)"), std::string::npos) << md;
-  EXPECT_NE(md.find("| ct → mri (unseen) |"), std::string::npos) << md;
+  EXPECT_NE(md.find("### cross-modal recall@1"), std::string::npos) << md;
   EXPECT_NE(md.find("unseen (evaluated, never trained on): mri"), std::string::npos) << md;
 
   std::ifstream csv_in(out / "report.csv");
   const std::string csv((std::istreambuf_iterator<char>(csv_in)), std::istreambuf_iterator<char>());
-  for (const char* enc : {"trained", "random init", "raw pixels"})
+  for (const auto& enc : names)
     for (const auto& m : modalities)
-      EXPECT_NE(csv.find(std::string("\n") + enc + ",per_modality," + m + "," + m + ","),
-                std::string::npos) << enc << " " << m;
+      EXPECT_NE(csv.find("\n" + enc + ",per_modality," + m + "," + m + ","), std::string::npos)
+          << enc << " " << m;
 }
 
 }  // namespace

@@ -80,6 +80,32 @@ TEST(Cli, EveryShippedConfigLoads) {
   }
 }
 
+TEST(Cli, LearningBenchmarkConfigAndDemoKeys) {
+  auto cfg = launcher::load_app_config(testing::source_dir() / "configs" / "learning.toml", {});
+  EXPECT_EQ(cfg.trainer.train.modalities,
+            (std::vector<std::string>{"xray", "ultrasound", "endoscopy", "ct"}));  // MRI unseen
+  EXPECT_EQ(cfg.data.synth.classes.size(), 6u);
+  EXPECT_TRUE(cfg.trainer.simdino.gamma.is_auto());
+  EXPECT_EQ(cfg.demo.variants, (std::vector<std::string>{"pooling", "student"}));
+  try {
+    launcher::load_app_config(std::nullopt, {"demo.variants=[\"teacher\"]"});
+    ADD_FAILURE() << "no error";
+  } catch (const config::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("demo.variants"), std::string::npos) << e.what();
+  }
+}
+
+TEST(Cli, DemoRefusesAVerdictKThatIsNotEvaluated) {
+  testing::TempDir dir("cli");
+  std::string out;
+  EXPECT_NE(run_command(bin() + " demo --out " + (dir / "d").string() + " --set demo.verdict_k=3",
+                        &out),
+            0);
+  EXPECT_NE(out.find("demo.verdict_k"), std::string::npos) << out;
+  EXPECT_NE(out.find("eval.ks"), std::string::npos) << out;
+  EXPECT_FALSE(std::filesystem::exists(dir / "d"));  // nothing started
+}
+
 TEST(Cli, ResolvedConfigRecordsGitRevision) {
   testing::TempDir dir("cli");
   auto cfg = launcher::load_app_config(std::nullopt, {"train.max_steps=5"});

@@ -94,21 +94,47 @@ TEST(Checkpoint, RoundTripKeepLastLatestAndCorruptFallback) {
   train_one_step(other, *other_opt);
   expect_same_weights(model, other);
 
-  // Encoder API: a run folder means its latest checkpoint.
+  // Encoder API: a run folder means its latest checkpoint; by default SimDINO's
+  // EMA teacher (mae+simdino trains one), the student on request.
   auto loaded = load_encoder(run);
   EXPECT_EQ(loaded.step, 30);
   EXPECT_EQ(loaded.checkpoint.filename(), "step-000000030");
+  EXPECT_EQ(loaded.weights, "teacher");
   auto x = torch::randint(0, 256, {2, 1, 1, 16, 16}, torch::kUInt8);
   Model saved(s, nullptr);
   load_checkpoint(*latest, &saved, nullptr, false);
   saved.encoder->eval();
-  EXPECT_TRUE(torch::allclose(embed_batch(*loaded.encoder, x), embed_batch(*saved.encoder, x)));
+  auto saved_params = saved.named_parameters();
+  for (const auto& p : loaded.encoder->named_parameters())
+    EXPECT_TRUE(torch::equal(p.value(), saved_params["objective.simdino.teacher_encoder." + p.key()]))
+        << p.key();
+  // Three training steps moved the student away from the teacher (not EMA-updated here).
+  EXPECT_FALSE(torch::allclose(embed_batch(*loaded.encoder, x), embed_batch(*saved.encoder, x)));
+  EncoderChoice student;
+  student.weights = "student";
+  auto as_student = load_encoder(run, student);
+  EXPECT_EQ(as_student.weights, "student");
+  EXPECT_TRUE(torch::allclose(embed_batch(*as_student.encoder, x), embed_batch(*saved.encoder, x)));
+  EncoderChoice teacher;
+  teacher.weights = "teacher";
+  EXPECT_EQ(load_encoder(run, teacher).weights, "teacher");
+  // Pooling: the run's model.embedding unless overridden.
+  EXPECT_EQ(loaded.pooling, "cls");
+  EncoderChoice mean;
+  mean.pooling = "mean";
+  auto pooled = load_encoder(run, mean);
+  EXPECT_EQ(pooled.pooling, "mean");
+  EXPECT_TRUE(pooled.encoder->spec().mean_embedding);
+  EncoderChoice bad;
+  bad.weights = "ema";
+  EXPECT_THROW(load_encoder(run, bad), m3ret::Error);
   // random_init: the run's initial weights (seed 11), not the trained ones.
   auto init = load_encoder(*latest, /*random_init=*/true);
   torch::manual_seed(s.train.seed);
   Model fresh(s, nullptr);
   expect_same_weights(*init.encoder, *fresh.encoder);
   EXPECT_EQ(init.step, 0);
+  EXPECT_EQ(init.weights, "student");  // a random init has no teacher
 
   // Corrupt the newest: find_latest_valid falls back to the previous one.
   {
@@ -128,6 +154,33 @@ TEST(Checkpoint, RoundTripKeepLastLatestAndCorruptFallback) {
   // No temporary folders are left behind.
   for (auto& e : stdfs::directory_iterator(run / "checkpoints"))
     EXPECT_EQ(e.path().filename().string().find(".tmp"), std::string::npos);
+}
+
+// A MAE checkpoint has no teacher: "auto" gives the student, "teacher" is an
+// error that names the checkpoint and the way out.
+TEST(Checkpoint, TeacherWeightsOnlyWhereTheObjectiveTrainsOne) {
+  testing::TempDir tmp("trainer-ckpt-mae");
+  const auto run = tmp.path() / "run";
+  auto s = small_settings();
+  s.train.objective = "mae";
+  torch::manual_seed(s.train.seed);
+  Model model(s, nullptr);
+  auto opt = make_optimizer(model, s.train);
+  train_one_step(model, *opt);
+  save_checkpoint(run, CheckpointState{1, 2, kToml}, model, opt.get(), 2);
+  auto loaded = load_encoder(run);
+  EXPECT_EQ(loaded.weights, "student");
+  expect_same_weights(*loaded.encoder, *model.encoder);
+  EncoderChoice teacher;
+  teacher.weights = "teacher";
+  try {
+    load_encoder(run, teacher);
+    ADD_FAILURE() << "no error";
+  } catch (const m3ret::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("has no teacher"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("step-000000001"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("--weights student"), std::string::npos) << e.what();
+  }
 }
 
 }  // namespace
