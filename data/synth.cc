@@ -8,6 +8,7 @@
 #include <thread>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <spdlog/spdlog.h>
 
 #include "core/error.h"
@@ -86,6 +87,12 @@ void SynthConfig::validate() const {
     }
   }
   if (modalities.empty()) throw config::Error("config key 'synth.modalities' is empty");
+  for (const auto& [key, range] : {std::pair<const char*, const std::vector<double>*>{
+                                       "synth.lesion_diameter", &lesion_diameter},
+                                   {"synth.pattern_period", &pattern_period}})
+    if (range->size() != 2 || (*range)[0] > (*range)[1])
+      throw config::Error(fmt::format("config key '{}' must be [lo, hi] with lo <= hi, got [{}]",
+                                      key, fmt::join(*range, ", ")));
   if (video_width % 2 || video_height % 2) {
     throw config::Error(fmt::format("config keys 'synth.video_width/video_height' must be even, got {}x{}",
                                     video_width, video_height));
@@ -132,7 +139,9 @@ void synthesize(const SynthConfig& cfg, const stdfs::path& out_dir) {
       const synth::Finding finding = synth::finding_of(cls);
       const synth::Anatomy patient = synth::make_patient(
           finding, patient_rng,
-          finding == synth::Finding::pattern ? synth::pattern_of(cls) : synth::Pattern::stripes_h);
+          finding == synth::Finding::pattern ? synth::pattern_of(cls) : synth::Pattern::stripes_h,
+          synth::PatternGeometry{cfg.lesion_diameter[0], cfg.lesion_diameter[1],
+                                 cfg.pattern_period[0], cfg.pattern_period[1]});
       const std::string group = fmt::format("{}-p{:04d}", modality, k);
       for (int64_t s = 0; s < cfg.samples_per_patient; ++s) {
         Job job;

@@ -43,6 +43,10 @@ struct SynthConfig {
   int64_t video_frames = 16;
   int64_t video_width = 96;         // even (yuv420p)
   int64_t video_height = 80;        // even (yuv420p)
+  // Structural classes only: the lesion's diameter and the pattern's period,
+  // each drawn uniformly in [lo, hi], as fractions of the field of view.
+  std::vector<double> lesion_diameter = {0.34, 0.46};
+  std::vector<double> pattern_period = {0.13, 0.19};
 
   template <class V>
   void visit(V& v) {
@@ -63,9 +67,16 @@ struct SynthConfig {
     v("video_frames", video_frames, "endoscopy frames per video", config::Range{2, 1000});
     v("video_width", video_width, "endoscopy width (even)", config::Range{16, 4096});
     v("video_height", video_height, "endoscopy height (even)", config::Range{16, 4096});
+    v("lesion_diameter", lesion_diameter,
+      "structural classes: [lo, hi] lesion diameter as a fraction of the field of view",
+      config::Range{0.1, 0.7});
+    v("pattern_period", pattern_period,
+      "structural classes: [lo, hi] pattern period as a fraction of the field of view",
+      config::Range{0.02, 0.5});
   }
   // Throws config::Error naming the key for an unknown class or modality, fewer
-  // than 2 classes, classes of both families, or an odd video size.
+  // than 2 classes, classes of both families, an odd video size, or a
+  // lesion_diameter / pattern_period that is not [lo, hi] with lo <= hi.
   void validate() const;
 };
 

@@ -144,7 +144,7 @@ Tissue Anatomy::at(double x, double y, double z) const {
   return Tissue::soft;
 }
 
-Anatomy make_patient(Finding f, Rng& rng, Pattern pattern) {
+Anatomy make_patient(Finding f, Rng& rng, Pattern pattern, const PatternGeometry& g) {
   Anatomy a;
   a.ax = rng.uniform(0.72, 0.9);
   a.ay = rng.uniform(0.5, 0.66);
@@ -162,21 +162,25 @@ Anatomy make_patient(Finding f, Rng& rng, Pattern pattern) {
   switch (f) {
     case Finding::none: break;
     case Finding::pattern: {
-      // The same draws for every pattern: lesion diameter about 0.35-0.45 of
-      // the field of view, period 0.26-0.38 (about 8-12 px at 64 px), tilt
-      // within +-15 degrees (so that no two patients' patterns line up pixel
-      // for pixel, while stripes-h and stripes-v stay apart).
-      a.lr = rng.uniform(0.17, 0.23) * 2.0;
+      // The same draws for every pattern: lesion diameter (default 0.34-0.46
+      // of the field of view), period (default 0.26-0.38 of the half-width,
+      // about 8-12 px at 64 px), tilt within +-15 degrees (so that no two
+      // patients' patterns line up pixel for pixel, while stripes-h and
+      // stripes-v stay apart). Coordinates span 2 units: radius = diameter.
+      a.lr = rng.uniform(g.diameter_lo, g.diameter_hi);
       a.pattern.kind = pattern;
-      a.pattern.period = rng.uniform(0.26, 0.38);
+      a.pattern.period = 2.0 * rng.uniform(g.period_lo, g.period_hi);
       a.pattern.phase_u = rng.uniform(0, 2 * M_PI);
       a.pattern.phase_v = rng.uniform(0, 2 * M_PI);
       a.pattern.angle = rng.uniform(0, 2 * M_PI);
       a.pattern.tilt = rng.uniform(-15, 15) * M_PI / 180;
+      // Beyond the default size, the centre moves inwards by the extra size.
+      const double extra = std::max(0.0, g.diameter_hi - 0.46);
       const double side = rng.uniform() < 0.5 ? -1.0 : 1.0;
-      a.lx = side * rng.uniform(0.15, 0.35);
-      a.ly = rng.uniform(-0.15, 0.15);
-      a.lz = rng.uniform(-0.35, 0.35);
+      a.lx = side * rng.uniform(std::max(0.0, 0.15 - extra), std::max(0.0, 0.35 - extra));
+      const double ly = std::max(0.05, 0.15 - extra / 4), lz = std::max(0.05, 0.35 - 0.75 * extra);
+      a.ly = rng.uniform(-ly, ly);
+      a.lz = rng.uniform(-lz, lz);
       a.contrast = rng.uniform(0.75, 1.25);
       return a;
     }

@@ -95,8 +95,16 @@ struct Anatomy {
 // A patient's anatomy for a finding (class-specific size/shape ranges,
 // random position, body shape), then one sample of it: small jitter of
 // position, size and shape, as between two scans of the same patient.
-// For Finding::pattern the random draws are the same for every Pattern.
-Anatomy make_patient(Finding f, Rng& rng, Pattern pattern = Pattern::stripes_h);
+// For Finding::pattern the random draws are the same for every Pattern, and
+// `geometry` sets the ranges of lesion diameter and pattern period (fractions
+// of the field of view); a larger lesion is kept nearer the centre so that it
+// stays inside the body.
+struct PatternGeometry {
+  double diameter_lo = 0.34, diameter_hi = 0.46;
+  double period_lo = 0.13, period_hi = 0.19;
+};
+Anatomy make_patient(Finding f, Rng& rng, Pattern pattern = Pattern::stripes_h,
+                     const PatternGeometry& geometry = {});
 Anatomy make_sample(const Anatomy& patient, Rng& rng);
 
 }  // namespace m3ret::data::synth

@@ -236,6 +236,40 @@ TEST(LearningSynthConfig, StructuralClassesValidateAndDoNotMixWithFindings) {
   EXPECT_THROW(c.validate(), config::Error);
 }
 
+// synth.lesion_diameter / synth.pattern_period: the ranges the lesions are
+// drawn from (fractions of the field of view, which spans 2 units), validated.
+TEST(LearningSynthConfig, LesionDiameterAndPatternPeriodSetTheDraws) {
+  synth::PatternGeometry g{0.54, 0.66, 0.17, 0.23};
+  for (uint64_t seed = 0; seed < 200; ++seed) {
+    synth::Rng rng(seed);
+    const auto a = synth::make_patient(synth::Finding::pattern, rng, synth::Pattern::rings, g);
+    EXPECT_GE(a.lr, 0.54);
+    EXPECT_LE(a.lr, 0.66);
+    EXPECT_GE(a.pattern.period, 2 * 0.17);
+    EXPECT_LE(a.pattern.period, 2 * 0.23);
+    EXPECT_LE(std::abs(a.lx) + a.lr, 0.81);  // a larger lesion sits nearer the centre
+  }
+  synth::Rng r1(3), r2(3);  // the defaults are the default geometry
+  EXPECT_EQ(synth::make_patient(synth::Finding::pattern, r1, synth::Pattern::dots).lr,
+            synth::make_patient(synth::Finding::pattern, r2, synth::Pattern::dots,
+                                synth::PatternGeometry{})
+                .lr);
+  SynthConfig c;
+  c.classes = kStructural;
+  c.lesion_diameter = {0.5, 0.4};
+  try {
+    c.validate();
+    FAIL() << "lo > hi accepted";
+  } catch (const config::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("synth.lesion_diameter"), std::string::npos) << e.what();
+  }
+  c.lesion_diameter = {0.4};
+  EXPECT_THROW(c.validate(), config::Error);
+  c.lesion_diameter = {0.4, 0.5};
+  c.pattern_period = {0.2, 0.1};
+  EXPECT_THROW(c.validate(), config::Error);
+}
+
 TEST(LearningSynthConfig, ConfigsLearningTomlIsAStructuralBenchmark) {
   config::Document doc;
   doc.add_file(testing::source_dir() / "configs" / "learning.toml");
