@@ -97,6 +97,12 @@ void check_demo_dir(const stdfs::path& dir) {
   }
 }
 
+// Marks `dir` as a demo folder (check_demo_dir accepts it again later).
+void mark_demo_dir(const stdfs::path& dir) {
+  fs::write_atomic(dir / "demo.json",
+                   nlohmann::json{{"format", "m3ret-demo"}, {"format_version", 1}}.dump() + "\n");
+}
+
 // The encoders of one demo run, in report order: the trained checkpoint, its
 // baselines, then the variants of demo.variants (named "trained-...": shown,
 // but not baselines of the verdict, eval/stats.h). `embed` lists the arguments
@@ -128,8 +134,7 @@ std::vector<std::pair<std::string, eval::Report>> run_demo(AppConfig& cfg, const
                                                            Stages& stages) {
   stdfs::create_directories(dir);
   write_run_record(dir, cfg, command_line(), 1);
-  fs::write_atomic(dir / "demo.json",
-                   nlohmann::json{{"format", "m3ret-demo"}, {"format_version", 1}}.dump() + "\n");
+  mark_demo_dir(dir);
   const std::string conf = (dir / "config.toml").string();
   const stdfs::path data = dir / "data", shards = dir / "shards", run = dir / "run";
   const std::string split = cfg.demo.eval_split;
@@ -215,8 +220,7 @@ void add_demo_verb(CLI::App& app) {
                 verdict_text(columns, cfg.demo.verdict_k);
     } else {
       write_run_record(dir, cfg, command_line(), 1);
-      fs::write_atomic(dir / "demo.json",
-                       nlohmann::json{{"format", "m3ret-demo"}, {"format_version", 1}}.dump() + "\n");
+      mark_demo_dir(dir);
       std::vector<nlohmann::ordered_json> reports;
       for (int64_t seed : *seeds) {
         AppConfig one = cfg;
