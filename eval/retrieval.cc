@@ -12,6 +12,7 @@
 #include <fmt/ranges.h>
 
 #include "core/error.h"
+#include "core/hash.h"
 #include "data/sample.h"
 #include "eval/label_map.h"
 
@@ -223,13 +224,6 @@ Metrics rank_all(const Prepared& p, const std::vector<int64_t>& queries,
   m.map_at_k = m.queries ? ap_sum / nq : 0.0;
   add_intervals(m, qr_all, config, row_name);
   return m;
-}
-
-uint64_t splitmix64(uint64_t x) {
-  x += 0x9E3779B97F4A7C15ULL;
-  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ULL;
-  x = (x ^ (x >> 27)) * 0x94D049BB133111EBULL;
-  return x ^ (x >> 31);
 }
 
 // Uniform in [0, n) (n >= 1) by rejection: the same sequence on every standard library.

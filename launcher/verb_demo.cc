@@ -150,8 +150,8 @@ std::vector<std::pair<std::string, eval::Report>> run_demo(AppConfig& cfg, const
                        "--out", shards.string()});
   stages.mpi("train", {"train", "--config", conf, "--shards", shards.string(), "--run-dir",
                        run.string(), "--resume", "auto"});
-  std::vector<std::pair<std::string, eval::Report>> columns;
-  for (const auto& job : encoder_jobs(cfg)) {
+  const std::vector<EncoderJob> jobs = encoder_jobs(cfg);
+  for (const auto& job : jobs) {
     std::vector<std::string> args = {"embed", "--config", conf, "--shards", shards.string(),
                                      "--out", (dir / ("embeddings-" + job.name + ".h5")).string()};
     if (job.name != "raw-pixels" && job.name != "histogram")
@@ -160,8 +160,9 @@ std::vector<std::pair<std::string, eval::Report>> run_demo(AppConfig& cfg, const
     args.insert(args.end(), job.embed.begin(), job.embed.end());
     stages.mpi("embed (" + job.name + ")", args);
   }
+  std::vector<std::pair<std::string, eval::Report>> columns;
   stages.in_process("eval", [&] {
-    for (const auto& job : encoder_jobs(cfg))
+    for (const auto& job : jobs)
       columns.emplace_back(job.name, eval::evaluate(eval::read_embeddings(
                                                         dir / ("embeddings-" + job.name + ".h5")),
                                                     cfg.eval.eval));

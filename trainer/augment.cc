@@ -6,19 +6,13 @@
 #include <cmath>
 
 #include "core/error.h"
+#include "core/hash.h"
 
 namespace m3ret::trainer {
 
 namespace F = torch::nn::functional;
 
 namespace {
-uint64_t splitmix64(uint64_t x) {
-  x += 0x9e3779b97f4a7c15ULL;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
-  return x ^ (x >> 31);
-}
-
 double uniform(at::Generator& g, double lo, double hi) {
   return lo + (hi - lo) * at::rand({1}, g, torch::kFloat64).item<double>();
 }
