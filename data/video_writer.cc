@@ -132,7 +132,11 @@ void write(const stdfs::path& path, const std::vector<uint8_t>& rgb, int64_t fra
   e.enc->thread_count = 1;
   if (name == "libx264") {
     av_opt_set(e.enc->priv_data, "preset", "veryfast", 0);
-    av_opt_set(e.enc->priv_data, "crf", "18", 0);
+    // A constant quantiser, not CRF: with CRF, libx264's macroblock-tree rate
+    // control gave different bytes for the same frames depending on what the
+    // process had encoded before (measured: 5-10 of 60 videos differed between
+    // two orders of encoding), which made `m3ret synth` irreproducible.
+    av_opt_set(e.enc->priv_data, "qp", "18", 0);
   } else {
     e.enc->flags |= AV_CODEC_FLAG_QSCALE;
     e.enc->global_quality = FF_QP2LAMBDA * 3;

@@ -23,7 +23,8 @@ struct WriteOptions {
 // (yuv444p, yuvj444p, rgb24, bgr0 or gbrp). Written to a temporary sibling
 // and renamed, so `path` never holds a partial file. Throws m3ret::Error
 // naming the path (e.g. an encoder that takes no suitable pixel format).
-// Thread-safe (no shared state).
+// Thread-safe. The same frames give the same bytes whatever the process
+// encoded before (libx264 runs at a constant quantiser).
 void write(const std::filesystem::path& path, const std::vector<uint8_t>& rgb, int64_t frames,
            int64_t height, int64_t width, const WriteOptions& options);
 
