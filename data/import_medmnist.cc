@@ -7,6 +7,7 @@
 // 3D CT subsets come already windowed to [0, 255]; they are stored as int16
 // v * 2000 / 255 - 1000 (rounded), so that the default CT window [-1000, 1000]
 // maps them back to their original bytes exactly.
+#include <algorithm>
 #include <cmath>
 #include <map>
 
@@ -112,7 +113,9 @@ void import_archive(const stdfs::path& file, const ImportOptions& opts, ImportRe
     const auto& s = info.shape;
     const bool rgb = s.size() == 4 && s[3] == 3;
     const bool is3d = s.size() == 4 && !rgb;
-    if (info.descr.substr(1) != "u1" || (s.size() != 3 && s.size() != 4)) {
+    const bool empty_image = std::any_of(s.begin() + std::min<size_t>(1, s.size()), s.end(),
+                                         [](int64_t d) { return d < 1; });
+    if (info.descr.substr(1) != "u1" || (s.size() != 3 && s.size() != 4) || empty_image) {
       throw InputError(fmt::format("{}:{}.npy", file.string(), images),
                        fmt::format("expected uint8 images [N, S, S], [N, S, S, 3] or [N, S, S, S], got {} {}",
                                    info.descr, fmt::join(s, "x")));
@@ -129,6 +132,10 @@ void import_archive(const stdfs::path& file, const ImportOptions& opts, ImportRe
     if (linfo.shape.empty() || linfo.shape[0] != s[0]) {
       throw InputError(fmt::format("{}:{}.npy", file.string(), labels_name),
                        fmt::format("{} labels for {} images", linfo.shape.empty() ? 0 : linfo.shape[0], s[0]));
+    }
+    if (s[0] == 0) {  // an empty split contributes no sample; said, not fatal
+      out.skipped.push_back(fmt::format("{}:{}.npy: empty split '{}' (0 images)", file.string(), images, split));
+      continue;
     }
     const stdfs::path dir = stdfs::absolute(opts.out).parent_path() / "medmnist" / stem / split;
     stdfs::create_directories(dir);

@@ -1,6 +1,7 @@
 #include "data/npz.h"
 
 #include <cstring>
+#include <limits>
 #include <memory>
 
 #include <fmt/format.h>
@@ -53,7 +54,13 @@ struct Opened {
 
 int64_t ArrayInfo::count() const {
   int64_t n = 1;
-  for (int64_t s : shape) n *= s;
+  for (int64_t s : shape) n *= s;  // open_array() checked that this cannot overflow
+  return n;
+}
+
+int64_t ArrayInfo::row_count() const {
+  int64_t n = 1;
+  for (size_t i = 1; i < shape.size(); ++i) n *= shape[i];
   return n;
 }
 
@@ -139,8 +146,18 @@ static Opened open_array(zip_t* z, const std::filesystem::path& path, const std:
   } catch (const std::exception&) {
     bad("unsupported dtype " + d);
   }
-  const uint64_t payload = static_cast<uint64_t>(o.info.count()) * o.info.item_bytes;
-  if (st.valid & ZIP_STAT_SIZE && st.size != prefix + header_len + payload) {
+  if (o.info.item_bytes < 1 || o.info.item_bytes > 16) bad("unsupported dtype " + d);
+  // The payload the header promises, checked for overflow before anything is allocated.
+  uint64_t payload = static_cast<uint64_t>(o.info.item_bytes);
+  for (int64_t s : o.info.shape) {
+    if (s < 0) bad("negative dimension in 'shape' " + shape);
+    if (__builtin_mul_overflow(payload, static_cast<uint64_t>(s), &payload) ||
+        payload > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) {
+      bad(fmt::format("'shape' {} overflows the addressable size", shape));
+    }
+  }
+  if (!(st.valid & ZIP_STAT_SIZE)) bad("the archive does not record the array's size");
+  if (st.size != prefix + header_len + payload) {
     bad(fmt::format("payload is {} bytes, the header announces {}", st.size - prefix - header_len, payload));
   }
   o.file = std::move(f);
@@ -153,7 +170,7 @@ void Archive::for_each_row(const std::string& name,
                            const std::function<void(int64_t, const uint8_t*, size_t)>& on_row) const {
   Opened o = open_array(zip_, path_, name);
   if (o.info.shape.empty()) throw InputError(fmt::format("{}:{}.npy", path_.string(), name), "a scalar, not rows");
-  const size_t row_bytes = static_cast<size_t>(o.info.count() / o.info.shape[0] * o.info.item_bytes);
+  const size_t row_bytes = static_cast<size_t>(o.info.row_count() * o.info.item_bytes);
   std::vector<uint8_t> row(row_bytes);
   for (int64_t i = 0; i < o.info.shape[0]; ++i) {
     if (!read_exact(o.file.get(), row.data(), row_bytes)) {

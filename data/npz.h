@@ -19,6 +19,7 @@ struct ArrayInfo {
   std::vector<int64_t> shape;   // C order
   int64_t item_bytes = 0;       // bytes per element
   int64_t count() const;        // product of shape (1 for a scalar)
+  int64_t row_count() const;    // product of shape[1:]: elements per row along axis 0
 };
 
 class Archive {
@@ -34,11 +35,14 @@ class Archive {
   bool has(const std::string& name) const;
 
   // Header of array `name`. Throws InputError naming "<path>:<name>.npy" for a
-  // missing entry, a bad header, Fortran order, or a payload of the wrong size.
+  // missing entry, a bad header, Fortran order, a negative or overflowing
+  // shape, or a payload of another size than the header promises (checked
+  // before anything is allocated).
   ArrayInfo info(const std::string& name) const;
 
   // Streams array `name` as rows along axis 0: on_row(i, data, bytes) with
   // bytes = item_bytes * product(shape[1:]). Only one row is in memory.
+  // An array of 0 rows (shape (0, ...)) calls on_row never.
   void for_each_row(const std::string& name,
                     const std::function<void(int64_t, const uint8_t*, size_t)>& on_row) const;
 

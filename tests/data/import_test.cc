@@ -300,6 +300,47 @@ np.savez_compressed(root + '/synapsemnist3d.npz', train_images=imgs((1, 28, 28, 
   EXPECT_EQ(mismatches, 0);
 }
 
+// Hostile or degenerate MedMNIST headers: an empty split is zero samples with
+// a reason, a shape whose size overflows is refused naming file and array
+// (written with Python's zipfile: the bytes are the test's own).
+TEST(DataImport, MedMnistEmptySplitAndOverflowingShape) {
+  const std::string py = testing::python_with("zipfile");
+  if (py.empty()) GTEST_SKIP() << "needs python3";
+  testing::TempDir dir("import");
+  const auto root = dir / "medmnist";
+  stdfs::create_directories(root);
+  const std::string script = R"(
+import sys, zipfile
+root = sys.argv[1]
+def npy(shape, payload):
+    h = "{'descr': '|u1', 'fortran_order': False, 'shape': %s, }" % (shape,)
+    h += ' ' * (63 - (len(h) + 10) % 64) + '\n'
+    return b'\x93NUMPY\x01\x00' + len(h).to_bytes(2, 'little') + h.encode() + payload
+with zipfile.ZipFile(root + '/breastmnist.npz', 'w') as z:
+    z.writestr('train_images.npy', npy((0, 28, 28), b''))
+    z.writestr('train_labels.npy', npy((0, 1), b''))
+    z.writestr('val_images.npy', npy((1, 28, 28), bytes(range(28)) * 28))
+    z.writestr('val_labels.npy', npy((1, 1), b'\x01'))
+with zipfile.ZipFile(root + '/pneumoniamnist.npz', 'w') as z:
+    z.writestr('train_images.npy', npy((2**32, 2**32, 1), bytes(64)))
+    z.writestr('train_labels.npy', npy((1, 1), b'\x01'))
+with zipfile.ZipFile(root + '/chestmnist.npz', 'w') as z:
+    z.writestr('train_images.npy', npy((2**40, 28, 28), bytes(64)))
+    z.writestr('train_labels.npy', npy((1, 1), b'\x01'))
+)";
+  text(dir / "make.py", script);
+  ASSERT_EQ(testing::run_command(py + " " + (dir / "make.py").string() + " " + root.string()), 0);
+  const auto out = dir / "out/manifest.csv";
+  const ImportResult r = import_dataset("medmnist", ImportOptions{root, out, ""});
+  ASSERT_EQ(r.rows.size(), 1u);
+  EXPECT_EQ(r.rows[0].split, "val");
+  ASSERT_EQ(r.skipped.size(), 3u);
+  EXPECT_THAT(r.skipped[0], HasSubstr("breastmnist.npz:train_images.npy: empty split 'train' (0 images)"));
+  EXPECT_THAT(r.skipped[1], HasSubstr("chestmnist.npz:train_images.npy: payload is"));
+  EXPECT_THAT(r.skipped[2], HasSubstr("pneumoniamnist.npz:train_images.npy: 'shape' (4294967296, 4294967296, 1) "
+                                      "overflows the addressable size"));
+}
+
 TEST(DataImport, UnknownNameModalityAndRoot) {
   testing::TempDir dir("import");
   ImportOptions o{dir.path(), dir / "m.csv", ""};
