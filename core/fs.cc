@@ -19,6 +19,20 @@ namespace m3ret::fs {
 
 namespace {
 std::atomic<int> g_counter{0};
+std::atomic<int64_t> g_write_budget{-1};
+
+// Takes n bytes from the test budget; false when it is spent.
+bool take_budget(size_t n) {
+  int64_t left = g_write_budget.load();
+  while (left >= 0) {
+    if (static_cast<int64_t>(n) > left) {
+      g_write_budget.store(0);
+      return false;
+    }
+    if (g_write_budget.compare_exchange_weak(left, left - static_cast<int64_t>(n))) return true;
+  }
+  return true;
+}
 
 void fsync_path(const std::filesystem::path& p) {
   int fd = ::open(p.c_str(), O_RDONLY);
@@ -27,6 +41,50 @@ void fsync_path(const std::filesystem::path& p) {
   ::close(fd);
 }
 }  // namespace
+
+void set_write_budget_for_testing(int64_t bytes) { g_write_budget.store(bytes); }
+
+FileWriter::FileWriter(std::filesystem::path path) : path_(std::move(path)) {
+  fd_ = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd_ < 0) throw Error(fmt::format("cannot write {}: {}", path_.string(), std::strerror(errno)));
+}
+
+FileWriter::~FileWriter() {
+  if (fd_ < 0) return;
+  ::close(fd_);
+  ::unlink(path_.c_str());
+}
+
+size_t FileWriter::write(const void* data, size_t n) noexcept {
+  const auto* p = static_cast<const char*>(data);
+  size_t left = error_ || fd_ < 0 ? 0 : n;
+  while (left > 0) {
+    if (!take_budget(left)) {
+      error_ = ENOSPC;
+      break;
+    }
+    const ssize_t w = ::write(fd_, p, left);
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) {
+      error_ = w < 0 ? errno : ENOSPC;
+      break;
+    }
+    p += w;
+    left -= static_cast<size_t>(w);
+  }
+  return n;
+}
+
+void FileWriter::finish() {
+  if (fd_ < 0) throw Error(fmt::format("cannot write {}: already finished", path_.string()));
+  if (!error_ && ::fsync(fd_) != 0 && errno != EINVAL) error_ = errno;
+  if (::close(fd_) != 0 && !error_ && errno != EINTR) error_ = errno;
+  fd_ = -1;
+  if (error_) {
+    ::unlink(path_.c_str());
+    throw Error(fmt::format("cannot write {}: {}", path_.string(), std::strerror(error_)));
+  }
+}
 
 std::filesystem::path temp_sibling(const std::filesystem::path& path) {
   auto name = fmt::format("{}.tmp-{}-{}", path.filename().string(), ::getpid(), g_counter++);
@@ -47,16 +105,9 @@ void commit(const std::filesystem::path& tmp, const std::filesystem::path& path)
 void write_atomic(const std::filesystem::path& path, const std::string& content) {
   if (path.has_parent_path()) std::filesystem::create_directories(path.parent_path());
   auto tmp = temp_sibling(path);
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!out) throw Error(fmt::format("cannot write {}: {}", tmp.string(), std::strerror(errno)));
-    out.write(content.data(), static_cast<std::streamsize>(content.size()));
-    out.flush();
-    if (!out) {
-      std::filesystem::remove(tmp);
-      throw Error(fmt::format("cannot write {}: {}", tmp.string(), std::strerror(errno)));
-    }
-  }
+  FileWriter out(tmp);
+  out.write(content.data(), content.size());
+  out.finish();
   commit(tmp, path);
 }
 

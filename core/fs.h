@@ -1,10 +1,42 @@
 // File-system helpers that keep partial files invisible.
 #pragma once
 
+#include <cstdint>
 #include <filesystem>
 #include <string>
 
 namespace m3ret::fs {
+
+// Writes one file through a file descriptor and checks every write, the fsync
+// and the close, so that a full disk (ENOSPC, EDQUOT, EIO) is an Error naming
+// the path, never a silently short file. write() records the first error and
+// then discards further bytes (it never throws: it can sit under a library's
+// serialiser, e.g. torch's archive writer); finish() fsyncs, closes and throws
+// the recorded error. A writer that is destroyed unfinished, or whose finish()
+// failed, removes its file; the destructor never throws.
+class FileWriter {
+ public:
+  // Creates (truncates) `path`; throws m3ret::Error naming it on failure.
+  explicit FileWriter(std::filesystem::path path);
+  ~FileWriter();
+  FileWriter(const FileWriter&) = delete;
+  FileWriter& operator=(const FileWriter&) = delete;
+
+  // Returns n (the bytes are accepted or, after an error, dropped).
+  size_t write(const void* data, size_t n) noexcept;
+  void finish();
+  const std::filesystem::path& path() const { return path_; }
+
+ private:
+  std::filesystem::path path_;
+  int fd_ = -1;
+  int error_ = 0;  // errno of the first failure
+};
+
+// Fault injection for tests: after `bytes` more bytes went through FileWriter
+// (and so write_atomic), writes fail with ENOSPC as on a full disk.
+// Negative: no limit (the default).
+void set_write_budget_for_testing(int64_t bytes);
 
 // Writes `content` to `path` atomically: into a temporary file in the same
 // folder, fsync'ed, then renamed over `path`. Throws m3ret::Error naming the

@@ -4,6 +4,9 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <csignal>
+#include <functional>
 #include <fstream>
 #include <vector>
 
@@ -44,6 +47,52 @@ void wrap(const stdfs::path& file, const char* what, F&& f) {
   }
 }
 
+using Sink = std::function<size_t(const void*, size_t)>;
+
+// Serialises through `f(sink)` into `file`. torch's own file writer is not
+// used: LibTorch 1.13's writer throws from its destructor after a failed write
+// (std::terminate on a full disk); the sink never fails, FileWriter keeps the
+// error and finish() reports it.
+template <class F>
+void write_archive(const stdfs::path& file, const char* what, F&& f) {
+  fs::FileWriter out(file);
+  const Sink sink = [&out](const void* data, size_t n) { return out.write(data, n); };
+  wrap(file, what, [&] { f(sink); });
+  out.finish();
+}
+
+std::string host_name() {
+  char buf[256] = {};
+  if (gethostname(buf, sizeof(buf) - 1) != 0) return "unknown";
+  std::string h(buf);
+  std::replace(h.begin(), h.end(), '-', '_');
+  return h;
+}
+
+// ".tmp-step-000000010-HOST-PID": the writer's host and process.
+stdfs::path temp_dir(const stdfs::path& ckdir, int64_t step) {
+  return ckdir / fmt::format(".tmp-{}-{}-{}", checkpoint_name(step), host_name(), getpid());
+}
+
+// True when the writer of a temporary folder is certainly gone: a process of
+// this host that no longer exists, or a writer on another host (a run folder
+// is trained by one job at a time, and this one is starting).
+bool writer_is_dead(const std::string& name) {
+  const auto dash = name.rfind('-');
+  if (dash == std::string::npos) return true;
+  const auto host_dash = name.rfind('-', dash - 1);
+  const std::string host =
+      host_dash == std::string::npos ? "" : name.substr(host_dash + 1, dash - host_dash - 1);
+  if (host != host_name()) return true;
+  pid_t pid = 0;
+  try {
+    pid = static_cast<pid_t>(std::stol(name.substr(dash + 1)));
+  } catch (const std::exception&) {
+    return true;
+  }
+  return pid <= 0 || (pid != getpid() && kill(pid, 0) != 0 && errno == ESRCH);
+}
+
 }  // namespace
 
 std::string checkpoint_name(int64_t step) { return fmt::format("step-{:09d}", step); }
@@ -53,27 +102,27 @@ stdfs::path save_checkpoint(const stdfs::path& run_dir, const CheckpointState& s
                             int64_t keep_last) {
   const stdfs::path ckdir = run_dir / "checkpoints";
   const stdfs::path final_dir = ckdir / checkpoint_name(state.step);
-  const stdfs::path tmp = ckdir / fmt::format(".tmp-{}-{}", checkpoint_name(state.step), getpid());
+  const stdfs::path tmp = temp_dir(ckdir, state.step);
   stdfs::create_directories(ckdir);
   stdfs::remove_all(tmp);
   stdfs::create_directories(tmp);
   try {
-    wrap(tmp / "model.pt", "write the model", [&] {
+    write_archive(tmp / "model.pt", "write the model", [&](const Sink& sink) {
       torch::serialize::OutputArchive archive;
       model.save(archive);
-      archive.save_to((tmp / "model.pt").string());
+      archive.save_to(sink);
     });
     if (optimizer)
-      wrap(tmp / "optimizer.pt", "write the optimizer",
-           [&] { torch::save(*optimizer, (tmp / "optimizer.pt").string()); });
-    wrap(tmp / "rng.pt", "write the RNG state", [&] {
+      write_archive(tmp / "optimizer.pt", "write the optimizer",
+                    [&](const Sink& sink) { torch::save(*optimizer, sink); });
+    write_archive(tmp / "rng.pt", "write the RNG state", [&](const Sink& sink) {
       auto gen = at::detail::getDefaultCPUGenerator();
       torch::Tensor rng;
       {
         std::lock_guard<std::mutex> lock(gen.mutex());
         rng = gen.get_state();
       }
-      torch::save(rng, (tmp / "rng.pt").string());
+      torch::save(rng, sink);
     });
     json st = {{"format", kCheckpointFormat}, {"version", kCheckpointVersion},
                {"step", state.step}, {"sampler_position", state.sampler_position}};
@@ -99,6 +148,27 @@ stdfs::path save_checkpoint(const stdfs::path& run_dir, const CheckpointState& s
       if (dirs[i] != final_dir) stdfs::remove_all(dirs[i]);
   }
   return final_dir;
+}
+
+int remove_stale_temporaries(const stdfs::path& run_dir) {
+  const stdfs::path ckdir = run_dir / "checkpoints";
+  int removed = 0;
+  std::error_code ec;
+  if (!stdfs::is_directory(ckdir, ec)) return 0;
+  for (auto& e : stdfs::directory_iterator(ckdir, ec)) {
+    const auto name = e.path().filename().string();
+    if (name.rfind(".tmp-step-", 0) != 0 || !writer_is_dead(name)) continue;
+    stdfs::remove_all(e.path(), ec);
+    if (ec) {
+      spdlog::warn("cannot remove the stale checkpoint temporary {}: {}", e.path().string(),
+                   ec.message());
+      continue;
+    }
+    spdlog::info("removed {} (an unfinished checkpoint of a process that is gone)",
+                 e.path().string());
+    ++removed;
+  }
+  return removed;
 }
 
 std::string verify_checkpoint(const stdfs::path& dir) {

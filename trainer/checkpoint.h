@@ -7,8 +7,10 @@
 //   config.toml     the resolved configuration of the run
 //   manifest.json   {"format", "version", "step", "files": {name: "crc32:..."}}
 //
-// A checkpoint is written into a hidden temporary folder and renamed when
-// complete, so a folder named step-* is always whole; `checkpoints/latest` (a
+// A checkpoint is written into a hidden temporary folder
+// (.tmp-step-000001000-HOST-PID) and renamed when complete, so a folder named
+// step-* is always whole (a failed write, e.g. a full disk, removes the
+// temporary and leaves the previous checkpoints as they were); `checkpoints/latest` (a
 // text file written atomically) names the newest. A checkpoint is valid when
 // its manifest is readable and every listed file matches its checksum.
 //
@@ -43,6 +45,13 @@ std::string checkpoint_name(int64_t step);
 std::filesystem::path save_checkpoint(const std::filesystem::path& run_dir,
                                       const CheckpointState& state, torch::nn::Module& model,
                                       torch::optim::Optimizer* optimizer, int64_t keep_last);
+
+// Removes the temporary folders (`checkpoints/.tmp-step-*-HOST-PID`) of
+// checkpoint writers that are gone: processes of this host that no longer
+// exist, and writers on other hosts (a run folder is trained by one job at a
+// time; call this at the start of that job, on the writing rank). Returns how
+// many were removed; never throws (a folder it cannot remove is logged).
+int remove_stale_temporaries(const std::filesystem::path& run_dir);
 
 // Empty when `dir` is a valid checkpoint, else the reason it is not.
 std::string verify_checkpoint(const std::filesystem::path& dir);

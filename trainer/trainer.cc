@@ -74,6 +74,7 @@ int64_t tokens_per_sample(const sharding::LoadedBatch& b, const VitSpec& spec) {
 // The checkpoint to resume from, agreed by all ranks (rank 0 decides).
 std::string resume_point(const TrainOptions& o, Communicator& comm) {
   std::string found;
+  if (comm.rank() == 0) remove_stale_temporaries(o.run_dir);
   if (comm.rank() == 0 && o.resume_auto)
     if (auto ck = find_latest_valid(o.run_dir)) found = ck->string();
   comm.broadcast(found, 0);

@@ -1,0 +1,145 @@
+// Checkpoints on a full disk: a clear error, the previous checkpoint intact,
+// no temporary left; stale temporaries of dead writers are removed.
+#include <gtest/gtest.h>
+#include <sys/mount.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <fstream>
+#include <vector>
+
+#include <torch/torch.h>
+
+#include "core/error.h"
+#include "core/fs.h"
+#include "test_util.h"
+#include "trainer/augment.h"
+#include "trainer/checkpoint.h"
+#include "trainer/objective.h"
+#include "trainer/schedule.h"
+#include "trainer/trainer_test_util.h"
+
+namespace m3ret::trainer {
+namespace {
+
+namespace stdfs = std::filesystem;
+
+std::vector<std::string> temporaries(const stdfs::path& run) {
+  std::vector<std::string> out;
+  for (auto& e : stdfs::directory_iterator(run / "checkpoints"))
+    if (e.path().filename().string().rfind(".tmp", 0) == 0 ||
+        e.path().filename().string().find(".tmp-") != std::string::npos)
+      out.push_back(e.path().filename().string());
+  return out;
+}
+
+struct Fixture {
+  Fixture() : model(std::make_shared<Model>(testing::tiny_settings("mae+simdino", 1, 1), nullptr)) {
+    opt = make_optimizer(*model, TrainConfig{});
+    // One step, so that the optimizer has state to save.
+    std::vector<uint64_t> seeds = {sample_seed(1, 0, 0), sample_seed(1, 0, 1)};
+    TrainBatch b{torch::rand({2, 1, 1, 16, 16}), seeds, 0};
+    model->objective->prepare(b);
+    model->objective->compute(b).total.backward();
+    opt->step();
+  }
+  stdfs::path save(const stdfs::path& run, int64_t step) {
+    return save_checkpoint(run, {step, step, "[train]\nseed = 1\n"}, *model, opt.get(), 0);
+  }
+  std::shared_ptr<Model> model;
+  std::unique_ptr<torch::optim::Optimizer> opt;
+};
+
+// The second checkpoint fails; the first stays the valid, latest one.
+void expect_failed_second_checkpoint(Fixture& f, const stdfs::path& run) {
+  std::string message;
+  try {
+    f.save(run, 2);
+  } catch (const Error& e) {
+    message = e.what();
+  }
+  EXPECT_NE(message.find("No space left on device"), std::string::npos) << message;
+  EXPECT_NE(message.find(run.string()), std::string::npos) << message;
+  EXPECT_TRUE(temporaries(run).empty()) << temporaries(run).front();
+  EXPECT_FALSE(stdfs::exists(run / "checkpoints" / checkpoint_name(2)));
+  EXPECT_EQ(verify_checkpoint(run / "checkpoints" / checkpoint_name(1)), "");
+  auto latest = find_latest_valid(run);
+  ASSERT_TRUE(latest.has_value());
+  EXPECT_EQ(latest->filename(), checkpoint_name(1));
+  EXPECT_EQ(load_checkpoint(*latest, nullptr, nullptr, false).step, 1);
+}
+
+TEST(CheckpointFault, InjectedDiskFullIsAClearErrorAndKeepsThePreviousCheckpoint) {
+  testing::TempDir dir("ckfault");
+  Fixture f;
+  f.save(dir.path(), 1);
+  // Fail at several depths: inside model.pt, inside optimizer.pt, in the small files.
+  const auto first = dir / "checkpoints" / checkpoint_name(1);
+  const auto model_size = static_cast<int64_t>(stdfs::file_size(first / "model.pt"));
+  const auto opt_size = static_cast<int64_t>(stdfs::file_size(first / "optimizer.pt"));
+  const auto rng_size = static_cast<int64_t>(stdfs::file_size(first / "rng.pt"));
+  for (int64_t budget : {int64_t{100}, model_size + 100, model_size + opt_size + rng_size + 10}) {
+    SCOPED_TRACE(budget);
+    fs::set_write_budget_for_testing(budget);
+    expect_failed_second_checkpoint(f, dir.path());
+    fs::set_write_budget_for_testing(-1);
+  }
+  EXPECT_EQ(f.save(dir.path(), 2).filename(), checkpoint_name(2));  // space again: it works
+}
+
+// A real full file system: a small tmpfs (needs the right to mount, as root in
+// a container; skipped otherwise, the injected variant above still runs).
+TEST(CheckpointFault, FullTmpfsIsAClearErrorAndKeepsThePreviousCheckpoint) {
+  testing::TempDir dir("ckfault_tmpfs");
+  const auto mnt = dir / "mnt";
+  stdfs::create_directories(mnt);
+  if (::mount("tmpfs", mnt.c_str(), "tmpfs", 0, "size=8m") != 0)
+    GTEST_SKIP() << "cannot mount a tmpfs here (" << std::strerror(errno)
+                 << "); the disk-full path is covered by the injected test";
+  struct Unmount {
+    stdfs::path p;
+    ~Unmount() { ::umount2(p.c_str(), MNT_DETACH); }
+  } unmount{mnt};
+  Fixture f;
+  const auto run = mnt / "run";
+  f.save(run, 1);
+  // Fill the rest, then free a little so the next checkpoint starts and fails midway.
+  {
+    std::ofstream filler(mnt / "filler", std::ios::binary);
+    std::vector<char> block(1 << 16, 'x');
+    while (filler.write(block.data(), static_cast<std::streamsize>(block.size()))) filler.flush();
+  }
+  stdfs::resize_file(mnt / "filler", stdfs::file_size(mnt / "filler") - (64 << 10));
+  expect_failed_second_checkpoint(f, run);
+}
+
+TEST(CheckpointFault, StaleTemporariesOfDeadWritersAreRemoved) {
+  testing::TempDir dir("ckstale");
+  const auto ck = dir / "checkpoints";
+  char buf[256] = {};
+  ASSERT_EQ(gethostname(buf, sizeof(buf) - 1), 0);
+  std::string host(buf);
+  std::replace(host.begin(), host.end(), '-', '_');
+  pid_t dead = fork();
+  if (dead == 0) _exit(0);
+  ASSERT_GT(dead, 0);
+  waitpid(dead, nullptr, 0);
+  const std::string mine = fmt::format(".tmp-step-000000003-{}-{}", host, getpid());
+  const std::string gone = fmt::format(".tmp-step-000000002-{}-{}", host, dead);
+  const std::string elsewhere = ".tmp-step-000000002-otherhost-1";
+  const std::string old_style = fmt::format(".tmp-step-000000001-{}", dead);
+  for (const auto& n : {mine, gone, elsewhere, old_style}) {
+    stdfs::create_directories(ck / n);
+    std::ofstream(ck / n / "model.pt") << "partial";
+  }
+  EXPECT_EQ(remove_stale_temporaries(dir.path()), 3);
+  EXPECT_TRUE(stdfs::exists(ck / mine));  // a live writer's folder stays
+  EXPECT_FALSE(stdfs::exists(ck / gone));
+  EXPECT_FALSE(stdfs::exists(ck / elsewhere));
+  EXPECT_FALSE(stdfs::exists(ck / old_style));
+  EXPECT_EQ(remove_stale_temporaries(dir / "missing"), 0);
+}
+
+}  // namespace
+}  // namespace m3ret::trainer
