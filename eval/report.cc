@@ -21,24 +21,39 @@ std::string map_key(const std::vector<int64_t>& ks) { return fmt::format("map@{}
 std::string rkey(int64_t k) { return fmt::format("recall@{}", k); }
 std::string pkey(int64_t k) { return fmt::format("precision@{}", k); }
 
+// An absent row (no evaluated query) has null metrics and its reason under
+// "absent", so that no reader takes its zeros for figures.
 ojson metrics_json(const Metrics& m, const std::vector<int64_t>& ks) {
   ojson j;
   j["queries"] = m.queries;
   j["skipped_no_label"] = m.skipped_no_label;
   j["skipped_no_relevant"] = m.skipped_no_relevant;
+  j["skipped_no_candidate"] = m.skipped_no_candidate;
   j["gallery"] = m.gallery;
-  for (int64_t k : ks) j[rkey(k)] = m.recall.at(k);
-  for (int64_t k : ks) j[pkey(k)] = m.precision.at(k);
-  j[map_key(ks)] = m.map_at_k;
-  if (!m.ci_recall.empty()) {
+  const bool ok = m.evaluated();
+  auto value = [ok](double v) { return ok ? ojson(v) : ojson(nullptr); };
+  if (!ok) j["absent"] = absent_reason(m);
+  for (int64_t k : ks) j[rkey(k)] = value(m.recall.at(k));
+  for (int64_t k : ks) j[pkey(k)] = value(m.precision.at(k));
+  j[map_key(ks)] = value(m.map_at_k);
+  if (!m.ci_recall.empty() && ok) {
     ojson& ci = j["ci95"];
     for (int64_t k : ks) ci[rkey(k)] = {m.ci_recall.at(k).lo, m.ci_recall.at(k).hi};
     for (int64_t k : ks) ci[pkey(k)] = {m.ci_precision.at(k).lo, m.ci_precision.at(k).hi};
   }
   ojson& chance = j["chance"];
-  for (int64_t k : ks) chance[rkey(k)] = m.chance_recall.count(k) ? m.chance_recall.at(k) : 0.0;
-  for (int64_t k : ks) chance[pkey(k)] = m.chance_precision.count(k) ? m.chance_precision.at(k) : 0.0;
+  auto chance_of = [&](const std::map<int64_t, double>& c, int64_t k) {
+    return value(c.count(k) ? c.at(k) : 0.0);
+  };
+  for (int64_t k : ks) chance[rkey(k)] = chance_of(m.chance_recall, k);
+  for (int64_t k : ks) chance[pkey(k)] = chance_of(m.chance_precision, k);
   return j;
+}
+
+// A metric value; null (an absent row) reads as 0 with queries == 0.
+double metric_from_json(const ojson& j, const std::string& key) {
+  const ojson& v = j.at(key);
+  return v.is_null() ? 0.0 : v.get<double>();
 }
 
 Interval interval_from_json(const ojson& j) {
@@ -52,18 +67,24 @@ Metrics metrics_from_json(const ojson& j, const std::vector<int64_t>& ks) {
   m.queries = j.at("queries").get<int64_t>();
   m.skipped_no_label = j.at("skipped_no_label").get<int64_t>();
   m.skipped_no_relevant = j.at("skipped_no_relevant").get<int64_t>();
+  m.skipped_no_candidate = j.value("skipped_no_candidate", int64_t{0});
   m.gallery = j.at("gallery").get<int64_t>();
-  for (int64_t k : ks) m.recall[k] = j.at(rkey(k)).get<double>();
-  for (int64_t k : ks) m.precision[k] = j.at(pkey(k)).get<double>();
+  if (m.queries > 0 && j.contains("absent"))
+    throw Error(fmt::format("{} queries but marked absent", m.queries));
+  for (int64_t k : ks) m.recall[k] = metric_from_json(j, rkey(k));
+  for (int64_t k : ks) m.precision[k] = metric_from_json(j, pkey(k));
   m.map_k = ks.back();
-  m.map_at_k = j.at(map_key(ks)).get<double>();
+  m.map_at_k = metric_from_json(j, map_key(ks));
   if (j.contains("ci95")) {
     for (int64_t k : ks) m.ci_recall[k] = interval_from_json(j.at("ci95").at(rkey(k)));
     for (int64_t k : ks) m.ci_precision[k] = interval_from_json(j.at("ci95").at(pkey(k)));
   }
   const ojson chance = j.value("chance", ojson::object());
-  for (int64_t k : ks) m.chance_recall[k] = chance.value(rkey(k), 0.0);
-  for (int64_t k : ks) m.chance_precision[k] = chance.value(pkey(k), 0.0);
+  auto chance_at = [&](const std::string& key) {
+    return chance.contains(key) ? metric_from_json(chance, key) : 0.0;
+  };
+  for (int64_t k : ks) m.chance_recall[k] = chance_at(rkey(k));
+  for (int64_t k : ks) m.chance_precision[k] = chance_at(pkey(k));
   return m;
 }
 
@@ -268,6 +289,28 @@ std::string training_line(const Report& r) {
                      r.unseen.empty() ? std::string("none") : fmt::format("{}", fmt::join(r.unseen, ", ")));
 }
 
+// One line per absent row of the columns: "- trained mri: no evaluable query: ...".
+std::vector<std::string> absent_notes(const std::vector<std::pair<std::string, Report>>& columns) {
+  std::vector<std::string> notes;
+  for (const auto& [label, report] : columns)
+    for (const auto* rows : {&report.per_modality, &report.cross_modal})
+      for (const auto& r : *rows)
+        if (!r.metrics.evaluated())
+          notes.push_back(fmt::format("{}{} — absent: {}", columns.size() > 1 ? label + " " : "",
+                                      r.name(), absent_reason(r.metrics)));
+  return notes;
+}
+
+// "\n## Absent rows (no figure)\n\n- ...\n", or "" when every row was evaluated.
+std::string absent_section(const std::vector<std::pair<std::string, Report>>& columns,
+                           const std::string& heading) {
+  const auto notes = absent_notes(columns);
+  if (notes.empty()) return "";
+  std::string out = "\n" + heading + "\n\n";
+  for (const auto& n : notes) out += "- " + n + "\n";
+  return out;
+}
+
 std::set<std::string> unseen_set(const Report& r) { return {r.unseen.begin(), r.unseen.end()}; }
 
 }  // namespace
@@ -452,30 +495,34 @@ std::string csv_header(const std::vector<int64_t>& ks) {
   for (int64_t k : ks) out += ",chance_" + pkey(k);
   for (int64_t k : ks) out += fmt::format(",{0}_lo,{0}_hi", rkey(k));
   for (int64_t k : ks) out += fmt::format(",{0}_lo,{0}_hi", pkey(k));
-  return out + "\n";
+  return out + ",absent\n";
 }
 
+// An absent row: empty metric cells and its reason in the last column.
 std::string csv_row(const std::string& encoder, const char* kind, const ReportRow& r,
                     const std::vector<int64_t>& ks) {
   const Metrics& m = r.metrics;
+  const bool ok = m.evaluated();
   std::string out = fmt::format("{},{},{},{},{},{}", csv_field(encoder), kind, r.query_modality,
                                 r.gallery_modality, m.queries, m.gallery);
-  auto value = [](const std::map<int64_t, double>& v, int64_t k) {
+  auto cell = [ok](double v) { return ok ? fmt::format(",{:.6f}", v) : std::string(","); };
+  auto value = [&](const std::map<int64_t, double>& v, int64_t k) {
     auto it = v.find(k);
-    return fmt::format(",{:.6f}", it == v.end() ? 0.0 : it->second);
+    return cell(it == v.end() ? 0.0 : it->second);
   };
-  auto interval = [](const std::map<int64_t, Interval>& v, int64_t k) {
+  auto interval = [ok](const std::map<int64_t, Interval>& v, int64_t k) {
     auto it = v.find(k);
-    return it == v.end() ? std::string(",,") : fmt::format(",{:.6f},{:.6f}", it->second.lo, it->second.hi);
+    return it == v.end() || !ok ? std::string(",,")
+                                : fmt::format(",{:.6f},{:.6f}", it->second.lo, it->second.hi);
   };
   for (int64_t k : ks) out += value(m.recall, k);
   for (int64_t k : ks) out += value(m.precision, k);
-  out += fmt::format(",{:.6f}", m.map_at_k);
+  out += cell(m.map_at_k);
   for (int64_t k : ks) out += value(m.chance_recall, k);
   for (int64_t k : ks) out += value(m.chance_precision, k);
   for (int64_t k : ks) out += interval(m.ci_recall, k);
   for (int64_t k : ks) out += interval(m.ci_precision, k);
-  return out + "\n";
+  return out + "," + csv_field(absent_reason(m)) + "\n";
 }
 
 }  // namespace
@@ -554,7 +601,7 @@ std::string to_markdown(const Report& report) {
     out += "\n## Cross-modal\n\n";
     out += report_table(report.cross_modal, report.ks, "query → gallery", unseen_set(report)).markdown();
   }
-  return out;
+  return out + absent_section({{"encoder", report}}, "## Absent rows (no figure)");
 }
 
 std::string comparison_table(const std::vector<std::pair<std::string, Report>>& columns,
@@ -564,7 +611,7 @@ std::string comparison_table(const std::vector<std::pair<std::string, Report>>& 
     if (!out.empty()) out += "\n";
     out += "### " + s.title + "\n\n" + s.table.markdown();
   }
-  return out;
+  return out + absent_section(columns, "### Absent rows (no figure)");
 }
 
 std::string comparison_text(const std::vector<std::pair<std::string, Report>>& columns,
@@ -574,7 +621,7 @@ std::string comparison_text(const std::vector<std::pair<std::string, Report>>& c
     if (!out.empty()) out += "\n";
     out += "== " + s.title + " ==\n" + s.table.text();
   }
-  return out;
+  return out + absent_section(columns, "== absent rows (no figure) ==");
 }
 
 }  // namespace m3ret::eval

@@ -13,13 +13,18 @@
 //                       "train_modalities": ["xray", "ct"]},   ([] = unknown)
 //        "unseen_modalities": ["mri"],
 //        "per_modality": {"xray": {"queries": 40, "skipped_no_label": 0,
-//                                  "skipped_no_relevant": 0, "gallery": 40,
+//                                  "skipped_no_relevant": 0, "skipped_no_candidate": 0,
+//                                  "gallery": 40,
 //                                  "recall@1": 0.5, ..., "precision@1": 0.5, ..., "map@10": 0.4,
 //                                  "ci95": {"recall@1": [0.4, 0.6], ..., "precision@1": [..], ...},
 //                                  "chance": {"recall@1": 0.2, ..., "precision@1": 0.2, ...}}},
 //        "cross_modal": {"ct->mri": {...same keys...}}},
 //      "random-init": {...same layout...}},
 //    "verdict": {"k": 1, "rows": {...}}}      (eval/stats.h, verdict_json)
+// A row with no evaluated query (eval/retrieval.h) has null recall, precision,
+// map and chance values, no "ci95", and "absent": "<reason>", e.g.
+//   "mri": {"queries": 0, ..., "absent": "no evaluable query: 1 with no candidate
+//           from another patient (too few patients)", "recall@1": null, ...}
 // "ci95" is absent when the row has no interval (eval.bootstrap = 0 or no
 // evaluated query). Object keys keep the order of encoders and rows
 // (nlohmann::ordered_json). Version 1 files (the encoder's metrics at top
@@ -64,7 +69,9 @@ std::vector<std::pair<std::string, Report>> reports_from_json(const nlohmann::or
 // One CSV row per (encoder, row): encoder,kind,query_modality,gallery_modality,
 // queries,gallery,recall@k...,precision@k...,map@K,chance_recall@k...,
 // chance_precision@k...,recall@k_lo,recall@k_hi...,precision@k_lo,precision@k_hi...
-// (kind = per_modality | cross_modal; interval cells empty when there is none).
+// ...,absent (kind = per_modality | cross_modal; interval cells empty when
+// there is none; an absent row has every metric cell empty and its reason in
+// the last column).
 std::string to_csv(const std::vector<std::pair<std::string, Report>>& columns);
 
 // Writes `path` (JSON, as above), and beside it `path` with ".md" (Markdown:

@@ -180,6 +180,7 @@ Metrics rank_all(const Prepared& p, const std::vector<int64_t>& queries,
       }
       if (R == 0) {
         ++m.skipped_no_relevant;
+        m.skipped_no_candidate += cand.empty();
         continue;
       }
       const int64_t n = static_cast<int64_t>(cand.size());
@@ -259,6 +260,20 @@ std::vector<std::string> modality_order(const Prepared& p) {
 std::string ReportRow::name() const {
   return query_modality == gallery_modality ? query_modality
                                             : query_modality + "->" + gallery_modality;
+}
+
+std::string absent_reason(const Metrics& m) {
+  if (m.evaluated()) return "";
+  std::vector<std::string> parts;
+  const int64_t no_relevant = m.skipped_no_relevant - m.skipped_no_candidate;
+  if (m.skipped_no_label > 0) parts.push_back(fmt::format("{} without a label", m.skipped_no_label));
+  if (m.skipped_no_candidate > 0)
+    parts.push_back(fmt::format("{} with no candidate from another patient (too few patients)",
+                                m.skipped_no_candidate));
+  if (no_relevant > 0)
+    parts.push_back(fmt::format("{} with no relevant item (no candidate shares a label)", no_relevant));
+  if (parts.empty()) return "no query sample";
+  return fmt::format("no evaluable query: {}", fmt::join(parts, ", "));
 }
 
 const ReportRow* Report::find(const std::string& name) const {

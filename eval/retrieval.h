@@ -11,8 +11,14 @@
 // group). A candidate is relevant when it shares at least one label with the
 // query ("shared-label"), or has exactly the query's label set ("same-labels").
 // A query without labels is skipped (skipped_no_label); a query with no
-// relevant candidate is skipped (skipped_no_relevant). Skipped queries count in
-// no metric.
+// relevant candidate is skipped (skipped_no_relevant; of these,
+// skipped_no_candidate had no candidate at all because every gallery sample is
+// the query's own patient). Skipped queries count in no metric.
+//
+// Absent rows: a row whose every query was skipped (queries == 0) has no
+// figure. Its metric values are 0 in memory only; reports never print them as
+// numbers (JSON null with an "absent" reason, empty CSV cells, "—" in tables)
+// and summaries leave the row out of means. absent_reason() says why.
 //
 // Cross-modal (config.cross_modal): for every ordered pair A != B of modalities
 // present whose label vocabularies intersect, queries of A against the whole
@@ -75,6 +81,7 @@ struct Metrics {
   int64_t queries = 0;              // evaluated queries
   int64_t skipped_no_label = 0;     // queries without any label
   int64_t skipped_no_relevant = 0;  // queries with no relevant candidate
+  int64_t skipped_no_candidate = 0; // of those: no candidate from another patient at all
   int64_t gallery = 0;              // samples in the gallery (before group exclusion)
   std::map<int64_t, double> recall;     // k -> recall@k (0 when queries == 0)
   std::map<int64_t, double> precision;  // k -> precision@k
@@ -86,7 +93,14 @@ struct Metrics {
   // no evaluated query, or a report without intervals).
   std::map<int64_t, Interval> ci_recall;
   std::map<int64_t, Interval> ci_precision;
+
+  // False for an absent row: no query could be evaluated (see above).
+  bool evaluated() const { return queries > 0; }
 };
+
+// Why a row is absent, e.g. "no evaluable query: 3 without a label, 2 with no
+// candidate from another patient (too few patients)"; "" when m.evaluated().
+std::string absent_reason(const Metrics& m);
 
 struct ReportRow {
   std::string query_modality;

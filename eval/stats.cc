@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <optional>
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
@@ -127,18 +128,33 @@ double metric_value(const Metrics& m, const std::string& name) {
   return m.map_at_k;
 }
 
-ojson describe(const std::vector<double>& v) {
+// mean, sd, min and max over the seeds where the row was evaluated; "values"
+// holds null for a seed where it was absent, and "evaluated" the count. A row
+// absent in every seed has null statistics.
+ojson describe(const std::vector<std::optional<double>>& all) {
+  std::vector<double> v;
+  ojson values = ojson::array();
+  for (const auto& x : all) {
+    values.push_back(x ? ojson(*x) : ojson(nullptr));
+    if (x) v.push_back(*x);
+  }
+  ojson j;
+  j["evaluated"] = v.size();
+  if (v.empty()) {
+    for (const char* key : {"mean", "sd", "min", "max"}) j[key] = nullptr;
+    j["values"] = std::move(values);
+    return j;
+  }
   const double n = static_cast<double>(v.size());
   double mean = 0;
   for (double x : v) mean += x / n;
   double ss = 0;
   for (double x : v) ss += (x - mean) * (x - mean);
-  ojson j;
   j["mean"] = mean;
   j["sd"] = v.size() > 1 ? std::sqrt(ss / (n - 1)) : 0.0;
   j["min"] = *std::min_element(v.begin(), v.end());
   j["max"] = *std::max_element(v.begin(), v.end());
-  j["values"] = v;
+  j["values"] = std::move(values);
   return j;
 }
 
@@ -188,10 +204,11 @@ ojson seed_summary(const std::vector<ojson>& reports, const std::vector<int64_t>
       for (size_t r = 0; r < rows0.size(); ++r) {
         ojson row;
         for (const auto& metric : metric_names(ks)) {
-          std::vector<double> values;
+          std::vector<std::optional<double>> values;
           for (const auto& columns : all) {
             const auto& rows = cross ? columns[c].second.cross_modal : columns[c].second.per_modality;
-            values.push_back(metric_value(rows[r].metrics, metric));
+            const Metrics& m = rows[r].metrics;
+            values.push_back(m.evaluated() ? std::optional(metric_value(m, metric)) : std::nullopt);
           }
           row[metric] = describe(values);
         }
@@ -202,6 +219,19 @@ ojson seed_summary(const std::vector<ojson>& reports, const std::vector<int64_t>
   }
   return j;
 }
+
+namespace {
+
+// "0.410 ± 0.020", "0.410 ± 0.020 (2 of 3 seeds)", or "— (absent)".
+std::string seed_cell(const ojson& d, size_t seeds) {
+  const size_t n = d.value("evaluated", seeds);
+  if (n == 0 || d.at("mean").is_null()) return " — (absent) |";
+  std::string cell = fmt::format(" {} ± {}", num(d.at("mean").get<double>()), num(d.at("sd").get<double>()));
+  if (n < seeds) cell += fmt::format(" ({} of {} seeds)", n, seeds);
+  return cell + " |";
+}
+
+}  // namespace
 
 std::string seed_summary_markdown(const ojson& summary) {
   const auto ks = summary.at("ks").get<std::vector<int64_t>>();
@@ -224,7 +254,7 @@ std::string seed_summary_markdown(const ojson& summary) {
         out += "| " + row + " |";
         for (const auto& [name, e] : encoders.items()) {
           const auto& d = e.at(kind).at(row).at(metric);
-          out += fmt::format(" {} ± {} |", num(d.at("mean").get<double>()), num(d.at("sd").get<double>()));
+          out += seed_cell(d, summary.at("seeds").get<size_t>());
         }
         out += "\n";
       }

@@ -66,16 +66,21 @@ nlohmann::ordered_json verdict_json(const std::vector<std::pair<std::string, Rep
 // of the same encoders, rows and ks; `seeds` (empty, or one per report) names
 // the seed of each report and is recorded as "seed_values":
 //   {"seeds": N, "seed_values": [..], "ks": [..], "encoders": {name: {
-//       "per_modality": {mod: {"recall@1": {"mean", "sd", "min", "max", "values": [..]},
+//       "per_modality": {mod: {"recall@1": {"evaluated": n, "mean", "sd", "min", "max",
+//                                           "values": [..]},
 //                              ..., "precision@k": {..}, "map@K": {..}}},
 //       "cross_modal": {"a->b": {...}}}}}
+// Statistics are over the seeds where the row was evaluated ("evaluated" of
+// them); an absent row's value is null in "values" and never counted as 0; a
+// row absent in every seed has null mean, sd, min and max.
 // Throws m3ret::Error naming the report ("report 3 of 5") whose encoders, rows or ks
 // differ from the first's, when `reports` is empty, or when `seeds` has another size.
 nlohmann::ordered_json seed_summary(const std::vector<nlohmann::ordered_json>& reports,
                                     const std::vector<int64_t>& seeds = {});
 
 // Markdown of a seed_summary: per metric recall@k and map@K one table (rows:
-// modalities, then pairs; columns: the encoders; cells "mean ± sd").
+// modalities, then pairs; columns: the encoders; cells "mean ± sd", with
+// "(n of N seeds)" when the row was absent in some, "— (absent)" in all).
 std::string seed_summary_markdown(const nlohmann::ordered_json& summary);
 
 }  // namespace m3ret::eval

@@ -201,15 +201,16 @@ TEST(Report, ComparisonIsOneDocumentWithCsvAndMarkdownBeside) {
             "recall@10,precision@1,precision@5,precision@10,map@10,chance_recall@1,chance_recall@5,"
             "chance_recall@10,chance_precision@1,chance_precision@5,chance_precision@10,"
             "recall@1_lo,recall@1_hi,recall@5_lo,recall@5_hi,recall@10_lo,recall@10_hi,"
-            "precision@1_lo,precision@1_hi,precision@5_lo,precision@5_hi,precision@10_lo,precision@10_hi");
+            "precision@1_lo,precision@1_hi,precision@5_lo,precision@5_hi,precision@10_lo,precision@10_hi,"
+            "absent");
   EXPECT_NE(csv.find("\ntrained,per_modality,xray,xray,40,43,0.500000,0.750000,0.900000,0.500000,"
                      "0.375000,0.225000,0.400000,0.125000,0.500000,0.750000,0.125000,0.125000,0.125000,"
                      "0.375000,0.625000,0.625000,0.875000,0.800000,1.000000,"
-                     "0.375000,0.625000,0.250000,0.500000,0.125000,0.250000\n"), std::string::npos) << csv;
+                     "0.375000,0.625000,0.250000,0.500000,0.125000,0.250000,\n"), std::string::npos) << csv;
   // No interval: empty cells.
   EXPECT_NE(csv.find("\ntrained,per_modality,mri,mri,20,23,0.250000,0.500000,0.625000,0.250000,"
                      "0.250000,0.156250,0.200000,0.125000,0.500000,0.750000,0.125000,0.125000,0.125000"
-                     ",,,,,,,,,,,,\n"), std::string::npos) << csv;
+                     ",,,,,,,,,,,,,\n"), std::string::npos) << csv;
   EXPECT_NE(csv.find("\nraw-pixels,cross_modal,ct,mri,10,13,"), std::string::npos) << csv;
   EXPECT_EQ(std::count(csv.begin(), csv.end(), '\n'), 1 + 3 * 3);
   const std::string md = fs::read_file(dir / "report.md");
@@ -328,6 +329,86 @@ TEST(Report, EvaluatedReportSurvivesJson) {
   EvalConfig c;
   const Report r = evaluate(s, c);
   EXPECT_EQ(to_json(report_from_json(to_json(r))), to_json(r));
+}
+
+// A set with one evaluable modality (xray), one whose samples are all one
+// patient (mri: too few patients) and one whose patients share no label (ct).
+EmbeddingSet set_with_absent_rows() {
+  EmbeddingSet s;
+  s.D = 2;
+  testing::add(s, "xray", "p1", {"A"}, {1, 0});
+  testing::add(s, "xray", "p2", {"A"}, {1, 0.1f});
+  testing::add(s, "xray", "p3", {"B"}, {0, 1});
+  testing::add(s, "mri", "p1", {"A"}, {1, 0});
+  testing::add(s, "mri", "p1", {"A"}, {0.9f, 0.1f});
+  testing::add(s, "ct", "p4", {"C"}, {1, 0});
+  testing::add(s, "ct", "p5", {"D"}, {0, 1});
+  return s;
+}
+
+// Empty is not zero: a row without any evaluable query is absent with its
+// reason in every output, and no mean over rows or seeds counts it as 0.
+TEST(Report, AbsentRowsAreNeverReportedOrAveragedAsZero) {
+  EvalConfig c;
+  c.ks = {1, 5};
+  c.cross_modal = false;
+  const Report r = evaluate(set_with_absent_rows(), c);
+  const ReportRow* mri = r.find("mri");
+  const ReportRow* ct = r.find("ct");
+  ASSERT_TRUE(mri && ct);
+  EXPECT_TRUE(r.find("xray")->metrics.evaluated());
+  EXPECT_FALSE(mri->metrics.evaluated());
+  EXPECT_EQ(mri->metrics.skipped_no_candidate, 2);
+  EXPECT_NE(absent_reason(mri->metrics).find("too few patients"), std::string::npos)
+      << absent_reason(mri->metrics);
+  EXPECT_NE(absent_reason(ct->metrics).find("2 with no relevant item"), std::string::npos)
+      << absent_reason(ct->metrics);
+  EXPECT_EQ(absent_reason(r.find("xray")->metrics), "");
+
+  // JSON: null figures and the reason; a reader averaging the numbers it finds
+  // (as the orchestrator's mean does) sees xray only.
+  const auto j = to_json(r);
+  const auto& rows = j.at("encoders").at("encoder").at("per_modality");
+  EXPECT_TRUE(rows.at("mri").at("recall@1").is_null());
+  EXPECT_TRUE(rows.at("mri").at("map@5").is_null());
+  EXPECT_TRUE(rows.at("mri").at("chance").at("recall@1").is_null());
+  EXPECT_EQ(rows.at("mri").at("absent"), absent_reason(mri->metrics));
+  EXPECT_FALSE(rows.at("xray").contains("absent"));
+  int numeric = 0;
+  for (const auto& [name, row] : rows.items()) numeric += row.at("recall@1").is_number();
+  EXPECT_EQ(numeric, 1);
+  const Report back = report_from_json(j);
+  EXPECT_FALSE(back.find("ct")->metrics.evaluated());
+  EXPECT_EQ(absent_reason(back.find("ct")->metrics), absent_reason(ct->metrics));
+  EXPECT_EQ(to_json(back), j);
+
+  // CSV: empty metric cells, the reason in the last column; Markdown and text say so.
+  const std::string csv = to_csv({{"encoder", r}});
+  EXPECT_NE(csv.find("\nencoder,per_modality,mri,mri,0,2,,,,,,,,,,,,,,,,,,"
+                     "no evaluable query: 2 with no candidate from another patient (too few "
+                     "patients)\n"), std::string::npos) << csv;
+  EXPECT_EQ(csv.find("0.000000"), std::string::npos) << csv;
+  const std::string md = to_markdown(r);
+  EXPECT_NE(md.find("- mri — absent: no evaluable query"), std::string::npos) << md;
+  EXPECT_NE(comparison_text({{"a", r}, {"b", r}}).find("a ct — absent: no evaluable query"),
+            std::string::npos);
+
+  // Seeds: a row absent in one seed is averaged over the others only.
+  Report evaluated = r;
+  Report& r2 = evaluated;
+  for (auto& row : r2.per_modality)
+    if (row.name() == "mri") row.metrics = r.find("xray")->metrics;
+  const double x1 = r.find("xray")->metrics.recall.at(1);
+  const auto summary = seed_summary({to_json(r), to_json(r2)});
+  const auto& d = summary.at("encoders").at("encoder").at("per_modality").at("mri").at("recall@1");
+  EXPECT_EQ(d.at("evaluated"), 1);
+  EXPECT_DOUBLE_EQ(d.at("mean").get<double>(), x1);
+  EXPECT_TRUE(d.at("values").at(0).is_null());
+  const auto& none = summary.at("encoders").at("encoder").at("per_modality").at("ct").at("recall@1");
+  EXPECT_TRUE(none.at("mean").is_null());
+  const std::string smd = seed_summary_markdown(summary);
+  EXPECT_NE(smd.find("| ct | — (absent) |"), std::string::npos) << smd;
+  EXPECT_NE(smd.find("(1 of 2 seeds)"), std::string::npos) << smd;
 }
 
 }  // namespace
