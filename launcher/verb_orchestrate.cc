@@ -58,7 +58,7 @@ void add_orchestrate_verb(CLI::App& app) {
     std::string sweep, backend = "local", state, token, job_binary;
     int port = 0;
     double poll = 2.0;
-    bool no_server = false, verbose = false;
+    bool no_server = false, verbose = false, retry_failed = false;
   };
   auto a = std::make_shared<Args>();
   verb->add_option("--sweep", a->sweep, "sweep file")->required()->check(CLI::ExistingFile);
@@ -71,6 +71,8 @@ void add_orchestrate_verb(CLI::App& app) {
                    "the m3ret that jobs run (default: this binary; e.g. a path valid on the compute "
                    "nodes, or a wrapper script)");
   verb->add_flag("--no-server", a->no_server, "do not start the status server");
+  verb->add_flag("--retry-failed", a->retry_failed,
+                 "make every failed run pending again before starting (each gets its whole retry budget back)");
   verb->add_flag("-v,--verbose", a->verbose, "debug logging on the console");
   verb->callback([a] {
     log::init(0, std::nullopt, a->verbose);
@@ -106,6 +108,13 @@ void add_orchestrate_verb(CLI::App& app) {
     opts.mpiexec = a->backend == "slurm" ? sweep.slurm.mpiexec : sweep.local.mpiexec;
     orchestrator::Orchestrator orch(sweep, state, *backend, opts);
     orch.reconcile();
+    if (a->retry_failed) {
+      for (const auto& r : state.runs()) {
+        if (r.state != "failed") continue;
+        orch.retry_run(r.name);
+        spdlog::info("orchestrate: retrying failed run {}", r.name);
+      }
+    }
 
     std::mutex mutex;
     std::unique_ptr<orchestrator::HttpServer> server;
@@ -139,8 +148,9 @@ void add_orchestrate_verb(CLI::App& app) {
     }
     spdlog::info("orchestrate: report in {}", orch.report_dir().string());
     if (!bad.empty()) {
-      throw Error(fmt::format("{} of {} runs did not succeed: {} (see m3ret status --state {})", bad.size(),
-                              sweep.runs.size(), fmt::join(bad, ", "), db.string()));
+      throw Error(fmt::format("{} of {} runs did not succeed: {} (see m3ret status --state {}; "
+                              "--retry-failed runs the failed ones again)",
+                              bad.size(), sweep.runs.size(), fmt::join(bad, ", "), db.string()));
     }
   });
 }

@@ -49,7 +49,9 @@ class Backend {
   // Submits; returns the backend id. Throws m3ret::Error when refused.
   virtual std::string submit(const JobRequest& job) = 0;
   // The state of a submitted job. A job the backend no longer knows and that
-  // left no exit code is reported failed with reason "lost".
+  // left no exit code is reported failed with reason "lost". Throws
+  // m3ret::Error when the job's files or the scheduler cannot be read: the
+  // job's state is then unknown, not lost (the orchestrator polls again).
   virtual Observed poll(const std::string& backend_id, const std::filesystem::path& job_dir) = 0;
   // Finds a submission made before a crash: the backend id of a job with this
   // name, if the backend (or the job dir) knows one.
@@ -65,8 +67,12 @@ class Backend {
 std::string job_wrapper_script(const std::string& command, const std::filesystem::path& job_dir,
                                const std::string& id_expr);
 
-// Reads JOB_DIR/exit_code if the job ended.
+// Reads JOB_DIR/exit_code if the job ended. Throws m3ret::Error when the file
+// exists but cannot be read (e.g. out of descriptors): never "no exit code".
 std::optional<int> read_exit_code(const std::filesystem::path& job_dir);
+// The text of a small job file; nullopt when it does not exist; throws
+// m3ret::Error naming it when it cannot be opened or read for another reason.
+std::optional<std::string> read_job_file(const std::filesystem::path& file);
 
 // `after_spawn` (tests only) is called with the job's pid right after it
 // started and before its id is recorded: throwing from it simulates a crash

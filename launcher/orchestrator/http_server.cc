@@ -1,6 +1,14 @@
 #include "launcher/orchestrator/http_server.h"
 
+#include <fcntl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
 #include <fstream>
+#include <list>
 #include <sstream>
 #include <thread>
 
@@ -25,26 +33,61 @@ namespace {
 constexpr size_t kBodyLimit = 64 * 1024;
 constexpr size_t kHeaderLimit = 16 * 1024;
 
+void set_cloexec(int fd) {
+  int flags = ::fcntl(fd, F_GETFD);
+  if (flags >= 0) ::fcntl(fd, F_SETFD, flags | FD_CLOEXEC);
+}
+
+// max_connections, lowered so that kFdReserve descriptors stay free below
+// the soft RLIMIT_NOFILE after the ones this process holds now.
+size_t connection_cap(size_t wanted) {
+  rlimit rl{};
+  if (::getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY) return std::max<size_t>(1, wanted);
+  std::error_code ec;
+  size_t open_now = 0;
+  for (auto it = std::filesystem::directory_iterator("/proc/self/fd", ec);
+       !ec && it != std::filesystem::directory_iterator(); it.increment(ec)) {
+    ++open_now;
+  }
+  size_t limit = static_cast<size_t>(rl.rlim_cur);
+  size_t budget = limit > open_now + kFdReserve ? limit - open_now - kFdReserve : 1;
+  return std::max<size_t>(1, std::min(wanted, budget));
+}
+
 class Session : public std::enable_shared_from_this<Session> {
  public:
-  Session(tcp::socket socket, const HttpHandler& handler, std::mutex& mutex)
-      : stream_(std::move(socket)), handler_(handler), mutex_(mutex) {}
+  Session(tcp::socket socket, const HttpHandler& handler, std::mutex& mutex,
+          std::chrono::milliseconds timeout)
+      : stream_(std::move(socket)), handler_(handler), mutex_(mutex), timeout_(timeout) {}
 
   void start() { read(); }
+  // Waiting for (the rest of) a request, i.e. not answering one.
+  bool idle() const { return idle_ && !closed_; }
+  bool closed() const { return closed_; }
+
+  void close() {
+    if (closed_) return;
+    closed_ = true;
+    beast::error_code ignored;
+    stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
+    stream_.socket().close(ignored);
+  }
 
  private:
   void read() {
+    idle_ = true;
     parser_.emplace();
     parser_->body_limit(kBodyLimit);
     parser_->header_limit(kHeaderLimit);
-    stream_.expires_after(std::chrono::seconds(10));
+    stream_.expires_after(timeout_);
     http::async_read(stream_, buffer_, *parser_,
                      [self = shared_from_this()](beast::error_code ec, size_t) { self->on_read(ec); });
   }
 
   void on_read(beast::error_code ec) {
-    if (ec == http::error::end_of_stream || ec == beast::error::timeout || ec == asio::error::eof ||
-        ec == asio::error::connection_reset) {
+    idle_ = false;
+    if (closed_ || ec == http::error::end_of_stream || ec == beast::error::timeout ||
+        ec == asio::error::eof || ec == asio::error::connection_reset || ec == asio::error::operation_aborted) {
       return close();
     }
     HttpResponse r;
@@ -78,17 +121,13 @@ class Session : public std::enable_shared_from_this<Session> {
     });
   }
 
-  void close() {
-    beast::error_code ignored;
-    stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
-    stream_.socket().close(ignored);
-  }
-
   beast::tcp_stream stream_;
   beast::flat_buffer buffer_{8192};
   std::optional<http::request_parser<http::string_body>> parser_;
   const HttpHandler& handler_;
   std::mutex& mutex_;
+  std::chrono::milliseconds timeout_;
+  bool idle_ = true, closed_ = false;
 };
 
 HttpResponse json_error(int status, const std::string& msg) {
@@ -103,28 +142,84 @@ bool equal_constant_time(const std::string& a, const std::string& b) {
 
 }  // namespace
 
+// Everything below runs on the server's one thread.
 struct HttpServer::Impl {
   asio::io_context io{1};
   tcp::acceptor acceptor{io};
+  asio::steady_timer pause{io};
   HttpHandler handler;
   std::mutex* mutex = nullptr;
+  HttpServerOptions opts;
+  size_t cap = 1;
+  int spare_fd = -1;  // released to refuse one connection when descriptors run out
+  std::list<std::weak_ptr<Session>> sessions;  // oldest first
   std::thread thread;
+
+  ~Impl() {
+    if (spare_fd >= 0) ::close(spare_fd);
+  }
+
+  // Forgets closed sessions; at the cap, closes the one idle the longest.
+  void make_room() {
+    sessions.remove_if([](const std::weak_ptr<Session>& w) {
+      auto s = w.lock();
+      return !s || s->closed();
+    });
+    while (sessions.size() >= cap) {
+      auto it = std::find_if(sessions.begin(), sessions.end(), [](const std::weak_ptr<Session>& w) {
+        auto s = w.lock();
+        return s && s->idle();
+      });
+      if (it == sessions.end()) return;  // every one is being answered
+      if (auto s = it->lock()) s->close();
+      sessions.erase(it);
+    }
+  }
 
   void accept() {
     acceptor.async_accept([this](beast::error_code ec, tcp::socket socket) {
       if (ec == asio::error::operation_aborted) return;
-      if (!ec) std::make_shared<Session>(std::move(socket), handler, *mutex)->start();
+      if (ec) return on_accept_error(ec);
+      set_cloexec(socket.native_handle());
+      make_room();
+      if (sessions.size() < cap) {
+        auto s = std::make_shared<Session>(std::move(socket), handler, *mutex, opts.idle_timeout);
+        sessions.push_back(s);
+        s->start();
+      }  // else: every slot answers a request; this client is closed
       accept();
+    });
+  }
+
+  // Out of descriptors (other parts of the process use them too): accept and
+  // close one waiting client with the spare descriptor, then pause instead of
+  // spinning on the error.
+  void on_accept_error(const beast::error_code& ec) {
+    if (ec == asio::error::no_descriptors || ec.value() == ENFILE) {
+      if (spare_fd >= 0) ::close(spare_fd);
+      int fd = ::accept4(acceptor.native_handle(), nullptr, nullptr, SOCK_CLOEXEC);
+      if (fd >= 0) ::close(fd);
+      spare_fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+    }
+    spdlog::warn("status server: accept failed: {}", ec.message());
+    pause.expires_after(std::chrono::milliseconds(100));
+    pause.async_wait([this](beast::error_code wec) {
+      if (!wec) accept();
     });
   }
 };
 
-HttpServer::HttpServer(uint16_t port, HttpHandler handler, std::mutex& mutex) : impl_(new Impl) {
+HttpServer::HttpServer(uint16_t port, HttpHandler handler, std::mutex& mutex, HttpServerOptions opts)
+    : impl_(new Impl) {
   impl_->handler = std::move(handler);
   impl_->mutex = &mutex;
+  impl_->opts = opts;
+  impl_->spare_fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+  impl_->cap = connection_cap(opts.max_connections);
   beast::error_code ec;
   tcp::endpoint ep(asio::ip::make_address("127.0.0.1"), port);
   impl_->acceptor.open(ep.protocol(), ec);
+  if (!ec) set_cloexec(impl_->acceptor.native_handle());
   if (!ec) impl_->acceptor.set_option(asio::socket_base::reuse_address(true), ec);
   if (!ec) impl_->acceptor.bind(ep, ec);
   if (!ec) impl_->acceptor.listen(asio::socket_base::max_listen_connections, ec);
@@ -139,6 +234,8 @@ HttpServer::~HttpServer() {
 }
 
 uint16_t HttpServer::port() const { return impl_->acceptor.local_endpoint().port(); }
+
+size_t HttpServer::max_connections() const { return impl_->cap; }
 
 HttpHandler make_status_handler(State& state, Orchestrator* orch, const std::string& token,
                                 const std::string& report_dir) {

@@ -8,11 +8,20 @@
 //
 // Errors are answered, never fatal: 400 malformed request, 401 missing or
 // wrong token, 404 unknown path or run, 405 wrong method, 409 refused action,
-// 413 body or header too large; a client that sends nothing is dropped after
-// 10 s. Every handler runs under `mutex`, which the caller also holds while it
-// uses the same State/Orchestrator (they are not thread-safe).
+// 413 body or header too large. A client has 10 s (idle_timeout) to send a
+// whole request and read the answer, then it is dropped. At most
+// max_connections are open at once (fewer when RLIMIT_NOFILE is low: kFdReserve
+// descriptors always stay free for the orchestrator's own files and jobs);
+// when a new client comes at the cap, the connection that has waited longest
+// for a request is closed to make room, so idle clients can neither starve a
+// real request nor exhaust the process's descriptors. Every socket is
+// close-on-exec (jobs never inherit the port). Every handler runs under
+// `mutex`, which the caller also holds while it uses the same
+// State/Orchestrator (they are not thread-safe).
 #pragma once
 
+#include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -31,13 +40,23 @@ struct HttpResponse {
 using HttpHandler = std::function<HttpResponse(const std::string& method, const std::string& target,
                                                const std::string& authorization)>;
 
+// File descriptors the server leaves free below the soft RLIMIT_NOFILE.
+inline constexpr size_t kFdReserve = 64;
+
+struct HttpServerOptions {
+  size_t max_connections = 64;
+  std::chrono::milliseconds idle_timeout{10000};
+};
+
 class HttpServer {
  public:
   // Listens on 127.0.0.1:port (0 = any free port) and serves on a thread
   // until destroyed. Throws m3ret::Error when the port cannot be bound.
-  HttpServer(uint16_t port, HttpHandler handler, std::mutex& mutex);
+  HttpServer(uint16_t port, HttpHandler handler, std::mutex& mutex, HttpServerOptions opts = {});
   ~HttpServer();
   uint16_t port() const;
+  // The connection cap in force (max_connections, lowered by RLIMIT_NOFILE).
+  size_t max_connections() const;
 
  private:
   struct Impl;

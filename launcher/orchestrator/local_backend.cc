@@ -58,19 +58,38 @@ std::string job_wrapper_script(const std::string& command, const fs::path& job_d
       job_dir.string(), id_expr, command);
 }
 
+std::optional<std::string> read_job_file(const fs::path& f) {
+  int fd = ::open(f.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    if (errno == ENOENT) return std::nullopt;
+    throw Error(fmt::format("cannot open '{}': {}", f.string(), std::strerror(errno)));
+  }
+  std::string out;
+  char buf[256];
+  ssize_t n = 0;
+  while ((n = ::read(fd, buf, sizeof buf)) != 0) {
+    if (n > 0) out.append(buf, static_cast<size_t>(n));
+    else if (errno != EINTR) break;
+  }
+  int e = errno;
+  ::close(fd);
+  if (n < 0) throw Error(fmt::format("cannot read '{}': {}", f.string(), std::strerror(e)));
+  return out;
+}
+
 std::optional<int> read_exit_code(const fs::path& job_dir) {
-  std::ifstream in(job_dir / "exit_code");
+  auto text = read_job_file(job_dir / "exit_code");
   int rc = 0;
-  if (in >> rc) return rc;
+  if (text && std::istringstream(*text) >> rc) return rc;
   return std::nullopt;
 }
 
 namespace {
 
 std::optional<std::string> read_word(const fs::path& f) {
-  std::ifstream in(f);
+  auto text = read_job_file(f);
   std::string w;
-  if (in >> w) return w;
+  if (text && std::istringstream(*text) >> w) return w;
   return std::nullopt;
 }
 
@@ -98,11 +117,13 @@ int try_lock(const fs::path& job_dir) {
 }
 
 // Whether some process of the job still holds JOB_DIR/lock; nullopt when the
-// job dir has no lock file (never started here).
+// job dir has no lock file (never started here). Throws when it cannot be
+// opened for another reason (out of descriptors is not "no job").
 std::optional<bool> lock_held(const fs::path& job_dir) {
   fs::path f = job_dir / "lock";
   int fd = ::open(f.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return std::nullopt;
+  if (fd < 0 && errno == ENOENT) return std::nullopt;
+  if (fd < 0) throw Error(fmt::format("cannot open '{}': {}", f.string(), std::strerror(errno)));
   bool held = flock(fd, LOCK_EX | LOCK_NB) != 0 && errno == EWOULDBLOCK;
   ::close(fd);  // releases it again when we took it
   return held;
@@ -167,14 +188,18 @@ class LocalBackend : public Backend {
     return std::to_string(pid);
   }
 
+  // Throws m3ret::Error when a file of the job cannot be read (e.g. out of
+  // descriptors): that says nothing about the job, so the caller polls again.
   Observed poll(const std::string& id, const fs::path& job_dir) override {
     pid_t pid = static_cast<pid_t>(std::stol(id));
     int status = 0;
-    // Reap our own children; a job started by an earlier orchestrator is
-    // alive while it holds its lock (pid reuse and zombies do not fool it).
+    // Reap our own children (remembering how they ended, in case this poll
+    // fails further down); a job started by an earlier orchestrator is alive
+    // while it holds its lock (pid reuse and zombies do not fool it).
     pid_t r = waitpid(pid, &status, WNOHANG);
     bool alive = r == 0;
-    if (r < 0 && errno == ECHILD) {
+    if (r == pid) reaped_[pid] = status;
+    if (r < 0 && errno == ECHILD && !reaped_.count(pid)) {
       auto held = lock_held(job_dir);
       alive = held ? *held : (kill(pid, 0) == 0 && same_job(pid, job_dir));
     }
@@ -182,9 +207,9 @@ class LocalBackend : public Backend {
       return {*rc == 0 ? JobState::kSucceeded : JobState::kFailed, *rc, fmt::format("exit code {}", *rc)};
     }
     if (alive) return {JobState::kRunning, -1, ""};
-    if (r == pid && WIFSIGNALED(status)) {
-      return {JobState::kFailed, 128 + WTERMSIG(status),
-              fmt::format("killed by signal {}", WTERMSIG(status))};
+    if (auto it = reaped_.find(pid); it != reaped_.end() && WIFSIGNALED(it->second)) {
+      return {JobState::kFailed, 128 + WTERMSIG(it->second),
+              fmt::format("killed by signal {}", WTERMSIG(it->second))};
     }
     return {JobState::kFailed, -1, "lost: the process ended without writing an exit code"};
   }
@@ -214,10 +239,8 @@ class LocalBackend : public Backend {
   // Guards against pid reuse for job dirs without a lock file: the process
   // must still run JOB_DIR/job.sh.
   static bool same_job(pid_t pid, const fs::path& job_dir) {
-    std::ifstream in(fmt::format("/proc/{}/cmdline", pid));
-    std::stringstream ss;
-    ss << in.rdbuf();
-    return ss.str().find((job_dir / "job.sh").string()) != std::string::npos;
+    auto cmdline = read_job_file(fmt::format("/proc/{}/cmdline", pid));
+    return cmdline && cmdline->find((job_dir / "job.sh").string()) != std::string::npos;
   }
   // Up to max_parallel jobs of `ranks` processes share this machine's cores:
   // each process gets an equal share as OMP_NUM_THREADS and
@@ -240,6 +263,7 @@ class LocalBackend : public Backend {
   }
   int max_parallel_;
   std::function<void(int)> after_spawn_;
+  std::map<pid_t, int> reaped_;  // wait status of children reaped by poll()
 };
 
 }  // namespace

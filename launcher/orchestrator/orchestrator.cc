@@ -31,10 +31,11 @@ std::optional<JobRow> latest(const std::vector<JobRow>& jobs, JobKind kind, int6
   return out;
 }
 
-int failed_attempts(const std::vector<JobRow>& jobs, JobKind kind, int64_t step = -1) {
+// Failed jobs of `kind` (and `step`) created at or after `since` (the last retry).
+int failed_attempts(const std::vector<JobRow>& jobs, JobKind kind, double since, int64_t step = -1) {
   int n = 0;
   for (const auto& j : jobs) {
-    if (j.kind == kind && (step < 0 || j.step == step) && j.state == JobState::kFailed) ++n;
+    if (j.kind == kind && (step < 0 || j.step == step) && j.state == JobState::kFailed && j.created >= since) ++n;
   }
   return n;
 }
@@ -147,6 +148,11 @@ void Orchestrator::submit(JobRow job, const std::vector<std::string>& after_ok) 
 
 bool Orchestrator::active_limit_reached() { return active_ >= backend_.max_parallel(); }
 
+double Orchestrator::retried_at(const std::string& scope) {
+  auto v = state_.meta("retried_at." + scope);
+  return v ? std::stod(*v) : 0.0;
+}
+
 void Orchestrator::reconcile() {
   for (const auto& job : state_.jobs()) {
     if (job.state != JobState::kIntent) continue;
@@ -189,7 +195,15 @@ bool Orchestrator::poll_active() {
   active_ = 0;
   for (const auto& job : state_.jobs()) {
     if (!active(job.state)) continue;
-    Observed o = backend_.poll(job.backend_id, job.job_dir);
+    Observed o;
+    try {
+      o = backend_.poll(job.backend_id, job.job_dir);
+    } catch (const std::exception& e) {
+      // Unknown is not lost: keep the state and poll again next time.
+      spdlog::warn("orchestrate: cannot poll {}: {}", job.name, e.what());
+      ++active_;
+      continue;
+    }
     JobState to = o.state;
     if (job.kind == JobKind::kTrain && to == JobState::kFailed &&
         (o.exit_code == sweep_.preempted_exit_code || o.exit_code == kSigusr1ExitCode)) {
@@ -236,7 +250,7 @@ bool Orchestrator::ensure_data() {
   auto last = latest(jobs, JobKind::kData);
   if (last && last->state == JobState::kSucceeded && fs::is_regular_file(manifest)) return true;
   if (last && active(last->state)) return false;
-  if (last && failed_attempts(jobs, JobKind::kData) > sweep_.max_retries) {
+  if (last && failed_attempts(jobs, JobKind::kData, retried_at("data")) > sweep_.max_retries) {
     throw Error(fmt::format("the data job failed {} times; see {}/log", sweep_.max_retries + 1, last->job_dir));
   }
   if (active_limit_reached()) return false;
@@ -264,7 +278,7 @@ bool Orchestrator::ensure_shards(double fraction, std::string* pending_id) {
     *pending_id = last->backend_id;
     return false;
   }
-  if (last && failed_attempts(jobs, JobKind::kShard) > sweep_.max_retries) {
+  if (last && failed_attempts(jobs, JobKind::kShard, retried_at(group)) > sweep_.max_retries) {
     throw Error(fmt::format("shard job for {} failed {} times; see {}/log", group,
                             sweep_.max_retries + 1, last->job_dir));
   }
@@ -303,10 +317,11 @@ bool Orchestrator::scan_checkpoints(const RunSpec& spec, const RunRow& row) {
     }
   }
   auto jobs = state_.jobs(spec.name);
+  const double since = retried_at(spec.name);
   for (const auto& [step, path] : state_.checkpoints(spec.name)) {
     auto last = latest(jobs, JobKind::kEval, step);
     if (last && (active(last->state) || last->state == JobState::kSucceeded)) continue;
-    if (last && failed_attempts(jobs, JobKind::kEval, step) > sweep_.max_retries) continue;
+    if (last && failed_attempts(jobs, JobKind::kEval, since, step) > sweep_.max_retries) continue;
     if (!fs::is_directory(path)) continue;  // removed (keep_last) before it was evaluated
     if (active_limit_reached()) break;
     fs::path out = sweep_.work_dir / "evals" / spec.name / fmt::format("step-{:09d}", step);
@@ -398,10 +413,11 @@ bool Orchestrator::advance_run(const RunSpec& spec, const RunRow& row) {
     auto cks = state_.checkpoints(spec.name);
     bool all = !cks.empty();
     bool any_exhausted = false;
+    const double since = retried_at(spec.name);
     for (const auto& [step, path] : cks) {
       auto ev = latest(jobs, JobKind::kEval, step);
       if (!ev || ev->state != JobState::kSucceeded) all = false;
-      if (failed_attempts(jobs, JobKind::kEval, step) > sweep_.max_retries ||
+      if (failed_attempts(jobs, JobKind::kEval, since, step) > sweep_.max_retries ||
           (!fs::is_directory(path) && (!ev || ev->state != JobState::kSucceeded))) {
         any_exhausted = true;
       }
@@ -476,7 +492,12 @@ void Orchestrator::retry_run(const std::string& run) {
     throw Error(fmt::format("run '{}' is {}; only a failed or cancelled run can be retried", run, row->state));
   }
   // advance_run resubmits the train job (a new attempt, --resume auto) and
-  // the evaluations that are missing.
+  // the evaluations that are missing; every job kind the run needs gets its
+  // whole retry budget again (failures before now no longer count).
+  std::string now = fmt::format("{:.6f}", now_seconds());
+  for (const auto& scope : {run, fraction_tag(row->data_fraction), std::string("data")}) {
+    state_.set_meta("retried_at." + scope, now);
+  }
   state_.retry_run(run);
 }
 

@@ -59,8 +59,9 @@ class Orchestrator {
   void run(double interval_s, const std::atomic<bool>& stop, std::mutex* mutex = nullptr);
 
   // Cancels a run's active jobs and marks it cancelled; retry makes a failed
-  // or cancelled run pending again (its next train job resumes). Throw
-  // m3ret::Error for an unknown run.
+  // or cancelled run pending again (its next train job resumes) and gives
+  // its train, eval, shard and data jobs their whole retry budget again.
+  // Throw m3ret::Error for an unknown run.
   void cancel_run(const std::string& run);
   void retry_run(const std::string& run);
 
@@ -78,6 +79,8 @@ class Orchestrator {
   bool poll_active();
   void submit(JobRow job, const std::vector<std::string>& after_ok = {});
   bool active_limit_reached();
+  // When `scope` (a run, a fraction tag, "data") was last retried; 0 = never.
+  double retried_at(const std::string& scope);
   // Returns true when the data/shards of `fraction` are ready; may submit jobs.
   bool ensure_data();
   bool ensure_shards(double fraction, std::string* pending_id);

@@ -9,8 +9,12 @@
 // once, no job started twice, and `m3ret status --json` agrees with all that.
 #include <gtest/gtest.h>
 
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -241,6 +245,122 @@ TEST(OrchestrateProcess, KilledWithSigkillAgainAndAgainFinishesEveryRunWithNoJob
   }
   EXPECT_EQ(j["jobs"].size(), job_names.size());
   for (const auto& job : j["jobs"]) EXPECT_EQ(job["state"], "succeeded") << job.dump();
+}
+
+// A one-run sweep of the fake m3ret in `d` (work folder d/work).
+std::vector<std::string> small_sweep(const fs::path& d, const std::vector<std::string>& extra) {
+  std::ofstream(d / "base.toml") << "[train]\nmax_steps = 3\ncheckpoint_every = 1\n";
+  std::ofstream(d / "sweep.toml")
+      << "format = \"m3ret-sweep/1\"\n[sweep]\nname = \"small\"\nbase_config = \"base.toml\"\n"
+      << "work_dir = \"" << (d / "work").string() << "\"\nmax_retries = 1\n"
+      << "[local]\nmax_parallel = 2\nmpiexec = \"mpiexec\"\n";
+  std::vector<std::string> argv = {testing::m3ret_binary().string(), "orchestrate", "--sweep",
+                                   (d / "sweep.toml").string(), "--backend", "local", "--job-binary",
+                                   (testing::source_dir() / "tests/integration/fake_m3ret.sh").string(),
+                                   "--poll", "0.1"};
+  argv.insert(argv.end(), extra.begin(), extra.end());
+  return argv;
+}
+
+// A TCP connection to 127.0.0.1:port that sends nothing (-1 if refused).
+int idle_connection(uint16_t port) {
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(port);
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (fd >= 0 && ::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0) return fd;
+  if (fd >= 0) ::close(fd);
+  return -1;
+}
+
+// Sends one request on a fresh connection and returns the whole answer.
+std::string http_get(uint16_t port, const std::string& path) {
+  int fd = idle_connection(port);
+  if (fd < 0) return "";
+  std::string req = "GET " + path + " HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+  if (::write(fd, req.data(), req.size()) < 0) {
+    ::close(fd);
+    return "";
+  }
+  std::string out;
+  char buf[4096];
+  for (ssize_t n; (n = ::read(fd, buf, sizeof buf)) > 0;) out.append(buf, static_cast<size_t>(n));
+  ::close(fd);
+  return out;
+}
+
+TEST(OrchestrateProcess, IdleConnectionsNeitherStarveTheStatusServerNorFailTheSweep) {
+  // The orchestrator runs with 160 descriptors; the test keeps 300 idle
+  // connections to its status port open (replacing each one it closes) for
+  // the whole sweep. The server keeps answering, no job is read as lost.
+  testing::TempDir dir("orchidle");
+  const fs::path d = dir.path();
+  auto argv = small_sweep(d, {"--port", "0"});
+  setenv("FAKE_M3RET_LOG", (d / "invocations.log").c_str(), 1);
+  pid_t pid = spawn({"/bin/sh", "-c", "ulimit -n 160 && exec " + launcher::shell_line(argv)}, d / "orch.log");
+  ASSERT_GT(pid, 0);
+  const auto deadline = Clock::now() + std::chrono::seconds(120);
+  std::optional<int> status;
+  uint16_t port = 0;
+  while (!(status = exited(pid)) && Clock::now() < deadline &&
+         (port = static_cast<uint16_t>(std::atoi(read(d / "work/port").c_str()))) == 0) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  ASSERT_FALSE(status) << read(d / "orch.log");
+  ASSERT_NE(port, 0);
+  std::vector<pollfd> idle;
+  bool answered = false;
+  while (!(status = exited(pid))) {
+    ASSERT_TRUE(Clock::now() < deadline) << "sweep not finished; see " << d / "orch.log";
+    for (auto& p : idle) p.revents = 0;
+    ::poll(idle.data(), idle.size(), 0);
+    for (auto& p : idle) {
+      if (p.revents == 0) continue;  // still open and silent
+      ::close(p.fd);
+      p.fd = idle_connection(port);
+    }
+    while (idle.size() < 300) idle.push_back({idle_connection(port), POLLIN | POLLRDHUP, 0});
+    if (!answered) {
+      auto r = http_get(port, "/api/status");
+      ASSERT_EQ(r.substr(0, 12), "HTTP/1.1 200") << r;
+      answered = true;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  for (auto& p : idle) if (p.fd >= 0) ::close(p.fd);
+  EXPECT_TRUE(answered);
+  ASSERT_EQ(*status, 0) << read(d / "orch.log");
+  State st(d / "work/state.db", true);
+  for (const auto& j : st.jobs()) EXPECT_EQ(j.state, JobState::kSucceeded) << j.name << ": " << j.reason;
+  for (const auto& r : st.runs()) EXPECT_EQ(r.state, "succeeded") << r.name;
+}
+
+TEST(OrchestrateProcess, RetryFailedRevivesAFinishedSweepsFailedRuns) {
+  testing::TempDir dir("orchretry");
+  const fs::path d = dir.path();
+  auto argv = small_sweep(d, {"--no-server"});
+  setenv("FAKE_M3RET_LOG", (d / "invocations.log").c_str(), 1);
+  // Every eval fails: after its retries the run fails and orchestrate exits 1.
+  setenv("FAKE_M3RET_FAIL", "eval", 1);
+  auto r = run_capture(argv);
+  unsetenv("FAKE_M3RET_FAIL");
+  ASSERT_EQ(r.status, 1) << r.err;
+  {
+    State st(d / "work/state.db", true);
+    ASSERT_EQ(st.runs().at(0).state, "failed");
+  }
+  // Without the flag a restart says so at once, and how to go on.
+  r = run_capture(argv);
+  EXPECT_EQ(r.status, 1);
+  EXPECT_NE(r.err.find("--retry-failed"), std::string::npos) << r.err;
+  // With it, the run gets its retry budget back and finishes.
+  argv.push_back("--retry-failed");
+  r = run_capture(argv);
+  ASSERT_EQ(r.status, 0) << r.err;
+  State st(d / "work/state.db", true);
+  EXPECT_EQ(st.runs().at(0).state, "succeeded");
+  EXPECT_EQ(st.evaluations(st.runs().at(0).name).empty(), false);
 }
 
 }  // namespace

@@ -4,6 +4,9 @@
 // processes, the report, and the status server's answers to bad requests.
 #include <gtest/gtest.h>
 
+#include <poll.h>
+#include <sys/resource.h>
+#include <unistd.h>
 #include <signal.h>
 
 #include <chrono>
@@ -613,6 +616,35 @@ TEST(LocalBackend, ACrashBetweenSpawnAndRecordingTheIdDoesNotStartTheJobTwice) {
   EXPECT_EQ(b2->poll(id, dir / "d").state, JobState::kSucceeded);
 }
 
+TEST(LocalBackend, AJobFileThatCannotBeOpenedIsAnErrorNotALostJob) {
+  TempDir dir("local");
+  auto b = make_local_backend(1);
+  std::string id = b->submit({"e", JobKind::kEval, "true", dir / "e", {}, 1});
+  while (!fs::exists(dir / "e/exit_code")) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  // Out of descriptors: the lowest free one becomes the limit, so every open fails (EMFILE).
+  rlimit saved{};
+  ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &saved), 0);
+  int lowest = ::dup(0);
+  ASSERT_GE(lowest, 0);
+  ::close(lowest);
+  rlimit low = saved;
+  low.rlim_cur = static_cast<rlim_t>(lowest);
+  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &low), 0);
+  std::optional<Observed> o;
+  std::string error;
+  try {
+    o = b->poll(id, dir / "e");
+  } catch (const Error& e) {
+    error = e.what();
+  }
+  ::setrlimit(RLIMIT_NOFILE, &saved);
+  EXPECT_FALSE(o) << "read as " << to_string(o->state) << ": " << o->reason;
+  EXPECT_NE(error.find("exit_code"), std::string::npos) << error;
+  // With descriptors again, the job that was reaped meanwhile reads as done.
+  auto done = b->poll(id, dir / "e");
+  EXPECT_EQ(done.state, JobState::kSucceeded) << done.reason;
+}
+
 // --- Slurm backend with stand-in commands ----------------------------------
 
 TEST(SlurmBackend, SubmitsTheTemplateWithAfterokAndCancelsAJobWhoseDependencyFailed) {
@@ -760,6 +792,56 @@ TEST(StatusServer, ServesJsonAndHtmlAndRefusesBadRequests) {
   EXPECT_EQ(status_of(r), 409) << r;
   // Still serving after all of that.
   EXPECT_EQ(status_of(http(p, "GET /api/status HTTP/1.1\r\nConnection: close\r\n\r\n")), 200);
+}
+
+TEST(StatusServer, AtItsCapClosesTheLongestIdleClientsAndStillAnswers) {
+  TempDir dir("http");
+  Rig rig(dir.path(), "");
+  State st(dir / "s.db");
+  Orchestrator o(rig.sweep, st, rig.backend, {});
+  o.step();
+  std::mutex mutex;
+  HttpServerOptions opts;
+  opts.max_connections = 8;
+  opts.idle_timeout = std::chrono::minutes(10);  // only the cap can close an idle client here
+  HttpServer server(0, make_status_handler(st, &o, "sekret", o.report_dir().string()), mutex, opts);
+  EXPECT_EQ(server.max_connections(), 8u);
+  namespace asio = boost::asio;
+  asio::io_context io;
+  std::vector<std::unique_ptr<asio::ip::tcp::socket>> idle;
+  for (int i = 0; i < 40; ++i) {
+    idle.push_back(std::make_unique<asio::ip::tcp::socket>(io));
+    idle.back()->connect({asio::ip::make_address("127.0.0.1"), server.port()});
+  }
+  auto r = http(server.port(), "GET /api/status HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+  EXPECT_EQ(status_of(r), 200) << r;
+  // The oldest idle clients were closed to make room: they read end-of-file
+  // (within a bounded wait; without the cap they would wait 10 minutes).
+  for (int i = 0; i < 30; ++i) {
+    pollfd p{idle[i]->native_handle(), POLLIN, 0};
+    ASSERT_EQ(::poll(&p, 1, 30000), 1) << "idle client " << i << " still open";
+    char c;
+    boost::system::error_code ec;
+    idle[i]->read_some(asio::buffer(&c, 1), ec);
+    EXPECT_EQ(ec, asio::error::eof) << i;
+  }
+}
+
+TEST(Orchestrator, RetryGivesEveryJobOfTheRunItsWholeBudgetAgain) {
+  TempDir dir("orch");
+  Rig rig(dir.path(), "");  // max_retries = 1
+  for (const char* a : {"a0", "a1"}) rig.backend.exit_codes[std::string("t-r000-eval-10-") + a] = 2;
+  rig.run(dir / "s.db");
+  {
+    State st(dir / "s.db");
+    ASSERT_EQ(st.run("r000")->state, "failed");
+    Orchestrator o(rig.sweep, st, rig.backend, {});
+    o.retry_run("r000");
+  }
+  rig.run(dir / "s.db");
+  State st(dir / "s.db");
+  EXPECT_EQ(st.run("r000")->state, "succeeded");
+  EXPECT_EQ(st.job_by_name("t-r000-eval-10-a2")->state, JobState::kSucceeded);
 }
 
 }  // namespace
