@@ -33,7 +33,11 @@ int run_child(const std::vector<std::string>& argv) {
   env.push_back(nullptr);
 
   pid_t pid = 0;
-  int rc = posix_spawnp(&pid, args[0], nullptr, nullptr, args.data(), env.data());
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_addclosefrom_np(&fa, 3);  // stdio only
+  int rc = posix_spawnp(&pid, args[0], &fa, nullptr, args.data(), env.data());
+  posix_spawn_file_actions_destroy(&fa);
   if (rc != 0) {
     throw Error(fmt::format("cannot start '{}': {}", argv[0], std::strerror(rc)));
   }

@@ -174,6 +174,10 @@ class LocalBackend : public Backend {
     posix_spawn_file_actions_t fa;
     posix_spawn_file_actions_init(&fa);
     posix_spawn_file_actions_adddup2(&fa, lock, kLockFd);  // the copy is inherited (no CLOEXEC)
+    // Nothing else is inherited, whatever its close-on-exec flag (a socket the
+    // status server accepted a moment ago on its own thread included).
+    for (int fd = 3; fd < kLockFd; ++fd) posix_spawn_file_actions_addclose(&fa, fd);
+    posix_spawn_file_actions_addclosefrom_np(&fa, kLockFd + 1);
     pid_t pid = 0;
     auto env = clean_environment();
     add_thread_budget(env, job.ranks);

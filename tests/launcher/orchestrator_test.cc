@@ -16,6 +16,8 @@
 #include <thread>
 
 #include <boost/asio.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
 #include <nlohmann/json.hpp>
 
 #include "data/manifest.h"
@@ -825,6 +827,45 @@ TEST(StatusServer, AtItsCapClosesTheLongestIdleClientsAndStillAnswers) {
     idle[i]->read_some(asio::buffer(&c, 1), ec);
     EXPECT_EQ(ec, asio::error::eof) << i;
   }
+}
+
+TEST(StatusServer, JobsInheritNeitherThePortNorItsConnections) {
+  TempDir dir("http");
+  Rig rig(dir.path(), "");
+  State st(dir / "s.db");
+  Orchestrator o(rig.sweep, st, rig.backend, {});
+  std::mutex mutex;
+  auto server = std::make_unique<HttpServer>(0, make_status_handler(st, &o, "t", o.report_dir().string()), mutex);
+  const uint16_t port = server->port();
+  // A keep-alive client whose connection the server has accepted and answered.
+  namespace asio = boost::asio;
+  asio::io_context io;
+  asio::ip::tcp::socket client(io);
+  client.connect({asio::ip::make_address("127.0.0.1"), port});
+  asio::write(client, asio::buffer(std::string("GET /api/status HTTP/1.1\r\nHost: x\r\n\r\n")));
+  boost::beast::flat_buffer buffer;
+  boost::beast::http::response<boost::beast::http::string_body> answer;
+  boost::beast::http::read(client, buffer, answer);
+  ASSERT_EQ(answer.result_int(), 200u);
+  // A job starts while the server listens and holds that connection.
+  const fs::path ready = dir / "ready";
+  auto b = make_local_backend(1);
+  std::string id = b->submit({"j", JobKind::kEval, "touch '" + ready.string() + "'; sleep 60", dir / "j", {}, 1});
+  while (!fs::exists(ready)) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  server.reset();  // the orchestrator goes away; its job does not
+  EXPECT_EQ(b->poll(id, dir / "j").state, JobState::kRunning);
+  // The client sees its connection closed (a job holding a copy would keep it open) ...
+  pollfd p{client.native_handle(), POLLIN, 0};
+  ASSERT_EQ(::poll(&p, 1, 30000), 1) << "the connection stays open after the server ended";
+  boost::system::error_code ec;
+  char c;
+  client.read_some(asio::buffer(&c, 1), ec);
+  EXPECT_EQ(ec, asio::error::eof);
+  // ... and a restarted orchestrator gets the same port while the job runs.
+  EXPECT_NO_THROW(HttpServer(port, make_status_handler(st, &o, "t", o.report_dir().string()), mutex));
+  EXPECT_EQ(b->poll(id, dir / "j").state, JobState::kRunning);
+  b->cancel(id);
+  wait_for(*b, id, dir / "j");
 }
 
 TEST(Orchestrator, RetryGivesEveryJobOfTheRunItsWholeBudgetAgain) {
