@@ -20,9 +20,9 @@ namespace {
 // range to map to [0, 255]: [0, 255] for 8-bit files, else [min, max] over all
 // channels. (MONOCHROME1 DICOM arrives already inverted to MONOCHROME2 by
 // GDCM inside ITK's reader: bright means dense; see itkio::Decoded.)
-itkio::Decoded read_2d(const stdfs::path& path, const std::string& modality,
+itkio::Decoded read_2d(const stdfs::path& path, const std::string& modality, int64_t max_pixels,
                        std::array<double, 2>& range) {
-  itkio::Decoded d = itkio::read(path);
+  itkio::Decoded d = itkio::read(path, max_pixels);
   check_dicom_modality(path, d.dicom_modality, modality);
   if (d.dims != 2) {
     const auto size = d.channels[0]->GetLargestPossibleRegion().GetSize();
@@ -70,7 +70,7 @@ void grey_image(const stdfs::path& path, const PreprocessConfig& cfg, Sample& s)
     throw InputError(path.string(), fmt::format("a video where a 2D {} image is expected", s.modality));
   }
   std::array<double, 2> range{};
-  itkio::Decoded d = read_2d(path, s.modality, range);
+  itkio::Decoded d = read_2d(path, s.modality, cfg.max_input_pixels, range);
   const int64_t S = cfg.image_size;
   const auto& rgb = cfg.rgb_modalities;
   if (std::find(rgb.begin(), rgb.end(), s.modality) != rgb.end()) {  // kept in colour
@@ -102,10 +102,10 @@ void endoscopy(const stdfs::path& path, const PreprocessConfig& cfg, Sample& s) 
   const int64_t S = cfg.image_size, F = cfg.video_frames;
   const bool crop = cfg.resize == "crop";
   if (video::is_video_path(path)) {
-    s.pixels = video::read(path, F, S, crop);
+    s.pixels = video::read(path, F, S, crop, {cfg.max_input_pixels, cfg.max_video_frames});
   } else {
     std::array<double, 2> range{};
-    itkio::Decoded d = read_2d(path, s.modality, range);
+    itkio::Decoded d = read_2d(path, s.modality, cfg.max_input_pixels, range);
     const std::vector<uint8_t> planes = rgb_planes(d, range, S, crop);  // [C][S][S]
     s.pixels.resize(static_cast<size_t>(3 * F * S * S));
     const size_t plane = static_cast<size_t>(S * S);

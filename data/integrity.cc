@@ -26,6 +26,8 @@ namespace {
 
 struct PngState {
   char message[256] = {0};
+  int64_t max_pixels = 0;
+  png_uint_32 width = 0, height = 0;  // set when the header promises more than max_pixels
 };
 
 void on_png_error(png_structp png, png_const_charp msg) {
@@ -50,6 +52,13 @@ int decode_png(FILE* f, PngState* st) {
   }
   png_init_io(png, f);
   png_read_info(png, info);
+  if (static_cast<double>(png_get_image_width(png, info)) * png_get_image_height(png, info) >
+      static_cast<double>(st->max_pixels)) {
+    st->width = png_get_image_width(png, info);
+    st->height = png_get_image_height(png, info);
+    png_destroy_read_struct(&png, &info, nullptr);
+    return -2;
+  }
   const int passes = png_set_interlace_handling(png);
   png_read_update_info(png, info);
   const png_uint_32 height = png_get_image_height(png, info);
@@ -65,14 +74,28 @@ int decode_png(FILE* f, PngState* st) {
 
 }  // namespace
 
-std::string png_error(const std::filesystem::path& path) {
+std::string too_many_pixels(const std::vector<int64_t>& shape, int64_t max_pixels) {
+  double n = 1;
+  for (int64_t s : shape) n *= static_cast<double>(s);
+  if (n <= static_cast<double>(max_pixels)) return "";
+  std::string dims;
+  for (int64_t s : shape) dims += (dims.empty() ? "" : "x") + std::to_string(s);
+  char count[32];
+  std::snprintf(count, sizeof(count), "%.0f", n);
+  return "absurd image size " + dims + ": " + count + " pixels, more than preprocess.max_input_pixels = " +
+         std::to_string(max_pixels) + " (refused before decoding)";
+}
+
+std::string png_error(const std::filesystem::path& path, int64_t max_pixels) {
   FILE* f = std::fopen(path.c_str(), "rb");
   if (!f) return std::string("cannot open: ") + std::strerror(errno);
   PngState st;
+  st.max_pixels = max_pixels;
   const int rc = decode_png(f, &st);
   std::fclose(f);
   if (rc == 0) return "";
-  return st.message[0] ? st.message : "corrupt PNG";
+  if (rc == -2) return too_many_pixels({st.width, st.height}, max_pixels);
+  return std::string("corrupt PNG: ") + (st.message[0] ? st.message : "unreadable");
 }
 
 bool is_jpeg(const std::filesystem::path& path) {
@@ -88,6 +111,8 @@ struct JpegError {
   jpeg_error_mgr mgr;
   std::jmp_buf jump;
   char message[JMSG_LENGTH_MAX];
+  int64_t max_pixels = 0;
+  JDIMENSION width = 0, height = 0;  // set when the header promises more than max_pixels
 };
 
 void on_jpeg_error(j_common_ptr cinfo) {
@@ -115,6 +140,12 @@ int decode_jpeg(FILE* f, JpegError* err) {
   jpeg_create_decompress(&cinfo);
   jpeg_stdio_src(&cinfo, f);
   jpeg_read_header(&cinfo, TRUE);
+  if (static_cast<double>(cinfo.image_width) * cinfo.image_height > static_cast<double>(err->max_pixels)) {
+    err->width = cinfo.image_width;
+    err->height = cinfo.image_height;
+    jpeg_destroy_decompress(&cinfo);
+    return -2;
+  }
   jpeg_start_decompress(&cinfo);
   row = static_cast<JSAMPLE*>(std::malloc(static_cast<size_t>(cinfo.output_width) * cinfo.output_components));
   if (!row) return -1;
@@ -130,15 +161,17 @@ int decode_jpeg(FILE* f, JpegError* err) {
 
 }  // namespace
 
-std::string jpeg_error(const std::filesystem::path& path) {
+std::string jpeg_error(const std::filesystem::path& path, int64_t max_pixels) {
   FILE* f = std::fopen(path.c_str(), "rb");
   if (!f) return std::string("cannot open: ") + std::strerror(errno);
   JpegError err;
   err.message[0] = 0;
+  err.max_pixels = max_pixels;
   const int rc = decode_jpeg(f, &err);
   std::fclose(f);
   if (rc == 0) return "";
-  return err.message[0] ? err.message : "corrupt JPEG";
+  if (rc == -2) return too_many_pixels({err.width, err.height}, max_pixels);
+  return std::string("corrupt JPEG: ") + (err.message[0] ? err.message : "unreadable");
 }
 
 std::string dicom_meta_error(const std::filesystem::path& path) {

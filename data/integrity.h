@@ -12,23 +12,30 @@
 #include <filesystem>
 #include <functional>
 #include <string>
+#include <vector>
 
 namespace m3ret::data::integrity {
 
 // True when the file starts with the PNG signature.
 bool is_png(const std::filesystem::path& path);
 
+// "" when the product of `shape` is at most max_pixels, else the refusal
+// "absurd image size WxHx...: N pixels, more than preprocess.max_input_pixels = L ...".
+std::string too_many_pixels(const std::vector<int64_t>& shape, int64_t max_pixels);
+
 // Decodes the whole PNG with libpng; returns "" when it decodes, else the
-// reason (libpng's message). Thread-safe.
-std::string png_error(const std::filesystem::path& path);
+// reason ("corrupt PNG: " + libpng's message, or too_many_pixels() when the
+// header promises more than max_pixels: checked before any row is decoded).
+// Thread-safe.
+std::string png_error(const std::filesystem::path& path, int64_t max_pixels);
 
 // True when the file starts with the JPEG SOI marker (FF D8 FF).
 bool is_jpeg(const std::filesystem::path& path);
 
 // Decodes the whole JPEG with libjpeg; returns "" when it decodes, else the
-// reason (libjpeg's message). Corrupt-data warnings count as errors.
-// Thread-safe.
-std::string jpeg_error(const std::filesystem::path& path);
+// reason ("corrupt JPEG: " + libjpeg's message, or too_many_pixels() as for
+// PNG). Corrupt-data warnings count as errors. Thread-safe.
+std::string jpeg_error(const std::filesystem::path& path, int64_t max_pixels);
 
 // For a Part-10 DICOM file ("DICM" at byte 128): "" when the file is long
 // enough to hold its whole File Meta Information group (as announced by

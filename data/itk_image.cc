@@ -37,9 +37,6 @@ namespace {
 
 using VectorVolume = itk::VectorImage<float, 3>;
 
-// More decoded values than this (4 GiB as float) is refused before decoding.
-constexpr double kMaxDecodedValues = 1024.0 * 1024.0 * 1024.0;
-
 template <class Factory>
 void register_once(const char* class_name) {
   for (auto* f : itk::ObjectFactoryBase::GetRegisteredFactories()) {
@@ -96,7 +93,25 @@ int effective_dims(const std::vector<size_t>& size) {
   return d;
 }
 
-Decoded read_file(const stdfs::path& path, const stdfs::path& name);
+Decoded read_file(const stdfs::path& path, const stdfs::path& name, int64_t max_pixels);
+
+// Refuses a DICOM series whose first file's header times the number of files
+// promises more than max_pixels voxels (before the series reader allocates).
+void check_series_size(const std::vector<std::string>& files, const stdfs::path& name, int64_t max_pixels) {
+  auto io = itk::GDCMImageIO::New();
+  std::vector<int64_t> shape;
+  try {
+    io->SetFileName(files.front());
+    io->ReadImageInformation();
+    for (unsigned i = 0; i < io->GetNumberOfDimensions(); ++i) shape.push_back(int64_t(io->GetDimensions(i)));
+  } catch (const itk::ExceptionObject& e) {
+    refuse(name, "cannot read DICOM header of " + files.front() + ": " + first_line(e.GetDescription()));
+  }
+  shape.resize(3, 1);
+  shape[2] *= static_cast<int64_t>(files.size());
+  const std::string why = integrity::too_many_pixels(shape, max_pixels);
+  if (!why.empty()) refuse(name, why);
+}
 
 // What ITK's NIfTI reader does not check: it reads the voxels missing from a
 // truncated file as zeros, and NIfTI's reference library replaces non-finite
@@ -127,7 +142,8 @@ void check_nifti_payload(const stdfs::path& path, const stdfs::path& name, const
 }
 
 // A series folder, or "FOLDER#ID" (data/dicom.h); `name` is what refusals name.
-Decoded read_series(const stdfs::path& dir, const std::string& id, const stdfs::path& name) {
+Decoded read_series(const stdfs::path& dir, const std::string& id, const stdfs::path& name,
+                    int64_t max_pixels) {
   const std::vector<dicom::Series> all = dicom::list_series(dir);
   if (all.empty()) refuse(name, "folder holds no DICOM series");
   const dicom::Series* chosen = &all.front();  // the largest
@@ -140,12 +156,13 @@ Decoded read_series(const stdfs::path& dir, const std::string& id, const stdfs::
   }
   // A one-file series is a single (possibly multi-frame) file.
   if (chosen->files.size() == 1) {
-    Decoded d = read_file(chosen->files.front(), name);
+    Decoded d = read_file(chosen->files.front(), name, max_pixels);
     if (d.dims != 3) refuse(name, "DICOM series has 1 slice; a volume needs 2 or more");
     return d;
   }
   std::vector<std::string> files;
   for (const auto& f : chosen->files) files.push_back(f.string());
+  check_series_size(files, name, max_pixels);
   const stdfs::path& dir_name = name;
   auto io = itk::GDCMImageIO::New();
   auto reader = itk::ImageSeriesReader<Volume>::New();
@@ -191,33 +208,33 @@ void register_factories() {
   });
 }
 
-Decoded read(const stdfs::path& path) {
+Decoded read(const stdfs::path& path, int64_t max_pixels) {
   register_factories();
   std::error_code ec;
   stdfs::path dir;
   std::string id;
-  if (dicom::split_series_ref(path, dir, id)) return read_series(dir, id, path);
+  if (dicom::split_series_ref(path, dir, id)) return read_series(dir, id, path, max_pixels);
   if (!stdfs::exists(path, ec)) refuse(path, "does not exist");
-  if (stdfs::is_directory(path, ec)) return read_series(path, "", path);
-  return read_file(path, path);
+  if (stdfs::is_directory(path, ec)) return read_series(path, "", path, max_pixels);
+  return read_file(path, path, max_pixels);
 }
 
 namespace {
 
-Decoded read_file(const stdfs::path& path, const stdfs::path& name) {
+Decoded read_file(const stdfs::path& path, const stdfs::path& name, int64_t max_pixels) {
   std::error_code ec;
   if (stdfs::file_size(path, ec) == 0) refuse(name, "empty file");
   if (integrity::is_png(path)) {
-    const std::string why = integrity::png_error(path);
-    if (!why.empty()) refuse(name, "corrupt PNG: " + why);
+    const std::string why = integrity::png_error(path, max_pixels);
+    if (!why.empty()) refuse(name, why);
   }
   {
     const std::string why = integrity::dicom_meta_error(path);
     if (!why.empty()) refuse(name, why);
   }
   if (integrity::is_jpeg(path)) {
-    const std::string why = integrity::jpeg_error(path);
-    if (!why.empty()) refuse(name, "corrupt JPEG: " + why);
+    const std::string why = integrity::jpeg_error(path, max_pixels);
+    if (!why.empty()) refuse(name, why);
   }
 
   auto io = itk::ImageIOFactory::CreateImageIO(path.c_str(), itk::IOFileModeEnum::ReadMode);
@@ -237,12 +254,8 @@ Decoded read_file(const stdfs::path& path, const stdfs::path& name) {
   if (dims > 3) {
     refuse(name, fmt::format("{}D image (size {}); expected 2D or 3D", dims, fmt::join(size, "x")));
   }
-  double voxels = 1;
-  for (size_t s : size) voxels *= static_cast<double>(s);
-  if (voxels * io->GetNumberOfComponents() > kMaxDecodedValues) {
-    refuse(name, fmt::format("absurd image size {} x {} component(s) (more than {} values)",
-                             fmt::join(size, "x"), io->GetNumberOfComponents(), kMaxDecodedValues));
-  }
+  const std::string too_big = integrity::too_many_pixels(std::vector<int64_t>(size.begin(), size.end()), max_pixels);
+  if (!too_big.empty()) refuse(name, too_big);
   if (dynamic_cast<itk::NiftiImageIO*>(io.GetPointer())) check_nifti_payload(path, name, *io);
   auto reader = itk::ImageFileReader<VectorVolume>::New();
   reader->SetImageIO(io);

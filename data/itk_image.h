@@ -14,6 +14,8 @@
 
 #include <itkImage.h>
 
+#include "data/preprocess.h"
+
 namespace m3ret::data::itkio {
 
 using Volume = itk::Image<float, 3>;
@@ -30,9 +32,10 @@ struct Decoded {
 // Reads a file (any ITK format), a DICOM series folder (the series with the
 // most files when the folder holds several) or "FOLDER#SERIES_ID" (one series
 // of a folder, data/dicom.h). Throws m3ret::InputError(path, reason) when the
-// path is missing, empty, not decodable, 4D or more, larger than 2^30 values,
-// or has an unsupported number of components. Values are checked finite.
-Decoded read(const std::filesystem::path& path);
+// path is missing, empty, not decodable, 4D or more, or has an unsupported
+// number of components, and when its header promises more than `max_pixels`
+// pixels/voxels (checked before decoding). Values are checked finite.
+Decoded read(const std::filesystem::path& path, int64_t max_pixels = kDefaultMaxInputPixels);
 
 // Registers the ITK image IO factories (idempotent, thread-safe); read() calls it.
 void register_factories();

@@ -26,6 +26,11 @@
 
 namespace m3ret::data {
 
+// Input size limits (generous defaults; docs/data.md): a 512 x 512 CT of 2048
+// slices is 2^29 voxels; 200000 frames are 1 h 51 min at 30 frames/s.
+inline constexpr int64_t kDefaultMaxInputPixels = int64_t{1} << 29;
+inline constexpr int64_t kDefaultMaxVideoFrames = 200000;
+
 struct PreprocessConfig {
   int64_t image_size = 64;      // S: side of 2D images and video frames (pixels)
   std::string resize = "pad";   // "pad": keep aspect + zero-pad; "crop": centre crop
@@ -36,6 +41,8 @@ struct PreprocessConfig {
   std::vector<double> ct_spacing = {1.5, 1.5, 3.0};   // mm (x, y, z) before resizing
   std::vector<double> mri_percentiles = {1.0, 99.0};  // percentiles mapped to [0, 255]
   std::vector<std::string> rgb_modalities = {};       // 2D modalities kept in colour (C = 3)
+  int64_t max_input_pixels = kDefaultMaxInputPixels;  // per image / volume / video frame
+  int64_t max_video_frames = kDefaultMaxVideoFrames;  // per video
 
   template <class V>
   void visit(V& v) {
@@ -56,6 +63,13 @@ struct PreprocessConfig {
       config::Range{0, 100});
     v("rgb_modalities", rgb_modalities,
       "2D modalities kept in RGB, C = 3 (any of xray, ultrasound, other; endoscopy always is)");
+    v("max_input_pixels", max_input_pixels,
+      "inputs whose header promises more pixels (2D: W*H, volume: W*H*D, video: W*H per frame) "
+      "are refused before decoding",
+      config::Range{1, 1e13});
+    v("max_video_frames", max_video_frames,
+      "videos with more frames (declared, or counted from packets before decoding) are refused",
+      config::Range{1, 1e10});
   }
   // Throws config::Error naming the key: window/percentile pairs must have 2
   // increasing values, ct_spacing 3 values, rgb_modalities only 2D modalities.

@@ -18,6 +18,7 @@ extern "C" {
 }
 
 #include "core/error.h"
+#include "data/integrity.h"
 
 namespace m3ret::data::video {
 
@@ -44,9 +45,15 @@ struct PacketFreer {
   void operator()(AVPacket* p) const { av_packet_free(&p); }
 };
 
-// Opens `path` and finds its best video stream (and decoder).
-std::unique_ptr<AVFormatContext, FormatCloser> open_video(const stdfs::path& path, int* stream,
-                                                         const AVCodec** codec) {
+std::string too_many_frames(int64_t frames, int64_t max_frames) {
+  return fmt::format("{} frames or more, more than preprocess.max_video_frames = {} (refused before decoding)",
+                     frames, max_frames);
+}
+
+// Opens `path` and finds its best video stream (and decoder); refuses frames
+// larger than limits.max_pixels and a declared frame count over limits.max_frames.
+std::unique_ptr<AVFormatContext, FormatCloser> open_video(const stdfs::path& path, const Limits& limits,
+                                                         int* stream, const AVCodec** codec) {
   auto refuse = [&](const std::string& why) { throw InputError(path.string(), why); };
   AVFormatContext* raw = nullptr;
   int err = avformat_open_input(&raw, path.c_str(), nullptr, nullptr);
@@ -56,6 +63,10 @@ std::unique_ptr<AVFormatContext, FormatCloser> open_video(const stdfs::path& pat
   if (err < 0) refuse("cannot read stream info: " + av_error(err));
   *stream = av_find_best_stream(fmt_ctx.get(), AVMEDIA_TYPE_VIDEO, -1, -1, codec, 0);
   if (*stream < 0 || !*codec) refuse("no decodable video stream");
+  const AVStream* st = fmt_ctx->streams[*stream];
+  const std::string big = integrity::too_many_pixels({st->codecpar->width, st->codecpar->height}, limits.max_pixels);
+  if (!big.empty()) refuse(big);
+  if (st->nb_frames > limits.max_frames) refuse(too_many_frames(st->nb_frames, limits.max_frames));
   return fmt_ctx;
 }
 
@@ -67,10 +78,10 @@ struct Timeline {
   int64_t packets = 0;    // video packets (not discarded)
 };
 
-Timeline scan_timeline(const stdfs::path& path) {
+Timeline scan_timeline(const stdfs::path& path, const Limits& limits) {
   int stream = -1;
   const AVCodec* codec = nullptr;
-  auto fmt_ctx = open_video(path, &stream, &codec);
+  auto fmt_ctx = open_video(path, limits, &stream, &codec);
   std::unique_ptr<AVPacket, PacketFreer> pkt(av_packet_alloc());
   Timeline tl;
   tl.timed = true;
@@ -80,7 +91,9 @@ Timeline scan_timeline(const stdfs::path& path) {
     if (err == AVERROR_EOF) break;
     if (err < 0) throw InputError(path.string(), "cannot read packet (truncated?): " + av_error(err));
     if (pkt->stream_index == stream && !(pkt->flags & AV_PKT_FLAG_DISCARD)) {
-      ++tl.packets;
+      if (++tl.packets > limits.max_frames) {
+        throw InputError(path.string(), too_many_frames(tl.packets, limits.max_frames));
+      }
       const int64_t ts = pkt->pts != AV_NOPTS_VALUE ? pkt->pts : pkt->dts;
       if (ts == AV_NOPTS_VALUE) tl.timed = false;
       else stamps.emplace_back(ts, pkt->duration);
@@ -102,11 +115,12 @@ Timeline scan_timeline(const stdfs::path& path) {
 
 // Decodes every frame of the best video stream in presentation order,
 // calling on_frame(frame, index). Returns the number of decoded frames.
-int64_t decode_all(const stdfs::path& path, const std::function<void(const AVFrame*, int64_t)>& on_frame) {
+int64_t decode_all(const stdfs::path& path, const Limits& limits,
+                   const std::function<void(const AVFrame*, int64_t)>& on_frame) {
   auto refuse = [&](const std::string& why) { throw InputError(path.string(), why); };
   int stream = -1;
   const AVCodec* codec = nullptr;
-  auto fmt_ctx = open_video(path, &stream, &codec);
+  auto fmt_ctx = open_video(path, limits, &stream, &codec);
   AVStream* st = fmt_ctx->streams[stream];
   int err = 0;
   std::unique_ptr<AVCodecContext, CodecFreer> dec(avcodec_alloc_context3(codec));
@@ -126,6 +140,8 @@ int64_t decode_all(const stdfs::path& path, const std::function<void(const AVFra
       if (r == AVERROR(EAGAIN) || r == AVERROR_EOF) return;
       if (r < 0) refuse("decode error: " + av_error(r));
       if (frame->decode_error_flags != 0) refuse("corrupt frame in the stream");
+      const std::string big = integrity::too_many_pixels({frame->width, frame->height}, limits.max_pixels);
+      if (!big.empty()) refuse(big);
       on_frame(frame.get(), count++);
       av_frame_unref(frame.get());
     }
@@ -162,7 +178,8 @@ void put_frame(const AVFrame* f, int64_t size, bool crop, SwsContext** sws, std:
   *sws = sws_getCachedContext(*sws, f->width, f->height, static_cast<AVPixelFormat>(f->format), w, h,
                               AV_PIX_FMT_RGB24, SWS_AREA, nullptr, nullptr, nullptr);
   if (!*sws) throw Error("swscale: cannot convert this pixel format to RGB");
-  rgb.assign(static_cast<size_t>(w) * h * 3, 0);
+  // swscale's SIMD paths write a few bytes past the last row: room for them.
+  rgb.assign(static_cast<size_t>(w) * h * 3 + AV_INPUT_BUFFER_PADDING_SIZE, 0);
   uint8_t* dst[4] = {rgb.data(), nullptr, nullptr, nullptr};
   int dst_stride[4] = {w * 3, 0, 0, 0};
   sws_scale(*sws, f->data, f->linesize, 0, f->height, dst, dst_stride);
@@ -197,7 +214,8 @@ bool is_video_path(const stdfs::path& path) {
   return false;
 }
 
-std::vector<uint8_t> read(const stdfs::path& path, int64_t frames, int64_t size, bool crop) {
+std::vector<uint8_t> read(const stdfs::path& path, int64_t frames, int64_t size, bool crop,
+                          const Limits& limits) {
   quiet_ffmpeg_logs();
   std::error_code ec;
   if (!stdfs::exists(path, ec)) throw InputError(path.string(), "does not exist");
@@ -209,7 +227,7 @@ std::vector<uint8_t> read(const stdfs::path& path, int64_t frames, int64_t size,
   SwsContext* sws = nullptr;
   std::unique_ptr<SwsContext*, void (*)(SwsContext**)> sws_guard(
       &sws, [](SwsContext** s) { sws_freeContext(*s); });
-  const Timeline tl = scan_timeline(path);
+  const Timeline tl = scan_timeline(path, limits);
 
   if (tl.timed) {
     // Output i shows the frame on screen at t_i = start + (i + 0.5) * (end - start) / frames:
@@ -229,7 +247,7 @@ std::vector<uint8_t> read(const stdfs::path& path, int64_t frames, int64_t size,
       if (av_frame_ref(prev.get(), f) < 0) throw Error("out of memory for a video frame");
       have_prev = true;
     };
-    const int64_t decoded = decode_all(path, on_frame);
+    const int64_t decoded = decode_all(path, limits, on_frame);
     if (decoded == 0) throw InputError(path.string(), "no decodable video frames");
     if (!untimed) {
       while (next < frames) put_frame(prev.get(), size, crop, &sws, rgb, out.data(), frames, next++);
@@ -251,7 +269,7 @@ std::vector<uint8_t> read(const stdfs::path& path, int64_t frames, int64_t size,
         }
       }
     };
-    const int64_t decoded = decode_all(path, on_frame);
+    const int64_t decoded = decode_all(path, limits, on_frame);
     if (decoded == 0) throw InputError(path.string(), "no decodable video frames");
     if (decoded == n && filled == frames) return out;
     n = decoded;

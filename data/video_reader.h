@@ -5,6 +5,8 @@
 #include <filesystem>
 #include <vector>
 
+#include "data/preprocess.h"
+
 namespace m3ret::data::video {
 
 // True when the extension names a video container (.mp4 .m4v .mov .avi .mkv
@@ -31,7 +33,14 @@ void quiet_ffmpeg_logs();
 // m3ret::InputError(path, reason) for a missing, empty, corrupt or truncated
 // file, no video stream, a decode error or no decodable frame.
 // Thread-safe (no shared state).
+// Size limits (preprocess.max_input_pixels, preprocess.max_video_frames):
+// a stream whose frames are larger than max_pixels, or that declares (or whose
+// packets count, before any decoding) more than max_frames frames, is refused.
+struct Limits {
+  int64_t max_pixels = kDefaultMaxInputPixels;
+  int64_t max_frames = kDefaultMaxVideoFrames;
+};
 std::vector<uint8_t> read(const std::filesystem::path& path, int64_t frames, int64_t size,
-                          bool crop);
+                          bool crop, const Limits& limits = {});
 
 }  // namespace m3ret::data::video

@@ -186,9 +186,12 @@ void write(const stdfs::path& path, const std::vector<uint8_t>& rgb, int64_t fra
     }
   };
   const size_t frame_bytes = static_cast<size_t>(width * height * 3);
+  // swscale's SIMD paths read a few bytes past the last row: convert from a padded copy.
+  std::vector<uint8_t> padded(frame_bytes + AV_INPUT_BUFFER_PADDING_SIZE, 0);
   for (int64_t t = 0; t < frames; ++t) {
     if (av_frame_make_writable(e.frame) < 0) fail("frame not writable");
-    const uint8_t* src[4] = {rgb.data() + t * frame_bytes, nullptr, nullptr, nullptr};
+    std::copy_n(rgb.begin() + static_cast<std::ptrdiff_t>(t * frame_bytes), frame_bytes, padded.begin());
+    const uint8_t* src[4] = {padded.data(), nullptr, nullptr, nullptr};
     const int src_stride[4] = {static_cast<int>(width * 3), 0, 0, 0};
     sws_scale(e.sws, src, src_stride, 0, e.enc->height, e.frame->data, e.frame->linesize);
     e.frame->pts = vfr ? options.pts_ms[t] : t;

@@ -20,7 +20,7 @@ void volume(const stdfs::path& path, const std::string& modality, const Preproce
   if (video::is_video_path(path)) {
     throw InputError(path.string(), fmt::format("a video where a 3D {} volume is expected", modality));
   }
-  itkio::Decoded d = itkio::read(path);
+  itkio::Decoded d = itkio::read(path, cfg.max_input_pixels);
   check_dicom_modality(path, d.dicom_modality, modality);
   const auto size = d.channels[0]->GetLargestPossibleRegion().GetSize();
   if (d.dims != 3) {

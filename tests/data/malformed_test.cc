@@ -8,6 +8,7 @@
 #include <gtest/gtest.h>
 #include <itkImage.h>
 #include <itkImageFileWriter.h>
+#include <zlib.h>
 
 #include "core/error.h"
 #include "data/itk_image.h"
@@ -26,15 +27,20 @@ using testutil::small_cfg;
 
 // Reads and expects an InputError whose path is `file` and whose reason
 // contains `reason`.
-void expect_refused(const stdfs::path& file, const std::string& modality, const std::string& reason) {
+void expect_refused_with(const stdfs::path& file, const std::string& modality, const PreprocessConfig& cfg,
+                         const std::string& reason) {
   try {
-    read_sample(row(file, modality), file.parent_path(), small_cfg());
+    read_sample(row(file, modality), file.parent_path(), cfg);
     ADD_FAILURE() << file << " was accepted";
   } catch (const InputError& e) {
     EXPECT_EQ(e.path(), file.string());
     EXPECT_THAT(std::string(e.what()), HasSubstr(file.filename().string()));
     EXPECT_THAT(e.reason(), HasSubstr(reason)) << file;
   }
+}
+
+void expect_refused(const stdfs::path& file, const std::string& modality, const std::string& reason) {
+  expect_refused_with(file, modality, small_cfg(), reason);
 }
 
 void truncate_file(const stdfs::path& p, double keep) {
@@ -177,6 +183,64 @@ TEST(DataMalformed, AbsurdSizeIsRefusedBeforeDecoding) {
   // Absurdly large spacing (a volume of kilometres).
   testutil::write_volume(dir / "km.nii.gz", ramp_volume(16 * 16 * 8), {16, 16, 8}, {1e5, 1, 1});
   expect_refused(dir / "km.nii.gz", "ct", "absurd voxel spacing");
+}
+
+// A PNG whose header announces width x height, followed by a few bytes of
+// (insufficient) image data: a decompression bomb's header without its body.
+void write_png_header(const stdfs::path& p, uint32_t width, uint32_t height) {
+  auto be32 = [](std::string& s, uint32_t v) {
+    for (int b = 3; b >= 0; --b) s.push_back(static_cast<char>((v >> (8 * b)) & 0xff));
+  };
+  auto chunk = [&](std::string& out, const std::string& type, const std::string& data) {
+    be32(out, static_cast<uint32_t>(data.size()));
+    const std::string body = type + data;
+    out += body;
+    be32(out, static_cast<uint32_t>(crc32(0, reinterpret_cast<const Bytef*>(body.data()), body.size())));
+  };
+  std::string ihdr, png = "\x89PNG\r\n\x1a\n";
+  be32(ihdr, width);
+  be32(ihdr, height);
+  ihdr += std::string("\x08\x00\x00\x00\x00", 5);  // 8-bit grey, deflate, no filter, no interlace
+  chunk(png, "IHDR", ihdr);
+  chunk(png, "IDAT", std::string("\x78\x9c\x63\x00\x00\x00\x01\x00\x01", 9));
+  chunk(png, "IEND", "");
+  std::ofstream(p, std::ios::binary) << png;
+}
+
+// Decompression bombs: whatever the header promises beyond
+// preprocess.max_input_pixels (per image, volume or video frame) or
+// preprocess.max_video_frames is refused before decoding, naming the shape and
+// the limit; the same inputs read under the limit.
+TEST(DataMalformed, InputsPromisingMoreThanTheLimitsAreRefusedBeforeDecoding) {
+  testing::TempDir dir("bad");
+  write_png_header(dir / "bomb.png", 30000, 30000);  // the default limit refuses it
+  expect_refused(dir / "bomb.png", "xray",
+                 "absurd image size 30000x30000: 900000000 pixels, more than preprocess.max_input_pixels = 536870912");
+  PreprocessConfig cfg = small_cfg();
+  std::vector<uint8_t> img(200 * 150);
+  for (size_t i = 0; i < img.size(); ++i) img[i] = static_cast<uint8_t>(i % 251);
+  testutil::write_image<uint8_t>(dir / "a.png", img, 200, 150);
+  testutil::write_image<uint8_t>(dir / "a.jpg", img, 200, 150);
+  testutil::write_volume(dir / "v.nii.gz", ramp_volume(16 * 16 * 8), {16, 16, 8});
+  testutil::write_ct_series(dir / "series", ramp_volume(16 * 16 * 8), {16, 16, 8}, -1024);
+  std::vector<uint8_t> rgb(12 * 32 * 24 * 3);
+  for (size_t i = 0; i < rgb.size(); ++i) rgb[i] = static_cast<uint8_t>(i * 7);
+  video::write(dir / "v.mp4", rgb, 12, 32, 24);
+  for (const char* f : {"a.png", "a.jpg"}) EXPECT_NO_THROW(read_sample(row(dir / f, "xray"), dir.path(), cfg));
+  for (const char* f : {"v.nii.gz", "series"}) EXPECT_NO_THROW(read_sample(row(dir / f, "ct"), dir.path(), cfg));
+  EXPECT_NO_THROW(read_sample(row(dir / "v.mp4", "endoscopy"), dir.path(), cfg));
+
+  cfg.max_input_pixels = 2000;
+  const std::string limit = "more than preprocess.max_input_pixels = 2000";
+  expect_refused_with(dir / "a.png", "xray", cfg, "absurd image size 200x150: 30000 pixels, " + limit);
+  expect_refused_with(dir / "a.jpg", "xray", cfg, "absurd image size 200x150: 30000 pixels, " + limit);
+  expect_refused_with(dir / "v.nii.gz", "ct", cfg, "absurd image size 16x16x8: 2048 pixels, " + limit);
+  expect_refused_with(dir / "series", "ct", cfg, "absurd image size 16x16x8: 2048 pixels, " + limit);
+  cfg.max_input_pixels = 700;
+  expect_refused_with(dir / "v.mp4", "endoscopy", cfg, "absurd image size 24x32: 768 pixels");
+  cfg.max_input_pixels = kDefaultMaxInputPixels;
+  cfg.max_video_frames = 10;
+  expect_refused_with(dir / "v.mp4", "endoscopy", cfg, "more than preprocess.max_video_frames = 10");
 }
 
 // Mislabelled files: the content decides for image formats that ITK
