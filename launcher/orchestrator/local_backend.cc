@@ -30,6 +30,7 @@
 #include "launcher/orchestrator/backend.h"
 #include "launcher/orchestrator/command.h"
 #include "launcher/orchestrator/sweep.h"
+#include "launcher/process.h"
 
 namespace m3ret::orchestrator {
 namespace fs = std::filesystem;
@@ -38,24 +39,24 @@ std::string job_wrapper_script(const std::string& command, const fs::path& job_d
                                const std::string& id_expr) {
   // The command runs in its own session so that USR1 (checkpoint and stop)
   // and TERM reach every process of it (mpiexec and the ranks); the wrapper
-  // forwards them and records the exit code atomically.
+  // forwards them and records the exit code atomically. The job dir and the
+  // command are shell-quoted once, here; the rest only expands "$M3RET_JOB_DIR".
   return fmt::format(
-      "mkdir -p '{0}'\n"
-      "rm -f '{0}/exit_code'\n"
-      "export M3RET_JOB_DIR='{0}'\n"
-      "echo {1} > '{0}/backend_id.tmp' && mv '{0}/backend_id.tmp' '{0}/backend_id'\n"
-      "cat > '{0}/command.sh' <<'M3RET_COMMAND_EOF'\n"
-      "trap : USR1\n"  // the shell survives USR1; its children (mpiexec, ranks) get it
-      "{2}\n"
-      "M3RET_COMMAND_EOF\n"
-      "setsid /bin/sh '{0}/command.sh' >> '{0}/log' 2>&1 < /dev/null &\n"
+      "M3RET_JOB_DIR={0}\n"
+      "export M3RET_JOB_DIR\n"
+      "mkdir -p \"$M3RET_JOB_DIR\"\n"
+      "rm -f \"$M3RET_JOB_DIR/exit_code\"\n"
+      "echo {1} > \"$M3RET_JOB_DIR/backend_id.tmp\" && mv \"$M3RET_JOB_DIR/backend_id.tmp\" \"$M3RET_JOB_DIR/backend_id\"\n"
+      // the shell survives USR1; its children (mpiexec, ranks) get it
+      "printf '%s\\n' 'trap : USR1' {2} > \"$M3RET_JOB_DIR/command.sh\"\n"
+      "setsid /bin/sh \"$M3RET_JOB_DIR/command.sh\" >> \"$M3RET_JOB_DIR/log\" 2>&1 < /dev/null &\n"
       "child=$!\n"
       "trap 'kill -USR1 -$child 2>/dev/null' USR1\n"
       "trap 'kill -TERM -$child 2>/dev/null' TERM INT\n"
       "while :; do wait $child; rc=$?; kill -0 $child 2>/dev/null || break; done\n"
-      "echo $rc > '{0}/exit_code.tmp' && mv '{0}/exit_code.tmp' '{0}/exit_code'\n"
+      "echo $rc > \"$M3RET_JOB_DIR/exit_code.tmp\" && mv \"$M3RET_JOB_DIR/exit_code.tmp\" \"$M3RET_JOB_DIR/exit_code\"\n"
       "exit $rc\n",
-      job_dir.string(), id_expr, command);
+      launcher::shell_line({job_dir.string()}), id_expr, launcher::shell_line({command}));
 }
 
 std::optional<std::string> read_job_file(const fs::path& f) {

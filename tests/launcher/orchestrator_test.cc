@@ -21,10 +21,12 @@
 #include <nlohmann/json.hpp>
 
 #include "data/manifest.h"
+#include "launcher/orchestrator/command.h"
 #include "launcher/orchestrator/http_server.h"
 #include "launcher/orchestrator/orchestrator.h"
 #include "launcher/orchestrator/report.h"
 #include "launcher/orchestrator/status.h"
+#include "launcher/process.h"
 #include "orchestrator_fakes.h"
 #include "test_util.h"
 
@@ -618,6 +620,25 @@ TEST(LocalBackend, ACrashBetweenSpawnAndRecordingTheIdDoesNotStartTheJobTwice) {
   EXPECT_EQ(b2->poll(id, dir / "d").state, JobState::kSucceeded);
 }
 
+// A work folder name that a shell must never see unquoted.
+const char* kHostileName = "it's a $(touch pwned) dir";
+
+TEST(LocalBackend, AJobDirWithQuotesSpacesAndCommandSubstitutionIsJustAName) {
+  TempDir dir("local");
+  const fs::path jd = dir / kHostileName / "job";
+  fs::remove(fs::current_path() / "pwned");
+  auto b = make_local_backend(1);
+  std::string cmd = "echo \"$M3RET_JOB_DIR\" > " + launcher::shell_line({(jd / "out").string()});
+  std::string id = b->submit({"q", JobKind::kEval, cmd, jd, {}, 1});
+  auto o = wait_for(*b, id, jd);
+  EXPECT_EQ(o.state, JobState::kSucceeded) << o.reason << "\n" << read(jd / "log");
+  EXPECT_EQ(read(jd / "out"), jd.string() + "\n");
+  EXPECT_EQ(read_exit_code(jd), 0);
+  EXPECT_EQ(b->find("q", jd), id);
+  EXPECT_FALSE(fs::exists(fs::current_path() / "pwned"));
+  fs::remove(fs::current_path() / "pwned");
+}
+
 TEST(LocalBackend, AJobFileThatCannotBeOpenedIsAnErrorNotALostJob) {
   TempDir dir("local");
   auto b = make_local_backend(1);
@@ -723,6 +744,17 @@ TEST(SlurmBackend, SubmitsTheTemplateWithAfterokAndCancelsAJobWhoseDependencyFai
   auto o3 = b->poll("103", dir / "j3");
   EXPECT_EQ(o3.state, JobState::kCancelled);
   EXPECT_EQ(o3.reason.rfind(kDependencyFailed, 0), 0u) << o3.reason;
+
+  // A hostile job dir is a plain name in the sbatch script too: run the
+  // script as Slurm would (in the submission folder, with a job id).
+  const fs::path jd = dir / kHostileName;
+  EXPECT_EQ(b->submit({"sw-q", JobKind::kEval, "echo \"$M3RET_JOB_DIR $MPIEXEC\" > ok.txt", jd, {}, 1}), "103");
+  auto r = run_capture({"sh", "-c", "cd " + launcher::shell_line({dir.path().string()}) +
+                                        " && SLURM_JOB_ID=7 bash " + launcher::shell_line({(jd / "job.sbatch").string()})});
+  EXPECT_EQ(r.status, 0) << r.out << r.err;
+  EXPECT_EQ(read_exit_code(jd), 0);
+  EXPECT_EQ(read(dir / "ok.txt"), jd.string() + " mpirun\n");
+  EXPECT_FALSE(fs::exists(dir / "pwned"));
 }
 
 // --- status server ---------------------------------------------------------
