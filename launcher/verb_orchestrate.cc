@@ -64,7 +64,8 @@ void add_orchestrate_verb(CLI::App& app) {
   verb->add_option("--sweep", a->sweep, "sweep file")->required()->check(CLI::ExistingFile);
   verb->add_option("--backend", a->backend, "where jobs run")->check(CLI::IsMember({"local", "slurm"}));
   verb->add_option("--state", a->state, "state database (default WORK_DIR/state.db)");
-  verb->add_option("--port", a->port, "status server port on 127.0.0.1 (0 = any free port)");
+  verb->add_option("--port", a->port, "status server port on 127.0.0.1 (0 = any free port)")
+      ->check(CLI::Range(0, 65535));
   verb->add_option("--token", a->token, "token for cancel/retry (default: random, in WORK_DIR/token)");
   verb->add_option("--poll", a->poll, "seconds between polls of the backend")->check(CLI::Range(0.05, 3600.0));
   verb->add_option("--job-binary", a->job_binary,

@@ -45,8 +45,8 @@ TEST(Cli, ConfigVerbAppliesOverrides) {
 
 TEST(Cli, UnknownKeyFailsWithOneLineNamingIt) {
   std::string out;
-  EXPECT_EQ(run_command(bin() + " config --set train.max_stepz=3", &out), 1);
-  EXPECT_NE(out.find("m3ret: error: unknown config key 'train.max_stepz'"), std::string::npos)
+  EXPECT_EQ(run_command(bin() + " config --set train.max_stepz=3", &out), 2);  // a usage error
+  EXPECT_NE(out.find("m3ret: usage error: unknown config key 'train.max_stepz'"), std::string::npos)
       << out;
   EXPECT_EQ(std::count(out.begin(), out.end(), '\n'), 1) << out;
 }
@@ -56,7 +56,7 @@ TEST(Cli, BadValueInFileNamesFileAndLine) {
   auto f = dir / "bad.toml";
   std::ofstream(f) << "[train]\nmax_steps = 10\nglobal_batch_size = -4\n";
   std::string out;
-  EXPECT_EQ(run_command(bin() + " config --config " + f.string(), &out), 1);
+  EXPECT_EQ(run_command(bin() + " config --config " + f.string(), &out), 2);  // a usage error
   EXPECT_NE(out.find("train.global_batch_size"), std::string::npos) << out;
   EXPECT_NE(out.find(f.string() + ":3"), std::string::npos) << out;
 }
@@ -133,6 +133,19 @@ TEST(Cli, MissingInputIsAClearError) {
   std::string out;
   EXPECT_NE(run_command(bin() + " shard --manifest /nonexistent/m.csv --out /tmp/x", &out), 0);
   EXPECT_NE(out.find("/nonexistent/m.csv"), std::string::npos) << out;
+}
+
+TEST(Cli, OrchestratePortOutsideItsRangeNamesTheFlagAndValue) {
+  testing::TempDir dir("cli");
+  std::ofstream(dir / "sweep.toml") << "[sweep]\nname = \"p\"\n";
+  for (const char* port : {"70000", "-1", "65536"}) {
+    std::string out;
+    EXPECT_NE(run_command(bin() + " orchestrate --sweep " + (dir / "sweep.toml").string() + " --port " + port, &out), 0);
+    EXPECT_NE(out.find("--port"), std::string::npos) << out;
+    EXPECT_NE(out.find(port), std::string::npos) << out;
+    EXPECT_NE(out.find("65535"), std::string::npos) << out;
+    EXPECT_EQ(std::count(out.begin(), out.end(), '\n'), 1) << out;
+  }
 }
 
 TEST(Process, ShellLineQuotes) {
