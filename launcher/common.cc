@@ -2,6 +2,7 @@
 
 #include "core/log.h"
 #include "core/runtime.h"
+#include "launcher/config_search.h"
 #include "launcher/process.h"
 #include "launcher/verbs.h"
 
@@ -12,8 +13,9 @@ std::string g_command_line;
 }
 
 void CommonOptions::add_to(CLI::App* verb) {
-  verb->add_option("--config", config, "TOML config file (defaults are used for missing keys)")
-      ->check(CLI::ExistingFile);
+  verb->add_option("--config", config,
+                   "TOML config file, or the name of a config shipped with m3ret (e.g. learning); "
+                   "defaults are used for missing keys");
   verb->add_option("--set", sets, "override a config key: --set section.key=value (repeatable)")
       ->type_name("KEY=VALUE");
   verb->add_flag("-v,--verbose", verbose, "debug logging on the console");
@@ -21,7 +23,7 @@ void CommonOptions::add_to(CLI::App* verb) {
 
 AppConfig CommonOptions::load(bool use_embedded_demo) const {
   std::optional<std::filesystem::path> file;
-  if (config) file = *config;
+  if (config) file = find_config(*config);
   return load_app_config(file, sets, use_embedded_demo);
 }
 

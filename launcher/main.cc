@@ -5,9 +5,29 @@
 #include <spdlog/spdlog.h>
 
 #include "core/build_info.h"
+#include "core/config.h"
 #include "core/log.h"
 #include "core/runtime.h"
 #include "launcher/verbs.h"
+
+namespace {
+
+// One clear line on stderr; with several ranks, end the whole job so no rank
+// waits forever in a collective.
+int fail(const std::exception& e, int code) {
+  const bool mpi = m3ret::Runtime::initialized();
+  const int rank = mpi ? m3ret::Runtime::get().rank() : 0;
+  const int world = mpi ? m3ret::Runtime::get().world() : 1;
+  const bool usage = code == 2;
+  std::fprintf(stderr, "m3ret: %s%s: %s%s\n", usage ? "usage error" : "error",
+               world > 1 ? (" (rank " + std::to_string(rank) + ")").c_str() : "", e.what(),
+               usage && dynamic_cast<const CLI::ParseError*>(&e) ? " (see --help)" : "");
+  m3ret::log::flush();
+  if (world > 1) m3ret::Runtime::get().abort(code);
+  return code;
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   using namespace m3ret::launcher;
@@ -31,20 +51,17 @@ int main(int argc, char** argv) {
   add_status_verb(app);
   add_config_verb(app);
 
+  // Exit codes: 0 success; 2 a usage error (a flag, a config file or key, a --set value);
+  // 1 any other failure (docs/pipeline.md). Either way one line on stderr.
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    return app.exit(e);
+    if (e.get_exit_code() == 0) return app.exit(e);  // --help, --version
+    return fail(e, 2);
+  } catch (const m3ret::config::Error& e) {
+    return fail(e, 2);
   } catch (const std::exception& e) {
-    // One clear line on stderr; with several ranks, end the whole job so no
-    // rank waits forever in a collective.
-    int rank = m3ret::Runtime::initialized() ? m3ret::Runtime::get().rank() : 0;
-    int world = m3ret::Runtime::initialized() ? m3ret::Runtime::get().world() : 1;
-    std::fprintf(stderr, "m3ret: error%s: %s\n",
-                 world > 1 ? (" (rank " + std::to_string(rank) + ")").c_str() : "", e.what());
-    m3ret::log::flush();
-    if (world > 1) m3ret::Runtime::get().abort(1);
-    return 1;
+    return fail(e, 1);
   }
   m3ret::log::flush();
   return 0;
