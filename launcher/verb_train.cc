@@ -26,6 +26,8 @@ void add_train_verb(CLI::App& app) {
   verb->add_option("--resume", *resume, "auto: continue from the newest valid checkpoint")
       ->check(CLI::IsMember({"auto", "no"}));
   verb->callback([opts, shards, run_dir, resume] {
+    // From the start: a SIGTERM/SIGUSR1 during start-up stops before the first step (exit 75).
+    trainer::install_preemption_handlers();
     AppConfig cfg = opts->load();
     start_mpi(opts->verbose, *run_dir);
     auto& rt = Runtime::get();
@@ -38,7 +40,6 @@ void add_train_verb(CLI::App& app) {
     t.resolved_config_toml = resolved_toml(cfg);
     t.settings = cfg.trainer;
     t.loader = cfg.sharding.loader;
-    trainer::install_preemption_handlers();
     const auto result = trainer::train(t, rt.world_comm());
     if (result.preempted) {
       // Checkpointed; a requeued job continues with --resume auto.

@@ -224,6 +224,21 @@ stdfs::path resolve_checkpoint(const stdfs::path& path) {
                           path.string()));
 }
 
+namespace {
+
+// A non-negative integer `key` of a checkpoint's JSON file, below kMaxCheckpointStep.
+int64_t step_count(const json& j, const char* key, const stdfs::path& file) {
+  if (!j.contains(key) || !j[key].is_number_integer())
+    throw Error(fmt::format("{}: '{}' is missing or not an integer", file.string(), key));
+  const auto v = j[key].get<int64_t>();
+  if (v < 0 || v > kMaxCheckpointStep)
+    throw Error(fmt::format("{}: '{}' = {} is out of range (0 to {})", file.string(), key, v,
+                            kMaxCheckpointStep));
+  return v;
+}
+
+}  // namespace
+
 CheckpointState load_checkpoint(const stdfs::path& dir, torch::nn::Module* model,
                                 torch::optim::Optimizer* optimizer, bool restore_rng) {
   CheckpointState state;
@@ -231,13 +246,22 @@ CheckpointState load_checkpoint(const stdfs::path& dir, torch::nn::Module* model
   json st;
   try {
     st = json::parse(fs::read_file(state_file));
-    if (st.at("format").get<std::string>() != kCheckpointFormat ||
-        st.at("version").get<int>() != kCheckpointVersion)
-      throw Error("not an m3ret checkpoint of version 1");
-    state.step = st.at("step").get<int64_t>();
-    state.sampler_position = st.at("sampler_position").get<int64_t>();
   } catch (const std::exception& e) {
     throw Error(fmt::format("{}: {}", state_file.string(), e.what()));
+  }
+  if (!st.is_object() || st.value("format", "") != kCheckpointFormat ||
+      st.value("version", 0) != kCheckpointVersion)
+    throw Error(fmt::format("{}: not an m3ret checkpoint of version {}", state_file.string(),
+                            kCheckpointVersion));
+  state.step = step_count(st, "step", state_file);
+  state.sampler_position = step_count(st, "sampler_position", state_file);
+  if (stdfs::exists(dir / "manifest.json")) {
+    const auto manifest_file = dir / "manifest.json";
+    const json manifest = json::parse(fs::read_file(manifest_file), nullptr, false);
+    if (manifest.is_discarded() || !manifest.is_object() ||
+        step_count(manifest, "step", manifest_file) != state.step)
+      throw Error(fmt::format("{}: 'step' does not match {} (step {})", manifest_file.string(),
+                              state_file.string(), state.step));
   }
   state.config_toml = fs::read_file(dir / "config.toml");
   if (model)

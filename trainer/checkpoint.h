@@ -28,6 +28,8 @@ namespace m3ret::trainer {
 
 inline constexpr const char* kCheckpointFormat = "m3ret-checkpoint";
 inline constexpr int kCheckpointVersion = 1;
+// The largest step (and sampler position) a checkpoint may record.
+inline constexpr int64_t kMaxCheckpointStep = int64_t{1} << 40;
 
 struct CheckpointState {
   int64_t step = 0;              // optimizer steps completed
@@ -66,7 +68,9 @@ std::optional<std::filesystem::path> find_latest_valid(const std::filesystem::pa
 std::filesystem::path resolve_checkpoint(const std::filesystem::path& path);
 
 // Reads the state (step, sampler position, config) of a checkpoint folder,
-// and, when given, the weights into `model`, the optimizer state and the RNG
+// checking it first: step and sampler_position are integers in
+// [0, kMaxCheckpointStep] and the manifest records the same step (an error names the file and the key); and,
+// when given, the weights into `model`, the optimizer state and the RNG
 // state (restore_rng). Throws m3ret::Error naming the file on any problem.
 CheckpointState load_checkpoint(const std::filesystem::path& dir, torch::nn::Module* model,
                                 torch::optim::Optimizer* optimizer, bool restore_rng);

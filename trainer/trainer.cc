@@ -90,6 +90,12 @@ void install_preemption_handlers() {
   sa.sa_flags = SA_RESTART;
   sigaction(SIGUSR1, &sa, nullptr);
   sigaction(SIGTERM, &sa, nullptr);
+  // A launcher may start us with them blocked (train --mpiexec blocks SIGTERM for mpiexec).
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGUSR1);
+  sigaddset(&set, SIGTERM);
+  pthread_sigmask(SIG_UNBLOCK, &set, nullptr);
 }
 
 void request_stop() { g_stop.store(1); }
@@ -128,6 +134,13 @@ TrainResult train(const TrainOptions& o, Communicator& comm) {
   int64_t start = 0, sampler_position = 0;
   if (auto ck = resume_point(o, comm); !ck.empty()) {
     auto st = load_checkpoint(ck, model.get(), optimizer.get(), /*restore_rng=*/true);
+    // The trainer saves the sampler at the step after the last one trained.
+    if (st.sampler_position != st.step)
+      throw Error(fmt::format("{}/state.json: 'sampler_position' = {} does not match 'step' = {}",
+                              ck, st.sampler_position, st.step));
+    if (st.step > s.train.max_steps)
+      throw config::Error(fmt::format("{}: the checkpoint's step {} is beyond train.max_steps = {}",
+                                      ck, st.step, s.train.max_steps));
     start = st.step;
     sampler_position = st.sampler_position;
     spdlog::info("resuming from {} (step {})", ck, start);
@@ -151,6 +164,16 @@ TrainResult train(const TrainOptions& o, Communicator& comm) {
   model->train();
 
   TrainResult result{start, false};
+  // A stop requested during start-up (all ranks agree) ends the run before its
+  // first step; the checkpoint it resumed from, if any, is still the newest.
+  comm.set_context("start-up");
+  if (!comm.all(!stop_requested())) {
+    if (rank == 0)
+      spdlog::warn("stop requested (SIGUSR1/SIGTERM) before the first step (step {}); exiting",
+                   start);
+    progress.finish();
+    return {start, true};
+  }
   for (int64_t step = start; step < end; ++step) {
     comm.set_context(fmt::format("step {}", step + 1));
     const auto t_step = Clock::now();
@@ -197,6 +220,7 @@ TrainResult train(const TrainOptions& o, Communicator& comm) {
     optimizer->step();
     model->objective->after_optimizer_step(step, s.train.max_steps);
     const double t_optim = seconds_since(t0);
+    if (o.on_step) o.on_step(step + 1);
 
     // Loss terms averaged over ranks (each rank saw different samples).
     std::vector<std::string> names = {"loss"};

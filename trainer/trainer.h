@@ -2,6 +2,7 @@
 #pragma once
 
 #include <filesystem>
+#include <functional>
 #include <string>
 
 #include "sharding/loader.h"
@@ -23,6 +24,9 @@ struct TrainOptions {
   // Stop after this many steps (with a checkpoint), as a preempted job does;
   // the schedules still run to train.max_steps. 0 = run to train.max_steps.
   int64_t stop_after_steps = 0;
+  // Called on every rank after each step's optimizer update (1-based step),
+  // before the ranks exchange the stop flag: a test raises a signal mid-run here.
+  std::function<void(int64_t)> on_step;
 };
 
 // Exit code of `m3ret train` after a preemption checkpoint (SIGUSR1/SIGTERM):
@@ -54,7 +58,9 @@ struct TrainResult {
 //
 // Preemption: after every step the ranks all-reduce their stop flag; if any
 // rank was asked to stop, every rank has finished the same step, rank 0 writes
-// a checkpoint and train() returns {step, preempted = true}.
+// a checkpoint and train() returns {step, preempted = true}. A stop requested
+// before the first step (during start-up) returns {start step, preempted =
+// true} without a new checkpoint.
 // Collectives use train.collective_timeout_s (a dead or stalled rank aborts the
 // job with a message naming the step and the collective).
 TrainResult train(const TrainOptions& options, Communicator& comm);

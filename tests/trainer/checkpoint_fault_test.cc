@@ -9,6 +9,7 @@
 #include <fstream>
 #include <vector>
 
+#include <nlohmann/json.hpp>
 #include <torch/torch.h>
 
 #include "core/error.h"
@@ -139,6 +140,51 @@ TEST(CheckpointFault, StaleTemporariesOfDeadWritersAreRemoved) {
   EXPECT_FALSE(stdfs::exists(ck / elsewhere));
   EXPECT_FALSE(stdfs::exists(ck / old_style));
   EXPECT_EQ(remove_stale_temporaries(dir / "missing"), 0);
+}
+
+
+// A crafted state.json (with a matching checksum) is refused before it is
+// used: the error names the file and the key.
+TEST(CheckpointFault, CraftedStateIsRefusedNamingTheFileAndTheKey) {
+  testing::TempDir dir("ckcrafted");
+  Fixture f;
+  const auto ck = f.save(dir.path(), 3);
+  const std::string good = fs::read_file(ck / "state.json");
+  auto craft = [&](const std::string& key, const nlohmann::json& value) {
+    auto st = nlohmann::json::parse(good);
+    st[key] = value;
+    fs::write_atomic(ck / "state.json", st.dump());
+    auto manifest = nlohmann::json::parse(fs::read_file(ck / "manifest.json"));
+    manifest["files"]["state.json"] = fs::checksum_file(ck / "state.json");
+    fs::write_atomic(ck / "manifest.json", manifest.dump());
+    EXPECT_EQ(verify_checkpoint(ck), "");  // the checksums agree: only the content is wrong
+  };
+  auto expect_refused = [&](const std::string& key, const std::string& detail) {
+    try {
+      load_checkpoint(ck, nullptr, nullptr, false);
+      ADD_FAILURE() << "accepted " << key;
+    } catch (const Error& e) {
+      const std::string m = e.what();
+      EXPECT_NE(m.find((ck / "state.json").string()), std::string::npos) << m;
+      EXPECT_NE(m.find("'" + key + "'"), std::string::npos) << m;
+      EXPECT_NE(m.find(detail), std::string::npos) << m;
+    }
+  };
+  craft("sampler_position", int64_t{1} << 50);
+  expect_refused("sampler_position", "out of range");
+  craft("sampler_position", -1);
+  expect_refused("sampler_position", "out of range");
+  craft("step", "3");
+  expect_refused("step", "not an integer");
+  craft("step", 4);  // state and manifest disagree
+  try {
+    load_checkpoint(ck, nullptr, nullptr, false);
+    ADD_FAILURE() << "accepted a step the manifest does not record";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("manifest.json"), std::string::npos) << e.what();
+  }
+  craft("step", 3);
+  EXPECT_EQ(load_checkpoint(ck, nullptr, nullptr, false).sampler_position, 3);
 }
 
 }  // namespace

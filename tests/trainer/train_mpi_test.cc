@@ -10,6 +10,8 @@
 #include <torch/torch.h>
 
 #include "core/communicator.h"
+#include "core/error.h"
+#include "core/fs.h"
 #include "core/mpi_communicator.h"
 #include "core/runtime.h"
 #include "test_util.h"
@@ -115,12 +117,15 @@ TEST_P(TrainObjective, RunsWritesMetricsResumesExactlyAndMatchesOneRank) {
   b.stop_after_steps = 0;
   b.resume_auto = true;
   train(b, comm);
-  // Preempted: SIGUSR1 to rank 1 only (not the checkpoint writer); every rank
-  // finishes step 1, rank 0 checkpoints it, both return; then resumed.
+  // Preempted: SIGUSR1 to rank 1 only (not the checkpoint writer) during step
+  // 1; every rank finishes step 1, rank 0 checkpoints it, both return; then resumed.
   auto d = options(tmp / "shards", tmp / "run-d", objective);
   install_preemption_handlers();
-  if (comm.rank() == 1) std::raise(SIGUSR1);
+  d.on_step = [&](int64_t step) {
+    if (comm.rank() == 1 && step == 1) std::raise(SIGUSR1);
+  };
   auto rd = train(d, comm);
+  d.on_step = nullptr;
   EXPECT_TRUE(rd.preempted);
   EXPECT_EQ(rd.step, 1);
   comm.barrier();
@@ -226,6 +231,71 @@ TEST(Train, BatchNotDivisibleByRanksNamesTheKey) {
   } catch (const config::Error& e) {
     EXPECT_NE(std::string(e.what()).find("train.grad_accum_steps"), std::string::npos) << e.what();
     EXPECT_NE(std::string(e.what()).find("train.global_batch_size"), std::string::npos) << e.what();
+  }
+}
+
+
+// A stop requested before the first step ends the run cleanly (preempted, no
+// new checkpoint, no metrics line); a checkpoint beyond train.max_steps is
+// refused naming the key instead of replaying its sampler.
+TEST(Train, StopBeforeTheFirstStepAndACheckpointBeyondMaxSteps) {
+  auto& comm = Runtime::get().world_comm();
+  testing::TempDir tmp("trainer-early-stop");
+  if (comm.rank() == 0) testing::write_mixed_dataset(tmp / "shards");
+  comm.barrier();
+  auto o = options(tmp / "shards", tmp / "run", "mae");
+  o.stop_after_steps = 2;
+  train(o, comm);
+  o.stop_after_steps = 0;
+  o.resume_auto = true;
+  install_preemption_handlers();
+  if (comm.rank() == 1) std::raise(SIGTERM);  // a stop on one rank only, during start-up
+  auto r = train(o, comm);
+  clear_stop_request();
+  EXPECT_TRUE(r.preempted);
+  EXPECT_EQ(r.step, 2);
+  comm.barrier();
+  if (comm.rank() == 0) {
+    EXPECT_EQ(read_metrics(tmp / "run").size(), 2u);
+    EXPECT_EQ(find_latest_valid(tmp / "run")->filename(), "step-000000002");
+  }
+  // A crafted sampler position (with a matching checksum) far from the step.
+  const auto ck = tmp / "run" / "checkpoints" / "step-000000002";
+  const std::string good = fs::read_file(ck / "state.json");
+  comm.barrier();
+  if (comm.rank() == 0) {
+    auto st = nlohmann::json::parse(good);
+    st["sampler_position"] = int64_t{1} << 39;
+    fs::write_atomic(ck / "state.json", st.dump());
+    auto manifest = nlohmann::json::parse(fs::read_file(ck / "manifest.json"));
+    manifest["files"]["state.json"] = fs::checksum_file(ck / "state.json");
+    fs::write_atomic(ck / "manifest.json", manifest.dump());
+  }
+  comm.barrier();
+  try {
+    train(o, comm);
+    ADD_FAILURE() << "resumed from a crafted sampler position";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("state.json: 'sampler_position' = 549755813888 does "
+                                         "not match 'step' = 2"),
+              std::string::npos)
+        << e.what();
+  }
+  comm.barrier();
+  if (comm.rank() == 0) {
+    fs::write_atomic(ck / "state.json", good);
+    auto manifest = nlohmann::json::parse(fs::read_file(ck / "manifest.json"));
+    manifest["files"]["state.json"] = fs::checksum_file(ck / "state.json");
+    fs::write_atomic(ck / "manifest.json", manifest.dump());
+  }
+  comm.barrier();
+  o.settings.train.max_steps = 1;
+  try {
+    train(o, comm);
+    ADD_FAILURE() << "resumed past train.max_steps";
+  } catch (const config::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("train.max_steps"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("step-000000002"), std::string::npos) << e.what();
   }
 }
 
