@@ -58,14 +58,21 @@ Header read_header(const stdfs::path& file) {
 }
 
 std::vector<Series> list_series(const stdfs::path& dir) {
-  // GDCM scans every file of the folder and aborts on some cut files: check first.
-  for (const auto& entry : stdfs::directory_iterator(dir)) {
-    if (!entry.is_regular_file()) continue;
-    const std::string why = integrity::dicom_meta_error(entry.path());
+  // GDCM scans every file of the folder and aborts on some cut files, and
+  // would block on a FIFO: check first.
+  std::error_code ec;
+  for (auto it = stdfs::directory_iterator(dir, ec); !ec && it != stdfs::directory_iterator(); it.increment(ec)) {
+    const stdfs::path& entry = it->path();
+    std::error_code type_ec;
+    if (stdfs::is_directory(entry, type_ec)) continue;
+    std::string why = integrity::not_a_regular_file(entry);
+    if (why == "does not exist") continue;  // a dangling link: nothing GDCM could open
+    if (why.empty()) why = integrity::dicom_meta_error(entry);
     if (!why.empty()) {
-      throw InputError(dir.string(), fmt::format("{}: {}", entry.path().filename().string(), why));
+      throw InputError(dir.string(), fmt::format("{}: {}", entry.filename().string(), why));
     }
   }
+  if (ec) throw InputError(dir.string(), "cannot list the folder: " + ec.message());
   auto names = itk::GDCMSeriesFileNames::New();
   names->SetUseSeriesDetails(true);
   names->SetDirectory(dir.string());

@@ -61,9 +61,10 @@ ImportResult chestxray14(const ImportOptions& opts) {
   const size_t c_image = column("Image Index"), c_labels = column("Finding Labels"),
                c_patient = column("Patient ID");
 
+  ImportResult out;
   // Image files by name, wherever they are under the root (images_001/images/...).
   std::map<std::string, stdfs::path> images;
-  for (const auto& f : files_under(opts.root)) {
+  for (const auto& f : files_under(opts.root, out.skipped)) {
     if (lower_name(f).size() > 4 && lower_name(f).compare(lower_name(f).size() - 4, 4, ".png") == 0) {
       images.emplace(f.filename().string(), f);
     }
@@ -72,7 +73,6 @@ ImportResult chestxray14(const ImportOptions& opts) {
   if (auto p = find_first(opts.root, {"train_val_list.txt"}); !p.empty()) train = read_list(p);
   if (auto p = find_first(opts.root, {"test_list.txt"}); !p.empty()) test = read_list(p);
 
-  ImportResult out;
   const size_t needed = std::max({c_image, c_labels, c_patient}) + 1;
   for (size_t r = 1; r < records.size(); ++r) {
     const auto& f = records[r].fields;

@@ -17,13 +17,9 @@ namespace m3ret::data::importer {
 namespace stdfs = std::filesystem;
 
 ImportResult dicom_tree(const ImportOptions& opts) {
-  std::vector<stdfs::path> dirs = {opts.root};
-  for (auto it = stdfs::recursive_directory_iterator(opts.root); it != stdfs::recursive_directory_iterator();
-       ++it) {
-    if (it->is_directory()) dirs.push_back(it->path());
-  }
-  std::sort(dirs.begin(), dirs.end());
   ImportResult out;
+  std::vector<stdfs::path> dirs = walk(opts.root, out.skipped).dirs;
+  dirs.insert(dirs.begin(), opts.root);
   for (const auto& dir : dirs) {
     std::vector<dicom::Series> series;
     try {

@@ -34,7 +34,7 @@ ImportResult busi(const ImportOptions& opts) {
   for (const char* cls : {"benign", "malignant", "normal"}) {
     const stdfs::path dir = base / cls;
     require("busi", dir, fmt::format("class folder '{}' (Dataset_BUSI_with_GT/{}/)", cls, cls));
-    for (const auto& file : files_under(dir)) {
+    for (const auto& file : files_under(dir, out.skipped)) {
       const std::string name = lower_name(file);
       if (name.find("_mask") != std::string::npos) continue;  // segmentation masks
       if (!is_sample_file(file)) continue;

@@ -57,7 +57,7 @@ ImportResult hyperkvasir(const ImportOptions& opts) {
     split_of = read_column(p, "split-index");
   }
   ImportResult out;
-  for (const auto& file : files_under(images)) {
+  for (const auto& file : files_under(images, out.skipped)) {
     if (!is_sample_file(file)) continue;
     if (file.parent_path() == images) {
       out.skipped.push_back(fmt::format("{}: not inside a class folder", file.string()));
@@ -76,7 +76,7 @@ ImportResult hyperkvasir(const ImportOptions& opts) {
       !p.empty()) {
     finding = read_column(p, "finding");
   }
-  for (const auto& file : files_under(videos)) {
+  for (const auto& file : files_under(videos, out.skipped)) {
     if (!video::is_video_path(file)) continue;
     ManifestRow row;
     row.path = file;

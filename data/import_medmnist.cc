@@ -159,7 +159,7 @@ void import_archive(const stdfs::path& file, const ImportOptions& opts, ImportRe
 ImportResult medmnist(const ImportOptions& opts) {
   ImportResult out;
   bool found = false;
-  for (const auto& file : files_under(opts.root)) {
+  for (const auto& file : files_under(opts.root, out.skipped)) {
     if (lower_name(file).size() < 4 || lower_name(file).substr(lower_name(file).size() - 4) != ".npz") continue;
     found = true;
     try {

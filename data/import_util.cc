@@ -2,31 +2,67 @@
 
 #include <algorithm>
 #include <cctype>
+#include <set>
 
 #include <fmt/format.h>
 
 #include "core/error.h"
+#include "data/integrity.h"
 #include "data/video_reader.h"
 
 namespace m3ret::data::importer {
 
 namespace stdfs = std::filesystem;
 
-std::vector<stdfs::path> files_under(const stdfs::path& dir) {
-  std::vector<stdfs::path> out;
+namespace {
+
+void walk_into(const stdfs::path& dir, Tree& tree, std::set<stdfs::path>& seen, std::vector<std::string>& skipped) {
   std::error_code ec;
-  if (!stdfs::is_directory(dir, ec)) return out;
-  for (auto it = stdfs::recursive_directory_iterator(dir, stdfs::directory_options::follow_directory_symlink);
-       it != stdfs::recursive_directory_iterator(); ++it) {
-    const std::string name = it->path().filename().string();
-    if (!name.empty() && name[0] == '.') {
-      if (it->is_directory()) it.disable_recursion_pending();
+  std::vector<stdfs::path> entries;
+  for (auto it = stdfs::directory_iterator(dir, ec); !ec && it != stdfs::directory_iterator(); it.increment(ec)) {
+    entries.push_back(it->path());
+  }
+  if (ec) {
+    skipped.push_back(fmt::format("{}: cannot list the folder: {}", dir.string(), ec.message()));
+    return;
+  }
+  std::sort(entries.begin(), entries.end());
+  for (const auto& p : entries) {
+    const std::string name = p.filename().string();
+    if (!name.empty() && name[0] == '.') continue;
+    const stdfs::file_status st = stdfs::status(p, ec);  // follows symbolic links
+    if (stdfs::is_directory(st)) {
+      const stdfs::path real = stdfs::canonical(p, ec);
+      if (ec || !seen.insert(real).second) {
+        skipped.push_back(fmt::format("{}: folder already visited as {} (symbolic link loop or second link)",
+                                      p.string(), real.string()));
+        continue;
+      }
+      tree.dirs.push_back(p);
+      walk_into(p, tree, seen, skipped);
       continue;
     }
-    if (it->is_regular_file()) out.push_back(it->path());
+    const std::string why = integrity::not_a_regular_file(p);
+    if (why.empty()) tree.files.push_back(p);
+    else skipped.push_back(fmt::format("{}: {}", p.string(), why));
   }
-  std::sort(out.begin(), out.end());
-  return out;
+}
+
+}  // namespace
+
+Tree walk(const stdfs::path& dir, std::vector<std::string>& skipped) {
+  Tree tree;
+  std::error_code ec;
+  if (!stdfs::is_directory(dir, ec)) return tree;
+  std::set<stdfs::path> seen = {stdfs::canonical(dir, ec)};
+  walk_into(dir, tree, seen, skipped);
+  std::sort(tree.files.begin(), tree.files.end());
+  std::sort(tree.dirs.begin(), tree.dirs.end());
+  return tree;
+}
+
+std::vector<stdfs::path> files_under(const stdfs::path& dir, std::vector<std::string>& skipped) {
+  return walk(dir, skipped).files;
 }
 
 std::string lower_name(const stdfs::path& path) {
@@ -63,7 +99,7 @@ stdfs::path find_first(const stdfs::path& root, const std::vector<std::string>& 
 
 void add_class_folders(const stdfs::path& dir, const std::string& modality, const std::string& split,
                        ImportResult& out) {
-  for (const auto& file : files_under(dir)) {
+  for (const auto& file : files_under(dir, out.skipped)) {
     const stdfs::path rel = file.lexically_relative(dir);
     if (std::distance(rel.begin(), rel.end()) < 2) {
       out.skipped.push_back(fmt::format("{}: not inside a class folder", file.string()));

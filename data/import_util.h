@@ -9,9 +9,22 @@
 
 namespace m3ret::data::importer {
 
-// Regular files under `dir` (recursive), sorted by path; hidden files and
-// folders (name starting with '.') are left out.
-std::vector<std::filesystem::path> files_under(const std::filesystem::path& dir);
+// What lies under a folder (recursive, symbolic links followed), each list
+// sorted by path; hidden files and folders (name starting with '.') are left out.
+struct Tree {
+  std::vector<std::filesystem::path> files;  // regular files (or links to them)
+  std::vector<std::filesystem::path> dirs;   // folders below the root (not the root)
+};
+// Never throws for what it meets below `dir` and never opens a file: a FIFO,
+// socket or device, an entry that cannot be examined (e.g. a symbolic link to
+// itself: "Too many levels of symbolic links"), and a folder already visited
+// (a symbolic link loop, or a second link to one folder) are skipped, each
+// added to `skipped` as "path: reason".
+Tree walk(const std::filesystem::path& dir, std::vector<std::string>& skipped);
+
+// walk(dir, skipped).files.
+std::vector<std::filesystem::path> files_under(const std::filesystem::path& dir,
+                                               std::vector<std::string>& skipped);
 
 // True for the extensions the readers take (images, volumes, DICOM, videos),
 // case-insensitive; DICOM files without an extension are not recognised here.

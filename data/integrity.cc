@@ -15,6 +15,23 @@
 
 namespace m3ret::data::integrity {
 
+std::string not_a_regular_file(const std::filesystem::path& path) {
+  namespace stdfs = std::filesystem;
+  std::error_code ec;
+  const stdfs::file_status st = stdfs::status(path, ec);  // follows symbolic links
+  if (st.type() == stdfs::file_type::not_found) return "does not exist";
+  if (ec) return "cannot stat: " + ec.message();
+  switch (st.type()) {
+    case stdfs::file_type::regular: return "";
+    case stdfs::file_type::directory: return "not a regular file (a directory)";
+    case stdfs::file_type::fifo: return "not a regular file (a FIFO)";
+    case stdfs::file_type::socket: return "not a regular file (a socket)";
+    case stdfs::file_type::block:
+    case stdfs::file_type::character: return "not a regular file (a device)";
+    default: return "not a regular file";
+  }
+}
+
 bool is_png(const std::filesystem::path& path) {
   unsigned char sig[8] = {0};
   std::ifstream in(path, std::ios::binary);

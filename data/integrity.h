@@ -16,6 +16,12 @@
 
 namespace m3ret::data::integrity {
 
+// Why `path` cannot be opened as a file without risk of blocking: "" for a
+// regular file (or a symbolic link to one), else "does not exist", "not a
+// regular file (a FIFO)" (also a directory, socket or device), or the
+// system's reason (e.g. a symbolic link loop). Never opens the path.
+std::string not_a_regular_file(const std::filesystem::path& path);
+
 // True when the file starts with the PNG signature.
 bool is_png(const std::filesystem::path& path);
 

@@ -214,8 +214,10 @@ Decoded read(const stdfs::path& path, int64_t max_pixels) {
   stdfs::path dir;
   std::string id;
   if (dicom::split_series_ref(path, dir, id)) return read_series(dir, id, path, max_pixels);
-  if (!stdfs::exists(path, ec)) refuse(path, "does not exist");
   if (stdfs::is_directory(path, ec)) return read_series(path, "", path, max_pixels);
+  // A FIFO or device would block the reader forever: refused without opening it.
+  const std::string why = integrity::not_a_regular_file(path);
+  if (!why.empty()) refuse(path, why);
   return read_file(path, path, max_pixels);
 }
 

@@ -218,8 +218,8 @@ std::vector<uint8_t> read(const stdfs::path& path, int64_t frames, int64_t size,
                           const Limits& limits) {
   quiet_ffmpeg_logs();
   std::error_code ec;
-  if (!stdfs::exists(path, ec)) throw InputError(path.string(), "does not exist");
-  if (!stdfs::is_regular_file(path, ec)) throw InputError(path.string(), "not a file");
+  const std::string why = integrity::not_a_regular_file(path);  // a FIFO would block FFmpeg
+  if (!why.empty()) throw InputError(path.string(), why);
   if (stdfs::file_size(path, ec) == 0) throw InputError(path.string(), "empty file");
 
   std::vector<uint8_t> out(static_cast<size_t>(3 * frames * size * size), 0);

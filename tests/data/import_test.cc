@@ -3,6 +3,10 @@
 #include <fstream>
 #include <map>
 
+#include <sys/stat.h>
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -225,6 +229,44 @@ TEST(DataImport, DicomTreeOneSamplePerSeries) {
   EXPECT_EQ(by_path.count("p4/ot.dcm"), 0u);  // Modality OT: skipped without --modality
   // With --modality other, the OT image is taken too.
   EXPECT_EQ(import_and_read("dicom", root, dir / "dicom2.csv", "other").size(), 6u);
+}
+
+// Symbolic link loops, a link to itself and a FIFO in the tree: the import
+// finishes, takes every real file once and lists what it skipped with the
+// reason; nothing blocks (a FIFO is never opened). The dicom importer walks
+// the same way, and a series folder holding a FIFO is refused, not read.
+TEST(DataImport, SymlinkLoopsAndFifosAreSkippedWithTheirReason) {
+  testing::TempDir dir("import");
+  const auto root = dir / "tree";
+  image(root / "cat-a/x.png", 1);
+  image(root / "cat-b/y.png", 2);
+  stdfs::create_directory_symlink("..", root / "cat-a/up");        // a loop back to the root
+  stdfs::create_symlink(root / "cat-b/self.png", root / "cat-b/self.png");  // a link to itself
+  ASSERT_EQ(mkfifo((root / "cat-b/pipe.png").c_str(), 0600), 0);
+  ImportOptions o{root, dir / "m.csv", "xray"};
+  const ImportResult r = import_dataset("folder", o);
+  ASSERT_EQ(r.rows.size(), 2u);
+  EXPECT_EQ(r.rows[0].path, root / "cat-a/x.png");
+  EXPECT_EQ(r.rows[1].path, root / "cat-b/y.png");
+  const std::string skipped = fmt::format("{}", fmt::join(r.skipped, "\n"));
+  EXPECT_THAT(skipped, HasSubstr((root / "cat-a/up").string() + ": folder already visited as"));
+  EXPECT_THAT(skipped, HasSubstr((root / "cat-b/self.png").string() + ": cannot stat:"));
+  EXPECT_THAT(skipped, HasSubstr((root / "cat-b/pipe.png").string() + ": not a regular file (a FIFO)"));
+
+  std::vector<uint16_t> px(40 * 36);
+  for (size_t i = 0; i < px.size(); ++i) px[i] = static_cast<uint16_t>(i % 1000);
+  stdfs::create_directories(dir / "pacs/p1");
+  stdfs::create_directories(dir / "pacs/p2");
+  testutil::write_dicom(dir / "pacs/p1/a.dcm", px, 40, 36, "DX", {{"0010|0020", "P1"}});
+  testutil::write_dicom(dir / "pacs/p2/b.dcm", px, 40, 36, "DX", {{"0010|0020", "P2"}});
+  ASSERT_EQ(mkfifo((dir / "pacs/p2/pipe").c_str(), 0600), 0);
+  stdfs::create_directory_symlink("..", dir / "pacs/p1/loop");
+  const ImportResult d = import_dataset("dicom", ImportOptions{dir / "pacs", dir / "d.csv", ""});
+  ASSERT_EQ(d.rows.size(), 1u);
+  EXPECT_EQ(d.rows[0].path, dir / "pacs/p1/a.dcm");
+  const std::string dskipped = fmt::format("{}", fmt::join(d.skipped, "\n"));
+  EXPECT_THAT(dskipped, HasSubstr((dir / "pacs/p2").string() + ": pipe: not a regular file (a FIFO)"));
+  EXPECT_THAT(dskipped, HasSubstr((dir / "pacs/p1/loop").string() + ": folder already visited as"));
 }
 
 // MedMNIST archives written by numpy itself; pixel values follow a formula

@@ -4,6 +4,8 @@
 #include <limits>
 #include <random>
 
+#include <sys/stat.h>
+
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <itkImage.h>
@@ -241,6 +243,25 @@ TEST(DataMalformed, InputsPromisingMoreThanTheLimitsAreRefusedBeforeDecoding) {
   cfg.max_input_pixels = kDefaultMaxInputPixels;
   cfg.max_video_frames = 10;
   expect_refused_with(dir / "v.mp4", "endoscopy", cfg, "more than preprocess.max_video_frames = 10");
+}
+
+// A FIFO, a directory or a device where a file is expected would block or
+// mislead the readers: refused without being opened (a test that hangs here
+// has regressed).
+TEST(DataMalformed, FifosAndDevicesAreRefusedWithoutOpeningThem) {
+  testing::TempDir dir("bad");
+  for (const char* name : {"pipe.png", "pipe.nii.gz", "pipe.mp4"}) {
+    ASSERT_EQ(mkfifo((dir / name).c_str(), 0600), 0);
+  }
+  expect_refused(dir / "pipe.png", "xray", "not a regular file (a FIFO)");
+  expect_refused(dir / "pipe.nii.gz", "ct", "not a regular file (a FIFO)");
+  expect_refused(dir / "pipe.mp4", "endoscopy", "not a regular file (a FIFO)");
+  stdfs::create_symlink("/dev/zero", dir / "zero.png");
+  expect_refused(dir / "zero.png", "xray", "not a regular file (a device)");
+  // A DICOM series folder holding a FIFO: GDCM would open it; refused first.
+  testutil::write_ct_series(dir / "series", ramp_volume(16 * 16 * 4), {16, 16, 4}, -1024);
+  ASSERT_EQ(mkfifo((dir / "series/pipe").c_str(), 0600), 0);
+  expect_refused(dir / "series", "ct", "pipe: not a regular file (a FIFO)");
 }
 
 // Mislabelled files: the content decides for image formats that ITK
