@@ -1,4 +1,7 @@
+#include <fmt/format.h>
 #include <spdlog/spdlog.h>
+
+#include "core/error.h"
 
 #include "core/runtime.h"
 #include "launcher/verbs.h"
@@ -22,8 +25,16 @@ void add_shard_verb(CLI::App& app) {
     AppConfig cfg = opts->load();
     start_mpi(opts->verbose);
     auto& rt = Runtime::get();
-    sharding::shard_dataset(*manifest, *out, cfg.sharding.shard, cfg.data.preprocess,
-                            rt.world_comm());
+    const sharding::ShardSummary sum = sharding::shard_dataset(
+        *manifest, *out, cfg.sharding.shard, cfg.data.preprocess, rt.world_comm());
+    if (sum.samples == 0) {  // nothing to train on is a failure, not a success
+      throw Error(sum.rows == 0
+                      ? fmt::format("shard: {} has no rows: no sample was written", *manifest)
+                      : fmt::format("shard: all {} rows of {} were rejected: no sample was written "
+                                    "(the reason for each row is in {})",
+                                    sum.rows, *manifest,
+                                    (std::filesystem::path(*out) / "rejects.csv").string()));
+    }
   });
 }
 

@@ -160,5 +160,28 @@ TEST_F(ShardCli, CutsShardsByBytesAndRemovesTheOldCut) {
   EXPECT_EQ(set->info("xray").H, 96);
 }
 
+// A manifest whose every row is refused is a failure: exit 1 with the count of
+// rows and where the reasons are (rejects.csv, written all the same).
+TEST_F(ShardCli, EveryRowRejectedIsAFailure) {
+  const auto data = dir() / "rejected";
+  stdfs::create_directories(data);
+  std::ofstream(data / "broken.png") << "not a png";
+  std::ofstream(data / "manifest.csv") << "path,modality,labels,group,split\n"
+                                          "broken.png,xray,a,p1,train\nmissing.png,xray,b,p2,train\n";
+  const auto out = dir() / "rejected-shards";
+  std::string log;
+  const std::string cmd = bin() + " shard --manifest " + (data / "manifest.csv").string() + " --out " +
+                          out.string() + " 2>&1";
+  EXPECT_EQ(m3ret::testing::run_command(cmd, &log), 1) << log;
+  EXPECT_NE(log.find("all 2 rows of " + (data / "manifest.csv").string() + " were rejected"), std::string::npos)
+      << log;
+  EXPECT_NE(log.find((out / "rejects.csv").string()), std::string::npos) << log;
+  EXPECT_NE(fs::read_file(out / "rejects.csv").find("missing.png,xray,3,"), std::string::npos);
+  // An empty manifest fails the same way.
+  std::ofstream(data / "manifest.csv") << "path,modality,labels,group,split\n";
+  EXPECT_EQ(m3ret::testing::run_command(cmd, &log), 1) << log;
+  EXPECT_NE(log.find("has no rows"), std::string::npos) << log;
+}
+
 }  // namespace
 }  // namespace m3ret::sharding
