@@ -1,9 +1,13 @@
 #include "eval/embeddings_file.h"
 
 #include <cmath>
+#include <limits>
+#include <unordered_map>
+#include <unordered_set>
 #include <system_error>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include "core/error.h"
 #include "core/fs.h"
@@ -71,13 +75,50 @@ int64_t read_int(hid_t obj, const char* name, const stdfs::path& path) {
   return v[0];
 }
 
+// The length of a rank-1 dataset, checked against `n` before its strings are read.
+void check_column_shape(hid_t file, const char* name, int64_t n, const stdfs::path& path) {
+  if (H5Lexists(file, name, H5P_DEFAULT) <= 0) fail(path, fmt::format("missing dataset '{}'", name));
+  h5::Handle ds = h5::check(H5Dopen2(file, name, H5P_DEFAULT), fmt::format("open dataset {}", name), path);
+  h5::Handle space = h5::check(H5Dget_space(ds.get()), fmt::format("read dataset {}", name), path);
+  hsize_t dims[2] = {0, 0};
+  const int rank = H5Sget_simple_extent_ndims(space.get());
+  if (rank == 1) H5Sget_simple_extent_dims(space.get(), dims, nullptr);
+  if (rank != 1 || dims[0] != static_cast<hsize_t>(n))
+    fail(path, fmt::format("dataset '{}' must have shape [{}] (one entry per embedding), has {} "
+                           "dimension(s){}", name, n, rank, rank == 1 ? fmt::format(" [{}]", dims[0]) : ""));
+}
+
 std::vector<std::string> read_column(hid_t file, const char* name, int64_t n,
                                      const stdfs::path& path) {
+  check_column_shape(file, name, n, path);
   auto values = h5::read_strings(file, name, path);
   if (static_cast<int64_t>(values.size()) != n)
     fail(path, fmt::format("dataset '{}' must have shape [{}] (one entry per embedding), has {}",
                            name, n, values.size()));
   return values;
+}
+
+// Most a chunked (possibly compressed) dataset may expand to, per byte of file.
+constexpr uint64_t kMaxExpansion = 1024;
+
+// Refuses a dataset of N x D floats that the file cannot hold, before any
+// allocation: N * D * 4 bytes must not overflow, must fit in the file when the
+// data are stored contiguously (as m3ret writes them), and must stay under
+// kMaxExpansion times the file size otherwise.
+void check_matrix_size(hid_t ds, hsize_t n, hsize_t d, const stdfs::path& path) {
+  std::error_code ec;
+  const uint64_t file_size = stdfs::file_size(path, ec);
+  if (ec) fail(path, fmt::format("cannot read its size: {}", ec.message()));
+  const uint64_t limit = std::numeric_limits<uint64_t>::max() / sizeof(float);
+  const bool overflow = d != 0 && n > limit / d;
+  const uint64_t bytes = overflow ? 0 : n * d * sizeof(float);
+  h5::Handle dcpl = h5::check(H5Dget_create_plist(ds), "read dataset embeddings", path);
+  const bool contiguous = H5Pget_layout(dcpl.get()) == H5D_CONTIGUOUS;
+  const uint64_t room = contiguous ? file_size : file_size * kMaxExpansion;
+  if (overflow || bytes > room)
+    fail(path, fmt::format("dataset 'embeddings' claims {} x {} floats ({} bytes) but the file has "
+                           "{} bytes; refusing a shape the file cannot hold", n, d,
+                           overflow ? std::string("more than 2^64") : std::to_string(bytes), file_size));
 }
 
 // Caller holds the HDF5 lock.
@@ -105,6 +146,7 @@ EmbeddingSet read_file(const stdfs::path& path) {
   H5Sget_simple_extent_dims(space.get(), dims, nullptr);
   h5::Handle ftype = h5::check(H5Dget_type(ds.get()), "read dataset embeddings", path);
   if (H5Tget_class(ftype.get()) != H5T_FLOAT) fail(path, "dataset 'embeddings' is not floating point");
+  check_matrix_size(ds.get(), dims[0], dims[1], path);
   set.N = static_cast<int64_t>(dims[0]);
   set.D = static_cast<int64_t>(dims[1]);
   int64_t dim_attr = read_int(file.get(), "dim", path);
@@ -174,8 +216,23 @@ void EmbeddingSet::check(const std::string& what) const {
       bad(fmt::format("train modality '{}' is empty or contains '|'", m));
 }
 
+void EmbeddingSet::check_samples(const std::string& what) const {
+  std::unordered_map<std::string, int64_t> first;
+  first.reserve(ids.size());
+  for (int64_t i = 0; i < N; ++i) {
+    if (!data::is_modality(modality[i]))
+      throw Error(fmt::format("{}: sample {} ('{}') has unknown modality '{}' (one of {})", what, i,
+                              ids[i], modality[i], fmt::join(data::modality_names(), ", ")));
+    auto [it, fresh] = first.emplace(ids[i], i);
+    if (!fresh)
+      throw Error(fmt::format("{}: id '{}' appears twice (samples {} and {}); ids must be unique",
+                              what, ids[i], it->second, i));
+  }
+}
+
 void write_embeddings(const std::filesystem::path& path, const EmbeddingSet& set) {
   set.check(fmt::format("embeddings file {}", path.string()));
+  set.check_samples(fmt::format("embeddings file {}", path.string()));
   if (path.has_parent_path()) {
     std::error_code ec;
     stdfs::create_directories(path.parent_path(), ec);
@@ -205,7 +262,46 @@ EmbeddingSet read_embeddings(const std::filesystem::path& path) {
     set = read_file(path);
   }
   set.check(fmt::format("embeddings file {}", path.string()));
+  set.check_samples(fmt::format("embeddings file {}", path.string()));
   return set;
+}
+
+}  // namespace m3ret::eval
+
+namespace m3ret::eval {
+namespace {
+
+// The ids of `a` that `b` lacks, in a's order.
+std::vector<std::string> ids_missing(const EmbeddingSet& a, const EmbeddingSet& b) {
+  const std::unordered_set<std::string> in_b(b.ids.begin(), b.ids.end());
+  std::vector<std::string> missing;
+  for (const auto& id : a.ids)
+    if (!in_b.count(id)) missing.push_back(id);
+  return missing;
+}
+
+// "3 (first: a, b, c)".
+std::string count_and_first(const std::vector<std::string>& ids) {
+  constexpr size_t kShown = 5;
+  const std::vector<std::string> first(ids.begin(), ids.begin() + std::min(ids.size(), kShown));
+  return fmt::format("{} (first: {}{})", ids.size(), fmt::join(first, ", "),
+                     ids.size() > kShown ? ", ..." : "");
+}
+
+}  // namespace
+
+void check_same_samples(const EmbeddingSet& base, const std::string& base_name,
+                        const EmbeddingSet& other, const std::string& other_name) {
+  const auto missing = ids_missing(base, other), extra = ids_missing(other, base);
+  if (missing.empty() && extra.empty()) return;
+  std::vector<std::string> parts;
+  if (!missing.empty())
+    parts.push_back(fmt::format("lacks {} of the {} samples of {}", count_and_first(missing),
+                                base.N, base_name));
+  if (!extra.empty())
+    parts.push_back(fmt::format("has {} samples that {} lacks", count_and_first(extra), base_name));
+  throw Error(fmt::format("{} does not cover the same samples: it {}; embed both from the same "
+                          "shards and split", other_name, fmt::join(parts, " and ")));
 }
 
 }  // namespace m3ret::eval

@@ -65,16 +65,32 @@ struct EmbeddingSet {
   // Throws m3ret::Error (prefixed with `what`) when sizes disagree, D < 1, a
   // value is not finite, or a label (or a train modality) is empty or contains '|'.
   void check(const std::string& what) const;
+  // Throws m3ret::Error (prefixed with `what`) naming the sample when a
+  // modality is not one of data::modality_names() or an id appears twice.
+  // Files are checked on writing and reading.
+  void check_samples(const std::string& what) const;
 };
 
-// Writes `set` (including set.attrs) to `path` atomically (temp + rename).
+// Writes `set` (including set.attrs) to `path` atomically (temp + rename)
+// after set.check and set.check_samples.
 // Throws m3ret::Error naming the path.
 void write_embeddings(const std::filesystem::path& path, const EmbeddingSet& set);
 
 // Reads and validates a file written by write_embeddings: format name and
-// version, shapes, dtypes. Throws m3ret::Error naming the file and what is
-// wrong (missing file, not HDF5, wrong format, bad version, bad shape).
+// version, shapes, dtypes, modalities, unique ids. Shapes are checked against
+// the file's size before anything is allocated (N x D floats stored
+// contiguously must fit in the file; chunked data may expand at most 1024
+// times), string columns against N. Throws m3ret::Error naming the file and
+// what is wrong (missing file, not HDF5, wrong format, bad version, bad shape,
+// unknown modality, duplicate id).
 EmbeddingSet read_embeddings(const std::filesystem::path& path);
+
+// Refuses to compare `other` (file `other_name`) with `base` (file
+// `base_name`) unless both hold the same sample ids: throws m3ret::Error
+// naming both files, how many ids are missing from `other` and how many it
+// has that `base` lacks, with the first few of each.
+void check_same_samples(const EmbeddingSet& base, const std::string& base_name,
+                        const EmbeddingSet& other, const std::string& other_name);
 
 // Labels are '|'-joined, as everywhere (data/sample.h).
 using data::join_labels;

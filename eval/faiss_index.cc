@@ -9,6 +9,8 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <new>
+#include <stdexcept>
 #include <system_error>
 
 #include <fmt/format.h>
@@ -28,6 +30,10 @@ auto faiss_call(const std::string& what, F&& f) {
     return f();
   } catch (const faiss::FaissException& e) {
     throw Error(fmt::format("{}: FAISS: {}", what, e.what()));
+  } catch (const std::bad_alloc&) {  // a size in a corrupt file larger than memory
+    throw Error(fmt::format("{}: FAISS asked for more memory than there is (a corrupt size?)", what));
+  } catch (const std::length_error& e) {
+    throw Error(fmt::format("{}: FAISS: impossible size ({})", what, e.what()));
   }
 }
 

@@ -311,6 +311,15 @@ std::string absent_section(const std::vector<std::pair<std::string, Report>>& co
   return out;
 }
 
+// "- warning (trained): all 40 embeddings are ...\n" for every warning of every column.
+std::string warning_lines(const std::vector<std::pair<std::string, Report>>& columns) {
+  std::string out;
+  for (const auto& [label, report] : columns)
+    for (const auto& w : report.warnings)
+      out += fmt::format("- **warning**{}: {}\n", columns.size() > 1 ? " (" + label + ")" : "", w);
+  return out;
+}
+
 std::set<std::string> unseen_set(const Report& r) { return {r.unseen.begin(), r.unseen.end()}; }
 
 }  // namespace
@@ -352,6 +361,7 @@ ojson encoder_json(const Report& r) {
   ojson j;
   j["embeddings"] = embeddings_json(r.source);
   j["unseen_modalities"] = r.unseen;
+  j["warnings"] = r.warnings;
   j["per_modality"] = ojson::object();
   for (const auto& row : r.per_modality) j["per_modality"][row.name()] = metrics_json(row.metrics, r.ks);
   j["cross_modal"] = ojson::object();
@@ -365,6 +375,8 @@ void encoder_from_json(const ojson& j, Report& r) {
   r.source = embeddings_from_json(j.at("embeddings"));
   if (j.contains("unseen_modalities"))  // optional: older reports (none unseen)
     r.unseen = j.at("unseen_modalities").get<std::vector<std::string>>();
+  if (j.contains("warnings"))  // optional: older reports (none)
+    r.warnings = j.at("warnings").get<std::vector<std::string>>();
   auto metrics = [&](const std::string& kind, const std::string& name, const ojson& m) {
     try {
       return metrics_from_json(m, r.ks);
@@ -551,7 +563,8 @@ void write_reports(const std::filesystem::path& path,
   const Report& first = columns.front().second;
   std::string md = columns.size() == 1
                        ? to_markdown(first)
-                       : "# Retrieval report\n\n" + training_line(first) + "\n" +
+                       : "# Retrieval report\n\n" + training_line(first) +
+                             warning_lines(columns) + "\n" +
                              comparison_table(columns, unseen_modalities(columns));
   const int64_t k = verdict_k ? verdict_k : first.ks.front();
   md += fmt::format("\n## Verdict (recall@{}: is the 95 % interval of {} above chance{}?)\n\n", k,
@@ -594,7 +607,7 @@ std::string to_markdown(const Report& report) {
                      report.source.random_init ? ", random init" : "", report.source.step);
   out += fmt::format("- split: {}; samples: {}; relevance: {}\n",
                      report.split.empty() ? "all" : report.split, report.samples, report.relevance);
-  out += training_line(report) + "\n";
+  out += training_line(report) + warning_lines({{"encoder", report}}) + "\n";
   out += "## Per modality (leave-one-out, same group excluded)\n\n";
   out += report_table(report.per_modality, report.ks, "modality", unseen_set(report)).markdown();
   if (!report.cross_modal.empty()) {

@@ -12,6 +12,7 @@
 //                       "encoder": "checkpoint", "weights": "teacher", "pooling": "cls",
 //                       "train_modalities": ["xray", "ct"]},   ([] = unknown)
 //        "unseen_modalities": ["mri"],
+//        "warnings": [],   (all-zero or constant embeddings, eval/retrieval.h)
 //        "per_modality": {"xray": {"queries": 40, "skipped_no_label": 0,
 //                                  "skipped_no_relevant": 0, "skipped_no_candidate": 0,
 //                                  "gallery": 40,

@@ -246,6 +246,43 @@ double percentile(std::vector<double>& v, double q) {
   return i + 1 < v.size() ? v[i] + frac * (v[i + 1] - v[i]) : v[i];
 }
 
+// True when every row of `rows` equals the first (bit for bit, after normalisation).
+bool all_equal(const Prepared& p, const std::vector<int64_t>& rows) {
+  const float* first = p.Y.data() + rows.front() * p.D;
+  for (int64_t r : rows)
+    if (!std::equal(first, first + p.D, p.Y.data() + r * p.D)) return false;
+  return true;
+}
+
+// Warnings about embeddings whose figures mean nothing: zero rows (similar to
+// nothing, ranked by position only) and modalities whose rows are all equal.
+std::vector<std::string> degenerate_warnings(const Prepared& p, const std::vector<std::string>& order) {
+  std::vector<std::string> out;
+  const int64_t n = static_cast<int64_t>(p.labels.size());
+  int64_t zero = 0;
+  for (int64_t r = 0; r < n; ++r) {
+    const float* y = p.Y.data() + r * p.D;
+    zero += std::all_of(y, y + p.D, [](float v) { return v == 0.0f; });
+  }
+  if (zero > 0)
+    out.push_back(fmt::format("{} of the {} embeddings are all zero: they are equally similar to "
+                              "everything and rank by position only", zero, n));
+  std::vector<int64_t> all(static_cast<size_t>(n));
+  std::iota(all.begin(), all.end(), 0);
+  if (n > 1 && zero < n && all_equal(p, all)) {
+    out.push_back(fmt::format("all {} embeddings are the same vector (constant): every ranking is "
+                              "by position only and the figures say nothing about the encoder", n));
+    return out;
+  }
+  for (const auto& m : order) {
+    const auto& rows = p.by_modality.at(m);
+    if (rows.size() > 1 && all_equal(p, rows) && zero < n)
+      out.push_back(fmt::format("all {} embeddings of {} are the same vector: its rankings are by "
+                                "position only", rows.size(), m));
+  }
+  return out;
+}
+
 std::vector<std::string> modality_order(const Prepared& p) {
   std::vector<std::string> order;
   for (const auto& name : data::modality_names())
@@ -375,6 +412,7 @@ Report evaluate(const EmbeddingSet& set, const EvalConfig& config) {
   report.exclude_labels = config.exclude_labels;
 
   const auto order = modality_order(p);
+  report.warnings = degenerate_warnings(p, order);
   for (const auto& m : order) {
     const auto& rows = p.by_modality.at(m);
     report.per_modality.push_back({m, m, rank_all(p, rows, rows, config, m)});

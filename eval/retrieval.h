@@ -32,6 +32,11 @@
 // (eval/label_map.h), then config.exclude_labels are dropped; relevance, the
 // skipped_no_label count and the cross-modal vocabularies use these labels.
 //
+// Degenerate embeddings: evaluate() still reports figures but records in
+// Report::warnings how many embeddings are all zero and whether all of them
+// (or all of one modality) are the same vector — their rankings are by
+// position only.
+//
 // Metrics, averaged over the evaluated queries:
 //   recall@k     1 if any of the top k candidates is relevant, else 0
 //   precision@k  (relevant among the top k) / k
@@ -124,6 +129,9 @@ struct Report {
   int64_t bootstrap_seed = 0;
   std::string label_map;                    // eval.label_map ("" = none)
   std::vector<std::string> exclude_labels;  // eval.exclude_labels
+  // Why the figures may mean nothing: all-zero embeddings, or embeddings that
+  // are all the same vector (in the set or in one modality). Empty = none.
+  std::vector<std::string> warnings;
 
   // The row of `modality` (or "a->b"), nullptr if absent.
   const ReportRow* find(const std::string& name) const;

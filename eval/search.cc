@@ -94,8 +94,22 @@ std::vector<SearchHit> search_vector(const OpenedIndex& index, const float* q, i
   return hits;
 }
 
+namespace {
+
+// --only must name a modality the index holds (else no result could match).
+void check_only_modality(const OpenedIndex& index, const std::string& only) {
+  if (only.empty()) return;
+  const std::set<std::string> present(index.set.modality.begin(), index.set.modality.end());
+  if (!present.count(only))
+    throw Error(fmt::format("search: --only {}: the index {} holds no sample of that modality "
+                            "(it holds {})", only, index.dir.string(), fmt::join(present, ", ")));
+}
+
+}  // namespace
+
 SearchResult search_file(const OpenedIndex& index, const SearchOptions& opt) {
   if (opt.k < 1) throw Error(fmt::format("search: --k {} must be >= 1", opt.k));
+  check_only_modality(index, opt.only_modality);
   const data::PreprocessConfig pre = preprocess_of(index);
   SearchResult result;
   result.query = opt.query.string();

@@ -63,6 +63,25 @@ stdfs::path beside(const stdfs::path& out, const std::string& suffix) {
   return p.string() + "-" + suffix + ".h5";
 }
 
+// Evaluates every file; every one after the first must hold the first's
+// samples (a baseline on other samples would be compared on other queries).
+std::vector<std::pair<std::string, eval::Report>> evaluate_files(
+    const std::vector<std::pair<std::string, stdfs::path>>& files, const eval::EvalConfig& ecfg) {
+  std::vector<std::pair<std::string, eval::Report>> columns;
+  eval::EmbeddingSet first;
+  for (const auto& [name, file] : files) {
+    eval::EmbeddingSet set = eval::read_embeddings(file);
+    if (!columns.empty())
+      eval::check_same_samples(first, files.front().second.string(), set,
+                               fmt::format("eval: baseline {}", file.string()));
+    columns.emplace_back(name, eval::evaluate(set, ecfg));
+    if (columns.size() == 1) first = std::move(set);
+    for (const auto& w : columns.back().second.warnings)
+      spdlog::warn("eval: {} ({}): {}", name, file.string(), w);
+  }
+  return columns;
+}
+
 }  // namespace
 
 static void append_history(const stdfs::path& history, const stdfs::path& report_path,
@@ -79,6 +98,7 @@ static void append_history(const stdfs::path& history, const stdfs::path& report
   line["relevance"] = r.relevance;
   const auto full = eval::to_json(columns);
   line["unseen_modalities"] = full.at("unseen_modalities");
+  line["warnings"] = r.warnings;
   const auto& encoders = full.at("encoders");  // report format 2: the encoder first
   line["per_modality"] = encoders.begin().value().at("per_modality");
   line["cross_modal"] = encoders.begin().value().at("cross_modal");
@@ -179,9 +199,7 @@ void add_eval_verb(CLI::App& app) {
       files.emplace_back("encoder", a->embeddings);
       for (const auto& f : a->baseline_files) files.emplace_back(stdfs::path(f).stem().string(), f);
     }
-    std::vector<std::pair<std::string, eval::Report>> columns;
-    for (const auto& [name, file] : files)
-      columns.emplace_back(name, eval::evaluate(eval::read_embeddings(file), ecfg));
+    const auto columns = evaluate_files(files, ecfg);
     launcher::write_reports(out, columns);
     std::printf("%s", eval::comparison_text(columns, eval::unseen_modalities(columns)).c_str());
     std::fflush(stdout);

@@ -137,6 +137,121 @@ TEST(EmbeddingsFile, BadFilesGiveErrorsNamingThem) {
   EXPECT_NE(shape.find("dataset 'groups' must have shape [3]"), std::string::npos) << shape;
 }
 
+// A file holding only a dataset 'embeddings' of n x d floats whose storage is
+// never written (so the file stays small), with the format attributes.
+void write_hollow(const std::filesystem::path& path, hsize_t n, hsize_t d, bool chunked) {
+  hid_t f = H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+  hsize_t dims[2] = {n, d};
+  hid_t space = H5Screate_simple(2, dims, nullptr);
+  hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
+  hsize_t chunk[2] = {1, std::min<hsize_t>(d, 64)};
+  if (chunked) H5Pset_chunk(dcpl, 2, chunk);
+  hid_t ds = H5Dcreate2(f, "embeddings", H5T_IEEE_F32LE, space, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+  ASSERT_GE(ds, 0);
+  hid_t aspace = H5Screate(H5S_SCALAR);
+  hid_t str = H5Tcopy(H5T_C_S1);
+  H5Tset_size(str, 16);  // "m3ret-embeddings", no terminator
+  hid_t a = H5Acreate2(f, "format", str, aspace, H5P_DEFAULT, H5P_DEFAULT);
+  const char name[17] = "m3ret-embeddings";
+  H5Awrite(a, str, name);
+  H5Aclose(a);
+  for (auto [attr, v] : {std::pair<const char*, int64_t>{"format_version", 1}, {"dim", int64_t(d)}}) {
+    hid_t i = H5Acreate2(f, attr, H5T_STD_I64LE, aspace, H5P_DEFAULT, H5P_DEFAULT);
+    H5Awrite(i, H5T_NATIVE_INT64, &v);
+    H5Aclose(i);
+  }
+  H5Tclose(str);
+  H5Sclose(aspace);
+  H5Dclose(ds);
+  H5Pclose(dcpl);
+  H5Sclose(space);
+  H5Fclose(f);
+}
+
+// Absurd shapes are refused before anything is allocated, naming the file.
+TEST(EmbeddingsFile, ShapesTheFileCannotHoldAreRefusedBeforeAllocation) {
+  m3ret::testing::TempDir dir("eval-file");
+  for (bool chunked : {false, true}) {
+    const auto path = dir / (chunked ? "chunked.h5" : "contiguous.h5");
+    write_hollow(path, hsize_t{1} << 34, 4096, chunked);  // 2^48 bytes claimed
+    const auto e = error_of([&] { read_embeddings(path); });
+    EXPECT_NE(e.find(path.string() + ": dataset 'embeddings' claims 17179869184 x 4096 floats"),
+              std::string::npos) << e;
+    EXPECT_NE(e.find("refusing a shape the file cannot hold"), std::string::npos) << e;
+  }
+  // An overflowing N * D, and string columns longer than the embeddings.
+  write_hollow(dir / "overflow.h5", hsize_t{1} << 62, hsize_t{1} << 20, true);
+  EXPECT_NE(error_of([&] { read_embeddings(dir / "overflow.h5"); }).find("more than 2^64"),
+            std::string::npos);
+  write_embeddings(dir / "long.h5", small_set());
+  hid_t f = H5Fopen((dir / "long.h5").c_str(), H5F_ACC_RDWR, H5P_DEFAULT);
+  H5Ldelete(f, "ids", H5P_DEFAULT);
+  hsize_t huge = hsize_t{1} << 40;
+  hid_t space = H5Screate_simple(1, &huge, nullptr);
+  hid_t type = H5Tcopy(H5T_C_S1);
+  H5Tset_size(type, H5T_VARIABLE);
+  hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
+  hsize_t chunk = 1024;
+  H5Pset_chunk(dcpl, 1, &chunk);
+  H5Dclose(H5Dcreate2(f, "ids", type, space, H5P_DEFAULT, dcpl, H5P_DEFAULT));
+  H5Pclose(dcpl);
+  H5Tclose(type);
+  H5Sclose(space);
+  H5Fclose(f);
+  const auto e = error_of([&] { read_embeddings(dir / "long.h5"); });
+  EXPECT_NE(e.find("long.h5: dataset 'ids' must have shape [3]"), std::string::npos) << e;
+  EXPECT_NE(e.find("[1099511627776]"), std::string::npos) << e;
+}
+
+TEST(EmbeddingsFile, UnknownModalitiesAndDuplicateIdsAreRefusedNamingFileAndSample) {
+  m3ret::testing::TempDir dir("eval-file");
+  EmbeddingSet s = small_set();
+  s.modality[1] = "pet";
+  auto e = error_of([&] { write_embeddings(dir / "pet.h5", s); });
+  EXPECT_NE(e.find("pet.h5: sample 1 ('ct-1') has unknown modality 'pet' (one of xray, "),
+            std::string::npos) << e;
+  s = small_set();
+  s.ids[2] = s.ids[0];
+  e = error_of([&] { write_embeddings(dir / "dup.h5", s); });
+  EXPECT_NE(e.find("dup.h5: id 'xray-0' appears twice (samples 0 and 2)"), std::string::npos) << e;
+  EXPECT_FALSE(std::filesystem::exists(dir / "dup.h5"));
+
+  // Files written by other tools are checked on reading.
+  write_embeddings(dir / "other.h5", small_set());
+  hid_t f = H5Fopen((dir / "other.h5").c_str(), H5F_ACC_RDWR, H5P_DEFAULT);
+  hid_t ds = H5Dopen2(f, "modality", H5P_DEFAULT);
+  hid_t type = H5Tcopy(H5T_C_S1);
+  H5Tset_size(type, H5T_VARIABLE);
+  H5Tset_cset(type, H5T_CSET_UTF8);
+  const char* v[3] = {"xray", "ct", "spect"};
+  H5Dwrite(ds, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, v);
+  H5Tclose(type);
+  H5Dclose(ds);
+  H5Fclose(f);
+  e = error_of([&] { read_embeddings(dir / "other.h5"); });
+  EXPECT_NE(e.find("other.h5: sample 2 ('mri/ß-01') has unknown modality 'spect'"), std::string::npos) << e;
+}
+
+TEST(EmbeddingsFile, BaselinesMustCoverTheSameSamples) {
+  const EmbeddingSet a = small_set();
+  EXPECT_EQ(error_of([&] { check_same_samples(a, "a.h5", a, "b.h5"); }), "");
+  EmbeddingSet b = a;
+  b.ids[0] = "elsewhere";
+  const auto e = error_of([&] { check_same_samples(a, "a.h5", b, "b.h5"); });
+  EXPECT_NE(e.find("b.h5 does not cover the same samples: it lacks 1 (first: xray-0) of the 3 "
+                   "samples of a.h5 and has 1 (first: elsewhere) samples that a.h5 lacks"),
+            std::string::npos) << e;
+  EmbeddingSet many;
+  many.D = 1;
+  for (int i = 0; i < 8; ++i) add(many, "ct", "", {}, {1});
+  EmbeddingSet few = many;
+  few.ids.resize(1);
+  few.N = 1;
+  EXPECT_NE(error_of([&] { check_same_samples(many, "m.h5", few, "f.h5"); })
+                .find("lacks 7 (first: ct-1, ct-2, ct-3, ct-4, ct-5, ...) of the 8 samples"),
+            std::string::npos);
+}
+
 TEST(EmbeddingsFile, LabelsJoinAndSplit) {
   EXPECT_EQ(join_labels({"a", "b c"}), "a|b c");
   EXPECT_EQ(split_labels("a|b c"), (std::vector<std::string>{"a", "b c"}));

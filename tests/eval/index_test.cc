@@ -202,6 +202,40 @@ TEST(IndexDir, BuildOpenSearchForEveryTypeAndRefuseBadInput) {
   EXPECT_NE(error_of([&] { open_index_dir(dir / "nowhere"); }).find("no such folder"), std::string::npos);
 }
 
+// Corrupt index files: an absurd vector size in faiss.index and a --only
+// modality the index lacks are clear errors naming the file or folder.
+TEST(IndexDir, CorruptSizesAndAbsentModalitiesAreClearErrors) {
+  m3ret::testing::TempDir dir("eval-index");
+  write_embeddings(dir / "emb.h5", testing::random_set(60, 8, {"xray", "ct"}, 20, 3, 4));
+  IndexBuildOptions o;
+  o.embeddings = dir / "emb.h5";
+  o.out = dir / "flat";
+  o.type = "flat";
+  build_index_dir(o);
+  // IndexFlat layout: fourcc, d (4), ntotal (8), two dummies (16), is_trained (1),
+  // metric (4), then the size of the vector data (8 bytes at offset 37).
+  {
+    std::fstream f(dir / "flat/faiss.index", std::ios::in | std::ios::out | std::ios::binary);
+    const uint64_t huge = uint64_t{1} << 39;
+    f.seekp(37);
+    f.write(reinterpret_cast<const char*>(&huge), sizeof huge);
+  }
+  const auto e = error_of([&] { open_index_dir(dir / "flat"); });
+  EXPECT_NE(e.find((dir / "flat/faiss.index").string()), std::string::npos) << e;
+
+  o.out = dir / "exact";
+  o.type = "exact";
+  const auto opened = (build_index_dir(o), open_index_dir(dir / "exact"));
+  SearchOptions so;
+  so.query = dir / "emb.h5";
+  so.modality = "ct";
+  so.only_modality = "mri";
+  const auto only = error_of([&] { search_file(opened, so); });
+  EXPECT_NE(only.find("--only mri: the index " + (dir / "exact").string() +
+                      " holds no sample of that modality (it holds ct, xray)"),
+            std::string::npos) << only;
+}
+
 TEST(RawPixels, DownsampledCentredUnitVectorsInvariantToBrightnessAndContrast) {
   // Two samples [C=1, T=2, H=32, W=32]: a gradient, and the same gradient at
   // half contrast plus an offset: the features are equal.

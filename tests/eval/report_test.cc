@@ -411,5 +411,30 @@ TEST(Report, AbsentRowsAreNeverReportedOrAveragedAsZero) {
   EXPECT_NE(smd.find("(1 of 2 seeds)"), std::string::npos) << smd;
 }
 
+// All-zero or constant embeddings still give figures, but with a warning in
+// the report (JSON, Markdown) that the rankings are by position only.
+TEST(Report, ZeroAndConstantEmbeddingsAreWarnedAbout) {
+  EvalConfig c;
+  c.ks = {1};
+  EmbeddingSet s = set_with_absent_rows();
+  EXPECT_TRUE(evaluate(s, c).warnings.empty());
+  std::fill(s.X.begin(), s.X.begin() + 6, 0.0f);  // the three xray rows
+  Report r = evaluate(s, c);
+  ASSERT_EQ(r.warnings.size(), 2u);
+  EXPECT_EQ(r.warnings[0], "3 of the 7 embeddings are all zero: they are equally similar to "
+                           "everything and rank by position only");
+  EXPECT_NE(r.warnings[1].find("all 3 embeddings of xray are the same vector"), std::string::npos);
+  for (size_t i = 0; i < s.X.size(); i += 2) s.X[i] = 2, s.X[i + 1] = 1;  // all one direction
+  r = evaluate(s, c);
+  ASSERT_EQ(r.warnings.size(), 1u);
+  EXPECT_EQ(r.warnings[0], "all 7 embeddings are the same vector (constant): every ranking is by "
+                           "position only and the figures say nothing about the encoder");
+  const auto j = to_json(r);
+  EXPECT_EQ(j.at("encoders").at("encoder").at("warnings").at(0), r.warnings[0]);
+  EXPECT_EQ(report_from_json(j).warnings, r.warnings);
+  EXPECT_NE(to_markdown(r).find("- **warning**: all 7 embeddings are the same vector"),
+            std::string::npos) << to_markdown(r);
+}
+
 }  // namespace
 }  // namespace m3ret::eval

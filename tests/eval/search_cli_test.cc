@@ -166,5 +166,42 @@ TEST_F(SearchCli, IndexBuildAndSearchFindTheQueryItself) {
   EXPECT_FALSE(stdfs::exists(dir() / "bad"));
 }
 
+// Through the binary: a baseline on other samples is refused with one line;
+// constant embeddings are evaluated with a warning on the console.
+TEST(EvalCli, BaselineOnOtherSamplesIsRefused) {
+  m3ret::testing::TempDir dir("eval-cli-baseline");
+  EmbeddingSet a;
+  a.D = 2;
+  for (int i = 0; i < 6; ++i) {
+    a.ids.push_back("s" + std::to_string(i));
+    a.modality.push_back("ct");
+    a.groups.push_back("p" + std::to_string(i));
+    a.splits.push_back("test");
+    a.labels.push_back({i % 2 ? "A" : "B"});
+    a.X.insert(a.X.end(), {1.0f, 0.5f});  // every embedding the same vector
+    ++a.N;
+  }
+  write_embeddings(dir / "a.h5", a);
+  EmbeddingSet b = a;
+  b.ids[4] = "t4";
+  b.ids[5] = "t5";
+  write_embeddings(dir / "b.h5", b);
+  const std::string bin = m3ret::testing::m3ret_binary().string();
+  const std::string d = dir.path().string();
+  std::string out;
+  int rc = m3ret::testing::run_command(bin + " eval --embeddings " + d + "/a.h5 --baseline " + d +
+                                           "/b.h5 --out " + d + "/r.json 2>&1", &out);
+  EXPECT_NE(rc, 0) << out;
+  EXPECT_NE(out.find("eval: baseline " + d + "/b.h5 does not cover the same samples: it lacks 2 "
+                     "(first: s4, s5) of the 6 samples of " + d + "/a.h5"), std::string::npos) << out;
+  EXPECT_FALSE(stdfs::exists(dir / "r.json"));
+
+  rc = m3ret::testing::run_command(bin + " eval --embeddings " + d + "/a.h5 --out " + d + "/r.json 2>&1", &out);
+  EXPECT_EQ(rc, 0) << out;
+  EXPECT_NE(out.find("all 6 embeddings are the same vector (constant)"), std::string::npos) << out;
+  const auto report = json::parse(fs::read_file(dir / "r.json"));
+  EXPECT_EQ(report.at("encoders").at("encoder").at("warnings").size(), 1u);
+}
+
 }  // namespace
 }  // namespace m3ret::eval
