@@ -1,5 +1,8 @@
 #include "core/config.h"
 
+#include <algorithm>
+#include <cctype>
+#include <cstdlib>
 #include <functional>
 #include <limits>
 #include <sstream>
@@ -68,6 +71,9 @@ ParsedValue parse_raw(const std::string& key, const std::string& raw) {
   } catch (const toml::parse_error& e) {
     throw Error(fmt::format("--set {}={}: '{}' is not a TOML value ({})", key, raw, raw,
                             e.description()));
+  }
+  if (p.holder.size() != 1) {  // e.g. a newline and another key after the value
+    throw Error(fmt::format("--set {}={}: '{}' is more than one TOML value", key, raw, raw));
   }
   p.node = p.holder.get("v");
   return p;
@@ -404,10 +410,67 @@ void Writer::put_table(const std::string& key, Writer& sub) {
   table_->t.insert_or_assign(key, std::move(sub.table_->t));
 }
 
+namespace {
+
+bool is_key_char(char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-'; }
+
+// The shortest decimal that reads back as the same double, as a TOML float.
+std::string shortest_float(double v) {
+  std::string s = fmt::format("{}", v);
+  if (s.find_first_of(".eEni") == std::string::npos) s += ".0";
+  return s;
+}
+
+// toml++ as Debian builds it prints every float with 17 significant digits
+// (0.9 as 0.90000000000000002). Rewrites each float literal of a value (after
+// '=' on its line, or inside a value's array) as shortest_float; strings, keys and
+// table headers are copied as they are.
+std::string with_shortest_floats(const std::string& text) {
+  std::string out;
+  out.reserve(text.size());
+  bool in_value = false;
+  int depth = 0;  // brackets open inside the current value
+  for (size_t i = 0; i < text.size();) {
+    const char c = text[i];
+    if (c == '"' || c == '\'') {  // a string literal, copied whole
+      size_t j = i + 1;
+      while (j < text.size() && text[j] != c) j += (c == '"' && text[j] == '\\') ? 2 : 1;
+      j = std::min(j + 1, text.size());
+      out.append(text, i, j - i);
+      i = j;
+      continue;
+    }
+    const bool starts_number = std::isdigit(static_cast<unsigned char>(c)) ||
+                               ((c == '-' || c == '+') && i + 1 < text.size() &&
+                                std::isdigit(static_cast<unsigned char>(text[i + 1])));
+    if (in_value && starts_number && (i == 0 || !is_key_char(text[i - 1]))) {
+      size_t j = i + 1;
+      while (j < text.size() && (is_key_char(text[j]) || text[j] == '.' || text[j] == '+')) ++j;
+      const std::string token = text.substr(i, j - i);
+      char* end = nullptr;
+      const double v = std::strtod(token.c_str(), &end);
+      const bool is_float = token.find_first_of(".eE") != std::string::npos &&
+                            end == token.c_str() + token.size();
+      out += is_float ? shortest_float(v) : token;
+      i = j;
+      continue;
+    }
+    if (c == '=') in_value = true;
+    if (in_value && c == '[') ++depth;
+    if (in_value && c == ']') --depth;
+    if (c == '\n' && depth <= 0) in_value = false, depth = 0;
+    out += c;
+    ++i;
+  }
+  return out;
+}
+
+}  // namespace
+
 std::string Writer::str() const {
   std::ostringstream os;
   os << table_->t << "\n";
-  return os.str();
+  return with_shortest_floats(os.str());
 }
 
 }  // namespace m3ret::config

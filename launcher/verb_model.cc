@@ -20,7 +20,9 @@ void add_model_verb(CLI::App& app) {
   auto json = std::make_shared<bool>(false);
   opts->add_to(verb);
   verb->add_option("--preset", *preset, "tiny, small, base, large or huge (= --set model.preset=NAME)");
-  verb->add_option("--input", *input, "input frames/slices, height, width: T H W (default 1 224 224)")
+  verb->add_option("--input", *input,
+                   "input frames/slices, height, width: T H W or T,H,W (default 1 224 224)")
+      ->delimiter(',')
       ->expected(3);
   verb->add_flag("--json", *json, "print JSON instead of text");
   verb->callback([opts, preset, input, json] {

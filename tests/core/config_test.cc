@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include <fstream>
+#include <iterator>
 
 #include "core/config.h"
 #include "test_util.h"
@@ -198,6 +199,35 @@ TEST_F(ConfigTest, MalformedOverride) {
   EXPECT_NE(error_of([&] { config::load<Root>(std::nullopt, {"train.max_steps=[1,"}); })
                 .find("is not a TOML value"),
             std::string::npos);
+  // More TOML after the value is refused, not silently dropped.
+  EXPECT_NE(error_of([&] { config::load<Root>(std::nullopt, {"train.max_steps=3\nworkers = 5"}); })
+                .find("more than one TOML value"),
+            std::string::npos);
+}
+
+TEST_F(ConfigTest, FloatsAreWrittenAsShortAsTheyReadBackExactly) {
+  Root r;
+  r.train.modalities = {"0.90000000000000002", "lr = 0.10000000000000001"};  // strings stay
+  const double lrs[] = {0.9, 0.1, 1e-06, 0.00015, 1.0 / 3, 0.0};  // lr's range is [0, 1]
+  const double others[] = {123456789.125, 1e300, 7.0, -2.5e-8, 0.1, 1.0 / 3};
+  for (size_t i = 0; i < std::size(lrs); ++i) {
+    r.train.optim.lr = lrs[i];
+    r.train.window = {-1000.0, others[i]};
+    const std::string text = config::to_toml(r);
+    Root back = config::load<Root>(write(text), {});
+    EXPECT_EQ(back.train.optim.lr, r.train.optim.lr) << text;  // bit-exact
+    EXPECT_EQ(back.train.window, r.train.window) << text;
+    EXPECT_EQ(back.train.modalities, r.train.modalities) << text;
+  }
+  r.train.window = {-1000.0, 0.1};
+  r.train.optim.lr = 0.9;
+  const std::string text = config::to_toml(r);
+  EXPECT_NE(text.find("lr = 0.9\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("window = [ -1000.0, 0.1 ]"), std::string::npos) << text;
+  EXPECT_NE(text.find("'0.90000000000000002'"), std::string::npos) << text;
+  EXPECT_NE(text.find("'lr = 0.10000000000000001'"), std::string::npos) << text;
+  r.train.window = {-1000.0, 7.0};
+  EXPECT_NE(config::to_toml(r).find("window = [ -1000.0, 7.0 ]"), std::string::npos) << config::to_toml(r);
 }
 
 TEST_F(ConfigTest, ResolvedTomlRoundTrips) {

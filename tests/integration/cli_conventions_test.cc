@@ -54,5 +54,15 @@ TEST(CliConventions, OtherFailuresExitOneAndSuccessAndHelpZero) {
   EXPECT_EQ(m3ret("config --keys", &err), 0) << err;
 }
 
+TEST(CliConventions, ListFlagsTakeCommasOrSpaces) {
+  std::string spaces, commas;
+  const std::string model = testing::m3ret_binary().string() + " model --preset tiny --json --input ";
+  ASSERT_EQ(testing::run_command(model + "2 32 48", &spaces), 0) << spaces;
+  ASSERT_EQ(testing::run_command(model + "2,32,48", &commas), 0) << commas;
+  EXPECT_EQ(spaces, commas);
+  EXPECT_NE(spaces.find("\"frames\": 2,"), std::string::npos) << spaces;
+  EXPECT_NE(spaces.find("\"width\": 48"), std::string::npos) << spaces;
+}
+
 }  // namespace
 }  // namespace m3ret
