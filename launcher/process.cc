@@ -1,5 +1,7 @@
 #include "launcher/process.h"
 
+#include <fcntl.h>
+#include <poll.h>
 #include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -14,40 +16,153 @@
 extern char** environ;
 
 namespace m3ret::launcher {
+namespace {
+
+// posix_spawn's file actions and attributes, destroyed on every path.
+struct SpawnSetup {
+  posix_spawn_file_actions_t fa;
+  posix_spawnattr_t attr;
+  SpawnSetup() {
+    posix_spawn_file_actions_init(&fa);
+    posix_spawnattr_init(&attr);
+  }
+  ~SpawnSetup() {
+    posix_spawn_file_actions_destroy(&fa);
+    posix_spawnattr_destroy(&attr);
+  }
+  SpawnSetup(const SpawnSetup&) = delete;
+  SpawnSetup& operator=(const SpawnSetup&) = delete;
+};
+
+bool has_key(const std::vector<std::string>& env, const std::string& entry) {
+  std::string key = entry.substr(0, entry.find('=') + 1);
+  for (const auto& e : env) if (e.rfind(key, 0) == 0) return true;
+  return false;
+}
+
+void add_file_actions(SpawnSetup& s, const SpawnOptions& o) {
+  if (o.stdin_null) posix_spawn_file_actions_addopen(&s.fa, 0, "/dev/null", O_RDONLY, 0);
+  if (o.stdout_fd >= 0) posix_spawn_file_actions_adddup2(&s.fa, o.stdout_fd, 1);
+  if (o.stderr_fd >= 0) posix_spawn_file_actions_adddup2(&s.fa, o.stderr_fd, 2);
+  int first_closed = 3;
+  if (o.keep_fd >= 0) {
+    // dup2 clears close-on-exec on the copy; everything else from 3 up is closed.
+    posix_spawn_file_actions_adddup2(&s.fa, o.keep_fd, o.keep_fd_as);
+    for (int fd = 3; fd < o.keep_fd_as; ++fd) posix_spawn_file_actions_addclose(&s.fa, fd);
+    first_closed = o.keep_fd_as + 1;
+  }
+  posix_spawn_file_actions_addclosefrom_np(&s.fa, first_closed);
+}
+
+}  // namespace
 
 std::filesystem::path self_path() { return std::filesystem::read_symlink("/proc/self/exe"); }
 
-int run_child(const std::vector<std::string>& argv) {
-  if (argv.empty()) throw Error("run_child: empty command");
-  std::vector<char*> args;
-  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-  args.push_back(nullptr);
-  std::vector<std::string> env_strings;
+std::vector<std::string> clean_environment() {
+  std::vector<std::string> out;
   for (char** e = environ; *e; ++e) {
     std::string s(*e);
     if (s.rfind("OMPI_", 0) == 0 || s.rfind("PMIX_", 0) == 0 || s.rfind("PMI_", 0) == 0) continue;
-    env_strings.push_back(std::move(s));
+    out.push_back(std::move(s));
   }
-  std::vector<char*> env;
-  for (auto& s : env_strings) env.push_back(s.data());
-  env.push_back(nullptr);
+  return out;
+}
 
-  pid_t pid = 0;
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_addclosefrom_np(&fa, 3);  // stdio only
-  int rc = posix_spawnp(&pid, args[0], &fa, nullptr, args.data(), env.data());
-  posix_spawn_file_actions_destroy(&fa);
-  if (rc != 0) {
-    throw Error(fmt::format("cannot start '{}': {}", argv[0], std::strerror(rc)));
+pid_t spawn(const std::vector<std::string>& argv, const SpawnOptions& opts) {
+  if (argv.empty()) throw Error("spawn: empty command");
+  if (opts.keep_fd >= 0 && opts.keep_fd_as <= 2) throw Error("spawn: keep_fd_as must be above 2");
+  std::vector<char*> args;
+  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  auto env = clean_environment();
+  for (const auto& d : opts.env_defaults) if (!has_key(env, d)) env.push_back(d);
+  std::vector<char*> envp;
+  for (auto& e : env) envp.push_back(e.data());
+  envp.push_back(nullptr);
+  SpawnSetup s;
+  add_file_actions(s, opts);
+  if (opts.new_process_group) {
+    posix_spawnattr_setflags(&s.attr, POSIX_SPAWN_SETPGROUP);
+    posix_spawnattr_setpgroup(&s.attr, 0);
   }
+  pid_t pid = 0;
+  int rc = posix_spawnp(&pid, args[0], &s.fa, &s.attr, args.data(), envp.data());
+  if (rc != 0) throw Error(fmt::format("cannot start '{}': {}", argv[0], std::strerror(rc)));
+  return pid;
+}
+
+int wait_exit(pid_t pid) {
   int status = 0;
   while (waitpid(pid, &status, 0) < 0) {
-    if (errno != EINTR) throw Error(fmt::format("waitpid for '{}' failed", argv[0]));
+    if (errno != EINTR) throw Error(fmt::format("waitpid for pid {} failed: {}", pid, std::strerror(errno)));
   }
   if (WIFEXITED(status)) return WEXITSTATUS(status);
   if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
   return 1;
+}
+
+int run_child(const std::vector<std::string>& argv) { return wait_exit(spawn(argv)); }
+
+namespace {
+
+// Reads both pipes until both close, so that neither can fill up and block the child.
+void drain(int out_fd, int err_fd, CommandResult& r) {
+  pollfd fds[2] = {{out_fd, POLLIN, 0}, {err_fd, POLLIN, 0}};
+  std::string* sinks[2] = {&r.out, &r.err};
+  int open_fds = 2;
+  char buf[4096];
+  while (open_fds > 0) {
+    if (poll(fds, 2, -1) < 0) {
+      if (errno == EINTR) continue;
+      break;
+    }
+    for (int i = 0; i < 2; ++i) {
+      if (fds[i].fd < 0 || !(fds[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
+      ssize_t n = read(fds[i].fd, buf, sizeof buf);
+      if (n > 0) {
+        sinks[i]->append(buf, static_cast<size_t>(n));
+      } else if (n == 0 || errno != EINTR) {
+        close(fds[i].fd);
+        fds[i].fd = -1;
+        --open_fds;
+      }
+    }
+  }
+  for (auto& f : fds) if (f.fd >= 0) close(f.fd);
+}
+
+}  // namespace
+
+CommandResult run_capture(const std::vector<std::string>& argv) {
+  CommandResult r;
+  int out[2], err[2];
+  if (argv.empty() || pipe2(out, O_CLOEXEC) != 0) return r;
+  if (pipe2(err, O_CLOEXEC) != 0) {
+    close(out[0]);
+    close(out[1]);
+    return r;
+  }
+  SpawnOptions o;
+  o.stdin_null = true;
+  o.stdout_fd = out[1];
+  o.stderr_fd = err[1];
+  pid_t pid = -1;
+  try {
+    pid = spawn(argv, o);
+  } catch (const Error& e) {
+    r.status = 127;
+    r.err = e.what();
+  }
+  close(out[1]);
+  close(err[1]);
+  if (pid < 0) {
+    close(out[0]);
+    close(err[0]);
+    return r;
+  }
+  drain(out[0], err[0], r);
+  r.status = wait_exit(pid);
+  return r;
 }
 
 std::vector<std::string> mpiexec_command(const std::string& mpiexec, int ranks,

@@ -1,5 +1,20 @@
-// Child processes for the verbs that drive other verbs (demo, orchestrate).
+// The one way m3ret starts a child process (library m3ret_process, used by
+// the verbs that drive other verbs and by the orchestrator's backends).
+//
+// Every child gets this process's environment without the MPI launcher
+// variables (OMPI_*, PMIX_*, PMI_*), so that a nested mpiexec (or sbatch,
+// which exports the environment) starts a fresh MPI job, and inherits no
+// descriptor but its standard streams (and SpawnOptions::keep_fd), whatever
+// their close-on-exec flags: a socket another thread opened a moment ago
+// never leaks into a job.
+//
+// Built on posix_spawn rather than Boost.Process: Boost 1.74's PATH lookup
+// (bp::search_path) needs the compiled Boost.Filesystem library, which m3ret
+// does not depend on, and its bp::limit_handles (the way not to inherit
+// descriptors) silently loses output captured with std_out > future.
 #pragma once
+
+#include <sys/types.h>
 
 #include <filesystem>
 #include <string>
@@ -10,18 +25,42 @@ namespace m3ret::launcher {
 // Path of the running m3ret binary (/proc/self/exe).
 std::filesystem::path self_path();
 
-// Runs argv[0] (looked up in PATH) with argv, inheriting stdout/stderr, and
-// waits. MPI launcher variables (OMPI_*, PMIX_*, PMI_*) are removed from the
-// child's environment so a nested mpiexec starts a fresh job. Returns the exit
-// status (128 + signal when killed). Throws m3ret::Error if it cannot start.
+// This process's environment (KEY=VALUE) without MPI launcher variables.
+std::vector<std::string> clean_environment();
+
+struct SpawnOptions {
+  std::vector<std::string> env_defaults;  // KEY=VALUE, added when the environment has no KEY
+  bool new_process_group = false;         // the child leads a new process group (pgid = pid)
+  bool stdin_null = false;                // stdin from /dev/null instead of ours
+  int stdout_fd = -1, stderr_fd = -1;     // descriptors that become the child's 1 and 2
+  int keep_fd = -1, keep_fd_as = -1;      // keep_fd becomes keep_fd_as (> 2) in the child
+};
+
+// Starts argv (argv[0] looked up in PATH) and returns its pid without waiting.
+// Throws m3ret::Error naming argv[0] when it cannot be started.
+pid_t spawn(const std::vector<std::string>& argv, const SpawnOptions& opts = {});
+
+// Waits for a child; its exit status (128 + signal when killed).
+int wait_exit(pid_t pid);
+
+// Runs argv with our stdout/stderr and waits; its exit status.
 int run_child(const std::vector<std::string>& argv);
+
+struct CommandResult {
+  int status = -1;  // exit status; 127 when the program could not be started
+  std::string out;  // stdout
+  std::string err;  // stderr
+};
+
+// Runs argv with stdin from /dev/null, captures stdout and stderr, waits.
+CommandResult run_capture(const std::vector<std::string>& argv);
 
 // The mpiexec command line that starts `ranks` copies of `args` on this node:
 // mpiexec -n RANKS [--oversubscribe] [--allow-run-as-root when root] ARGS...
 std::vector<std::string> mpiexec_command(const std::string& mpiexec, int ranks,
                                          const std::vector<std::string>& args);
 
-// Joins argv into one shell-quoted line (for logs and docs).
+// Joins argv into one shell-quoted line (for logs, docs and job scripts).
 std::string shell_line(const std::vector<std::string>& argv);
 
 }  // namespace m3ret::launcher

@@ -12,7 +12,6 @@
 #include <fcntl.h>
 #include <sched.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/file.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -28,7 +27,6 @@
 #include <fmt/format.h>
 
 #include "launcher/orchestrator/backend.h"
-#include "launcher/orchestrator/command.h"
 #include "launcher/orchestrator/sweep.h"
 #include "launcher/process.h"
 
@@ -166,27 +164,17 @@ class LocalBackend : public Backend {
     {
       std::ofstream(job.job_dir / "job.sh") << "#!/bin/sh\n" << script;
     }
-    std::string path = (job.job_dir / "job.sh").string();
-    const char* argv[] = {"/bin/sh", path.c_str(), nullptr};
-    posix_spawnattr_t attr;
-    posix_spawnattr_init(&attr);
-    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP);
-    posix_spawnattr_setpgroup(&attr, 0);
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_adddup2(&fa, lock, kLockFd);  // the copy is inherited (no CLOEXEC)
-    // Nothing else is inherited, whatever its close-on-exec flag (a socket the
-    // status server accepted a moment ago on its own thread included).
-    for (int fd = 3; fd < kLockFd; ++fd) posix_spawn_file_actions_addclose(&fa, fd);
-    posix_spawn_file_actions_addclosefrom_np(&fa, kLockFd + 1);
+    launcher::SpawnOptions o;
+    o.new_process_group = true;
+    o.keep_fd = lock;  // the job's copy of the lock (fd 9)
+    o.keep_fd_as = kLockFd;
+    o.env_defaults = thread_budget(job.ranks);
     pid_t pid = 0;
-    auto env = clean_environment();
-    add_thread_budget(env, job.ranks);
-    auto envp = environ_pointers(env);
-    int rc = posix_spawn(&pid, "/bin/sh", &fa, &attr, const_cast<char**>(argv), envp.data());
-    posix_spawn_file_actions_destroy(&fa);
-    posix_spawnattr_destroy(&attr);
-    if (rc != 0) throw Error(fmt::format("cannot start job '{}': {}", job.name, std::strerror(rc)));
+    try {
+      pid = launcher::spawn({"/bin/sh", (job.job_dir / "job.sh").string()}, o);
+    } catch (const Error& e) {
+      throw Error(fmt::format("cannot start job '{}': {}", job.name, e.what()));
+    }
     if (after_spawn_) after_spawn_(pid);
     // Also written by the wrapper; written here too so that find() sees it at once.
     write_atomic(job.job_dir / "backend_id", fmt::format("{}\n", pid));
@@ -250,21 +238,17 @@ class LocalBackend : public Backend {
   // Up to max_parallel jobs of `ranks` processes share this machine's cores:
   // each process gets an equal share as OMP_NUM_THREADS and
   // OPENBLAS_NUM_THREADS, and OpenMP threads sleep instead of spinning
-  // (OMP_WAIT_POLICY=PASSIVE), unless the user's environment sets them.
+  // (OMP_WAIT_POLICY=PASSIVE), unless the user's environment sets them
+  // (defaults for launcher::spawn).
   // Without this, two jobs on 2 cores each run 2 OpenMP + 2 OpenBLAS
   // spinning threads and a tiny training step takes 10x longer.
-  void add_thread_budget(std::vector<std::string>& env, int ranks) const {
+  std::vector<std::string> thread_budget(int ranks) const {
     cpu_set_t set;
     int cores = sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : 0;
     if (cores <= 0) cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-    const int share = std::max(1, cores / std::max(1, max_parallel_ * std::max(1, ranks)));
-    auto set_default = [&env](const std::string& key, const std::string& value) {
-      for (const auto& e : env) if (e.rfind(key + "=", 0) == 0) return;
-      env.push_back(key + "=" + value);
-    };
-    set_default("OMP_NUM_THREADS", std::to_string(share));
-    set_default("OPENBLAS_NUM_THREADS", std::to_string(share));
-    set_default("OMP_WAIT_POLICY", "PASSIVE");
+    const std::string share =
+        std::to_string(std::max(1, cores / std::max(1, max_parallel_ * std::max(1, ranks))));
+    return {"OMP_NUM_THREADS=" + share, "OPENBLAS_NUM_THREADS=" + share, "OMP_WAIT_POLICY=PASSIVE"};
   }
   int max_parallel_;
   std::function<void(int)> after_spawn_;

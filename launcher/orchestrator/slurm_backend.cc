@@ -8,12 +8,12 @@
 #include <fmt/format.h>
 
 #include "launcher/orchestrator/backend.h"
-#include "launcher/orchestrator/command.h"
 #include "launcher/orchestrator/sweep.h"
 #include "launcher/process.h"
 
 namespace m3ret::orchestrator {
 namespace fs = std::filesystem;
+using launcher::run_capture;
 namespace {
 
 std::string trim(std::string s) {

@@ -1,8 +1,14 @@
 // The m3ret binary's command line: verbs, --help, config errors, exit codes.
 #include <gtest/gtest.h>
 
-#include <fstream>
+#include <fcntl.h>
+#include <unistd.h>
 
+#include <cstdlib>
+#include <fstream>
+#include <iterator>
+
+#include "core/error.h"
 #include "launcher/app_config.h"
 #include "launcher/process.h"
 #include "test_util.h"
@@ -150,6 +156,36 @@ TEST(Cli, OrchestratePortOutsideItsRangeNamesTheFlagAndValue) {
 
 TEST(Process, ShellLineQuotes) {
   EXPECT_EQ(launcher::shell_line({"a", "b c", "it's"}), "a 'b c' 'it'\\''s'");
+}
+
+TEST(Process, ChildrenGetNoMpiVariablesAndNoDescriptorButTheirStdio) {
+  setenv("OMPI_COMM_WORLD_RANK", "3", 1);
+  int leaky = ::open("/dev/null", O_RDONLY);  // no close-on-exec
+  ASSERT_GE(leaky, 3);
+  auto r = launcher::run_capture({"sh", "-c", "env; echo fds; ls /proc/$$/fd; true"});
+  ::close(leaky);
+  unsetenv("OMPI_COMM_WORLD_RANK");
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(r.out.find("OMPI_COMM_WORLD_RANK"), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.substr(r.out.find("fds\n") + 4), "0\n1\n2\n") << r.out;
+  // A descriptor passed on purpose arrives where it was asked to, alone.
+  launcher::SpawnOptions o;
+  o.keep_fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+  o.keep_fd_as = 9;
+  o.env_defaults = {"M3RET_TEST_DEFAULT=1", "PATH=/nowhere"};  // PATH is set: kept as it is
+  testing::TempDir dir("proc");
+  int out = ::open((dir / "out").c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+  o.stdout_fd = out;
+  pid_t pid = launcher::spawn({"sh", "-c", "ls /proc/$$/fd; echo $M3RET_TEST_DEFAULT; command -v ls"}, o);
+  EXPECT_EQ(launcher::wait_exit(pid), 0);
+  ::close(out);
+  ::close(o.keep_fd);
+  std::ifstream in(dir / "out");
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_EQ(text.substr(0, text.find("1\n/")), "0\n1\n2\n9\n") << text;
+  EXPECT_NE(text.find("1\n/"), std::string::npos) << text;
+  EXPECT_EQ(launcher::run_capture({"/no/such/program"}).status, 127);
+  EXPECT_THROW(launcher::spawn({"/no/such/program"}), Error);
 }
 
 }  // namespace

@@ -15,7 +15,6 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
-#include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -31,7 +30,6 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
-#include "launcher/orchestrator/command.h"
 #include "launcher/orchestrator/state.h"
 #include "launcher/process.h"
 #include "test_util.h"
@@ -42,6 +40,7 @@ namespace {
 namespace fs = std::filesystem;
 using namespace orchestrator;
 using Clock = std::chrono::steady_clock;
+using launcher::run_capture;
 
 std::string read(const fs::path& p) {
   std::ifstream in(p);
@@ -53,20 +52,18 @@ std::string read(const fs::path& p) {
 // Starts argv with stdout and stderr appended to `log` (no MPI variables of
 // this test process in its environment).
 pid_t spawn(const std::vector<std::string>& argv, const fs::path& log) {
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-  posix_spawn_file_actions_addopen(&fa, 1, log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-  posix_spawn_file_actions_adddup2(&fa, 1, 2);
-  std::vector<char*> args;
-  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-  args.push_back(nullptr);
-  auto env = clean_environment();
-  auto envp = environ_pointers(env);
-  pid_t pid = 0;
-  int rc = posix_spawn(&pid, args[0], &fa, nullptr, args.data(), envp.data());
-  posix_spawn_file_actions_destroy(&fa);
-  return rc == 0 ? pid : -1;
+  int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  if (fd < 0) return -1;
+  launcher::SpawnOptions o;
+  o.stdin_null = true;
+  o.stdout_fd = o.stderr_fd = fd;
+  pid_t pid = -1;
+  try {
+    pid = launcher::spawn(argv, o);
+  } catch (const Error&) {
+  }
+  ::close(fd);
+  return pid;
 }
 
 // The exit status of `pid` if it ended (reaped), nullopt while it runs.

@@ -21,7 +21,6 @@
 #include <nlohmann/json.hpp>
 
 #include "data/manifest.h"
-#include "launcher/orchestrator/command.h"
 #include "launcher/orchestrator/http_server.h"
 #include "launcher/orchestrator/orchestrator.h"
 #include "launcher/orchestrator/report.h"
@@ -749,7 +748,7 @@ TEST(SlurmBackend, SubmitsTheTemplateWithAfterokAndCancelsAJobWhoseDependencyFai
   // script as Slurm would (in the submission folder, with a job id).
   const fs::path jd = dir / kHostileName;
   EXPECT_EQ(b->submit({"sw-q", JobKind::kEval, "echo \"$M3RET_JOB_DIR $MPIEXEC\" > ok.txt", jd, {}, 1}), "103");
-  auto r = run_capture({"sh", "-c", "cd " + launcher::shell_line({dir.path().string()}) +
+  auto r = launcher::run_capture({"sh", "-c", "cd " + launcher::shell_line({dir.path().string()}) +
                                         " && SLURM_JOB_ID=7 bash " + launcher::shell_line({(jd / "job.sbatch").string()})});
   EXPECT_EQ(r.status, 0) << r.out << r.err;
   EXPECT_EQ(read_exit_code(jd), 0);
