@@ -8,6 +8,7 @@
 #include <fmt/format.h>
 #include <toml++/toml.h>
 
+#include "core/config.h"
 #include "data/manifest.h"
 
 namespace m3ret::orchestrator {
@@ -15,49 +16,72 @@ namespace fs = std::filesystem;
 
 namespace {
 
-// Reads the tables of a sweep file, naming file:line for every error.
-class Reader {
- public:
-  explicit Reader(fs::path file) : file_(std::move(file)) {}
+[[noreturn]] void fail(const fs::path& file, const toml::node* n, const std::string& key,
+                       const std::string& what) {
+  std::string where = file.string();
+  if (n) where += fmt::format(":{}", n->source().begin.line);
+  throw Error(fmt::format("{}: sweep key '{}': {}", where, key, what));
+}
 
-  [[noreturn]] void fail(const toml::node* n, const std::string& key, const std::string& what) const {
-    std::string where = file_.string();
-    if (n) where += fmt::format(":{}", n->source().begin.line);
-    throw Error(fmt::format("{}: sweep key '{}': {}", where, key, what));
+// [sweep], typed and range-checked by core/config.h.
+struct SweepSection {
+  Sweep& s;
+  std::string base_config, work_dir, manifest;
+  template <class V>
+  void visit(V& v) {
+    v("name", s.name, "names the jobs (Slurm job names) and the report");
+    v("base_config", base_config, "base config, relative to the sweep file");
+    v("work_dir", work_dir, "work folder, relative to the current directory (default sweep-NAME)");
+    v("manifest", manifest, "dataset manifest; empty = m3ret synth with the base config");
+    v("ranks", s.ranks, "MPI ranks for shard, train and embed", config::Range{1, 1e6});
+    v("max_retries", s.max_retries, "resubmissions of a failed job", config::Range{0, 1e6});
+    v("preempted_exit_code", s.preempted_exit_code, "exit code of a train job that checkpointed",
+      config::Range{1, 255});
+    v("set", s.sets, "overrides applied to every run");
   }
+};
 
-  // Marks every key of `t` used by the caller; an unknown one is an error.
-  void check_keys(const toml::table& t, const std::string& prefix,
-                  const std::vector<std::string>& known) const {
-    for (const auto& [k, v] : t) {
-      if (std::find(known.begin(), known.end(), std::string(k.str())) == known.end()) {
-        fail(&v, prefix + std::string(k.str()), "unknown key");
-      }
-    }
+struct LocalSection {
+  LocalOptions& o;
+  template <class V>
+  void visit(V& v) {
+    v("max_parallel", o.max_parallel, "jobs at once", config::Range{1, 1e6});
+    v("mpiexec", o.mpiexec, "MPI launcher of local jobs");
   }
+};
 
-  template <class T>
-  void get(const toml::table& t, const std::string& prefix, const char* key, T& out) const {
-    const toml::node* n = t.get(key);
-    if (!n) return;
-    std::string full = prefix + key;
-    if constexpr (std::is_same_v<T, std::string>) {
-      if (!n->is_string()) fail(n, full, "expected a string");
-      out = n->as_string()->get();
-    } else if constexpr (std::is_same_v<T, int>) {
-      if (!n->is_integer()) fail(n, full, "expected an integer");
-      out = static_cast<int>(n->as_integer()->get());
-    } else if constexpr (std::is_same_v<T, std::vector<std::string>>) {
-      if (!n->is_array()) fail(n, full, "expected an array of strings");
-      out.clear();
-      for (const auto& e : *n->as_array()) {
-        if (!e.is_string()) fail(&e, full, "expected an array of strings");
-        out.push_back(e.as_string()->get());
-      }
-    }
+struct SlurmSection {
+  SlurmOptions& o;
+  std::string templates = "../../slurm";
+  template <class V>
+  void visit(V& v) {
+    v("max_parallel", o.max_parallel, "jobs queued or running at once", config::Range{1, 1e6});
+    v("partition", o.partition, "partition (empty = the cluster's default)");
+    v("account", o.account, "account");
+    v("nodes", o.nodes, "nodes of a train job", config::Range{1, 1e6});
+    v("ntasks_per_node", o.ntasks_per_node, "MPI ranks per node of a train job", config::Range{1, 1e6});
+    v("cpus_per_task", o.cpus_per_task, "CPUs per rank", config::Range{1, 1e6});
+    v("gpus_per_node", o.gpus_per_node, "GPUs per node", config::Range{0, 1e6});
+    v("time", o.time, "train job time limit");
+    v("eval_time", o.eval_time, "time limit of the other jobs");
+    v("mpiexec", o.mpiexec, "MPI launcher inside jobs");
+    v("templates", templates, "folder with pretrain/shard/eval.sbatch, relative to the sweep file");
+    v("extra_args", o.extra_args, "more sbatch arguments for every job");
   }
+};
 
-  fs::path file_;
+struct SweepFile {
+  SweepSection sweep;
+  LocalSection local;
+  SlurmSection slurm;
+  std::string format = fmt::format("{}/{}", kSweepFormat, kSweepVersion);
+  template <class V>
+  void visit(V& v) {
+    v("format", format, "sweep file format", config::OneOf{{fmt::format("{}/{}", kSweepFormat, kSweepVersion)}});
+    v.section("sweep", sweep);
+    v.section("local", local);
+    v.section("slurm", slurm);
+  }
 };
 
 // A TOML value as the text of a --set override.
@@ -123,105 +147,70 @@ std::vector<RunSpec> expand_axes(
   return runs;
 }
 
+namespace {
+
+// [axes] (free-form keys, any scalar values), read from the parsed table; its
+// keys are marked used in `doc` so that check_all_used accepts them.
+void read_axes(Sweep& s, const toml::table& root, config::Document& doc) {
+  const toml::node* node = root.get("axes");
+  if (!node) return;
+  const toml::table* axes = node->as_table();
+  if (!axes) fail(s.file, node, "axes", "expected a table");
+  doc.mark_section("axes");
+  for (const auto& [k, v] : *axes) {
+    std::string key(k.str());
+    doc.find("axes." + key);
+    for (const char* shared : {"synth.", "preprocess.", "shard."}) {
+      if (key.rfind(shared, 0) == 0) {
+        fail(s.file, &v, "axes." + key, "shards are shared by all runs of a data fraction; set this "
+                                        "key in sweep.set, not as an axis");
+      }
+    }
+    const toml::array* arr = v.as_array();
+    if (!arr || arr->empty()) fail(s.file, &v, "axes." + key, "expected a non-empty array of values");
+    std::vector<std::string> values;
+    for (const auto& e : *arr) {
+      if (e.is_table() || e.is_array()) fail(s.file, &e, "axes." + key, "values must be scalars");
+      values.push_back(value_text(e));
+      if (key != "data_fraction") continue;
+      if (!e.is_number()) fail(s.file, &e, "axes.data_fraction", "expected numbers");
+      double f = e.value<double>().value_or(0);
+      if (!(f > 0 && f <= 1)) fail(s.file, &e, "axes.data_fraction", fmt::format("{} is outside (0, 1]", values.back()));
+    }
+    s.axes.emplace_back(key, std::move(values));
+  }
+}
+
+// file:line of a [sweep] key for messages (the file alone when it is not given).
+std::string where(config::Document& doc, const fs::path& file, const std::string& key) {
+  auto f = doc.find(key);
+  return f ? f->origin : file.string();
+}
+
+}  // namespace
+
 Sweep load_sweep(const fs::path& file, const ValidateFn& validate) {
   Sweep s;
   s.file = fs::absolute(file);
-  Reader r(s.file);
-  toml::table root;
-  try {
-    root = toml::parse_file(s.file.string());
-  } catch (const toml::parse_error& e) {
-    throw Error(fmt::format("{}:{}: {}", s.file.string(), e.source().begin.line,
-                            std::string(e.description())));
-  }
-  r.check_keys(root, "", {"format", "sweep", "axes", "local", "slurm"});
-  if (const auto* f = root.get("format")) {
-    if (!f->is_string() || f->as_string()->get() != fmt::format("{}/{}", kSweepFormat, kSweepVersion)) {
-      r.fail(f, "format", fmt::format("expected \"{}/{}\"", kSweepFormat, kSweepVersion));
-    }
-  }
-  const toml::table* sw = root["sweep"].as_table();
-  if (!sw) r.fail(nullptr, "sweep", "missing [sweep] table");
-  r.check_keys(*sw, "sweep.", {"name", "base_config", "work_dir", "manifest", "ranks",
-                               "max_retries", "preempted_exit_code", "set"});
-  std::string base, work, manifest;
-  r.get(*sw, "sweep.", "name", s.name);
-  r.get(*sw, "sweep.", "base_config", base);
-  r.get(*sw, "sweep.", "work_dir", work);
-  r.get(*sw, "sweep.", "manifest", manifest);
-  r.get(*sw, "sweep.", "ranks", s.ranks);
-  r.get(*sw, "sweep.", "max_retries", s.max_retries);
-  r.get(*sw, "sweep.", "preempted_exit_code", s.preempted_exit_code);
-  r.get(*sw, "sweep.", "set", s.sets);
+  config::Document doc;
+  doc.add_file(s.file);  // syntax errors: config file FILE:LINE:COLUMN
+  SweepFile f{{s}, {s.local}, {s.slurm}};
+  doc.bind("", f);
+  read_axes(s, toml::parse_file(s.file.string()), doc);
+  doc.check_all_used();
   if (s.name.empty() || s.name != safe(s.name) || s.name.find('=') != std::string::npos) {
-    r.fail(sw->get("name"), "sweep.name", "must be a non-empty word of [A-Za-z0-9._-]");
+    throw Error(fmt::format("{}: sweep key 'sweep.name': must be a non-empty word of [A-Za-z0-9._-]",
+                            where(doc, s.file, "sweep.name")));
   }
-  if (base.empty()) r.fail(nullptr, "sweep.base_config", "missing");
-  s.base_config = resolve(s.file.parent_path(), base);
+  if (f.sweep.base_config.empty()) throw Error(fmt::format("{}: sweep key 'sweep.base_config': missing", s.file.string()));
+  s.base_config = resolve(s.file.parent_path(), f.sweep.base_config);
   if (!fs::is_regular_file(s.base_config)) {
-    r.fail(sw->get("base_config"), "sweep.base_config",
-           fmt::format("'{}' is not a file", s.base_config.string()));
+    throw Error(fmt::format("{}: sweep key 'sweep.base_config': '{}' is not a file",
+                            where(doc, s.file, "sweep.base_config"), s.base_config.string()));
   }
-  s.work_dir = resolve(fs::current_path(), work.empty() ? "sweep-" + s.name : work);
-  s.manifest = resolve(s.file.parent_path(), manifest);
-  if (s.ranks < 1) r.fail(sw->get("ranks"), "sweep.ranks", "must be >= 1");
-  if (s.max_retries < 0) r.fail(sw->get("max_retries"), "sweep.max_retries", "must be >= 0");
-
-  if (const toml::table* axes = root["axes"].as_table()) {
-    for (const auto& [k, v] : *axes) {
-      std::string key(k.str());
-      for (const char* shared : {"synth.", "preprocess.", "shard."}) {
-        if (key.rfind(shared, 0) == 0) {
-          r.fail(&v, "axes." + key, "shards are shared by all runs of a data fraction; set this "
-                                    "key in sweep.set, not as an axis");
-        }
-      }
-      const toml::array* arr = v.as_array();
-      if (!arr || arr->empty()) r.fail(&v, "axes." + key, "expected a non-empty array of values");
-      std::vector<std::string> values;
-      for (const auto& e : *arr) {
-        if (e.is_table() || e.is_array()) r.fail(&e, "axes." + key, "values must be scalars");
-        values.push_back(value_text(e));
-        if (key == "data_fraction") {
-          if (!e.is_number()) r.fail(&e, "axes.data_fraction", "expected numbers");
-          double f = e.value<double>().value_or(0);
-          if (!(f > 0 && f <= 1)) {
-            r.fail(&e, "axes.data_fraction", fmt::format("{} is outside (0, 1]", values.back()));
-          }
-        }
-      }
-      s.axes.emplace_back(key, std::move(values));
-    }
-  }
-  if (const toml::table* t = root["local"].as_table()) {
-    r.check_keys(*t, "local.", {"max_parallel", "mpiexec"});
-    r.get(*t, "local.", "max_parallel", s.local.max_parallel);
-    r.get(*t, "local.", "mpiexec", s.local.mpiexec);
-    if (s.local.max_parallel < 1) r.fail(t->get("max_parallel"), "local.max_parallel", "must be >= 1");
-  }
-  std::string templates = "../../slurm";
-  if (const toml::table* t = root["slurm"].as_table()) {
-    r.check_keys(*t, "slurm.", {"max_parallel", "partition", "account", "nodes", "ntasks_per_node",
-                                "cpus_per_task", "gpus_per_node", "time", "eval_time", "mpiexec",
-                                "templates", "extra_args"});
-    r.get(*t, "slurm.", "max_parallel", s.slurm.max_parallel);
-    r.get(*t, "slurm.", "partition", s.slurm.partition);
-    r.get(*t, "slurm.", "account", s.slurm.account);
-    r.get(*t, "slurm.", "nodes", s.slurm.nodes);
-    r.get(*t, "slurm.", "ntasks_per_node", s.slurm.ntasks_per_node);
-    r.get(*t, "slurm.", "cpus_per_task", s.slurm.cpus_per_task);
-    r.get(*t, "slurm.", "gpus_per_node", s.slurm.gpus_per_node);
-    r.get(*t, "slurm.", "time", s.slurm.time);
-    r.get(*t, "slurm.", "eval_time", s.slurm.eval_time);
-    r.get(*t, "slurm.", "mpiexec", s.slurm.mpiexec);
-    r.get(*t, "slurm.", "templates", templates);
-    r.get(*t, "slurm.", "extra_args", s.slurm.extra_args);
-    if (s.slurm.max_parallel < 1 || s.slurm.nodes < 1 || s.slurm.ntasks_per_node < 1) {
-      r.fail(t, "slurm", "max_parallel, nodes and ntasks_per_node must be >= 1");
-    }
-  }
-  s.slurm.templates = resolve(s.file.parent_path(), templates);
-
+  s.work_dir = resolve(fs::current_path(), f.sweep.work_dir.empty() ? "sweep-" + s.name : f.sweep.work_dir);
+  s.manifest = resolve(s.file.parent_path(), f.sweep.manifest);
+  s.slurm.templates = resolve(s.file.parent_path(), f.slurm.templates);
   s.runs = expand_axes(s.sets, s.axes);
   if (validate) {
     for (const auto& run : s.runs) {

@@ -78,11 +78,15 @@ struct Sweep {
   std::vector<RunSpec> runs;              // the expansion, in a stable order
 };
 
-// Reads and expands a sweep file. `validate(base_config, sets)` is called with each run's
-// overrides and throws (config::Error) when a key or value is wrong; the
-// message is prefixed with the sweep file and the run. Throws m3ret::Error
-// naming the file and the key for any bad entry (unknown key, wrong type,
-// empty axis, fraction outside (0, 1]).
+// Reads and expands a sweep file. [sweep], [local], [slurm] and `format` are
+// read through core/config.h (typed, range-checked keys; an unknown key or
+// section, a wrong type or a value out of range is a config::Error naming the
+// key and FILE:LINE:COLUMN, as in every other config); [axes] is free-form
+// (any scalar values) and its errors name FILE:LINE and the key too (empty
+// axis, fraction outside (0, 1], a table as a value).
+// `validate(base_config, sets)` is called with each run's overrides and throws
+// (config::Error) when a key or value is wrong; the message is prefixed with
+// the sweep file and the run.
 // Axis keys under [synth], [preprocess] or [shard] are refused: the shards of
 // a data fraction are shared by every run of the sweep (set them in `set`).
 using ValidateFn = std::function<void(const std::filesystem::path& base_config,

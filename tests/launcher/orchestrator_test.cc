@@ -100,7 +100,21 @@ TEST(Sweep, BadEntriesNameTheFileAndKey) {
   expect_error("[axes]\n\"shard.samples_per_shard\" = [8, 16]\n", "", "sweep.set");
   expect_error("", "colour = 3", "sweep.colour");
   expect_error("[local]\nmax_parallel = 0\n", "", "local.max_parallel");
-  expect_error("[sweep2]\n", "", "unknown key");
+  expect_error("[sweep2]\n", "", "unknown config section 'sweep2'");
+  // Typed, range-checked keys (core/config.h), with the file's line and column.
+  expect_error("", "preempted_exit_code = 300", "sweep.preempted_exit_code' = 300 is out of range");
+  expect_error("", "ranks = \"two\"", "sweep.ranks' must be");
+  expect_error("[slurm]\ngpus_per_node = -1\n", "", "slurm.gpus_per_node' = -1 is out of range");
+  expect_error("[slurm]\ncpus_per_task = 0\n", "", "slurm.cpus_per_task");
+  expect_error("", "format = \"m3ret-sweep/9\"", "format");
+  expect_error("", "ranks = 1.5", "sweep.ranks");
+  auto typed = write_sweep(dir.path(), "[local]\nmax_parallel = 0\n");
+  try {
+    load_sweep(typed);
+    ADD_FAILURE();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find(typed.string() + ":8:"), std::string::npos) << e.what();
+  }
   // Every run's overrides go through the caller's config check.
   auto f = write_sweep(dir.path(), "[axes]\n\"train.max_stepz\" = [1]\n");
   try {
