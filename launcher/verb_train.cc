@@ -1,42 +1,124 @@
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <cstdlib>
+#include <cstring>
+#include <ctime>
+#include <sstream>
 
 #include <spdlog/spdlog.h>
 
 #include "core/communicator.h"
+#include "core/error.h"
 #include "core/runtime.h"
+#include "launcher/process.h"
 #include "launcher/verbs.h"
 #include "trainer/trainer.h"
 
+extern char** environ;
+
 namespace m3ret::launcher {
+
+namespace {
+
+struct TrainArgs {
+  CommonOptions opts;
+  std::string shards, run_dir, resume = "no", mpiexec;
+};
+
+// The `m3ret train` command line the ranks run (the same options without --mpiexec).
+std::vector<std::string> rank_command(const TrainArgs& a) {
+  std::vector<std::string> cmd;
+  std::istringstream words(a.mpiexec);
+  for (std::string w; words >> w;) cmd.push_back(w);
+  if (cmd.empty()) throw Error("train: --mpiexec is empty (give e.g. \"mpiexec -n 2\")");
+  cmd.insert(cmd.end(), {self_path().string(), "train", "--shards", a.shards, "--run-dir",
+                         a.run_dir, "--resume", a.resume});
+  if (a.opts.config) cmd.insert(cmd.end(), {"--config", *a.opts.config});
+  for (const auto& s : a.opts.sets) cmd.insert(cmd.end(), {"--set", s});
+  if (a.opts.verbose) cmd.push_back("-v");
+  return cmd;
+}
+
+// Runs the ranks under mpiexec as a child and turns a stop signal sent to this
+// process (or to every process of the job, as Slurm does) into the preemption
+// that Open MPI can deliver: mpiexec runs with SIGTERM and SIGINT blocked (on
+// SIGTERM Open MPI's mpiexec kills its ranks after one second and cannot be
+// told to forward it), and SIGTERM, SIGINT, SIGHUP or SIGUSR1 received here is
+// sent to mpiexec as SIGUSR1, which it forwards to every rank. Returns
+// mpiexec's exit status (75 after a preemption checkpoint).
+int run_ranks(const std::vector<std::string>& cmd) {
+  sigset_t relay, wait_for, old;
+  sigemptyset(&relay);
+  for (int s : {SIGTERM, SIGINT, SIGHUP, SIGUSR1}) sigaddset(&relay, s);
+  wait_for = relay;
+  sigaddset(&wait_for, SIGCHLD);
+  pthread_sigmask(SIG_BLOCK, &wait_for, &old);
+  sigset_t child_mask;
+  sigemptyset(&child_mask);
+  sigaddset(&child_mask, SIGTERM);
+  sigaddset(&child_mask, SIGINT);
+  posix_spawnattr_t attr;
+  posix_spawnattr_init(&attr);
+  posix_spawnattr_setsigmask(&attr, &child_mask);
+  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK);
+  std::vector<char*> argv;
+  for (const auto& a : cmd) argv.push_back(const_cast<char*>(a.c_str()));
+  argv.push_back(nullptr);
+  pid_t pid = 0;
+  const int rc = posix_spawnp(&pid, argv[0], nullptr, &attr, argv.data(), environ);
+  posix_spawnattr_destroy(&attr);
+  if (rc != 0) throw Error(fmt::format("train: cannot start '{}': {}", cmd[0], std::strerror(rc)));
+  spdlog::info("train: {}", shell_line(cmd));
+  int status = 0;
+  while (waitpid(pid, &status, WNOHANG) == 0) {
+    const timespec wake{1, 0};  // also re-checks the child if a SIGCHLD was merged
+    const int sig = sigtimedwait(&wait_for, nullptr, &wake);
+    if (sig > 0 && sig != SIGCHLD) {
+      spdlog::warn("train: {} received: asking the ranks to checkpoint and stop (SIGUSR1 to {})",
+                   strsignal(sig), cmd[0]);
+      kill(pid, SIGUSR1);
+    }
+  }
+  pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  if (WIFEXITED(status)) return WEXITSTATUS(status);
+  return WIFSIGNALED(status) ? 128 + WTERMSIG(status) : 1;
+}
+
+}  // namespace
 
 void add_train_verb(CLI::App& app) {
   auto* verb = app.add_subcommand(
       "train", "Pretrain the encoder on shards (MAE, SimDINO or both; run under mpiexec/srun for "
                "data parallelism)");
-  auto opts = std::make_shared<CommonOptions>();
-  auto shards = std::make_shared<std::string>();
-  auto run_dir = std::make_shared<std::string>();
-  auto resume = std::make_shared<std::string>("no");
-  opts->add_to(verb);
-  verb->add_option("--shards", *shards, "shard folder written by `m3ret shard`")
+  auto a = std::make_shared<TrainArgs>();
+  a->opts.add_to(verb);
+  verb->add_option("--shards", a->shards, "shard folder written by `m3ret shard`")
       ->required()
       ->check(CLI::ExistingDirectory);
-  verb->add_option("--run-dir", *run_dir, "run folder (config, logs, metrics, checkpoints)")
+  verb->add_option("--run-dir", a->run_dir, "run folder (config, logs, metrics, checkpoints)")
       ->required();
-  verb->add_option("--resume", *resume, "auto: continue from the newest valid checkpoint")
+  verb->add_option("--resume", a->resume, "auto: continue from the newest valid checkpoint")
       ->check(CLI::IsMember({"auto", "no"}));
-  verb->callback([opts, shards, run_dir, resume] {
+  verb->add_option("--mpiexec", a->mpiexec,
+                   "start the ranks with this command (e.g. \"mpiexec -n 4\") and turn SIGTERM "
+                   "to this process into a checkpoint and exit 75");
+  verb->callback([a] {
+    if (!a->mpiexec.empty()) std::exit(run_ranks(rank_command(*a)));
     // From the start: a SIGTERM/SIGUSR1 during start-up stops before the first step (exit 75).
     trainer::install_preemption_handlers();
-    AppConfig cfg = opts->load();
-    start_mpi(opts->verbose, *run_dir);
+    AppConfig cfg = a->opts.load();
+    start_mpi(a->opts.verbose, a->run_dir);
     auto& rt = Runtime::get();
-    if (rt.is_root()) write_run_record(*run_dir, cfg, command_line(), rt.world());
+    if (rt.is_root()) write_run_record(a->run_dir, cfg, command_line(), rt.world());
     rt.world_comm().barrier();
     trainer::TrainOptions t;
-    t.shards = *shards;
-    t.run_dir = *run_dir;
-    t.resume_auto = *resume == "auto";
+    t.shards = a->shards;
+    t.run_dir = a->run_dir;
+    t.resume_auto = a->resume == "auto";
     t.resolved_config_toml = resolved_toml(cfg);
     t.settings = cfg.trainer;
     t.loader = cfg.sharding.loader;
