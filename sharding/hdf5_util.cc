@@ -1,5 +1,6 @@
 #include "sharding/hdf5_util.h"
 
+#include <algorithm>
 #include <cstring>
 
 #include <fmt/format.h>
@@ -186,6 +187,36 @@ std::vector<std::string> read_strings(hid_t file, const std::string& name,
   out.reserve(ptrs.size());
   for (char* p : ptrs) out.emplace_back(p ? p : "");
   H5Dvlen_reclaim(mtype.get(), space.get(), H5P_DEFAULT, ptrs.data());
+  return out;
+}
+
+void write_uint32s(hid_t file, const std::string& name, const std::vector<uint32_t>& values,
+                   const std::filesystem::path& path) {
+  hsize_t n = values.size();
+  Handle space = check(H5Screate_simple(1, &n, nullptr), "create a space", path);
+  Handle dcpl = untimed_dcpl(path);
+  Handle ds = check(H5Dcreate2(file, name.c_str(), H5T_STD_U32LE, space.get(), H5P_DEFAULT, dcpl.get(),
+                               H5P_DEFAULT),
+                    "create dataset " + name, path);
+  if (n == 0) return;
+  check_status(H5Dwrite(ds.get(), H5T_NATIVE_UINT32, H5S_ALL, H5S_ALL, H5P_DEFAULT, values.data()),
+               "write dataset " + name, path);
+}
+
+std::vector<uint32_t> read_uint32s(hid_t file, const std::string& name, const std::filesystem::path& path) {
+  if (H5Lexists(file, name.c_str(), H5P_DEFAULT) <= 0) {
+    throw Error(fmt::format("{}: missing dataset '{}'", path.string(), name));
+  }
+  Handle ds = check(H5Dopen2(file, name.c_str(), H5P_DEFAULT), "open dataset " + name, path);
+  Handle ftype = check(H5Dget_type(ds.get()), "read dataset " + name, path);
+  Handle space = check(H5Dget_space(ds.get()), "read dataset " + name, path);
+  if (H5Tget_class(ftype.get()) != H5T_INTEGER || H5Sget_simple_extent_ndims(space.get()) != 1) {
+    throw Error(fmt::format("{}: dataset '{}' is not a 1-D integer array", path.string(), name));
+  }
+  std::vector<uint32_t> out(static_cast<size_t>(std::max<hssize_t>(0, H5Sget_simple_extent_npoints(space.get()))));
+  if (out.empty()) return out;
+  check_status(H5Dread(ds.get(), H5T_NATIVE_UINT32, H5S_ALL, H5S_ALL, H5P_DEFAULT, out.data()),
+               "read dataset " + name, path);
   return out;
 }
 

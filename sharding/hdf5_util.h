@@ -66,6 +66,11 @@ void write_strings(hid_t file, const std::string& name, const std::vector<std::s
 std::vector<std::string> read_strings(hid_t file, const std::string& name,
                                       const std::filesystem::path& path);
 
+// 1-D uint32 datasets (little-endian on disk). Lock held by the caller.
+void write_uint32s(hid_t file, const std::string& name, const std::vector<uint32_t>& values,
+                   const std::filesystem::path& path);
+std::vector<uint32_t> read_uint32s(hid_t file, const std::string& name, const std::filesystem::path& path);
+
 // A dataset creation property list that does not record times, so that the
 // same content gives byte-identical files.
 Handle untimed_dcpl(const std::filesystem::path& path);

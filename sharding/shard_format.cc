@@ -1,5 +1,9 @@
 #include "sharding/shard_format.h"
 
+#include <zlib.h>
+
+#include <vector>
+
 #include <fmt/format.h>
 
 #include "core/error.h"
@@ -77,12 +81,49 @@ ShardMetadata read_shard_metadata(const std::filesystem::path& path) {
                             "{}, {}, {}]", path.string(), dims[0], dims[1], dims[2], dims[3],
                             dims[4], m.count, m.C, m.T, m.H, m.W));
   }
+  m.pixel_crc = h5::read_uint32s(f, "pixel_crc", path);
+  if (static_cast<int64_t>(m.pixel_crc.size()) != m.count) {
+    throw Error(fmt::format("{}: pixel_crc holds {} checksums for {} samples", path.string(),
+                            m.pixel_crc.size(), m.count));
+  }
   m.samples.resize(ids.size());
   for (size_t i = 0; i < ids.size(); ++i) {
     m.samples[i] = SampleMeta{std::move(ids[i]), split_labels(labels[i]), std::move(groups[i]),
                               std::move(splits[i]), std::move(sources[i])};
   }
   return m;
+}
+
+uint32_t chunk_crc(const uint8_t* data, size_t size) {
+  uLong crc = crc32(0L, Z_NULL, 0);
+  while (size > 0) {
+    const uInt n = static_cast<uInt>(std::min<size_t>(size, 1u << 30));
+    crc = crc32(crc, data, n);
+    data += n;
+    size -= n;
+  }
+  return static_cast<uint32_t>(crc);
+}
+
+void verify_shard_pixels(const std::filesystem::path& path, const ShardMetadata& md) {
+  using h5::check;
+  h5::Hdf5Lock lock;
+  h5::Handle file = check(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), "open the file", path);
+  h5::Handle ds = check(H5Dopen2(file.get(), "pixels", H5P_DEFAULT), "open dataset pixels", path);
+  std::vector<uint8_t> chunk;
+  for (int64_t i = 0; i < md.count; ++i) {
+    hsize_t offset[5] = {hsize_t(i), 0, 0, 0, 0}, bytes = 0;
+    uint32_t mask = 0;
+    h5::check_status(H5Dget_chunk_storage_size(ds.get(), offset, &bytes),
+                     fmt::format("find the chunk of sample {}", i), path);
+    chunk.resize(bytes);
+    h5::check_status(H5Dread_chunk(ds.get(), H5P_DEFAULT, offset, &mask, chunk.data()),
+                     fmt::format("read the chunk of sample {}", i), path);
+    if (chunk_crc(chunk.data(), chunk.size()) != md.pixel_crc[size_t(i)]) {
+      throw Error(fmt::format("{}: the pixels of sample {} ('{}') do not match their checksum (the file "
+                              "was modified or damaged)", path.string(), i, md.samples[size_t(i)].id));
+    }
+  }
 }
 
 }  // namespace m3ret::sharding

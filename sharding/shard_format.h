@@ -1,9 +1,9 @@
-// The shard file format ("m3ret-shard", version 1; docs/formats.md).
+// The shard file format ("m3ret-shard", version 2; docs/formats.md).
 //
 // One HDF5 file per shard, one modality and one sample shape per file:
 //   attributes (on the root group)
 //     format          string  "m3ret-shard"
-//     format_version  int64   1
+//     format_version  int64   2
 //     modality        string  one of data::modality_names()
 //     shape           int64[4] C, T, H, W of every sample ([0,0,0,0] when N = 0)
 //     compression     int64   deflate level of `pixels` (0 = none)
@@ -15,6 +15,8 @@
 //   datasets
 //     pixels   uint8 [N, C, T, H, W], chunk [1, C, T, H, W] (one chunk per
 //              sample), deflate filter when compression > 0
+//     pixel_crc uint32 [N], the CRC-32 (zlib) of each sample's chunk as stored
+//              (after deflate): verified by every read and by a resuming sharder
 //     ids, labels, groups, splits, sources          UTF-8 vlen strings [N]
 //              (labels of a sample joined by '|')
 //     rejected_sources, rejected_reasons            UTF-8 vlen strings [R]
@@ -33,7 +35,7 @@
 namespace m3ret::sharding {
 
 inline constexpr const char* kShardFormat = "m3ret-shard";
-inline constexpr int64_t kShardFormatVersion = 1;
+inline constexpr int64_t kShardFormatVersion = 2;
 // SHARDS/index.json (docs/formats.md).
 inline constexpr const char* kIndexFormat = "m3ret-shards";
 inline constexpr int64_t kIndexFormatVersion = 1;
@@ -48,6 +50,7 @@ struct ShardMetadata {
   int64_t rows = 0;
   std::string key;
   std::vector<SampleMeta> samples;  // [N]
+  std::vector<uint32_t> pixel_crc;  // [N] CRC-32 of each stored chunk
   std::vector<std::string> rejected_sources, rejected_reasons;  // [R]
 };
 
@@ -55,6 +58,14 @@ struct ShardMetadata {
 // dataset sizes). Throws m3ret::Error naming the file on any problem.
 // Thread-safe (takes the HDF5 lock).
 ShardMetadata read_shard_metadata(const std::filesystem::path& path);
+
+// CRC-32 (zlib) of a stored chunk, as recorded in `pixel_crc`.
+uint32_t chunk_crc(const uint8_t* data, size_t size);
+
+// Reads every stored pixel chunk of the shard at `path` (no inflating) and
+// checks it against md.pixel_crc. Throws m3ret::Error naming the file and the
+// first sample that differs. Thread-safe (takes the HDF5 lock).
+void verify_shard_pixels(const std::filesystem::path& path, const ShardMetadata& md);
 
 // Labels are '|'-joined, as everywhere (data/sample.h).
 using data::join_labels;

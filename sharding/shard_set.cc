@@ -50,6 +50,7 @@ struct Shard {
   int64_t begin = 0;  // first index (within the modality) held by this shard
   int64_t count = 0;
   int64_t compression = 0;
+  std::vector<uint32_t> crc;  // [count] pixel_crc: checked on every read
 };
 
 struct Modality {
@@ -83,6 +84,8 @@ class Hdf5ShardSet : public ShardSet {
     return m.samples[static_cast<size_t>(index)];
   }
   void read_pixels(const std::string& modality, int64_t index, uint8_t* out) const override;
+  // Throws when the stored chunk of sample `row` does not match its recorded checksum.
+  void verify(const Shard& shard, hsize_t row, const uint8_t* stored, size_t bytes) const;
   const std::vector<std::string>& label_vocabulary() const override { return vocabulary_; }
 
  private:
@@ -172,7 +175,8 @@ Hdf5ShardSet::Hdf5ShardSet(const std::filesystem::path& dir) : dir_(dir) {
         s.begin = static_cast<int64_t>(m.samples.size());
         s.count = count;
         s.compression = md.compression;
-        m.shards.push_back(s);
+        s.crc = std::move(md.pixel_crc);
+        m.shards.push_back(std::move(s));
         for (auto& sm : md.samples) m.samples.push_back(std::move(sm));
       }
       m.info.count = static_cast<int64_t>(m.samples.size());
@@ -245,7 +249,15 @@ void Hdf5ShardSet::read_pixels(const std::string& modality, int64_t index, uint8
     h5::Hdf5Lock lock;
     OpenShard& os = open_shard(shard);
     hsize_t offset[5] = {row, 0, 0, 0, 0};
-    if (!os.direct) {  // any other layout/filters: let HDF5 decode (under the lock)
+    hsize_t bytes = 0;
+    uint32_t mask = 0;
+    if (!os.direct) {  // any other layout/filters: check the stored chunk, then let HDF5 decode
+      h5::check_status(H5Dget_chunk_storage_size(os.pixels.get(), offset, &bytes),
+                       fmt::format("find the chunk of sample {}", row), shard.path);
+      compressed.resize(bytes);
+      h5::check_status(H5Dread_chunk(os.pixels.get(), H5P_DEFAULT, offset, &mask, compressed.data()),
+                       fmt::format("read the chunk of sample {}", row), shard.path);
+      verify(shard, row, compressed.data(), compressed.size());
       hsize_t count[5] = {1, hsize_t(m.info.C), hsize_t(m.info.T), hsize_t(m.info.H),
                           hsize_t(m.info.W)};
       h5::Handle fspace = h5::check(H5Dget_space(os.pixels.get()), "read pixels", shard.path);
@@ -259,10 +271,8 @@ void Hdf5ShardSet::read_pixels(const std::string& modality, int64_t index, uint8
                        fmt::format("read sample {}", row), shard.path);
       return;
     }
-    hsize_t bytes = 0;
     h5::check_status(H5Dget_chunk_storage_size(os.pixels.get(), offset, &bytes),
                      fmt::format("find the chunk of sample {}", row), shard.path);
-    uint32_t mask = 0;
     if (!os.deflate) {
       if (bytes != numel) {
         throw Error(fmt::format("{}: chunk of sample {} has {} bytes, expected {}",
@@ -270,6 +280,7 @@ void Hdf5ShardSet::read_pixels(const std::string& modality, int64_t index, uint8
       }
       h5::check_status(H5Dread_chunk(os.pixels.get(), H5P_DEFAULT, offset, &mask, out),
                        fmt::format("read the chunk of sample {}", row), shard.path);
+      verify(shard, row, out, numel);
       return;
     }
     compressed.resize(bytes);
@@ -277,6 +288,7 @@ void Hdf5ShardSet::read_pixels(const std::string& modality, int64_t index, uint8
                                    compressed.data()),
                      fmt::format("read the chunk of sample {}", row), shard.path);
     if (mask & 1u) {  // the (optional) deflate filter was skipped for this chunk
+      verify(shard, row, compressed.data(), compressed.size());
       if (bytes != numel) {
         throw Error(fmt::format("{}: raw chunk of sample {} has {} bytes, expected {}",
                                 shard.path.string(), row, bytes, numel));
@@ -285,13 +297,20 @@ void Hdf5ShardSet::read_pixels(const std::string& modality, int64_t index, uint8
       return;
     }
   }
-  // Inflate outside the HDF5 lock, so that workers decompress in parallel.
+  // Check and inflate outside the HDF5 lock, so that workers do it in parallel.
+  verify(shard, row, compressed.data(), compressed.size());
   uLongf size = static_cast<uLongf>(numel);
   int rc = uncompress(out, &size, compressed.data(), static_cast<uLong>(compressed.size()));
   if (rc != Z_OK || size != numel) {
     throw Error(fmt::format("{}: corrupt chunk of sample {} (zlib error {}, {} of {} bytes)",
                             shard.path.string(), row, rc, size, numel));
   }
+}
+
+void Hdf5ShardSet::verify(const Shard& shard, hsize_t row, const uint8_t* stored, size_t bytes) const {
+  if (chunk_crc(stored, bytes) == shard.crc[row]) return;
+  throw Error(fmt::format("{}: the pixels of sample {} do not match their checksum (the shard was modified "
+                          "or damaged; run `m3ret shard` again to rewrite it)", shard.path.string(), row));
 }
 
 }  // namespace

@@ -117,6 +117,7 @@ void ShardWriter::append(EncodedSample&& s) {
     throw Error(fmt::format("{}: sample '{}' is compressed but the shard stores raw pixels",
                             path_.string(), s.meta.id));
   }
+  const uint32_t crc = chunk_crc(s.chunk.data(), s.chunk.size());  // outside the HDF5 lock
   Hdf5Lock lock;
   if (pixels_ < 0) {
     create_pixels(s.C, s.T, s.H, s.W);
@@ -132,6 +133,7 @@ void ShardWriter::append(EncodedSample&& s) {
   check_status(H5Dwrite_chunk(pixels_, H5P_DEFAULT, 0, offset, s.chunk.size(), s.chunk.data()),
                "write a pixels chunk", tmp_);
   metas_.push_back(std::move(s.meta));
+  crcs_.push_back(crc);
 }
 
 void ShardWriter::add_reject(const std::string& source, const std::string& reason) {
@@ -180,6 +182,7 @@ void ShardWriter::commit() {
     h5::write_strings(file_, "sources", sources, tmp_);
     h5::write_strings(file_, "rejected_sources", rejected_sources_, tmp_);
     h5::write_strings(file_, "rejected_reasons", rejected_reasons_, tmp_);
+    h5::write_uint32s(file_, "pixel_crc", crcs_, tmp_);
     if (pixels_ >= 0) H5Dclose(pixels_);
     pixels_ = -1;
     herr_t st = H5Fclose(file_);

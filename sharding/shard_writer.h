@@ -73,6 +73,7 @@ class ShardWriter {
   int64_t file_ = -1, pixels_ = -1;  // hid_t
   int64_t C_ = 0, T_ = 0, H_ = 0, W_ = 0;
   std::vector<SampleMeta> metas_;
+  std::vector<uint32_t> crcs_;  // chunk_crc of each stored chunk (pixel_crc)
   std::vector<std::string> rejected_sources_, rejected_reasons_;
   bool committed_ = false;
 };

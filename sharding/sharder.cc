@@ -18,6 +18,7 @@
 #include "core/error.h"
 #include "core/fs.h"
 #include "core/log.h"
+#include "data/dicom.h"
 #include "data/manifest.h"
 #include "data/reader.h"
 #include "sharding/shard_index.h"
@@ -62,11 +63,37 @@ struct Decoded {
   std::string reject_reason;
 };
 
+// What a rerun must notice of an input without reading it: size and
+// modification time of a file; of every file of a DICOM series folder (or of
+// the folder of "FOLDER#ID"); "missing" when it does not exist (yet).
+std::string input_state(const std::filesystem::path& path) {
+  namespace stdfs = std::filesystem;
+  stdfs::path target = path, series_dir;
+  std::string series_id;
+  if (data::dicom::split_series_ref(path, series_dir, series_id)) target = series_dir;
+  std::error_code ec;
+  auto stamp = [&](const stdfs::path& p) {
+    const auto size = stdfs::file_size(p, ec);
+    const auto time = stdfs::last_write_time(p, ec).time_since_epoch().count();
+    return ec ? std::string("unreadable") : fmt::format("{}@{}", size, time);
+  };
+  const stdfs::file_status st = stdfs::status(target, ec);
+  if (ec || !stdfs::exists(st)) return "missing";
+  if (!stdfs::is_directory(st)) return stamp(target);
+  std::vector<std::string> entries;
+  for (auto it = stdfs::directory_iterator(target, ec); !ec && it != stdfs::directory_iterator(); it.increment(ec)) {
+    entries.push_back(it->path().filename().string() + "=" + stamp(it->path()));
+  }
+  std::sort(entries.begin(), entries.end());
+  const std::string all = fmt::format("{}", fmt::join(entries, "/"));
+  return "folder:" + fs::checksum_bytes(all.data(), all.size());
+}
+
 std::string shard_key(const Job& job, const std::string& preprocess, int64_t compression) {
   std::string text = fmt::format("{}\ncompression={}\n", preprocess, compression);
   for (const auto* r : job.rows) {
-    text += fmt::format("{},{},{},{},{}\n", r->path.string(), r->modality,
-                        fmt::join(r->labels, "|"), r->group, r->split);
+    text += fmt::format("{},{},{},{},{},{}\n", r->path.string(), r->modality,
+                        fmt::join(r->labels, "|"), r->group, r->split, input_state(r->path));
   }
   return fs::checksum_bytes(text.data(), text.size()) + fmt::format(":{}", text.size());
 }
@@ -285,10 +312,12 @@ ShardSummary shard_dataset(const std::filesystem::path& manifest_arg,
       if (std::filesystem::exists(path)) {
         try {
           ShardMetadata md = read_shard_metadata(path);
-          complete = md.key == key && md.modality == job.modality &&
-                     md.rows == int64_t(job.rows.size()) && md.first_row == job.first_row;
+          const bool current = md.key == key && md.modality == job.modality &&
+                               md.rows == int64_t(job.rows.size()) && md.first_row == job.first_row;
+          if (current) verify_shard_pixels(path, md);  // kept only when its pixels are intact
+          complete = current;
         } catch (const Error& e) {
-          spdlog::warn("rewriting unreadable shard {}: {}", path.string(), e.what());
+          spdlog::warn("rewriting damaged shard {}: {}", path.string(), e.what());
         }
       }
       if (complete) {

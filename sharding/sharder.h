@@ -20,8 +20,10 @@
 // atomically; index.json's presence means the shard folder is complete.
 //
 // Resumable: a shard already under its final name whose `key` attribute
-// matches the current inputs (rows, preprocessing, compression) is kept
-// as is; anything else (missing, stale, unreadable) is rewritten. Shard files
+// matches the current inputs (rows, the size and modification time of each
+// input file, preprocessing, compression) and whose pixels match their
+// checksums is kept as is; anything else (missing, stale, damaged,
+// unreadable) is rewritten. Shard files
 // are only renamed into place when complete, so a killed run leaves either
 // complete shards or temporary files (removed on the next run).
 // Memory: at most 4 * threads decoded samples per rank wait for the writer.

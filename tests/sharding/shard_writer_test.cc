@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <fstream>
+#include <tuple>
 #include <thread>
 
 #include <nlohmann/json.hpp>
@@ -95,6 +96,43 @@ TEST(ShardSet, ConcurrentReadsReturnTheRightPixels) {
   }
   for (auto& t : threads) t.join();
   EXPECT_EQ(bad.load(), 0);
+}
+
+// Overwrites, in the file, the first occurrence of `bytes` (a stored chunk)
+// with its bitwise complement at its middle byte. False when not found.
+bool damage_chunk(const std::filesystem::path& file, const std::vector<uint8_t>& bytes) {
+  std::string content = fs::read_file(file);
+  const size_t at = content.find(std::string(bytes.begin(), bytes.end()));
+  if (at == std::string::npos) return false;
+  content[at + bytes.size() / 2] = static_cast<char>(~content[at + bytes.size() / 2]);
+  std::ofstream(file, std::ios::binary | std::ios::trunc) << content;
+  return true;
+}
+
+// Pixels overwritten in place (raw and deflated chunks) are never returned:
+// the read fails naming the file and the sample; the other samples still read.
+TEST(ShardSet, DamagedPixelsFailTheirChecksumOnRead) {
+  TempDir dir("shardset-damaged");
+  Fixture fx;
+  fx.write(dir.path());
+  const auto endo0 = dir / "endoscopy/shard-00000.h5";  // raw chunks
+  const auto xray1 = dir / "xray/shard-00001.h5";      // deflated chunks
+  ASSERT_TRUE(damage_chunk(endo0, fx.endo[1].pixels));
+  ASSERT_TRUE(damage_chunk(xray1, ShardWriter::encode(fx.xray[3], 4).chunk));
+  auto set = ShardSet::open(dir.path());
+  for (const auto& [modality, index, file] : {std::tuple<std::string, int64_t, std::filesystem::path>{
+                                                  "endoscopy", 1, endo0},
+                                              {"xray", 3, xray1}}) {
+    try {
+      set->read(modality, index);
+      ADD_FAILURE() << modality << " " << index << " was read from a damaged shard";
+    } catch (const Error& e) {
+      EXPECT_THAT(e.what(), ::testing::HasSubstr(file.string() + ": the pixels of sample 1 do not match "
+                                                                 "their checksum"));
+    }
+  }
+  EXPECT_EQ(set->read("endoscopy", 0).pixels, fx.endo[0].pixels);
+  EXPECT_EQ(set->read("xray", 2).pixels, fx.xray[2].pixels);
 }
 
 TEST(ShardWriter, SameContentGivesIdenticalBytes) {

@@ -19,6 +19,7 @@
 #include "data/manifest.h"
 #include "data/reader.h"
 #include "sharding/shard_set.h"
+#include "sharding/shard_writer.h"
 #include "sharding/sharder.h"
 #include "test_util.h"
 
@@ -174,6 +175,53 @@ TEST(Sharder, TwoRanksMatchDirectReadsOneRankAndResume) {
   EXPECT_EQ(bigger.skipped, 0);
   if (comm.rank() == 0) {
     EXPECT_EQ(ShardSet::open(out2)->info("xray").H, 24);
+  }
+  comm.barrier();
+}
+
+// A rerun notices what changed since the shards were written: a shard whose
+// pixels were overwritten is rewritten (not kept with a fresh checksum), an
+// input file rewritten with other pixels is read again, and a file that was
+// missing and now exists becomes a sample.
+TEST(Sharder, ResumeRewritesDamagedShardsAndChangedInputs) {
+  auto& comm = Runtime::get().world_comm();
+  testing::TempDir tmp("sharder-resume");
+  const auto manifest = make_dataset(tmp.path());
+  const auto out = tmp / "shards";
+  shard_dataset(manifest, out, shard_config(), preprocess(16), comm);
+  const auto before = shard_checksums(out);
+  comm.barrier();
+  if (comm.rank() == 0) {
+    // Damage xray/shard-00000.h5 (xr0, xr1) in place: flip the middle byte of its first sample's chunk.
+    const auto shard = out / "xray/shard-00000.h5";
+    const auto set = ShardSet::open(out);
+    std::string bytes = fs::read_file(shard);
+    const auto chunk = ShardWriter::encode(set->read("xray", 0), 4).chunk;
+    const size_t at = bytes.find(std::string(chunk.begin(), chunk.end()));
+    ASSERT_NE(at, std::string::npos);
+    bytes[at + chunk.size() / 2] = static_cast<char>(~bytes[at + chunk.size() / 2]);
+    std::ofstream(shard, std::ios::binary | std::ios::trunc) << bytes;
+  }
+  comm.barrier();
+  ShardSummary again = shard_dataset(manifest, out, shard_config(), preprocess(16), comm);
+  EXPECT_EQ(again.written, 1);  // the damaged shard only
+  EXPECT_EQ(shard_checksums(out), before);
+  comm.barrier();
+
+  if (comm.rank() == 0) {
+    write_png(tmp / "img/us0.png", 44, 30, 77);  // other pixels (and size) under the same name
+    write_png(tmp / "img/missing.png", 32, 32, 5);
+  }
+  comm.barrier();
+  ShardSummary changed = shard_dataset(manifest, out, shard_config(), preprocess(16), comm);
+  EXPECT_EQ(changed.written, 2);  // ultrasound/shard-00000 (us0) and xray/shard-00001 (missing.png)
+  EXPECT_EQ(changed.samples, 8);
+  EXPECT_EQ(changed.rejected, 1);
+  if (comm.rank() == 0) {
+    const auto set = ShardSet::open(out);
+    const auto rows = data::read_manifest(manifest);
+    EXPECT_EQ(set->read("ultrasound", 0).pixels, data::read_sample(rows[0], tmp.path(), preprocess(16)).pixels);
+    EXPECT_EQ(set->info("xray").count, 3);
   }
   comm.barrier();
 }
