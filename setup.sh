@@ -4,6 +4,12 @@
 # Used by both Quick start commands of the README and by .ci/run.
 set -euo pipefail
 
+# `bash setup.sh --python` also makes python/.venv for python/m3ret_encoder.py (loading `m3ret
+# export` files with timm) and its test: Debian's torch and torchvision, timm and safetensors from PyPI.
+WITH_PYTHON=0
+for arg in "$@"; do if [ "$arg" = "--python" ]; then WITH_PYTHON=1; fi; done
+VENV="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/python/.venv"
+
 PACKAGES=(
   # toolchain
   build-essential cmake ninja-build pkg-config ccache git
@@ -22,6 +28,8 @@ PACKAGES=(
   # independent references used by the tests (h5py, PyTorch, numpy)
   python3 python3-numpy python3-h5py python3-torch
 )
+
+if ((WITH_PYTHON)); then PACKAGES+=(python3-torchvision python3-venv); fi
 
 missing=()
 for p in "${PACKAGES[@]}"; do
@@ -49,3 +57,11 @@ for alt in libblas.so.3-x86_64-linux-gnu liblapack.so.3-x86_64-linux-gnu; do
     $SUDO update-alternatives --quiet --set "$alt" "$target"
   fi
 done
+
+# --python: timm and safetensors without their dependencies, so that pip never replaces Debian's torch.
+if ((WITH_PYTHON)) && ! "$VENV/bin/python" -c 'import timm, safetensors' 2>/dev/null; then
+  echo "setup.sh: making $VENV (timm, safetensors) on Debian's torch"
+  /usr/bin/python3 -m venv --system-site-packages "$VENV"
+  "$VENV/bin/pip" install -q --no-deps timm==1.0.31 safetensors==0.8.0 huggingface_hub==0.36.2 \
+    tqdm==4.70.1 filelock==4.3.1 fsspec==2026.9.0
+fi

@@ -13,6 +13,7 @@ void add_export_verb(CLI::App& app) {
   auto checkpoint = std::make_shared<std::string>();
   auto out = std::make_shared<std::string>();
   auto heads = std::make_shared<bool>(false);
+  auto weights = std::make_shared<std::string>("student");
   verb->add_option("--checkpoint", *checkpoint, "checkpoint folder, or a run folder (its latest)")
       ->required()
       ->check(CLI::ExistingDirectory);
@@ -20,11 +21,16 @@ void add_export_verb(CLI::App& app) {
   verb->add_flag("--heads", *heads,
                  "also write the objective's parts (MAE decoder, SimDINO heads and teacher) "
                  "under objective.*");
-  verb->callback([checkpoint, out, heads] {
-    const auto r = trainer::export_checkpoint(*checkpoint, *out, *heads);
-    std::printf("%s: %lld tensors, %lld values from %s (step %lld)\n", out->c_str(),
+  verb->add_option("--weights", *weights,
+                   "encoder to write: student (the trained encoder), teacher (SimDINO's EMA "
+                   "teacher) or auto (the teacher when there is one, as `m3ret embed`)")
+      ->check(CLI::IsMember({"auto", "teacher", "student"}))
+      ->capture_default_str();
+  verb->callback([checkpoint, out, heads, weights] {
+    const auto r = trainer::export_checkpoint(*checkpoint, *out, *heads, *weights);
+    std::printf("%s: %lld tensors, %lld values from %s (step %lld, %s)\n", out->c_str(),
                 (long long)r.tensors, (long long)r.parameters, r.checkpoint.string().c_str(),
-                (long long)r.step);
+                (long long)r.step, r.weights.c_str());
   });
 }
 

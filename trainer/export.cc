@@ -1,6 +1,7 @@
 #include "trainer/export.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <set>
 
@@ -11,6 +12,7 @@
 #include "core/error.h"
 #include "core/fs.h"
 #include "trainer/checkpoint.h"
+#include "trainer/encoder_api.h"
 #include "trainer/objective.h"
 #include "trainer/settings.h"
 #include "trainer/vit.h"
@@ -151,8 +153,40 @@ NamedTensors encoder_tensors(Encoder& encoder) {
   return out;
 }
 
+namespace {
+
+// What a reader needs to rebuild the encoder besides its tensors: the
+// position-embedding layout, the input scaling and the stem (docs/model.md).
+std::map<std::string, std::string> rebuild_metadata(const VitSpec& s) {
+  const nlohmann::ordered_json pos = {
+      {"type", "sincos-3d"},
+      {"tokens", "row-major (t, h, w) over the grid (T/t, H/ph, W/pw); CLS has none"},
+      {"dims", "[dt | dh | dw], dh = dw = 2*floor(width/6), dt = width - 2*dh"},
+      {"axis", "[sin(p*w_i) | cos(p*w_i)], w_i = 10000^(-i/(d/2)), i < d/2, p = 0, 1, ..."}};
+  const nlohmann::ordered_json input = {
+      {"layout", "[B, C, T, H, W], C = 1 or 3"},
+      {"pixels", "uint8 as stored in shards / 255, so x in [0, 1]"},
+      {"channels", "C = 1 repeated to 3"},
+      {"frames", "T < t: each frame repeated up to t (an image through the 3-D stem)"},
+      {"crop", "T, H, W cut to multiples of the tubelet (the end of each axis dropped)"},
+      {"scale", "x * 2 - 1"},
+      {"mean", {0.5, 0.5, 0.5}},
+      {"std", {0.5, 0.5, 0.5}}};
+  return {{"pos_embed", pos.dump()},
+          {"input", input.dump()},
+          {"stem", fmt::format("conv3d, kernel = stride = [{}, {}, {}], 3 -> {} channels", s.tube_t,
+                               s.patch_h, s.patch_w, s.width)},
+          {"mlp_hidden", std::to_string(std::llround(s.width * s.mlp_ratio))},
+          {"layernorm_eps", "1e-6"},
+          {"activation", "gelu (erf)"},
+          {"qkv_bias", "true"}};
+}
+
+}  // namespace
+
 ExportResult export_checkpoint(const std::filesystem::path& checkpoint,
-                               const std::filesystem::path& out, bool heads) {
+                               const std::filesystem::path& out, bool heads,
+                               const std::string& weights) {
   ExportResult r;
   r.checkpoint = resolve_checkpoint(checkpoint);
   const auto config_file = r.checkpoint / "config.toml";
@@ -166,11 +200,15 @@ ExportResult export_checkpoint(const std::filesystem::path& checkpoint,
   Model model(settings, nullptr);
   r.step = load_checkpoint(r.checkpoint, &model, nullptr, false).step;
 
-  NamedTensors tensors = encoder_tensors(*model.encoder);
+  EncoderChoice choice;
+  choice.weights = weights;
+  const LoadedEncoder loaded = load_encoder(r.checkpoint, choice);  // student or EMA teacher
+  r.weights = loaded.weights;
+  NamedTensors tensors = encoder_tensors(*loaded.encoder);
   if (heads)
     for (const auto& p : model.objective->named_parameters(/*recurse=*/true))
       tensors.emplace_back("objective." + p.key(), p.value().detach().to(torch::kCPU));
-  const auto& s = model.encoder->spec();
+  const auto& s = loaded.encoder->spec();
   std::map<std::string, std::string> meta = {
       {"format", "m3ret-encoder"},
       {"width", std::to_string(s.width)},
@@ -180,9 +218,11 @@ ExportResult export_checkpoint(const std::filesystem::path& checkpoint,
       {"mlp_ratio", fmt::format("{}", s.mlp_ratio)},
       {"layerscale", fmt::format("{}", s.layerscale)},
       {"embedding", s.mean_embedding ? "mean" : "cls"},
+      {"weights", loaded.weights},
       {"objective", settings.train.objective},
       {"step", std::to_string(r.step)},
       {"config_toml", fs::read_file(config_file)}};
+  meta.merge(rebuild_metadata(s));
   write_safetensors(out, tensors, meta);
   r.tensors = static_cast<int64_t>(tensors.size());
   for (const auto& t : tensors) r.parameters += t.second.numel();

@@ -49,15 +49,22 @@ struct ExportResult {
   int64_t step = 0;
   int64_t tensors = 0;
   int64_t parameters = 0;  // elements written
+  std::string weights;     // "student" or "teacher": the encoder that was written
 };
 
 // `m3ret export`: reads the checkpoint (a checkpoint folder, or a run folder:
 // its latest valid checkpoint) and writes the encoder; with `heads`, also the
 // objective's trained parts (MAE decoder, SimDINO heads and teacher) under
-// "objective." + their module names. The metadata holds format
-// "m3ret-encoder", the model spec (width, depth, heads, tubelet, mlp_ratio,
-// layerscale, embedding), the step and the config (TOML).
+// "objective." + their module names. `weights` chooses the encoder written
+// (trainer::EncoderChoice: "student", "teacher" or "auto" = what `m3ret embed`
+// uses by default). The metadata holds format "m3ret-encoder", the model spec
+// (width, depth, heads, tubelet, mlp_ratio, layerscale, embedding), weights,
+// the step, the config (TOML), and what rebuilding the encoder needs besides
+// the tensors: pos_embed (JSON: the sin-cos layout), input (JSON: scaling,
+// channels, frames, crop, mean, std), stem, mlp_hidden, layernorm_eps,
+// activation, qkv_bias. python/m3ret_encoder.py reads all of it.
 ExportResult export_checkpoint(const std::filesystem::path& checkpoint,
-                               const std::filesystem::path& out, bool heads);
+                               const std::filesystem::path& out, bool heads,
+                               const std::string& weights = "student");
 
 }  // namespace m3ret::trainer

@@ -4,14 +4,20 @@
 // volume and a video, each of which must find itself first.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cmath>
 #include <fstream>
+#include <iostream>
+#include <map>
 #include <sstream>
 
 #include <nlohmann/json.hpp>
 
 #include "core/fs.h"
 #include "eval/embeddings_file.h"
+#include "sharding/shard_set.h"
 #include "test_util.h"
+#include "trainer/export.h"
 
 namespace m3ret::eval {
 namespace {
@@ -164,6 +170,81 @@ TEST_F(SearchCli, IndexBuildAndSearchFindTheQueryItself) {
                                             (dir() / "bad").string() + " --type annoy 2>&1", &out), 0);
   EXPECT_NE(out.find("unknown type 'annoy'"), std::string::npos) << out;
   EXPECT_FALSE(stdfs::exists(dir() / "bad"));
+}
+
+// The Python interpreter with torch, timm and safetensors: python/.venv (made
+// by `bash setup.sh --python`), $M3RET_PYTHON or the system's; "" if none.
+std::string python_for_export() {
+  const auto venv = m3ret::testing::source_dir() / "python/.venv/bin/python";
+  if (stdfs::exists(venv) &&
+      m3ret::testing::run_command(venv.string() + " -c 'import torch, timm, safetensors' 2>/dev/null") == 0)
+    return venv.string();
+  return m3ret::testing::python_with("torch, timm, safetensors");
+}
+
+// `m3ret export --weights auto` read by python/m3ret_encoder.py, as a plain
+// torch module (images, volumes, videos) and as a timm VisionTransformer
+// (images), gives the embeddings `m3ret embed` wrote for the same shard pixels.
+TEST_F(SearchCli, PythonRebuildsTheExportedEncoderAsTimmAndTorchLikeEmbed) {
+  ASSERT_TRUE(ok_) << log_;
+  const std::string py = python_for_export();
+  if (py.empty())
+    GTEST_SKIP() << "no Python with torch, timm and safetensors: run `bash setup.sh --python`";
+  const auto emb = dir() / "emb-python.h5", weights = dir() / "encoder.safetensors";
+  std::string out;
+  const std::string run = (dir() / "run").string(), shards = (dir() / "shards").string();
+  ASSERT_EQ(m3ret::testing::run_command(bin() + " embed --checkpoint " + run + " --shards " + shards +
+                                            " --out " + emb.string() + " 2>&1", &out), 0) << out;
+  ASSERT_EQ(m3ret::testing::run_command(bin() + " export --weights auto --checkpoint " + run +
+                                            " --out " + weights.string() + " 2>&1", &out), 0) << out;
+  const EmbeddingSet set = read_embeddings(emb);
+  std::map<std::string, int64_t> row;
+  for (int64_t i = 0; i < set.N; ++i) row[set.ids[i]] = i;
+
+  // Up to 4 samples per modality, as stored in the shards.
+  const auto shard_set = sharding::ShardSet::open(dir() / "shards");
+  trainer::NamedTensors inputs;
+  std::map<std::string, std::vector<std::string>> ids;
+  for (const std::string m : {"xray", "ct", "endoscopy"}) {
+    const auto& info = shard_set->info(m);
+    std::vector<torch::Tensor> xs;
+    for (int64_t i = 0; i < info.count && ids[m].size() < 4; ++i) {
+      if (!row.count(shard_set->meta(m, i).id)) continue;  // not in the embedded split
+      auto x = torch::empty({1, info.C, info.T, info.H, info.W}, torch::kUInt8);
+      shard_set->read_pixels(m, i, x.data_ptr<uint8_t>());
+      xs.push_back(x);
+      ids[m].push_back(shard_set->meta(m, i).id);
+    }
+    ASSERT_FALSE(xs.empty()) << m;
+    inputs.emplace_back("inputs." + m, torch::cat(xs));
+  }
+  trainer::write_safetensors(dir() / "inputs.safetensors", inputs);
+  const auto script = m3ret::testing::source_dir() / "python/m3ret_encoder.py";
+  ASSERT_EQ(m3ret::testing::run_command(py + " " + script.string() + " embed " + weights.string() +
+                                            " " + (dir() / "inputs.safetensors").string() + " " +
+                                            (dir() / "py.safetensors").string() + " 2>&1", &out), 0)
+      << out;
+  std::map<std::string, torch::Tensor> got;
+  for (auto& [name, t] : trainer::read_safetensors(dir() / "py.safetensors")) got[name] = t;
+  EXPECT_TRUE(got.count("timm.xray"));  // an image: through timm as well
+  EXPECT_FALSE(got.count("timm.ct"));   // volumes and clips: the module only
+  double worst = 0;
+  for (const auto& [name, z] : got) {
+    const std::string m = name.substr(name.find('.') + 1);
+    ASSERT_EQ(z.size(0), static_cast<int64_t>(ids[m].size())) << name;
+    ASSERT_EQ(z.size(1), set.D) << name;
+    double diff = 0;
+    for (int64_t b = 0; b < z.size(0); ++b) {
+      const float* ref = set.row(row.at(ids[m][b]));
+      for (int64_t j = 0; j < set.D; ++j)
+        diff = std::max(diff, std::abs(double(z[b][j].item<float>()) - double(ref[j])));
+    }
+    std::cout << "max |python - m3ret embed| of " << name << " (" << z.size(0) << " x " << z.size(1)
+              << "): " << diff << "\n";
+    worst = std::max(worst, diff);
+  }
+  RecordProperty("max_abs_difference", std::to_string(worst));
+  EXPECT_LT(worst, 1e-4);  // unit vectors in float32
 }
 
 // Through the binary: a baseline on other samples is refused with one line;
