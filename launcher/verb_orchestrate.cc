@@ -111,7 +111,7 @@ void add_orchestrate_verb(CLI::App& app) {
     orch.reconcile();
     if (a->retry_failed) {
       for (const auto& r : state.runs()) {
-        if (r.state != "failed") continue;
+        if (r.state != orchestrator::RunState::kFailed) continue;
         orch.retry_run(r.name);
         spdlog::info("orchestrate: retrying failed run {}", r.name);
       }
@@ -145,7 +145,7 @@ void add_orchestrate_verb(CLI::App& app) {
     }
     std::vector<std::string> bad;
     for (const auto& r : state.runs()) {
-      if (r.state != "succeeded") bad.push_back(r.name + " " + r.state);
+      if (r.state != orchestrator::RunState::kSucceeded) bad.push_back(r.name + " " + to_string(r.state));
     }
     spdlog::info("orchestrate: report in {}", orch.report_dir().string());
     if (!bad.empty()) {

@@ -60,6 +60,11 @@ class Backend {
   virtual void cancel(const std::string& backend_id) = 0;
   // Whether after_ok dependencies are honoured by the scheduler itself.
   virtual bool supports_dependencies() const { return false; }
+  // Shell text (already quoted) that starts `ranks` MPI ranks of the command
+  // that follows it in a job of `kind`, with `mpiexec` as the launcher. This
+  // default starts them on the job's machine:
+  // `MPIEXEC --bind-to none -n RANKS --oversubscribe [--allow-run-as-root]`.
+  virtual std::string mpi_launch_prefix(JobKind kind, int ranks, const std::string& mpiexec) const;
 };
 
 // The shell script body that runs `command` with the exit-code protocol above.

@@ -57,6 +57,12 @@ std::string job_wrapper_script(const std::string& command, const fs::path& job_d
       launcher::shell_line({job_dir.string()}), id_expr, launcher::shell_line({command}));
 }
 
+std::string Backend::mpi_launch_prefix(JobKind, int ranks, const std::string& mpiexec) const {
+  auto cmd = launcher::mpiexec_command(mpiexec, ranks, {});
+  cmd.insert(cmd.begin() + 1, {"--bind-to", "none"});
+  return launcher::shell_line(cmd);
+}
+
 std::optional<std::string> read_job_file(const fs::path& f) {
   int fd = ::open(f.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) {

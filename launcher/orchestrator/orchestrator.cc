@@ -1,7 +1,5 @@
 #include "launcher/orchestrator/orchestrator.h"
 
-#include <unistd.h>
-
 #include <algorithm>
 #include <chrono>
 #include <fstream>
@@ -18,7 +16,6 @@ namespace m3ret::orchestrator {
 namespace fs = std::filesystem;
 namespace {
 
-using launcher::mpiexec_command;
 using launcher::shell_line;
 
 constexpr int kSigusr1ExitCode = 128 + 10;
@@ -95,7 +92,7 @@ Orchestrator::Orchestrator(const Sweep& sweep, State& state, Backend& backend, O
     nlohmann::json params(spec.params);
     state_.upsert_run({spec.name, params.dump(), spec.data_fraction,
                        (sweep_.work_dir / "runs" / spec.name).string(),
-                       shards_dir(spec.data_fraction).string(), "pending", 0});
+                       shards_dir(spec.data_fraction).string(), RunState::kPending, 0});
   }
 }
 
@@ -120,15 +117,11 @@ std::vector<std::string> Orchestrator::config_args(const std::vector<std::string
   return out;
 }
 
-std::string Orchestrator::m3ret_cmd(const std::vector<std::string>& args, int ranks) const {
+std::string Orchestrator::m3ret_cmd(const std::vector<std::string>& args, int ranks, JobKind kind) const {
   std::vector<std::string> argv = {opts_.m3ret.string()};
   argv.insert(argv.end(), args.begin(), args.end());
   if (ranks <= 0) return shell_line(argv);
-  // ranks > 0: under the MPI launcher; inside a Slurm allocation the launcher
-  // takes the allocation's slots when ranks is 0 (handled by the caller).
-  auto cmd = mpiexec_command(opts_.mpiexec, ranks, argv);
-  cmd.insert(cmd.begin() + 1, {"--bind-to", "none"});
-  return shell_line(cmd);
+  return backend_.mpi_launch_prefix(kind, ranks, opts_.mpiexec) + " " + shell_line(argv);
 }
 
 void Orchestrator::submit(JobRow job, const std::vector<std::string>& after_ok) {
@@ -261,7 +254,7 @@ bool Orchestrator::ensure_data() {
   auto args = config_args(sweep_.sets);
   args.insert(args.begin(), "synth");
   args.insert(args.end(), {"--out", manifest.parent_path().string()});
-  job.command = m3ret_cmd(args, 0);
+  job.command = m3ret_cmd(args, 0, JobKind::kData);
   submit(job);
   return false;
 }
@@ -297,7 +290,7 @@ bool Orchestrator::ensure_shards(double fraction, std::string* pending_id) {
   auto args = config_args(sweep_.sets);
   args.insert(args.begin(), "shard");
   args.insert(args.end(), {"--manifest", manifest.string(), "--out", dir.string()});
-  job.command = m3ret_cmd(args, sweep_.ranks);
+  job.command = m3ret_cmd(args, sweep_.ranks, JobKind::kShard);
   submit(job);
   if (auto j = state_.job_by_name(job.name); j && active(j->state)) *pending_id = j->backend_id;
   return false;
@@ -339,8 +332,8 @@ bool Orchestrator::scan_checkpoints(const RunSpec& spec, const RunRow& row) {
     job.step = step;
     job.attempt = last ? last->attempt + 1 : 0;
     job.name = fmt::format("{}-{}-eval-{}-a{}", sweep_.name, spec.name, step, job.attempt);
-    job.command = "mkdir -p " + shell_line({out.string()}) + " && " + m3ret_cmd(embed, sweep_.ranks) +
-                  " && " + m3ret_cmd(eval, 0);
+    job.command = "mkdir -p " + shell_line({out.string()}) + " && " + m3ret_cmd(embed, sweep_.ranks, JobKind::kEval) +
+                  " && " + m3ret_cmd(eval, 0, JobKind::kEval);
     submit(job);
     changed = true;
   }
@@ -348,11 +341,13 @@ bool Orchestrator::scan_checkpoints(const RunSpec& spec, const RunRow& row) {
 }
 
 bool Orchestrator::advance_run(const RunSpec& spec, const RunRow& row) {
-  if (row.state == "succeeded" || row.state == "failed" || row.state == "cancelled") return false;
+  if (row.state == RunState::kSucceeded || row.state == RunState::kFailed || row.state == RunState::kCancelled) {
+    return false;
+  }
   bool changed = false;
-  bool retried = row.state == "pending";  // fresh, or made pending again by retry_run
-  if (row.state == "pending") {
-    state_.set_run_state(spec.name, "running", "");
+  bool retried = row.state == RunState::kPending;  // fresh, or made pending again by retry_run
+  if (row.state == RunState::kPending) {
+    state_.set_run_state(spec.name, RunState::kRunning, "");
     changed = true;
   }
   std::string shard_id;
@@ -360,7 +355,7 @@ bool Orchestrator::advance_run(const RunSpec& spec, const RunRow& row) {
   try {
     shards_ready = ensure_shards(spec.data_fraction, &shard_id);
   } catch (const Error& e) {
-    state_.set_run_state(spec.name, "failed", e.what());
+    state_.set_run_state(spec.name, RunState::kFailed, e.what());
     return true;
   }
   auto jobs = state_.jobs(spec.name);
@@ -374,11 +369,11 @@ bool Orchestrator::advance_run(const RunSpec& spec, const RunRow& row) {
                     train->state == JobState::kFailed || dependency_failed ||
                     (retried && train->state == JobState::kCancelled);
   if (train && train->state == JobState::kCancelled && !retried && !dependency_failed) {
-    state_.set_run_state(spec.name, "cancelled", "train job cancelled outside the orchestrator");
+    state_.set_run_state(spec.name, RunState::kCancelled, "train job cancelled outside the orchestrator");
     return true;
   }
   if (train && train->state == JobState::kFailed && row.failures > sweep_.max_retries) {
-    state_.set_run_state(spec.name, "failed",
+    state_.set_run_state(spec.name, RunState::kFailed,
                          fmt::format("train failed {} times; see {}/log", row.failures, train->job_dir));
     return true;
   }
@@ -395,14 +390,7 @@ bool Orchestrator::advance_run(const RunSpec& spec, const RunRow& row) {
     auto args = config_args(sets);
     args.insert(args.begin(), "train");
     args.insert(args.end(), {"--shards", row.shards_dir, "--run-dir", row.run_dir, "--resume", "auto"});
-    bool slurm = backend_.name() == "slurm";
-    job.command = m3ret_cmd(args, slurm ? 0 : sweep_.ranks);
-    if (slurm) {
-      // The allocation decides the ranks (nodes x ntasks-per-node).
-      std::vector<std::string> argv = {"${MPIEXEC:-mpirun}", "--bind-to", "none"};
-      if (geteuid() == 0) argv.push_back("--allow-run-as-root");
-      job.command = fmt::format("{} {}", fmt::join(argv, " "), job.command);
-    }
+    job.command = m3ret_cmd(args, sweep_.ranks, JobKind::kTrain);
     submit(job, shards_ready ? std::vector<std::string>{} : std::vector<std::string>{shard_id});
     changed = true;
   }
@@ -426,13 +414,13 @@ bool Orchestrator::advance_run(const RunSpec& spec, const RunRow& row) {
       return j.kind == JobKind::kEval && active(j.state);
     });
     if (all) {
-      state_.set_run_state(spec.name, "succeeded", fmt::format("{} checkpoints evaluated", cks.size()));
+      state_.set_run_state(spec.name, RunState::kSucceeded, fmt::format("{} checkpoints evaluated", cks.size()));
       changed = true;
     } else if (any_exhausted && !evals_active) {
-      state_.set_run_state(spec.name, "failed", "an evaluation failed after every retry");
+      state_.set_run_state(spec.name, RunState::kFailed, "an evaluation failed after every retry");
       changed = true;
     } else if (cks.empty()) {
-      state_.set_run_state(spec.name, "failed", "train succeeded but wrote no checkpoint");
+      state_.set_run_state(spec.name, RunState::kFailed, "train succeeded but wrote no checkpoint");
       changed = true;
     }
   }
@@ -451,7 +439,7 @@ bool Orchestrator::step() {
   }
   if (changed) write_report();
   for (const auto& r : state_.runs()) {
-    if (r.state == "pending" || r.state == "running") return false;
+    if (r.state == RunState::kPending || r.state == RunState::kRunning) return false;
   }
   return true;
 }
@@ -482,14 +470,14 @@ void Orchestrator::cancel_run(const std::string& run) {
       state_.transition(job.id, JobState::kCancelled, "cancelled by request");
     }
   }
-  state_.set_run_state(run, "cancelled", "by request");
+  state_.set_run_state(run, RunState::kCancelled, "by request");
 }
 
 void Orchestrator::retry_run(const std::string& run) {
   auto row = state_.run(run);
   if (!row) throw Error(fmt::format("no run '{}' in this sweep", run));
-  if (row->state != "failed" && row->state != "cancelled") {
-    throw Error(fmt::format("run '{}' is {}; only a failed or cancelled run can be retried", run, row->state));
+  if (row->state != RunState::kFailed && row->state != RunState::kCancelled) {
+    throw Error(fmt::format("run '{}' is {}; only a failed or cancelled run can be retried", run, to_string(row->state)));
   }
   // advance_run resubmits the train job (a new attempt, --resume auto) and
   // the evaluations that are missing; every job kind the run needs gets its

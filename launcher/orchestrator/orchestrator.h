@@ -74,7 +74,8 @@ class Orchestrator {
   std::filesystem::path shards_dir(double fraction) const;
   std::string fraction_tag(double fraction) const;
   std::vector<std::string> config_args(const std::vector<std::string>& sets) const;
-  std::string m3ret_cmd(const std::vector<std::string>& args, int ranks) const;
+  // `m3ret ARGS`, under the backend's MPI launch prefix when ranks > 0.
+  std::string m3ret_cmd(const std::vector<std::string>& args, int ranks, JobKind kind) const;
 
   bool poll_active();
   void submit(JobRow job, const std::vector<std::string>& after_ok = {});

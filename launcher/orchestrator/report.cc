@@ -182,7 +182,7 @@ ScalingTable scaling_table(State& state) {
   t.columns.insert(t.columns.end(), {"step", "modality"});
   t.columns.insert(t.columns.end(), metrics.begin(), metrics.end());
   for (const auto& p : points) {
-    std::vector<std::string> head = {p.run.name, p.run.state};
+    std::vector<std::string> head = {p.run.name, to_string(p.run.state)};
     for (const auto& k : keys) head.push_back(p.params.count(k) ? p.params.at(k) : "");
     if (p.values.empty()) {
       auto row = head;

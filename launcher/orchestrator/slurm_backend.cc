@@ -2,6 +2,8 @@
 // #SBATCH header is kept; the part between the @M3RET_BODY@ markers is
 // replaced by the job's command), submitted with `sbatch --parsable`,
 // followed with squeue/scontrol, cancelled with scancel.
+#include <unistd.h>
+
 #include <fstream>
 #include <sstream>
 
@@ -37,6 +39,12 @@ class SlurmBackend : public Backend {
   std::string name() const override { return "slurm"; }
   int max_parallel() const override { return o_.max_parallel; }
   bool supports_dependencies() const override { return true; }
+  // A train job's ranks are the allocation's (nodes x ntasks-per-node):
+  // mpirun takes them from Slurm; MPIEXEC is set by the job script.
+  std::string mpi_launch_prefix(JobKind kind, int ranks, const std::string& mpiexec) const override {
+    if (kind != JobKind::kTrain) return Backend::mpi_launch_prefix(kind, ranks, mpiexec);
+    return std::string("${MPIEXEC:-mpirun} --bind-to none") + (geteuid() == 0 ? " --allow-run-as-root" : "");
+  }
 
   std::string submit(const JobRequest& job) override {
     fs::create_directories(job.job_dir);

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <ostream>
 
 #include <fmt/format.h>
 
@@ -122,20 +123,43 @@ const char* to_string(JobKind k) {
   return "?";
 }
 
+namespace {
+
+// The value of `all` named `s` (as to_string writes it).
+template <class E>
+E from_name(const std::string& s, std::initializer_list<E> all, const char* what) {
+  for (E e : all) if (s == to_string(e)) return e;
+  throw Error(fmt::format("unknown {} '{}' in the state database", what, s));
+}
+
+}  // namespace
+
 JobState job_state_from(const std::string& s) {
-  for (auto st : {JobState::kIntent, JobState::kSubmitted, JobState::kRunning, JobState::kSucceeded,
-                  JobState::kFailed, JobState::kPreempted, JobState::kCancelled}) {
-    if (s == to_string(st)) return st;
-  }
-  throw Error("unknown job state '" + s + "' in the state database");
+  return from_name(s, {JobState::kIntent, JobState::kSubmitted, JobState::kRunning, JobState::kSucceeded,
+                       JobState::kFailed, JobState::kPreempted, JobState::kCancelled}, "job state");
 }
 
 JobKind job_kind_from(const std::string& s) {
-  for (auto k : {JobKind::kData, JobKind::kShard, JobKind::kTrain, JobKind::kEval}) {
-    if (s == to_string(k)) return k;
-  }
-  throw Error("unknown job kind '" + s + "' in the state database");
+  return from_name(s, {JobKind::kData, JobKind::kShard, JobKind::kTrain, JobKind::kEval}, "job kind");
 }
+
+const char* to_string(RunState s) {
+  switch (s) {
+    case RunState::kPending: return "pending";
+    case RunState::kRunning: return "running";
+    case RunState::kSucceeded: return "succeeded";
+    case RunState::kFailed: return "failed";
+    case RunState::kCancelled: return "cancelled";
+  }
+  return "?";
+}
+
+RunState run_state_from(const std::string& s) {
+  return from_name(s, {RunState::kPending, RunState::kRunning, RunState::kSucceeded, RunState::kFailed,
+                       RunState::kCancelled}, "run state");
+}
+
+std::ostream& operator<<(std::ostream& os, RunState s) { return os << to_string(s); }
 
 bool is_terminal(JobState s) {
   return s == JobState::kSucceeded || s == JobState::kFailed || s == JobState::kPreempted ||
@@ -239,13 +263,14 @@ void State::upsert_run(const RunRow& r) {
   Tx tx(*this);
   Stmt s(db_, "INSERT OR IGNORE INTO runs VALUES (?, ?, ?, ?, ?, ?, ?)");
   s.bind(1, r.name).bind(2, r.params_json).bind(3, r.data_fraction).bind(4, r.run_dir)
-      .bind(5, r.shards_dir).bind(6, r.state.empty() ? std::string("pending") : r.state).bind(7, r.failures);
+      .bind(5, r.shards_dir).bind(6, std::string(to_string(r.state))).bind(7, r.failures);
   s.step();
   tx.commit();
 }
 
-void State::set_run_state(const std::string& run, const std::string& state, const std::string& why) {
+void State::set_run_state(const std::string& run, RunState to, const std::string& why) {
   Tx tx(*this);
+  const std::string state = to_string(to);
   Stmt(db_, "UPDATE runs SET state = ? WHERE name = ?").bind(1, state).bind(2, run).step();
   Stmt(db_, "INSERT INTO events (time, run, job, message) VALUES (?, ?, '', ?)")
       .bind(1, now_seconds()).bind(2, run).bind(3, "run " + state + (why.empty() ? "" : ": " + why)).step();
@@ -269,7 +294,7 @@ std::vector<RunRow> State::runs() {
   Stmt s(db_, "SELECT name, params_json, data_fraction, run_dir, shards_dir, state, failures "
               "FROM runs ORDER BY name");
   while (s.step()) {
-    out.push_back({s.text(0), s.text(1), s.real(2), s.text(3), s.text(4), s.text(5),
+    out.push_back({s.text(0), s.text(1), s.real(2), s.text(3), s.text(4), run_state_from(s.text(5)),
                    static_cast<int>(s.i64(6))});
   }
   return out;

@@ -16,6 +16,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <iosfwd>
 #include <optional>
 #include <string>
 #include <vector>
@@ -28,11 +29,20 @@ namespace m3ret::orchestrator {
 
 enum class JobState { kIntent, kSubmitted, kRunning, kSucceeded, kFailed, kPreempted, kCancelled };
 enum class JobKind { kData, kShard, kTrain, kEval };
+// A run: pending -> running -> succeeded | failed | cancelled; a retry makes a
+// failed or cancelled run pending again. Stored by name (to_string).
+enum class RunState { kPending, kRunning, kSucceeded, kFailed, kCancelled };
 
 const char* to_string(JobState s);
 const char* to_string(JobKind k);
 JobState job_state_from(const std::string& s);
 JobKind job_kind_from(const std::string& s);
+const char* to_string(RunState s);
+RunState run_state_from(const std::string& s);
+// Compares with a state's name ("succeeded"), as stored and shown.
+inline bool operator==(RunState s, const std::string& name) { return name == to_string(s); }
+inline bool operator!=(RunState s, const std::string& name) { return !(s == name); }
+std::ostream& operator<<(std::ostream& os, RunState s);
 bool is_terminal(JobState s);
 // Whether the state machine allows from -> to (same state is allowed: no-op).
 bool transition_allowed(JobState from, JobState to);
@@ -60,7 +70,7 @@ struct RunRow {
   double data_fraction = 1;
   std::string run_dir;
   std::string shards_dir;
-  std::string state;        // pending | running | succeeded | failed | cancelled
+  RunState state = RunState::kPending;
   int failures = 0;         // failed train attempts (preemptions do not count)
 };
 
@@ -94,7 +104,7 @@ class State {
   std::optional<std::string> meta(const std::string& key);
 
   void upsert_run(const RunRow& run);  // inserts, or keeps the existing row
-  void set_run_state(const std::string& run, const std::string& state, const std::string& why);
+  void set_run_state(const std::string& run, RunState state, const std::string& why);
   void add_run_failure(const std::string& run);
   // Makes a run pending again with its failure count reset.
   void retry_run(const std::string& run);

@@ -30,7 +30,7 @@ nlohmann::json status_json(State& state) {
   auto evals = state.evaluations();
   j["runs"] = nlohmann::json::array();
   for (const auto& r : state.runs()) {
-    nlohmann::json run = {{"name", r.name}, {"state", r.state},
+    nlohmann::json run = {{"name", r.name}, {"state", to_string(r.state)},
                           {"params", nlohmann::json::parse(r.params_json)},
                           {"data_fraction", r.data_fraction}, {"failures", r.failures},
                           {"run_dir", r.run_dir}};
