@@ -82,25 +82,44 @@ class Stages {
   std::string self_;
 };
 
-// The demo folder must be new, empty, or an earlier demo's (marked by demo.json).
-void check_demo_dir(const stdfs::path& dir) {
+// The demo folder must be new, empty, or an earlier demo's (marked by
+// demo.json) made with the same configuration, whose stages are then reused.
+// With `overwrite` an earlier demo's folder is emptied first (whatever its
+// configuration); a folder m3ret did not make is never emptied.
+void check_demo_dir(const stdfs::path& dir, const std::string& config_toml, bool overwrite) {
   if (!stdfs::exists(dir)) return;
   if (!stdfs::is_directory(dir)) {
     throw Error(fmt::format("demo: --out {} exists and is not a folder", dir.string()));
   }
-  bool empty = stdfs::directory_iterator(dir) == stdfs::directory_iterator();
-  if (!empty && !stdfs::exists(dir / "demo.json")) {
+  if (stdfs::directory_iterator(dir) == stdfs::directory_iterator()) return;
+  if (!stdfs::exists(dir / "demo.json")) {
     throw Error(fmt::format(
         "demo: --out {} is not empty and holds no earlier demo (no demo.json); choose another "
-        "folder",
+        "folder (--overwrite only replaces an earlier demo)",
+        dir.string()));
+  }
+  if (overwrite) {
+    for (const auto& e : stdfs::directory_iterator(dir)) stdfs::remove_all(e.path());
+    spdlog::info("demo: --overwrite: emptied {}", dir.string());
+    return;
+  }
+  const auto mark = nlohmann::json::parse(fs::read_file(dir / "demo.json"), nullptr, false);
+  if (!mark.is_discarded() && mark.is_object() && mark.contains("config") &&
+      mark["config"] != config_toml) {
+    throw Error(fmt::format(
+        "demo: --out {} holds a demo made with a different configuration; rerun with the same "
+        "--config/--set to reuse it, or replace it with --overwrite, or choose another folder",
         dir.string()));
   }
 }
 
-// Marks `dir` as a demo folder (check_demo_dir accepts it again later).
-void mark_demo_dir(const stdfs::path& dir) {
-  fs::write_atomic(dir / "demo.json",
-                   nlohmann::json{{"format", "m3ret-demo"}, {"format_version", 1}}.dump() + "\n");
+// Marks `dir` as a demo folder of `config_toml` (check_demo_dir accepts it again later).
+void mark_demo_dir(const stdfs::path& dir, const std::string& config_toml) {
+  fs::write_atomic(dir / "demo.json", nlohmann::json{{"format", "m3ret-demo"},
+                                                     {"format_version", 1},
+                                                     {"config", config_toml}}
+                                              .dump() +
+                                          "\n");
 }
 
 // The encoders of one demo run, in report order: the trained checkpoint, its
@@ -134,7 +153,7 @@ std::vector<std::pair<std::string, eval::Report>> run_demo(AppConfig& cfg, const
                                                            Stages& stages) {
   stdfs::create_directories(dir);
   write_run_record(dir, cfg, command_line(), 1);
-  mark_demo_dir(dir);
+  mark_demo_dir(dir, resolved_toml(cfg));
   const std::string conf = (dir / "config.toml").string();
   const stdfs::path data = dir / "data", shards = dir / "shards", run = dir / "run";
   const std::string split = cfg.demo.eval_split;
@@ -189,7 +208,11 @@ void add_demo_verb(CLI::App& app) {
   auto opts = std::make_shared<CommonOptions>();
   auto out = std::make_shared<std::string>("m3ret-demo");
   auto seeds = std::make_shared<std::vector<int64_t>>();
+  auto overwrite = std::make_shared<bool>(false);
   opts->add_to(verb);
+  verb->add_flag("--overwrite", *overwrite,
+                 "empty an earlier demo's --out folder first instead of reusing its stages "
+                 "(needed when the configuration changed)");
   verb->add_option("--out", *out, "demo folder (reused by a later demo: stages resume)")
       ->capture_default_str();
   verb->add_option("--seeds", *seeds,
@@ -198,7 +221,7 @@ void add_demo_verb(CLI::App& app) {
                    "and OUT/seeds.md; comma-separated")
       ->delimiter(',')
       ->check(CLI::Range(int64_t{0}, int64_t{1} << 53));
-  verb->callback([opts, out, seeds] {
+  verb->callback([opts, out, seeds, overwrite] {
     const char* world = std::getenv("OMPI_COMM_WORLD_SIZE");
     if (world && std::string(world) != "1") {
       throw Error("demo: start `m3ret demo` without mpiexec; it runs mpiexec itself");
@@ -209,7 +232,7 @@ void add_demo_verb(CLI::App& app) {
       throw config::Error(fmt::format("config key 'demo.verdict_k' = {} is not one of eval.ks [{}]",
                                       cfg.demo.verdict_k, fmt::join(ks, ", ")));
     stdfs::path dir = stdfs::absolute(*out);
-    check_demo_dir(dir);
+    check_demo_dir(dir, resolved_toml(cfg), *overwrite);
     stdfs::create_directories(dir);
     log::init(0, dir, opts->verbose);
     Stages stages(cfg);
@@ -221,7 +244,7 @@ void add_demo_verb(CLI::App& app) {
                 verdict_text(columns, cfg.demo.verdict_k);
     } else {
       write_run_record(dir, cfg, command_line(), 1);
-      mark_demo_dir(dir);
+      mark_demo_dir(dir, resolved_toml(cfg));
       std::vector<nlohmann::ordered_json> reports;
       for (int64_t seed : *seeds) {
         AppConfig one = cfg;
@@ -229,7 +252,7 @@ void add_demo_verb(CLI::App& app) {
         one.trainer.train.seed = seed;
         spdlog::info("demo: seed {} in {}", seed, (dir / fmt::format("seed-{}", seed)).string());
         stages.prefix = fmt::format("seed-{}/", seed);
-        check_demo_dir(dir / fmt::format("seed-{}", seed));
+        check_demo_dir(dir / fmt::format("seed-{}", seed), resolved_toml(one), false);
         auto columns = run_demo(one, dir / fmt::format("seed-{}", seed), stages);
         summary += fmt::format("seed {}:\n{}", seed, verdict_text(columns, cfg.demo.verdict_k));
         reports.push_back(eval::to_json(columns, cfg.demo.verdict_k));

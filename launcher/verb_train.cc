@@ -27,6 +27,7 @@ namespace {
 struct TrainArgs {
   CommonOptions opts;
   std::string shards, run_dir, resume = "no", mpiexec;
+  bool overwrite = false;
 };
 
 // The `m3ret train` command line the ranks run (the same options without --mpiexec).
@@ -40,6 +41,7 @@ std::vector<std::string> rank_command(const TrainArgs& a) {
   if (a.opts.config) cmd.insert(cmd.end(), {"--config", *a.opts.config});
   for (const auto& s : a.opts.sets) cmd.insert(cmd.end(), {"--set", s});
   if (a.opts.verbose) cmd.push_back("-v");
+  if (a.overwrite) cmd.push_back("--overwrite");
   return cmd;
 }
 
@@ -103,6 +105,9 @@ void add_train_verb(CLI::App& app) {
       ->required();
   verb->add_option("--resume", a->resume, "auto: continue from the newest valid checkpoint")
       ->check(CLI::IsMember({"auto", "no"}));
+  verb->add_flag("--overwrite", a->overwrite,
+                 "start over in a run folder that holds a previous run (deletes its checkpoints, "
+                 "metrics.jsonl, tensorboard/ and eval/)");
   verb->add_option("--mpiexec", a->mpiexec,
                    "start the ranks with this command (e.g. \"mpiexec -n 4\") and turn SIGTERM "
                    "to this process into a checkpoint and exit 75");
@@ -113,6 +118,16 @@ void add_train_verb(CLI::App& app) {
     AppConfig cfg = a->opts.load();
     start_mpi(a->opts.verbose, a->run_dir);
     auto& rt = Runtime::get();
+    std::string refused;
+    if (rt.is_root()) {
+      try {
+        trainer::prepare_run_dir(a->run_dir, a->resume == "auto", a->overwrite);
+      } catch (const Error& e) {
+        refused = e.what();
+      }
+    }
+    rt.world_comm().broadcast(refused, 0);
+    if (!refused.empty()) throw Error(refused);
     if (rt.is_root()) write_run_record(a->run_dir, cfg, command_line(), rt.world());
     rt.world_comm().barrier();
     trainer::TrainOptions t;

@@ -14,6 +14,7 @@
 #include "core/blas_threads.h"
 #include "core/communicator.h"
 #include "core/error.h"
+#include "core/fs.h"
 #include "core/log.h"
 #include "core/runtime.h"
 #include "sharding/shard_set.h"
@@ -81,6 +82,20 @@ std::string resume_point(const TrainOptions& o, Communicator& comm) {
   return found;
 }
 
+// Keeps the lines of steps <= `last` (those the resumed checkpoint includes), so
+// steps trained again after a resume are not logged twice.
+void trim_metrics(const std::filesystem::path& file, int64_t last) {
+  if (!std::filesystem::exists(file)) return;
+  std::ifstream in(file);
+  std::string kept;
+  for (std::string line; std::getline(in, line);) {
+    const auto j = nlohmann::json::parse(line, nullptr, false);
+    if (!j.is_discarded() && j.is_object() && j.value("step", int64_t{0}) <= last)
+      kept += line + "\n";
+  }
+  fs::write_atomic(file, kept);
+}
+
 }  // namespace
 
 void install_preemption_handlers() {
@@ -96,6 +111,31 @@ void install_preemption_handlers() {
   sigaddset(&set, SIGUSR1);
   sigaddset(&set, SIGTERM);
   pthread_sigmask(SIG_UNBLOCK, &set, nullptr);
+}
+
+std::vector<std::filesystem::path> previous_run_artifacts(const std::filesystem::path& run_dir) {
+  std::vector<std::filesystem::path> out;
+  for (const char* name : {"checkpoints", "metrics.jsonl", "tensorboard", "eval"}) {
+    std::error_code ec;
+    if (std::filesystem::exists(run_dir / name, ec)) out.push_back(run_dir / name);
+  }
+  return out;
+}
+
+void prepare_run_dir(const std::filesystem::path& run_dir, bool resume_auto, bool overwrite) {
+  if (resume_auto && overwrite)
+    throw Error("train: --resume auto and --overwrite exclude each other");
+  const auto found = previous_run_artifacts(run_dir);
+  if (found.empty() || resume_auto) return;
+  if (!overwrite)
+    throw Error(fmt::format(
+        "train: {} already holds a run ({}); continue it with --resume auto, or start over in a "
+        "new --run-dir or with --overwrite (which deletes them)",
+        run_dir.string(), found.front().filename().string()));
+  for (const auto& p : found) {
+    std::filesystem::remove_all(p);
+    spdlog::info("--overwrite: removed {}", p.string());
+  }
 }
 
 void request_stop() { g_stop.store(1); }
@@ -156,7 +196,10 @@ TrainResult train(const TrainOptions& o, Communicator& comm) {
                                                static_cast<uint64_t>(s.train.seed), rank, accum));
 
   std::ofstream metrics;
-  if (rank == 0) metrics.open(o.run_dir / "metrics.jsonl", std::ios::app);
+  if (rank == 0) {
+    trim_metrics(o.run_dir / "metrics.jsonl", start);
+    metrics.open(o.run_dir / "metrics.jsonl", std::ios::app);
+  }
   const int64_t end = o.stop_after_steps > 0 ? std::min(o.stop_after_steps, s.train.max_steps)
                                              : s.train.max_steps;
   log::Progress progress("train", std::max<int64_t>(0, end - start), rank == 0);

@@ -4,6 +4,7 @@
 #include <filesystem>
 #include <functional>
 #include <string>
+#include <vector>
 
 #include "sharding/loader.h"
 #include "trainer/settings.h"
@@ -41,6 +42,16 @@ void request_stop();
 bool stop_requested();
 // Forgets a stop request (a test that trains again in the same process).
 void clear_stop_request();
+
+// What a previous run left in a run folder: checkpoints/, metrics.jsonl,
+// tensorboard/ and eval/ (evaluations of its checkpoints).
+std::vector<std::filesystem::path> previous_run_artifacts(const std::filesystem::path& run_dir);
+
+// The rule for re-running into a run folder (call on one rank, before writing
+// anything): a folder that holds a previous run's artifacts is continued
+// (resume_auto) or cleared first (overwrite: previous_run_artifacts are
+// deleted); otherwise an Error names the folder and both choices.
+void prepare_run_dir(const std::filesystem::path& run_dir, bool resume_auto, bool overwrite);
 
 struct TrainResult {
   int64_t step = 0;        // optimizer steps completed (the last checkpoint's step)

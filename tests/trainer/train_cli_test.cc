@@ -9,6 +9,8 @@
 #include <fstream>
 #include <thread>
 
+#include <nlohmann/json.hpp>
+
 #include "core/fs.h"
 #include "test_util.h"
 #include "trainer/checkpoint.h"
@@ -108,5 +110,99 @@ TEST_F(TrainCli, SigtermToTheLauncherCheckpointsAndExits75) { expect_checkpoint_
 
 TEST_F(TrainCli, SigtermToEveryProcessCheckpointsAndExits75) { expect_checkpoint_on_sigterm(true); }
 
+
+// Re-running never destroys: a folder with a previous run is refused unless
+// continued (--resume auto) or replaced (--overwrite).
+TEST_F(TrainCli, ARunFolderIsContinuedOrOverwrittenNeverSilentlyRestarted) {
+  const auto run = dir_ / "run";
+  auto train = [&](int64_t steps, std::vector<std::string> extra) {
+    auto args = tiny_train_args(dir_ / "shards", run, steps);
+    args.insert(args.end(), extra.begin(), extra.end());
+    return exit_code(spawn(args, dir_ / "log"));
+  };
+  ASSERT_EQ(train(2, {}), 0) << fs::read_file(dir_ / "log");
+  EXPECT_EQ(metrics_lines(run), 2);
+  stdfs::create_directories(run / "eval");
+  std::ofstream(run / "eval" / "history.jsonl") << "{\"step\": 2}\n";
+  // Again without a choice: refused, nothing touched.
+  EXPECT_NE(train(2, {}), 0);
+  const std::string log = fs::read_file(dir_ / "log");
+  EXPECT_NE(log.find(run.string() + " already holds a run"), std::string::npos) << log;
+  EXPECT_NE(log.find("--resume auto"), std::string::npos) << log;
+  EXPECT_NE(log.find("--overwrite"), std::string::npos) << log;
+  EXPECT_EQ(metrics_lines(run), 2);
+  EXPECT_EQ(find_latest_valid(run)->filename(), checkpoint_name(2));
+  // Continued: steps 3 and 4 follow, each logged once.
+  ASSERT_EQ(train(4, {"--resume", "auto"}), 0) << fs::read_file(dir_ / "log");
+  EXPECT_EQ(metrics_lines(run), 4);
+  EXPECT_TRUE(stdfs::exists(run / "eval" / "history.jsonl"));
+  // Both choices at once: a usage error.
+  EXPECT_NE(train(4, {"--resume", "auto", "--overwrite"}), 0);
+  // Replaced: the old checkpoints, metrics and evaluations are gone.
+  ASSERT_EQ(train(1, {"--overwrite"}), 0) << fs::read_file(dir_ / "log");
+  EXPECT_EQ(metrics_lines(run), 1);
+  EXPECT_FALSE(stdfs::exists(run / "eval"));
+  EXPECT_FALSE(stdfs::exists(run / "checkpoints" / checkpoint_name(4)));
+  EXPECT_EQ(find_latest_valid(run)->filename(), checkpoint_name(1));
+}
+
+// Metrics of steps trained again after a resume (a crash after the last
+// checkpoint) are not logged twice.
+TEST_F(TrainCli, ResumeDropsMetricsOfStepsAfterTheCheckpoint) {
+  const auto run = dir_ / "run";
+  auto args = tiny_train_args(dir_ / "shards", run, 2);
+  ASSERT_EQ(exit_code(spawn(args, dir_ / "log")), 0) << fs::read_file(dir_ / "log");
+  std::ofstream(run / "metrics.jsonl", std::ios::app) << "{\"step\": 3}\n";  // never checkpointed
+  args = tiny_train_args(dir_ / "shards", run, 3);
+  args.insert(args.end(), {"--resume", "auto"});
+  ASSERT_EQ(exit_code(spawn(args, dir_ / "log")), 0) << fs::read_file(dir_ / "log");
+  std::ifstream f(run / "metrics.jsonl");
+  int64_t n = 0;
+  for (std::string line; std::getline(f, line);)
+    EXPECT_EQ(nlohmann::json::parse(line)["step"].get<int64_t>(), ++n) << line;
+  EXPECT_EQ(n, 3);
+}
+
+// The same rule for `m3ret demo --out`: a folder m3ret did not make is never
+// emptied; an earlier demo of another configuration is reused only after
+// --overwrite, which empties it first.
+TEST_F(TrainCli, DemoOutIsReusedOnlyForTheSameConfigAndOverwrittenOnlyIfADemo) {
+  const auto out = dir_ / "demo";
+  auto demo = [&](std::vector<std::string> extra) {
+    std::vector<std::string> args = {testing::m3ret_binary().string(), "demo", "--out",
+                                     out.string(), "--set", "synth.patients_per_class=1",
+                                     "--set", "demo.mpiexec=\"/nonexistent/mpiexec\""};
+    args.insert(args.end(), extra.begin(), extra.end());
+    return exit_code(spawn(args, dir_ / "log"));
+  };
+  stdfs::create_directories(out);
+  std::ofstream(out / "notes.txt") << "mine";
+  EXPECT_NE(demo({"--overwrite"}), 0);
+  EXPECT_NE(fs::read_file(dir_ / "log").find("holds no earlier demo"), std::string::npos)
+      << fs::read_file(dir_ / "log");
+  EXPECT_TRUE(stdfs::exists(out / "notes.txt"));
+  // An earlier demo made with another configuration.
+  fs::write_atomic(out / "demo.json",
+                   R"({"format": "m3ret-demo", "format_version": 1, "config": "[other]\n"})");
+  EXPECT_NE(demo({}), 0);
+  const std::string log = fs::read_file(dir_ / "log");
+  EXPECT_NE(log.find("holds a demo made with a different configuration"), std::string::npos) << log;
+  EXPECT_NE(log.find("--overwrite"), std::string::npos) << log;
+  EXPECT_TRUE(stdfs::exists(out / "notes.txt"));
+  // --overwrite empties it, then the demo starts (and stops at the shard
+  // stage, whose mpiexec does not exist); its mark records this configuration.
+  EXPECT_NE(demo({"--overwrite"}), 0);
+  EXPECT_NE(fs::read_file(dir_ / "log").find("cannot start '/nonexistent/mpiexec'"),
+            std::string::npos)
+      << fs::read_file(dir_ / "log");
+  EXPECT_FALSE(stdfs::exists(out / "notes.txt"));
+  auto mark = nlohmann::json::parse(fs::read_file(out / "demo.json"));
+  EXPECT_NE(mark["config"].get<std::string>().find("/nonexistent/mpiexec"), std::string::npos);
+  // The same configuration again: accepted (it goes on to the shard stage).
+  EXPECT_NE(demo({}), 0);
+  EXPECT_NE(fs::read_file(dir_ / "log").find("cannot start '/nonexistent/mpiexec'"),
+            std::string::npos)
+      << fs::read_file(dir_ / "log");
+}
 }  // namespace
 }  // namespace m3ret::trainer
