@@ -27,6 +27,8 @@ PACKAGES=(
   slurm-wlm munge
   # independent references used by the tests (h5py, PyTorch, numpy)
   python3 python3-numpy python3-h5py python3-torch
+  # a venv for TensorBoard's event reader (the trainer's TensorBoard tests)
+  python3-venv
 )
 
 if ((WITH_PYTHON)); then PACKAGES+=(python3-torchvision python3-venv); fi
@@ -64,4 +66,13 @@ if ((WITH_PYTHON)) && ! "$VENV/bin/python" -c 'import timm, safetensors' 2>/dev/
   /usr/bin/python3 -m venv --system-site-packages "$VENV"
   "$VENV/bin/pip" install -q --no-deps timm==1.0.31 safetensors==0.8.0 huggingface_hub==0.36.2 \
     tqdm==4.70.1 filelock==4.3.1 fsspec==2026.9.0
+fi
+
+# TensorBoard's own event reader for the trainer's TensorBoard tests (Debian 12 packages no
+# python3-tensorboard): the wheel from PyPI in a venv of its own, whose numpy cannot shadow Debian's.
+TB_VENV=/opt/m3ret/tensorboard-venv
+if ! "$TB_VENV/bin/python" -c 'import tensorboard.backend.event_processing.event_accumulator' 2>/dev/null; then
+  echo "setup.sh: making $TB_VENV (tensorboard, for its event-file reader)"
+  /usr/bin/python3 -m venv "$TB_VENV"
+  "$TB_VENV/bin/pip" install -q tensorboard==2.21.0
 fi

@@ -17,6 +17,7 @@
 #include "core/fs.h"
 #include "core/log.h"
 #include "core/runtime.h"
+#include "core/utc.h"
 #include "sharding/shard_set.h"
 #include "trainer/augment.h"
 #include "trainer/batch_transform.h"
@@ -24,6 +25,7 @@
 #include "trainer/grad_sync.h"
 #include "trainer/objective.h"
 #include "trainer/schedule.h"
+#include "trainer/tensorboard.h"
 
 namespace m3ret::trainer {
 
@@ -80,6 +82,19 @@ std::string resume_point(const TrainOptions& o, Communicator& comm) {
     if (auto ck = find_latest_valid(o.run_dir)) found = ck->string();
   comm.broadcast(found, 0);
   return found;
+}
+
+// TensorBoard scalars of a metrics line: the loss terms as "loss/<name>", the
+// other numbers as "train/<name>" (lr, wd, grad_norm, samples_per_s, time_*_s, ...).
+std::vector<std::pair<std::string, double>> tensorboard_scalars(
+    const nlohmann::json& line, const std::vector<std::string>& loss_terms) {
+  std::vector<std::pair<std::string, double>> out;
+  for (auto& [k, v] : line.items()) {
+    if (!v.is_number() || k == "step") continue;
+    const bool term = std::find(loss_terms.begin(), loss_terms.end(), k) != loss_terms.end();
+    out.emplace_back((term ? "loss/" : "train/") + k, v.get<double>());
+  }
+  return out;
 }
 
 // Keeps the lines of steps <= `last` (those the resumed checkpoint includes), so
@@ -196,9 +211,11 @@ TrainResult train(const TrainOptions& o, Communicator& comm) {
                                                static_cast<uint64_t>(s.train.seed), rank, accum));
 
   std::ofstream metrics;
+  std::unique_ptr<EventWriter> events;
   if (rank == 0) {
     trim_metrics(o.run_dir / "metrics.jsonl", start);
     metrics.open(o.run_dir / "metrics.jsonl", std::ios::app);
+    events = std::make_unique<EventWriter>(o.run_dir / "tensorboard");
   }
   const int64_t end = o.stop_after_steps > 0 ? std::min(o.stop_after_steps, s.train.max_steps)
                                              : s.train.max_steps;
@@ -289,8 +306,12 @@ TrainResult train(const TrainOptions& o, Communicator& comm) {
                              {"time_data_s", t_data}, {"time_compute_s", t_compute},
                              {"time_comm_s", t_comm}, {"time_optim_s", t_optim}};
       for (size_t i = 0; i < names.size(); ++i) line[names[i]] = values[i] / world;
+      const auto now = std::chrono::system_clock::now();
+      line["time"] = utc_timestamp(now, 3);
       metrics << line.dump() << "\n";
       metrics.flush();
+      events->scalars(step + 1, std::chrono::duration<double>(now.time_since_epoch()).count(),
+                      tensorboard_scalars(line, names));
       progress.set_suffix(fmt::format("loss {:.4f} lr {:.2e}", values[0] / world, lr));
     }
     progress.add(1);

@@ -14,6 +14,7 @@
 #include "core/fs.h"
 #include "test_util.h"
 #include "trainer/checkpoint.h"
+#include "trainer/tensorboard_reader.h"
 #include "trainer/trainer.h"
 #include "trainer/trainer_test_util.h"
 
@@ -203,6 +204,39 @@ TEST_F(TrainCli, DemoOutIsReusedOnlyForTheSameConfigAndOverwrittenOnlyIfADemo) {
   EXPECT_NE(fs::read_file(dir_ / "log").find("cannot start '/nonexistent/mpiexec'"),
             std::string::npos)
       << fs::read_file(dir_ / "log");
+}
+
+// Training writes TensorBoard event files beside metrics.jsonl (every number of
+// a metrics line, loss terms under loss/), and each metrics line has its UTC time.
+TEST_F(TrainCli, TensorBoardReadsTheTrainingScalarsAndMetricsHaveTimestamps) {
+  const auto run = dir_ / "run";
+  ASSERT_EQ(exit_code(spawn(tiny_train_args(dir_ / "shards", run, 3), dir_ / "log")), 0)
+      << fs::read_file(dir_ / "log");
+  std::ifstream f(run / "metrics.jsonl");
+  std::vector<nlohmann::json> lines;
+  for (std::string line; std::getline(f, line);) lines.push_back(nlohmann::json::parse(line));
+  ASSERT_EQ(lines.size(), 3u);
+  for (const auto& j : lines) {
+    const auto t = j["time"].get<std::string>();  // 2026-12-01T20:12:49.123Z
+    EXPECT_EQ(t.size(), 24u) << t;
+    EXPECT_EQ(t.back(), 'Z') << t;
+  }
+  EXPECT_LE(lines[0]["time"].get<std::string>(), lines[2]["time"].get<std::string>());
+  std::string why;
+  auto got = read_with_tensorboard(run / "tensorboard", &why);
+  if (got.is_null()) GTEST_SKIP() << why;
+  ASSERT_FALSE(got.contains("error")) << why;
+  for (const char* tag : {"loss/loss", "loss/mae", "train/lr", "train/wd", "train/grad_norm",
+                          "train/samples_per_s", "train/time_data_s", "train/time_compute_s",
+                          "train/time_comm_s", "train/time_optim_s"}) {
+    ASSERT_TRUE(got.contains(tag)) << tag << " in " << got.dump();
+    ASSERT_EQ(got[tag].size(), 3u) << tag;
+  }
+  for (size_t i = 0; i < 3; ++i) {
+    EXPECT_EQ(got["loss/loss"][i][0].get<int64_t>(), static_cast<int64_t>(i + 1));
+    EXPECT_FLOAT_EQ(got["loss/loss"][i][1].get<float>(), lines[i]["loss"].get<float>());
+    EXPECT_FLOAT_EQ(got["train/lr"][i][1].get<float>(), lines[i]["lr"].get<float>());
+  }
 }
 }  // namespace
 }  // namespace m3ret::trainer
