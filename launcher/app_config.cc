@@ -2,14 +2,12 @@
 
 #include <unistd.h>
 
-#include <chrono>
-#include <ctime>
-
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include "core/build_info.h"
 #include "core/fs.h"
+#include "core/utc.h"
 
 namespace m3ret::launcher {
 
@@ -47,13 +45,10 @@ void write_run_record(const std::filesystem::path& run_dir, AppConfig& cfg,
   fs::write_atomic(run_dir / "config.toml", header + resolved_toml(cfg));
   char host[256] = {0};
   gethostname(host, sizeof(host) - 1);
-  std::time_t now = std::chrono::system_clock::to_time_t(std::chrono::system_clock::now());
-  char when[64];
-  std::strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&now));
   nlohmann::json j = {{"format", "m3ret-run"},     {"format_version", 1},
                       {"git_revision", git_revision()}, {"command", command_line},
                       {"world_size", world},        {"host", host},
-                      {"started", when}};
+                      {"started", utc_now()}};
   fs::write_atomic(run_dir / "run.json", j.dump(2) + "\n");
 }
 

@@ -20,6 +20,7 @@
 #include "core/fs.h"
 #include "core/log.h"
 #include "core/runtime.h"
+#include "core/utc.h"
 #include "eval/embed.h"
 #include "eval/embeddings_file.h"
 #include "eval/report.h"
@@ -39,15 +40,6 @@ struct EvalArgs {
   bool no_history = false;
   int64_t batch_size = 32;
 };
-
-std::string utc_now() {
-  std::time_t t = std::time(nullptr);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
-}
 
 // RUN for RUN/checkpoints/step-N; "" when the checkpoint is not in a run folder.
 stdfs::path run_dir_of(const stdfs::path& checkpoint) {
@@ -92,7 +84,7 @@ static void append_history(const stdfs::path& history, const stdfs::path& report
   line["format_version"] = 1;
   line["step"] = r.source.step;
   line["checkpoint"] = r.source.checkpoint;
-  line["time"] = utc_now();
+  line["time"] = m3ret::utc_now();
   line["report"] = stdfs::absolute(report_path).lexically_normal().string();
   line["split"] = r.split;
   line["relevance"] = r.relevance;
