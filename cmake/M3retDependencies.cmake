@@ -13,6 +13,13 @@ if(NOT PkgConfig_FOUND)
 endif()
 
 # LibTorch: Debian's libtorch-dev (1.13, CPU) or any LibTorch given by Torch_DIR.
+# TorchConfig.cmake looks for its libraries with PATHS, which come after the system folders: with
+# Debian's libtorch installed as well, a LibTorch given by Torch_DIR would link Debian's .so files.
+# Its own prefix goes first.
+if(Torch_DIR AND NOT Torch_DIR MATCHES "^/usr/lib")
+  get_filename_component(M3RET_TORCH_PREFIX "${Torch_DIR}/../../.." ABSOLUTE)
+  list(PREPEND CMAKE_PREFIX_PATH "${M3RET_TORCH_PREFIX}")
+endif()
 find_package(Torch QUIET)
 if(NOT Torch_FOUND)
   m3ret_missing("LibTorch (TorchConfig.cmake; or set -DTorch_DIR=...)" "libtorch-dev")

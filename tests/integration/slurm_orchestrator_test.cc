@@ -136,8 +136,9 @@ TEST_F(SlurmCluster, TemplatesWorkByHandWithAfterokChainsAndRequeueOnPreemption)
   std::map<std::string, int> starts;
   std::ifstream log(d / "byhand.log");
   for (std::string line; std::getline(log, line);) ++starts[line.substr(0, line.find(" | job="))];
-  const std::string train_line = "train --config " + config + " --shards " + shards + " --run-dir " + run +
-                                 " --resume auto --set train.seed=3";
+  // The template starts the ranks through `m3ret train --mpiexec` (SIGTERM then checkpoints too).
+  const std::string train_line = "train --mpiexec " + mpiexec + " --config " + config + " --shards " + shards +
+                                 " --run-dir " + run + " --resume auto --set train.seed=3";
   EXPECT_EQ(starts[train_line], 2) << "preempted, then resumed";
   EXPECT_EQ(starts["shard --config " + config + " --manifest " + (d / "manifest.csv").string() + " --out " + shards], 1);
   EXPECT_EQ(starts["embed --config " + config + " --checkpoint " + run + " --shards " + shards + " --out " + out +
