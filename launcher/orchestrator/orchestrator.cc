@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
+#include "eval/report.h"
 #include "launcher/orchestrator/report.h"
 #include "launcher/process.h"
 
@@ -43,41 +44,28 @@ bool active(JobState s) { return s == JobState::kSubmitted || s == JobState::kRu
 
 std::vector<Evaluation> read_evaluations(const fs::path& report_json, const std::string& run,
                                          int64_t step) {
-  std::ifstream in(report_json);
-  if (!in) throw Error(fmt::format("cannot read evaluation report '{}'", report_json.string()));
-  nlohmann::ordered_json j;  // file order: the evaluated encoder is the first of "encoders"
-  try {
-    j = nlohmann::ordered_json::parse(in);
-  } catch (const std::exception& e) {
-    throw Error(fmt::format("'{}' is not JSON: {}", report_json.string(), e.what()));
-  }
-  // The evaluated encoder: version 2 (eval/report.h) holds it first under
-  // "encoders"; version 1 at top level.
-  const nlohmann::ordered_json* enc = &j;
-  if (j.is_object() && j.contains("encoders") && j["encoders"].is_object() && !j["encoders"].empty())
-    enc = &j["encoders"].begin().value();
-  if (!j.is_object() || j.value("format", "") != "m3ret-retrieval-report" ||
-      !enc->contains("per_modality") || !(*enc)["per_modality"].is_object()) {
-    throw Error(fmt::format("'{}' is not an m3ret retrieval report (format, per_modality)",
-                            report_json.string()));
-  }
+  const eval::Report report = eval::read_report(report_json);  // the evaluated encoder
   std::vector<Evaluation> rows;
-  std::map<std::string, std::pair<double, int>> mean;
-  for (const auto& [modality, m] : (*enc)["per_modality"].items()) {
-    for (const auto& [metric, v] : m.items()) {
-      if (!v.is_number()) continue;
-      bool score = metric.rfind("recall@", 0) == 0 || metric.rfind("precision@", 0) == 0 ||
-                   metric.rfind("map@", 0) == 0;
-      if (!score && metric != "queries") continue;
-      rows.push_back({run, step, modality, metric, v.get<double>()});
-      if (score) {
-        mean[metric].first += v.get<double>();
-        mean[metric].second += 1;
-      }
+  std::map<std::string, std::pair<double, int>> mean;  // metric -> (sum, evaluated modalities)
+  for (const auto& row : report.per_modality) {
+    const eval::Metrics& m = row.metrics;
+    if (!m.evaluated()) {
+      rows.push_back({run, step, row.name(), "", 0, eval::absent_reason(m)});
+      continue;
+    }
+    rows.push_back({run, step, row.name(), "queries", static_cast<double>(m.queries), ""});
+    std::vector<std::pair<std::string, double>> scores;
+    for (const auto& [k, v] : m.recall) scores.emplace_back(fmt::format("recall@{}", k), v);
+    for (const auto& [k, v] : m.precision) scores.emplace_back(fmt::format("precision@{}", k), v);
+    scores.emplace_back(fmt::format("map@{}", m.map_k), m.map_at_k);
+    for (const auto& [metric, v] : scores) {
+      rows.push_back({run, step, row.name(), metric, v, ""});
+      mean[metric].first += v;
+      mean[metric].second += 1;
     }
   }
   for (const auto& [metric, sum] : mean) {
-    rows.push_back({run, step, "mean", metric, sum.first / sum.second});
+    rows.push_back({run, step, "mean", metric, sum.first / sum.second, ""});
   }
   return rows;
 }

@@ -98,9 +98,12 @@ class Orchestrator {
   bool first_step_ = true;
 };
 
-// Reads REPORT.json's per_modality into evaluation rows (recall@k, precision@k,
-// map@k, queries, per modality, and "mean" over modalities). Throws
-// m3ret::Error naming the file when it is not a retrieval report.
+// Reads the evaluated encoder's per-modality rows of REPORT.json with eval's
+// reader (eval/report.h) into evaluation rows: queries, recall@k, precision@k
+// and map@K of each evaluated modality, one absent row (its reason) for each
+// modality with no evaluable query, and "mean" over the evaluated modalities
+// (no mean when none is). Throws m3ret::Error naming the file when it is not a
+// retrieval report.
 std::vector<Evaluation> read_evaluations(const std::filesystem::path& report_json,
                                          const std::string& run, int64_t step);
 

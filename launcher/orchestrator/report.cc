@@ -40,8 +40,7 @@ bool metric_less(const std::string& a, const std::string& b) {
 struct RunPoint {
   RunRow run;
   std::map<std::string, std::string> params;
-  int64_t step = -1;  // last evaluated step
-  std::map<std::string, std::map<std::string, double>> values;  // modality -> metric -> value
+  FinalEvaluation final;
 };
 
 std::vector<RunPoint> final_points(State& state, std::set<std::string>* metrics) {
@@ -52,13 +51,10 @@ std::vector<RunPoint> final_points(State& state, std::set<std::string>* metrics)
     p.run = run;
     const auto params = nlohmann::json::parse(run.params_json);
     for (const auto& [k, v] : params.items()) p.params[k] = v.get<std::string>();
-    for (const auto& e : evals) if (e.run == run.name) p.step = std::max(p.step, e.step);
-    for (const auto& e : evals) {
-      if (e.run == run.name && e.step == p.step) {
-        p.values[e.modality][e.metric] = e.value;
-        if (metrics) metrics->insert(e.metric);
-      }
-    }
+    p.final = final_evaluation(evals, run.name);
+    for (const auto& [modality, vals] : p.final.values)
+      for (const auto& [metric, v] : vals)
+        if (metrics) metrics->insert(metric);
     out.push_back(std::move(p));
   }
   return out;
@@ -79,6 +75,36 @@ std::string plot_metric(const std::set<std::string>& metrics) {
 void write_file(const fs::path& p, const std::string& text) { m3ret::fs::write_atomic(p, text); }
 
 }  // namespace
+
+size_t FinalEvaluation::modalities() const {
+  std::set<std::string> names;
+  for (const auto& [modality, vals] : values)
+    if (modality != "mean") names.insert(modality);
+  for (const auto& [modality, reason] : absent) names.insert(modality);
+  return names.size();
+}
+
+std::string FinalEvaluation::mean_note() const {
+  if (absent.empty()) return "";
+  const size_t all = modalities();
+  if (absent.size() == all) return "absent";
+  return fmt::format("mean over {} of {}", all - absent.size(), all);
+}
+
+FinalEvaluation final_evaluation(const std::vector<Evaluation>& evals, const std::string& run) {
+  FinalEvaluation f;
+  for (const auto& e : evals)
+    if (e.run == run) f.step = std::max(f.step, e.step);
+  for (const auto& e : evals) {
+    if (e.run != run || e.step != f.step) continue;
+    if (e.absent.empty()) {
+      f.values[e.modality][e.metric] = e.value;
+    } else {
+      f.absent[e.modality] = e.absent;
+    }
+  }
+  return f;
+}
 
 std::string xml_escape(const std::string& s) {
   std::string o;
@@ -169,6 +195,50 @@ std::string svg_line_chart(const std::string& title, const std::string& x_label,
   return o + "</svg>\n";
 }
 
+namespace {
+
+// The cells of one modality's (or the mean's) row after the run's head cells.
+std::vector<std::string> metric_cells(const std::map<std::string, double>& vals,
+                                      const std::vector<std::string>& metrics) {
+  std::vector<std::string> cells;
+  for (const auto& m : metrics) {
+    auto it = vals.find(m);
+    cells.push_back(it == vals.end() ? "" : m == "queries" ? fmt::format("{:g}", it->second)
+                                                          : fmt::format("{:.4f}", it->second));
+  }
+  return cells;
+}
+
+// The rows of one run: one per modality at its last evaluated step, absent
+// modalities and the mean included; one row of empty cells before any evaluation.
+void add_run_rows(ScalingTable& t, const RunPoint& p, const std::vector<std::string>& head,
+                  const std::vector<std::string>& metrics) {
+  const FinalEvaluation& f = p.final;
+  if (f.step < 0) {
+    auto row = head;
+    row.resize(t.columns.size());
+    t.rows.push_back(row);
+    return;
+  }
+  std::set<std::string> modalities;
+  for (const auto& [modality, vals] : f.values) modalities.insert(modality);
+  for (const auto& [modality, reason] : f.absent) modalities.insert(modality);
+  if (f.absent.size() == f.modalities()) modalities.insert("mean");  // "absent", as every modality
+  for (const auto& modality : modalities) {
+    auto row = head;
+    row.push_back(std::to_string(f.step));
+    row.push_back(modality);
+    const bool is_mean = modality == "mean";
+    const bool gone = is_mean ? !f.values.count("mean") : f.absent.count(modality) > 0;
+    for (const auto& cell : metric_cells(gone ? std::map<std::string, double>{} : f.values.at(modality), metrics))
+      row.push_back(gone ? "absent" : cell);
+    row.push_back(is_mean ? f.mean_note() : gone ? "absent: " + f.absent.at(modality) : "");
+    t.rows.push_back(row);
+  }
+}
+
+}  // namespace
+
 ScalingTable scaling_table(State& state) {
   std::set<std::string> metric_set;
   auto points = final_points(state, &metric_set);
@@ -181,27 +251,11 @@ ScalingTable scaling_table(State& state) {
   t.columns.insert(t.columns.end(), keys.begin(), keys.end());
   t.columns.insert(t.columns.end(), {"step", "modality"});
   t.columns.insert(t.columns.end(), metrics.begin(), metrics.end());
+  t.columns.push_back("note");
   for (const auto& p : points) {
     std::vector<std::string> head = {p.run.name, to_string(p.run.state)};
     for (const auto& k : keys) head.push_back(p.params.count(k) ? p.params.at(k) : "");
-    if (p.values.empty()) {
-      auto row = head;
-      row.insert(row.end(), {"", ""});
-      row.resize(t.columns.size());
-      t.rows.push_back(row);
-      continue;
-    }
-    for (const auto& [modality, vals] : p.values) {
-      auto row = head;
-      row.push_back(std::to_string(p.step));
-      row.push_back(modality);
-      for (const auto& m : metrics) {
-        auto it = vals.find(m);
-        row.push_back(it == vals.end() ? "" : m == "queries" ? fmt::format("{:g}", it->second)
-                                                            : fmt::format("{:.4f}", it->second));
-      }
-      t.rows.push_back(row);
-    }
+    add_run_rows(t, p, head, metrics);
   }
   return t;
 }
@@ -259,7 +313,7 @@ void write_scaling_report(State& state, const fs::path& dir) {
       std::string v = p.params.count(key) ? p.params.at(key) : "";
       double x = categorical ? static_cast<double>(std::find(labels->begin(), labels->end(), v) - labels->begin())
                              : (v.empty() ? 1.0 : std::stod(v));
-      for (const auto& [modality, vals] : p.values) {
+      for (const auto& [modality, vals] : p.final.values) {
         auto it = vals.find(metric);
         if (it == vals.end()) continue;
         acc[modality][x].first += it->second;

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <filesystem>
+#include <map>
 #include <string>
 #include <utility>
 #include <vector>
@@ -30,8 +31,24 @@ std::string svg_line_chart(const std::string& title, const std::string& x_label,
                            const std::string& y_label, const std::vector<Series>& series,
                            const std::vector<std::string>& x_labels = {});
 
+// A run's evaluation at its last evaluated step.
+struct FinalEvaluation {
+  int64_t step = -1;  // -1: not evaluated yet
+  std::map<std::string, std::map<std::string, double>> values;  // modality or "mean" -> metric -> value
+  std::map<std::string, std::string> absent;                    // modality -> why it has no figure
+  // Modalities in the evaluation, absent ones included ("mean" is none).
+  size_t modalities() const;
+  // What the mean covers: "" when every modality, "mean over 2 of 3" when some
+  // are absent, "absent" when all are (then there is no mean).
+  std::string mean_note() const;
+};
+FinalEvaluation final_evaluation(const std::vector<Evaluation>& evals, const std::string& run);
+
 struct ScalingTable {
-  std::vector<std::string> columns;            // run, state, params..., step, modality, metrics...
+  // run, state, params..., step, modality, metrics..., note. An absent modality
+  // reads "absent" in its metric cells and "absent: <reason>" in its note; the
+  // mean row's note says how many modalities it covers when some are absent.
+  std::vector<std::string> columns;
   std::vector<std::vector<std::string>> rows;
 };
 ScalingTable scaling_table(State& state);

@@ -30,6 +30,9 @@ CREATE TABLE IF NOT EXISTS checkpoints (
 CREATE TABLE IF NOT EXISTS evaluations (
   run TEXT NOT NULL, step INTEGER NOT NULL, modality TEXT NOT NULL, metric TEXT NOT NULL,
   value REAL NOT NULL, PRIMARY KEY (run, step, modality, metric));
+CREATE TABLE IF NOT EXISTS absent_modalities (
+  run TEXT NOT NULL, step INTEGER NOT NULL, modality TEXT NOT NULL, reason TEXT NOT NULL,
+  PRIMARY KEY (run, step, modality));
 CREATE TABLE IF NOT EXISTS events (
   id INTEGER PRIMARY KEY AUTOINCREMENT, time REAL NOT NULL, run TEXT NOT NULL, job TEXT NOT NULL,
   message TEXT NOT NULL);
@@ -400,7 +403,13 @@ std::vector<std::pair<int64_t, std::string>> State::checkpoints(const std::strin
 void State::set_evaluations(const std::string& run, int64_t step, const std::vector<Evaluation>& rows) {
   Tx tx(*this);
   Stmt(db_, "DELETE FROM evaluations WHERE run = ? AND step = ?").bind(1, run).bind(2, step).step();
+  Stmt(db_, "DELETE FROM absent_modalities WHERE run = ? AND step = ?").bind(1, run).bind(2, step).step();
   for (const auto& e : rows) {
+    if (!e.absent.empty()) {
+      Stmt(db_, "INSERT INTO absent_modalities VALUES (?, ?, ?, ?)")
+          .bind(1, run).bind(2, step).bind(3, e.modality).bind(4, e.absent).step();
+      continue;
+    }
     Stmt(db_, "INSERT INTO evaluations VALUES (?, ?, ?, ?, ?)")
         .bind(1, run).bind(2, step).bind(3, e.modality).bind(4, e.metric).bind(5, e.value).step();
   }
@@ -409,11 +418,15 @@ void State::set_evaluations(const std::string& run, int64_t step, const std::vec
 
 std::vector<Evaluation> State::evaluations(const std::string& run) {
   std::vector<Evaluation> out;
-  std::string sql = std::string("SELECT run, step, modality, metric, value FROM evaluations ") +
-                    (run.empty() ? "" : "WHERE run = ? ") + "ORDER BY run, step, modality, metric";
+  // Metric rows and absent rows (metric "", the reason in the last column), in one order.
+  std::string sql =
+      std::string("SELECT run, step, modality, metric, value, '' FROM evaluations ") +
+      (run.empty() ? "" : "WHERE run = ?1 ") +
+      "UNION ALL SELECT run, step, modality, '', 0, reason FROM absent_modalities " +
+      (run.empty() ? "" : "WHERE run = ?1 ") + "ORDER BY 1, 2, 3, 4";
   Stmt s(db_, sql.c_str());
   if (!run.empty()) s.bind(1, run);
-  while (s.step()) out.push_back({s.text(0), s.i64(1), s.text(2), s.text(3), s.real(4)});
+  while (s.step()) out.push_back({s.text(0), s.i64(1), s.text(2), s.text(3), s.real(4), s.text(5)});
   return out;
 }
 

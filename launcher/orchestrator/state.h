@@ -77,9 +77,12 @@ struct RunRow {
 struct Evaluation {
   std::string run;
   int64_t step = 0;
-  std::string modality;     // "all" for the overall row
-  std::string metric;       // "recall@1", "map@10", ...
+  std::string modality;     // "xray", ...; "mean" for the mean over evaluated modalities
+  std::string metric;       // "recall@1", "map@10", ...; "" for an absent row
   double value = 0;
+  // Why the modality has no figure (no evaluable query, eval/retrieval.h);
+  // "" for a metric row.
+  std::string absent;
 };
 
 struct Event {
@@ -125,8 +128,9 @@ class State {
   // Returns true when the checkpoint was new.
   bool add_checkpoint(const std::string& run, int64_t step, const std::string& path);
   std::vector<std::pair<int64_t, std::string>> checkpoints(const std::string& run);
-  // Replaces the evaluation of (run, step) in one transaction.
+  // Replaces the evaluation of (run, step), metric and absent rows, in one transaction.
   void set_evaluations(const std::string& run, int64_t step, const std::vector<Evaluation>& rows);
+  // Metric and absent rows, ordered by run, step, modality, metric.
   std::vector<Evaluation> evaluations(const std::string& run = "");
 
   void event(const std::string& run, const std::string& job, const std::string& message);

@@ -2,6 +2,7 @@
 
 #include <fstream>
 #include <map>
+#include <set>
 #include <sstream>
 
 #include <fmt/format.h>
@@ -16,6 +17,18 @@ std::string read_text(const std::filesystem::path& p) {
   std::stringstream ss;
   ss << in.rdbuf();
   return ss.str();
+}
+
+// A run's mean recall@1: "0.3750", "0.3750 (mean over 2 of 3)" when some
+// modality is absent, "absent" when every one is, "-" before any evaluation.
+std::string mean_r1_cell(const nlohmann::json& run) {
+  const auto& fin = run["final"];
+  if (!fin.contains("mean")) return "-";
+  if (fin["mean"].contains("absent")) return "absent";
+  if (!fin["mean"].contains("recall@1")) return "-";
+  std::string cell = fmt::format("{:.4f}", fin["mean"]["recall@1"].get<double>());
+  const std::string note = run["mean_note"].get<std::string>();
+  return note.empty() ? cell : cell + " (" + note + ")";
 }
 
 }  // namespace
@@ -36,20 +49,18 @@ nlohmann::json status_json(State& state) {
                           {"run_dir", r.run_dir}};
     auto cks = state.checkpoints(r.name);
     run["checkpoints"] = cks.size();
-    std::map<int64_t, bool> evaluated;
-    int64_t last = -1;
-    for (const auto& e : evals) {
-      if (e.run != r.name) continue;
-      evaluated[e.step] = true;
-      last = std::max(last, e.step);
-    }
+    std::set<int64_t> evaluated;
+    for (const auto& e : evals)
+      if (e.run == r.name) evaluated.insert(e.step);
+    const FinalEvaluation f = final_evaluation(evals, r.name);
     run["evaluated"] = evaluated.size();
-    run["last_step"] = last;
+    run["last_step"] = f.step;
     nlohmann::json fin = nlohmann::json::object();
-    for (const auto& e : evals) {
-      if (e.run == r.name && e.step == last) fin[e.modality][e.metric] = e.value;
-    }
+    for (const auto& [modality, vals] : f.values) fin[modality] = vals;
+    for (const auto& [modality, reason] : f.absent) fin[modality] = {{"absent", reason}};
+    if (f.step >= 0 && !f.values.count("mean")) fin["mean"] = {{"absent", "no modality evaluated"}};
     run["final"] = fin;
+    run["mean_note"] = f.mean_note();
     j["runs"].push_back(run);
   }
   j["jobs"] = nlohmann::json::array();
@@ -75,13 +86,9 @@ std::string status_text(State& state) {
   o += fmt::format("{:<40} {:<10} {:>6} {:>9} {:>9} {:>10}\n", "RUN", "STATE", "FAILS", "CKPTS",
                    "EVALUATED", "MEAN R@1");
   for (const auto& r : j["runs"]) {
-    std::string r1 = "-";
-    if (r["final"].contains("mean") && r["final"]["mean"].contains("recall@1")) {
-      r1 = fmt::format("{:.4f}", r["final"]["mean"]["recall@1"].get<double>());
-    }
     o += fmt::format("{:<40} {:<10} {:>6} {:>9} {:>9} {:>10}\n", r["name"].get<std::string>(),
                      r["state"].get<std::string>(), r["failures"].get<int>(),
-                     r["checkpoints"].get<size_t>(), r["evaluated"].get<size_t>(), r1);
+                     r["checkpoints"].get<size_t>(), r["evaluated"].get<size_t>(), mean_r1_cell(r));
   }
   o += fmt::format("\n{:<60} {:<6} {:<10} {:>10} {:>5}  {}\n", "JOB", "KIND", "STATE", "ID", "EXIT", "REASON");
   for (const auto& job : j["jobs"]) {
@@ -104,11 +111,13 @@ std::string status_html(State& state, const std::filesystem::path& report_dir) {
                   "</head><body>\n";
   o += "<h1>Sweep " + xml_escape(j["sweep"].get<std::string>()) + " (" +
        xml_escape(j["backend"].get<std::string>()) + ")</h1>\n<h2>Runs</h2>\n<table><tr><th>run</th>"
-       "<th>state</th><th>params</th><th>failures</th><th>checkpoints</th><th>evaluated</th></tr>\n";
+       "<th>state</th><th>params</th><th>failures</th><th>checkpoints</th><th>evaluated</th>"
+       "<th>mean recall@1</th></tr>\n";
   for (const auto& r : j["runs"]) {
-    o += fmt::format("<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
+    o += fmt::format("<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
                      xml_escape(r["name"]), xml_escape(r["state"]), xml_escape(r["params"].dump()),
-                     r["failures"].get<int>(), r["checkpoints"].get<size_t>(), r["evaluated"].get<size_t>());
+                     r["failures"].get<int>(), r["checkpoints"].get<size_t>(), r["evaluated"].get<size_t>(),
+                     xml_escape(mean_r1_cell(r)));
   }
   o += "</table>\n<h2>Scaling</h2>\n<table>";
   auto table = scaling_table(state);

@@ -13,7 +13,11 @@ namespace m3ret::orchestrator {
 
 // {"format": "m3ret-sweep-status", "version": 1, "sweep", "backend", "work_dir",
 //  "runs": [{"name", "state", "params", "data_fraction", "failures", "checkpoints",
-//            "evaluated", "last_step", "final": {modality: {metric: value}}}],
+//            "evaluated", "last_step", "final": {modality: {metric: value}},
+//            "mean_note"}],
+//   an absent modality's "final" entry is {"absent": "<reason>"}, and so is
+//   "mean"'s when every modality is absent; "mean_note" says what the mean
+//   covers ("mean over 2 of 3", "absent", "" = every modality).
 //  "jobs": [{"name", "run", "kind", "state", "attempt", "step", "backend_id",
 //            "exit_code", "reason", "log"}],
 //  "events": [{"id", "time", "run", "job", "message"}] (the last 50)}

@@ -45,8 +45,15 @@ embed)
 eval)
   out=$(arg --out "$@")
   cat > "$out" <<JSON
-{"format": "m3ret-retrieval-report", "format_version": 1, "ks": [1],
- "per_modality": {"xray": {"queries": 4, "recall@1": 0.5}, "ct": {"queries": 4, "recall@1": 0.25}}}
+{"format": "m3ret-retrieval-report", "format_version": 1, "ks": [1], "split": "test",
+ "relevance": "shared-label", "samples": 8,
+ "embeddings": {"checkpoint": "fake", "step": 0, "random_init": false},
+ "per_modality": {
+  "xray": {"queries": 4, "skipped_no_label": 0, "skipped_no_relevant": 0, "gallery": 4,
+           "recall@1": 0.5, "precision@1": 0.5, "map@1": 0.5},
+  "ct": {"queries": 4, "skipped_no_label": 0, "skipped_no_relevant": 0, "gallery": 4,
+         "recall@1": 0.25, "precision@1": 0.25, "map@1": 0.25}},
+ "cross_modal": {}}
 JSON
   ;;
 *) echo "fake m3ret: unknown verb $verb" >&2; exit 2 ;;

@@ -13,9 +13,39 @@
 
 #include <fmt/format.h>
 
+#include "eval/report.h"
 #include "launcher/orchestrator/backend.h"
 
 namespace m3ret::testing {
+
+// One per-modality row of a fake retrieval report (ks 1 and 5); queries == 0
+// makes it absent (no candidate from another patient).
+struct FakeRow {
+  std::string modality;
+  int64_t queries = 0;
+  double r1 = 0, r5 = 0, map5 = 0;
+};
+
+// A retrieval report as `m3ret eval` writes it (eval/report.h), with one encoder.
+inline eval::Report fake_report(const std::vector<FakeRow>& rows) {
+  eval::Report r;
+  r.ks = {1, 5};
+  r.split = "test";
+  r.relevance = "shared-label";
+  for (const auto& row : rows) {
+    eval::Metrics m;
+    m.queries = row.queries;
+    m.skipped_no_candidate = row.queries == 0 ? 1 : 0;
+    m.gallery = row.queries;
+    m.recall = {{1, row.r1}, {5, row.r5}};
+    m.precision = {{1, row.r1}, {5, row.r5 / 5}};
+    m.map_k = 5;
+    m.map_at_k = row.map5;
+    r.per_modality.push_back({row.modality, row.modality, m});
+    r.samples += row.queries + m.skipped_no_candidate;
+  }
+  return r;
+}
 
 class FakeBackend : public orchestrator::Backend {
  public:
@@ -123,11 +153,7 @@ class FakeBackend : public orchestrator::Backend {
       fs::path out = arg_after(cmd, "--out", cmd.find(" eval "));
       fs::create_directories(out.parent_path());
       double r = 0.1 * static_cast<double>(out.parent_path().filename().string().back() - '0');
-      std::ofstream(out) << fmt::format(
-          R"({{"format": "m3ret-retrieval-report", "format_version": 1, "ks": [1, 5],
-              "per_modality": {{"xray": {{"queries": 8, "recall@1": {}, "recall@5": 0.9, "map@5": 0.4}},
-                                "ct": {{"queries": 4, "recall@1": 0.25, "recall@5": 0.75, "map@5": 0.3}}}}}})",
-          r);
+      std::ofstream(out) << eval::to_json(fake_report({{"xray", 8, r, 0.9, 0.4}, {"ct", 4, 0.25, 0.75, 0.3}})).dump();
     }
   }
 };

@@ -21,6 +21,7 @@
 #include <nlohmann/json.hpp>
 
 #include "data/manifest.h"
+#include "eval/report.h"
 #include "launcher/orchestrator/http_server.h"
 #include "launcher/orchestrator/orchestrator.h"
 #include "launcher/orchestrator/report.h"
@@ -455,25 +456,26 @@ TEST(Orchestrator, ReconcileGivesAnUnsubmittedTrainJobItsShardDependencyAgain) {
 
 TEST(Orchestrator, ReadsRetrievalReportsAndRefusesOthers) {
   TempDir dir("orch");
-  std::ofstream(dir / "r.json") << R"({"format": "m3ret-retrieval-report", "per_modality":
-      {"xray": {"queries": 10, "recall@1": 0.5, "skipped_no_label": 0}, "ct": {"recall@1": 0.25}}})";
+  using testing::fake_report;
+  std::ofstream(dir / "r.json") << eval::to_json(fake_report({{"xray", 10, 0.5, 0.9, 0.4},
+                                                             {"ct", 4, 0.25, 0.75, 0.3}})).dump();
   auto rows = read_evaluations(dir / "r.json", "run", 7);
   std::map<std::string, double> got;
   for (auto& e : rows) got[e.modality + "/" + e.metric] = e.value;
   EXPECT_DOUBLE_EQ(got["mean/recall@1"], 0.375);
+  EXPECT_DOUBLE_EQ(got["mean/map@5"], 0.35);
   EXPECT_DOUBLE_EQ(got["xray/queries"], 10);
+  EXPECT_DOUBLE_EQ(got["ct/precision@5"], 0.15);
   EXPECT_EQ(got.count("xray/skipped_no_label"), 0u);
-  // Version 2: the evaluated encoder is the first of "encoders" (file order, not sorted).
-  std::ofstream(dir / "v2.json") << R"({"format": "m3ret-retrieval-report", "format_version": 2,
-      "encoders": {"trained": {"per_modality": {"xray": {"queries": 4, "recall@1": 0.75,
-                                                         "ci95": {"recall@1": [0.5, 1.0]},
-                                                         "chance": {"recall@1": 0.2}}}},
-                   "histogram": {"per_modality": {"xray": {"queries": 4, "recall@1": 0.1}}}}})";
+  // Several encoders: the evaluated one is the first (file order, not sorted).
+  std::ofstream(dir / "v2.json") << eval::to_json({{"trained", fake_report({{"xray", 4, 0.75, 1, 0.5}})},
+                                                  {"histogram", fake_report({{"xray", 4, 0.1, 0.2, 0.1}})}})
+                                        .dump();
   got.clear();
   for (auto& e : read_evaluations(dir / "v2.json", "run", 7)) got[e.modality + "/" + e.metric] = e.value;
   EXPECT_DOUBLE_EQ(got["xray/recall@1"], 0.75);
   EXPECT_DOUBLE_EQ(got["mean/recall@1"], 0.75);
-  EXPECT_EQ(got.size(), 3u);  // xray/queries, xray/recall@1, mean/recall@1 (no ci95, chance)
+  EXPECT_EQ(got.size(), 11u);  // xray and mean: recall@1,5, precision@1,5, map@5; xray/queries
   std::ofstream(dir / "bad.json") << R"({"per_modality": {}})";
   try {
     read_evaluations(dir / "bad.json", "run", 7);
@@ -481,6 +483,61 @@ TEST(Orchestrator, ReadsRetrievalReportsAndRefusesOthers) {
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("bad.json"), std::string::npos);
   }
+}
+
+// A modality with no evaluable query is an absent row with its reason, never a
+// zero in the mean; the mean says how many modalities it covers.
+TEST(Orchestrator, AbsentModalitiesAreShownAndLeftOutOfTheMean) {
+  TempDir dir("orch");
+  using testing::fake_report;
+  std::ofstream(dir / "r.json") << eval::to_json(fake_report({{"xray", 10, 0.5, 0.9, 0.4},
+                                                             {"ct", 4, 0.25, 0.75, 0.3},
+                                                             {"mri", 0, 0, 0, 0}})).dump();
+  auto rows = read_evaluations(dir / "r.json", "run", 7);
+  std::map<std::string, double> got;
+  std::map<std::string, std::string> absent;
+  for (auto& e : rows) {
+    if (e.absent.empty()) got[e.modality + "/" + e.metric] = e.value;
+    else absent[e.modality] = e.absent;
+  }
+  EXPECT_DOUBLE_EQ(got["mean/recall@1"], 0.375);
+  EXPECT_EQ(got.count("mri/recall@1"), 0u);
+  ASSERT_EQ(absent.count("mri"), 1u);
+  EXPECT_NE(absent["mri"].find("too few patients"), std::string::npos) << absent["mri"];
+
+  // Through the state database into `m3ret status`, its JSON and the scaling table.
+  auto db = dir / "s.db";
+  {
+    State st(db);
+    st.upsert_run({"r1", "{}", 1.0, "run", "shards", RunState::kSucceeded, 0});
+    st.set_evaluations("r1", 7, rows);
+    std::ofstream(dir / "none.json") << eval::to_json(fake_report({{"mri", 0, 0, 0, 0}})).dump();
+    st.upsert_run({"r2", "{}", 1.0, "run2", "shards", RunState::kSucceeded, 0});
+    st.set_evaluations("r2", 3, read_evaluations(dir / "none.json", "r2", 3));
+  }
+  State st(db);
+  auto j = status_json(st);
+  EXPECT_EQ(j["runs"][0]["final"]["mri"]["absent"], absent["mri"]);
+  EXPECT_EQ(j["runs"][0]["mean_note"], "mean over 2 of 3");
+  EXPECT_EQ(j["runs"][1]["mean_note"], "absent");
+  EXPECT_TRUE(j["runs"][1]["final"]["mean"].contains("absent"));
+  const std::string text = status_text(st);
+  EXPECT_NE(text.find("0.3750 (mean over 2 of 3)"), std::string::npos) << text;
+  EXPECT_NE(text.find("| r2 | succeeded | 3 | mri | absent |"), std::string::npos) << text;
+  EXPECT_NE(text.find("| r2 | succeeded | 3 | mean | absent |"), std::string::npos) << text;
+  EXPECT_NE(text.find("| absent: " + absent["mri"] + " |"), std::string::npos) << text;
+  EXPECT_NE(text.find("| mean over 2 of 3 |"), std::string::npos) << text;
+  const auto table = scaling_table(st);
+  ASSERT_EQ(table.columns.back(), "note");
+  for (const auto& row : table.rows) {
+    if (row[0] == "r1" && row[3] == "mri") {
+      EXPECT_EQ(row[4], "absent") << "queries";
+      EXPECT_EQ(row[5], "absent") << "recall@1";
+    }
+  }
+  const std::string html = status_html(st, dir.path());
+  EXPECT_NE(html.find("<td>0.3750 (mean over 2 of 3)</td>"), std::string::npos);
+  EXPECT_NE(html.find("<td>absent</td>"), std::string::npos);
 }
 
 TEST(Report, SvgChartHasOneLinePerSeries) {
