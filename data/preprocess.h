@@ -43,6 +43,8 @@ struct PreprocessConfig {
   std::vector<std::string> rgb_modalities = {};       // 2D modalities kept in colour (C = 3)
   int64_t max_input_pixels = kDefaultMaxInputPixels;  // per image / volume / video frame
   int64_t max_video_frames = kDefaultMaxVideoFrames;  // per video
+  int64_t decode_timeout_s = 120;   // DICOM decoding runs in a child process: its time limit
+  int64_t decode_memory_mb = 8192;  // and its memory limit
 
   template <class V>
   void visit(V& v) {
@@ -70,6 +72,13 @@ struct PreprocessConfig {
     v("max_video_frames", max_video_frames,
       "videos with more frames (declared, or counted from packets before decoding) are refused",
       config::Range{1, 1e10});
+    v("decode_timeout_s", decode_timeout_s,
+      "DICOM inputs are decoded in a child process; one that takes longer is stopped and its row "
+      "rejected (seconds)",
+      config::Range{1, 86400});
+    v("decode_memory_mb", decode_memory_mb,
+      "memory a DICOM decoder child may allocate beyond the parent's; more rejects the row (MB)",
+      config::Range{64, 1e7});
   }
   // Throws config::Error naming the key: window/percentile pairs must have 2
   // increasing values, ct_spacing 3 values, rgb_modalities only 2D modalities.

@@ -1,11 +1,73 @@
 #include "data/reader.h"
 
+#include <cctype>
+#include <cstring>
+#include <fstream>
+
 #include <fmt/format.h>
 
 #include "core/error.h"
+#include "data/dicom.h"
+#include "data/integrity.h"
+#include "data/isolate.h"
 #include "data/pipelines.h"
 
 namespace m3ret::data {
+
+namespace {
+
+namespace stdfs = std::filesystem;
+
+// Decodes and preprocesses `path` into s.pixels and s.C/T/H/W.
+void decode(const stdfs::path& path, const PreprocessConfig& cfg, Sample& s) {
+  if (s.modality == "ct" || s.modality == "mri") {
+    pipeline::volume(path, s.modality, cfg, s);
+  } else if (s.modality == "endoscopy") {
+    pipeline::endoscopy(path, cfg, s);
+  } else if (s.modality == "xray" || s.modality == "ultrasound" || s.modality == "other") {
+    pipeline::grey_image(path, cfg, s);
+  } else {
+    throw InputError(path.string(), fmt::format("unknown modality '{}'", s.modality));
+  }
+}
+
+// What GDCM decodes: a folder (DICOM series), "FOLDER#ID", a .dcm file or a
+// file with the Part-10 "DICM" marker.
+bool is_dicom_input(const stdfs::path& path) {
+  std::error_code ec;
+  stdfs::path dir;
+  std::string id;
+  if (stdfs::is_directory(path, ec) || dicom::split_series_ref(path, dir, id)) return true;
+  std::string ext = path.extension().string();
+  for (auto& c : ext) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  if (ext == ".dcm" || ext == ".dicom") return true;
+  if (!integrity::not_a_regular_file(path).empty()) return false;  // never open a FIFO to look
+  char head[132] = {0};
+  std::ifstream in(path, std::ios::binary);
+  in.read(head, sizeof(head));
+  return in.gcount() == 132 && std::memcmp(head + 128, "DICM", 4) == 0;
+}
+
+// decode() in a child process (data/isolate.h): shape and pixels come back as bytes.
+void decode_isolated(const stdfs::path& path, const PreprocessConfig& cfg, Sample& s) {
+  const std::string bytes = isolate::run(
+      path.string(),
+      [&] {
+        decode(path, cfg, s);
+        std::string out(4 * sizeof(int64_t), '\0');
+        const int64_t shape[4] = {s.C, s.T, s.H, s.W};
+        std::memcpy(out.data(), shape, sizeof(shape));
+        return out.append(s.pixels.begin(), s.pixels.end());
+      },
+      isolate::Limits{cfg.decode_timeout_s, cfg.decode_memory_mb});
+  int64_t shape[4];
+  if (bytes.size() < sizeof(shape)) throw Error(fmt::format("{}: short result from the decoder", path.string()));
+  std::memcpy(shape, bytes.data(), sizeof(shape));
+  s.C = shape[0], s.T = shape[1], s.H = shape[2], s.W = shape[3];
+  s.pixels.assign(bytes.begin() + sizeof(shape), bytes.end());
+}
+
+}  // namespace
 
 Sample read_sample(const ManifestRow& row, const std::filesystem::path& manifest_dir,
                    const PreprocessConfig& cfg) {
@@ -18,15 +80,8 @@ Sample read_sample(const ManifestRow& row, const std::filesystem::path& manifest
   s.group = row.group;
   s.split = row.split;
   s.source = path.string();
-  if (row.modality == "ct" || row.modality == "mri") {
-    pipeline::volume(path, row.modality, cfg, s);
-  } else if (row.modality == "endoscopy") {
-    pipeline::endoscopy(path, cfg, s);
-  } else if (row.modality == "xray" || row.modality == "ultrasound" || row.modality == "other") {
-    pipeline::grey_image(path, cfg, s);
-  } else {
-    throw InputError(path.string(), fmt::format("unknown modality '{}'", row.modality));
-  }
+  if (is_dicom_input(path)) decode_isolated(path, cfg, s);
+  else decode(path, cfg, s);
   if (static_cast<int64_t>(s.pixels.size()) != s.numel()) {
     throw Error(fmt::format("{}: internal error: {} pixels for shape [{}, {}, {}, {}]", path.string(),
                             s.pixels.size(), s.C, s.T, s.H, s.W));

@@ -6,6 +6,7 @@
 
 #include <sys/stat.h>
 
+#include <fmt/format.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <itkImage.h>
@@ -13,6 +14,7 @@
 #include <zlib.h>
 
 #include "core/error.h"
+#include "core/fs.h"
 #include "data/itk_image.h"
 #include "data/reader.h"
 #include "data/video_writer.h"
@@ -262,6 +264,45 @@ TEST(DataMalformed, FifosAndDevicesAreRefusedWithoutOpeningThem) {
   testutil::write_ct_series(dir / "series", ramp_volume(16 * 16 * 4), {16, 16, 4}, -1024);
   ASSERT_EQ(mkfifo((dir / "series/pipe").c_str(), 0600), 0);
   expect_refused(dir / "series", "ct", "pipe: not a regular file (a FIFO)");
+}
+
+// GDCM aborts the process on some cut or mutated DICOM files: DICOM inputs are
+// decoded in a child process, so each such file costs its row (refused with
+// the reason, naming it) and never the reader. Cuts at every 100 bytes and
+// byte mutations over the whole file: every one is read or refused, and at
+// least one cut makes the decoder crash (the case isolation exists for).
+TEST(DataMalformed, CutAndMutatedDicomFilesAreRefusedNeverFatal) {
+  testing::TempDir dir("bad");
+  std::vector<uint16_t> px(64 * 48);
+  for (size_t i = 0; i < px.size(); ++i) px[i] = static_cast<uint16_t>((i * 37) % 4000);
+  testutil::write_dicom(dir / "ok.dcm", px, 64, 48, "DX", {{"0010|0020", "P1"}});
+  const std::string bytes = fs::read_file(dir / "ok.dcm");
+  int crashed = 0, refused = 0;
+  auto probe = [&](const stdfs::path& p) {
+    try {
+      read_sample(row(p, "xray"), dir.path(), small_cfg());
+    } catch (const InputError& e) {
+      EXPECT_EQ(e.path(), p.string());
+      ++refused;
+      crashed += e.reason().find("the decoder crashed") != std::string::npos;
+    }
+  };
+  for (size_t cut = 100; cut < bytes.size(); cut += 100) {
+    const auto p = dir / fmt::format("cut{}.dcm", cut);
+    std::ofstream(p, std::ios::binary) << bytes.substr(0, cut);
+    probe(p);
+  }
+  std::mt19937 gen(7);
+  for (int k = 0; k < 40; ++k) {
+    std::string m = bytes;
+    for (int j = 0; j < 4; ++j) m[132 + gen() % 600] = static_cast<char>(gen() & 0xff);  // header bytes
+    const auto p = dir / fmt::format("mutated{}.dcm", k);
+    std::ofstream(p, std::ios::binary) << m;
+    probe(p);
+  }
+  EXPECT_GT(refused, 30);
+  EXPECT_GT(crashed, 0) << "no input made GDCM abort: the test no longer exercises the isolation";
+  EXPECT_NO_THROW(read_sample(row(dir / "ok.dcm", "xray"), dir.path(), small_cfg()));
 }
 
 // Mislabelled files: the content decides for image formats that ITK

@@ -183,5 +183,34 @@ TEST_F(ShardCli, EveryRowRejectedIsAFailure) {
   EXPECT_NE(log.find("has no rows"), std::string::npos) << log;
 }
 
+// A truncated DICOM (GDCM aborts on it) costs its row, not the run: the other
+// rows shard and the refusal names the file with the reason.
+TEST_F(ShardCli, CorruptDicomCostsItsRowNotTheRun) {
+  ASSERT_TRUE(ok_) << log_;
+  stdfs::path dcm;
+  for (const auto& e : stdfs::recursive_directory_iterator(dir() / "data")) {
+    if (e.path().extension() == ".dcm" && (dcm.empty() || e.path() < dcm)) dcm = e.path();
+  }
+  ASSERT_FALSE(dcm.empty()) << "m3ret synth wrote no DICOM";
+  const auto data = dir() / "corrupt-dicom";
+  stdfs::create_directories(data);
+  const std::string bytes = fs::read_file(dcm);
+  std::ofstream(data / "cut.dcm", std::ios::binary) << bytes.substr(0, 1000);
+  stdfs::copy_file(dcm, data / "good.dcm");
+  std::ofstream(data / "manifest.csv") << "path,modality,labels,group,split\n"
+                                          "good.dcm,xray,a,p1,train\ncut.dcm,xray,b,p2,train\n";
+  const auto out = dir() / "corrupt-dicom-shards";
+  std::string log;
+  ASSERT_EQ(m3ret::testing::run_command(bin() + " shard --manifest " + (data / "manifest.csv").string() +
+                                            " --out " + out.string() + " 2>&1",
+                                        &log),
+            0)
+      << log;
+  EXPECT_NE(log.find("2 rows -> 1 samples"), std::string::npos) << log;
+  const std::string rejects = fs::read_file(out / "rejects.csv");
+  EXPECT_NE(rejects.find((data / "cut.dcm").string() + ",xray,3,"), std::string::npos) << rejects;
+  EXPECT_EQ(ShardSet::open(out)->info("xray").count, 1);
+}
+
 }  // namespace
 }  // namespace m3ret::sharding

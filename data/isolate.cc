@@ -1,0 +1,130 @@
+#include "data/isolate.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <fstream>
+#include <new>
+
+#include <fmt/format.h>
+
+#include "core/error.h"
+
+namespace m3ret::data::isolate {
+
+namespace {
+
+// Result framing, child -> parent: one tag byte, then the payload.
+constexpr char kOk = 'K', kInput = 'I', kOther = 'X', kMemory = 'M';
+
+void write_all(int fd, const std::string& bytes) {
+  size_t done = 0;
+  while (done < bytes.size()) {
+    const ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return;
+    done += static_cast<size_t>(n);
+  }
+}
+
+// Bytes of address space this process maps now (from /proc/self/statm).
+uint64_t address_space_bytes() {
+  std::ifstream in("/proc/self/statm");
+  uint64_t pages = 0;
+  in >> pages;
+  return pages * static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
+}
+
+[[noreturn]] void child(int fd, const std::function<std::string()>& work, uint64_t as_limit) {
+  ::close_range(3, static_cast<unsigned>(fd) - 1, 0);  // descriptors of the parent (other pipes,
+  ::close_range(static_cast<unsigned>(fd) + 1, ~0U, 0);  // MPI, HDF5): none is ours to hold
+  rlimit rl{as_limit, as_limit};
+  ::setrlimit(RLIMIT_AS, &rl);
+  std::string out;
+  try {
+    out = kOk + work();
+  } catch (const InputError& e) {
+    out = kInput + e.path() + '\0' + e.reason();
+  } catch (const std::bad_alloc&) {
+    out = std::string(1, kMemory);
+  } catch (const std::exception& e) {
+    out = kOther + std::string(e.what());
+  } catch (...) {
+    out = kOther + std::string("unknown exception");
+  }
+  write_all(fd, out);
+  ::_exit(0);
+}
+
+// Reads the child's result until EOF or the deadline; false on timeout.
+bool read_result(int fd, std::chrono::steady_clock::time_point deadline, std::string& out) {
+  char buf[65536];
+  for (;;) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) return false;
+    pollfd p{fd, POLLIN, 0};
+    const int r = ::poll(&p, 1, static_cast<int>(std::min<int64_t>(left.count(), 1000)));
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) continue;
+    const ssize_t n = ::read(fd, buf, sizeof(buf));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return true;  // EOF (or the child is gone)
+    out.append(buf, static_cast<size_t>(n));
+  }
+}
+
+}  // namespace
+
+std::string run(const std::string& path, const std::function<std::string()>& work, const Limits& limits) {
+  int fds[2];
+  if (::pipe2(fds, O_CLOEXEC) != 0) throw Error(fmt::format("{}: cannot make a pipe: {}", path, std::strerror(errno)));
+  const uint64_t as_limit = address_space_bytes() + static_cast<uint64_t>(limits.memory_mb) * 1024 * 1024;
+  const pid_t pid = ::fork();
+  if (pid < 0) {
+    const int err = errno;
+    ::close(fds[0]);
+    ::close(fds[1]);
+    throw Error(fmt::format("{}: cannot fork a decoder process: {}", path, std::strerror(err)));
+  }
+  if (pid == 0) child(fds[1], work, as_limit);
+  ::close(fds[1]);
+  std::string out;
+  const bool finished =
+      read_result(fds[0], std::chrono::steady_clock::now() + std::chrono::seconds(limits.timeout_s), out);
+  ::close(fds[0]);
+  if (!finished) ::kill(pid, SIGKILL);
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  if (!finished) {
+    throw InputError(path, fmt::format("decoding took longer than {} s (preprocess.decode_timeout_s); stopped",
+                                       limits.timeout_s));
+  }
+  if (WIFSIGNALED(status)) {
+    throw InputError(path, fmt::format("the decoder crashed ({}) on this file: corrupt or truncated",
+                                       ::strsignal(WTERMSIG(status))));
+  }
+  if (out.empty()) throw InputError(path, "the decoder exited without a result: corrupt or truncated");
+  const std::string body = out.substr(1);
+  switch (out[0]) {
+    case kOk: return body;
+    case kInput: {
+      const size_t nul = body.find('\0');
+      if (nul == std::string::npos) throw InputError(path, body);
+      throw InputError(body.substr(0, nul), body.substr(nul + 1));
+    }
+    case kMemory:
+      throw InputError(path, fmt::format("decoding needs more than {} MB (preprocess.decode_memory_mb)",
+                                         limits.memory_mb));
+    default: throw Error(fmt::format("{}: {}", path, body));
+  }
+}
+
+}  // namespace m3ret::data::isolate

@@ -1,0 +1,35 @@
+// Untrusted decoding in a child process (internal to data/).
+//
+// GDCM (built with assertions, as Debian ships it) aborts the whole process on
+// some truncated or mutated DICOM files, and a crafted file can make a decoder
+// allocate gigabytes or spin. run() forks, runs the work in the child under a
+// memory limit (RLIMIT_AS: the parent's current address space plus
+// `memory_mb`) and a wall-clock limit, and passes its result back through a
+// pipe. A child that crashes, runs out of memory or time costs one input
+// (m3ret::InputError naming it), never the job.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+
+namespace m3ret::data::isolate {
+
+struct Limits {
+  int64_t timeout_s = 120;
+  int64_t memory_mb = 8192;
+};
+
+// Runs work() in a forked child and returns the bytes it returned. Throws:
+//  - m3ret::InputError when work() threw one (its path and reason), or
+//    InputError(path, reason) when the child
+//    died on a signal ("the decoder crashed (Aborted) ..."), ran out of
+//    memory (std::bad_alloc under the limit) or of time (killed);
+//  - m3ret::Error for any other exception of work() (its message), or when
+//    the process cannot fork or make a pipe.
+// The child closes every inherited descriptor but its pipe, calls only
+// work(), and leaves with _exit (no atexit handlers, no MPI finalisation).
+// Thread-safe: several threads may run() at once.
+std::string run(const std::string& path, const std::function<std::string()>& work, const Limits& limits);
+
+}  // namespace m3ret::data::isolate
