@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <signal.h>
 #include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -34,10 +35,24 @@ struct SpawnSetup {
   SpawnSetup& operator=(const SpawnSetup&) = delete;
 };
 
+size_t env_size() {
+  size_t n = 0;
+  while (environ[n]) ++n;
+  return n;
+}
+
 bool has_key(const std::vector<std::string>& env, const std::string& entry) {
   std::string key = entry.substr(0, entry.find('=') + 1);
   for (const auto& e : env) if (e.rfind(key, 0) == 0) return true;
   return false;
+}
+
+void set_signal_mask(SpawnSetup& s, const std::vector<int>& blocked) {
+  if (blocked.empty()) return;
+  sigset_t mask;
+  sigemptyset(&mask);
+  for (int sig : blocked) sigaddset(&mask, sig);
+  posix_spawnattr_setsigmask(&s.attr, &mask);
 }
 
 void add_file_actions(SpawnSetup& s, const SpawnOptions& o) {
@@ -51,7 +66,7 @@ void add_file_actions(SpawnSetup& s, const SpawnOptions& o) {
     for (int fd = 3; fd < o.keep_fd_as; ++fd) posix_spawn_file_actions_addclose(&s.fa, fd);
     first_closed = o.keep_fd_as + 1;
   }
-  posix_spawn_file_actions_addclosefrom_np(&s.fa, first_closed);
+  if (!o.stand_in) posix_spawn_file_actions_addclosefrom_np(&s.fa, first_closed);
 }
 
 }  // namespace
@@ -74,17 +89,20 @@ pid_t spawn(const std::vector<std::string>& argv, const SpawnOptions& opts) {
   std::vector<char*> args;
   for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
   args.push_back(nullptr);
-  auto env = clean_environment();
+  auto env = opts.stand_in ? std::vector<std::string>(environ, environ + env_size()) : clean_environment();
   for (const auto& d : opts.env_defaults) if (!has_key(env, d)) env.push_back(d);
   std::vector<char*> envp;
   for (auto& e : env) envp.push_back(e.data());
   envp.push_back(nullptr);
   SpawnSetup s;
   add_file_actions(s, opts);
+  set_signal_mask(s, opts.blocked_signals);
+  short flags = opts.blocked_signals.empty() ? 0 : POSIX_SPAWN_SETSIGMASK;
   if (opts.new_process_group) {
-    posix_spawnattr_setflags(&s.attr, POSIX_SPAWN_SETPGROUP);
+    flags |= POSIX_SPAWN_SETPGROUP;
     posix_spawnattr_setpgroup(&s.attr, 0);
   }
+  posix_spawnattr_setflags(&s.attr, flags);
   pid_t pid = 0;
   int rc = posix_spawnp(&pid, args[0], &s.fa, &s.attr, args.data(), envp.data());
   if (rc != 0) throw Error(fmt::format("cannot start '{}': {}", argv[0], std::strerror(rc)));

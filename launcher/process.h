@@ -6,7 +6,8 @@
 // which exports the environment) starts a fresh MPI job, and inherits no
 // descriptor but its standard streams (and SpawnOptions::keep_fd), whatever
 // their close-on-exec flags: a socket another thread opened a moment ago
-// never leaks into a job.
+// never leaks into a job. The one exception is a launcher's own stand-in
+// child (SpawnOptions::stand_in).
 //
 // Built on posix_spawn rather than Boost.Process: Boost 1.74's PATH lookup
 // (bp::search_path) needs the compiled Boost.Filesystem library, which m3ret
@@ -34,6 +35,14 @@ struct SpawnOptions {
   bool stdin_null = false;                // stdin from /dev/null instead of ours
   int stdout_fd = -1, stderr_fd = -1;     // descriptors that become the child's 1 and 2
   int keep_fd = -1, keep_fd_as = -1;      // keep_fd becomes keep_fd_as (> 2) in the child
+  // The child's signal mask is exactly these signals (empty: ours, inherited),
+  // e.g. SIGTERM and SIGINT for an mpiexec that must not act on them itself.
+  std::vector<int> blocked_signals;
+  // A launcher that stands in for its child (`m3ret train --mpiexec`): the
+  // child keeps every descriptor that is not close-on-exec (a job lock stays
+  // held by what the job starts) and the MPI launcher variables (e.g. the
+  // OMPI_MCA_* settings meant for that mpiexec).
+  bool stand_in = false;
 };
 
 // Starts argv (argv[0] looked up in PATH) and returns its pid without waiting.

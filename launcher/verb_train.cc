@@ -1,5 +1,4 @@
 #include <signal.h>
-#include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -17,8 +16,6 @@
 #include "launcher/process.h"
 #include "launcher/verbs.h"
 #include "trainer/trainer.h"
-
-extern char** environ;
 
 namespace m3ret::launcher {
 
@@ -59,21 +56,16 @@ int run_ranks(const std::vector<std::string>& cmd) {
   wait_for = relay;
   sigaddset(&wait_for, SIGCHLD);
   pthread_sigmask(SIG_BLOCK, &wait_for, &old);
-  sigset_t child_mask;
-  sigemptyset(&child_mask);
-  sigaddset(&child_mask, SIGTERM);
-  sigaddset(&child_mask, SIGINT);
-  posix_spawnattr_t attr;
-  posix_spawnattr_init(&attr);
-  posix_spawnattr_setsigmask(&attr, &child_mask);
-  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK);
-  std::vector<char*> argv;
-  for (const auto& a : cmd) argv.push_back(const_cast<char*>(a.c_str()));
-  argv.push_back(nullptr);
+  SpawnOptions opts;
+  opts.blocked_signals = {SIGTERM, SIGINT};
+  opts.stand_in = true;
   pid_t pid = 0;
-  const int rc = posix_spawnp(&pid, argv[0], nullptr, &attr, argv.data(), environ);
-  posix_spawnattr_destroy(&attr);
-  if (rc != 0) throw Error(fmt::format("train: cannot start '{}': {}", cmd[0], std::strerror(rc)));
+  try {
+    pid = spawn(cmd, opts);
+  } catch (const std::exception& e) {
+    pthread_sigmask(SIG_SETMASK, &old, nullptr);
+    throw Error(fmt::format("train: {}", e.what()));
+  }
   spdlog::info("train: {}", shell_line(cmd));
   int status = 0;
   while (waitpid(pid, &status, WNOHANG) == 0) {

@@ -15,13 +15,13 @@
 #include <memory>
 #include <string>
 
-#include "launcher/orchestrator/command.h"
+#include "launcher/process.h"
 #include "test_util.h"
 
 namespace m3ret::testing {
 
 inline bool have_program(const std::string& prog) {
-  return orchestrator::run_capture({"sh", "-c", "command -v " + prog}).status == 0;
+  return launcher::run_capture({"sh", "-c", "command -v " + prog}).status == 0;
 }
 
 class SlurmCluster : public ::testing::Test {
@@ -35,15 +35,15 @@ class SlurmCluster : public ::testing::Test {
     ASSERT_EQ(flock(lock_fd_, LOCK_EX), 0) << "cannot lock /tmp/m3ret-test-slurm-cluster.lock";
     dir_ = std::make_unique<TempDir>("slurm");
     script_ = (source_dir() / "tests/integration/slurm_cluster.sh").string();
-    auto r = orchestrator::run_capture({script_, "start", (dir_->path() / "cluster").string()});
+    auto r = launcher::run_capture({script_, "start", (dir_->path() / "cluster").string()});
     started_ = true;
     ASSERT_EQ(r.status, 0) << r.out << r.err;
     setenv("SLURM_CONF", (dir_->path() / "cluster/slurm.conf").c_str(), 1);
   }
   void TearDown() override {
     if (started_) {
-      orchestrator::run_capture({"scancel", "--user=" + std::string(getenv("USER") ? getenv("USER") : "root")});
-      orchestrator::run_capture({script_, "stop", (dir_->path() / "cluster").string()});
+      launcher::run_capture({"scancel", "--user=" + std::string(getenv("USER") ? getenv("USER") : "root")});
+      launcher::run_capture({script_, "stop", (dir_->path() / "cluster").string()});
       unsetenv("SLURM_CONF");
     }
     if (lock_fd_ >= 0) ::close(lock_fd_);  // releases the flock

@@ -22,7 +22,6 @@
 
 #include <fmt/format.h>
 
-#include "launcher/orchestrator/command.h"
 #include "launcher/orchestrator/orchestrator.h"
 #include "launcher/process.h"
 #include "slurm_fixture.h"
@@ -33,6 +32,7 @@ namespace {
 
 namespace fs = std::filesystem;
 using namespace orchestrator;
+using launcher::run_capture;
 
 using testing::SlurmCluster;
 

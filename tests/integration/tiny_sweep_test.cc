@@ -13,7 +13,6 @@
 #include <set>
 #include <sstream>
 
-#include "launcher/orchestrator/command.h"
 #include "launcher/orchestrator/state.h"
 #include "launcher/orchestrator/sweep.h"
 #include "launcher/process.h"
@@ -25,6 +24,7 @@ namespace {
 
 namespace fs = std::filesystem;
 using namespace orchestrator;
+using launcher::run_capture;
 
 std::string read(const fs::path& p) {
   std::ifstream in(p);

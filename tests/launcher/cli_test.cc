@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include <fcntl.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -186,6 +187,40 @@ TEST(Process, ChildrenGetNoMpiVariablesAndNoDescriptorButTheirStdio) {
   EXPECT_NE(text.find("1\n/"), std::string::npos) << text;
   EXPECT_EQ(launcher::run_capture({"/no/such/program"}).status, 127);
   EXPECT_THROW(launcher::spawn({"/no/such/program"}), Error);
+}
+
+// SpawnOptions::blocked_signals is the child's whole signal mask (SigBlk in
+// /proc/PID/status: bit N-1 for signal N); a stand-in child keeps the MPI
+// variables and the descriptors without close-on-exec.
+TEST(Process, BlockedSignalsAreTheChildsMaskAndAStandInKeepsItsLaunchersWorld) {
+  testing::TempDir dir("proc");
+  auto run = [&](const launcher::SpawnOptions& base, const std::string& script) {
+    launcher::SpawnOptions o = base;
+    o.stdout_fd = ::open((dir / "out").c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    const int rc = launcher::wait_exit(launcher::spawn({"sh", "-c", script}, o));
+    ::close(o.stdout_fd);
+    EXPECT_EQ(rc, 0);
+    std::ifstream in(dir / "out");
+    return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  };
+  launcher::SpawnOptions o;
+  o.blocked_signals = {SIGTERM, SIGINT};
+  const uint64_t want = (1ull << (SIGTERM - 1)) | (1ull << (SIGINT - 1));
+  const std::string mask = run(o, "grep SigBlk /proc/$$/status | cut -f2");
+  EXPECT_EQ(std::stoull(mask, nullptr, 16), want) << mask;
+  EXPECT_EQ(std::stoull(run({}, "grep SigBlk /proc/$$/status | cut -f2"), nullptr, 16), 0u);
+
+  setenv("OMPI_MCA_btl", "self", 1);
+  int leaky = ::open("/dev/null", O_RDONLY);  // no close-on-exec
+  o.stand_in = true;
+  const std::string world = run(o, "echo $OMPI_MCA_btl; ls /proc/$$/fd");
+  o.stand_in = false;
+  const std::string clean = run(o, "echo $OMPI_MCA_btl; ls /proc/$$/fd");
+  ::close(leaky);
+  unsetenv("OMPI_MCA_btl");
+  EXPECT_EQ(world.rfind("self\n", 0), 0u) << world;
+  EXPECT_NE(world.find("\n" + std::to_string(leaky) + "\n"), std::string::npos) << world;
+  EXPECT_EQ(clean, "\n0\n1\n2\n") << clean;
 }
 
 }  // namespace
