@@ -38,6 +38,7 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   add_synth_verb(app);
   add_import_verb(app);
+  add_split_verb(app);
   add_shard_verb(app);
   add_train_verb(app);
   add_embed_verb(app);

@@ -39,6 +39,7 @@ void write_reports(const std::filesystem::path& json_path,
 void add_config_verb(CLI::App& app);
 void add_synth_verb(CLI::App& app);
 void add_import_verb(CLI::App& app);
+void add_split_verb(CLI::App& app);
 void add_shard_verb(CLI::App& app);
 void add_train_verb(CLI::App& app);
 void add_embed_verb(CLI::App& app);
