@@ -6,8 +6,17 @@ set -euo pipefail
 
 # `bash setup.sh --python` also makes python/.venv for python/m3ret_encoder.py (loading `m3ret
 # export` files with timm) and its test: Debian's torch and torchvision, timm and safetensors from PyPI.
-WITH_PYTHON=0
-for arg in "$@"; do if [ "$arg" = "--python" ]; then WITH_PYTHON=1; fi; done
+# `bash setup.sh --cuda` also installs what the CUDA build (cmake -DM3RET_CUDA=ON) needs: the
+# LibTorch of the PyTorch wheel 2.11.0 (CUDA 13.0, what the GPU machines run) in /opt/m3ret/torch-cuda,
+# with the few CUDA libraries it links that the CUDA toolkit lacks (NVSHMEM, cuFILE, cuSPARSELt).
+WITH_PYTHON=0 WITH_CUDA=0
+for arg in "$@"; do
+  case "$arg" in
+    --python) WITH_PYTHON=1 ;;
+    --cuda) WITH_CUDA=1 ;;
+    *) echo "setup.sh: unknown option '$arg' (known: --python, --cuda)" >&2; exit 2 ;;
+  esac
+done
 VENV="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/python/.venv"
 
 PACKAGES=(
@@ -75,4 +84,14 @@ if ! "$TB_VENV/bin/python" -c 'import tensorboard.backend.event_processing.event
   echo "setup.sh: making $TB_VENV (tensorboard, for its event-file reader)"
   /usr/bin/python3 -m venv "$TB_VENV"
   "$TB_VENV/bin/pip" install -q tensorboard==2.21.0
+fi
+
+# --cuda: the wheels without their Python dependencies (only LibTorch's headers, libraries and
+# CMake files are used); the CUDA toolkit itself (nvcc, cuDNN, NCCL) comes with the machine.
+TORCH_CUDA_VENV=/opt/m3ret/torch-cuda
+if ((WITH_CUDA)) && ! ls "$TORCH_CUDA_VENV"/lib/python3*/site-packages/nvidia/cu13/lib/libcufile.so.0 >/dev/null 2>&1; then
+  echo "setup.sh: making $TORCH_CUDA_VENV (LibTorch 2.11.0 for CUDA 13.0 from the PyTorch wheel)"
+  /usr/bin/python3 -m venv "$TORCH_CUDA_VENV"
+  "$TORCH_CUDA_VENV/bin/pip" install -q --no-deps torch==2.11.0 nvidia-nvshmem-cu13==3.4.5 \
+    nvidia-cusparselt-cu13==0.8.0 "nvidia-cufile==1.15.1.6.*"
 fi

@@ -12,7 +12,17 @@ if(NOT PkgConfig_FOUND)
   m3ret_missing("pkg-config" "pkg-config")
 endif()
 
-# LibTorch: Debian's libtorch-dev (1.13, CPU) or any LibTorch given by Torch_DIR.
+# LibTorch: Debian's libtorch-dev (1.13, CPU) or any LibTorch given by Torch_DIR; with
+# -DM3RET_CUDA=ON, by default the CUDA LibTorch that `bash setup.sh --cuda` installs.
+option(M3RET_CUDA "Build against a CUDA LibTorch (the PyTorch wheel's; bash setup.sh --cuda) and NCCL" OFF)
+if(M3RET_CUDA AND NOT Torch_DIR)
+  file(GLOB M3RET_WHEEL_TORCH_DIR "/opt/m3ret/torch-cuda/lib/python3*/site-packages/torch/share/cmake/Torch")
+  if(NOT M3RET_WHEEL_TORCH_DIR)
+    message(FATAL_ERROR "m3ret: M3RET_CUDA=ON needs a CUDA LibTorch: run `bash setup.sh --cuda` "
+                        "(installs the PyTorch wheel's in /opt/m3ret/torch-cuda) or give -DTorch_DIR=...")
+  endif()
+  set(Torch_DIR "${M3RET_WHEEL_TORCH_DIR}" CACHE PATH "LibTorch's CMake folder" FORCE)
+endif()
 # TorchConfig.cmake looks for its libraries with PATHS, which come after the system folders: with
 # Debian's libtorch installed as well, a LibTorch given by Torch_DIR would link Debian's .so files.
 # Its own prefix goes first.
@@ -56,16 +66,28 @@ target_link_libraries(m3ret_torch INTERFACE ${TORCH_LIBRARIES})
 target_include_directories(m3ret_torch SYSTEM INTERFACE ${TORCH_INCLUDE_DIRS})
 target_compile_options(m3ret_torch INTERFACE -Wno-error)
 add_library(m3ret::torch ALIAS m3ret_torch)
-set(M3RET_CUDA OFF)
-if(TARGET torch_cuda OR TORCH_CUDA_LIBRARIES)
+# The PyTorch wheel's CUDA libraries need others from pip's nvidia-* packages (site-packages/
+# nvidia/*/lib: NVSHMEM, cuFILE, cuSPARSELt) and from the CUDA toolkit: found when linking, and
+# from the binaries' run path when they run here (on the GPU machine its own torch provides them).
+if(M3RET_TORCH_PREFIX AND EXISTS "${M3RET_TORCH_PREFIX}/lib/libtorch_cuda.so")
+  file(GLOB M3RET_CUDA_LIB_DIRS LIST_DIRECTORIES true "${M3RET_TORCH_PREFIX}/../nvidia/*/lib")
+  foreach(dir IN LISTS M3RET_CUDA_LIB_DIRS ITEMS /usr/local/cuda/lib64 /usr/local/cuda/extras/CUPTI/lib64)
+    if(IS_DIRECTORY "${dir}")
+      get_filename_component(dir "${dir}" ABSOLUTE)
+      target_link_options(m3ret_torch INTERFACE "LINKER:-rpath,${dir}")
+    endif()
+  endforeach()
+endif()
+if(M3RET_CUDA)
+  if(NOT TARGET torch_cuda)
+    message(FATAL_ERROR "m3ret: M3RET_CUDA=ON but the LibTorch of ${Torch_DIR} has no CUDA (torch_cuda)")
+  endif()
   find_path(NCCL_INCLUDE_DIR nccl.h HINTS $ENV{NCCL_ROOT}/include /usr/include /usr/local/cuda/include)
   find_library(NCCL_LIBRARY nccl HINTS $ENV{NCCL_ROOT}/lib /usr/lib/x86_64-linux-gnu /usr/local/cuda/lib64)
-  if(NCCL_INCLUDE_DIR AND NCCL_LIBRARY)
-    set(M3RET_CUDA ON)
-    message(STATUS "m3ret: CUDA LibTorch and NCCL found: GPU path enabled")
-  else()
-    message(STATUS "m3ret: CUDA LibTorch found but no NCCL: GPU collectives disabled")
+  if(NOT NCCL_INCLUDE_DIR OR NOT NCCL_LIBRARY)
+    message(FATAL_ERROR "m3ret: M3RET_CUDA=ON needs NCCL (nccl.h, libnccl.so): set NCCL_ROOT")
   endif()
+  message(STATUS "m3ret: CUDA build: LibTorch ${Torch_VERSION} of ${Torch_DIR}, NCCL ${NCCL_LIBRARY}")
 endif()
 
 find_package(MPI QUIET COMPONENTS C)
