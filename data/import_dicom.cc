@@ -47,10 +47,12 @@ ImportResult dicom_tree(const ImportOptions& opts) {
         for (const auto& f : s.files) {
           row.path = f;
           out.rows.push_back(row);
+          out.ids.push_back({s.header.patient_id, s.header.study_uid});
         }
       } else {
         row.path = series.size() == 1 ? dir : dicom::series_ref(dir, s.id);
         out.rows.push_back(row);
+        out.ids.push_back({s.header.patient_id, s.header.study_uid});
       }
     }
   }

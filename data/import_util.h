@@ -2,6 +2,7 @@
 #pragma once
 
 #include <filesystem>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -45,6 +46,23 @@ std::filesystem::path find_first(const std::filesystem::path& root,
 // right below `dir` that holds it (`class_dir/<class>/**`).
 void add_class_folders(const std::filesystem::path& dir, const std::string& modality,
                        const std::string& split, ImportResult& out);
+
+// The labels CSV of opts (ImportOptions::labels_csv): id -> (labels, split). Throws
+// m3ret::Error naming the file for a missing file, an unknown column (listing the columns
+// present), a bad row (FILE:LINE), an empty or repeated id, an unknown split.
+struct LabelTable {
+  struct Entry {
+    std::vector<std::string> labels;
+    std::string split;
+    bool has_split = false;
+  };
+  std::map<std::string, Entry> by_id;
+};
+LabelTable read_label_table(const ImportOptions& opts);
+
+// Sets labels (and split) of every row found in `table`; rows not found move to
+// result.skipped ("path: id 'X' not in FILE").
+void join_labels(const ImportOptions& opts, const LabelTable& table, ImportResult& result);
 
 // The importers (one file each).
 ImportResult chestxray14(const ImportOptions& opts);

@@ -44,7 +44,10 @@ ImportResult import_dataset(const std::string& name, const ImportOptions& opts) 
   if (!stdfs::is_directory(opts.root, ec)) {
     throw Error(fmt::format("import {}: --root {} is not a folder", name, opts.root.string()));
   }
+  // The labels CSV is checked before the (possibly long) scan of the root.
+  const importer::LabelTable labels = importer::read_label_table(opts);
   ImportResult result = chosen->run(opts);
+  importer::join_labels(opts, labels, result);
   if (result.rows.empty()) {
     throw Error(fmt::format("import {}: no samples found under {} ({} skipped{})", name, opts.root.string(),
                             result.skipped.size(),

@@ -25,11 +25,22 @@ struct ImportOptions {
   std::filesystem::path out;   // the manifest CSV to write; files that an importer
                                // converts (medmnist) go under out's folder/<name>/
   std::string modality;        // overrides the importer's modality ("" = its default)
+  // Optional labels CSV joined onto the rows by id (docs/data.md, "Labels from a CSV"):
+  // `labels_column` ('|'-separated) replaces each row's labels, `split_column` (when set)
+  // its split. Rows whose id is not in the CSV are skipped (listed in MANIFEST.skipped.csv).
+  std::filesystem::path labels_csv;
+  std::string id_column = "id";
+  std::string labels_column = "labels";
+  std::string split_column;
 };
 
 struct ImportResult {
   std::vector<ManifestRow> rows;     // absolute paths, in a deterministic order
   std::vector<std::string> skipped;  // "path: reason" for inputs left out
+  // Per row (when an importer knows them): the ids a labels CSV may key the row by, in order
+  // of preference (dicom: PatientID, StudyInstanceUID). Every row is also keyed by its path
+  // relative to the root, its file name and its file name without extension.
+  std::vector<std::vector<std::string>> ids;
 };
 
 struct Importer {

@@ -23,6 +23,14 @@ void add_import_verb(CLI::App& app) {
   verb->add_option("--out", *out, "manifest CSV to write (MedMNIST images go next to it)")->required();
   verb->add_option("--modality", import_opts->modality,
                    "modality for every row (required by 'folder'; overrides the others' default)");
+  verb->add_option("--labels", import_opts->labels_csv,
+                   "CSV of labels by id (PatientID/StudyInstanceUID for dicom, file name or path for the others); "
+                   "rows whose id it lacks are skipped");
+  verb->add_option("--id-column", import_opts->id_column, "--labels column holding the id")->capture_default_str();
+  verb->add_option("--labels-column", import_opts->labels_column, "--labels column holding '|'-separated labels")
+      ->capture_default_str();
+  verb->add_option("--split-column", import_opts->split_column,
+                   "--labels column holding train/val/test (default: keep the importer's split)");
   verb->callback([opts, name, import_opts, root, out] {
     opts->load();  // validates --config/--set like every verb
     log::init(0, std::nullopt, opts->verbose);

@@ -75,5 +75,31 @@ TEST(ImportCli, ErrorsAreOneLine) {
   EXPECT_FALSE(stdfs::exists(dir / "m.csv"));
 }
 
+TEST(ImportCli, LabelsFromACsv) {
+  testing::TempDir dir("import-cli");
+  busi_replica(dir / "dl/Dataset_BUSI_with_GT");
+  std::ofstream(dir / "l.csv") << "image,finding,fold\nbenign (1),b1,train\nmalignant (1).png,m1,test\n";
+  const std::string base = bin() + " import folder --modality ultrasound --root " +
+                           (dir / "dl/Dataset_BUSI_with_GT").string() + " --out " + (dir / "m.csv").string() +
+                           " --labels " + (dir / "l.csv").string();
+  std::string out;
+  ASSERT_EQ(run_command(base + " --id-column image --labels-column finding --split-column fold", &out), 0)
+      << out;
+  EXPECT_THAT(out, HasSubstr("skipped"));
+  auto rows = read_manifest(dir / "m.csv");
+  std::sort(rows.begin(), rows.end(), [](const auto& a, const auto& b) { return a.path < b.path; });
+  std::vector<std::string> got;
+  for (const auto& r : rows) {
+    if (r.path.filename().string().find("_mask") != std::string::npos) continue;
+    got.push_back(r.labels.at(0) + "/" + r.split);
+  }
+  EXPECT_EQ(got, (std::vector<std::string>{"b1/train", "m1/test"}));
+  stdfs::remove(dir / "m.csv");
+  EXPECT_EQ(run_command(base + " --id-column patient", &out), 1);
+  EXPECT_THAT(out, HasSubstr("l.csv: no column 'patient' (--id-column); columns present: image, finding, fold"));
+  EXPECT_EQ(std::count(out.begin(), out.end(), '\n'), 1) << out;
+  EXPECT_FALSE(stdfs::exists(dir / "m.csv"));
+}
+
 }  // namespace
 }  // namespace m3ret::data

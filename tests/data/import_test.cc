@@ -11,6 +11,7 @@
 #include <gtest/gtest.h>
 
 #include "core/error.h"
+#include "core/fs.h"
 #include "data/dicom.h"
 #include "data/importers.h"
 #include "data/reader.h"
@@ -229,6 +230,87 @@ TEST(DataImport, DicomTreeOneSamplePerSeries) {
   EXPECT_EQ(by_path.count("p4/ot.dcm"), 0u);  // Modality OT: skipped without --modality
   // With --modality other, the OT image is taken too.
   EXPECT_EQ(import_and_read("dicom", root, dir / "dicom2.csv", "other").size(), 6u);
+}
+
+// --labels: a CSV keyed by PatientID replaces the labels and sets the split; a patient
+// missing from it is skipped into MANIFEST.skipped.csv.
+TEST(DataImport, DicomLabelsJoinedByPatientId) {
+  testing::TempDir dir("import");
+  std::vector<uint16_t> px(40 * 36);
+  for (size_t i = 0; i < px.size(); ++i) px[i] = static_cast<uint16_t>(i % 1000);
+  for (const char* p : {"P1", "P2", "P3"}) {
+    stdfs::create_directories(dir / "pacs" / p);
+    testutil::write_dicom(dir / "pacs" / p / "cxr.dcm", px, 40, 36, "DX", {{"0010|0020", p}});
+  }
+  text(dir / "labels.csv", "patient,finding,fold\nP1,nodule|effusion,train\nP2,,test\nP9,x,val\n");
+  ImportOptions o{dir / "pacs", dir / "m.csv", ""};
+  o.labels_csv = dir / "labels.csv";
+  o.id_column = "patient";
+  o.labels_column = "finding";
+  o.split_column = "fold";
+  const ImportResult r = import_dataset("dicom", o);
+  auto rows = read_manifest(dir / "m.csv", true);
+  ASSERT_EQ(rows.size(), 2u);
+  EXPECT_EQ(rows[0].group, "dicom:P1");
+  EXPECT_THAT(rows[0].labels, ElementsAre("nodule", "effusion"));
+  EXPECT_EQ(rows[0].split, "train");
+  EXPECT_TRUE(rows[1].labels.empty());
+  EXPECT_EQ(rows[1].split, "test");
+  ASSERT_EQ(r.skipped.size(), 1u);
+  EXPECT_THAT(r.skipped[0], HasSubstr((dir / "pacs/P3/cxr.dcm").string() + ": id 'P3' not in"));
+  EXPECT_THAT(fs::read_file(dir / "m.skipped.csv"), HasSubstr("id 'P3' not in"));
+  // Without --split-column the importer's (empty) split stays.
+  o.split_column.clear();
+  import_dataset("dicom", o);
+  EXPECT_EQ(read_manifest(dir / "m.csv")[0].split, "");
+}
+
+TEST(DataImport, FolderLabelsJoinedByFileNameOrPath) {
+  testing::TempDir dir("import");
+  image(dir / "plain/cat-a/x.png", 1);
+  image(dir / "plain/cat-a/deeper/y.png", 2);
+  image(dir / "plain/cat-b/z.jpg", 3);
+  text(dir / "dx.csv", "file,dx\nx,A\ncat-b/z.jpg,B|C\n");
+  ImportOptions o{dir / "plain", dir / "m.csv", "xray"};
+  o.labels_csv = dir / "dx.csv";
+  o.id_column = "file";
+  o.labels_column = "dx";
+  const ImportResult r = import_dataset("folder", o);
+  auto rows = by_name(read_manifest(dir / "m.csv", true));
+  ASSERT_EQ(rows.size(), 2u);
+  EXPECT_THAT(rows["x.png"].labels, ElementsAre("A"));
+  EXPECT_THAT(rows["z.jpg"].labels, ElementsAre("B", "C"));
+  ASSERT_EQ(r.skipped.size(), 1u);
+  EXPECT_THAT(r.skipped[0], HasSubstr("y.png: id 'cat-a/deeper/y.png' not in"));
+}
+
+TEST(DataImport, LabelsCsvErrorsNameFileAndColumn) {
+  testing::TempDir dir("import");
+  image(dir / "plain/cat-a/x.png", 1);
+  const auto expect_error = [&](const std::string& csv, const std::string& split_column,
+                                const std::string& message) {
+    text(dir / "l.csv", csv);
+    ImportOptions o{dir / "plain", dir / "m.csv", "xray"};
+    o.labels_csv = dir / "l.csv";
+    o.split_column = split_column;
+    try {
+      import_dataset("folder", o);
+      ADD_FAILURE() << "no error for " << csv;
+    } catch (const Error& e) {
+      EXPECT_THAT(e.what(), HasSubstr(message));
+    }
+    EXPECT_FALSE(stdfs::exists(dir / "m.csv"));
+  };
+  expect_error("name,diagnosis\nx,A\n", "",
+               (dir / "l.csv").string() + ": no column 'id' (--id-column); columns present: name, diagnosis");
+  expect_error("id,labels\nx,A\n", "fold", "no column 'fold' (--split-column); columns present: id, labels");
+  expect_error("id,labels\nx,A\nx,B\n", "", "l.csv:3: id 'x' listed twice (also on line 2)");
+  expect_error("id,labels,s\nx,A,training\n", "s", "l.csv:2: unknown split 'training'");
+  expect_error("id,labels\nx\n", "", "l.csv:2: expected 2 fields, got 1");
+  expect_error("", "", "empty labels CSV");
+  ImportOptions o{dir / "plain", dir / "m.csv", "xray"};
+  o.labels_csv = dir / "missing.csv";
+  EXPECT_THROW(import_dataset("folder", o), Error);
 }
 
 // Symbolic link loops, a link to itself and a FIFO in the tree: the import
