@@ -2,27 +2,17 @@
 // checkpoint and shards (embedding first, all ranks sharing the work), with
 // the random-init and raw-pixel baselines in the same report and one line
 // appended to the run's eval history (docs/evaluation.md).
-#include <fcntl.h>
-#include <unistd.h>
-
-#include <chrono>
-#include <cerrno>
 #include <cstdio>
-#include <cstring>
-#include <ctime>
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
-#include <nlohmann/json.hpp>
-
 #include "core/error.h"
-#include "core/fs.h"
 #include "core/log.h"
 #include "core/runtime.h"
-#include "core/utc.h"
 #include "eval/embed.h"
 #include "eval/embeddings_file.h"
+#include "eval/history.h"
 #include "eval/report.h"
 #include "eval/retrieval.h"
 #include "launcher/verbs.h"
@@ -40,13 +30,6 @@ struct EvalArgs {
   bool no_history = false;
   int64_t batch_size = 32;
 };
-
-// RUN for RUN/checkpoints/step-N; "" when the checkpoint is not in a run folder.
-stdfs::path run_dir_of(const stdfs::path& checkpoint) {
-  const auto p = stdfs::absolute(checkpoint).lexically_normal();
-  const auto parent = p.has_filename() ? p.parent_path() : p.parent_path().parent_path();
-  return parent.filename() == "checkpoints" ? parent.parent_path() : stdfs::path();
-}
 
 // The path of `out` with "-<suffix>.h5" instead of its extension.
 stdfs::path beside(const stdfs::path& out, const std::string& suffix) {
@@ -75,42 +58,6 @@ std::vector<std::pair<std::string, eval::Report>> evaluate_files(
 }
 
 }  // namespace
-
-static void append_history(const stdfs::path& history, const stdfs::path& report_path,
-                    const std::vector<std::pair<std::string, eval::Report>>& columns) {
-  const eval::Report& r = columns.front().second;
-  nlohmann::ordered_json line;
-  line["format"] = "m3ret-eval-history";
-  line["format_version"] = 1;
-  line["step"] = r.source.step;
-  line["checkpoint"] = r.source.checkpoint;
-  line["time"] = m3ret::utc_now();
-  line["report"] = stdfs::absolute(report_path).lexically_normal().string();
-  line["split"] = r.split;
-  line["relevance"] = r.relevance;
-  const auto full = eval::to_json(columns);
-  line["unseen_modalities"] = full.at("unseen_modalities");
-  line["warnings"] = r.warnings;
-  const auto& encoders = full.at("encoders");  // report format 2: the encoder first
-  line["per_modality"] = encoders.begin().value().at("per_modality");
-  line["cross_modal"] = encoders.begin().value().at("cross_modal");
-  line["baselines"] = nlohmann::ordered_json::object();
-  for (auto it = std::next(encoders.begin()); it != encoders.end(); ++it)
-    line["baselines"][it.key()] = it.value();
-  const std::string text = line.dump() + "\n";
-  std::error_code ec;
-  if (history.has_parent_path()) stdfs::create_directories(history.parent_path(), ec);
-  // One write() on an O_APPEND descriptor: concurrent evaluations of one run
-  // append whole lines.
-  int fd = ::open(history.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-  if (fd < 0) throw Error(fmt::format("eval: cannot open history {}: {}", history.string(), std::strerror(errno)));
-  ssize_t n = ::write(fd, text.data(), text.size());
-  int err = errno;
-  ::close(fd);
-  if (n != static_cast<ssize_t>(text.size()))
-    throw Error(fmt::format("eval: writing history {}: {}", history.string(), std::strerror(err)));
-  spdlog::info("eval: appended step {} to {}", r.source.step, history.string());
-}
 
 void add_eval_verb(CLI::App& app) {
   auto* verb = app.add_subcommand(
@@ -197,11 +144,9 @@ void add_eval_verb(CLI::App& app) {
     std::fflush(stdout);
 
     stdfs::path history = a->history;
-    if (history.empty() && !a->checkpoint.empty()) {
-      const auto run = run_dir_of(columns.front().second.source.checkpoint);
-      if (!run.empty()) history = run / "eval" / "history.jsonl";
-    }
-    if (!history.empty() && !a->no_history) append_history(history, out, columns);
+    if (history.empty() && !a->checkpoint.empty())
+      history = eval::history_of_checkpoint(columns.front().second.source.checkpoint);
+    if (!history.empty() && !a->no_history) eval::append_history(history, out, columns);
   });
 }
 

@@ -5,6 +5,7 @@
 
 #include "core/error.h"
 #include "core/fs.h"
+#include "eval/history.h"
 #include "eval/report.h"
 #include "eval_test_util.h"
 #include "test_util.h"
@@ -434,6 +435,39 @@ TEST(Report, ZeroAndConstantEmbeddingsAreWarnedAbout) {
   EXPECT_EQ(report_from_json(j).warnings, r.warnings);
   EXPECT_NE(to_markdown(r).find("- **warning**: all 7 embeddings are the same vector"),
             std::string::npos) << to_markdown(r);
+}
+
+// The eval history (eval/history.h): where a checkpoint's run keeps it, one
+// line per evaluation with the encoder's rows and the baselines, appended.
+TEST(History, LinesOfARunAreAppendedBesideItsCheckpoints) {
+  m3ret::testing::TempDir dir("history");
+  EXPECT_EQ(history_of_checkpoint(dir / "run/checkpoints/step-000000200"),
+            dir / "run/eval/history.jsonl");
+  EXPECT_EQ(history_of_checkpoint(dir / "run/checkpoints/step-000000200/"),
+            dir / "run/eval/history.jsonl");
+  EXPECT_EQ(history_of_checkpoint(dir / "elsewhere/step-000000200"), std::filesystem::path());
+  const std::vector<std::pair<std::string, Report>> columns = {{"trained", make_report(1.0)},
+                                                               {"random-init", make_report(0.5)}};
+  const auto line = history_line(dir / "r.json", columns, "2026-11-29T01:02:03Z");
+  EXPECT_EQ(line.at("format"), "m3ret-eval-history");
+  EXPECT_EQ(line.at("format_version"), 1);
+  EXPECT_EQ(line.at("step"), 200);
+  EXPECT_EQ(line.at("time"), "2026-11-29T01:02:03Z");
+  EXPECT_EQ(line.at("report"), (dir / "r.json").string());
+  EXPECT_DOUBLE_EQ(line.at("per_modality").at("xray").at("recall@1").get<double>(), 0.5);
+  EXPECT_TRUE(line.at("cross_modal").contains("ct->mri"));
+  EXPECT_DOUBLE_EQ(line.at("baselines").at("random-init").at("per_modality").at("xray").at("recall@1").get<double>(),
+                   0.25);
+  const auto history = dir / "run/eval/history.jsonl";
+  append_history(history, dir / "r.json", columns);
+  append_history(history, dir / "r.json", columns);
+  const std::string text = fs::read_file(history);
+  ASSERT_EQ(std::count(text.begin(), text.end(), '\n'), 2) << text;
+  const auto first = nlohmann::json::parse(text.substr(0, text.find('\n')));
+  EXPECT_EQ(first.at("step"), 200);
+  EXPECT_EQ(first.at("time").get<std::string>().size(), 20u) << first.at("time");
+  fs::write_atomic(dir / "a-file", "");
+  EXPECT_THROW(append_history(dir / "a-file/history.jsonl", dir / "r.json", columns), Error);
 }
 
 }  // namespace

@@ -25,6 +25,7 @@
 #include "launcher/orchestrator/http_server.h"
 #include "launcher/orchestrator/orchestrator.h"
 #include "launcher/orchestrator/report.h"
+#include "launcher/orchestrator/session.h"
 #include "launcher/orchestrator/status.h"
 #include "launcher/process.h"
 #include "orchestrator_fakes.h"
@@ -538,6 +539,45 @@ TEST(Orchestrator, AbsentModalitiesAreShownAndLeftOutOfTheMean) {
   const std::string html = status_html(st, dir.path());
   EXPECT_NE(html.find("<td>0.3750 (mean over 2 of 3)</td>"), std::string::npos);
   EXPECT_NE(html.find("<td>absent</td>"), std::string::npos);
+}
+
+// What a session of `m3ret orchestrate` owns: one lock per state database, a
+// database made for one sweep file and backend, the token and port files.
+TEST(Session, LocksTheStateRefusesAnotherSweepOrBackendAndWritesTokenAndPort) {
+  TempDir dir("session");
+  const auto db = dir / "state.db";
+  {
+    StateLock lock(db);
+    try {
+      StateLock second(db);
+      ADD_FAILURE() << "a second lock on one state database";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("another m3ret orchestrate (pid " + std::to_string(::getpid())),
+                std::string::npos) << e.what();
+    }
+  }
+  StateLock again(db);  // released with its owner
+  State st(db);
+  Sweep sweep;
+  sweep.file = dir / "a.toml";
+  check_ownership(st, db, sweep, "local");  // a new database belongs to anyone
+  st.set_meta("sweep_file", sweep.file.string());
+  st.set_meta("backend", "local");
+  check_ownership(st, db, sweep, "local");
+  EXPECT_THROW(check_ownership(st, db, sweep, "slurm"), Error);
+  Sweep other = sweep;
+  other.file = dir / "b.toml";
+  try {
+    check_ownership(st, db, other, "local");
+    ADD_FAILURE();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("belongs to sweep"), std::string::npos) << e.what();
+  }
+  write_token_file(dir.path(), "secret");
+  write_port_file(dir.path(), 8123);
+  EXPECT_EQ(read(dir / "token"), "secret\n");
+  EXPECT_EQ(fs::status(dir / "token").permissions() & fs::perms::all, fs::perms::owner_read | fs::perms::owner_write);
+  EXPECT_EQ(read(dir / "port"), "8123\n");
 }
 
 TEST(Report, SvgChartHasOneLinePerSeries) {

@@ -1,0 +1,41 @@
+// The eval history of a run: RUN/eval/history.jsonl, one JSON object per
+// evaluated checkpoint, appended by `m3ret eval --checkpoint`
+// (docs/evaluation.md):
+//   {"format": "m3ret-eval-history", "format_version": 1, "step", "checkpoint",
+//    "time" (UTC, ISO 8601), "report" (absolute path), "split", "relevance",
+//    "unseen_modalities", "warnings", "per_modality", "cross_modal" (the
+//    evaluated encoder's rows as in the report), "baselines" (the other
+//    encoders' parts of the report's "encoders")}
+#pragma once
+
+#include <filesystem>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "eval/retrieval.h"
+
+namespace m3ret::eval {
+
+inline constexpr const char* kHistoryFormat = "m3ret-eval-history";
+inline constexpr int64_t kHistoryFormatVersion = 1;
+
+// RUN/eval/history.jsonl for a checkpoint RUN/checkpoints/step-N; "" when the
+// checkpoint is not in a run folder.
+std::filesystem::path history_of_checkpoint(const std::filesystem::path& checkpoint);
+
+// The history line of a report (written at `report_path`) of `columns`, the
+// evaluated encoder first; `time` is its UTC timestamp.
+nlohmann::ordered_json history_line(const std::filesystem::path& report_path,
+                                    const std::vector<std::pair<std::string, Report>>& columns,
+                                    const std::string& time);
+
+// Appends the line (timestamped now) to `history`, creating its folder, with
+// one write() on an O_APPEND descriptor so that concurrent evaluations of one
+// run append whole lines. Throws m3ret::Error naming the file.
+void append_history(const std::filesystem::path& history, const std::filesystem::path& report_path,
+                    const std::vector<std::pair<std::string, Report>>& columns);
+
+}  // namespace m3ret::eval
