@@ -11,6 +11,7 @@
 #include <chrono>
 #include <cstring>
 #include <fstream>
+#include <mutex>
 #include <new>
 
 #include <fmt/format.h>
@@ -86,7 +87,12 @@ std::string run(const std::string& path, const std::function<std::string()>& wor
   int fds[2];
   if (::pipe2(fds, O_CLOEXEC) != 0) throw Error(fmt::format("{}: cannot make a pipe: {}", path, std::strerror(errno)));
   const uint64_t as_limit = address_space_bytes() + static_cast<uint64_t>(limits.memory_mb) * 1024 * 1024;
+  // One fork at a time: libraries' fork handlers (ITK's thread pool, for one) are not safe to
+  // run from two threads at once.
+  static std::mutex fork_mu;
+  std::unique_lock<std::mutex> fork_lock(fork_mu);
   const pid_t pid = ::fork();
+  fork_lock.unlock();
   if (pid < 0) {
     const int err = errno;
     ::close(fds[0]);

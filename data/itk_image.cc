@@ -11,6 +11,7 @@
 #include <itkGDCMImageIO.h>
 #include <itkGDCMImageIOFactory.h>
 #include <itkImageFileReader.h>
+#include <itkMultiThreaderBase.h>
 #include <itkImageIOFactory.h>
 #include <itkImageSeriesReader.h>
 #include <itkJPEGImageIOFactory.h>
@@ -195,6 +196,10 @@ void register_factories() {
   static std::once_flag once;
   std::call_once(once, [] {
     itk::Object::GlobalWarningDisplayOff();
+    // One thread per filter call instead of ITK's global thread pool: the pool's fork handler
+    // (which stops its threads) aborts the process when two threads fork at once, and DICOM is
+    // decoded in forked children (data/isolate.h). Samples are decoded in parallel anyway.
+    itk::MultiThreaderBase::SetGlobalDefaultThreader(itk::MultiThreaderBase::ThreaderEnum::Platform);
     gdcm::Trace::WarningOff();  // e.g. "No PhotometricInterpretation found" on stderr
     gdcm::Trace::DebugOff();
     register_once<itk::NiftiImageIOFactory>("NiftiImageIOFactory");
