@@ -4,12 +4,12 @@
 # Used by both Quick start commands of the README and by .ci/run.
 set -euo pipefail
 
-# `bash setup.sh --python` also makes python/.venv for python/m3ret_encoder.py (loading `m3ret
+# It also makes python/.venv for python/m3ret_encoder.py (loading `m3ret
 # export` files with timm) and its test: Debian's torch and torchvision, timm and safetensors from PyPI.
 # `bash setup.sh --cuda` also installs what the CUDA build (cmake -DM3RET_CUDA=ON) needs: the
 # LibTorch of the PyTorch wheel 2.11.0 (CUDA 13.0, what the GPU machines run) in /opt/m3ret/torch-cuda,
 # with the few CUDA libraries it links that the CUDA toolkit lacks (NVSHMEM, cuFILE, cuSPARSELt).
-WITH_PYTHON=0 WITH_CUDA=0
+WITH_PYTHON=1 WITH_CUDA=0  # python/.venv is always made (its test runs in the suite); --python is kept
 for arg in "$@"; do
   case "$arg" in
     --python) WITH_PYTHON=1 ;;
@@ -69,7 +69,7 @@ for alt in libblas.so.3-x86_64-linux-gnu liblapack.so.3-x86_64-linux-gnu; do
   fi
 done
 
-# --python: timm and safetensors without their dependencies, so that pip never replaces Debian's torch.
+# python/.venv: timm and safetensors without their dependencies, so that pip never replaces Debian's torch.
 if ((WITH_PYTHON)) && ! "$VENV/bin/python" -c 'import timm, safetensors' 2>/dev/null; then
   echo "setup.sh: making $VENV (timm, safetensors) on Debian's torch"
   /usr/bin/python3 -m venv --system-site-packages "$VENV"

@@ -173,7 +173,7 @@ TEST_F(SearchCli, IndexBuildAndSearchFindTheQueryItself) {
 }
 
 // The Python interpreter with torch, timm and safetensors: python/.venv (made
-// by `bash setup.sh --python`), $M3RET_PYTHON or the system's; "" if none.
+// by `bash setup.sh`), $M3RET_PYTHON or the system's; "" if none.
 std::string python_for_export() {
   const auto venv = m3ret::testing::source_dir() / "python/.venv/bin/python";
   if (stdfs::exists(venv) &&
@@ -189,7 +189,7 @@ TEST_F(SearchCli, PythonRebuildsTheExportedEncoderAsTimmAndTorchLikeEmbed) {
   ASSERT_TRUE(ok_) << log_;
   const std::string py = python_for_export();
   if (py.empty())
-    GTEST_SKIP() << "no Python with torch, timm and safetensors: run `bash setup.sh --python`";
+    GTEST_SKIP() << "no Python with torch, timm and safetensors: run `bash setup.sh`";
   const auto emb = dir() / "emb-python.h5", weights = dir() / "encoder.safetensors";
   std::string out;
   const std::string run = (dir() / "run").string(), shards = (dir() / "shards").string();
