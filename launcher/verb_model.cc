@@ -33,7 +33,11 @@ void add_model_verb(CLI::App& app) {
     const auto spec = mc.spec();
     const auto& in = *input;
     for (auto v : in)
-      if (v < 1) throw Error(fmt::format("model: --input {} {} {} must be positive", in[0], in[1], in[2]));
+      if (v < 1) throw CLI::ValidationError("--input", fmt::format("{} {} {} must be positive", in[0], in[1], in[2]));
+    // Token and FLOP counts are int64/double: refuse inputs whose voxel count would overflow them.
+    constexpr double kMaxVoxels = 1125899906842624.0;  // 2^50
+    if (static_cast<double>(in[0]) * static_cast<double>(in[1]) * static_cast<double>(in[2]) > kMaxVoxels)
+      throw CLI::ValidationError("--input", fmt::format("{} x {} x {} is more than 2^50 voxels", in[0], in[1], in[2]));
     const auto cost = trainer::encoder_forward_cost(spec, in[0], in[1], in[2]);
     const int64_t params = trainer::encoder_param_count(spec);
     nlohmann::json j = {

@@ -32,6 +32,8 @@ TEST(CliConventions, UsageErrorsExitTwoWithOneLine) {
       {"config --config no-such-config", "no-such-config"},
       {"config --set train.no_such_key=1", "train.no_such_key"},
       {"config --set train.max_steps=abc", "train.max_steps"},
+      {"model --input 0,32,32", "--input"},
+      {"model --input 100000000,100000000,100000000", "2^50 voxels"},  // tokens would overflow
   };
   for (const auto& c : cases) {
     std::string err;
