@@ -24,13 +24,13 @@ namespace m3ret::data::video {
 
 namespace stdfs = std::filesystem;
 
-namespace {
-
 std::string av_error(int err) {
   char buf[AV_ERROR_MAX_STRING_SIZE] = {0};
   av_strerror(err, buf, sizeof(buf));
   return buf;
 }
+
+namespace {
 
 struct FormatCloser {
   void operator()(AVFormatContext* c) const { avformat_close_input(&c); }

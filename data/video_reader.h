@@ -3,6 +3,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <string>
 #include <vector>
 
 #include "data/preprocess.h"
@@ -17,6 +18,9 @@ bool is_video_path(const std::filesystem::path& path);
 // decoders and encoders do not print banners and statistics. read() and
 // video::write() call it.
 void quiet_ffmpeg_logs();
+
+// FFmpeg's message for an error code (av_strerror), for the reader's and writer's errors.
+std::string av_error(int err);
 
 // Decodes `path` (any container/codec libavformat/libavcodec handle) and
 // samples `frames` frames uniformly in time over the clip: output i shows the

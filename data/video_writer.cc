@@ -25,12 +25,6 @@ namespace stdfs = std::filesystem;
 
 namespace {
 
-std::string av_error(int err) {
-  char buf[AV_ERROR_MAX_STRING_SIZE] = {0};
-  av_strerror(err, buf, sizeof(buf));
-  return buf;
-}
-
 std::atomic<int> g_tmp_counter{0};
 
 // Owns every FFmpeg object of one encoding.
