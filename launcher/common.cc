@@ -1,3 +1,5 @@
+#include <unistd.h>
+
 #include <spdlog/spdlog.h>
 
 #include "core/log.h"
@@ -37,8 +39,10 @@ void set_command_line(int argc, char** argv) {
 int start_mpi(bool verbose, const std::optional<std::filesystem::path>& run_dir) {
   auto& rt = Runtime::init(nullptr, nullptr);
   log::init(rt.rank(), run_dir, verbose);
-  spdlog::debug("rank {}/{} (local {}/{}), launcher {}", rt.rank(), rt.world(), rt.local_rank(),
-                rt.local_world(), rt.launcher());
+  char host[256] = {};
+  gethostname(host, sizeof(host) - 1);
+  spdlog::debug("rank {}/{} (local {}/{}) on host {}, launcher {}", rt.rank(), rt.world(),
+                rt.local_rank(), rt.local_world(), host, rt.launcher());
   return rt.rank();
 }
 

@@ -92,6 +92,8 @@ JobAcctGatherType=jobacct_gather/none
 AccountingStorageType=accounting_storage/none
 JobCompType=jobcomp/none
 SchedulerType=sched/backfill
+# Scheduling passes every 2 s (default 30-60 s), so that a requeued job starts soon after its delay.
+SchedulerParameters=sched_interval=2,bf_interval=2
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core
 SlurmdParameters=config_overrides
@@ -241,11 +243,12 @@ up_nodes() {
 $(cat "$dir/nodes.conf")
 PartitionName=debug Nodes=node[1-$n] Default=YES MaxTime=INFINITE State=UP LLN=YES
 CONF
-  { echo "export SLURM_CONF=$dir/slurm.conf"
+  # Open MPI between the hosts on the bridge: M3RET_MPI_TCP_IF for the slurm/
+  # templates, OMPI_MCA_* for mpirun by hand. SLURM_CONF last.
+  { echo "export M3RET_MPI_TCP_IF=10.213.$k.0/24"
     echo "export OMPI_MCA_btl_tcp_if_include=10.213.$k.0/24"
-    echo "export OMPI_MCA_oob_tcp_if_include=10.213.$k.0/24"; } > "$dir/env"
-  # The last line, as printed: SLURM_CONF.
-  { grep -v SLURM_CONF "$dir/env"; grep SLURM_CONF "$dir/env"; } > "$dir/env.tmp" && mv "$dir/env.tmp" "$dir/env"
+    echo "export OMPI_MCA_oob_tcp_if_include=10.213.$k.0/24"
+    echo "export SLURM_CONF=$dir/slurm.conf"; } > "$dir/env"
   export SLURM_CONF="$dir/slurm.conf"
   slurmctld -i -f "$dir/slurm.conf" >"$dir/log/slurmctld.out" 2>&1
   for i in $(seq 1 "$n"); do start_node "$k" "$i"; done
