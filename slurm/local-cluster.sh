@@ -123,6 +123,7 @@ start_munge() {
 
 # ---- the network -------------------------------------------------------------
 
+# shellcheck disable=SC2086  # splits the address at the dots
 ip2int() { local IFS=.; set -- $1; echo $(( ($1 << 24) | ($2 << 16) | ($3 << 8) | $4 )); }
 
 # True when no IPv4 route or address of this machine overlaps 10.213.$1.0/24.
@@ -173,6 +174,7 @@ start_node() {
   # Own host name, /tmp, /dev/shm and /etc/hosts (mount namespace private to the
   # node). nsenter, not `ip netns exec`, which remounts /sys without the cgroup
   # file systems that slurmd looks for.
+  # shellcheck disable=SC2016  # expanded by the node's shell
   nsenter --net="/run/netns/$ns" unshare --uts --mount sh -c '
     set -e
     hostname "$1"
@@ -199,7 +201,7 @@ healthy() {
   alive "$dir/munge/munged.pid" && alive "$dir/slurmctld.pid" || return 1
   if [ "$MODE" = loopback ]; then alive "$dir/slurmd.pid"; return; fi
   ip link show "m3rc$K" >/dev/null 2>&1 || return 1
-  for i in $(seq 1 "$NODES"); do
+  for i in $(seq 1 "${NODES:?}"); do
     [ -n "$(ip netns pids "$(node_ns "$K" "$i")" 2>/dev/null)" ] || return 1
   done
 }
@@ -301,7 +303,9 @@ cmd_down() {
       ip netns list | grep -qw "$ns" || continue
       # Every process on the node: slurmd, slurmstepd, the jobs.
       pids=$(ip netns pids "$ns")
+      # shellcheck disable=SC2086  # one pid per word
       [ -z "$pids" ] || kill -TERM $pids 2>/dev/null || true
+      # shellcheck disable=SC2086  # one pid per word
       wait_for 10 "the processes of $ns to exit" eval "[ -z \"\$(ip netns pids $ns)\" ]" ||
         { pids=$(ip netns pids "$ns"); [ -z "$pids" ] || kill -KILL $pids 2>/dev/null || true; }
       wait_for 10 "the processes of $ns to die" eval "[ -z \"\$(ip netns pids $ns)\" ]" || true
@@ -338,7 +342,9 @@ case "$verb" in
   up)
     if [ "$loopback" = 0 ]; then
       [ -n "$nodes" ] || { echo "$prog: up needs --nodes N (or --loopback)" >&2; usage; }
-      [[ "$nodes" =~ ^[1-9][0-9]?$ ]] && [ "$nodes" -le 64 ] || die "--nodes '$nodes' is not a number from 1 to 64"
+      if ! [[ "$nodes" =~ ^[1-9][0-9]?$ ]] || [ "$nodes" -gt 64 ]; then
+        die "--nodes '$nodes' is not a number from 1 to 64"
+      fi
     fi
     cpus=${cpus:-$(nproc)}
     [[ "$cpus" =~ ^[1-9][0-9]*$ ]] || die "--cpus '$cpus' is not a positive number"
