@@ -19,7 +19,10 @@ void check_dicom_modality(const std::filesystem::path& path, const std::string& 
 // xray, ultrasound, other: a 2D image -> [1, 1, S, S] grey, or [3, 1, S, S]
 // when the modality is in cfg.rgb_modalities.
 void grey_image(const std::filesystem::path& path, const PreprocessConfig& cfg, Sample& s);
-// endoscopy: a video -> [3, F, S, S]; a still image (grey or RGB) is repeated F times.
+// endoscopy: a video -> its centre clip [3, T, S, S] (T = video_frames at
+// video_frame_stride of the F = video_stored_frames frames sampled uniformly
+// in time), or all of them [3, F, S, S] when cfg.stored_video; a still image
+// (grey or RGB) is repeated over T (F when cfg.stored_video).
 void endoscopy(const std::filesystem::path& path, const PreprocessConfig& cfg, Sample& s);
 // ct, mri: a 3D volume (file or DICOM series folder) -> [1, D, V, V].
 void volume(const std::filesystem::path& path, const std::string& modality,

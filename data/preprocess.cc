@@ -24,6 +24,13 @@ void PreprocessConfig::validate() const {
     throw config::Error(fmt::format("config key 'preprocess.ct_spacing' must be [x, y, z] in mm, got [{}]",
                                     fmt::join(ct_spacing, ", ")));
   }
+  const int64_t span = (video_frames - 1) * video_frame_stride + 1;
+  if (video_stored_frames < span) {
+    throw config::Error(fmt::format(
+        "config key 'preprocess.video_stored_frames' = {} is too small for a clip of video_frames = {} "
+        "at video_frame_stride = {}: it needs at least {} stored frames", video_stored_frames,
+        video_frames, video_frame_stride, span));
+  }
 }
 
 }  // namespace m3ret::data

@@ -4,8 +4,12 @@
 //   xray, ultrasound, other 2D : uint8 [1, 1, S, S]        S = image_size
 //                                ([3, 1, S, S] for those in rgb_modalities:
 //                                RGB kept, grey replicated)
-//   endoscopy (video or still) : uint8 [3, F, S, S]        F = video_frames
-//                                (a still image is repeated F times)
+//   endoscopy video            : uint8 [3, T, S, S]        T = video_frames: a clip of
+//                                T frames at stride video_frame_stride out of the
+//                                F = video_stored_frames frames sampled uniformly
+//                                in time (the centre clip; shards store all F,
+//                                see stored_video below)
+//   endoscopy still image      : uint8 [3, T, S, S]        (repeated T times)
 //   ct, mri                    : uint8 [1, D, V, V]        D = volume_slices, V = volume_size
 // 2D images and video frames: aspect ratio kept, then padded to S x S
 // (resize = "pad") or the centre square cropped (resize = "crop").
@@ -30,11 +34,16 @@ namespace m3ret::data {
 // slices is 2^29 voxels; 200000 frames are 1 h 51 min at 30 frames/s.
 inline constexpr int64_t kDefaultMaxInputPixels = int64_t{1} << 29;
 inline constexpr int64_t kDefaultMaxVideoFrames = 200000;
+// The cap on preprocess.video_stored_frames: frames stored per video at shard
+// time (256 RGB frames of 224 x 224 are 38.5 MB per video before deflate).
+inline constexpr int64_t kMaxStoredVideoFrames = 256;
 
 struct PreprocessConfig {
   int64_t image_size = 64;      // S: side of 2D images and video frames (pixels)
   std::string resize = "pad";   // "pad": keep aspect + zero-pad; "crop": centre crop
-  int64_t video_frames = 8;     // F: frames sampled uniformly over a clip
+  int64_t video_frames = 8;     // T: frames of a clip (what the model sees)
+  int64_t video_frame_stride = 2;   // s: stored frames between two frames of a clip
+  int64_t video_stored_frames = 32; // F: frames stored per video, uniform in time
   int64_t volume_size = 64;     // V: in-plane side of CT/MRI volumes (H = W)
   int64_t volume_slices = 16;   // D: slices of CT/MRI volumes
   std::vector<double> ct_window = {-1000.0, 1000.0};  // HU mapped to [0, 255]
@@ -45,6 +54,10 @@ struct PreprocessConfig {
   int64_t max_video_frames = kDefaultMaxVideoFrames;  // per video
   int64_t decode_timeout_s = 120;   // DICOM decoding runs in a child process: its time limit
   int64_t decode_memory_mb = 8192;  // and its memory limit
+  // Not a config key: true makes the endoscopy pipeline return all F stored
+  // frames of a video ([3, F, S, S], what the sharder stores) instead of its
+  // centre clip. The sharder sets it; everything else sees clips.
+  bool stored_video = false;
 
   template <class V>
   void visit(V& v) {
@@ -52,8 +65,16 @@ struct PreprocessConfig {
       config::Range{8, 4096});
     v("resize", resize, "2D resize rule: keep aspect and pad, or centre crop",
       config::OneOf{{"pad", "crop"}});
-    v("video_frames", video_frames, "frames F sampled uniformly over a video",
-      config::Range{1, 1024});
+    v("video_frames", video_frames,
+      "frames T of a video clip (a new clip of the stored frames each time training draws the "
+      "video; the centre clip for embedding)",
+      config::Range{1, kMaxStoredVideoFrames});
+    v("video_frame_stride", video_frame_stride,
+      "stride between the frames of a clip, in stored frames", config::Range{1, kMaxStoredVideoFrames});
+    v("video_stored_frames", video_stored_frames,
+      "frames F stored per video at shard time, sampled uniformly in time over the whole video "
+      "(at least (video_frames - 1) * video_frame_stride + 1)",
+      config::Range{1, kMaxStoredVideoFrames});
     v("volume_size", volume_size, "in-plane side V of CT/MRI volumes (voxels)",
       config::Range{8, 2048});
     v("volume_slices", volume_slices, "slices D of CT/MRI volumes", config::Range{1, 2048});
@@ -81,7 +102,8 @@ struct PreprocessConfig {
       config::Range{64, 1e7});
   }
   // Throws config::Error naming the key: window/percentile pairs must have 2
-  // increasing values, ct_spacing 3 values, rgb_modalities only 2D modalities.
+  // increasing values, ct_spacing 3 values, rgb_modalities only 2D modalities,
+  // video_stored_frames >= (video_frames - 1) * video_frame_stride + 1.
   void validate() const;
 };
 

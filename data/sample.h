@@ -36,4 +36,18 @@ struct Sample {
   int64_t numel() const { return C * T * H * W; }
 };
 
+// Clips of a stored video (docs/data.md, "Video clips"): a video is stored as
+// F frames [C, F, H, W]; a clip is T of them at a stride s, frames
+// start, start + s, ..., start + (T - 1) s.
+// Number of valid starts, F - (T - 1) s; throws m3ret::Error naming the
+// numbers when the clip does not fit (F < (T - 1) s + 1) or one is < 1.
+int64_t clip_starts(int64_t stored_frames, int64_t frames, int64_t stride);
+// The start of the fixed centre clip: (clip_starts - 1) / 2.
+int64_t centre_clip_start(int64_t stored_frames, int64_t frames, int64_t stride);
+// Copies the clip [C, T, plane] starting at stored frame `start` out of the
+// stored frames [C, F, plane] (plane = H * W bytes). Throws m3ret::Error when
+// the clip runs past the stored frames.
+void copy_clip(const uint8_t* stored, int64_t C, int64_t stored_frames, int64_t plane,
+               int64_t start, int64_t frames, int64_t stride, uint8_t* out);
+
 }  // namespace m3ret::data

@@ -11,6 +11,8 @@ Loader::Loader(const ShardSet& shards, DistributedSampler sampler, LoaderConfig 
     : shards_(shards),
       cfg_(std::move(cfg)),
       transform_(std::move(transform)),
+      seed_(sampler.seed()),
+      rank_(sampler.rank()),
       sampler_(std::move(sampler)) {
   if (cfg_.workers < 1) throw Error(fmt::format("loader.workers must be >= 1 (got {})", cfg_.workers));
   if (cfg_.prefetch < 1) {
@@ -52,9 +54,12 @@ LoadedBatch Loader::load(const DistributedSampler::Batch& b) const {
   out.W = info.W;
   const int64_t numel = info.C * info.T * info.H * info.W;
   out.pixels.resize(static_cast<size_t>(out.B * numel));
+  out.clip_starts.assign(static_cast<size_t>(out.B), 0);
+  const int64_t starts = info.clip_starts();
   for (int64_t i = 0; i < out.B; ++i) {
-    shards_.read_pixels(b.modality, b.indices[static_cast<size_t>(i)],
-                        out.pixels.data() + i * numel);
+    if (starts > 1) out.clip_starts[size_t(i)] = clip_start(seed_, b.step, rank_ * out.B + i, starts);
+    shards_.read_clip(b.modality, b.indices[static_cast<size_t>(i)], out.clip_starts[size_t(i)],
+                      out.pixels.data() + i * numel);
   }
   return out;
 }

@@ -9,6 +9,9 @@
 // on every later call); the workers stop. The destructor stops and joins the
 // workers (also on the error path).
 //
+// Videos: every sample of a batch is a clip drawn for this step (a new random
+// start each time the sampler draws the video; ModalityInfo::clip_starts).
+//
 // Thread safety: next()/position() are called from one thread (the trainer).
 // The ShardSet must outlive the Loader.
 #pragma once
@@ -54,7 +57,10 @@ struct LoadedBatch {
   std::string modality;
   int64_t epoch = 0;
   std::vector<int64_t> indices;  // [B] indices into the ShardSet's modality
-  std::vector<uint8_t> pixels;   // [B, C, T, H, W], C as stored (1 or 3)
+  // [B] the stored frame each sample's clip starts at: for videos a new clip
+  // per step (clip_start(seed, step, rank * B + i), sampler.h); 0 otherwise.
+  std::vector<int64_t> clip_starts;
+  std::vector<uint8_t> pixels;   // [B, C, T, H, W], C as stored (1 or 3), T = clip frames
   int64_t B = 0, C = 0, T = 0, H = 0, W = 0;
   // What a BatchTransform made of the batch for its consumer (the trainer
   // stores its ready tensors here: trainer/batch_transform.h); the loader
@@ -96,6 +102,8 @@ class Loader {
   const ShardSet& shards_;
   const LoaderConfig cfg_;
   const BatchTransform transform_;
+  const uint64_t seed_;  // the sampler's: clip starts
+  const int rank_;
 
   mutable std::mutex mu_;
   // Guarded by mu_.

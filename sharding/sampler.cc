@@ -38,6 +38,14 @@ double unit(uint64_t bits) { return static_cast<double>(bits >> 11) * 0x1.0p-53;
 
 }  // namespace
 
+int64_t clip_start(uint64_t seed, int64_t step, int64_t global_index, int64_t starts) {
+  M3RET_CHECK(starts >= 1, "clip_start: {} starts", starts);
+  constexpr uint64_t kClipStream = 0x636c6970;  // "clip"
+  std::mt19937_64 rng(mix(mix(mix(seed ^ kClipStream) ^ static_cast<uint64_t>(step)) ^
+                          static_cast<uint64_t>(global_index)));
+  return static_cast<int64_t>(below(rng, static_cast<uint64_t>(starts)));
+}
+
 std::map<std::string, double> mixing_weights(const std::map<std::string, int64_t>& sizes,
                                              const MixingConfig& mixing) {
   if (mixing.mode == "temperature" && !(mixing.temperature > 0)) {

@@ -37,6 +37,13 @@ struct MixingConfig {
 std::map<std::string, double> mixing_weights(const std::map<std::string, int64_t>& pool_sizes,
                                              const MixingConfig& mixing);
 
+// The clip a video sample takes when step `step` draws it: a start in
+// [0, starts), uniform, a pure function of (seed, step, global_index) where
+// global_index = rank * per_rank_batch + position in the rank's batch (as the
+// trainer's per-sample augmentation seeds), so it is the same on any number
+// of ranks, workers or resumes, and differs from step to step. starts >= 1.
+int64_t clip_start(uint64_t seed, int64_t step, int64_t global_index, int64_t starts);
+
 class DistributedSampler {
  public:
   struct Batch {
@@ -58,6 +65,8 @@ class DistributedSampler {
   void set_position(int64_t step);
 
   int64_t per_rank_batch() const { return batch_; }
+  uint64_t seed() const { return seed_; }
+  int rank() const { return rank_; }
   int64_t global_batch() const { return batch_ * world_; }
   const std::map<std::string, double>& weights() const { return weights_; }
   // Modality drawn at `step` (pure function of seed and step).

@@ -30,9 +30,9 @@ ShardMetadata read_shard_metadata(const std::filesystem::path& path) {
                             kShardFormat));
   }
   auto version = h5::read_int_attr(f, "format_version", path);
-  if (version.size() != 1 || version[0] != kShardFormatVersion) {
-    throw Error(fmt::format("{}: unsupported format_version (this build reads {})",
-                            path.string(), kShardFormatVersion));
+  if (version.size() != 1) throw Error(fmt::format("{}: attribute 'format_version' needs 1 value", path.string()));
+  if (version[0] != kShardFormatVersion) {
+    throw Error(outdated_shards_message(path, version[0], kShardFormatVersion));
   }
   m.modality = h5::read_string_attr(f, "modality", path);
   auto shape = h5::read_int_attr(f, "shape", path);
@@ -41,6 +41,14 @@ ShardMetadata read_shard_metadata(const std::filesystem::path& path) {
   m.T = shape[1];
   m.H = shape[2];
   m.W = shape[3];
+  auto clip = h5::read_int_attr(f, "clip", path);
+  if (clip.size() != 2) throw Error(fmt::format("{}: attribute 'clip' needs 2 values", path.string()));
+  m.clip_frames = clip[0];
+  m.clip_stride = clip[1];
+  if (m.T > 0 && (m.clip_frames < 1 || m.clip_stride < 1 || (m.clip_frames - 1) * m.clip_stride + 1 > m.T)) {
+    throw Error(fmt::format("{}: attribute 'clip' = [{}, {}] does not fit the {} stored frames", path.string(),
+                            m.clip_frames, m.clip_stride, m.T));
+  }
   m.compression = h5::read_int_attr(f, "compression", path).at(0);
   m.first_row = h5::read_int_attr(f, "first_row", path).at(0);
   m.rows = h5::read_int_attr(f, "rows", path).at(0);
@@ -92,6 +100,15 @@ ShardMetadata read_shard_metadata(const std::filesystem::path& path) {
                               std::move(splits[i]), std::move(sources[i])};
   }
   return m;
+}
+
+std::string outdated_shards_message(const std::filesystem::path& file, int64_t version,
+                                    int64_t current) {
+  const char* rel = version < current ? "an older" : "a newer";
+  return fmt::format("{}: written by {} m3ret (format_version {}, this build reads {}); run "
+                     "`m3ret shard --manifest MANIFEST.csv --out SHARDS` again with the manifest and "
+                     "folder it was made from to rewrite the shards",
+                     file.string(), rel, version, current);
 }
 
 uint32_t chunk_crc(const uint8_t* data, size_t size) {

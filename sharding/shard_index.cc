@@ -17,7 +17,8 @@ void to_json(nlohmann::json& j, const ShardEntry& e) {
   j = nlohmann::json{{"file", e.file},         {"modality", e.modality},
                      {"shard", e.shard},       {"count", e.count},
                      {"rows", e.rows},         {"first_row", e.first_row},
-                     {"shape", e.shape},       {"checksum", e.checksum},
+                     {"shape", e.shape},       {"clip", e.clip},
+                     {"checksum", e.checksum},
                      {"labels", e.labels},     {"rejected_sources", e.rejected_sources},
                      {"rejected_reasons", e.rejected_reasons}};
 }
@@ -30,6 +31,7 @@ void from_json(const nlohmann::json& j, ShardEntry& e) {
   j.at("rows").get_to(e.rows);
   j.at("first_row").get_to(e.first_row);
   j.at("shape").get_to(e.shape);
+  j.at("clip").get_to(e.clip);
   j.at("checksum").get_to(e.checksum);
   j.at("labels").get_to(e.labels);
   j.at("rejected_sources").get_to(e.rejected_sources);
@@ -52,6 +54,7 @@ ShardEntry describe_shard(const std::filesystem::path& dir, const std::string& f
   e.rows = md.rows;
   e.first_row = md.first_row;
   e.shape = {md.C, md.T, md.H, md.W};
+  e.clip = {md.clip_frames, md.clip_stride};
   e.checksum = fs::checksum_file(dir / file);
   std::set<std::string> labels;
   for (const auto& s : md.samples) labels.insert(s.labels.begin(), s.labels.end());
@@ -79,17 +82,19 @@ nlohmann::json build_index(std::vector<ShardEntry> entries, const nlohmann::json
   for (const auto& e : entries) {
     auto& jm = mods[e.modality];
     if (jm.is_null()) {
-      jm = {{"shape", std::vector<int64_t>{0, 0, 0, 0}}, {"count", 0}, {"rejected", 0},
-            {"shards", nlohmann::json::array()}};
+      jm = {{"shape", std::vector<int64_t>{0, 0, 0, 0}}, {"clip", std::vector<int64_t>{0, 1}},
+            {"count", 0}, {"rejected", 0}, {"shards", nlohmann::json::array()}};
     }
     if (e.count > 0) {
       auto shape = jm["shape"].get<std::vector<int64_t>>();
       if (shape == std::vector<int64_t>{0, 0, 0, 0}) {
         jm["shape"] = e.shape;
-      } else if (shape != e.shape) {
-        throw Error(fmt::format("{}: '{}' samples of shape [{}] but earlier shards hold [{}]",
-                                e.file, e.modality, fmt::join(e.shape, ", "),
-                                fmt::join(shape, ", ")));
+        jm["clip"] = e.clip;
+      } else if (shape != e.shape || jm["clip"].get<std::vector<int64_t>>() != e.clip) {
+        throw Error(fmt::format("{}: '{}' samples of shape [{}], clip [{}] but earlier shards hold [{}], "
+                                "clip [{}]", e.file, e.modality, fmt::join(e.shape, ", "),
+                                fmt::join(e.clip, ", "), fmt::join(shape, ", "),
+                                fmt::join(jm["clip"].get<std::vector<int64_t>>(), ", ")));
       }
     }
     jm["count"] = jm["count"].get<int64_t>() + e.count;

@@ -1,4 +1,4 @@
-// SHARDS/index.json ("m3ret-shards", version 1; docs/formats.md): what the
+// SHARDS/index.json ("m3ret-shards", version 2; docs/formats.md): what the
 // sharder writes after all ranks finished, and ShardSet::open reads.
 #pragma once
 
@@ -19,7 +19,8 @@ struct ShardEntry {
   int64_t count = 0;      // samples
   int64_t rows = 0;       // manifest rows covered
   int64_t first_row = 0;
-  std::vector<int64_t> shape;  // C, T, H, W ([0,0,0,0] when count == 0)
+  std::vector<int64_t> shape;  // C, T, H, W as stored ([0,0,0,0] when count == 0)
+  std::vector<int64_t> clip;   // frames, stride of a read (attribute `clip`)
   std::string checksum;   // fs::checksum_file
   std::vector<std::string> labels;  // distinct labels in the shard, sorted
   std::vector<std::string> rejected_sources, rejected_reasons;
@@ -32,8 +33,8 @@ void from_json(const nlohmann::json& j, ShardEntry& e);
 ShardEntry describe_shard(const std::filesystem::path& dir, const std::string& file);
 
 // Builds the index document from the entries (any order: sorted here by
-// modality order, then shard number). Throws m3ret::Error when the shapes of
-// one modality differ. `extra` keys (manifest, preprocess, shard config) are
+// modality order, then shard number). Throws m3ret::Error when the shapes or
+// clips of one modality differ. `extra` keys (manifest, preprocess, shard config) are
 // copied into the document.
 nlohmann::json build_index(std::vector<ShardEntry> entries, const nlohmann::json& extra);
 

@@ -24,6 +24,16 @@ bool ShardSet::has(const std::string& modality) const {
   return false;
 }
 
+void ShardSet::read_clip(const std::string& modality, int64_t index, int64_t start,
+                         uint8_t* out) const {
+  const ModalityInfo& mi = info(modality);
+  if (start != 0 || mi.clip_starts() != 1) {
+    throw Error(fmt::format("clip start {} of '{}' sample {}: this set has {} start(s)", start,
+                            modality, index, mi.clip_starts()));
+  }
+  read_pixels(modality, index, out);
+}
+
 data::Sample ShardSet::read(const std::string& modality, int64_t index) const {
   const ModalityInfo& mi = info(modality);
   const SampleMeta& m = meta(modality, index);
@@ -83,7 +93,11 @@ class Hdf5ShardSet : public ShardSet {
     check_index(m, index);
     return m.samples[static_cast<size_t>(index)];
   }
-  void read_pixels(const std::string& modality, int64_t index, uint8_t* out) const override;
+  void read_pixels(const std::string& modality, int64_t index, uint8_t* out) const override {
+    read_clip(modality, index, info(modality).centre_start(), out);
+  }
+  void read_clip(const std::string& modality, int64_t index, int64_t start,
+                 uint8_t* out) const override;
   // Throws when the stored chunk of sample `row` does not match its recorded checksum.
   void verify(const Shard& shard, hsize_t row, const uint8_t* stored, size_t bytes) const;
   const std::vector<std::string>& label_vocabulary() const override { return vocabulary_; }
@@ -102,6 +116,8 @@ class Hdf5ShardSet : public ShardSet {
                               dir_.string(), index, m.info.name, m.info.count));
     }
   }
+  // All stored frames of a sample: out must hold C * stored_T * H * W bytes.
+  void read_stored(const Modality& m, int64_t index, uint8_t* out) const;
   // Lock held. Returns the open shard, opening it (and closing the least
   // recently used one beyond kMaxOpen) as needed.
   OpenShard& open_shard(const Shard& shard) const;
@@ -137,9 +153,8 @@ Hdf5ShardSet::Hdf5ShardSet(const std::filesystem::path& dir) : dir_(dir) {
                               j.value("format", ""), kIndexFormat));
     }
     if (j.value("format_version", int64_t{-1}) != kIndexFormatVersion) {
-      throw Error(fmt::format("{}: format_version {} is not supported (this build reads {})",
-                              index_path.string(), j.value("format_version", int64_t{-1}),
-                              kIndexFormatVersion));
+      throw Error(outdated_shards_message(index_path, j.value("format_version", int64_t{-1}),
+                                          kIndexFormatVersion));
     }
     vocabulary_ = j.at("label_vocabulary").get<std::vector<std::string>>();
     const auto& mods = j.at("modalities");
@@ -152,8 +167,14 @@ Hdf5ShardSet::Hdf5ShardSet(const std::filesystem::path& dir) : dir_(dir) {
       if (shape.size() != 4) {
         throw Error(fmt::format("{}: modality '{}' shape needs 4 values", index_path.string(), name));
       }
+      auto clip = jm.at("clip").get<std::vector<int64_t>>();
+      if (clip.size() != 2) {
+        throw Error(fmt::format("{}: modality '{}' clip needs 2 values", index_path.string(), name));
+      }
       m.info.C = shape[0];
-      m.info.T = shape[1];
+      m.info.stored_T = shape[1];
+      m.info.T = clip[0];
+      m.info.stride = clip[1];
       m.info.H = shape[2];
       m.info.W = shape[3];
       int64_t listed = jm.at("count").get<int64_t>();
@@ -167,10 +188,12 @@ Hdf5ShardSet::Hdf5ShardSet(const std::filesystem::path& dir) : dir_(dir) {
                                   s.path.string(), md.count, md.modality, count, name));
         }
         if (count == 0) continue;
-        if (md.C != m.info.C || md.T != m.info.T || md.H != m.info.H || md.W != m.info.W) {
-          throw Error(fmt::format("{}: sample shape [{}, {}, {}, {}] differs from index.json's "
-                                  "[{}, {}, {}, {}]", s.path.string(), md.C, md.T, md.H, md.W,
-                                  m.info.C, m.info.T, m.info.H, m.info.W));
+        if (md.C != m.info.C || md.T != m.info.stored_T || md.H != m.info.H || md.W != m.info.W ||
+            md.clip_frames != m.info.T || md.clip_stride != m.info.stride) {
+          throw Error(fmt::format("{}: sample shape [{}, {}, {}, {}], clip [{}, {}] differs from "
+                                  "index.json's [{}, {}, {}, {}], clip [{}, {}]", s.path.string(), md.C,
+                                  md.T, md.H, md.W, md.clip_frames, md.clip_stride, m.info.C,
+                                  m.info.stored_T, m.info.H, m.info.W, m.info.T, m.info.stride));
         }
         s.begin = static_cast<int64_t>(m.samples.size());
         s.count = count;
@@ -185,6 +208,10 @@ Hdf5ShardSet::Hdf5ShardSet(const std::filesystem::path& dir) : dir_(dir) {
                                 index_path.string(), name, listed, m.info.count));
       }
       if (m.info.count == 0) continue;
+      if (m.info.T < 1 || m.info.stride < 1 || m.info.clip_starts() < 1) {
+        throw Error(fmt::format("{}: modality '{}' clip [{}, {}] does not fit its {} stored frames",
+                                index_path.string(), name, m.info.T, m.info.stride, m.info.stored_T));
+      }
       infos_.push_back(m.info);
       by_name_.emplace(name, std::move(m));
     }
@@ -235,14 +262,27 @@ OpenShard& Hdf5ShardSet::open_shard(const Shard& shard) const {
   return open_.emplace(key, std::move(os)).first->second;
 }
 
-void Hdf5ShardSet::read_pixels(const std::string& modality, int64_t index, uint8_t* out) const {
+void Hdf5ShardSet::read_clip(const std::string& modality, int64_t index, int64_t start,
+                             uint8_t* out) const {
   const Modality& m = find(modality);
   check_index(m, index);
+  const ModalityInfo& mi = m.info;
+  if (start < 0 || start >= mi.clip_starts()) {
+    throw Error(fmt::format("{}: clip start {} of '{}' sample {} is outside [0, {})", dir_.string(),
+                            start, modality, index, mi.clip_starts()));
+  }
+  if (mi.stored_T == mi.T) return read_stored(m, index, out);
+  std::vector<uint8_t> stored(static_cast<size_t>(mi.C * mi.stored_T * mi.H * mi.W));
+  read_stored(m, index, stored.data());
+  data::copy_clip(stored.data(), mi.C, mi.stored_T, mi.H * mi.W, start, mi.T, mi.stride, out);
+}
+
+void Hdf5ShardSet::read_stored(const Modality& m, int64_t index, uint8_t* out) const {
   auto it = std::upper_bound(m.shards.begin(), m.shards.end(), index,
                              [](int64_t i, const Shard& s) { return i < s.begin; });
   const Shard& shard = *std::prev(it);
   const hsize_t row = static_cast<hsize_t>(index - shard.begin);
-  const size_t numel = static_cast<size_t>(m.info.C * m.info.T * m.info.H * m.info.W);
+  const size_t numel = static_cast<size_t>(m.info.C * m.info.stored_T * m.info.H * m.info.W);
 
   std::vector<uint8_t> compressed;
   {
@@ -258,7 +298,7 @@ void Hdf5ShardSet::read_pixels(const std::string& modality, int64_t index, uint8
       h5::check_status(H5Dread_chunk(os.pixels.get(), H5P_DEFAULT, offset, &mask, compressed.data()),
                        fmt::format("read the chunk of sample {}", row), shard.path);
       verify(shard, row, compressed.data(), compressed.size());
-      hsize_t count[5] = {1, hsize_t(m.info.C), hsize_t(m.info.T), hsize_t(m.info.H),
+      hsize_t count[5] = {1, hsize_t(m.info.C), hsize_t(m.info.stored_T), hsize_t(m.info.H),
                           hsize_t(m.info.W)};
       h5::Handle fspace = h5::check(H5Dget_space(os.pixels.get()), "read pixels", shard.path);
       h5::check_status(H5Sselect_hyperslab(fspace.get(), H5S_SELECT_SET, offset, nullptr, count,

@@ -4,7 +4,9 @@
 // Samples are addressed per modality by an index in [0, size(modality)), in
 // index.json order (shard by shard, row by row), which does not depend on the
 // number of ranks that wrote the shards. All samples of one modality have the
-// same shape [C, T, H, W].
+// same shape [C, T, H, W]. Videos are stored as more frames (stored_T) than a
+// read returns: a read gives a clip of T frames at `stride` of them, the fixed
+// centre clip (read_pixels) or one starting at a given frame (read_clip).
 //
 // Thread safety: read() may be called from several threads at once (HDF5
 // calls are serialised internally; inflating and copying happen outside the
@@ -32,7 +34,12 @@ struct SampleMeta {
 struct ModalityInfo {
   std::string name;
   int64_t count = 0;
-  int64_t C = 0, T = 0, H = 0, W = 0;  // shape of every sample
+  int64_t C = 0, T = 0, H = 0, W = 0;  // shape of every sample as read (T = clip frames)
+  int64_t stored_T = 0;  // frames stored per sample (0 or T for anything but video)
+  int64_t stride = 1;    // stored frames between two frames of a clip
+  // Valid clip starts, stored_T - (T - 1) * stride (1: no choice).
+  int64_t clip_starts() const { return (stored_T > 0 ? stored_T : T) - (T - 1) * stride; }
+  int64_t centre_start() const { return (clip_starts() - 1) / 2; }
 };
 
 class ShardSet {
@@ -49,9 +56,15 @@ class ShardSet {
 
   // Metadata of sample `index` of `modality` (kept in memory: cheap).
   virtual const SampleMeta& meta(const std::string& modality, int64_t index) const = 0;
-  // Pixels of one sample: out must hold C*T*H*W bytes.
+  // Pixels of one sample, its centre clip for a video (fixed: what embedding
+  // uses): out must hold C*T*H*W bytes.
   virtual void read_pixels(const std::string& modality, int64_t index, uint8_t* out) const = 0;
-  // Whole sample (pixels + metadata).
+  // The clip of T frames at `stride` starting at stored frame `start`, in
+  // [0, clip_starts()) (throws m3ret::Error outside it). This default serves
+  // sets without a choice of clip (clip_starts() == 1) through read_pixels.
+  virtual void read_clip(const std::string& modality, int64_t index, int64_t start,
+                         uint8_t* out) const;
+  // Whole sample (pixels + metadata; the centre clip of a video).
   data::Sample read(const std::string& modality, int64_t index) const;
 
   // Sorted label vocabulary over all modalities (from index.json).

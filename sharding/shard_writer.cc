@@ -22,6 +22,10 @@ ShardWriter::ShardWriter(std::filesystem::path path, ShardHeader header)
                             header_.compression));
   }
   if (header_.modality.empty()) throw Error(fmt::format("{}: empty modality", path_.string()));
+  if (header_.clip_frames < 0 || header_.clip_stride < 1) {
+    throw Error(fmt::format("{}: bad clip [{}, {}]", path_.string(), header_.clip_frames,
+                            header_.clip_stride));
+  }
   if (path_.has_parent_path()) std::filesystem::create_directories(path_.parent_path());
   tmp_ = fs::temp_sibling(path_);
   Hdf5Lock lock;
@@ -120,6 +124,10 @@ void ShardWriter::append(EncodedSample&& s) {
   const uint32_t crc = chunk_crc(s.chunk.data(), s.chunk.size());  // outside the HDF5 lock
   Hdf5Lock lock;
   if (pixels_ < 0) {
+    if ((header_.clip_frames - 1) * header_.clip_stride + 1 > s.T) {
+      throw Error(fmt::format("{}: sample '{}' has {} frames, fewer than a clip of {} at stride {} needs",
+                              path_.string(), s.meta.id, s.T, header_.clip_frames, header_.clip_stride));
+    }
     create_pixels(s.C, s.T, s.H, s.W);
   } else if (s.C != C_ || s.T != T_ || s.H != H_ || s.W != W_) {
     throw Error(fmt::format("{}: sample '{}' has shape [{}, {}, {}, {}], the shard holds [{}, {}, "
@@ -163,6 +171,9 @@ void ShardWriter::commit() {
     h5::write_int_attr(file_, "format_version", {kShardFormatVersion}, tmp_);
     h5::write_string_attr(file_, "modality", header_.modality, tmp_);
     h5::write_int_attr(file_, "shape", {C_, T_, H_, W_}, tmp_);
+    const bool whole = header_.clip_frames == 0;
+    h5::write_int_attr(file_, "clip", {whole ? T_ : header_.clip_frames, whole ? 1 : header_.clip_stride},
+                       tmp_);
     h5::write_int_attr(file_, "compression", {header_.compression}, tmp_);
     h5::write_int_attr(file_, "first_row", {header_.first_row}, tmp_);
     h5::write_int_attr(file_, "rows", {rows}, tmp_);

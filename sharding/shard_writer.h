@@ -36,6 +36,10 @@ struct ShardHeader {
   int64_t first_row = 0;    // see shard_format.h
   int64_t rows = 0;         // manifest rows covered; 0 = "count of samples + rejects"
   std::string key;          // input fingerprint (free text)
+  // The clip a read returns (attribute `clip`): clip_frames frames at
+  // clip_stride out of the stored T; 0 = all T frames (stride 1).
+  int64_t clip_frames = 0;
+  int64_t clip_stride = 1;
 };
 
 class ShardWriter {
@@ -52,7 +56,8 @@ class ShardWriter {
   static EncodedSample encode(const data::Sample& sample, int compression);
 
   // Appends a sample. All samples must have the writer's modality, the same
-  // shape, and be encoded at the writer's compression level (throws otherwise).
+  // shape, be encoded at the writer's compression level and hold enough
+  // frames for the header's clip (throws otherwise).
   void append(const data::Sample& sample);
   void append(EncodedSample&& sample);
   // Records an input refused for this shard (stored in the file).

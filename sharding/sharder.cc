@@ -214,6 +214,18 @@ void remove_orphan_shards(const std::filesystem::path& out_dir, const std::vecto
   }
 }
 
+// A shard's header: its rows, and the clip its reads return (endoscopy: the
+// [preprocess] clip out of the stored frames; anything else: all of T).
+ShardHeader shard_header(const Job& job, const data::PreprocessConfig& pp, int compression,
+                         const std::string& key) {
+  ShardHeader h{job.modality, compression, job.first_row, int64_t(job.rows.size()), key};
+  if (job.modality == "endoscopy") {
+    h.clip_frames = pp.video_frames;
+    h.clip_stride = pp.video_frame_stride;
+  }
+  return h;
+}
+
 std::string csv_field(const std::string& s) {
   if (s.find_first_of(",\"\n\r") == std::string::npos) return s;
   std::string out = "\"";
@@ -234,7 +246,7 @@ int64_t rows_per_shard(const std::string& modality, const ShardConfig& cfg,
   if (modality == "ct" || modality == "mri") {
     bytes = pp.volume_slices * pp.volume_size * pp.volume_size;
   } else if (modality == "endoscopy") {
-    bytes = 3 * pp.video_frames * pp.image_size * pp.image_size;
+    bytes = 3 * pp.video_stored_frames * pp.image_size * pp.image_size;  // as stored
   } else {
     const auto& rgb = pp.rgb_modalities;
     const int64_t c = std::find(rgb.begin(), rgb.end(), modality) != rgb.end() ? 3 : 1;
@@ -261,6 +273,8 @@ ShardSummary shard_dataset(const std::filesystem::path& manifest_arg,
   const int compression = static_cast<int>(cfg.compression);
   const nlohmann::json pp_json = to_json_config(preprocess);
   const std::string pp_text = pp_json.dump();
+  data::PreprocessConfig stored = preprocess;  // videos: all stored frames, not a clip
+  stored.stored_video = true;
 
   // Every rank reads the manifest (cheap) and derives the same job list.
   std::vector<data::ManifestRow> rows;
@@ -324,9 +338,8 @@ ShardSummary shard_dataset(const std::filesystem::path& manifest_arg,
         ++skipped;
         progress.add(int64_t(job.rows.size()));
       } else {
-        ShardWriter writer(path, ShardHeader{job.modality, compression, job.first_row,
-                                             int64_t(job.rows.size()), key});
-        write_shard(job, manifest_dir, preprocess, compression, cfg.threads, writer, progress);
+        ShardWriter writer(path, shard_header(job, preprocess, compression, key));
+        write_shard(job, manifest_dir, stored, compression, cfg.threads, writer, progress);
         writer.commit();
         ++written;
       }

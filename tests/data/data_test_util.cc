@@ -156,6 +156,10 @@ PreprocessConfig small_cfg() {
   cfg.volume_size = 16;
   cfg.volume_slices = 8;
   cfg.video_frames = 4;
+  // Clip = all 4 stored frames, so a video reads as its 4 uniformly sampled
+  // frames (the clip tests set their own stored frames and stride).
+  cfg.video_stored_frames = 4;
+  cfg.video_frame_stride = 1;
   cfg.ct_spacing = {2.0, 2.0, 2.0};
   return cfg;
 }

@@ -244,6 +244,7 @@ TEST(ShardFormat, ReadableByH5py) {
     fs::write_atomic(dir / "expected.bin", expected);
     nlohmann::json want = {{"N", 3},
                            {"shape", {3, 2, 8, 6}},
+                           {"clip", {2, 1}},  // all stored frames, stride 1
                            {"compression", level},
                            {"modality", "endoscopy"},
                            {"ids", {xs[0].id, xs[1].id, xs[2].id}},
