@@ -26,7 +26,7 @@ const std::vector<std::string> kModalities = {"ct", "xray", "ultrasound", "endos
 // Index = seed component of a class: append only.
 const std::vector<std::string> kClasses = {"normal",    "nodule",    "cyst",  "mass",
                                            "stripes-h", "stripes-v", "checker", "rings",
-                                           "spokes",    "dots"};
+                                           "spokes",    "dots",      "stripes", "blobs"};
 
 const char* extension(const std::string& modality) {
   if (modality == "ct" || modality == "mri") return ".nii.gz";
@@ -89,10 +89,18 @@ void SynthConfig::validate() const {
   if (modalities.empty()) throw config::Error("config key 'synth.modalities' is empty");
   for (const auto& [key, range] : {std::pair<const char*, const std::vector<double>*>{
                                        "synth.lesion_diameter", &lesion_diameter},
-                                   {"synth.pattern_period", &pattern_period}})
+                                   {"synth.pattern_period", &pattern_period},
+                                   {"synth.pattern_tilt", &pattern_tilt}})
     if (range->size() != 2 || (*range)[0] > (*range)[1])
       throw config::Error(fmt::format("config key '{}' must be [lo, hi] with lo <= hi, got [{}]",
                                       key, fmt::join(*range, ", ")));
+  const bool both_stripes = std::count(classes.begin(), classes.end(), "stripes-h") &&
+                            std::count(classes.begin(), classes.end(), "stripes-v");
+  if (both_stripes && pattern_tilt[1] - pattern_tilt[0] >= 90)
+    throw config::Error(fmt::format(
+        "config key 'synth.pattern_tilt': [{}] spans 90 degrees or more, which turns stripes-h "
+        "into stripes-v; use the class 'stripes' instead of both",
+        fmt::join(pattern_tilt, ", ")));
   if (video_width % 2 || video_height % 2) {
     throw config::Error(fmt::format("config keys 'synth.video_width/video_height' must be even, got {}x{}",
                                     video_width, video_height));
@@ -141,7 +149,8 @@ void synthesize(const SynthConfig& cfg, const stdfs::path& out_dir) {
           finding, patient_rng,
           finding == synth::Finding::pattern ? synth::pattern_of(cls) : synth::Pattern::stripes_h,
           synth::PatternGeometry{cfg.lesion_diameter[0], cfg.lesion_diameter[1],
-                                 cfg.pattern_period[0], cfg.pattern_period[1]});
+                                 cfg.pattern_period[0], cfg.pattern_period[1],
+                                 cfg.pattern_tilt[0], cfg.pattern_tilt[1], cfg.pattern_offset});
       const std::string group = fmt::format("{}-p{:04d}", modality, k);
       for (int64_t s = 0; s < cfg.samples_per_patient; ++s) {
         Job job;

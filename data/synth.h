@@ -4,7 +4,8 @@
 // (default: normal = none, nodule = a bright round blob, cyst = a dark
 // ring-walled sphere, mass = a large irregular lobulated lesion) that is drawn
 // into a synthetic body and then rendered per modality. A second family, the
-// structural classes (stripes-h, stripes-v, checker, rings, spokes, dots),
+// structural classes (stripes-h, stripes-v, checker, rings, spokes, dots,
+// stripes, blobs),
 // differs only in the binary pattern filling one lesion whose size, contrast,
 // colour and mean intensity follow the same distributions for every class (a
 // benchmark that shortcut features cannot solve; see docs/data.md). The two
@@ -47,6 +48,11 @@ struct SynthConfig {
   // each drawn uniformly in [lo, hi], as fractions of the field of view.
   std::vector<double> lesion_diameter = {0.34, 0.46};
   std::vector<double> pattern_period = {0.13, 0.19};
+  // Rotation of the whole pattern, drawn in [lo, hi] degrees, and how far the
+  // pattern's origin (centre of rings and spokes) may lie from the lesion's
+  // centre, as a fraction of its radius.
+  std::vector<double> pattern_tilt = {-15, 15};
+  double pattern_offset = 0;
 
   template <class V>
   void visit(V& v) {
@@ -54,7 +60,7 @@ struct SynthConfig {
       config::Range{0, 9.2e18});
     v("classes", classes,
       "findings, shared across modalities: normal, nodule, cyst, mass, or the structural classes "
-      "stripes-h, stripes-v, checker, rings, spokes, dots (>= 2, one family only)");
+      "stripes-h, stripes-v, checker, rings, spokes, dots, stripes, blobs (>= 2, one family only)");
     v("modalities", modalities, "modalities to write: ct, xray, ultrasound, endoscopy, mri");
     v("patients_per_class", patients_per_class, "patients per class and modality",
       config::Range{1, 100000});
@@ -73,10 +79,18 @@ struct SynthConfig {
     v("pattern_period", pattern_period,
       "structural classes: [lo, hi] pattern period as a fraction of the field of view",
       config::Range{0.02, 0.5});
+    v("pattern_tilt", pattern_tilt,
+      "structural classes: [lo, hi] rotation of the whole pattern (degrees)",
+      config::Range{-360, 360});
+    v("pattern_offset", pattern_offset,
+      "structural classes: the pattern's origin lies within this fraction of the lesion radius "
+      "of the lesion centre",
+      config::Range{0, 0.9});
   }
   // Throws config::Error naming the key for an unknown class or modality, fewer
   // than 2 classes, classes of both families, an odd video size, or a
-  // lesion_diameter / pattern_period that is not [lo, hi] with lo <= hi.
+  // lesion_diameter / pattern_period / pattern_tilt that is not [lo, hi] with
+  // lo <= hi, or a pattern_tilt of 90 degrees or more with stripes-h and stripes-v.
   void validate() const;
 };
 

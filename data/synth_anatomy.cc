@@ -18,8 +18,8 @@ const std::vector<std::string>& clinical_class_names() {
 }
 
 const std::vector<std::string>& structural_class_names() {
-  static const std::vector<std::string> names = {"stripes-h", "stripes-v", "checker",
-                                                 "rings",     "spokes",    "dots"};
+  static const std::vector<std::string> names = {"stripes-h", "stripes-v", "checker", "rings",
+                                                 "spokes",    "dots",      "stripes", "blobs"};
   return names;
 }
 
@@ -51,11 +51,22 @@ Finding finding_of(const std::string& name) {
 // so that blur and resampling mix the two phases equally for every class.
 double pattern_field(const PatternParams& p, double radius, double u0, double v0) {
   const double P = p.period;
+  u0 -= p.origin_u, v0 -= p.origin_v;
   const double ct = std::cos(p.tilt), st = std::sin(p.tilt);
   const double u = ct * u0 - st * v0, v = st * u0 + ct * v0;
   switch (p.kind) {
-    case Pattern::stripes_h: return std::sin(2 * M_PI * v / P + p.phase_v);
+    case Pattern::stripes_h:
+    case Pattern::stripes: return std::sin(2 * M_PI * v / P + p.phase_v);
     case Pattern::stripes_v: return std::sin(2 * M_PI * u / P + p.phase_u);
+    case Pattern::blobs: {  // isotropic: 6 plane waves of period P, directions and phases per patient
+      double f = 0;
+      for (int i = 0; i < 6; ++i) {
+        const double t = p.angle + M_PI * (i + 0.5 * std::sin(p.phase_u * (i + 1))) / 6;
+        const double phase = std::fmod(p.phase_v * (i + 1) * 1.6180339887, 2 * M_PI);
+        f += std::cos(2 * M_PI * (u * std::cos(t) + v * std::sin(t)) / P + phase);
+      }
+      return f;
+    }
     case Pattern::checker:  // squares of side P
       return std::sin(M_PI * u / P + p.phase_u) * std::sin(M_PI * v / P + p.phase_v);
     case Pattern::rings: return std::sin(2 * M_PI * std::hypot(u, v) / P + p.phase_u);
@@ -164,16 +175,21 @@ Anatomy make_patient(Finding f, Rng& rng, Pattern pattern, const PatternGeometry
     case Finding::pattern: {
       // The same draws for every pattern: lesion diameter (default 0.34-0.46
       // of the field of view), period (default 0.26-0.38 of the half-width,
-      // about 8-12 px at 64 px), tilt within +-15 degrees (so that no two
-      // patients' patterns line up pixel for pixel, while stripes-h and
-      // stripes-v stay apart). Coordinates span 2 units: radius = diameter.
+      // about 8-12 px at 64 px), tilt (default within +-15 degrees, so that
+      // no two patients' patterns line up pixel for pixel while stripes-h and
+      // stripes-v stay apart), then the pattern's origin when g.offset > 0.
+      // Coordinates span 2 units: radius = diameter.
       a.lr = rng.uniform(g.diameter_lo, g.diameter_hi);
       a.pattern.kind = pattern;
       a.pattern.period = 2.0 * rng.uniform(g.period_lo, g.period_hi);
       a.pattern.phase_u = rng.uniform(0, 2 * M_PI);
       a.pattern.phase_v = rng.uniform(0, 2 * M_PI);
       a.pattern.angle = rng.uniform(0, 2 * M_PI);
-      a.pattern.tilt = rng.uniform(-15, 15) * M_PI / 180;
+      a.pattern.tilt = rng.uniform(g.tilt_lo, g.tilt_hi) * M_PI / 180;
+      if (g.offset > 0) {  // uniform in the disc of radius offset * lr
+        const double r = g.offset * a.lr * std::sqrt(rng.uniform()), t = rng.uniform(0, 2 * M_PI);
+        a.pattern.origin_u = r * std::cos(t), a.pattern.origin_v = r * std::sin(t);
+      }
       // Beyond the default size, the centre moves inwards by the extra size.
       const double extra = std::max(0.0, g.diameter_hi - 0.46);
       const double side = rng.uniform() < 0.5 ? -1.0 : 1.0;

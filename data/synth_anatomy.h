@@ -28,12 +28,15 @@ enum class Finding { none, nodule, cyst, mass, pattern };
 Finding finding_of(const std::string& class_name);  // throws m3ret::Error for an unknown name
 
 // Structural classes (Finding::pattern).
-enum class Pattern { stripes_h, stripes_v, checker, rings, spokes, dots };
+// stripes: stripes_h's field, named for data whose pattern_tilt spans all
+// orientations; blobs: an isotropic random texture of period P (six plane
+// waves of random direction and phase, thresholded).
+enum class Pattern { stripes_h, stripes_v, checker, rings, spokes, dots, stripes, blobs };
 // Throws m3ret::Error for a name that is not a structural class.
 Pattern pattern_of(const std::string& class_name);
 bool is_structural_class(const std::string& class_name);
 const std::vector<std::string>& clinical_class_names();    // normal, nodule, cyst, mass
-const std::vector<std::string>& structural_class_names();  // stripes-h ... dots
+const std::vector<std::string>& structural_class_names();  // stripes-h ... blobs
 
 // lesion_hi / lesion_lo: the two phases of a structural pattern.
 enum class Tissue { air, soft, lung, bone, core, wall, lesion_hi, lesion_lo };
@@ -45,7 +48,8 @@ struct PatternParams {
   double period = 0.3;            // spatial period (edge density 2/period for every kind)
   double phase_u = 0, phase_v = 0;  // pattern offsets (radians)
   double angle = 0;               // spokes rotation (radians)
-  double tilt = 0;                // small rotation of the whole pattern (radians)
+  double tilt = 0;                // rotation of the whole pattern (radians)
+  double origin_u = 0, origin_v = 0;  // the pattern's origin relative to the lesion centre
   double threshold = 0;           // level splitting the lesion disc 50/50 (set_threshold)
 };
 // The continuous pattern field; the lesion is "hi" where it exceeds p.threshold.
@@ -99,9 +103,14 @@ struct Anatomy {
 // `geometry` sets the ranges of lesion diameter and pattern period (fractions
 // of the field of view); a larger lesion is kept nearer the centre so that it
 // stays inside the body.
+// `tilt_lo`..`tilt_hi` (degrees) rotates the whole pattern; `offset` moves the
+// pattern's origin (the centre of rings and spokes, the phase origin of the
+// others) uniformly within that fraction of the lesion radius of its centre.
 struct PatternGeometry {
   double diameter_lo = 0.34, diameter_hi = 0.46;
   double period_lo = 0.13, period_hi = 0.19;
+  double tilt_lo = -15, tilt_hi = 15;
+  double offset = 0;
 };
 Anatomy make_patient(Finding f, Rng& rng, Pattern pattern = Pattern::stripes_h,
                      const PatternGeometry& geometry = {});

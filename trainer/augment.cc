@@ -61,6 +61,26 @@ torch::Tensor random_flip(const torch::Tensor& x, at::Generator& gen) {
   return uniform(gen, 0, 1) < 0.5 ? x.flip({3}) : x;
 }
 
+torch::Tensor random_rotate(const torch::Tensor& x, double max_degrees, at::Generator& gen) {
+  if (max_degrees <= 0) return x;
+  const double a = uniform(gen, -max_degrees, max_degrees) * M_PI / 180;
+  const int64_t C = x.size(0), T = x.size(1), H = x.size(2), W = x.size(3);
+  // affine_grid works in normalised coordinates: scale by the aspect ratio so
+  // that a non-square view rotates rigidly.
+  const double r = static_cast<double>(H) / static_cast<double>(W);
+  const auto theta = torch::tensor({{std::cos(a), -std::sin(a) * r, 0.0},
+                                    {std::sin(a) / r, std::cos(a), 0.0}},
+                                   x.options().dtype(torch::kFloat32))
+                         .unsqueeze(0);
+  const auto grid = F::affine_grid(theta, {1, C * T, H, W}, /*align_corners=*/false);
+  const auto y = F::grid_sample(x.reshape({1, C * T, H, W}).to(torch::kFloat32), grid,
+                                F::GridSampleFuncOptions()
+                                    .mode(torch::kBilinear)
+                                    .padding_mode(torch::kZeros)
+                                    .align_corners(false));
+  return y.reshape({C, T, H, W}).to(x.dtype());
+}
+
 torch::Tensor intensity_jitter(const torch::Tensor& x, at::Generator& gen, double strength) {
   const double apply = uniform(gen, 0, 1);
   const double b = uniform(gen, 1 - strength, 1 + strength);
@@ -93,11 +113,13 @@ Views multi_crop(const torch::Tensor& batch, const std::vector<uint64_t>& seeds,
     auto x = batch[b];
     for (auto& views : g) {
       auto v = random_resized_crop(x, T, H, W, cfg.global_crop_scale[0], cfg.global_crop_scale[1], gen_g);
+      v = random_rotate(v, cfg.rotation, gen_g);
       views.push_back(intensity_jitter(random_flip(v, gen_g), gen_g));
     }
     for (auto& views : l) {
       auto v = random_resized_crop(x, lsize[0], lsize[1], lsize[2], cfg.local_crop_scale[0],
                                    cfg.local_crop_scale[1], gen_l);
+      v = random_rotate(v, cfg.rotation, gen_l);
       views.push_back(intensity_jitter(random_flip(v, gen_l), gen_l));
     }
   }

@@ -35,6 +35,10 @@ torch::Tensor random_resized_crop(const torch::Tensor& x, int64_t out_t, int64_t
                                   at::Generator& gen);
 // Horizontal flip with probability 1/2. x [C, T, H, W].
 torch::Tensor random_flip(const torch::Tensor& x, at::Generator& gen);
+// Rotation in the H-W plane about the centre by an angle drawn uniformly in
+// [-max_degrees, max_degrees] (bilinear, zeros outside); max_degrees = 0 returns x
+// and draws nothing. x [C, T, H, W].
+torch::Tensor random_rotate(const torch::Tensor& x, double max_degrees, at::Generator& gen);
 // With probability 0.8: brightness and contrast each scaled by a factor in
 // [1 - strength, 1 + strength]; result clamped to [0, 1]. x [C, T, H, W].
 torch::Tensor intensity_jitter(const torch::Tensor& x, at::Generator& gen, double strength = 0.4);

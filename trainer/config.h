@@ -170,6 +170,7 @@ struct SimDinoConfig {
   double momentum_end = 1.0;
   double weight = 1.0;
   bool allreduce_cov = false;
+  double rotation = 0;            // each view rotated by up to this many degrees (0 = off)
 
   template <class V>
   void visit(V& v) {
@@ -192,6 +193,10 @@ struct SimDinoConfig {
       config::Range{0, 1e9});
     v("coeff", coeff, "weight of the alignment (compression) term", config::Range{0, 1e9});
     v("expansion_views", expansion_views,
+    v("rotation", rotation,
+      "rotate every view in its image plane by an angle drawn in [-rotation, rotation] degrees "
+      "(0 = off, as in DINO)",
+      config::Range{0, 180});
       "features whose coding rate is expanded: the student's global views, or the average of "
       "student and teacher global features (the reference's expa_type 0 and 1)",
       config::OneOf{{"student", "student+teacher"}});

@@ -232,7 +232,52 @@ TEST(LearningSynthConfig, StructuralClassesValidateAndDoNotMixWithFindings) {
   } catch (const config::Error& e) {
     EXPECT_NE(std::string(e.what()).find("synth.classes"), std::string::npos) << e.what();
   }
-  c.classes = {"rings", "stripes"};
+  c.classes = {"rings", "zigzag"};
+  EXPECT_THROW(c.validate(), config::Error);
+}
+
+// synth.pattern_tilt turns the whole pattern by an angle drawn in its range,
+// synth.pattern_offset moves the pattern's origin off the lesion centre within
+// that fraction of the radius; a tilt range of 90 degrees or more is refused
+// while stripes-h and stripes-v are both classes (it would make them one).
+TEST(LearningSynthConfig, PatternTiltAndOffsetSetTheDraws) {
+  synth::PatternGeometry g;
+  g.tilt_lo = 0, g.tilt_hi = 360, g.offset = 0.5;
+  double max_tilt = 0, max_off = 0;
+  for (uint64_t seed = 0; seed < 300; ++seed) {
+    synth::Rng rng(seed);
+    const auto a = synth::make_patient(synth::Finding::pattern, rng, synth::Pattern::stripes, g);
+    EXPECT_GE(a.pattern.tilt, 0);
+    EXPECT_LE(a.pattern.tilt, 2 * M_PI);
+    const double off = std::hypot(a.pattern.origin_u, a.pattern.origin_v);
+    EXPECT_LE(off, 0.5 * a.lr + 1e-12);
+    max_tilt = std::max(max_tilt, a.pattern.tilt), max_off = std::max(max_off, off / a.lr);
+  }
+  EXPECT_GT(max_tilt, 1.8 * M_PI);
+  EXPECT_GT(max_off, 0.45);
+  synth::Rng r1(4);  // the default geometry: +-15 degrees, the origin at the centre
+  const auto d = synth::make_patient(synth::Finding::pattern, r1, synth::Pattern::rings);
+  EXPECT_LE(std::abs(d.pattern.tilt), 15 * M_PI / 180 + 1e-12);
+  EXPECT_EQ(d.pattern.origin_u, 0);
+  EXPECT_EQ(d.pattern.origin_v, 0);
+  // Rings about the moved origin: the field is a function of the distance to it.
+  synth::PatternParams p;
+  p.kind = synth::Pattern::rings, p.origin_u = 0.2, p.origin_v = -0.1, p.tilt = 1.0;
+  EXPECT_NEAR(synth::pattern_field(p, 0.6, 0.2 + 0.3, -0.1), synth::pattern_field(p, 0.6, 0.2, -0.1 - 0.3), 1e-12);
+
+  SynthConfig c;
+  c.classes = kStructural;
+  c.pattern_tilt = {0, 90};
+  try {
+    c.validate();
+    FAIL() << "a 90-degree tilt range with stripes-h and stripes-v accepted";
+  } catch (const config::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("synth.pattern_tilt"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("'stripes'"), std::string::npos) << e.what();
+  }
+  c.classes = {"stripes", "blobs", "checker", "rings", "spokes", "dots"};
+  EXPECT_NO_THROW(c.validate());
+  c.pattern_tilt = {10, -10};
   EXPECT_THROW(c.validate(), config::Error);
 }
 

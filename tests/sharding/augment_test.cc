@@ -1,7 +1,7 @@
 // The SSL augmentations (trainer/augment.h) on their own: random resized crops
 // take a box of the input (in H, W and T), flips mirror W half of the time,
 // intensity jitter is an affine map of the intensities applied 80% of the
-// time, and the SimDINO multi-crop set has 2 global views at the input size
+// time, rotation turns a view about its centre within its angle range, and the SimDINO multi-crop set has 2 global views at the input size
 // and N smaller local views, in 2D (T = 1 kept) and in 3D/time (T shrunk).
 #include <gtest/gtest.h>
 
@@ -69,6 +69,47 @@ TEST(Augment, FlipMirrorsWidthHalfOfTheTime) {
   }
   EXPECT_GT(flipped, 150);
   EXPECT_LT(flipped, 250);
+}
+
+// A Gaussian blob off the centre of a square view: rotating about the centre
+// keeps its distance to the centre and its mass, moves it by an angle within
+// [-max, max], the same for every channel and frame; max 0 returns the input
+// and draws nothing from the generator.
+TEST(Augment, RotateTurnsTheViewAboutItsCentreByABoundedAngle) {
+  const int64_t N = 41;
+  const double c = (N - 1) / 2.0, r0 = 10;
+  auto yy = torch::arange(N, torch::kFloat64).view({N, 1}).expand({N, N});
+  auto xx = torch::arange(N, torch::kFloat64).view({1, N}).expand({N, N});
+  auto blob = torch::exp(-((xx - (c + r0)).pow(2) + (yy - c).pow(2)) / (2 * 2.0 * 2.0));
+  auto x = torch::stack({torch::stack({blob, blob * 0.5}), torch::stack({blob * 0.25, blob})})
+               .to(torch::kFloat32);  // [C=2, T=2, N, N]
+  const double max_deg = 60;
+  double lo = 1e9, hi = -1e9;
+  for (uint64_t seed = 0; seed < 60; ++seed) {
+    auto gen = make_generator(seed);
+    auto y = random_rotate(x, max_deg, gen).to(torch::kFloat64);
+    ASSERT_EQ(y.sizes(), x.sizes());
+    std::vector<double> angles;
+    for (int64_t ch = 0; ch < 2; ++ch) {
+      for (int64_t t = 0; t < 2; ++t) {
+        auto img = y[ch][t];
+        const double m = img.sum().item<double>(), m0 = x[ch][t].to(torch::kFloat64).sum().item<double>();
+        EXPECT_NEAR(m, m0, 0.02 * m0);
+        const double cx = (img * xx).sum().item<double>() / m - c, cy = (img * yy).sum().item<double>() / m - c;
+        EXPECT_NEAR(std::hypot(cx, cy), r0, 0.3) << "seed " << seed;
+        angles.push_back(std::atan2(cy, cx) * 180 / M_PI);
+      }
+    }
+    for (double a : angles) EXPECT_NEAR(a, angles[0], 0.5) << "seed " << seed;
+    EXPECT_LE(std::abs(angles[0]), max_deg + 0.5) << "seed " << seed;
+    lo = std::min(lo, angles[0]), hi = std::max(hi, angles[0]);
+  }
+  EXPECT_LT(lo, -0.6 * max_deg);  // both directions, most of the range
+  EXPECT_GT(hi, 0.6 * max_deg);
+  auto g1 = make_generator(5), g2 = make_generator(5);
+  EXPECT_TRUE(torch::equal(random_rotate(x, 0, g1), x));
+  EXPECT_TRUE(torch::equal(random_resized_crop(x, 2, 20, 20, 0.2, 1.0, g1),  // nothing was drawn
+                           random_resized_crop(x, 2, 20, 20, 0.2, 1.0, g2)));
 }
 
 TEST(Augment, IntensityJitterIsAnAffineMapAppliedEightyPercentOfTheTime) {
