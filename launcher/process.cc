@@ -7,6 +7,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -73,14 +74,33 @@ void add_file_actions(SpawnSetup& s, const SpawnOptions& o) {
 
 std::filesystem::path self_path() { return std::filesystem::read_symlink("/proc/self/exe"); }
 
-std::vector<std::string> clean_environment() {
+namespace {
+// The environment before main (so before MPI_Init, whose singleton start adds
+// OMPI_* variables of its own).
+const std::vector<std::string> kStartupEnvironment(environ, environ + env_size());
+bool starts_with(const std::string& s, const char* prefix) { return s.rfind(prefix, 0) == 0; }
+}  // namespace
+
+std::vector<std::string> child_environment(const std::vector<std::string>& current,
+                                           const std::vector<std::string>& startup) {
+  const bool rank = std::any_of(startup.begin(), startup.end(), [](const std::string& e) {
+    return starts_with(e, "OMPI_COMM_WORLD_SIZE=") || starts_with(e, "PMIX_RANK=") ||
+           starts_with(e, "PMI_RANK=");
+  });
   std::vector<std::string> out;
-  for (char** e = environ; *e; ++e) {
-    std::string s(*e);
-    if (s.rfind("OMPI_", 0) == 0 || s.rfind("PMIX_", 0) == 0 || s.rfind("PMI_", 0) == 0) continue;
-    out.push_back(std::move(s));
+  for (const auto& s : current) {
+    if (starts_with(s, "OMPI_") || starts_with(s, "PMIX_") || starts_with(s, "PMI_")) {
+      const bool user_mca = !rank && starts_with(s, "OMPI_MCA_") &&
+                            std::find(startup.begin(), startup.end(), s) != startup.end();
+      if (!user_mca) continue;
+    }
+    out.push_back(s);
   }
   return out;
+}
+
+std::vector<std::string> clean_environment() {
+  return child_environment(std::vector<std::string>(environ, environ + env_size()), kStartupEnvironment);
 }
 
 pid_t spawn(const std::vector<std::string>& argv, const SpawnOptions& opts) {

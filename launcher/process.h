@@ -3,7 +3,8 @@
 //
 // Every child gets this process's environment without the MPI launcher
 // variables (OMPI_*, PMIX_*, PMI_*), so that a nested mpiexec (or sbatch,
-// which exports the environment) starts a fresh MPI job, and inherits no
+// which exports the environment) starts a fresh MPI job, but with the Open MPI
+// parameters (OMPI_MCA_*) the user or site set before m3ret started, and inherits no
 // descriptor but its standard streams (and SpawnOptions::keep_fd), whatever
 // their close-on-exec flags: a socket another thread opened a moment ago
 // never leaks into a job. The one exception is a launcher's own stand-in
@@ -26,8 +27,16 @@ namespace m3ret::launcher {
 // Path of the running m3ret binary (/proc/self/exe).
 std::filesystem::path self_path();
 
-// This process's environment (KEY=VALUE) without MPI launcher variables.
+// This process's environment (KEY=VALUE) for a child: child_environment of
+// environ and the environment as this process started (before MPI_Init).
 std::vector<std::string> clean_environment();
+// `current` without the MPI launcher variables (OMPI_*, PMIX_*, PMI_*), except
+// the OMPI_MCA_* entries that `startup` holds unchanged (a user's or a site's
+// MCA parameters, e.g. btl_tcp_if_include) when `startup` is not the
+// environment of an MPI rank (no OMPI_COMM_WORLD_SIZE, PMIX_RANK or PMI_RANK):
+// a rank's OMPI_MCA_* come from its launcher and would bind a nested job to it.
+std::vector<std::string> child_environment(const std::vector<std::string>& current,
+                                           const std::vector<std::string>& startup);
 
 struct SpawnOptions {
   std::vector<std::string> env_defaults;  // KEY=VALUE, added when the environment has no KEY
