@@ -87,6 +87,15 @@ if(M3RET_CUDA)
   if(NOT NCCL_INCLUDE_DIR OR NOT NCCL_LIBRARY)
     message(FATAL_ERROR "m3ret: M3RET_CUDA=ON needs NCCL (nccl.h, libnccl.so): set NCCL_ROOT")
   endif()
+  find_package(CUDAToolkit REQUIRED)
+  # The GPU code (train.device = "cuda", bf16, NcclCommunicator) is compiled under M3RET_WITH_CUDA,
+  # in every target that uses LibTorch or NCCL.
+  target_compile_definitions(m3ret_torch INTERFACE M3RET_WITH_CUDA=1)
+  add_library(m3ret_nccl INTERFACE)
+  target_compile_definitions(m3ret_nccl INTERFACE M3RET_WITH_CUDA=1)
+  target_include_directories(m3ret_nccl SYSTEM INTERFACE ${NCCL_INCLUDE_DIR})
+  target_link_libraries(m3ret_nccl INTERFACE ${NCCL_LIBRARY} CUDA::cudart)
+  add_library(m3ret::nccl ALIAS m3ret_nccl)
   message(STATUS "m3ret: CUDA build: LibTorch ${Torch_VERSION} of ${Torch_DIR}, NCCL ${NCCL_LIBRARY}")
 endif()
 

@@ -1,10 +1,11 @@
-// Collective operations over a group of ranks, on host memory.
+// Collective operations over a group of ranks.
 //
 // One interface, so that tests can inject faults and the trainer can use an
-// NCCL implementation for device memory (trainer/). All calls are collective:
-// every rank of the group must make the same calls in the same order.
-// Buffers are host memory of `count` elements; nothing is retained after the
-// call returns. One thread at a time per communicator makes collective calls
+// NCCL implementation for device memory (core/nccl_communicator.h, CUDA
+// builds). All calls are collective: every rank of the group must make the
+// same calls in the same order. Buffers are `count` elements of host memory,
+// or of device memory where device_memory() is true; nothing is retained
+// after the call returns. One thread at a time per communicator makes collective calls
 // (the trainer's gradient thread calls while the main thread waits for it);
 // set_context() may be called from any thread.
 #pragma once
@@ -21,6 +22,9 @@ class Communicator {
   virtual ~Communicator() = default;
   virtual int rank() const = 0;
   virtual int size() const = 0;
+  // True when the buffers of allreduce_* and broadcast are GPU memory (NCCL);
+  // false for host memory (MPI).
+  virtual bool device_memory() const { return false; }
 
   virtual void barrier() = 0;
   // In-place element-wise sum over ranks. data: `count` elements.
@@ -48,5 +52,11 @@ class Communicator {
   // True on every rank iff `ok` is true on every rank (a collective status).
   bool all(bool ok);
 };
+
+// Prints the collective timeout message of every communicator to stderr:
+// "m3ret: collective <what> timed out after <s> s at <context> on rank <r> of
+// <n> (another rank died or stalled); aborting the job".
+void print_collective_timeout(const char* what, double timeout_s, const std::string& context,
+                              int rank, int size);
 
 }  // namespace m3ret

@@ -44,6 +44,15 @@ void Communicator::broadcast(std::string& s, int root) {
   if (n > 0) broadcast(s.data(), s.size(), root);
 }
 
+void print_collective_timeout(const char* what, double timeout_s, const std::string& context,
+                              int rank, int size) {
+  std::fprintf(stderr,
+               "m3ret: collective %s timed out after %.1f s at %s on rank %d of %d (another rank "
+               "died or stalled); aborting the job\n",
+               what, timeout_s, context.c_str(), rank, size);
+  std::fflush(stderr);
+}
+
 bool Communicator::all(bool ok) {
   int64_t bad = ok ? 0 : 1;
   allreduce_sum(&bad, 1);
@@ -88,11 +97,7 @@ void MpiCommunicator::timed_out(const char* what, double timeout) {
     std::lock_guard<std::mutex> lock(context_mutex_);
     context = context_;
   }
-  std::fprintf(stderr,
-               "m3ret: collective %s timed out after %.1f s at %s on rank %d of %d (another rank "
-               "died or stalled); aborting the job\n",
-               what, timeout, context.c_str(), rank_, size_);
-  std::fflush(stderr);
+  print_collective_timeout(what, timeout, context, rank_, size_);
   MPI_Abort(comm_, 3);
   std::_Exit(3);
 }

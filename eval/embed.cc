@@ -23,7 +23,9 @@
 #include "eval/gather.h"
 #include "sharding/shard_set.h"
 #include "trainer/config.h"
+#include "trainer/device.h"
 #include "trainer/encoder_api.h"
+#include "trainer/vit.h"
 
 namespace m3ret::eval {
 namespace {
@@ -104,7 +106,8 @@ std::vector<float> encode_share(trainer::Encoder* encoder, Probe probe,
 
     torch::Tensor z;
     if (encoder) {
-      z = trainer::embed_batch(*encoder, batch).to(torch::kCPU, torch::kFloat32).contiguous();
+      auto on_device = batch.to(encoder->parameters().front().device());
+      z = trainer::embed_batch(*encoder, on_device).to(torch::kCPU, torch::kFloat32).contiguous();
     } else {
       auto f = probe(data, B, info.C, info.T, info.H, info.W);
       z = torch::tensor(f).view({B, static_cast<int64_t>(f.size()) / B});
@@ -216,12 +219,15 @@ void embed(const EmbedOptions& opt, Communicator& comm) {
       choice.random_init = opt.random_init;
       choice.weights = opt.weights;
       choice.pooling = opt.pooling;
+      const int local_rank = Runtime::initialized() ? Runtime::get().local_rank() : 0;
+      const torch::Device device = trainer::resolve_device(opt.device, local_rank, "--device");
       loaded = trainer::load_encoder(opt.checkpoint, choice);
+      loaded.encoder->to(device);
       if (rank == 0)
-        spdlog::info("embed: {} samples with {} ({}step {}, {} weights, {} pooling) on {} rank(s)",
+        spdlog::info("embed: {} samples with {} ({}step {}, {} weights, {} pooling) on {} rank(s), {}",
                      items.size(), loaded.checkpoint.string(),
                      opt.random_init ? "random init, " : "", loaded.step, loaded.weights,
-                     loaded.pooling, size);
+                     loaded.pooling, size, device.str());
     }
     mine = encode_share(loaded.encoder.get(), probe, *shards, items, rank, size, opt.batch_size, D);
   });

@@ -27,6 +27,7 @@ struct EmbedOptions {
   std::vector<std::string> modalities;  // only these modalities (empty = all present)
   int64_t batch_size = 32;           // samples per forward pass, per rank
   int threads = 0;                   // intra-op threads per rank (0 = cores / local ranks)
+  std::string device = "cpu";        // "cuda": encode on cuda:<local rank> (trainer/device.h)
 };
 
 // Collective over `comm`: every rank must call it with the same options.
@@ -35,6 +36,8 @@ struct EmbedOptions {
 // encodes its share in modality-homogeneous batches; rank 0 gathers the
 // embeddings and writes `out` (atomically) in the original sample order.
 // Returns when the file is complete on every rank.
+// The encoder runs on `device` (a CUDA build with a GPU per local rank for
+// "cuda"; otherwise a config::Error naming --device, on every rank).
 // Throws m3ret::Error (on every rank) if any rank fails, naming the cause on
 // the rank that failed; a modality in `modalities` that the shards lack, or a
 // selection with no sample, is an error naming the shards folder.

@@ -93,6 +93,32 @@ bool writer_is_dead(const std::string& name) {
   return pid <= 0 || (pid != getpid() && kill(pid, 0) != 0 && errno == ESRCH);
 }
 
+// `t` on the CPU (itself when it is there): checkpoints hold CPU tensors
+// whatever device trained them.
+torch::Tensor on_cpu(const torch::Tensor& t) {
+  if (!t.defined() || t.device().is_cpu()) return t;
+  return t.detach().to(torch::kCPU).requires_grad_(t.requires_grad());
+}
+
+// torch::nn::Module::save with every tensor copied to the CPU first.
+void save_on_cpu(const torch::nn::Module& m, torch::serialize::OutputArchive& archive) {
+  for (const auto& p : m.named_parameters(/*recurse=*/false)) archive.write(p.key(), on_cpu(p.value()));
+  for (const auto& b : m.named_buffers(/*recurse=*/false))
+    archive.write(b.key(), on_cpu(b.value()), /*is_buffer=*/true);
+  for (const auto& c : m.named_children()) {
+    if (!c.value()->is_serializable()) continue;
+    torch::serialize::OutputArchive child(archive.compilation_unit());
+    save_on_cpu(*c.value(), child);
+    archive.write(c.key(), child);
+  }
+}
+
+// Where a module's parameters are (the CPU for a module without any).
+torch::Device device_of(torch::nn::Module& m) {
+  const auto params = m.parameters();
+  return params.empty() ? torch::Device(torch::kCPU) : params.front().device();
+}
+
 }  // namespace
 
 std::string checkpoint_name(int64_t step) { return fmt::format("step-{:09d}", step); }
@@ -109,7 +135,7 @@ stdfs::path save_checkpoint(const stdfs::path& run_dir, const CheckpointState& s
   try {
     write_archive(tmp / "model.pt", "write the model", [&](const Sink& sink) {
       torch::serialize::OutputArchive archive;
-      model.save(archive);
+      save_on_cpu(model, archive);
       archive.save_to(sink);
     });
     if (optimizer)
@@ -266,15 +292,23 @@ CheckpointState load_checkpoint(const stdfs::path& dir, torch::nn::Module* model
   state.config_toml = fs::read_file(dir / "config.toml");
   if (model)
     wrap(dir / "model.pt", "read the model", [&] {
+      // Read onto the model's device (a checkpoint is the same on any device).
       torch::serialize::InputArchive archive;
-      archive.load_from((dir / "model.pt").string());
+      archive.load_from((dir / "model.pt").string(), device_of(*model));
       model->load(archive);
     });
   if (optimizer) {
     if (!stdfs::exists(dir / "optimizer.pt"))
       throw Error(fmt::format("{}: no optimizer.pt to resume from", dir.string()));
     wrap(dir / "optimizer.pt", "read the optimizer",
-         [&] { torch::load(*optimizer, (dir / "optimizer.pt").string()); });
+         [&] {
+           // The optimizer state onto its parameters' device.
+           const auto& groups = optimizer->param_groups();
+           const torch::Device device = groups.empty() || groups.front().params().empty()
+                                            ? torch::Device(torch::kCPU)
+                                            : groups.front().params().front().device();
+           torch::load(*optimizer, (dir / "optimizer.pt").string(), device);
+         });
   }
   if (restore_rng)
     wrap(dir / "rng.pt", "read the RNG state", [&] {

@@ -14,6 +14,11 @@
 // text file written atomically) names the newest. A checkpoint is valid when
 // its manifest is readable and every listed file matches its checksum.
 //
+// Device-independent: model.pt holds CPU tensors whatever device trained the
+// model, and reading puts the weights and the optimizer state on the device of
+// the model's parameters, so a checkpoint written on a GPU resumes on the CPU
+// and back.
+//
 // Written by one rank (rank 0); reading is safe from any number of ranks.
 #pragma once
 

@@ -55,6 +55,10 @@ void TrainConfig::validate() const {
     throw config::Error(fmt::format(
         "train.weight_decay_end: {} is negative (use -1 to keep train.weight_decay constant)",
         weight_decay_end));
+  if (precision == "bf16" && device != "cuda")
+    throw config::Error(fmt::format(
+        "train.precision: \"bf16\" needs train.device = \"cuda\" (got \"{}\"); use \"fp32\" on "
+        "the CPU", device));
   if (modalities.empty()) throw config::Error("train.modalities: must list at least one modality");
   for (const auto& m : modalities)
     if (!data::is_modality(m))

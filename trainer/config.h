@@ -72,6 +72,8 @@ struct TrainConfig {
   int64_t log_every = 10;
   double bucket_mb = 25;              // gradient all-reduce bucket size
   double collective_timeout_s = 300;  // a stalled/dead rank aborts the job after this
+  std::string device = "cpu";         // "cuda": cuda:<local rank> (trainer/device.h)
+  std::string precision = "fp32";     // "bf16": autocast to bfloat16 (cuda only)
 
   template <class V>
   void visit(V& v) {
@@ -114,6 +116,14 @@ struct TrainConfig {
     v("collective_timeout_s", collective_timeout_s,
       "seconds a collective may wait for the other ranks before the job aborts (0 = forever)",
       config::Range{0, 1e9});
+    v("device", device,
+      "where the model trains: cpu, or cuda (the GPU cuda:<local rank>; needs a CUDA build of "
+      "m3ret and a visible GPU per rank of the node)",
+      config::OneOf{{"cpu", "cuda"}});
+    v("precision", precision,
+      "fp32, or bf16 (forward and loss under bfloat16 autocast, weights and optimizer in fp32; "
+      "needs train.device = \"cuda\")",
+      config::OneOf{{"fp32", "bf16"}});
   }
   void validate() const;
   // Samples per rank and step; throws config::Error naming
@@ -160,6 +170,7 @@ struct SimDinoConfig {
   std::vector<double> local_crop_scale = {0.05, 0.4};
   double local_crop_size = 0.5;   // local view H, W = this fraction of the input (patch multiple)
   double local_crop_frames = 0.5; // local view T = this fraction of the input T (tubelet multiple)
+  double rotation = 0;            // each view rotated by up to this many degrees (0 = off)
   int64_t head_hidden = 2048;
   int64_t head_out = 256;
   double eps = 0.05;
@@ -170,7 +181,6 @@ struct SimDinoConfig {
   double momentum_end = 1.0;
   double weight = 1.0;
   bool allreduce_cov = false;
-  double rotation = 0;            // each view rotated by up to this many degrees (0 = off)
 
   template <class V>
   void visit(V& v) {
@@ -183,6 +193,10 @@ struct SimDinoConfig {
       config::Range{0.05, 1});
     v("local_crop_frames", local_crop_frames, "local view frames relative to the input",
       config::Range{0.05, 1});
+    v("rotation", rotation,
+      "rotate every view in its image plane by an angle drawn in [-rotation, rotation] degrees "
+      "(0 = off, as in DINO)",
+      config::Range{0, 180});
     v("head_hidden", head_hidden, "projection head hidden width", config::Range{1, 65536});
     v("head_out", head_out, "projection head output width", config::Range{1, 65536});
     v("eps", eps, "coding-rate precision epsilon", config::Range{1e-9, 1e9});
@@ -193,10 +207,6 @@ struct SimDinoConfig {
       config::Range{0, 1e9});
     v("coeff", coeff, "weight of the alignment (compression) term", config::Range{0, 1e9});
     v("expansion_views", expansion_views,
-    v("rotation", rotation,
-      "rotate every view in its image plane by an angle drawn in [-rotation, rotation] degrees "
-      "(0 = off, as in DINO)",
-      config::Range{0, 180});
       "features whose coding rate is expanded: the student's global views, or the average of "
       "student and teacher global features (the reference's expa_type 0 and 1)",
       config::OneOf{{"student", "student+teacher"}});

@@ -13,6 +13,13 @@
 #include "core/communicator.h"
 #include "core/error.h"
 
+#if M3RET_WITH_CUDA
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+
+#include "core/nccl_communicator.h"
+#endif
+
 namespace m3ret::trainer {
 
 void broadcast_module(torch::nn::Module& module, Communicator& comm) {
@@ -47,6 +54,53 @@ class ReadyHook : public torch::autograd::FunctionPostHook {
 
 }  // namespace
 
+#if M3RET_WITH_CUDA
+// A reducer on a GPU: one event per bucket (recorded on the compute stream when
+// the bucket is complete) and one for the end of the reduction (recorded on
+// the NCCL stream).
+struct GradientReducer::DeviceSync {
+  NcclCommunicator* nccl = nullptr;
+  c10::DeviceIndex device = 0;
+  std::vector<cudaEvent_t> ready;
+  cudaEvent_t done = nullptr;
+
+  DeviceSync(Communicator& comm, size_t buckets)
+      : nccl(dynamic_cast<NcclCommunicator*>(&comm)), ready(buckets) {
+    M3RET_CHECK(nccl != nullptr, "gradient sync on a GPU needs an NcclCommunicator");
+    device = static_cast<c10::DeviceIndex>(nccl->device());
+    c10::cuda::CUDAGuard guard(device);
+    for (auto& e : ready)
+      M3RET_CHECK(cudaEventCreateWithFlags(&e, cudaEventDisableTiming) == cudaSuccess,
+                  "cudaEventCreate failed");
+    M3RET_CHECK(cudaEventCreateWithFlags(&done, cudaEventDisableTiming) == cudaSuccess,
+                "cudaEventCreate failed");
+  }
+  ~DeviceSync() {
+    for (auto& e : ready) cudaEventDestroy(e);
+    cudaEventDestroy(done);
+  }
+  // Bucket b is complete on the stream this thread computes on.
+  void bucket_ready(size_t b) {
+    cudaEventRecord(ready[b], c10::cuda::getCurrentCUDAStream(device).stream());
+  }
+  // On the communication thread: reduce bucket b on the NCCL stream once its event has fired.
+  void reduce(torch::Tensor& flat, size_t b, float inv, bool last) {
+    c10::cuda::CUDAGuard guard(device);
+    nccl->wait_event(ready[b]);
+    nccl->allreduce_sum(flat.data_ptr<float>(), static_cast<size_t>(flat.numel()));
+    c10::cuda::CUDAStreamGuard on_nccl(c10::cuda::getStreamFromExternal(nccl->stream(), device));
+    flat.mul_(inv);
+    if (last) cudaEventRecord(done, nccl->stream());
+  }
+  // The compute stream (of the calling thread) waits for the whole reduction.
+  void compute_waits() {
+    cudaStreamWaitEvent(c10::cuda::getCurrentCUDAStream(device).stream(), done, 0);
+  }
+};
+#else
+struct GradientReducer::DeviceSync {};
+#endif
+
 GradientReducer::GradientReducer(std::vector<torch::Tensor> params, Communicator& comm,
                                  size_t bucket_bytes)
     : params_(std::move(params)), comm_(comm) {
@@ -56,11 +110,12 @@ GradientReducer::GradientReducer(std::vector<torch::Tensor> params, Communicator
   packed_.assign(params_.size(), 0);
   for (size_t k = params_.size(); k-- > 0;) {
     const auto& p = params_[k];
-    M3RET_CHECK(p.scalar_type() == torch::kFloat32 && p.device().is_cpu() && p.is_contiguous() &&
-                    p.requires_grad() && p.is_leaf(),
-                "gradient sync supports contiguous CPU float32 leaf parameters that require a "
-                "gradient (parameter {})",
-                k);
+    M3RET_CHECK(p.scalar_type() == torch::kFloat32 && p.is_contiguous() && p.requires_grad() &&
+                    p.is_leaf() && (comm_.size() == 1 || p.is_cuda() == comm_.device_memory()),
+                "gradient sync supports contiguous float32 leaf parameters that require a "
+                "gradient, on the CPU with a host communicator and on a GPU with a device one "
+                "(parameter {} is on {})",
+                k, p.device().str());
     if (buckets_.empty() || (buckets_.back().numel + p.numel() > cap && buckets_.back().numel > 0))
       buckets_.emplace_back();
     auto& b = buckets_.back();
@@ -72,7 +127,12 @@ GradientReducer::GradientReducer(std::vector<torch::Tensor> params, Communicator
   if (comm_.size() > 1) {
     // One rank has nothing to reduce: no bucket storage (a model's worth of
     // memory), no hooks.
-    for (auto& b : buckets_) b.flat = torch::zeros({b.numel}, torch::kFloat32);
+    for (auto& b : buckets_)
+      b.flat = torch::zeros({b.numel}, params_[b.params.front()].options().dtype(torch::kFloat32));
+#if M3RET_WITH_CUDA
+    if (comm_.device_memory())
+      device_ = std::make_unique<DeviceSync>(comm_, buckets_.size());
+#endif
     // Each parameter's gradient slice: a tensor over the bucket's storage with
     // the parameter's shape. Made with set_() rather than narrow()/view() so
     // that it is not an autograd view (Optimizer::zero_grad() detaches .grad in
@@ -138,6 +198,10 @@ void GradientReducer::place(size_t k) {
   {
     std::lock_guard<std::mutex> lock(mutex_);
     full = --buckets_[bucket_of_[k]].pending == 0;
+#if M3RET_WITH_CUDA
+    // Recorded before the communication thread can see the bucket complete.
+    if (full && device_) device_->bucket_ready(bucket_of_[k]);
+#endif
   }
   if (full) cv_.notify_all();
 }
@@ -164,8 +228,15 @@ void GradientReducer::communicate() {
         ++started_;
       }
       auto& b = buckets_[i];
-      comm_.allreduce_sum(b.flat.data_ptr<float>(), static_cast<size_t>(b.numel));
-      b.flat.mul_(inv);  // the sum over ranks -> the average
+#if M3RET_WITH_CUDA
+      if (device_) {
+        device_->reduce(b.flat, i, inv, i + 1 == buckets_.size());
+      } else
+#endif
+      {
+        comm_.allreduce_sum(b.flat.data_ptr<float>(), static_cast<size_t>(b.numel));
+        b.flat.mul_(inv);  // the sum over ranks -> the average
+      }
       std::lock_guard<std::mutex> lock(mutex_);
       stats_.order.push_back(static_cast<int>(i));
       stats_.bytes += b.numel * static_cast<int64_t>(sizeof(float));
@@ -196,6 +267,9 @@ void GradientReducer::average() {
     if (!packed_[k]) place(k);
   thread_.join();
   armed_ = false;
+#if M3RET_WITH_CUDA
+  if (device_ && !error_) device_->compute_waits();
+#endif
   stats_.exposed_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   if (error_) std::rethrow_exception(error_);
   M3RET_CHECK(!second_backward_,

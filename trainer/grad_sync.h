@@ -22,7 +22,16 @@
 // calls in the same order; all MPI calls of a step are on that thread (the
 // main thread makes none between arm() and average()).
 //
-// Parameters must be contiguous CPU float32 tensors. One step at a time.
+// Parameters must be contiguous float32 tensors: on the CPU with a host
+// communicator (MPI), on one GPU with a device communicator (NCCL,
+// Communicator::device_memory(); CUDA builds). One step at a time.
+//
+// On a GPU the buckets live on the device. When a bucket's last gradient has
+// been accumulated, the hook records a CUDA event on the stream autograd
+// computes on; the communication thread makes the NCCL stream wait for that
+// event (the host never waits for the gradients), reduces the bucket there and
+// scales it; average() makes the compute stream wait for the last bucket
+// before it returns, so the optimizer's kernels run after the reduction.
 #pragma once
 
 #include <condition_variable>
@@ -93,6 +102,9 @@ class GradientReducer {
   // is elsewhere in, zeros when there is none) and counts it ready.
   void place(size_t k);
   void communicate();  // the communication thread's body
+  // The CUDA events and streams of a reducer on a GPU (grad_sync.cc); null on the CPU.
+  struct DeviceSync;
+  std::unique_ptr<DeviceSync> device_;
 
   std::vector<torch::Tensor> params_;
   Communicator& comm_;

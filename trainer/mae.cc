@@ -69,7 +69,7 @@ torch::Tensor MaeDecoder::forward(const torch::Tensor& latent, const torch::Tens
   auto visible = x.narrow(1, 1, x.size(1) - 1);          // [B, K, Dd]
   auto idx = keep.unsqueeze(-1).expand({-1, -1, width_});
   auto full = mask_token_.expand({B, N, width_}).scatter(1, idx, visible);  // [B, N, Dd]
-  full = full + sincos_3d(grid, width_).to(full.device()).unsqueeze(0);
+  full = full + position_embedding(grid, width_, full.device()).unsqueeze(0);
   auto tokens = torch::cat({x.narrow(1, 0, 1), full}, 1);
   for (auto& b : *blocks_) tokens = b->as<Block>()->forward(tokens);
   tokens = norm_->forward(tokens);

@@ -5,6 +5,7 @@
 #include "core/communicator.h"
 #include "core/error.h"
 #include "trainer/augment.h"
+#include "trainer/device.h"
 
 namespace m3ret::trainer {
 
@@ -12,6 +13,7 @@ namespace F = torch::nn::functional;
 
 torch::Tensor coding_rate(const torch::Tensor& z, double eps, int64_t world, Communicator* comm) {
   M3RET_CHECK(z.dim() == 2, "coding_rate expects Z [m, p], got {} dims", z.dim());
+  NoAutocast no_autocast;  // a float64 statistic, also under bf16 autocast
   auto z64 = z.to(torch::kFloat64);
   const int64_t p = z64.size(1);
   const double m = static_cast<double>(z64.size(0));
@@ -19,13 +21,16 @@ torch::Tensor coding_rate(const torch::Tensor& z, double eps, int64_t world, Com
   if (comm) world = comm->size();
   M3RET_CHECK(world >= 1, "coding_rate: world size {} < 1", world);
   if (comm && comm->size() > 1) {
-    auto total = cov.detach().clone().contiguous();
+    // A host communicator (MPI) sums a CPU copy of a GPU covariance.
+    const bool host_copy = !cov.device().is_cpu() && !comm->device_memory();
+    auto total = (host_copy ? cov.detach().to(torch::kCPU) : cov.detach().clone()).contiguous();
     comm->allreduce_sum(total.data_ptr<double>(), static_cast<size_t>(total.numel()));
+    if (host_copy) total = total.to(cov.device());
     // Value: the global sum; gradient: world x the local one (see header).
     cov = total + (cov - cov.detach()) * static_cast<double>(world);
   }
   const double scale = static_cast<double>(p) / (m * static_cast<double>(world) * eps);
-  auto a = torch::eye(p, torch::kFloat64) + cov * scale;
+  auto a = torch::eye(p, z64.options()) + cov * scale;
   auto l = torch::linalg_cholesky(a);
   return l.diagonal().log().sum();  // 1/2 * logdet = sum(log(diag(L)))
 }
@@ -54,7 +59,7 @@ SimDinoLoss simdino_loss(const std::vector<torch::Tensor>& teacher,
     }
   M3RET_CHECK(pairs > 0, "SimDINO loss needs at least two views");
   const int64_t world = opt.comm ? opt.comm->size() : opt.world;
-  torch::Tensor rate = torch::zeros({}, torch::kFloat64);
+  torch::Tensor rate = torch::zeros({}, student[0].options().dtype(torch::kFloat64));
   for (size_t g = 0; g < G; ++g) {
     auto e = opt.expand_with_teacher ? (student[g] + teacher[g].detach()) * 0.5 : student[g];
     rate = rate + coding_rate(e, opt.eps, world, opt.comm);

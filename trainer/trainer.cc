@@ -22,6 +22,7 @@
 #include "trainer/augment.h"
 #include "trainer/batch_transform.h"
 #include "trainer/checkpoint.h"
+#include "trainer/device.h"
 #include "trainer/grad_sync.h"
 #include "trainer/objective.h"
 #include "trainer/schedule.h"
@@ -111,6 +112,36 @@ void trim_metrics(const std::filesystem::path& file, int64_t last) {
   fs::write_atomic(file, kept);
 }
 
+// train.device of this rank, agreed by all ranks: a rank that cannot have it
+// (a CPU-only build, no GPU) stops every rank with its reason, before any work.
+torch::Device agreed_device(const TrainConfig& cfg, Communicator& comm) {
+  const int local_rank = Runtime::initialized() ? Runtime::get().local_rank() : 0;
+  torch::Device device(torch::kCPU);
+  std::string why;
+  try {
+    device = resolve_device(cfg.device, local_rank);
+  } catch (const config::Error& e) {
+    why = e.what();
+  }
+  if (!comm.all(why.empty()))
+    throw config::Error(why.empty() ? "train.device: \"" + cfg.device +
+                                          "\" is not available on another rank (see its log)"
+                                    : why);
+  return device;
+}
+
+// The loader's transform of the run; on a GPU it also pins the prepared
+// tensors (on the workers) so that the training thread copies them
+// asynchronously.
+sharding::BatchTransform device_batch_transform(sharding::BatchTransform inner,
+                                                const torch::Device& device) {
+  if (device.is_cpu()) return inner;
+  return [inner = std::move(inner), device](sharding::LoadedBatch& b) {
+    inner(b);
+    for (auto& micro : prepared_step(b).micro) pin_batch(micro, device);
+  };
+}
+
 }  // namespace
 
 void install_preemption_handlers() {
@@ -164,9 +195,11 @@ TrainResult train(const TrainOptions& o, Communicator& comm) {
   const int64_t accum = s.train.grad_accum_steps;
   const int64_t micro_batch = s.train.micro_batch(world);  // checks that accum divides
   const VitSpec spec = s.model.spec();
-  configure_torch(s.train);
   comm.set_timeout(s.train.collective_timeout_s);
   comm.set_context("start-up");
+  const torch::Device device = agreed_device(s.train, comm);
+  const bool bf16 = s.train.precision == "bf16";
+  configure_torch(s.train);
   std::filesystem::create_directories(o.run_dir);
 
   // Data: the pool of samples per modality and the loader.
@@ -177,11 +210,15 @@ TrainResult train(const TrainOptions& o, Communicator& comm) {
   torch::manual_seed(static_cast<uint64_t>(s.train.seed));
   auto model = std::make_shared<Model>(s, &comm);
   broadcast_module(*model, comm);
+  model->to(device);
   auto optimizer = make_optimizer(*model, s.train);
-  GradientReducer reducer(trainable_parameters(*model), comm,
+  // Gradients on a GPU travel over NCCL (device buffers), on the CPU over MPI.
+  auto grad_comm = gradient_communicator(device, comm, s.train.collective_timeout_s);
+  GradientReducer reducer(trainable_parameters(*model), grad_comm ? *grad_comm : comm,
                           static_cast<size_t>(s.train.bucket_mb * (1 << 20)));
-  spdlog::info("model: {} encoder parameters, {} in total, objective {}",
-               parameter_count(*model->encoder), parameter_count(*model), s.train.objective);
+  spdlog::info("model: {} encoder parameters, {} in total, objective {}, on {} in {}",
+               parameter_count(*model->encoder), parameter_count(*model), s.train.objective,
+               device.str(), s.train.precision);
   spdlog::info("batch: {} per step over {} rank(s), {} micro-batch(es) of {} per rank",
                s.train.global_batch_size, world, accum, micro_batch);
 
@@ -207,8 +244,10 @@ TrainResult train(const TrainOptions& o, Communicator& comm) {
   sampler.set_position(sampler_position);
   // The loader's workers prepare the objective's inputs (batch_transform.h).
   sharding::Loader loader(*shards, std::move(sampler), o.loader,
-                          make_batch_transform(model->objective,
-                                               static_cast<uint64_t>(s.train.seed), rank, accum));
+                          device_batch_transform(
+                              make_batch_transform(model->objective,
+                                                   static_cast<uint64_t>(s.train.seed), rank, accum),
+                              device));
 
   std::ofstream metrics;
   std::unique_ptr<EventWriter> events;
@@ -235,7 +274,7 @@ TrainResult train(const TrainOptions& o, Communicator& comm) {
     return {start, true};
   }
   for (int64_t step = start; step < end; ++step) {
-    comm.set_context(fmt::format("step {}", step + 1));
+    (grad_comm ? *grad_comm : comm).set_context(fmt::format("step {}", step + 1));
     const auto t_step = Clock::now();
     auto batch = loader.next();
     auto& micro = prepared_step(batch).micro;
@@ -254,7 +293,12 @@ TrainResult train(const TrainOptions& o, Communicator& comm) {
     bool finite = true;
     std::map<std::string, double> terms;
     for (int64_t a = 0; a < accum; ++a) {
-      Loss loss = model->objective->compute(micro[static_cast<size_t>(a)]);
+      auto& mb = micro[static_cast<size_t>(a)];
+      batch_to_device(mb, device);
+      Loss loss = [&] {
+        Autocast autocast(bf16);
+        return model->objective->compute(mb);
+      }();
       const double v = loss.total.item<double>();
       finite = finite && std::isfinite(v);
       value += v / double(accum);

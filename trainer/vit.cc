@@ -2,6 +2,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <map>
+#include <mutex>
+#include <tuple>
 
 #include <torch/version.h>
 
@@ -28,6 +31,20 @@ torch::Tensor sincos_3d(Grid grid, int64_t dim) {
   auto h = eh.reshape({1, grid.h, 1, dh}).expand({grid.t, grid.h, grid.w, dh});
   auto w = ew.reshape({1, 1, grid.w, dh}).expand({grid.t, grid.h, grid.w, dh});
   return torch::cat({t, h, w}, 3).reshape({grid.tokens(), dim});
+}
+
+torch::Tensor position_embedding(Grid grid, int64_t dim, const torch::Device& device) {
+  using Key = std::tuple<int64_t, int64_t, int64_t, int64_t, std::string>;
+  static std::mutex mutex;
+  static std::map<Key, torch::Tensor> cache;
+  const Key key{grid.t, grid.h, grid.w, dim, device.str()};
+  std::lock_guard<std::mutex> lock(mutex);
+  if (auto it = cache.find(key); it != cache.end()) return it->second;
+  if (cache.size() >= 256) cache.clear();  // many grids (eval of varied inputs): start over
+  torch::NoGradGuard no_grad;
+  auto e = sincos_3d(grid, dim).to(device);
+  cache.emplace(key, e);
+  return e;
 }
 
 Attention::Attention(int64_t dim, int64_t heads) : heads_(heads) {
@@ -143,7 +160,7 @@ Grid Encoder::grid_of(const torch::Tensor& p) const {
 torch::Tensor Encoder::embed_patches(const torch::Tensor& prepared) {
   auto grid = grid_of(prepared);
   auto tokens = patch_->forward(prepared).flatten(2).transpose(1, 2);  // [B, N, D]
-  return tokens + sincos_3d(grid, spec_.width).to(tokens.device()).unsqueeze(0);
+  return tokens + position_embedding(grid, spec_.width, tokens.device()).unsqueeze(0);
 }
 
 torch::Tensor Encoder::run_blocks(torch::Tensor tokens) {

@@ -41,6 +41,9 @@ torch::Tensor sincos_1d(const torch::Tensor& positions, int64_t dim);
 // (t, h, w). The dims are split [dt | dh | dw] with dh = dw = 2*floor(dim/6)
 // and dt = dim - 2*dh; each part depends on one coordinate only.
 torch::Tensor sincos_3d(Grid grid, int64_t dim);
+// sincos_3d(grid, dim) on `device`, computed once per (grid, dim, device) and
+// kept (no host-to-device copy per forward). Thread-safe.
+torch::Tensor position_embedding(Grid grid, int64_t dim, const torch::Device& device);
 
 // Multi-head self-attention; fused kernel on LibTorch >= 2.0, matmul-softmax before.
 class Attention : public torch::nn::Module {
