@@ -1,5 +1,7 @@
 #include <map>
 
+#include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <spdlog/spdlog.h>
 
 #include "core/log.h"
@@ -18,7 +20,18 @@ void add_import_verb(CLI::App& app) {
   auto root = std::make_shared<std::string>();
   auto out = std::make_shared<std::string>();
   opts->add_to(verb);
-  verb->add_option("name", *name, "dataset layout (see above)")->required();
+  verb->add_option("name", *name, "dataset layout (see above)")
+      ->required()
+      ->check(CLI::Validator(
+          [](std::string& v) {
+            std::vector<std::string> known;
+            for (const auto& imp : data::importers()) {
+              if (imp.name == v) return std::string();
+              known.push_back(imp.name);
+            }
+            return fmt::format("unknown dataset '{}' (known: {})", v, fmt::join(known, ", "));
+          },
+          "DATASET"));
   verb->add_option("--root", *root, "the dataset folder as downloaded")->required();
   verb->add_option("--out", *out, "manifest CSV to write (MedMNIST images go next to it)")->required();
   verb->add_option("--modality", import_opts->modality,

@@ -64,8 +64,8 @@ TEST(ImportCli, ErrorsAreOneLine) {
   EXPECT_EQ(run_command(bin() + " import nope --root " + dir.path().string() + " --out " +
                             (dir / "m.csv").string(),
                         &out),
-            1);
-  EXPECT_THAT(out, HasSubstr("m3ret: error: import: unknown dataset 'nope'"));
+            2);  // a usage error, like any bad argument
+  EXPECT_THAT(out, HasSubstr("m3ret: usage error: name: unknown dataset 'nope' (known: chestxray14,"));
   EXPECT_EQ(std::count(out.begin(), out.end(), '\n'), 1) << out;
   EXPECT_EQ(run_command(bin() + " import folder --root " + dir.path().string() + " --out " +
                             (dir / "m.csv").string(),
