@@ -66,6 +66,13 @@ target_link_libraries(m3ret_torch INTERFACE ${TORCH_LIBRARIES})
 target_include_directories(m3ret_torch SYSTEM INTERFACE ${TORCH_INCLUDE_DIRS})
 target_compile_options(m3ret_torch INTERFACE -Wno-error)
 add_library(m3ret::torch ALIAS m3ret_torch)
+# The PyTorch wheel's libtorch.so exports its own copy of the std::filesystem functions (linked in
+# statically from an older GCC); the first library of a binary's NEEDED list that defines a symbol
+# wins, and that copy's remove_all crashes (a null call). libstdc++ goes first in every binary that
+# uses such a LibTorch, so that the system's definitions are used.
+if(M3RET_TORCH_PREFIX)
+  target_link_options(m3ret_torch INTERFACE "LINKER:--push-state,--no-as-needed,-lstdc++,--pop-state")
+endif()
 # The PyTorch wheel's CUDA libraries need others from pip's nvidia-* packages (site-packages/
 # nvidia/*/lib: NVSHMEM, cuFILE, cuSPARSELt) and from the CUDA toolkit: found when linking, and
 # from the binaries' run path when they run here (on the GPU machine its own torch provides them).
