@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The GPU check and benchmark, in one call on a GPU machine (at most ~9 minutes, no network, no
 # build there). Prepare here first: build the CUDA tree's test_gpu and bench_gpu_mae, then
-# `bash bench/gpu/bundle.sh` (build-gpu/, carried with the working tree). On the GPU machine:
+# `bash bench/gpu/bundle.sh` (build-gpu/, git-ignored: carry it with the working tree, e.g. the
+# device tool's carry: ["build-gpu"]). On the GPU machine:
 #
 #   bash bench/gpu/run.sh            # results in $OUT/gpu-results.md (OUT defaults to ./gpu-results)
 #
