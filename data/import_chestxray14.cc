@@ -11,7 +11,7 @@
 
 #include "core/error.h"
 #include "core/fs.h"
-#include "data/csv.h"
+#include "core/csv.h"
 #include "data/import_util.h"
 #include "data/sample.h"
 

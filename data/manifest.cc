@@ -8,7 +8,7 @@
 
 #include "core/error.h"
 #include "core/fs.h"
-#include "data/csv.h"
+#include "core/csv.h"
 #include "data/dicom.h"
 #include "data/sample.h"
 

@@ -7,7 +7,7 @@
 
 #include "core/error.h"
 #include "core/fs.h"
-#include "data/csv.h"
+#include "core/csv.h"
 
 namespace m3ret::eval {
 
@@ -19,7 +19,7 @@ const std::string& LabelMap::apply(const std::string& modality, const std::strin
 
 LabelMap parse_label_map(const std::string& text, const std::string& origin) {
   const bool bom = text.rfind("\xEF\xBB\xBF", 0) == 0;
-  const auto records = data::csv::parse(bom ? text.substr(3) : text, origin);
+  const auto records = csv::parse(bom ? text.substr(3) : text, origin);
   if (records.empty()) throw Error(fmt::format("{}: empty label map (expected a header label,concept)", origin));
   const auto& header = records.front().fields;
   auto column = [&](const std::string& name) -> int64_t {

@@ -5,6 +5,7 @@
 
 #include <fmt/format.h>
 
+#include "core/csv.h"
 #include "core/error.h"
 #include "core/fs.h"
 #include "eval/stats.h"
@@ -489,15 +490,6 @@ std::vector<std::pair<std::string, Report>> reports_from_json(const ojson& j,
 
 namespace {
 
-// Encoder names are ours ("encoder", "random-init", ...): quoted only when
-// they hold a comma or a quote.
-std::string csv_field(const std::string& s) {
-  if (s.find_first_of(",\"") == std::string::npos) return s;
-  std::string q = "\"";
-  for (char c : s) q += c == '"' ? std::string("\"\"") : std::string(1, c);
-  return q + "\"";
-}
-
 std::string csv_header(const std::vector<int64_t>& ks) {
   std::string out = "encoder,kind,query_modality,gallery_modality,queries,gallery";
   for (int64_t k : ks) out += "," + rkey(k);
@@ -515,7 +507,7 @@ std::string csv_row(const std::string& encoder, const char* kind, const ReportRo
                     const std::vector<int64_t>& ks) {
   const Metrics& m = r.metrics;
   const bool ok = m.evaluated();
-  std::string out = fmt::format("{},{},{},{},{},{}", csv_field(encoder), kind, r.query_modality,
+  std::string out = fmt::format("{},{},{},{},{},{}", csv::quote(encoder), kind, r.query_modality,
                                 r.gallery_modality, m.queries, m.gallery);
   auto cell = [ok](double v) { return ok ? fmt::format(",{:.6f}", v) : std::string(","); };
   auto value = [&](const std::map<int64_t, double>& v, int64_t k) {
@@ -534,7 +526,7 @@ std::string csv_row(const std::string& encoder, const char* kind, const ReportRo
   for (int64_t k : ks) out += value(m.chance_precision, k);
   for (int64_t k : ks) out += interval(m.ci_recall, k);
   for (int64_t k : ks) out += interval(m.ci_precision, k);
-  return out + "," + csv_field(absent_reason(m)) + "\n";
+  return out + "," + csv::quote(absent_reason(m)) + "\n";
 }
 
 }  // namespace

@@ -15,6 +15,7 @@
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
+#include "core/csv.h"
 #include "core/error.h"
 #include "core/fs.h"
 #include "core/log.h"
@@ -226,16 +227,6 @@ ShardHeader shard_header(const Job& job, const data::PreprocessConfig& pp, int c
   return h;
 }
 
-std::string csv_field(const std::string& s) {
-  if (s.find_first_of(",\"\n\r") == std::string::npos) return s;
-  std::string out = "\"";
-  for (char c : s) {
-    if (c == '"') out += '"';
-    out += c;
-  }
-  return out + "\"";
-}
-
 }  // namespace
 
 int64_t rows_per_shard(const std::string& modality, const ShardConfig& cfg,
@@ -408,9 +399,9 @@ ShardSummary shard_dataset(const std::filesystem::path& manifest_arg,
         size_t next = 0;
         for (const auto* r : job.rows) {
           if (next < e.rejected_sources.size() && e.rejected_sources[next] == r->path.string()) {
-            lines.emplace_back(r->line, fmt::format("{},{},{},{}\n", csv_field(r->path.string()),
+            lines.emplace_back(r->line, fmt::format("{},{},{},{}\n", csv::quote(r->path.string()),
                                                     r->modality, r->line,
-                                                    csv_field(e.rejected_reasons[next])));
+                                                    csv::quote(e.rejected_reasons[next])));
             ++next;
           }
         }

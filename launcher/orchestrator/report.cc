@@ -9,6 +9,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "core/csv.h"
 #include "core/fs.h"
 
 namespace m3ret::orchestrator {
@@ -18,13 +19,6 @@ namespace {
 const std::vector<std::string> kPresetOrder = {"tiny", "small", "base", "large", "huge"};
 const char* kColors[] = {"#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
                          "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"};
-
-std::string csv_field(const std::string& s) {
-  if (s.find_first_of(",\"\n") == std::string::npos) return s;
-  std::string o = "\"";
-  for (char c : s) o += c == '"' ? std::string("\"\"") : std::string(1, c);
-  return o + "\"";
-}
 
 // "recall@1" < "recall@5" < "recall@10" < "precision@..." < "map@..."; "queries" first.
 bool metric_less(const std::string& a, const std::string& b) {
@@ -262,10 +256,10 @@ ScalingTable scaling_table(State& state) {
 
 std::string to_csv(const ScalingTable& t) {
   std::string o;
-  for (size_t i = 0; i < t.columns.size(); ++i) o += (i ? "," : "") + csv_field(t.columns[i]);
+  for (size_t i = 0; i < t.columns.size(); ++i) o += (i ? "," : "") + csv::quote(t.columns[i]);
   o += "\n";
   for (const auto& r : t.rows) {
-    for (size_t i = 0; i < r.size(); ++i) o += (i ? "," : "") + csv_field(r[i]);
+    for (size_t i = 0; i < r.size(); ++i) o += (i ? "," : "") + csv::quote(r[i]);
     o += "\n";
   }
   return o;

@@ -1,10 +1,10 @@
-#include "data/csv.h"
+#include "core/csv.h"
 
 #include <fmt/format.h>
 
 #include "core/error.h"
 
-namespace m3ret::data::csv {
+namespace m3ret::csv {
 
 std::vector<Record> parse(const std::string& text, const std::string& name, char sep) {
   std::vector<Record> records;
@@ -74,4 +74,4 @@ std::string quote(const std::string& field) {
   return out;
 }
 
-}  // namespace m3ret::data::csv
+}  // namespace m3ret::csv

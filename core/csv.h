@@ -1,4 +1,4 @@
-// RFC 4180 CSV records (internal to data/): fields separated by ',', quoted
+// RFC 4180 CSV records (manifests, label tables, reports): fields separated by ',', quoted
 // with '"' when they contain ',', '"', CR or LF; '""' is a quote inside a
 // quoted field. CRLF and LF line ends are accepted.
 #pragma once
@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-namespace m3ret::data::csv {
+namespace m3ret::csv {
 
 struct Record {
   std::vector<std::string> fields;
@@ -22,4 +22,4 @@ std::vector<Record> parse(const std::string& text, const std::string& name, char
 // One field, quoted when needed.
 std::string quote(const std::string& field);
 
-}  // namespace m3ret::data::csv
+}  // namespace m3ret::csv
