@@ -203,6 +203,10 @@ void embed(const EmbedOptions& opt, Communicator& comm) {
 
   collective_step(comm, "encoding", [&] {
     if (opt.batch_size < 1) throw Error(fmt::format("embed: batch size {} must be >= 1", opt.batch_size));
+    // The device first: a GPU that cannot be had stops before any work.
+    const int local_rank = Runtime::initialized() ? Runtime::get().local_rank() : 0;
+    const torch::Device device =
+        probe ? torch::Device(torch::kCPU) : trainer::resolve_device(opt.device, local_rank, "--device");
     shards = sharding::ShardSet::open(opt.shards);
     items = select_items(*shards, opt);
     torch::NoGradGuard no_grad;
@@ -219,8 +223,6 @@ void embed(const EmbedOptions& opt, Communicator& comm) {
       choice.random_init = opt.random_init;
       choice.weights = opt.weights;
       choice.pooling = opt.pooling;
-      const int local_rank = Runtime::initialized() ? Runtime::get().local_rank() : 0;
-      const torch::Device device = trainer::resolve_device(opt.device, local_rank, "--device");
       loaded = trainer::load_encoder(opt.checkpoint, choice);
       loaded.encoder->to(device);
       if (rank == 0)

@@ -7,6 +7,7 @@
 #include "core/communicator.h"
 #include "core/config.h"
 #include "core/runtime.h"
+#include "eval/embed.h"
 #include "test_util.h"
 #include "trainer/config.h"
 #include "trainer/device.h"
@@ -107,6 +108,27 @@ TEST(Device, TrainOnCudaWithoutAGpuStopsBeforeAnyWork) {
   EXPECT_EQ(std::count(out.begin(), out.end(), '\n'), 1) << out;
   EXPECT_FALSE(stdfs::exists(dir / "cli" / "checkpoints")) << out;
   EXPECT_FALSE(stdfs::exists(dir / "cli" / "metrics.jsonl")) << out;
+}
+
+TEST(Device, EmbedOnCudaWithoutAGpuStopsBeforeAnyWork) {
+  if (gpu_visible()) GTEST_SKIP() << "a GPU is visible: tests/gpu/ covers the GPU";
+  testing::TempDir dir("device_embed");
+  // The shards folder is empty: reading it would fail with another error.
+  stdfs::create_directories(dir / "shards");
+  eval::EmbedOptions o;
+  o.checkpoint = dir / "run";
+  o.shards = dir / "shards";
+  o.out = dir / "embeddings.h5";
+  o.device = "cuda";
+  try {
+    eval::embed(o, Runtime::get().world_comm());
+    FAIL() << "embed() on cuda without a GPU did not throw";
+  } catch (const config::Error& e) {
+    const std::string msg = e.what();
+    EXPECT_EQ(msg.rfind("--device: \"cuda\"", 0), 0u) << msg;
+    EXPECT_NE(msg.find(expected_reason()), std::string::npos) << msg;
+  }
+  EXPECT_FALSE(stdfs::exists(o.out));
 }
 
 }  // namespace
