@@ -1,9 +1,6 @@
 #include "data/synth.h"
 
 #include <algorithm>
-#include <atomic>
-#include <exception>
-#include <mutex>
 #include <set>
 #include <thread>
 
@@ -12,6 +9,7 @@
 #include <spdlog/spdlog.h>
 
 #include "core/error.h"
+#include "core/parallel.h"
 #include "data/manifest.h"
 #include "data/synth_anatomy.h"
 #include "data/synth_render.h"
@@ -180,30 +178,9 @@ void synthesize(const SynthConfig& cfg, const stdfs::path& out_dir) {
     }
   }
   // The rest in parallel; the first error stops the others and is rethrown here.
-  const size_t threads =
-      std::max<size_t>(1, std::min<size_t>(std::thread::hardware_concurrency(), std::min<size_t>(4, jobs.size())));
-  std::atomic<size_t> next{0};
-  std::atomic<bool> failed{false};
-  std::exception_ptr error;
-  std::mutex error_mu;
-  auto worker = [&]() {
-    for (;;) {
-      const size_t i = next++;
-      if (i >= jobs.size() || failed) return;
-      if (done[i]) continue;
-      try {
-        render(jobs[i], cfg);
-      } catch (...) {
-        std::lock_guard<std::mutex> lock(error_mu);
-        if (!error) error = std::current_exception();
-        failed = true;
-      }
-    }
-  };
-  std::vector<std::thread> pool;
-  for (size_t t = 0; t < threads; ++t) pool.emplace_back(worker);
-  for (auto& t : pool) t.join();
-  if (error) std::rethrow_exception(error);
+  parallel_for(jobs.size(), std::min<size_t>(4, std::thread::hardware_concurrency()), [&](size_t i) {
+    if (!done[i]) render(jobs[i], cfg);
+  });
 
   std::vector<ManifestRow> rows;
   rows.reserve(jobs.size());

@@ -20,6 +20,7 @@
 #include <gtest/gtest.h>
 
 #include "core/config.h"
+#include "core/parallel.h"
 #include "data/manifest.h"
 #include "data/reader.h"
 #include "data/synth.h"
@@ -67,24 +68,7 @@ PreprocessConfig bench_preprocess() {
 std::vector<Sample> read_all(const stdfs::path& manifest, const PreprocessConfig& pre) {
   const auto rows = read_manifest(manifest, /*check_paths=*/true);
   std::vector<Sample> out(rows.size());
-  std::atomic<size_t> next{0};
-  std::mutex mu;
-  std::string error;
-  auto work = [&] {
-    for (size_t i; (i = next++) < rows.size();) {
-      try {
-        out[i] = read_sample(rows[i], manifest.parent_path(), pre);
-      } catch (const std::exception& e) {
-        std::lock_guard<std::mutex> lock(mu);
-        error = e.what();
-      }
-    }
-  };
-  std::vector<std::thread> pool;
-  const unsigned n = std::max(1u, std::min(4u, std::thread::hardware_concurrency()));
-  for (unsigned t = 0; t < n; ++t) pool.emplace_back(work);
-  for (auto& t : pool) t.join();
-  if (!error.empty()) throw std::runtime_error(error);
+  parallel_for(rows.size(), 4, [&](size_t i) { out[i] = read_sample(rows[i], manifest.parent_path(), pre); });
   return out;
 }
 

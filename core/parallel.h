@@ -1,0 +1,15 @@
+// One worker pool for independent items: parallel_for runs f(0) .. f(n-1) on
+// up to `threads` threads (at least 1, at most n), each index exactly once
+// unless an item throws. The first exception stops the workers from taking
+// further items (those already running finish) and is rethrown to the caller
+// once every worker has joined. Items run in no particular order.
+#pragma once
+
+#include <cstddef>
+#include <functional>
+
+namespace m3ret {
+
+void parallel_for(size_t n, size_t threads, const std::function<void(size_t)>& f);
+
+}  // namespace m3ret
