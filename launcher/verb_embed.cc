@@ -38,6 +38,11 @@ void add_embed_verb(CLI::App& app) {
                    "embedding: cls token or mean of patch tokens (default: the run's "
                    "model.embedding)")
       ->check(CLI::IsMember({"cls", "mean"}));
+  verb->add_option("--device", e->device,
+                   "where the encoder runs: cpu, or cuda (cuda:<local rank>; a CUDA build of m3ret "
+                   "and a GPU per local rank)")
+      ->check(CLI::IsMember({"cpu", "cuda"}))
+      ->capture_default_str();
   verb->add_option("--split", e->split, "only samples of this split (default: all)");
   verb->add_option("--modalities", e->modalities, "only these modalities (default: all)");
   verb->add_option("--batch-size", e->batch_size, "samples per forward pass")

@@ -129,6 +129,18 @@ TEST(Device, EmbedOnCudaWithoutAGpuStopsBeforeAnyWork) {
     EXPECT_NE(msg.find(expected_reason()), std::string::npos) << msg;
   }
   EXPECT_FALSE(stdfs::exists(o.out));
+
+  // Through the binary: `m3ret embed --device cuda` is a usage error (exit 2), one line.
+  stdfs::create_directories(dir / "run");  // empty: loading it would fail with another error
+  int rc = 0;
+  const auto out = m3ret("embed --checkpoint " + (dir / "run").string() + " --shards " +
+                             (dir / "shards").string() + " --out " + o.out.string() + " --device cuda",
+                         &rc);
+  EXPECT_EQ(rc, 2) << out;
+  EXPECT_NE(out.find("--device: \"cuda\""), std::string::npos) << out;
+  EXPECT_NE(out.find(expected_reason()), std::string::npos) << out;
+  EXPECT_EQ(std::count(out.begin(), out.end(), '\n'), 1) << out;
+  EXPECT_FALSE(stdfs::exists(o.out)) << out;
 }
 
 }  // namespace
