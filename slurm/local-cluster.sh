@@ -12,8 +12,9 @@
 # real cluster), and the rest of the file system shared as a cluster shares its
 # parallel file system. The bridge (10.213.K.1, the controller's address) gets
 # the first free /24 of 10.213.0.0/16 that no route of this machine overlaps.
-# Every file lives under DIR (which must therefore not be under /tmp or
-# /dev/shm); the machine's own Slurm configuration is never read or changed.
+# Every file lives under DIR (not under /dev/shm; under /tmp, the folder
+# /tmp/TOP that holds DIR stays shared with the nodes, the rest of their /tmp
+# is their own); the machine's own Slurm configuration is never read or changed.
 # `up --loopback` is one node: this host on 127.0.0.1, no namespaces.
 #
 # stdout of `up` is KEY=VALUE lines, SLURM_CONF=DIR/slurm.conf last, so that
@@ -174,14 +175,21 @@ start_node() {
   # Own host name, /tmp, /dev/shm and /etc/hosts (mount namespace private to the
   # node). nsenter, not `ip netns exec`, which remounts /sys without the cgroup
   # file systems that slurmd looks for.
+  # When DIR is under /tmp, the folder of /tmp that holds it (/tmp/TOP: a
+  # checkout or build tree there) stays shared: it is bound into the node's own
+  # /tmp before that replaces the machine's.
+  local top=""
+  case "$dir/" in /tmp/?*) top=${dir#/tmp/}; top=${top%%/*};; esac
+  [ -z "$top" ] || mkdir -p "$dir/nodes/node$i/tmp/$top"
   # shellcheck disable=SC2016  # expanded by the node's shell
   nsenter --net="/run/netns/$ns" unshare --uts --mount sh -c '
     set -e
     hostname "$1"
-    mount --bind "$2/nodes/$1/tmp" /tmp
+    [ -z "$3" ] || mount --bind "/tmp/$3" "$2/nodes/$1/tmp/$3"
+    mount --rbind "$2/nodes/$1/tmp" /tmp
     mount -t tmpfs -o mode=1777 tmpfs /dev/shm
     mount --bind "$2/hosts" /etc/hosts
-    exec slurmd -f "$2/slurm.conf" >"$2/log/slurmd-$1.out" 2>&1' sh "node$i" "$dir"
+    exec slurmd -f "$2/slurm.conf" >"$2/log/slurmd-$1.out" 2>&1' sh "node$i" "$dir" "$top"
 }
 
 idle_nodes() { sinfo -h -N -o '%N %T' 2>/dev/null | awk '$2 == "idle"' | sort -u | wc -l; }
@@ -262,8 +270,8 @@ cmd_up() {
   if [ "$loopback" = 0 ]; then
     [ "$(id -u)" = 0 ] || die "must run as root (network namespaces, mounts and slurmd need it)"
     need_tools ip nsenter unshare mount hostname
-    case "$dir/" in /tmp/*|/dev/shm/*)
-      die "--state $dir is under /tmp or /dev/shm, which each node has of its own: use a shared folder";;
+    case "$dir/" in /tmp/|/dev/shm/*)
+      die "--state $dir is /tmp itself or under /dev/shm, which each node has of its own: use a shared folder";;
     esac
   fi
   [ $((${#dir} + 19)) -lt 108 ] || die "--state $dir is too long (its munge socket path must stay under 108 bytes)"
