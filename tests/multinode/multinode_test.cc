@@ -87,6 +87,7 @@ class MultiNode : public ::testing::Test {
     }
     const char* root = std::getenv("M3RET_MULTINODE_DIR");
     if (!root) root = M3RET_MULTINODE_DEFAULT_DIR;
+    if (under_tmp_) root = "/tmp/m3ret-tests";
     const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
     dir_ = fs::path(root) / fmt::format("{}-{}", std::string(info->name()).substr(0, 12), getpid());
     fs::remove_all(dir_);
@@ -181,6 +182,7 @@ class MultiNode : public ::testing::Test {
     return trainer::read_safetensors(out);
   }
 
+  bool under_tmp_ = false;  // the state folder (and the test's files) under /tmp
   fs::path dir_;
   std::string script_;
   std::vector<std::string> set_;
@@ -214,6 +216,33 @@ RankPlace rank_place(const fs::path& run, int r) {
     p = {std::stoi(m[1]), std::stoi(m[2]), std::stoi(m[3]), m[4].str()};
   }
   return p;
+}
+
+class MultiNodeUnderTmp : public MultiNode {
+ protected:
+  void SetUp() override {
+    under_tmp_ = true;
+    MultiNode::SetUp();
+  }
+};
+
+// A cluster whose state folder is under /tmp (a checkout there): the folder of
+// /tmp that holds it is shared with the nodes, the rest of /tmp is theirs.
+TEST_F(MultiNodeUnderTmp, TheFolderOfTmpHoldingTheStateIsSharedAndTheRestIsTheNodes) {
+  ASSERT_EQ(dir_.string().rfind("/tmp/m3ret-tests/", 0), 0u) << dir_;
+  { std::ofstream(dir_ / "marker") << "shared\n"; }
+  const std::string private_file = fmt::format("/tmp/m3ret-node-private-{}", getpid());
+  auto r = run_capture({"sbatch", "--parsable", "--nodes=1", "--nodelist=node2",
+                        "--output=" + (dir_ / "slurm-%j.out").string(), "--chdir=" + dir_.string(),
+                        "--wrap", "cat " + (dir_ / "marker").string() + " > " + (dir_ / "seen").string() +
+                                      " && hostname >> " + (dir_ / "seen").string() + " && touch " + private_file});
+  ASSERT_EQ(r.status, 0) << r.err;
+  const std::string id = r.out.substr(0, r.out.find_first_of(";\n"));
+  ASSERT_NO_FATAL_FAILURE(wait_job(id, {"COMPLETED", "FAILED", "CANCELLED", "NODE_FAIL"}, 120));
+  EXPECT_EQ(job_field(id, "JobState"), "COMPLETED") << read(dir_ / ("slurm-" + id + ".out"));
+  EXPECT_EQ(read(dir_ / "seen"), "shared\nnode2\n");
+  EXPECT_FALSE(fs::exists(private_file)) << "the node's /tmp is the machine's";
+  fs::remove(private_file);
 }
 
 TEST_F(MultiNode, TwoNodesOfOneAndOfTwoRanksTrainTheWeightsOfOneRank) {
