@@ -5,16 +5,13 @@
 // translation-invariant spectral feature separates them, and the generator's
 // own patterns differ between classes).
 #include <algorithm>
-#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <complex>
 #include <cstdlib>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <set>
-#include <thread>
 
 #include <fmt/format.h>
 #include <gtest/gtest.h>
