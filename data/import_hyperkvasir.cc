@@ -2,7 +2,9 @@
 // labeled-videos/ (same class folders, or flat with the class in
 // hyper-kvasir-video-metadata.csv, ';'-separated). The official 2-fold image
 // split (official_splits/2_fold_split.csv: file-name;class-name;split-index)
-// maps split 0 to train and 1 to test when present.
+// maps split 0 to train and 1 to test when present. unlabeled-images/images/*
+// (99,417 images) are rows without labels in the train split, for pretraining;
+// HyperKvasir has no unlabelled videos (its 374 videos are all labelled).
 #include <algorithm>
 #include <map>
 
@@ -42,21 +44,14 @@ std::map<std::string, std::string> read_column(const stdfs::path& file, const st
   return out;
 }
 
-}  // namespace
-
-ImportResult hyperkvasir(const ImportOptions& opts) {
-  const stdfs::path images = opts.root / "labeled-images", videos = opts.root / "labeled-videos";
-  if (!stdfs::is_directory(images) && !stdfs::is_directory(videos)) {
-    throw Error(fmt::format("import hyperkvasir: neither labeled-images/ nor labeled-videos/ in {}",
-                            opts.root.string()));
-  }
-  const std::string modality = opts.modality.empty() ? "endoscopy" : opts.modality;
+// labeled-images/<tract>/<category>/<class>/*, split from the official 2-fold file.
+void add_labelled_images(const ImportOptions& opts, const std::string& modality, ImportResult& out) {
+  const stdfs::path images = opts.root / "labeled-images";
   std::map<std::string, std::string> split_of;  // image file name -> split index
   if (auto p = find_first(opts.root, {"official_splits/2_fold_split.csv", "labeled-images/2_fold_split.csv"});
       !p.empty()) {
     split_of = read_column(p, "split-index");
   }
-  ImportResult out;
   for (const auto& file : files_under(images, out.skipped)) {
     if (!is_sample_file(file)) continue;
     if (file.parent_path() == images) {
@@ -71,6 +66,24 @@ ImportResult hyperkvasir(const ImportOptions& opts) {
     if (it != split_of.end()) row.split = it->second == "0" ? "train" : it->second == "1" ? "test" : "";
     out.rows.push_back(std::move(row));
   }
+}
+
+// unlabeled-images/images/*: no labels, always train (pretraining data; never an
+// evaluation query or gallery item, since evaluation reads the test split).
+void add_unlabelled_images(const ImportOptions& opts, const std::string& modality, ImportResult& out) {
+  for (const auto& file : files_under(opts.root / "unlabeled-images", out.skipped)) {
+    if (!is_sample_file(file)) continue;
+    ManifestRow row;
+    row.path = file;
+    row.modality = modality;
+    row.split = "train";
+    out.rows.push_back(std::move(row));
+  }
+}
+
+// labeled-videos/**/<class>/*.avi, or flat with the class in the video metadata CSV.
+void add_videos(const ImportOptions& opts, const std::string& modality, ImportResult& out) {
+  const stdfs::path videos = opts.root / "labeled-videos";
   std::map<std::string, std::string> finding;  // for videos directly in labeled-videos/
   if (auto p = find_first(opts.root, {"hyper-kvasir-video-metadata.csv", "labeled-videos/hyper-kvasir-video-metadata.csv"});
       !p.empty()) {
@@ -96,6 +109,21 @@ ImportResult hyperkvasir(const ImportOptions& opts) {
     }
     out.rows.push_back(std::move(row));
   }
+}
+
+}  // namespace
+
+ImportResult hyperkvasir(const ImportOptions& opts) {
+  if (!stdfs::is_directory(opts.root / "labeled-images") && !stdfs::is_directory(opts.root / "labeled-videos") &&
+      !stdfs::is_directory(opts.root / "unlabeled-images")) {
+    throw Error(fmt::format("import hyperkvasir: none of labeled-images/, labeled-videos/, unlabeled-images/ in {}",
+                            opts.root.string()));
+  }
+  const std::string modality = opts.modality.empty() ? "endoscopy" : opts.modality;
+  ImportResult out;
+  add_labelled_images(opts, modality, out);
+  add_unlabelled_images(opts, modality, out);
+  add_videos(opts, modality, out);
   return out;
 }
 

@@ -125,9 +125,17 @@ TEST(DataImport, HyperKvasirImagesAndVideos) {
   text(root / "hyper-kvasir-video-metadata.csv",
        "file-name;finding;width;height;number-of-frames;fps;length;kilobytes\n"
        "flat;ulcerative-colitis-grade-1;32;32;6;10;0.6;10\n");
-  text(root / "unlabeled-images/images/u.jpg", "not used");
+  image(root / "unlabeled-images/images/u1.jpg", 4);
+  image(root / "unlabeled-images/images/u2.jpg", 5);
+  text(root / "unlabeled-images/images/readme.txt", "not a sample");
   auto rows = by_name(import_and_read("hyperkvasir", root, dir / "hk.csv"));
-  ASSERT_EQ(rows.size(), 5u);
+  ASSERT_EQ(rows.size(), 7u);
+  // Unlabelled images: no labels, always train (pretraining only; evaluation reads the test split).
+  for (const char* u : {"u1.jpg", "u2.jpg"}) {
+    EXPECT_TRUE(rows[u].labels.empty()) << u;
+    EXPECT_EQ(rows[u].split, "train") << u;
+    EXPECT_EQ(rows[u].group, "") << u;
+  }
   EXPECT_THAT(rows["a.jpg"].labels, ElementsAre("polyps"));
   EXPECT_THAT(rows["c.jpg"].labels, ElementsAre("z-line"));
   EXPECT_EQ(rows["a.jpg"].split, "train");
@@ -137,6 +145,26 @@ TEST(DataImport, HyperKvasirImagesAndVideos) {
   EXPECT_THAT(rows["flat.avi"].labels, ElementsAre("ulcerative-colitis-grade-1"));
   EXPECT_EQ(rows.count("unknown.avi"), 0u);
   for (const auto& [name, row] : rows) EXPECT_EQ(row.modality, "endoscopy") << name;
+}
+
+TEST(DataImport, HyperKvasirUnlabelledImagesAlone) {
+  testing::TempDir dir("import");
+  const auto root = dir / "hyper-kvasir";
+  image(root / "unlabeled-images/images/0a1b.jpg", 1);
+  auto rows = import_and_read("hyperkvasir", root, dir / "hk.csv");
+  ASSERT_EQ(rows.size(), 1u);
+  EXPECT_TRUE(rows[0].labels.empty());
+  EXPECT_EQ(rows[0].split, "train");
+  // None of the three folders: the error names them and the root.
+  stdfs::create_directories(dir / "other/images");
+  ImportOptions o{dir / "other", dir / "o.csv", ""};
+  try {
+    import_dataset("hyperkvasir", o);
+    ADD_FAILURE() << "a root without HyperKvasir folders was accepted";
+  } catch (const Error& e) {
+    EXPECT_THAT(e.what(), HasSubstr("none of labeled-images/, labeled-videos/, unlabeled-images/ in " +
+                                    (dir / "other").string()));
+  }
 }
 
 TEST(DataImport, BusiSkipsMasks) {
