@@ -5,6 +5,8 @@
 #include <set>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
+#include <zlib.h>
 
 #include "core/error.h"
 #include "data/integrity.h"
@@ -113,6 +115,52 @@ void add_class_folders(const stdfs::path& dir, const std::string& modality, cons
     row.split = split;
     out.rows.push_back(std::move(row));
   }
+}
+
+size_t Table::column(const std::string& col) const {
+  const auto& h = records.front().fields;
+  auto it = std::find(h.begin(), h.end(), col);
+  if (it == h.end()) {
+    throw Error(fmt::format("{}:1: no column '{}' (columns present: {})", name, col, fmt::join(h, ", ")));
+  }
+  return static_cast<size_t>(it - h.begin());
+}
+
+const std::vector<std::string>& Table::row(size_t r) const {
+  const auto& rec = records[r];
+  if (rec.fields.size() != records.front().fields.size()) {
+    throw Error(fmt::format("{}:{}: expected {} fields, got {}", name, rec.line, records.front().fields.size(),
+                            rec.fields.size()));
+  }
+  return rec.fields;
+}
+
+Table read_table(const stdfs::path& file, char sep) {
+  // gzread reads a plain file as it is, so one reader serves .csv and .csv.gz.
+  gzFile gz = gzopen(file.c_str(), "rb");
+  if (!gz) throw Error(fmt::format("{}: cannot open", file.string()));
+  std::string text;
+  char buf[1 << 16];
+  int n = 0;
+  while ((n = gzread(gz, buf, sizeof buf)) > 0) text.append(buf, static_cast<size_t>(n));
+  // A stream cut short ends without an error from gzread: Z_BUF_ERROR says so.
+  int code = Z_OK;
+  const std::string why = gzerror(gz, &code);
+  gzclose(gz);
+  if (n < 0 || code != Z_OK) {
+    throw Error(fmt::format("{}: cannot read (damaged gzip stream?): {}", file.string(), why));
+  }
+  Table t{file.string(), csv::parse(text, file.string(), sep)};
+  if (t.records.empty()) throw Error(fmt::format("{}:1: empty file (expected a header row)", file.string()));
+  return t;
+}
+
+stdfs::path require_one(const std::string& importer, const stdfs::path& dir, const std::vector<std::string>& names) {
+  const stdfs::path found = find_first(dir, names);
+  if (found.empty()) {
+    throw Error(fmt::format("import {}: {} not found in {}", importer, names.front(), dir.string()));
+  }
+  return found;
 }
 
 }  // namespace m3ret::data::importer

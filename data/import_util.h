@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "core/csv.h"
 #include "data/importers.h"
 
 namespace m3ret::data::importer {
@@ -64,6 +65,25 @@ LabelTable read_label_table(const ImportOptions& opts);
 // result.skipped ("path: id 'X' not in FILE").
 void join_labels(const ImportOptions& opts, const LabelTable& table, ImportResult& result);
 
+// A CSV table (plain or gzip-compressed, read through zlib) with a header row.
+struct Table {
+  std::string name;                  // the file, for messages
+  std::vector<csv::Record> records;  // records[0] is the header
+  // The index of column `col`; throws m3ret::Error "FILE:1: no column 'X' (columns present: ...)".
+  size_t column(const std::string& col) const;
+  // The fields of records[r], r >= 1; throws "FILE:LINE: expected N fields, got M" unless
+  // the record has as many fields as the header.
+  const std::vector<std::string>& row(size_t r) const;
+};
+// Throws m3ret::Error naming the file when it cannot be opened, is a damaged gzip
+// stream, or has no header row.
+Table read_table(const std::filesystem::path& file, char sep = ',');
+
+// The first of `names` (each relative to `dir`) that exists; throws m3ret::Error
+// "import <importer>: <names[0]> not found in <dir>" when none does.
+std::filesystem::path require_one(const std::string& importer, const std::filesystem::path& dir,
+                                  const std::vector<std::string>& names);
+
 // The importers (one file each).
 ImportResult chestxray14(const ImportOptions& opts);
 ImportResult hyperkvasir(const ImportOptions& opts);
@@ -71,5 +91,7 @@ ImportResult busi(const ImportOptions& opts);
 ImportResult medmnist(const ImportOptions& opts);
 ImportResult folder(const ImportOptions& opts);
 ImportResult dicom_tree(const ImportOptions& opts);
+ImportResult chexpert(const ImportOptions& opts);
+ImportResult mimic_cxr(const ImportOptions& opts);
 
 }  // namespace m3ret::data::importer

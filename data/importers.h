@@ -9,10 +9,15 @@
 //   folder       ROOT/<class>/** or ROOT/{train,val,test}/<class>/** (needs a modality)
 //   dicom        a DICOM tree: one sample per series (2D modalities: per image),
 //                modality from the Modality tag, group from PatientID
+//   chexpert     CheXpert-v1.0[-small]/{train,valid}.csv (Path, Frontal/Lateral, 14
+//                observations 1.0/0.0/-1.0/blank), group patientNNNNN       -> xray
+//   mimic-cxr    MIMIC-CXR-JPG files/pXX/pSUBJECT/sSTUDY/DICOM.jpg with
+//                mimic-cxr-2.0.0-{split,chexpert,metadata}.csv.gz, group subject_id -> xray
 // Layouts, labels, groups and splits per dataset: docs/data.md ("Importers").
 #pragma once
 
 #include <filesystem>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -32,7 +37,21 @@ struct ImportOptions {
   std::string id_column = "id";
   std::string labels_column = "labels";
   std::string split_column;
+  // Importer options, key -> value (Importer::options lists those each importer takes;
+  // import_dataset rejects others and fills in the defaults).
+  std::map<std::string, std::string> options;
 };
+
+// One option an importer takes: `values` are the accepted values, the first the default.
+struct ImportOption {
+  std::string key;
+  std::vector<std::string> values;
+  std::string help;
+};
+
+// Parses "KEY=VALUE" into opts.options; throws m3ret::Error for text without '=' or
+// with an empty key. (Whether the importer takes KEY is checked by import_dataset.)
+void parse_import_option(const std::string& key_value, ImportOptions& opts);
 
 struct ImportResult {
   std::vector<ManifestRow> rows;     // absolute paths, in a deterministic order
@@ -45,8 +64,9 @@ struct ImportResult {
 
 struct Importer {
   std::string name;
-  std::string summary;  // one line for --help
+  std::string summary;  // one line for --help (importers() appends the options)
   ImportResult (*run)(const ImportOptions&);
+  std::vector<ImportOption> options;
 };
 
 // Every importer, by name.
@@ -55,7 +75,8 @@ const std::vector<Importer>& importers();
 // Runs importer `name` on opts.root and writes opts.out atomically (written
 // last: its presence means the import is complete), plus, when something was
 // skipped, "<out without .csv>.skipped.csv" (path,reason). Throws m3ret::Error
-// for an unknown name (listing the known ones), a missing root, a layout that
+// for an unknown name (listing the known ones), an option the importer does not take
+// or a value it does not accept (listing those it does), a missing root, a layout that
 // does not match (naming the file or folder that was expected) or no samples.
 ImportResult import_dataset(const std::string& name, const ImportOptions& opts);
 

@@ -1,5 +1,6 @@
 // Importers, each on a small replica of the real layout (docs/data.md and
 // /work/shared/DATASETS.md) that the test builds with real files.
+#include <array>
 #include <fstream>
 #include <map>
 
@@ -493,6 +494,246 @@ with zipfile.ZipFile(root + '/chestmnist.npz', 'w') as z:
                                       "overflows the addressable size"));
 }
 
+// CheXpert's real header: Path, Sex, Age, Frontal/Lateral, AP/PA, then the 14 observations.
+const char* const kChexpertHeader =
+    "Path,Sex,Age,Frontal/Lateral,AP/PA,No Finding,Enlarged Cardiomediastinum,Cardiomegaly,Lung Opacity,"
+    "Lung Lesion,Edema,Consolidation,Pneumonia,Atelectasis,Pneumothorax,Pleural Effusion,Pleural Other,"
+    "Fracture,Support Devices\n";
+
+// A CheXpert-small replica: train.csv (uncertain and blank cells, a lateral view, an image
+// not downloaded) and valid.csv (0.0/1.0 only), images written where Path says.
+stdfs::path chexpert_replica(const stdfs::path& base) {
+  const stdfs::path dir = base / "CheXpert-v1.0-small";
+  text(dir / "train.csv",
+       std::string(kChexpertHeader) +
+           "CheXpert-v1.0-small/train/patient00001/study1/view1_frontal.jpg,Female,68,Frontal,AP,1.0,,,,,,,,,0.0,,,,1.0\n"
+           "CheXpert-v1.0-small/train/patient00002/study2/view1_frontal.jpg,Female,87,Frontal,AP,,,-1.0,1.0,,-1.0,"
+           "-1.0,,-1.0,,-1.0,,1.0,\n"
+           "CheXpert-v1.0-small/train/patient00002/study1/view1_frontal.jpg,Female,83,Frontal,AP,,,,1.0,,,-1.0,,,,,,"
+           "1.0,\n"
+           "CheXpert-v1.0-small/train/patient00002/study1/view2_lateral.jpg,Female,83,Lateral,,,,,1.0,,,-1.0,,,,,,"
+           "1.0,\n"
+           "CheXpert-v1.0-small/train/patient00003/study1/view1_frontal.jpg,Male,41,Frontal,AP,,,,,,1.0,,,,0.0,,,,\n");
+  text(dir / "valid.csv",
+       std::string(kChexpertHeader) +
+           "CheXpert-v1.0-small/valid/patient64541/study1/view1_frontal.jpg,Male,73,Frontal,AP,0.0,1.0,1.0,1.0,0.0,"
+           "0.0,0.0,0.0,0.0,0.0,0.0,0.0,0.0,0.0\n"
+           "CheXpert-v1.0-small/valid/patient64542/study1/view1_frontal.jpg,Male,70,Frontal,PA,0.0,0.0,0.0,0.0,0.0,"
+           "0.0,0.0,0.0,0.0,0.0,0.0,0.0,0.0,1.0\n");
+  int seed = 0;
+  for (const char* p : {"train/patient00001/study1/view1_frontal.jpg", "train/patient00002/study2/view1_frontal.jpg",
+                        "train/patient00002/study1/view1_frontal.jpg", "train/patient00002/study1/view2_lateral.jpg",
+                        "valid/patient64541/study1/view1_frontal.jpg", "valid/patient64542/study1/view1_frontal.jpg"}) {
+    image(dir / p, ++seed);
+  }
+  return dir;
+}
+
+// The rows of `rows` keyed by their path relative to `dir` ("train/patient00001/...").
+std::map<std::string, ManifestRow> by_rel(const std::vector<ManifestRow>& rows, const stdfs::path& dir) {
+  std::map<std::string, ManifestRow> m;
+  for (const auto& r : rows) m[r.path.lexically_relative(stdfs::absolute(dir)).generic_string()] = r;
+  return m;
+}
+
+std::string import_error(const std::string& name, const ImportOptions& o) {
+  try {
+    import_dataset(name, o);
+  } catch (const Error& e) {
+    EXPECT_FALSE(stdfs::exists(o.out)) << "a failed import wrote " << o.out;
+    return e.what();
+  }
+  ADD_FAILURE() << "import " << name << " of " << o.root << " succeeded";
+  return "";
+}
+
+TEST(DataImport, CheXpertLabelsPatientsSplitsAndSkips) {
+  testing::TempDir dir("import");
+  const stdfs::path cx = chexpert_replica(dir / "dl");
+  auto rows = by_rel(import_and_read("chexpert", dir / "dl", dir / "cx.csv"), cx);
+  ASSERT_EQ(rows.size(), 6u);
+  const auto& p1 = rows["train/patient00001/study1/view1_frontal.jpg"];
+  EXPECT_THAT(p1.labels, ElementsAre("No Finding", "Support Devices"));
+  EXPECT_EQ(p1.group, "chexpert:patient00001");
+  EXPECT_EQ(p1.split, "train");
+  EXPECT_EQ(p1.modality, "xray");
+  // Uncertain (-1.0) observations are no label by default.
+  const auto& p2 = rows["train/patient00002/study2/view1_frontal.jpg"];
+  EXPECT_THAT(p2.labels, ElementsAre("Lung Opacity", "Fracture"));
+  EXPECT_EQ(p2.group, "chexpert:patient00002");
+  EXPECT_EQ(rows["train/patient00002/study1/view2_lateral.jpg"].group, "chexpert:patient00002");
+  // valid.csv is the test split.
+  const auto& v = rows["valid/patient64541/study1/view1_frontal.jpg"];
+  EXPECT_THAT(v.labels, ElementsAre("Enlarged Cardiomediastinum", "Cardiomegaly", "Lung Opacity"));
+  EXPECT_EQ(v.split, "test");
+  EXPECT_EQ(v.group, "chexpert:patient64541");
+  EXPECT_THAT(rows["valid/patient64542/study1/view1_frontal.jpg"].labels, ElementsAre("Support Devices"));
+  // The image that is not downloaded is skipped with its line.
+  const std::string skipped = fs::read_file(dir / "cx.skipped.csv");
+  EXPECT_THAT(skipped, HasSubstr("CheXpert-v1.0-small/train/patient00003/study1/view1_frontal.jpg,"
+                                 "listed in train.csv line 6 but not found under"));
+
+  // uncertain=positive makes them labels; views=frontal leaves the lateral view out, with its reason.
+  ImportOptions o{dir / "dl", dir / "cx2.csv", ""};
+  o.options = {{"uncertain", "positive"}, {"views", "frontal"}};
+  const ImportResult r = import_dataset("chexpert", o);
+  auto rows2 = by_rel(r.rows, cx);
+  ASSERT_EQ(rows2.size(), 5u);
+  EXPECT_THAT(rows2["train/patient00002/study2/view1_frontal.jpg"].labels,
+              ElementsAre("Cardiomegaly", "Lung Opacity", "Edema", "Consolidation", "Atelectasis",
+                          "Pleural Effusion", "Fracture"));
+  EXPECT_EQ(rows2.count("train/patient00002/study1/view2_lateral.jpg"), 0u);
+  EXPECT_THAT(fs::read_file(dir / "cx2.skipped.csv"),
+              HasSubstr("view2_lateral.jpg,listed in train.csv line 5 is a Lateral view (views=frontal)"));
+}
+
+TEST(DataImport, CheXpertBadInputNamesFileLineAndOption) {
+  testing::TempDir dir("import");
+  const stdfs::path cx = chexpert_replica(dir / "dl");
+  ImportOptions o{dir / "dl", dir / "cx.csv", ""};
+  o.options = {{"uncertain", "maybe"}};
+  EXPECT_THAT(import_error("chexpert", o), HasSubstr("option uncertain=maybe: expected one of negative, positive"));
+  o.options = {{"frontal", "1"}};
+  EXPECT_THAT(import_error("chexpert", o), HasSubstr("unknown option 'frontal' (options of chexpert: uncertain, views)"));
+  o.options.clear();
+  // A label value out of the set, then a row with too few fields: FILE:LINE and the column.
+  const std::string good = fs::read_file(cx / "train.csv");
+  text(cx / "train.csv", std::string(kChexpertHeader) +
+                             "CheXpert-v1.0-small/train/patient00001/study1/view1_frontal.jpg,Female,68,Frontal,AP,"
+                             ",,,,,2.0,,,,,,,,\n");
+  EXPECT_THAT(import_error("chexpert", o),
+              HasSubstr((cx / "train.csv").string() + ":2: column 'Edema': value '2.0' is not 1.0, 0.0, -1.0 or empty"));
+  text(cx / "train.csv", good + "CheXpert-v1.0-small/train/patient00009/study1/view1_frontal.jpg,Male,1\n");
+  EXPECT_THAT(import_error("chexpert", o), HasSubstr((cx / "train.csv").string() + ":7: expected 19 fields, got 3"));
+  // A header without an observation column lists the columns present.
+  text(cx / "train.csv", "Path,Sex,Age,Frontal/Lateral,AP/PA\n");
+  EXPECT_THAT(import_error("chexpert", o), HasSubstr("train.csv:1: no column 'No Finding' (columns present: Path, Sex"));
+  // A broken layout names the missing file.
+  text(cx / "train.csv", good);
+  stdfs::remove(cx / "valid.csv");
+  EXPECT_THAT(import_error("chexpert", o), HasSubstr("import chexpert: valid.csv not found: " + (cx / "valid.csv").string()));
+  stdfs::remove(cx / "train.csv");
+  EXPECT_THAT(import_error("chexpert", o), HasSubstr("import chexpert: train.csv not found in " + (dir / "dl").string()));
+}
+
+// Writes `content` to `p` gzip-compressed (by the gzip tool, as PhysioNet ships them).
+void gz_text(const stdfs::path& p, const std::string& content) {
+  const stdfs::path plain = p.parent_path() / p.stem();  // x.csv.gz -> x.csv
+  text(plain, content);
+  ASSERT_EQ(testing::run_command("gzip -n -f '" + plain.string() + "'"), 0);
+  ASSERT_TRUE(stdfs::exists(p));
+}
+
+// A MIMIC-CXR-JPG replica: two patients, four studies, the three tables (real headers).
+void mimic_replica(const stdfs::path& root) {
+  const std::string a = "02aa804e-bde0afdd-112c0b34-7bc16630-4e381014", b = "174413ec-4ec4c1f7-34ea26b7-c5f994f8-79ef1962",
+                    c = "2a2277a9-b0ded155-c0de8eb9-c124d10e-82c5caab", d = "68b5c4b1-227d0485-9cc38c3f-7b84ab51-4b472714",
+                    e = "fffabebf-74fd3a1f-673b6b41-96ec0ac9-2ab69818", gone = "0c4eb1e1-b801903c-bcebe8a4-3da9cd3c-3b94a27c";
+  gz_text(root / "mimic-cxr-2.0.0-split.csv.gz",
+          "dicom_id,study_id,subject_id,split\n" + a + ",50414267,10000032,train\n" + b + ",50414267,10000032,train\n" + c +
+              ",53189527,10000032,train\n" + d + ",51029426,11000011,validate\n" + e + ",55368167,19999987,test\n" + gone +
+              ",55368167,19999987,test\n" + "9e0ba7c1-aaaaaaaa-bbbbbbbb-cccccccc-dddddddd,59999999,19999987,test\n");
+  gz_text(root / "mimic-cxr-2.0.0-chexpert.csv.gz",
+          "subject_id,study_id,Atelectasis,Cardiomegaly,Consolidation,Edema,Enlarged Cardiomediastinum,Fracture,"
+          "Lung Lesion,Lung Opacity,No Finding,Pleural Effusion,Pleural Other,Pneumonia,Pneumothorax,Support Devices\n"
+          "10000032,50414267,,,,,,,,,1.0,,,,,\n"
+          "10000032,53189527,,,,,,,,,1.0,,,,,\n"
+          "11000011,51029426,1.0,-1.0,,0.0,,,,,,1.0,,,,\n"
+          "19999987,55368167,,,,,,,,-1.0,,,,1.0,0.0,1.0\n");
+  gz_text(root / "mimic-cxr-2.0.0-metadata.csv.gz",
+          "dicom_id,subject_id,study_id,PerformedProcedureStepDescription,ViewPosition,Rows,Columns,StudyDate,"
+          "StudyTime,ProcedureCodeSequence_CodeMeaning,ViewCodeSequence_CodeMeaning,"
+          "PatientOrientationCodeSequence_CodeMeaning\n" +
+              a + ",10000032,50414267,CHEST (PA AND LAT),PA,3056,2544,21800506,213014.531,CHEST (PA AND LAT),"
+                  "postero-anterior,Erect\n" +
+              b + ",10000032,50414267,CHEST (PA AND LAT),LATERAL,3056,2544,21800506,213014.531,CHEST (PA AND LAT),"
+                  "lateral,Erect\n" +
+              c + ",10000032,53189527,CHEST (PA AND LAT),PA,3056,2544,21800626,165500.312,CHEST (PA AND LAT),"
+                  "postero-anterior,Erect\n" +
+              d + ",11000011,51029426,CHEST (PORTABLE AP),AP,2705,2539,21840101,100000.000,CHEST (PORTABLE AP),"
+                  "antero-posterior,Erect\n");  // e is not in the metadata
+  int seed = 0;
+  for (const auto& [subject, study, dicom] : std::vector<std::array<std::string, 3>>{
+           {"10000032", "50414267", a}, {"10000032", "50414267", b}, {"10000032", "53189527", c},
+           {"11000011", "51029426", d}, {"19999987", "55368167", e}}) {
+    image(root / "files" / ("p" + subject.substr(0, 2)) / ("p" + subject) / ("s" + study) / (dicom + ".jpg"), ++seed);
+  }
+}
+
+TEST(DataImport, MimicCxrJpgLabelsPatientsSplitsAndSkips) {
+  testing::TempDir dir("import");
+  const stdfs::path root = dir / "mimic-cxr-jpg/2.0.0";
+  mimic_replica(root);
+  auto rows = by_rel(import_and_read("mimic-cxr", root, dir / "m.csv"), root / "files");
+  ASSERT_EQ(rows.size(), 5u);
+  const auto& a = rows["p10/p10000032/s50414267/02aa804e-bde0afdd-112c0b34-7bc16630-4e381014.jpg"];
+  EXPECT_THAT(a.labels, ElementsAre("No Finding"));
+  EXPECT_EQ(a.group, "mimic-cxr:10000032");
+  EXPECT_EQ(a.split, "train");
+  EXPECT_EQ(a.modality, "xray");
+  const auto& d = rows["p11/p11000011/s51029426/68b5c4b1-227d0485-9cc38c3f-7b84ab51-4b472714.jpg"];
+  EXPECT_THAT(d.labels, ElementsAre("Atelectasis", "Pleural Effusion"));  // -1.0 Cardiomegaly: no label
+  EXPECT_EQ(d.split, "val");
+  EXPECT_EQ(d.group, "mimic-cxr:11000011");
+  const auto& e = rows["p19/p19999987/s55368167/fffabebf-74fd3a1f-673b6b41-96ec0ac9-2ab69818.jpg"];
+  EXPECT_THAT(e.labels, ElementsAre("Pneumonia", "Support Devices"));
+  EXPECT_EQ(e.split, "test");
+  const std::string skipped = fs::read_file(dir / "m.skipped.csv");
+  EXPECT_THAT(skipped, HasSubstr("0c4eb1e1-b801903c-bcebe8a4-3da9cd3c-3b94a27c.jpg,"
+                                 "listed in mimic-cxr-2.0.0-split.csv.gz line 7 but not found under the root"));
+  EXPECT_THAT(skipped, HasSubstr("9e0ba7c1-aaaaaaaa-bbbbbbbb-cccccccc-dddddddd.jpg,listed in "
+                                 "mimic-cxr-2.0.0-split.csv.gz line 8; study not in mimic-cxr-2.0.0-chexpert.csv.gz"));
+
+  // views=frontal reads the metadata: the LATERAL image and the one it lacks are skipped.
+  ImportOptions o{root, dir / "f.csv", ""};
+  o.options = {{"views", "frontal"}, {"uncertain", "positive"}};
+  auto frontal = by_rel(import_dataset("mimic-cxr", o).rows, root / "files");
+  ASSERT_EQ(frontal.size(), 3u);
+  EXPECT_THAT(frontal["p11/p11000011/s51029426/68b5c4b1-227d0485-9cc38c3f-7b84ab51-4b472714.jpg"].labels,
+              ElementsAre("Cardiomegaly", "Atelectasis", "Pleural Effusion"));
+  const std::string fskipped = fs::read_file(dir / "f.skipped.csv");
+  EXPECT_THAT(fskipped, HasSubstr("line 3; view 'LATERAL' is not frontal (views=frontal)"));
+  EXPECT_THAT(fskipped, HasSubstr("line 6; not in mimic-cxr-2.0.0-metadata.csv.gz (views=frontal)"));
+}
+
+TEST(DataImport, MimicCxrJpgBrokenLayoutAndBadRows) {
+  testing::TempDir dir("import");
+  const stdfs::path root = dir / "mimic";
+  mimic_replica(root);
+  ImportOptions o{root, dir / "m.csv", ""};
+  // A damaged gzip stream (cut short) names the file.
+  const std::string whole = fs::read_file(root / "mimic-cxr-2.0.0-chexpert.csv.gz");
+  text(root / "mimic-cxr-2.0.0-chexpert.csv.gz", whole.substr(0, whole.size() - 12));
+  EXPECT_THAT(import_error("mimic-cxr", o),
+              HasSubstr((root / "mimic-cxr-2.0.0-chexpert.csv.gz").string() + ": cannot read (damaged gzip stream?)"));
+  // Missing: the labels table, then the metadata only when views=frontal needs it.
+  stdfs::remove(root / "mimic-cxr-2.0.0-chexpert.csv.gz");
+  EXPECT_THAT(import_error("mimic-cxr", o),
+              HasSubstr("import mimic-cxr: mimic-cxr-2.0.0-chexpert.csv.gz not found in " + root.string()));
+  // A decompressed table serves as well.
+  text(root / "mimic-cxr-2.0.0-chexpert.csv",
+       "subject_id,study_id,Atelectasis,Cardiomegaly,Consolidation,Edema,Enlarged Cardiomediastinum,Fracture,"
+       "Lung Lesion,Lung Opacity,No Finding,Pleural Effusion,Pleural Other,Pneumonia,Pneumothorax,Support Devices\n"
+       "10000032,50414267,,,,,,,,,1.0,,,,,\n");
+  EXPECT_EQ(import_dataset("mimic-cxr", ImportOptions{root, dir / "plain.csv", ""}).rows.size(), 2u);
+  stdfs::remove(root / "mimic-cxr-2.0.0-metadata.csv.gz");
+  o.options = {{"views", "frontal"}};
+  EXPECT_THAT(import_error("mimic-cxr", o), HasSubstr("mimic-cxr-2.0.0-metadata.csv.gz not found in"));
+  o.options.clear();
+  // A split other than train/validate/test, and a label value out of the set: FILE:LINE.
+  gz_text(root / "mimic-cxr-2.0.0-split.csv.gz", "dicom_id,study_id,subject_id,split\nx,50414267,10000032,dev\n");
+  EXPECT_THAT(import_error("mimic-cxr", o),
+              HasSubstr("mimic-cxr-2.0.0-split.csv.gz:2: split 'dev' is not train, validate or test"));
+  text(root / "mimic-cxr-2.0.0-chexpert.csv",
+       "subject_id,study_id,Atelectasis,Cardiomegaly,Consolidation,Edema,Enlarged Cardiomediastinum,Fracture,"
+       "Lung Lesion,Lung Opacity,No Finding,Pleural Effusion,Pleural Other,Pneumonia,Pneumothorax,Support Devices\n"
+       "10000032,50414267,,,,,,,,,yes,,,,,\n");
+  EXPECT_THAT(import_error("mimic-cxr", o),
+              HasSubstr("mimic-cxr-2.0.0-chexpert.csv:2: column 'No Finding': value 'yes' is not 1.0"));
+  stdfs::remove_all(root / "files");
+  EXPECT_THAT(import_error("mimic-cxr", o), HasSubstr("import mimic-cxr: the image folder files/ not found: "));
+}
+
 TEST(DataImport, UnknownNameModalityAndRoot) {
   testing::TempDir dir("import");
   ImportOptions o{dir.path(), dir / "m.csv", ""};
@@ -501,7 +742,7 @@ TEST(DataImport, UnknownNameModalityAndRoot) {
     ADD_FAILURE();
   } catch (const Error& e) {
     EXPECT_THAT(e.what(), HasSubstr("unknown dataset 'imagenet' (known: chestxray14, hyperkvasir, busi, "
-                                    "medmnist, folder, dicom)"));
+                                    "medmnist, folder, dicom, chexpert, mimic-cxr)"));
   }
   o.modality = "pet";
   EXPECT_THROW(import_dataset("folder", o), Error);
