@@ -26,10 +26,10 @@
 
 #include "core/communicator.h"
 #include "core/runtime.h"
-#include "trainer/config.h"
+#include "model/config.h"
+#include "model/vit.h"
 #include "trainer/grad_sync.h"
 #include "trainer/schedule.h"
-#include "trainer/vit.h"
 
 namespace {
 double median(std::vector<double> v) {

@@ -21,12 +21,12 @@
 #include <thread>
 #include <vector>
 
+#include "model/objective.h"
+#include "model/settings.h"
 #include "sharding/loader.h"
 #include "sharding/sampler.h"
 #include "sharding/shard_set.h"
 #include "trainer/batch_transform.h"
-#include "trainer/objective.h"
-#include "trainer/settings.h"
 
 using namespace m3ret;
 

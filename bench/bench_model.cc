@@ -4,13 +4,13 @@
 //
 //   bench_model [--threads T] [--iters N] [--python /usr/bin/python3] [--cases tiny,base]
 //
-// For each case: the encoder and the MAE decoder (trainer/vit.h, trainer/mae.h)
+// For each case: the encoder and the MAE decoder (model/vit.h, model/mae.h)
 // with the default MAE decoder (512 wide, 8 blocks) and mask ratio (0.75 for
 // images, 0.9 for clips), one fixed batch and tube mask. One step = prepare,
 // encoder on the visible tokens, decoder, per-patch-normalised MSE, backward
 // into every weight. The same weights, inputs and mask are written as
 // safetensors and bench/bench_model_reference.py runs the same step with
-// torch.nn.functional (tests/trainer/golden_reference.py's model) on the same
+// torch.nn.functional (tests/model/golden_reference.py's model) on the same
 // number of threads. Each side: 2 warm-up steps, then the median of N.
 // Prints a markdown table: ms per step for both and the ratio m3ret / PyTorch.
 #include <torch/torch.h>
@@ -28,10 +28,10 @@
 #include <fmt/format.h>
 
 #include "core/blas_threads.h"
-#include "trainer/config.h"
-#include "trainer/export.h"
-#include "trainer/mae.h"
-#include "trainer/vit.h"
+#include "model/config.h"
+#include "model/export.h"
+#include "model/mae.h"
+#include "model/vit.h"
 
 using namespace m3ret::trainer;
 using Clock = std::chrono::steady_clock;
@@ -117,7 +117,7 @@ int main(int argc, char** argv) {
     const auto cmd = fmt::format("{} {} {} {} {} {} {}", python,
                                  (src / "bench" / "bench_model_reference.py").string(),
                                  (tmp / "w.safetensors").string(), (tmp / "in.safetensors").string(),
-                                 threads, iters, (src / "tests" / "trainer").string());
+                                 threads, iters, (src / "tests" / "model").string());
     FILE* pipe = popen(cmd.c_str(), "r");
     double theirs = -1;
     if (pipe) {

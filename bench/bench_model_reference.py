@@ -3,7 +3,7 @@
 
 usage: bench_model_reference.py WEIGHTS INPUTS THREADS ITERS GOLDEN_DIR
 WEIGHTS/INPUTS are the safetensors files bench_model wrote; the model is
-tests/trainer/golden_reference.py's (torch.nn.functional, no m3ret code).
+tests/model/golden_reference.py's (torch.nn.functional, no m3ret code).
 Prints the median milliseconds of one forward+backward step (2 warm-up steps).
 
 With BENCH_PY_SPLIT=1 in the environment, PyTorch gets m3ret's thread split

@@ -27,11 +27,11 @@
 
 #include "core/communicator.h"
 #include "core/runtime.h"
-#include "trainer/augment.h"
+#include "model/augment.h"
+#include "model/objective.h"
+#include "model/settings.h"
 #include "trainer/grad_sync.h"
-#include "trainer/objective.h"
 #include "trainer/schedule.h"
-#include "trainer/settings.h"
 
 namespace {
 double now() {

@@ -21,11 +21,11 @@
 #include "core/runtime.h"
 #include "eval/embeddings_file.h"
 #include "eval/gather.h"
+#include "model/config.h"
+#include "model/device.h"
+#include "model/encoder_api.h"
+#include "model/vit.h"
 #include "sharding/shard_set.h"
-#include "trainer/config.h"
-#include "trainer/device.h"
-#include "trainer/encoder_api.h"
-#include "trainer/vit.h"
 
 namespace m3ret::eval {
 namespace {

@@ -27,7 +27,7 @@ struct EmbedOptions {
   std::vector<std::string> modalities;  // only these modalities (empty = all present)
   int64_t batch_size = 32;           // samples per forward pass, per rank
   int threads = 0;                   // intra-op threads per rank (0 = cores / local ranks)
-  std::string device = "cpu";        // "cuda": encode on cuda:<local rank> (trainer/device.h)
+  std::string device = "cpu";        // "cuda": encode on cuda:<local rank> (model/device.h)
 };
 
 // Collective over `comm`: every rank must call it with the same options.

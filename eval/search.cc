@@ -12,7 +12,7 @@
 
 #include "core/error.h"
 #include "data/reader.h"
-#include "trainer/encoder_api.h"
+#include "model/encoder_api.h"
 
 namespace m3ret::eval {
 namespace {

@@ -10,8 +10,8 @@
 #include "core/config.h"
 #include "data/settings.h"
 #include "eval/settings.h"
+#include "model/settings.h"
 #include "sharding/settings.h"
-#include "trainer/settings.h"
 
 namespace m3ret::launcher {
 

@@ -2,7 +2,7 @@
 #include <cstdio>
 
 #include "launcher/verbs.h"
-#include "trainer/export.h"
+#include "model/export.h"
 
 namespace m3ret::launcher {
 

@@ -6,7 +6,7 @@
 
 #include "core/error.h"
 #include "launcher/verbs.h"
-#include "trainer/model_info.h"
+#include "model/model_info.h"
 
 namespace m3ret::launcher {
 

@@ -7,7 +7,7 @@
 #include <utility>
 
 #include "core/error.h"
-#include "trainer/augment.h"
+#include "model/augment.h"
 
 namespace m3ret::trainer {
 

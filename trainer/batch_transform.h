@@ -19,8 +19,8 @@
 #include <memory>
 #include <vector>
 
+#include "model/objective.h"
 #include "sharding/loader.h"
-#include "trainer/objective.h"
 
 namespace m3ret::trainer {
 

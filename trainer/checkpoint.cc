@@ -7,7 +7,7 @@
 #include <cerrno>
 #include <csignal>
 #include <functional>
-#include <fstream>
+#include <string>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -26,27 +26,6 @@ namespace {
 const std::vector<std::string> kPayload = {"model.pt", "optimizer.pt", "rng.pt", "state.json",
                                            "config.toml"};
 
-// step-* folders of run_dir/checkpoints, newest first.
-std::vector<stdfs::path> step_dirs(const stdfs::path& ckdir) {
-  std::vector<stdfs::path> out;
-  if (!stdfs::is_directory(ckdir)) return out;
-  for (auto& e : stdfs::directory_iterator(ckdir)) {
-    auto name = e.path().filename().string();
-    if (e.is_directory() && name.rfind("step-", 0) == 0) out.push_back(e.path());
-  }
-  std::sort(out.begin(), out.end(), [](auto& a, auto& b) { return a.filename() > b.filename(); });
-  return out;
-}
-
-template <class F>
-void wrap(const stdfs::path& file, const char* what, F&& f) {
-  try {
-    f();
-  } catch (const c10::Error& e) {
-    throw Error(fmt::format("{}: cannot {}: {}", file.string(), what, e.what_without_backtrace()));
-  }
-}
-
 using Sink = std::function<size_t(const void*, size_t)>;
 
 // Serialises through `f(sink)` into `file`. torch's own file writer is not
@@ -57,7 +36,7 @@ template <class F>
 void write_archive(const stdfs::path& file, const char* what, F&& f) {
   fs::FileWriter out(file);
   const Sink sink = [&out](const void* data, size_t n) { return out.write(data, n); };
-  wrap(file, what, [&] { f(sink); });
+  checkpoint_io(file, what, [&] { f(sink); });
   out.finish();
 }
 
@@ -113,15 +92,7 @@ void save_on_cpu(const torch::nn::Module& m, torch::serialize::OutputArchive& ar
   }
 }
 
-// Where a module's parameters are (the CPU for a module without any).
-torch::Device device_of(torch::nn::Module& m) {
-  const auto params = m.parameters();
-  return params.empty() ? torch::Device(torch::kCPU) : params.front().device();
-}
-
 }  // namespace
-
-std::string checkpoint_name(int64_t step) { return fmt::format("step-{:09d}", step); }
 
 stdfs::path save_checkpoint(const stdfs::path& run_dir, const CheckpointState& state,
                             torch::nn::Module& model, torch::optim::Optimizer* optimizer,
@@ -169,7 +140,7 @@ stdfs::path save_checkpoint(const stdfs::path& run_dir, const CheckpointState& s
   }
   fs::write_atomic(ckdir / "latest", checkpoint_name(state.step) + "\n");
   if (keep_last > 0) {
-    auto dirs = step_dirs(ckdir);
+    auto dirs = checkpoint_folders(run_dir);
     for (size_t i = static_cast<size_t>(keep_last); i < dirs.size(); ++i)
       if (dirs[i] != final_dir) stdfs::remove_all(dirs[i]);
   }
@@ -195,130 +166,6 @@ int remove_stale_temporaries(const stdfs::path& run_dir) {
     ++removed;
   }
   return removed;
-}
-
-std::string verify_checkpoint(const stdfs::path& dir) {
-  json manifest;
-  try {
-    manifest = json::parse(fs::read_file(dir / "manifest.json"));
-  } catch (const std::exception& e) {
-    return fmt::format("unreadable manifest.json ({})", e.what());
-  }
-  if (manifest.value("format", "") != kCheckpointFormat)
-    return "manifest.json is not an m3ret checkpoint manifest";
-  if (manifest.value("version", 0) != kCheckpointVersion)
-    return fmt::format("unsupported checkpoint version {}", manifest.value("version", 0));
-  if (!manifest.contains("files") || !manifest["files"].contains("model.pt"))
-    return "manifest.json lists no model.pt";
-  for (auto& [name, sum] : manifest["files"].items()) {
-    const auto file = dir / name;
-    if (!stdfs::exists(file)) return name + " is missing";
-    if (fs::checksum_file(file) != sum.get<std::string>()) return name + " fails its checksum";
-  }
-  return "";
-}
-
-std::optional<stdfs::path> find_latest_valid(const stdfs::path& run_dir) {
-  const stdfs::path ckdir = run_dir / "checkpoints";
-  std::vector<stdfs::path> candidates;
-  if (stdfs::exists(ckdir / "latest")) {
-    std::string name = fs::read_file(ckdir / "latest");
-    while (!name.empty() && (name.back() == '\n' || name.back() == ' ')) name.pop_back();
-    if (!name.empty()) candidates.push_back(ckdir / name);
-  }
-  for (auto& d : step_dirs(ckdir)) candidates.push_back(d);
-  for (auto& c : candidates) {
-    if (!stdfs::is_directory(c)) {
-      spdlog::warn("checkpoint {} named by 'latest' does not exist; looking for others", c.string());
-      continue;
-    }
-    auto why = verify_checkpoint(c);
-    if (why.empty()) return c;
-    spdlog::warn("skipping invalid checkpoint {}: {}", c.string(), why);
-  }
-  return std::nullopt;
-}
-
-stdfs::path resolve_checkpoint(const stdfs::path& path) {
-  if (stdfs::exists(path / "manifest.json")) {
-    auto why = verify_checkpoint(path);
-    if (!why.empty()) throw Error(fmt::format("{}: invalid checkpoint: {}", path.string(), why));
-    return path;
-  }
-  if (auto found = find_latest_valid(path)) return *found;
-  throw Error(fmt::format("{}: neither a checkpoint folder nor a run folder with a valid checkpoint",
-                          path.string()));
-}
-
-namespace {
-
-// A non-negative integer `key` of a checkpoint's JSON file, below kMaxCheckpointStep.
-int64_t step_count(const json& j, const char* key, const stdfs::path& file) {
-  if (!j.contains(key) || !j[key].is_number_integer())
-    throw Error(fmt::format("{}: '{}' is missing or not an integer", file.string(), key));
-  const auto v = j[key].get<int64_t>();
-  if (v < 0 || v > kMaxCheckpointStep)
-    throw Error(fmt::format("{}: '{}' = {} is out of range (0 to {})", file.string(), key, v,
-                            kMaxCheckpointStep));
-  return v;
-}
-
-}  // namespace
-
-CheckpointState load_checkpoint(const stdfs::path& dir, torch::nn::Module* model,
-                                torch::optim::Optimizer* optimizer, bool restore_rng) {
-  CheckpointState state;
-  const auto state_file = dir / "state.json";
-  json st;
-  try {
-    st = json::parse(fs::read_file(state_file));
-  } catch (const std::exception& e) {
-    throw Error(fmt::format("{}: {}", state_file.string(), e.what()));
-  }
-  if (!st.is_object() || st.value("format", "") != kCheckpointFormat ||
-      st.value("version", 0) != kCheckpointVersion)
-    throw Error(fmt::format("{}: not an m3ret checkpoint of version {}", state_file.string(),
-                            kCheckpointVersion));
-  state.step = step_count(st, "step", state_file);
-  state.sampler_position = step_count(st, "sampler_position", state_file);
-  if (stdfs::exists(dir / "manifest.json")) {
-    const auto manifest_file = dir / "manifest.json";
-    const json manifest = json::parse(fs::read_file(manifest_file), nullptr, false);
-    if (manifest.is_discarded() || !manifest.is_object() ||
-        step_count(manifest, "step", manifest_file) != state.step)
-      throw Error(fmt::format("{}: 'step' does not match {} (step {})", manifest_file.string(),
-                              state_file.string(), state.step));
-  }
-  state.config_toml = fs::read_file(dir / "config.toml");
-  if (model)
-    wrap(dir / "model.pt", "read the model", [&] {
-      // Read onto the model's device (a checkpoint is the same on any device).
-      torch::serialize::InputArchive archive;
-      archive.load_from((dir / "model.pt").string(), device_of(*model));
-      model->load(archive);
-    });
-  if (optimizer) {
-    if (!stdfs::exists(dir / "optimizer.pt"))
-      throw Error(fmt::format("{}: no optimizer.pt to resume from", dir.string()));
-    wrap(dir / "optimizer.pt", "read the optimizer",
-         [&] {
-           // The optimizer state onto its parameters' device.
-           const auto& groups = optimizer->param_groups();
-           const torch::Device device = groups.empty() || groups.front().params().empty()
-                                            ? torch::Device(torch::kCPU)
-                                            : groups.front().params().front().device();
-           torch::load(*optimizer, (dir / "optimizer.pt").string(), device);
-         });
-  }
-  if (restore_rng)
-    wrap(dir / "rng.pt", "read the RNG state", [&] {
-      torch::Tensor rng;
-      torch::load(rng, (dir / "rng.pt").string());
-      auto gen = at::detail::getDefaultCPUGenerator();
-      std::lock_guard<std::mutex> lock(gen.mutex());
-      gen.set_state(rng);
-    });
-  return state;
 }
 
 }  // namespace m3ret::trainer

@@ -1,16 +1,12 @@
-// Where training and embedding run: train.device ("cpu" | "cuda") and
-// train.precision ("fp32" | "bf16").
-//
-// "cuda" means the GPU cuda:<local rank> (core/runtime.h: the ranks of a node
-// take one GPU each). The GPU code is compiled only in a CUDA build (cmake
-// -DM3RET_CUDA=ON, which defines M3RET_WITH_CUDA); a CPU build refuses "cuda"
-// with a config::Error instead.
+// The trainer on its device: the gradient all-reduce's communicator and the
+// prepared batches moved onto the device (which device: model/device.h).
 #pragma once
 
 #include <memory>
-#include <string>
 
 #include <torch/torch.h>
+
+#include "model/device.h"
 
 namespace m3ret {
 class Communicator;
@@ -18,17 +14,7 @@ class Communicator;
 
 namespace m3ret::trainer {
 
-struct TrainBatch;  // trainer/objective.h
-
-// True when this binary was built with CUDA and NCCL (cmake -DM3RET_CUDA=ON).
-bool cuda_build();
-
-// The torch device of `name` ("cpu" or "cuda") for the rank whose local rank is
-// `local_rank`: "cuda" is cuda:<local_rank>. Throws config::Error naming `key`
-// (and the reason) when "cuda" cannot be had: a CPU-only build, no GPU
-// visible, or fewer visible GPUs than local ranks; or for any other name.
-torch::Device resolve_device(const std::string& name, int local_rank,
-                             const std::string& key = "train.device");
+struct TrainBatch;  // model/objective.h
 
 // The communicator of the gradient all-reduce on `device`, made collectively
 // over `host`: on a GPU with more than one rank, an NcclCommunicator on that
@@ -36,32 +22,6 @@ torch::Device resolve_device(const std::string& name, int local_rank,
 // null (use `host`).
 std::unique_ptr<Communicator> gradient_communicator(const torch::Device& device,
                                                    Communicator& host, double timeout_s);
-
-// Forward and loss in bfloat16 autocast on CUDA for the scope of the object
-// (weights, gradients and optimizer stay float32); nothing when !bf16.
-class Autocast {
- public:
-  explicit Autocast(bool bf16);
-  ~Autocast();
-  Autocast(const Autocast&) = delete;
-  Autocast& operator=(const Autocast&) = delete;
-
- private:
-  bool on_ = false;
-};
-
-// Autocast off for the scope (statistics computed in float64, e.g. SimDINO's
-// coding rate), restored after; nothing where autocast is not in use.
-class NoAutocast {
- public:
-  NoAutocast();
-  ~NoAutocast();
-  NoAutocast(const NoAutocast&) = delete;
-  NoAutocast& operator=(const NoAutocast&) = delete;
-
- private:
-  bool was_on_ = false;
-};
 
 // Moves the tensors of a prepared batch (MAE's view, keep, mask; SimDINO's
 // views) in place to `device`. From pinned memory (pin_batch) the copies are

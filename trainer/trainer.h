@@ -6,8 +6,8 @@
 #include <string>
 #include <vector>
 
+#include "model/settings.h"
 #include "sharding/loader.h"
-#include "trainer/settings.h"
 
 namespace m3ret {
 class Communicator;

@@ -1,5 +1,5 @@
 // GPU benchmark, m3ret side (not a test): one MAE training step of the
-// trainer's model, objective and optimizer (trainer/objective.h,
+// trainer's model, objective and optimizer (model/objective.h,
 // trainer/schedule.h), as `m3ret train` runs it on one GPU: the prepared
 // batch (pinned) copied to the device, forward and loss under autocast,
 // backward, clipping at train.clip_grad, AdamW. One fixed batch (random images,
@@ -23,8 +23,8 @@
 #include <nlohmann/json.hpp>
 #include <torch/version.h>
 
+#include "model/objective.h"
 #include "trainer/device.h"
-#include "trainer/objective.h"
 #include "trainer/schedule.h"
 
 #if M3RET_WITH_CUDA

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """PyTorch-Python eager side of the GPU benchmark, and the FLOP count of both.
 
-The same model as m3ret's ViT + MAE (trainer/vit.h, trainer/mae.h): an image
+The same model as m3ret's ViT + MAE (model/vit.h, model/mae.h): an image
 repeated to 2 frames, Conv3d tubelet (2, 16, 16) stem, fixed sin-cos position
 embedding, CLS token, pre-norm blocks (LayerNorm eps 1e-6, exact GELU,
 scaled_dot_product_attention), random per-sample mask of the tokens, MAE

@@ -17,7 +17,7 @@
 #include "eval/embeddings_file.h"
 #include "sharding/shard_set.h"
 #include "test_util.h"
-#include "trainer/export.h"
+#include "model/export.h"
 
 namespace m3ret::eval {
 namespace {

@@ -11,10 +11,10 @@
 #include <torch/torch.h>
 
 #include "core/communicator.h"
+#include "model/objective.h"
 #include "trainer/checkpoint.h"
 #include "trainer/device.h"
 #include "trainer/grad_sync.h"
-#include "trainer/objective.h"
 #include "trainer/schedule.h"
 #include "trainer/trainer_test_util.h"
 

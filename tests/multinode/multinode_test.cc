@@ -25,7 +25,7 @@
 #include "launcher/orchestrator/state.h"
 #include "launcher/process.h"
 #include "test_util.h"
-#include "trainer/export.h"
+#include "model/export.h"
 
 namespace m3ret {
 namespace {

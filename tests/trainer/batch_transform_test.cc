@@ -13,11 +13,11 @@
 #include "sharding/loader.h"
 #include "sharding/shard_set.h"
 #include "test_util.h"
-#include "trainer/augment.h"
+#include "model/augment.h"
+#include "model/mae.h"
+#include "model/objective.h"
+#include "model/settings.h"
 #include "trainer/batch_transform.h"
-#include "trainer/mae.h"
-#include "trainer/objective.h"
-#include "trainer/settings.h"
 #include "trainer/trainer_test_util.h"
 
 namespace m3ret::trainer {

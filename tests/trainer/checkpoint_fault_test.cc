@@ -15,9 +15,9 @@
 #include "core/error.h"
 #include "core/fs.h"
 #include "test_util.h"
-#include "trainer/augment.h"
+#include "model/augment.h"
+#include "model/objective.h"
 #include "trainer/checkpoint.h"
-#include "trainer/objective.h"
 #include "trainer/schedule.h"
 #include "trainer/trainer_test_util.h"
 

@@ -8,10 +8,10 @@
 
 #include "core/fs.h"
 #include "test_util.h"
-#include "trainer/augment.h"
+#include "model/augment.h"
+#include "model/encoder_api.h"
+#include "model/objective.h"
 #include "trainer/checkpoint.h"
-#include "trainer/encoder_api.h"
-#include "trainer/objective.h"
 #include "trainer/schedule.h"
 
 namespace m3ret::trainer {

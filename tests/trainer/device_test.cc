@@ -9,8 +9,8 @@
 #include "core/runtime.h"
 #include "eval/embed.h"
 #include "test_util.h"
-#include "trainer/config.h"
-#include "trainer/device.h"
+#include "model/config.h"
+#include "model/device.h"
 #include "trainer/trainer.h"
 
 namespace m3ret::trainer {

@@ -8,10 +8,10 @@
 #include "core/communicator.h"
 #include "core/mpi_communicator.h"
 #include "core/runtime.h"
+#include "model/simdino.h"
+#include "model/vit.h"
 #include "trainer/grad_sync.h"
 #include "trainer/schedule.h"
-#include "trainer/simdino.h"
-#include "trainer/vit.h"
 
 namespace m3ret::trainer {
 namespace {

@@ -1,35 +1,15 @@
-// Helpers shared by the trainer tests: a tiny model and a small mixed dataset.
+// Helpers shared by the trainer tests: a tiny model (tests/model/model_test_util.h)
+// and a small mixed dataset.
 #pragma once
 
 #include <filesystem>
-#include <string>
 #include <tuple>
 #include <vector>
 
+#include "model/model_test_util.h"
 #include "sharding/shard_test_util.h"
-#include "trainer/settings.h"
 
 namespace m3ret::testing {
-
-// A ViT of width 32 with 2x8x8 tubelets and small MAE/SimDINO heads
-// (`depth` blocks, `local_crops` SimDINO local views).
-inline trainer::Settings tiny_settings(const std::string& objective, int64_t depth = 2,
-                                       int64_t local_crops = 2) {
-  trainer::Settings s;
-  s.model.preset = "tiny";
-  s.model.width = 32;
-  s.model.depth = depth;
-  s.model.heads = 2;
-  s.model.tubelet = {2, 8, 8};
-  s.train.objective = objective;
-  s.mae.decoder_width = 16;
-  s.mae.decoder_depth = 1;
-  s.mae.decoder_heads = 2;
-  s.simdino.head_hidden = 32;
-  s.simdino.head_out = 16;
-  s.simdino.local_crops = local_crops;
-  return s;
-}
 
 // Shards of 16 grayscale 16x16 images ("xray") and 16 RGB 4-frame 16x16 clips
 // ("endoscopy"), 8 per shard, with their index.json.

@@ -4,9 +4,9 @@
 
 #include <torch/torch.h>
 
-#include "trainer/config.h"
-#include "trainer/encoder_api.h"
-#include "trainer/vit.h"
+#include "model/config.h"
+#include "model/encoder_api.h"
+#include "model/vit.h"
 
 namespace m3ret::trainer {
 namespace {

@@ -1,4 +1,4 @@
-#include "trainer/export.h"
+#include "model/export.h"
 
 #include <algorithm>
 #include <cmath>
@@ -11,11 +11,11 @@
 #include "core/config.h"
 #include "core/error.h"
 #include "core/fs.h"
-#include "trainer/checkpoint.h"
-#include "trainer/encoder_api.h"
-#include "trainer/objective.h"
-#include "trainer/settings.h"
-#include "trainer/vit.h"
+#include "model/checkpoint.h"
+#include "model/encoder_api.h"
+#include "model/objective.h"
+#include "model/settings.h"
+#include "model/vit.h"
 
 namespace m3ret::trainer {
 

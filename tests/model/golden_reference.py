@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Independent PyTorch reference for the trainer's golden test.
 
-Builds the same inputs as tests/trainer/golden_test.cc from closed-form
+Builds the same inputs as tests/model/golden_test.cc from closed-form
 formulas, computes (1) SimDINO's coding rate R_eps and its gradient, (2) the
 MAE loss (as in the official MAE forward_loss, norm_pix_loss=True) and its
 gradient w.r.t. the prediction and (3) SimDINO's whole loss for several

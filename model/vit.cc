@@ -1,4 +1,4 @@
-#include "trainer/vit.h"
+#include "model/vit.h"
 
 #include <algorithm>
 #include <cmath>

@@ -19,7 +19,7 @@
 
 #include <torch/torch.h>
 
-#include "trainer/config.h"
+#include "model/config.h"
 
 namespace m3ret::trainer {
 

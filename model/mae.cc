@@ -1,9 +1,9 @@
-#include "trainer/mae.h"
+#include "model/mae.h"
 
 #include <cmath>
 
 #include "core/error.h"
-#include "trainer/augment.h"
+#include "model/augment.h"
 
 namespace m3ret::trainer {
 

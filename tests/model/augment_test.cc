@@ -1,4 +1,4 @@
-// The SSL augmentations (trainer/augment.h) on their own: random resized crops
+// The SSL augmentations (model/augment.h) on their own: random resized crops
 // take a box of the input (in H, W and T), flips mirror W half of the time,
 // intensity jitter is an affine map of the intensities applied 80% of the
 // time, rotation turns a view about its centre within its angle range, and the SimDINO multi-crop set has 2 global views at the input size
@@ -7,8 +7,8 @@
 
 #include <torch/torch.h>
 
-#include "trainer/augment.h"
-#include "trainer/config.h"
+#include "model/augment.h"
+#include "model/config.h"
 
 namespace m3ret::trainer {
 namespace {

@@ -1,11 +1,11 @@
-#include "trainer/simdino.h"
+#include "model/simdino.h"
 
 #include <cmath>
 
 #include "core/communicator.h"
 #include "core/error.h"
-#include "trainer/augment.h"
-#include "trainer/device.h"
+#include "model/augment.h"
+#include "model/device.h"
 
 namespace m3ret::trainer {
 

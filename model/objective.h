@@ -15,8 +15,8 @@
 
 #include <torch/torch.h>
 
-#include "trainer/settings.h"
-#include "trainer/vit.h"
+#include "model/settings.h"
+#include "model/vit.h"
 
 namespace m3ret {
 class Communicator;

@@ -1,4 +1,4 @@
-// safetensors export (trainer/export.h): the format round-trips, names follow
+// safetensors export (model/export.h): the format round-trips, names follow
 // timm, a checkpoint's encoder is what gets written, Python reads it, bad
 // files are refused with the file named.
 #include <gtest/gtest.h>
@@ -13,10 +13,10 @@
 #include "core/error.h"
 #include "core/fs.h"
 #include "test_util.h"
+#include "model/export.h"
+#include "model/objective.h"
+#include "model/settings.h"
 #include "trainer/checkpoint.h"
-#include "trainer/export.h"
-#include "trainer/objective.h"
-#include "trainer/settings.h"
 
 namespace m3ret::trainer {
 namespace {

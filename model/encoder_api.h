@@ -10,7 +10,7 @@
 
 namespace m3ret::trainer {
 
-class Encoder;  // trainer/vit.h
+class Encoder;  // model/vit.h
 
 struct LoadedEncoder {
   std::shared_ptr<Encoder> encoder;  // in eval mode

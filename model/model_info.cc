@@ -1,4 +1,4 @@
-#include "trainer/model_info.h"
+#include "model/model_info.h"
 
 #include <cmath>
 #include <string>

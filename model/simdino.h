@@ -23,9 +23,9 @@
 
 #include <torch/torch.h>
 
-#include "trainer/config.h"
-#include "trainer/objective.h"
-#include "trainer/vit.h"
+#include "model/config.h"
+#include "model/objective.h"
+#include "model/vit.h"
 
 namespace m3ret {
 class Communicator;

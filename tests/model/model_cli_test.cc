@@ -6,11 +6,11 @@
 
 #include "core/config.h"
 #include "test_util.h"
+#include "model/export.h"
+#include "model/model_info.h"
+#include "model/objective.h"
+#include "model/settings.h"
 #include "trainer/checkpoint.h"
-#include "trainer/export.h"
-#include "trainer/model_info.h"
-#include "trainer/objective.h"
-#include "trainer/settings.h"
 
 namespace m3ret::trainer {
 namespace {

@@ -4,7 +4,7 @@
 
 #include <cstdint>
 
-#include "trainer/config.h"
+#include "model/config.h"
 
 namespace m3ret::trainer {
 

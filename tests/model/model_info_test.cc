@@ -1,12 +1,12 @@
-// Parameter and FLOP counts of the encoder (trainer/model_info.h) against the
+// Parameter and FLOP counts of the encoder (model/model_info.h) against the
 // built model and against the published ViT figures.
 #include <gtest/gtest.h>
 
 #include <torch/torch.h>
 
-#include "trainer/config.h"
-#include "trainer/model_info.h"
-#include "trainer/vit.h"
+#include "model/config.h"
+#include "model/model_info.h"
+#include "model/vit.h"
 
 namespace m3ret::trainer {
 namespace {

@@ -1,8 +1,8 @@
-#include "trainer/objective.h"
+#include "model/objective.h"
 
 #include "core/error.h"
-#include "trainer/mae.h"
-#include "trainer/simdino.h"
+#include "model/mae.h"
+#include "model/simdino.h"
 
 namespace m3ret::trainer {
 

@@ -1,7 +1,7 @@
 // The trainer part of the root configuration: [model], [train], [mae], [simdino].
 #pragma once
 
-#include "trainer/config.h"
+#include "model/config.h"
 
 namespace m3ret::trainer {
 

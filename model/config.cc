@@ -1,4 +1,4 @@
-#include "trainer/config.h"
+#include "model/config.h"
 
 #include <map>
 #include <tuple>

@@ -1,4 +1,4 @@
-#include "trainer/augment.h"
+#include "model/augment.h"
 
 #include <ATen/CPUGeneratorImpl.h>
 

@@ -1,10 +1,10 @@
-#include "trainer/encoder_api.h"
+#include "model/encoder_api.h"
 
 #include "core/config.h"
 #include "core/error.h"
-#include "trainer/checkpoint.h"
-#include "trainer/config.h"
-#include "trainer/vit.h"
+#include "model/checkpoint.h"
+#include "model/config.h"
+#include "model/vit.h"
 
 namespace m3ret::trainer {
 

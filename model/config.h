@@ -72,7 +72,7 @@ struct TrainConfig {
   int64_t log_every = 10;
   double bucket_mb = 25;              // gradient all-reduce bucket size
   double collective_timeout_s = 300;  // a stalled/dead rank aborts the job after this
-  std::string device = "cpu";         // "cuda": cuda:<local rank> (trainer/device.h)
+  std::string device = "cpu";         // "cuda": cuda:<local rank> (model/device.h)
   std::string precision = "fp32";     // "bf16": autocast to bfloat16 (cuda only)
 
   template <class V>

@@ -1,4 +1,4 @@
-// Golden values from PyTorch in Python (tests/trainer/golden_reference.py):
+// Golden values from PyTorch in Python (tests/model/golden_reference.py):
 // the SimDINO coding rate and the MAE loss, values and gradients, from the same
 // inputs; then the whole encoder, MAE (encoder + decoder) and SimDINO (encoder
 // + head) with the same weights (exported as safetensors) and inputs: forward
@@ -14,9 +14,9 @@
 #include <torch/torch.h>
 
 #include "test_util.h"
-#include "trainer/export.h"
-#include "trainer/mae.h"
-#include "trainer/simdino.h"
+#include "model/export.h"
+#include "model/mae.h"
+#include "model/simdino.h"
 
 namespace m3ret::trainer {
 namespace {
@@ -30,7 +30,7 @@ TEST(Golden, CodingRateAndMaeLossMatchPyTorch) {
   const auto py = m3ret::testing::python_with("torch");
   if (py.empty()) GTEST_SKIP() << "no python3 with torch";
   std::string out;
-  const auto script = testing::source_dir() / "tests" / "trainer" / "golden_reference.py";
+  const auto script = testing::source_dir() / "tests" / "model" / "golden_reference.py";
   ASSERT_EQ(testing::run_command(py + " " + script.string(), &out), 0) << out;
   auto ref = nlohmann::json::parse(out.substr(out.find('{')));
 
@@ -177,7 +177,7 @@ TEST(Golden, EncoderMaeAndSimDinoForwardLossesAndGradientsMatchPyTorch) {
                     {{"enc_x", enc_x}, {"enc_probe", probe}, {"mae_x", mae_x}, {"mae_keep", keep},
                      {"sd_global0", views[0]}, {"sd_global1", views[1]}, {"sd_local0", views[2]},
                      {"sd_local1", views[3]}, {"sd_teacher", teacher}});
-  const auto script = testing::source_dir() / "tests" / "trainer" / "golden_reference.py";
+  const auto script = testing::source_dir() / "tests" / "model" / "golden_reference.py";
   std::string log;
   ASSERT_EQ(testing::run_command(py + " " + script.string() + " model " +
                                      (dir / "weights.safetensors").string() + " " +
