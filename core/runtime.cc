@@ -6,6 +6,7 @@
 
 #include <fmt/format.h>
 
+#include "core/checked_communicator.h"
 #include "core/error.h"
 #include "core/mpi_communicator.h"
 
@@ -48,7 +49,7 @@ Runtime& Runtime::init(int* argc, char*** argv) {
   MPI_Comm_size(local, &rt->local_world_);
   MPI_Comm_free(&local);
   rt->launcher_ = launcher;
-  rt->comm_ = std::make_unique<MpiCommunicator>(MPI_COMM_WORLD);
+  rt->comm_ = checked_from_environment(std::make_unique<MpiCommunicator>(MPI_COMM_WORLD));
   g_runtime = rt;
   return *rt;
 }
