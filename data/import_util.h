@@ -93,5 +93,6 @@ ImportResult folder(const ImportOptions& opts);
 ImportResult dicom_tree(const ImportOptions& opts);
 ImportResult chexpert(const ImportOptions& opts);
 ImportResult mimic_cxr(const ImportOptions& opts);
+ImportResult totalsegmentator(const ImportOptions& opts);
 
 }  // namespace m3ret::data::importer

@@ -38,6 +38,9 @@ std::vector<Importer> make_importers() {
        importer::chexpert, kChestOptions},
       {"mimic-cxr", "MIMIC-CXR-JPG files/ with the split, chexpert (and metadata) .csv.gz -> xray",
        importer::mimic_cxr, kChestOptions},
+      {"totalsegmentator", "TotalSegmentator CT sXXXX/ct.nii.gz with meta.csv (split, labels) -> ct",
+       importer::totalsegmentator,
+       {{"labels", {"pathology", "study_type"}, "the meta.csv column that gives the labels"}}},
   };
   for (auto& imp : all) {
     for (const auto& o : imp.options) {

@@ -13,6 +13,8 @@
 //                observations 1.0/0.0/-1.0/blank), group patientNNNNN       -> xray
 //   mimic-cxr    MIMIC-CXR-JPG files/pXX/pSUBJECT/sSTUDY/DICOM.jpg with
 //                mimic-cxr-2.0.0-{split,chexpert,metadata}.csv.gz, group subject_id -> xray
+//   totalsegmentator  sXXXX/ct.nii.gz and meta.csv (';': image_id, split, pathology,
+//                study_type, ...), masks in segmentations/ not imported  -> ct
 // Layouts, labels, groups and splits per dataset: docs/data.md ("Importers").
 #pragma once
 

@@ -734,6 +734,77 @@ TEST(DataImport, MimicCxrJpgBrokenLayoutAndBadRows) {
   EXPECT_THAT(import_error("mimic-cxr", o), HasSubstr("import mimic-cxr: the image folder files/ not found: "));
 }
 
+// TotalSegmentator's meta.csv: ';'-separated, a UTF-8 byte order mark, the v2 columns.
+const char* const kTotalSegHeader =
+    "\xEF\xBB\xBFimage_id;age;gender;institute;study_type;split;manufacturer;scanner_model;kvp;pathology;"
+    "pathology_location\n";
+
+void ct_volume(const stdfs::path& p, int seed) {
+  stdfs::create_directories(p.parent_path());
+  std::vector<int16_t> hu(8 * 8 * 6);
+  for (size_t i = 0; i < hu.size(); ++i) hu[i] = static_cast<int16_t>(static_cast<int>((i * 37 + seed * 11) % 1600) - 800);
+  testutil::write_volume<int16_t>(p, hu, {8, 8, 6}, {1.5, 1.5, 1.5});
+}
+
+void totalseg_replica(const stdfs::path& root) {
+  text(root / "meta.csv", std::string(kTotalSegHeader) +
+                              "s0000;71;m;A;ct thorax-abdomen-pelvis;train;Siemens;SOMATOM Definition AS+;120;"
+                              "no_pathology;\n"
+                              "s0001;58;f;B;ct abdomen-pelvis;val;Philips;iCT 256;100;tumor;liver\n"
+                              "s0002;44;f;A;ct thorax;test;Siemens;SOMATOM Force;90;;\n"
+                              "s0003;80;m;C;ct neck;train;GE;Revolution;120;fracture;spine\n");
+  for (const char* s : {"s0000", "s0001", "s0002", "s0099"}) ct_volume(root / s / "ct.nii.gz", s[4]);
+  ct_volume(root / "s0000/segmentations/liver.nii.gz", 7);  // masks are not samples
+}
+
+TEST(DataImport, TotalSegmentatorMetaCsv) {
+  testing::TempDir dir("import");
+  const stdfs::path root = dir / "Totalsegmentator_dataset_v201";
+  totalseg_replica(root);
+  auto rows = by_rel(import_and_read("totalsegmentator", root, dir / "ts.csv"), root);
+  ASSERT_EQ(rows.size(), 3u);
+  EXPECT_THAT(rows["s0000/ct.nii.gz"].labels, ElementsAre("no_pathology"));
+  EXPECT_EQ(rows["s0000/ct.nii.gz"].split, "train");
+  EXPECT_EQ(rows["s0000/ct.nii.gz"].group, "totalsegmentator:s0000");
+  EXPECT_EQ(rows["s0000/ct.nii.gz"].modality, "ct");
+  EXPECT_THAT(rows["s0001/ct.nii.gz"].labels, ElementsAre("tumor"));
+  EXPECT_EQ(rows["s0001/ct.nii.gz"].split, "val");
+  EXPECT_TRUE(rows["s0002/ct.nii.gz"].labels.empty());
+  EXPECT_EQ(rows["s0002/ct.nii.gz"].split, "test");
+  const std::string skipped = fs::read_file(dir / "ts.skipped.csv");
+  EXPECT_THAT(skipped, HasSubstr("s0003/ct.nii.gz,listed in meta.csv line 5 but not found"));
+  EXPECT_THAT(skipped, HasSubstr("s0099/ct.nii.gz,not listed in meta.csv"));
+  // labels=study_type labels by the examined region instead.
+  ImportOptions o{root, dir / "st.csv", ""};
+  o.options = {{"labels", "study_type"}};
+  auto st = by_rel(import_dataset("totalsegmentator", o).rows, root);
+  EXPECT_THAT(st["s0001/ct.nii.gz"].labels, ElementsAre("ct abdomen-pelvis"));
+}
+
+TEST(DataImport, TotalSegmentatorBadInput) {
+  testing::TempDir dir("import");
+  const stdfs::path root = dir / "ts";
+  totalseg_replica(root);
+  ImportOptions o{root, dir / "ts.csv", ""};
+  const std::string good = fs::read_file(root / "meta.csv");
+  text(root / "meta.csv", good + "s0004;50;m;A;ct thorax;validation;GE;Revolution;120;;\n");
+  EXPECT_THAT(import_error("totalsegmentator", o),
+              HasSubstr((root / "meta.csv").string() + ":6: split 'validation' is not train, val or test"));
+  text(root / "meta.csv", good + "s0004;50;m\n");
+  EXPECT_THAT(import_error("totalsegmentator", o), HasSubstr("meta.csv:6: expected 11 fields, got 3"));
+  // The v1 meta.csv has no pathology column: the error lists the columns present.
+  text(root / "meta.csv", "image_id;age;gender;institute;study_type;split\ns0000;71;m;A;ct thorax;train\n");
+  EXPECT_THAT(import_error("totalsegmentator", o),
+              HasSubstr("meta.csv:1: no column 'pathology' (columns present: image_id, age, gender, institute, "
+                        "study_type, split)"));
+  ImportOptions v1{root, dir / "v1.csv", ""};
+  v1.options = {{"labels", "study_type"}};
+  EXPECT_EQ(import_dataset("totalsegmentator", v1).rows.size(), 1u);
+  stdfs::remove(root / "meta.csv");
+  EXPECT_THAT(import_error("totalsegmentator", o),
+              HasSubstr("import totalsegmentator: meta.csv not found: " + (root / "meta.csv").string()));
+}
+
 TEST(DataImport, UnknownNameModalityAndRoot) {
   testing::TempDir dir("import");
   ImportOptions o{dir.path(), dir / "m.csv", ""};
@@ -742,7 +813,7 @@ TEST(DataImport, UnknownNameModalityAndRoot) {
     ADD_FAILURE();
   } catch (const Error& e) {
     EXPECT_THAT(e.what(), HasSubstr("unknown dataset 'imagenet' (known: chestxray14, hyperkvasir, busi, "
-                                    "medmnist, folder, dicom, chexpert, mimic-cxr)"));
+                                    "medmnist, folder, dicom, chexpert, mimic-cxr, totalsegmentator)"));
   }
   o.modality = "pet";
   EXPECT_THROW(import_dataset("folder", o), Error);
