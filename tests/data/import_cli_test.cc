@@ -53,7 +53,9 @@ TEST(ImportCli, WritesTheManifest) {
 TEST(ImportCli, HelpListsTheDatasets) {
   std::string out;
   ASSERT_EQ(run_command(bin() + " import --help", &out), 0);
-  for (const char* name : {"chestxray14", "hyperkvasir", "busi", "medmnist", "folder", "dicom", "--set"}) {
+  for (const char* name : {"chestxray14", "hyperkvasir", "busi", "medmnist", "folder", "dicom", "chexpert", "mimic-cxr",
+                           "totalsegmentator", "--set", "option uncertain=negative|positive (default negative)",
+                           "option views=all|frontal (default all)", "option labels=pathology|study_type"}) {
     EXPECT_THAT(out, HasSubstr(name));
   }
 }
@@ -99,6 +101,39 @@ TEST(ImportCli, LabelsFromACsv) {
   EXPECT_THAT(out, HasSubstr("l.csv: no column 'patient' (--id-column); columns present: image, finding, fold"));
   EXPECT_EQ(std::count(out.begin(), out.end(), '\n'), 1) << out;
   EXPECT_FALSE(stdfs::exists(dir / "m.csv"));
+}
+
+TEST(ImportCli, TotalSegmentatorThroughTheBinary) {
+  testing::TempDir dir("import-cli");
+  const stdfs::path root = dir / "Totalsegmentator_dataset_v201";
+  std::vector<int16_t> hu(6 * 6 * 4);
+  for (size_t i = 0; i < hu.size(); ++i) hu[i] = static_cast<int16_t>(i * 40 % 1500) - 700;
+  for (const char* s : {"s0000", "s0001"}) {
+    stdfs::create_directories(root / s);
+    testutil::write_volume<int16_t>(root / s / "ct.nii.gz", hu, {6, 6, 4}, {1.5, 1.5, 1.5});
+  }
+  const std::string header =
+      "image_id;age;gender;institute;study_type;split;manufacturer;scanner_model;kvp;pathology;pathology_location\n";
+  std::ofstream(root / "meta.csv") << header << "s0000;60;m;A;ct thorax;train;GE;X;120;no_pathology;\n"
+                                   << "s0001;70;f;B;ct abdomen;test;GE;X;120;tumor;liver\n";
+  const std::string cmd = bin() + " import totalsegmentator --root " + root.string() + " --out " +
+                          (dir / "ts.csv").string();
+  std::string out;
+  ASSERT_EQ(run_command(cmd, &out), 0) << out;
+  EXPECT_THAT(out, HasSubstr("wrote"));
+  auto rows = read_manifest(dir / "ts.csv", true);
+  ASSERT_EQ(rows.size(), 2u);
+  std::sort(rows.begin(), rows.end(), [](const auto& a, const auto& b) { return a.path < b.path; });
+  EXPECT_EQ(rows[1].labels, std::vector<std::string>{"tumor"});
+  EXPECT_EQ(rows[1].split, "test");
+  EXPECT_EQ(rows[1].modality, "ct");
+  // A bad split is one line naming meta.csv and the line; nothing is written.
+  stdfs::remove(dir / "ts.csv");
+  std::ofstream(root / "meta.csv") << header << "s0000;60;m;A;ct thorax;training;GE;X;120;;\n";
+  EXPECT_EQ(run_command(cmd, &out), 1);
+  EXPECT_THAT(out, HasSubstr("meta.csv:2: split 'training' is not train, val or test"));
+  EXPECT_EQ(std::count(out.begin(), out.end(), '\n'), 1) << out;
+  EXPECT_FALSE(stdfs::exists(dir / "ts.csv"));
 }
 
 }  // namespace
