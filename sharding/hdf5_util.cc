@@ -16,6 +16,10 @@ std::mutex& hdf5_mutex() {
 
 Hdf5Lock::Hdf5Lock() : guard(hdf5_mutex()) {
   static bool quiet = [] {
+    // No clean-up of HDF5 at exit: after a failed H5Fclose (a full disk) the library's own
+    // clean-up dereferences the half-closed file and crashes the exiting process (HDF5 1.10).
+    // Every file is closed explicitly; the operating system reclaims what an error left open.
+    H5dont_atexit();
     H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
     return true;
   }();
@@ -46,15 +50,45 @@ void Handle::reset() {
   id_ = -1;
 }
 
+namespace {
+
+// The operating system's reason for the failure on HDF5's error stack, if one
+// is there (its file drivers record "..., errno = 28, error message = 'No
+// space left on device', ..."); "" otherwise.
+std::string system_cause() {
+  std::string cause;
+  H5Ewalk2(
+      H5E_DEFAULT, H5E_WALK_DOWNWARD,
+      [](unsigned, const H5E_error2_t* e, void* data) -> herr_t {
+        auto& out = *static_cast<std::string*>(data);
+        static constexpr char kKey[] = "error message = '";
+        const char* m = e->desc ? std::strstr(e->desc, kKey) : nullptr;
+        if (out.empty() && m) {
+          m += sizeof(kKey) - 1;
+          const char* end = std::strchr(m, '\'');
+          out.assign(m, end ? size_t(end - m) : std::strlen(m));
+        }
+        return 0;
+      },
+      &cause);
+  return cause;
+}
+
+[[noreturn]] void throw_hdf5_error(const std::string& what, const std::filesystem::path& path) {
+  const std::string cause = system_cause();
+  throw Error(fmt::format("{}: HDF5 error while trying to {}{}", path.string(), what,
+                          cause.empty() ? "" : ": " + cause));
+}
+
+}  // namespace
+
 Handle check(hid_t id, const std::string& what, const std::filesystem::path& path) {
-  if (id < 0) throw Error(fmt::format("{}: HDF5 error while trying to {}", path.string(), what));
+  if (id < 0) throw_hdf5_error(what, path);
   return Handle(id);
 }
 
 void check_status(herr_t status, const std::string& what, const std::filesystem::path& path) {
-  if (status < 0) {
-    throw Error(fmt::format("{}: HDF5 error while trying to {}", path.string(), what));
-  }
+  if (status < 0) throw_hdf5_error(what, path);
 }
 
 namespace {

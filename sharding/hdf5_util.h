@@ -45,7 +45,8 @@ class Handle {
   hid_t id_ = -1;
 };
 
-// Throws m3ret::Error("<what> <path>: HDF5 error") when `id` < 0, else wraps it.
+// Throws m3ret::Error("<path>: HDF5 error while trying to <what>[: <the system's
+// reason, e.g. No space left on device>]") when `id` < 0, else wraps it.
 Handle check(hid_t id, const std::string& what, const std::filesystem::path& path);
 void check_status(herr_t status, const std::string& what, const std::filesystem::path& path);
 
