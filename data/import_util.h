@@ -94,5 +94,6 @@ ImportResult dicom_tree(const ImportOptions& opts);
 ImportResult chexpert(const ImportOptions& opts);
 ImportResult mimic_cxr(const ImportOptions& opts);
 ImportResult totalsegmentator(const ImportOptions& opts);
+ImportResult kvasir_capsule(const ImportOptions& opts);
 
 }  // namespace m3ret::data::importer

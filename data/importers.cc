@@ -41,6 +41,9 @@ std::vector<Importer> make_importers() {
       {"totalsegmentator", "TotalSegmentator CT sXXXX/ct.nii.gz with meta.csv (split, labels) -> ct",
        importer::totalsegmentator,
        {{"labels", {"pathology", "study_type"}, "the meta.csv column that gives the labels"}}},
+      {"kvasir-capsule", "Kvasir-Capsule labelled_images/<class>/, labelled_videos/, unlabelled_videos/; group video "
+       "-> endoscopy",
+       importer::kvasir_capsule, {}},
   };
   for (auto& imp : all) {
     for (const auto& o : imp.options) {

@@ -15,6 +15,9 @@
 //                mimic-cxr-2.0.0-{split,chexpert,metadata}.csv.gz, group subject_id -> xray
 //   totalsegmentator  sXXXX/ct.nii.gz and meta.csv (';': image_id, split, pathology,
 //                study_type, ...), masks in segmentations/ not imported  -> ct
+//   kvasir-capsule  labelled_images/<class>/<video>_<frame>.jpg, official_splits/split_{0,1}.csv,
+//                labelled_videos/ (labels: their frames' classes), unlabelled_videos/ (none,
+//                train); group = video                                   -> endoscopy
 // Layouts, labels, groups and splits per dataset: docs/data.md ("Importers").
 #pragma once
 

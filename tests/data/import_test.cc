@@ -494,6 +494,14 @@ with zipfile.ZipFile(root + '/chestmnist.npz', 'w') as z:
                                       "overflows the addressable size"));
 }
 
+// Checks a row's labels, group and split.
+void expect_row(const ManifestRow& row, const std::vector<std::string>& labels, const std::string& group,
+                const std::string& split) {
+  EXPECT_EQ(row.labels, labels) << row.path;
+  EXPECT_EQ(row.group, group) << row.path;
+  EXPECT_EQ(row.split, split) << row.path;
+}
+
 // CheXpert's real header: Path, Sex, Age, Frontal/Lateral, AP/PA, then the 14 observations.
 const char* const kChexpertHeader =
     "Path,Sex,Age,Frontal/Lateral,AP/PA,No Finding,Enlarged Cardiomediastinum,Cardiomegaly,Lung Opacity,"
@@ -763,14 +771,10 @@ TEST(DataImport, TotalSegmentatorMetaCsv) {
   totalseg_replica(root);
   auto rows = by_rel(import_and_read("totalsegmentator", root, dir / "ts.csv"), root);
   ASSERT_EQ(rows.size(), 3u);
-  EXPECT_THAT(rows["s0000/ct.nii.gz"].labels, ElementsAre("no_pathology"));
-  EXPECT_EQ(rows["s0000/ct.nii.gz"].split, "train");
-  EXPECT_EQ(rows["s0000/ct.nii.gz"].group, "totalsegmentator:s0000");
+  expect_row(rows["s0000/ct.nii.gz"], {"no_pathology"}, "totalsegmentator:s0000", "train");
   EXPECT_EQ(rows["s0000/ct.nii.gz"].modality, "ct");
-  EXPECT_THAT(rows["s0001/ct.nii.gz"].labels, ElementsAre("tumor"));
-  EXPECT_EQ(rows["s0001/ct.nii.gz"].split, "val");
-  EXPECT_TRUE(rows["s0002/ct.nii.gz"].labels.empty());
-  EXPECT_EQ(rows["s0002/ct.nii.gz"].split, "test");
+  expect_row(rows["s0001/ct.nii.gz"], {"tumor"}, "totalsegmentator:s0001", "val");
+  expect_row(rows["s0002/ct.nii.gz"], {}, "totalsegmentator:s0002", "test");
   const std::string skipped = fs::read_file(dir / "ts.skipped.csv");
   EXPECT_THAT(skipped, HasSubstr("s0003/ct.nii.gz,listed in meta.csv line 5 but not found"));
   EXPECT_THAT(skipped, HasSubstr("s0099/ct.nii.gz,not listed in meta.csv"));
@@ -805,6 +809,49 @@ TEST(DataImport, TotalSegmentatorBadInput) {
               HasSubstr("import totalsegmentator: meta.csv not found: " + (root / "meta.csv").string()));
 }
 
+TEST(DataImport, KvasirCapsuleFramesAndVideosGroupedByVideo) {
+  testing::TempDir dir("import");
+  const auto root = dir / "kvasir-capsule";
+  image(root / "labelled_images/Erosion/bca26705313a4644_20404.jpg", 1);
+  image(root / "labelled_images/Pylorus/bca26705313a4644_854.jpg", 2);
+  image(root / "labelled_images/Angiectasia/ad91cf7ca91440aa_873.jpg", 3);
+  image(root / "labelled_images/Angiectasia/ad91cf7ca91440aa_872.jpg", 4);
+  image(root / "labelled_images/stray.jpg", 5);
+  text(root / "official_splits/split_0.csv",
+       "filename,label\nbca26705313a4644_20404.jpg,Erosion\nbca26705313a4644_854.jpg,Pylorus\n");
+  text(root / "official_splits/split_1.csv",
+       "filename,label\nad91cf7ca91440aa_873.jpg,Angiectasia\nad91cf7ca91440aa_872.jpg,Angiectasia\n");
+  clip(root / "labelled_videos/bca26705313a4644.mp4");
+  clip(root / "labelled_videos/ad91cf7ca91440aa.mp4");
+  clip(root / "labelled_videos/0a1b2c3d4e5f6a7b.mp4");  // no labelled frame
+  clip(root / "unlabelled_videos/3c8d5f0b90d7475a.mp4");
+  auto rows = by_name(import_and_read("kvasir-capsule", root, dir / "kc.csv"));
+  ASSERT_EQ(rows.size(), 7u);
+  const std::string a = "kvasir-capsule:bca26705313a4644", b = "kvasir-capsule:ad91cf7ca91440aa";
+  expect_row(rows["bca26705313a4644_20404.jpg"], {"Erosion"}, a, "train");
+  expect_row(rows["ad91cf7ca91440aa_873.jpg"], {"Angiectasia"}, b, "test");
+  // A labelled video: the classes of its frames, its group and (one fold) its split.
+  expect_row(rows["bca26705313a4644.mp4"], {"Erosion", "Pylorus"}, a, "train");
+  expect_row(rows["ad91cf7ca91440aa.mp4"], {"Angiectasia"}, b, "test");
+  // An unlabelled video: no labels, train.
+  expect_row(rows["3c8d5f0b90d7475a.mp4"], {}, "kvasir-capsule:3c8d5f0b90d7475a", "train");
+  for (const auto& [name, row] : rows) EXPECT_EQ(row.modality, "endoscopy") << name;
+  const std::string skipped = fs::read_file(dir / "kc.skipped.csv");
+  EXPECT_THAT(skipped, HasSubstr("0a1b2c3d4e5f6a7b.mp4,no labelled frame 0a1b2c3d4e5f6a7b_<frame> under labelled_images/"));
+  EXPECT_THAT(skipped, HasSubstr("stray.jpg,not <video>_<frame> inside a class folder"));
+  // Labelled videos without their frames, a split file without its column, an empty root.
+  stdfs::remove_all(root / "labelled_images");
+  ImportOptions o{root, dir / "bad.csv", ""};
+  EXPECT_THAT(import_error("kvasir-capsule", o), HasSubstr("labelled_images/ was not found in " + root.string()));
+  image(root / "labelled_images/Erosion/bca26705313a4644_20404.jpg", 1);
+  text(root / "official_splits/split_1.csv", "file,label\nx.jpg,Ulcer\n");
+  EXPECT_THAT(import_error("kvasir-capsule", o), HasSubstr("split_1.csv:1: no column 'filename' (columns present: file, label)"));
+  stdfs::create_directories(dir / "empty");
+  o.root = dir / "empty";
+  EXPECT_THAT(import_error("kvasir-capsule", o),
+              HasSubstr("none of labelled_images/, labelled_videos/, unlabelled_videos/ in " + (dir / "empty").string()));
+}
+
 TEST(DataImport, UnknownNameModalityAndRoot) {
   testing::TempDir dir("import");
   ImportOptions o{dir.path(), dir / "m.csv", ""};
@@ -813,7 +860,7 @@ TEST(DataImport, UnknownNameModalityAndRoot) {
     ADD_FAILURE();
   } catch (const Error& e) {
     EXPECT_THAT(e.what(), HasSubstr("unknown dataset 'imagenet' (known: chestxray14, hyperkvasir, busi, "
-                                    "medmnist, folder, dicom, chexpert, mimic-cxr, totalsegmentator)"));
+                                    "medmnist, folder, dicom, chexpert, mimic-cxr, totalsegmentator, kvasir-capsule)"));
   }
   o.modality = "pet";
   EXPECT_THROW(import_dataset("folder", o), Error);
