@@ -58,8 +58,11 @@ std::string job_wrapper_script(const std::string& command, const fs::path& job_d
 }
 
 std::string Backend::mpi_launch_prefix(JobKind, int ranks, const std::string& mpiexec) const {
-  auto cmd = launcher::mpiexec_command(mpiexec, ranks, {});
-  cmd.insert(cmd.begin() + 1, {"--bind-to", "none"});
+  const auto words = split_command(mpiexec, "mpiexec");
+  auto cmd = launcher::mpiexec_command(words.front(), ranks, {});
+  // The user's options first; --bind-to none unless they chose a binding.
+  if (std::find(words.begin(), words.end(), "--bind-to") == words.end()) cmd.insert(cmd.begin() + 1, {"--bind-to", "none"});
+  cmd.insert(cmd.begin() + 1, words.begin() + 1, words.end());
   return launcher::shell_line(cmd);
 }
 

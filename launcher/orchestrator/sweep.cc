@@ -5,6 +5,7 @@
 #include <map>
 #include <sstream>
 
+#include <boost/tokenizer.hpp>
 #include <fmt/format.h>
 #include <toml++/toml.h>
 
@@ -189,6 +190,30 @@ std::string where(config::Document& doc, const fs::path& file, const std::string
 
 }  // namespace
 
+std::vector<std::string> split_command(const std::string& value, const std::string& key, const std::string& where) {
+  auto bad = [&](const std::string& why) {
+    return config::Error(fmt::format("{}sweep key '{}': {} in \"{}\" (a command and its options, split like a "
+                                     "shell: quote with ' or \", escape with \\)",
+                                     where.empty() ? "" : where + ": ", key, why, value));
+  };
+  bool quoted = false;  // as the tokenizer sees it: either quote character toggles
+  for (size_t i = 0; i < value.size(); ++i) {
+    if (value[i] == '\\') ++i;
+    else if (value[i] == '\'' || value[i] == '"') quoted = !quoted;
+  }
+  if (quoted) throw bad("an unterminated quote");
+  using Separator = boost::escaped_list_separator<char>;
+  std::vector<std::string> words;
+  try {
+    for (const auto& w : boost::tokenizer<Separator>(value, Separator("\\", " \t", "'\"")))
+      if (!w.empty()) words.push_back(w);
+  } catch (const boost::escaped_list_error& e) {
+    throw bad(e.what());
+  }
+  if (words.empty()) throw bad("no command");
+  return words;
+}
+
 Sweep load_sweep(const fs::path& file, const ValidateFn& validate) {
   Sweep s;
   s.file = fs::absolute(file);
@@ -211,6 +236,8 @@ Sweep load_sweep(const fs::path& file, const ValidateFn& validate) {
   s.work_dir = resolve(fs::current_path(), f.sweep.work_dir.empty() ? "sweep-" + s.name : f.sweep.work_dir);
   s.manifest = resolve(s.file.parent_path(), f.sweep.manifest);
   s.slurm.templates = resolve(s.file.parent_path(), f.slurm.templates);
+  split_command(s.local.mpiexec, "local.mpiexec", where(doc, s.file, "local.mpiexec"));
+  split_command(s.slurm.mpiexec, "slurm.mpiexec", where(doc, s.file, "slurm.mpiexec"));
   s.runs = expand_axes(s.sets, s.axes);
   if (validate) {
     for (const auto& run : s.runs) {

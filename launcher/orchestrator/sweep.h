@@ -16,7 +16,8 @@
 //   data_fraction = [0.5, 1.0]        # special axis: share of the training rows kept
 //   "train.seed" = [1, 2]             # any other key is a config key, passed as --set
 //
-//   [local]  max_parallel = 2, mpiexec = "mpiexec"
+//   [local]  max_parallel = 2, mpiexec = "mpiexec"   # a command with options, e.g.
+//            "mpiexec --mca btl tcp,self", split like a shell (see split_command)
 //   [slurm]  max_parallel, partition, nodes, ntasks_per_node, cpus_per_task, gpus_per_node,
 //            time, eval_time, account, extra_args = [...], templates = "slurm"
 #pragma once
@@ -36,7 +37,7 @@ inline constexpr int kSweepVersion = 1;
 
 struct LocalOptions {
   int max_parallel = 1;
-  std::string mpiexec = "mpiexec";
+  std::string mpiexec = "mpiexec";  // a command with options (split_command)
 };
 
 struct SlurmOptions {
@@ -49,7 +50,7 @@ struct SlurmOptions {
   int gpus_per_node = 0;
   std::string time = "01:00:00";  // train job time limit
   std::string eval_time = "00:30:00";
-  std::string mpiexec = "mpirun";
+  std::string mpiexec = "mpirun";  // a command with options (split_command)
   std::filesystem::path templates;  // folder with pretrain/shard/eval.sbatch
   std::vector<std::string> extra_args;  // more sbatch arguments for every job
 };
@@ -92,6 +93,16 @@ struct Sweep {
 using ValidateFn = std::function<void(const std::filesystem::path& base_config,
                                       const std::vector<std::string>& sets)>;
 Sweep load_sweep(const std::filesystem::path& file, const ValidateFn& validate = {});
+
+// An `mpiexec` value split into words as a shell would (Boost's
+// escaped_list_separator, as boost::program_options::split_unix): blanks
+// separate words, ' or " quote (either one ends a quoted part), a backslash
+// escapes a quote or a backslash. "mpiexec --mca btl tcp,self -x 'A=b c'" is
+// {"mpiexec", "--mca", "btl", "tcp,self", "-x", "A=b c"}. Throws config::Error
+// naming `key` (and `where`, e.g. FILE:LINE:COLUMN) for no word, an
+// unterminated quote or a bad escape.
+std::vector<std::string> split_command(const std::string& value, const std::string& key,
+                                       const std::string& where = "");
 
 // The cartesian product of `axes` (the last axis varies fastest) as runs,
 // named rNNN-KEY=VALUE-... over the axes with more than one value.

@@ -19,7 +19,9 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <nlohmann/json.hpp>
+#include <png.h>
 
+#include "core/config.h"
 #include "data/manifest.h"
 #include "eval/report.h"
 #include "launcher/orchestrator/http_server.h"
@@ -120,6 +122,32 @@ TEST(Sweep, BadEntriesNameTheFileAndKey) {
     ADD_FAILURE();
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("run r000: unknown config key 'train.max_stepz'"), std::string::npos) << e.what();
+  }
+}
+
+TEST(Sweep, MpiexecIsACommandWithOptionsAndAMalformedOneNamesTheKey) {
+  EXPECT_EQ(split_command("mpiexec --mca btl tcp,self  -x 'A=b c' -x \"D=e\\\"f\"", "k"),
+            std::vector<std::string>({"mpiexec", "--mca", "btl", "tcp,self", "-x", "A=b c", "-x", "D=e\"f"}));
+  TempDir dir("sweep");
+  auto sweep = load_sweep(write_sweep(dir.path(), "[local]\nmpiexec = \"mpiexec --mca btl tcp,self --bind-to none\"\n"
+                                                  "[slurm]\nmpiexec = \"mpirun -x 'OMP_NUM_THREADS=2'\"\n"));
+  EXPECT_EQ(sweep.local.mpiexec, "mpiexec --mca btl tcp,self --bind-to none");
+  const std::map<std::string, std::string> bad = {{"mpiexec = \"mpiexec -x 'A=b\"", "an unterminated quote"},
+                                                  {"mpiexec = \"  \"", "no command"},
+                                                  {"mpiexec = 'mpiexec \\q'", "unknown escape"}};
+  for (const auto& [line, why] : bad) {
+    for (const char* section : {"local", "slurm"}) {
+      const auto f = write_sweep(dir.path(), std::string("[") + section + "]\n" + line + "\n");
+      try {
+        load_sweep(f);
+        ADD_FAILURE() << line << " was accepted";
+      } catch (const config::Error& e) {
+        const std::string msg = e.what();
+        EXPECT_NE(msg.find(std::string("sweep key '") + section + ".mpiexec'"), std::string::npos) << msg;
+        EXPECT_NE(msg.find("sweep.toml:"), std::string::npos) << msg;
+        EXPECT_NE(msg.find(why), std::string::npos) << msg;
+      }
+    }
   }
 }
 
@@ -619,6 +647,28 @@ TEST(LocalBackend, RunsJobsWithLogsAndExitCodes) {
   EXPECT_EQ(wait_for(*b, ok, dir / "j2").state, JobState::kSucceeded);
 }
 
+// A stand-in mpiexec that writes each argument it got on a line of FILE.
+fs::path arg_recorder(const fs::path& dir, const fs::path& file) {
+  fs::create_directories(dir);
+  const fs::path exe = dir / "rec mpiexec";
+  std::ofstream(exe) << "#!/bin/sh\nfor a in \"$@\"; do printf '%s\\n' \"$a\"; done > '" << file.string() << "'\n";
+  fs::permissions(exe, fs::perms::owner_all);
+  return exe;
+}
+
+TEST(LocalBackend, MpiexecOptionsReachTheLaunchedCommandLine) {
+  TempDir dir("local");
+  const fs::path exe = arg_recorder(dir / "bin", dir / "args.txt");
+  auto b = make_local_backend(1);
+  const std::string mpiexec = launcher::shell_line({exe.string()}) + " --mca btl tcp,self -x 'A=b c'";
+  const std::string cmd = b->mpi_launch_prefix(JobKind::kTrain, 2, mpiexec) + " m3ret train";
+  std::string id = b->submit({"j", JobKind::kTrain, cmd, dir / "j", {}, 2});
+  ASSERT_EQ(wait_for(*b, id, dir / "j").state, JobState::kSucceeded) << read(dir / "j/log");
+  std::string want = "--mca\nbtl\ntcp,self\n-x\nA=b c\n--bind-to\nnone\n-n\n2\n--oversubscribe\n";
+  if (geteuid() == 0) want += "--allow-run-as-root\n";
+  EXPECT_EQ(read(dir / "args.txt"), want + "m3ret\ntrain\n");
+}
+
 TEST(LocalBackend, CancelEndsTheWholeJobAndUsr1ReachesIt) {
   TempDir dir("local");
   auto b = make_local_backend(2);
@@ -840,10 +890,13 @@ TEST(SlurmBackend, SubmitsTheTemplateWithAfterokAndCancelsAJobWhoseDependencyFai
 
   // Train jobs take their ranks from the allocation; the others get explicit ones.
   const std::string root = geteuid() == 0 ? " --allow-run-as-root" : "";
-  EXPECT_EQ(b->mpi_launch_prefix(JobKind::kTrain, 3, "srun"), "${MPIEXEC:-mpirun} --bind-to none" + root);
+  EXPECT_EQ(b->mpi_launch_prefix(JobKind::kTrain, 3, "srun"), "srun --bind-to none" + root);
   EXPECT_EQ(b->mpi_launch_prefix(JobKind::kShard, 2, "mpirun"), "mpirun --bind-to none -n 2 --oversubscribe" + root);
-  EXPECT_EQ(make_local_backend(1)->mpi_launch_prefix(JobKind::kTrain, 2, "my mpi"),
-            "'my mpi' --bind-to none -n 2 --oversubscribe" + root);
+  // mpiexec with options: split like a shell, quoted again for the job script.
+  EXPECT_EQ(b->mpi_launch_prefix(JobKind::kTrain, 3, "mpirun --mca btl tcp,self -x 'A=b c'"),
+            "mpirun --mca btl tcp,self -x 'A=b c' --bind-to none" + root);
+  EXPECT_EQ(make_local_backend(1)->mpi_launch_prefix(JobKind::kTrain, 2, "'/opt/my mpi/mpiexec' --bind-to core"),
+            "'/opt/my mpi/mpiexec' --bind-to core -n 2 --oversubscribe" + root);
 
   EXPECT_EQ(b->poll("101", dir / "j1").state, JobState::kRunning);
   // Pending forever on a failed dependency: cancelled, reported as a dependency failure.
@@ -866,6 +919,19 @@ TEST(SlurmBackend, SubmitsTheTemplateWithAfterokAndCancelsAJobWhoseDependencyFai
   EXPECT_EQ(read_exit_code(jd), 0);
   EXPECT_EQ(read(dir / "ok.txt"), jd.string() + " mpirun\n");
   EXPECT_FALSE(fs::exists(dir / "pwned"));
+
+  // A train job's mpiexec options reach its command line through the sbatch script.
+  const fs::path exe = arg_recorder(dir / "bin2", dir / "args.txt");
+  o.mpiexec = launcher::shell_line({exe.string()}) + " --mca btl tcp,self -x 'A=b c'";
+  auto b2 = make_slurm_backend(o);
+  const fs::path jt = dir / "jt";
+  ASSERT_EQ(b2->submit({"sw-t", JobKind::kTrain, b2->mpi_launch_prefix(JobKind::kTrain, 1, o.mpiexec) + " m3ret train",
+                        jt, {}, 1}), "104");
+  r = launcher::run_capture({"sh", "-c", "cd " + launcher::shell_line({dir.path().string()}) +
+                                        " && SLURM_JOB_ID=8 bash " + launcher::shell_line({(jt / "job.sbatch").string()})});
+  EXPECT_EQ(r.status, 0) << r.out << r.err << read(jt / "log");
+  EXPECT_EQ(read(dir / "args.txt"), std::string("--mca\nbtl\ntcp,self\n-x\nA=b c\n--bind-to\nnone\n") +
+                                        (geteuid() == 0 ? "--allow-run-as-root\n" : "") + "m3ret\ntrain\n");
 }
 
 // --- status server ---------------------------------------------------------
