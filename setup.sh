@@ -38,6 +38,8 @@ PACKAGES=(
   python3 python3-numpy python3-h5py python3-torch
   # a venv for TensorBoard's event reader (the trainer's TensorBoard tests)
   python3-venv
+  # the orchestrator's report charts (python/m3ret_plots.py) and the status page's browser test
+  python3-matplotlib chromium
 )
 
 if ((WITH_PYTHON)); then PACKAGES+=(python3-torchvision python3-venv); fi

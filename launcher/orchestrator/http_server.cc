@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <fstream>
 #include <list>
@@ -237,6 +238,58 @@ uint16_t HttpServer::port() const { return impl_->acceptor.local_endpoint().port
 
 size_t HttpServer::max_connections() const { return impl_->cap; }
 
+namespace {
+
+// The content type of a file of the report folder that is served; "" for any
+// other name (no path, no hidden file).
+std::string report_file_type(const std::string& name) {
+  static const std::map<std::string, std::string> kFiles = {
+      {"scaling.csv", "text/csv"}, {"scaling.md", "text/markdown"}, {"plot_data.json", "application/json"},
+      {"plots.json", "application/json"}, {"status.html", "text/html; charset=utf-8"}};
+  if (auto it = kFiles.find(name); it != kFiles.end()) return it->second;
+  const bool plain = !name.empty() && name[0] != '.' &&
+                     name.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._=+-") ==
+                         std::string::npos;
+  return plain && name.size() > 4 && name.compare(name.size() - 4, 4, ".png") == 0 ? "image/png" : "";
+}
+
+// "%2B" -> "+"; a malformed escape is kept as it is.
+std::string url_decode(const std::string& s) {
+  std::string o;
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '%' && i + 2 < s.size() && std::isxdigit(static_cast<unsigned char>(s[i + 1])) &&
+        std::isxdigit(static_cast<unsigned char>(s[i + 2]))) {
+      o += static_cast<char>(std::stoi(s.substr(i + 1, 2), nullptr, 16));
+      i += 2;
+    } else {
+      o += s[i];
+    }
+  }
+  return o;
+}
+
+// GET /evals/RUN/step-N/report.{md,json,csv}: a run's evaluation report
+// (WORK/evals/...), for the status page's links.
+HttpResponse eval_report(State& state, const std::string& report_dir, const std::string& rest) {
+  const std::string rel = url_decode(rest);
+  const auto a = rel.find('/'), b = a == std::string::npos ? a : rel.find('/', a + 1);
+  if (b == std::string::npos) return json_error(404, "expected /evals/RUN/step-N/report.md");
+  const std::string run = rel.substr(0, a), step = rel.substr(a + 1, b - a - 1), file = rel.substr(b + 1);
+  static const std::map<std::string, std::string> kTypes = {
+      {"report.md", "text/plain; charset=utf-8"}, {"report.json", "application/json"}, {"report.csv", "text/csv"}};
+  const auto type = kTypes.find(file);
+  const bool step_ok = step.size() > 5 && step.rfind("step-", 0) == 0 &&
+                       step.find_first_not_of("0123456789", 5) == std::string::npos;
+  if (!state.run(run) || !step_ok || type == kTypes.end()) return json_error(404, "no evaluation report '" + rel + "'");
+  std::ifstream in(std::filesystem::path(report_dir).parent_path() / "evals" / run / step / file, std::ios::binary);
+  if (!in) return json_error(404, "evaluation report '" + rel + "' not written");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return {200, type->second, ss.str()};
+}
+
+}  // namespace
+
 HttpHandler make_status_handler(State& state, Orchestrator* orch, const std::string& token,
                                 const std::string& report_dir) {
   return [&state, orch, token, report_dir](const std::string& method, const std::string& target,
@@ -253,17 +306,17 @@ HttpHandler make_status_handler(State& state, Orchestrator* orch, const std::str
     if (path.rfind("/report/", 0) == 0) {
       if (method != "GET") return json_error(405, "use GET");
       std::string name = path.substr(8);
-      static const std::map<std::string, std::string> kFiles = {
-          {"scaling.csv", "text/csv"}, {"scaling.md", "text/markdown"},
-          {"recall_vs_model_size.svg", "image/svg+xml"}, {"recall_vs_data_fraction.svg", "image/svg+xml"},
-          {"recall_vs_step.svg", "image/svg+xml"}};
-      auto it = kFiles.find(name);
-      if (it == kFiles.end()) return json_error(404, "no report file '" + name + "'");
-      std::ifstream in(std::filesystem::path(report_dir) / name);
+      const std::string type = report_file_type(name);
+      if (type.empty()) return json_error(404, "no report file '" + name + "'");
+      std::ifstream in(std::filesystem::path(report_dir) / name, std::ios::binary);
       if (!in) return json_error(404, "report file '" + name + "' not written yet");
       std::stringstream ss;
       ss << in.rdbuf();
-      return {200, it->second, ss.str()};
+      return {200, type, ss.str()};
+    }
+    if (path.rfind("/evals/", 0) == 0) {
+      if (method != "GET") return json_error(405, "use GET");
+      return eval_report(state, report_dir, path.substr(7));
     }
     const std::string prefix = "/api/runs/";
     if (path.rfind(prefix, 0) == 0) {

@@ -11,6 +11,7 @@
 
 #include "eval/report.h"
 #include "launcher/orchestrator/report.h"
+#include "launcher/orchestrator/status.h"
 #include "launcher/process.h"
 
 namespace m3ret::orchestrator {
@@ -477,9 +478,41 @@ void Orchestrator::retry_run(const std::string& run) {
   state_.retry_run(run);
 }
 
+// Asked once per run (kept in the state's meta): the config may change any
+// model key, so the count comes from the real config resolution.
+std::map<std::string, double> Orchestrator::model_params() {
+  std::map<std::string, double> out;
+  const bool model_axis = std::any_of(sweep_.axes.begin(), sweep_.axes.end(), [](const auto& a) {
+    return a.first.rfind("model.", 0) == 0 && a.second.size() > 1;
+  });
+  if (!model_axis || opts_.model_info.empty() || model_info_failed_) return out;
+  for (const auto& spec : sweep_.runs) {
+    const std::string key = "encoder_params." + spec.name;
+    auto known = state_.meta(key);
+    if (!known) {
+      std::vector<std::string> argv = {opts_.model_info.string(), "model"};
+      for (const auto& a : config_args(spec.sets)) argv.push_back(a);
+      argv.push_back("--json");
+      const auto r = launcher::run_capture(argv);
+      try {
+        known = std::to_string(nlohmann::json::parse(r.out).at("encoder_params").get<int64_t>());
+      } catch (const std::exception& e) {
+        spdlog::warn("orchestrate: no parameter count for {} from '{} model' (exit {}): {}", spec.name,
+                     opts_.model_info.string(), r.status, r.err.empty() ? e.what() : r.err);
+        model_info_failed_ = true;
+        return {};
+      }
+      state_.set_meta(key, *known);
+    }
+    out[spec.name] = std::stod(*known);
+  }
+  return out;
+}
+
 void Orchestrator::write_report() {
   try {
-    write_scaling_report(state_, report_dir());
+    write_scaling_report(state_, report_dir(), {opts_.plots, model_params()});
+    write_status_page(state_, report_dir());
   } catch (const std::exception& e) {
     spdlog::warn("orchestrate: report not written: {}", e.what());
   }

@@ -19,16 +19,18 @@
 //   runs/RUN/           train run folders (checkpoints/, metrics.jsonl, ...)
 //   evals/RUN/step-N/   embeddings.h5, report.json of each checkpoint
 //   jobs/JOB/           job.sh or job.sbatch, command.sh, log, exit_code
-//   report/             scaling.md, scaling.csv, *.svg
+//   report/             scaling.md, scaling.csv, plot_data.json, *.png, status.html
 #pragma once
 
 #include <atomic>
 #include <filesystem>
+#include <map>
 #include <mutex>
 #include <string>
 #include <vector>
 
 #include "launcher/orchestrator/backend.h"
+#include "launcher/orchestrator/report.h"
 #include "launcher/orchestrator/state.h"
 #include "launcher/orchestrator/sweep.h"
 
@@ -37,6 +39,11 @@ namespace m3ret::orchestrator {
 struct OrchestratorOptions {
   std::filesystem::path m3ret = "m3ret";  // the binary jobs run
   std::string mpiexec = "mpiexec";        // launcher inside jobs (local: from [local])
+  PlotOptions plots;                      // how the report's charts are drawn
+  // The m3ret binary asked for each run's encoder parameter count (`m3ret
+  // model --json`) when the sweep varies a model.* key; "" = not asked (the
+  // model-size chart then shows the presets in size order).
+  std::filesystem::path model_info;
 };
 
 class Orchestrator {
@@ -89,6 +96,7 @@ class Orchestrator {
   bool scan_checkpoints(const RunSpec& spec, const RunRow& row);
   bool record_evaluation(const JobRow& job);
   void write_report();
+  std::map<std::string, double> model_params();
 
   const Sweep& sweep_;
   State& state_;
@@ -96,6 +104,7 @@ class Orchestrator {
   OrchestratorOptions opts_;
   int active_ = 0;
   bool first_step_ = true;
+  bool model_info_failed_ = false;
 };
 
 // Reads the evaluated encoder's per-modality rows of REPORT.json with eval's

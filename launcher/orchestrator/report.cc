@@ -1,24 +1,35 @@
 #include "launcher/orchestrator/report.h"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <fstream>
+#include <functional>
 #include <map>
+#include <optional>
 #include <set>
+#include <sstream>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
 
 #include "core/csv.h"
 #include "core/fs.h"
+#include "launcher/process.h"
+
+#if !defined(M3RET_SOURCE_PYTHON_DIR) || !defined(M3RET_PYTHON_FROM_BIN)
+#error "launcher/orchestrator/CMakeLists.txt defines where m3ret_plots.py is"
+#endif
 
 namespace m3ret::orchestrator {
 namespace fs = std::filesystem;
 namespace {
 
 const std::vector<std::string> kPresetOrder = {"tiny", "small", "base", "large", "huge"};
-const char* kColors[] = {"#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
-                         "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"};
 
 // "recall@1" < "recall@5" < "recall@10" < "precision@..." < "map@..."; "queries" first.
 bool metric_less(const std::string& a, const std::string& b) {
@@ -68,6 +79,13 @@ std::string plot_metric(const std::set<std::string>& metrics) {
 
 void write_file(const fs::path& p, const std::string& text) { m3ret::fs::write_atomic(p, text); }
 
+std::string read_text(const fs::path& p) {
+  std::ifstream in(p);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
 }  // namespace
 
 size_t FinalEvaluation::modalities() const {
@@ -112,81 +130,6 @@ std::string xml_escape(const std::string& s) {
     }
   }
   return o;
-}
-
-std::string svg_line_chart(const std::string& title, const std::string& x_label,
-                           const std::string& y_label, const std::vector<Series>& series,
-                           const std::vector<std::string>& x_labels) {
-  const double W = 640, H = 400, L = 60, R = 150, T = 40, B = 50;
-  double x0 = 1e300, x1 = -1e300, y0 = 0, y1 = 1;
-  for (const auto& s : series) {
-    for (auto [x, y] : s.points) {
-      x0 = std::min(x0, x);
-      x1 = std::max(x1, x);
-      y1 = std::max(y1, y);
-    }
-  }
-  if (!x_labels.empty()) {
-    x0 = 0;
-    x1 = std::max<double>(1, static_cast<double>(x_labels.size()) - 1);
-  }
-  if (x0 > x1) x0 = 0, x1 = 1;
-  if (x1 - x0 < 1e-12) x0 -= 0.5, x1 += 0.5;
-  auto px = [&](double x) { return L + (x - x0) / (x1 - x0) * (W - L - R); };
-  auto py = [&](double y) { return H - B - (std::clamp(y, y0, y1) - y0) / (y1 - y0) * (H - T - B); };
-  std::string o = fmt::format(
-      "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{}\" height=\"{}\" viewBox=\"0 0 {} {}\" "
-      "font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
-      "<text x=\"{}\" y=\"22\" font-size=\"15\" text-anchor=\"middle\">{}</text>\n",
-      W, H, W, H, (W - R + L) / 2, xml_escape(title));
-  // Axes and grid.
-  o += fmt::format("<line x1=\"{0}\" y1=\"{1}\" x2=\"{2}\" y2=\"{1}\" stroke=\"black\"/>\n", L, H - B, W - R);
-  o += fmt::format("<line x1=\"{0}\" y1=\"{1}\" x2=\"{0}\" y2=\"{2}\" stroke=\"black\"/>\n", L, T, H - B);
-  for (int i = 0; i <= 5; ++i) {
-    double y = y0 + (y1 - y0) * i / 5;
-    o += fmt::format("<line x1=\"{0}\" y1=\"{1:.1f}\" x2=\"{2}\" y2=\"{1:.1f}\" stroke=\"#ddd\"/>"
-                     "<text x=\"{3}\" y=\"{4:.1f}\" text-anchor=\"end\">{5:.2f}</text>\n",
-                     L, py(y), W - R, L - 6, py(y) + 4, y);
-  }
-  if (!x_labels.empty()) {
-    for (size_t i = 0; i < x_labels.size(); ++i) {
-      o += fmt::format("<text x=\"{:.1f}\" y=\"{}\" text-anchor=\"middle\">{}</text>\n",
-                       px(static_cast<double>(i)), H - B + 16, xml_escape(x_labels[i]));
-    }
-  } else {
-    for (int i = 0; i <= 4; ++i) {
-      double x = x0 + (x1 - x0) * i / 4;
-      o += fmt::format("<text x=\"{:.1f}\" y=\"{}\" text-anchor=\"middle\">{:g}</text>\n", px(x),
-                       H - B + 16, std::round(x * 1000) / 1000);
-    }
-  }
-  o += fmt::format("<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">{}</text>\n", (W - R + L) / 2, H - 12, xml_escape(x_label));
-  o += fmt::format("<text x=\"16\" y=\"{0}\" text-anchor=\"middle\" transform=\"rotate(-90 16 {0})\">{1}</text>\n",
-                   (H - B + T) / 2, xml_escape(y_label));
-  int n = 0;
-  for (const auto& s : series) {
-    if (s.points.empty()) continue;
-    const char* c = kColors[n % 10];
-    auto pts = s.points;
-    std::sort(pts.begin(), pts.end());
-    std::string path;
-    for (auto [x, y] : pts) path += fmt::format("{:.1f},{:.1f} ", px(x), py(y));
-    o += fmt::format("<polyline class=\"series\" data-name=\"{}\" fill=\"none\" stroke=\"{}\" stroke-width=\"2\" points=\"{}\"/>\n",
-                     xml_escape(s.name), c, path);
-    for (auto [x, y] : pts) {
-      o += fmt::format("<circle cx=\"{:.1f}\" cy=\"{:.1f}\" r=\"3\" fill=\"{}\"><title>{}: {:.4f}</title></circle>\n",
-                       px(x), py(y), c, xml_escape(s.name), y);
-    }
-    o += fmt::format("<rect x=\"{}\" y=\"{}\" width=\"10\" height=\"10\" fill=\"{}\"/>"
-                     "<text x=\"{}\" y=\"{}\">{}</text>\n",
-                     W - R + 10, T + n * 18, c, W - R + 26, T + n * 18 + 10, xml_escape(s.name));
-    ++n;
-  }
-  if (n == 0) {
-    o += fmt::format("<text x=\"{}\" y=\"{}\" text-anchor=\"middle\" fill=\"#888\">no evaluations yet</text>\n",
-                     (W - R + L) / 2, (H - B + T) / 2);
-  }
-  return o + "</svg>\n";
 }
 
 namespace {
@@ -283,72 +226,334 @@ std::string to_markdown(const ScalingTable& t) {
   return o;
 }
 
-void write_scaling_report(State& state, const fs::path& dir) {
-  fs::create_directories(dir);
+namespace {
+
+bool is_seed_axis(const std::string& k) {
+  return k == "seed" || (k.size() > 5 && k.compare(k.size() - 5, 5, ".seed") == 0);
+}
+bool is_model_axis(const std::string& k) { return k.rfind("model.", 0) == 0; }
+
+// The axes with more than one value over the runs, in key order.
+std::vector<std::string> swept_axes(const std::vector<RunPoint>& points) {
+  std::map<std::string, std::set<std::string>> values;
+  for (const auto& p : points)
+    for (const auto& [k, v] : p.params) values[k].insert(v);
+  std::vector<std::string> out;
+  for (const auto& [k, vs] : values)
+    if (vs.size() > 1) out.push_back(k);
+  return out;
+}
+
+std::string param_of(const RunPoint& p, const std::string& key) {
+  auto it = p.params.find(key);
+  return it == p.params.end() ? "" : it->second;
+}
+
+// "k1=v1, k2=v2" over `keys` (the values alone with `values_only`).
+std::string group_label(const RunPoint& p, const std::vector<std::string>& keys, bool values_only = false) {
+  std::vector<std::string> parts;
+  for (const auto& k : keys) parts.push_back(values_only ? param_of(p, k) : k + "=" + param_of(p, k));
+  return fmt::format("{}", fmt::join(parts, values_only ? "/" : ", "));
+}
+
+// Values of one series aggregated per x: mean, min, max and count.
+class Aggregate {
+ public:
+  void add(const std::string& series, double x, double y) {
+    Cell& c = cells_[series][x];
+    c.sum += y;
+    c.lo = std::min(c.lo, y);
+    c.hi = std::max(c.hi, y);
+    ++c.n;
+  }
+  // Series in name order, "mean" last and emphasised.
+  nlohmann::json to_json() const {
+    nlohmann::json out = nlohmann::json::array(), mean;
+    for (const auto& [name, xs] : cells_) {
+      nlohmann::json s = {{"label", name}, {"emphasis", name == "mean"}, {"points", nlohmann::json::array()}};
+      for (const auto& [x, c] : xs)
+        s["points"].push_back({{"x", x}, {"y", c.sum / c.n}, {"lo", c.lo}, {"hi", c.hi}, {"n", c.n}});
+      (name == "mean" ? mean : out.emplace_back()) = s;
+    }
+    if (!mean.is_null()) out.push_back(mean);
+    return out;
+  }
+
+ private:
+  struct Cell {
+    double sum = 0, lo = 1e300, hi = -1e300;
+    int n = 0;
+  };
+  std::map<std::string, std::map<double, Cell>> cells_;
+};
+
+std::optional<double> value_of(const FinalEvaluation& f, const std::string& modality, const std::string& metric) {
+  auto m = f.values.find(modality);
+  if (m == f.values.end()) return std::nullopt;
+  auto it = m->second.find(metric);
+  if (it == m->second.end()) return std::nullopt;
+  return it->second;
+}
+
+struct AxisX {
+  double x;
+  std::string tick;  // label of the tick at x
+};
+using XOf = std::function<std::optional<AxisX>(const RunPoint&)>;
+
+// The final metric against x_of(run). Series: the modalities and their mean
+// when `group_keys` is empty, else one per combination of those axes (the
+// mean over modalities). Ticks at every x that has a point.
+nlohmann::json axis_chart(const std::vector<RunPoint>& points, const std::vector<std::string>& group_keys,
+                          const std::string& metric, const XOf& x_of) {
+  Aggregate agg;
+  std::map<double, std::string> ticks;
+  for (const auto& p : points) {
+    auto x = x_of(p);
+    if (!x) continue;
+    ticks[x->x] = x->tick;
+    if (group_keys.empty()) {
+      for (const auto& [modality, vals] : p.final.values)
+        if (auto y = value_of(p.final, modality, metric)) agg.add(modality, x->x, *y);
+    } else if (auto y = value_of(p.final, "mean", metric)) {
+      agg.add(group_label(p, group_keys), x->x, *y);
+    }
+  }
+  nlohmann::json c = {{"series", agg.to_json()}, {"x_ticks", nlohmann::json::array()},
+                      {"legend_title", group_keys.empty() ? std::string("modality")
+                                                          : fmt::format("{}", fmt::join(group_keys, ", "))},
+                      {"integer_x", false}, {"x_scale", "linear"}};
+  for (const auto& [x, label] : ticks) c["x_ticks"].push_back({{"x", x}, {"label", label}});
+  return c;
+}
+
+std::string si(double v) {
+  if (v >= 1e9) return fmt::format("{:.3g}B", v / 1e9);
+  if (v >= 1e6) return fmt::format("{:.3g}M", v / 1e6);
+  if (v >= 1e3) return fmt::format("{:.3g}k", v / 1e3);
+  return fmt::format("{:g}", v);
+}
+
+// Positions of categorical values: presets in size order, numbers in value
+// order, the rest in text order.
+std::map<std::string, double> category_positions(std::set<std::string> values) {
+  std::vector<std::string> order;
+  for (const auto& v : kPresetOrder)
+    if (values.erase(v)) order.push_back(v);
+  std::vector<std::string> rest(values.begin(), values.end());
+  auto num = [](const std::string& s, double* d) {
+    char* end = nullptr;
+    *d = std::strtod(s.c_str(), &end);
+    return !s.empty() && end && *end == '\0';
+  };
+  std::stable_sort(rest.begin(), rest.end(), [&](const std::string& a, const std::string& b) {
+    double x = 0, y = 0;
+    return num(a, &x) && num(b, &y) ? x < y : a < b;
+  });
+  order.insert(order.end(), rest.begin(), rest.end());
+  std::map<std::string, double> pos;
+  for (size_t i = 0; i < order.size(); ++i) pos[order[i]] = static_cast<double>(i);
+  return pos;
+}
+
+nlohmann::json category_chart(const std::vector<RunPoint>& points, const std::vector<std::string>& keys,
+                              const std::vector<std::string>& group_keys, const std::string& metric) {
+  std::set<std::string> values;
+  for (const auto& p : points) values.insert(group_label(p, keys, true));
+  const auto pos = category_positions(values);
+  return axis_chart(points, group_keys, metric, [&](const RunPoint& p) -> std::optional<AxisX> {
+    const std::string v = group_label(p, keys, true);
+    return AxisX{pos.at(v), v};
+  });
+}
+
+nlohmann::json model_chart(const std::vector<RunPoint>& points, const std::vector<std::string>& model_keys,
+                           const std::vector<std::string>& group_keys, const std::string& metric,
+                           const std::map<std::string, double>& params) {
+  const bool have = std::all_of(points.begin(), points.end(), [&](const RunPoint& p) {
+    return params.count(p.run.name) > 0;
+  });
+  nlohmann::json c;
+  if (have) {
+    c = axis_chart(points, group_keys, metric, [&](const RunPoint& p) -> std::optional<AxisX> {
+      const double n = params.at(p.run.name);
+      return AxisX{n, si(n) + "\n" + group_label(p, model_keys, true)};
+    });
+    c["x_scale"] = "log";
+    c["x_label"] = "encoder parameters (log scale)";
+  } else {
+    c = category_chart(points, model_keys, group_keys, metric);
+    c["x_label"] = fmt::format("{} (parameter counts unavailable)", fmt::join(model_keys, "/"));
+  }
+  c["file"] = "recall_vs_model_size.png";
+  c["title"] = metric + " vs model size (last evaluated checkpoint)";
+  return c;
+}
+
+nlohmann::json step_chart(State& state, const std::vector<RunPoint>& points,
+                          const std::vector<std::string>& group_keys, const std::string& metric) {
+  std::map<std::string, std::string> label;
+  for (const auto& p : points)
+    label[p.run.name] = group_keys.empty() ? "mean over modalities" : group_label(p, group_keys);
+  Aggregate agg;
+  for (const auto& e : state.evaluations()) {
+    if (e.modality != "mean" || e.metric != metric || !e.absent.empty() || !label.count(e.run)) continue;
+    agg.add(label[e.run], static_cast<double>(e.step), e.value);
+  }
+  return {{"file", "recall_vs_step.png"}, {"title", "mean " + metric + " over modalities vs training step"},
+          {"x_label", "training step"}, {"x_scale", "linear"}, {"integer_x", true},
+          {"legend_title", fmt::format("{}", fmt::join(group_keys, ", "))}, {"series", agg.to_json()}};
+}
+
+std::string join_keys(const std::vector<std::string>& keys) { return fmt::format("{}", fmt::join(keys, ", ")); }
+
+}  // namespace
+
+nlohmann::json plot_data(State& state, const std::map<std::string, double>& model_params) {
   std::set<std::string> metric_set;
-  auto points = final_points(state, &metric_set);
+  const auto points = final_points(state, &metric_set);
   std::string metric = plot_metric(metric_set);
   if (metric.empty()) metric = "recall@1";
-  auto table = scaling_table(state);
-  write_file(dir / "scaling.csv", to_csv(table));
-
-  // recall vs model size / data fraction: one series per modality, averaged over the other axes.
-  auto by_axis = [&](const std::string& key, bool categorical, std::vector<std::string>* labels) {
-    std::map<std::string, std::map<double, std::pair<double, int>>> acc;  // modality -> x -> (sum, n)
-    std::set<std::string> values;
-    for (const auto& p : points) values.insert(p.params.count(key) ? p.params.at(key) : "");
-    if (categorical) {
-      std::vector<std::string> order;
-      for (const auto& v : kPresetOrder) if (values.count(v)) order.push_back(v);
-      for (const auto& v : values) if (std::find(order.begin(), order.end(), v) == order.end()) order.push_back(v);
-      *labels = order;
-    }
-    for (const auto& p : points) {
-      std::string v = p.params.count(key) ? p.params.at(key) : "";
-      double x = categorical ? static_cast<double>(std::find(labels->begin(), labels->end(), v) - labels->begin())
-                             : (v.empty() ? 1.0 : std::stod(v));
-      for (const auto& [modality, vals] : p.final.values) {
-        auto it = vals.find(metric);
-        if (it == vals.end()) continue;
-        acc[modality][x].first += it->second;
-        acc[modality][x].second += 1;
-      }
-    }
-    std::vector<Series> series;
-    for (const auto& [modality, xs] : acc) {
-      Series s{modality, {}};
-      for (const auto& [x, sn] : xs) s.points.emplace_back(x, sn.first / sn.second);
-      series.push_back(s);
-    }
-    return series;
-  };
-  std::vector<std::string> presets;
-  auto model_series = by_axis("model.preset", true, &presets);
-  write_file(dir / "recall_vs_model_size.svg",
-             svg_line_chart(metric + " vs model size (final checkpoint)", "model preset", metric,
-                            model_series, presets));
-  std::vector<std::string> unused;
-  write_file(dir / "recall_vs_data_fraction.svg",
-             svg_line_chart(metric + " vs data fraction (final checkpoint)", "data fraction", metric,
-                            by_axis("data_fraction", false, &unused)));
-  // recall vs step: one series per run, the mean over modalities.
-  std::map<std::string, Series> per_run;
-  for (const auto& e : state.evaluations()) {
-    if (e.modality != "mean" || e.metric != metric) continue;
-    per_run[e.run].name = e.run;
-    per_run[e.run].points.emplace_back(static_cast<double>(e.step), e.value);
+  const auto swept = swept_axes(points);
+  std::vector<std::string> seeds, model, others, non_seed;
+  for (const auto& k : swept) {
+    if (is_seed_axis(k)) { seeds.push_back(k); continue; }
+    non_seed.push_back(k);
+    if (is_model_axis(k)) model.push_back(k);
+    else if (k != "data_fraction") others.push_back(k);
   }
-  std::vector<Series> steps;
-  for (auto& [r, s] : per_run) steps.push_back(s);
-  write_file(dir / "recall_vs_step.svg",
-             svg_line_chart("mean " + metric + " over modalities vs step", "step", metric, steps));
+  auto without = [&](const std::vector<std::string>& drop) {
+    std::vector<std::string> out;
+    for (const auto& k : non_seed)
+      if (std::find(drop.begin(), drop.end(), k) == drop.end()) out.push_back(k);
+    return out;
+  };
+  nlohmann::json plots = nlohmann::json::array();
+  if (!model.empty()) plots.push_back(model_chart(points, model, without(model), metric, model_params));
+  if (std::find(swept.begin(), swept.end(), "data_fraction") != swept.end()) {
+    auto c = axis_chart(points, without({"data_fraction"}), metric, [](const RunPoint& p) -> std::optional<AxisX> {
+      return AxisX{p.run.data_fraction, fmt::format("{:g}", p.run.data_fraction)};
+    });
+    c.update({{"file", "recall_vs_data_fraction.png"}, {"title", metric + " vs data fraction (last evaluated checkpoint)"},
+              {"x_label", "data fraction (share of the training rows, log scale)"}, {"x_scale", "log"}});
+    plots.push_back(c);
+  }
+  for (const auto& k : others) {
+    auto c = category_chart(points, {k}, without({k}), metric);
+    c.update({{"file", "recall_vs_" + k + ".png"}, {"title", metric + " vs " + k + " (last evaluated checkpoint)"},
+              {"x_label", k}});
+    plots.push_back(c);
+  }
+  plots.push_back(step_chart(state, points, non_seed, metric));
+  const std::string note = seeds.empty()
+      ? "one run per point"
+      : fmt::format("each point: mean over the runs that differ only in {}; error bars: min-max", join_keys(seeds));
+  for (auto& c : plots) {
+    c["y_label"] = metric;
+    c["note"] = note;
+  }
+  return {{"format", "m3ret-plot-data"}, {"version", 1}, {"metric", metric}, {"swept_axes", swept},
+          {"seed_axes", seeds}, {"error_bars", seeds.empty() ? "none" : "min-max over " + join_keys(seeds)},
+          {"plots", plots}};
+}
 
+fs::path default_python() {
+  if (const char* env = std::getenv("M3RET_PLOT_PYTHON"); env && *env) return env;
+  if (::access("/usr/bin/python3", X_OK) == 0) return "/usr/bin/python3";
+  return "python3";
+}
+
+fs::path find_plot_script() {
+  for (const fs::path& dir : {launcher::self_path().parent_path() / M3RET_PYTHON_FROM_BIN,
+                              fs::path(M3RET_SOURCE_PYTHON_DIR)}) {
+    std::error_code ec;
+    if (fs::is_regular_file(dir / "m3ret_plots.py", ec)) return (dir / "m3ret_plots.py").lexically_normal();
+  }
+  return {};
+}
+
+PlotOutcome read_plot_outcome(const fs::path& report_dir) {
+  PlotOutcome out;
+  std::ifstream in(report_dir / "plots.json");
+  if (!in) return out;
+  try {
+    const auto j = nlohmann::json::parse(in);
+    out.files = j.at("files").get<std::vector<std::string>>();
+    out.skipped = j.at("skipped").get<std::string>();
+  } catch (const std::exception& e) {
+    out.skipped = fmt::format("'{}' is unreadable: {}", (report_dir / "plots.json").string(), e.what());
+  }
+  return out;
+}
+
+namespace {
+
+std::string last_line(const std::string& text) {
+  std::string t = text;
+  while (!t.empty() && (t.back() == '\n' || t.back() == ' ')) t.pop_back();
+  auto nl = t.rfind('\n');
+  return nl == std::string::npos ? t : t.substr(nl + 1);
+}
+
+// Runs the plotting script on DIR/plot_data.json; "" when every chart was
+// drawn, else why not (one line).
+std::string draw_plots(const fs::path& dir, const nlohmann::json& data, const PlotOptions& o) {
+  const fs::path script = o.script.empty() ? find_plot_script() : o.script;
+  std::error_code ec;
+  if (script.empty() || !fs::is_regular_file(script, ec)) {
+    return script.empty() ? fmt::format("the plotting script m3ret_plots.py is neither in {} nor in {}",
+                                        (launcher::self_path().parent_path() / M3RET_PYTHON_FROM_BIN).lexically_normal().string(),
+                                        M3RET_SOURCE_PYTHON_DIR)
+                          : fmt::format("the plotting script '{}' does not exist", script.string());
+  }
+  const fs::path python = o.python.empty() ? default_python() : o.python;
+  const auto r = launcher::run_capture({python.string(), script.string(), (dir / "plot_data.json").string(), dir.string()});
+  if (r.status == 127) {
+    return fmt::format("Python '{}' could not be started (set M3RET_PLOT_PYTHON to a Python 3 with matplotlib)",
+                       python.string());
+  }
+  if (r.status != 0) return fmt::format("{} exited with {}: {}", script.filename().string(), r.status, last_line(r.err));
+  for (const auto& c : data["plots"]) {
+    const std::string f = c["file"];
+    if (!fs::is_regular_file(dir / f, ec)) return fmt::format("{} did not write {}", script.filename().string(), f);
+  }
+  return "";
+}
+
+// Writes plot_data.json and redraws the charts when it changed (or a chart is missing).
+PlotOutcome update_plots(const fs::path& dir, const nlohmann::json& data, const PlotOptions& o) {
+  const std::string text = data.dump(1) + "\n";
+  const PlotOutcome prev = read_plot_outcome(dir);
+  std::error_code ec;
+  if (fs::exists(dir / "plots.json", ec) && read_text(dir / "plot_data.json") == text &&
+      std::all_of(prev.files.begin(), prev.files.end(), [&](const std::string& f) { return fs::exists(dir / f, ec); })) {
+    return prev;
+  }
+  write_file(dir / "plot_data.json", text);
+  PlotOutcome out;
+  out.skipped = draw_plots(dir, data, o);
+  for (const auto& c : data["plots"]) {
+    if (out.skipped.empty()) out.files.push_back(c["file"]);
+    else fs::remove(dir / c["file"].get<std::string>(), ec);  // no stale chart beside the new data
+  }
+  if (!out.skipped.empty() && out.skipped != prev.skipped) spdlog::warn("orchestrate: plots skipped: {}", out.skipped);
+  write_file(dir / "plots.json", nlohmann::json{{"files", out.files}, {"skipped", out.skipped}}.dump(1) + "\n");
+  return out;
+}
+
+}  // namespace
+
+void write_scaling_report(State& state, const fs::path& dir, const ReportOptions& opts) {
+  fs::create_directories(dir);
+  const auto table = scaling_table(state);
+  write_file(dir / "scaling.csv", to_csv(table));
+  const PlotOutcome plots = update_plots(dir, plot_data(state, opts.model_params), opts.plots);
   std::string md = "# Scaling report\n\nFinal evaluated checkpoint of every run of the sweep; `mean` "
                    "averages the modalities. Written by `m3ret orchestrate` from its state database.\n\n";
   md += to_markdown(table);
-  md += "\n![recall vs model size](recall_vs_model_size.svg)\n"
-        "![recall vs data fraction](recall_vs_data_fraction.svg)\n"
-        "![recall vs step](recall_vs_step.svg)\n";
+  md += "\n## Plots\n\n";
+  if (!plots.skipped.empty()) md += "Plots skipped: " + plots.skipped + "\n";
+  for (const auto& f : plots.files) md += fmt::format("![{}]({})\n", fs::path(f).stem().string(), f);
   write_file(dir / "scaling.md", md);
 }
 

@@ -18,6 +18,7 @@
 #include "core/error.h"
 #include "launcher/orchestrator/http_server.h"
 #include "launcher/orchestrator/orchestrator.h"
+#include "launcher/orchestrator/status.h"
 #include "launcher/process.h"
 
 namespace m3ret::orchestrator {
@@ -71,6 +72,7 @@ OrchestratorOptions orchestrator_options(const SessionOptions& o, const Sweep& s
     throw Error(fmt::format("--job-binary '{}' is not an executable file", o.job_binary.string()));
   }
   opts.mpiexec = o.backend == "slurm" ? sweep.slurm.mpiexec : sweep.local.mpiexec;
+  opts.model_info = launcher::self_path();
   return opts;
 }
 
@@ -129,6 +131,11 @@ void run_session(const SessionOptions& o, const std::atomic<bool>& stop) {
                backend->name(), db.string());
   orch.run(o.poll, stop, &mutex);
   std::lock_guard<std::mutex> guard(mutex);
+  try {
+    write_status_page(state, orch.report_dir());  // the page that stays after the orchestrator
+  } catch (const std::exception& e) {
+    spdlog::warn("orchestrate: status page not written: {}", e.what());
+  }
   if (stop.load()) {
     spdlog::info("orchestrate: stopped; jobs keep running, start again to continue");
     return;

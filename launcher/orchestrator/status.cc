@@ -5,19 +5,16 @@
 #include <set>
 #include <sstream>
 
+#include <cctype>
+
 #include <fmt/format.h>
 
+#include "core/fs.h"
+#include "core/utc.h"
 #include "launcher/orchestrator/report.h"
 
 namespace m3ret::orchestrator {
 namespace {
-
-std::string read_text(const std::filesystem::path& p) {
-  std::ifstream in(p);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
 // A run's mean recall@1: "0.3750", "0.3750 (mean over 2 of 3)" when some
 // modality is absent, "absent" when every one is, "-" before any evaluation.
@@ -102,49 +99,147 @@ std::string status_text(State& state) {
   return o;
 }
 
-std::string status_html(State& state, const std::filesystem::path& report_dir) {
-  auto j = status_json(state);
-  std::string o = "<!doctype html><html><head><meta charset=\"utf-8\"><title>m3ret sweep " +
-                  xml_escape(j["sweep"].get<std::string>()) +
-                  "</title><meta http-equiv=\"refresh\" content=\"10\"><style>body{font-family:sans-serif}"
-                  "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 6px}</style>"
-                  "</head><body>\n";
-  o += "<h1>Sweep " + xml_escape(j["sweep"].get<std::string>()) + " (" +
-       xml_escape(j["backend"].get<std::string>()) + ")</h1>\n<h2>Runs</h2>\n<table><tr><th>run</th>"
-       "<th>state</th><th>params</th><th>failures</th><th>checkpoints</th><th>evaluated</th>"
-       "<th>mean recall@1</th></tr>\n";
-  for (const auto& r : j["runs"]) {
-    o += fmt::format("<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
-                     xml_escape(r["name"]), xml_escape(r["state"]), xml_escape(r["params"].dump()),
-                     r["failures"].get<int>(), r["checkpoints"].get<size_t>(), r["evaluated"].get<size_t>(),
-                     xml_escape(mean_r1_cell(r)));
+namespace {
+
+// Percent-encodes a path segment for a link (RFC 3986 unreserved characters stay).
+std::string url_segment(const std::string& s) {
+  std::string o;
+  for (unsigned char c : s) {
+    if (std::isalnum(c) || c == '-' || c == '.' || c == '_' || c == '~' || c == '=') o += static_cast<char>(c);
+    else o += fmt::format("%{:02X}", c);
   }
-  o += "</table>\n<h2>Scaling</h2>\n<table>";
-  auto table = scaling_table(state);
-  o += "<tr>";
-  for (const auto& c : table.columns) o += "<th>" + xml_escape(c) + "</th>";
-  o += "</tr>\n";
-  for (const auto& row : table.rows) {
-    o += "<tr>";
-    for (const auto& v : row) o += "<td>" + xml_escape(v) + "</td>";
+  return o;
+}
+
+const char* kStyle =
+    "body{font-family:system-ui,-apple-system,'Segoe UI',Roboto,sans-serif;margin:24px;color:#1d2430;"
+    "background:#f6f7f9}h1{font-size:1.5em;margin:0 0 4px}h2{font-size:1.15em;margin:28px 0 8px}"
+    ".meta{color:#5b6472;margin-bottom:12px}table{border-collapse:collapse;background:#fff;"
+    "box-shadow:0 1px 3px rgba(0,0,0,.12);margin-bottom:8px;font-size:.9em}th,td{padding:5px 10px;"
+    "border-bottom:1px solid #e3e6ea;text-align:left;white-space:nowrap}th{background:#eef1f5;"
+    "position:sticky;top:0}tr:nth-child(even) td{background:#fafbfc}td.num{text-align:right;"
+    "font-variant-numeric:tabular-nums}.state{padding:1px 8px;border-radius:10px;font-size:.85em}"
+    ".succeeded{background:#d9f2df;color:#1e6b34}.failed,.lost{background:#fadcdc;color:#8f1d1d}"
+    ".running,.submitted{background:#dce8fa;color:#1d4d8f}.pending,.intent{background:#eee;color:#555}"
+    ".cancelled,.preempted{background:#fbeed5;color:#7a5410}.plots{display:flex;flex-wrap:wrap;gap:12px}"
+    ".plots img{background:#fff;box-shadow:0 1px 3px rgba(0,0,0,.12);max-width:100%}"
+    ".note{color:#8f1d1d}details{margin-top:8px}summary{cursor:pointer;font-weight:600}";
+
+std::string state_badge(const std::string& s) {
+  return "<span class=\"state " + xml_escape(s) + "\">" + xml_escape(s) + "</span>";
+}
+
+std::string cell(const std::string& text, bool num = false) {
+  return std::string(num ? "<td class=\"num\">" : "<td>") + xml_escape(text) + "</td>";
+}
+
+std::string head_row(const std::vector<std::string>& names) {
+  std::string o = "<tr>";
+  for (const auto& n : names) o += "<th>" + xml_escape(n) + "</th>";
+  return o + "</tr>\n";
+}
+
+// The runs table: one column per sweep parameter, a link to each run's last evaluation report.
+std::string runs_table(const nlohmann::json& j, const std::string& to_work) {
+  std::set<std::string> keys;
+  for (const auto& r : j["runs"])
+    for (const auto& [k, v] : r["params"].items()) keys.insert(k);
+  std::vector<std::string> cols = {"run", "state"};
+  cols.insert(cols.end(), keys.begin(), keys.end());
+  cols.insert(cols.end(), {"failures", "checkpoints", "evaluated", "last step", "mean recall@1", "report"});
+  std::string o = "<table id=\"runs\">\n" + head_row(cols);
+  for (const auto& r : j["runs"]) {
+    const std::string name = r["name"];
+    o += "<tr>" + cell(name) + "<td>" + state_badge(r["state"]) + "</td>";
+    for (const auto& k : keys) o += cell(r["params"].contains(k) ? r["params"][k].get<std::string>() : "");
+    const int64_t step = r["last_step"];
+    o += cell(std::to_string(r["failures"].get<int>()), true) + cell(std::to_string(r["checkpoints"].get<size_t>()), true) +
+         cell(std::to_string(r["evaluated"].get<size_t>()), true) + cell(step < 0 ? "-" : std::to_string(step), true) +
+         cell(mean_r1_cell(r), true);
+    if (step < 0) {
+      o += "<td>-</td>";
+    } else {
+      const std::string dir = to_work + "evals/" + url_segment(name) + fmt::format("/step-{:09d}/", step);
+      o += fmt::format("<td><a href=\"{0}report.md\">report</a> · <a href=\"{0}report.json\">json</a></td>",
+                       xml_escape(dir));
+    }
     o += "</tr>\n";
   }
-  o += "</table>\n";
-  for (const char* svg : {"recall_vs_model_size.svg", "recall_vs_data_fraction.svg", "recall_vs_step.svg"}) {
-    o += "<div>" + read_text(report_dir / svg) + "</div>\n";
+  return o + "</table>\n";
+}
+
+std::string scaling_html(State& state) {
+  const auto table = scaling_table(state);
+  std::string o = "<table id=\"scaling\">\n" + head_row(table.columns);
+  for (const auto& row : table.rows) {
+    o += "<tr>";
+    for (size_t i = 0; i < row.size(); ++i) {
+      const auto& c = table.columns[i];
+      const bool num = c == "step" || c == "queries" || c.find('@') != std::string::npos;
+      o += cell(row[i], num);
+    }
+    o += "</tr>\n";
   }
-  o += "<h2>Jobs</h2>\n<table><tr><th>job</th><th>kind</th><th>state</th><th>id</th><th>exit</th><th>reason</th></tr>\n";
+  return o + "</table>\n";
+}
+
+std::string plots_html(const std::filesystem::path& report_dir, const std::string& to_report) {
+  const PlotOutcome plots = read_plot_outcome(report_dir);
+  std::string o = "<div class=\"plots\">\n";
+  for (const auto& f : plots.files) {
+    // data-loaded records the size it loaded at; a chart that fails to load becomes a note.
+    o += fmt::format("<img src=\"{0}\" alt=\"{1}\" onload=\"this.dataset.loaded=this.naturalWidth+'x'+"
+                     "this.naturalHeight\" onerror=\"this.replaceWith('chart not available: {1}')\">\n",
+                     xml_escape(to_report + url_segment(f)), xml_escape(f));
+  }
+  o += "</div>\n";
+  if (!plots.skipped.empty()) o += "<p class=\"note\">Plots skipped: " + xml_escape(plots.skipped) + "</p>\n";
+  return o;
+}
+
+std::string jobs_html(const nlohmann::json& j) {
+  std::string o = "<details><summary>Jobs (" + std::to_string(j["jobs"].size()) + ")</summary>\n<table id=\"jobs\">\n" +
+                  head_row({"job", "kind", "state", "id", "exit", "reason"});
   for (const auto& job : j["jobs"]) {
-    o += fmt::format("<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
-                     xml_escape(job["name"]), xml_escape(job["kind"]), xml_escape(job["state"]),
-                     xml_escape(job["backend_id"]), job["exit_code"].get<int>(), xml_escape(job["reason"]));
+    o += "<tr>" + cell(job["name"]) + cell(job["kind"]) + "<td>" + state_badge(job["state"]) + "</td>" +
+         cell(job["backend_id"]) + cell(std::to_string(job["exit_code"].get<int>()), true) + cell(job["reason"]) + "</tr>\n";
   }
-  o += "</table>\n<h2>Events</h2>\n<ul>\n";
+  o += "</table></details>\n<details><summary>Events (last " + std::to_string(j["events"].size()) +
+       ")</summary>\n<ul>\n";
   for (const auto& e : j["events"]) {
-    o += "<li>" + xml_escape(e["job"].get<std::string>().empty() ? e["run"].get<std::string>() : e["job"].get<std::string>()) +
-         ": " + xml_escape(e["message"]) + "</li>\n";
+    const std::string who = e["job"].get<std::string>().empty() ? e["run"].get<std::string>() : e["job"].get<std::string>();
+    o += "<li>" + xml_escape(who) + ": " + xml_escape(e["message"]) + "</li>\n";
   }
-  return o + "</ul></body></html>\n";
+  return o + "</ul></details>\n";
+}
+
+}  // namespace
+
+std::string status_html(State& state, const std::filesystem::path& report_dir, StatusLinks links) {
+  const auto j = status_json(state);
+  const bool served = links == StatusLinks::kServer;
+  const std::string to_report = served ? "report/" : "", to_work = served ? "" : "../";
+  std::map<std::string, int> by_state;
+  for (const auto& r : j["runs"]) ++by_state[r["state"].get<std::string>()];
+  std::string counts;
+  for (const auto& [s, n] : by_state) counts += fmt::format(" · {} {}", n, s);
+  const std::string sweep = xml_escape(j["sweep"].get<std::string>());
+  std::string o = "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>m3ret sweep " + sweep +
+                  "</title><meta http-equiv=\"refresh\" content=\"10\"><style>" + kStyle + "</style></head><body>\n";
+  o += "<h1>Sweep " + sweep + "</h1>\n<div class=\"meta\">" + xml_escape(j["backend"].get<std::string>()) +
+       " backend · " + xml_escape(j["work_dir"].get<std::string>()) + " · " + std::to_string(j["runs"].size()) +
+       " runs" + xml_escape(counts) + " · updated " + xml_escape(m3ret::utc_now()) + " · <a href=\"" + to_report +
+       "scaling.csv\">scaling.csv</a> · <a href=\"" + to_report + "scaling.md\">scaling.md</a></div>\n";
+  o += "<h2>Runs</h2>\n" + runs_table(j, to_work);
+  o += "<h2>Plots</h2>\n" + plots_html(report_dir, to_report);
+  o += "<h2>Scaling (last evaluated step of each run)</h2>\n" + scaling_html(state);
+  o += "<h2>Jobs and events</h2>\n" + jobs_html(j);
+  return o + "</body></html>\n";
+}
+
+void write_status_page(State& state, const std::filesystem::path& report_dir) {
+  std::filesystem::create_directories(report_dir);
+  m3ret::fs::write_atomic(report_dir / "status.html", status_html(state, report_dir, StatusLinks::kStatic));
 }
 
 }  // namespace m3ret::orchestrator

@@ -13,6 +13,8 @@
 #include <set>
 #include <sstream>
 
+#include <nlohmann/json.hpp>
+
 #include "launcher/orchestrator/state.h"
 #include "launcher/orchestrator/sweep.h"
 #include "launcher/process.h"
@@ -106,18 +108,35 @@ void run_tiny_sweep_and_check_the_report(const fs::path& dir, const std::string&
     }
     EXPECT_NE(md.find("| " + run.name + " |"), std::string::npos) << run.name;
   }
-  // The plots: recall vs data fraction (one line per modality, over both
-  // fractions), recall vs step (one line per run, a point per checkpoint).
-  auto count = [](const std::string& text, const std::string& what) {
-    size_t n = 0;
-    for (size_t p = text.find(what); p != std::string::npos; p = text.find(what, p + 1)) ++n;
-    return n;
-  };
-  auto frac_svg = read(work / "report/recall_vs_data_fraction.svg");
-  EXPECT_EQ(count(frac_svg, "<polyline"), modalities.size()) << frac_svg;
-  auto step_svg = read(work / "report/recall_vs_step.svg");
-  EXPECT_EQ(count(step_svg, "<polyline"), sweep.runs.size()) << step_svg;
-  EXPECT_NE(read(work / "report/recall_vs_model_size.svg").find("<svg"), std::string::npos);
+  // The plots: only the swept axes (data fraction; the seeds are error bars):
+  // recall vs data fraction (one line per modality and their mean, over both
+  // fractions), recall vs step (one line per fraction, a point per checkpoint,
+  // each over the 2 seeds).
+  const auto data = nlohmann::json::parse(read(work / "report/plot_data.json"));
+  ASSERT_EQ(data["plots"].size(), 2u) << data.dump(1);
+  EXPECT_EQ(data["error_bars"], "min-max over train.seed");
+  const auto& frac = data["plots"][0];
+  EXPECT_EQ(frac["file"], "recall_vs_data_fraction.png");
+  EXPECT_EQ(frac["series"].size(), modalities.size() + 1) << frac.dump(1);
+  for (const auto& s : frac["series"]) EXPECT_EQ(s["points"].size(), 2u) << s.dump();
+  const auto& steps = data["plots"][1];
+  EXPECT_EQ(steps["file"], "recall_vs_step.png");
+  ASSERT_EQ(steps["series"].size(), 2u) << steps.dump(1);
+  for (const auto& s : steps["series"]) {
+    ASSERT_EQ(s["points"].size(), 2u) << s.dump();
+    for (const auto& p : s["points"]) EXPECT_EQ(p["n"], 2) << "two seeds per point: " << p.dump();
+  }
+  const auto plots = nlohmann::json::parse(read(work / "report/plots.json"));
+  if (plots["skipped"].get<std::string>().empty()) {
+    for (const char* png : {"recall_vs_data_fraction.png", "recall_vs_step.png"})
+      EXPECT_EQ(read(work / "report" / png).substr(0, 8), "\x89PNG\r\n\x1a\n") << png;
+  } else {
+    EXPECT_NE(md.find("Plots skipped: " + plots["skipped"].get<std::string>()), std::string::npos) << md;
+  }
+  // The static status page stays after the orchestrator exited.
+  const auto page = read(work / "report/status.html");
+  for (const auto& run : sweep.runs) EXPECT_NE(page.find(run.name), std::string::npos) << run.name;
+  EXPECT_NE(page.find("<th>data_fraction</th>"), std::string::npos);
 }
 
 TEST(TinySweep, RealPipelineReportsRecallPerModalityForEverySweepPoint) {

@@ -48,6 +48,18 @@ std::string read(const fs::path& p) {
   return ss.str();
 }
 
+std::vector<std::string> plot_files(const nlohmann::json& data) {
+  std::vector<std::string> files;
+  for (const auto& p : data["plots"]) files.push_back(p["file"]);
+  return files;
+}
+
+const nlohmann::json& plot_named(const nlohmann::json& data, const std::string& file) {
+  for (const auto& p : data["plots"])
+    if (p["file"].get<std::string>() == file) return p;
+  throw std::runtime_error("no plot " + file + " in " + data.dump());
+}
+
 // A sweep file in `dir` over a base config in the same folder.
 fs::path write_sweep(const fs::path& dir, const std::string& body, const std::string& sweep_extra = "") {
   std::ofstream(dir / "base.toml") << "[train]\nmax_steps = 20\n";
@@ -263,11 +275,38 @@ TEST(Orchestrator, RunsEverySweepPointAndEvaluatesEveryCheckpointOnce) {
   EXPECT_NE(csv.find("run,state,data_fraction,model.preset,step,modality,queries,recall@1,recall@5"),
             std::string::npos) << csv;
   EXPECT_NE(csv.find("r001-preset=small,succeeded,1.0,small,20,xray,8,0.0000,0.9000"), std::string::npos) << csv;
-  for (const char* svg : {"recall_vs_model_size.svg", "recall_vs_data_fraction.svg", "recall_vs_step.svg"}) {
-    auto text = read(dir / "work/report" / svg);
-    EXPECT_NE(text.find("<polyline"), std::string::npos) << svg;
-  }
+  // Only the swept axis (model.preset; data_fraction has one value) and the steps are plotted.
+  auto data = nlohmann::json::parse(read(dir / "work/report/plot_data.json"));
+  EXPECT_EQ(plot_files(data), std::vector<std::string>({"recall_vs_model_size.png", "recall_vs_step.png"}));
+  EXPECT_EQ(plot_named(data, "recall_vs_step.png")["series"].size(), 2u) << "one line per run";
   EXPECT_NE(read(dir / "work/report/scaling.md").find("| r000-preset=tiny |"), std::string::npos);
+}
+
+// A swept model key: each run's parameter count comes from `M3RET model
+// --config BASE --set ... --json` (asked once per run) and is the log x axis.
+TEST(Orchestrator, ModelSizeChartUsesEachRunsParameterCountFromM3retModel) {
+  TempDir dir("orch");
+  Rig rig(dir.path(), "[axes]\n\"model.preset\" = [\"tiny\", \"small\"]\n");
+  const fs::path fake = dir / "fake-m3ret";
+  std::ofstream(fake) << "#!/bin/sh\necho \"$*\" >> '" << (dir / "model-calls").string() << "'\n"
+                      << "case \"$*\" in *model.preset=small*) echo '{\"encoder_params\": 21700000}' ;;\n"
+                      << "*) echo '{\"encoder_params\": 5500000}' ;; esac\n";
+  fs::permissions(fake, fs::perms::owner_all);
+  OrchestratorOptions opts;
+  opts.model_info = fake;
+  State st(dir / "s.db");
+  Orchestrator o(rig.sweep, st, rig.backend, opts);
+  for (int i = 0; i < 200 && !o.step(); ++i) {
+  }
+  const auto calls = read(dir / "model-calls");
+  EXPECT_NE(calls.find("model --config " + (dir / "base.toml").string() + " --set "
+                       "model.preset=small --json"), std::string::npos) << calls;
+  EXPECT_EQ(std::count(calls.begin(), calls.end(), '\n'), 2) << "once per run: " << calls;
+  const auto data = nlohmann::json::parse(read(dir / "work/report/plot_data.json"));
+  const auto& model = plot_named(data, "recall_vs_model_size.png");
+  EXPECT_EQ(model["x_scale"], "log");
+  EXPECT_EQ(model["x_ticks"], nlohmann::json::parse(R"([{"x":5500000.0,"label":"5.5M\ntiny"},
+                                                        {"x":21700000.0,"label":"21.7M\nsmall"}])"));
 }
 
 TEST(Orchestrator, PreemptedTrainResumesWithoutUsingARetry) {
@@ -565,8 +604,8 @@ TEST(Orchestrator, AbsentModalitiesAreShownAndLeftOutOfTheMean) {
     }
   }
   const std::string html = status_html(st, dir.path());
-  EXPECT_NE(html.find("<td>0.3750 (mean over 2 of 3)</td>"), std::string::npos);
-  EXPECT_NE(html.find("<td>absent</td>"), std::string::npos);
+  EXPECT_NE(html.find("<td class=\"num\">0.3750 (mean over 2 of 3)</td>"), std::string::npos) << html;
+  EXPECT_NE(html.find("<td class=\"num\">absent</td>"), std::string::npos) << html;
 }
 
 // What a session of `m3ret orchestrate` owns: one lock per state database, a
@@ -608,15 +647,229 @@ TEST(Session, LocksTheStateRefusesAnotherSweepOrBackendAndWritesTokenAndPort) {
   EXPECT_EQ(read(dir / "port"), "8123\n");
 }
 
-TEST(Report, SvgChartHasOneLinePerSeries) {
-  auto svg = svg_line_chart("t <1>", "x", "y", {{"a", {{0, 0.5}, {1, 0.7}}}, {"b", {{1, 0.1}}}, {"empty", {}}},
-                            {"tiny", "small"});
-  EXPECT_EQ(std::count(svg.begin(), svg.end(), '\n') > 5, true);
-  size_t lines = 0;
-  for (size_t p = svg.find("<polyline"); p != std::string::npos; p = svg.find("<polyline", p + 1)) ++lines;
-  EXPECT_EQ(lines, 2u);
-  EXPECT_NE(svg.find("t &lt;1&gt;"), std::string::npos);
-  EXPECT_NE(svg.find(">small<"), std::string::npos);
+// A state with one run per (fraction, seed[, preset]): recall@1 of xray and ct
+// (and their mean) at steps 10 and 20, differing per run so that seeds spread.
+void fill_sweep_state(State& st, const std::vector<std::string>& presets) {
+  int i = 0;
+  for (const auto& preset : presets) {
+    for (double frac : {0.25, 1.0}) {
+      for (int seed : {1, 2}) {
+        const std::string name = fmt::format("r{:03d}", i++);
+        nlohmann::json params = {{"data_fraction", fmt::format("{:g}", frac)}, {"train.seed", std::to_string(seed)},
+                                 {"model.preset", preset}};
+        st.upsert_run({name, params.dump(), frac, "run-" + name, "shards", RunState::kSucceeded, 0});
+        for (int64_t step : {10, 20}) {
+          const double x = 0.1 * frac + 0.01 * seed + 0.001 * step + (preset == "small" ? 0.2 : 0);
+          st.set_evaluations(name, step, {{name, step, "xray", "recall@1", x, ""},
+                                          {name, step, "ct", "recall@1", x / 2, ""},
+                                          {name, step, "mean", "recall@1", 0.75 * x, ""}});
+        }
+      }
+    }
+  }
+}
+
+TEST(Report, PlotDataHasOnlyTheSweptAxesAndErrorBarsOverSeeds) {
+  TempDir dir("plots");
+  State st(dir / "s.db");
+  fill_sweep_state(st, {"tiny"});  // model.preset has one value: not swept
+  const auto data = plot_data(st);
+  EXPECT_EQ(data["format"], "m3ret-plot-data");
+  EXPECT_EQ(data["swept_axes"], nlohmann::json({"data_fraction", "train.seed"}));
+  EXPECT_EQ(data["error_bars"], "min-max over train.seed");
+  EXPECT_EQ(plot_files(data), std::vector<std::string>({"recall_vs_data_fraction.png", "recall_vs_step.png"}));
+  const auto& frac = plot_named(data, "recall_vs_data_fraction.png");
+  EXPECT_EQ(frac["x_scale"], "log");
+  ASSERT_EQ(frac["series"].size(), 3u) << frac;  // ct, xray, then their mean
+  EXPECT_EQ(frac["series"][2]["label"], "mean");
+  EXPECT_EQ(frac["x_ticks"], nlohmann::json::parse(R"([{"x":0.25,"label":"0.25"},{"x":1.0,"label":"1"}])"));
+  for (const auto& s : frac["series"]) {
+    ASSERT_EQ(s["points"].size(), 2u) << s;
+    for (const auto& pt : s["points"]) {
+      EXPECT_EQ(pt["n"], 2) << "two seeds per point: " << pt;
+      EXPECT_LT(pt["lo"].get<double>(), pt["hi"].get<double>()) << pt;
+      EXPECT_NEAR(pt["y"].get<double>(), (pt["lo"].get<double>() + pt["hi"].get<double>()) / 2, 1e-12);
+    }
+  }
+  // xray at fraction 0.25, step 20: seeds 1 and 2 give 0.025 + 0.02 + {0.01, 0.02}.
+  EXPECT_NEAR(frac["series"][1]["points"][0]["y"].get<double>(), 0.06, 1e-12);
+  const auto& step = plot_named(data, "recall_vs_step.png");
+  EXPECT_TRUE(step["integer_x"].get<bool>());
+  ASSERT_EQ(step["series"].size(), 2u);
+  EXPECT_EQ(step["series"][0]["label"], "data_fraction=0.25");
+  EXPECT_EQ(step["series"][0]["points"][1]["x"], 20.0);
+  EXPECT_EQ(step["series"][0]["points"][1]["n"], 2);
+}
+
+TEST(Report, ModelSizeIsTheParameterCountOnALogAxisOrThePresetsInSizeOrder) {
+  TempDir dir("plots");
+  State st(dir / "s.db");
+  fill_sweep_state(st, {"small", "tiny"});
+  std::map<std::string, double> params;
+  for (const auto& r : st.runs()) params[r.name] = r.params_json.find("small") != std::string::npos ? 21.7e6 : 5.5e6;
+  auto data = plot_data(st, params);
+  EXPECT_EQ(plot_files(data), std::vector<std::string>({"recall_vs_model_size.png", "recall_vs_data_fraction.png",
+                                                        "recall_vs_step.png"}));
+  const auto& model = plot_named(data, "recall_vs_model_size.png");
+  EXPECT_EQ(model["x_scale"], "log");
+  ASSERT_EQ(model["x_ticks"].size(), 2u);
+  EXPECT_EQ(model["x_ticks"][0], nlohmann::json({{"x", 5.5e6}, {"label", "5.5M\ntiny"}}));
+  // Another axis is swept (data_fraction): one line per fraction, the mean over modalities.
+  ASSERT_EQ(model["series"].size(), 2u);
+  EXPECT_EQ(model["series"][1]["label"], "data_fraction=1");
+  EXPECT_EQ(model["series"][1]["points"][1]["x"], 21.7e6);
+  EXPECT_EQ(plot_named(data, "recall_vs_step.png")["series"].size(), 4u);
+  // Without every run's parameter count: the presets in size order (tiny before small).
+  params.erase(params.begin());
+  data = plot_data(st, params);
+  const auto& cat = plot_named(data, "recall_vs_model_size.png");
+  EXPECT_EQ(cat["x_scale"], "linear");
+  EXPECT_EQ(cat["x_ticks"], nlohmann::json::parse(R"([{"x":0.0,"label":"tiny"},{"x":1.0,"label":"small"}])"));
+}
+
+// Width and height of a PNG file; {0, 0} when it is not one.
+std::pair<uint32_t, uint32_t> png_size(const fs::path& f) {
+  const std::string b = read(f);
+  if (b.size() < 24 || b.compare(0, 8, "\x89PNG\r\n\x1a\n") != 0 || b.compare(12, 4, "IHDR") != 0) return {0, 0};
+  auto be32 = [&](size_t at) {
+    uint32_t v = 0;
+    for (size_t i = 0; i < 4; ++i) v = (v << 8) | static_cast<unsigned char>(b[at + i]);
+    return v;
+  };
+  return {be32(16), be32(20)};
+}
+
+bool have_matplotlib(std::string* why) {
+  auto r = launcher::run_capture({default_python().string(), "-c", "import matplotlib"});
+  *why = default_python().string() + " has no matplotlib (Debian: python3-matplotlib): " + r.err;
+  return r.status == 0;
+}
+
+TEST(Report, ChartsArePngsDrawnByMatplotlib) {
+  std::string why;
+  if (!have_matplotlib(&why)) GTEST_SKIP() << why;
+  TempDir dir("plots");
+  State st(dir / "s.db");
+  fill_sweep_state(st, {"tiny"});
+  write_scaling_report(st, dir / "report");
+  const auto outcome = read_plot_outcome(dir / "report");
+  EXPECT_EQ(outcome.skipped, "");
+  EXPECT_EQ(outcome.files, std::vector<std::string>({"recall_vs_data_fraction.png", "recall_vs_step.png"}));
+  for (const auto& f : outcome.files) EXPECT_EQ(png_size(dir / "report" / f), std::make_pair(800u, 480u)) << f;
+  EXPECT_FALSE(fs::exists(dir / "report/recall_vs_model_size.png")) << "model size is not swept";
+  const auto md = read(dir / "report/scaling.md");
+  EXPECT_NE(md.find("![recall_vs_step](recall_vs_step.png)"), std::string::npos) << md;
+  EXPECT_EQ(md.find("skipped"), std::string::npos) << md;
+  // Unchanged data: the charts are not drawn again.
+  const auto before = fs::last_write_time(dir / "report/recall_vs_step.png");
+  write_scaling_report(st, dir / "report", {{"/nonexistent/python3", {}}, {}});
+  EXPECT_EQ(fs::last_write_time(dir / "report/recall_vs_step.png"), before);
+  EXPECT_EQ(read_plot_outcome(dir / "report").skipped, "");
+}
+
+TEST(Report, WithoutPythonOrMatplotlibThePlotsAreSkippedAndTheReportSaysWhy) {
+  TempDir dir("plots");
+  State st(dir / "s.db");
+  fill_sweep_state(st, {"tiny"});
+  write_scaling_report(st, dir / "report", {{dir / "no-python", {}}, {}});
+  auto outcome = read_plot_outcome(dir / "report");
+  EXPECT_TRUE(outcome.files.empty());
+  EXPECT_NE(outcome.skipped.find("could not be started (set M3RET_PLOT_PYTHON"), std::string::npos) << outcome.skipped;
+  EXPECT_NE(read(dir / "report/scaling.md").find("Plots skipped: Python '" + (dir / "no-python").string()),
+            std::string::npos);
+  EXPECT_TRUE(fs::exists(dir / "report/scaling.csv"));
+  // A Python without matplotlib (its site packages switched off): the script says so.
+  if (::access("/usr/bin/python3", X_OK) != 0) GTEST_SKIP() << "no /usr/bin/python3";
+  const fs::path bare = dir / "bare-python";
+  std::ofstream(bare) << "#!/bin/sh\nexec /usr/bin/python3 -I -S \"$@\"\n";
+  fs::permissions(bare, fs::perms::owner_all);
+  st.set_evaluations("r000", 30, {{"r000", 30, "mean", "recall@1", 0.5, ""}});  // new data: drawn again
+  write_scaling_report(st, dir / "report", {{bare, {}}, {}});
+  outcome = read_plot_outcome(dir / "report");
+  EXPECT_NE(outcome.skipped.find("matplotlib is not installed"), std::string::npos) << outcome.skipped;
+  EXPECT_NE(read(dir / "report/scaling.md").find("Plots skipped: m3ret_plots.py exited with 3: matplotlib is not installed"),
+            std::string::npos) << read(dir / "report/scaling.md");
+  EXPECT_FALSE(fs::exists(dir / "report/recall_vs_step.png"));
+}
+
+// The chromium binary for the status page test; "" when none is installed.
+std::string find_chromium() {
+  for (const char* name : {"chromium", "chromium-browser", "google-chrome"}) {
+    auto r = launcher::run_capture({"sh", "-c", std::string("command -v ") + name});
+    if (r.status == 0 && !r.out.empty()) return r.out.substr(0, r.out.find('\n'));
+  }
+  return "";
+}
+
+// Headless Chromium on a file; its stdout. Root needs --no-sandbox.
+launcher::CommandResult headless(const std::string& chromium, const fs::path& profile,
+                                 const std::vector<std::string>& args, const fs::path& page) {
+  std::vector<std::string> argv = {chromium, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+                                   "--no-first-run", "--disable-dev-shm-usage", "--user-data-dir=" + profile.string()};
+  argv.insert(argv.end(), args.begin(), args.end());
+  argv.push_back("file://" + page.string());
+  return launcher::run_capture(argv);
+}
+
+// Distinct colours of a PNG (decoded with libpng), 0 when it cannot be read.
+size_t png_colours(const fs::path& f) {
+  png_image img{};
+  img.version = PNG_IMAGE_VERSION;
+  if (!png_image_begin_read_from_file(&img, f.c_str())) return 0;
+  img.format = PNG_FORMAT_RGB;
+  std::vector<unsigned char> px(PNG_IMAGE_SIZE(img));
+  if (!png_image_finish_read(&img, nullptr, px.data(), 0, nullptr)) return 0;
+  std::set<uint32_t> colours;
+  for (size_t i = 0; i + 2 < px.size() && colours.size() < 1000; i += 3)
+    colours.insert((uint32_t(px[i]) << 16) | (uint32_t(px[i + 1]) << 8) | px[i + 2]);
+  return colours.size();
+}
+
+// The static status.html in headless Chromium: a screenshot of the expected
+// size that is not blank, and a DOM with the runs table (one column per sweep
+// parameter, a report link per run) and every chart loaded.
+TEST(StatusPage, StaticStatusHtmlRendersInHeadlessChromium) {
+  const std::string chromium = find_chromium();
+  if (chromium.empty()) GTEST_SKIP() << "no chromium on PATH (Debian: chromium)";
+  std::string why;
+  if (!have_matplotlib(&why)) GTEST_SKIP() << why;
+  TempDir dir("page");
+  State st(dir / "s.db");
+  fill_sweep_state(st, {"tiny"});
+  st.set_meta("sweep_name", "page<test>");
+  write_scaling_report(st, dir / "report");
+  write_status_page(st, dir / "report");
+  const fs::path page = dir / "report/status.html";
+  ASSERT_TRUE(fs::exists(page));
+
+  const fs::path shot = dir / "shot.png";
+  auto r = headless(chromium, dir / "profile", {"--window-size=1280,1600", "--screenshot=" + shot.string()}, page);
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(png_size(shot), std::make_pair(1280u, 1600u)) << r.err;
+  EXPECT_GT(png_colours(shot), 50u) << "a blank screenshot";
+
+  r = headless(chromium, dir / "profile", {"--dump-dom"}, page);
+  ASSERT_EQ(r.status, 0) << r.err;
+  const std::string& dom = r.out;
+  EXPECT_NE(dom.find("<h1>Sweep page&lt;test&gt;</h1>"), std::string::npos) << dom.substr(0, 2000);
+  const auto runs = dom.substr(dom.find("<table id=\"runs\">"));
+  for (const char* th : {"<th>run</th>", "<th>data_fraction</th>", "<th>model.preset</th>", "<th>train.seed</th>",
+                         "<th>mean recall@1</th>", "<th>report</th>"}) {
+    EXPECT_NE(runs.find(th), std::string::npos) << th << "\n" << runs.substr(0, 2000);
+  }
+  EXPECT_NE(runs.find("href=\"../evals/r000/step-000000020/report.md\""), std::string::npos) << runs.substr(0, 3000);
+  // Every chart loaded: an image that fails to load is replaced by a note.
+  for (const char* png : {"recall_vs_data_fraction.png", "recall_vs_step.png"}) {
+    const auto at = dom.find(std::string("<img src=\"") + png + "\"");
+    ASSERT_NE(at, std::string::npos) << png << "\n" << dom;
+    const auto tag = dom.substr(at, dom.find('>', at) - at);
+    EXPECT_NE(tag.find("data-loaded=\"800x480\""), std::string::npos) << tag;
+  }
+  // The check can fail: a chart that does not load is no image in the DOM.
+  fs::remove(dir / "report/recall_vs_step.png");
+  r = headless(chromium, dir / "profile", {"--dump-dom"}, page);
+  EXPECT_EQ(r.out.find("<img src=\"recall_vs_step.png\""), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("<img src=\"recall_vs_data_fraction.png\""), std::string::npos) << r.out;
 }
 
 // --- local backend: real processes ----------------------------------------
@@ -978,8 +1231,16 @@ TEST(StatusServer, ServesJsonAndHtmlAndRefusesBadRequests) {
 
   r = http(p, "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
   EXPECT_EQ(status_of(r), 200);
-  EXPECT_NE(r.find("<svg"), std::string::npos);
   EXPECT_NE(r.find("r000-seed=1"), std::string::npos);
+  std::string why;
+  if (have_matplotlib(&why)) {
+    EXPECT_NE(r.find("<img src=\"report/recall_vs_step.png\""), std::string::npos) << r;
+    r = http(p, "GET /report/recall_vs_step.png HTTP/1.1\r\nConnection: close\r\n\r\n");
+    EXPECT_EQ(status_of(r), 200);
+    EXPECT_NE(r.find("Content-Type: image/png"), std::string::npos) << r.substr(0, 200);
+    EXPECT_EQ(r.substr(r.find("\r\n\r\n") + 4, 4), "\x89PNG");
+  }
+  EXPECT_EQ(status_of(http(p, "GET /report/.hidden.png HTTP/1.1\r\nConnection: close\r\n\r\n")), 404);
   EXPECT_EQ(status_of(http(p, "GET /report/scaling.csv HTTP/1.1\r\nConnection: close\r\n\r\n")), 200);
   EXPECT_EQ(status_of(http(p, "GET /report/../state.db HTTP/1.1\r\nConnection: close\r\n\r\n")), 404);
 
