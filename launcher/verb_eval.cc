@@ -57,6 +57,116 @@ std::vector<std::pair<std::string, eval::Report>> evaluate_files(
   return columns;
 }
 
+using Columns = std::vector<std::pair<std::string, stdfs::path>>;  // column name -> embeddings
+
+// The flags of `m3ret eval`, into `a`.
+void add_eval_flags(CLI::App* verb, EvalArgs& a) {
+  auto* emb = verb->add_option("--embeddings", a.embeddings, "embeddings file written by `m3ret embed`")
+                  ->check(CLI::ExistingFile);
+  verb->add_option("--baseline", a.baseline_files,
+                   "more embeddings files shown beside the first (named by file name; repeatable)")
+      ->check(CLI::ExistingFile);
+  auto* ck = verb->add_option("--checkpoint", a.checkpoint,
+                              "checkpoint folder or run folder (its latest): embed, then evaluate")
+                 ->check(CLI::ExistingDirectory)
+                 ->excludes(emb);
+  verb->add_option("--shards", a.shards, "shard folder (with --checkpoint)")
+      ->check(CLI::ExistingDirectory)
+      ->needs(ck);
+  verb->add_option("--baselines", a.baselines,
+                   "with --checkpoint: baselines in the same report: random-init, raw-pixels, "
+                   "histogram (comma-separated or repeated; default none)")
+      ->delimiter(',')
+      ->check(CLI::IsMember({"random-init", "raw-pixels", "histogram"}))
+      ->needs(ck);
+  verb->add_option("--weights", a.weights,
+                   "with --checkpoint: teacher (SimDINO's EMA teacher), student, or auto (the "
+                   "teacher when the checkpoint has one)")
+      ->check(CLI::IsMember({"auto", "teacher", "student"}))
+      ->capture_default_str()
+      ->needs(ck);
+  verb->add_option("--pooling", a.pooling,
+                   "with --checkpoint: cls or mean (default: the run's model.embedding)")
+      ->check(CLI::IsMember({"cls", "mean"}))
+      ->needs(ck);
+  verb->add_option("--history", a.history,
+                   "append one JSON line to this file (default with --checkpoint: "
+                   "RUN/eval/history.jsonl of the checkpoint's run)");
+  verb->add_flag("--no-history", a.no_history, "do not append to the history");
+  verb->add_option("--batch-size", a.batch_size, "samples per forward pass when embedding")
+      ->check(CLI::Range(1, 1 << 20));
+  verb->add_option("--out", a.out, "report (.json); .md and .csv twins are written beside it")
+      ->required();
+}
+
+// Checkpoint mode, on every rank: embeds the shards with the checkpoint's
+// encoder, then with each baseline (the ranks share the work), into files
+// beside the report.
+Columns embed_columns(const EvalArgs& a, const eval::EvalConfig& ecfg, const stdfs::path& out) {
+  eval::EmbedOptions e;
+  e.checkpoint = a.checkpoint;
+  e.shards = a.shards;
+  e.split = ecfg.split;
+  e.batch_size = a.batch_size;
+  e.weights = a.weights;
+  e.pooling = a.pooling;
+  auto& comm = Runtime::get().world_comm();
+  e.out = beside(out, "embeddings");
+  eval::embed(e, comm);
+  Columns files = {{"trained", e.out}};
+  for (const auto& b : a.baselines) {
+    eval::EmbedOptions eb = e;
+    eb.random_init = b == "random-init";
+    eb.raw_pixels = b == "raw-pixels";
+    eb.histogram = b == "histogram";
+    eb.out = beside(out, "embeddings-" + b);
+    eval::embed(eb, comm);
+    files.emplace_back(b, eb.out);
+  }
+  return files;
+}
+
+// Embeddings mode: the file, then its --baseline files.
+Columns given_columns(const EvalArgs& a) {
+  Columns files = {{"encoder", a.embeddings}};
+  for (const auto& f : a.baseline_files) files.emplace_back(stdfs::path(f).stem().string(), f);
+  return files;
+}
+
+// Evaluates the files, writes the report and its twins, prints the comparison
+// and appends the history line (unless --no-history).
+void report(const EvalArgs& a, const Columns& files, const eval::EvalConfig& ecfg) {
+  const stdfs::path out = a.out;
+  const auto columns = evaluate_files(files, ecfg);
+  launcher::write_reports(out, columns);
+  std::printf("%s", eval::comparison_text(columns, eval::unseen_modalities(columns)).c_str());
+  std::fflush(stdout);
+  stdfs::path history = a.history;
+  if (history.empty() && !a.checkpoint.empty())
+    history = eval::history_of_checkpoint(columns.front().second.source.checkpoint);
+  if (!history.empty() && !a.no_history) eval::append_history(history, out, columns);
+}
+
+// `m3ret eval`: the embeddings (given, or made from a checkpoint on every
+// rank), then the report on rank 0.
+void run_eval(CommonOptions& opts, const EvalArgs& a) {
+  AppConfig cfg = opts.load();
+  const auto& ecfg = cfg.eval.eval;
+  Columns files;
+  if (!a.checkpoint.empty()) {
+    if (a.shards.empty()) throw Error("eval: --checkpoint needs --shards");
+    const int rank = start_mpi(opts.verbose);
+    files = embed_columns(a, ecfg, a.out);
+    if (rank != 0) return;
+  } else {
+    if (a.embeddings.empty())
+      throw Error("eval: give --embeddings FILE, or --checkpoint CKPT --shards SHARDS");
+    log::init(0, std::nullopt, opts.verbose);
+    files = given_columns(a);
+  }
+  report(a, files, ecfg);
+}
+
 }  // namespace
 
 void add_eval_verb(CLI::App& app) {
@@ -67,87 +177,8 @@ void add_eval_verb(CLI::App& app) {
   auto opts = std::make_shared<CommonOptions>();
   auto a = std::make_shared<EvalArgs>();
   opts->add_to(verb);
-  auto* emb = verb->add_option("--embeddings", a->embeddings, "embeddings file written by `m3ret embed`")
-                  ->check(CLI::ExistingFile);
-  verb->add_option("--baseline", a->baseline_files,
-                   "more embeddings files shown beside the first (named by file name; repeatable)")
-      ->check(CLI::ExistingFile);
-  auto* ck = verb->add_option("--checkpoint", a->checkpoint,
-                              "checkpoint folder or run folder (its latest): embed, then evaluate")
-                 ->check(CLI::ExistingDirectory)
-                 ->excludes(emb);
-  verb->add_option("--shards", a->shards, "shard folder (with --checkpoint)")
-      ->check(CLI::ExistingDirectory)
-      ->needs(ck);
-  verb->add_option("--baselines", a->baselines,
-                   "with --checkpoint: baselines in the same report: random-init, raw-pixels, "
-                   "histogram (comma-separated or repeated; default none)")
-      ->delimiter(',')
-      ->check(CLI::IsMember({"random-init", "raw-pixels", "histogram"}))
-      ->needs(ck);
-  verb->add_option("--weights", a->weights,
-                   "with --checkpoint: teacher (SimDINO's EMA teacher), student, or auto (the "
-                   "teacher when the checkpoint has one)")
-      ->check(CLI::IsMember({"auto", "teacher", "student"}))
-      ->capture_default_str()
-      ->needs(ck);
-  verb->add_option("--pooling", a->pooling,
-                   "with --checkpoint: cls or mean (default: the run's model.embedding)")
-      ->check(CLI::IsMember({"cls", "mean"}))
-      ->needs(ck);
-  verb->add_option("--history", a->history,
-                   "append one JSON line to this file (default with --checkpoint: "
-                   "RUN/eval/history.jsonl of the checkpoint's run)");
-  verb->add_flag("--no-history", a->no_history, "do not append to the history");
-  verb->add_option("--batch-size", a->batch_size, "samples per forward pass when embedding")
-      ->check(CLI::Range(1, 1 << 20));
-  verb->add_option("--out", a->out, "report (.json); .md and .csv twins are written beside it")
-      ->required();
-  verb->callback([opts, a] {
-    AppConfig cfg = opts->load();
-    const auto& ecfg = cfg.eval.eval;
-    const stdfs::path out = a->out;
-    std::vector<std::pair<std::string, stdfs::path>> files;  // column name -> embeddings
-    if (!a->checkpoint.empty()) {
-      if (a->shards.empty()) throw Error("eval: --checkpoint needs --shards");
-      const int rank = start_mpi(opts->verbose);
-      eval::EmbedOptions e;
-      e.checkpoint = a->checkpoint;
-      e.shards = a->shards;
-      e.split = ecfg.split;
-      e.batch_size = a->batch_size;
-      e.weights = a->weights;
-      e.pooling = a->pooling;
-      auto& comm = Runtime::get().world_comm();
-      e.out = beside(out, "embeddings");
-      eval::embed(e, comm);
-      files.emplace_back("trained", e.out);
-      for (const auto& b : a->baselines) {
-        eval::EmbedOptions eb = e;
-        eb.random_init = b == "random-init";
-        eb.raw_pixels = b == "raw-pixels";
-        eb.histogram = b == "histogram";
-        eb.out = beside(out, "embeddings-" + b);
-        eval::embed(eb, comm);
-        files.emplace_back(b, eb.out);
-      }
-      if (rank != 0) return;
-    } else {
-      if (a->embeddings.empty()) throw Error("eval: give --embeddings FILE, or --checkpoint CKPT --shards SHARDS");
-      log::init(0, std::nullopt, opts->verbose);
-      files.emplace_back("encoder", a->embeddings);
-      for (const auto& f : a->baseline_files) files.emplace_back(stdfs::path(f).stem().string(), f);
-    }
-    const auto columns = evaluate_files(files, ecfg);
-    launcher::write_reports(out, columns);
-    std::printf("%s", eval::comparison_text(columns, eval::unseen_modalities(columns)).c_str());
-    std::fflush(stdout);
-
-    stdfs::path history = a->history;
-    if (history.empty() && !a->checkpoint.empty())
-      history = eval::history_of_checkpoint(columns.front().second.source.checkpoint);
-    if (!history.empty() && !a->no_history) eval::append_history(history, out, columns);
-  });
+  add_eval_flags(verb, *a);
+  verb->callback([opts, a] { run_eval(*opts, *a); });
 }
 
 void write_reports(const std::filesystem::path& json_path,

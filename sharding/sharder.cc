@@ -108,6 +108,26 @@ void remove_stale_temps(const std::filesystem::path& final_path) {
   }
 }
 
+// A manifest row decoded and encoded for its shard, or why it is refused (an
+// InputError); any other error propagates.
+Decoded decode_row(const data::ManifestRow& row, const std::string& modality,
+                   const std::filesystem::path& manifest_dir, const data::PreprocessConfig& pp,
+                   int compression) {
+  Decoded d;
+  try {
+    data::Sample s = data::read_sample(row, manifest_dir, pp);
+    if (s.modality != modality) {
+      throw Error(fmt::format("{}: reader returned modality '{}' for a '{}' row",
+                              row.path.string(), s.modality, modality));
+    }
+    d.sample = ShardWriter::encode(s, compression);
+  } catch (const InputError& e) {
+    d.reject_reason =
+        e.path() == row.path.string() ? e.reason() : fmt::format("{}: {}", e.path(), e.reason());
+  }
+  return d;
+}
+
 // Decodes the rows of a job with `threads` threads and appends them in row
 // order to the writer (which compresses nothing itself: workers encode). At
 // most 4 * threads decoded rows wait for the writer at any time.
@@ -137,16 +157,7 @@ void write_shard(const Job& job, const std::filesystem::path& manifest_dir,
       if (i >= n) return;
       Decoded d;
       try {
-        data::Sample s = data::read_sample(*job.rows[i], manifest_dir, pp);
-        if (s.modality != job.modality) {
-          throw Error(fmt::format("{}: reader returned modality '{}' for a '{}' row",
-                                  job.rows[i]->path.string(), s.modality, job.modality));
-        }
-        d.sample = ShardWriter::encode(s, compression);
-      } catch (const InputError& e) {
-        d.reject_reason = e.path() == job.rows[i]->path.string()
-                              ? e.reason()
-                              : fmt::format("{}: {}", e.path(), e.reason());
+        d = decode_row(*job.rows[i], job.modality, manifest_dir, pp, compression);
       } catch (...) {
         std::lock_guard<std::mutex> lock(mu);
         if (!error) error = std::current_exception();
@@ -227,6 +238,249 @@ ShardHeader shard_header(const Job& job, const data::PreprocessConfig& pp, int c
   return h;
 }
 
+// What every step of a sharding run reads: the paths and the settings.
+struct Setup {
+  std::filesystem::path manifest;      // absolute
+  std::filesystem::path manifest_dir;  // relative paths of its rows start here
+  std::filesystem::path out_dir;
+  ShardConfig cfg;
+  data::PreprocessConfig preprocess;
+  data::PreprocessConfig stored;  // videos: all stored frames, not a clip
+  int compression = 0;
+  nlohmann::json pp_json;  // [preprocess], as index.json records it
+  std::string pp_text;     // its text, part of every shard's key
+};
+
+// The run's setup; refuses shard.samples_per_shard below 1.
+Setup make_setup(const std::filesystem::path& manifest_arg, const std::filesystem::path& out_dir,
+                 const ShardConfig& cfg, const data::PreprocessConfig& preprocess) {
+  Setup s;
+  s.manifest = std::filesystem::absolute(manifest_arg).lexically_normal();
+  s.manifest_dir = s.manifest.parent_path();
+  s.out_dir = out_dir;
+  if (cfg.samples_per_shard < 1) {
+    throw Error(fmt::format("shard.samples_per_shard must be >= 1 (got {})", cfg.samples_per_shard));
+  }
+  s.cfg = cfg;
+  s.preprocess = preprocess;
+  s.stored = preprocess;
+  s.stored.stored_video = true;
+  s.compression = static_cast<int>(cfg.compression);
+  s.pp_json = to_json_config(preprocess);
+  s.pp_text = s.pp_json.dump();
+  return s;
+}
+
+// The manifest's rows and the shards cut from them (jobs point into rows).
+struct Plan {
+  std::vector<data::ManifestRow> rows;
+  std::vector<Job> jobs;
+};
+
+// Each modality's rows, in manifest order, cut into shards of rows_per_shard.
+std::vector<Job> cut_jobs(const std::vector<data::ManifestRow>& rows, const Setup& s) {
+  std::map<std::string, std::vector<const data::ManifestRow*>> by_modality;
+  for (const auto& r : rows) by_modality[r.modality].push_back(&r);
+  std::vector<Job> jobs;
+  for (const auto& m : data::modality_names()) {
+    auto it = by_modality.find(m);
+    if (it == by_modality.end()) continue;
+    const auto& mrows = it->second;
+    const size_t per_shard = size_t(rows_per_shard(m, s.cfg, s.preprocess));
+    for (size_t b = 0, k = 0; b < mrows.size(); b += per_shard, ++k) {
+      Job job{m, int64_t(k), int64_t(b), {}};
+      size_t e = std::min(mrows.size(), b + per_shard);
+      job.rows.assign(mrows.begin() + b, mrows.begin() + e);
+      jobs.push_back(std::move(job));
+    }
+  }
+  return jobs;
+}
+
+// Every rank reads the manifest (cheap) and derives the same jobs; rank 0
+// creates the output folder and removes index.json (incomplete until
+// rewritten). Every rank throws if any rank failed.
+void plan_shards(const Setup& s, Communicator& comm, Plan& plan) {
+  std::string error;
+  try {
+    plan.rows = data::read_manifest(s.manifest);
+    plan.jobs = cut_jobs(plan.rows, s);
+    if (comm.rank() == 0) {
+      std::filesystem::create_directories(s.out_dir);
+      std::filesystem::remove(s.out_dir / "index.json");
+    }
+  } catch (const std::exception& e) {
+    error = e.what();
+  }
+  if (!comm.all(error.empty())) {
+    throw Error(error.empty() ? "shard: another rank failed to read the manifest " +
+                                    s.manifest.string()
+                              : error);
+  }
+}
+
+// True when the shard file of `job` from an earlier run is current (same key,
+// modality and rows) and its pixels are intact; a damaged file is logged.
+bool shard_is_current(const std::filesystem::path& path, const Job& job, const std::string& key) {
+  if (!std::filesystem::exists(path)) return false;
+  try {
+    ShardMetadata md = read_shard_metadata(path);
+    const bool current = md.key == key && md.modality == job.modality &&
+                         md.rows == int64_t(job.rows.size()) && md.first_row == job.first_row;
+    if (current) verify_shard_pixels(path, md);  // kept only when its pixels are intact
+    return current;
+  } catch (const Error& e) {
+    spdlog::warn("rewriting damaged shard {}: {}", path.string(), e.what());
+    return false;
+  }
+}
+
+// Keeps the shard of `job` when it is current, else writes it. Returns true
+// when it was written.
+bool write_or_keep(const Setup& s, const Job& job, log::Progress& progress) {
+  const auto path = s.out_dir / shard_file_name(job.modality, job.shard);
+  const std::string key = shard_key(job, s.pp_text, s.compression);
+  remove_stale_temps(path);
+  if (shard_is_current(path, job, key)) {
+    progress.add(int64_t(job.rows.size()));
+    return false;
+  }
+  ShardWriter writer(path, shard_header(job, s.preprocess, s.compression, key));
+  write_shard(job, s.manifest_dir, s.stored, s.compression, s.cfg.threads, writer, progress);
+  writer.commit();
+  return true;
+}
+
+// Writes or keeps this rank's shards (jobs rank, rank + world, ...). Returns
+// its part of the gather: {rank, entries, ok, error, written, skipped, rows,
+// seconds (since t0)}; an error is reported there, not thrown.
+nlohmann::json write_rank_shards(const Setup& s, const Plan& plan, int rank, int world,
+                                 std::chrono::steady_clock::time_point t0) {
+  int64_t my_rows = 0;
+  for (size_t g = rank; g < plan.jobs.size(); g += world) my_rows += int64_t(plan.jobs[g].rows.size());
+  nlohmann::json mine = {{"rank", rank}, {"entries", nlohmann::json::array()}};
+  int64_t written = 0, skipped = 0;
+  std::string error;
+  try {
+    log::Progress progress("shard", my_rows, rank == 0);
+    for (size_t g = rank; g < plan.jobs.size(); g += world) {
+      const Job& job = plan.jobs[g];
+      ++(write_or_keep(s, job, progress) ? written : skipped);
+      mine["entries"].push_back(describe_shard(s.out_dir, shard_file_name(job.modality, job.shard)));
+    }
+    progress.finish();
+  } catch (const std::exception& e) {
+    error = fmt::format("rank {}: {}", rank, e.what());
+  }
+  mine["ok"] = error.empty();
+  mine["error"] = error;
+  mine["written"] = written;
+  mine["skipped"] = skipped;
+  mine["rows"] = my_rows;
+  mine["seconds"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return mine;
+}
+
+// Every rank's part (a collective status: nobody hangs on a failure). Throws
+// on every rank, with every failed rank's error, if any failed.
+std::vector<nlohmann::json> gather_results(Communicator& comm, const nlohmann::json& mine,
+                                           const Setup& s) {
+  std::vector<nlohmann::json> all;
+  for (const auto& part : comm.allgather(mine.dump())) all.push_back(nlohmann::json::parse(part));
+  std::vector<std::string> errors;
+  for (const auto& r : all) {
+    if (!r["ok"].get<bool>()) errors.push_back(r["error"].get<std::string>());
+  }
+  if (!errors.empty()) {
+    throw Error(fmt::format("shard {} -> {} failed: {}", s.manifest.string(), s.out_dir.string(),
+                            fmt::join(errors, "; ")));
+  }
+  return all;
+}
+
+// The run's totals and every shard's entry, from all ranks' parts; rank 0
+// (log_ranks) logs each rank's line.
+ShardSummary summarise(const std::vector<nlohmann::json>& all, const Plan& plan, double seconds,
+                       bool log_ranks, std::vector<ShardEntry>& entries) {
+  ShardSummary sum;
+  sum.rows = int64_t(plan.rows.size());
+  sum.shards = int64_t(plan.jobs.size());
+  sum.seconds = seconds;
+  for (const auto& r : all) {
+    sum.written += r["written"].get<int64_t>();
+    sum.skipped += r["skipped"].get<int64_t>();
+    int64_t samples = 0, rejected = 0;
+    for (const auto& je : r["entries"]) {
+      entries.push_back(je.get<ShardEntry>());
+      samples += entries.back().count;
+      rejected += int64_t(entries.back().rejected_sources.size());
+    }
+    sum.samples += samples;
+    sum.rejected += rejected;
+    if (log_ranks) {
+      const double secs = r["seconds"].get<double>();
+      spdlog::info("shard rank {}: {} rows, {} shards written, {} kept, {} samples, {} rejected, "
+                   "{:.1f} s ({:.1f} rows/s)",
+                   r["rank"].get<int>(), r["rows"].get<int64_t>(), r["written"].get<int64_t>(),
+                   r["skipped"].get<int64_t>(), samples, rejected, secs,
+                   secs > 0 ? double(r["rows"].get<int64_t>()) / secs : 0.0);
+    }
+  }
+  return sum;
+}
+
+// rejects.csv: the refused rows, in manifest order within each modality.
+std::string rejects_csv(const std::vector<Job>& jobs, const std::vector<ShardEntry>& entries) {
+  std::map<std::pair<std::string, int64_t>, const ShardEntry*> by_shard;
+  for (const auto& e : entries) by_shard[{e.modality, e.shard}] = &e;
+  std::vector<std::pair<int64_t, std::string>> lines;  // (manifest line, csv line)
+  for (const auto& job : jobs) {
+    const ShardEntry& e = *by_shard.at({job.modality, job.shard});
+    size_t next = 0;
+    for (const auto* r : job.rows) {
+      if (next < e.rejected_sources.size() && e.rejected_sources[next] == r->path.string()) {
+        lines.emplace_back(r->line, fmt::format("{},{},{},{}\n", csv::quote(r->path.string()),
+                                                r->modality, r->line,
+                                                csv::quote(e.rejected_reasons[next])));
+        ++next;
+      }
+    }
+  }
+  std::sort(lines.begin(), lines.end());
+  std::string csv = "path,modality,line,reason\n";
+  for (const auto& l : lines) csv += l.second;
+  return csv;
+}
+
+// Rank 0 writes rejects.csv, removes the shards of an earlier cut and writes
+// index.json last; every rank throws if it failed.
+void write_index_collectively(Communicator& comm, const Setup& s, const Plan& plan,
+                              const std::vector<ShardEntry>& entries, const ShardSummary& sum) {
+  std::string error;
+  if (comm.rank() == 0) {
+    try {
+      fs::write_atomic(s.out_dir / "rejects.csv", rejects_csv(plan.jobs, entries));
+      nlohmann::json extra = {
+          {"manifest", s.manifest.string()},
+          {"preprocess", s.pp_json},
+          {"shard", {{"samples_per_shard", s.cfg.samples_per_shard},
+                     {"shard_bytes", s.cfg.shard_bytes},
+                     {"compression", s.compression}}}};
+      remove_orphan_shards(s.out_dir, plan.jobs);
+      write_index(s.out_dir, build_index(entries, extra));
+      spdlog::info("shard: {} rows -> {} samples in {} shards ({} written, {} kept), {} rejected "
+                   "(see {})", sum.rows, sum.samples, sum.shards, sum.written, sum.skipped,
+                   sum.rejected, (s.out_dir / "rejects.csv").string());
+    } catch (const std::exception& e) {
+      error = e.what();
+    }
+  }
+  if (!comm.all(error.empty())) {
+    throw Error(error.empty() ? "shard: rank 0 failed to write " + (s.out_dir / "index.json").string()
+                              : error);
+  }
+}
+
 }  // namespace
 
 int64_t rows_per_shard(const std::string& modality, const ShardConfig& cfg,
@@ -255,181 +509,15 @@ ShardSummary shard_dataset(const std::filesystem::path& manifest_arg,
                            const std::filesystem::path& out_dir, const ShardConfig& cfg,
                            const data::PreprocessConfig& preprocess, Communicator& comm) {
   const auto t0 = std::chrono::steady_clock::now();
-  const int rank = comm.rank(), world = comm.size();
-  const auto manifest = std::filesystem::absolute(manifest_arg).lexically_normal();
-  const auto manifest_dir = manifest.parent_path();
-  if (cfg.samples_per_shard < 1) {
-    throw Error(fmt::format("shard.samples_per_shard must be >= 1 (got {})", cfg.samples_per_shard));
-  }
-  const int compression = static_cast<int>(cfg.compression);
-  const nlohmann::json pp_json = to_json_config(preprocess);
-  const std::string pp_text = pp_json.dump();
-  data::PreprocessConfig stored = preprocess;  // videos: all stored frames, not a clip
-  stored.stored_video = true;
-
-  // Every rank reads the manifest (cheap) and derives the same job list.
-  std::vector<data::ManifestRow> rows;
-  std::vector<Job> jobs;
-  std::map<std::string, std::vector<const data::ManifestRow*>> by_modality;
-  std::string error;
-  try {
-    rows = data::read_manifest(manifest);
-    for (const auto& r : rows) by_modality[r.modality].push_back(&r);
-    for (const auto& m : data::modality_names()) {
-      auto it = by_modality.find(m);
-      if (it == by_modality.end()) continue;
-      const auto& mrows = it->second;
-      const size_t per_shard = size_t(rows_per_shard(m, cfg, preprocess));
-      for (size_t b = 0, k = 0; b < mrows.size(); b += per_shard, ++k) {
-        Job job{m, int64_t(k), int64_t(b), {}};
-        size_t e = std::min(mrows.size(), b + per_shard);
-        job.rows.assign(mrows.begin() + b, mrows.begin() + e);
-        jobs.push_back(std::move(job));
-      }
-    }
-    if (rank == 0) {
-      std::filesystem::create_directories(out_dir);
-      std::filesystem::remove(out_dir / "index.json");  // incomplete until rewritten
-    }
-  } catch (const std::exception& e) {
-    error = e.what();
-  }
-  if (!comm.all(error.empty())) {
-    throw Error(error.empty() ? "shard: another rank failed to read the manifest " +
-                                    manifest.string()
-                              : error);
-  }
-
-  // This rank's shards.
-  int64_t my_rows = 0;
-  for (size_t g = rank; g < jobs.size(); g += world) my_rows += int64_t(jobs[g].rows.size());
-  nlohmann::json mine = {{"rank", rank}, {"entries", nlohmann::json::array()}};
-  int64_t written = 0, skipped = 0;
-  try {
-    log::Progress progress("shard", my_rows, rank == 0);
-    for (size_t g = rank; g < jobs.size(); g += world) {
-      const Job& job = jobs[g];
-      const std::string file = shard_file_name(job.modality, job.shard);
-      const auto path = out_dir / file;
-      const std::string key = shard_key(job, pp_text, compression);
-      remove_stale_temps(path);
-      bool complete = false;
-      if (std::filesystem::exists(path)) {
-        try {
-          ShardMetadata md = read_shard_metadata(path);
-          const bool current = md.key == key && md.modality == job.modality &&
-                               md.rows == int64_t(job.rows.size()) && md.first_row == job.first_row;
-          if (current) verify_shard_pixels(path, md);  // kept only when its pixels are intact
-          complete = current;
-        } catch (const Error& e) {
-          spdlog::warn("rewriting damaged shard {}: {}", path.string(), e.what());
-        }
-      }
-      if (complete) {
-        ++skipped;
-        progress.add(int64_t(job.rows.size()));
-      } else {
-        ShardWriter writer(path, shard_header(job, preprocess, compression, key));
-        write_shard(job, manifest_dir, stored, compression, cfg.threads, writer, progress);
-        writer.commit();
-        ++written;
-      }
-      mine["entries"].push_back(describe_shard(out_dir, file));
-    }
-    progress.finish();
-  } catch (const std::exception& e) {
-    error = fmt::format("rank {}: {}", rank, e.what());
-  }
-  const double seconds =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  mine["ok"] = error.empty();
-  mine["error"] = error;
-  mine["written"] = written;
-  mine["skipped"] = skipped;
-  mine["rows"] = my_rows;
-  mine["seconds"] = seconds;
-
-  // Gather every rank's results (a collective status: nobody hangs on a failure).
-  std::vector<nlohmann::json> all;
-  for (const auto& s : comm.allgather(mine.dump())) all.push_back(nlohmann::json::parse(s));
-  std::vector<std::string> errors;
-  for (const auto& r : all) {
-    if (!r["ok"].get<bool>()) errors.push_back(r["error"].get<std::string>());
-  }
-  if (!errors.empty()) {
-    throw Error(fmt::format("shard {} -> {} failed: {}", manifest.string(), out_dir.string(),
-                            fmt::join(errors, "; ")));
-  }
-
-  ShardSummary sum;
-  sum.rows = int64_t(rows.size());
-  sum.shards = int64_t(jobs.size());
-  sum.seconds = seconds;
+  const Setup setup = make_setup(manifest_arg, out_dir, cfg, preprocess);
+  Plan plan;
+  plan_shards(setup, comm, plan);
+  const nlohmann::json mine = write_rank_shards(setup, plan, comm.rank(), comm.size(), t0);
+  const auto all = gather_results(comm, mine, setup);
   std::vector<ShardEntry> entries;
-  for (const auto& r : all) {
-    sum.written += r["written"].get<int64_t>();
-    sum.skipped += r["skipped"].get<int64_t>();
-    int64_t samples = 0, rejected = 0;
-    for (const auto& je : r["entries"]) {
-      entries.push_back(je.get<ShardEntry>());
-      samples += entries.back().count;
-      rejected += int64_t(entries.back().rejected_sources.size());
-    }
-    sum.samples += samples;
-    sum.rejected += rejected;
-    if (rank == 0) {
-      const double s = r["seconds"].get<double>();
-      spdlog::info("shard rank {}: {} rows, {} shards written, {} kept, {} samples, {} rejected, "
-                   "{:.1f} s ({:.1f} rows/s)",
-                   r["rank"].get<int>(), r["rows"].get<int64_t>(), r["written"].get<int64_t>(),
-                   r["skipped"].get<int64_t>(), samples, rejected, s,
-                   s > 0 ? double(r["rows"].get<int64_t>()) / s : 0.0);
-    }
-  }
-
-  error.clear();
-  if (rank == 0) {
-    try {
-      // rejects.csv, in manifest order within each modality.
-      std::map<std::pair<std::string, int64_t>, const ShardEntry*> by_shard;
-      for (const auto& e : entries) by_shard[{e.modality, e.shard}] = &e;
-      std::vector<std::pair<int64_t, std::string>> lines;  // (manifest line, csv line)
-      for (const auto& job : jobs) {
-        const ShardEntry& e = *by_shard.at({job.modality, job.shard});
-        size_t next = 0;
-        for (const auto* r : job.rows) {
-          if (next < e.rejected_sources.size() && e.rejected_sources[next] == r->path.string()) {
-            lines.emplace_back(r->line, fmt::format("{},{},{},{}\n", csv::quote(r->path.string()),
-                                                    r->modality, r->line,
-                                                    csv::quote(e.rejected_reasons[next])));
-            ++next;
-          }
-        }
-      }
-      std::sort(lines.begin(), lines.end());
-      std::string csv = "path,modality,line,reason\n";
-      for (const auto& l : lines) csv += l.second;
-      fs::write_atomic(out_dir / "rejects.csv", csv);
-
-      nlohmann::json extra = {
-          {"manifest", manifest.string()},
-          {"preprocess", pp_json},
-          {"shard", {{"samples_per_shard", cfg.samples_per_shard},
-                     {"shard_bytes", cfg.shard_bytes},
-                     {"compression", compression}}}};
-      remove_orphan_shards(out_dir, jobs);
-      write_index(out_dir, build_index(entries, extra));
-      spdlog::info("shard: {} rows -> {} samples in {} shards ({} written, {} kept), {} rejected "
-                   "(see {})", sum.rows, sum.samples, sum.shards, sum.written, sum.skipped,
-                   sum.rejected, (out_dir / "rejects.csv").string());
-    } catch (const std::exception& e) {
-      error = e.what();
-    }
-  }
-  if (!comm.all(error.empty())) {
-    throw Error(error.empty() ? "shard: rank 0 failed to write " + (out_dir / "index.json").string()
-                              : error);
-  }
+  const ShardSummary sum =
+      summarise(all, plan, mine["seconds"].get<double>(), comm.rank() == 0, entries);
+  write_index_collectively(comm, setup, plan, entries, sum);
   return sum;
 }
 

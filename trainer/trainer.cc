@@ -188,201 +188,302 @@ void request_stop() { g_stop.store(1); }
 bool stop_requested() { return g_stop.load() != 0; }
 void clear_stop_request() { g_stop.store(0); }
 
-TrainResult train(const TrainOptions& o, Communicator& comm) {
-  const auto& s = o.settings;
-  const int rank = comm.rank(), world = comm.size();
-  const int64_t per_rank = s.train.per_rank_batch(world);
-  const int64_t accum = s.train.grad_accum_steps;
-  const int64_t micro_batch = s.train.micro_batch(world);  // checks that accum divides
-  const VitSpec spec = s.model.spec();
-  comm.set_timeout(s.train.collective_timeout_s);
-  comm.set_context("start-up");
-  const torch::Device device = agreed_device(s.train, comm);
-  const bool bf16 = s.train.precision == "bf16";
-  configure_torch(s.train);
-  std::filesystem::create_directories(o.run_dir);
+namespace {
 
-  // Data: the pool of samples per modality and the loader.
-  auto shards = sharding::ShardSet::open(o.shards);
-  auto pool = sample_pool(*shards, s.train);
+// What the steps of a run share. Members are destroyed in reverse order: the
+// loader (whose workers use the objective) before the reducer and the model.
+struct Run {
+  Run(const TrainOptions& options, Communicator& c)
+      : o(options), s(options.settings), comm(c), rank(c.rank()), world(c.size()) {}
 
-  // Model and optimizer: the same initial weights on every rank.
-  torch::manual_seed(static_cast<uint64_t>(s.train.seed));
-  auto model = std::make_shared<Model>(s, &comm);
-  broadcast_module(*model, comm);
-  model->to(device);
-  auto optimizer = make_optimizer(*model, s.train);
-  // Gradients on a GPU travel over NCCL (device buffers), on the CPU over MPI.
-  auto grad_comm = gradient_communicator(device, comm, s.train.collective_timeout_s);
-  GradientReducer reducer(trainable_parameters(*model), grad_comm ? *grad_comm : comm,
-                          static_cast<size_t>(s.train.bucket_mb * (1 << 20)));
+  const TrainOptions& o;
+  const Settings& s;
+  Communicator& comm;
+  const int rank, world;
+  int64_t per_rank = 0, accum = 1, micro_batch = 0;
+  VitSpec spec;
+  torch::Device device{torch::kCPU};
+  bool bf16 = false;
+  std::unique_ptr<sharding::ShardSet> shards;
+  std::shared_ptr<Model> model;
+  std::unique_ptr<torch::optim::AdamW> optimizer;
+  std::unique_ptr<Communicator> grad_comm;  // null: the gradients travel over `comm`
+  std::unique_ptr<GradientReducer> reducer;
+  std::unique_ptr<sharding::Loader> loader;
+  std::ofstream metrics;                // rank 0: RUN/metrics.jsonl
+  std::unique_ptr<EventWriter> events;  // rank 0: RUN/tensorboard
+  int64_t start = 0, end = 0;           // the steps [start, end) this call trains
+  std::vector<torch::Tensor> params;
+
+  // The communicator of the gradient all-reduce (NCCL on a GPU, else `comm`).
+  Communicator& gradients() { return grad_comm ? *grad_comm : comm; }
+};
+
+// The batch split (checked), the collective timeout, the agreed device, torch's
+// threads and the run folder.
+void start_up(Run& r) {
+  const auto& t = r.s.train;
+  r.per_rank = t.per_rank_batch(r.world);
+  r.accum = t.grad_accum_steps;
+  r.micro_batch = t.micro_batch(r.world);  // checks that accum divides
+  r.spec = r.s.model.spec();
+  r.comm.set_timeout(t.collective_timeout_s);
+  r.comm.set_context("start-up");
+  r.device = agreed_device(t, r.comm);
+  r.bf16 = t.precision == "bf16";
+  configure_torch(t);
+  std::filesystem::create_directories(r.o.run_dir);
+}
+
+// Model and optimizer with the same initial weights on every rank, and the
+// gradient reducer (over NCCL on a GPU, over MPI on the CPU).
+void build_model(Run& r) {
+  const auto& t = r.s.train;
+  torch::manual_seed(static_cast<uint64_t>(t.seed));
+  r.model = std::make_shared<Model>(r.s, &r.comm);
+  broadcast_module(*r.model, r.comm);
+  r.model->to(r.device);
+  r.optimizer = make_optimizer(*r.model, t);
+  r.grad_comm = gradient_communicator(r.device, r.comm, t.collective_timeout_s);
+  r.reducer = std::make_unique<GradientReducer>(trainable_parameters(*r.model), r.gradients(),
+                                                static_cast<size_t>(t.bucket_mb * (1 << 20)));
   spdlog::info("model: {} encoder parameters, {} in total, objective {}, on {} in {}",
-               parameter_count(*model->encoder), parameter_count(*model), s.train.objective,
-               device.str(), s.train.precision);
+               parameter_count(*r.model->encoder), parameter_count(*r.model), t.objective,
+               r.device.str(), t.precision);
   spdlog::info("batch: {} per step over {} rank(s), {} micro-batch(es) of {} per rank",
-               s.train.global_batch_size, world, accum, micro_batch);
+               t.global_batch_size, r.world, r.accum, r.micro_batch);
+}
 
-  // Resume.
-  int64_t start = 0, sampler_position = 0;
-  if (auto ck = resume_point(o, comm); !ck.empty()) {
-    auto st = load_checkpoint(ck, model.get(), optimizer.get(), /*restore_rng=*/true);
-    // The trainer saves the sampler at the step after the last one trained.
-    if (st.sampler_position != st.step)
-      throw Error(fmt::format("{}/state.json: 'sampler_position' = {} does not match 'step' = {}",
-                              ck, st.sampler_position, st.step));
-    if (st.step > s.train.max_steps)
-      throw config::Error(fmt::format("{}: the checkpoint's step {} is beyond train.max_steps = {}",
-                                      ck, st.step, s.train.max_steps));
-    start = st.step;
-    sampler_position = st.sampler_position;
-    spdlog::info("resuming from {} (step {})", ck, start);
+// Loads the checkpoint all ranks agreed on, if any: weights, optimizer, RNG.
+// Sets r.start and returns the sampler position to continue from.
+int64_t resume(Run& r) {
+  const auto ck = resume_point(r.o, r.comm);
+  if (ck.empty()) return 0;
+  auto st = load_checkpoint(ck, r.model.get(), r.optimizer.get(), /*restore_rng=*/true);
+  // The trainer saves the sampler at the step after the last one trained.
+  if (st.sampler_position != st.step)
+    throw Error(fmt::format("{}/state.json: 'sampler_position' = {} does not match 'step' = {}",
+                            ck, st.sampler_position, st.step));
+  if (st.step > r.s.train.max_steps)
+    throw config::Error(fmt::format("{}: the checkpoint's step {} is beyond train.max_steps = {}",
+                                    ck, st.step, r.s.train.max_steps));
+  r.start = st.step;
+  spdlog::info("resuming from {} (step {})", ck, r.start);
+  return st.sampler_position;
+}
+
+// The rank's sampler over `pool` at `position` and the loader, whose workers
+// prepare the objective's inputs (batch_transform.h).
+void start_loader(Run& r, std::map<std::string, std::vector<int64_t>> pool, int64_t position) {
+  const auto& t = r.s.train;
+  const auto seed = static_cast<uint64_t>(t.seed);
+  torch::manual_seed(seed * 7919 + 17 * static_cast<uint64_t>(r.rank) + r.start);
+  sharding::DistributedSampler sampler(std::move(pool), r.per_rank, r.rank, r.world,
+                                       seed, r.o.loader.mixing_config());
+  sampler.set_position(position);
+  r.loader = std::make_unique<sharding::Loader>(
+      *r.shards, std::move(sampler), r.o.loader,
+      device_batch_transform(make_batch_transform(r.model->objective, seed, r.rank, r.accum),
+                             r.device));
+}
+
+// Rank 0's metrics.jsonl (without the lines of steps after the resumed
+// checkpoint) and TensorBoard writer.
+void open_logs(Run& r) {
+  if (r.rank != 0) return;
+  trim_metrics(r.o.run_dir / "metrics.jsonl", r.start);
+  r.metrics.open(r.o.run_dir / "metrics.jsonl", std::ios::app);
+  r.events = std::make_unique<EventWriter>(r.o.run_dir / "tensorboard");
+}
+
+// A stop requested during start-up (all ranks agree) ends the run before its
+// first step; the checkpoint it resumed from, if any, is still the newest.
+bool stopped_during_start_up(Run& r) {
+  r.comm.set_context("start-up");
+  if (r.comm.all(!stop_requested())) return false;
+  if (r.rank == 0)
+    spdlog::warn("stop requested (SIGUSR1/SIGTERM) before the first step (step {}); exiting",
+                 r.start);
+  return true;
+}
+
+// The loss of one step on this rank: the mean over its micro-batches.
+struct StepLoss {
+  double value = 0;
+  std::map<std::string, double> terms;
+};
+
+// Gradient accumulation: each micro-batch's loss / accum is backpropagated
+// into .grad (after the first step .grad lives in the reducer's buckets); only
+// the last backward is synchronised. A non-finite loss on any rank stops every
+// rank with an error naming the step.
+StepLoss forward_backward(Run& r, int64_t step, sharding::LoadedBatch& batch) {
+  auto& micro = prepared_step(batch).micro;
+  StepLoss out;
+  bool finite = true;
+  for (int64_t a = 0; a < r.accum; ++a) {
+    auto& mb = micro[static_cast<size_t>(a)];
+    batch_to_device(mb, r.device);
+    Loss loss = [&] {
+      Autocast autocast(r.bf16);
+      return r.model->objective->compute(mb);
+    }();
+    const double v = loss.total.item<double>();
+    finite = finite && std::isfinite(v);
+    out.value += v / double(r.accum);
+    for (auto& [k, t] : loss.terms) out.terms[k] += t / double(r.accum);
+    if (a + 1 == r.accum) {
+      if (!r.comm.all(finite))
+        throw Error(fmt::format("training diverged: non-finite loss at step {} (modality {})",
+                                step, batch.modality));
+      r.reducer->arm();  // buckets are reduced as backward produces them
+    }
+    (r.accum == 1 ? loss.total : loss.total / double(r.accum)).backward();
   }
-  torch::manual_seed(static_cast<uint64_t>(s.train.seed) * 7919 + 17 * static_cast<uint64_t>(rank) + start);
-  sharding::DistributedSampler sampler(pool, per_rank, rank, world,
-                                       static_cast<uint64_t>(s.train.seed),
-                                       o.loader.mixing_config());
-  sampler.set_position(sampler_position);
-  // The loader's workers prepare the objective's inputs (batch_transform.h).
-  sharding::Loader loader(*shards, std::move(sampler), o.loader,
-                          device_batch_transform(
-                              make_batch_transform(model->objective,
-                                                   static_cast<uint64_t>(s.train.seed), rank, accum),
-                              device));
+  micro.clear();
+  return out;
+}
 
-  std::ofstream metrics;
-  std::unique_ptr<EventWriter> events;
-  if (rank == 0) {
-    trim_metrics(o.run_dir / "metrics.jsonl", start);
-    metrics.open(o.run_dir / "metrics.jsonl", std::ios::app);
-    events = std::make_unique<EventWriter>(o.run_dir / "tensorboard");
+// Clips the averaged gradients, steps the optimizer and lets the objective
+// follow (SimDINO's teacher). Returns the gradient norm before clipping.
+double optimizer_update(Run& r, int64_t step) {
+  const double clip = r.s.train.clip_grad > 0 ? r.s.train.clip_grad : 1e300;
+  const double grad_norm = torch::nn::utils::clip_grad_norm_(r.params, clip);
+  r.optimizer->step();
+  r.model->objective->after_optimizer_step(step, r.s.train.max_steps);
+  return grad_norm;
+}
+
+// The loss and its terms summed over ranks (each rank saw different samples),
+// and whether any rank was asked to stop.
+struct RankSums {
+  std::vector<std::string> names;  // "loss", then the terms
+  std::vector<double> sums;
+  bool stop = false;
+};
+
+// One all-reduce: the stop flag travels with the loss terms, so every rank
+// sees the same sum and stops after the same step.
+RankSums sum_loss_and_stop(Communicator& comm, const StepLoss& loss) {
+  RankSums out{{"loss"}, {loss.value}, false};
+  for (auto& [k, v] : loss.terms) out.names.push_back(k), out.sums.push_back(v);
+  out.sums.push_back(stop_requested() ? 1.0 : 0.0);
+  comm.allreduce_sum(out.sums.data(), out.sums.size());
+  out.stop = out.sums.back() > 0;
+  out.sums.pop_back();
+  return out;
+}
+
+// What a step measured, besides its loss.
+struct StepStats {
+  double lr = 0, wd = 0, grad_norm = 0;
+  double t_data = 0, t_compute = 0, t_comm = 0, t_optim = 0, t_step = 0;
+};
+
+// Rank 0's line of metrics.jsonl for step `step` (0-based), its TensorBoard
+// scalars and the progress bar's suffix.
+void write_metrics(Run& r, int64_t step, const sharding::LoadedBatch& batch, const StepStats& st,
+                   const RankSums& loss, log::Progress& progress) {
+  const double samples_per_s = double(r.per_rank * r.world) / st.t_step;
+  nlohmann::json line = {{"step", step + 1}, {"modality", batch.modality}, {"lr", st.lr},
+                         {"wd", st.wd},
+                         {"grad_norm", st.grad_norm},
+                         {"samples_per_s", samples_per_s},
+                         {"tokens_per_s", samples_per_s * double(tokens_per_sample(batch, r.spec))},
+                         {"buckets", r.reducer->bucket_count()},
+                         {"buckets_overlapped", r.reducer->stats().reduced_before_average},
+                         {"time_data_s", st.t_data}, {"time_compute_s", st.t_compute},
+                         {"time_comm_s", st.t_comm}, {"time_optim_s", st.t_optim}};
+  for (size_t i = 0; i < loss.names.size(); ++i) line[loss.names[i]] = loss.sums[i] / r.world;
+  const auto now = std::chrono::system_clock::now();
+  line["time"] = utc_timestamp(now, 3);
+  r.metrics << line.dump() << "\n";
+  r.metrics.flush();
+  r.events->scalars(step + 1, std::chrono::duration<double>(now.time_since_epoch()).count(),
+                    tensorboard_scalars(line, loss.names));
+  progress.set_suffix(fmt::format("loss {:.4f} lr {:.2e}", loss.sums[0] / r.world, st.lr));
+}
+
+// One optimizer step (0-based `step`): the batch, forward and backward over
+// its micro-batches, the gradient average, the update and the metrics line.
+// Returns whether any rank was asked to stop.
+bool train_step(Run& r, int64_t step, log::Progress& progress) {
+  r.gradients().set_context(fmt::format("step {}", step + 1));
+  StepStats st;
+  const auto t_step = Clock::now();
+  auto batch = r.loader->next();
+  st.t_data = seconds_since(t_step);
+  st.lr = learning_rate(r.s.train, step);
+  st.wd = weight_decay(r.s.train, step);
+  set_learning_rate(*r.optimizer, st.lr);
+  set_weight_decay(*r.optimizer, st.wd);
+  r.optimizer->zero_grad();
+  auto t0 = Clock::now();
+  const StepLoss loss = forward_backward(r, step, batch);
+  st.t_compute = seconds_since(t0);
+  r.reducer->average();
+  st.t_comm = r.reducer->stats().exposed_s;  // communication not hidden by backward
+  t0 = Clock::now();
+  st.grad_norm = optimizer_update(r, step);
+  st.t_optim = seconds_since(t0);
+  if (r.o.on_step) r.o.on_step(step + 1);
+  const RankSums sums = sum_loss_and_stop(r.comm, loss);
+  st.t_step = seconds_since(t_step);
+  if (r.rank == 0) write_metrics(r, step, batch, st, sums, progress);
+  progress.add(1);
+  return sums.stop;
+}
+
+// Rank 0 writes the checkpoint of `step` (1-based); every rank learns whether
+// it succeeded, and all throw if it did not.
+void checkpoint_collectively(Run& r, int64_t step) {
+  r.comm.set_context(fmt::format("checkpoint of step {}", step));
+  bool ok = true;
+  std::string error;
+  if (r.rank == 0) {
+    try {
+      CheckpointState st{step, r.loader->position(), r.o.resolved_config_toml};
+      auto dir = save_checkpoint(r.o.run_dir, st, *r.model, r.optimizer.get(), r.s.train.keep_last);
+      spdlog::info("checkpoint {}", dir.string());
+    } catch (const std::exception& e) {
+      ok = false;
+      error = e.what();
+    }
   }
-  const int64_t end = o.stop_after_steps > 0 ? std::min(o.stop_after_steps, s.train.max_steps)
-                                             : s.train.max_steps;
-  log::Progress progress("train", std::max<int64_t>(0, end - start), rank == 0);
-  auto params = trainable_parameters(*model);
-  model->train();
+  if (!r.comm.all(ok)) throw Error("checkpoint failed on rank 0: " + error);
+}
 
-  TrainResult result{start, false};
-  // A stop requested during start-up (all ranks agree) ends the run before its
-  // first step; the checkpoint it resumed from, if any, is still the newest.
-  comm.set_context("start-up");
-  if (!comm.all(!stop_requested())) {
-    if (rank == 0)
-      spdlog::warn("stop requested (SIGUSR1/SIGTERM) before the first step (step {}); exiting",
-                   start);
+}  // namespace
+
+TrainResult train(const TrainOptions& o, Communicator& comm) {
+  Run r(o, comm);
+  start_up(r);
+  r.shards = sharding::ShardSet::open(o.shards);
+  auto pool = sample_pool(*r.shards, r.s.train);
+  build_model(r);
+  const int64_t sampler_position = resume(r);
+  start_loader(r, std::move(pool), sampler_position);
+  open_logs(r);
+  const auto& t = r.s.train;
+  r.end = o.stop_after_steps > 0 ? std::min(o.stop_after_steps, t.max_steps) : t.max_steps;
+  log::Progress progress("train", std::max<int64_t>(0, r.end - r.start), r.rank == 0);
+  r.params = trainable_parameters(*r.model);
+  r.model->train();
+  if (stopped_during_start_up(r)) {
     progress.finish();
-    return {start, true};
+    return {r.start, true};
   }
-  for (int64_t step = start; step < end; ++step) {
-    (grad_comm ? *grad_comm : comm).set_context(fmt::format("step {}", step + 1));
-    const auto t_step = Clock::now();
-    auto batch = loader.next();
-    auto& micro = prepared_step(batch).micro;
-    const double t_data = seconds_since(t_step);
-
-    const double lr = learning_rate(s.train, step);
-    const double wd = weight_decay(s.train, step);
-    set_learning_rate(*optimizer, lr);
-    set_weight_decay(*optimizer, wd);
-    optimizer->zero_grad();
-    auto t0 = Clock::now();
-    // Gradient accumulation: each micro-batch's loss / accum is backpropagated
-    // into .grad (after the first step .grad lives in the reducer's buckets);
-    // only the last backward is synchronised.
-    double value = 0;
-    bool finite = true;
-    std::map<std::string, double> terms;
-    for (int64_t a = 0; a < accum; ++a) {
-      auto& mb = micro[static_cast<size_t>(a)];
-      batch_to_device(mb, device);
-      Loss loss = [&] {
-        Autocast autocast(bf16);
-        return model->objective->compute(mb);
-      }();
-      const double v = loss.total.item<double>();
-      finite = finite && std::isfinite(v);
-      value += v / double(accum);
-      for (auto& [k, t] : loss.terms) terms[k] += t / double(accum);
-      const bool last_micro = a + 1 == accum;
-      if (last_micro) {
-        if (!comm.all(finite))
-          throw Error(fmt::format("training diverged: non-finite loss at step {} (modality {})",
-                                  step, batch.modality));
-        reducer.arm();  // buckets are reduced as backward produces them
-      }
-      (accum == 1 ? loss.total : loss.total / double(accum)).backward();
-    }
-    micro.clear();
-    const double t_compute = seconds_since(t0);
-
-    reducer.average();
-    const double t_comm = reducer.stats().exposed_s;  // communication not hidden by backward
-
-    t0 = Clock::now();
-    const double clip = s.train.clip_grad > 0 ? s.train.clip_grad : 1e300;
-    const double grad_norm = torch::nn::utils::clip_grad_norm_(params, clip);
-    optimizer->step();
-    model->objective->after_optimizer_step(step, s.train.max_steps);
-    const double t_optim = seconds_since(t0);
-    if (o.on_step) o.on_step(step + 1);
-
-    // Loss terms averaged over ranks (each rank saw different samples).
-    std::vector<std::string> names = {"loss"};
-    std::vector<double> values = {value};
-    for (auto& [k, v] : terms) names.push_back(k), values.push_back(v);
-    // The stop flag travels with the loss terms: every rank sees the same sum.
-    names.push_back("_stop");
-    values.push_back(stop_requested() ? 1.0 : 0.0);
-    comm.allreduce_sum(values.data(), values.size());
-    const bool stop = values.back() > 0;
-    names.pop_back();
-    values.pop_back();
-    const double step_time = seconds_since(t_step);
-    if (rank == 0) {
-      const double samples_per_s = double(per_rank * world) / step_time;
-      nlohmann::json line = {{"step", step + 1}, {"modality", batch.modality}, {"lr", lr},
-                             {"wd", wd},
-                             {"grad_norm", grad_norm},
-                             {"samples_per_s", samples_per_s},
-                             {"tokens_per_s", samples_per_s * double(tokens_per_sample(batch, spec))},
-                             {"buckets", reducer.bucket_count()},
-                             {"buckets_overlapped", reducer.stats().reduced_before_average},
-                             {"time_data_s", t_data}, {"time_compute_s", t_compute},
-                             {"time_comm_s", t_comm}, {"time_optim_s", t_optim}};
-      for (size_t i = 0; i < names.size(); ++i) line[names[i]] = values[i] / world;
-      const auto now = std::chrono::system_clock::now();
-      line["time"] = utc_timestamp(now, 3);
-      metrics << line.dump() << "\n";
-      metrics.flush();
-      events->scalars(step + 1, std::chrono::duration<double>(now.time_since_epoch()).count(),
-                      tensorboard_scalars(line, names));
-      progress.set_suffix(fmt::format("loss {:.4f} lr {:.2e}", values[0] / world, lr));
-    }
-    progress.add(1);
-
-    const bool last = step + 1 == end;
-    const bool due = s.train.checkpoint_every > 0 && (step + 1) % s.train.checkpoint_every == 0;
+  TrainResult result{r.start, false};
+  for (int64_t step = r.start; step < r.end; ++step) {
+    const bool stop = train_step(r, step, progress);
+    const bool last = step + 1 == r.end;
+    const bool due = t.checkpoint_every > 0 && (step + 1) % t.checkpoint_every == 0;
     result.step = step + 1;
-    if (last || due || stop) {
-      comm.set_context(fmt::format("checkpoint of step {}", step + 1));
-      bool ok = true;
-      std::string error;
-      if (rank == 0) {
-        try {
-          CheckpointState st{step + 1, loader.position(), o.resolved_config_toml};
-          auto dir = save_checkpoint(o.run_dir, st, *model, optimizer.get(), s.train.keep_last);
-          spdlog::info("checkpoint {}", dir.string());
-        } catch (const std::exception& e) {
-          ok = false;
-          error = e.what();
-        }
-      }
-      if (!comm.all(ok)) throw Error("checkpoint failed on rank 0: " + error);
-    }
+    if (last || due || stop) checkpoint_collectively(r, step + 1);
     if (stop && !last) {
-      if (rank == 0)
+      if (r.rank == 0)
         spdlog::warn("stop requested (SIGUSR1/SIGTERM): checkpointed step {} of {}, exiting",
-                     step + 1, s.train.max_steps);
+                     step + 1, t.max_steps);
       result.preempted = true;
       break;
     }
