@@ -6,6 +6,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <mutex>
 #include <set>
 #include <thread>
@@ -33,10 +34,22 @@ class FakeShards : public ShardSet {
   const SampleMeta& meta(const std::string&, int64_t) const override { return meta_; }
   void read_pixels(const std::string& m, int64_t index, uint8_t* out) const override {
     if (index == poison_) throw InputError("fake/" + std::to_string(index), "poisoned sample");
+    // Not a wait: reads of different lengths make the workers finish out of
+    // step order, which is what the loader must put back in order.
     std::this_thread::sleep_for(std::chrono::microseconds((index * 37) % 300));
     const auto& i = info(m);
     for (int64_t p = 0; p < i.C * i.T * i.H * i.W; ++p) out[p] = pixel(m, index, p);
-    ++reads;
+    {
+      std::lock_guard<std::mutex> lock(reads_mu_);
+      ++reads;
+    }
+    reads_cv_.notify_all();
+  }
+  // Waits until `n` samples were read; false if they were not within a minute
+  // (a broken loader fails the test instead of hanging it).
+  bool wait_for_reads(int64_t n) const {
+    std::unique_lock<std::mutex> lock(reads_mu_);
+    return reads_cv_.wait_for(lock, std::chrono::minutes(1), [&] { return reads.load() >= n; });
   }
   const std::vector<std::string>& label_vocabulary() const override { return vocab_; }
   static uint8_t pixel(const std::string& m, int64_t index, int64_t p) {
@@ -46,6 +59,8 @@ class FakeShards : public ShardSet {
 
  private:
   int64_t poison_;
+  mutable std::mutex reads_mu_;
+  mutable std::condition_variable reads_cv_;
   std::vector<ModalityInfo> infos_;
   SampleMeta meta_;
   std::vector<std::string> vocab_;
@@ -128,12 +143,14 @@ TEST(Loader, PrefetchIsBoundedAndShutdownIsClean) {
   FakeShards shards;
   auto loader = std::make_unique<Loader>(shards, DistributedSampler(pool(shards), 2, 0, 1, 1),
                                          LoaderConfig{3, 2, "uniform", 1.0});
-  std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  // At most prefetch + 1 batches of 2 samples were read before any next().
-  EXPECT_LE(shards.reads.load(), (2 + 1) * 2);
-  EXPECT_GE(shards.reads.load(), 2);
+  // Before any next() the workers claim the steps up to prefetch (2) beyond
+  // the next one: 2 + 1 batches of 2 samples, then they wait.
+  const int64_t bound = (2 + 1) * 2;
+  ASSERT_TRUE(shards.wait_for_reads(bound)) << "only " << shards.reads.load() << " reads";
   loader.reset();  // joins the workers while they wait
-  SUCCEED();
+  // None read more: a loader that claimed beyond the bound would have gone on
+  // reading until it was stopped.
+  EXPECT_EQ(shards.reads.load(), bound);
 }
 
 TEST(Loader, TransformRunsOnTheWorkersInParallelAndKeepsTheOrder) {
@@ -141,18 +158,22 @@ TEST(Loader, TransformRunsOnTheWorkersInParallelAndKeepsTheOrder) {
   std::atomic<int> running{0}, most{0};
   std::mutex mu;
   std::set<std::thread::id> threads;
+  std::condition_variable overlapped;
   // An "augmentation": inverts the pixels and crops every sample to its first
-  // pixel, slowly enough that workers overlap.
+  // pixel. Until two transforms have run at the same time, each waits for
+  // another to start (up to a minute: transforms that never run in parallel
+  // fail the test instead of hanging it).
   BatchTransform invert_and_crop = [&](LoadedBatch& b) {
     const int now = ++running;
     int seen = most.load();
     while (now > seen && !most.compare_exchange_weak(seen, now)) {
     }
     {
-      std::lock_guard<std::mutex> lock(mu);
+      std::unique_lock<std::mutex> lock(mu);
       threads.insert(std::this_thread::get_id());
+      overlapped.notify_all();
+      overlapped.wait_for(lock, std::chrono::minutes(1), [&] { return most.load() >= 2; });
     }
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
     const int64_t numel = b.C * b.T * b.H * b.W;
     std::vector<uint8_t> out;
     for (int64_t i = 0; i < b.B; ++i) out.push_back(uint8_t(255 - b.pixels[i * numel]));

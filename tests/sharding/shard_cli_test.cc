@@ -85,6 +85,8 @@ bool run_and_kill(const std::string& args, const stdfs::path& out, size_t at_lea
     _exit(127);
   }
   int status = 0;
+  // Polls the condition (shards under their final names, or the child gone):
+  // another process's files have no notification to wait on here.
   while (final_shards(out).size() < at_least) {
     if (waitpid(pid, &status, WNOHANG) == pid) return false;
     std::this_thread::sleep_for(std::chrono::milliseconds(2));

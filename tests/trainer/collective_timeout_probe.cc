@@ -27,6 +27,8 @@ int main(int argc, char** argv) {
   for (size_t i = 0; i < count; ++i) x[i] = float(i % 7);
   comm.allreduce_sum(x.data(), count);  // everyone is alive here
   if (rt.rank() == 1 && mode == "kill") std::raise(SIGKILL);
+  // The stalled peer under test: rank 1 stays alive but never joins the next
+  // collective (this sleep is the behaviour, not a wait for something).
   if (rt.rank() == 1 && mode == "stall") std::this_thread::sleep_for(std::chrono::hours(1));
   comm.allreduce_sum(x.data(), count);
   bool right = true;

@@ -89,7 +89,8 @@ class TrainCli : public ::testing::Test {
                                                     M3RET_TEST_MPIEXEC_FLAGS});
     const pid_t pid = spawn(args, dir_ / "log");
     ASSERT_GT(pid, 0);
-    // The run is training once metrics.jsonl has lines.
+    // The run is training once metrics.jsonl has lines (polled: the lines are
+    // another process's, with a deadline, not a fixed wait).
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::minutes(5);
     int status = 0;
     while (metrics_lines(run) < 2 && std::chrono::steady_clock::now() < deadline &&
