@@ -54,7 +54,7 @@ TEST(ImportCli, HelpListsTheDatasets) {
   std::string out;
   ASSERT_EQ(run_command(bin() + " import --help", &out), 0);
   for (const char* name : {"chestxray14", "hyperkvasir", "busi", "medmnist", "folder", "dicom", "chexpert", "mimic-cxr",
-                           "totalsegmentator", "--set", "option uncertain=negative|positive (default negative)",
+                           "totalsegmentator", "kvasir-capsule", "--set", "option uncertain=negative|positive (default negative)",
                            "option views=all|frontal (default all)", "option labels=pathology|study_type"}) {
     EXPECT_THAT(out, HasSubstr(name));
   }

@@ -852,6 +852,28 @@ TEST(DataImport, KvasirCapsuleFramesAndVideosGroupedByVideo) {
               HasSubstr("none of labelled_images/, labelled_videos/, unlabelled_videos/ in " + (dir / "empty").string()));
 }
 
+TEST(DataImport, ImportOptionsAreKeyValue) {
+  ImportOptions o;
+  parse_import_option("uncertain=positive", o);
+  parse_import_option("views=", o);
+  EXPECT_EQ(o.options.at("uncertain"), "positive");
+  EXPECT_EQ(o.options.at("views"), "");
+  for (const char* bad : {"uncertain", "=positive"}) {
+    try {
+      parse_import_option(bad, o);
+      ADD_FAILURE() << bad << " was accepted";
+    } catch (const Error& e) {
+      EXPECT_THAT(e.what(), HasSubstr(std::string("import: option '") + bad + "' is not KEY=VALUE"));
+    }
+  }
+  // An importer without options refuses any, naming none.
+  testing::TempDir dir("import");
+  image(dir / "in/a/x.png");
+  ImportOptions f{dir / "in", dir / "m.csv", "xray"};
+  f.options = {{"views", "frontal"}};
+  EXPECT_THAT(import_error("folder", f), HasSubstr("import folder: unknown option 'views' (options of folder: none)"));
+}
+
 TEST(DataImport, UnknownNameModalityAndRoot) {
   testing::TempDir dir("import");
   ImportOptions o{dir.path(), dir / "m.csv", ""};
