@@ -42,19 +42,23 @@ def load(path):
 
 def draw(plt, ticker, plot, out_dir):
     fig, ax = plt.subplots(figsize=(8, 4.8), dpi=100, layout="constrained")
-    any_bars = False
-    for s in plot["series"]:
+    # Lines that coincide stay visible: each later series has another marker
+    # and dash pattern, smaller (every other one hollow) markers drawn over the earlier ones.
+    markers, dashes = "osD^vPX*", ["-", "--", "-.", ":"]
+    for i, s in enumerate(plot["series"]):
         pts = sorted(s["points"], key=lambda p: p["x"])
         if not pts:
             continue
         xs = [p["x"] for p in pts]
         ys = [p["y"] for p in pts]
         bars = any(p.get("n", 1) > 1 for p in pts)
-        any_bars = any_bars or bars
         yerr = [[p["y"] - p.get("lo", p["y"]) for p in pts], [p.get("hi", p["y"]) - p["y"] for p in pts]]
-        ax.errorbar(xs, ys, yerr=yerr if bars else None, label=s["label"], marker="o",
-                    linewidth=2 if s.get("emphasis") else 1.4, capsize=4 if bars else 0,
-                    markersize=5)
+        emphasis = s.get("emphasis", False)
+        ax.errorbar(xs, ys, yerr=yerr if bars else None, label=s["label"],
+                    marker=markers[i % len(markers)], markersize=7 if emphasis else max(4, 9 - 1.5 * i),
+                    markerfacecolor="white" if i % 2 and not emphasis else None,
+                    linestyle="-" if emphasis else dashes[i % len(dashes)],
+                    linewidth=2.4 if emphasis else 1.5, capsize=4 if bars else 0)
     ax.set_xscale(plot.get("x_scale", "linear"))
     ticks = plot.get("x_ticks")
     if ticks:
@@ -69,7 +73,8 @@ def draw(plt, ticker, plot, out_dir):
             ax.set_xticks(steps, [f"{x:.0f}" for x in steps])  # every evaluated step
         else:
             ax.xaxis.set_major_locator(ticker.MaxNLocator(integer=True))
-    ax.set_ylim(bottom=0)
+    top = ax.get_ylim()[1]
+    ax.set_ylim(bottom=-0.03 * top, top=top)  # points at 0 are not cut in half by the axis
     ax.set_title(plot["title"])
     ax.set_xlabel(plot["x_label"])
     ax.set_ylabel(plot["y_label"])
