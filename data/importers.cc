@@ -92,16 +92,23 @@ void parse_import_option(const std::string& key_value, ImportOptions& opts) {
   opts.options[key_value.substr(0, eq)] = key_value.substr(eq + 1);
 }
 
-ImportResult import_dataset(const std::string& name, const ImportOptions& opts) {
-  const Importer* chosen = nullptr;
+namespace {
+const Importer& find_importer(const std::string& name) {
   std::vector<std::string> names;
   for (const auto& imp : importers()) {
+    if (imp.name == name) return imp;
     names.push_back(imp.name);
-    if (imp.name == name) chosen = &imp;
   }
-  if (!chosen) {
-    throw Error(fmt::format("import: unknown dataset '{}' (known: {})", name, fmt::join(names, ", ")));
-  }
+  throw Error(fmt::format("import: unknown dataset '{}' (known: {})", name, fmt::join(names, ", ")));
+}
+}  // namespace
+
+void check_import_options(const std::string& name, const ImportOptions& opts) {
+  resolve_options(find_importer(name), opts);
+}
+
+ImportResult import_dataset(const std::string& name, const ImportOptions& opts) {
+  const Importer* chosen = &find_importer(name);
   if (!opts.modality.empty() && !is_modality(opts.modality)) {
     throw Error(fmt::format("import {}: unknown modality '{}' (expected one of {})", name, opts.modality,
                             fmt::join(modality_names(), ", ")));

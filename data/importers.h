@@ -58,6 +58,10 @@ struct ImportOption {
 // with an empty key. (Whether the importer takes KEY is checked by import_dataset.)
 void parse_import_option(const std::string& key_value, ImportOptions& opts);
 
+// Throws m3ret::Error naming the importer, key and accepted values when importer `name` does
+// not take one of opts.options or one of their values (import_dataset checks the same first).
+void check_import_options(const std::string& name, const ImportOptions& opts);
+
 struct ImportResult {
   std::vector<ManifestRow> rows;     // absolute paths, in a deterministic order
   std::vector<std::string> skipped;  // "path: reason" for inputs left out

@@ -4,6 +4,8 @@
 #include <fmt/ranges.h>
 #include <spdlog/spdlog.h>
 
+#include "core/config.h"
+#include "core/error.h"
 #include "core/log.h"
 #include "data/importers.h"
 #include "launcher/verbs.h"
@@ -44,8 +46,17 @@ void add_import_verb(CLI::App& app) {
       ->capture_default_str();
   verb->add_option("--split-column", import_opts->split_column,
                    "--labels column holding train/val/test (default: keep the importer's split)");
-  verb->callback([opts, name, import_opts, root, out] {
+  auto options = std::make_shared<std::vector<std::string>>();
+  verb->add_option("--option", *options,
+                   "importer option KEY=VALUE (repeatable; each dataset's options are listed above)");
+  verb->callback([opts, name, import_opts, root, out, options] {
     opts->load();  // validates --config/--set like every verb
+    try {
+      for (const auto& o : *options) data::parse_import_option(o, *import_opts);
+      data::check_import_options(*name, *import_opts);
+    } catch (const Error& e) {
+      throw config::Error(fmt::format("--option: {}", e.what()));  // a usage error
+    }
     log::init(0, std::nullopt, opts->verbose);
     import_opts->root = *root;
     import_opts->out = *out;

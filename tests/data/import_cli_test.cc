@@ -103,19 +103,26 @@ TEST(ImportCli, LabelsFromACsv) {
   EXPECT_FALSE(stdfs::exists(dir / "m.csv"));
 }
 
-TEST(ImportCli, TotalSegmentatorThroughTheBinary) {
-  testing::TempDir dir("import-cli");
-  const stdfs::path root = dir / "Totalsegmentator_dataset_v201";
+const char kTotalSegHeader[] =
+    "image_id;age;gender;institute;study_type;split;manufacturer;scanner_model;kvp;pathology;pathology_location\n";
+
+// Two subjects of TotalSegmentator v2 (s0001: a test scan with a liver tumour).
+void totalsegmentator_replica(const stdfs::path& root) {
   std::vector<int16_t> hu(6 * 6 * 4);
   for (size_t i = 0; i < hu.size(); ++i) hu[i] = static_cast<int16_t>(i * 40 % 1500) - 700;
   for (const char* s : {"s0000", "s0001"}) {
     stdfs::create_directories(root / s);
     testutil::write_volume<int16_t>(root / s / "ct.nii.gz", hu, {6, 6, 4}, {1.5, 1.5, 1.5});
   }
-  const std::string header =
-      "image_id;age;gender;institute;study_type;split;manufacturer;scanner_model;kvp;pathology;pathology_location\n";
-  std::ofstream(root / "meta.csv") << header << "s0000;60;m;A;ct thorax;train;GE;X;120;no_pathology;\n"
+  std::ofstream(root / "meta.csv") << kTotalSegHeader << "s0000;60;m;A;ct thorax;train;GE;X;120;no_pathology;\n"
                                    << "s0001;70;f;B;ct abdomen;test;GE;X;120;tumor;liver\n";
+}
+
+TEST(ImportCli, TotalSegmentatorThroughTheBinary) {
+  testing::TempDir dir("import-cli");
+  const stdfs::path root = dir / "Totalsegmentator_dataset_v201";
+  totalsegmentator_replica(root);
+  const std::string header = kTotalSegHeader;
   const std::string cmd = bin() + " import totalsegmentator --root " + root.string() + " --out " +
                           (dir / "ts.csv").string();
   std::string out;
@@ -134,6 +141,35 @@ TEST(ImportCli, TotalSegmentatorThroughTheBinary) {
   EXPECT_THAT(out, HasSubstr("meta.csv:2: split 'training' is not train, val or test"));
   EXPECT_EQ(std::count(out.begin(), out.end(), '\n'), 1) << out;
   EXPECT_FALSE(stdfs::exists(dir / "ts.csv"));
+}
+
+// --option KEY=VALUE reaches the importer; an option the importer does not take, a value it
+// does not accept, or text without '=' is a usage error (exit 2, one line) and writes nothing.
+TEST(ImportCli, OptionsReachTheImporterAndBadOnesAreUsageErrors) {
+  testing::TempDir dir("import-cli");
+  const stdfs::path root = dir / "Totalsegmentator_dataset_v201";
+  totalsegmentator_replica(root);
+  const std::string cmd = bin() + " import totalsegmentator --root " + root.string() + " --out " +
+                          (dir / "ts.csv").string();
+  std::string out;
+  ASSERT_EQ(run_command(cmd + " --option labels=study_type", &out), 0) << out;
+  auto rows = read_manifest(dir / "ts.csv", true);
+  ASSERT_EQ(rows.size(), 2u);
+  std::sort(rows.begin(), rows.end(), [](const auto& a, const auto& b) { return a.path < b.path; });
+  EXPECT_EQ(rows[1].labels, std::vector<std::string>{"ct abdomen"});
+  stdfs::remove(dir / "ts.csv");
+  const std::pair<const char*, const char*> bad[] = {
+      {"labels=nope",
+       "m3ret: usage error: --option: import totalsegmentator: option labels=nope: expected one of "
+       "pathology, study_type"},
+      {"colour=red", "m3ret: usage error: --option: import totalsegmentator: unknown option 'colour' "
+                     "(options of totalsegmentator: labels)"},
+      {"labels", "m3ret: usage error: --option: import: option 'labels' is not KEY=VALUE"}};
+  for (const auto& [option, message] : bad) {
+    EXPECT_EQ(run_command(cmd + " --option " + option, &out), 2) << out;
+    EXPECT_EQ(out, std::string(message) + "\n");
+    EXPECT_FALSE(stdfs::exists(dir / "ts.csv"));
+  }
 }
 
 }  // namespace
