@@ -60,6 +60,28 @@ const nlohmann::json& plot_named(const nlohmann::json& data, const std::string& 
   throw std::runtime_error("no plot " + file + " in " + data.dump());
 }
 
+std::string http(uint16_t port, const std::string& raw) {
+  namespace asio = boost::asio;
+  asio::io_context io;
+  asio::ip::tcp::socket s(io);
+  s.connect({asio::ip::make_address("127.0.0.1"), port});
+  boost::system::error_code ec;
+  asio::write(s, asio::buffer(raw), ec);  // the server may answer and close before reading it all
+  s.shutdown(asio::ip::tcp::socket::shutdown_send, ec);
+  std::string out;
+  char buf[4096];
+  for (;;) {
+    size_t n = s.read_some(asio::buffer(buf), ec);
+    out.append(buf, n);
+    if (ec) break;
+  }
+  return out;
+}
+
+int status_of(const std::string& response) {
+  return response.size() > 12 ? std::stoi(response.substr(9, 3)) : -1;
+}
+
 // A sweep file in `dir` over a base config in the same folder.
 fs::path write_sweep(const fs::path& dir, const std::string& body, const std::string& sweep_extra = "") {
   std::ofstream(dir / "base.toml") << "[train]\nmax_steps = 20\n";
@@ -280,6 +302,23 @@ TEST(Orchestrator, RunsEverySweepPointAndEvaluatesEveryCheckpointOnce) {
   EXPECT_EQ(plot_files(data), std::vector<std::string>({"recall_vs_model_size.png", "recall_vs_step.png"}));
   EXPECT_EQ(plot_named(data, "recall_vs_step.png")["series"].size(), 2u) << "one line per run";
   EXPECT_NE(read(dir / "work/report/scaling.md").find("| r000-preset=tiny |"), std::string::npos);
+
+  // The status page links each run's last evaluation report, which the server serves.
+  std::mutex mutex;
+  HttpServer server(0, make_status_handler(st, nullptr, "t", (dir / "work/report").string()), mutex);
+  auto get = [&](const std::string& path) {
+    return http(server.port(), "GET " + path + " HTTP/1.1\r\nConnection: close\r\n\r\n");
+  };
+  const std::string link = "evals/r000-preset=tiny/step-000000020/report.json";
+  EXPECT_NE(get("/").find("<a href=\"" + link + "\">"), std::string::npos) << get("/");
+  auto r = get("/" + link);
+  ASSERT_EQ(status_of(r), 200) << r;
+  EXPECT_EQ(r.substr(r.find("\r\n\r\n") + 4), read(dir / "work" / link));
+  EXPECT_EQ(status_of(get("/evals/r000-preset%3Dtiny/step-000000020/report.json")), 200) << "percent-decoded";
+  EXPECT_EQ(status_of(get("/evals/nope/step-000000020/report.json")), 404);
+  EXPECT_EQ(status_of(get("/evals/r000-preset=tiny/step-000000020/embeddings.h5")), 404);
+  EXPECT_EQ(status_of(get("/evals/r000-preset=tiny/../../state.db")), 404);
+  EXPECT_NE(read(dir / "work/report/status.html").find("<a href=\"../" + link + "\">"), std::string::npos);
 }
 
 // A swept model key: each run's parameter count comes from `M3RET model
@@ -1189,27 +1228,6 @@ TEST(SlurmBackend, SubmitsTheTemplateWithAfterokAndCancelsAJobWhoseDependencyFai
 
 // --- status server ---------------------------------------------------------
 
-std::string http(uint16_t port, const std::string& raw) {
-  namespace asio = boost::asio;
-  asio::io_context io;
-  asio::ip::tcp::socket s(io);
-  s.connect({asio::ip::make_address("127.0.0.1"), port});
-  boost::system::error_code ec;
-  asio::write(s, asio::buffer(raw), ec);  // the server may answer and close before reading it all
-  s.shutdown(asio::ip::tcp::socket::shutdown_send, ec);
-  std::string out;
-  char buf[4096];
-  for (;;) {
-    size_t n = s.read_some(asio::buffer(buf), ec);
-    out.append(buf, n);
-    if (ec) break;
-  }
-  return out;
-}
-
-int status_of(const std::string& response) {
-  return response.size() > 12 ? std::stoi(response.substr(9, 3)) : -1;
-}
 
 TEST(StatusServer, ServesJsonAndHtmlAndRefusesBadRequests) {
   TempDir dir("http");
