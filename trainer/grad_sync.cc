@@ -241,10 +241,17 @@ void GradientReducer::communicate() {
       stats_.order.push_back(static_cast<int>(i));
       stats_.bytes += b.numel * static_cast<int64_t>(sizeof(float));
       ++completed_;
+      cv_.notify_all();
     }
   } catch (...) {
     error_ = std::current_exception();
   }
+}
+
+bool GradientReducer::wait_for_reduced(int n, std::chrono::milliseconds timeout) {
+  std::unique_lock<std::mutex> lock(mutex_);
+  return cv_.wait_for(lock, timeout, [&] { return completed_ >= n || cancelled_; }) &&
+         completed_ >= n;
 }
 
 void GradientReducer::average() {

@@ -34,6 +34,7 @@
 // before it returns, so the optimizer's kernels run after the reduction.
 #pragma once
 
+#include <chrono>
 #include <condition_variable>
 #include <cstddef>
 #include <cstdint>
@@ -89,6 +90,9 @@ class GradientReducer {
   // order); undefined on one rank, which has nothing to reduce.
   const torch::Tensor& bucket_storage(size_t b) const { return buckets_[b].flat; }
   const SyncStats& stats() const { return stats_; }
+  // Waits until `n` buckets of this step are reduced, at most `timeout`; returns whether they
+  // were. Any thread may call it (tests use it to see reduction overlap backward).
+  bool wait_for_reduced(int n, std::chrono::milliseconds timeout);
 
  private:
   struct Bucket {
