@@ -22,6 +22,8 @@ VENV="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/python/.venv"
 PACKAGES=(
   # toolchain
   build-essential cmake ninja-build pkg-config ccache git
+  # clang: the libFuzzer targets (tests/fuzz, a stage of .ci/run)
+  clang
   # LibTorch (CPU) and a fast BLAS (Debian's LibTorch links the reference BLAS by default)
   libtorch-dev libopenblas0-pthread
   # MPI, HDF5, ITK, FFmpeg

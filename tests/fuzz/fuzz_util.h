@@ -1,0 +1,64 @@
+// Shared by the libFuzzer targets (tests/fuzz/fuzz_*.cc).
+//
+// Our readers take paths, so each input is written to a file in a folder of
+// this process (under /dev/shm when it exists). An input may be refused only
+// with m3ret::Error (the clear error every bad input must get); any other
+// exception is a finding: it is printed and the process aborts, so libFuzzer
+// records the input as a crash.
+#pragma once
+
+#include <unistd.h>
+
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <exception>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <typeinfo>
+
+#include "core/error.h"
+
+namespace m3ret::fuzz {
+
+inline const std::filesystem::path& scratch_dir() {
+  // Never destroyed: the exit handler that removes the folder runs after static destructors.
+  static const std::filesystem::path* dir = [] {
+    const std::filesystem::path base = std::filesystem::is_directory("/dev/shm")
+                                           ? std::filesystem::path("/dev/shm")
+                                           : std::filesystem::temp_directory_path();
+    auto* d = new std::filesystem::path(base / ("m3ret-fuzz-" + std::to_string(::getpid())));
+    std::filesystem::create_directories(*d);
+    std::atexit([] {
+      std::error_code ec;
+      std::filesystem::remove_all(scratch_dir(), ec);
+    });
+    return d;
+  }();
+  return *dir;
+}
+
+// Writes the input to scratch_dir()/name and returns the path.
+inline std::filesystem::path write_input(const std::string& name, const uint8_t* data, size_t size) {
+  const auto path = scratch_dir() / name;
+  std::filesystem::create_directories(path.parent_path());
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out.write(reinterpret_cast<const char*>(data), static_cast<std::streamsize>(size));
+  return path;
+}
+
+// Runs `f`; m3ret::Error is an accepted refusal, anything else aborts.
+template <class F>
+void refuse_only_with_error(F&& f) {
+  try {
+    f();
+  } catch (const m3ret::Error&) {
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "fuzz finding: %s escaped instead of m3ret::Error: %s\n",
+                 typeid(e).name(), e.what());
+    std::abort();
+  }
+}
+
+}  // namespace m3ret::fuzz
