@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <iterator>
 
@@ -11,16 +12,46 @@
 #include <spdlog/spdlog.h>
 
 #include "core/error.h"
+#include "core/tensorboard.h"
 #include "core/utc.h"
 #include "eval/report.h"
 
 namespace m3ret::eval {
 namespace fs = std::filesystem;
 
-fs::path history_of_checkpoint(const fs::path& checkpoint) {
+fs::path run_of_checkpoint(const fs::path& checkpoint) {
   const auto p = fs::absolute(checkpoint).lexically_normal();
   const auto parent = p.has_filename() ? p.parent_path() : p.parent_path().parent_path();
-  return parent.filename() == "checkpoints" ? parent.parent_path() / "eval" / "history.jsonl" : fs::path();
+  return parent.filename() == "checkpoints" ? parent.parent_path() : fs::path();
+}
+
+fs::path history_of_checkpoint(const fs::path& checkpoint) {
+  const auto run = run_of_checkpoint(checkpoint);
+  return run.empty() ? fs::path() : run / "eval" / "history.jsonl";
+}
+
+void append_tensorboard(const fs::path& run_dir, const Report& report) {
+  std::vector<std::pair<std::string, double>> scalars;
+  for (const int64_t k : report.ks) {
+    double sum = 0;
+    int evaluated = 0;
+    for (const auto* rows : {&report.per_modality, &report.cross_modal}) {
+      for (const auto& row : *rows) {
+        if (!row.metrics.evaluated()) continue;
+        const double v = row.metrics.recall.at(k);
+        scalars.emplace_back(fmt::format("eval/recall@{}/{}", k, row.name()), v);
+        if (rows == &report.per_modality) sum += v, ++evaluated;
+      }
+    }
+    if (evaluated > 0) scalars.emplace_back(fmt::format("eval/recall@{}/mean", k), sum / evaluated);
+  }
+  const double now =
+      std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+  // A run of its own (RUN/tensorboard/eval): TensorBoard drops an accumulator's later steps
+  // when steps go back, as they do when an earlier checkpoint is evaluated after training.
+  const auto dir = run_dir / "tensorboard" / "eval";
+  EventWriter(dir).scalars(report.source.step, now, scalars);
+  spdlog::info("eval: wrote step {} recall to {}", report.source.step, dir.string());
 }
 
 nlohmann::ordered_json history_line(const fs::path& report_path,

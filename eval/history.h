@@ -38,4 +38,13 @@ nlohmann::ordered_json history_line(const std::filesystem::path& report_path,
 void append_history(const std::filesystem::path& history, const std::filesystem::path& report_path,
                     const std::vector<std::pair<std::string, Report>>& columns);
 
+// The run folder of a checkpoint in RUN/checkpoints/, "" for a checkpoint elsewhere.
+std::filesystem::path run_of_checkpoint(const std::filesystem::path& checkpoint);
+
+// Writes the evaluated encoder's recall@k to RUN/tensorboard/eval (a TensorBoard run beside the
+// trainer's RUN/tensorboard) as scalars of the checkpoint's step: "eval/recall@K/ROW" for every evaluated row
+// (modalities, cross-modal pairs "a->b") and "eval/recall@K/mean" over the evaluated
+// modalities; absent rows are left out, never written as 0. Throws m3ret::Error naming the file.
+void append_tensorboard(const std::filesystem::path& run_dir, const Report& report);
+
 }  // namespace m3ret::eval

@@ -145,6 +145,11 @@ void report(const EvalArgs& a, const Columns& files, const eval::EvalConfig& ecf
   if (history.empty() && !a.checkpoint.empty())
     history = eval::history_of_checkpoint(columns.front().second.source.checkpoint);
   if (!history.empty() && !a.no_history) eval::append_history(history, out, columns);
+  // A checkpoint's recall also goes to its run's TensorBoard folder, beside the training scalars.
+  const auto run = a.checkpoint.empty()
+                       ? stdfs::path()
+                       : eval::run_of_checkpoint(columns.front().second.source.checkpoint);
+  if (!run.empty() && !a.no_history) eval::append_tensorboard(run, columns.front().second);
 }
 
 // `m3ret eval`: the embeddings (given, or made from a checkpoint on every

@@ -26,7 +26,7 @@
 #include "trainer/device.h"
 #include "trainer/grad_sync.h"
 #include "trainer/schedule.h"
-#include "trainer/tensorboard.h"
+#include "core/tensorboard.h"
 
 namespace m3ret::trainer {
 

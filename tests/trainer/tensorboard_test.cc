@@ -9,7 +9,7 @@
 #include "core/fs.h"
 #include "core/utc.h"
 #include "test_util.h"
-#include "trainer/tensorboard.h"
+#include "core/tensorboard.h"
 #include "trainer/tensorboard_reader.h"
 
 namespace m3ret::trainer {

@@ -238,6 +238,32 @@ TEST_F(TrainCli, TensorBoardReadsTheTrainingScalarsAndMetricsHaveTimestamps) {
     EXPECT_FLOAT_EQ(got["loss/loss"][i][1].get<float>(), lines[i]["loss"].get<float>());
     EXPECT_FLOAT_EQ(got["train/lr"][i][1].get<float>(), lines[i]["lr"].get<float>());
   }
+  // Evaluating the checkpoint adds its recall@k at its step, as the report has it.
+  const auto report = dir_ / "report.json";
+  ASSERT_EQ(exit_code(spawn({testing::m3ret_binary().string(), "eval", "--checkpoint", run.string(),
+                             "--shards", (dir_ / "shards").string(), "--out", report.string(),
+                             "--set", "eval.split=\"\"", "--set", "eval.ks=[1, 5]"},
+                            dir_ / "eval.log")),
+            0)
+      << fs::read_file(dir_ / "eval.log");
+  got = read_with_tensorboard(run / "tensorboard" / "eval", &why);
+  ASSERT_FALSE(got.is_null() || got.contains("error")) << why;
+  const auto r = nlohmann::json::parse(fs::read_file(report));
+  const auto& rows = r["encoders"].begin().value();
+  double sum = 0;
+  for (const char* m : {"xray", "endoscopy"}) {
+    const std::string tag = std::string("eval/recall@1/") + m;
+    ASSERT_TRUE(got.contains(tag)) << tag << " in " << got.dump();
+    ASSERT_EQ(got[tag].size(), 1u) << tag;
+    EXPECT_EQ(got[tag][0][0].get<int64_t>(), 3);
+    const double want = rows["per_modality"][m]["recall@1"].get<double>();
+    EXPECT_FLOAT_EQ(got[tag][0][1].get<float>(), static_cast<float>(want)) << tag;
+    sum += want;
+  }
+  EXPECT_FLOAT_EQ(got["eval/recall@1/mean"][0][1].get<float>(), static_cast<float>(sum / 2));
+  EXPECT_TRUE(got.contains("eval/recall@5/xray->endoscopy")) << got.dump();
+  got = read_with_tensorboard(run / "tensorboard", &why);  // the training run is unchanged
+  EXPECT_EQ(got["loss/loss"].size(), 3u) << got.dump();
 }
 }  // namespace
 }  // namespace m3ret::trainer

@@ -13,7 +13,7 @@
 #include <utility>
 #include <vector>
 
-namespace m3ret::trainer {
+namespace m3ret {
 
 // CRC-32C (Castagnoli) of the bytes, and TFRecord's masked form of it.
 uint32_t crc32c(const void* data, size_t size);
@@ -36,4 +36,4 @@ class EventWriter {
   std::ofstream out_;
 };
 
-}  // namespace m3ret::trainer
+}  // namespace m3ret

@@ -1,4 +1,4 @@
-#include "trainer/tensorboard.h"
+#include "core/tensorboard.h"
 
 #include <unistd.h>
 
@@ -10,7 +10,7 @@
 
 #include "core/error.h"
 
-namespace m3ret::trainer {
+namespace m3ret {
 
 namespace {
 
@@ -103,4 +103,4 @@ void EventWriter::record(const std::string& data) {
   if (!out_) throw Error(fmt::format("cannot write {}", path_.string()));
 }
 
-}  // namespace m3ret::trainer
+}  // namespace m3ret
