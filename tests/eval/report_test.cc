@@ -34,7 +34,8 @@ Report make_report(double scale) {
   r.split = "test";
   r.relevance = "shared-label";
   r.samples = 120;
-  r.source = {"/runs/demo/checkpoints/step-000000200", 200, false};
+  r.source.checkpoint = "/runs/demo/checkpoints/step-000000200";
+  r.source.step = 200;
   r.per_modality.push_back({"xray", "xray", make_metrics(40, 0.5 * scale, 0.75 * scale, 0.9 * scale, 0.4)});
   r.per_modality.push_back({"mri", "mri", make_metrics(20, 0.25 * scale, 0.5, 0.625, 0.2)});
   r.cross_modal.push_back({"ct", "mri", make_metrics(10, 0.125, 0.25, 0.5 * scale, 0.1)});

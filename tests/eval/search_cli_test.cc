@@ -36,7 +36,7 @@ class SearchCli : public ::testing::Test {
         " --set train.checkpoint_every=2 --set train.global_batch_size=4"
         " --set 'train.modalities=[\"xray\", \"ct\"]'";  // endoscopy: evaluated, never trained on
     const std::string d = dir_->path().string();
-    for (const std::string step :
+    for (const std::string& step :
          {" synth --out " + d + "/data", " shard --manifest " + d + "/data/manifest.csv --out " + d + "/shards",
           " train --shards " + d + "/shards --run-dir " + d + "/run"}) {
       std::string out;

@@ -98,11 +98,15 @@ TEST(ShardVideos, StoreAllFramesAndReadClipsThatMatchTheReader) {
     h5::write_int_attr(f.get(), "format_version", {2}, old);
   }
   comm.barrier();
-  if (comm.rank() == 0) EXPECT_THROW(ShardSet::open(out), Error);
+  if (comm.rank() == 0) {
+    EXPECT_THROW(ShardSet::open(out), Error);
+  }
   ShardSummary again = shard_dataset(manifest, out, cfg, clip_preprocess(), comm);
   EXPECT_EQ(again.written, 1);
   EXPECT_EQ(again.skipped, 1);
-  if (comm.rank() == 0) EXPECT_EQ(ShardSet::open(out)->info("endoscopy").count, 3);
+  if (comm.rank() == 0) {
+    EXPECT_EQ(ShardSet::open(out)->info("endoscopy").count, 3);
+  }
   comm.barrier();
 }
 
