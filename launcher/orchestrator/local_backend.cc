@@ -47,10 +47,15 @@ std::string job_wrapper_script(const std::string& command, const fs::path& job_d
       "echo {1} > \"$M3RET_JOB_DIR/backend_id.tmp\" && mv \"$M3RET_JOB_DIR/backend_id.tmp\" \"$M3RET_JOB_DIR/backend_id\"\n"
       // the shell survives USR1; its children (mpiexec, ranks) get it
       "printf '%s\\n' 'trap : USR1' {2} > \"$M3RET_JOB_DIR/command.sh\"\n"
+      // the traps are set before the command starts: a signal that arrives before it has
+      // started is held and forwarded once it has (never the shell's default, death)
+      "child= pending=\n"
+      "forward() {{ if [ -n \"$child\" ]; then kill -$1 -$child 2>/dev/null; else pending=$1; fi; }}\n"
+      "trap 'forward USR1' USR1\n"
+      "trap 'forward TERM' TERM INT\n"
       "setsid /bin/sh \"$M3RET_JOB_DIR/command.sh\" >> \"$M3RET_JOB_DIR/log\" 2>&1 < /dev/null &\n"
       "child=$!\n"
-      "trap 'kill -USR1 -$child 2>/dev/null' USR1\n"
-      "trap 'kill -TERM -$child 2>/dev/null' TERM INT\n"
+      "if [ -n \"$pending\" ]; then kill -$pending -$child 2>/dev/null || kill -$pending $child; fi\n"
       "while :; do wait $child; rc=$?; kill -0 $child 2>/dev/null || break; done\n"
       "echo $rc > \"$M3RET_JOB_DIR/exit_code.tmp\" && mv \"$M3RET_JOB_DIR/exit_code.tmp\" \"$M3RET_JOB_DIR/exit_code\"\n"
       "exit $rc\n",

@@ -982,8 +982,7 @@ TEST(LocalBackend, CancelEndsTheWholeJobAndUsr1ReachesIt) {
                              dir / "u", {}, 1});
   for (int i = 0; i < 1000 && !fs::exists(ready); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
   ASSERT_TRUE(fs::exists(ready));
-  std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  ::kill(std::stoi(u), SIGUSR1);
+  ::kill(std::stoi(u), SIGUSR1);  // the wrapper's traps were set before the command started
   auto ou = wait_for(*b, u, dir / "u");
   EXPECT_EQ(ou.exit_code, 75);
 }
