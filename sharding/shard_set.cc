@@ -55,6 +55,23 @@ data::Sample ShardSet::read(const std::string& modality, int64_t index) const {
 
 namespace {
 
+// Integers of index.json are read as int64; a number beyond that range (a float such as 1e64)
+// would be undefined behaviour to convert, so it is refused first, naming the file.
+void refuse_numbers_beyond_int64(const nlohmann::json& j, const std::filesystem::path& path) {
+  if (j.is_number_float()) {
+    const double v = j.get<double>();
+    if (!(v > -9.2e18 && v < 9.2e18)) {
+      throw Error(fmt::format("{}: number {} is out of range", path.string(), v));
+    }
+  } else if (j.is_structured()) {
+    for (const auto& item : j) refuse_numbers_beyond_int64(item, path);
+  }
+}
+
+}  // namespace
+
+namespace {
+
 struct Shard {
   std::filesystem::path path;
   int64_t begin = 0;  // first index (within the modality) held by this shard
@@ -147,6 +164,7 @@ Hdf5ShardSet::Hdf5ShardSet(const std::filesystem::path& dir) : dir_(dir) {
   } catch (const nlohmann::json::exception& e) {
     throw Error(fmt::format("{}: invalid JSON: {}", index_path.string(), e.what()));
   }
+  refuse_numbers_beyond_int64(j, index_path);
   try {
     if (j.value("format", "") != kIndexFormat) {
       throw Error(fmt::format("{}: format is '{}', expected '{}'", index_path.string(),

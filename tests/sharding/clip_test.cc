@@ -181,6 +181,16 @@ TEST(ShardFormat, OlderShardsAndIndexesAreRefusedNamingTheFileAndTheCommand) {
     EXPECT_THAT(e.what(), ::testing::HasSubstr((dir / "index.json").string() + ": written by an older m3ret"));
     EXPECT_THAT(e.what(), ::testing::HasSubstr("m3ret shard"));
   }
+  // A count far beyond int64 (found by fuzz_shard_index: converting it was undefined behaviour).
+  index["format_version"] = kIndexFormatVersion;
+  index["modalities"]["endoscopy"]["count"] = 1.66667e64;
+  fs::write_atomic(dir / "index.json", index.dump());
+  try {
+    ShardSet::open(dir.path());
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_THAT(e.what(), ::testing::HasSubstr((dir / "index.json").string() + ": number 1.66667e+64 is out of range"));
+  }
 }
 
 TEST(ShardWriter, RefusesSamplesWithFewerFramesThanTheClip) {
