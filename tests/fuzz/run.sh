@@ -4,6 +4,7 @@
 #   bash tests/fuzz/run.sh BUILD_FUZZ_DIR [SECONDS] [NAME ...]
 # A crash, leak, timeout (10 s per input) or out-of-memory (2 GB) fails the run; the input is
 # kept as BUILD_FUZZ_DIR/fuzz-artifacts/<name>/crash-* (reproduce: fuzz_<name> THAT_FILE).
+# The random seed is M3RET_FUZZ_SEED (default 1), so that a run repeats; set another to explore.
 set -euo pipefail
 build=${1:?usage: run.sh BUILD_FUZZ_DIR [SECONDS] [NAME ...]}; shift
 seconds=${1:-30}; shift || true
@@ -23,7 +24,7 @@ for name in "${names[@]}"; do
   work="$build/fuzz-corpus/$name" artifacts="$build/fuzz-artifacts/$name"
   mkdir -p "$work" "$artifacts"
   log="$build/fuzz-artifacts/$name.log"
-  if "$bin" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
+  if "$bin" -seed="${M3RET_FUZZ_SEED:-1}" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
        -artifact_prefix="$artifacts/" "$work" "$here/corpus/$name" > "$log" 2>&1; then
     echo "fuzz_$name: clean for ${seconds} s ($(grep -m1 -oE 'stat::number_of_executed_units: *[0-9]+' "$log" | grep -oE '[0-9]+$') inputs, corpus $(ls "$work" | wc -l) files)"
   else
