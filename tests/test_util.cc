@@ -59,6 +59,12 @@ int run_command(const std::string& cmd, std::string* output) {
   return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
+int run_command_outside_mpi(const std::string& cmd, std::string* output) {
+  return run_command(
+      "for v in $(env | grep -oE '^(OMPI|PMIX|PMI)_[A-Za-z0-9_]*'); do unset $v; done; " + cmd,
+      output);
+}
+
 std::string python_with(const std::string& modules) {
   std::vector<std::string> candidates;
   if (const char* env = std::getenv("M3RET_PYTHON")) candidates.emplace_back(env);

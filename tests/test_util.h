@@ -33,4 +33,9 @@ std::string python_with(const std::string& modules);
 // Runs a shell command, returns its exit status; output goes to `log` if given.
 int run_command(const std::string& cmd, std::string* output = nullptr);
 
+// run_command without this process's Open MPI and PMIx variables (OMPI_*,
+// PMIX_*, PMI_*): a test binary may be an MPI singleton, and those variables
+// must not reach a child mpiexec or m3ret, which would join this process's job.
+int run_command_outside_mpi(const std::string& cmd, std::string* output = nullptr);
+
 }  // namespace m3ret::testing
