@@ -88,10 +88,11 @@ int main(int argc, char** argv) {
   }
   const double ms = median(t_sync), mp = median(t_plain), mpc = median(t_chunks);
   if (rt.rank() == 0)
-    std::printf("ranks %d preset %s params %lld bytes %.0f buckets %zu | plain MPI_Allreduce %.4f s "
-                "%.2f GB/s | plain, bucket-sized pieces %.4f s %.2f GB/s | GradientReducer %.4f s "
-                "%.2f GB/s | ratio %.3f (to pieces %.3f)\n",
-                comm.size(), preset.c_str(), (long long)numel, bytes, reducer.bucket_count(), mp,
-                bytes / mp / 1e9, mpc, bytes / mpc / 1e9, ms, bytes / ms / 1e9, mp / ms, mpc / ms);
+    std::printf(
+        "ranks %d preset %s params %lld bytes %.0f buckets %zu | plain MPI_Allreduce %.4f s "
+        "%.2f GB/s | plain, bucket-sized pieces %.4f s %.2f GB/s | GradientReducer %.4f s "
+        "%.2f GB/s | ratio %.3f (to pieces %.3f)\n",
+        comm.size(), preset.c_str(), (long long)numel, bytes, reducer.bucket_count(), mp,
+        bytes / mp / 1e9, mpc, bytes / mpc / 1e9, ms, bytes / ms / 1e9, mp / ms, mpc / ms);
   return 0;
 }

@@ -201,9 +201,12 @@ int main(int argc, char** argv) {
   int64_t patients = 4;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string a = argv[i];
-    if (a == "--dir") dir = argv[i + 1];
-    else if (a == "--seconds") seconds = std::atof(argv[i + 1]);
-    else if (a == "--patients") patients = std::atoll(argv[i + 1]);
+    if (a == "--dir")
+      dir = argv[i + 1];
+    else if (a == "--seconds")
+      seconds = std::atof(argv[i + 1]);
+    else if (a == "--patients")
+      patients = std::atoll(argv[i + 1]);
     else {
       std::fprintf(stderr, "usage: bench_data [--dir DIR] [--seconds S] [--patients N]\n");
       return 2;
@@ -224,26 +227,34 @@ int main(int argc, char** argv) {
   }
 
   const data::PreprocessConfig pp;  // defaults: S = 64, F = 8, V = 64, D = 16
-  std::printf("| modality | reader | files | m3ret samples/s | m3ret decode step, files/s | "
-              "library decode only, files/s | m3ret / library |\n");
+  std::printf(
+      "| modality | reader | files | m3ret samples/s | m3ret decode step, files/s | "
+      "library decode only, files/s | m3ret / library |\n");
   std::printf("|---|---|---|---|---|---|---|\n");
   for (const auto& [modality, list] : by_modality) {
     const int64_t n = static_cast<int64_t>(list.size());
-    const double ours = rate(n, seconds, [&](int64_t i) { data::read_sample(list[i], list[i].path.parent_path(), pp); });
+    const double ours = rate(
+        n, seconds, [&](int64_t i) { data::read_sample(list[i], list[i].path.parent_path(), pp); });
     const bool is_video = data::video::is_video_path(list[0].path);
     const double lib = rate(n, seconds, [&](int64_t i) {
-      if (is_video) av_decode(list[i].path);
-      else itk_decode(list[i].path);
+      if (is_video)
+        av_decode(list[i].path);
+      else
+        itk_decode(list[i].path);
     });
     std::string decode_step = "-";  // video: decoding is not separable from sampling
     if (!is_video) {
-      decode_step = std::to_string(rate(n, seconds, [&](int64_t i) { data::itkio::read(list[i].path); }));
+      decode_step =
+          std::to_string(rate(n, seconds, [&](int64_t i) { data::itkio::read(list[i].path); }));
       decode_step = decode_step.substr(0, decode_step.find('.') + 2);
     }
     const std::string ext = list[0].path.extension().string();
-    const char* reader = is_video ? "FFmpeg (libavcodec)" : ext == ".dcm" ? "ITK + GDCM" : ext == ".png" ? "ITK PNG" : "ITK NIfTI";
-    std::printf("| %s | %s %s | %lld | %.1f | %s | %.1f | %.2f |\n", modality.c_str(), reader, ext.c_str(),
-                static_cast<long long>(n), ours, decode_step.c_str(), lib, ours / lib);
+    const char* reader = is_video        ? "FFmpeg (libavcodec)"
+                         : ext == ".dcm" ? "ITK + GDCM"
+                         : ext == ".png" ? "ITK PNG"
+                                         : "ITK NIfTI";
+    std::printf("| %s | %s %s | %lld | %.1f | %s | %.1f | %.2f |\n", modality.c_str(), reader,
+                ext.c_str(), static_cast<long long>(n), ours, decode_step.c_str(), lib, ours / lib);
     std::fflush(stdout);
   }
   return 0;

@@ -59,8 +59,7 @@ int main(int argc, char** argv) {
         samples += b.B;
         bytes += double(b.pixels.size());
       }
-      const double s =
-          std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       std::printf("workers %lld batch %lld steps %lld: %.1f samples/s, %.1f MB/s, %.3f s\n",
                   static_cast<long long>(w), static_cast<long long>(batch),
                   static_cast<long long>(steps), double(samples) / s, bytes / s / 1e6, s);

@@ -70,9 +70,10 @@ int main(int argc, char** argv) {
           std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       std::string mix;
       for (auto& [m, n] : per_modality) mix += " " + m + "=" + std::to_string(n);
-      std::printf("workers %lld objective %s batch %lld steps %lld: %.1f samples/s, %.3f s (batches:%s)\n",
-                  static_cast<long long>(w), objective.c_str(), static_cast<long long>(batch),
-                  static_cast<long long>(steps), double(samples) / sec, sec, mix.c_str());
+      std::printf(
+          "workers %lld objective %s batch %lld steps %lld: %.1f samples/s, %.3f s (batches:%s)\n",
+          static_cast<long long>(w), objective.c_str(), static_cast<long long>(batch),
+          static_cast<long long>(steps), double(samples) / sec, sec, mix.c_str());
     }
   } catch (const std::exception& e) {
     std::fprintf(stderr, "%s\n", e.what());

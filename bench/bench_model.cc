@@ -54,10 +54,14 @@ int main(int argc, char** argv) {
   int threads = 2, iters = 5;
   std::string python = "/usr/bin/python3", only;
   for (int i = 1; i + 1 < argc; i += 2) {
-    if (!std::strcmp(argv[i], "--threads")) threads = std::atoi(argv[i + 1]);
-    else if (!std::strcmp(argv[i], "--iters")) iters = std::atoi(argv[i + 1]);
-    else if (!std::strcmp(argv[i], "--python")) python = argv[i + 1];
-    else if (!std::strcmp(argv[i], "--cases")) only = argv[i + 1];
+    if (!std::strcmp(argv[i], "--threads"))
+      threads = std::atoi(argv[i + 1]);
+    else if (!std::strcmp(argv[i], "--iters"))
+      iters = std::atoi(argv[i + 1]);
+    else if (!std::strcmp(argv[i], "--python"))
+      python = argv[i + 1];
+    else if (!std::strcmp(argv[i], "--cases"))
+      only = argv[i + 1];
     else {
       std::fprintf(stderr, "unknown option %s\n", argv[i]);
       return 2;
@@ -68,10 +72,14 @@ int main(int argc, char** argv) {
   const auto src = std::filesystem::path(M3RET_SOURCE_DIR);
   const auto tmp = std::filesystem::temp_directory_path() / fmt::format("bench_model_{}", getpid());
   std::filesystem::create_directories(tmp);
-  const Case cases[] = {{"tiny", 8, 1, 64},   {"tiny", 2, 16, 64}, {"small", 4, 1, 224},
-                        {"base", 2, 1, 224},  {"base", 1, 16, 224}};
-  std::printf("| preset | input B x T x H x W | tokens (visible) | m3ret ms/step | PyTorch ms/step "
-              "| m3ret / PyTorch |\n|---|---|---|---|---|---|\n");
+  const Case cases[] = {{"tiny", 8, 1, 64},
+                        {"tiny", 2, 16, 64},
+                        {"small", 4, 1, 224},
+                        {"base", 2, 1, 224},
+                        {"base", 1, 16, 224}};
+  std::printf(
+      "| preset | input B x T x H x W | tokens (visible) | m3ret ms/step | PyTorch ms/step "
+      "| m3ret / PyTorch |\n|---|---|---|---|---|---|\n");
   for (const auto& c : cases) {
     if (!only.empty() && only.find(c.preset) == std::string::npos) continue;
     torch::manual_seed(0);
@@ -86,14 +94,16 @@ int main(int argc, char** argv) {
     const Grid grid = enc.grid_of(prepared);
     std::vector<uint64_t> seeds;
     for (int64_t b = 0; b < c.batch; ++b) seeds.push_back(100 + b);
-    auto mask = random_tube_mask(grid, grid.t == 1 ? mae.mask_ratio_image : mae.mask_ratio_video, seeds);
+    auto mask =
+        random_tube_mask(grid, grid.t == 1 ? mae.mask_ratio_image : mae.mask_ratio_video, seeds);
     auto params = enc.parameters();
     for (auto& p : dec.parameters()) params.push_back(p);
     auto step = [&] {
       for (auto& p : params) p.mutable_grad() = torch::Tensor();
       auto pre = enc.prepare(x);
       auto pred = dec.forward(enc.forward_visible(pre, mask.keep), mask.keep, grid);
-      auto loss = mae_loss(pred, patchify(pre, spec.tube_t, spec.patch_h, spec.patch_w), mask.mask, true);
+      auto loss =
+          mae_loss(pred, patchify(pre, spec.tube_t, spec.patch_h, spec.patch_w), mask.mask, true);
       loss.backward();
     };
     for (int i = 0; i < 2; ++i) step();
@@ -106,18 +116,22 @@ int main(int argc, char** argv) {
     const double ours = median(ms);
 
     NamedTensors weights = encoder_tensors(enc);
-    for (const auto& p : dec.named_parameters()) weights.emplace_back("decoder." + p.key(), p.value());
-    write_safetensors(tmp / "w.safetensors", weights,
-                      {{"heads", std::to_string(spec.heads)}, {"depth", std::to_string(spec.depth)},
-                       {"tubelet", fmt::format("[{}, {}, {}]", spec.tube_t, spec.patch_h, spec.patch_w)},
-                       {"decoder_heads", std::to_string(mae.decoder_heads)},
-                       {"decoder_depth", std::to_string(mae.decoder_depth)},
-                       {"eps", "0.05"}, {"gamma", "1"}});
+    for (const auto& p : dec.named_parameters())
+      weights.emplace_back("decoder." + p.key(), p.value());
+    write_safetensors(
+        tmp / "w.safetensors", weights,
+        {{"heads", std::to_string(spec.heads)},
+         {"depth", std::to_string(spec.depth)},
+         {"tubelet", fmt::format("[{}, {}, {}]", spec.tube_t, spec.patch_h, spec.patch_w)},
+         {"decoder_heads", std::to_string(mae.decoder_heads)},
+         {"decoder_depth", std::to_string(mae.decoder_depth)},
+         {"eps", "0.05"},
+         {"gamma", "1"}});
     write_safetensors(tmp / "in.safetensors", {{"x", x}, {"keep", mask.keep}});
-    const auto cmd = fmt::format("{} {} {} {} {} {} {}", python,
-                                 (src / "bench" / "bench_model_reference.py").string(),
-                                 (tmp / "w.safetensors").string(), (tmp / "in.safetensors").string(),
-                                 threads, iters, (src / "tests" / "model").string());
+    const auto cmd = fmt::format(
+        "{} {} {} {} {} {} {}", python, (src / "bench" / "bench_model_reference.py").string(),
+        (tmp / "w.safetensors").string(), (tmp / "in.safetensors").string(), threads, iters,
+        (src / "tests" / "model").string());
     FILE* pipe = popen(cmd.c_str(), "r");
     double theirs = -1;
     if (pipe) {

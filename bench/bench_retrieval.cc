@@ -141,8 +141,10 @@ void bench_exact(const Options& o, const std::vector<float>& g, const std::vecto
   for (size_t i = 0; i < re.ids.size(); ++i) same += re.ids[i] == rf.ids[i];
   std::printf("## exact top-%lld, %lld queries x %lld gallery x %lld dims\n\n", (long long)o.k,
               (long long)o.nq, (long long)o.n, (long long)o.d);
-  std::printf("| index | seconds (best of 3) | queries/s | ratio to FAISS |\n|---|---:|---:|---:|\n");
-  std::printf("| m3ret exact (LibTorch, blocked) | %.3f | %.0f | %.2fx |\n", te, o.nq / te, te / tf);
+  std::printf(
+      "| index | seconds (best of 3) | queries/s | ratio to FAISS |\n|---|---:|---:|---:|\n");
+  std::printf("| m3ret exact (LibTorch, blocked) | %.3f | %.0f | %.2fx |\n", te, o.nq / te,
+              te / tf);
   std::printf("| FAISS IndexFlatIP | %.3f | %.0f | 1.00x |\n", tf, o.nq / tf);
   std::printf("\nsame ids as FAISS: %.4f of %lld results\n\n", double(same) / re.ids.size(),
               (long long)re.ids.size());
@@ -157,21 +159,24 @@ void bench_hnsw(const Options& o, const std::vector<float>& g, const std::vector
   const Results truth = search(*exact, q, o.nq, o.k);
   const double t_exact = seconds_since(t0);
 
-  const std::string spec = "hnsw" + std::to_string(o.hnsw_m) +
-                           ",ef_construction=" + std::to_string(o.ef_construction);
+  const std::string spec =
+      "hnsw" + std::to_string(o.hnsw_m) + ",ef_construction=" + std::to_string(o.ef_construction);
   t0 = Clock::now();
   auto hnsw = make_index(spec, o.d);
   hnsw->add(o.n, g.data());
   const double build = seconds_since(t0);
   std::printf("## HNSW (IndexHNSWFlat, inner product), %lld gallery x %lld dims, top-%lld\n\n",
               (long long)o.n, (long long)o.d, (long long)o.k);
-  std::printf("M = %lld, efConstruction = %lld: built in %.1f s with %d threads (%.0f vectors/s). "
-              "Exact ground truth for %lld queries: %.2f s (%.2f ms/query, %d threads).\n\n",
-              (long long)o.hnsw_m, (long long)o.ef_construction, build, o.threads, o.n / build,
-              (long long)o.nq, t_exact, t_exact / o.nq * 1e3, o.threads);
-  std::printf("| efSearch | single query, 1 thread: mean / p50 / p99 | batch of %lld, %d threads: per query | "
-              "recall@%lld vs exact |\n|---:|---:|---:|---:|\n",
-              (long long)o.nq, o.threads, (long long)o.k);
+  std::printf(
+      "M = %lld, efConstruction = %lld: built in %.1f s with %d threads (%.0f vectors/s). "
+      "Exact ground truth for %lld queries: %.2f s (%.2f ms/query, %d threads).\n\n",
+      (long long)o.hnsw_m, (long long)o.ef_construction, build, o.threads, o.n / build,
+      (long long)o.nq, t_exact, t_exact / o.nq * 1e3, o.threads);
+  std::printf(
+      "| efSearch | single query, 1 thread: mean / p50 / p99 | batch of %lld, %d threads: per "
+      "query | "
+      "recall@%lld vs exact |\n|---:|---:|---:|---:|\n",
+      (long long)o.nq, o.threads, (long long)o.k);
   std::fflush(stdout);
   Results one{std::vector<float>(o.k), std::vector<int64_t>(o.k)};
   const int64_t nlat = std::min(o.nq, o.latency_queries);
@@ -223,11 +228,13 @@ void bench_eval(const Options& o, std::vector<float> x, int64_t n) {
   const long hwm = status_kb("VmHWM:");
   const double emb_mb = set.X.size() * 4 / 1e6;
   const double full_gb = double(set.N) * set.N * 4 / 1e9;
-  std::printf("## evaluate(): %lld queries x %lld gallery x %lld dims (leave-one-out, %d threads)\n\n",
-              (long long)set.N, (long long)set.N, (long long)o.d, o.threads);
-  std::printf("| embeddings (N x D x 4 B) | RSS before evaluate() | peak RSS (VmHWM) during evaluate() "
-              "| added by evaluate() | one full similarity matrix (N^2 x 4 B) | seconds | recall@1 |\n"
-              "|---:|---:|---:|---:|---:|---:|---:|\n");
+  std::printf(
+      "## evaluate(): %lld queries x %lld gallery x %lld dims (leave-one-out, %d threads)\n\n",
+      (long long)set.N, (long long)set.N, (long long)o.d, o.threads);
+  std::printf(
+      "| embeddings (N x D x 4 B) | RSS before evaluate() | peak RSS (VmHWM) during evaluate() "
+      "| added by evaluate() | one full similarity matrix (N^2 x 4 B) | seconds | recall@1 |\n"
+      "|---:|---:|---:|---:|---:|---:|---:|\n");
   std::printf("| %.0f MB | %.0f MB | %.0f MB%s | %.0f MB | %.1f GB | %.1f | %.3f |\n\n", emb_mb,
               rss_before / 1e3, hwm / 1e3, reset ? "" : " (VmHWM not reset: process peak)",
               (hwm - rss_before) / 1e3, full_gb, secs, r.per_modality[0].metrics.recall.at(1));
@@ -246,17 +253,28 @@ int main(int argc, char** argv) {
     }
     const std::string s = argv[i + 1];
     const int64_t v = std::atoll(s.c_str());
-    if (a == "--mode") o.mode = s;
-    else if (a == "--n") o.n = v;
-    else if (a == "--d") o.d = v;
-    else if (a == "--queries") o.nq = v;
-    else if (a == "--k") o.k = v;
-    else if (a == "--threads") o.threads = static_cast<int>(v);
-    else if (a == "--hnsw-m") o.hnsw_m = v;
-    else if (a == "--ef-construction") o.ef_construction = v;
-    else if (a == "--ef-search") o.ef_search = int_list(s);
-    else if (a == "--latency-queries") o.latency_queries = v;
-    else if (a == "--eval-n") o.eval_n = v;
+    if (a == "--mode")
+      o.mode = s;
+    else if (a == "--n")
+      o.n = v;
+    else if (a == "--d")
+      o.d = v;
+    else if (a == "--queries")
+      o.nq = v;
+    else if (a == "--k")
+      o.k = v;
+    else if (a == "--threads")
+      o.threads = static_cast<int>(v);
+    else if (a == "--hnsw-m")
+      o.hnsw_m = v;
+    else if (a == "--ef-construction")
+      o.ef_construction = v;
+    else if (a == "--ef-search")
+      o.ef_search = int_list(s);
+    else if (a == "--latency-queries")
+      o.latency_queries = v;
+    else if (a == "--eval-n")
+      o.eval_n = v;
     else {
       std::fprintf(stderr, "bench_retrieval: unknown option %s\n", a.c_str());
       return 2;

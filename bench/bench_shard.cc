@@ -27,7 +27,8 @@ int main(int argc, char** argv) {
   m3ret::log::init(rt.rank());
   if (argc < 3) {
     if (rt.rank() == 0) {
-      std::fprintf(stderr, "usage: mpiexec -n R %s MANIFEST.csv OUT_DIR [THREADS] [SAMPLES_PER_SHARD]\n",
+      std::fprintf(stderr,
+                   "usage: mpiexec -n R %s MANIFEST.csv OUT_DIR [THREADS] [SAMPLES_PER_SHARD]\n",
                    argv[0]);
     }
     return 2;
@@ -49,11 +50,11 @@ int main(int argc, char** argv) {
     }
     if (rt.rank() == 0) {
       const double rate = double(sum.rows) / seconds;
-      std::printf("ranks %d threads/rank %lld rows %lld samples %lld seconds %.2f "
-                  "rows/s %.1f rows/s/rank %.1f\n",
-                  comm.size(), static_cast<long long>(cfg.threads),
-                  static_cast<long long>(sum.rows), static_cast<long long>(sum.samples), seconds,
-                  rate, rate / comm.size());
+      std::printf(
+          "ranks %d threads/rank %lld rows %lld samples %lld seconds %.2f "
+          "rows/s %.1f rows/s/rank %.1f\n",
+          comm.size(), static_cast<long long>(cfg.threads), static_cast<long long>(sum.rows),
+          static_cast<long long>(sum.samples), seconds, rate, rate / comm.size());
     }
   } catch (const std::exception& e) {
     std::fprintf(stderr, "rank %d: %s\n", rt.rank(), e.what());

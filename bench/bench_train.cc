@@ -92,11 +92,11 @@ int main(int argc, char** argv) {
   }
   const int counted = std::max(1, steps - 2);
   if (rt.rank() == 0)
-    std::printf("ranks %d preset %s objective %s batch/rank %lld size %lld buckets %zu%s | step %.3f s "
-                "| %.2f samples/s | exposed comm %.4f s = %.2f %% of the step\n",
-                comm.size(), preset.c_str(), objective.c_str(), (long long)batch, (long long)size,
-                reducer.bucket_count(), overlap ? "" : " (reduced after backward)", total / counted,
-                double(batch * comm.size()) * counted / total, exposed / counted,
-                100 * exposed / total);
+    std::printf(
+        "ranks %d preset %s objective %s batch/rank %lld size %lld buckets %zu%s | step %.3f s "
+        "| %.2f samples/s | exposed comm %.4f s = %.2f %% of the step\n",
+        comm.size(), preset.c_str(), objective.c_str(), (long long)batch, (long long)size,
+        reducer.bucket_count(), overlap ? "" : " (reduced after backward)", total / counted,
+        double(batch * comm.size()) * counted / total, exposed / counted, 100 * exposed / total);
   return 0;
 }

@@ -12,12 +12,14 @@ using SetThreads = void (*)(int);
 using GetThreads = int (*)();
 
 SetThreads openblas_set() {
-  static const auto f = reinterpret_cast<SetThreads>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"));
+  static const auto f =
+      reinterpret_cast<SetThreads>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"));
   return f;
 }
 
 GetThreads openblas_get() {
-  static const auto f = reinterpret_cast<GetThreads>(dlsym(RTLD_DEFAULT, "openblas_get_num_threads"));
+  static const auto f =
+      reinterpret_cast<GetThreads>(dlsym(RTLD_DEFAULT, "openblas_get_num_threads"));
   return f;
 }
 

@@ -37,8 +37,8 @@ CollectiveFault::Kind parse_kind(const std::string& kind, const std::string& ori
   if (kind == "drop") return CollectiveFault::Kind::kDrop;
   if (kind == "delay") return CollectiveFault::Kind::kDelay;
   if (kind == "corrupt") return CollectiveFault::Kind::kCorrupt;
-  throw Error(fmt::format("{}: unknown collective fault '{}' (known: drop, delay, corrupt)", origin,
-                          kind));
+  throw Error(
+      fmt::format("{}: unknown collective fault '{}' (known: drop, delay, corrupt)", origin, kind));
 }
 
 }  // namespace
@@ -71,14 +71,16 @@ CollectiveFault parse_collective_fault(const std::string& spec, const std::strin
     }
   }
   if (!has_rank || !has_call || has_seconds != (f.kind == CollectiveFault::Kind::kDelay)) {
-    throw Error(fmt::format("{}: '{}' must be drop|corrupt:rank=R:call=N or "
-                            "delay:rank=R:call=N:seconds=S", origin, spec));
+    throw Error(
+        fmt::format("{}: '{}' must be drop|corrupt:rank=R:call=N or "
+                    "delay:rank=R:call=N:seconds=S",
+                    origin, spec));
   }
   return f;
 }
 
-CheckedCommunicator::CheckedCommunicator(std::unique_ptr<Communicator> inner,
-                                         CollectiveFault fault, bool verify)
+CheckedCommunicator::CheckedCommunicator(std::unique_ptr<Communicator> inner, CollectiveFault fault,
+                                         bool verify)
     : inner_(std::move(inner)), fault_(fault), verify_(verify) {
   if (fault_.kind != CollectiveFault::Kind::kNone && fault_.rank >= inner_->size()) {
     throw Error(fmt::format("collective fault on rank {}, but the job has {} rank(s)", fault_.rank,
@@ -123,8 +125,8 @@ void CheckedCommunicator::verify(Op op, const void* data, size_t bytes) {
     throw Error(fmt::format(
         "collectives out of step at {}: the ranks are at different calls (#{} to #{}: {} to {}, "
         "{} to {} bytes); a rank dropped or added a collective; this is rank {} of {} at #{} ({})",
-        context(), -v[4], v[0], op_name(-v[5]), op_name(v[1]), -v[6], v[2], rank(), size(),
-        calls_, op_name(mine[1])));
+        context(), -v[4], v[0], op_name(-v[5]), op_name(v[1]), -v[6], v[2], rank(), size(), calls_,
+        op_name(mine[1])));
   }
   if (v[3] != -v[7]) {
     throw Error(fmt::format(
@@ -189,9 +191,8 @@ std::unique_ptr<Communicator> checked_from_environment(std::unique_ptr<Communica
   const bool want_fault = fault && *fault;
   const bool want_verify = verify && *verify && std::string(verify) != "0";
   if (!want_fault && !want_verify) return inner;
-  const CollectiveFault f = want_fault
-                                ? parse_collective_fault(fault, "M3RET_COLLECTIVE_FAULT")
-                                : CollectiveFault{};
+  const CollectiveFault f =
+      want_fault ? parse_collective_fault(fault, "M3RET_COLLECTIVE_FAULT") : CollectiveFault{};
   return std::make_unique<CheckedCommunicator>(std::move(inner), f, want_verify);
 }
 

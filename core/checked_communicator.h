@@ -61,7 +61,15 @@ class CheckedCommunicator : public Communicator {
   int64_t calls() const { return calls_; }
 
  private:
-  enum class Op : int64_t { kBarrier = 1, kSumF32, kSumF64, kSumI64, kMaxI64, kBroadcast, kAllgather };
+  enum class Op : int64_t {
+    kBarrier = 1,
+    kSumF32,
+    kSumF64,
+    kSumI64,
+    kMaxI64,
+    kBroadcast,
+    kAllgather
+  };
   struct Bytes {
     void* data;
     size_t size;

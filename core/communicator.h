@@ -47,8 +47,14 @@ class Communicator {
 
   // Conveniences built on the above.
   void broadcast(std::string& s, int root);
-  int64_t sum(int64_t v) { allreduce_sum(&v, 1); return v; }
-  double sum(double v) { allreduce_sum(&v, 1); return v; }
+  int64_t sum(int64_t v) {
+    allreduce_sum(&v, 1);
+    return v;
+  }
+  double sum(double v) {
+    allreduce_sum(&v, 1);
+    return v;
+  }
   // True on every rank iff `ok` is true on every rank (a collective status).
   bool all(bool ok);
 };

@@ -69,8 +69,8 @@ ParsedValue parse_raw(const std::string& key, const std::string& raw) {
   try {
     p.holder = toml::parse("v = " + raw, std::string_view("--set"));
   } catch (const toml::parse_error& e) {
-    throw Error(fmt::format("--set {}={}: '{}' is not a TOML value ({})", key, raw, raw,
-                            e.description()));
+    throw Error(
+        fmt::format("--set {}={}: '{}' is not a TOML value ({})", key, raw, raw, e.description()));
   }
   if (p.holder.size() != 1) {  // e.g. a newline and another key after the value
     throw Error(fmt::format("--set {}={}: '{}' is more than one TOML value", key, raw, raw));
@@ -81,8 +81,8 @@ ParsedValue parse_raw(const std::string& key, const std::string& raw) {
 
 [[noreturn]] void type_error(const std::string& key, const std::string& expected,
                              const toml::node& n, const std::string& origin) {
-  throw Error(fmt::format("config key '{}' must be {}, got {} ({})", key, expected, type_name(n),
-                          origin));
+  throw Error(
+      fmt::format("config key '{}' must be {}, got {} ({})", key, expected, type_name(n), origin));
 }
 
 void check_range(const std::string& key, double v, const std::optional<Range>& r,
@@ -148,8 +148,8 @@ void Document::add_text(const std::string& text, const std::string& name) {
 void Document::add_override(const std::string& assignment) {
   auto eq = assignment.find('=');
   if (eq == std::string::npos || eq == 0) {
-    throw Error(fmt::format("--set '{}': expected KEY=VALUE, e.g. train.max_steps=100",
-                            assignment));
+    throw Error(
+        fmt::format("--set '{}': expected KEY=VALUE, e.g. train.max_steps=100", assignment));
   }
   std::string key = assignment.substr(0, eq);
   for (const auto& part : split_key(key)) {
@@ -308,8 +308,7 @@ void Binder::operator()(const std::string& key, std::string& v, const std::strin
   v = value;
 }
 
-void Binder::operator()(const std::string& key, std::vector<std::string>& v,
-                        const std::string&) {
+void Binder::operator()(const std::string& key, std::vector<std::string>& v, const std::string&) {
   with_value(doc_, full(key), [&](const toml::node& n, const std::string& origin) {
     std::vector<std::string> out;
     for (const auto& e : to_array(full(key), n, origin)) {
@@ -412,7 +411,9 @@ void Writer::put_table(const std::string& key, Writer& sub) {
 
 namespace {
 
-bool is_key_char(char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-'; }
+bool is_key_char(char c) {
+  return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-';
+}
 
 // The shortest decimal that reads back as the same double, as a TOML float.
 std::string shortest_float(double v) {
@@ -449,8 +450,8 @@ std::string with_shortest_floats(const std::string& text) {
       const std::string token = text.substr(i, j - i);
       char* end = nullptr;
       const double v = std::strtod(token.c_str(), &end);
-      const bool is_float = token.find_first_of(".eE") != std::string::npos &&
-                            end == token.c_str() + token.size();
+      const bool is_float =
+          token.find_first_of(".eE") != std::string::npos && end == token.c_str() + token.size();
       out += is_float ? shortest_float(v) : token;
       i = j;
       continue;

@@ -101,9 +101,9 @@ class Document {
 
   // --- used by the visitors below -------------------------------------
   struct Found {
-    const void* node = nullptr;         // toml::node of a file value, or
-    const std::string* raw = nullptr;   // value from an override
-    std::string origin;                 // "file.toml:3:1" or "--set"
+    const void* node = nullptr;        // toml::node of a file value, or
+    const std::string* raw = nullptr;  // value from an override
+    std::string origin;                // "file.toml:3:1" or "--set"
   };
   std::optional<Found> find(const std::string& key);
   void mark_section(const std::string& key);
@@ -159,7 +159,9 @@ class Writer {
   Writer();
   ~Writer();
   template <class T>
-  void operator()(const std::string& key, T& v, const std::string& /*help*/) { put(key, v); }
+  void operator()(const std::string& key, T& v, const std::string& /*help*/) {
+    put(key, v);
+  }
   template <class T, class C>
   void operator()(const std::string& key, T& v, const std::string& /*help*/, const C&) {
     put(key, v);
@@ -192,7 +194,9 @@ class Lister {
  public:
   explicit Lister(std::string prefix = "") : prefix_(std::move(prefix)) {}
   template <class T>
-  void operator()(const std::string& key, T& v, const std::string& help) { add(key, v, help); }
+  void operator()(const std::string& key, T& v, const std::string& help) {
+    add(key, v, help);
+  }
   template <class T, class C>
   void operator()(const std::string& key, T& v, const std::string& help, const C&) {
     add(key, v, help);

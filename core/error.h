@@ -39,8 +39,8 @@ class InputError : public Error {
 }  // namespace m3ret
 
 // Throws m3ret::Error("check failed: COND (file:line): message") when COND is false.
-#define M3RET_CHECK(cond, ...)                                                        \
-  do {                                                                                \
-    if (!(cond)) ::m3ret::throw_check_failure(#cond, __FILE__, __LINE__,              \
-                                              ::fmt::format(__VA_ARGS__));            \
+#define M3RET_CHECK(cond, ...)                                                             \
+  do {                                                                                     \
+    if (!(cond))                                                                           \
+      ::m3ret::throw_check_failure(#cond, __FILE__, __LINE__, ::fmt::format(__VA_ARGS__)); \
   } while (0)

@@ -46,7 +46,8 @@ void set_write_budget_for_testing(int64_t bytes) { g_write_budget.store(bytes); 
 
 FileWriter::FileWriter(std::filesystem::path path) : path_(std::move(path)) {
   fd_ = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd_ < 0) throw Error(fmt::format("cannot write {}: {}", path_.string(), std::strerror(errno)));
+  if (fd_ < 0)
+    throw Error(fmt::format("cannot write {}: {}", path_.string(), std::strerror(errno)));
 }
 
 FileWriter::~FileWriter() {
@@ -96,8 +97,8 @@ void commit(const std::filesystem::path& tmp, const std::filesystem::path& path)
   std::error_code ec;
   std::filesystem::rename(tmp, path, ec);
   if (ec) {
-    throw Error(fmt::format("cannot rename {} to {}: {}", tmp.string(), path.string(),
-                            ec.message()));
+    throw Error(
+        fmt::format("cannot rename {} to {}: {}", tmp.string(), path.string(), ec.message()));
   }
   if (path.has_parent_path()) fsync_path(path.parent_path());
 }

@@ -92,9 +92,9 @@ void Progress::add(int64_t n) {
   if (s_->tty) {
     if (since_last < 0.1 && !last) return;
     int width = 30;
-    int filled = s_->total > 0 ? static_cast<int>(width * std::min<int64_t>(done, s_->total) /
-                                                  s_->total)
-                               : 0;
+    int filled = s_->total > 0
+                     ? static_cast<int>(width * std::min<int64_t>(done, s_->total) / s_->total)
+                     : 0;
     std::fprintf(stderr, "\r%s [%s%s] %lld/%lld %.0fs %s\x1b[K", s_->label.c_str(),
                  std::string(filled, '#').c_str(), std::string(width - filled, '.').c_str(),
                  static_cast<long long>(done), static_cast<long long>(s_->total), elapsed,

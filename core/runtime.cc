@@ -34,9 +34,9 @@ Runtime& Runtime::init(int* argc, char*** argv) {
       throw Error("MPI_Init_thread failed");
     }
     if (provided < MPI_THREAD_MULTIPLE) {
-      throw Error(fmt::format(
-          "MPI provides thread level {} but m3ret needs MPI_THREAD_MULTIPLE ({})", provided,
-          MPI_THREAD_MULTIPLE));
+      throw Error(
+          fmt::format("MPI provides thread level {} but m3ret needs MPI_THREAD_MULTIPLE ({})",
+                      provided, MPI_THREAD_MULTIPLE));
     }
     std::atexit([] { Runtime::finalize(); });
   }

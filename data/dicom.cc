@@ -61,7 +61,8 @@ std::vector<Series> list_series(const stdfs::path& dir) {
   // GDCM scans every file of the folder and aborts on some cut files, and
   // would block on a FIFO: check first.
   std::error_code ec;
-  for (auto it = stdfs::directory_iterator(dir, ec); !ec && it != stdfs::directory_iterator(); it.increment(ec)) {
+  for (auto it = stdfs::directory_iterator(dir, ec); !ec && it != stdfs::directory_iterator();
+       it.increment(ec)) {
     const stdfs::path& entry = it->path();
     std::error_code type_ec;
     if (stdfs::is_directory(entry, type_ec)) continue;

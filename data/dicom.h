@@ -30,9 +30,9 @@ struct Header {
 Header read_header(const std::filesystem::path& file);
 
 struct Series {
-  std::string id;                           // GDCMSeriesFileNames identifier
+  std::string id;                            // GDCMSeriesFileNames identifier
   std::vector<std::filesystem::path> files;  // ordered by slice position
-  Header header;                            // of the first file
+  Header header;                             // of the first file
 };
 
 // The series of the files directly in `dir` (not recursive), largest first
@@ -49,6 +49,7 @@ std::string modality_for(const std::string& code);
 // "DIR#ID", and its inverse: true (and dir, id set) when `ref` is not an
 // existing path, contains '#', and the part before the last '#' is a folder.
 std::filesystem::path series_ref(const std::filesystem::path& dir, const std::string& id);
-bool split_series_ref(const std::filesystem::path& ref, std::filesystem::path& dir, std::string& id);
+bool split_series_ref(const std::filesystem::path& ref, std::filesystem::path& dir,
+                      std::string& id);
 
 }  // namespace m3ret::data::dicom

@@ -47,8 +47,8 @@ Volume::Pointer resample_canonical(const std::filesystem::path& path, const Volu
   const auto size = in->GetLargestPossibleRegion().GetSize();
   for (int k = 0; k < 3; ++k) {
     if (!(sp[k] > 1e-6) || !std::isfinite(sp[k]) || sp[k] > 1e4) {
-      throw InputError(path.string(), fmt::format("absurd voxel spacing {} x {} x {} mm", sp[0],
-                                                  sp[1], sp[2]));
+      throw InputError(path.string(),
+                       fmt::format("absurd voxel spacing {} x {} x {} mm", sp[0], sp[1], sp[2]));
     }
   }
   // Physical bounding box over the 8 corners of the voxel grid (voxel edges).
@@ -80,9 +80,9 @@ Volume::Pointer resample_canonical(const std::filesystem::path& path, const Volu
     out_origin[k] = centre - 0.5 * (n - 1) * spacing[k];
   }
   if (voxels > kMaxVoxels) {
-    throw InputError(path.string(), fmt::format("absurd size after resampling to {} mm: {}x{}x{}",
-                                                fmt::join(spacing, "x"), out_size[0], out_size[1],
-                                                out_size[2]));
+    throw InputError(path.string(),
+                     fmt::format("absurd size after resampling to {} mm: {}x{}x{}",
+                                 fmt::join(spacing, "x"), out_size[0], out_size[1], out_size[2]));
   }
   Volume::DirectionType identity;
   identity.SetIdentity();

@@ -36,14 +36,15 @@ itkio::Decoded read_2d(const stdfs::path& path, const std::string& modality, int
     lo = std::min(lo, mm[0]);
     hi = std::max(hi, mm[1]);
   }
-  if (!(hi > lo)) throw InputError(path.string(), fmt::format("constant image (all values {})", lo));
+  if (!(hi > lo))
+    throw InputError(path.string(), fmt::format("constant image (all values {})", lo));
   range = d.eight_bit ? std::array<double, 2>{0.0, 255.0} : std::array<double, 2>{lo, hi};
   return d;
 }
 
 // The 3 channels of a 2D image (grey replicated), fitted into S x S: [3][S][S].
-std::vector<uint8_t> rgb_planes(const itkio::Decoded& d, const std::array<double, 2>& range, int64_t S,
-                                bool crop) {
+std::vector<uint8_t> rgb_planes(const itkio::Decoded& d, const std::array<double, 2>& range,
+                                int64_t S, bool crop) {
   std::vector<uint8_t> planes;
   for (size_t c = 0; c < 3; ++c) {
     const auto& ch = d.channels[d.channels.size() == 3 ? c : 0];
@@ -60,14 +61,16 @@ void check_dicom_modality(const stdfs::path& path, const std::string& dicom_code
   if (dicom_code.empty() || modality == "other") return;
   const std::string says = dicom::modality_for(dicom_code);
   if (!says.empty() && says != modality) {
-    throw InputError(path.string(), fmt::format("mislabelled: DICOM Modality '{}' is {}, the manifest says {}",
-                                                dicom_code, says, modality));
+    throw InputError(path.string(),
+                     fmt::format("mislabelled: DICOM Modality '{}' is {}, the manifest says {}",
+                                 dicom_code, says, modality));
   }
 }
 
 void grey_image(const stdfs::path& path, const PreprocessConfig& cfg, Sample& s) {
   if (video::is_video_path(path)) {
-    throw InputError(path.string(), fmt::format("a video where a 2D {} image is expected", s.modality));
+    throw InputError(path.string(),
+                     fmt::format("a video where a 2D {} image is expected", s.modality));
   }
   std::array<double, 2> range{};
   itkio::Decoded d = read_2d(path, s.modality, cfg.max_input_pixels, range);
@@ -108,8 +111,8 @@ void endoscopy(const stdfs::path& path, const PreprocessConfig& cfg, Sample& s) 
     s.pixels = video::read(path, F, S, crop, {cfg.max_input_pixels, cfg.max_video_frames});
     if (!cfg.stored_video) {  // the centre clip of the stored frames
       std::vector<uint8_t> clip(static_cast<size_t>(3 * T * S * S));
-      copy_clip(s.pixels.data(), 3, F, S * S,
-                centre_clip_start(F, T, cfg.video_frame_stride), T, cfg.video_frame_stride, clip.data());
+      copy_clip(s.pixels.data(), 3, F, S * S, centre_clip_start(F, T, cfg.video_frame_stride), T,
+                cfg.video_frame_stride, clip.data());
       s.pixels = std::move(clip);
     }
   } else {
@@ -126,7 +129,8 @@ void endoscopy(const stdfs::path& path, const PreprocessConfig& cfg, Sample& s) 
     }
   }
   const auto [lo, hi] = std::minmax_element(s.pixels.begin(), s.pixels.end());
-  if (*lo == *hi) throw InputError(path.string(), fmt::format("constant frames (all values {})", *lo));
+  if (*lo == *hi)
+    throw InputError(path.string(), fmt::format("constant frames (all values {})", *lo));
   s.C = 3, s.T = T, s.H = S, s.W = S;
 }
 

@@ -43,18 +43,21 @@ ImportResult chestxray14(const ImportOptions& opts) {
   const stdfs::path entries =
       find_first(opts.root, {"Data_Entry_2017.csv", "Data_Entry_2017_v2020.csv"});
   if (entries.empty()) {
-    throw Error(fmt::format("import chestxray14: Data_Entry_2017.csv (or Data_Entry_2017_v2020.csv) "
-                            "not found in {}",
-                            opts.root.string()));
+    throw Error(
+        fmt::format("import chestxray14: Data_Entry_2017.csv (or Data_Entry_2017_v2020.csv) "
+                    "not found in {}",
+                    opts.root.string()));
   }
   const auto records = csv::parse(fs::read_file(entries), entries.string());
   if (records.empty()) throw Error(fmt::format("{}:1: empty file", entries.string()));
   const auto& header = records.front().fields;
   auto column = [&](const std::string& name) {
-    auto it = std::find_if(header.begin(), header.end(), [&](const std::string& h) { return trim(h) == name; });
+    auto it = std::find_if(header.begin(), header.end(),
+                           [&](const std::string& h) { return trim(h) == name; });
     if (it == header.end()) {
-      throw Error(fmt::format("{}:1: no column '{}' (expected Image Index, Finding Labels, Patient ID)",
-                              entries.string(), name));
+      throw Error(
+          fmt::format("{}:1: no column '{}' (expected Image Index, Finding Labels, Patient ID)",
+                      entries.string(), name));
     }
     return static_cast<size_t>(it - header.begin());
   };
@@ -65,7 +68,8 @@ ImportResult chestxray14(const ImportOptions& opts) {
   // Image files by name, wherever they are under the root (images_001/images/...).
   std::map<std::string, stdfs::path> images;
   for (const auto& f : files_under(opts.root, out.skipped)) {
-    if (lower_name(f).size() > 4 && lower_name(f).compare(lower_name(f).size() - 4, 4, ".png") == 0) {
+    if (lower_name(f).size() > 4 &&
+        lower_name(f).compare(lower_name(f).size() - 4, 4, ".png") == 0) {
       images.emplace(f.filename().string(), f);
     }
   }
@@ -83,8 +87,8 @@ ImportResult chestxray14(const ImportOptions& opts) {
     const std::string name = trim(f[c_image]);
     auto it = images.find(name);
     if (it == images.end()) {
-      out.skipped.push_back(fmt::format("{}: listed in {} line {} but not found under the root", name,
-                                        entries.filename().string(), records[r].line));
+      out.skipped.push_back(fmt::format("{}: listed in {} line {} but not found under the root",
+                                        name, entries.filename().string(), records[r].line));
       continue;
     }
     ManifestRow row;

@@ -26,17 +26,21 @@ namespace stdfs = std::filesystem;
 
 namespace {
 
-const std::vector<std::string> kObservations = {
-    "No Finding",   "Enlarged Cardiomediastinum", "Cardiomegaly", "Lung Opacity",     "Lung Lesion",
-    "Edema",        "Consolidation",              "Pneumonia",    "Atelectasis",      "Pneumothorax",
-    "Pleural Effusion", "Pleural Other",          "Fracture",     "Support Devices"};
+const std::vector<std::string> kObservations = {"No Finding",       "Enlarged Cardiomediastinum",
+                                                "Cardiomegaly",     "Lung Opacity",
+                                                "Lung Lesion",      "Edema",
+                                                "Consolidation",    "Pneumonia",
+                                                "Atelectasis",      "Pneumothorax",
+                                                "Pleural Effusion", "Pleural Other",
+                                                "Fracture",         "Support Devices"};
 
 // The observation columns of a CheXpert-labelled table, and how to read them.
 struct Observations {
   std::vector<size_t> columns;  // parallel to kObservations
   bool uncertain_positive = false;
 
-  Observations(const Table& t, const ImportOptions& opts) : uncertain_positive(opts.options.at("uncertain") == "positive") {
+  Observations(const Table& t, const ImportOptions& opts)
+      : uncertain_positive(opts.options.at("uncertain") == "positive") {
     for (const auto& name : kObservations) columns.push_back(t.column(name));
   }
 
@@ -49,8 +53,8 @@ struct Observations {
       if (v == "1.0" || v == "1" || ((v == "-1.0" || v == "-1") && uncertain_positive)) {
         out.push_back(kObservations[i]);
       } else if (v != "0.0" && v != "0" && v != "-1.0" && v != "-1" && !v.empty()) {
-        throw Error(fmt::format("{}:{}: column '{}': value '{}' is not 1.0, 0.0, -1.0 or empty", t.name,
-                                t.records[r].line, kObservations[i], v));
+        throw Error(fmt::format("{}:{}: column '{}': value '{}' is not 1.0, 0.0, -1.0 or empty",
+                                t.name, t.records[r].line, kObservations[i], v));
       }
     }
     return out;
@@ -62,9 +66,10 @@ stdfs::path chexpert_dir(const stdfs::path& root) {
   for (const char* sub : {"", "CheXpert-v1.0-small", "CheXpert-v1.0"}) {
     if (stdfs::exists(root / sub / "train.csv")) return root / sub;
   }
-  throw Error(fmt::format("import chexpert: train.csv not found in {} (nor in CheXpert-v1.0-small/ or "
-                          "CheXpert-v1.0/ below it)",
-                          root.string()));
+  throw Error(
+      fmt::format("import chexpert: train.csv not found in {} (nor in CheXpert-v1.0-small/ or "
+                  "CheXpert-v1.0/ below it)",
+                  root.string()));
 }
 
 // The rows of CheXpert's train.csv or valid.csv (`csv` in `dir`), all in `split`.
@@ -88,16 +93,19 @@ void add_chexpert_csv(const stdfs::path& dir, const std::string& csv, const std:
     });
     const std::string where = fmt::format("listed in {} line {}", csv, t.records[r].line);
     if (patient == rel.end()) {
-      out.skipped.push_back(fmt::format("{}: {} has no patientNNNNN folder in its Path", f[c_path], where));
+      out.skipped.push_back(
+          fmt::format("{}: {} has no patientNNNNN folder in its Path", f[c_path], where));
       continue;
     }
     std::vector<std::string> labels = obs.labels(t, r);
     if (frontal_only && f[c_view] != "Frontal") {
-      out.skipped.push_back(fmt::format("{}: {} is a {} view (views=frontal)", f[c_path], where, f[c_view]));
+      out.skipped.push_back(
+          fmt::format("{}: {} is a {} view (views=frontal)", f[c_path], where, f[c_view]));
       continue;
     }
     if (!stdfs::exists(dir / rel)) {
-      out.skipped.push_back(fmt::format("{}: {} but not found under {}", f[c_path], where, dir.string()));
+      out.skipped.push_back(
+          fmt::format("{}: {} but not found under {}", f[c_path], where, dir.string()));
       continue;
     }
     ManifestRow row;
@@ -111,7 +119,8 @@ void add_chexpert_csv(const stdfs::path& dir, const std::string& csv, const std:
 }
 
 // MIMIC-CXR-JPG's labels per study: "SUBJECT/STUDY" -> labels.
-std::map<std::string, std::vector<std::string>> mimic_labels(const Table& t, const ImportOptions& opts) {
+std::map<std::string, std::vector<std::string>> mimic_labels(const Table& t,
+                                                             const ImportOptions& opts) {
   const Observations obs(t, opts);
   const size_t c_subject = t.column("subject_id"), c_study = t.column("study_id");
   std::map<std::string, std::vector<std::string>> out;
@@ -159,7 +168,8 @@ ImportResult mimic_cxr(const ImportOptions& opts) {
                                   : std::map<std::string, std::string>{};
   const size_t c_dicom = split.column("dicom_id"), c_study = split.column("study_id"),
                c_subject = split.column("subject_id"), c_split = split.column("split");
-  const std::map<std::string, std::string> split_names = {{"train", "train"}, {"validate", "val"}, {"test", "test"}};
+  const std::map<std::string, std::string> split_names = {
+      {"train", "train"}, {"validate", "val"}, {"test", "test"}};
   ImportResult out;
   for (size_t r = 1; r < split.records.size(); ++r) {
     const auto& f = split.row(r);
@@ -171,15 +181,17 @@ ImportResult mimic_cxr(const ImportOptions& opts) {
     }
     const stdfs::path file = opts.root / "files" / ("p" + subject.substr(0, 2)) / ("p" + subject) /
                              ("s" + f[c_study]) / (dicom + ".jpg");
-    const std::string where = fmt::format("listed in {}.gz line {}", kMimicSplit, split.records[r].line);
+    const std::string where =
+        fmt::format("listed in {}.gz line {}", kMimicSplit, split.records[r].line);
     auto l = labels.find(subject + "/" + f[c_study]);
     auto v = views.find(dicom);
     std::string why;
     if (l == labels.end()) {
       why = fmt::format("{}; study not in {}.gz", where, kMimicChexpert);
     } else if (frontal_only && (v == views.end() || (v->second != "PA" && v->second != "AP"))) {
-      why = v == views.end() ? fmt::format("{}; not in {}.gz (views=frontal)", where, kMimicMetadata)
-                             : fmt::format("{}; view '{}' is not frontal (views=frontal)", where, v->second);
+      why = v == views.end()
+                ? fmt::format("{}; not in {}.gz (views=frontal)", where, kMimicMetadata)
+                : fmt::format("{}; view '{}' is not frontal (views=frontal)", where, v->second);
     } else if (!stdfs::exists(file)) {
       why = where + " but not found under the root";
     }

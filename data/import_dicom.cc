@@ -28,19 +28,22 @@ ImportResult dicom_tree(const ImportOptions& opts) {
       out.skipped.push_back(fmt::format("{}: {}", e.path(), e.reason()));
       continue;
     }
-    std::sort(series.begin(), series.end(),
-              [](const dicom::Series& a, const dicom::Series& b) { return a.files.front() < b.files.front(); });
+    std::sort(series.begin(), series.end(), [](const dicom::Series& a, const dicom::Series& b) {
+      return a.files.front() < b.files.front();
+    });
     for (const auto& s : series) {
       std::string modality = dicom::modality_for(s.header.modality);
       if (modality.empty()) modality = opts.modality;
       if (modality.empty()) {
-        out.skipped.push_back(fmt::format("{}: DICOM Modality '{}' has no m3ret modality (pass --modality)",
-                                          s.files.front().string(), s.header.modality));
+        out.skipped.push_back(
+            fmt::format("{}: DICOM Modality '{}' has no m3ret modality (pass --modality)",
+                        s.files.front().string(), s.header.modality));
         continue;
       }
       ManifestRow row;
       row.modality = modality;
-      const std::string who = !s.header.patient_id.empty() ? s.header.patient_id : s.header.study_uid;
+      const std::string who =
+          !s.header.patient_id.empty() ? s.header.patient_id : s.header.study_uid;
       if (!who.empty()) row.group = "dicom:" + who;
       const bool volume = modality == "ct" || modality == "mri";
       if (!volume || s.files.size() == 1) {

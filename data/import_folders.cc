@@ -10,8 +10,9 @@ namespace stdfs = std::filesystem;
 
 ImportResult folder(const ImportOptions& opts) {
   if (opts.modality.empty()) {
-    throw Error("import folder: the folder layout does not say the modality: pass --modality "
-                "(xray, ultrasound, endoscopy, ct, mri or other)");
+    throw Error(
+        "import folder: the folder layout does not say the modality: pass --modality "
+        "(xray, ultrasound, endoscopy, ct, mri or other)");
   }
   ImportResult out;
   // ROOT/{train,val,test}/<class>/** when those folders exist, else ROOT/<class>/**.

@@ -31,7 +31,8 @@ std::map<std::string, std::string> read_column(const stdfs::path& file, const st
   auto key = std::find(h.begin(), h.end(), "file-name");
   auto val = std::find(h.begin(), h.end(), name);
   if (key == h.end() || val == h.end()) {
-    throw Error(fmt::format("{}:1: expected columns 'file-name' and '{}' (';'-separated)", file.string(), name));
+    throw Error(fmt::format("{}:1: expected columns 'file-name' and '{}' (';'-separated)",
+                            file.string(), name));
   }
   const size_t k = key - h.begin(), v = val - h.begin();
   for (size_t r = 1; r < records.size(); ++r) {
@@ -45,10 +46,12 @@ std::map<std::string, std::string> read_column(const stdfs::path& file, const st
 }
 
 // labeled-images/<tract>/<category>/<class>/*, split from the official 2-fold file.
-void add_labelled_images(const ImportOptions& opts, const std::string& modality, ImportResult& out) {
+void add_labelled_images(const ImportOptions& opts, const std::string& modality,
+                         ImportResult& out) {
   const stdfs::path images = opts.root / "labeled-images";
   std::map<std::string, std::string> split_of;  // image file name -> split index
-  if (auto p = find_first(opts.root, {"official_splits/2_fold_split.csv", "labeled-images/2_fold_split.csv"});
+  if (auto p = find_first(opts.root,
+                          {"official_splits/2_fold_split.csv", "labeled-images/2_fold_split.csv"});
       !p.empty()) {
     split_of = read_column(p, "split-index");
   }
@@ -63,14 +66,16 @@ void add_labelled_images(const ImportOptions& opts, const std::string& modality,
     row.modality = modality;
     row.labels = {file.parent_path().filename().string()};  // .../<class>/<image>
     auto it = split_of.find(file.filename().string());
-    if (it != split_of.end()) row.split = it->second == "0" ? "train" : it->second == "1" ? "test" : "";
+    if (it != split_of.end())
+      row.split = it->second == "0" ? "train" : it->second == "1" ? "test" : "";
     out.rows.push_back(std::move(row));
   }
 }
 
 // unlabeled-images/images/*: no labels, always train (pretraining data; never an
 // evaluation query or gallery item, since evaluation reads the test split).
-void add_unlabelled_images(const ImportOptions& opts, const std::string& modality, ImportResult& out) {
+void add_unlabelled_images(const ImportOptions& opts, const std::string& modality,
+                           ImportResult& out) {
   for (const auto& file : files_under(opts.root / "unlabeled-images", out.skipped)) {
     if (!is_sample_file(file)) continue;
     ManifestRow row;
@@ -85,7 +90,8 @@ void add_unlabelled_images(const ImportOptions& opts, const std::string& modalit
 void add_videos(const ImportOptions& opts, const std::string& modality, ImportResult& out) {
   const stdfs::path videos = opts.root / "labeled-videos";
   std::map<std::string, std::string> finding;  // for videos directly in labeled-videos/
-  if (auto p = find_first(opts.root, {"hyper-kvasir-video-metadata.csv", "labeled-videos/hyper-kvasir-video-metadata.csv"});
+  if (auto p = find_first(opts.root, {"hyper-kvasir-video-metadata.csv",
+                                      "labeled-videos/hyper-kvasir-video-metadata.csv"});
       !p.empty()) {
     finding = read_column(p, "finding");
   }
@@ -101,8 +107,8 @@ void add_videos(const ImportOptions& opts, const std::string& modality, ImportRe
       auto it = finding.find(file.filename().string());
       if (it == finding.end()) it = finding.find(file.stem().string());
       if (it == finding.end()) {
-        out.skipped.push_back(fmt::format("{}: no class folder and not in hyper-kvasir-video-metadata.csv",
-                                          file.string()));
+        out.skipped.push_back(fmt::format(
+            "{}: no class folder and not in hyper-kvasir-video-metadata.csv", file.string()));
         continue;
       }
       row.labels = {it->second};
@@ -114,10 +120,12 @@ void add_videos(const ImportOptions& opts, const std::string& modality, ImportRe
 }  // namespace
 
 ImportResult hyperkvasir(const ImportOptions& opts) {
-  if (!stdfs::is_directory(opts.root / "labeled-images") && !stdfs::is_directory(opts.root / "labeled-videos") &&
+  if (!stdfs::is_directory(opts.root / "labeled-images") &&
+      !stdfs::is_directory(opts.root / "labeled-videos") &&
       !stdfs::is_directory(opts.root / "unlabeled-images")) {
-    throw Error(fmt::format("import hyperkvasir: none of labeled-images/, labeled-videos/, unlabeled-images/ in {}",
-                            opts.root.string()));
+    throw Error(fmt::format(
+        "import hyperkvasir: none of labeled-images/, labeled-videos/, unlabeled-images/ in {}",
+        opts.root.string()));
   }
   const std::string modality = opts.modality.empty() ? "endoscopy" : opts.modality;
   ImportResult out;

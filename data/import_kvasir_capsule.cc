@@ -30,12 +30,14 @@ std::string video_of(const stdfs::path& frame) {
 // Frame file stem -> split, from the official two folds (split_0 -> train, split_1 -> test).
 std::map<std::string, std::string> official_folds(const stdfs::path& root) {
   std::map<std::string, std::string> split_of;
-  for (const auto& [file, split] : {std::pair<const char*, const char*>{"split_0.csv", "train"}, {"split_1.csv", "test"}}) {
+  for (const auto& [file, split] :
+       {std::pair<const char*, const char*>{"split_0.csv", "train"}, {"split_1.csv", "test"}}) {
     const stdfs::path p = root / "official_splits" / file;
     if (!stdfs::exists(p)) continue;
     const Table t = read_table(p);
     const size_t c_name = t.column("filename");
-    for (size_t r = 1; r < t.records.size(); ++r) split_of[stdfs::path(t.row(r)[c_name]).stem().string()] = split;
+    for (size_t r = 1; r < t.records.size(); ++r)
+      split_of[stdfs::path(t.row(r)[c_name]).stem().string()] = split;
   }
   return split_of;
 }
@@ -53,7 +55,8 @@ std::map<std::string, VideoFrames> add_frames(const stdfs::path& images, const I
     if (!is_sample_file(file)) continue;
     const std::string video = video_of(file);
     if (file.parent_path() == images || video.empty()) {
-      out.skipped.push_back(fmt::format("{}: not <video>_<frame> inside a class folder", file.string()));
+      out.skipped.push_back(
+          fmt::format("{}: not <video>_<frame> inside a class folder", file.string()));
       continue;
     }
     ManifestRow row;
@@ -72,8 +75,9 @@ std::map<std::string, VideoFrames> add_frames(const stdfs::path& images, const I
 
 // The videos under `dir`; labelled ones take their frames' classes (and their split when
 // all their frames share one), unlabelled ones no labels and the train split.
-void add_videos(const stdfs::path& dir, bool labelled, const std::map<std::string, VideoFrames>& frames,
-                const std::string& modality, ImportResult& out) {
+void add_videos(const stdfs::path& dir, bool labelled,
+                const std::map<std::string, VideoFrames>& frames, const std::string& modality,
+                ImportResult& out) {
   for (const auto& file : files_under(dir, out.skipped)) {
     if (!video::is_video_path(file)) continue;
     const std::string video = file.stem().string();
@@ -85,7 +89,8 @@ void add_videos(const stdfs::path& dir, bool labelled, const std::map<std::strin
     if (labelled) {
       auto it = frames.find(video);
       if (it == frames.end()) {
-        out.skipped.push_back(fmt::format("{}: no labelled frame {}_<frame> under labelled_images/", file.string(), video));
+        out.skipped.push_back(fmt::format("{}: no labelled frame {}_<frame> under labelled_images/",
+                                          file.string(), video));
         continue;
       }
       row.labels.assign(it->second.labels.begin(), it->second.labels.end());
@@ -101,17 +106,21 @@ ImportResult kvasir_capsule(const ImportOptions& opts) {
   const stdfs::path images = find_first(opts.root, {"labelled_images", "images"});
   const bool has_labelled = stdfs::is_directory(opts.root / "labelled_videos");
   if (images.empty() && !has_labelled && !stdfs::is_directory(opts.root / "unlabelled_videos")) {
-    throw Error(fmt::format("import kvasir-capsule: none of labelled_images/, labelled_videos/, unlabelled_videos/ in {}",
-                            opts.root.string()));
+    throw Error(
+        fmt::format("import kvasir-capsule: none of labelled_images/, labelled_videos/, "
+                    "unlabelled_videos/ in {}",
+                    opts.root.string()));
   }
   if (has_labelled && images.empty()) {
-    throw Error(fmt::format("import kvasir-capsule: labelled_videos/ take their labels from their frames, but "
-                            "labelled_images/ was not found in {}",
-                            opts.root.string()));
+    throw Error(fmt::format(
+        "import kvasir-capsule: labelled_videos/ take their labels from their frames, but "
+        "labelled_images/ was not found in {}",
+        opts.root.string()));
   }
   const std::string modality = opts.modality.empty() ? "endoscopy" : opts.modality;
   ImportResult out;
-  const auto frames = images.empty() ? std::map<std::string, VideoFrames>{} : add_frames(images, opts, modality, out);
+  const auto frames = images.empty() ? std::map<std::string, VideoFrames>{}
+                                     : add_frames(images, opts, modality, out);
   add_videos(opts.root / "labelled_videos", true, frames, modality, out);
   add_videos(opts.root / "unlabelled_videos", false, frames, modality, out);
   return out;

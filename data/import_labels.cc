@@ -30,7 +30,8 @@ std::vector<std::string> keys_of(const ImportResult& result, size_t i, const std
   std::vector<std::string> keys;
   if (i < result.ids.size()) keys = result.ids[i];
   const stdfs::path& p = result.rows[i].path;
-  const auto rel = stdfs::absolute(p).lexically_normal().lexically_relative(stdfs::absolute(root).lexically_normal());
+  const auto rel = stdfs::absolute(p).lexically_normal().lexically_relative(
+      stdfs::absolute(root).lexically_normal());
   if (!rel.empty() && *rel.begin() != "..") keys.push_back(rel.generic_string());
   keys.push_back(p.filename().string());
   keys.push_back(p.stem().string());
@@ -48,28 +49,34 @@ LabelTable read_label_table(const ImportOptions& opts) {
     throw Error(fmt::format("--labels {} does not exist or is not a file", name));
   }
   const auto records = csv::parse(fs::read_file(opts.labels_csv), name);
-  if (records.empty()) throw Error(fmt::format("{}: empty labels CSV (expected a header row)", name));
+  if (records.empty())
+    throw Error(fmt::format("{}: empty labels CSV (expected a header row)", name));
   const auto& header = records.front();
   const int id = column_of(header, opts.id_column, "--id-column", name);
   const int labels = column_of(header, opts.labels_column, "--labels-column", name);
-  const int split = opts.split_column.empty() ? -1 : column_of(header, opts.split_column, "--split-column", name);
+  const int split =
+      opts.split_column.empty() ? -1 : column_of(header, opts.split_column, "--split-column", name);
   std::map<std::string, int64_t> line_of;
   for (size_t r = 1; r < records.size(); ++r) {
     const auto& rec = records[r];
     if (rec.fields.size() != header.fields.size()) {
-      throw Error(fmt::format("{}:{}: expected {} fields, got {}", name, rec.line, header.fields.size(),
-                              rec.fields.size()));
+      throw Error(fmt::format("{}:{}: expected {} fields, got {}", name, rec.line,
+                              header.fields.size(), rec.fields.size()));
     }
     const std::string& key = rec.fields[id];
-    if (key.empty()) throw Error(fmt::format("{}:{}: empty id in column '{}'", name, rec.line, opts.id_column));
+    if (key.empty())
+      throw Error(fmt::format("{}:{}: empty id in column '{}'", name, rec.line, opts.id_column));
     auto [seen, fresh] = line_of.emplace(key, rec.line);
     if (!fresh) {
-      throw Error(fmt::format("{}:{}: id '{}' listed twice (also on line {})", name, rec.line, key, seen->second));
+      throw Error(fmt::format("{}:{}: id '{}' listed twice (also on line {})", name, rec.line, key,
+                              seen->second));
     }
-    LabelTable::Entry e{split_labels(rec.fields[labels]), split >= 0 ? rec.fields[split] : "", split >= 0};
+    LabelTable::Entry e{split_labels(rec.fields[labels]), split >= 0 ? rec.fields[split] : "",
+                        split >= 0};
     if (e.split != "" && e.split != "train" && e.split != "val" && e.split != "test") {
-      throw Error(fmt::format("{}:{}: unknown split '{}' in column '{}' (expected train, val, test or empty)",
-                              name, rec.line, e.split, opts.split_column));
+      throw Error(fmt::format(
+          "{}:{}: unknown split '{}' in column '{}' (expected train, val, test or empty)", name,
+          rec.line, e.split, opts.split_column));
     }
     table.by_id.emplace(key, std::move(e));
   }

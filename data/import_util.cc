@@ -18,10 +18,12 @@ namespace stdfs = std::filesystem;
 
 namespace {
 
-void walk_into(const stdfs::path& dir, Tree& tree, std::set<stdfs::path>& seen, std::vector<std::string>& skipped) {
+void walk_into(const stdfs::path& dir, Tree& tree, std::set<stdfs::path>& seen,
+               std::vector<std::string>& skipped) {
   std::error_code ec;
   std::vector<stdfs::path> entries;
-  for (auto it = stdfs::directory_iterator(dir, ec); !ec && it != stdfs::directory_iterator(); it.increment(ec)) {
+  for (auto it = stdfs::directory_iterator(dir, ec); !ec && it != stdfs::directory_iterator();
+       it.increment(ec)) {
     entries.push_back(it->path());
   }
   if (ec) {
@@ -36,8 +38,9 @@ void walk_into(const stdfs::path& dir, Tree& tree, std::set<stdfs::path>& seen, 
     if (stdfs::is_directory(st)) {
       const stdfs::path real = stdfs::canonical(p, ec);
       if (ec || !seen.insert(real).second) {
-        skipped.push_back(fmt::format("{}: folder already visited as {} (symbolic link loop or second link)",
-                                      p.string(), real.string()));
+        skipped.push_back(
+            fmt::format("{}: folder already visited as {} (symbolic link loop or second link)",
+                        p.string(), real.string()));
         continue;
       }
       tree.dirs.push_back(p);
@@ -45,8 +48,10 @@ void walk_into(const stdfs::path& dir, Tree& tree, std::set<stdfs::path>& seen, 
       continue;
     }
     const std::string why = integrity::not_a_regular_file(p);
-    if (why.empty()) tree.files.push_back(p);
-    else skipped.push_back(fmt::format("{}: {}", p.string(), why));
+    if (why.empty())
+      tree.files.push_back(p);
+    else
+      skipped.push_back(fmt::format("{}: {}", p.string(), why));
   }
 }
 
@@ -76,8 +81,8 @@ std::string lower_name(const stdfs::path& path) {
 bool is_sample_file(const stdfs::path& path) {
   if (video::is_video_path(path)) return true;
   const std::string n = lower_name(path);
-  for (const char* ext : {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".dcm", ".nii", ".nii.gz",
-                          ".nrrd", ".nhdr", ".mha", ".mhd"}) {
+  for (const char* ext : {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".dcm", ".nii",
+                          ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd"}) {
     const std::string e(ext);
     if (n.size() > e.size() && n.compare(n.size() - e.size(), e.size(), e) == 0) return true;
   }
@@ -99,8 +104,8 @@ stdfs::path find_first(const stdfs::path& root, const std::vector<std::string>& 
   return {};
 }
 
-void add_class_folders(const stdfs::path& dir, const std::string& modality, const std::string& split,
-                       ImportResult& out) {
+void add_class_folders(const stdfs::path& dir, const std::string& modality,
+                       const std::string& split, ImportResult& out) {
   for (const auto& file : files_under(dir, out.skipped)) {
     const stdfs::path rel = file.lexically_relative(dir);
     if (std::distance(rel.begin(), rel.end()) < 2) {
@@ -121,7 +126,8 @@ size_t Table::column(const std::string& col) const {
   const auto& h = records.front().fields;
   auto it = std::find(h.begin(), h.end(), col);
   if (it == h.end()) {
-    throw Error(fmt::format("{}:1: no column '{}' (columns present: {})", name, col, fmt::join(h, ", ")));
+    throw Error(
+        fmt::format("{}:1: no column '{}' (columns present: {})", name, col, fmt::join(h, ", ")));
   }
   return static_cast<size_t>(it - h.begin());
 }
@@ -129,8 +135,8 @@ size_t Table::column(const std::string& col) const {
 const std::vector<std::string>& Table::row(size_t r) const {
   const auto& rec = records[r];
   if (rec.fields.size() != records.front().fields.size()) {
-    throw Error(fmt::format("{}:{}: expected {} fields, got {}", name, rec.line, records.front().fields.size(),
-                            rec.fields.size()));
+    throw Error(fmt::format("{}:{}: expected {} fields, got {}", name, rec.line,
+                            records.front().fields.size(), rec.fields.size()));
   }
   return rec.fields;
 }
@@ -151,14 +157,17 @@ Table read_table(const stdfs::path& file, char sep) {
     throw Error(fmt::format("{}: cannot read (damaged gzip stream?): {}", file.string(), why));
   }
   Table t{file.string(), csv::parse(text, file.string(), sep)};
-  if (t.records.empty()) throw Error(fmt::format("{}:1: empty file (expected a header row)", file.string()));
+  if (t.records.empty())
+    throw Error(fmt::format("{}:1: empty file (expected a header row)", file.string()));
   return t;
 }
 
-stdfs::path require_one(const std::string& importer, const stdfs::path& dir, const std::vector<std::string>& names) {
+stdfs::path require_one(const std::string& importer, const stdfs::path& dir,
+                        const std::vector<std::string>& names) {
   const stdfs::path found = find_first(dir, names);
   if (found.empty()) {
-    throw Error(fmt::format("import {}: {} not found in {}", importer, names.front(), dir.string()));
+    throw Error(
+        fmt::format("import {}: {} not found in {}", importer, names.front(), dir.string()));
   }
   return found;
 }

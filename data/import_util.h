@@ -36,7 +36,8 @@ bool is_sample_file(const std::filesystem::path& path);
 std::string lower_name(const std::filesystem::path& path);
 
 // Throws m3ret::Error "<importer>: <what> not found: <path>" unless `path` exists.
-void require(const std::string& importer, const std::filesystem::path& path, const std::string& what);
+void require(const std::string& importer, const std::filesystem::path& path,
+             const std::string& what);
 
 // The first of `candidates` (relative to root) that exists, else root itself
 // when it is one of them already; "" when none.

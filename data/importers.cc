@@ -18,32 +18,52 @@ namespace stdfs = std::filesystem;
 namespace {
 
 const std::vector<ImportOption> kChestOptions = {
-    {"uncertain", {"negative", "positive"},
+    {"uncertain",
+     {"negative", "positive"},
      "an uncertain (-1.0) observation is no label (negative) or a label (positive)"},
     {"views", {"all", "frontal"}, "keep every image, or only frontal ones (AP/PA)"},
 };
 
 std::vector<Importer> make_importers() {
   std::vector<Importer> all = {
-      {"chestxray14", "NIH ChestX-ray14 (Data_Entry_2017.csv, images_*/, official split lists) -> xray",
-       importer::chestxray14, {}},
-      {"hyperkvasir", "HyperKvasir labeled-images/, unlabeled-images/ and labeled-videos/ -> endoscopy",
-       importer::hyperkvasir, {}},
-      {"busi", "BUSI Dataset_BUSI_with_GT/{benign,malignant,normal}, masks skipped -> ultrasound",
-       importer::busi, {}},
-      {"medmnist", "MedMNIST v2 .npz files (2D and 3D), written out as PNG / NIfTI", importer::medmnist, {}},
-      {"folder", "ROOT/<class>/** or ROOT/{train,val,test}/<class>/** (set --modality)", importer::folder, {}},
-      {"dicom", "a DICOM tree: one sample per series, modality from the header", importer::dicom_tree, {}},
-      {"chexpert", "CheXpert-v1.0[-small] train.csv -> train, valid.csv -> test; group patient -> xray",
+      {"chestxray14",
+       "NIH ChestX-ray14 (Data_Entry_2017.csv, images_*/, official split lists) -> xray",
+       importer::chestxray14,
+       {}},
+      {"hyperkvasir",
+       "HyperKvasir labeled-images/, unlabeled-images/ and labeled-videos/ -> endoscopy",
+       importer::hyperkvasir,
+       {}},
+      {"busi",
+       "BUSI Dataset_BUSI_with_GT/{benign,malignant,normal}, masks skipped -> ultrasound",
+       importer::busi,
+       {}},
+      {"medmnist",
+       "MedMNIST v2 .npz files (2D and 3D), written out as PNG / NIfTI",
+       importer::medmnist,
+       {}},
+      {"folder",
+       "ROOT/<class>/** or ROOT/{train,val,test}/<class>/** (set --modality)",
+       importer::folder,
+       {}},
+      {"dicom",
+       "a DICOM tree: one sample per series, modality from the header",
+       importer::dicom_tree,
+       {}},
+      {"chexpert",
+       "CheXpert-v1.0[-small] train.csv -> train, valid.csv -> test; group patient -> xray",
        importer::chexpert, kChestOptions},
       {"mimic-cxr", "MIMIC-CXR-JPG files/ with the split, chexpert (and metadata) .csv.gz -> xray",
        importer::mimic_cxr, kChestOptions},
-      {"totalsegmentator", "TotalSegmentator CT sXXXX/ct.nii.gz with meta.csv (split, labels) -> ct",
+      {"totalsegmentator",
+       "TotalSegmentator CT sXXXX/ct.nii.gz with meta.csv (split, labels) -> ct",
        importer::totalsegmentator,
        {{"labels", {"pathology", "study_type"}, "the meta.csv column that gives the labels"}}},
-      {"kvasir-capsule", "Kvasir-Capsule labelled_images/<class>/, labelled_videos/, unlabelled_videos/; group video "
+      {"kvasir-capsule",
+       "Kvasir-Capsule labelled_images/<class>/, labelled_videos/, unlabelled_videos/; group video "
        "-> endoscopy",
-       importer::kvasir_capsule, {}},
+       importer::kvasir_capsule,
+       {}},
   };
   for (auto& imp : all) {
     for (const auto& o : imp.options) {
@@ -61,7 +81,8 @@ ImportOptions resolve_options(const Importer& imp, const ImportOptions& opts) {
   for (const auto& o : imp.options) keys.push_back(o.key);
   for (const auto& [key, value] : opts.options) {
     if (std::find(keys.begin(), keys.end(), key) == keys.end()) {
-      throw Error(fmt::format("import {}: unknown option '{}' (options of {}: {})", imp.name, key, imp.name,
+      throw Error(fmt::format("import {}: unknown option '{}' (options of {}: {})", imp.name, key,
+                              imp.name,
                               keys.empty() ? "none" : fmt::format("{}", fmt::join(keys, ", "))));
     }
   }
@@ -70,8 +91,8 @@ ImportOptions resolve_options(const Importer& imp, const ImportOptions& opts) {
     if (it == out.options.end()) {
       out.options[o.key] = o.values.front();
     } else if (std::find(o.values.begin(), o.values.end(), it->second) == o.values.end()) {
-      throw Error(fmt::format("import {}: option {}={}: expected one of {}", imp.name, o.key, it->second,
-                              fmt::join(o.values, ", ")));
+      throw Error(fmt::format("import {}: option {}={}: expected one of {}", imp.name, o.key,
+                              it->second, fmt::join(o.values, ", ")));
     }
   }
   return out;
@@ -99,7 +120,8 @@ const Importer& find_importer(const std::string& name) {
     if (imp.name == name) return imp;
     names.push_back(imp.name);
   }
-  throw Error(fmt::format("import: unknown dataset '{}' (known: {})", name, fmt::join(names, ", ")));
+  throw Error(
+      fmt::format("import: unknown dataset '{}' (known: {})", name, fmt::join(names, ", ")));
 }
 }  // namespace
 
@@ -110,8 +132,8 @@ void check_import_options(const std::string& name, const ImportOptions& opts) {
 ImportResult import_dataset(const std::string& name, const ImportOptions& opts) {
   const Importer* chosen = &find_importer(name);
   if (!opts.modality.empty() && !is_modality(opts.modality)) {
-    throw Error(fmt::format("import {}: unknown modality '{}' (expected one of {})", name, opts.modality,
-                            fmt::join(modality_names(), ", ")));
+    throw Error(fmt::format("import {}: unknown modality '{}' (expected one of {})", name,
+                            opts.modality, fmt::join(modality_names(), ", ")));
   }
   const ImportOptions resolved = resolve_options(*chosen, opts);
   std::error_code ec;
@@ -123,8 +145,8 @@ ImportResult import_dataset(const std::string& name, const ImportOptions& opts) 
   ImportResult result = chosen->run(resolved);
   importer::join_labels(opts, labels, result);
   if (result.rows.empty()) {
-    throw Error(fmt::format("import {}: no samples found under {} ({} skipped{})", name, opts.root.string(),
-                            result.skipped.size(),
+    throw Error(fmt::format("import {}: no samples found under {} ({} skipped{})", name,
+                            opts.root.string(), result.skipped.size(),
                             result.skipped.empty() ? "" : "; first: " + result.skipped.front()));
   }
   // The skip list first, the manifest last (its presence means the import is complete).

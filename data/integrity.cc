@@ -22,13 +22,19 @@ std::string not_a_regular_file(const std::filesystem::path& path) {
   if (st.type() == stdfs::file_type::not_found) return "does not exist";
   if (ec) return "cannot stat: " + ec.message();
   switch (st.type()) {
-    case stdfs::file_type::regular: return "";
-    case stdfs::file_type::directory: return "not a regular file (a directory)";
-    case stdfs::file_type::fifo: return "not a regular file (a FIFO)";
-    case stdfs::file_type::socket: return "not a regular file (a socket)";
+    case stdfs::file_type::regular:
+      return "";
+    case stdfs::file_type::directory:
+      return "not a regular file (a directory)";
+    case stdfs::file_type::fifo:
+      return "not a regular file (a FIFO)";
+    case stdfs::file_type::socket:
+      return "not a regular file (a socket)";
     case stdfs::file_type::block:
-    case stdfs::file_type::character: return "not a regular file (a device)";
-    default: return "not a regular file";
+    case stdfs::file_type::character:
+      return "not a regular file (a device)";
+    default:
+      return "not a regular file";
   }
 }
 
@@ -99,8 +105,9 @@ std::string too_many_pixels(const std::vector<int64_t>& shape, int64_t max_pixel
   for (int64_t s : shape) dims += (dims.empty() ? "" : "x") + std::to_string(s);
   char count[32];
   std::snprintf(count, sizeof(count), "%.0f", n);
-  return "absurd image size " + dims + ": " + count + " pixels, more than preprocess.max_input_pixels = " +
-         std::to_string(max_pixels) + " (refused before decoding)";
+  return "absurd image size " + dims + ": " + count +
+         " pixels, more than preprocess.max_input_pixels = " + std::to_string(max_pixels) +
+         " (refused before decoding)";
 }
 
 std::string png_error(const std::filesystem::path& path, int64_t max_pixels) {
@@ -157,14 +164,16 @@ int decode_jpeg(FILE* f, JpegError* err) {
   jpeg_create_decompress(&cinfo);
   jpeg_stdio_src(&cinfo, f);
   jpeg_read_header(&cinfo, TRUE);
-  if (static_cast<double>(cinfo.image_width) * cinfo.image_height > static_cast<double>(err->max_pixels)) {
+  if (static_cast<double>(cinfo.image_width) * cinfo.image_height >
+      static_cast<double>(err->max_pixels)) {
     err->width = cinfo.image_width;
     err->height = cinfo.image_height;
     jpeg_destroy_decompress(&cinfo);
     return -2;
   }
   jpeg_start_decompress(&cinfo);
-  row = static_cast<JSAMPLE*>(std::malloc(static_cast<size_t>(cinfo.output_width) * cinfo.output_components));
+  row = static_cast<JSAMPLE*>(
+      std::malloc(static_cast<size_t>(cinfo.output_width) * cinfo.output_components));
   if (!row) return -1;
   while (cinfo.output_scanline < cinfo.output_height) {
     JSAMPROW rows[1] = {row};
@@ -204,8 +213,8 @@ std::string dicom_meta_error(const std::filesystem::path& path) {
         head[136] == 'U' && head[137] == 'L')) {
     return "DICOM file meta information does not start with its group length (0002,0000)";
   }
-  const uint32_t group_len = head[140] | (head[141] << 8) | (head[142] << 16) |
-                             (static_cast<uint32_t>(head[143]) << 24);
+  const uint32_t group_len =
+      head[140] | (head[141] << 8) | (head[142] << 16) | (static_cast<uint32_t>(head[143]) << 24);
   std::error_code ec;
   const auto size = std::filesystem::file_size(path, ec);
   if (ec || size < 144ull + group_len) return "truncated DICOM file meta information";
@@ -215,7 +224,8 @@ std::string dicom_meta_error(const std::filesystem::path& path) {
 void NonFiniteScan::operator()(const uint8_t* p, size_t n) {
   size_t i = 0;
   if (pos_ < offset_) {
-    const size_t skip = static_cast<size_t>(std::min<int64_t>(static_cast<int64_t>(n), offset_ - pos_));
+    const size_t skip =
+        static_cast<size_t>(std::min<int64_t>(static_cast<int64_t>(n), offset_ - pos_));
     i = skip;
     pos_ += static_cast<int64_t>(skip);
   }
@@ -252,7 +262,8 @@ int64_t payload_bytes(const std::filesystem::path& path, std::string& reason,
       std::vector<char> buf(1 << 16);
       while (in) {
         in.read(buf.data(), static_cast<std::streamsize>(buf.size()));
-        if (in.gcount() > 0) sink(reinterpret_cast<const uint8_t*>(buf.data()), static_cast<size_t>(in.gcount()));
+        if (in.gcount() > 0)
+          sink(reinterpret_cast<const uint8_t*>(buf.data()), static_cast<size_t>(in.gcount()));
       }
     }
     return static_cast<int64_t>(size);

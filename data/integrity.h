@@ -61,7 +61,8 @@ int64_t payload_bytes(const std::filesystem::path& path, std::string& reason,
 // from the CPU's). ok() is false once a NaN or Inf was seen.
 class NonFiniteScan {
  public:
-  NonFiniteScan(int64_t offset, int bytes, bool swap) : offset_(offset), bytes_(bytes), swap_(swap) {}
+  NonFiniteScan(int64_t offset, int bytes, bool swap)
+      : offset_(offset), bytes_(bytes), swap_(swap) {}
   void operator()(const uint8_t* p, size_t n);
   bool ok() const { return ok_; }
 

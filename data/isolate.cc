@@ -44,7 +44,7 @@ uint64_t address_space_bytes() {
 }
 
 [[noreturn]] void child(int fd, const std::function<std::string()>& work, uint64_t as_limit) {
-  ::close_range(3, static_cast<unsigned>(fd) - 1, 0);  // descriptors of the parent (other pipes,
+  ::close_range(3, static_cast<unsigned>(fd) - 1, 0);    // descriptors of the parent (other pipes,
   ::close_range(static_cast<unsigned>(fd) + 1, ~0U, 0);  // MPI, HDF5): none is ours to hold
   rlimit rl{as_limit, as_limit};
   ::setrlimit(RLIMIT_AS, &rl);
@@ -68,7 +68,8 @@ uint64_t address_space_bytes() {
 bool read_result(int fd, std::chrono::steady_clock::time_point deadline, std::string& out) {
   char buf[65536];
   for (;;) {
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
     if (left.count() <= 0) return false;
     pollfd p{fd, POLLIN, 0};
     const int r = ::poll(&p, 1, static_cast<int>(std::min<int64_t>(left.count(), 1000)));
@@ -83,10 +84,13 @@ bool read_result(int fd, std::chrono::steady_clock::time_point deadline, std::st
 
 }  // namespace
 
-std::string run(const std::string& path, const std::function<std::string()>& work, const Limits& limits) {
+std::string run(const std::string& path, const std::function<std::string()>& work,
+                const Limits& limits) {
   int fds[2];
-  if (::pipe2(fds, O_CLOEXEC) != 0) throw Error(fmt::format("{}: cannot make a pipe: {}", path, std::strerror(errno)));
-  const uint64_t as_limit = address_space_bytes() + static_cast<uint64_t>(limits.memory_mb) * 1024 * 1024;
+  if (::pipe2(fds, O_CLOEXEC) != 0)
+    throw Error(fmt::format("{}: cannot make a pipe: {}", path, std::strerror(errno)));
+  const uint64_t as_limit =
+      address_space_bytes() + static_cast<uint64_t>(limits.memory_mb) * 1024 * 1024;
   // One fork at a time: libraries' fork handlers (ITK's thread pool, for one) are not safe to
   // run from two threads at once.
   static std::mutex fork_mu;
@@ -102,34 +106,40 @@ std::string run(const std::string& path, const std::function<std::string()>& wor
   if (pid == 0) child(fds[1], work, as_limit);
   ::close(fds[1]);
   std::string out;
-  const bool finished =
-      read_result(fds[0], std::chrono::steady_clock::now() + std::chrono::seconds(limits.timeout_s), out);
+  const bool finished = read_result(
+      fds[0], std::chrono::steady_clock::now() + std::chrono::seconds(limits.timeout_s), out);
   ::close(fds[0]);
   if (!finished) ::kill(pid, SIGKILL);
   int status = 0;
   while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
   }
   if (!finished) {
-    throw InputError(path, fmt::format("decoding took longer than {} s (preprocess.decode_timeout_s); stopped",
-                                       limits.timeout_s));
+    throw InputError(
+        path, fmt::format("decoding took longer than {} s (preprocess.decode_timeout_s); stopped",
+                          limits.timeout_s));
   }
   if (WIFSIGNALED(status)) {
-    throw InputError(path, fmt::format("the decoder crashed ({}) on this file: corrupt or truncated",
-                                       ::strsignal(WTERMSIG(status))));
+    throw InputError(path,
+                     fmt::format("the decoder crashed ({}) on this file: corrupt or truncated",
+                                 ::strsignal(WTERMSIG(status))));
   }
-  if (out.empty()) throw InputError(path, "the decoder exited without a result: corrupt or truncated");
+  if (out.empty())
+    throw InputError(path, "the decoder exited without a result: corrupt or truncated");
   const std::string body = out.substr(1);
   switch (out[0]) {
-    case kOk: return body;
+    case kOk:
+      return body;
     case kInput: {
       const size_t nul = body.find('\0');
       if (nul == std::string::npos) throw InputError(path, body);
       throw InputError(body.substr(0, nul), body.substr(nul + 1));
     }
     case kMemory:
-      throw InputError(path, fmt::format("decoding needs more than {} MB (preprocess.decode_memory_mb)",
-                                         limits.memory_mb));
-    default: throw Error(fmt::format("{}: {}", path, body));
+      throw InputError(path,
+                       fmt::format("decoding needs more than {} MB (preprocess.decode_memory_mb)",
+                                   limits.memory_mb));
+    default:
+      throw Error(fmt::format("{}: {}", path, body));
   }
 }
 

@@ -30,6 +30,7 @@ struct Limits {
 // The child closes every inherited descriptor but its pipe, calls only
 // work(), and leaves with _exit (no atexit handlers, no MPI finalisation).
 // Thread-safe: several threads may run() at once.
-std::string run(const std::string& path, const std::function<std::string()>& work, const Limits& limits);
+std::string run(const std::string& path, const std::function<std::string()>& work,
+                const Limits& limits);
 
 }  // namespace m3ret::data::isolate

@@ -98,15 +98,18 @@ Decoded read_file(const stdfs::path& path, const stdfs::path& name, int64_t max_
 
 // Refuses a DICOM series whose first file's header times the number of files
 // promises more than max_pixels voxels (before the series reader allocates).
-void check_series_size(const std::vector<std::string>& files, const stdfs::path& name, int64_t max_pixels) {
+void check_series_size(const std::vector<std::string>& files, const stdfs::path& name,
+                       int64_t max_pixels) {
   auto io = itk::GDCMImageIO::New();
   std::vector<int64_t> shape;
   try {
     io->SetFileName(files.front());
     io->ReadImageInformation();
-    for (unsigned i = 0; i < io->GetNumberOfDimensions(); ++i) shape.push_back(int64_t(io->GetDimensions(i)));
+    for (unsigned i = 0; i < io->GetNumberOfDimensions(); ++i)
+      shape.push_back(int64_t(io->GetDimensions(i)));
   } catch (const itk::ExceptionObject& e) {
-    refuse(name, "cannot read DICOM header of " + files.front() + ": " + first_line(e.GetDescription()));
+    refuse(name,
+           "cannot read DICOM header of " + files.front() + ": " + first_line(e.GetDescription()));
   }
   shape.resize(3, 1);
   shape[2] *= static_cast<int64_t>(files.size());
@@ -120,7 +123,8 @@ void check_series_size(const std::vector<std::string>& files, const stdfs::path&
 // for .nii.gz, which also checks the gzip CRC) counts the voxel bytes and, for
 // float data, looks for NaN/Inf. The header (voxel offset, byte order, data
 // file of a .hdr/.img pair) comes from the NIfTI library itself.
-void check_nifti_payload(const stdfs::path& path, const stdfs::path& name, const itk::ImageIOBase& io) {
+void check_nifti_payload(const stdfs::path& path, const stdfs::path& name,
+                         const itk::ImageIOBase& io) {
   nifti_image* nim = nifti_image_read(path.c_str(), 0);  // header only
   if (!nim) refuse(name, "cannot read NIfTI header");
   const stdfs::path data = nim->iname ? stdfs::path(nim->iname) : path;
@@ -136,8 +140,8 @@ void check_nifti_payload(const stdfs::path& path, const stdfs::path& name, const
   if (have < 0) refuse(name, why);
   const auto need = static_cast<int64_t>(io.GetImageSizeInBytes()) + offset;
   if (have < need) {
-    refuse(name, fmt::format("truncated NIfTI: {} bytes of {}, the header announces at least {}", have,
-                             data.filename().string(), need));
+    refuse(name, fmt::format("truncated NIfTI: {} bytes of {}, the header announces at least {}",
+                             have, data.filename().string(), need));
   }
   if (!scan.ok()) refuse(name, "contains NaN or Inf values");
 }
@@ -149,9 +153,11 @@ Decoded read_series(const stdfs::path& dir, const std::string& id, const stdfs::
   if (all.empty()) refuse(name, "folder holds no DICOM series");
   const dicom::Series* chosen = &all.front();  // the largest
   if (!id.empty()) {
-    auto it = std::find_if(all.begin(), all.end(), [&](const dicom::Series& s) { return s.id == id; });
+    auto it =
+        std::find_if(all.begin(), all.end(), [&](const dicom::Series& s) { return s.id == id; });
     if (it == all.end()) {
-      refuse(name, fmt::format("no DICOM series '{}' in the folder ({} series there)", id, all.size()));
+      refuse(name,
+             fmt::format("no DICOM series '{}' in the folder ({} series there)", id, all.size()));
     }
     chosen = &*it;
   }
@@ -199,7 +205,8 @@ void register_factories() {
     // One thread per filter call instead of ITK's global thread pool: the pool's fork handler
     // (which stops its threads) aborts the process when two threads fork at once, and DICOM is
     // decoded in forked children (data/isolate.h). Samples are decoded in parallel anyway.
-    itk::MultiThreaderBase::SetGlobalDefaultThreader(itk::MultiThreaderBase::ThreaderEnum::Platform);
+    itk::MultiThreaderBase::SetGlobalDefaultThreader(
+        itk::MultiThreaderBase::ThreaderEnum::Platform);
     gdcm::Trace::WarningOff();  // e.g. "No PhotometricInterpretation found" on stderr
     gdcm::Trace::DebugOff();
     register_once<itk::NiftiImageIOFactory>("NiftiImageIOFactory");
@@ -261,7 +268,8 @@ Decoded read_file(const stdfs::path& path, const stdfs::path& name, int64_t max_
   if (dims > 3) {
     refuse(name, fmt::format("{}D image (size {}); expected 2D or 3D", dims, fmt::join(size, "x")));
   }
-  const std::string too_big = integrity::too_many_pixels(std::vector<int64_t>(size.begin(), size.end()), max_pixels);
+  const std::string too_big =
+      integrity::too_many_pixels(std::vector<int64_t>(size.begin(), size.end()), max_pixels);
   if (!too_big.empty()) refuse(name, too_big);
   if (dynamic_cast<itk::NiftiImageIO*>(io.GetPointer())) check_nifti_payload(path, name, *io);
   auto reader = itk::ImageFileReader<VectorVolume>::New();

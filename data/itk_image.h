@@ -22,10 +22,10 @@ using Volume = itk::Image<float, 3>;
 
 struct Decoded {
   std::vector<Volume::Pointer> channels;  // 1 (grey) or 3 (RGB); alpha dropped
-  int dims = 0;              // effective dimensionality: 2 or 3 (trailing size-1 axes dropped)
-  bool eight_bit = false;    // stored as (u)int8: values already in [0, 255]
-  bool monochrome1 = false;  // the DICOM file said MONOCHROME1; GDCM (ITK 5.2) has already
-                             // inverted its values to MONOCHROME2 (tested), so nothing to undo
+  int dims = 0;                // effective dimensionality: 2 or 3 (trailing size-1 axes dropped)
+  bool eight_bit = false;      // stored as (u)int8: values already in [0, 255]
+  bool monochrome1 = false;    // the DICOM file said MONOCHROME1; GDCM (ITK 5.2) has already
+                               // inverted its values to MONOCHROME2 (tested), so nothing to undo
   std::string dicom_modality;  // DICOM Modality (0008,0060), e.g. "CT"; "" for other formats
 };
 

@@ -39,8 +39,8 @@ std::vector<ManifestRow> read_manifest(const stdfs::path& csv_path, bool check_p
   }
   auto records = csv::parse(fs::read_file(csv_path), name);
   if (records.empty()) {
-    throw Error(fmt::format("{}:1: empty manifest (expected header path,modality,labels,group,split)",
-                            name));
+    throw Error(fmt::format(
+        "{}:1: empty manifest (expected header path,modality,labels,group,split)", name));
   }
   // Header: the five columns, in any order, each exactly once.
   const auto& header = records.front();
@@ -57,8 +57,9 @@ std::vector<ManifestRow> read_manifest(const stdfs::path& csv_path, bool check_p
   }
   for (size_t c = 0; c < kColumns.size(); ++c) {
     if (column[c] < 0) {
-      throw Error(fmt::format("{}:{}: header lacks column '{}' (expected path,modality,labels,group,split)",
-                              name, header.line, kColumns[c]));
+      throw Error(
+          fmt::format("{}:{}: header lacks column '{}' (expected path,modality,labels,group,split)",
+                      name, header.line, kColumns[c]));
     }
   }
 
@@ -85,8 +86,8 @@ std::vector<ManifestRow> read_manifest(const stdfs::path& csv_path, bool check_p
                               row.modality, fmt::join(modality_names(), ", ")));
     }
     if (std::find(kSplits.begin(), kSplits.end(), row.split) == kSplits.end()) {
-      throw Error(fmt::format("{}:{}: unknown split '{}' (expected train, val, test or empty)", name,
-                              rec.line, row.split));
+      throw Error(fmt::format("{}:{}: unknown split '{}' (expected train, val, test or empty)",
+                              name, rec.line, row.split));
     }
     stdfs::path p(path);
     row.path = (p.is_absolute() ? p : dir / p).lexically_normal();
@@ -111,8 +112,8 @@ void write_manifest(const stdfs::path& csv_path, const std::vector<ManifestRow>&
   const auto dir = stdfs::absolute(csv_path).parent_path();
   std::string out = "path,modality,labels,group,split\n";
   for (const auto& row : rows) {
-    if (row.path.empty()) throw Error(fmt::format("write_manifest {}: a row has an empty path",
-                                                  csv_path.string()));
+    if (row.path.empty())
+      throw Error(fmt::format("write_manifest {}: a row has an empty path", csv_path.string()));
     if (!is_modality(row.modality)) {
       throw Error(fmt::format("write_manifest {}: unknown modality '{}' for {}", csv_path.string(),
                               row.modality, row.path.string()));
@@ -125,9 +126,9 @@ void write_manifest(const stdfs::path& csv_path, const std::vector<ManifestRow>&
       }
       labels += (i ? "|" : "") + row.labels[i];
     }
-    out += fmt::format("{},{},{},{},{}\n", csv::quote(relative_if_under(row.path, dir).generic_string()),
-                       csv::quote(row.modality), csv::quote(labels), csv::quote(row.group),
-                       csv::quote(row.split));
+    out += fmt::format(
+        "{},{},{},{},{}\n", csv::quote(relative_if_under(row.path, dir).generic_string()),
+        csv::quote(row.modality), csv::quote(labels), csv::quote(row.group), csv::quote(row.split));
   }
   fs::write_atomic(csv_path, out);
 }

@@ -12,12 +12,12 @@
 namespace m3ret::data {
 
 struct ManifestRow {
-  std::filesystem::path path;   // absolute after read_manifest()
+  std::filesystem::path path;  // absolute after read_manifest()
   std::string modality;
   std::vector<std::string> labels;
   std::string group;
   std::string split;
-  int64_t line = 0;             // 1-based line in the CSV (header is line 1)
+  int64_t line = 0;  // 1-based line in the CSV (header is line 1)
 };
 
 // Reads and validates a manifest. Throws m3ret::Error naming the file and the

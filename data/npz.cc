@@ -40,8 +40,10 @@ std::string dict_value(const std::string& header, const std::string& key) {
   while (v < header.size() && header[v] == ' ') ++v;
   if (v < header.size() && header[v] == '(') return header.substr(v, header.find(')', v) - v + 1);
   size_t end = v;
-  if (header[v] == '\'') end = header.find('\'', v + 1) + 1;
-  else while (end < header.size() && header[end] != ',' && header[end] != '}') ++end;
+  if (header[v] == '\'')
+    end = header.find('\'', v + 1) + 1;
+  else
+    while (end < header.size() && header[end] != ',' && header[end] != '}') ++end;
   return header.substr(v, end - v);
 }
 
@@ -85,7 +87,8 @@ std::vector<std::string> Archive::names() const {
   const zip_int64_t n = zip_get_num_entries(zip_, 0);
   for (zip_int64_t i = 0; i < n; ++i) {
     std::string name = zip_get_name(zip_, static_cast<zip_uint64_t>(i), 0);
-    if (name.size() > 4 && name.compare(name.size() - 4, 4, ".npy") == 0) out.push_back(name.substr(0, name.size() - 4));
+    if (name.size() > 4 && name.compare(name.size() - 4, 4, ".npy") == 0)
+      out.push_back(name.substr(0, name.size() - 4));
   }
   return out;
 }
@@ -103,7 +106,8 @@ static Opened open_array(zip_t* z, const std::filesystem::path& path, const std:
   File f(zip_fopen(z, (name + ".npy").c_str(), 0));
   if (!f) bad(std::string("cannot open: ") + zip_strerror(z));
   uint8_t pre[10];
-  if (!read_exact(f.get(), pre, 8) || std::memcmp(pre, "\x93NUMPY", 6) != 0) bad("not a .npy array (bad magic)");
+  if (!read_exact(f.get(), pre, 8) || std::memcmp(pre, "\x93NUMPY", 6) != 0)
+    bad("not a .npy array (bad magic)");
   const int major = pre[6];
   size_t header_len = 0, prefix = 0;
   if (major == 1) {
@@ -125,7 +129,8 @@ static Opened open_array(zip_t* z, const std::filesystem::path& path, const std:
   std::string descr = dict_value(header, "descr");
   if (descr.size() < 3 || descr.front() != '\'') bad("header has no 'descr'");
   o.info.descr = descr.substr(1, descr.size() - 2);
-  if (dict_value(header, "fortran_order").rfind("True", 0) == 0) bad("Fortran-order arrays are not supported");
+  if (dict_value(header, "fortran_order").rfind("True", 0) == 0)
+    bad("Fortran-order arrays are not supported");
   const std::string shape = dict_value(header, "shape");
   if (shape.empty() || shape.front() != '(') bad("header has no 'shape'");
   for (size_t i = 1; i < shape.size();) {
@@ -140,7 +145,8 @@ static Opened open_array(zip_t* z, const std::filesystem::path& path, const std:
     i += used;
   }
   const std::string& d = o.info.descr;
-  if (d.size() < 3 || std::string("<>|=").find(d[0]) == std::string::npos) bad("unsupported dtype " + d);
+  if (d.size() < 3 || std::string("<>|=").find(d[0]) == std::string::npos)
+    bad("unsupported dtype " + d);
   try {
     o.info.item_bytes = std::stoll(d.substr(2));
   } catch (const std::exception&) {
@@ -158,23 +164,29 @@ static Opened open_array(zip_t* z, const std::filesystem::path& path, const std:
   }
   if (!(st.valid & ZIP_STAT_SIZE)) bad("the archive does not record the array's size");
   if (st.size != prefix + header_len + payload) {
-    bad(fmt::format("payload is {} bytes, the header announces {}", st.size - prefix - header_len, payload));
+    bad(fmt::format("payload is {} bytes, the header announces {}", st.size - prefix - header_len,
+                    payload));
   }
   o.file = std::move(f);
   return o;
 }
 
-ArrayInfo Archive::info(const std::string& name) const { return open_array(zip_, path_, name).info; }
+ArrayInfo Archive::info(const std::string& name) const {
+  return open_array(zip_, path_, name).info;
+}
 
-void Archive::for_each_row(const std::string& name,
-                           const std::function<void(int64_t, const uint8_t*, size_t)>& on_row) const {
+void Archive::for_each_row(
+    const std::string& name,
+    const std::function<void(int64_t, const uint8_t*, size_t)>& on_row) const {
   Opened o = open_array(zip_, path_, name);
-  if (o.info.shape.empty()) throw InputError(fmt::format("{}:{}.npy", path_.string(), name), "a scalar, not rows");
+  if (o.info.shape.empty())
+    throw InputError(fmt::format("{}:{}.npy", path_.string(), name), "a scalar, not rows");
   const size_t row_bytes = static_cast<size_t>(o.info.row_count() * o.info.item_bytes);
   std::vector<uint8_t> row(row_bytes);
   for (int64_t i = 0; i < o.info.shape[0]; ++i) {
     if (!read_exact(o.file.get(), row.data(), row_bytes)) {
-      throw InputError(fmt::format("{}:{}.npy", path_.string(), name), fmt::format("truncated at row {}", i));
+      throw InputError(fmt::format("{}:{}.npy", path_.string(), name),
+                       fmt::format("truncated at row {}", i));
     }
     on_row(i, row.data(), row_bytes);
   }
@@ -185,8 +197,10 @@ std::vector<int64_t> Archive::read_int64(const std::string& name) const {
   const std::string& d = o.info.descr;
   const char kind = d[1];
   const int64_t size = o.info.item_bytes;
-  if ((kind != 'b' && kind != 'i' && kind != 'u') || (size != 1 && size != 2 && size != 4 && size != 8)) {
-    throw InputError(fmt::format("{}:{}.npy", path_.string(), name), "expected an integer array, got " + d);
+  if ((kind != 'b' && kind != 'i' && kind != 'u') ||
+      (size != 1 && size != 2 && size != 4 && size != 8)) {
+    throw InputError(fmt::format("{}:{}.npy", path_.string(), name),
+                     "expected an integer array, got " + d);
   }
   const bool big = d[0] == '>';
   std::vector<uint8_t> raw(static_cast<size_t>(o.info.count() * size));
@@ -200,7 +214,8 @@ std::vector<int64_t> Archive::read_int64(const std::string& name) const {
       const uint8_t byte = raw[i * size + (big ? b : size - 1 - b)];
       v = (v << 8) | byte;
     }
-    if (kind == 'i' && size < 8 && (v >> (size * 8 - 1)) & 1) v |= ~uint64_t{0} << (size * 8);  // sign-extend
+    if (kind == 'i' && size < 8 && (v >> (size * 8 - 1)) & 1)
+      v |= ~uint64_t{0} << (size * 8);  // sign-extend
     out[i] = static_cast<int64_t>(v);
   }
   return out;

@@ -15,11 +15,11 @@ struct zip;
 namespace m3ret::data::npz {
 
 struct ArrayInfo {
-  std::string descr;            // NumPy type string, e.g. "|u1", "<i8", "<f4"
-  std::vector<int64_t> shape;   // C order
-  int64_t item_bytes = 0;       // bytes per element
-  int64_t count() const;        // product of shape (1 for a scalar)
-  int64_t row_count() const;    // product of shape[1:]: elements per row along axis 0
+  std::string descr;           // NumPy type string, e.g. "|u1", "<i8", "<f4"
+  std::vector<int64_t> shape;  // C order
+  int64_t item_bytes = 0;      // bytes per element
+  int64_t count() const;       // product of shape (1 for a scalar)
+  int64_t row_count() const;   // product of shape[1:]: elements per row along axis 0
 };
 
 class Archive {

@@ -39,13 +39,13 @@ inline constexpr int64_t kDefaultMaxVideoFrames = 200000;
 inline constexpr int64_t kMaxStoredVideoFrames = 256;
 
 struct PreprocessConfig {
-  int64_t image_size = 64;      // S: side of 2D images and video frames (pixels)
-  std::string resize = "pad";   // "pad": keep aspect + zero-pad; "crop": centre crop
-  int64_t video_frames = 8;     // T: frames of a clip (what the model sees)
-  int64_t video_frame_stride = 2;   // s: stored frames between two frames of a clip
-  int64_t video_stored_frames = 32; // F: frames stored per video, uniform in time
-  int64_t volume_size = 64;     // V: in-plane side of CT/MRI volumes (H = W)
-  int64_t volume_slices = 16;   // D: slices of CT/MRI volumes
+  int64_t image_size = 64;           // S: side of 2D images and video frames (pixels)
+  std::string resize = "pad";        // "pad": keep aspect + zero-pad; "crop": centre crop
+  int64_t video_frames = 8;          // T: frames of a clip (what the model sees)
+  int64_t video_frame_stride = 2;    // s: stored frames between two frames of a clip
+  int64_t video_stored_frames = 32;  // F: frames stored per video, uniform in time
+  int64_t volume_size = 64;          // V: in-plane side of CT/MRI volumes (H = W)
+  int64_t volume_slices = 16;        // D: slices of CT/MRI volumes
   std::vector<double> ct_window = {-1000.0, 1000.0};  // HU mapped to [0, 255]
   std::vector<double> ct_spacing = {1.5, 1.5, 3.0};   // mm (x, y, z) before resizing
   std::vector<double> mri_percentiles = {1.0, 99.0};  // percentiles mapped to [0, 255]
@@ -70,7 +70,8 @@ struct PreprocessConfig {
       "video; the centre clip for embedding)",
       config::Range{1, kMaxStoredVideoFrames});
     v("video_frame_stride", video_frame_stride,
-      "stride between the frames of a clip, in stored frames", config::Range{1, kMaxStoredVideoFrames});
+      "stride between the frames of a clip, in stored frames",
+      config::Range{1, kMaxStoredVideoFrames});
     v("video_stored_frames", video_stored_frames,
       "frames F stored per video at shard time, sampled uniformly in time over the whole video "
       "(at least (video_frames - 1) * video_frame_stride + 1)",

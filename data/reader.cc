@@ -61,7 +61,8 @@ void decode_isolated(const stdfs::path& path, const PreprocessConfig& cfg, Sampl
       },
       isolate::Limits{cfg.decode_timeout_s, cfg.decode_memory_mb});
   int64_t shape[4];
-  if (bytes.size() < sizeof(shape)) throw Error(fmt::format("{}: short result from the decoder", path.string()));
+  if (bytes.size() < sizeof(shape))
+    throw Error(fmt::format("{}: short result from the decoder", path.string()));
   std::memcpy(shape, bytes.data(), sizeof(shape));
   s.C = shape[0], s.T = shape[1], s.H = shape[2], s.W = shape[3];
   s.pixels.assign(bytes.begin() + sizeof(shape), bytes.end());
@@ -80,11 +81,13 @@ Sample read_sample(const ManifestRow& row, const std::filesystem::path& manifest
   s.group = row.group;
   s.split = row.split;
   s.source = path.string();
-  if (is_dicom_input(path)) decode_isolated(path, cfg, s);
-  else decode(path, cfg, s);
+  if (is_dicom_input(path))
+    decode_isolated(path, cfg, s);
+  else
+    decode(path, cfg, s);
   if (static_cast<int64_t>(s.pixels.size()) != s.numel()) {
-    throw Error(fmt::format("{}: internal error: {} pixels for shape [{}, {}, {}, {}]", path.string(),
-                            s.pixels.size(), s.C, s.T, s.H, s.W));
+    throw Error(fmt::format("{}: internal error: {} pixels for shape [{}, {}, {}, {}]",
+                            path.string(), s.pixels.size(), s.C, s.T, s.H, s.W));
   }
   return s;
 }

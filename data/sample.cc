@@ -37,8 +37,9 @@ std::vector<std::string> split_labels(const std::string& joined) {
 
 int64_t clip_starts(int64_t stored_frames, int64_t frames, int64_t stride) {
   if (frames < 1 || stride < 1 || stored_frames < (frames - 1) * stride + 1) {
-    throw Error(fmt::format("a clip of {} frames at stride {} needs {} stored frames, the video has {}",
-                            frames, stride, (frames - 1) * stride + 1, stored_frames));
+    throw Error(
+        fmt::format("a clip of {} frames at stride {} needs {} stored frames, the video has {}",
+                    frames, stride, (frames - 1) * stride + 1, stored_frames));
   }
   return stored_frames - (frames - 1) * stride;
 }
@@ -51,13 +52,15 @@ void copy_clip(const uint8_t* stored, int64_t C, int64_t stored_frames, int64_t 
                int64_t start, int64_t frames, int64_t stride, uint8_t* out) {
   const int64_t starts = clip_starts(stored_frames, frames, stride);
   if (start < 0 || start >= starts) {
-    throw Error(fmt::format("clip start {} is outside [0, {}) for {} stored frames, {} frames at stride {}",
-                            start, starts, stored_frames, frames, stride));
+    throw Error(
+        fmt::format("clip start {} is outside [0, {}) for {} stored frames, {} frames at stride {}",
+                    start, starts, stored_frames, frames, stride));
   }
   for (int64_t c = 0; c < C; ++c) {
     for (int64_t t = 0; t < frames; ++t) {
       std::memcpy(out + (c * frames + t) * plane,
-                  stored + (c * stored_frames + start + t * stride) * plane, static_cast<size_t>(plane));
+                  stored + (c * stored_frames + start + t * stride) * plane,
+                  static_cast<size_t>(plane));
     }
   }
 }

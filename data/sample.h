@@ -26,12 +26,12 @@ struct Sample {
   std::vector<uint8_t> pixels;
   int64_t C = 0, T = 0, H = 0, W = 0;
 
-  std::string id;        // unique within a dataset (stable: derived from the path)
-  std::string modality;  // one of modality_names()
+  std::string id;                   // unique within a dataset (stable: derived from the path)
+  std::string modality;             // one of modality_names()
   std::vector<std::string> labels;  // multi-label allowed; may be empty
-  std::string group;     // patient/study id; retrieval never counts a same-group hit
-  std::string split;     // "train", "val", "test", or "" (unspecified)
-  std::string source;    // path it was read from
+  std::string group;                // patient/study id; retrieval never counts a same-group hit
+  std::string split;                // "train", "val", "test", or "" (unspecified)
+  std::string source;               // path it was read from
 
   int64_t numel() const { return C * T * H * W; }
 };

@@ -20,7 +20,8 @@ const std::array<const char*, 3> kSplitNames = {"train", "val", "test"};
 
 void check_ratios(const std::array<double, 3>& r, const std::string& what) {
   for (double x : r) {
-    if (!std::isfinite(x) || x < 0) throw Error(fmt::format("{}: ratio {} is negative or not a number", what, x));
+    if (!std::isfinite(x) || x < 0)
+      throw Error(fmt::format("{}: ratio {} is negative or not a number", what, x));
   }
   const double sum = r[0] + r[1] + r[2];
   if (std::abs(sum - 1.0) > 1e-6) {
@@ -70,7 +71,8 @@ std::array<double, 3> parse_ratios(const std::string& text) {
   std::vector<std::string> parts;
   boost::split(parts, text, [](char c) { return c == ','; });
   if (parts.size() != 3) {
-    throw Error(fmt::format("--ratios '{}': expected three comma-separated numbers TRAIN,VAL,TEST", text));
+    throw Error(
+        fmt::format("--ratios '{}': expected three comma-separated numbers TRAIN,VAL,TEST", text));
   }
   std::array<double, 3> r{};
   for (int k = 0; k < 3; ++k) {
@@ -84,15 +86,17 @@ std::array<double, 3> parse_ratios(const std::string& text) {
   return r;
 }
 
-void assign_splits(std::vector<ManifestRow>& rows, const SplitOptions& opts, const std::string& name) {
+void assign_splits(std::vector<ManifestRow>& rows, const SplitOptions& opts,
+                   const std::string& name) {
   check_ratios(opts.ratios, name);
   if (rows.empty()) throw Error(fmt::format("{}: the manifest has no rows to split", name));
   std::map<std::string, std::set<std::string>> labels_of;  // group -> label set
   for (const auto& row : rows) {
     if (row.group.empty()) {
-      throw Error(fmt::format("{}:{}: row {} has no group (split keeps each group in one split; fill "
-                              "the group column, e.g. with the patient id)",
-                              name, row.line, row.path.string()));
+      throw Error(
+          fmt::format("{}:{}: row {} has no group (split keeps each group in one split; fill "
+                      "the group column, e.g. with the patient id)",
+                      name, row.line, row.path.string()));
     }
     labels_of[row.group].insert(row.labels.begin(), row.labels.end());
   }

@@ -30,6 +30,7 @@ std::array<double, 3> parse_ratios(const std::string& text);
 // Fills `split` of every row. `name` (the manifest file) is used in errors.
 // Throws m3ret::Error for: no rows, a row without a group (names its line),
 // ratios that are negative or do not sum to 1.
-void assign_splits(std::vector<ManifestRow>& rows, const SplitOptions& opts, const std::string& name);
+void assign_splits(std::vector<ManifestRow>& rows, const SplitOptions& opts,
+                   const std::string& name);
 
 }  // namespace m3ret::data

@@ -22,7 +22,7 @@ namespace {
 
 const std::vector<std::string> kModalities = {"ct", "xray", "ultrasound", "endoscopy", "mri"};
 // Index = seed component of a class: append only.
-const std::vector<std::string> kClasses = {"normal",    "nodule",    "cyst",  "mass",
+const std::vector<std::string> kClasses = {"normal",    "nodule",    "cyst",    "mass",
                                            "stripes-h", "stripes-v", "checker", "rings",
                                            "spokes",    "dots",      "stripes", "blobs"};
 
@@ -43,11 +43,16 @@ struct Job {
 void render(const Job& job, const SynthConfig& cfg) {
   synth::Rng rng(job.seed);
   const auto& m = job.modality;
-  if (m == "ct") synth::write_ct(job.anatomy, cfg, rng, job.row.path);
-  else if (m == "mri") synth::write_mri(job.anatomy, cfg, rng, job.row.path);
-  else if (m == "xray") synth::write_xray(job.anatomy, cfg, rng, job.row.path, job.row.group);
-  else if (m == "ultrasound") synth::write_ultrasound(job.anatomy, cfg, rng, job.row.path);
-  else synth::write_endoscopy(job.anatomy, cfg, rng, job.row.path);
+  if (m == "ct")
+    synth::write_ct(job.anatomy, cfg, rng, job.row.path);
+  else if (m == "mri")
+    synth::write_mri(job.anatomy, cfg, rng, job.row.path);
+  else if (m == "xray")
+    synth::write_xray(job.anatomy, cfg, rng, job.row.path, job.row.group);
+  else if (m == "ultrasound")
+    synth::write_ultrasound(job.anatomy, cfg, rng, job.row.path);
+  else
+    synth::write_endoscopy(job.anatomy, cfg, rng, job.row.path);
 }
 
 }  // namespace
@@ -56,8 +61,9 @@ void SynthConfig::validate() const {
   std::set<std::string> seen;
   for (const auto& c : classes) {
     if (std::find(kClasses.begin(), kClasses.end(), c) == kClasses.end()) {
-      throw config::Error(fmt::format("config key 'synth.classes': unknown class '{}' (expected {})", c,
-                                      fmt::join(kClasses, ", ")));
+      throw config::Error(
+          fmt::format("config key 'synth.classes': unknown class '{}' (expected {})", c,
+                      fmt::join(kClasses, ", ")));
     }
     if (!seen.insert(c).second) {
       throw config::Error(fmt::format("config key 'synth.classes': class '{}' given twice", c));
@@ -69,7 +75,8 @@ void SynthConfig::validate() const {
     throw config::Error(fmt::format(
         "config key 'synth.classes': cannot mix the finding classes ({}) with the structural "
         "classes ({}): their lesions differ in size and contrast, which would give away the class",
-        fmt::join(synth::clinical_class_names(), ", "), fmt::join(synth::structural_class_names(), ", ")));
+        fmt::join(synth::clinical_class_names(), ", "),
+        fmt::join(synth::structural_class_names(), ", ")));
   }
   if (classes.size() < 2) {
     throw config::Error("config key 'synth.classes' needs at least 2 classes for retrieval");
@@ -77,11 +84,13 @@ void SynthConfig::validate() const {
   seen.clear();
   for (const auto& m : modalities) {
     if (std::find(kModalities.begin(), kModalities.end(), m) == kModalities.end()) {
-      throw config::Error(fmt::format("config key 'synth.modalities': unknown modality '{}' (expected {})",
-                                      m, fmt::join(kModalities, ", ")));
+      throw config::Error(
+          fmt::format("config key 'synth.modalities': unknown modality '{}' (expected {})", m,
+                      fmt::join(kModalities, ", ")));
     }
     if (!seen.insert(m).second) {
-      throw config::Error(fmt::format("config key 'synth.modalities': modality '{}' given twice", m));
+      throw config::Error(
+          fmt::format("config key 'synth.modalities': modality '{}' given twice", m));
     }
   }
   if (modalities.empty()) throw config::Error("config key 'synth.modalities' is empty");
@@ -100,8 +109,9 @@ void SynthConfig::validate() const {
         "into stripes-v; use the class 'stripes' instead of both",
         fmt::join(pattern_tilt, ", ")));
   if (video_width % 2 || video_height % 2) {
-    throw config::Error(fmt::format("config keys 'synth.video_width/video_height' must be even, got {}x{}",
-                                    video_width, video_height));
+    throw config::Error(
+        fmt::format("config keys 'synth.video_width/video_height' must be even, got {}x{}",
+                    video_width, video_height));
   }
 }
 
@@ -117,10 +127,15 @@ void synthesize(const SynthConfig& cfg, const stdfs::path& out_dir) {
 
   std::vector<Job> jobs;
   for (const auto& modality : cfg.modalities) {
-    const uint64_t mi = std::find(kModalities.begin(), kModalities.end(), modality) - kModalities.begin();
+    const uint64_t mi =
+        std::find(kModalities.begin(), kModalities.end(), modality) - kModalities.begin();
     // Patients of every class, numbered in a seeded random order so that ids
     // say nothing about the class; the split is drawn per class.
-    struct Patient { size_t cls; int64_t index; bool test; };
+    struct Patient {
+      size_t cls;
+      int64_t index;
+      bool test;
+    };
     std::vector<Patient> patients;
     synth::Rng order_rng(synth::mix_seed(cfg.seed, mi, 0xA11CE));
     for (size_t c = 0; c < cfg.classes.size(); ++c) {
@@ -129,7 +144,8 @@ void synthesize(const SynthConfig& cfg, const stdfs::path& out_dir) {
       for (int64_t i = cfg.patients_per_class - 1; i > 0; --i) {
         std::swap(idx[i], idx[order_rng.bits() % static_cast<uint64_t>(i + 1)]);
       }
-      const auto n_test = static_cast<int64_t>(std::lround(cfg.test_fraction * cfg.patients_per_class));
+      const auto n_test =
+          static_cast<int64_t>(std::lround(cfg.test_fraction * cfg.patients_per_class));
       for (int64_t p = 0; p < cfg.patients_per_class; ++p) {
         patients.push_back({c, idx[p], modality == "mri" || p < n_test});
       }
@@ -147,8 +163,8 @@ void synthesize(const SynthConfig& cfg, const stdfs::path& out_dir) {
           finding, patient_rng,
           finding == synth::Finding::pattern ? synth::pattern_of(cls) : synth::Pattern::stripes_h,
           synth::PatternGeometry{cfg.lesion_diameter[0], cfg.lesion_diameter[1],
-                                 cfg.pattern_period[0], cfg.pattern_period[1],
-                                 cfg.pattern_tilt[0], cfg.pattern_tilt[1], cfg.pattern_offset});
+                                 cfg.pattern_period[0], cfg.pattern_period[1], cfg.pattern_tilt[0],
+                                 cfg.pattern_tilt[1], cfg.pattern_offset});
       const std::string group = fmt::format("{}-p{:04d}", modality, k);
       for (int64_t s = 0; s < cfg.samples_per_patient; ++s) {
         Job job;
@@ -178,9 +194,10 @@ void synthesize(const SynthConfig& cfg, const stdfs::path& out_dir) {
     }
   }
   // The rest in parallel; the first error stops the others and is rethrown here.
-  parallel_for(jobs.size(), std::min<size_t>(4, std::thread::hardware_concurrency()), [&](size_t i) {
-    if (!done[i]) render(jobs[i], cfg);
-  });
+  parallel_for(jobs.size(), std::min<size_t>(4, std::thread::hardware_concurrency()),
+               [&](size_t i) {
+                 if (!done[i]) render(jobs[i], cfg);
+               });
 
   std::vector<ManifestRow> rows;
   rows.reserve(jobs.size());

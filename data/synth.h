@@ -35,15 +35,15 @@ struct SynthConfig {
   int64_t seed = 1;
   std::vector<std::string> classes = {"normal", "nodule", "cyst", "mass"};
   std::vector<std::string> modalities = {"ct", "xray", "ultrasound", "endoscopy", "mri"};
-  int64_t patients_per_class = 4;   // per modality
+  int64_t patients_per_class = 4;  // per modality
   int64_t samples_per_patient = 2;
-  double test_fraction = 0.25;      // of the patients (per class and modality)
-  int64_t image_size = 96;          // xray / ultrasound side (pixels)
-  int64_t volume_size = 48;         // CT/MRI in-plane side (voxels)
-  int64_t volume_slices = 32;       // CT/MRI slices
+  double test_fraction = 0.25;  // of the patients (per class and modality)
+  int64_t image_size = 96;      // xray / ultrasound side (pixels)
+  int64_t volume_size = 48;     // CT/MRI in-plane side (voxels)
+  int64_t volume_slices = 32;   // CT/MRI slices
   int64_t video_frames = 16;
-  int64_t video_width = 96;         // even (yuv420p)
-  int64_t video_height = 80;        // even (yuv420p)
+  int64_t video_width = 96;   // even (yuv420p)
+  int64_t video_height = 80;  // even (yuv420p)
   // Structural classes only: the lesion's diameter and the pattern's period,
   // each drawn uniformly in [lo, hi], as fractions of the field of view.
   std::vector<double> lesion_diameter = {0.34, 0.46};

@@ -32,7 +32,8 @@ Pattern pattern_of(const std::string& name) {
   const auto& s = structural_class_names();
   const auto it = std::find(s.begin(), s.end(), name);
   if (it == s.end()) {
-    throw Error(fmt::format("unknown structural class '{}' (expected {})", name, fmt::join(s, ", ")));
+    throw Error(
+        fmt::format("unknown structural class '{}' (expected {})", name, fmt::join(s, ", ")));
   }
   return static_cast<Pattern>(it - s.begin());
 }
@@ -43,8 +44,9 @@ Finding finding_of(const std::string& name) {
   if (name == "cyst") return Finding::cyst;
   if (name == "mass") return Finding::mass;
   if (is_structural_class(name)) return Finding::pattern;
-  throw Error(fmt::format("unknown synthetic class '{}' (expected normal, nodule, cyst, mass or {})",
-                          name, fmt::join(structural_class_names(), ", ")));
+  throw Error(
+      fmt::format("unknown synthetic class '{}' (expected normal, nodule, cyst, mass or {})", name,
+                  fmt::join(structural_class_names(), ", ")));
 }
 
 // Every kind has the same edge density (boundary length per area, 2 / period)
@@ -56,9 +58,12 @@ double pattern_field(const PatternParams& p, double radius, double u0, double v0
   const double u = ct * u0 - st * v0, v = st * u0 + ct * v0;
   switch (p.kind) {
     case Pattern::stripes_h:
-    case Pattern::stripes: return std::sin(2 * M_PI * v / P + p.phase_v);
-    case Pattern::stripes_v: return std::sin(2 * M_PI * u / P + p.phase_u);
-    case Pattern::blobs: {  // isotropic: 6 plane waves of period P, directions and phases per patient
+    case Pattern::stripes:
+      return std::sin(2 * M_PI * v / P + p.phase_v);
+    case Pattern::stripes_v:
+      return std::sin(2 * M_PI * u / P + p.phase_u);
+    case Pattern::
+        blobs: {  // isotropic: 6 plane waves of period P, directions and phases per patient
       double f = 0;
       for (int i = 0; i < 6; ++i) {
         const double t = p.angle + M_PI * (i + 0.5 * std::sin(p.phase_u * (i + 1))) / 6;
@@ -69,7 +74,8 @@ double pattern_field(const PatternParams& p, double radius, double u0, double v0
     }
     case Pattern::checker:  // squares of side P
       return std::sin(M_PI * u / P + p.phase_u) * std::sin(M_PI * v / P + p.phase_v);
-    case Pattern::rings: return std::sin(2 * M_PI * std::hypot(u, v) / P + p.phase_u);
+    case Pattern::rings:
+      return std::sin(2 * M_PI * std::hypot(u, v) / P + p.phase_u);
     case Pattern::spokes: {  // 2n radial edges of length R over pi R^2: n = pi R / P
       const double n = std::max(3.0, std::round(M_PI * radius / P));
       return std::sin(n * (std::atan2(v, u) + p.angle));
@@ -90,7 +96,8 @@ void set_threshold(PatternParams& p, double radius) {
   values.reserve(kGrid * kGrid);
   for (int i = 0; i < kGrid; ++i) {
     for (int j = 0; j < kGrid; ++j) {
-      const double u = ((i + 0.5) / kGrid * 2 - 1) * radius, v = ((j + 0.5) / kGrid * 2 - 1) * radius;
+      const double u = ((i + 0.5) / kGrid * 2 - 1) * radius,
+                   v = ((j + 0.5) / kGrid * 2 - 1) * radius;
       if (u * u + v * v <= radius * radius) values.push_back(pattern_field(p, radius, u, v));
     }
   }
@@ -171,7 +178,8 @@ Anatomy make_patient(Finding f, Rng& rng, Pattern pattern, const PatternGeometry
   a.shift_z = rng.uniform(-0.05, 0.05);
   a.finding = f;
   switch (f) {
-    case Finding::none: break;
+    case Finding::none:
+      break;
     case Finding::pattern: {
       // The same draws for every pattern: lesion diameter (default 0.34-0.46
       // of the field of view), period (default 0.26-0.38 of the half-width,
@@ -200,8 +208,12 @@ Anatomy make_patient(Finding f, Rng& rng, Pattern pattern, const PatternGeometry
       a.contrast = rng.uniform(0.75, 1.25);
       return a;
     }
-    case Finding::nodule: a.lr = rng.uniform(0.1, 0.14); break;
-    case Finding::cyst: a.lr = rng.uniform(0.13, 0.18); break;
+    case Finding::nodule:
+      a.lr = rng.uniform(0.1, 0.14);
+      break;
+    case Finding::cyst:
+      a.lr = rng.uniform(0.13, 0.18);
+      break;
     case Finding::mass:
       a.lr = rng.uniform(0.2, 0.27);
       a.lobe_amp = rng.uniform(0.2, 0.35);

@@ -45,12 +45,12 @@ enum class Tissue { air, soft, lung, bone, core, wall, lesion_hi, lesion_lo };
 // (u, v) in normalised units, period `period`, for a lesion of radius `radius`.
 struct PatternParams {
   Pattern kind = Pattern::stripes_h;
-  double period = 0.3;            // spatial period (edge density 2/period for every kind)
-  double phase_u = 0, phase_v = 0;  // pattern offsets (radians)
-  double angle = 0;               // spokes rotation (radians)
-  double tilt = 0;                // rotation of the whole pattern (radians)
+  double period = 0.3;                // spatial period (edge density 2/period for every kind)
+  double phase_u = 0, phase_v = 0;    // pattern offsets (radians)
+  double angle = 0;                   // spokes rotation (radians)
+  double tilt = 0;                    // rotation of the whole pattern (radians)
   double origin_u = 0, origin_v = 0;  // the pattern's origin relative to the lesion centre
-  double threshold = 0;           // level splitting the lesion disc 50/50 (set_threshold)
+  double threshold = 0;               // level splitting the lesion disc 50/50 (set_threshold)
 };
 // The continuous pattern field; the lesion is "hi" where it exceeds p.threshold.
 double pattern_field(const PatternParams& p, double radius, double u, double v);
@@ -81,16 +81,16 @@ class Rng {
 uint64_t mix_seed(uint64_t a, uint64_t b, uint64_t c = 0, uint64_t d = 0);
 
 struct Anatomy {
-  double ax = 0.8, ay = 0.6, az = 0.9;           // trunk semi-axes
+  double ax = 0.8, ay = 0.6, az = 0.9;  // trunk semi-axes
   double lung_dx = 0.38, lung_ax = 0.28, lung_ay = 0.4, lung_az = 0.75;
   double spine_y = 0.42, spine_r = 0.1;
   double shift_x = 0, shift_y = 0, shift_z = 0;  // rigid position of the whole body
   Finding finding = Finding::none;
-  double lx = 0, ly = 0, lz = 0, lr = 0.1;       // finding centre and radius
+  double lx = 0, ly = 0, lz = 0, lr = 0.1;                // finding centre and radius
   double lobe_phase1 = 0, lobe_phase2 = 0, lobe_amp = 0;  // mass lobulation
-  double contrast = 1.0;                         // finding contrast factor (0.7 .. 1.3)
-  PatternParams pattern;                         // Finding::pattern only
-  PatternPlane plane = PatternPlane::axial;      // Finding::pattern only
+  double contrast = 1.0;                                  // finding contrast factor (0.7 .. 1.3)
+  PatternParams pattern;                                  // Finding::pattern only
+  PatternPlane plane = PatternPlane::axial;               // Finding::pattern only
 
   // Tissue at a point of the normalised box.
   Tissue at(double x, double y, double z) const;

@@ -69,68 +69,96 @@ double coord(int64_t i, int64_t n) { return (i + 0.5) / n * 2.0 - 1.0; }
 double ct_hu(Tissue t, const Anatomy& a) {
   const double lung = -820;
   switch (t) {
-    case Tissue::air: return -1000;
-    case Tissue::soft: return 40;
-    case Tissue::lung: return lung;
-    case Tissue::bone: return 700;
-    case Tissue::wall: return lung + a.contrast * 900;
+    case Tissue::air:
+      return -1000;
+    case Tissue::soft:
+      return 40;
+    case Tissue::lung:
+      return lung;
+    case Tissue::bone:
+      return 700;
+    case Tissue::wall:
+      return lung + a.contrast * 900;
     case Tissue::core:
       if (a.finding == Finding::cyst) return -985;
       if (a.finding == Finding::nodule) return lung + a.contrast * 900;
       return lung + a.contrast * 850;  // mass
     // Structural findings: two phases around the same mean for every class.
-    case Tissue::lesion_hi: return lung + a.contrast * 800;
-    case Tissue::lesion_lo: return lung + a.contrast * 100;
+    case Tissue::lesion_hi:
+      return lung + a.contrast * 800;
+    case Tissue::lesion_lo:
+      return lung + a.contrast * 100;
   }
   return 0;
 }
 
 double mri_signal(Tissue t, const Anatomy& a) {
   switch (t) {
-    case Tissue::air: return 0.0;
-    case Tissue::soft: return 0.35;
-    case Tissue::lung: return 0.06;
-    case Tissue::bone: return 0.15;
-    case Tissue::wall: return 0.22;
+    case Tissue::air:
+      return 0.0;
+    case Tissue::soft:
+      return 0.35;
+    case Tissue::lung:
+      return 0.06;
+    case Tissue::bone:
+      return 0.15;
+    case Tissue::wall:
+      return 0.22;
     case Tissue::core:
       if (a.finding == Finding::cyst) return 0.95;  // fluid is bright on T2
       if (a.finding == Finding::nodule) return 0.06 + a.contrast * 0.5;
       return 0.06 + a.contrast * 0.4;
-    case Tissue::lesion_hi: return 0.06 + a.contrast * 0.3;
-    case Tissue::lesion_lo: return 0.06 + a.contrast * 0.04;
+    case Tissue::lesion_hi:
+      return 0.06 + a.contrast * 0.3;
+    case Tissue::lesion_lo:
+      return 0.06 + a.contrast * 0.04;
   }
   return 0;
 }
 
 double attenuation(Tissue t, const Anatomy& a) {
   switch (t) {
-    case Tissue::air: return 0.0;
-    case Tissue::soft: return 1.0;
-    case Tissue::lung: return 0.2;
-    case Tissue::bone: return 1.8;
-    case Tissue::wall: return 0.2 + a.contrast * 0.9;
+    case Tissue::air:
+      return 0.0;
+    case Tissue::soft:
+      return 1.0;
+    case Tissue::lung:
+      return 0.2;
+    case Tissue::bone:
+      return 1.8;
+    case Tissue::wall:
+      return 0.2 + a.contrast * 0.9;
     case Tissue::core:
       if (a.finding == Finding::cyst) return 0.02;
       return 0.2 + a.contrast * 0.9;
-    case Tissue::lesion_hi: return 0.2 + a.contrast * 0.9;
-    case Tissue::lesion_lo: return 0.2 + a.contrast * 0.15;
+    case Tissue::lesion_hi:
+      return 0.2 + a.contrast * 0.9;
+    case Tissue::lesion_lo:
+      return 0.2 + a.contrast * 0.15;
   }
   return 0;
 }
 
 double echogenicity(Tissue t, const Anatomy& a) {
   switch (t) {
-    case Tissue::air: return 0.0;
-    case Tissue::soft: return 0.45;
-    case Tissue::lung: return 0.3;
-    case Tissue::bone: return 0.95;
-    case Tissue::wall: return 0.9;
+    case Tissue::air:
+      return 0.0;
+    case Tissue::soft:
+      return 0.45;
+    case Tissue::lung:
+      return 0.3;
+    case Tissue::bone:
+      return 0.95;
+    case Tissue::wall:
+      return 0.9;
     case Tissue::core:
-      if (a.finding == Finding::cyst) return 0.03;   // anechoic fluid
+      if (a.finding == Finding::cyst) return 0.03;                       // anechoic fluid
       if (a.finding == Finding::nodule) return 0.22 + a.contrast * 0.6;  // hyperechoic
-      return 0.16 - a.contrast * 0.06;               // hypoechoic mass
-    case Tissue::lesion_hi: return 0.25 + a.contrast * 0.3;
-    case Tissue::lesion_lo: return 0.25 - a.contrast * 0.1;
+      return 0.16 - a.contrast * 0.06;                                   // hypoechoic mass
+    case Tissue::lesion_hi:
+      return 0.25 + a.contrast * 0.3;
+    case Tissue::lesion_lo:
+      return 0.25 - a.contrast * 0.1;
   }
   return 0;
 }
@@ -163,7 +191,8 @@ void write_mri(const Anatomy& a, const SynthConfig& cfg, Rng& rng, const stdfs::
   auto img = new_volume<float>(n, d);
   float* p = img->GetBufferPointer();
   const double gain = rng.uniform(600, 1400);
-  const double bx = rng.uniform(-0.2, 0.2), by = rng.uniform(-0.2, 0.2), bz = rng.uniform(-0.2, 0.2);
+  const double bx = rng.uniform(-0.2, 0.2), by = rng.uniform(-0.2, 0.2),
+               bz = rng.uniform(-0.2, 0.2);
   const double noise = rng.uniform(0.015, 0.035);
   for (int64_t z = 0; z < d; ++z) {
     for (int64_t y = 0; y < n; ++y) {
@@ -257,7 +286,8 @@ void write_endoscopy(const Anatomy& a, const SynthConfig& cfg, Rng& rng, const s
   const double base[3] = {0.82 + rng.normal(0, 0.03), 0.42 + rng.normal(0, 0.03),
                           0.40 + rng.normal(0, 0.03)};
   const double f1 = rng.uniform(2, 5), f2 = rng.uniform(2, 5), p1 = rng.uniform(0, 6.3),
-               p2 = rng.uniform(0, 6.3), vessel_k = rng.uniform(4, 8), vessel_p = rng.uniform(0, 6.3);
+               p2 = rng.uniform(0, 6.3), vessel_k = rng.uniform(4, 8),
+               vessel_p = rng.uniform(0, 6.3);
   double cu0 = std::clamp(a.lx * 1.3, -0.6 * aspect, 0.6 * aspect);
   double cv0 = std::clamp(-a.lz * 1.1, -0.6, 0.6);
   const double mu = rng.uniform(-0.25, 0.25), mv = rng.uniform(-0.25, 0.25);

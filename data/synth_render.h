@@ -11,12 +11,14 @@
 namespace m3ret::data::synth {
 
 // CT: int16 HU NIfTI (.nii.gz), volume_size^2 x volume_slices, spacing 2 x 2 x 2.5 mm.
-void write_ct(const Anatomy& a, const SynthConfig& cfg, Rng& rng, const std::filesystem::path& path);
+void write_ct(const Anatomy& a, const SynthConfig& cfg, Rng& rng,
+              const std::filesystem::path& path);
 // MRI: float32 NIfTI, T2-like contrast (fluid bright, lung dark), bias field, Rician noise.
-void write_mri(const Anatomy& a, const SynthConfig& cfg, Rng& rng, const std::filesystem::path& path);
+void write_mri(const Anatomy& a, const SynthConfig& cfg, Rng& rng,
+               const std::filesystem::path& path);
 // X-ray: a frontal (AP) projection of the attenuation, uint16 DICOM (Modality DX).
-void write_xray(const Anatomy& a, const SynthConfig& cfg, Rng& rng, const std::filesystem::path& path,
-                const std::string& patient_id);
+void write_xray(const Anatomy& a, const SynthConfig& cfg, Rng& rng,
+                const std::filesystem::path& path, const std::string& patient_id);
 // Ultrasound: an axial slice through the finding, sector-shaped, with
 // multiplicative speckle and depth attenuation; 8-bit grey PNG.
 void write_ultrasound(const Anatomy& a, const SynthConfig& cfg, Rng& rng,

@@ -46,14 +46,16 @@ struct PacketFreer {
 };
 
 std::string too_many_frames(int64_t frames, int64_t max_frames) {
-  return fmt::format("{} frames or more, more than preprocess.max_video_frames = {} (refused before decoding)",
-                     frames, max_frames);
+  return fmt::format(
+      "{} frames or more, more than preprocess.max_video_frames = {} (refused before decoding)",
+      frames, max_frames);
 }
 
 // Opens `path` and finds its best video stream (and decoder); refuses frames
 // larger than limits.max_pixels and a declared frame count over limits.max_frames.
-std::unique_ptr<AVFormatContext, FormatCloser> open_video(const stdfs::path& path, const Limits& limits,
-                                                         int* stream, const AVCodec** codec) {
+std::unique_ptr<AVFormatContext, FormatCloser> open_video(const stdfs::path& path,
+                                                          const Limits& limits, int* stream,
+                                                          const AVCodec** codec) {
   auto refuse = [&](const std::string& why) { throw InputError(path.string(), why); };
   AVFormatContext* raw = nullptr;
   int err = avformat_open_input(&raw, path.c_str(), nullptr, nullptr);
@@ -64,7 +66,8 @@ std::unique_ptr<AVFormatContext, FormatCloser> open_video(const stdfs::path& pat
   *stream = av_find_best_stream(fmt_ctx.get(), AVMEDIA_TYPE_VIDEO, -1, -1, codec, 0);
   if (*stream < 0 || !*codec) refuse("no decodable video stream");
   const AVStream* st = fmt_ctx->streams[*stream];
-  const std::string big = integrity::too_many_pixels({st->codecpar->width, st->codecpar->height}, limits.max_pixels);
+  const std::string big =
+      integrity::too_many_pixels({st->codecpar->width, st->codecpar->height}, limits.max_pixels);
   if (!big.empty()) refuse(big);
   if (st->nb_frames > limits.max_frames) refuse(too_many_frames(st->nb_frames, limits.max_frames));
   return fmt_ctx;
@@ -72,10 +75,10 @@ std::unique_ptr<AVFormatContext, FormatCloser> open_video(const stdfs::path& pat
 
 // The presentation time span of the video stream, from its packets (no decoding).
 struct Timeline {
-  bool timed = false;     // every packet has a timestamp
-  int64_t start = 0;      // first presentation time (stream time base)
-  int64_t end = 0;        // last presentation time + its duration
-  int64_t packets = 0;    // video packets (not discarded)
+  bool timed = false;   // every packet has a timestamp
+  int64_t start = 0;    // first presentation time (stream time base)
+  int64_t end = 0;      // last presentation time + its duration
+  int64_t packets = 0;  // video packets (not discarded)
 };
 
 Timeline scan_timeline(const stdfs::path& path, const Limits& limits) {
@@ -89,14 +92,17 @@ Timeline scan_timeline(const stdfs::path& path, const Limits& limits) {
   for (;;) {
     const int err = av_read_frame(fmt_ctx.get(), pkt.get());
     if (err == AVERROR_EOF) break;
-    if (err < 0) throw InputError(path.string(), "cannot read packet (truncated?): " + av_error(err));
+    if (err < 0)
+      throw InputError(path.string(), "cannot read packet (truncated?): " + av_error(err));
     if (pkt->stream_index == stream && !(pkt->flags & AV_PKT_FLAG_DISCARD)) {
       if (++tl.packets > limits.max_frames) {
         throw InputError(path.string(), too_many_frames(tl.packets, limits.max_frames));
       }
       const int64_t ts = pkt->pts != AV_NOPTS_VALUE ? pkt->pts : pkt->dts;
-      if (ts == AV_NOPTS_VALUE) tl.timed = false;
-      else stamps.emplace_back(ts, pkt->duration);
+      if (ts == AV_NOPTS_VALUE)
+        tl.timed = false;
+      else
+        stamps.emplace_back(ts, pkt->duration);
     }
     av_packet_unref(pkt.get());
   }
@@ -140,7 +146,8 @@ int64_t decode_all(const stdfs::path& path, const Limits& limits,
       if (r == AVERROR(EAGAIN) || r == AVERROR_EOF) return;
       if (r < 0) refuse("decode error: " + av_error(r));
       if (frame->decode_error_flags != 0) refuse("corrupt frame in the stream");
-      const std::string big = integrity::too_many_pixels({frame->width, frame->height}, limits.max_pixels);
+      const std::string big =
+          integrity::too_many_pixels({frame->width, frame->height}, limits.max_pixels);
       if (!big.empty()) refuse(big);
       on_frame(frame.get(), count++);
       av_frame_unref(frame.get());
@@ -165,8 +172,8 @@ int64_t decode_all(const stdfs::path& path, const Limits& limits,
 }
 
 // Converts `f` to RGB and fits it into the size x size planes of output frame t.
-void put_frame(const AVFrame* f, int64_t size, bool crop, SwsContext** sws, std::vector<uint8_t>& rgb,
-               uint8_t* out, int64_t frames, int64_t t) {
+void put_frame(const AVFrame* f, int64_t size, bool crop, SwsContext** sws,
+               std::vector<uint8_t>& rgb, uint8_t* out, int64_t frames, int64_t t) {
   double sar = 1.0;
   if (f->sample_aspect_ratio.num > 0 && f->sample_aspect_ratio.den > 0) {
     sar = av_q2d(f->sample_aspect_ratio);
@@ -175,8 +182,8 @@ void put_frame(const AVFrame* f, int64_t size, bool crop, SwsContext** sws, std:
   const double scale = crop ? size / std::min(dw, dh) : size / std::max(dw, dh);
   const int w = std::max(1, static_cast<int>(std::lround(dw * scale)));
   const int h = std::max(1, static_cast<int>(std::lround(dh * scale)));
-  *sws = sws_getCachedContext(*sws, f->width, f->height, static_cast<AVPixelFormat>(f->format), w, h,
-                              AV_PIX_FMT_RGB24, SWS_AREA, nullptr, nullptr, nullptr);
+  *sws = sws_getCachedContext(*sws, f->width, f->height, static_cast<AVPixelFormat>(f->format), w,
+                              h, AV_PIX_FMT_RGB24, SWS_AREA, nullptr, nullptr, nullptr);
   if (!*sws) throw Error("swscale: cannot convert this pixel format to RGB");
   // swscale's SIMD paths write a few bytes past the last row: room for them.
   rgb.assign(static_cast<size_t>(w) * h * 3 + AV_INPUT_BUFFER_PADDING_SIZE, 0);
@@ -207,7 +214,8 @@ void quiet_ffmpeg_logs() {
 
 bool is_video_path(const stdfs::path& path) {
   std::string ext = path.extension().string();
-  std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return std::tolower(c); });
+  std::transform(ext.begin(), ext.end(), ext.begin(),
+                 [](unsigned char c) { return std::tolower(c); });
   for (const char* e : {".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".ogv"}) {
     if (ext == e) return true;
   }
@@ -235,7 +243,9 @@ std::vector<uint8_t> read(const stdfs::path& path, int64_t frames, int64_t size,
     std::unique_ptr<AVFrame, FrameFreer> prev(av_frame_alloc());
     bool have_prev = false, untimed = false;
     int64_t next = 0;
-    auto target = [&](int64_t i) { return tl.start + (i + 0.5) * double(tl.end - tl.start) / frames; };
+    auto target = [&](int64_t i) {
+      return tl.start + (i + 0.5) * double(tl.end - tl.start) / frames;
+    };
     auto on_frame = [&](const AVFrame* f, int64_t) {
       if (f->best_effort_timestamp == AV_NOPTS_VALUE) untimed = true;
       if (untimed) return;
@@ -250,7 +260,8 @@ std::vector<uint8_t> read(const stdfs::path& path, int64_t frames, int64_t size,
     const int64_t decoded = decode_all(path, limits, on_frame);
     if (decoded == 0) throw InputError(path.string(), "no decodable video frames");
     if (!untimed) {
-      while (next < frames) put_frame(prev.get(), size, crop, &sws, rgb, out.data(), frames, next++);
+      while (next < frames)
+        put_frame(prev.get(), size, crop, &sws, rgb, out.data(), frames, next++);
       return out;
     }
     std::fill(out.begin(), out.end(), 0);

@@ -88,8 +88,9 @@ void write(const stdfs::path& path, const std::vector<uint8_t>& rgb, int64_t fra
   const std::string& codec_name = options.codec;
   const bool vfr = !options.pts_ms.empty();
   // Keep the extension so that libavformat picks the container from it.
-  const stdfs::path tmp = path.parent_path() / fmt::format(".tmp-{}-{}-{}", ::getpid(), g_tmp_counter++,
-                                                           path.filename().string());
+  const stdfs::path tmp =
+      path.parent_path() /
+      fmt::format(".tmp-{}-{}-{}", ::getpid(), g_tmp_counter++, path.filename().string());
   auto fail = [&](const std::string& why) {
     std::error_code ec;
     stdfs::remove(tmp, ec);
@@ -98,11 +99,13 @@ void write(const stdfs::path& path, const std::vector<uint8_t>& rgb, int64_t fra
   if (frames < 1 || width < 1 || height < 1 || fps < 1) {
     fail(fmt::format("bad shape {} x {} x {} at {} fps", frames, height, width, fps));
   }
-  if (vfr && static_cast<int64_t>(options.pts_ms.size()) != frames) fail("pts_ms needs one time per frame");
+  if (vfr && static_cast<int64_t>(options.pts_ms.size()) != frames)
+    fail("pts_ms needs one time per frame");
   for (size_t i = 1; i < options.pts_ms.size(); ++i) {
     if (options.pts_ms[i] <= options.pts_ms[i - 1]) fail("pts_ms must increase");
   }
-  if (static_cast<int64_t>(rgb.size()) != frames * height * width * 3) fail("pixel buffer size mismatch");
+  if (static_cast<int64_t>(rgb.size()) != frames * height * width * 3)
+    fail("pixel buffer size mismatch");
   quiet_ffmpeg_logs();
   const std::string name = codec_name.empty() ? default_codec() : codec_name;
   const AVCodec* codec = avcodec_find_encoder_by_name(name.c_str());
@@ -170,8 +173,10 @@ void write(const stdfs::path& path, const std::vector<uint8_t>& rgb, int64_t fra
       if (vfr) {  // until the next frame (the last one: as long as the one before)
         const auto& pts = options.pts_ms;
         auto it = std::upper_bound(pts.begin(), pts.end(), e.pkt->pts);
-        if (it != pts.end()) e.pkt->duration = *it - e.pkt->pts;
-        else if (pts.size() >= 2) e.pkt->duration = pts.back() - pts[pts.size() - 2];
+        if (it != pts.end())
+          e.pkt->duration = *it - e.pkt->pts;
+        else if (pts.size() >= 2)
+          e.pkt->duration = pts.back() - pts[pts.size() - 2];
       }
       av_packet_rescale_ts(e.pkt, e.enc->time_base, st->time_base);
       e.pkt->stream_index = st->index;
@@ -184,7 +189,8 @@ void write(const stdfs::path& path, const std::vector<uint8_t>& rgb, int64_t fra
   std::vector<uint8_t> padded(frame_bytes + AV_INPUT_BUFFER_PADDING_SIZE, 0);
   for (int64_t t = 0; t < frames; ++t) {
     if (av_frame_make_writable(e.frame) < 0) fail("frame not writable");
-    std::copy_n(rgb.begin() + static_cast<std::ptrdiff_t>(t * frame_bytes), frame_bytes, padded.begin());
+    std::copy_n(rgb.begin() + static_cast<std::ptrdiff_t>(t * frame_bytes), frame_bytes,
+                padded.begin());
     const uint8_t* src[4] = {padded.data(), nullptr, nullptr, nullptr};
     const int src_stride[4] = {static_cast<int>(width * 3), 0, 0, 0};
     sws_scale(e.sws, src, src_stride, 0, e.enc->height, e.frame->data, e.frame->linesize);

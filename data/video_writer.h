@@ -9,9 +9,9 @@
 namespace m3ret::data::video {
 
 struct WriteOptions {
-  int fps = 10;           // constant frame rate (when pts_ms is empty)
-  std::string codec;      // encoder name ("libx264", "mpeg4", "mjpeg", "libvpx", "ffv1", ...);
-                          // "" = default_codec()
+  int fps = 10;       // constant frame rate (when pts_ms is empty)
+  std::string codec;  // encoder name ("libx264", "mpeg4", "mjpeg", "libvpx", "ffv1", ...);
+                      // "" = default_codec()
   std::vector<int64_t> pts_ms;  // per-frame presentation times in ms, increasing (variable
                                 // frame rate); empty = 1/fps apart
 };

@@ -18,7 +18,8 @@ constexpr float kAirHU = -1024.0f;  // fills CT voxels outside the scanned field
 void volume(const stdfs::path& path, const std::string& modality, const PreprocessConfig& cfg,
             Sample& s) {
   if (video::is_video_path(path)) {
-    throw InputError(path.string(), fmt::format("a video where a 3D {} volume is expected", modality));
+    throw InputError(path.string(),
+                     fmt::format("a video where a 3D {} volume is expected", modality));
   }
   itkio::Decoded d = itkio::read(path, cfg.max_input_pixels);
   check_dicom_modality(path, d.dicom_modality, modality);
@@ -28,8 +29,9 @@ void volume(const stdfs::path& path, const std::string& modality, const Preproce
                                                 size[0], size[1], modality));
   }
   if (d.channels.size() != 1) {
-    throw InputError(path.string(), fmt::format("{}-channel volume where a scalar {} volume is expected",
-                                                d.channels.size(), modality));
+    throw InputError(path.string(),
+                     fmt::format("{}-channel volume where a scalar {} volume is expected",
+                                 d.channels.size(), modality));
   }
   itkio::Volume::Pointer vol = d.channels[0];
   const auto mm = grid::min_max(vol);
@@ -46,8 +48,9 @@ void volume(const stdfs::path& path, const std::string& modality, const Preproce
     auto p = grid::percentiles(vol, cfg.mri_percentiles);
     lo = p[0], hi = p[1];
     if (!(hi > lo)) {
-      throw InputError(path.string(), fmt::format("percentiles {} and {} are equal ({}): nearly constant",
-                                                  cfg.mri_percentiles[0], cfg.mri_percentiles[1], lo));
+      throw InputError(path.string(),
+                       fmt::format("percentiles {} and {} are equal ({}): nearly constant",
+                                   cfg.mri_percentiles[0], cfg.mri_percentiles[1], lo));
     }
     pad = static_cast<float>(mm[0]);
   }

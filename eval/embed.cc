@@ -57,8 +57,9 @@ std::vector<Item> select_items(const sharding::ShardSet& shards, const EmbedOpti
       if (opt.split.empty() || shards.meta(m, i).split == opt.split) items.push_back({m, i});
   }
   if (items.empty())
-    throw Error(fmt::format("embed: no sample in the shards {} matches split '{}' and modalities [{}]",
-                            opt.shards.string(), opt.split, fmt::join(wanted, ", ")));
+    throw Error(
+        fmt::format("embed: no sample in the shards {} matches split '{}' and modalities [{}]",
+                    opt.shards.string(), opt.split, fmt::join(wanted, ", ")));
   return items;
 }
 
@@ -102,7 +103,8 @@ std::vector<float> encode_share(trainer::Encoder* encoder, Probe probe,
     const int64_t numel = info.C * info.T * info.H * info.W;
     torch::Tensor batch = torch::empty({B, info.C, info.T, info.H, info.W}, torch::kUInt8);
     uint8_t* data = batch.data_ptr<uint8_t>();
-    for (int64_t b = 0; b < B; ++b) shards.read_pixels(modality, items[mine[pos + b]].index, data + b * numel);
+    for (int64_t b = 0; b < B; ++b)
+      shards.read_pixels(modality, items[mine[pos + b]].index, data + b * numel);
 
     torch::Tensor z;
     if (encoder) {
@@ -159,7 +161,7 @@ std::vector<float> raw_pixel_features(const uint8_t* pixels, int64_t B, int64_t 
   torch::NoGradGuard no_grad;
   torch::Tensor x = torch::from_blob(const_cast<uint8_t*>(pixels), {B, C, T, H, W}, torch::kUInt8)
                         .to(torch::kFloat32)
-                        .mean(1, /*keepdim=*/true);                     // [B, 1, T, H, W]
+                        .mean(1, /*keepdim=*/true);  // [B, 1, T, H, W]
   x = torch::adaptive_avg_pool3d(x, {4, 16, 16}).reshape({B, kRawPixelDim});
   x = x - x.mean(1, true);
   x = x / x.norm(2, 1, true).clamp_min(1e-12);
@@ -179,8 +181,8 @@ std::vector<float> histogram_features(const uint8_t* pixels, int64_t B, int64_t 
       std::vector<int64_t> counts(kHistogramBins, 0);
       for (int64_t i = 0; i < plane; ++i) ++counts[p[i] * kHistogramBins / 256];
       for (int64_t k = 0; k < kHistogramBins; ++k)
-        h[c * kHistogramBins + k] =
-            static_cast<float>(std::sqrt(static_cast<double>(counts[k]) / static_cast<double>(plane)));
+        h[c * kHistogramBins + k] = static_cast<float>(
+            std::sqrt(static_cast<double>(counts[k]) / static_cast<double>(plane)));
     }
     double norm = 0;
     for (int64_t k = 0; k < kHistogramDim; ++k) norm += double(h[k]) * h[k];
@@ -197,21 +199,24 @@ void embed(const EmbedOptions& opt, Communicator& comm) {
   trainer::LoadedEncoder loaded;
   std::vector<float> mine;
   int64_t D = 0;
-  const Probe probe = opt.raw_pixels ? &raw_pixel_features
+  const Probe probe = opt.raw_pixels  ? &raw_pixel_features
                       : opt.histogram ? &histogram_features
                                       : nullptr;
 
   collective_step(comm, "encoding", [&] {
-    if (opt.batch_size < 1) throw Error(fmt::format("embed: batch size {} must be >= 1", opt.batch_size));
+    if (opt.batch_size < 1)
+      throw Error(fmt::format("embed: batch size {} must be >= 1", opt.batch_size));
     // The device first: a GPU that cannot be had stops before any work.
     const int local_rank = Runtime::initialized() ? Runtime::get().local_rank() : 0;
-    const torch::Device device =
-        probe ? torch::Device(torch::kCPU) : trainer::resolve_device(opt.device, local_rank, "--device");
+    const torch::Device device = probe
+                                     ? torch::Device(torch::kCPU)
+                                     : trainer::resolve_device(opt.device, local_rank, "--device");
     shards = sharding::ShardSet::open(opt.shards);
     items = select_items(*shards, opt);
     torch::NoGradGuard no_grad;
     // The encoder's GEMMs on OpenBLAS's pool (core/blas_threads.h).
-    torch::set_num_threads(split_compute_threads(opt.threads > 0 ? opt.threads : default_threads()));
+    torch::set_num_threads(
+        split_compute_threads(opt.threads > 0 ? opt.threads : default_threads()));
     if (opt.raw_pixels && opt.histogram)
       throw Error("embed: --raw-pixels and --histogram exclude each other");
     if (probe) {
@@ -226,10 +231,10 @@ void embed(const EmbedOptions& opt, Communicator& comm) {
       loaded = trainer::load_encoder(opt.checkpoint, choice);
       loaded.encoder->to(device);
       if (rank == 0)
-        spdlog::info("embed: {} samples with {} ({}step {}, {} weights, {} pooling) on {} rank(s), {}",
-                     items.size(), loaded.checkpoint.string(),
-                     opt.random_init ? "random init, " : "", loaded.step, loaded.weights,
-                     loaded.pooling, size, device.str());
+        spdlog::info(
+            "embed: {} samples with {} ({}step {}, {} weights, {} pooling) on {} rank(s), {}",
+            items.size(), loaded.checkpoint.string(), opt.random_init ? "random init, " : "",
+            loaded.step, loaded.weights, loaded.pooling, size, device.str());
     }
     mine = encode_share(loaded.encoder.get(), probe, *shards, items, rank, size, opt.batch_size, D);
   });
@@ -256,8 +261,8 @@ void embed(const EmbedOptions& opt, Communicator& comm) {
     set.attrs.checkpoint = loaded.checkpoint.string();
     set.attrs.step = loaded.step;
     set.attrs.random_init = opt.random_init && !probe;
-    set.attrs.encoder = opt.raw_pixels  ? "raw-pixels"
-                        : opt.histogram ? "histogram"
+    set.attrs.encoder = opt.raw_pixels    ? "raw-pixels"
+                        : opt.histogram   ? "histogram"
                         : opt.random_init ? "random-init"
                                           : "checkpoint";
     set.attrs.weights = loaded.weights;

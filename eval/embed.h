@@ -14,20 +14,20 @@ class Communicator;
 namespace m3ret::eval {
 
 struct EmbedOptions {
-  std::filesystem::path checkpoint;  // checkpoint directory or run directory (its latest)
-  std::filesystem::path shards;      // SHARDS folder (index.json)
-  std::filesystem::path out;         // embeddings file to write
-  bool random_init = false;          // encode with the architecture's initial weights
-  bool raw_pixels = false;           // baseline without a model: raw_pixel_features()
-                                     // (checkpoint is then not read and may be empty)
-  bool histogram = false;            // baseline without a model: histogram_features()
-  std::string weights = "auto";      // trainer::EncoderChoice::weights: teacher|student|auto
-  std::string pooling;               // "" = the run's model.embedding, or cls|mean
-  std::string split = "";            // only samples of this split ("" = all)
+  std::filesystem::path checkpoint;     // checkpoint directory or run directory (its latest)
+  std::filesystem::path shards;         // SHARDS folder (index.json)
+  std::filesystem::path out;            // embeddings file to write
+  bool random_init = false;             // encode with the architecture's initial weights
+  bool raw_pixels = false;              // baseline without a model: raw_pixel_features()
+                                        // (checkpoint is then not read and may be empty)
+  bool histogram = false;               // baseline without a model: histogram_features()
+  std::string weights = "auto";         // trainer::EncoderChoice::weights: teacher|student|auto
+  std::string pooling;                  // "" = the run's model.embedding, or cls|mean
+  std::string split = "";               // only samples of this split ("" = all)
   std::vector<std::string> modalities;  // only these modalities (empty = all present)
-  int64_t batch_size = 32;           // samples per forward pass, per rank
-  int threads = 0;                   // intra-op threads per rank (0 = cores / local ranks)
-  std::string device = "cpu";        // "cuda": encode on cuda:<local rank> (model/device.h)
+  int64_t batch_size = 32;              // samples per forward pass, per rank
+  int threads = 0;                      // intra-op threads per rank (0 = cores / local ranks)
+  std::string device = "cpu";           // "cuda": encode on cuda:<local rank> (model/device.h)
 };
 
 // Collective over `comm`: every rank must call it with the same options.

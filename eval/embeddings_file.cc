@@ -77,15 +77,18 @@ int64_t read_int(hid_t obj, const char* name, const stdfs::path& path) {
 
 // The length of a rank-1 dataset, checked against `n` before its strings are read.
 void check_column_shape(hid_t file, const char* name, int64_t n, const stdfs::path& path) {
-  if (H5Lexists(file, name, H5P_DEFAULT) <= 0) fail(path, fmt::format("missing dataset '{}'", name));
-  h5::Handle ds = h5::check(H5Dopen2(file, name, H5P_DEFAULT), fmt::format("open dataset {}", name), path);
+  if (H5Lexists(file, name, H5P_DEFAULT) <= 0)
+    fail(path, fmt::format("missing dataset '{}'", name));
+  h5::Handle ds =
+      h5::check(H5Dopen2(file, name, H5P_DEFAULT), fmt::format("open dataset {}", name), path);
   h5::Handle space = h5::check(H5Dget_space(ds.get()), fmt::format("read dataset {}", name), path);
   hsize_t dims[2] = {0, 0};
   const int rank = H5Sget_simple_extent_ndims(space.get());
   if (rank == 1) H5Sget_simple_extent_dims(space.get(), dims, nullptr);
   if (rank != 1 || dims[0] != static_cast<hsize_t>(n))
     fail(path, fmt::format("dataset '{}' must have shape [{}] (one entry per embedding), has {} "
-                           "dimension(s){}", name, n, rank, rank == 1 ? fmt::format(" [{}]", dims[0]) : ""));
+                           "dimension(s){}",
+                           name, n, rank, rank == 1 ? fmt::format(" [{}]", dims[0]) : ""));
 }
 
 std::vector<std::string> read_column(hid_t file, const char* name, int64_t n,
@@ -117,8 +120,9 @@ void check_matrix_size(hid_t ds, hsize_t n, hsize_t d, const stdfs::path& path) 
   const uint64_t room = contiguous ? file_size : file_size * kMaxExpansion;
   if (overflow || bytes > room)
     fail(path, fmt::format("dataset 'embeddings' claims {} x {} floats ({} bytes) but the file has "
-                           "{} bytes; refusing a shape the file cannot hold", n, d,
-                           overflow ? std::string("more than 2^64") : std::to_string(bytes), file_size));
+                           "{} bytes; refusing a shape the file cannot hold",
+                           n, d, overflow ? std::string("more than 2^64") : std::to_string(bytes),
+                           file_size));
 }
 
 // Caller holds the HDF5 lock.
@@ -136,8 +140,8 @@ EmbeddingSet read_file(const stdfs::path& path) {
   EmbeddingSet set;
   if (H5Lexists(file.get(), "embeddings", H5P_DEFAULT) <= 0)
     fail(path, "missing dataset 'embeddings'");
-  h5::Handle ds = h5::check(H5Dopen2(file.get(), "embeddings", H5P_DEFAULT),
-                            "open dataset embeddings", path);
+  h5::Handle ds =
+      h5::check(H5Dopen2(file.get(), "embeddings", H5P_DEFAULT), "open dataset embeddings", path);
   h5::Handle space = h5::check(H5Dget_space(ds.get()), "read dataset embeddings", path);
   if (H5Sget_simple_extent_ndims(space.get()) != 2)
     fail(path, fmt::format("dataset 'embeddings' has rank {}, expected 2",
@@ -145,7 +149,8 @@ EmbeddingSet read_file(const stdfs::path& path) {
   hsize_t dims[2] = {0, 0};
   H5Sget_simple_extent_dims(space.get(), dims, nullptr);
   h5::Handle ftype = h5::check(H5Dget_type(ds.get()), "read dataset embeddings", path);
-  if (H5Tget_class(ftype.get()) != H5T_FLOAT) fail(path, "dataset 'embeddings' is not floating point");
+  if (H5Tget_class(ftype.get()) != H5T_FLOAT)
+    fail(path, "dataset 'embeddings' is not floating point");
   check_matrix_size(ds.get(), dims[0], dims[1], path);
   set.N = static_cast<int64_t>(dims[0]);
   set.D = static_cast<int64_t>(dims[1]);
@@ -196,7 +201,8 @@ void EmbeddingSet::check(const std::string& what) const {
   if (static_cast<int64_t>(X.size()) != N * D)
     bad(fmt::format("X has {} values, expected N*D = {}", X.size(), N * D));
   auto same = [&](size_t n, const char* name) {
-    if (static_cast<int64_t>(n) != N) bad(fmt::format("'{}' has {} entries, expected N = {}", name, n, N));
+    if (static_cast<int64_t>(n) != N)
+      bad(fmt::format("'{}' has {} entries, expected N = {}", name, n, N));
   };
   same(ids.size(), "ids");
   same(modality.size(), "modality");
@@ -300,8 +306,10 @@ void check_same_samples(const EmbeddingSet& base, const std::string& base_name,
                                 base.N, base_name));
   if (!extra.empty())
     parts.push_back(fmt::format("has {} samples that {} lacks", count_and_first(extra), base_name));
-  throw Error(fmt::format("{} does not cover the same samples: it {}; embed both from the same "
-                          "shards and split", other_name, fmt::join(parts, " and ")));
+  throw Error(
+      fmt::format("{} does not cover the same samples: it {}; embed both from the same "
+                  "shards and split",
+                  other_name, fmt::join(parts, " and ")));
 }
 
 }  // namespace m3ret::eval

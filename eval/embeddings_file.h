@@ -36,16 +36,16 @@ inline constexpr int64_t kEmbeddingsFormatVersion = 1;
 
 // Where the embeddings came from (root attributes of the file).
 struct EmbeddingAttrs {
-  std::string checkpoint;   // checkpoint directory that was encoded ("" if unknown)
-  int64_t step = 0;         // its training step
+  std::string checkpoint;    // checkpoint directory that was encoded ("" if unknown)
+  int64_t step = 0;          // its training step
   bool random_init = false;  // true: the same architecture at its initial weights
-  std::string encoder;       // "checkpoint", "random-init", "raw-pixels", "histogram" ("" = unknown)
+  std::string encoder;  // "checkpoint", "random-init", "raw-pixels", "histogram" ("" = unknown)
   // Which network of the checkpoint encoded: "teacher" (SimDINO's EMA teacher)
   // or "student" (the trained encoder); "" for baselines without a model and
   // files written before it was recorded.
   std::string weights;
-  std::string pooling;       // "cls" or "mean" (model.embedding); "" = unknown / no model
-  std::string preprocess;    // JSON of the shards' [preprocess] section ("" = unknown)
+  std::string pooling;     // "cls" or "mean" (model.embedding); "" = unknown / no model
+  std::string preprocess;  // JSON of the shards' [preprocess] section ("" = unknown)
   // train.modalities of the run the checkpoint comes from (also for its random
   // init: the same run's architecture); empty = unknown (raw pixels, older files).
   // A modality in the set but not in this list is "unseen" (Report::unseen).
@@ -57,7 +57,7 @@ struct EmbeddingSet {
   int64_t N = 0, D = 0;
   std::vector<float> X;  // N*D, row-major: X[i*D + j]
   std::vector<std::string> ids, modality, groups, splits;
-  std::vector<std::string> sources;  // N entries, or empty (= unknown)
+  std::vector<std::string> sources;              // N entries, or empty (= unknown)
   std::vector<std::vector<std::string>> labels;  // set per sample (may be empty)
   EmbeddingAttrs attrs;
 

@@ -80,10 +80,12 @@ class ExactIndex final : public Index {
       torch::Tensor qb = queries.slice(0, q0, q1);
       for (int64_t g0 = 0; g0 < n; g0 += options_.gallery_block) {
         const int64_t g1 = std::min(n, g0 + options_.gallery_block), width = g1 - g0;
-        torch::Tensor sims = torch::mm(qb, gallery_.slice(0, g0, g1).t()).contiguous();  // [b, width]
+        torch::Tensor sims =
+            torch::mm(qb, gallery_.slice(0, g0, g1).t()).contiguous();  // [b, width]
         const float* S = sims.data_ptr<float>();
         at::parallel_for(0, b, 16, [&](int64_t r0, int64_t r1) {
-          for (int64_t r = r0; r < r1; ++r) scan(S + r * width, width, g0, kk, heaps.data() + r * kk, filled[r]);
+          for (int64_t r = r0; r < r1; ++r)
+            scan(S + r * width, width, g0, kk, heaps.data() + r * kk, filled[r]);
         });
       }
       for (int64_t r = 0; r < b; ++r) {  // best first; equal scores by lower id

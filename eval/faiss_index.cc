@@ -31,7 +31,8 @@ auto faiss_call(const std::string& what, F&& f) {
   } catch (const faiss::FaissException& e) {
     throw Error(fmt::format("{}: FAISS: {}", what, e.what()));
   } catch (const std::bad_alloc&) {  // a size in a corrupt file larger than memory
-    throw Error(fmt::format("{}: FAISS asked for more memory than there is (a corrupt size?)", what));
+    throw Error(
+        fmt::format("{}: FAISS asked for more memory than there is (a corrupt size?)", what));
   } catch (const std::length_error& e) {
     throw Error(fmt::format("{}: FAISS: impossible size ({})", what, e.what()));
   }
@@ -74,7 +75,8 @@ class FaissIndex final : public Index {
   }
 
   void set_search_option(const std::string& key, int64_t value) override {
-    const bool known = (key == "ef_search" && spec_.type == "hnsw") || (key == "nprobe" && spec_.type == "ivf");
+    const bool known =
+        (key == "ef_search" && spec_.type == "hnsw") || (key == "nprobe" && spec_.type == "ivf");
     if (!known) Index::set_search_option(key, value);
     if (value < 1) throw Error(fmt::format("index {}: {} = {} must be >= 1", spec(), key, value));
     spec_.options[key] = value;
@@ -85,7 +87,8 @@ class FaissIndex final : public Index {
     const auto path = dir / kFaissFile;
     const auto tmp = fs::temp_sibling(path);
     try {
-      faiss_call("writing " + path.string(), [&] { faiss::write_index(index_.get(), tmp.c_str()); });
+      faiss_call("writing " + path.string(),
+                 [&] { faiss::write_index(index_.get(), tmp.c_str()); });
       fs::commit(tmp, path);
     } catch (...) {
       std::error_code ec;
@@ -99,7 +102,8 @@ class FaissIndex final : public Index {
     if (auto* hnsw = dynamic_cast<faiss::IndexHNSW*>(index_.get()))
       hnsw->hnsw.efSearch = static_cast<int>(option(spec_, "ef_search", 256));
     if (auto* ivf = dynamic_cast<faiss::IndexIVF*>(index_.get()))
-      ivf->nprobe = static_cast<size_t>(option(spec_, "nprobe", std::max<int64_t>(1, spec_.size / 8)));
+      ivf->nprobe =
+          static_cast<size_t>(option(spec_, "nprobe", std::max<int64_t>(1, spec_.size / 8)));
   }
 
   std::unique_ptr<faiss::Index> index_;
@@ -109,7 +113,8 @@ class FaissIndex final : public Index {
 // Lists of an IVF index for `count` vectors: about 4*sqrt(count), and at most
 // count/39 so that k-means sees its recommended 39 points per centroid.
 int64_t default_lists(int64_t count) {
-  int64_t n = static_cast<int64_t>(std::lround(4.0 * std::sqrt(static_cast<double>(std::max<int64_t>(count, 1)))));
+  int64_t n = static_cast<int64_t>(
+      std::lround(4.0 * std::sqrt(static_cast<double>(std::max<int64_t>(count, 1)))));
   return std::max<int64_t>(1, std::min(n, count / 39));
 }
 
@@ -125,8 +130,8 @@ std::unique_ptr<Index> make_faiss_index(const IndexSpec& in, int64_t dim, int64_
     if (spec.size == 0) spec.size = 32;
     spec.options.emplace("ef_construction", 200);
     spec.options.emplace("ef_search", 256);
-    auto h = std::make_unique<faiss::IndexHNSWFlat>(static_cast<int>(dim), static_cast<int>(spec.size),
-                                                    faiss::METRIC_INNER_PRODUCT);
+    auto h = std::make_unique<faiss::IndexHNSWFlat>(
+        static_cast<int>(dim), static_cast<int>(spec.size), faiss::METRIC_INNER_PRODUCT);
     h->hnsw.efConstruction = static_cast<int>(spec.options.at("ef_construction"));
     index = std::move(h);
   } else if (spec.type == "ivf") {
@@ -148,7 +153,8 @@ std::unique_ptr<Index> load_faiss_index(const IndexSpec& spec, const std::filesy
   const auto path = dir / kFaissFile;
   std::error_code ec;
   if (!std::filesystem::is_regular_file(path, ec))
-    throw Error(fmt::format("index {}: missing {} (index type {})", dir.string(), kFaissFile, spec.str()));
+    throw Error(
+        fmt::format("index {}: missing {} (index type {})", dir.string(), kFaissFile, spec.str()));
   std::unique_ptr<faiss::Index> index(
       faiss_call("reading " + path.string(), [&] { return faiss::read_index(path.c_str()); }));
   if (index->d != dim || index->ntotal != n)

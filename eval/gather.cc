@@ -10,8 +10,8 @@
 
 namespace m3ret::eval {
 
-std::vector<float> gather_round_robin(Communicator& comm, const std::vector<float>& mine,
-                                      int64_t N, int64_t& D) {
+std::vector<float> gather_round_robin(Communicator& comm, const std::vector<float>& mine, int64_t N,
+                                      int64_t& D) {
   const int size = comm.size();
   comm.allreduce_max(&D, 1);
   const std::string bytes(reinterpret_cast<const char*>(mine.data()), mine.size() * sizeof(float));

@@ -85,13 +85,16 @@ void append_history(const fs::path& history, const fs::path& report_path,
   std::error_code ec;
   if (history.has_parent_path()) fs::create_directories(history.parent_path(), ec);
   int fd = ::open(history.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-  if (fd < 0) throw Error(fmt::format("eval: cannot open history {}: {}", history.string(), std::strerror(errno)));
+  if (fd < 0)
+    throw Error(
+        fmt::format("eval: cannot open history {}: {}", history.string(), std::strerror(errno)));
   ssize_t n = ::write(fd, text.data(), text.size());
   int err = errno;
   ::close(fd);
   if (n != static_cast<ssize_t>(text.size()))
     throw Error(fmt::format("eval: writing history {}: {}", history.string(), std::strerror(err)));
-  spdlog::info("eval: appended step {} to {}", columns.front().second.source.step, history.string());
+  spdlog::info("eval: appended step {} to {}", columns.front().second.source.step,
+               history.string());
 }
 
 }  // namespace m3ret::eval

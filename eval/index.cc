@@ -43,39 +43,45 @@ IndexSpec parse_index_spec(const std::string& text) {
   size_t start = 0;
   while (true) {
     size_t comma = text.find(',', start);
-    parts.push_back(text.substr(start, comma == std::string::npos ? std::string::npos : comma - start));
+    parts.push_back(
+        text.substr(start, comma == std::string::npos ? std::string::npos : comma - start));
     if (comma == std::string::npos) break;
     start = comma + 1;
   }
   IndexSpec spec;
   std::string head = parts[0];
-  std::transform(head.begin(), head.end(), head.begin(), [](unsigned char c) { return std::tolower(c); });
+  std::transform(head.begin(), head.end(), head.begin(),
+                 [](unsigned char c) { return std::tolower(c); });
   size_t digits = head.find_first_of("0123456789");
   spec.type = head.substr(0, digits);
   if (spec.type != "exact" && spec.type != "flat" && spec.type != "hnsw" && spec.type != "ivf")
     bad(text, fmt::format("unknown type '{}'", spec.type.empty() ? head : spec.type));
   if (digits != std::string::npos) {
-    if (spec.type != "hnsw" && spec.type != "ivf") bad(text, fmt::format("'{}' takes no size", spec.type));
-    spec.size = positive(text, head.substr(digits), spec.type == "hnsw" ? "M" : "the number of lists");
+    if (spec.type != "hnsw" && spec.type != "ivf")
+      bad(text, fmt::format("'{}' takes no size", spec.type));
+    spec.size =
+        positive(text, head.substr(digits), spec.type == "hnsw" ? "M" : "the number of lists");
   }
-  const std::set<std::string> allowed =
-      spec.type == "hnsw"  ? std::set<std::string>{"ef_construction", "ef_search"}
-      : spec.type == "ivf" ? std::set<std::string>{"nprobe"}
-                           : std::set<std::string>{};
+  const std::set<std::string> allowed = spec.type == "hnsw"
+                                            ? std::set<std::string>{"ef_construction", "ef_search"}
+                                        : spec.type == "ivf" ? std::set<std::string>{"nprobe"}
+                                                             : std::set<std::string>{};
   for (size_t i = 1; i < parts.size(); ++i) {
     const auto eq = parts[i].find('=');
     if (eq == std::string::npos) bad(text, fmt::format("option '{}' is not key=value", parts[i]));
     const std::string key = parts[i].substr(0, eq);
-    if (!allowed.count(key)) bad(text, fmt::format("option '{}' does not apply to '{}'", key, spec.type));
+    if (!allowed.count(key))
+      bad(text, fmt::format("option '{}' does not apply to '{}'", key, spec.type));
     spec.options[key] = positive(text, parts[i].substr(eq + 1), key);
   }
   return spec;
 }
 
-double recall_against(const std::vector<int64_t>& truth, const std::vector<int64_t>& got, int64_t nq,
-                      int64_t k) {
-  M3RET_CHECK(static_cast<int64_t>(truth.size()) == nq * k && static_cast<int64_t>(got.size()) == nq * k,
-              "recall_against: {} and {} ids for {} x {}", truth.size(), got.size(), nq, k);
+double recall_against(const std::vector<int64_t>& truth, const std::vector<int64_t>& got,
+                      int64_t nq, int64_t k) {
+  M3RET_CHECK(
+      static_cast<int64_t>(truth.size()) == nq * k && static_cast<int64_t>(got.size()) == nq * k,
+      "recall_against: {} and {} ids for {} x {}", truth.size(), got.size(), nq, k);
   int64_t total = 0, found = 0;
   for (int64_t q = 0; q < nq; ++q) {
     std::set<int64_t> t;

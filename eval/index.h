@@ -42,9 +42,9 @@ class Index {
  public:
   virtual ~Index() = default;
   virtual int64_t dim() const = 0;
-  virtual int64_t size() const = 0;       // vectors added
-  virtual std::string spec() const = 0;   // canonical factory string (with defaults filled in)
-  virtual bool exact() const = 0;         // true: results equal brute force
+  virtual int64_t size() const = 0;      // vectors added
+  virtual std::string spec() const = 0;  // canonical factory string (with defaults filled in)
+  virtual bool exact() const = 0;        // true: results equal brute force
 
   // Learns the index structure from a sample (IVF's k-means); a no-op for the
   // others. x: n*dim floats, row-major.
@@ -54,8 +54,7 @@ class Index {
   // For each of nq queries (q: nq*dim floats) the k best vectors, best first:
   // scores and ids hold nq*k entries each (row-major). Where fewer than k
   // vectors exist, the tail has id -1 and score -infinity.
-  virtual void search(int64_t nq, const float* q, int64_t k, float* scores,
-                      int64_t* ids) const = 0;
+  virtual void search(int64_t nq, const float* q, int64_t k, float* scores, int64_t* ids) const = 0;
 
   // Changes a search-time option (hnsw: ef_search; ivf: nprobe) of a built
   // index; spec() reflects it. Throws m3ret::Error when the index has no such
@@ -70,8 +69,8 @@ class Index {
 // Recall of approximate results against exact ones: the fraction of the
 // exact top-k ids (truth: nq*k ids) that `got` (nq*k ids) also returns per
 // query. Ids < 0 in truth are not counted.
-double recall_against(const std::vector<int64_t>& truth, const std::vector<int64_t>& got, int64_t nq,
-                      int64_t k);
+double recall_against(const std::vector<int64_t>& truth, const std::vector<int64_t>& got,
+                      int64_t nq, int64_t k);
 
 // A new, empty index for `dim`-dimensional vectors. `expected_count` sizes the
 // defaults that depend on it (IVF lists). Throws m3ret::Error for a bad spec.

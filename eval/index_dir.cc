@@ -48,8 +48,10 @@ nlohmann::json build_index_dir(const IndexBuildOptions& opt) {
       throw Error(fmt::format("index build: --out {} exists (pass --overwrite to replace it)",
                               opt.out.string()));
     if (!is_index_dir(opt.out))
-      throw Error(fmt::format("index build: --out {} exists and is not an m3ret index; refusing to "
-                              "replace it", opt.out.string()));
+      throw Error(
+          fmt::format("index build: --out {} exists and is not an m3ret index; refusing to "
+                      "replace it",
+                      opt.out.string()));
   }
   EmbeddingSet all = read_embeddings(opt.embeddings);
   EmbeddingSet set;
@@ -75,16 +77,17 @@ nlohmann::json build_index_dir(const IndexBuildOptions& opt) {
   index->add(set.N, set.X.data());
   std::map<std::string, int64_t> per_modality;
   for (const auto& m : set.modality) ++per_modality[m];
-  nlohmann::json info = {{"format", kIndexFormat},
-                         {"format_version", kIndexFormatVersion},
-                         {"type", index->spec()},
-                         {"dim", set.D},
-                         {"count", set.N},
-                         {"embeddings", stdfs::absolute(opt.embeddings).lexically_normal().string()},
-                         {"checkpoint", set.attrs.checkpoint},
-                         {"step", set.attrs.step},
-                         {"encoder", set.attrs.encoder},
-                         {"modalities", per_modality}};
+  nlohmann::json info = {
+      {"format", kIndexFormat},
+      {"format_version", kIndexFormatVersion},
+      {"type", index->spec()},
+      {"dim", set.D},
+      {"count", set.N},
+      {"embeddings", stdfs::absolute(opt.embeddings).lexically_normal().string()},
+      {"checkpoint", set.attrs.checkpoint},
+      {"step", set.attrs.step},
+      {"encoder", set.attrs.encoder},
+      {"modalities", per_modality}};
 
   // Build beside the target, then swap it in.
   const stdfs::path out = stdfs::absolute(opt.out).lexically_normal();
@@ -115,16 +118,18 @@ nlohmann::json build_index_dir(const IndexBuildOptions& opt) {
 OpenedIndex open_index_dir(const stdfs::path& dir) {
   std::error_code ec;
   if (!stdfs::is_directory(dir, ec))
-    throw Error(fmt::format("index {}: no such folder (build one with `m3ret index build`)", dir.string()));
+    throw Error(
+        fmt::format("index {}: no such folder (build one with `m3ret index build`)", dir.string()));
   if (!stdfs::is_regular_file(dir / "index.json", ec))
-    throw Error(fmt::format("index {}: missing index.json; not an m3ret index folder", dir.string()));
+    throw Error(
+        fmt::format("index {}: missing index.json; not an m3ret index folder", dir.string()));
   OpenedIndex out;
   out.dir = dir;
   try {
     out.info = nlohmann::json::parse(fs::read_file(dir / "index.json"));
     if (out.info.at("format").get<std::string>() != kIndexFormat)
-      throw Error(fmt::format("format is '{}', expected '{}'", out.info.at("format").get<std::string>(),
-                              kIndexFormat));
+      throw Error(fmt::format("format is '{}', expected '{}'",
+                              out.info.at("format").get<std::string>(), kIndexFormat));
     if (out.info.at("format_version").get<int64_t>() != kIndexFormatVersion)
       throw Error(fmt::format("format_version is {}, this build reads version {}",
                               out.info.at("format_version").get<int64_t>(), kIndexFormatVersion));
@@ -134,7 +139,8 @@ OpenedIndex open_index_dir(const stdfs::path& dir) {
     throw Error(fmt::format("index {}: index.json: {}", dir.string(), e.what()));
   }
   out.set = read_embeddings(dir / "embeddings.h5");
-  const int64_t dim = out.info.at("dim").get<int64_t>(), count = out.info.at("count").get<int64_t>();
+  const int64_t dim = out.info.at("dim").get<int64_t>(),
+                count = out.info.at("count").get<int64_t>();
   if (out.set.D != dim || out.set.N != count)
     throw Error(fmt::format("index {}: embeddings.h5 holds {} x {}, index.json says {} x {}",
                             dir.string(), out.set.N, out.set.D, count, dim));

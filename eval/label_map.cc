@@ -20,7 +20,8 @@ const std::string& LabelMap::apply(const std::string& modality, const std::strin
 LabelMap parse_label_map(const std::string& text, const std::string& origin) {
   const bool bom = text.rfind("\xEF\xBB\xBF", 0) == 0;
   const auto records = csv::parse(bom ? text.substr(3) : text, origin);
-  if (records.empty()) throw Error(fmt::format("{}: empty label map (expected a header label,concept)", origin));
+  if (records.empty())
+    throw Error(fmt::format("{}: empty label map (expected a header label,concept)", origin));
   const auto& header = records.front().fields;
   auto column = [&](const std::string& name) -> int64_t {
     auto it = std::find(header.begin(), header.end(), name);
@@ -29,8 +30,9 @@ LabelMap parse_label_map(const std::string& text, const std::string& origin) {
   const int64_t lc = column("label"), cc = column("concept"), mc = column("modality");
   for (auto [name, c] : {std::pair{"label", lc}, std::pair{"concept", cc}})
     if (c < 0)
-      throw Error(fmt::format("{}:{}: no '{}' column in the header (expected label,concept[,modality])",
-                              origin, records.front().line, name));
+      throw Error(
+          fmt::format("{}:{}: no '{}' column in the header (expected label,concept[,modality])",
+                      origin, records.front().line, name));
   LabelMap map;
   for (size_t r = 1; r < records.size(); ++r) {
     const auto& rec = records[r];
@@ -39,10 +41,12 @@ LabelMap parse_label_map(const std::string& text, const std::string& origin) {
     };
     const std::string label = field(lc), concept_ = field(cc), modality = field(mc);
     if (label.empty() || concept_.empty())
-      throw Error(fmt::format("{}:{}: empty {}", origin, rec.line, label.empty() ? "label" : "concept"));
+      throw Error(
+          fmt::format("{}:{}: empty {}", origin, rec.line, label.empty() ? "label" : "concept"));
     if (!map.entries.emplace(std::pair{modality, label}, concept_).second)
-      throw Error(fmt::format("{}:{}: label '{}' is mapped twice for {}", origin, rec.line, label,
-                              modality.empty() ? std::string("any modality") : "modality " + modality));
+      throw Error(
+          fmt::format("{}:{}: label '{}' is mapped twice for {}", origin, rec.line, label,
+                      modality.empty() ? std::string("any modality") : "modality " + modality));
   }
   return map;
 }

@@ -58,7 +58,8 @@ double metric_from_json(const ojson& j, const std::string& key) {
 }
 
 Interval interval_from_json(const ojson& j) {
-  if (!j.is_array() || j.size() != 2) throw Error(fmt::format("an interval is not [lo, hi]: {}", j.dump()));
+  if (!j.is_array() || j.size() != 2)
+    throw Error(fmt::format("an interval is not [lo, hi]: {}", j.dump()));
   return {j[0].get<double>(), j[1].get<double>()};
 }
 
@@ -94,7 +95,8 @@ std::string num(double v) { return fmt::format("{:.3f}", v); }
 // "0.410 [0.330–0.490]", or "0.410" without an interval.
 std::string with_ci(double v, const std::map<int64_t, Interval>& ci, int64_t k) {
   auto it = ci.find(k);
-  return it == ci.end() ? num(v) : fmt::format("{} [{}–{}]", num(v), num(it->second.lo), num(it->second.hi));
+  return it == ci.end() ? num(v)
+                        : fmt::format("{} [{}–{}]", num(v), num(it->second.lo), num(it->second.hi));
 }
 
 // A table of text cells rendered as Markdown or aligned text.
@@ -233,9 +235,8 @@ Section modality_section(const std::vector<std::pair<std::string, Report>>& colu
 }
 
 // The sections of a comparison: one per modality, then one cross-modal per k.
-std::vector<Section> comparison_sections(
-    const std::vector<std::pair<std::string, Report>>& columns,
-    const std::set<std::string>& unseen) {
+std::vector<Section> comparison_sections(const std::vector<std::pair<std::string, Report>>& columns,
+                                         const std::set<std::string>& unseen) {
   check_same_ks(columns);
   std::vector<Section> sections;
   for (const auto& name : row_names(columns, false))
@@ -270,7 +271,8 @@ Table report_table(const std::vector<ReportRow>& rows, const std::vector<int64_t
     std::vector<std::string> cells = {display_name(r.name(), unseen), std::to_string(m.queries)};
     const bool any = m.queries > 0;
     for (int64_t k : ks) cells.push_back(any ? with_ci(m.recall.at(k), m.ci_recall, k) : kDash);
-    for (int64_t k : ks) cells.push_back(any ? with_ci(m.precision.at(k), m.ci_precision, k) : kDash);
+    for (int64_t k : ks)
+      cells.push_back(any ? with_ci(m.precision.at(k), m.ci_precision, k) : kDash);
     cells.push_back(any ? num(m.map_at_k) : kDash);
     for (int64_t k : ks)
       cells.push_back(any && m.chance_recall.count(k) ? num(m.chance_recall.at(k)) : kDash);
@@ -285,9 +287,10 @@ std::string training_line(const Report& r) {
   if (r.source.train_modalities.empty())
     return "- trained on: unknown (the embeddings do not record train.modalities), so no "
            "modality is marked unseen\n";
-  return fmt::format("- trained on: {}; unseen (evaluated, never trained on): {}\n",
-                     fmt::join(r.source.train_modalities, ", "),
-                     r.unseen.empty() ? std::string("none") : fmt::format("{}", fmt::join(r.unseen, ", ")));
+  return fmt::format(
+      "- trained on: {}; unseen (evaluated, never trained on): {}\n",
+      fmt::join(r.source.train_modalities, ", "),
+      r.unseen.empty() ? std::string("none") : fmt::format("{}", fmt::join(r.unseen, ", ")));
 }
 
 // One line per absent row of the columns: "- trained mri: no evaluable query: ...".
@@ -325,7 +328,8 @@ std::set<std::string> unseen_set(const Report& r) { return {r.unseen.begin(), r.
 
 }  // namespace
 
-std::set<std::string> unseen_modalities(const std::vector<std::pair<std::string, Report>>& columns) {
+std::set<std::string> unseen_modalities(
+    const std::vector<std::pair<std::string, Report>>& columns) {
   return columns.empty() ? std::set<std::string>{} : unseen_set(columns.front().second);
 }
 
@@ -364,9 +368,11 @@ ojson encoder_json(const Report& r) {
   j["unseen_modalities"] = r.unseen;
   j["warnings"] = r.warnings;
   j["per_modality"] = ojson::object();
-  for (const auto& row : r.per_modality) j["per_modality"][row.name()] = metrics_json(row.metrics, r.ks);
+  for (const auto& row : r.per_modality)
+    j["per_modality"][row.name()] = metrics_json(row.metrics, r.ks);
   j["cross_modal"] = ojson::object();
-  for (const auto& row : r.cross_modal) j["cross_modal"][row.name()] = metrics_json(row.metrics, r.ks);
+  for (const auto& row : r.cross_modal)
+    j["cross_modal"][row.name()] = metrics_json(row.metrics, r.ks);
   return j;
 }
 
@@ -391,7 +397,8 @@ void encoder_from_json(const ojson& j, Report& r) {
     auto arrow = name.find("->");
     if (arrow == std::string::npos)
       throw Error(fmt::format("cross_modal key '{}' is not of the form 'a->b'", name));
-    r.cross_modal.push_back({name.substr(0, arrow), name.substr(arrow + 2), metrics("cross_modal", name, m)});
+    r.cross_modal.push_back(
+        {name.substr(0, arrow), name.substr(arrow + 2), metrics("cross_modal", name, m)});
   }
 }
 
@@ -413,7 +420,8 @@ Report shared_from_json(const ojson& j) {
   r.bootstrap = j.value("bootstrap", int64_t{0});
   r.bootstrap_seed = j.value("bootstrap_seed", int64_t{0});
   r.label_map = j.value("label_map", std::string());
-  if (j.contains("exclude_labels")) r.exclude_labels = j.at("exclude_labels").get<std::vector<std::string>>();
+  if (j.contains("exclude_labels"))
+    r.exclude_labels = j.at("exclude_labels").get<std::vector<std::string>>();
   return r;
 }
 
@@ -555,12 +563,12 @@ void write_reports(const std::filesystem::path& path,
   const Report& first = columns.front().second;
   std::string md = columns.size() == 1
                        ? to_markdown(first)
-                       : "# Retrieval report\n\n" + training_line(first) +
-                             warning_lines(columns) + "\n" +
-                             comparison_table(columns, unseen_modalities(columns));
+                       : "# Retrieval report\n\n" + training_line(first) + warning_lines(columns) +
+                             "\n" + comparison_table(columns, unseen_modalities(columns));
   const int64_t k = verdict_k ? verdict_k : first.ks.front();
-  md += fmt::format("\n## Verdict (recall@{}: is the 95 % interval of {} above chance{}?)\n\n", k,
-                    columns.front().first, columns.size() > 1 ? " and above each other encoder" : "");
+  md +=
+      fmt::format("\n## Verdict (recall@{}: is the 95 % interval of {} above chance{}?)\n\n", k,
+                  columns.front().first, columns.size() > 1 ? " and above each other encoder" : "");
   for (const auto& line : verdict_lines(columns, k)) md += "- " + line + "\n";
   fs::write_atomic(path, to_json(columns, k).dump(2) + "\n");
   fs::write_atomic(twin(".md"), md);
@@ -594,9 +602,10 @@ std::vector<std::pair<std::string, Report>> read_reports(const std::filesystem::
 
 std::string to_markdown(const Report& report) {
   std::string out = "# Retrieval report\n\n";
-  out += fmt::format("- embeddings: {}{} (step {})\n",
-                     report.source.checkpoint.empty() ? "unknown checkpoint" : report.source.checkpoint,
-                     report.source.random_init ? ", random init" : "", report.source.step);
+  out += fmt::format(
+      "- embeddings: {}{} (step {})\n",
+      report.source.checkpoint.empty() ? "unknown checkpoint" : report.source.checkpoint,
+      report.source.random_init ? ", random init" : "", report.source.step);
   out += fmt::format("- split: {}; samples: {}; relevance: {}\n",
                      report.split.empty() ? "all" : report.split, report.samples, report.relevance);
   out += training_line(report) + warning_lines({{"encoder", report}}) + "\n";
@@ -604,7 +613,8 @@ std::string to_markdown(const Report& report) {
   out += report_table(report.per_modality, report.ks, "modality", unseen_set(report)).markdown();
   if (!report.cross_modal.empty()) {
     out += "\n## Cross-modal\n\n";
-    out += report_table(report.cross_modal, report.ks, "query → gallery", unseen_set(report)).markdown();
+    out += report_table(report.cross_modal, report.ks, "query → gallery", unseen_set(report))
+               .markdown();
   }
   return out + absent_section({{"encoder", report}}, "## Absent rows (no figure)");
 }

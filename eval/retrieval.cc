@@ -43,19 +43,17 @@ float dot(const float* a, const float* b, int64_t D) {
 // Orders candidates by similarity (desc), then position (asc).
 struct Ranked {
   float score;
-  int64_t pos;   // position in the gallery
+  int64_t pos;       // position in the gallery
   bool rel = false;  // relevant to the query (rank_all only)
-  bool operator<(const Ranked& o) const {
-    return score != o.score ? score > o.score : pos < o.pos;
-  }
+  bool operator<(const Ranked& o) const { return score != o.score ? score > o.score : pos < o.pos; }
 };
 
 // The samples of the evaluated split, prepared for ranking.
 struct Prepared {
   int64_t D = 0;
-  std::vector<float> Y;                       // n*D normalised rows
-  std::vector<std::vector<int>> labels;       // sorted label ids per row
-  std::vector<int64_t> group;                 // group id per row (unique when empty)
+  std::vector<float> Y;                                     // n*D normalised rows
+  std::vector<std::vector<int>> labels;                     // sorted label ids per row
+  std::vector<int64_t> group;                               // group id per row (unique when empty)
   std::map<std::string, std::vector<int64_t>> by_modality;  // rows, ascending
 };
 
@@ -101,7 +99,10 @@ bool shares_label(const std::vector<int>& a, const std::vector<int>& b) {
   size_t i = 0, j = 0;
   while (i < a.size() && j < b.size()) {
     if (a[i] == b[j]) return true;
-    if (a[i] < b[j]) ++i; else ++j;
+    if (a[i] < b[j])
+      ++i;
+    else
+      ++j;
   }
   return false;
 }
@@ -147,7 +148,8 @@ Metrics rank_all(const Prepared& p, const std::vector<int64_t>& queries,
   std::vector<float> sims(static_cast<size_t>(kQueryBlock * ng));
   std::vector<float> qblock(static_cast<size_t>(kQueryBlock * p.D));
   std::vector<float> G(static_cast<size_t>(ng * p.D));  // the gallery rows, contiguous
-  for (int64_t g = 0; g < ng; ++g) std::copy_n(p.Y.data() + gallery[g] * p.D, p.D, G.data() + g * p.D);
+  for (int64_t g = 0; g < ng; ++g)
+    std::copy_n(p.Y.data() + gallery[g] * p.D, p.D, G.data() + g * p.D);
   std::vector<Ranked> cand;
 
   for (size_t b0 = 0; b0 < queries.size(); b0 += kQueryBlock) {
@@ -157,9 +159,11 @@ Metrics rank_all(const Prepared& p, const std::vector<int64_t>& queries,
     for (size_t q = b0; q < b1; ++q)
       std::copy_n(p.Y.data() + queries[q] * p.D, p.D, qblock.data() + (q - b0) * p.D);
     if (ng > 0) {
-      const int m_ = static_cast<int>(ng), n_ = static_cast<int>(b1 - b0), k_ = static_cast<int>(p.D);
+      const int m_ = static_cast<int>(ng), n_ = static_cast<int>(b1 - b0),
+                k_ = static_cast<int>(p.D);
       const float one = 1.0f, zero = 0.0f;
-      sgemm_("T", "N", &m_, &n_, &k_, &one, G.data(), &k_, qblock.data(), &k_, &zero, sims.data(), &m_);
+      sgemm_("T", "N", &m_, &n_, &k_, &one, G.data(), &k_, qblock.data(), &k_, &zero, sims.data(),
+             &m_);
     }
     for (size_t q = b0; q < b1; ++q) {
       const int64_t qr = queries[q];
@@ -256,7 +260,8 @@ bool all_equal(const Prepared& p, const std::vector<int64_t>& rows) {
 
 // Warnings about embeddings whose figures mean nothing: zero rows (similar to
 // nothing, ranked by position only) and modalities whose rows are all equal.
-std::vector<std::string> degenerate_warnings(const Prepared& p, const std::vector<std::string>& order) {
+std::vector<std::string> degenerate_warnings(const Prepared& p,
+                                             const std::vector<std::string>& order) {
   std::vector<std::string> out;
   const int64_t n = static_cast<int64_t>(p.labels.size());
   int64_t zero = 0;
@@ -265,20 +270,26 @@ std::vector<std::string> degenerate_warnings(const Prepared& p, const std::vecto
     zero += std::all_of(y, y + p.D, [](float v) { return v == 0.0f; });
   }
   if (zero > 0)
-    out.push_back(fmt::format("{} of the {} embeddings are all zero: they are equally similar to "
-                              "everything and rank by position only", zero, n));
+    out.push_back(
+        fmt::format("{} of the {} embeddings are all zero: they are equally similar to "
+                    "everything and rank by position only",
+                    zero, n));
   std::vector<int64_t> all(static_cast<size_t>(n));
   std::iota(all.begin(), all.end(), 0);
   if (n > 1 && zero < n && all_equal(p, all)) {
-    out.push_back(fmt::format("all {} embeddings are the same vector (constant): every ranking is "
-                              "by position only and the figures say nothing about the encoder", n));
+    out.push_back(
+        fmt::format("all {} embeddings are the same vector (constant): every ranking is "
+                    "by position only and the figures say nothing about the encoder",
+                    n));
     return out;
   }
   for (const auto& m : order) {
     const auto& rows = p.by_modality.at(m);
     if (rows.size() > 1 && all_equal(p, rows) && zero < n)
-      out.push_back(fmt::format("all {} embeddings of {} are the same vector: its rankings are by "
-                                "position only", rows.size(), m));
+      out.push_back(
+          fmt::format("all {} embeddings of {} are the same vector: its rankings are by "
+                      "position only",
+                      rows.size(), m));
   }
   return out;
 }
@@ -303,12 +314,14 @@ std::string absent_reason(const Metrics& m) {
   if (m.evaluated()) return "";
   std::vector<std::string> parts;
   const int64_t no_relevant = m.skipped_no_relevant - m.skipped_no_candidate;
-  if (m.skipped_no_label > 0) parts.push_back(fmt::format("{} without a label", m.skipped_no_label));
+  if (m.skipped_no_label > 0)
+    parts.push_back(fmt::format("{} without a label", m.skipped_no_label));
   if (m.skipped_no_candidate > 0)
     parts.push_back(fmt::format("{} with no candidate from another patient (too few patients)",
                                 m.skipped_no_candidate));
   if (no_relevant > 0)
-    parts.push_back(fmt::format("{} with no relevant item (no candidate shares a label)", no_relevant));
+    parts.push_back(
+        fmt::format("{} with no relevant item (no candidate shares a label)", no_relevant));
   if (parts.empty()) return "no query sample";
   return fmt::format("no evaluable query: {}", fmt::join(parts, ", "));
 }
@@ -348,8 +361,9 @@ std::vector<Interval> bootstrap_intervals(const std::vector<int64_t>& patient,
   std::vector<Interval> out(series.size());
   if (patient.empty()) return out;
   for (const auto& v : series)
-    M3RET_CHECK(v.size() == patient.size(), "bootstrap_intervals: a series has {} values for {} queries",
-                v.size(), patient.size());
+    M3RET_CHECK(v.size() == patient.size(),
+                "bootstrap_intervals: a series has {} values for {} queries", v.size(),
+                patient.size());
   // Per patient (dense, in order of first appearance): queries and sums per series.
   std::unordered_map<int64_t, size_t> dense;
   std::vector<double> count;
@@ -365,7 +379,8 @@ std::vector<Interval> bootstrap_intervals(const std::vector<int64_t>& patient,
   }
   const uint64_t P = count.size();
   std::mt19937_64 gen(seed);
-  std::vector<std::vector<double>> stats(series.size(), std::vector<double>(static_cast<size_t>(resamples)));
+  std::vector<std::vector<double>> stats(series.size(),
+                                         std::vector<double>(static_cast<size_t>(resamples)));
   std::vector<double> acc(series.size());
   for (int64_t b = 0; b < resamples; ++b) {
     double n = 0;
@@ -394,8 +409,9 @@ Report evaluate(const EmbeddingSet& set, const EvalConfig& config) {
   if (selected.empty()) {
     std::vector<std::string> names;
     for (const auto& s : splits_present) names.push_back(s.empty() ? "\"\"" : s);
-    throw Error(fmt::format("eval.split = '{}' selects none of the {} embeddings (splits present: {})",
-                            config.split, set.N, names.empty() ? "none" : fmt::format("{}", fmt::join(names, ", "))));
+    throw Error(fmt::format(
+        "eval.split = '{}' selects none of the {} embeddings (splits present: {})", config.split,
+        set.N, names.empty() ? "none" : fmt::format("{}", fmt::join(names, ", "))));
   }
 
   const LabelMap map = config.label_map.empty() ? LabelMap{} : read_label_map(config.label_map);
@@ -446,7 +462,8 @@ std::vector<int64_t> top_k(const float* query, const float* gallery, int64_t n, 
   std::vector<Ranked> cand;
   cand.reserve(static_cast<size_t>(n));
   for (int64_t g = 0; g < n; ++g)
-    if (excluded.empty() || !excluded[g]) cand.push_back({dot(query, gallery + g * D, D), g, false});
+    if (excluded.empty() || !excluded[g])
+      cand.push_back({dot(query, gallery + g * D, D), g, false});
   const int64_t L = std::min<int64_t>(k, static_cast<int64_t>(cand.size()));
   std::partial_sort(cand.begin(), cand.begin() + L, cand.end());
   std::vector<int64_t> out;

@@ -83,15 +83,15 @@ struct Interval {
 };
 
 struct Metrics {
-  int64_t queries = 0;              // evaluated queries
-  int64_t skipped_no_label = 0;     // queries without any label
-  int64_t skipped_no_relevant = 0;  // queries with no relevant candidate
-  int64_t skipped_no_candidate = 0; // of those: no candidate from another patient at all
-  int64_t gallery = 0;              // samples in the gallery (before group exclusion)
-  std::map<int64_t, double> recall;     // k -> recall@k (0 when queries == 0)
-  std::map<int64_t, double> precision;  // k -> precision@k
-  int64_t map_k = 0;                    // K of map@K (the largest k)
-  double map_at_k = 0.0;                // mean average precision at K
+  int64_t queries = 0;                         // evaluated queries
+  int64_t skipped_no_label = 0;                // queries without any label
+  int64_t skipped_no_relevant = 0;             // queries with no relevant candidate
+  int64_t skipped_no_candidate = 0;            // of those: no candidate from another patient at all
+  int64_t gallery = 0;                         // samples in the gallery (before group exclusion)
+  std::map<int64_t, double> recall;            // k -> recall@k (0 when queries == 0)
+  std::map<int64_t, double> precision;         // k -> precision@k
+  int64_t map_k = 0;                           // K of map@K (the largest k)
+  double map_at_k = 0.0;                       // mean average precision at K
   std::map<int64_t, double> chance_recall;     // k -> expected recall@k of a random ranking
   std::map<int64_t, double> chance_precision;  // k -> expected precision@k of a random ranking
   // k -> 95 % bootstrap interval; empty when there is none (eval.bootstrap = 0,
@@ -117,15 +117,15 @@ struct ReportRow {
 
 struct Report {
   std::vector<int64_t> ks;
-  std::string split;         // "" = all splits
-  std::string relevance;     // "shared-label" | "same-labels"
-  int64_t samples = 0;       // samples in the selected split
-  EmbeddingAttrs source;     // where the embeddings came from
+  std::string split;                    // "" = all splits
+  std::string relevance;                // "shared-label" | "same-labels"
+  int64_t samples = 0;                  // samples in the selected split
+  EmbeddingAttrs source;                // where the embeddings came from
   std::vector<ReportRow> per_modality;  // data::modality_names() order, then others sorted
   std::vector<ReportRow> cross_modal;   // ordered pairs, same order
   // Evaluated modalities the encoder was not trained on (see above).
   std::vector<std::string> unseen;
-  int64_t bootstrap = 0;       // resamples behind the intervals (0 = none)
+  int64_t bootstrap = 0;  // resamples behind the intervals (0 = none)
   int64_t bootstrap_seed = 0;
   std::string label_map;                    // eval.label_map ("" = none)
   std::vector<std::string> exclude_labels;  // eval.exclude_labels

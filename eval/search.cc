@@ -33,16 +33,18 @@ struct JsonReader {
 data::PreprocessConfig preprocess_of(const OpenedIndex& index) {
   const std::string& text = index.set.attrs.preprocess;
   if (text.empty())
-    throw Error(fmt::format("index {}: its embeddings carry no preprocessing record (written by an "
-                            "older m3ret embed); re-run `m3ret embed` and `m3ret index build`",
-                            index.dir.string()));
+    throw Error(
+        fmt::format("index {}: its embeddings carry no preprocessing record (written by an "
+                    "older m3ret embed); re-run `m3ret embed` and `m3ret index build`",
+                    index.dir.string()));
   data::PreprocessConfig cfg;
   try {
     const auto j = nlohmann::json::parse(text);
     JsonReader reader{j};
     cfg.visit(reader);
   } catch (const nlohmann::json::exception& e) {
-    throw Error(fmt::format("index {}: bad preprocessing record: {}", index.dir.string(), e.what()));
+    throw Error(
+        fmt::format("index {}: bad preprocessing record: {}", index.dir.string(), e.what()));
   }
   cfg.validate();
   return cfg;
@@ -56,13 +58,15 @@ std::string cell(const std::string& s, size_t width) {
 
 std::string infer_query_modality(const std::filesystem::path& query, const OpenedIndex& index) {
   std::string ext = query.extension().string();
-  std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return std::tolower(c); });
+  std::transform(ext.begin(), ext.end(), ext.begin(),
+                 [](unsigned char c) { return std::tolower(c); });
   static const std::set<std::string> videos = {".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v"};
   if (videos.count(ext)) return "endoscopy";
   std::set<std::string> present(index.set.modality.begin(), index.set.modality.end());
   if (present.size() == 1) return *present.begin();
-  throw Error(fmt::format("search: cannot tell the modality of {}; give --modality (the index holds {})",
-                          query.string(), fmt::join(present, ", ")));
+  throw Error(
+      fmt::format("search: cannot tell the modality of {}; give --modality (the index holds {})",
+                  query.string(), fmt::join(present, ", ")));
 }
 
 std::vector<SearchHit> search_vector(const OpenedIndex& index, const float* q, int64_t k,
@@ -101,8 +105,10 @@ void check_only_modality(const OpenedIndex& index, const std::string& only) {
   if (only.empty()) return;
   const std::set<std::string> present(index.set.modality.begin(), index.set.modality.end());
   if (!present.count(only))
-    throw Error(fmt::format("search: --only {}: the index {} holds no sample of that modality "
-                            "(it holds {})", only, index.dir.string(), fmt::join(present, ", ")));
+    throw Error(
+        fmt::format("search: --only {}: the index {} holds no sample of that modality "
+                    "(it holds {})",
+                    only, index.dir.string(), fmt::join(present, ", ")));
 }
 
 }  // namespace
@@ -127,7 +133,7 @@ SearchResult search_file(const OpenedIndex& index, const SearchOptions& opt) {
   torch::NoGradGuard no_grad;
   trainer::EncoderChoice choice;
   const auto& recorded = index.set.attrs;
-  choice.weights = !opt.weights.empty() ? opt.weights
+  choice.weights = !opt.weights.empty()       ? opt.weights
                    : recorded.weights.empty() ? "auto"
                                               : recorded.weights;
   choice.pooling = !opt.pooling.empty() ? opt.pooling : recorded.pooling;
@@ -140,12 +146,14 @@ SearchResult search_file(const OpenedIndex& index, const SearchOptions& opt) {
   if (!index.set.attrs.checkpoint.empty() && index.set.attrs.checkpoint != result.checkpoint)
     spdlog::warn("search: the index was built from {} but the query is encoded with {}",
                  index.set.attrs.checkpoint, result.checkpoint);
-  torch::Tensor batch = torch::from_blob(sample.pixels.data(), {1, sample.C, sample.T, sample.H, sample.W},
-                                         torch::kUInt8);
-  torch::Tensor z = trainer::embed_batch(*loaded.encoder, batch).to(torch::kCPU, torch::kFloat32).contiguous();
+  torch::Tensor batch = torch::from_blob(
+      sample.pixels.data(), {1, sample.C, sample.T, sample.H, sample.W}, torch::kUInt8);
+  torch::Tensor z =
+      trainer::embed_batch(*loaded.encoder, batch).to(torch::kCPU, torch::kFloat32).contiguous();
   if (z.size(1) != index.index->dim())
-    throw Error(fmt::format("search: checkpoint {} gives {}-dimensional embeddings but index {} holds {}",
-                            result.checkpoint, z.size(1), index.dir.string(), index.index->dim()));
+    throw Error(
+        fmt::format("search: checkpoint {} gives {}-dimensional embeddings but index {} holds {}",
+                    result.checkpoint, z.size(1), index.dir.string(), index.index->dim()));
   z = z / z.norm(2, 1, true).clamp_min(1e-12);
   result.hits = search_vector(index, z.data_ptr<float>(), opt.k, opt.only_modality);
   return result;
@@ -159,19 +167,23 @@ nlohmann::ordered_json to_json(const SearchResult& r) {
   j["step"] = r.step;
   j["results"] = nlohmann::ordered_json::array();
   for (const auto& h : r.hits)
-    j["results"].push_back({{"rank", h.rank}, {"score", h.score}, {"id", h.id},
-                            {"modality", h.modality}, {"labels", h.labels}, {"group", h.group},
+    j["results"].push_back({{"rank", h.rank},
+                            {"score", h.score},
+                            {"id", h.id},
+                            {"modality", h.modality},
+                            {"labels", h.labels},
+                            {"group", h.group},
                             {"source", h.source}});
   return j;
 }
 
 std::string to_table(const SearchResult& r) {
   std::string out = fmt::format("query: {} ({}), encoder step {}\n", r.query, r.modality, r.step);
-  out += fmt::format("{:>4}  {:>7}  {:<28}  {:<10}  {:<24}  {}\n", "rank", "score", "id", "modality",
-                     "labels", "source");
+  out += fmt::format("{:>4}  {:>7}  {:<28}  {:<10}  {:<24}  {}\n", "rank", "score", "id",
+                     "modality", "labels", "source");
   for (const auto& h : r.hits)
-    out += fmt::format("{:>4}  {:>7.4f}  {:<28}  {:<10}  {:<24}  {}\n", h.rank, h.score, cell(h.id, 28),
-                       h.modality, cell(data::join_labels(h.labels), 24), h.source);
+    out += fmt::format("{:>4}  {:>7.4f}  {:<28}  {:<10}  {:<24}  {}\n", h.rank, h.score,
+                       cell(h.id, 28), h.modality, cell(data::join_labels(h.labels), 24), h.source);
   if (r.hits.empty()) out += "(no result)\n";
   return out;
 }

@@ -23,7 +23,7 @@ struct SearchOptions {
   std::filesystem::path query;       // study file or DICOM series folder
   std::string modality;              // of the query ("" = infer; see infer_query_modality)
   int64_t k = 10;
-  std::string only_modality;         // keep only results of this modality ("" = all)
+  std::string only_modality;  // keep only results of this modality ("" = all)
   // Which network encodes the query (trainer::EncoderChoice::weights) and its
   // pooling; "" = what the index's embeddings record (so query and index are
   // encoded alike), else "auto"/"teacher"/"student" and "cls"/"mean".

@@ -31,8 +31,7 @@ struct EvalConfig {
 
   template <class V>
   void visit(V& v) {
-    v("ks", ks, "cut-offs k of recall@k and precision@k (ascending, >= 1)",
-      config::Range{1, 1e9});
+    v("ks", ks, "cut-offs k of recall@k and precision@k (ascending, >= 1)", config::Range{1, 1e9});
     v("split", split, "split of the samples evaluated (\"\" = all splits)");
     v("cross_modal", cross_modal, "also evaluate modality A queries against modality B galleries");
     v("relevance", relevance,

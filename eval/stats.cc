@@ -76,11 +76,15 @@ std::vector<std::string> verdict_lines(const std::vector<std::pair<std::string, 
   for (const auto& v : verdicts(columns, k)) {
     std::vector<std::string> beaten, not_beaten;
     (v.beats_chance ? beaten : not_beaten).push_back("chance " + num(v.chance));
-    for (const auto& r : v.rivals) (r.beaten ? beaten : not_beaten).push_back(r.name + " " + num(r.recall));
-    std::string line = fmt::format("{} R@{}: {} {}", row_label(v.row, columns.front().second.unseen),
-                                   k, columns.front().first, num(v.recall));
-    if (!v.has_interval) line += " (no interval: eval.bootstrap = 0)";
-    else line += fmt::format(" [{}–{}]", num(v.ci.lo), num(v.ci.hi));
+    for (const auto& r : v.rivals)
+      (r.beaten ? beaten : not_beaten).push_back(r.name + " " + num(r.recall));
+    std::string line =
+        fmt::format("{} R@{}: {} {}", row_label(v.row, columns.front().second.unseen), k,
+                    columns.front().first, num(v.recall));
+    if (!v.has_interval)
+      line += " (no interval: eval.bootstrap = 0)";
+    else
+      line += fmt::format(" [{}–{}]", num(v.ci.lo), num(v.ci.hi));
     if (not_beaten.empty()) {
       line += fmt::format(" beats {}", fmt::join(beaten, ", "));
     } else {
@@ -185,9 +189,10 @@ ojson seed_summary(const std::vector<ojson>& reports, const std::vector<int64_t>
                               fmt::join(all[i].front().second.ks, ", "),
                               fmt::join(all[0].front().second.ks, ", ")));
     if (layout(all[i]) != layout(all[0]))
-      throw Error(fmt::format("seed summary: report {} has other encoders or rows than report 1 "
-                              "({} against {} encoder rows)", origin, layout(all[i]).size(),
-                              layout(all[0]).size()));
+      throw Error(
+          fmt::format("seed summary: report {} has other encoders or rows than report 1 "
+                      "({} against {} encoder rows)",
+                      origin, layout(all[i]).size(), layout(all[0]).size()));
   }
   const auto& ks = all[0].front().second.ks;
   ojson j;
@@ -206,7 +211,8 @@ ojson seed_summary(const std::vector<ojson>& reports, const std::vector<int64_t>
         for (const auto& metric : metric_names(ks)) {
           std::vector<std::optional<double>> values;
           for (const auto& columns : all) {
-            const auto& rows = cross ? columns[c].second.cross_modal : columns[c].second.per_modality;
+            const auto& rows =
+                cross ? columns[c].second.cross_modal : columns[c].second.per_modality;
             const Metrics& m = rows[r].metrics;
             values.push_back(m.evaluated() ? std::optional(metric_value(m, metric)) : std::nullopt);
           }
@@ -226,7 +232,8 @@ namespace {
 std::string seed_cell(const ojson& d, size_t seeds) {
   const size_t n = d.value("evaluated", seeds);
   if (n == 0 || d.at("mean").is_null()) return " — (absent) |";
-  std::string cell = fmt::format(" {} ± {}", num(d.at("mean").get<double>()), num(d.at("sd").get<double>()));
+  std::string cell =
+      fmt::format(" {} ± {}", num(d.at("mean").get<double>()), num(d.at("sd").get<double>()));
   if (n < seeds) cell += fmt::format(" ({} of {} seeds)", n, seeds);
   return cell + " |";
 }
@@ -239,9 +246,11 @@ std::string seed_summary_markdown(const ojson& summary) {
   for (int64_t k : ks) metrics.push_back(fmt::format("recall@{}", k));
   metrics.push_back(fmt::format("map@{}", ks.back()));
   const auto& encoders = summary.at("encoders");
-  std::string out = fmt::format("# Retrieval over {} seeds (mean ± sd)\n", summary.at("seeds").get<int64_t>());
+  std::string out =
+      fmt::format("# Retrieval over {} seeds (mean ± sd)\n", summary.at("seeds").get<int64_t>());
   if (summary.contains("seed_values"))
-    out += fmt::format("\nseeds: {}\n", fmt::join(summary.at("seed_values").get<std::vector<int64_t>>(), ", "));
+    out += fmt::format("\nseeds: {}\n",
+                       fmt::join(summary.at("seed_values").get<std::vector<int64_t>>(), ", "));
   for (const auto& metric : metrics) {
     out += fmt::format("\n## {}\n\n| row |", metric);
     for (const auto& [name, e] : encoders.items()) out += " " + name + " |";

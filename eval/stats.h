@@ -26,21 +26,21 @@ namespace m3ret::eval {
 
 struct RowVerdict {
   struct Rival {
-    std::string name;  // encoder
+    std::string name;     // encoder
     double recall = 0.0;  // its point recall@k
     bool beaten = false;
   };
-  std::string row;   // "xray", "ct->xray"
+  std::string row;  // "xray", "ct->xray"
   int64_t k = 1;
-  double recall = 0.0;      // the first encoder's recall@k
+  double recall = 0.0;  // the first encoder's recall@k
   bool has_interval = false;
-  Interval ci;              // its 95 % interval (when has_interval)
-  double chance = 0.0;      // chance recall@k of the row
+  Interval ci;          // its 95 % interval (when has_interval)
+  double chance = 0.0;  // chance recall@k of the row
   bool beats_chance = false;
   // The other encoders, in column order, except variants of the first (columns
   // named "<first>-...", e.g. "trained-cls" beside "trained"): its baselines.
   std::vector<Rival> rivals;
-  bool beats_all() const;     // chance and every rival
+  bool beats_all() const;  // chance and every rival
 };
 
 // The verdict of every row of columns[0] with queries > 0 (per-modality rows,

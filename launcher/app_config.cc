@@ -29,8 +29,8 @@ AppConfig load_app_config(const std::optional<std::filesystem::path>& file,
 void DemoConfig::validate() const {
   for (const auto& v : variants)
     if (v != "pooling" && v != "student")
-      throw config::Error(fmt::format(
-          "config key 'demo.variants': '{}' is not one of {{pooling, student}}", v));
+      throw config::Error(
+          fmt::format("config key 'demo.variants': '{}' is not one of {{pooling, student}}", v));
 }
 
 std::string resolved_toml(AppConfig& cfg) { return config::to_toml(cfg); }
@@ -45,10 +45,10 @@ void write_run_record(const std::filesystem::path& run_dir, AppConfig& cfg,
   fs::write_atomic(run_dir / "config.toml", header + resolved_toml(cfg));
   char host[256] = {0};
   gethostname(host, sizeof(host) - 1);
-  nlohmann::json j = {{"format", "m3ret-run"},     {"format_version", 1},
-                      {"git_revision", git_revision()}, {"command", command_line},
-                      {"world_size", world},        {"host", host},
-                      {"started", utc_now()}};
+  nlohmann::json j = {
+      {"format", "m3ret-run"},   {"format_version", 1}, {"git_revision", git_revision()},
+      {"command", command_line}, {"world_size", world}, {"host", host},
+      {"started", utc_now()}};
   fs::write_atomic(run_dir / "run.json", j.dump(2) + "\n");
 }
 

@@ -17,10 +17,10 @@ namespace m3ret::launcher {
 
 // [demo]: how `m3ret demo` runs the stages.
 struct DemoConfig {
-  int ranks = 2;                      // MPI ranks for shard, train and embed
-  std::string mpiexec = "mpiexec";    // launcher program
-  std::string eval_split = "test";    // which samples are embedded and evaluated
-  int64_t verdict_k = 1;              // the recall@k the plain verdict is stated for
+  int ranks = 2;                    // MPI ranks for shard, train and embed
+  std::string mpiexec = "mpiexec";  // launcher program
+  std::string eval_split = "test";  // which samples are embedded and evaluated
+  int64_t verdict_k = 1;            // the recall@k the plain verdict is stated for
   // Extra encodings of the trained checkpoint shown beside it (not in the verdict):
   // "pooling" = the other pooling (CLS vs mean of patch tokens), "student" = the
   // student's weights when the trained one is SimDINO's teacher.

@@ -15,9 +15,8 @@ namespace m3ret::launcher {
 namespace stdfs = std::filesystem;
 
 std::vector<stdfs::path> shipped_config_dirs() {
-  std::vector<stdfs::path> candidates = {
-      self_path().parent_path() / M3RET_CONFIGS_FROM_BIN,
-      stdfs::path(M3RET_SOURCE_CONFIG_DIR)};
+  std::vector<stdfs::path> candidates = {self_path().parent_path() / M3RET_CONFIGS_FROM_BIN,
+                                         stdfs::path(M3RET_SOURCE_CONFIG_DIR)};
   std::vector<stdfs::path> dirs;
   std::error_code ec;
   for (auto& d : candidates) {
@@ -45,11 +44,11 @@ stdfs::path find_config(const std::string& arg) {
   }
   std::vector<std::string> where;
   for (const auto& d : dirs) where.push_back(d.string());
-  throw config::Error(fmt::format("config file '{}' does not exist{}", arg,
-                          arg.find('/') != std::string::npos || dirs.empty()
-                              ? std::string()
-                              : fmt::format(", and no shipped config of that name in {}",
-                                            fmt::join(where, ", "))));
+  throw config::Error(fmt::format(
+      "config file '{}' does not exist{}", arg,
+      arg.find('/') != std::string::npos || dirs.empty()
+          ? std::string()
+          : fmt::format(", and no shipped config of that name in {}", fmt::join(where, ", "))));
 }
 
 }  // namespace m3ret::launcher

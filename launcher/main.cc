@@ -32,8 +32,9 @@ int fail(const std::exception& e, int code) {
 int main(int argc, char** argv) {
   using namespace m3ret::launcher;
   set_command_line(argc, argv);
-  CLI::App app{"m3ret: pretrain one self-supervised ViT over hybrid medical data and evaluate it "
-               "by zero-shot retrieval"};
+  CLI::App app{
+      "m3ret: pretrain one self-supervised ViT over hybrid medical data and evaluate it "
+      "by zero-shot retrieval"};
   app.set_version_flag("--version", std::string("m3ret ") + m3ret::git_revision());
   app.require_subcommand(1);
   add_synth_verb(app);

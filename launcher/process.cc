@@ -44,7 +44,8 @@ size_t env_size() {
 
 bool has_key(const std::vector<std::string>& env, const std::string& entry) {
   std::string key = entry.substr(0, entry.find('=') + 1);
-  for (const auto& e : env) if (e.rfind(key, 0) == 0) return true;
+  for (const auto& e : env)
+    if (e.rfind(key, 0) == 0) return true;
   return false;
 }
 
@@ -100,7 +101,8 @@ std::vector<std::string> child_environment(const std::vector<std::string>& curre
 }
 
 std::vector<std::string> clean_environment() {
-  return child_environment(std::vector<std::string>(environ, environ + env_size()), kStartupEnvironment);
+  return child_environment(std::vector<std::string>(environ, environ + env_size()),
+                           kStartupEnvironment);
 }
 
 pid_t spawn(const std::vector<std::string>& argv, const SpawnOptions& opts) {
@@ -109,8 +111,10 @@ pid_t spawn(const std::vector<std::string>& argv, const SpawnOptions& opts) {
   std::vector<char*> args;
   for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
   args.push_back(nullptr);
-  auto env = opts.stand_in ? std::vector<std::string>(environ, environ + env_size()) : clean_environment();
-  for (const auto& d : opts.env_defaults) if (!has_key(env, d)) env.push_back(d);
+  auto env =
+      opts.stand_in ? std::vector<std::string>(environ, environ + env_size()) : clean_environment();
+  for (const auto& d : opts.env_defaults)
+    if (!has_key(env, d)) env.push_back(d);
   std::vector<char*> envp;
   for (auto& e : env) envp.push_back(e.data());
   envp.push_back(nullptr);
@@ -132,7 +136,8 @@ pid_t spawn(const std::vector<std::string>& argv, const SpawnOptions& opts) {
 int wait_exit(pid_t pid) {
   int status = 0;
   while (waitpid(pid, &status, 0) < 0) {
-    if (errno != EINTR) throw Error(fmt::format("waitpid for pid {} failed: {}", pid, std::strerror(errno)));
+    if (errno != EINTR)
+      throw Error(fmt::format("waitpid for pid {} failed: {}", pid, std::strerror(errno)));
   }
   if (WIFEXITED(status)) return WEXITSTATUS(status);
   if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
@@ -166,7 +171,8 @@ void drain(int out_fd, int err_fd, CommandResult& r) {
       }
     }
   }
-  for (auto& f : fds) if (f.fd >= 0) close(f.fd);
+  for (auto& f : fds)
+    if (f.fd >= 0) close(f.fd);
 }
 
 }  // namespace

@@ -115,11 +115,11 @@ void check_demo_dir(const stdfs::path& dir, const std::string& config_toml, bool
 
 // Marks `dir` as a demo folder of `config_toml` (check_demo_dir accepts it again later).
 void mark_demo_dir(const stdfs::path& dir, const std::string& config_toml) {
-  fs::write_atomic(dir / "demo.json", nlohmann::json{{"format", "m3ret-demo"},
-                                                     {"format_version", 1},
-                                                     {"config", config_toml}}
-                                              .dump() +
-                                          "\n");
+  fs::write_atomic(
+      dir / "demo.json",
+      nlohmann::json{{"format", "m3ret-demo"}, {"format_version", 1}, {"config", config_toml}}
+              .dump() +
+          "\n");
 }
 
 // The encoders of one demo run, in report order: the trained checkpoint, its
@@ -171,8 +171,13 @@ std::vector<std::pair<std::string, eval::Report>> run_demo(AppConfig& cfg, const
                        run.string(), "--resume", "auto"});
   const std::vector<EncoderJob> jobs = encoder_jobs(cfg);
   for (const auto& job : jobs) {
-    std::vector<std::string> args = {"embed", "--config", conf, "--shards", shards.string(),
-                                     "--out", (dir / ("embeddings-" + job.name + ".h5")).string()};
+    std::vector<std::string> args = {"embed",
+                                     "--config",
+                                     conf,
+                                     "--shards",
+                                     shards.string(),
+                                     "--out",
+                                     (dir / ("embeddings-" + job.name + ".h5")).string()};
     if (job.name != "raw-pixels" && job.name != "histogram")
       args.insert(args.end(), {"--checkpoint", run.string()});
     if (!split.empty()) args.insert(args.end(), {"--split", split});
@@ -182,9 +187,9 @@ std::vector<std::pair<std::string, eval::Report>> run_demo(AppConfig& cfg, const
   std::vector<std::pair<std::string, eval::Report>> columns;
   stages.in_process("eval", [&] {
     for (const auto& job : jobs)
-      columns.emplace_back(job.name, eval::evaluate(eval::read_embeddings(
-                                                        dir / ("embeddings-" + job.name + ".h5")),
-                                                    cfg.eval.eval));
+      columns.emplace_back(
+          job.name, eval::evaluate(eval::read_embeddings(dir / ("embeddings-" + job.name + ".h5")),
+                                   cfg.eval.eval));
     launcher::write_reports(dir / "report.json", columns, cfg.demo.verdict_k);
   });
   return columns;
@@ -262,8 +267,7 @@ void add_demo_verb(CLI::App& app) {
       fs::write_atomic(dir / "seeds.md", eval::seed_summary_markdown(agg));
       summary = eval::seed_summary_markdown(agg) + "\n" + summary;
     }
-    double total =
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    double total = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     stages.prefix.clear();
     stages.timings_["total"] = total;
     fs::write_atomic(dir / "timings.json", stages.timings_.dump(2) + "\n");

@@ -61,8 +61,9 @@ using Columns = std::vector<std::pair<std::string, stdfs::path>>;  // column nam
 
 // The flags of `m3ret eval`, into `a`.
 void add_eval_flags(CLI::App* verb, EvalArgs& a) {
-  auto* emb = verb->add_option("--embeddings", a.embeddings, "embeddings file written by `m3ret embed`")
-                  ->check(CLI::ExistingFile);
+  auto* emb =
+      verb->add_option("--embeddings", a.embeddings, "embeddings file written by `m3ret embed`")
+          ->check(CLI::ExistingFile);
   verb->add_option("--baseline", a.baseline_files,
                    "more embeddings files shown beside the first (named by file name; repeatable)")
       ->check(CLI::ExistingFile);

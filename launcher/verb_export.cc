@@ -7,9 +7,10 @@
 namespace m3ret::launcher {
 
 void add_export_verb(CLI::App& app) {
-  auto* verb = app.add_subcommand(
-      "export", "Write a checkpoint's encoder (and optionally the objective's heads) as "
-                "safetensors with timm-like names (docs/model.md)");
+  auto* verb =
+      app.add_subcommand("export",
+                         "Write a checkpoint's encoder (and optionally the objective's heads) as "
+                         "safetensors with timm-like names (docs/model.md)");
   auto checkpoint = std::make_shared<std::string>();
   auto out = std::make_shared<std::string>();
   auto heads = std::make_shared<bool>(false);

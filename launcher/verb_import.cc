@@ -15,7 +15,8 @@ namespace m3ret::launcher {
 void add_import_verb(CLI::App& app) {
   std::string names;
   for (const auto& imp : data::importers()) names += "\n  " + imp.name + ": " + imp.summary;
-  auto* verb = app.add_subcommand("import", "Turn a public dataset layout into a manifest. Datasets:" + names);
+  auto* verb = app.add_subcommand(
+      "import", "Turn a public dataset layout into a manifest. Datasets:" + names);
   auto opts = std::make_shared<CommonOptions>();
   auto name = std::make_shared<std::string>();
   auto import_opts = std::make_shared<data::ImportOptions>();
@@ -35,20 +36,25 @@ void add_import_verb(CLI::App& app) {
           },
           "DATASET"));
   verb->add_option("--root", *root, "the dataset folder as downloaded")->required();
-  verb->add_option("--out", *out, "manifest CSV to write (MedMNIST images go next to it)")->required();
+  verb->add_option("--out", *out, "manifest CSV to write (MedMNIST images go next to it)")
+      ->required();
   verb->add_option("--modality", import_opts->modality,
                    "modality for every row (required by 'folder'; overrides the others' default)");
   verb->add_option("--labels", import_opts->labels_csv,
-                   "CSV of labels by id (PatientID/StudyInstanceUID for dicom, file name or path for the others); "
+                   "CSV of labels by id (PatientID/StudyInstanceUID for dicom, file name or path "
+                   "for the others); "
                    "rows whose id it lacks are skipped");
-  verb->add_option("--id-column", import_opts->id_column, "--labels column holding the id")->capture_default_str();
-  verb->add_option("--labels-column", import_opts->labels_column, "--labels column holding '|'-separated labels")
+  verb->add_option("--id-column", import_opts->id_column, "--labels column holding the id")
+      ->capture_default_str();
+  verb->add_option("--labels-column", import_opts->labels_column,
+                   "--labels column holding '|'-separated labels")
       ->capture_default_str();
   verb->add_option("--split-column", import_opts->split_column,
                    "--labels column holding train/val/test (default: keep the importer's split)");
   auto options = std::make_shared<std::vector<std::string>>();
-  verb->add_option("--option", *options,
-                   "importer option KEY=VALUE (repeatable; each dataset's options are listed above)");
+  verb->add_option(
+      "--option", *options,
+      "importer option KEY=VALUE (repeatable; each dataset's options are listed above)");
   verb->callback([opts, name, import_opts, root, out, options] {
     opts->load();  // validates --config/--set like every verb
     try {
@@ -62,12 +68,14 @@ void add_import_verb(CLI::App& app) {
     import_opts->out = *out;
     const data::ImportResult r = data::import_dataset(*name, *import_opts);
     std::map<std::string, int64_t> per;
-    for (const auto& row : r.rows) ++per[row.modality + "/" + (row.split.empty() ? "-" : row.split)];
+    for (const auto& row : r.rows)
+      ++per[row.modality + "/" + (row.split.empty() ? "-" : row.split)];
     for (const auto& [key, n] : per) spdlog::info("import {}: {} {} samples", *name, n, key);
     if (!r.skipped.empty()) {
-      spdlog::warn("import {}: {} inputs skipped (listed with reasons next to the manifest, *.skipped.csv); "
-                   "first: {}",
-                   *name, r.skipped.size(), r.skipped.front());
+      spdlog::warn(
+          "import {}: {} inputs skipped (listed with reasons next to the manifest, *.skipped.csv); "
+          "first: {}",
+          *name, r.skipped.size(), r.skipped.front());
     }
     spdlog::info("import {}: wrote {} ({} rows)", *name, *out, r.rows.size());
   });

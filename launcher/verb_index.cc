@@ -10,7 +10,8 @@
 namespace m3ret::launcher {
 
 void add_index_verb(CLI::App& app) {
-  auto* verb = app.add_subcommand("index", "Retrieval indices over embeddings (see `index build --help`)");
+  auto* verb =
+      app.add_subcommand("index", "Retrieval indices over embeddings (see `index build --help`)");
   verb->require_subcommand(1);
   auto* build = verb->add_subcommand(
       "build", "Build an INDEX folder from an embeddings file, for `m3ret search`");
@@ -23,9 +24,10 @@ void add_index_verb(CLI::App& app) {
       ->required()
       ->check(CLI::ExistingFile);
   build->add_option("--out", *out, "INDEX folder to create")->required();
-  build->add_option("--type", o->type,
-                    "exact | flat | hnsw[M][,ef_construction=E][,ef_search=S] | "
-                    "ivf[N][,nprobe=P] (docs/evaluation.md)")
+  build
+      ->add_option("--type", o->type,
+                   "exact | flat | hnsw[M][,ef_construction=E][,ef_search=S] | "
+                   "ivf[N][,nprobe=P] (docs/evaluation.md)")
       ->capture_default_str();
   build->add_option("--split", o->split, "only samples of this split (default: all)");
   build->add_flag("--overwrite", o->overwrite, "replace an existing INDEX folder");

@@ -12,14 +12,16 @@ namespace m3ret::launcher {
 
 void add_model_verb(CLI::App& app) {
   auto* verb = app.add_subcommand(
-      "model", "Print the encoder's architecture, parameter count and forward FLOPs at an input "
-               "shape ([model] of the config; --preset overrides model.preset)");
+      "model",
+      "Print the encoder's architecture, parameter count and forward FLOPs at an input "
+      "shape ([model] of the config; --preset overrides model.preset)");
   auto opts = std::make_shared<CommonOptions>();
   auto preset = std::make_shared<std::string>();
   auto input = std::make_shared<std::vector<int64_t>>(std::vector<int64_t>{1, 224, 224});
   auto json = std::make_shared<bool>(false);
   opts->add_to(verb);
-  verb->add_option("--preset", *preset, "tiny, small, base, large or huge (= --set model.preset=NAME)");
+  verb->add_option("--preset", *preset,
+                   "tiny, small, base, large or huge (= --set model.preset=NAME)");
   verb->add_option("--input", *input,
                    "input frames/slices, height, width: T H W or T,H,W (default 1 224 224)")
       ->delimiter(',')
@@ -33,11 +35,15 @@ void add_model_verb(CLI::App& app) {
     const auto spec = mc.spec();
     const auto& in = *input;
     for (auto v : in)
-      if (v < 1) throw CLI::ValidationError("--input", fmt::format("{} {} {} must be positive", in[0], in[1], in[2]));
+      if (v < 1)
+        throw CLI::ValidationError("--input",
+                                   fmt::format("{} {} {} must be positive", in[0], in[1], in[2]));
     // Token and FLOP counts are int64/double: refuse inputs whose voxel count would overflow them.
     constexpr double kMaxVoxels = 1125899906842624.0;  // 2^50
-    if (static_cast<double>(in[0]) * static_cast<double>(in[1]) * static_cast<double>(in[2]) > kMaxVoxels)
-      throw CLI::ValidationError("--input", fmt::format("{} x {} x {} is more than 2^50 voxels", in[0], in[1], in[2]));
+    if (static_cast<double>(in[0]) * static_cast<double>(in[1]) * static_cast<double>(in[2]) >
+        kMaxVoxels)
+      throw CLI::ValidationError(
+          "--input", fmt::format("{} x {} x {} is more than 2^50 voxels", in[0], in[1], in[2]));
     const auto cost = trainer::encoder_forward_cost(spec, in[0], in[1], in[2]);
     const int64_t params = trainer::encoder_param_count(spec);
     nlohmann::json j = {

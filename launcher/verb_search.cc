@@ -29,16 +29,18 @@ void add_search_verb(CLI::App& app) {
   verb->add_option("--query", *query, "study file, or a DICOM series folder")
       ->required()
       ->check(CLI::ExistingPath);
-  verb->add_option("--k", o->k, "number of results")->capture_default_str()->check(CLI::Range(1, 1 << 20));
-  verb->add_option("--modality", o->modality,
-                   "modality of the query (default: endoscopy for videos, else the index's only one)");
+  verb->add_option("--k", o->k, "number of results")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1 << 20));
+  verb->add_option(
+      "--modality", o->modality,
+      "modality of the query (default: endoscopy for videos, else the index's only one)");
   verb->add_option("--only", o->only_modality, "keep only results of this modality");
   verb->add_option("--weights", o->weights,
                    "network that encodes the query: teacher, student or auto (default: the one "
                    "that encoded the index)")
       ->check(CLI::IsMember({"auto", "teacher", "student"}));
-  verb->add_option("--pooling", o->pooling,
-                   "cls or mean (default: the index's)")
+  verb->add_option("--pooling", o->pooling, "cls or mean (default: the index's)")
       ->check(CLI::IsMember({"cls", "mean"}));
   verb->add_flag("--json", *json, "print JSON instead of a table");
   verb->callback([opts, o, index, checkpoint, query, json] {

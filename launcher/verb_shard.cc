@@ -11,8 +11,9 @@ namespace m3ret::launcher {
 
 void add_shard_verb(CLI::App& app) {
   auto* verb = app.add_subcommand(
-      "shard", "Decode and preprocess a manifest into per-modality HDF5 shards (run under "
-               "mpiexec/srun for several ranks)");
+      "shard",
+      "Decode and preprocess a manifest into per-modality HDF5 shards (run under "
+      "mpiexec/srun for several ranks)");
   auto opts = std::make_shared<CommonOptions>();
   auto manifest = std::make_shared<std::string>();
   auto out = std::make_shared<std::string>();

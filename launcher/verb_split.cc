@@ -23,10 +23,12 @@ void add_split_verb(CLI::App& app) {
       ->required()
       ->check(CLI::ExistingFile);
   verb->add_option("--out", *out, "manifest CSV to write (may be --manifest itself)")->required();
-  verb->add_option("--ratios", *ratios, "fractions of groups for TRAIN,VAL,TEST")->capture_default_str();
+  verb->add_option("--ratios", *ratios, "fractions of groups for TRAIN,VAL,TEST")
+      ->capture_default_str();
   verb->add_option("--seed", split_opts->seed, "seed of the assignment")->capture_default_str();
-  verb->add_flag("--stratify-by-label", split_opts->stratify,
-                 "split the groups of each label set separately, so every label set is in every split");
+  verb->add_flag(
+      "--stratify-by-label", split_opts->stratify,
+      "split the groups of each label set separately, so every label set is in every split");
   verb->callback([opts, manifest, out, ratios, split_opts] {
     opts->load();  // validates --config/--set like every verb
     log::init(0, std::nullopt, opts->verbose);

@@ -6,7 +6,8 @@
 namespace m3ret::launcher {
 
 void add_status_verb(CLI::App& app) {
-  auto* verb = app.add_subcommand("status", "Print the state of a sweep run by `m3ret orchestrate`");
+  auto* verb =
+      app.add_subcommand("status", "Print the state of a sweep run by `m3ret orchestrate`");
   auto state_path = std::make_shared<std::string>("state.db");
   auto json = std::make_shared<bool>(false);
   verb->add_option("--state", *state_path, "state database (WORK_DIR/state.db of the sweep)")

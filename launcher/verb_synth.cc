@@ -8,8 +8,9 @@ namespace m3ret::launcher {
 
 void add_synth_verb(CLI::App& app) {
   auto* verb = app.add_subcommand(
-      "synth", "Generate a hybrid dataset (CT/MRI NIfTI, X-ray DICOM, ultrasound PNG, endoscopy "
-               "MP4) with OUT/manifest.csv");
+      "synth",
+      "Generate a hybrid dataset (CT/MRI NIfTI, X-ray DICOM, ultrasound PNG, endoscopy "
+      "MP4) with OUT/manifest.csv");
   auto opts = std::make_shared<CommonOptions>();
   auto out = std::make_shared<std::string>();
   opts->add_to(verb);

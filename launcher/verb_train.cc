@@ -86,8 +86,9 @@ int run_ranks(const std::vector<std::string>& cmd) {
 
 void add_train_verb(CLI::App& app) {
   auto* verb = app.add_subcommand(
-      "train", "Pretrain the encoder on shards (MAE, SimDINO or both; run under mpiexec/srun for "
-               "data parallelism)");
+      "train",
+      "Pretrain the encoder on shards (MAE, SimDINO or both; run under mpiexec/srun for "
+      "data parallelism)");
   auto a = std::make_shared<TrainArgs>();
   a->opts.add_to(verb);
   verb->add_option("--shards", a->shards, "shard folder written by `m3ret shard`")

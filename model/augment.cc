@@ -32,7 +32,9 @@ uint64_t sample_seed(uint64_t run_seed, int64_t step, int64_t global_index, uint
   return splitmix64(h ^ stream);
 }
 
-at::Generator make_generator(uint64_t seed) { return at::make_generator<at::CPUGeneratorImpl>(seed); }
+at::Generator make_generator(uint64_t seed) {
+  return at::make_generator<at::CPUGeneratorImpl>(seed);
+}
 
 torch::Tensor random_resized_crop(const torch::Tensor& x, int64_t out_t, int64_t out_h,
                                   int64_t out_w, double scale_lo, double scale_hi,
@@ -68,10 +70,10 @@ torch::Tensor random_rotate(const torch::Tensor& x, double max_degrees, at::Gene
   // affine_grid works in normalised coordinates: scale by the aspect ratio so
   // that a non-square view rotates rigidly.
   const double r = static_cast<double>(H) / static_cast<double>(W);
-  const auto theta = torch::tensor({{std::cos(a), -std::sin(a) * r, 0.0},
-                                    {std::sin(a) / r, std::cos(a), 0.0}},
-                                   x.options().dtype(torch::kFloat32))
-                         .unsqueeze(0);
+  const auto theta =
+      torch::tensor({{std::cos(a), -std::sin(a) * r, 0.0}, {std::sin(a) / r, std::cos(a), 0.0}},
+                    x.options().dtype(torch::kFloat32))
+          .unsqueeze(0);
   const auto grid = F::affine_grid(theta, {1, C * T, H, W}, /*align_corners=*/false);
   const auto y = F::grid_sample(x.reshape({1, C * T, H, W}).to(torch::kFloat32), grid,
                                 F::GridSampleFuncOptions()
@@ -93,17 +95,20 @@ torch::Tensor intensity_jitter(const torch::Tensor& x, at::Generator& gen, doubl
 
 std::vector<int64_t> local_view_size(int64_t T, int64_t H, int64_t W, const VitSpec& vit,
                                      const SimDinoConfig& cfg) {
-  const int64_t h = round_to(H * cfg.local_crop_size, vit.patch_h, vit.patch_h, std::max(H, vit.patch_h));
-  const int64_t w = round_to(W * cfg.local_crop_size, vit.patch_w, vit.patch_w, std::max(W, vit.patch_w));
-  const int64_t t = T >= 2 * vit.tube_t ? round_to(T * cfg.local_crop_frames, vit.tube_t, vit.tube_t, T) : T;
+  const int64_t h =
+      round_to(H * cfg.local_crop_size, vit.patch_h, vit.patch_h, std::max(H, vit.patch_h));
+  const int64_t w =
+      round_to(W * cfg.local_crop_size, vit.patch_w, vit.patch_w, std::max(W, vit.patch_w));
+  const int64_t t =
+      T >= 2 * vit.tube_t ? round_to(T * cfg.local_crop_frames, vit.tube_t, vit.tube_t, T) : T;
   return {t, h, w};
 }
 
-Views multi_crop(const torch::Tensor& batch, const std::vector<uint64_t>& seeds,
-                 const VitSpec& vit, const SimDinoConfig& cfg) {
+Views multi_crop(const torch::Tensor& batch, const std::vector<uint64_t>& seeds, const VitSpec& vit,
+                 const SimDinoConfig& cfg) {
   M3RET_CHECK(batch.dim() == 5 && batch.size(0) == static_cast<int64_t>(seeds.size()),
-              "multi_crop: batch [B, C, T, H, W] needs B seeds (B = {}, seeds {})",
-              batch.size(0), seeds.size());
+              "multi_crop: batch [B, C, T, H, W] needs B seeds (B = {}, seeds {})", batch.size(0),
+              seeds.size());
   const int64_t B = batch.size(0), T = batch.size(2), H = batch.size(3), W = batch.size(4);
   const auto lsize = local_view_size(T, H, W, vit, cfg);
   std::vector<std::vector<torch::Tensor>> g(2), l(cfg.local_crops);
@@ -112,7 +117,8 @@ Views multi_crop(const torch::Tensor& batch, const std::vector<uint64_t>& seeds,
     auto gen_l = make_generator(seeds[b] ^ kStreamLocal);
     auto x = batch[b];
     for (auto& views : g) {
-      auto v = random_resized_crop(x, T, H, W, cfg.global_crop_scale[0], cfg.global_crop_scale[1], gen_g);
+      auto v = random_resized_crop(x, T, H, W, cfg.global_crop_scale[0], cfg.global_crop_scale[1],
+                                   gen_g);
       v = random_rotate(v, cfg.rotation, gen_g);
       views.push_back(intensity_jitter(random_flip(v, gen_g), gen_g));
     }

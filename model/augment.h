@@ -56,8 +56,8 @@ std::vector<int64_t> local_view_size(int64_t T, int64_t H, int64_t W, const VitS
                                      const SimDinoConfig& cfg);
 
 // batch float [B, C, T, H, W] in [0, 1]; seeds: B per-sample seeds.
-Views multi_crop(const torch::Tensor& batch, const std::vector<uint64_t>& seeds,
-                 const VitSpec& vit, const SimDinoConfig& cfg);
+Views multi_crop(const torch::Tensor& batch, const std::vector<uint64_t>& seeds, const VitSpec& vit,
+                 const SimDinoConfig& cfg);
 
 // The MAE view: random resized crop (area scale [scale_lo, 1]) at the input
 // size and a random flip. batch float [B, C, T, H, W] -> same shape.

@@ -81,7 +81,8 @@ std::optional<stdfs::path> find_latest_valid(const stdfs::path& run_dir) {
   for (auto& d : checkpoint_folders(run_dir)) candidates.push_back(d);
   for (auto& c : candidates) {
     if (!stdfs::is_directory(c)) {
-      spdlog::warn("checkpoint {} named by 'latest' does not exist; looking for others", c.string());
+      spdlog::warn("checkpoint {} named by 'latest' does not exist; looking for others",
+                   c.string());
       continue;
     }
     auto why = verify_checkpoint(c);
@@ -98,8 +99,8 @@ stdfs::path resolve_checkpoint(const stdfs::path& path) {
     return path;
   }
   if (auto found = find_latest_valid(path)) return *found;
-  throw Error(fmt::format("{}: neither a checkpoint folder nor a run folder with a valid checkpoint",
-                          path.string()));
+  throw Error(fmt::format(
+      "{}: neither a checkpoint folder nor a run folder with a valid checkpoint", path.string()));
 }
 
 namespace {
@@ -152,15 +153,14 @@ CheckpointState load_checkpoint(const stdfs::path& dir, torch::nn::Module* model
   if (optimizer) {
     if (!stdfs::exists(dir / "optimizer.pt"))
       throw Error(fmt::format("{}: no optimizer.pt to resume from", dir.string()));
-    checkpoint_io(dir / "optimizer.pt", "read the optimizer",
-         [&] {
-           // The optimizer state onto its parameters' device.
-           const auto& groups = optimizer->param_groups();
-           const torch::Device device = groups.empty() || groups.front().params().empty()
-                                            ? torch::Device(torch::kCPU)
-                                            : groups.front().params().front().device();
-           torch::load(*optimizer, (dir / "optimizer.pt").string(), device);
-         });
+    checkpoint_io(dir / "optimizer.pt", "read the optimizer", [&] {
+      // The optimizer state onto its parameters' device.
+      const auto& groups = optimizer->param_groups();
+      const torch::Device device = groups.empty() || groups.front().params().empty()
+                                       ? torch::Device(torch::kCPU)
+                                       : groups.front().params().front().device();
+      torch::load(*optimizer, (dir / "optimizer.pt").string(), device);
+    });
   }
   if (restore_rng)
     checkpoint_io(dir / "rng.pt", "read the RNG state", [&] {

@@ -16,15 +16,18 @@ void check_pair(const std::vector<double>& v, const char* key) {
 
 void ModelConfig::validate() const {
   if (tubelet.size() != 3 && tubelet.size() != 2)
-    throw config::Error(fmt::format("model.tubelet: expected [t, p, p] or [t, p], got {} values",
-                                    tubelet.size()));
+    throw config::Error(
+        fmt::format("model.tubelet: expected [t, p, p] or [t, p], got {} values", tubelet.size()));
   spec();
 }
 
 VitSpec ModelConfig::spec() const {
   static const std::map<std::string, std::tuple<int64_t, int64_t, int64_t>> presets = {
-      {"tiny", {192, 12, 3}},    {"small", {384, 12, 6}},  {"base", {768, 12, 12}},
-      {"large", {1024, 24, 16}}, {"huge", {1280, 32, 16}}};
+      {"tiny", {192, 12, 3}},
+      {"small", {384, 12, 6}},
+      {"base", {768, 12, 12}},
+      {"large", {1024, 24, 16}},
+      {"huge", {1280, 32, 16}}};
   auto it = presets.find(preset);
   if (it == presets.end()) throw config::Error("model.preset: unknown preset '" + preset + "'");
   VitSpec s;
@@ -33,11 +36,11 @@ VitSpec ModelConfig::spec() const {
   if (depth > 0) s.depth = depth;
   if (heads > 0) s.heads = heads;
   if (s.width % s.heads != 0)
-    throw config::Error(fmt::format("model.width: {} is not divisible by model.heads {}",
-                                    s.width, s.heads));
+    throw config::Error(
+        fmt::format("model.width: {} is not divisible by model.heads {}", s.width, s.heads));
   if (s.width % 2 != 0)
-    throw config::Error(fmt::format("model.width: {} must be even (sin-cos position embedding)",
-                                    s.width));
+    throw config::Error(
+        fmt::format("model.width: {} must be even (sin-cos position embedding)", s.width));
   s.tube_t = tubelet.at(0);
   s.patch_h = tubelet.at(1);
   s.patch_w = tubelet.size() == 3 ? tubelet.at(2) : tubelet.at(1);
@@ -58,7 +61,8 @@ void TrainConfig::validate() const {
   if (precision == "bf16" && device != "cuda")
     throw config::Error(fmt::format(
         "train.precision: \"bf16\" needs train.device = \"cuda\" (got \"{}\"); use \"fp32\" on "
-        "the CPU", device));
+        "the CPU",
+        device));
   if (modalities.empty()) throw config::Error("train.modalities: must list at least one modality");
   for (const auto& m : modalities)
     if (!data::is_modality(m))
@@ -67,9 +71,9 @@ void TrainConfig::validate() const {
 
 int64_t TrainConfig::per_rank_batch(int world) const {
   if (world < 1 || global_batch_size % world != 0)
-    throw config::Error(fmt::format(
-        "train.global_batch_size: {} is not divisible by the number of ranks {}",
-        global_batch_size, world));
+    throw config::Error(
+        fmt::format("train.global_batch_size: {} is not divisible by the number of ranks {}",
+                    global_batch_size, world));
   return global_batch_size / world;
 }
 
@@ -86,8 +90,9 @@ int64_t TrainConfig::micro_batch(int world) const {
 
 void MaeConfig::validate() const {
   if (decoder_width % decoder_heads != 0)
-    throw config::Error(fmt::format("mae.decoder_width: {} is not divisible by mae.decoder_heads {}",
-                                    decoder_width, decoder_heads));
+    throw config::Error(
+        fmt::format("mae.decoder_width: {} is not divisible by mae.decoder_heads {}", decoder_width,
+                    decoder_heads));
   if (decoder_width % 2 != 0)
     throw config::Error(fmt::format("mae.decoder_width: {} must be even", decoder_width));
 }

@@ -17,14 +17,14 @@ struct VitSpec {
   int64_t width = 768, depth = 12, heads = 12;
   int64_t tube_t = 2, patch_h = 16, patch_w = 16;  // tubelet (t, p, p)
   double mlp_ratio = 4.0;
-  double drop_path = 0.0;   // stochastic depth rate of the last block (linear in depth)
-  double layerscale = 0.0;  // initial LayerScale value; 0 = off
+  double drop_path = 0.0;       // stochastic depth rate of the last block (linear in depth)
+  double layerscale = 0.0;      // initial LayerScale value; 0 = off
   bool mean_embedding = false;  // embedding = mean of patch tokens instead of CLS
 };
 
 struct ModelConfig {
   std::string preset = "base";
-  int64_t width = 0, depth = 0, heads = 0;  // 0 = from the preset
+  int64_t width = 0, depth = 0, heads = 0;     // 0 = from the preset
   std::vector<int64_t> tubelet = {2, 16, 16};  // [t, p, p] or [t, ph, pw]
   double mlp_ratio = 4.0;
   double drop_path = 0.0;
@@ -33,7 +33,8 @@ struct ModelConfig {
 
   template <class V>
   void visit(V& v) {
-    v("preset", preset, "encoder size: tiny 192/12/3, small 384/12/6, base 768/12/12, "
+    v("preset", preset,
+      "encoder size: tiny 192/12/3, small 384/12/6, base 768/12/12, "
       "large 1024/24/16, huge 1280/32/16 (width/depth/heads)",
       config::OneOf{{"tiny", "small", "base", "large", "huge"}});
     v("width", width, "embedding width (0 = from preset)", config::Range{0, 65536});
@@ -62,7 +63,7 @@ struct TrainConfig {
   double weight_decay = 0.05;
   double weight_decay_end = -1;  // cosine from weight_decay to this at max_steps; -1 = constant
   int64_t grad_accum_steps = 1;  // micro-batches per optimizer step (per rank)
-  double clip_grad = 3.0;  // global L2 norm; 0 = off
+  double clip_grad = 3.0;        // global L2 norm; 0 = off
   int64_t checkpoint_every = 500;
   int64_t keep_last = 3;
   int64_t seed = 0;
@@ -80,8 +81,7 @@ struct TrainConfig {
     v("objective", objective, "self-supervised objective",
       config::OneOf{{"mae", "simdino", "mae+simdino"}});
     v("global_batch_size", global_batch_size,
-      "samples per step over all ranks (divisible by the number of ranks)",
-      config::Range{1, 1e9});
+      "samples per step over all ranks (divisible by the number of ranks)", config::Range{1, 1e9});
     v("max_steps", max_steps, "optimizer steps", config::Range{1, 1e12});
     v("lr", lr, "peak learning rate (after warmup)", config::Range{0, 10});
     v("min_lr", min_lr, "learning rate at the end of the cosine decay", config::Range{0, 10});
@@ -134,7 +134,9 @@ struct TrainConfig {
   // and train.grad_accum_steps when it does not divide.
   int64_t micro_batch(int world) const;
   // The weight decay at max_steps (weight_decay when weight_decay_end = -1).
-  double final_weight_decay() const { return weight_decay_end < 0 ? weight_decay : weight_decay_end; }
+  double final_weight_decay() const {
+    return weight_decay_end < 0 ? weight_decay : weight_decay_end;
+  }
 };
 
 struct MaeConfig {
@@ -168,9 +170,9 @@ struct SimDinoConfig {
   int64_t local_crops = 4;
   std::vector<double> global_crop_scale = {0.4, 1.0};  // area fraction
   std::vector<double> local_crop_scale = {0.05, 0.4};
-  double local_crop_size = 0.5;   // local view H, W = this fraction of the input (patch multiple)
-  double local_crop_frames = 0.5; // local view T = this fraction of the input T (tubelet multiple)
-  double rotation = 0;            // each view rotated by up to this many degrees (0 = off)
+  double local_crop_size = 0.5;    // local view H, W = this fraction of the input (patch multiple)
+  double local_crop_frames = 0.5;  // local view T = this fraction of the input T (tubelet multiple)
+  double rotation = 0;             // each view rotated by up to this many degrees (0 = off)
   int64_t head_hidden = 2048;
   int64_t head_out = 256;
   double eps = 0.05;

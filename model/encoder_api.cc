@@ -50,13 +50,13 @@ LoadedEncoder load_encoder(const std::filesystem::path& path, const EncoderChoic
     try {
       torch::serialize::InputArchive archive, encoder_archive;
       archive.load_from(file.string());
-      const bool teacher =
-          choice.weights != "student" && find_teacher(archive, encoder_archive);
+      const bool teacher = choice.weights != "student" && find_teacher(archive, encoder_archive);
       if (choice.weights == "teacher" && !teacher)
-        throw Error(fmt::format("{}: --weights teacher, but the checkpoint has no teacher "
-                                "(objective '{}'; only simdino and mae+simdino train one); use "
-                                "--weights student",
-                                file.string(), train_cfg.objective));
+        throw Error(
+            fmt::format("{}: --weights teacher, but the checkpoint has no teacher "
+                        "(objective '{}'; only simdino and mae+simdino train one); use "
+                        "--weights student",
+                        file.string(), train_cfg.objective));
       if (!teacher) archive.read("encoder", encoder_archive);
       out.encoder->load(encoder_archive);
       out.weights = teacher ? "teacher" : "student";

@@ -25,11 +25,11 @@ struct DtypeName {
   torch::ScalarType type;
   const char* name;
 };
-constexpr DtypeName kDtypes[] = {
-    {torch::kFloat32, "F32"}, {torch::kFloat64, "F64"}, {torch::kFloat16, "F16"},
-    {torch::kBFloat16, "BF16"}, {torch::kInt64, "I64"}, {torch::kInt32, "I32"},
-    {torch::kInt16, "I16"},   {torch::kInt8, "I8"},     {torch::kUInt8, "U8"},
-    {torch::kBool, "BOOL"}};
+constexpr DtypeName kDtypes[] = {{torch::kFloat32, "F32"}, {torch::kFloat64, "F64"},
+                                 {torch::kFloat16, "F16"}, {torch::kBFloat16, "BF16"},
+                                 {torch::kInt64, "I64"},   {torch::kInt32, "I32"},
+                                 {torch::kInt16, "I16"},   {torch::kInt8, "I8"},
+                                 {torch::kUInt8, "U8"},    {torch::kBool, "BOOL"}};
 
 const char* dtype_name(torch::ScalarType t) {
   for (const auto& d : kDtypes)
@@ -75,9 +75,8 @@ void write_safetensors(const std::filesystem::path& out, const NamedTensors& ten
                               c10::toString(tensor.scalar_type())));
     auto t = tensor.detach().to(torch::kCPU).contiguous();
     const uint64_t bytes = static_cast<uint64_t>(t.numel()) * t.element_size();
-    header[name] = {{"dtype", dtype},
-                    {"shape", t.sizes().vec()},
-                    {"data_offsets", {offset, offset + bytes}}};
+    header[name] = {
+        {"dtype", dtype}, {"shape", t.sizes().vec()}, {"data_offsets", {offset, offset + bytes}}};
     offset += bytes;
     data.push_back(std::move(t));
   }

@@ -20,7 +20,7 @@ TubeMask random_tube_mask(Grid grid, double ratio, const std::vector<uint64_t>& 
     auto gen = make_generator(seeds[b] ^ kStreamMask);
     auto noise = at::rand({S}, gen, torch::kFloat32);
     auto spatial = std::get<0>(noise.argsort().narrow(0, 0, kept).sort());  // [kept]
-    keeps.push_back((steps + spatial.reshape({1, kept})).reshape({-1}));   // [gt*kept]
+    keeps.push_back((steps + spatial.reshape({1, kept})).reshape({-1}));    // [gt*kept]
   }
   TubeMask m;
   m.keep = torch::stack(keeps);  // [B, K]
@@ -56,17 +56,19 @@ MaeDecoder::MaeDecoder(int64_t encoder_width, const MaeConfig& cfg, int64_t patc
   blocks_ = register_module("blocks", torch::nn::ModuleList());
   for (int64_t i = 0; i < cfg.decoder_depth; ++i)
     blocks_->push_back(std::make_shared<Block>(width_, cfg.decoder_heads, 4.0, 0.0, 0.0));
-  norm_ = register_module("norm", torch::nn::LayerNorm(torch::nn::LayerNormOptions({width_}).eps(1e-6)));
+  norm_ = register_module("norm",
+                          torch::nn::LayerNorm(torch::nn::LayerNormOptions({width_}).eps(1e-6)));
   pred_ = register_module("pred", torch::nn::Linear(width_, patch_values));
   init_weights(*this);
   torch::NoGradGuard no_grad;
   torch::nn::init::normal_(mask_token_, 0.0, 0.02);
 }
 
-torch::Tensor MaeDecoder::forward(const torch::Tensor& latent, const torch::Tensor& keep, Grid grid) {
+torch::Tensor MaeDecoder::forward(const torch::Tensor& latent, const torch::Tensor& keep,
+                                  Grid grid) {
   const int64_t B = latent.size(0), N = grid.tokens();
-  auto x = embed_->forward(latent);                      // [B, 1+K, Dd]
-  auto visible = x.narrow(1, 1, x.size(1) - 1);          // [B, K, Dd]
+  auto x = embed_->forward(latent);              // [B, 1+K, Dd]
+  auto visible = x.narrow(1, 1, x.size(1) - 1);  // [B, K, Dd]
   auto idx = keep.unsqueeze(-1).expand({-1, -1, width_});
   auto full = mask_token_.expand({B, N, width_}).scatter(1, idx, visible);  // [B, N, Dd]
   full = full + position_embedding(grid, width_, full.device()).unsqueeze(0);
@@ -84,10 +86,10 @@ Mae::Mae(std::shared_ptr<Encoder> encoder, const MaeConfig& cfg)
 }
 
 void Mae::prepare(TrainBatch& batch) const {
-  M3RET_CHECK(batch.images.defined() && batch.images.dim() == 5 &&
-                  batch.images.size(0) == batch.size(),
-              "mae: prepare() needs images [B, C, T, H, W] and B seeds (step {}, {} seeds)",
-              batch.step, batch.seeds.size());
+  M3RET_CHECK(
+      batch.images.defined() && batch.images.dim() == 5 && batch.images.size(0) == batch.size(),
+      "mae: prepare() needs images [B, C, T, H, W] and B seeds (step {}, {} seeds)", batch.step,
+      batch.seeds.size());
   MaeInput in;
   in.view = mae_view(batch.images, batch.seeds, cfg_.crop_scale_min);
   in.grid = grid_for(spec_, in.view.size(2), in.view.size(3), in.view.size(4));
@@ -100,9 +102,11 @@ void Mae::prepare(TrainBatch& batch) const {
 
 Loss Mae::compute(const TrainBatch& batch) {
   if (!batch.mae)
-    throw Error(fmt::format("mae: the batch of step {} was not prepared (call "
-                            "Objective::prepare() first; the trainer does it on the loader's "
-                            "workers)", batch.step));
+    throw Error(
+        fmt::format("mae: the batch of step {} was not prepared (call "
+                    "Objective::prepare() first; the trainer does it on the loader's "
+                    "workers)",
+                    batch.step));
   const auto& s = encoder_->spec();
   const MaeInput& in = *batch.mae;
   auto prepared = encoder_->prepare(in.view);  // [B, 3, T, H, W] in [-1, 1]

@@ -9,11 +9,11 @@ int64_t encoder_param_count(const VitSpec& s) {
   const int64_t D = s.width;
   const int64_t hidden = static_cast<int64_t>(std::llround(D * s.mlp_ratio));
   const int64_t stem = 3 * s.tube_t * s.patch_h * s.patch_w * D + D;
-  const int64_t block = 2 * 2 * D                // norm1, norm2
-                        + D * 3 * D + 3 * D      // qkv
-                        + D * D + D              // proj
-                        + D * hidden + hidden    // fc1
-                        + hidden * D + D         // fc2
+  const int64_t block = 2 * 2 * D              // norm1, norm2
+                        + D * 3 * D + 3 * D    // qkv
+                        + D * D + D            // proj
+                        + D * hidden + hidden  // fc1
+                        + hidden * D + D       // fc2
                         + (s.layerscale > 0 ? 2 * D : 0);
   return stem + D /* CLS */ + s.depth * block + 2 * D /* norm */;
 }
@@ -31,9 +31,9 @@ EncoderCost encoder_forward_cost(const VitSpec& s, int64_t T, int64_t H, int64_t
   const double D = double(s.width), N = double(c.tokens), L = N + 1;
   const double hidden = double(std::llround(D * s.mlp_ratio));
   const double stem = N * D * 3.0 * double(s.tube_t * s.patch_h * s.patch_w);
-  const double block = L * D * 3 * D     // qkv
-                       + 2 * L * L * D   // QK^T and AV over all heads
-                       + L * D * D       // proj
+  const double block = L * D * 3 * D          // qkv
+                       + 2 * L * L * D        // QK^T and AV over all heads
+                       + L * D * D            // proj
                        + 2 * L * D * hidden;  // fc1, fc2
   c.macs = stem + double(s.depth) * block;
   return c;

@@ -9,9 +9,9 @@
 namespace m3ret::trainer {
 
 struct EncoderCost {
-  int64_t tokens = 0;         // N patch tokens (without CLS)
+  int64_t tokens = 0;  // N patch tokens (without CLS)
   int64_t grid_t = 0, grid_h = 0, grid_w = 0;
-  double macs = 0;            // multiply-accumulates of one forward pass, batch 1
+  double macs = 0;  // multiply-accumulates of one forward pass, batch 1
   double flops() const { return 2.0 * macs; }
 };
 

@@ -38,17 +38,18 @@ torch::Tensor coding_rate(const torch::Tensor& z, double eps, int64_t world, Com
 double simdino_auto_gamma(int64_t p, int64_t m, int64_t world) {
   M3RET_CHECK(p >= 1 && m >= 1 && world >= 1, "simdino gamma: p = {}, m = {}, N = {} must be >= 1",
               p, m, world);
-  const double pd = static_cast<double>(p), nm = static_cast<double>(world) * static_cast<double>(m);
+  const double pd = static_cast<double>(p),
+               nm = static_cast<double>(world) * static_cast<double>(m);
   return (pd + nm) / (pd * nm);
 }
 
 SimDinoLoss simdino_loss(const std::vector<torch::Tensor>& teacher,
-                         const std::vector<torch::Tensor>& student,
-                         const SimDinoLossOptions& opt) {
+                         const std::vector<torch::Tensor>& student, const SimDinoLossOptions& opt) {
   const size_t G = teacher.size();
   M3RET_CHECK(G >= 1 && student.size() >= G,
               "SimDINO loss needs >= 1 teacher view and the student's global views first, "
-              "got {} teacher and {} student views", G, student.size());
+              "got {} teacher and {} student views",
+              G, student.size());
   torch::Tensor align = torch::zeros({}, student[0].options());
   int64_t pairs = 0;
   for (size_t i = 0; i < G; ++i)
@@ -67,8 +68,8 @@ SimDinoLoss simdino_loss(const std::vector<torch::Tensor>& teacher,
   SimDinoLoss out;
   out.align = align / static_cast<double>(pairs);
   out.rate = (rate / static_cast<double>(G)).to(torch::kFloat32);
-  out.gamma = opt.gamma ? *opt.gamma
-                        : simdino_auto_gamma(student[0].size(1), student[0].size(0), world);
+  out.gamma =
+      opt.gamma ? *opt.gamma : simdino_auto_gamma(student[0].size(1), student[0].size(0), world);
   out.total = -opt.coeff * out.align - out.gamma * out.rate;
   return out;
 }
@@ -94,12 +95,13 @@ torch::Tensor ProjectionHead::forward(const torch::Tensor& x) {
 SimDino::SimDino(std::shared_ptr<Encoder> encoder, const SimDinoConfig& cfg, Communicator* comm)
     : encoder_(std::move(encoder)), spec_(encoder_->spec()), cfg_(cfg), comm_(comm) {
   const int64_t D = encoder_->width();
-  head_ = register_module("head", std::make_shared<ProjectionHead>(D, cfg.head_hidden, cfg.head_out));
+  head_ =
+      register_module("head", std::make_shared<ProjectionHead>(D, cfg.head_hidden, cfg.head_out));
   VitSpec tspec = encoder_->spec();
   tspec.drop_path = 0.0;  // the teacher is deterministic
   teacher_encoder_ = register_module("teacher_encoder", std::make_shared<Encoder>(tspec));
-  teacher_head_ = register_module("teacher_head",
-                                  std::make_shared<ProjectionHead>(D, cfg.head_hidden, cfg.head_out));
+  teacher_head_ = register_module(
+      "teacher_head", std::make_shared<ProjectionHead>(D, cfg.head_hidden, cfg.head_out));
   for (auto& p : teacher_params()) p.set_requires_grad(false);
   update_teacher(0.0);  // teacher = student
 }
@@ -120,7 +122,8 @@ void SimDino::update_teacher(double m) {
   torch::NoGradGuard no_grad;
   auto s = student_params();
   auto t = teacher_params();
-  M3RET_CHECK(s.size() == t.size(), "teacher/student mismatch: {} vs {} tensors", t.size(), s.size());
+  M3RET_CHECK(s.size() == t.size(), "teacher/student mismatch: {} vs {} tensors", t.size(),
+              s.size());
   for (size_t i = 0; i < s.size(); ++i) t[i].mul_(m).add_(s[i].detach(), 1.0 - m);
 }
 
@@ -129,10 +132,10 @@ void SimDino::after_optimizer_step(int64_t step, int64_t max_steps) {
 }
 
 void SimDino::prepare(TrainBatch& batch) const {
-  M3RET_CHECK(batch.images.defined() && batch.images.dim() == 5 &&
-                  batch.images.size(0) == batch.size(),
-              "simdino: prepare() needs images [B, C, T, H, W] and B seeds (step {}, {} seeds)",
-              batch.step, batch.seeds.size());
+  M3RET_CHECK(
+      batch.images.defined() && batch.images.dim() == 5 && batch.images.size(0) == batch.size(),
+      "simdino: prepare() needs images [B, C, T, H, W] and B seeds (step {}, {} seeds)", batch.step,
+      batch.seeds.size());
   auto views = multi_crop(batch.images, batch.seeds, spec_, cfg_);
   SimDinoInput in;
   in.global = torch::cat(views.global, 0);
@@ -142,9 +145,11 @@ void SimDino::prepare(TrainBatch& batch) const {
 
 Loss SimDino::compute(const TrainBatch& batch) {
   if (!batch.simdino)
-    throw Error(fmt::format("simdino: the batch of step {} was not prepared (call "
-                            "Objective::prepare() first; the trainer does it on the loader's "
-                            "workers)", batch.step));
+    throw Error(
+        fmt::format("simdino: the batch of step {} was not prepared (call "
+                    "Objective::prepare() first; the trainer does it on the loader's "
+                    "workers)",
+                    batch.step));
   const SimDinoInput& views = *batch.simdino;
   const int64_t B = views.global.size(0) / 2;
   // Student: globals in one pass, locals in one pass (same shape within each).

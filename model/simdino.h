@@ -49,11 +49,11 @@ double simdino_auto_gamma(int64_t p, int64_t m, int64_t world);
 
 struct SimDinoLossOptions {
   double eps = 0.05;
-  std::optional<double> gamma;      // empty: simdino_auto_gamma(p, m, world)
-  double coeff = 1.0;               // weight of the alignment term
+  std::optional<double> gamma;       // empty: simdino_auto_gamma(p, m, world)
+  double coeff = 1.0;                // weight of the alignment term
   bool expand_with_teacher = false;  // E_g = (s_g + t_g) / 2 instead of s_g
-  int64_t world = 1;                // N (comm->size() when comm is set)
-  Communicator* comm = nullptr;     // sum Z^T Z over ranks (see coding_rate)
+  int64_t world = 1;                 // N (comm->size() when comm is set)
+  Communicator* comm = nullptr;      // sum Z^T Z over ranks (see coding_rate)
 };
 
 // The SimDINO loss from projected features (all [m, p], L2-normalised):

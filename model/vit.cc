@@ -17,7 +17,7 @@ namespace F = torch::nn::functional;
 torch::Tensor sincos_1d(const torch::Tensor& positions, int64_t dim) {
   M3RET_CHECK(dim % 2 == 0, "sin-cos dimension {} must be even", dim);
   auto omega = torch::arange(dim / 2, torch::kFloat64) / (dim / 2.0);
-  omega = torch::pow(10000.0, -omega);                                  // [dim/2]
+  omega = torch::pow(10000.0, -omega);  // [dim/2]
   auto out = positions.to(torch::kFloat64).reshape({-1, 1}) * omega.reshape({1, -1});
   return torch::cat({torch::sin(out), torch::cos(out)}, 1).to(torch::kFloat32);  // [N, dim]
 }
@@ -67,9 +67,11 @@ torch::Tensor Attention::forward(const torch::Tensor& x) {
 
 Block::Block(int64_t dim, int64_t heads, double mlp_ratio, double drop_path, double layerscale)
     : drop_path_(drop_path) {
-  norm1_ = register_module("norm1", torch::nn::LayerNorm(torch::nn::LayerNormOptions({dim}).eps(1e-6)));
+  norm1_ =
+      register_module("norm1", torch::nn::LayerNorm(torch::nn::LayerNormOptions({dim}).eps(1e-6)));
   attn_ = register_module("attn", std::make_shared<Attention>(dim, heads));
-  norm2_ = register_module("norm2", torch::nn::LayerNorm(torch::nn::LayerNormOptions({dim}).eps(1e-6)));
+  norm2_ =
+      register_module("norm2", torch::nn::LayerNorm(torch::nn::LayerNormOptions({dim}).eps(1e-6)));
   const auto hidden = static_cast<int64_t>(std::llround(dim * mlp_ratio));
   fc1_ = register_module("fc1", torch::nn::Linear(dim, hidden));
   fc2_ = register_module("fc2", torch::nn::Linear(hidden, dim));
@@ -117,7 +119,8 @@ Encoder::Encoder(const VitSpec& spec) : spec_(spec) {
   cls_ = register_parameter("cls_token", torch::zeros({1, 1, D}));
   blocks_ = register_module("blocks", torch::nn::ModuleList());
   for (int64_t i = 0; i < spec.depth; ++i) {
-    double dp = spec.depth > 1 ? spec.drop_path * double(i) / double(spec.depth - 1) : spec.drop_path;
+    double dp =
+        spec.depth > 1 ? spec.drop_path * double(i) / double(spec.depth - 1) : spec.drop_path;
     blocks_->push_back(std::make_shared<Block>(D, spec.heads, spec.mlp_ratio, dp, spec.layerscale));
   }
   norm_ = register_module("norm", torch::nn::LayerNorm(torch::nn::LayerNormOptions({D}).eps(1e-6)));
@@ -144,7 +147,8 @@ torch::Tensor Encoder::prepare(const torch::Tensor& x) const {
     y = y.repeat_interleave(r, 2).narrow(2, 0, spec_.tube_t);
   }
   const int64_t Tn = y.size(2) / spec_.tube_t * spec_.tube_t;
-  y = y.narrow(2, 0, Tn).narrow(3, 0, H / spec_.patch_h * spec_.patch_h)
+  y = y.narrow(2, 0, Tn)
+          .narrow(3, 0, H / spec_.patch_h * spec_.patch_h)
           .narrow(4, 0, W / spec_.patch_w * spec_.patch_w);
   return y * 2.0 - 1.0;
 }

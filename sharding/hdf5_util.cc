@@ -38,14 +38,29 @@ Handle& Handle::operator=(Handle&& o) noexcept {
 void Handle::reset() {
   if (id_ < 0) return;
   switch (H5Iget_type(id_)) {
-    case H5I_FILE: H5Fclose(id_); break;
-    case H5I_GROUP: H5Gclose(id_); break;
-    case H5I_DATASET: H5Dclose(id_); break;
-    case H5I_DATASPACE: H5Sclose(id_); break;
-    case H5I_DATATYPE: H5Tclose(id_); break;
-    case H5I_ATTR: H5Aclose(id_); break;
-    case H5I_GENPROP_LST: H5Pclose(id_); break;
-    default: break;
+    case H5I_FILE:
+      H5Fclose(id_);
+      break;
+    case H5I_GROUP:
+      H5Gclose(id_);
+      break;
+    case H5I_DATASET:
+      H5Dclose(id_);
+      break;
+    case H5I_DATASPACE:
+      H5Sclose(id_);
+      break;
+    case H5I_DATATYPE:
+      H5Tclose(id_);
+      break;
+    case H5I_ATTR:
+      H5Aclose(id_);
+      break;
+    case H5I_GENPROP_LST:
+      H5Pclose(id_);
+      break;
+    default:
+      break;
   }
   id_ = -1;
 }
@@ -104,9 +119,9 @@ void write_string_attr(hid_t obj, const std::string& name, const std::string& va
                        const std::filesystem::path& path) {
   Handle type = vlen_string_type(path);
   Handle space = check(H5Screate(H5S_SCALAR), "create a scalar space", path);
-  Handle attr = check(H5Acreate2(obj, name.c_str(), type.get(), space.get(), H5P_DEFAULT,
-                                 H5P_DEFAULT),
-                      "create attribute " + name, path);
+  Handle attr =
+      check(H5Acreate2(obj, name.c_str(), type.get(), space.get(), H5P_DEFAULT, H5P_DEFAULT),
+            "create attribute " + name, path);
   const char* p = value.c_str();
   check_status(H5Awrite(attr.get(), type.get(), &p), "write attribute " + name, path);
 }
@@ -120,18 +135,19 @@ void write_int_attr(hid_t obj, const std::string& name, const std::vector<int64_
     hsize_t n = values.size();
     space = check(H5Screate_simple(1, &n, nullptr), "create a space", path);
   }
-  Handle attr = check(H5Acreate2(obj, name.c_str(), H5T_STD_I64LE, space.get(), H5P_DEFAULT,
-                                 H5P_DEFAULT),
-                      "create attribute " + name, path);
-  check_status(H5Awrite(attr.get(), H5T_NATIVE_INT64, values.data()),
-               "write attribute " + name, path);
+  Handle attr =
+      check(H5Acreate2(obj, name.c_str(), H5T_STD_I64LE, space.get(), H5P_DEFAULT, H5P_DEFAULT),
+            "create attribute " + name, path);
+  check_status(H5Awrite(attr.get(), H5T_NATIVE_INT64, values.data()), "write attribute " + name,
+               path);
 }
 
 bool has_attr(hid_t obj, const std::string& name) { return H5Aexists(obj, name.c_str()) > 0; }
 
 std::string read_string_attr(hid_t obj, const std::string& name,
                              const std::filesystem::path& path) {
-  if (!has_attr(obj, name)) throw Error(fmt::format("{}: missing attribute '{}'", path.string(), name));
+  if (!has_attr(obj, name))
+    throw Error(fmt::format("{}: missing attribute '{}'", path.string(), name));
   Handle attr = check(H5Aopen(obj, name.c_str(), H5P_DEFAULT), "open attribute " + name, path);
   Handle ftype = check(H5Aget_type(attr.get()), "read attribute " + name, path);
   if (H5Tget_class(ftype.get()) != H5T_STRING) {
@@ -160,7 +176,8 @@ std::string read_string_attr(hid_t obj, const std::string& name,
 
 std::vector<int64_t> read_int_attr(hid_t obj, const std::string& name,
                                    const std::filesystem::path& path) {
-  if (!has_attr(obj, name)) throw Error(fmt::format("{}: missing attribute '{}'", path.string(), name));
+  if (!has_attr(obj, name))
+    throw Error(fmt::format("{}: missing attribute '{}'", path.string(), name));
   Handle attr = check(H5Aopen(obj, name.c_str(), H5P_DEFAULT), "open attribute " + name, path);
   Handle ftype = check(H5Aget_type(attr.get()), "read attribute " + name, path);
   if (H5Tget_class(ftype.get()) != H5T_INTEGER) {
@@ -185,9 +202,9 @@ void write_strings(hid_t file, const std::string& name, const std::vector<std::s
   hsize_t n = values.size();
   Handle space = check(H5Screate_simple(1, &n, nullptr), "create a space", path);
   Handle dcpl = untimed_dcpl(path);
-  Handle ds = check(H5Dcreate2(file, name.c_str(), type.get(), space.get(), H5P_DEFAULT,
-                               dcpl.get(), H5P_DEFAULT),
-                    "create dataset " + name, path);
+  Handle ds = check(
+      H5Dcreate2(file, name.c_str(), type.get(), space.get(), H5P_DEFAULT, dcpl.get(), H5P_DEFAULT),
+      "create dataset " + name, path);
   if (n == 0) return;
   std::vector<const char*> ptrs;
   ptrs.reserve(values.size());
@@ -204,8 +221,8 @@ std::vector<std::string> read_strings(hid_t file, const std::string& name,
   Handle ds = check(H5Dopen2(file, name.c_str(), H5P_DEFAULT), "open dataset " + name, path);
   Handle ftype = check(H5Dget_type(ds.get()), "read dataset " + name, path);
   if (H5Tget_class(ftype.get()) != H5T_STRING || H5Tis_variable_str(ftype.get()) <= 0) {
-    throw Error(fmt::format("{}: dataset '{}' is not a variable-length string array",
-                            path.string(), name));
+    throw Error(
+        fmt::format("{}: dataset '{}' is not a variable-length string array", path.string(), name));
   }
   Handle space = check(H5Dget_space(ds.get()), "read dataset " + name, path);
   if (H5Sget_simple_extent_ndims(space.get()) != 1) {
@@ -229,15 +246,16 @@ void write_uint32s(hid_t file, const std::string& name, const std::vector<uint32
   hsize_t n = values.size();
   Handle space = check(H5Screate_simple(1, &n, nullptr), "create a space", path);
   Handle dcpl = untimed_dcpl(path);
-  Handle ds = check(H5Dcreate2(file, name.c_str(), H5T_STD_U32LE, space.get(), H5P_DEFAULT, dcpl.get(),
-                               H5P_DEFAULT),
+  Handle ds = check(H5Dcreate2(file, name.c_str(), H5T_STD_U32LE, space.get(), H5P_DEFAULT,
+                               dcpl.get(), H5P_DEFAULT),
                     "create dataset " + name, path);
   if (n == 0) return;
   check_status(H5Dwrite(ds.get(), H5T_NATIVE_UINT32, H5S_ALL, H5S_ALL, H5P_DEFAULT, values.data()),
                "write dataset " + name, path);
 }
 
-std::vector<uint32_t> read_uint32s(hid_t file, const std::string& name, const std::filesystem::path& path) {
+std::vector<uint32_t> read_uint32s(hid_t file, const std::string& name,
+                                   const std::filesystem::path& path) {
   if (H5Lexists(file, name.c_str(), H5P_DEFAULT) <= 0) {
     throw Error(fmt::format("{}: missing dataset '{}'", path.string(), name));
   }
@@ -247,7 +265,8 @@ std::vector<uint32_t> read_uint32s(hid_t file, const std::string& name, const st
   if (H5Tget_class(ftype.get()) != H5T_INTEGER || H5Sget_simple_extent_ndims(space.get()) != 1) {
     throw Error(fmt::format("{}: dataset '{}' is not a 1-D integer array", path.string(), name));
   }
-  std::vector<uint32_t> out(static_cast<size_t>(std::max<hssize_t>(0, H5Sget_simple_extent_npoints(space.get()))));
+  std::vector<uint32_t> out(
+      static_cast<size_t>(std::max<hssize_t>(0, H5Sget_simple_extent_npoints(space.get()))));
   if (out.empty()) return out;
   check_status(H5Dread(ds.get(), H5T_NATIVE_UINT32, H5S_ALL, H5S_ALL, H5P_DEFAULT, out.data()),
                "read dataset " + name, path);

@@ -37,7 +37,11 @@ class Handle {
   ~Handle() { reset(); }
   void reset();
   // Gives up ownership and returns the id.
-  hid_t release() { hid_t id = id_; id_ = -1; return id; }
+  hid_t release() {
+    hid_t id = id_;
+    id_ = -1;
+    return id;
+  }
   hid_t get() const { return id_; }
   bool valid() const { return id_ >= 0; }
 
@@ -55,8 +59,7 @@ void write_string_attr(hid_t obj, const std::string& name, const std::string& va
                        const std::filesystem::path& path);
 void write_int_attr(hid_t obj, const std::string& name, const std::vector<int64_t>& values,
                     const std::filesystem::path& path);
-std::string read_string_attr(hid_t obj, const std::string& name,
-                             const std::filesystem::path& path);
+std::string read_string_attr(hid_t obj, const std::string& name, const std::filesystem::path& path);
 std::vector<int64_t> read_int_attr(hid_t obj, const std::string& name,
                                    const std::filesystem::path& path);
 bool has_attr(hid_t obj, const std::string& name);
@@ -70,7 +73,8 @@ std::vector<std::string> read_strings(hid_t file, const std::string& name,
 // 1-D uint32 datasets (little-endian on disk). Lock held by the caller.
 void write_uint32s(hid_t file, const std::string& name, const std::vector<uint32_t>& values,
                    const std::filesystem::path& path);
-std::vector<uint32_t> read_uint32s(hid_t file, const std::string& name, const std::filesystem::path& path);
+std::vector<uint32_t> read_uint32s(hid_t file, const std::string& name,
+                                   const std::filesystem::path& path);
 
 // A dataset creation property list that does not record times, so that the
 // same content gives byte-identical files.

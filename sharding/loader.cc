@@ -14,12 +14,14 @@ Loader::Loader(const ShardSet& shards, DistributedSampler sampler, LoaderConfig 
       seed_(sampler.seed()),
       rank_(sampler.rank()),
       sampler_(std::move(sampler)) {
-  if (cfg_.workers < 1) throw Error(fmt::format("loader.workers must be >= 1 (got {})", cfg_.workers));
+  if (cfg_.workers < 1)
+    throw Error(fmt::format("loader.workers must be >= 1 (got {})", cfg_.workers));
   if (cfg_.prefetch < 1) {
     throw Error(fmt::format("loader.prefetch must be >= 1 (got {})", cfg_.prefetch));
   }
   for (const auto& [m, w] : sampler_.weights()) {
-    if (!shards_.has(m)) throw Error(fmt::format("loader: sampler modality '{}' is not in the shards", m));
+    if (!shards_.has(m))
+      throw Error(fmt::format("loader: sampler modality '{}' is not in the shards", m));
   }
   next_ = sampler_.position();
   threads_.reserve(static_cast<size_t>(cfg_.workers));
@@ -57,7 +59,8 @@ LoadedBatch Loader::load(const DistributedSampler::Batch& b) const {
   out.clip_starts.assign(static_cast<size_t>(out.B), 0);
   const int64_t starts = info.clip_starts();
   for (int64_t i = 0; i < out.B; ++i) {
-    if (starts > 1) out.clip_starts[size_t(i)] = clip_start(seed_, b.step, rank_ * out.B + i, starts);
+    if (starts > 1)
+      out.clip_starts[size_t(i)] = clip_start(seed_, b.step, rank_ * out.B + i, starts);
     shards_.read_clip(b.modality, b.indices[static_cast<size_t>(i)], out.clip_starts[size_t(i)],
                       out.pixels.data() + i * numel);
   }
@@ -69,9 +72,8 @@ void Loader::work() {
     DistributedSampler::Batch b;
     {
       std::unique_lock<std::mutex> lock(mu_);
-      cv_.wait(lock, [&] {
-        return stop_ || error_ || sampler_.position() - next_ <= cfg_.prefetch;
-      });
+      cv_.wait(lock,
+               [&] { return stop_ || error_ || sampler_.position() - next_ <= cfg_.prefetch; });
       if (stop_ || error_) return;
       try {
         b = sampler_.next();

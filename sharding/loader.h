@@ -34,8 +34,8 @@
 namespace m3ret::sharding {
 
 struct LoaderConfig {
-  int64_t workers = 2;     // reading threads
-  int64_t prefetch = 4;    // batches read ahead
+  int64_t workers = 2;   // reading threads
+  int64_t prefetch = 4;  // batches read ahead
   std::string mixing = "proportional";
   double temperature = 2.0;
 
@@ -60,7 +60,7 @@ struct LoadedBatch {
   // [B] the stored frame each sample's clip starts at: for videos a new clip
   // per step (clip_start(seed, step, rank * B + i), sampler.h); 0 otherwise.
   std::vector<int64_t> clip_starts;
-  std::vector<uint8_t> pixels;   // [B, C, T, H, W], C as stored (1 or 3), T = clip frames
+  std::vector<uint8_t> pixels;  // [B, C, T, H, W], C as stored (1 or 3), T = clip frames
   int64_t B = 0, C = 0, T = 0, H = 0, W = 0;
   // What a BatchTransform made of the batch for its consumer (the trainer
   // stores its ready tensors here: trainer/batch_transform.h); the loader
@@ -108,8 +108,8 @@ class Loader {
   mutable std::mutex mu_;
   // Guarded by mu_.
   std::condition_variable cv_;
-  DistributedSampler sampler_;          // next step to claim = sampler_.position()
-  int64_t next_ = 0;                    // step next() returns next
+  DistributedSampler sampler_;  // next step to claim = sampler_.position()
+  int64_t next_ = 0;            // step next() returns next
   std::map<int64_t, LoadedBatch> ready_;
   std::exception_ptr error_;
   bool stop_ = false;

@@ -30,7 +30,8 @@ uint64_t hash_string(const std::string& s) {  // FNV-1a: stable across builds
 uint64_t below(std::mt19937_64& rng, uint64_t n) {
   uint64_t limit = UINT64_MAX - UINT64_MAX % n;
   uint64_t x;
-  do x = rng(); while (x >= limit);
+  do x = rng();
+  while (x >= limit);
   return x % n;
 }
 
@@ -63,8 +64,10 @@ std::map<std::string, double> mixing_weights(const std::map<std::string, int64_t
     } else if (mixing.mode == "temperature") {
       x = std::pow(static_cast<double>(n), 1.0 / mixing.temperature);
     } else {
-      throw Error(fmt::format("loader.mixing: unknown mode '{}' (proportional, uniform, "
-                              "temperature)", mixing.mode));
+      throw Error(
+          fmt::format("loader.mixing: unknown mode '{}' (proportional, uniform, "
+                      "temperature)",
+                      mixing.mode));
     }
     w[m] = x;
     total += x;
@@ -74,8 +77,8 @@ std::map<std::string, double> mixing_weights(const std::map<std::string, int64_t
 }
 
 DistributedSampler::DistributedSampler(std::map<std::string, std::vector<int64_t>> pool,
-                                       int64_t per_rank_batch, int rank, int world,
-                                       uint64_t seed, MixingConfig mixing)
+                                       int64_t per_rank_batch, int rank, int world, uint64_t seed,
+                                       MixingConfig mixing)
     : batch_(per_rank_batch), rank_(rank), world_(world), seed_(seed) {
   if (per_rank_batch < 1) {
     throw Error(fmt::format("sampler: per-rank batch size must be >= 1 (got {})", per_rank_batch));

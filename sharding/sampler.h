@@ -49,8 +49,8 @@ class DistributedSampler {
   struct Batch {
     int64_t step = 0;
     std::string modality;
-    int64_t epoch = 0;              // epoch of `modality` the first sample comes from
-    std::vector<int64_t> indices;   // this rank's per_rank_batch indices (from the pool)
+    int64_t epoch = 0;             // epoch of `modality` the first sample comes from
+    std::vector<int64_t> indices;  // this rank's per_rank_batch indices (from the pool)
   };
 
   // pool: the eligible sample indices per modality (e.g. the "train" split of a
@@ -78,8 +78,8 @@ class DistributedSampler {
 
   // Fixed after construction.
   std::map<std::string, std::vector<int64_t>> pool_;
-  std::vector<std::string> names_;     // modalities with non-empty pools, sorted
-  std::vector<double> cumulative_;     // cumulative weights, by names_
+  std::vector<std::string> names_;  // modalities with non-empty pools, sorted
+  std::vector<double> cumulative_;  // cumulative weights, by names_
   std::map<std::string, double> weights_;
   int64_t batch_;
   int rank_, world_;

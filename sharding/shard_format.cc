@@ -26,28 +26,32 @@ ShardMetadata read_shard_metadata(const std::filesystem::path& path) {
   ShardMetadata m;
   std::string format = h5::read_string_attr(f, "format", path);
   if (format != kShardFormat) {
-    throw Error(fmt::format("{}: format is '{}', expected '{}'", path.string(), format,
-                            kShardFormat));
+    throw Error(
+        fmt::format("{}: format is '{}', expected '{}'", path.string(), format, kShardFormat));
   }
   auto version = h5::read_int_attr(f, "format_version", path);
-  if (version.size() != 1) throw Error(fmt::format("{}: attribute 'format_version' needs 1 value", path.string()));
+  if (version.size() != 1)
+    throw Error(fmt::format("{}: attribute 'format_version' needs 1 value", path.string()));
   if (version[0] != kShardFormatVersion) {
     throw Error(outdated_shards_message(path, version[0], kShardFormatVersion));
   }
   m.modality = h5::read_string_attr(f, "modality", path);
   auto shape = h5::read_int_attr(f, "shape", path);
-  if (shape.size() != 4) throw Error(fmt::format("{}: attribute 'shape' needs 4 values", path.string()));
+  if (shape.size() != 4)
+    throw Error(fmt::format("{}: attribute 'shape' needs 4 values", path.string()));
   m.C = shape[0];
   m.T = shape[1];
   m.H = shape[2];
   m.W = shape[3];
   auto clip = h5::read_int_attr(f, "clip", path);
-  if (clip.size() != 2) throw Error(fmt::format("{}: attribute 'clip' needs 2 values", path.string()));
+  if (clip.size() != 2)
+    throw Error(fmt::format("{}: attribute 'clip' needs 2 values", path.string()));
   m.clip_frames = clip[0];
   m.clip_stride = clip[1];
-  if (m.T > 0 && (m.clip_frames < 1 || m.clip_stride < 1 || (m.clip_frames - 1) * m.clip_stride + 1 > m.T)) {
-    throw Error(fmt::format("{}: attribute 'clip' = [{}, {}] does not fit the {} stored frames", path.string(),
-                            m.clip_frames, m.clip_stride, m.T));
+  if (m.T > 0 &&
+      (m.clip_frames < 1 || m.clip_stride < 1 || (m.clip_frames - 1) * m.clip_stride + 1 > m.T)) {
+    throw Error(fmt::format("{}: attribute 'clip' = [{}, {}] does not fit the {} stored frames",
+                            path.string(), m.clip_frames, m.clip_stride, m.T));
   }
   m.compression = h5::read_int_attr(f, "compression", path).at(0);
   m.first_row = h5::read_int_attr(f, "first_row", path).at(0);
@@ -62,14 +66,14 @@ ShardMetadata read_shard_metadata(const std::filesystem::path& path) {
   m.rejected_sources = h5::read_strings(f, "rejected_sources", path);
   m.rejected_reasons = h5::read_strings(f, "rejected_reasons", path);
   m.count = static_cast<int64_t>(ids.size());
-  if (labels.size() != ids.size() || groups.size() != ids.size() ||
-      splits.size() != ids.size() || sources.size() != ids.size()) {
-    throw Error(fmt::format("{}: ids/labels/groups/splits/sources have different lengths",
-                            path.string()));
+  if (labels.size() != ids.size() || groups.size() != ids.size() || splits.size() != ids.size() ||
+      sources.size() != ids.size()) {
+    throw Error(
+        fmt::format("{}: ids/labels/groups/splits/sources have different lengths", path.string()));
   }
   if (m.rejected_sources.size() != m.rejected_reasons.size()) {
-    throw Error(fmt::format("{}: rejected_sources/rejected_reasons have different lengths",
-                            path.string()));
+    throw Error(
+        fmt::format("{}: rejected_sources/rejected_reasons have different lengths", path.string()));
   }
   if (m.rows != m.count + static_cast<int64_t>(m.rejected_sources.size())) {
     throw Error(fmt::format("{}: rows = {} but {} samples + {} rejects", path.string(), m.rows,
@@ -85,9 +89,10 @@ ShardMetadata read_shard_metadata(const std::filesystem::path& path) {
   if (static_cast<int64_t>(dims[0]) != m.count ||
       (m.count > 0 && (int64_t(dims[1]) != m.C || int64_t(dims[2]) != m.T ||
                        int64_t(dims[3]) != m.H || int64_t(dims[4]) != m.W))) {
-    throw Error(fmt::format("{}: dataset 'pixels' has dims [{}, {}, {}, {}, {}], expected [{}, {}, "
-                            "{}, {}, {}]", path.string(), dims[0], dims[1], dims[2], dims[3],
-                            dims[4], m.count, m.C, m.T, m.H, m.W));
+    throw Error(fmt::format(
+        "{}: dataset 'pixels' has dims [{}, {}, {}, {}, {}], expected [{}, {}, "
+        "{}, {}, {}]",
+        path.string(), dims[0], dims[1], dims[2], dims[3], dims[4], m.count, m.C, m.T, m.H, m.W));
   }
   m.pixel_crc = h5::read_uint32s(f, "pixel_crc", path);
   if (static_cast<int64_t>(m.pixel_crc.size()) != m.count) {
@@ -105,10 +110,11 @@ ShardMetadata read_shard_metadata(const std::filesystem::path& path) {
 std::string outdated_shards_message(const std::filesystem::path& file, int64_t version,
                                     int64_t current) {
   const char* rel = version < current ? "an older" : "a newer";
-  return fmt::format("{}: written by {} m3ret (format_version {}, this build reads {}); run "
-                     "`m3ret shard --manifest MANIFEST.csv --out SHARDS` again with the manifest and "
-                     "folder it was made from to rewrite the shards",
-                     file.string(), rel, version, current);
+  return fmt::format(
+      "{}: written by {} m3ret (format_version {}, this build reads {}); run "
+      "`m3ret shard --manifest MANIFEST.csv --out SHARDS` again with the manifest and "
+      "folder it was made from to rewrite the shards",
+      file.string(), rel, version, current);
 }
 
 uint32_t chunk_crc(const uint8_t* data, size_t size) {
@@ -125,7 +131,8 @@ uint32_t chunk_crc(const uint8_t* data, size_t size) {
 void verify_shard_pixels(const std::filesystem::path& path, const ShardMetadata& md) {
   using h5::check;
   h5::Hdf5Lock lock;
-  h5::Handle file = check(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), "open the file", path);
+  h5::Handle file =
+      check(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), "open the file", path);
   h5::Handle ds = check(H5Dopen2(file.get(), "pixels", H5P_DEFAULT), "open dataset pixels", path);
   std::vector<uint8_t> chunk;
   for (int64_t i = 0; i < md.count; ++i) {
@@ -137,8 +144,10 @@ void verify_shard_pixels(const std::filesystem::path& path, const ShardMetadata&
     h5::check_status(H5Dread_chunk(ds.get(), H5P_DEFAULT, offset, &mask, chunk.data()),
                      fmt::format("read the chunk of sample {}", i), path);
     if (chunk_crc(chunk.data(), chunk.size()) != md.pixel_crc[size_t(i)]) {
-      throw Error(fmt::format("{}: the pixels of sample {} ('{}') do not match their checksum (the file "
-                              "was modified or damaged)", path.string(), i, md.samples[size_t(i)].id));
+      throw Error(
+          fmt::format("{}: the pixels of sample {} ('{}') do not match their checksum (the file "
+                      "was modified or damaged)",
+                      path.string(), i, md.samples[size_t(i)].id));
     }
   }
 }

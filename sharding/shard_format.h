@@ -51,15 +51,15 @@ std::string outdated_shards_message(const std::filesystem::path& file, int64_t v
 // Everything in a shard file except the pixels.
 struct ShardMetadata {
   std::string modality;
-  int64_t C = 0, T = 0, H = 0, W = 0;  // as stored
+  int64_t C = 0, T = 0, H = 0, W = 0;        // as stored
   int64_t clip_frames = 0, clip_stride = 1;  // attr `clip` (0, 1 when N = 0)
-  int64_t count = 0;  // N
+  int64_t count = 0;                         // N
   int64_t compression = 0;
   int64_t first_row = 0;
   int64_t rows = 0;
   std::string key;
-  std::vector<SampleMeta> samples;  // [N]
-  std::vector<uint32_t> pixel_crc;  // [N] CRC-32 of each stored chunk
+  std::vector<SampleMeta> samples;                              // [N]
+  std::vector<uint32_t> pixel_crc;                              // [N] CRC-32 of each stored chunk
   std::vector<std::string> rejected_sources, rejected_reasons;  // [R]
 };
 

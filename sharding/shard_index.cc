@@ -14,12 +14,17 @@
 namespace m3ret::sharding {
 
 void to_json(nlohmann::json& j, const ShardEntry& e) {
-  j = nlohmann::json{{"file", e.file},         {"modality", e.modality},
-                     {"shard", e.shard},       {"count", e.count},
-                     {"rows", e.rows},         {"first_row", e.first_row},
-                     {"shape", e.shape},       {"clip", e.clip},
+  j = nlohmann::json{{"file", e.file},
+                     {"modality", e.modality},
+                     {"shard", e.shard},
+                     {"count", e.count},
+                     {"rows", e.rows},
+                     {"first_row", e.first_row},
+                     {"shape", e.shape},
+                     {"clip", e.clip},
                      {"checksum", e.checksum},
-                     {"labels", e.labels},     {"rejected_sources", e.rejected_sources},
+                     {"labels", e.labels},
+                     {"rejected_sources", e.rejected_sources},
                      {"rejected_reasons", e.rejected_reasons}};
 }
 
@@ -82,8 +87,11 @@ nlohmann::json build_index(std::vector<ShardEntry> entries, const nlohmann::json
   for (const auto& e : entries) {
     auto& jm = mods[e.modality];
     if (jm.is_null()) {
-      jm = {{"shape", std::vector<int64_t>{0, 0, 0, 0}}, {"clip", std::vector<int64_t>{0, 1}},
-            {"count", 0}, {"rejected", 0}, {"shards", nlohmann::json::array()}};
+      jm = {{"shape", std::vector<int64_t>{0, 0, 0, 0}},
+            {"clip", std::vector<int64_t>{0, 1}},
+            {"count", 0},
+            {"rejected", 0},
+            {"shards", nlohmann::json::array()}};
     }
     if (e.count > 0) {
       auto shape = jm["shape"].get<std::vector<int64_t>>();
@@ -91,10 +99,11 @@ nlohmann::json build_index(std::vector<ShardEntry> entries, const nlohmann::json
         jm["shape"] = e.shape;
         jm["clip"] = e.clip;
       } else if (shape != e.shape || jm["clip"].get<std::vector<int64_t>>() != e.clip) {
-        throw Error(fmt::format("{}: '{}' samples of shape [{}], clip [{}] but earlier shards hold [{}], "
-                                "clip [{}]", e.file, e.modality, fmt::join(e.shape, ", "),
-                                fmt::join(e.clip, ", "), fmt::join(shape, ", "),
-                                fmt::join(jm["clip"].get<std::vector<int64_t>>(), ", ")));
+        throw Error(fmt::format(
+            "{}: '{}' samples of shape [{}], clip [{}] but earlier shards hold [{}], "
+            "clip [{}]",
+            e.file, e.modality, fmt::join(e.shape, ", "), fmt::join(e.clip, ", "),
+            fmt::join(shape, ", "), fmt::join(jm["clip"].get<std::vector<int64_t>>(), ", ")));
       }
     }
     jm["count"] = jm["count"].get<int64_t>() + e.count;

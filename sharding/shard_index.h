@@ -13,15 +13,15 @@ namespace m3ret::sharding {
 
 // One shard as listed in index.json, plus what the index gathers from it.
 struct ShardEntry {
-  std::string file;       // relative to the shard folder, e.g. "ct/shard-00000.h5"
+  std::string file;  // relative to the shard folder, e.g. "ct/shard-00000.h5"
   std::string modality;
-  int64_t shard = 0;      // k in shard-0000k.h5
-  int64_t count = 0;      // samples
-  int64_t rows = 0;       // manifest rows covered
+  int64_t shard = 0;  // k in shard-0000k.h5
+  int64_t count = 0;  // samples
+  int64_t rows = 0;   // manifest rows covered
   int64_t first_row = 0;
-  std::vector<int64_t> shape;  // C, T, H, W as stored ([0,0,0,0] when count == 0)
-  std::vector<int64_t> clip;   // frames, stride of a read (attribute `clip`)
-  std::string checksum;   // fs::checksum_file
+  std::vector<int64_t> shape;       // C, T, H, W as stored ([0,0,0,0] when count == 0)
+  std::vector<int64_t> clip;        // frames, stride of a read (attribute `clip`)
+  std::string checksum;             // fs::checksum_file
   std::vector<std::string> labels;  // distinct labels in the shard, sorted
   std::vector<std::string> rejected_sources, rejected_reasons;
 };

@@ -89,7 +89,7 @@ struct Modality {
 // An open shard: the file and its pixels dataset, and how to read chunks.
 struct OpenShard {
   h5::Handle file, pixels;
-  bool direct = false;   // chunks can be read raw (no filter, or deflate only)
+  bool direct = false;  // chunks can be read raw (no filter, or deflate only)
   bool deflate = false;
 };
 
@@ -149,7 +149,7 @@ class Hdf5ShardSet : public ShardSet {
 
   // Guarded by the HDF5 lock.
   mutable std::map<std::string, OpenShard> open_;  // by path
-  mutable std::list<std::string> lru_;            // most recent first
+  mutable std::list<std::string> lru_;             // most recent first
 };
 
 Hdf5ShardSet::Hdf5ShardSet(const std::filesystem::path& dir) : dir_(dir) {
@@ -183,11 +183,13 @@ Hdf5ShardSet::Hdf5ShardSet(const std::filesystem::path& dir) : dir_(dir) {
       m.info.name = name;
       auto shape = jm.at("shape").get<std::vector<int64_t>>();
       if (shape.size() != 4) {
-        throw Error(fmt::format("{}: modality '{}' shape needs 4 values", index_path.string(), name));
+        throw Error(
+            fmt::format("{}: modality '{}' shape needs 4 values", index_path.string(), name));
       }
       auto clip = jm.at("clip").get<std::vector<int64_t>>();
       if (clip.size() != 2) {
-        throw Error(fmt::format("{}: modality '{}' clip needs 2 values", index_path.string(), name));
+        throw Error(
+            fmt::format("{}: modality '{}' clip needs 2 values", index_path.string(), name));
       }
       m.info.C = shape[0];
       m.info.stored_T = shape[1];
@@ -208,10 +210,11 @@ Hdf5ShardSet::Hdf5ShardSet(const std::filesystem::path& dir) : dir_(dir) {
         if (count == 0) continue;
         if (md.C != m.info.C || md.T != m.info.stored_T || md.H != m.info.H || md.W != m.info.W ||
             md.clip_frames != m.info.T || md.clip_stride != m.info.stride) {
-          throw Error(fmt::format("{}: sample shape [{}, {}, {}, {}], clip [{}, {}] differs from "
-                                  "index.json's [{}, {}, {}, {}], clip [{}, {}]", s.path.string(), md.C,
-                                  md.T, md.H, md.W, md.clip_frames, md.clip_stride, m.info.C,
-                                  m.info.stored_T, m.info.H, m.info.W, m.info.T, m.info.stride));
+          throw Error(
+              fmt::format("{}: sample shape [{}, {}, {}, {}], clip [{}, {}] differs from "
+                          "index.json's [{}, {}, {}, {}], clip [{}, {}]",
+                          s.path.string(), md.C, md.T, md.H, md.W, md.clip_frames, md.clip_stride,
+                          m.info.C, m.info.stored_T, m.info.H, m.info.W, m.info.T, m.info.stride));
         }
         s.begin = static_cast<int64_t>(m.samples.size());
         s.count = count;
@@ -228,7 +231,8 @@ Hdf5ShardSet::Hdf5ShardSet(const std::filesystem::path& dir) : dir_(dir) {
       if (m.info.count == 0) continue;
       if (m.info.T < 1 || m.info.stride < 1 || m.info.clip_starts() < 1) {
         throw Error(fmt::format("{}: modality '{}' clip [{}, {}] does not fit its {} stored frames",
-                                index_path.string(), name, m.info.T, m.info.stride, m.info.stored_T));
+                                index_path.string(), name, m.info.T, m.info.stride,
+                                m.info.stored_T));
       }
       infos_.push_back(m.info);
       by_name_.emplace(name, std::move(m));
@@ -253,10 +257,10 @@ OpenShard& Hdf5ShardSet::open_shard(const Shard& shard) const {
   OpenShard os;
   os.file = h5::check(H5Fopen(shard.path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), "open the file",
                       shard.path);
-  os.pixels = h5::check(H5Dopen2(os.file.get(), "pixels", H5P_DEFAULT), "open dataset pixels",
-                        shard.path);
-  h5::Handle dcpl = h5::check(H5Dget_create_plist(os.pixels.get()), "read dataset pixels",
-                              shard.path);
+  os.pixels =
+      h5::check(H5Dopen2(os.file.get(), "pixels", H5P_DEFAULT), "open dataset pixels", shard.path);
+  h5::Handle dcpl =
+      h5::check(H5Dget_create_plist(os.pixels.get()), "read dataset pixels", shard.path);
   if (H5Pget_layout(dcpl.get()) == H5D_CHUNKED) {
     int nfilters = H5Pget_nfilters(dcpl.get());
     unsigned flags = 0;
@@ -270,8 +274,8 @@ OpenShard& Hdf5ShardSet::open_shard(const Shard& shard) const {
       os.direct = one_per_sample;
     } else if (nfilters == 1) {
       nelmts = 8;
-      H5Z_filter_t id = H5Pget_filter2(dcpl.get(), 0, &flags, &nelmts, values, sizeof(name),
-                                       name, &config);
+      H5Z_filter_t id =
+          H5Pget_filter2(dcpl.get(), 0, &flags, &nelmts, values, sizeof(name), name, &config);
       os.direct = one_per_sample && id == H5Z_FILTER_DEFLATE;
       os.deflate = os.direct;
     }
@@ -313,20 +317,20 @@ void Hdf5ShardSet::read_stored(const Modality& m, int64_t index, uint8_t* out) c
       h5::check_status(H5Dget_chunk_storage_size(os.pixels.get(), offset, &bytes),
                        fmt::format("find the chunk of sample {}", row), shard.path);
       compressed.resize(bytes);
-      h5::check_status(H5Dread_chunk(os.pixels.get(), H5P_DEFAULT, offset, &mask, compressed.data()),
-                       fmt::format("read the chunk of sample {}", row), shard.path);
+      h5::check_status(
+          H5Dread_chunk(os.pixels.get(), H5P_DEFAULT, offset, &mask, compressed.data()),
+          fmt::format("read the chunk of sample {}", row), shard.path);
       verify(shard, row, compressed.data(), compressed.size());
       hsize_t count[5] = {1, hsize_t(m.info.C), hsize_t(m.info.stored_T), hsize_t(m.info.H),
                           hsize_t(m.info.W)};
       h5::Handle fspace = h5::check(H5Dget_space(os.pixels.get()), "read pixels", shard.path);
-      h5::check_status(H5Sselect_hyperslab(fspace.get(), H5S_SELECT_SET, offset, nullptr, count,
-                                           nullptr),
-                       "select a sample", shard.path);
-      h5::Handle mspace = h5::check(H5Screate_simple(5, count, nullptr), "read pixels",
-                                    shard.path);
-      h5::check_status(H5Dread(os.pixels.get(), H5T_NATIVE_UINT8, mspace.get(), fspace.get(),
-                               H5P_DEFAULT, out),
-                       fmt::format("read sample {}", row), shard.path);
+      h5::check_status(
+          H5Sselect_hyperslab(fspace.get(), H5S_SELECT_SET, offset, nullptr, count, nullptr),
+          "select a sample", shard.path);
+      h5::Handle mspace = h5::check(H5Screate_simple(5, count, nullptr), "read pixels", shard.path);
+      h5::check_status(
+          H5Dread(os.pixels.get(), H5T_NATIVE_UINT8, mspace.get(), fspace.get(), H5P_DEFAULT, out),
+          fmt::format("read sample {}", row), shard.path);
       return;
     }
     h5::check_status(H5Dget_chunk_storage_size(os.pixels.get(), offset, &bytes),
@@ -342,8 +346,7 @@ void Hdf5ShardSet::read_stored(const Modality& m, int64_t index, uint8_t* out) c
       return;
     }
     compressed.resize(bytes);
-    h5::check_status(H5Dread_chunk(os.pixels.get(), H5P_DEFAULT, offset, &mask,
-                                   compressed.data()),
+    h5::check_status(H5Dread_chunk(os.pixels.get(), H5P_DEFAULT, offset, &mask, compressed.data()),
                      fmt::format("read the chunk of sample {}", row), shard.path);
     if (mask & 1u) {  // the (optional) deflate filter was skipped for this chunk
       verify(shard, row, compressed.data(), compressed.size());
@@ -365,10 +368,13 @@ void Hdf5ShardSet::read_stored(const Modality& m, int64_t index, uint8_t* out) c
   }
 }
 
-void Hdf5ShardSet::verify(const Shard& shard, hsize_t row, const uint8_t* stored, size_t bytes) const {
+void Hdf5ShardSet::verify(const Shard& shard, hsize_t row, const uint8_t* stored,
+                          size_t bytes) const {
   if (chunk_crc(stored, bytes) == shard.crc[row]) return;
-  throw Error(fmt::format("{}: the pixels of sample {} do not match their checksum (the shard was modified "
-                          "or damaged; run `m3ret shard` again to rewrite it)", shard.path.string(), row));
+  throw Error(
+      fmt::format("{}: the pixels of sample {} do not match their checksum (the shard was modified "
+                  "or damaged; run `m3ret shard` again to rewrite it)",
+                  shard.path.string(), row));
 }
 
 }  // namespace

@@ -35,8 +35,8 @@ struct ModalityInfo {
   std::string name;
   int64_t count = 0;
   int64_t C = 0, T = 0, H = 0, W = 0;  // shape of every sample as read (T = clip frames)
-  int64_t stored_T = 0;  // frames stored per sample (0 or T for anything but video)
-  int64_t stride = 1;    // stored frames between two frames of a clip
+  int64_t stored_T = 0;                // frames stored per sample (0 or T for anything but video)
+  int64_t stride = 1;                  // stored frames between two frames of a clip
   // Valid clip starts, stored_T - (T - 1) * stride (1: no choice).
   int64_t clip_starts() const { return (stored_T > 0 ? stored_T : T) - (T - 1) * stride; }
   int64_t centre_start() const { return (clip_starts() - 1) / 2; }

@@ -96,8 +96,8 @@ void ShardWriter::create_pixels(int64_t C, int64_t T, int64_t H, int64_t W) {
     check_status(H5Pset_deflate(dcpl.get(), static_cast<unsigned>(header_.compression)),
                  "set the deflate filter", tmp_);
   }
-  pixels_ = check(H5Dcreate2(file_, "pixels", H5T_STD_U8LE, space.get(), H5P_DEFAULT,
-                             dcpl.get(), H5P_DEFAULT),
+  pixels_ = check(H5Dcreate2(file_, "pixels", H5T_STD_U8LE, space.get(), H5P_DEFAULT, dcpl.get(),
+                             H5P_DEFAULT),
                   "create dataset pixels", tmp_)
                 .release();
   C_ = C;
@@ -116,8 +116,7 @@ void ShardWriter::append(EncodedSample&& s) {
     throw Error(fmt::format("{}: sample '{}' has modality '{}', the shard holds '{}'",
                             path_.string(), s.meta.id, s.modality, header_.modality));
   }
-  if (header_.compression == 0 &&
-      static_cast<int64_t>(s.chunk.size()) != s.C * s.T * s.H * s.W) {
+  if (header_.compression == 0 && static_cast<int64_t>(s.chunk.size()) != s.C * s.T * s.H * s.W) {
     throw Error(fmt::format("{}: sample '{}' is compressed but the shard stores raw pixels",
                             path_.string(), s.meta.id));
   }
@@ -125,14 +124,16 @@ void ShardWriter::append(EncodedSample&& s) {
   Hdf5Lock lock;
   if (pixels_ < 0) {
     if ((header_.clip_frames - 1) * header_.clip_stride + 1 > s.T) {
-      throw Error(fmt::format("{}: sample '{}' has {} frames, fewer than a clip of {} at stride {} needs",
-                              path_.string(), s.meta.id, s.T, header_.clip_frames, header_.clip_stride));
+      throw Error(
+          fmt::format("{}: sample '{}' has {} frames, fewer than a clip of {} at stride {} needs",
+                      path_.string(), s.meta.id, s.T, header_.clip_frames, header_.clip_stride));
     }
     create_pixels(s.C, s.T, s.H, s.W);
   } else if (s.C != C_ || s.T != T_ || s.H != H_ || s.W != W_) {
-    throw Error(fmt::format("{}: sample '{}' has shape [{}, {}, {}, {}], the shard holds [{}, {}, "
-                            "{}, {}]", path_.string(), s.meta.id, s.C, s.T, s.H, s.W, C_, T_, H_,
-                            W_));
+    throw Error(
+        fmt::format("{}: sample '{}' has shape [{}, {}, {}, {}], the shard holds [{}, {}, "
+                    "{}, {}]",
+                    path_.string(), s.meta.id, s.C, s.T, s.H, s.W, C_, T_, H_, W_));
   }
   hsize_t n = metas_.size();
   hsize_t dims[5] = {n + 1, hsize_t(C_), hsize_t(T_), hsize_t(H_), hsize_t(W_)};
@@ -151,8 +152,8 @@ void ShardWriter::add_reject(const std::string& source, const std::string& reaso
 
 void ShardWriter::commit() {
   M3RET_CHECK(!committed_, "{}: committed twice", path_.string());
-  int64_t rows = header_.rows > 0 ? header_.rows
-                                  : count() + static_cast<int64_t>(rejected_sources_.size());
+  int64_t rows =
+      header_.rows > 0 ? header_.rows : count() + static_cast<int64_t>(rejected_sources_.size());
   if (rows != count() + static_cast<int64_t>(rejected_sources_.size())) {
     throw Error(fmt::format("{}: {} samples + {} rejects != {} rows covered", path_.string(),
                             count(), rejected_sources_.size(), rows));
@@ -172,8 +173,8 @@ void ShardWriter::commit() {
     h5::write_string_attr(file_, "modality", header_.modality, tmp_);
     h5::write_int_attr(file_, "shape", {C_, T_, H_, W_}, tmp_);
     const bool whole = header_.clip_frames == 0;
-    h5::write_int_attr(file_, "clip", {whole ? T_ : header_.clip_frames, whole ? 1 : header_.clip_stride},
-                       tmp_);
+    h5::write_int_attr(file_, "clip",
+                       {whole ? T_ : header_.clip_frames, whole ? 1 : header_.clip_stride}, tmp_);
     h5::write_int_attr(file_, "compression", {header_.compression}, tmp_);
     h5::write_int_attr(file_, "first_row", {header_.first_row}, tmp_);
     h5::write_int_attr(file_, "rows", {rows}, tmp_);

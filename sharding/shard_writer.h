@@ -32,10 +32,10 @@ struct EncodedSample {
 
 struct ShardHeader {
   std::string modality;
-  int compression = 4;      // deflate level 0..9 (0 = store raw)
-  int64_t first_row = 0;    // see shard_format.h
-  int64_t rows = 0;         // manifest rows covered; 0 = "count of samples + rejects"
-  std::string key;          // input fingerprint (free text)
+  int compression = 4;    // deflate level 0..9 (0 = store raw)
+  int64_t first_row = 0;  // see shard_format.h
+  int64_t rows = 0;       // manifest rows covered; 0 = "count of samples + rejects"
+  std::string key;        // input fingerprint (free text)
   // The clip a read returns (attribute `clip`): clip_frames frames at
   // clip_stride out of the stored T; 0 = all T frames (stride 1).
   int64_t clip_frames = 0;

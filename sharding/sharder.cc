@@ -33,9 +33,13 @@ namespace {
 struct JsonWriter {
   nlohmann::json j = nlohmann::json::object();
   template <class T>
-  void operator()(const std::string& key, T& v, const std::string&) { j[key] = v; }
+  void operator()(const std::string& key, T& v, const std::string&) {
+    j[key] = v;
+  }
   template <class T, class C>
-  void operator()(const std::string& key, T& v, const std::string&, const C&) { j[key] = v; }
+  void operator()(const std::string& key, T& v, const std::string&, const C&) {
+    j[key] = v;
+  }
   template <class S>
   void section(const std::string& key, S& s) {
     JsonWriter sub;
@@ -54,7 +58,7 @@ nlohmann::json to_json_config(S s) {
 struct Job {
   std::string modality;
   int64_t shard = 0;
-  int64_t first_row = 0;                      // within the modality
+  int64_t first_row = 0;  // within the modality
   std::vector<const data::ManifestRow*> rows;
 };
 
@@ -82,7 +86,8 @@ std::string input_state(const std::filesystem::path& path) {
   if (ec || !stdfs::exists(st)) return "missing";
   if (!stdfs::is_directory(st)) return stamp(target);
   std::vector<std::string> entries;
-  for (auto it = stdfs::directory_iterator(target, ec); !ec && it != stdfs::directory_iterator(); it.increment(ec)) {
+  for (auto it = stdfs::directory_iterator(target, ec); !ec && it != stdfs::directory_iterator();
+       it.increment(ec)) {
     entries.push_back(it->path().filename().string() + "=" + stamp(it->path()));
   }
   std::sort(entries.begin(), entries.end());
@@ -117,8 +122,8 @@ Decoded decode_row(const data::ManifestRow& row, const std::string& modality,
   try {
     data::Sample s = data::read_sample(row, manifest_dir, pp);
     if (s.modality != modality) {
-      throw Error(fmt::format("{}: reader returned modality '{}' for a '{}' row",
-                              row.path.string(), s.modality, modality));
+      throw Error(fmt::format("{}: reader returned modality '{}' for a '{}' row", row.path.string(),
+                              s.modality, modality));
     }
     d.sample = ShardWriter::encode(s, compression);
   } catch (const InputError& e) {
@@ -259,7 +264,8 @@ Setup make_setup(const std::filesystem::path& manifest_arg, const std::filesyste
   s.manifest_dir = s.manifest.parent_path();
   s.out_dir = out_dir;
   if (cfg.samples_per_shard < 1) {
-    throw Error(fmt::format("shard.samples_per_shard must be >= 1 (got {})", cfg.samples_per_shard));
+    throw Error(
+        fmt::format("shard.samples_per_shard must be >= 1 (got {})", cfg.samples_per_shard));
   }
   s.cfg = cfg;
   s.preprocess = preprocess;
@@ -313,9 +319,9 @@ void plan_shards(const Setup& s, Communicator& comm, Plan& plan) {
     error = e.what();
   }
   if (!comm.all(error.empty())) {
-    throw Error(error.empty() ? "shard: another rank failed to read the manifest " +
-                                    s.manifest.string()
-                              : error);
+    throw Error(error.empty()
+                    ? "shard: another rank failed to read the manifest " + s.manifest.string()
+                    : error);
   }
 }
 
@@ -357,7 +363,8 @@ bool write_or_keep(const Setup& s, const Job& job, log::Progress& progress) {
 nlohmann::json write_rank_shards(const Setup& s, const Plan& plan, int rank, int world,
                                  std::chrono::steady_clock::time_point t0) {
   int64_t my_rows = 0;
-  for (size_t g = rank; g < plan.jobs.size(); g += world) my_rows += int64_t(plan.jobs[g].rows.size());
+  for (size_t g = rank; g < plan.jobs.size(); g += world)
+    my_rows += int64_t(plan.jobs[g].rows.size());
   nlohmann::json mine = {{"rank", rank}, {"entries", nlohmann::json::array()}};
   int64_t written = 0, skipped = 0;
   std::string error;
@@ -366,7 +373,8 @@ nlohmann::json write_rank_shards(const Setup& s, const Plan& plan, int rank, int
     for (size_t g = rank; g < plan.jobs.size(); g += world) {
       const Job& job = plan.jobs[g];
       ++(write_or_keep(s, job, progress) ? written : skipped);
-      mine["entries"].push_back(describe_shard(s.out_dir, shard_file_name(job.modality, job.shard)));
+      mine["entries"].push_back(
+          describe_shard(s.out_dir, shard_file_name(job.modality, job.shard)));
     }
     progress.finish();
   } catch (const std::exception& e) {
@@ -419,11 +427,12 @@ ShardSummary summarise(const std::vector<nlohmann::json>& all, const Plan& plan,
     sum.rejected += rejected;
     if (log_ranks) {
       const double secs = r["seconds"].get<double>();
-      spdlog::info("shard rank {}: {} rows, {} shards written, {} kept, {} samples, {} rejected, "
-                   "{:.1f} s ({:.1f} rows/s)",
-                   r["rank"].get<int>(), r["rows"].get<int64_t>(), r["written"].get<int64_t>(),
-                   r["skipped"].get<int64_t>(), samples, rejected, secs,
-                   secs > 0 ? double(r["rows"].get<int64_t>()) / secs : 0.0);
+      spdlog::info(
+          "shard rank {}: {} rows, {} shards written, {} kept, {} samples, {} rejected, "
+          "{:.1f} s ({:.1f} rows/s)",
+          r["rank"].get<int>(), r["rows"].get<int64_t>(), r["written"].get<int64_t>(),
+          r["skipped"].get<int64_t>(), samples, rejected, secs,
+          secs > 0 ? double(r["rows"].get<int64_t>()) / secs : 0.0);
     }
   }
   return sum;
@@ -439,9 +448,9 @@ std::string rejects_csv(const std::vector<Job>& jobs, const std::vector<ShardEnt
     size_t next = 0;
     for (const auto* r : job.rows) {
       if (next < e.rejected_sources.size() && e.rejected_sources[next] == r->path.string()) {
-        lines.emplace_back(r->line, fmt::format("{},{},{},{}\n", csv::quote(r->path.string()),
-                                                r->modality, r->line,
-                                                csv::quote(e.rejected_reasons[next])));
+        lines.emplace_back(r->line,
+                           fmt::format("{},{},{},{}\n", csv::quote(r->path.string()), r->modality,
+                                       r->line, csv::quote(e.rejected_reasons[next])));
         ++next;
       }
     }
@@ -460,24 +469,27 @@ void write_index_collectively(Communicator& comm, const Setup& s, const Plan& pl
   if (comm.rank() == 0) {
     try {
       fs::write_atomic(s.out_dir / "rejects.csv", rejects_csv(plan.jobs, entries));
-      nlohmann::json extra = {
-          {"manifest", s.manifest.string()},
-          {"preprocess", s.pp_json},
-          {"shard", {{"samples_per_shard", s.cfg.samples_per_shard},
-                     {"shard_bytes", s.cfg.shard_bytes},
-                     {"compression", s.compression}}}};
+      nlohmann::json extra = {{"manifest", s.manifest.string()},
+                              {"preprocess", s.pp_json},
+                              {"shard",
+                               {{"samples_per_shard", s.cfg.samples_per_shard},
+                                {"shard_bytes", s.cfg.shard_bytes},
+                                {"compression", s.compression}}}};
       remove_orphan_shards(s.out_dir, plan.jobs);
       write_index(s.out_dir, build_index(entries, extra));
-      spdlog::info("shard: {} rows -> {} samples in {} shards ({} written, {} kept), {} rejected "
-                   "(see {})", sum.rows, sum.samples, sum.shards, sum.written, sum.skipped,
-                   sum.rejected, (s.out_dir / "rejects.csv").string());
+      spdlog::info(
+          "shard: {} rows -> {} samples in {} shards ({} written, {} kept), {} rejected "
+          "(see {})",
+          sum.rows, sum.samples, sum.shards, sum.written, sum.skipped, sum.rejected,
+          (s.out_dir / "rejects.csv").string());
     } catch (const std::exception& e) {
       error = e.what();
     }
   }
   if (!comm.all(error.empty())) {
-    throw Error(error.empty() ? "shard: rank 0 failed to write " + (s.out_dir / "index.json").string()
-                              : error);
+    throw Error(error.empty()
+                    ? "shard: rank 0 failed to write " + (s.out_dir / "index.json").string()
+                    : error);
   }
 }
 

@@ -60,13 +60,13 @@ struct ShardConfig {
 };
 
 struct ShardSummary {
-  int64_t rows = 0;         // manifest rows
-  int64_t samples = 0;      // samples in the shards
-  int64_t rejected = 0;     // refused rows
-  int64_t shards = 0;       // shard files
-  int64_t written = 0;      // shard files written by this run (all ranks)
-  int64_t skipped = 0;      // complete shard files kept from an earlier run
-  double seconds = 0;       // wall time of this rank
+  int64_t rows = 0;      // manifest rows
+  int64_t samples = 0;   // samples in the shards
+  int64_t rejected = 0;  // refused rows
+  int64_t shards = 0;    // shard files
+  int64_t written = 0;   // shard files written by this run (all ranks)
+  int64_t skipped = 0;   // complete shard files kept from an earlier run
+  double seconds = 0;    // wall time of this rank
 };
 
 // Collective over `comm`: every rank must call it with the same arguments.

@@ -20,7 +20,8 @@ void use_one_torch_thread_here() {
   // omp_set_num_threads() sets only this thread's team size. Resolved at run
   // time from the OpenMP runtime LibTorch loaded (absent: nothing to do).
   using SetThreads = void (*)(int);
-  static const auto omp_set = reinterpret_cast<SetThreads>(dlsym(RTLD_DEFAULT, "omp_set_num_threads"));
+  static const auto omp_set =
+      reinterpret_cast<SetThreads>(dlsym(RTLD_DEFAULT, "omp_set_num_threads"));
   (void)at::get_num_threads();  // LibTorch's lazy per-thread init first, so it does not undo ours
   if (omp_set) omp_set(1);
 }
@@ -47,8 +48,10 @@ sharding::BatchTransform make_batch_transform(std::shared_ptr<const Objective> o
   return [objective = std::move(objective), seed, rank, accum](sharding::LoadedBatch& b) {
     use_one_torch_thread_here();
     if (b.B % accum != 0)
-      throw Error(fmt::format("batch of step {} has {} samples, not a multiple of "
-                              "train.grad_accum_steps {}", b.step, b.B, accum));
+      throw Error(
+          fmt::format("batch of step {} has {} samples, not a multiple of "
+                      "train.grad_accum_steps {}",
+                      b.step, b.B, accum));
     torch::NoGradGuard no_grad;
     TrainBatch whole = to_train_batch(b, seed, rank);
     const int64_t m = b.B / accum;
@@ -71,8 +74,8 @@ sharding::BatchTransform make_batch_transform(std::shared_ptr<const Objective> o
 PreparedStep& prepared_step(sharding::LoadedBatch& b) {
   auto* p = std::any_cast<PreparedStep>(&b.prepared);
   if (!p)
-    throw Error(fmt::format("batch of step {} was not prepared by the trainer's loader transform",
-                            b.step));
+    throw Error(
+        fmt::format("batch of step {} was not prepared by the trainer's loader transform", b.step));
   return *p;
 }
 

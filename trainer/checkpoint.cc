@@ -81,7 +81,8 @@ torch::Tensor on_cpu(const torch::Tensor& t) {
 
 // torch::nn::Module::save with every tensor copied to the CPU first.
 void save_on_cpu(const torch::nn::Module& m, torch::serialize::OutputArchive& archive) {
-  for (const auto& p : m.named_parameters(/*recurse=*/false)) archive.write(p.key(), on_cpu(p.value()));
+  for (const auto& p : m.named_parameters(/*recurse=*/false))
+    archive.write(p.key(), on_cpu(p.value()));
   for (const auto& b : m.named_buffers(/*recurse=*/false))
     archive.write(b.key(), on_cpu(b.value()), /*is_buffer=*/true);
   for (const auto& c : m.named_children()) {
@@ -121,15 +122,19 @@ stdfs::path save_checkpoint(const stdfs::path& run_dir, const CheckpointState& s
       }
       torch::save(rng, sink);
     });
-    json st = {{"format", kCheckpointFormat}, {"version", kCheckpointVersion},
-               {"step", state.step}, {"sampler_position", state.sampler_position}};
+    json st = {{"format", kCheckpointFormat},
+               {"version", kCheckpointVersion},
+               {"step", state.step},
+               {"sampler_position", state.sampler_position}};
     fs::write_atomic(tmp / "state.json", st.dump(2) + "\n");
     fs::write_atomic(tmp / "config.toml", state.config_toml);
     json files = json::object();
     for (const auto& f : kPayload)
       if (stdfs::exists(tmp / f)) files[f] = fs::checksum_file(tmp / f);
-    json manifest = {{"format", kCheckpointFormat}, {"version", kCheckpointVersion},
-                     {"step", state.step}, {"files", files}};
+    json manifest = {{"format", kCheckpointFormat},
+                     {"version", kCheckpointVersion},
+                     {"step", state.step},
+                     {"files", files}};
     fs::write_atomic(tmp / "manifest.json", manifest.dump(2) + "\n");
     if (stdfs::exists(final_dir)) stdfs::remove_all(final_dir);
     stdfs::rename(tmp, final_dir);

@@ -9,8 +9,8 @@
 
 namespace m3ret::trainer {
 
-std::unique_ptr<Communicator> gradient_communicator(const torch::Device& device,
-                                                   Communicator& host, double timeout_s) {
+std::unique_ptr<Communicator> gradient_communicator(const torch::Device& device, Communicator& host,
+                                                    double timeout_s) {
 #if M3RET_WITH_CUDA
   if (device.is_cuda() && host.size() > 1) {
     auto nccl = std::make_unique<NcclCommunicator>(host, device.index());

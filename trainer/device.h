@@ -20,8 +20,8 @@ struct TrainBatch;  // model/objective.h
 // over `host`: on a GPU with more than one rank, an NcclCommunicator on that
 // GPU (core/nccl_communicator.h) with host's collective timeout; otherwise
 // null (use `host`).
-std::unique_ptr<Communicator> gradient_communicator(const torch::Device& device,
-                                                   Communicator& host, double timeout_s);
+std::unique_ptr<Communicator> gradient_communicator(const torch::Device& device, Communicator& host,
+                                                    double timeout_s);
 
 // Moves the tensors of a prepared batch (MAE's view, keep, mask; SimDINO's
 // views) in place to `device`. From pinned memory (pin_batch) the copies are

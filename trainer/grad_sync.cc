@@ -130,8 +130,7 @@ GradientReducer::GradientReducer(std::vector<torch::Tensor> params, Communicator
     for (auto& b : buckets_)
       b.flat = torch::zeros({b.numel}, params_[b.params.front()].options().dtype(torch::kFloat32));
 #if M3RET_WITH_CUDA
-    if (comm_.device_memory())
-      device_ = std::make_unique<DeviceSync>(comm_, buckets_.size());
+    if (comm_.device_memory()) device_ = std::make_unique<DeviceSync>(comm_, buckets_.size());
 #endif
     // Each parameter's gradient slice: a tensor over the bucket's storage with
     // the parameter's shape. Made with set_() rather than narrow()/view() so
@@ -140,9 +139,9 @@ GradientReducer::GradientReducer(std::vector<torch::Tensor> params, Communicator
     slices_.resize(params_.size());
     for (size_t k = 0; k < params_.size(); ++k) {
       const auto& flat = buckets_[bucket_of_[k]].flat;
-      slices_[k] = torch::empty({0}, flat.options())
-                       .set_(flat.storage(), offset_of_[k], params_[k].sizes(),
-                             params_[k].strides());
+      slices_[k] =
+          torch::empty({0}, flat.options())
+              .set_(flat.storage(), offset_of_[k], params_[k].sizes(), params_[k].strides());
     }
     for (size_t k = 0; k < params_.size(); ++k) {
       accumulators_.push_back(torch::autograd::impl::grad_accumulator(params_[k]));

@@ -57,11 +57,11 @@ void broadcast_module(torch::nn::Module& module, Communicator& comm);
 
 // What the last synchronised step did (for metrics, benchmarks and tests).
 struct SyncStats {
-  std::vector<int> order;           // bucket indices in the order they were reduced
-  int reduced_before_average = 0;   // buckets whose reduction had started when average() began
-  int completed_before_average = 0; // buckets already reduced when average() began
-  double exposed_s = 0;             // time average() waited (communication not hidden)
-  int64_t bytes = 0;                // bytes reduced
+  std::vector<int> order;            // bucket indices in the order they were reduced
+  int reduced_before_average = 0;    // buckets whose reduction had started when average() began
+  int completed_before_average = 0;  // buckets already reduced when average() began
+  double exposed_s = 0;              // time average() waited (communication not hidden)
+  int64_t bytes = 0;                 // bytes reduced
 };
 
 class GradientReducer {
@@ -98,8 +98,8 @@ class GradientReducer {
   struct Bucket {
     std::vector<size_t> params;  // indices into params_, in reduction order
     int64_t numel = 0;
-    torch::Tensor flat;          // float32 [numel]
-    int pending = 0;             // parameters not yet ready this step
+    torch::Tensor flat;  // float32 [numel]
+    int pending = 0;     // parameters not yet ready this step
   };
   void on_ready(size_t k);  // autograd post-hook: parameter k's gradient is accumulated
   // Makes parameter k's .grad its slice of the bucket (copying a gradient that
@@ -113,10 +113,10 @@ class GradientReducer {
   std::vector<torch::Tensor> params_;
   Communicator& comm_;
   std::vector<Bucket> buckets_;
-  std::vector<size_t> bucket_of_;   // parameter index -> bucket
-  std::vector<int64_t> offset_of_;  // parameter index -> offset in its bucket
+  std::vector<size_t> bucket_of_;      // parameter index -> bucket
+  std::vector<int64_t> offset_of_;     // parameter index -> offset in its bucket
   std::vector<torch::Tensor> slices_;  // parameter index -> its gradient in the bucket
-  std::vector<char> packed_;        // parameter ready this step
+  std::vector<char> packed_;           // parameter ready this step
 
   // The gradient accumulators of the parameters (kept alive, as DDP does) and
   // the keys of the post-hooks installed on them.
@@ -127,10 +127,10 @@ class GradientReducer {
   std::condition_variable cv_;
   bool armed_ = false;
   bool cancelled_ = false;
-  bool second_backward_ = false;   // a hook fired twice for a parameter since arm()
-  int started_ = 0;                // buckets whose reduction has started this step
-  int completed_ = 0;              // buckets reduced this step
-  std::exception_ptr error_;       // from the communication thread
+  bool second_backward_ = false;  // a hook fired twice for a parameter since arm()
+  int started_ = 0;               // buckets whose reduction has started this step
+  int completed_ = 0;             // buckets reduced this step
+  std::exception_ptr error_;      // from the communication thread
   std::thread thread_;
   SyncStats stats_;
 };

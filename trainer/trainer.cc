@@ -63,9 +63,10 @@ std::map<std::string, std::vector<int64_t>> sample_pool(const sharding::ShardSet
     if (v.empty()) pool.erase(m);
   }
   if (pool.empty())
-    throw config::Error(fmt::format("train.modalities/train.split: no samples of split '{}' in "
-                                    "the shards for modalities [{}]",
-                                    cfg.split, fmt::join(cfg.modalities, ", ")));
+    throw config::Error(
+        fmt::format("train.modalities/train.split: no samples of split '{}' in "
+                    "the shards for modalities [{}]",
+                    cfg.split, fmt::join(cfg.modalities, ", ")));
   return pool;
 }
 
@@ -262,8 +263,8 @@ int64_t resume(Run& r) {
   auto st = load_checkpoint(ck, r.model.get(), r.optimizer.get(), /*restore_rng=*/true);
   // The trainer saves the sampler at the step after the last one trained.
   if (st.sampler_position != st.step)
-    throw Error(fmt::format("{}/state.json: 'sampler_position' = {} does not match 'step' = {}",
-                            ck, st.sampler_position, st.step));
+    throw Error(fmt::format("{}/state.json: 'sampler_position' = {} does not match 'step' = {}", ck,
+                            st.sampler_position, st.step));
   if (st.step > r.s.train.max_steps)
     throw config::Error(fmt::format("{}: the checkpoint's step {} is beyond train.max_steps = {}",
                                     ck, st.step, r.s.train.max_steps));
@@ -278,8 +279,8 @@ void start_loader(Run& r, std::map<std::string, std::vector<int64_t>> pool, int6
   const auto& t = r.s.train;
   const auto seed = static_cast<uint64_t>(t.seed);
   torch::manual_seed(seed * 7919 + 17 * static_cast<uint64_t>(r.rank) + r.start);
-  sharding::DistributedSampler sampler(std::move(pool), r.per_rank, r.rank, r.world,
-                                       seed, r.o.loader.mixing_config());
+  sharding::DistributedSampler sampler(std::move(pool), r.per_rank, r.rank, r.world, seed,
+                                       r.o.loader.mixing_config());
   sampler.set_position(position);
   r.loader = std::make_unique<sharding::Loader>(
       *r.shards, std::move(sampler), r.o.loader,
@@ -334,8 +335,8 @@ StepLoss forward_backward(Run& r, int64_t step, sharding::LoadedBatch& batch) {
     for (auto& [k, t] : loss.terms) out.terms[k] += t / double(r.accum);
     if (a + 1 == r.accum) {
       if (!r.comm.all(finite))
-        throw Error(fmt::format("training diverged: non-finite loss at step {} (modality {})",
-                                step, batch.modality));
+        throw Error(fmt::format("training diverged: non-finite loss at step {} (modality {})", step,
+                                batch.modality));
       r.reducer->arm();  // buckets are reduced as backward produces them
     }
     (r.accum == 1 ? loss.total : loss.total / double(r.accum)).backward();
@@ -385,15 +386,19 @@ struct StepStats {
 void write_metrics(Run& r, int64_t step, const sharding::LoadedBatch& batch, const StepStats& st,
                    const RankSums& loss, log::Progress& progress) {
   const double samples_per_s = double(r.per_rank * r.world) / st.t_step;
-  nlohmann::json line = {{"step", step + 1}, {"modality", batch.modality}, {"lr", st.lr},
+  nlohmann::json line = {{"step", step + 1},
+                         {"modality", batch.modality},
+                         {"lr", st.lr},
                          {"wd", st.wd},
                          {"grad_norm", st.grad_norm},
                          {"samples_per_s", samples_per_s},
                          {"tokens_per_s", samples_per_s * double(tokens_per_sample(batch, r.spec))},
                          {"buckets", r.reducer->bucket_count()},
                          {"buckets_overlapped", r.reducer->stats().reduced_before_average},
-                         {"time_data_s", st.t_data}, {"time_compute_s", st.t_compute},
-                         {"time_comm_s", st.t_comm}, {"time_optim_s", st.t_optim}};
+                         {"time_data_s", st.t_data},
+                         {"time_compute_s", st.t_compute},
+                         {"time_comm_s", st.t_comm},
+                         {"time_optim_s", st.t_optim}};
   for (size_t i = 0; i < loss.names.size(); ++i) line[loss.names[i]] = loss.sums[i] / r.world;
   const auto now = std::chrono::system_clock::now();
   line["time"] = utc_timestamp(now, 3);

@@ -46,14 +46,22 @@ Args parse(int argc, char** argv) {
   Args a;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string k = argv[i], v = argv[i + 1];
-    if (k == "--device") a.device = v;
-    else if (k == "--precision") a.precision = v;
-    else if (k == "--preset") a.preset = v;
-    else if (k == "--batch") a.batch = std::stoll(v);
-    else if (k == "--size") a.size = std::stoll(v);
-    else if (k == "--mask") a.mask = std::stod(v);
-    else if (k == "--steps") a.steps = std::stoll(v);
-    else if (k == "--warmup") a.warmup = std::stoll(v);
+    if (k == "--device")
+      a.device = v;
+    else if (k == "--precision")
+      a.precision = v;
+    else if (k == "--preset")
+      a.preset = v;
+    else if (k == "--batch")
+      a.batch = std::stoll(v);
+    else if (k == "--size")
+      a.size = std::stoll(v);
+    else if (k == "--mask")
+      a.mask = std::stod(v);
+    else if (k == "--steps")
+      a.steps = std::stoll(v);
+    else if (k == "--warmup")
+      a.warmup = std::stoll(v);
     else {
       std::fprintf(stderr, "bench_gpu_mae: unknown option %s\n", k.c_str());
       std::exit(2);

@@ -20,12 +20,12 @@
 namespace m3ret::orchestrator {
 
 struct JobRequest {
-  std::string name;                  // unique, stable across restarts
+  std::string name;  // unique, stable across restarts
   JobKind kind = JobKind::kTrain;
-  std::string command;               // shell command (run with /bin/sh)
-  std::filesystem::path job_dir;     // created by the backend; log at job_dir/log
-  std::vector<std::string> after_ok; // backend ids that must succeed first (may be ignored)
-  int ranks = 1;                     // MPI ranks the command starts (with mpiexec inside)
+  std::string command;                // shell command (run with /bin/sh)
+  std::filesystem::path job_dir;      // created by the backend; log at job_dir/log
+  std::vector<std::string> after_ok;  // backend ids that must succeed first (may be ignored)
+  int ranks = 1;                      // MPI ranks the command starts (with mpiexec inside)
 };
 
 struct Observed {

@@ -43,7 +43,8 @@ void set_cloexec(int fd) {
 // the soft RLIMIT_NOFILE after the ones this process holds now.
 size_t connection_cap(size_t wanted) {
   rlimit rl{};
-  if (::getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY) return std::max<size_t>(1, wanted);
+  if (::getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY)
+    return std::max<size_t>(1, wanted);
   std::error_code ec;
   size_t open_now = 0;
   for (auto it = std::filesystem::directory_iterator("/proc/self/fd", ec);
@@ -81,14 +82,16 @@ class Session : public std::enable_shared_from_this<Session> {
     parser_->body_limit(kBodyLimit);
     parser_->header_limit(kHeaderLimit);
     stream_.expires_after(timeout_);
-    http::async_read(stream_, buffer_, *parser_,
-                     [self = shared_from_this()](beast::error_code ec, size_t) { self->on_read(ec); });
+    http::async_read(
+        stream_, buffer_, *parser_,
+        [self = shared_from_this()](beast::error_code ec, size_t) { self->on_read(ec); });
   }
 
   void on_read(beast::error_code ec) {
     idle_ = false;
     if (closed_ || ec == http::error::end_of_stream || ec == beast::error::timeout ||
-        ec == asio::error::eof || ec == asio::error::connection_reset || ec == asio::error::operation_aborted) {
+        ec == asio::error::eof || ec == asio::error::connection_reset ||
+        ec == asio::error::operation_aborted) {
       return close();
     }
     HttpResponse r;
@@ -116,10 +119,11 @@ class Session : public std::enable_shared_from_this<Session> {
     res->body() = std::move(r.body);
     res->keep_alive(keep);
     res->prepare_payload();
-    http::async_write(stream_, *res, [self = shared_from_this(), res, keep](beast::error_code wec, size_t) {
-      if (wec || !keep) return self->close();
-      self->read();
-    });
+    http::async_write(stream_, *res,
+                      [self = shared_from_this(), res, keep](beast::error_code wec, size_t) {
+                        if (wec || !keep) return self->close();
+                        self->read();
+                      });
   }
 
   beast::tcp_stream stream_;
@@ -210,7 +214,8 @@ struct HttpServer::Impl {
   }
 };
 
-HttpServer::HttpServer(uint16_t port, HttpHandler handler, std::mutex& mutex, HttpServerOptions opts)
+HttpServer::HttpServer(uint16_t port, HttpHandler handler, std::mutex& mutex,
+                       HttpServerOptions opts)
     : impl_(new Impl) {
   impl_->handler = std::move(handler);
   impl_->mutex = &mutex;
@@ -224,7 +229,9 @@ HttpServer::HttpServer(uint16_t port, HttpHandler handler, std::mutex& mutex, Ht
   if (!ec) impl_->acceptor.set_option(asio::socket_base::reuse_address(true), ec);
   if (!ec) impl_->acceptor.bind(ep, ec);
   if (!ec) impl_->acceptor.listen(asio::socket_base::max_listen_connections, ec);
-  if (ec) throw Error(fmt::format("status server: cannot listen on 127.0.0.1:{}: {}", port, ec.message()));
+  if (ec)
+    throw Error(
+        fmt::format("status server: cannot listen on 127.0.0.1:{}: {}", port, ec.message()));
   impl_->accept();
   impl_->thread = std::thread([this] { impl_->io.run(); });
 }
@@ -244,13 +251,18 @@ namespace {
 // other name (no path, no hidden file).
 std::string report_file_type(const std::string& name) {
   static const std::map<std::string, std::string> kFiles = {
-      {"scaling.csv", "text/csv"}, {"scaling.md", "text/markdown"}, {"plot_data.json", "application/json"},
-      {"plots.json", "application/json"}, {"status.html", "text/html; charset=utf-8"}};
+      {"scaling.csv", "text/csv"},
+      {"scaling.md", "text/markdown"},
+      {"plot_data.json", "application/json"},
+      {"plots.json", "application/json"},
+      {"status.html", "text/html; charset=utf-8"}};
   if (auto it = kFiles.find(name); it != kFiles.end()) return it->second;
   const bool plain = !name.empty() && name[0] != '.' &&
-                     name.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._=+-") ==
+                     name.find_first_not_of(
+                         "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._=+-") ==
                          std::string::npos;
-  return plain && name.size() > 4 && name.compare(name.size() - 4, 4, ".png") == 0 ? "image/png" : "";
+  return plain && name.size() > 4 && name.compare(name.size() - 4, 4, ".png") == 0 ? "image/png"
+                                                                                   : "";
 }
 
 // "%2B" -> "+"; a malformed escape is kept as it is.
@@ -274,14 +286,19 @@ HttpResponse eval_report(State& state, const std::string& report_dir, const std:
   const std::string rel = url_decode(rest);
   const auto a = rel.find('/'), b = a == std::string::npos ? a : rel.find('/', a + 1);
   if (b == std::string::npos) return json_error(404, "expected /evals/RUN/step-N/report.md");
-  const std::string run = rel.substr(0, a), step = rel.substr(a + 1, b - a - 1), file = rel.substr(b + 1);
+  const std::string run = rel.substr(0, a), step = rel.substr(a + 1, b - a - 1),
+                    file = rel.substr(b + 1);
   static const std::map<std::string, std::string> kTypes = {
-      {"report.md", "text/plain; charset=utf-8"}, {"report.json", "application/json"}, {"report.csv", "text/csv"}};
+      {"report.md", "text/plain; charset=utf-8"},
+      {"report.json", "application/json"},
+      {"report.csv", "text/csv"}};
   const auto type = kTypes.find(file);
   const bool step_ok = step.size() > 5 && step.rfind("step-", 0) == 0 &&
                        step.find_first_not_of("0123456789", 5) == std::string::npos;
-  if (!state.run(run) || !step_ok || type == kTypes.end()) return json_error(404, "no evaluation report '" + rel + "'");
-  std::ifstream in(std::filesystem::path(report_dir).parent_path() / "evals" / run / step / file, std::ios::binary);
+  if (!state.run(run) || !step_ok || type == kTypes.end())
+    return json_error(404, "no evaluation report '" + rel + "'");
+  std::ifstream in(std::filesystem::path(report_dir).parent_path() / "evals" / run / step / file,
+                   std::ios::binary);
   if (!in) return json_error(404, "evaluation report '" + rel + "' not written");
   std::stringstream ss;
   ss << in.rdbuf();
@@ -322,9 +339,11 @@ HttpHandler make_status_handler(State& state, Orchestrator* orch, const std::str
     if (path.rfind(prefix, 0) == 0) {
       std::string rest = path.substr(prefix.size());
       auto slash = rest.rfind('/');
-      if (slash == std::string::npos) return json_error(404, "expected /api/runs/RUN/cancel or /retry");
+      if (slash == std::string::npos)
+        return json_error(404, "expected /api/runs/RUN/cancel or /retry");
       std::string run = rest.substr(0, slash), action = rest.substr(slash + 1);
-      if (action != "cancel" && action != "retry") return json_error(404, "unknown action '" + action + "'");
+      if (action != "cancel" && action != "retry")
+        return json_error(404, "unknown action '" + action + "'");
       if (method != "POST") return json_error(405, "use POST");
       if (!equal_constant_time(auth, "Bearer " + token)) {
         return json_error(401, "missing or wrong token (Authorization: Bearer TOKEN)");
@@ -332,12 +351,15 @@ HttpHandler make_status_handler(State& state, Orchestrator* orch, const std::str
       if (!state.run(run)) return json_error(404, "no run '" + run + "'");
       if (!orch) return json_error(409, "no orchestrator attached");
       try {
-        if (action == "cancel") orch->cancel_run(run);
-        else orch->retry_run(run);
+        if (action == "cancel")
+          orch->cancel_run(run);
+        else
+          orch->retry_run(run);
       } catch (const std::exception& e) {
         return json_error(409, e.what());
       }
-      return {200, "application/json", nlohmann::json{{"run", run}, {"action", action}, {"ok", true}}.dump()};
+      return {200, "application/json",
+              nlohmann::json{{"run", run}, {"action", action}, {"ok", true}}.dump()};
     }
     return json_error(404, "no such path '" + path + "'");
   };
@@ -346,7 +368,8 @@ HttpHandler make_status_handler(State& state, Orchestrator* orch, const std::str
 std::string random_token() {
   std::ifstream in("/dev/urandom", std::ios::binary);
   unsigned char b[16];
-  if (!in.read(reinterpret_cast<char*>(b), sizeof b)) throw Error("cannot read /dev/urandom for the token");
+  if (!in.read(reinterpret_cast<char*>(b), sizeof b))
+    throw Error("cannot read /dev/urandom for the token");
   std::string t;
   for (unsigned char c : b) t += fmt::format("{:02x}", c);
   return t;

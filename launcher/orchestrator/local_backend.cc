@@ -44,20 +44,24 @@ std::string job_wrapper_script(const std::string& command, const fs::path& job_d
       "export M3RET_JOB_DIR\n"
       "mkdir -p \"$M3RET_JOB_DIR\"\n"
       "rm -f \"$M3RET_JOB_DIR/exit_code\"\n"
-      "echo {1} > \"$M3RET_JOB_DIR/backend_id.tmp\" && mv \"$M3RET_JOB_DIR/backend_id.tmp\" \"$M3RET_JOB_DIR/backend_id\"\n"
+      "echo {1} > \"$M3RET_JOB_DIR/backend_id.tmp\" && mv \"$M3RET_JOB_DIR/backend_id.tmp\" "
+      "\"$M3RET_JOB_DIR/backend_id\"\n"
       // the shell survives USR1; its children (mpiexec, ranks) get it
       "printf '%s\\n' 'trap : USR1' {2} > \"$M3RET_JOB_DIR/command.sh\"\n"
       // the traps are set before the command starts: a signal that arrives before it has
       // started is held and forwarded once it has (never the shell's default, death)
       "child= pending=\n"
-      "forward() {{ if [ -n \"$child\" ]; then kill -$1 -$child 2>/dev/null; else pending=$1; fi; }}\n"
+      "forward() {{ if [ -n \"$child\" ]; then kill -$1 -$child 2>/dev/null; else pending=$1; fi; "
+      "}}\n"
       "trap 'forward USR1' USR1\n"
       "trap 'forward TERM' TERM INT\n"
       "setsid /bin/sh \"$M3RET_JOB_DIR/command.sh\" >> \"$M3RET_JOB_DIR/log\" 2>&1 < /dev/null &\n"
       "child=$!\n"
-      "if [ -n \"$pending\" ]; then kill -$pending -$child 2>/dev/null || kill -$pending $child; fi\n"
+      "if [ -n \"$pending\" ]; then kill -$pending -$child 2>/dev/null || kill -$pending $child; "
+      "fi\n"
       "while :; do wait $child; rc=$?; kill -0 $child 2>/dev/null || break; done\n"
-      "echo $rc > \"$M3RET_JOB_DIR/exit_code.tmp\" && mv \"$M3RET_JOB_DIR/exit_code.tmp\" \"$M3RET_JOB_DIR/exit_code\"\n"
+      "echo $rc > \"$M3RET_JOB_DIR/exit_code.tmp\" && mv \"$M3RET_JOB_DIR/exit_code.tmp\" "
+      "\"$M3RET_JOB_DIR/exit_code\"\n"
       "exit $rc\n",
       launcher::shell_line({job_dir.string()}), id_expr, launcher::shell_line({command}));
 }
@@ -66,7 +70,8 @@ std::string Backend::mpi_launch_prefix(JobKind, int ranks, const std::string& mp
   const auto words = split_command(mpiexec, "mpiexec");
   auto cmd = launcher::mpiexec_command(words.front(), ranks, {});
   // The user's options first; --bind-to none unless they chose a binding.
-  if (std::find(words.begin(), words.end(), "--bind-to") == words.end()) cmd.insert(cmd.begin() + 1, {"--bind-to", "none"});
+  if (std::find(words.begin(), words.end(), "--bind-to") == words.end())
+    cmd.insert(cmd.begin() + 1, {"--bind-to", "none"});
   cmd.insert(cmd.begin() + 1, words.begin() + 1, words.end());
   return launcher::shell_line(cmd);
 }
@@ -81,8 +86,10 @@ std::optional<std::string> read_job_file(const fs::path& f) {
   char buf[256];
   ssize_t n = 0;
   while ((n = ::read(fd, buf, sizeof buf)) != 0) {
-    if (n > 0) out.append(buf, static_cast<size_t>(n));
-    else if (errno != EINTR) break;
+    if (n > 0)
+      out.append(buf, static_cast<size_t>(n));
+    else if (errno != EINTR)
+      break;
   }
   int e = errno;
   ::close(fd);
@@ -175,9 +182,7 @@ class LocalBackend : public Backend {
       ~Closer() { ::close(fd); }  // the job keeps its own reference to the lock
     } closer{lock};
     std::string script = job_wrapper_script(job.command, job.job_dir, "$$");
-    {
-      std::ofstream(job.job_dir / "job.sh") << "#!/bin/sh\n" << script;
-    }
+    { std::ofstream(job.job_dir / "job.sh") << "#!/bin/sh\n" << script; }
     launcher::SpawnOptions o;
     o.new_process_group = true;
     o.keep_fd = lock;  // the job's copy of the lock (fd 9)
@@ -211,7 +216,8 @@ class LocalBackend : public Backend {
       alive = held ? *held : (kill(pid, 0) == 0 && same_job(pid, job_dir));
     }
     if (auto rc = read_exit_code(job_dir)) {
-      return {*rc == 0 ? JobState::kSucceeded : JobState::kFailed, *rc, fmt::format("exit code {}", *rc)};
+      return {*rc == 0 ? JobState::kSucceeded : JobState::kFailed, *rc,
+              fmt::format("exit code {}", *rc)};
     }
     if (alive) return {JobState::kRunning, -1, ""};
     if (auto it = reaped_.find(pid); it != reaped_.end() && WIFSIGNALED(it->second)) {
@@ -223,8 +229,9 @@ class LocalBackend : public Backend {
 
   std::optional<std::string> find(const std::string&, const fs::path& job_dir) override {
     if (auto id = read_word(job_dir / "backend_id")) return id;
-    if (lock_held(job_dir).value_or(false)) return wait_for_id(job_dir);  // started, id not yet written
-    return std::nullopt;  // never started (or died before its first line)
+    if (lock_held(job_dir).value_or(false))
+      return wait_for_id(job_dir);  // started, id not yet written
+    return std::nullopt;            // never started (or died before its first line)
   }
 
   void cancel(const std::string& id) override {
@@ -271,7 +278,8 @@ class LocalBackend : public Backend {
 
 }  // namespace
 
-std::unique_ptr<Backend> make_local_backend(int max_parallel, std::function<void(int)> after_spawn) {
+std::unique_ptr<Backend> make_local_backend(int max_parallel,
+                                            std::function<void(int)> after_spawn) {
   return std::make_unique<LocalBackend>(max_parallel, std::move(after_spawn));
 }
 

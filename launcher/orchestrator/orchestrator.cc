@@ -31,10 +31,13 @@ std::optional<JobRow> latest(const std::vector<JobRow>& jobs, JobKind kind, int6
 }
 
 // Failed jobs of `kind` (and `step`) created at or after `since` (the last retry).
-int failed_attempts(const std::vector<JobRow>& jobs, JobKind kind, double since, int64_t step = -1) {
+int failed_attempts(const std::vector<JobRow>& jobs, JobKind kind, double since,
+                    int64_t step = -1) {
   int n = 0;
   for (const auto& j : jobs) {
-    if (j.kind == kind && (step < 0 || j.step == step) && j.state == JobState::kFailed && j.created >= since) ++n;
+    if (j.kind == kind && (step < 0 || j.step == step) && j.state == JobState::kFailed &&
+        j.created >= since)
+      ++n;
   }
   return n;
 }
@@ -71,7 +74,8 @@ std::vector<Evaluation> read_evaluations(const fs::path& report_json, const std:
   return rows;
 }
 
-Orchestrator::Orchestrator(const Sweep& sweep, State& state, Backend& backend, OrchestratorOptions opts)
+Orchestrator::Orchestrator(const Sweep& sweep, State& state, Backend& backend,
+                           OrchestratorOptions opts)
     : sweep_(sweep), state_(state), backend_(backend), opts_(std::move(opts)) {
   state_.set_meta("sweep_file", sweep_.file.string());
   state_.set_meta("sweep_name", sweep_.name);
@@ -106,7 +110,8 @@ std::vector<std::string> Orchestrator::config_args(const std::vector<std::string
   return out;
 }
 
-std::string Orchestrator::m3ret_cmd(const std::vector<std::string>& args, int ranks, JobKind kind) const {
+std::string Orchestrator::m3ret_cmd(const std::vector<std::string>& args, int ranks,
+                                    JobKind kind) const {
   std::vector<std::string> argv = {opts_.m3ret.string()};
   argv.insert(argv.end(), args.begin(), args.end());
   if (ranks <= 0) return shell_line(argv);
@@ -191,7 +196,8 @@ bool Orchestrator::poll_active() {
         (o.exit_code == sweep_.preempted_exit_code || o.exit_code == kSigusr1ExitCode)) {
       to = JobState::kPreempted;
     }
-    if (to == JobState::kSubmitted && job.state == JobState::kRunning) to = JobState::kRunning;  // requeued
+    if (to == JobState::kSubmitted && job.state == JobState::kRunning)
+      to = JobState::kRunning;  // requeued
     if (to != job.state) {
       std::string reason = o.reason;
       if (job.kind == JobKind::kEval && to == JobState::kSucceeded && !record_evaluation(job)) {
@@ -210,7 +216,8 @@ bool Orchestrator::poll_active() {
 }
 
 bool Orchestrator::record_evaluation(const JobRow& job) {
-  fs::path report = sweep_.work_dir / "evals" / job.run / fmt::format("step-{:09d}", job.step) / "report.json";
+  fs::path report =
+      sweep_.work_dir / "evals" / job.run / fmt::format("step-{:09d}", job.step) / "report.json";
   try {
     state_.set_evaluations(job.run, job.step, read_evaluations(report, job.run, job.step));
     return true;
@@ -224,7 +231,8 @@ bool Orchestrator::ensure_data() {
   fs::path manifest = manifest_path();
   if (!sweep_.manifest.empty()) {
     if (!fs::is_regular_file(manifest)) {
-      throw Error(fmt::format("{}: sweep.manifest '{}' does not exist", sweep_.file.string(), manifest.string()));
+      throw Error(fmt::format("{}: sweep.manifest '{}' does not exist", sweep_.file.string(),
+                              manifest.string()));
     }
     return true;
   }
@@ -233,7 +241,8 @@ bool Orchestrator::ensure_data() {
   if (last && last->state == JobState::kSucceeded && fs::is_regular_file(manifest)) return true;
   if (last && active(last->state)) return false;
   if (last && failed_attempts(jobs, JobKind::kData, retried_at("data")) > sweep_.max_retries) {
-    throw Error(fmt::format("the data job failed {} times; see {}/log", sweep_.max_retries + 1, last->job_dir));
+    throw Error(fmt::format("the data job failed {} times; see {}/log", sweep_.max_retries + 1,
+                            last->job_dir));
   }
   if (active_limit_reached()) return false;
   JobRow job;
@@ -254,7 +263,8 @@ bool Orchestrator::ensure_shards(double fraction, std::string* pending_id) {
   if (fs::is_regular_file(dir / "index.json")) return true;
   std::string group = fraction_tag(fraction);
   std::vector<JobRow> jobs;
-  for (auto& j : state_.jobs("")) if (j.kind == JobKind::kShard && j.group == group) jobs.push_back(j);
+  for (auto& j : state_.jobs(""))
+    if (j.kind == JobKind::kShard && j.group == group) jobs.push_back(j);
   auto last = latest(jobs, JobKind::kShard);
   if (last && active(last->state)) {
     *pending_id = last->backend_id;
@@ -321,8 +331,9 @@ bool Orchestrator::scan_checkpoints(const RunSpec& spec, const RunRow& row) {
     job.step = step;
     job.attempt = last ? last->attempt + 1 : 0;
     job.name = fmt::format("{}-{}-eval-{}-a{}", sweep_.name, spec.name, step, job.attempt);
-    job.command = "mkdir -p " + shell_line({out.string()}) + " && " + m3ret_cmd(embed, sweep_.ranks, JobKind::kEval) +
-                  " && " + m3ret_cmd(eval, 0, JobKind::kEval);
+    job.command = "mkdir -p " + shell_line({out.string()}) + " && " +
+                  m3ret_cmd(embed, sweep_.ranks, JobKind::kEval) + " && " +
+                  m3ret_cmd(eval, 0, JobKind::kEval);
     submit(job);
     changed = true;
   }
@@ -330,7 +341,8 @@ bool Orchestrator::scan_checkpoints(const RunSpec& spec, const RunRow& row) {
 }
 
 bool Orchestrator::advance_run(const RunSpec& spec, const RunRow& row) {
-  if (row.state == RunState::kSucceeded || row.state == RunState::kFailed || row.state == RunState::kCancelled) {
+  if (row.state == RunState::kSucceeded || row.state == RunState::kFailed ||
+      row.state == RunState::kCancelled) {
     return false;
   }
   bool changed = false;
@@ -358,12 +370,14 @@ bool Orchestrator::advance_run(const RunSpec& spec, const RunRow& row) {
                     train->state == JobState::kFailed || dependency_failed ||
                     (retried && train->state == JobState::kCancelled);
   if (train && train->state == JobState::kCancelled && !retried && !dependency_failed) {
-    state_.set_run_state(spec.name, RunState::kCancelled, "train job cancelled outside the orchestrator");
+    state_.set_run_state(spec.name, RunState::kCancelled,
+                         "train job cancelled outside the orchestrator");
     return true;
   }
   if (train && train->state == JobState::kFailed && row.failures > sweep_.max_retries) {
-    state_.set_run_state(spec.name, RunState::kFailed,
-                         fmt::format("train failed {} times; see {}/log", row.failures, train->job_dir));
+    state_.set_run_state(
+        spec.name, RunState::kFailed,
+        fmt::format("train failed {} times; see {}/log", row.failures, train->job_dir));
     return true;
   }
   bool can_depend = backend_.supports_dependencies() && !shard_id.empty();
@@ -378,7 +392,8 @@ bool Orchestrator::advance_run(const RunSpec& spec, const RunRow& row) {
     sets.insert(sets.end(), spec.sets.begin(), spec.sets.end());
     auto args = config_args(sets);
     args.insert(args.begin(), "train");
-    args.insert(args.end(), {"--shards", row.shards_dir, "--run-dir", row.run_dir, "--resume", "auto"});
+    args.insert(args.end(),
+                {"--shards", row.shards_dir, "--run-dir", row.run_dir, "--resume", "auto"});
     job.command = m3ret_cmd(args, sweep_.ranks, JobKind::kTrain);
     submit(job, shards_ready ? std::vector<std::string>{} : std::vector<std::string>{shard_id});
     changed = true;
@@ -403,7 +418,8 @@ bool Orchestrator::advance_run(const RunSpec& spec, const RunRow& row) {
       return j.kind == JobKind::kEval && active(j.state);
     });
     if (all) {
-      state_.set_run_state(spec.name, RunState::kSucceeded, fmt::format("{} checkpoints evaluated", cks.size()));
+      state_.set_run_state(spec.name, RunState::kSucceeded,
+                           fmt::format("{} checkpoints evaluated", cks.size()));
       changed = true;
     } else if (any_exhausted && !evals_active) {
       state_.set_run_state(spec.name, RunState::kFailed, "an evaluation failed after every retry");
@@ -466,7 +482,8 @@ void Orchestrator::retry_run(const std::string& run) {
   auto row = state_.run(run);
   if (!row) throw Error(fmt::format("no run '{}' in this sweep", run));
   if (row->state != RunState::kFailed && row->state != RunState::kCancelled) {
-    throw Error(fmt::format("run '{}' is {}; only a failed or cancelled run can be retried", run, to_string(row->state)));
+    throw Error(fmt::format("run '{}' is {}; only a failed or cancelled run can be retried", run,
+                            to_string(row->state)));
   }
   // advance_run resubmits the train job (a new attempt, --resume auto) and
   // the evaluations that are missing; every job kind the run needs gets its
@@ -497,8 +514,9 @@ std::map<std::string, double> Orchestrator::model_params() {
       try {
         known = std::to_string(nlohmann::json::parse(r.out).at("encoder_params").get<int64_t>());
       } catch (const std::exception& e) {
-        spdlog::warn("orchestrate: no parameter count for {} from '{} model' (exit {}): {}", spec.name,
-                     opts_.model_info.string(), r.status, r.err.empty() ? e.what() : r.err);
+        spdlog::warn("orchestrate: no parameter count for {} from '{} model' (exit {}): {}",
+                     spec.name, opts_.model_info.string(), r.status,
+                     r.err.empty() ? e.what() : r.err);
         model_info_failed_ = true;
         return {};
       }

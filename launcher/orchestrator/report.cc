@@ -122,11 +122,20 @@ std::string xml_escape(const std::string& s) {
   std::string o;
   for (char c : s) {
     switch (c) {
-      case '<': o += "&lt;"; break;
-      case '>': o += "&gt;"; break;
-      case '&': o += "&amp;"; break;
-      case '"': o += "&quot;"; break;
-      default: o += c;
+      case '<':
+        o += "&lt;";
+        break;
+      case '>':
+        o += "&gt;";
+        break;
+      case '&':
+        o += "&amp;";
+        break;
+      case '"':
+        o += "&quot;";
+        break;
+      default:
+        o += c;
     }
   }
   return o;
@@ -140,8 +149,9 @@ std::vector<std::string> metric_cells(const std::map<std::string, double>& vals,
   std::vector<std::string> cells;
   for (const auto& m : metrics) {
     auto it = vals.find(m);
-    cells.push_back(it == vals.end() ? "" : m == "queries" ? fmt::format("{:g}", it->second)
-                                                          : fmt::format("{:.4f}", it->second));
+    cells.push_back(it == vals.end() ? ""
+                    : m == "queries" ? fmt::format("{:g}", it->second)
+                                     : fmt::format("{:.4f}", it->second));
   }
   return cells;
 }
@@ -167,7 +177,8 @@ void add_run_rows(ScalingTable& t, const RunPoint& p, const std::vector<std::str
     row.push_back(modality);
     const bool is_mean = modality == "mean";
     const bool gone = is_mean ? !f.values.count("mean") : f.absent.count(modality) > 0;
-    for (const auto& cell : metric_cells(gone ? std::map<std::string, double>{} : f.values.at(modality), metrics))
+    for (const auto& cell :
+         metric_cells(gone ? std::map<std::string, double>{} : f.values.at(modality), metrics))
       row.push_back(gone ? "absent" : cell);
     row.push_back(is_mean ? f.mean_note() : gone ? "absent: " + f.absent.at(modality) : "");
     t.rows.push_back(row);
@@ -182,7 +193,8 @@ ScalingTable scaling_table(State& state) {
   std::vector<std::string> metrics(metric_set.begin(), metric_set.end());
   std::sort(metrics.begin(), metrics.end(), metric_less);
   std::set<std::string> keys;
-  for (const auto& p : points) for (const auto& [k, v] : p.params) keys.insert(k);
+  for (const auto& p : points)
+    for (const auto& [k, v] : p.params) keys.insert(k);
   ScalingTable t;
   t.columns = {"run", "state"};
   t.columns.insert(t.columns.end(), keys.begin(), keys.end());
@@ -218,7 +230,8 @@ std::string to_markdown(const ScalingTable& t) {
     o += "|";
     for (const auto& v : r) {
       std::string cell = v;
-      for (auto& ch : cell) if (ch == '|') ch = '/';
+      for (auto& ch : cell)
+        if (ch == '|') ch = '/';
       o += " " + cell + " |";
     }
     o += "\n";
@@ -250,9 +263,11 @@ std::string param_of(const RunPoint& p, const std::string& key) {
 }
 
 // "k1=v1, k2=v2" over `keys` (the values alone with `values_only`).
-std::string group_label(const RunPoint& p, const std::vector<std::string>& keys, bool values_only = false) {
+std::string group_label(const RunPoint& p, const std::vector<std::string>& keys,
+                        bool values_only = false) {
   std::vector<std::string> parts;
-  for (const auto& k : keys) parts.push_back(values_only ? param_of(p, k) : k + "=" + param_of(p, k));
+  for (const auto& k : keys)
+    parts.push_back(values_only ? param_of(p, k) : k + "=" + param_of(p, k));
   return fmt::format("{}", fmt::join(parts, values_only ? "/" : ", "));
 }
 
@@ -270,9 +285,11 @@ class Aggregate {
   nlohmann::json to_json() const {
     nlohmann::json out = nlohmann::json::array(), mean;
     for (const auto& [name, xs] : cells_) {
-      nlohmann::json s = {{"label", name}, {"emphasis", name == "mean"}, {"points", nlohmann::json::array()}};
+      nlohmann::json s = {
+          {"label", name}, {"emphasis", name == "mean"}, {"points", nlohmann::json::array()}};
       for (const auto& [x, c] : xs)
-        s["points"].push_back({{"x", x}, {"y", c.sum / c.n}, {"lo", c.lo}, {"hi", c.hi}, {"n", c.n}});
+        s["points"].push_back(
+            {{"x", x}, {"y", c.sum / c.n}, {"lo", c.lo}, {"hi", c.hi}, {"n", c.n}});
       (name == "mean" ? mean : out.emplace_back()) = s;
     }
     if (!mean.is_null()) out.push_back(mean);
@@ -287,7 +304,8 @@ class Aggregate {
   std::map<std::string, std::map<double, Cell>> cells_;
 };
 
-std::optional<double> value_of(const FinalEvaluation& f, const std::string& modality, const std::string& metric) {
+std::optional<double> value_of(const FinalEvaluation& f, const std::string& modality,
+                               const std::string& metric) {
   auto m = f.values.find(modality);
   if (m == f.values.end()) return std::nullopt;
   auto it = m->second.find(metric);
@@ -304,8 +322,9 @@ using XOf = std::function<std::optional<AxisX>(const RunPoint&)>;
 // The final metric against x_of(run). Series: the modalities and their mean
 // when `group_keys` is empty, else one per combination of those axes (the
 // mean over modalities). Ticks at every x that has a point.
-nlohmann::json axis_chart(const std::vector<RunPoint>& points, const std::vector<std::string>& group_keys,
-                          const std::string& metric, const XOf& x_of) {
+nlohmann::json axis_chart(const std::vector<RunPoint>& points,
+                          const std::vector<std::string>& group_keys, const std::string& metric,
+                          const XOf& x_of) {
   Aggregate agg;
   std::map<double, std::string> ticks;
   for (const auto& p : points) {
@@ -319,10 +338,13 @@ nlohmann::json axis_chart(const std::vector<RunPoint>& points, const std::vector
       agg.add(group_label(p, group_keys), x->x, *y);
     }
   }
-  nlohmann::json c = {{"series", agg.to_json()}, {"x_ticks", nlohmann::json::array()},
-                      {"legend_title", group_keys.empty() ? std::string("modality")
-                                                          : fmt::format("{}", fmt::join(group_keys, ", "))},
-                      {"integer_x", false}, {"x_scale", "linear"}};
+  nlohmann::json c = {
+      {"series", agg.to_json()},
+      {"x_ticks", nlohmann::json::array()},
+      {"legend_title", group_keys.empty() ? std::string("modality")
+                                          : fmt::format("{}", fmt::join(group_keys, ", "))},
+      {"integer_x", false},
+      {"x_scale", "linear"}};
   for (const auto& [x, label] : ticks) c["x_ticks"].push_back({{"x", x}, {"label", label}});
   return c;
 }
@@ -356,8 +378,10 @@ std::map<std::string, double> category_positions(std::set<std::string> values) {
   return pos;
 }
 
-nlohmann::json category_chart(const std::vector<RunPoint>& points, const std::vector<std::string>& keys,
-                              const std::vector<std::string>& group_keys, const std::string& metric) {
+nlohmann::json category_chart(const std::vector<RunPoint>& points,
+                              const std::vector<std::string>& keys,
+                              const std::vector<std::string>& group_keys,
+                              const std::string& metric) {
   std::set<std::string> values;
   for (const auto& p : points) values.insert(group_label(p, keys, true));
   const auto pos = category_positions(values);
@@ -367,12 +391,12 @@ nlohmann::json category_chart(const std::vector<RunPoint>& points, const std::ve
   });
 }
 
-nlohmann::json model_chart(const std::vector<RunPoint>& points, const std::vector<std::string>& model_keys,
+nlohmann::json model_chart(const std::vector<RunPoint>& points,
+                           const std::vector<std::string>& model_keys,
                            const std::vector<std::string>& group_keys, const std::string& metric,
                            const std::map<std::string, double>& params) {
-  const bool have = std::all_of(points.begin(), points.end(), [&](const RunPoint& p) {
-    return params.count(p.run.name) > 0;
-  });
+  const bool have = std::all_of(points.begin(), points.end(),
+                                [&](const RunPoint& p) { return params.count(p.run.name) > 0; });
   nlohmann::json c;
   if (have) {
     c = axis_chart(points, group_keys, metric, [&](const RunPoint& p) -> std::optional<AxisX> {
@@ -397,15 +421,22 @@ nlohmann::json step_chart(State& state, const std::vector<RunPoint>& points,
     label[p.run.name] = group_keys.empty() ? "mean over modalities" : group_label(p, group_keys);
   Aggregate agg;
   for (const auto& e : state.evaluations()) {
-    if (e.modality != "mean" || e.metric != metric || !e.absent.empty() || !label.count(e.run)) continue;
+    if (e.modality != "mean" || e.metric != metric || !e.absent.empty() || !label.count(e.run))
+      continue;
     agg.add(label[e.run], static_cast<double>(e.step), e.value);
   }
-  return {{"file", "recall_vs_step.png"}, {"title", "mean " + metric + " over modalities vs training step"},
-          {"x_label", "training step"}, {"x_scale", "linear"}, {"integer_x", true},
-          {"legend_title", fmt::format("{}", fmt::join(group_keys, ", "))}, {"series", agg.to_json()}};
+  return {{"file", "recall_vs_step.png"},
+          {"title", "mean " + metric + " over modalities vs training step"},
+          {"x_label", "training step"},
+          {"x_scale", "linear"},
+          {"integer_x", true},
+          {"legend_title", fmt::format("{}", fmt::join(group_keys, ", "))},
+          {"series", agg.to_json()}};
 }
 
-std::string join_keys(const std::vector<std::string>& keys) { return fmt::format("{}", fmt::join(keys, ", ")); }
+std::string join_keys(const std::vector<std::string>& keys) {
+  return fmt::format("{}", fmt::join(keys, ", "));
+}
 
 }  // namespace
 
@@ -417,10 +448,15 @@ nlohmann::json plot_data(State& state, const std::map<std::string, double>& mode
   const auto swept = swept_axes(points);
   std::vector<std::string> seeds, model, others, non_seed;
   for (const auto& k : swept) {
-    if (is_seed_axis(k)) { seeds.push_back(k); continue; }
+    if (is_seed_axis(k)) {
+      seeds.push_back(k);
+      continue;
+    }
     non_seed.push_back(k);
-    if (is_model_axis(k)) model.push_back(k);
-    else if (k != "data_fraction") others.push_back(k);
+    if (is_model_axis(k))
+      model.push_back(k);
+    else if (k != "data_fraction")
+      others.push_back(k);
   }
   auto without = [&](const std::vector<std::string>& drop) {
     std::vector<std::string> out;
@@ -429,31 +465,43 @@ nlohmann::json plot_data(State& state, const std::map<std::string, double>& mode
     return out;
   };
   nlohmann::json plots = nlohmann::json::array();
-  if (!model.empty()) plots.push_back(model_chart(points, model, without(model), metric, model_params));
+  if (!model.empty())
+    plots.push_back(model_chart(points, model, without(model), metric, model_params));
   if (std::find(swept.begin(), swept.end(), "data_fraction") != swept.end()) {
-    auto c = axis_chart(points, without({"data_fraction"}), metric, [](const RunPoint& p) -> std::optional<AxisX> {
-      return AxisX{p.run.data_fraction, fmt::format("{:g}", p.run.data_fraction)};
-    });
-    c.update({{"file", "recall_vs_data_fraction.png"}, {"title", metric + " vs data fraction (last evaluated checkpoint)"},
-              {"x_label", "data fraction (share of the training rows, log scale)"}, {"x_scale", "log"}});
+    auto c = axis_chart(
+        points, without({"data_fraction"}), metric, [](const RunPoint& p) -> std::optional<AxisX> {
+          return AxisX{p.run.data_fraction, fmt::format("{:g}", p.run.data_fraction)};
+        });
+    c.update({{"file", "recall_vs_data_fraction.png"},
+              {"title", metric + " vs data fraction (last evaluated checkpoint)"},
+              {"x_label", "data fraction (share of the training rows, log scale)"},
+              {"x_scale", "log"}});
     plots.push_back(c);
   }
   for (const auto& k : others) {
     auto c = category_chart(points, {k}, without({k}), metric);
-    c.update({{"file", "recall_vs_" + k + ".png"}, {"title", metric + " vs " + k + " (last evaluated checkpoint)"},
+    c.update({{"file", "recall_vs_" + k + ".png"},
+              {"title", metric + " vs " + k + " (last evaluated checkpoint)"},
               {"x_label", k}});
     plots.push_back(c);
   }
   plots.push_back(step_chart(state, points, non_seed, metric));
-  const std::string note = seeds.empty()
-      ? "one run per point"
-      : fmt::format("each point: mean over the runs that differ only in {}; error bars: min-max", join_keys(seeds));
+  const std::string note =
+      seeds.empty()
+          ? "one run per point"
+          : fmt::format(
+                "each point: mean over the runs that differ only in {}; error bars: min-max",
+                join_keys(seeds));
   for (auto& c : plots) {
     c["y_label"] = metric;
     c["note"] = note;
   }
-  return {{"format", "m3ret-plot-data"}, {"version", 1}, {"metric", metric}, {"swept_axes", swept},
-          {"seed_axes", seeds}, {"error_bars", seeds.empty() ? "none" : "min-max over " + join_keys(seeds)},
+  return {{"format", "m3ret-plot-data"},
+          {"version", 1},
+          {"metric", metric},
+          {"swept_axes", swept},
+          {"seed_axes", seeds},
+          {"error_bars", seeds.empty() ? "none" : "min-max over " + join_keys(seeds)},
           {"plots", plots}};
 }
 
@@ -467,7 +515,8 @@ fs::path find_plot_script() {
   for (const fs::path& dir : {launcher::self_path().parent_path() / M3RET_PYTHON_FROM_BIN,
                               fs::path(M3RET_SOURCE_PYTHON_DIR)}) {
     std::error_code ec;
-    if (fs::is_regular_file(dir / "m3ret_plots.py", ec)) return (dir / "m3ret_plots.py").lexically_normal();
+    if (fs::is_regular_file(dir / "m3ret_plots.py", ec))
+      return (dir / "m3ret_plots.py").lexically_normal();
   }
   return {};
 }
@@ -481,7 +530,8 @@ PlotOutcome read_plot_outcome(const fs::path& report_dir) {
     out.files = j.at("files").get<std::vector<std::string>>();
     out.skipped = j.at("skipped").get<std::string>();
   } catch (const std::exception& e) {
-    out.skipped = fmt::format("'{}' is unreadable: {}", (report_dir / "plots.json").string(), e.what());
+    out.skipped =
+        fmt::format("'{}' is unreadable: {}", (report_dir / "plots.json").string(), e.what());
   }
   return out;
 }
@@ -501,21 +551,29 @@ std::string draw_plots(const fs::path& dir, const nlohmann::json& data, const Pl
   const fs::path script = o.script.empty() ? find_plot_script() : o.script;
   std::error_code ec;
   if (script.empty() || !fs::is_regular_file(script, ec)) {
-    return script.empty() ? fmt::format("the plotting script m3ret_plots.py is neither in {} nor in {}",
-                                        (launcher::self_path().parent_path() / M3RET_PYTHON_FROM_BIN).lexically_normal().string(),
-                                        M3RET_SOURCE_PYTHON_DIR)
-                          : fmt::format("the plotting script '{}' does not exist", script.string());
+    return script.empty()
+               ? fmt::format("the plotting script m3ret_plots.py is neither in {} nor in {}",
+                             (launcher::self_path().parent_path() / M3RET_PYTHON_FROM_BIN)
+                                 .lexically_normal()
+                                 .string(),
+                             M3RET_SOURCE_PYTHON_DIR)
+               : fmt::format("the plotting script '{}' does not exist", script.string());
   }
   const fs::path python = o.python.empty() ? default_python() : o.python;
-  const auto r = launcher::run_capture({python.string(), script.string(), (dir / "plot_data.json").string(), dir.string()});
+  const auto r = launcher::run_capture(
+      {python.string(), script.string(), (dir / "plot_data.json").string(), dir.string()});
   if (r.status == 127) {
-    return fmt::format("Python '{}' could not be started (set M3RET_PLOT_PYTHON to a Python 3 with matplotlib)",
-                       python.string());
+    return fmt::format(
+        "Python '{}' could not be started (set M3RET_PLOT_PYTHON to a Python 3 with matplotlib)",
+        python.string());
   }
-  if (r.status != 0) return fmt::format("{} exited with {}: {}", script.filename().string(), r.status, last_line(r.err));
+  if (r.status != 0)
+    return fmt::format("{} exited with {}: {}", script.filename().string(), r.status,
+                       last_line(r.err));
   for (const auto& c : data["plots"]) {
     const std::string f = c["file"];
-    if (!fs::is_regular_file(dir / f, ec)) return fmt::format("{} did not write {}", script.filename().string(), f);
+    if (!fs::is_regular_file(dir / f, ec))
+      return fmt::format("{} did not write {}", script.filename().string(), f);
   }
   return "";
 }
@@ -526,18 +584,23 @@ PlotOutcome update_plots(const fs::path& dir, const nlohmann::json& data, const 
   const PlotOutcome prev = read_plot_outcome(dir);
   std::error_code ec;
   if (fs::exists(dir / "plots.json", ec) && read_text(dir / "plot_data.json") == text &&
-      std::all_of(prev.files.begin(), prev.files.end(), [&](const std::string& f) { return fs::exists(dir / f, ec); })) {
+      std::all_of(prev.files.begin(), prev.files.end(),
+                  [&](const std::string& f) { return fs::exists(dir / f, ec); })) {
     return prev;
   }
   write_file(dir / "plot_data.json", text);
   PlotOutcome out;
   out.skipped = draw_plots(dir, data, o);
   for (const auto& c : data["plots"]) {
-    if (out.skipped.empty()) out.files.push_back(c["file"]);
-    else fs::remove(dir / c["file"].get<std::string>(), ec);  // no stale chart beside the new data
+    if (out.skipped.empty())
+      out.files.push_back(c["file"]);
+    else
+      fs::remove(dir / c["file"].get<std::string>(), ec);  // no stale chart beside the new data
   }
-  if (!out.skipped.empty() && out.skipped != prev.skipped) spdlog::warn("orchestrate: plots skipped: {}", out.skipped);
-  write_file(dir / "plots.json", nlohmann::json{{"files", out.files}, {"skipped", out.skipped}}.dump(1) + "\n");
+  if (!out.skipped.empty() && out.skipped != prev.skipped)
+    spdlog::warn("orchestrate: plots skipped: {}", out.skipped);
+  write_file(dir / "plots.json",
+             nlohmann::json{{"files", out.files}, {"skipped", out.skipped}}.dump(1) + "\n");
   return out;
 }
 
@@ -548,12 +611,14 @@ void write_scaling_report(State& state, const fs::path& dir, const ReportOptions
   const auto table = scaling_table(state);
   write_file(dir / "scaling.csv", to_csv(table));
   const PlotOutcome plots = update_plots(dir, plot_data(state, opts.model_params), opts.plots);
-  std::string md = "# Scaling report\n\nFinal evaluated checkpoint of every run of the sweep; `mean` "
-                   "averages the modalities. Written by `m3ret orchestrate` from its state database.\n\n";
+  std::string md =
+      "# Scaling report\n\nFinal evaluated checkpoint of every run of the sweep; `mean` "
+      "averages the modalities. Written by `m3ret orchestrate` from its state database.\n\n";
   md += to_markdown(table);
   md += "\n## Plots\n\n";
   if (!plots.skipped.empty()) md += "Plots skipped: " + plots.skipped + "\n";
-  for (const auto& f : plots.files) md += fmt::format("![{}]({})\n", fs::path(f).stem().string(), f);
+  for (const auto& f : plots.files)
+    md += fmt::format("![{}]({})\n", fs::path(f).stem().string(), f);
   write_file(dir / "scaling.md", md);
 }
 

@@ -57,8 +57,9 @@ nlohmann::json plot_data(State& state, const std::map<std::string, double>& mode
 // A run's evaluation at its last evaluated step.
 struct FinalEvaluation {
   int64_t step = -1;  // -1: not evaluated yet
-  std::map<std::string, std::map<std::string, double>> values;  // modality or "mean" -> metric -> value
-  std::map<std::string, std::string> absent;                    // modality -> why it has no figure
+  std::map<std::string, std::map<std::string, double>>
+      values;                                 // modality or "mean" -> metric -> value
+  std::map<std::string, std::string> absent;  // modality -> why it has no figure
   // Modalities in the evaluation, absent ones included ("mean" is none).
   size_t modalities() const;
   // What the mean covers: "" when every modality, "mean over 2 of 3" when some
@@ -86,6 +87,7 @@ struct ReportOptions {
 // Writes every file of the report into `dir`, each atomically. The charts are
 // redrawn only when their data changed; when they cannot be drawn the report
 // says why and nothing fails.
-void write_scaling_report(State& state, const std::filesystem::path& dir, const ReportOptions& opts = {});
+void write_scaling_report(State& state, const std::filesystem::path& dir,
+                          const ReportOptions& opts = {});
 
 }  // namespace m3ret::orchestrator

@@ -33,9 +33,10 @@ StateLock::StateLock(const fs::path& db) {
     std::string holder;
     std::ifstream(f) >> holder;
     ::close(fd_);
-    throw Error(fmt::format("another m3ret orchestrate (pid {}) is running on '{}' (lock '{}'); "
-                            "stop it first, or use m3ret status to watch it",
-                            holder.empty() ? "?" : holder, db.string(), f.string()));
+    throw Error(
+        fmt::format("another m3ret orchestrate (pid {}) is running on '{}' (lock '{}'); "
+                    "stop it first, or use m3ret status to watch it",
+                    holder.empty() ? "?" : holder, db.string(), f.string()));
   }
   std::string pid = std::to_string(::getpid()) + "\n";
   if (::ftruncate(fd_, 0) != 0 || ::pwrite(fd_, pid.data(), pid.size(), 0) < 0) {
@@ -45,9 +46,11 @@ StateLock::StateLock(const fs::path& db) {
 
 StateLock::~StateLock() { ::close(fd_); }
 
-void check_ownership(State& state, const fs::path& db, const Sweep& sweep, const std::string& backend) {
+void check_ownership(State& state, const fs::path& db, const Sweep& sweep,
+                     const std::string& backend) {
   if (auto prev = state.meta("sweep_file"); prev && *prev != sweep.file.string()) {
-    throw Error(fmt::format("state '{}' belongs to sweep '{}', not '{}'", db.string(), *prev, sweep.file.string()));
+    throw Error(fmt::format("state '{}' belongs to sweep '{}', not '{}'", db.string(), *prev,
+                            sweep.file.string()));
   }
   if (auto prev = state.meta("backend"); prev && *prev != backend) {
     throw Error(fmt::format("state '{}' was run with --backend {}; a sweep cannot change backend",
@@ -61,7 +64,9 @@ void write_token_file(const fs::path& work_dir, const std::string& token) {
   ::chmod(file.c_str(), 0600);
 }
 
-void write_port_file(const fs::path& work_dir, int port) { std::ofstream(work_dir / "port") << port << "\n"; }
+void write_port_file(const fs::path& work_dir, int port) {
+  std::ofstream(work_dir / "port") << port << "\n";
+}
 
 namespace {
 
@@ -89,10 +94,11 @@ std::unique_ptr<HttpServer> start_server(const SessionOptions& o, const Sweep& s
   const std::string token = o.token.empty() ? random_token() : o.token;
   write_token_file(sweep.work_dir, token);
   auto server = std::make_unique<HttpServer>(
-      static_cast<uint16_t>(o.port), make_status_handler(state, &orch, token, orch.report_dir().string()), mutex);
+      static_cast<uint16_t>(o.port),
+      make_status_handler(state, &orch, token, orch.report_dir().string()), mutex);
   write_port_file(sweep.work_dir, server->port());
-  spdlog::info("orchestrate: status on http://127.0.0.1:{}/ (token for cancel/retry in {})", server->port(),
-               (sweep.work_dir / "token").string());
+  spdlog::info("orchestrate: status on http://127.0.0.1:{}/ (token for cancel/retry in {})",
+               server->port(), (sweep.work_dir / "token").string());
   return server;
 }
 
@@ -103,9 +109,10 @@ void check_all_succeeded(State& state, const Sweep& sweep, const fs::path& db) {
     if (r.state != RunState::kSucceeded) bad.push_back(r.name + " " + to_string(r.state));
   }
   if (!bad.empty()) {
-    throw Error(fmt::format("{} of {} runs did not succeed: {} (see m3ret status --state {}; "
-                            "--retry-failed runs the failed ones again)",
-                            bad.size(), sweep.runs.size(), fmt::join(bad, ", "), db.string()));
+    throw Error(
+        fmt::format("{} of {} runs did not succeed: {} (see m3ret status --state {}; "
+                    "--retry-failed runs the failed ones again)",
+                    bad.size(), sweep.runs.size(), fmt::join(bad, ", "), db.string()));
   }
 }
 
@@ -119,16 +126,17 @@ void run_session(const SessionOptions& o, const std::atomic<bool>& stop) {
   StateLock lock(db);
   State state(db);
   check_ownership(state, db, sweep, o.backend);
-  std::unique_ptr<Backend> backend = o.backend == "slurm" ? make_slurm_backend(sweep.slurm)
-                                                          : make_local_backend(sweep.local.max_parallel);
+  std::unique_ptr<Backend> backend = o.backend == "slurm"
+                                         ? make_slurm_backend(sweep.slurm)
+                                         : make_local_backend(sweep.local.max_parallel);
   Orchestrator orch(sweep, state, *backend, orchestrator_options(o, sweep));
   orch.reconcile();
   if (o.retry_failed) retry_failed_runs(state, orch);
   std::mutex mutex;
   std::unique_ptr<HttpServer> server;
   if (o.server) server = start_server(o, sweep, state, orch, mutex);
-  spdlog::info("orchestrate: sweep {} ({} runs, {} backend), state {}", sweep.name, sweep.runs.size(),
-               backend->name(), db.string());
+  spdlog::info("orchestrate: sweep {} ({} runs, {} backend), state {}", sweep.name,
+               sweep.runs.size(), backend->name(), db.string());
   orch.run(o.poll, stop, &mutex);
   std::lock_guard<std::mutex> guard(mutex);
   try {

@@ -28,9 +28,12 @@ std::string trim(std::string s) {
 
 const char* template_name(JobKind kind) {
   switch (kind) {
-    case JobKind::kTrain: return "pretrain.sbatch";
-    case JobKind::kEval: return "eval.sbatch";
-    default: return "shard.sbatch";
+    case JobKind::kTrain:
+      return "pretrain.sbatch";
+    case JobKind::kEval:
+      return "eval.sbatch";
+    default:
+      return "shard.sbatch";
   }
 }
 
@@ -42,11 +45,13 @@ class SlurmBackend : public Backend {
   bool supports_dependencies() const override { return true; }
   // A train job's ranks are the allocation's (nodes x ntasks-per-node):
   // mpirun takes them from Slurm.
-  std::string mpi_launch_prefix(JobKind kind, int ranks, const std::string& mpiexec) const override {
+  std::string mpi_launch_prefix(JobKind kind, int ranks,
+                                const std::string& mpiexec) const override {
     if (kind != JobKind::kTrain) return Backend::mpi_launch_prefix(kind, ranks, mpiexec);
     const auto words = split_command(mpiexec, "mpiexec");
     const bool bound = std::find(words.begin(), words.end(), "--bind-to") != words.end();
-    return launcher::shell_line(words) + (bound ? "" : " --bind-to none") + (geteuid() == 0 ? " --allow-run-as-root" : "");
+    return launcher::shell_line(words) + (bound ? "" : " --bind-to none") +
+           (geteuid() == 0 ? " --allow-run-as-root" : "");
   }
 
   std::string submit(const JobRequest& job) override {
@@ -84,9 +89,11 @@ class SlurmBackend : public Backend {
     argv.push_back(script.string());
     auto r = run_capture(argv);
     std::string id = trim(r.out);
-    if (auto semi = id.find(';'); semi != std::string::npos) id = id.substr(0, semi);  // "id;cluster"
+    if (auto semi = id.find(';'); semi != std::string::npos)
+      id = id.substr(0, semi);  // "id;cluster"
     if (r.status != 0 || id.empty() || id.find_first_not_of("0123456789") != std::string::npos) {
-      throw Error(fmt::format("sbatch refused job '{}' (exit {}): {}", job.name, r.status, trim(r.err)));
+      throw Error(
+          fmt::format("sbatch refused job '{}' (exit {}): {}", job.name, r.status, trim(r.err)));
     }
     return id;
   }
@@ -95,7 +102,8 @@ class SlurmBackend : public Backend {
     auto q = run_capture({"squeue", "-h", "-j", id, "-o", "%T %r"});
     std::string line = trim(q.out.substr(0, q.out.find('\n')));
     std::string st = line.substr(0, line.find(' '));
-    std::string why = line.find(' ') == std::string::npos ? "" : trim(line.substr(line.find(' ') + 1));
+    std::string why =
+        line.find(' ') == std::string::npos ? "" : trim(line.substr(line.find(' ') + 1));
     if (q.status == 0 && !st.empty()) {
       if (st == "PENDING" && why == "DependencyNeverSatisfied") {
         // An after_ok job failed. --kill-on-invalid-dep=yes makes Slurm cancel
@@ -103,7 +111,8 @@ class SlurmBackend : public Backend {
         run_capture({"scancel", id});
         return {JobState::kCancelled, -1, fmt::format("{} ({})", kDependencyFailed, why)};
       }
-      if (st == "RUNNING" || st == "SUSPENDED" || st == "STOPPED") return {JobState::kRunning, -1, st};
+      if (st == "RUNNING" || st == "SUSPENDED" || st == "STOPPED")
+        return {JobState::kRunning, -1, st};
       if (st == "PENDING" || st == "CONFIGURING" || st == "REQUEUED" || st == "REQUEUE_HOLD" ||
           st == "REQUEUE_FED" || st == "RESIZING") {
         return {JobState::kSubmitted, -1, st};
@@ -115,7 +124,8 @@ class SlurmBackend : public Backend {
     // belongs to the attempt Slurm is about to run again.
     if (st == "COMPLETING") return {JobState::kRunning, -1, st};
     if (auto rc = read_exit_code(job_dir)) {
-      return {*rc == 0 ? JobState::kSucceeded : JobState::kFailed, *rc, fmt::format("exit code {}", *rc)};
+      return {*rc == 0 ? JobState::kSucceeded : JobState::kFailed, *rc,
+              fmt::format("exit code {}", *rc)};
     }
     auto c = run_capture({"scontrol", "show", "job", id, "-o"});
     if (c.status == 0 && c.out.find("JobState=") != std::string::npos) {
@@ -153,17 +163,20 @@ class SlurmBackend : public Backend {
   }
 
   Observed terminal_from(const std::string& st, const std::string& why, const fs::path& job_dir) {
-    if (st == "PENDING" || st == "REQUEUED" || st == "CONFIGURING") return {JobState::kSubmitted, -1, st};
+    if (st == "PENDING" || st == "REQUEUED" || st == "CONFIGURING")
+      return {JobState::kSubmitted, -1, st};
     if (st == "RUNNING" || st == "COMPLETING") return {JobState::kRunning, -1, st};
     auto rc = read_exit_code(job_dir);
     if (st == "COMPLETED") return {JobState::kSucceeded, rc.value_or(0), st};
     if (st == "CANCELLED" && why == "DependencyNeverSatisfied") {
       // --kill-on-invalid-dep=yes: Slurm cancelled it because an after_ok job failed.
-      return {JobState::kCancelled, rc.value_or(-1), fmt::format("{} ({})", kDependencyFailed, why)};
+      return {JobState::kCancelled, rc.value_or(-1),
+              fmt::format("{} ({})", kDependencyFailed, why)};
     }
     if (st == "CANCELLED") return {JobState::kCancelled, rc.value_or(-1), st};
     if (st == "PREEMPTED") return {JobState::kPreempted, rc.value_or(-1), st};
-    return {JobState::kFailed, rc.value_or(-1), st};  // FAILED, TIMEOUT, NODE_FAIL, OUT_OF_MEMORY...
+    return {JobState::kFailed, rc.value_or(-1),
+            st};  // FAILED, TIMEOUT, NODE_FAIL, OUT_OF_MEMORY...
   }
 
   // The template's header (everything outside the body markers) + the job's body.
@@ -179,7 +192,10 @@ class SlurmBackend : public Backend {
         in_body = found = true;
         out << "# body generated by m3ret orchestrate for job " << job.name << "\n";
         // MPIEXEC: the command line, quoted (sh -c "$MPIEXEC ..." or eval keeps quoted options whole).
-        out << "export MPIEXEC=" << launcher::shell_line({launcher::shell_line(split_command(o_.mpiexec, "slurm.mpiexec"))}) << "\n";
+        out << "export MPIEXEC="
+            << launcher::shell_line(
+                   {launcher::shell_line(split_command(o_.mpiexec, "slurm.mpiexec"))})
+            << "\n";
         out << job_wrapper_script(job.command, job.job_dir, "$SLURM_JOB_ID");
         continue;
       }
@@ -189,7 +205,9 @@ class SlurmBackend : public Backend {
       }
       if (!in_body) out << line << "\n";
     }
-    if (!found) throw Error(fmt::format("Slurm template '{}' has no @M3RET_BODY_BEGIN@ marker", tpl.string()));
+    if (!found)
+      throw Error(
+          fmt::format("Slurm template '{}' has no @M3RET_BODY_BEGIN@ marker", tpl.string()));
     return out.str();
   }
   SlurmOptions o_;

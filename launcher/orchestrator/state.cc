@@ -51,9 +51,18 @@ class Stmt {
     sqlite3_bind_text(s_, i, v.c_str(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
     return *this;
   }
-  Stmt& bind(int i, int64_t v) { sqlite3_bind_int64(s_, i, v); return *this; }
-  Stmt& bind(int i, int v) { sqlite3_bind_int64(s_, i, v); return *this; }
-  Stmt& bind(int i, double v) { sqlite3_bind_double(s_, i, v); return *this; }
+  Stmt& bind(int i, int64_t v) {
+    sqlite3_bind_int64(s_, i, v);
+    return *this;
+  }
+  Stmt& bind(int i, int v) {
+    sqlite3_bind_int64(s_, i, v);
+    return *this;
+  }
+  Stmt& bind(int i, double v) {
+    sqlite3_bind_double(s_, i, v);
+    return *this;
+  }
   // True while there is a row.
   bool step() {
     int rc = sqlite3_step(s_);
@@ -105,23 +114,34 @@ double now_seconds() {
 
 const char* to_string(JobState s) {
   switch (s) {
-    case JobState::kIntent: return "intent";
-    case JobState::kSubmitted: return "submitted";
-    case JobState::kRunning: return "running";
-    case JobState::kSucceeded: return "succeeded";
-    case JobState::kFailed: return "failed";
-    case JobState::kPreempted: return "preempted";
-    case JobState::kCancelled: return "cancelled";
+    case JobState::kIntent:
+      return "intent";
+    case JobState::kSubmitted:
+      return "submitted";
+    case JobState::kRunning:
+      return "running";
+    case JobState::kSucceeded:
+      return "succeeded";
+    case JobState::kFailed:
+      return "failed";
+    case JobState::kPreempted:
+      return "preempted";
+    case JobState::kCancelled:
+      return "cancelled";
   }
   return "?";
 }
 
 const char* to_string(JobKind k) {
   switch (k) {
-    case JobKind::kData: return "data";
-    case JobKind::kShard: return "shard";
-    case JobKind::kTrain: return "train";
-    case JobKind::kEval: return "eval";
+    case JobKind::kData:
+      return "data";
+    case JobKind::kShard:
+      return "shard";
+    case JobKind::kTrain:
+      return "train";
+    case JobKind::kEval:
+      return "eval";
   }
   return "?";
 }
@@ -131,35 +151,47 @@ namespace {
 // The value of `all` named `s` (as to_string writes it).
 template <class E>
 E from_name(const std::string& s, std::initializer_list<E> all, const char* what) {
-  for (E e : all) if (s == to_string(e)) return e;
+  for (E e : all)
+    if (s == to_string(e)) return e;
   throw Error(fmt::format("unknown {} '{}' in the state database", what, s));
 }
 
 }  // namespace
 
 JobState job_state_from(const std::string& s) {
-  return from_name(s, {JobState::kIntent, JobState::kSubmitted, JobState::kRunning, JobState::kSucceeded,
-                       JobState::kFailed, JobState::kPreempted, JobState::kCancelled}, "job state");
+  return from_name(
+      s,
+      {JobState::kIntent, JobState::kSubmitted, JobState::kRunning, JobState::kSucceeded,
+       JobState::kFailed, JobState::kPreempted, JobState::kCancelled},
+      "job state");
 }
 
 JobKind job_kind_from(const std::string& s) {
-  return from_name(s, {JobKind::kData, JobKind::kShard, JobKind::kTrain, JobKind::kEval}, "job kind");
+  return from_name(s, {JobKind::kData, JobKind::kShard, JobKind::kTrain, JobKind::kEval},
+                   "job kind");
 }
 
 const char* to_string(RunState s) {
   switch (s) {
-    case RunState::kPending: return "pending";
-    case RunState::kRunning: return "running";
-    case RunState::kSucceeded: return "succeeded";
-    case RunState::kFailed: return "failed";
-    case RunState::kCancelled: return "cancelled";
+    case RunState::kPending:
+      return "pending";
+    case RunState::kRunning:
+      return "running";
+    case RunState::kSucceeded:
+      return "succeeded";
+    case RunState::kFailed:
+      return "failed";
+    case RunState::kCancelled:
+      return "cancelled";
   }
   return "?";
 }
 
 RunState run_state_from(const std::string& s) {
-  return from_name(s, {RunState::kPending, RunState::kRunning, RunState::kSucceeded, RunState::kFailed,
-                       RunState::kCancelled}, "run state");
+  return from_name(s,
+                   {RunState::kPending, RunState::kRunning, RunState::kSucceeded, RunState::kFailed,
+                    RunState::kCancelled},
+                   "run state");
 }
 
 std::ostream& operator<<(std::ostream& os, RunState s) { return os << to_string(s); }
@@ -219,7 +251,9 @@ State::State(const std::filesystem::path& db, bool read_only) : path_(db) {
       exec(kSchema);
       auto v = meta("schema_version");
       if (!v) {
-        Stmt(db_, "INSERT INTO meta VALUES ('schema_version', ?)").bind(1, std::to_string(kSchemaVersion)).step();
+        Stmt(db_, "INSERT INTO meta VALUES ('schema_version', ?)")
+            .bind(1, std::to_string(kSchemaVersion))
+            .step();
         Stmt(db_, "INSERT INTO meta VALUES ('format', 'm3ret-orchestrator-state')").step();
       } else if (*v != std::to_string(kSchemaVersion)) {
         throw Error(fmt::format("state database '{}' has schema version {}, this m3ret reads {}",
@@ -265,8 +299,13 @@ std::optional<std::string> State::meta(const std::string& key) {
 void State::upsert_run(const RunRow& r) {
   Tx tx(*this);
   Stmt s(db_, "INSERT OR IGNORE INTO runs VALUES (?, ?, ?, ?, ?, ?, ?)");
-  s.bind(1, r.name).bind(2, r.params_json).bind(3, r.data_fraction).bind(4, r.run_dir)
-      .bind(5, r.shards_dir).bind(6, std::string(to_string(r.state))).bind(7, r.failures);
+  s.bind(1, r.name)
+      .bind(2, r.params_json)
+      .bind(3, r.data_fraction)
+      .bind(4, r.run_dir)
+      .bind(5, r.shards_dir)
+      .bind(6, std::string(to_string(r.state)))
+      .bind(7, r.failures);
   s.step();
   tx.commit();
 }
@@ -276,7 +315,10 @@ void State::set_run_state(const std::string& run, RunState to, const std::string
   const std::string state = to_string(to);
   Stmt(db_, "UPDATE runs SET state = ? WHERE name = ?").bind(1, state).bind(2, run).step();
   Stmt(db_, "INSERT INTO events (time, run, job, message) VALUES (?, ?, '', ?)")
-      .bind(1, now_seconds()).bind(2, run).bind(3, "run " + state + (why.empty() ? "" : ": " + why)).step();
+      .bind(1, now_seconds())
+      .bind(2, run)
+      .bind(3, "run " + state + (why.empty() ? "" : ": " + why))
+      .step();
   tx.commit();
 }
 
@@ -288,14 +330,17 @@ void State::retry_run(const std::string& run) {
   Tx tx(*this);
   Stmt(db_, "UPDATE runs SET state = 'pending', failures = 0 WHERE name = ?").bind(1, run).step();
   Stmt(db_, "INSERT INTO events (time, run, job, message) VALUES (?, ?, '', 'retry requested')")
-      .bind(1, now_seconds()).bind(2, run).step();
+      .bind(1, now_seconds())
+      .bind(2, run)
+      .step();
   tx.commit();
 }
 
 std::vector<RunRow> State::runs() {
   std::vector<RunRow> out;
-  Stmt s(db_, "SELECT name, params_json, data_fraction, run_dir, shards_dir, state, failures "
-              "FROM runs ORDER BY name");
+  Stmt s(db_,
+         "SELECT name, params_json, data_fraction, run_dir, shards_dir, state, failures "
+         "FROM runs ORDER BY name");
   while (s.step()) {
     out.push_back({s.text(0), s.text(1), s.real(2), s.text(3), s.text(4), run_state_from(s.text(5)),
                    static_cast<int>(s.i64(6))});
@@ -304,26 +349,41 @@ std::vector<RunRow> State::runs() {
 }
 
 std::optional<RunRow> State::run(const std::string& name) {
-  for (auto& r : runs()) if (r.name == name) return r;
+  for (auto& r : runs())
+    if (r.name == name) return r;
   return std::nullopt;
 }
 
 int64_t State::add_job(const JobRow& j) {
   Tx tx(*this);
   double t = now_seconds();
-  Stmt s(db_, "INSERT INTO jobs (name, run, grp, kind, state, attempt, step, backend_id, command, "
-              "job_dir, exit_code, reason, created, updated) "
-              "VALUES (?, ?, ?, ?, 'intent', ?, ?, '', ?, ?, -1, '', ?, ?)");
-  s.bind(1, j.name).bind(2, j.run).bind(3, j.group).bind(4, std::string(to_string(j.kind)))
-      .bind(5, j.attempt).bind(6, j.step).bind(7, j.command).bind(8, j.job_dir).bind(9, t).bind(10, t);
+  Stmt s(db_,
+         "INSERT INTO jobs (name, run, grp, kind, state, attempt, step, backend_id, command, "
+         "job_dir, exit_code, reason, created, updated) "
+         "VALUES (?, ?, ?, ?, 'intent', ?, ?, '', ?, ?, -1, '', ?, ?)");
+  s.bind(1, j.name)
+      .bind(2, j.run)
+      .bind(3, j.group)
+      .bind(4, std::string(to_string(j.kind)))
+      .bind(5, j.attempt)
+      .bind(6, j.step)
+      .bind(7, j.command)
+      .bind(8, j.job_dir)
+      .bind(9, t)
+      .bind(10, t);
   try {
     s.step();
   } catch (const Error& e) {
-    throw Error(fmt::format("job '{}' already exists in '{}' ({})", j.name, path_.string(), e.what()));
+    throw Error(
+        fmt::format("job '{}' already exists in '{}' ({})", j.name, path_.string(), e.what()));
   }
   int64_t id = sqlite3_last_insert_rowid(db_);
   Stmt(db_, "INSERT INTO events (time, run, job, message) VALUES (?, ?, ?, ?)")
-      .bind(1, t).bind(2, j.run).bind(3, j.name).bind(4, std::string("intent to submit")).step();
+      .bind(1, t)
+      .bind(2, j.run)
+      .bind(3, j.name)
+      .bind(4, std::string("intent to submit"))
+      .step();
   tx.commit();
   return id;
 }
@@ -338,17 +398,26 @@ void State::transition(int64_t id, JobState to, const std::string& reason,
                             to_string(to)));
   }
   if (j->state == to && !backend_id && !exit_code) return;
-  Stmt s(db_, "UPDATE jobs SET state = ?, reason = ?, backend_id = ?, exit_code = ?, updated = ? "
-              "WHERE id = ?");
-  s.bind(1, std::string(to_string(to))).bind(2, reason).bind(3, backend_id.value_or(j->backend_id))
-      .bind(4, exit_code.value_or(j->exit_code)).bind(5, now_seconds()).bind(6, id);
+  Stmt s(db_,
+         "UPDATE jobs SET state = ?, reason = ?, backend_id = ?, exit_code = ?, updated = ? "
+         "WHERE id = ?");
+  s.bind(1, std::string(to_string(to)))
+      .bind(2, reason)
+      .bind(3, backend_id.value_or(j->backend_id))
+      .bind(4, exit_code.value_or(j->exit_code))
+      .bind(5, now_seconds())
+      .bind(6, id);
   s.step();
   if (j->state != to) {
     std::string msg = fmt::format("{} -> {}", to_string(j->state), to_string(to));
     if (backend_id) msg += " (id " + *backend_id + ")";
     if (!reason.empty()) msg += ": " + reason;
     Stmt(db_, "INSERT INTO events (time, run, job, message) VALUES (?, ?, ?, ?)")
-        .bind(1, now_seconds()).bind(2, j->run).bind(3, j->name).bind(4, msg).step();
+        .bind(1, now_seconds())
+        .bind(2, j->run)
+        .bind(3, j->name)
+        .bind(4, msg)
+        .step();
   }
   tx.commit();
 }
@@ -386,7 +455,10 @@ bool State::add_checkpoint(const std::string& run, int64_t step, const std::stri
   bool added = sqlite3_changes(db_) > 0;
   if (added) {
     Stmt(db_, "INSERT INTO events (time, run, job, message) VALUES (?, ?, '', ?)")
-        .bind(1, now_seconds()).bind(2, run).bind(3, fmt::format("checkpoint step {}", step)).step();
+        .bind(1, now_seconds())
+        .bind(2, run)
+        .bind(3, fmt::format("checkpoint step {}", step))
+        .step();
   }
   tx.commit();
   return added;
@@ -400,18 +472,31 @@ std::vector<std::pair<int64_t, std::string>> State::checkpoints(const std::strin
   return out;
 }
 
-void State::set_evaluations(const std::string& run, int64_t step, const std::vector<Evaluation>& rows) {
+void State::set_evaluations(const std::string& run, int64_t step,
+                            const std::vector<Evaluation>& rows) {
   Tx tx(*this);
   Stmt(db_, "DELETE FROM evaluations WHERE run = ? AND step = ?").bind(1, run).bind(2, step).step();
-  Stmt(db_, "DELETE FROM absent_modalities WHERE run = ? AND step = ?").bind(1, run).bind(2, step).step();
+  Stmt(db_, "DELETE FROM absent_modalities WHERE run = ? AND step = ?")
+      .bind(1, run)
+      .bind(2, step)
+      .step();
   for (const auto& e : rows) {
     if (!e.absent.empty()) {
       Stmt(db_, "INSERT INTO absent_modalities VALUES (?, ?, ?, ?)")
-          .bind(1, run).bind(2, step).bind(3, e.modality).bind(4, e.absent).step();
+          .bind(1, run)
+          .bind(2, step)
+          .bind(3, e.modality)
+          .bind(4, e.absent)
+          .step();
       continue;
     }
     Stmt(db_, "INSERT INTO evaluations VALUES (?, ?, ?, ?, ?)")
-        .bind(1, run).bind(2, step).bind(3, e.modality).bind(4, e.metric).bind(5, e.value).step();
+        .bind(1, run)
+        .bind(2, step)
+        .bind(3, e.modality)
+        .bind(4, e.metric)
+        .bind(5, e.value)
+        .step();
   }
   tx.commit();
 }
@@ -419,11 +504,10 @@ void State::set_evaluations(const std::string& run, int64_t step, const std::vec
 std::vector<Evaluation> State::evaluations(const std::string& run) {
   std::vector<Evaluation> out;
   // Metric rows and absent rows (metric "", the reason in the last column), in one order.
-  std::string sql =
-      std::string("SELECT run, step, modality, metric, value, '' FROM evaluations ") +
-      (run.empty() ? "" : "WHERE run = ?1 ") +
-      "UNION ALL SELECT run, step, modality, '', 0, reason FROM absent_modalities " +
-      (run.empty() ? "" : "WHERE run = ?1 ") + "ORDER BY 1, 2, 3, 4";
+  std::string sql = std::string("SELECT run, step, modality, metric, value, '' FROM evaluations ") +
+                    (run.empty() ? "" : "WHERE run = ?1 ") +
+                    "UNION ALL SELECT run, step, modality, '', 0, reason FROM absent_modalities " +
+                    (run.empty() ? "" : "WHERE run = ?1 ") + "ORDER BY 1, 2, 3, 4";
   Stmt s(db_, sql.c_str());
   if (!run.empty()) s.bind(1, run);
   while (s.step()) out.push_back({s.text(0), s.i64(1), s.text(2), s.text(3), s.real(4), s.text(5)});
@@ -432,12 +516,17 @@ std::vector<Evaluation> State::evaluations(const std::string& run) {
 
 void State::event(const std::string& run, const std::string& job, const std::string& message) {
   Stmt(db_, "INSERT INTO events (time, run, job, message) VALUES (?, ?, ?, ?)")
-      .bind(1, now_seconds()).bind(2, run).bind(3, job).bind(4, message).step();
+      .bind(1, now_seconds())
+      .bind(2, run)
+      .bind(3, job)
+      .bind(4, message)
+      .step();
 }
 
 std::vector<Event> State::events(int64_t after_id, int limit) {
   std::vector<Event> out;
-  Stmt s(db_, "SELECT id, time, run, job, message FROM events WHERE id > ? ORDER BY id DESC LIMIT ?");
+  Stmt s(db_,
+         "SELECT id, time, run, job, message FROM events WHERE id > ? ORDER BY id DESC LIMIT ?");
   s.bind(1, after_id).bind(2, limit);
   while (s.step()) out.push_back({s.i64(0), s.real(1), s.text(2), s.text(3), s.text(4)});
   std::reverse(out.begin(), out.end());

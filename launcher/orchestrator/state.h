@@ -49,9 +49,9 @@ bool transition_allowed(JobState from, JobState to);
 
 struct JobRow {
   int64_t id = 0;
-  std::string name;        // unique; the backend's job name
-  std::string run;         // run name ("" for the data job)
-  std::string group;       // shard jobs: the shard set they build
+  std::string name;   // unique; the backend's job name
+  std::string run;    // run name ("" for the data job)
+  std::string group;  // shard jobs: the shard set they build
   JobKind kind = JobKind::kTrain;
   JobState state = JobState::kIntent;
   int attempt = 0;
@@ -71,14 +71,14 @@ struct RunRow {
   std::string run_dir;
   std::string shards_dir;
   RunState state = RunState::kPending;
-  int failures = 0;         // failed train attempts (preemptions do not count)
+  int failures = 0;  // failed train attempts (preemptions do not count)
 };
 
 struct Evaluation {
   std::string run;
   int64_t step = 0;
-  std::string modality;     // "xray", ...; "mean" for the mean over evaluated modalities
-  std::string metric;       // "recall@1", "map@10", ...; "" for an absent row
+  std::string modality;  // "xray", ...; "mean" for the mean over evaluated modalities
+  std::string metric;    // "recall@1", "map@10", ...; "" for an absent row
   double value = 0;
   // Why the modality has no figure (no evaluable query, eval/retrieval.h);
   // "" for a metric row.

@@ -40,9 +40,11 @@ nlohmann::json status_json(State& state) {
   auto evals = state.evaluations();
   j["runs"] = nlohmann::json::array();
   for (const auto& r : state.runs()) {
-    nlohmann::json run = {{"name", r.name}, {"state", to_string(r.state)},
+    nlohmann::json run = {{"name", r.name},
+                          {"state", to_string(r.state)},
                           {"params", nlohmann::json::parse(r.params_json)},
-                          {"data_fraction", r.data_fraction}, {"failures", r.failures},
+                          {"data_fraction", r.data_fraction},
+                          {"failures", r.failures},
                           {"run_dir", r.run_dir}};
     auto cks = state.checkpoints(r.name);
     run["checkpoints"] = cks.size();
@@ -62,16 +64,21 @@ nlohmann::json status_json(State& state) {
   }
   j["jobs"] = nlohmann::json::array();
   for (const auto& job : state.jobs()) {
-    j["jobs"].push_back({{"name", job.name}, {"run", job.run}, {"kind", to_string(job.kind)},
-                         {"state", to_string(job.state)}, {"attempt", job.attempt},
-                         {"step", job.step}, {"backend_id", job.backend_id},
-                         {"exit_code", job.exit_code}, {"reason", job.reason},
+    j["jobs"].push_back({{"name", job.name},
+                         {"run", job.run},
+                         {"kind", to_string(job.kind)},
+                         {"state", to_string(job.state)},
+                         {"attempt", job.attempt},
+                         {"step", job.step},
+                         {"backend_id", job.backend_id},
+                         {"exit_code", job.exit_code},
+                         {"reason", job.reason},
                          {"log", job.job_dir + "/log"}});
   }
   j["events"] = nlohmann::json::array();
   for (const auto& e : state.events(0, 50)) {
-    j["events"].push_back({{"id", e.id}, {"time", e.time}, {"run", e.run}, {"job", e.job},
-                           {"message", e.message}});
+    j["events"].push_back(
+        {{"id", e.id}, {"time", e.time}, {"run", e.run}, {"job", e.job}, {"message", e.message}});
   }
   return j;
 }
@@ -87,7 +94,8 @@ std::string status_text(State& state) {
                      r["state"].get<std::string>(), r["failures"].get<int>(),
                      r["checkpoints"].get<size_t>(), r["evaluated"].get<size_t>(), mean_r1_cell(r));
   }
-  o += fmt::format("\n{:<60} {:<6} {:<10} {:>10} {:>5}  {}\n", "JOB", "KIND", "STATE", "ID", "EXIT", "REASON");
+  o += fmt::format("\n{:<60} {:<6} {:<10} {:>10} {:>5}  {}\n", "JOB", "KIND", "STATE", "ID", "EXIT",
+                   "REASON");
   for (const auto& job : j["jobs"]) {
     o += fmt::format("{:<60} {:<6} {:<10} {:>10} {:>5}  {}\n", job["name"].get<std::string>(),
                      job["kind"].get<std::string>(), job["state"].get<std::string>(),
@@ -105,14 +113,17 @@ namespace {
 std::string url_segment(const std::string& s) {
   std::string o;
   for (unsigned char c : s) {
-    if (std::isalnum(c) || c == '-' || c == '.' || c == '_' || c == '~' || c == '=') o += static_cast<char>(c);
-    else o += fmt::format("%{:02X}", c);
+    if (std::isalnum(c) || c == '-' || c == '.' || c == '_' || c == '~' || c == '=')
+      o += static_cast<char>(c);
+    else
+      o += fmt::format("%{:02X}", c);
   }
   return o;
 }
 
 const char* kStyle =
-    "body{font-family:system-ui,-apple-system,'Segoe UI',Roboto,sans-serif;margin:24px;color:#1d2430;"
+    "body{font-family:system-ui,-apple-system,'Segoe "
+    "UI',Roboto,sans-serif;margin:24px;color:#1d2430;"
     "background:#f6f7f9}h1{font-size:1.5em;margin:0 0 4px}h2{font-size:1.15em;margin:28px 0 8px}"
     ".meta{color:#5b6472;margin-bottom:12px}table{border-collapse:collapse;background:#fff;"
     "box-shadow:0 1px 3px rgba(0,0,0,.12);margin-bottom:8px;font-size:.9em}th,td{padding:5px 10px;"
@@ -120,8 +131,10 @@ const char* kStyle =
     "position:sticky;top:0}tr:nth-child(even) td{background:#fafbfc}td.num{text-align:right;"
     "font-variant-numeric:tabular-nums}.state{padding:1px 8px;border-radius:10px;font-size:.85em}"
     ".succeeded{background:#d9f2df;color:#1e6b34}.failed,.lost{background:#fadcdc;color:#8f1d1d}"
-    ".running,.submitted{background:#dce8fa;color:#1d4d8f}.pending,.intent{background:#eee;color:#555}"
-    ".cancelled,.preempted{background:#fbeed5;color:#7a5410}.plots{display:flex;flex-wrap:wrap;gap:12px}"
+    ".running,.submitted{background:#dce8fa;color:#1d4d8f}.pending,.intent{background:#eee;color:#"
+    "555}"
+    ".cancelled,.preempted{background:#fbeed5;color:#7a5410}.plots{display:flex;flex-wrap:wrap;gap:"
+    "12px}"
     ".plots img{background:#fff;box-shadow:0 1px 3px rgba(0,0,0,.12);max-width:100%}"
     ".note{color:#8f1d1d}details{margin-top:8px}summary{cursor:pointer;font-weight:600}";
 
@@ -146,22 +159,27 @@ std::string runs_table(const nlohmann::json& j, const std::string& to_work) {
     for (const auto& [k, v] : r["params"].items()) keys.insert(k);
   std::vector<std::string> cols = {"run", "state"};
   cols.insert(cols.end(), keys.begin(), keys.end());
-  cols.insert(cols.end(), {"failures", "checkpoints", "evaluated", "last step", "mean recall@1", "report"});
+  cols.insert(cols.end(),
+              {"failures", "checkpoints", "evaluated", "last step", "mean recall@1", "report"});
   std::string o = "<table id=\"runs\">\n" + head_row(cols);
   for (const auto& r : j["runs"]) {
     const std::string name = r["name"];
     o += "<tr>" + cell(name) + "<td>" + state_badge(r["state"]) + "</td>";
-    for (const auto& k : keys) o += cell(r["params"].contains(k) ? r["params"][k].get<std::string>() : "");
+    for (const auto& k : keys)
+      o += cell(r["params"].contains(k) ? r["params"][k].get<std::string>() : "");
     const int64_t step = r["last_step"];
-    o += cell(std::to_string(r["failures"].get<int>()), true) + cell(std::to_string(r["checkpoints"].get<size_t>()), true) +
-         cell(std::to_string(r["evaluated"].get<size_t>()), true) + cell(step < 0 ? "-" : std::to_string(step), true) +
-         cell(mean_r1_cell(r), true);
+    o += cell(std::to_string(r["failures"].get<int>()), true) +
+         cell(std::to_string(r["checkpoints"].get<size_t>()), true) +
+         cell(std::to_string(r["evaluated"].get<size_t>()), true) +
+         cell(step < 0 ? "-" : std::to_string(step), true) + cell(mean_r1_cell(r), true);
     if (step < 0) {
       o += "<td>-</td>";
     } else {
-      const std::string dir = to_work + "evals/" + url_segment(name) + fmt::format("/step-{:09d}/", step);
-      o += fmt::format("<td><a href=\"{0}report.md\">report</a> · <a href=\"{0}report.json\">json</a></td>",
-                       xml_escape(dir));
+      const std::string dir =
+          to_work + "evals/" + url_segment(name) + fmt::format("/step-{:09d}/", step);
+      o += fmt::format(
+          "<td><a href=\"{0}report.md\">report</a> · <a href=\"{0}report.json\">json</a></td>",
+          xml_escape(dir));
     }
     o += "</tr>\n";
   }
@@ -188,26 +206,31 @@ std::string plots_html(const std::filesystem::path& report_dir, const std::strin
   std::string o = "<div class=\"plots\">\n";
   for (const auto& f : plots.files) {
     // data-loaded records the size it loaded at; a chart that fails to load becomes a note.
-    o += fmt::format("<img src=\"{0}\" alt=\"{1}\" onload=\"this.dataset.loaded=this.naturalWidth+'x'+"
-                     "this.naturalHeight\" onerror=\"this.replaceWith('chart not available: {1}')\">\n",
-                     xml_escape(to_report + url_segment(f)), xml_escape(f));
+    o += fmt::format(
+        "<img src=\"{0}\" alt=\"{1}\" onload=\"this.dataset.loaded=this.naturalWidth+'x'+"
+        "this.naturalHeight\" onerror=\"this.replaceWith('chart not available: {1}')\">\n",
+        xml_escape(to_report + url_segment(f)), xml_escape(f));
   }
   o += "</div>\n";
-  if (!plots.skipped.empty()) o += "<p class=\"note\">Plots skipped: " + xml_escape(plots.skipped) + "</p>\n";
+  if (!plots.skipped.empty())
+    o += "<p class=\"note\">Plots skipped: " + xml_escape(plots.skipped) + "</p>\n";
   return o;
 }
 
 std::string jobs_html(const nlohmann::json& j) {
-  std::string o = "<details><summary>Jobs (" + std::to_string(j["jobs"].size()) + ")</summary>\n<table id=\"jobs\">\n" +
+  std::string o = "<details><summary>Jobs (" + std::to_string(j["jobs"].size()) +
+                  ")</summary>\n<table id=\"jobs\">\n" +
                   head_row({"job", "kind", "state", "id", "exit", "reason"});
   for (const auto& job : j["jobs"]) {
-    o += "<tr>" + cell(job["name"]) + cell(job["kind"]) + "<td>" + state_badge(job["state"]) + "</td>" +
-         cell(job["backend_id"]) + cell(std::to_string(job["exit_code"].get<int>()), true) + cell(job["reason"]) + "</tr>\n";
+    o += "<tr>" + cell(job["name"]) + cell(job["kind"]) + "<td>" + state_badge(job["state"]) +
+         "</td>" + cell(job["backend_id"]) +
+         cell(std::to_string(job["exit_code"].get<int>()), true) + cell(job["reason"]) + "</tr>\n";
   }
   o += "</table></details>\n<details><summary>Events (last " + std::to_string(j["events"].size()) +
        ")</summary>\n<ul>\n";
   for (const auto& e : j["events"]) {
-    const std::string who = e["job"].get<std::string>().empty() ? e["run"].get<std::string>() : e["job"].get<std::string>();
+    const std::string who = e["job"].get<std::string>().empty() ? e["run"].get<std::string>()
+                                                                : e["job"].get<std::string>();
     o += "<li>" + xml_escape(who) + ": " + xml_escape(e["message"]) + "</li>\n";
   }
   return o + "</ul></details>\n";
@@ -224,12 +247,16 @@ std::string status_html(State& state, const std::filesystem::path& report_dir, S
   std::string counts;
   for (const auto& [s, n] : by_state) counts += fmt::format(" · {} {}", n, s);
   const std::string sweep = xml_escape(j["sweep"].get<std::string>());
-  std::string o = "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>m3ret sweep " + sweep +
-                  "</title><meta http-equiv=\"refresh\" content=\"10\"><style>" + kStyle + "</style></head><body>\n";
-  o += "<h1>Sweep " + sweep + "</h1>\n<div class=\"meta\">" + xml_escape(j["backend"].get<std::string>()) +
-       " backend · " + xml_escape(j["work_dir"].get<std::string>()) + " · " + std::to_string(j["runs"].size()) +
-       " runs" + xml_escape(counts) + " · updated " + xml_escape(m3ret::utc_now()) + " · <a href=\"" + to_report +
-       "scaling.csv\">scaling.csv</a> · <a href=\"" + to_report + "scaling.md\">scaling.md</a></div>\n";
+  std::string o =
+      "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>m3ret sweep " +
+      sweep + "</title><meta http-equiv=\"refresh\" content=\"10\"><style>" + kStyle +
+      "</style></head><body>\n";
+  o += "<h1>Sweep " + sweep + "</h1>\n<div class=\"meta\">" +
+       xml_escape(j["backend"].get<std::string>()) + " backend · " +
+       xml_escape(j["work_dir"].get<std::string>()) + " · " + std::to_string(j["runs"].size()) +
+       " runs" + xml_escape(counts) + " · updated " + xml_escape(m3ret::utc_now()) +
+       " · <a href=\"" + to_report + "scaling.csv\">scaling.csv</a> · <a href=\"" + to_report +
+       "scaling.md\">scaling.md</a></div>\n";
   o += "<h2>Runs</h2>\n" + runs_table(j, to_work);
   o += "<h2>Plots</h2>\n" + plots_html(report_dir, to_report);
   o += "<h2>Scaling (last evaluated step of each run)</h2>\n" + scaling_html(state);
@@ -239,7 +266,8 @@ std::string status_html(State& state, const std::filesystem::path& report_dir, S
 
 void write_status_page(State& state, const std::filesystem::path& report_dir) {
   std::filesystem::create_directories(report_dir);
-  m3ret::fs::write_atomic(report_dir / "status.html", status_html(state, report_dir, StatusLinks::kStatic));
+  m3ret::fs::write_atomic(report_dir / "status.html",
+                          status_html(state, report_dir, StatusLinks::kStatic));
 }
 
 }  // namespace m3ret::orchestrator

@@ -60,7 +60,8 @@ struct SlurmSection {
     v("partition", o.partition, "partition (empty = the cluster's default)");
     v("account", o.account, "account");
     v("nodes", o.nodes, "nodes of a train job", config::Range{1, 1e6});
-    v("ntasks_per_node", o.ntasks_per_node, "MPI ranks per node of a train job", config::Range{1, 1e6});
+    v("ntasks_per_node", o.ntasks_per_node, "MPI ranks per node of a train job",
+      config::Range{1, 1e6});
     v("cpus_per_task", o.cpus_per_task, "CPUs per rank", config::Range{1, 1e6});
     v("gpus_per_node", o.gpus_per_node, "GPUs per node", config::Range{0, 1e6});
     v("time", o.time, "train job time limit");
@@ -78,7 +79,8 @@ struct SweepFile {
   std::string format = fmt::format("{}/{}", kSweepFormat, kSweepVersion);
   template <class V>
   void visit(V& v) {
-    v("format", format, "sweep file format", config::OneOf{{fmt::format("{}/{}", kSweepFormat, kSweepVersion)}});
+    v("format", format, "sweep file format",
+      config::OneOf{{fmt::format("{}/{}", kSweepFormat, kSweepVersion)}});
     v.section("sweep", sweep);
     v.section("local", local);
     v.section("slurm", slurm);
@@ -102,8 +104,11 @@ std::string short_key(const std::string& key) {
 
 std::string safe(const std::string& s) {
   std::string out;
-  for (char c : s) out += (std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '-' ||
-                           c == '_' || c == '=' || c == '+') ? c : '_';
+  for (char c : s)
+    out += (std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '-' || c == '_' ||
+            c == '=' || c == '+')
+               ? c
+               : '_';
   return out;
 }
 
@@ -163,12 +168,14 @@ void read_axes(Sweep& s, const toml::table& root, config::Document& doc) {
     doc.find("axes." + key);
     for (const char* shared : {"synth.", "preprocess.", "shard."}) {
       if (key.rfind(shared, 0) == 0) {
-        fail(s.file, &v, "axes." + key, "shards are shared by all runs of a data fraction; set this "
-                                        "key in sweep.set, not as an axis");
+        fail(s.file, &v, "axes." + key,
+             "shards are shared by all runs of a data fraction; set this "
+             "key in sweep.set, not as an axis");
       }
     }
     const toml::array* arr = v.as_array();
-    if (!arr || arr->empty()) fail(s.file, &v, "axes." + key, "expected a non-empty array of values");
+    if (!arr || arr->empty())
+      fail(s.file, &v, "axes." + key, "expected a non-empty array of values");
     std::vector<std::string> values;
     for (const auto& e : *arr) {
       if (e.is_table() || e.is_array()) fail(s.file, &e, "axes." + key, "values must be scalars");
@@ -176,7 +183,8 @@ void read_axes(Sweep& s, const toml::table& root, config::Document& doc) {
       if (key != "data_fraction") continue;
       if (!e.is_number()) fail(s.file, &e, "axes.data_fraction", "expected numbers");
       double f = e.value<double>().value_or(0);
-      if (!(f > 0 && f <= 1)) fail(s.file, &e, "axes.data_fraction", fmt::format("{} is outside (0, 1]", values.back()));
+      if (!(f > 0 && f <= 1))
+        fail(s.file, &e, "axes.data_fraction", fmt::format("{} is outside (0, 1]", values.back()));
     }
     s.axes.emplace_back(key, std::move(values));
   }
@@ -190,16 +198,20 @@ std::string where(config::Document& doc, const fs::path& file, const std::string
 
 }  // namespace
 
-std::vector<std::string> split_command(const std::string& value, const std::string& key, const std::string& where) {
+std::vector<std::string> split_command(const std::string& value, const std::string& key,
+                                       const std::string& where) {
   auto bad = [&](const std::string& why) {
-    return config::Error(fmt::format("{}sweep key '{}': {} in \"{}\" (a command and its options, split like a "
-                                     "shell: quote with ' or \", escape with \\)",
-                                     where.empty() ? "" : where + ": ", key, why, value));
+    return config::Error(
+        fmt::format("{}sweep key '{}': {} in \"{}\" (a command and its options, split like a "
+                    "shell: quote with ' or \", escape with \\)",
+                    where.empty() ? "" : where + ": ", key, why, value));
   };
   bool quoted = false;  // as the tokenizer sees it: either quote character toggles
   for (size_t i = 0; i < value.size(); ++i) {
-    if (value[i] == '\\') ++i;
-    else if (value[i] == '\'' || value[i] == '"') quoted = !quoted;
+    if (value[i] == '\\')
+      ++i;
+    else if (value[i] == '\'' || value[i] == '"')
+      quoted = !quoted;
   }
   if (quoted) throw bad("an unterminated quote");
   using Separator = boost::escaped_list_separator<char>;
@@ -224,16 +236,19 @@ Sweep load_sweep(const fs::path& file, const ValidateFn& validate) {
   read_axes(s, toml::parse_file(s.file.string()), doc);
   doc.check_all_used();
   if (s.name.empty() || s.name != safe(s.name) || s.name.find('=') != std::string::npos) {
-    throw Error(fmt::format("{}: sweep key 'sweep.name': must be a non-empty word of [A-Za-z0-9._-]",
-                            where(doc, s.file, "sweep.name")));
+    throw Error(
+        fmt::format("{}: sweep key 'sweep.name': must be a non-empty word of [A-Za-z0-9._-]",
+                    where(doc, s.file, "sweep.name")));
   }
-  if (f.sweep.base_config.empty()) throw Error(fmt::format("{}: sweep key 'sweep.base_config': missing", s.file.string()));
+  if (f.sweep.base_config.empty())
+    throw Error(fmt::format("{}: sweep key 'sweep.base_config': missing", s.file.string()));
   s.base_config = resolve(s.file.parent_path(), f.sweep.base_config);
   if (!fs::is_regular_file(s.base_config)) {
     throw Error(fmt::format("{}: sweep key 'sweep.base_config': '{}' is not a file",
                             where(doc, s.file, "sweep.base_config"), s.base_config.string()));
   }
-  s.work_dir = resolve(fs::current_path(), f.sweep.work_dir.empty() ? "sweep-" + s.name : f.sweep.work_dir);
+  s.work_dir =
+      resolve(fs::current_path(), f.sweep.work_dir.empty() ? "sweep-" + s.name : f.sweep.work_dir);
   s.manifest = resolve(s.file.parent_path(), f.sweep.manifest);
   s.slurm.templates = resolve(s.file.parent_path(), f.slurm.templates);
   split_command(s.local.mpiexec, "local.mpiexec", where(doc, s.file, "local.mpiexec"));
@@ -264,7 +279,8 @@ size_t write_manifest_fraction(const fs::path& manifest, double fraction, const 
     // a smaller fraction is a subset of a larger one.
     auto hash = [&](size_t i) {
       uint64_t h = 1469598103934665603ull;
-      for (char c : data::sample_id(rows[i], dir)) h = (h ^ static_cast<unsigned char>(c)) * 1099511628211ull;
+      for (char c : data::sample_id(rows[i], dir))
+        h = (h ^ static_cast<unsigned char>(c)) * 1099511628211ull;
       return h;
     };
     std::stable_sort(idx.begin(), idx.end(), [&](size_t a, size_t b) { return hash(a) < hash(b); });
@@ -272,7 +288,8 @@ size_t write_manifest_fraction(const fs::path& manifest, double fraction, const 
     for (size_t j = n; j < idx.size(); ++j) keep[idx[j]] = false;
   }
   std::vector<data::ManifestRow> kept;
-  for (size_t i = 0; i < rows.size(); ++i) if (keep[i]) kept.push_back(rows[i]);
+  for (size_t i = 0; i < rows.size(); ++i)
+    if (keep[i]) kept.push_back(rows[i]);
   fs::create_directories(out.parent_path());
   data::write_manifest(out, kept);
   return kept.size();

@@ -42,41 +42,42 @@ struct LocalOptions {
 
 struct SlurmOptions {
   int max_parallel = 8;
-  std::string partition;          // "" = the cluster's default
+  std::string partition;  // "" = the cluster's default
   std::string account;
-  int nodes = 1;                  // train jobs
-  int ntasks_per_node = 1;        // MPI ranks per node for train jobs
+  int nodes = 1;            // train jobs
+  int ntasks_per_node = 1;  // MPI ranks per node for train jobs
   int cpus_per_task = 1;
   int gpus_per_node = 0;
   std::string time = "01:00:00";  // train job time limit
   std::string eval_time = "00:30:00";
-  std::string mpiexec = "mpirun";  // a command with options (split_command)
-  std::filesystem::path templates;  // folder with pretrain/shard/eval.sbatch
+  std::string mpiexec = "mpirun";       // a command with options (split_command)
+  std::filesystem::path templates;      // folder with pretrain/shard/eval.sbatch
   std::vector<std::string> extra_args;  // more sbatch arguments for every job
 };
 
 // One point of the sweep.
 struct RunSpec {
-  std::string name;                       // "r003-preset=small-frac=0.5-seed=2"
+  std::string name;  // "r003-preset=small-frac=0.5-seed=2"
   double data_fraction = 1.0;
-  std::vector<std::string> sets;          // "key=value", base `set` first, then the axes
+  std::vector<std::string> sets;              // "key=value", base `set` first, then the axes
   std::map<std::string, std::string> params;  // axis key -> value text (for reports)
 };
 
 struct Sweep {
-  std::filesystem::path file;             // absolute
+  std::filesystem::path file;  // absolute
   std::string name;
-  std::filesystem::path base_config;      // absolute
-  std::filesystem::path work_dir;         // absolute
-  std::filesystem::path manifest;         // absolute; empty = synthesize
+  std::filesystem::path base_config;  // absolute
+  std::filesystem::path work_dir;     // absolute
+  std::filesystem::path manifest;     // absolute; empty = synthesize
   int ranks = 1;
   int max_retries = 2;
   int preempted_exit_code = 75;
   std::vector<std::string> sets;
-  std::vector<std::pair<std::string, std::vector<std::string>>> axes;  // in key order (TOML tables are unordered)
+  std::vector<std::pair<std::string, std::vector<std::string>>>
+      axes;  // in key order (TOML tables are unordered)
   LocalOptions local;
   SlurmOptions slurm;
-  std::vector<RunSpec> runs;              // the expansion, in a stable order
+  std::vector<RunSpec> runs;  // the expansion, in a stable order
 };
 
 // Reads and expands a sweep file. [sweep], [local], [slurm] and `format` are

@@ -21,7 +21,8 @@ TEST(BlasThreads, OpenBlasGetsTheBudgetAndTorchOneThread) {
   float c[4] = {};
   sgemm_("N", "N", &n, &n, &n, &one, a, &n, b, &n, &zero, c, &n);
   EXPECT_EQ(c[3], 4.0f);
-  if (!blas_is_openblas()) GTEST_SKIP() << "libblas.so.3 is not OpenBLAS here (setup.sh selects it)";
+  if (!blas_is_openblas())
+    GTEST_SKIP() << "libblas.so.3 is not OpenBLAS here (setup.sh selects it)";
   ::unsetenv("OPENBLAS_NUM_THREADS");
   EXPECT_EQ(split_compute_threads(2), 1);
   EXPECT_EQ(blas_threads(), 2);

@@ -57,13 +57,18 @@ TEST(CollectiveFault, ACorruptedResultIsSilentWithoutVerification) {
 }
 
 TEST(CollectiveFault, ACorruptedResultIsTheSameClearErrorOnEveryRank) {
-  auto o = run_probe(2, "M3RET_COLLECTIVE_FAULT=corrupt:rank=1:call=5 M3RET_VERIFY_COLLECTIVES=1", 30);
+  auto o =
+      run_probe(2, "M3RET_COLLECTIVE_FAULT=corrupt:rank=1:call=5 M3RET_VERIFY_COLLECTIVES=1", 30);
   EXPECT_NE(o.status, 0) << o.output;
   EXPECT_NE(o.status, 137) << "hung: " << o.output;
   for (int r = 0; r < 2; ++r) {
-    EXPECT_TRUE(has(o.output, fmt::format(
-        "rank {}: error: collective allreduce #5 at step 5 gave different results on different "
-        "ranks (16 bytes", r))) << o.output;
+    EXPECT_TRUE(has(
+        o.output,
+        fmt::format(
+            "rank {}: error: collective allreduce #5 at step 5 gave different results on different "
+            "ranks (16 bytes",
+            r)))
+        << o.output;
     EXPECT_TRUE(has(o.output, fmt::format("this is rank {} of 2", r))) << o.output;
   }
   EXPECT_FALSE(has(o.output, "sums right")) << o.output;
@@ -73,10 +78,14 @@ TEST(CollectiveFault, ADroppedCollectiveIsOutOfStepOnEveryRank) {
   auto o = run_probe(2, "M3RET_COLLECTIVE_FAULT=drop:rank=1:call=5 M3RET_VERIFY_COLLECTIVES=1", 30);
   EXPECT_NE(o.status, 0) << o.output;
   EXPECT_NE(o.status, 137) << "hung: " << o.output;
-  EXPECT_TRUE(has(o.output, "rank 0: error: collectives out of step at step 5: the ranks are at "
-                            "different calls (#5 to #6")) << o.output;
-  EXPECT_TRUE(has(o.output, "rank 1: error: collectives out of step at step 6: the ranks are at "
-                            "different calls (#5 to #6")) << o.output;
+  EXPECT_TRUE(has(o.output,
+                  "rank 0: error: collectives out of step at step 5: the ranks are at "
+                  "different calls (#5 to #6"))
+      << o.output;
+  EXPECT_TRUE(has(o.output,
+                  "rank 1: error: collectives out of step at step 6: the ranks are at "
+                  "different calls (#5 to #6"))
+      << o.output;
 }
 
 TEST(CollectiveFault, ADroppedCollectiveWithoutVerificationEndsInTheTimeout) {
@@ -97,8 +106,10 @@ TEST(CollectiveFault, ADelayPastTheTimeoutEndsTheJobNamingTheStep) {
 }
 
 TEST(CollectiveFault, ADelayWithinTheTimeoutIsWaitedFor) {
-  auto o = run_probe(2, "M3RET_COLLECTIVE_FAULT=delay:rank=0:call=2:seconds=1 "
-                        "M3RET_VERIFY_COLLECTIVES=1", 60);
+  auto o = run_probe(2,
+                     "M3RET_COLLECTIVE_FAULT=delay:rank=0:call=2:seconds=1 "
+                     "M3RET_VERIFY_COLLECTIVES=1",
+                     60);
   EXPECT_EQ(o.status, 0) << o.output;
   EXPECT_TRUE(has(o.output, "rank 0: sums right")) << o.output;
   EXPECT_TRUE(has(o.output, "rank 1: sums right")) << o.output;
@@ -129,11 +140,13 @@ TEST(CollectiveFaultSpec, BadSpecificationsNameTheVariableAndThePart) {
     }
     return std::string("accepted");
   };
-  EXPECT_EQ(message("explode:rank=1:call=2"),
-            "M3RET_COLLECTIVE_FAULT: unknown collective fault 'explode' (known: drop, delay, corrupt)");
-  EXPECT_EQ(message("drop:rank=1:call=0"),
-            "M3RET_COLLECTIVE_FAULT: 'call=0' in 'drop:rank=1:call=0' is not rank=R, call=N (N >= 1) "
-            "or seconds=S");
+  EXPECT_EQ(
+      message("explode:rank=1:call=2"),
+      "M3RET_COLLECTIVE_FAULT: unknown collective fault 'explode' (known: drop, delay, corrupt)");
+  EXPECT_EQ(
+      message("drop:rank=1:call=0"),
+      "M3RET_COLLECTIVE_FAULT: 'call=0' in 'drop:rank=1:call=0' is not rank=R, call=N (N >= 1) "
+      "or seconds=S");
   EXPECT_EQ(message("drop:rank=x:call=2"),
             "M3RET_COLLECTIVE_FAULT: 'rank=x' in 'drop:rank=x:call=2' must be KEY=VALUE with a "
             "number >= 0");

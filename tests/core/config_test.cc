@@ -132,8 +132,7 @@ TEST_F(ConfigTest, UnknownKeyInOverride) {
 TEST_F(ConfigTest, WrongTypeInFile) {
   auto f = write("[train]\nmax_steps = \"many\"\n");
   auto msg = error_of([&] { config::load<Root>(f, {}); });
-  EXPECT_NE(msg.find("'train.max_steps' must be an integer, got string"), std::string::npos)
-      << msg;
+  EXPECT_NE(msg.find("'train.max_steps' must be an integer, got string"), std::string::npos) << msg;
   EXPECT_NE(msg.find(f.string() + ":2"), std::string::npos) << msg;
 }
 
@@ -141,8 +140,7 @@ TEST_F(ConfigTest, WrongTypeInOverride) {
   auto msg = error_of([&] { config::load<Root>(std::nullopt, {"train.deterministic=yes"}); });
   EXPECT_NE(msg.find("train.deterministic"), std::string::npos) << msg;
   msg = error_of([&] { config::load<Root>(std::nullopt, {"train.max_steps=1.5"}); });
-  EXPECT_NE(msg.find("'train.max_steps' must be an integer, got floating-point"),
-            std::string::npos)
+  EXPECT_NE(msg.find("'train.max_steps' must be an integer, got floating-point"), std::string::npos)
       << msg;
   msg = error_of([&] { config::load<Root>(std::nullopt, {"train.modalities=[1, 2]"}); });
   EXPECT_NE(msg.find("'train.modalities' must be an array of strings"), std::string::npos) << msg;
@@ -188,27 +186,30 @@ TEST_F(ConfigTest, MissingFile) {
 }
 
 TEST_F(ConfigTest, MalformedOverride) {
-  EXPECT_NE(error_of([&] { config::load<Root>(std::nullopt, {"train.max_steps"}); })
-                .find("expected KEY=VALUE"),
+  EXPECT_NE(error_of([&] {
+              config::load<Root>(std::nullopt, {"train.max_steps"});
+            }).find("expected KEY=VALUE"),
             std::string::npos);
   EXPECT_NE(error_of([&] { config::load<Root>(std::nullopt, {"=3"}); }).find("expected KEY=VALUE"),
             std::string::npos);
-  EXPECT_NE(error_of([&] { config::load<Root>(std::nullopt, {"train..x=3"}); })
-                .find("malformed key"),
-            std::string::npos);
-  EXPECT_NE(error_of([&] { config::load<Root>(std::nullopt, {"train.max_steps=[1,"}); })
-                .find("is not a TOML value"),
+  EXPECT_NE(
+      error_of([&] { config::load<Root>(std::nullopt, {"train..x=3"}); }).find("malformed key"),
+      std::string::npos);
+  EXPECT_NE(error_of([&] {
+              config::load<Root>(std::nullopt, {"train.max_steps=[1,"});
+            }).find("is not a TOML value"),
             std::string::npos);
   // More TOML after the value is refused, not silently dropped.
-  EXPECT_NE(error_of([&] { config::load<Root>(std::nullopt, {"train.max_steps=3\nworkers = 5"}); })
-                .find("more than one TOML value"),
+  EXPECT_NE(error_of([&] {
+              config::load<Root>(std::nullopt, {"train.max_steps=3\nworkers = 5"});
+            }).find("more than one TOML value"),
             std::string::npos);
 }
 
 TEST_F(ConfigTest, FloatsAreWrittenAsShortAsTheyReadBackExactly) {
   Root r;
   r.train.modalities = {"0.90000000000000002", "lr = 0.10000000000000001"};  // strings stay
-  const double lrs[] = {0.9, 0.1, 1e-06, 0.00015, 1.0 / 3, 0.0};  // lr's range is [0, 1]
+  const double lrs[] = {0.9, 0.1, 1e-06, 0.00015, 1.0 / 3, 0.0};             // lr's range is [0, 1]
   const double others[] = {123456789.125, 1e300, 7.0, -2.5e-8, 0.1, 1.0 / 3};
   for (size_t i = 0; i < std::size(lrs); ++i) {
     r.train.optim.lr = lrs[i];
@@ -227,7 +228,8 @@ TEST_F(ConfigTest, FloatsAreWrittenAsShortAsTheyReadBackExactly) {
   EXPECT_NE(text.find("'0.90000000000000002'"), std::string::npos) << text;
   EXPECT_NE(text.find("'lr = 0.10000000000000001'"), std::string::npos) << text;
   r.train.window = {-1000.0, 7.0};
-  EXPECT_NE(config::to_toml(r).find("window = [ -1000.0, 7.0 ]"), std::string::npos) << config::to_toml(r);
+  EXPECT_NE(config::to_toml(r).find("window = [ -1000.0, 7.0 ]"), std::string::npos)
+      << config::to_toml(r);
 }
 
 TEST_F(ConfigTest, ResolvedTomlRoundTrips) {
@@ -306,7 +308,8 @@ TEST(ConfigAutoNumber, AutoOrANumberFromFilesAndOverridesAndWrittenBackAsGiven) 
       EXPECT_NE(std::string(e.what()).find(part), std::string::npos) << e.what();
     }
   };
-  fails("[s]\ngamma = \"often\"\n", {}, "'s.gamma' = 'often' must be \"auto\" or a number (t.toml:2");
+  fails("[s]\ngamma = \"often\"\n", {},
+        "'s.gamma' = 'often' must be \"auto\" or a number (t.toml:2");
   fails("[s]\ngamma = true\n", {}, "'s.gamma' must be \"auto\" or a number");
   fails("[s]\ngamma = 11\n", {}, "out of range");
   fails("", {"s.gamma=-1"}, "out of range");

@@ -16,7 +16,8 @@ TEST(ParallelFor, RunsEveryItemExactlyOnceWhateverTheThreadCount) {
     for (size_t n : {0, 1, 7, 500}) {
       std::vector<std::atomic<int>> runs(n);
       parallel_for(n, threads, [&](size_t i) { ++runs[i]; });
-      for (size_t i = 0; i < n; ++i) ASSERT_EQ(runs[i].load(), 1) << "n " << n << " threads " << threads << " item " << i;
+      for (size_t i = 0; i < n; ++i)
+        ASSERT_EQ(runs[i].load(), 1) << "n " << n << " threads " << threads << " item " << i;
     }
   }
 }
@@ -36,10 +37,11 @@ TEST(ParallelFor, TheFirstErrorStopsFurtherItemsAndReachesTheCaller) {
   // Workers stop taking items once one failed: with one thread, exactly the
   // items up to the failing one ran (with more, how many depends on timing).
   ran = 0;
-  EXPECT_THROW(parallel_for(100, 1, [&](size_t i) {
-                 ++ran;
-                 if (i == 9) throw std::runtime_error("x");
-               }),
+  EXPECT_THROW(parallel_for(100, 1,
+                            [&](size_t i) {
+                              ++ran;
+                              if (i == 9) throw std::runtime_error("x");
+                            }),
                std::runtime_error);
   EXPECT_EQ(ran.load(), 10);
 }

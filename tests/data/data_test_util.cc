@@ -63,15 +63,15 @@ void write_image(const std::filesystem::path& path, const std::vector<T>& values
 }
 
 template void write_volume<int16_t>(const std::filesystem::path&, const std::vector<int16_t>&,
-                                    std::array<size_t, 3>, std::array<double, 3>, std::array<double, 9>,
-                                    std::array<double, 3>);
+                                    std::array<size_t, 3>, std::array<double, 3>,
+                                    std::array<double, 9>, std::array<double, 3>);
 template void write_volume<float>(const std::filesystem::path&, const std::vector<float>&,
-                                  std::array<size_t, 3>, std::array<double, 3>, std::array<double, 9>,
-                                  std::array<double, 3>);
-template void write_image<uint8_t>(const std::filesystem::path&, const std::vector<uint8_t>&, size_t,
-                                   size_t);
-template void write_image<uint16_t>(const std::filesystem::path&, const std::vector<uint16_t>&, size_t,
-                                    size_t);
+                                  std::array<size_t, 3>, std::array<double, 3>,
+                                  std::array<double, 9>, std::array<double, 3>);
+template void write_image<uint8_t>(const std::filesystem::path&, const std::vector<uint8_t>&,
+                                   size_t, size_t);
+template void write_image<uint16_t>(const std::filesystem::path&, const std::vector<uint16_t>&,
+                                    size_t, size_t);
 
 void write_rgb(const std::filesystem::path& path, const std::vector<uint8_t>& rgb, size_t width,
                size_t height) {
@@ -87,8 +87,8 @@ void write_rgb(const std::filesystem::path& path, const std::vector<uint8_t>& rg
   write<Image>(img, path);
 }
 
-void write_dicom(const std::filesystem::path& path, const std::vector<uint16_t>& values, size_t width,
-                 size_t height, const std::string& modality,
+void write_dicom(const std::filesystem::path& path, const std::vector<uint16_t>& values,
+                 size_t width, size_t height, const std::string& modality,
                  const std::vector<std::pair<std::string, std::string>>& tags) {
   using Image = itk::Image<uint16_t, 2>;
   auto img = Image::New();
@@ -139,7 +139,8 @@ void write_ct_series(const std::filesystem::path& dir, const std::vector<int16_t
     itk::EncapsulateMetaData<std::string>(d, "0020|0013", std::to_string(size[2] - z));
     itk::EncapsulateMetaData<std::string>(
         d, "0020|0032", fmt::format("{}\\0\\{}", flip_x ? double(size[0] - 1) : 0.0, 2.5 * z));
-    itk::EncapsulateMetaData<std::string>(d, "0020|0037", flip_x ? "-1\\0\\0\\0\\1\\0" : "1\\0\\0\\0\\1\\0");
+    itk::EncapsulateMetaData<std::string>(d, "0020|0037",
+                                          flip_x ? "-1\\0\\0\\0\\1\\0" : "1\\0\\0\\0\\1\\0");
     itk::EncapsulateMetaData<std::string>(d, "0018|0050", "2.5");
     itk::EncapsulateMetaData<std::string>(d, "0028|0030", "1\\1");
     itk::EncapsulateMetaData<std::string>(d, "0028|1052", fmt::format("{}", intercept));

@@ -34,8 +34,8 @@ void write_rgb(const std::filesystem::path& path, const std::vector<uint8_t>& rg
 
 // A 2D uint16 DICOM file with the given Modality tag, plus any other tags
 // ("gggg|eeee" -> value).
-void write_dicom(const std::filesystem::path& path, const std::vector<uint16_t>& values, size_t width,
-                 size_t height, const std::string& modality,
+void write_dicom(const std::filesystem::path& path, const std::vector<uint16_t>& values,
+                 size_t width, size_t height, const std::string& modality,
                  const std::vector<std::pair<std::string, std::string>>& tags = {});
 
 // A CT DICOM series: one file per slice in `dir` holding `hu` (int16,

@@ -31,7 +31,8 @@ std::string transfer_syntax(const stdfs::path& file) {
   gdcm::Reader r;
   r.SetFileName(file.c_str());
   if (!r.Read()) return "unreadable";
-  const gdcm::ByteValue* v = r.GetFile().GetHeader().GetDataElement(gdcm::Tag(0x0002, 0x0010)).GetByteValue();
+  const gdcm::ByteValue* v =
+      r.GetFile().GetHeader().GetDataElement(gdcm::Tag(0x0002, 0x0010)).GetByteValue();
   if (!v) return "absent";
   std::string uid(v->GetPointer(), v->GetLength());
   while (!uid.empty() && (uid.back() == '\0' || uid.back() == ' ')) uid.pop_back();
@@ -41,14 +42,15 @@ std::string transfer_syntax(const stdfs::path& file) {
 // gdcmconv from libgdcm-tools (installed by setup.sh).
 void gdcmconv(const std::string& flags, const stdfs::path& in, const stdfs::path& out) {
   std::string log;
-  const int rc = testing::run_command(fmt::format("gdcmconv {} '{}' '{}'", flags, in.string(), out.string()),
-                                      &log);
+  const int rc = testing::run_command(
+      fmt::format("gdcmconv {} '{}' '{}'", flags, in.string(), out.string()), &log);
   ASSERT_EQ(rc, 0) << "gdcmconv " << flags << " failed (apt-get install libgdcm-tools): " << log;
 }
 
 // Writes any ITK image through GDCM (a 3D image becomes a multi-frame file).
 template <class Image>
-void write_with_gdcm(const typename Image::Pointer& img, const stdfs::path& path, const std::string& modality) {
+void write_with_gdcm(const typename Image::Pointer& img, const stdfs::path& path,
+                     const std::string& modality) {
   itk::EncapsulateMetaData<std::string>(img->GetMetaDataDictionary(), "0008|0060", modality);
   itkio::register_factories();
   auto w = itk::ImageFileWriter<Image>::New();
@@ -72,12 +74,9 @@ TEST(DataDicom, CompressedAndImplicitTransferSyntaxesDecodeLosslessly) {
   EXPECT_EQ(transfer_syntax(dir / "raw.dcm"), "1.2.840.10008.1.2");
   const Sample want = read_sample(row(dir / "raw.dcm", "xray"), dir.path(), small_cfg());
   const std::vector<std::pair<std::string, std::string>> cases = {
-      {"--jpeg", "1.2.840.10008.1.2.4.70"},
-      {"--jpegls", "1.2.840.10008.1.2.4.80"},
-      {"--j2k", "1.2.840.10008.1.2.4.90"},
-      {"--rle", "1.2.840.10008.1.2.5"},
-      {"--explicit", "1.2.840.10008.1.2.1"},
-      {"--deflated", "1.2.840.10008.1.2.1.99"},
+      {"--jpeg", "1.2.840.10008.1.2.4.70"},  {"--jpegls", "1.2.840.10008.1.2.4.80"},
+      {"--j2k", "1.2.840.10008.1.2.4.90"},   {"--rle", "1.2.840.10008.1.2.5"},
+      {"--explicit", "1.2.840.10008.1.2.1"}, {"--deflated", "1.2.840.10008.1.2.1.99"},
   };
   for (const auto& [flag, syntax] : cases) {
     const auto out = dir / ("conv" + flag + ".dcm");
@@ -95,7 +94,8 @@ TEST(DataDicom, LossyJpegBaselineIsCloseToTheOriginal) {
   img->SetRegions(Image::SizeType{{48, 48}});
   img->Allocate();
   for (size_t y = 0; y < 48; ++y)
-    for (size_t x = 0; x < 48; ++x) img->GetBufferPointer()[y * 48 + x] = static_cast<uint8_t>(x * 5);
+    for (size_t x = 0; x < 48; ++x)
+      img->GetBufferPointer()[y * 48 + x] = static_cast<uint8_t>(x * 5);
   write_with_gdcm<Image>(img, dir / "us8.dcm", "US");
   gdcmconv("--jpeg --lossy -q 95", dir / "us8.dcm", dir / "baseline.dcm");
   EXPECT_EQ(transfer_syntax(dir / "baseline.dcm"), "1.2.840.10008.1.2.4.50");  // JPEG baseline
@@ -105,7 +105,8 @@ TEST(DataDicom, LossyJpegBaselineIsCloseToTheOriginal) {
   const Sample b = read_sample(row(dir / "baseline.dcm", "ultrasound"), dir.path(), cfg);
   ASSERT_EQ(a.pixels.size(), b.pixels.size());
   double err = 0;
-  for (size_t i = 0; i < a.pixels.size(); ++i) err = std::max(err, std::abs(double(a.pixels[i]) - b.pixels[i]));
+  for (size_t i = 0; i < a.pixels.size(); ++i)
+    err = std::max(err, std::abs(double(a.pixels[i]) - b.pixels[i]));
   EXPECT_LE(err, 12.0);
   EXPECT_GT(a.pixels[24 * 48 + 40], 180);  // the ramp survives: x = 40 -> 200
 }
@@ -148,8 +149,8 @@ TEST(DataDicom, MultiFrameFileIsAVolume) {
   cfg.resize = "crop";
   Sample s = read_sample(row(dir / "multi.dcm", "ct"), dir.path(), cfg);
   ASSERT_EQ(s.T, 8);
-  EXPECT_EQ(s.pixels[(0 * 16 + 8) * 16 + 8], 0);     // first frames: -1000 HU
-  EXPECT_EQ(s.pixels[(7 * 16 + 8) * 16 + 8], 255);   // last frames: 1000 HU
+  EXPECT_EQ(s.pixels[(0 * 16 + 8) * 16 + 8], 0);    // first frames: -1000 HU
+  EXPECT_EQ(s.pixels[(7 * 16 + 8) * 16 + 8], 255);  // last frames: 1000 HU
   // A folder holding only this file is the same volume.
   stdfs::create_directories(dir / "one");
   stdfs::copy_file(dir / "multi.dcm", dir / "one/multi.dcm");
@@ -165,10 +166,13 @@ std::vector<int16_t> flat_hu(size_t n, size_t d, int16_t hu) {
 
 TEST(DataDicom, SeveralSeriesInOneFolderAreGroupedByUid) {
   testing::TempDir dir("dicom");
-  const std::string uid_a = "1.2.826.0.1.3680043.2.1125.7.1", uid_b = "1.2.826.0.1.3680043.2.1125.7.2";
+  const std::string uid_a = "1.2.826.0.1.3680043.2.1125.7.1",
+                    uid_b = "1.2.826.0.1.3680043.2.1125.7.2";
   // Series A: 10 slices at -1000 HU; series B: 6 slices at +1000 HU; files interleaved by name.
-  testutil::write_ct_series(dir / "mixed", flat_hu(16, 10, -1000), {16, 16, 10}, -1024, uid_a, "A", "PA");
-  testutil::write_ct_series(dir / "mixed", flat_hu(16, 6, 1000), {16, 16, 6}, -1024, uid_b, "B", "PB");
+  testutil::write_ct_series(dir / "mixed", flat_hu(16, 10, -1000), {16, 16, 10}, -1024, uid_a, "A",
+                            "PA");
+  testutil::write_ct_series(dir / "mixed", flat_hu(16, 6, 1000), {16, 16, 6}, -1024, uid_b, "B",
+                            "PB");
   const auto series = dicom::list_series(dir / "mixed");
   ASSERT_EQ(series.size(), 2u);
   EXPECT_EQ(series[0].files.size(), 10u);  // largest first
@@ -201,7 +205,8 @@ TEST(DataDicom, ModalityTagThatContradictsTheManifestIsRefused) {
   testing::TempDir dir("dicom");
   testutil::write_ct_series(dir / "ct", flat_hu(16, 4, 0), {16, 16, 4}, -1024);
   testutil::write_dicom(dir / "dx.dcm", ramp16(40, 36), 40, 36, "DX");
-  auto expect_mislabelled = [&](const stdfs::path& p, const std::string& modality, const std::string& what) {
+  auto expect_mislabelled = [&](const stdfs::path& p, const std::string& modality,
+                                const std::string& what) {
     try {
       read_sample(row(p, modality), dir.path(), small_cfg());
       ADD_FAILURE() << p << " accepted as " << modality;
@@ -210,8 +215,10 @@ TEST(DataDicom, ModalityTagThatContradictsTheManifestIsRefused) {
       EXPECT_THAT(e.reason(), HasSubstr(what));
     }
   };
-  expect_mislabelled(dir / "ct", "mri", "mislabelled: DICOM Modality 'CT' is ct, the manifest says mri");
-  expect_mislabelled(dir / "dx.dcm", "ultrasound", "DICOM Modality 'DX' is xray, the manifest says ultrasound");
+  expect_mislabelled(dir / "ct", "mri",
+                     "mislabelled: DICOM Modality 'CT' is ct, the manifest says mri");
+  expect_mislabelled(dir / "dx.dcm", "ultrasound",
+                     "DICOM Modality 'DX' is xray, the manifest says ultrasound");
   // "other" takes any DICOM; the matching modality reads.
   EXPECT_EQ(read_sample(row(dir / "dx.dcm", "other"), dir.path(), small_cfg()).H, 32);
   EXPECT_EQ(read_sample(row(dir / "dx.dcm", "xray"), dir.path(), small_cfg()).H, 32);
@@ -225,15 +232,18 @@ TEST(DataDicom, FlippedOrientationSeriesIsCanonicalised) {
   std::vector<int16_t> hu(n * n * d);
   for (size_t z = 0; z < d; ++z)
     for (size_t y = 0; y < n; ++y)
-      for (size_t x = 0; x < n; ++x) hu[(z * n + y) * n + x] = static_cast<int16_t>(-1000 + 100 * x + 7 * z);
+      for (size_t x = 0; x < n; ++x)
+        hu[(z * n + y) * n + x] = static_cast<int16_t>(-1000 + 100 * x + 7 * z);
   testutil::write_ct_series(dir / "plain", hu, {n, n, d}, -1024);
-  testutil::write_ct_series(dir / "flipped", hu, {n, n, d}, -1024, "1.2.826.0.1.3680043.2.1125.1.3", "IM", "P1",
+  testutil::write_ct_series(dir / "flipped", hu, {n, n, d}, -1024, "1.2.826.0.1.3680043.2.1125.1.3",
+                            "IM", "P1",
                             /*flip_x=*/true);
   const Sample a = read_sample(row(dir / "plain", "ct"), dir.path(), small_cfg());
   const Sample b = read_sample(row(dir / "flipped", "ct"), dir.path(), small_cfg());
   ASSERT_EQ(a.pixels.size(), b.pixels.size());
   int max_diff = 0;
-  for (size_t i = 0; i < a.pixels.size(); ++i) max_diff = std::max(max_diff, std::abs(a.pixels[i] - b.pixels[i]));
+  for (size_t i = 0; i < a.pixels.size(); ++i)
+    max_diff = std::max(max_diff, std::abs(a.pixels[i] - b.pixels[i]));
   EXPECT_LE(max_diff, 1);
   // x runs left to right in both: dark (low x, -1000 HU) to bright.
   EXPECT_LT(a.pixels[(4 * 16 + 8) * 16 + 2], a.pixels[(4 * 16 + 8) * 16 + 13]);
@@ -250,14 +260,16 @@ TEST(DataDicom, Monochrome1IsInverted) {
   gdcm::Reader r;
   r.SetFileName((dir / "m1.dcm").c_str());
   ASSERT_TRUE(r.Read());
-  const gdcm::ByteValue* pi = r.GetFile().GetDataSet().GetDataElement(gdcm::Tag(0x0028, 0x0004)).GetByteValue();
+  const gdcm::ByteValue* pi =
+      r.GetFile().GetDataSet().GetDataElement(gdcm::Tag(0x0028, 0x0004)).GetByteValue();
   ASSERT_NE(pi, nullptr);
   EXPECT_EQ(std::string(pi->GetPointer(), 11), "MONOCHROME1");
   const Sample a = read_sample(row(dir / "m2.dcm", "xray"), dir.path(), small_cfg());
   const Sample b = read_sample(row(dir / "m1.dcm", "xray"), dir.path(), small_cfg());
   ASSERT_EQ(a.pixels.size(), b.pixels.size());
   int max_diff = 0;
-  for (size_t i = 0; i < a.pixels.size(); ++i) max_diff = std::max(max_diff, std::abs(a.pixels[i] - b.pixels[i]));
+  for (size_t i = 0; i < a.pixels.size(); ++i)
+    max_diff = std::max(max_diff, std::abs(a.pixels[i] - b.pixels[i]));
   EXPECT_LE(max_diff, 1);
   EXPECT_LT(b.pixels[16 * 32 + 2], b.pixels[16 * 32 + 29]);  // the ramp still rises left to right
 }

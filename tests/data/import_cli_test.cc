@@ -53,9 +53,11 @@ TEST(ImportCli, WritesTheManifest) {
 TEST(ImportCli, HelpListsTheDatasets) {
   std::string out;
   ASSERT_EQ(run_command(bin() + " import --help", &out), 0);
-  for (const char* name : {"chestxray14", "hyperkvasir", "busi", "medmnist", "folder", "dicom", "chexpert", "mimic-cxr",
-                           "totalsegmentator", "kvasir-capsule", "--set", "option uncertain=negative|positive (default negative)",
-                           "option views=all|frontal (default all)", "option labels=pathology|study_type"}) {
+  for (const char* name :
+       {"chestxray14", "hyperkvasir", "busi", "medmnist", "folder", "dicom", "chexpert",
+        "mimic-cxr", "totalsegmentator", "kvasir-capsule", "--set",
+        "option uncertain=negative|positive (default negative)",
+        "option views=all|frontal (default all)", "option labels=pathology|study_type"}) {
     EXPECT_THAT(out, HasSubstr(name));
   }
 }
@@ -67,7 +69,8 @@ TEST(ImportCli, ErrorsAreOneLine) {
                             (dir / "m.csv").string(),
                         &out),
             2);  // a usage error, like any bad argument
-  EXPECT_THAT(out, HasSubstr("m3ret: usage error: name: unknown dataset 'nope' (known: chestxray14,"));
+  EXPECT_THAT(out,
+              HasSubstr("m3ret: usage error: name: unknown dataset 'nope' (known: chestxray14,"));
   EXPECT_EQ(std::count(out.begin(), out.end(), '\n'), 1) << out;
   EXPECT_EQ(run_command(bin() + " import folder --root " + dir.path().string() + " --out " +
                             (dir / "m.csv").string(),
@@ -80,12 +83,14 @@ TEST(ImportCli, ErrorsAreOneLine) {
 TEST(ImportCli, LabelsFromACsv) {
   testing::TempDir dir("import-cli");
   busi_replica(dir / "dl/Dataset_BUSI_with_GT");
-  std::ofstream(dir / "l.csv") << "image,finding,fold\nbenign (1),b1,train\nmalignant (1).png,m1,test\n";
+  std::ofstream(dir / "l.csv")
+      << "image,finding,fold\nbenign (1),b1,train\nmalignant (1).png,m1,test\n";
   const std::string base = bin() + " import folder --modality ultrasound --root " +
-                           (dir / "dl/Dataset_BUSI_with_GT").string() + " --out " + (dir / "m.csv").string() +
-                           " --labels " + (dir / "l.csv").string();
+                           (dir / "dl/Dataset_BUSI_with_GT").string() + " --out " +
+                           (dir / "m.csv").string() + " --labels " + (dir / "l.csv").string();
   std::string out;
-  ASSERT_EQ(run_command(base + " --id-column image --labels-column finding --split-column fold", &out), 0)
+  ASSERT_EQ(
+      run_command(base + " --id-column image --labels-column finding --split-column fold", &out), 0)
       << out;
   EXPECT_THAT(out, HasSubstr("skipped"));
   auto rows = read_manifest(dir / "m.csv");
@@ -98,13 +103,16 @@ TEST(ImportCli, LabelsFromACsv) {
   EXPECT_EQ(got, (std::vector<std::string>{"b1/train", "m1/test"}));
   stdfs::remove(dir / "m.csv");
   EXPECT_EQ(run_command(base + " --id-column patient", &out), 1);
-  EXPECT_THAT(out, HasSubstr("l.csv: no column 'patient' (--id-column); columns present: image, finding, fold"));
+  EXPECT_THAT(
+      out,
+      HasSubstr("l.csv: no column 'patient' (--id-column); columns present: image, finding, fold"));
   EXPECT_EQ(std::count(out.begin(), out.end(), '\n'), 1) << out;
   EXPECT_FALSE(stdfs::exists(dir / "m.csv"));
 }
 
 const char kTotalSegHeader[] =
-    "image_id;age;gender;institute;study_type;split;manufacturer;scanner_model;kvp;pathology;pathology_location\n";
+    "image_id;age;gender;institute;study_type;split;manufacturer;scanner_model;kvp;pathology;"
+    "pathology_location\n";
 
 // Two subjects of TotalSegmentator v2 (s0001: a test scan with a liver tumour).
 void totalsegmentator_replica(const stdfs::path& root) {
@@ -114,8 +122,9 @@ void totalsegmentator_replica(const stdfs::path& root) {
     stdfs::create_directories(root / s);
     testutil::write_volume<int16_t>(root / s / "ct.nii.gz", hu, {6, 6, 4}, {1.5, 1.5, 1.5});
   }
-  std::ofstream(root / "meta.csv") << kTotalSegHeader << "s0000;60;m;A;ct thorax;train;GE;X;120;no_pathology;\n"
-                                   << "s0001;70;f;B;ct abdomen;test;GE;X;120;tumor;liver\n";
+  std::ofstream(root / "meta.csv")
+      << kTotalSegHeader << "s0000;60;m;A;ct thorax;train;GE;X;120;no_pathology;\n"
+      << "s0001;70;f;B;ct abdomen;test;GE;X;120;tumor;liver\n";
 }
 
 TEST(ImportCli, TotalSegmentatorThroughTheBinary) {
@@ -162,8 +171,9 @@ TEST(ImportCli, OptionsReachTheImporterAndBadOnesAreUsageErrors) {
       {"labels=nope",
        "m3ret: usage error: --option: import totalsegmentator: option labels=nope: expected one of "
        "pathology, study_type"},
-      {"colour=red", "m3ret: usage error: --option: import totalsegmentator: unknown option 'colour' "
-                     "(options of totalsegmentator: labels)"},
+      {"colour=red",
+       "m3ret: usage error: --option: import totalsegmentator: unknown option 'colour' "
+       "(options of totalsegmentator: labels)"},
       {"labels", "m3ret: usage error: --option: import: option 'labels' is not KEY=VALUE"}};
   for (const auto& [option, message] : bad) {
     EXPECT_EQ(run_command(cmd + " --option " + option, &out), 2) << out;

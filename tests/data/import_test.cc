@@ -49,8 +49,9 @@ void clip(const stdfs::path& p) {
 }
 
 // Runs the importer, then reads the manifest it wrote back and every sample.
-std::vector<ManifestRow> import_and_read(const std::string& name, const stdfs::path& root, const stdfs::path& out,
-                                         const std::string& modality = "", PreprocessConfig cfg = small_cfg()) {
+std::vector<ManifestRow> import_and_read(const std::string& name, const stdfs::path& root,
+                                         const stdfs::path& out, const std::string& modality = "",
+                                         PreprocessConfig cfg = small_cfg()) {
   ImportOptions o;
   o.root = root;
   o.out = out;
@@ -100,7 +101,8 @@ TEST(DataImport, ChestXray14) {
   // The missing image is listed with its reason next to the manifest.
   std::ifstream skipped(dir / "cxr.skipped.csv");
   std::string all((std::istreambuf_iterator<char>(skipped)), {});
-  EXPECT_THAT(all, HasSubstr("00000003_000.png,listed in Data_Entry_2017.csv line 5 but not found"));
+  EXPECT_THAT(all,
+              HasSubstr("00000003_000.png,listed in Data_Entry_2017.csv line 5 but not found"));
   // A wrong header is named with the file.
   text(dir / "bad/Data_Entry_2017.csv", "Image,Labels\n");
   ImportOptions o{dir / "bad", dir / "bad.csv", ""};
@@ -119,7 +121,8 @@ TEST(DataImport, HyperKvasirImagesAndVideos) {
   image(root / "labeled-images/lower-gi-tract/pathological-findings/polyps/a.jpg", 1);
   image(root / "labeled-images/lower-gi-tract/pathological-findings/polyps/b.jpg", 2);
   image(root / "labeled-images/upper-gi-tract/anatomical-landmarks/z-line/c.jpg", 3);
-  text(root / "official_splits/2_fold_split.csv", "file-name;class-name;split-index\na.jpg;polyps;0\nc.jpg;z-line;1\n");
+  text(root / "official_splits/2_fold_split.csv",
+       "file-name;class-name;split-index\na.jpg;polyps;0\nc.jpg;z-line;1\n");
   clip(root / "labeled-videos/lower-gi-tract/pathological-findings/polyps/v1.avi");
   clip(root / "labeled-videos/flat.avi");
   clip(root / "labeled-videos/unknown.avi");
@@ -163,8 +166,9 @@ TEST(DataImport, HyperKvasirUnlabelledImagesAlone) {
     import_dataset("hyperkvasir", o);
     ADD_FAILURE() << "a root without HyperKvasir folders was accepted";
   } catch (const Error& e) {
-    EXPECT_THAT(e.what(), HasSubstr("none of labeled-images/, labeled-videos/, unlabeled-images/ in " +
-                                    (dir / "other").string()));
+    EXPECT_THAT(e.what(),
+                HasSubstr("none of labeled-images/, labeled-videos/, unlabeled-images/ in " +
+                          (dir / "other").string()));
   }
 }
 
@@ -228,9 +232,12 @@ TEST(DataImport, DicomTreeOneSamplePerSeries) {
   const auto root = dir / "pacs";
   std::vector<int16_t> hu(16 * 16 * 4);
   for (size_t i = 0; i < hu.size(); ++i) hu[i] = static_cast<int16_t>(-1000 + (i * 13) % 2000);
-  testutil::write_ct_series(root / "p1/study/ct", hu, {16, 16, 4}, -1024, "1.2.826.0.1.3680043.2.1125.9.1", "IM", "P1");
-  testutil::write_ct_series(root / "p2/mixed", hu, {16, 16, 4}, -1024, "1.2.826.0.1.3680043.2.1125.9.2", "A", "P2");
-  testutil::write_ct_series(root / "p2/mixed", hu, {16, 16, 4}, -1024, "1.2.826.0.1.3680043.2.1125.9.3", "B", "P2");
+  testutil::write_ct_series(root / "p1/study/ct", hu, {16, 16, 4}, -1024,
+                            "1.2.826.0.1.3680043.2.1125.9.1", "IM", "P1");
+  testutil::write_ct_series(root / "p2/mixed", hu, {16, 16, 4}, -1024,
+                            "1.2.826.0.1.3680043.2.1125.9.2", "A", "P2");
+  testutil::write_ct_series(root / "p2/mixed", hu, {16, 16, 4}, -1024,
+                            "1.2.826.0.1.3680043.2.1125.9.3", "B", "P2");
   std::vector<uint16_t> px(40 * 36);
   for (size_t i = 0; i < px.size(); ++i) px[i] = static_cast<uint16_t>(i % 1000);
   stdfs::create_directories(root / "p3/xr");
@@ -331,8 +338,10 @@ TEST(DataImport, LabelsCsvErrorsNameFileAndColumn) {
     EXPECT_FALSE(stdfs::exists(dir / "m.csv"));
   };
   expect_error("name,diagnosis\nx,A\n", "",
-               (dir / "l.csv").string() + ": no column 'id' (--id-column); columns present: name, diagnosis");
-  expect_error("id,labels\nx,A\n", "fold", "no column 'fold' (--split-column); columns present: id, labels");
+               (dir / "l.csv").string() +
+                   ": no column 'id' (--id-column); columns present: name, diagnosis");
+  expect_error("id,labels\nx,A\n", "fold",
+               "no column 'fold' (--split-column); columns present: id, labels");
   expect_error("id,labels\nx,A\nx,B\n", "", "l.csv:3: id 'x' listed twice (also on line 2)");
   expect_error("id,labels,s\nx,A,training\n", "s", "l.csv:2: unknown split 'training'");
   expect_error("id,labels\nx\n", "", "l.csv:2: expected 2 fields, got 1");
@@ -351,7 +360,7 @@ TEST(DataImport, SymlinkLoopsAndFifosAreSkippedWithTheirReason) {
   const auto root = dir / "tree";
   image(root / "cat-a/x.png", 1);
   image(root / "cat-b/y.png", 2);
-  stdfs::create_directory_symlink("..", root / "cat-a/up");        // a loop back to the root
+  stdfs::create_directory_symlink("..", root / "cat-a/up");  // a loop back to the root
   stdfs::create_symlink(root / "cat-b/self.png", root / "cat-b/self.png");  // a link to itself
   ASSERT_EQ(mkfifo((root / "cat-b/pipe.png").c_str(), 0600), 0);
   ImportOptions o{root, dir / "m.csv", "xray"};
@@ -362,7 +371,8 @@ TEST(DataImport, SymlinkLoopsAndFifosAreSkippedWithTheirReason) {
   const std::string skipped = fmt::format("{}", fmt::join(r.skipped, "\n"));
   EXPECT_THAT(skipped, HasSubstr((root / "cat-a/up").string() + ": folder already visited as"));
   EXPECT_THAT(skipped, HasSubstr((root / "cat-b/self.png").string() + ": cannot stat:"));
-  EXPECT_THAT(skipped, HasSubstr((root / "cat-b/pipe.png").string() + ": not a regular file (a FIFO)"));
+  EXPECT_THAT(skipped,
+              HasSubstr((root / "cat-b/pipe.png").string() + ": not a regular file (a FIFO)"));
 
   std::vector<uint16_t> px(40 * 36);
   for (size_t i = 0; i < px.size(); ++i) px[i] = static_cast<uint16_t>(i % 1000);
@@ -376,7 +386,8 @@ TEST(DataImport, SymlinkLoopsAndFifosAreSkippedWithTheirReason) {
   ASSERT_EQ(d.rows.size(), 1u);
   EXPECT_EQ(d.rows[0].path, dir / "pacs/p1/a.dcm");
   const std::string dskipped = fmt::format("{}", fmt::join(d.skipped, "\n"));
-  EXPECT_THAT(dskipped, HasSubstr((dir / "pacs/p2").string() + ": pipe: not a regular file (a FIFO)"));
+  EXPECT_THAT(dskipped,
+              HasSubstr((dir / "pacs/p2").string() + ": pipe: not a regular file (a FIFO)"));
   EXPECT_THAT(dskipped, HasSubstr((dir / "pacs/p1/loop").string() + ": folder already visited as"));
 }
 
@@ -423,7 +434,8 @@ np.savez_compressed(root + '/synapsemnist3d.npz', train_images=imgs((1, 28, 28, 
   auto rows = read_manifest(out, true);
   ASSERT_EQ(rows.size(), 3u + 1 + 2 + 2 + 2 + 2);  // breast 6, chest 2, organ3d 2, path 2
   std::map<std::string, ManifestRow> by_rel;
-  for (const auto& row : rows) by_rel[row.path.lexically_relative(out.parent_path()).generic_string()] = row;
+  for (const auto& row : rows)
+    by_rel[row.path.lexically_relative(out.parent_path()).generic_string()] = row;
   const auto& b1 = by_rel.at("medmnist/breastmnist/train/000001.png");
   EXPECT_EQ(b1.modality, "ultrasound");
   EXPECT_EQ(b1.split, "train");
@@ -431,7 +443,8 @@ np.savez_compressed(root + '/synapsemnist3d.npz', train_images=imgs((1, 28, 28, 
   EXPECT_EQ(by_rel.at("medmnist/breastmnist/val/000000.png").split, "val");
   EXPECT_THAT(by_rel.at("medmnist/chestmnist_64/train/000000.png").labels,
               ElementsAre("chestmnist:1", "chestmnist:10"));
-  EXPECT_THAT(by_rel.at("medmnist/chestmnist_64/train/000001.png").labels, ElementsAre("chestmnist:none"));
+  EXPECT_THAT(by_rel.at("medmnist/chestmnist_64/train/000001.png").labels,
+              ElementsAre("chestmnist:none"));
   EXPECT_EQ(by_rel.at("medmnist/chestmnist_64/train/000001.png").modality, "xray");
   const auto& organ = by_rel.at("medmnist/organmnist3d/train/000001.nii.gz");
   EXPECT_EQ(organ.modality, "ct");
@@ -488,15 +501,17 @@ with zipfile.ZipFile(root + '/chestmnist.npz', 'w') as z:
   ASSERT_EQ(r.rows.size(), 1u);
   EXPECT_EQ(r.rows[0].split, "val");
   ASSERT_EQ(r.skipped.size(), 3u);
-  EXPECT_THAT(r.skipped[0], HasSubstr("breastmnist.npz:train_images.npy: empty split 'train' (0 images)"));
+  EXPECT_THAT(r.skipped[0],
+              HasSubstr("breastmnist.npz:train_images.npy: empty split 'train' (0 images)"));
   EXPECT_THAT(r.skipped[1], HasSubstr("chestmnist.npz:train_images.npy: payload is"));
-  EXPECT_THAT(r.skipped[2], HasSubstr("pneumoniamnist.npz:train_images.npy: 'shape' (4294967296, 4294967296, 1) "
-                                      "overflows the addressable size"));
+  EXPECT_THAT(r.skipped[2],
+              HasSubstr("pneumoniamnist.npz:train_images.npy: 'shape' (4294967296, 4294967296, 1) "
+                        "overflows the addressable size"));
 }
 
 // Checks a row's labels, group and split.
-void expect_row(const ManifestRow& row, const std::vector<std::string>& labels, const std::string& group,
-                const std::string& split) {
+void expect_row(const ManifestRow& row, const std::vector<std::string>& labels,
+                const std::string& group, const std::string& split) {
   EXPECT_EQ(row.labels, labels) << row.path;
   EXPECT_EQ(row.group, group) << row.path;
   EXPECT_EQ(row.split, split) << row.path;
@@ -504,43 +519,55 @@ void expect_row(const ManifestRow& row, const std::vector<std::string>& labels, 
 
 // CheXpert's real header: Path, Sex, Age, Frontal/Lateral, AP/PA, then the 14 observations.
 const char* const kChexpertHeader =
-    "Path,Sex,Age,Frontal/Lateral,AP/PA,No Finding,Enlarged Cardiomediastinum,Cardiomegaly,Lung Opacity,"
-    "Lung Lesion,Edema,Consolidation,Pneumonia,Atelectasis,Pneumothorax,Pleural Effusion,Pleural Other,"
+    "Path,Sex,Age,Frontal/Lateral,AP/PA,No Finding,Enlarged Cardiomediastinum,Cardiomegaly,Lung "
+    "Opacity,"
+    "Lung Lesion,Edema,Consolidation,Pneumonia,Atelectasis,Pneumothorax,Pleural Effusion,Pleural "
+    "Other,"
     "Fracture,Support Devices\n";
 
 // A CheXpert-small replica: train.csv (uncertain and blank cells, a lateral view, an image
 // not downloaded) and valid.csv (0.0/1.0 only), images written where Path says.
 stdfs::path chexpert_replica(const stdfs::path& base) {
   const stdfs::path dir = base / "CheXpert-v1.0-small";
-  text(dir / "train.csv",
-       std::string(kChexpertHeader) +
-           "CheXpert-v1.0-small/train/patient00001/study1/view1_frontal.jpg,Female,68,Frontal,AP,1.0,,,,,,,,,0.0,,,,1.0\n"
-           "CheXpert-v1.0-small/train/patient00002/study2/view1_frontal.jpg,Female,87,Frontal,AP,,,-1.0,1.0,,-1.0,"
-           "-1.0,,-1.0,,-1.0,,1.0,\n"
-           "CheXpert-v1.0-small/train/patient00002/study1/view1_frontal.jpg,Female,83,Frontal,AP,,,,1.0,,,-1.0,,,,,,"
-           "1.0,\n"
-           "CheXpert-v1.0-small/train/patient00002/study1/view2_lateral.jpg,Female,83,Lateral,,,,,1.0,,,-1.0,,,,,,"
-           "1.0,\n"
-           "CheXpert-v1.0-small/train/patient00003/study1/view1_frontal.jpg,Male,41,Frontal,AP,,,,,,1.0,,,,0.0,,,,\n");
-  text(dir / "valid.csv",
-       std::string(kChexpertHeader) +
-           "CheXpert-v1.0-small/valid/patient64541/study1/view1_frontal.jpg,Male,73,Frontal,AP,0.0,1.0,1.0,1.0,0.0,"
-           "0.0,0.0,0.0,0.0,0.0,0.0,0.0,0.0,0.0\n"
-           "CheXpert-v1.0-small/valid/patient64542/study1/view1_frontal.jpg,Male,70,Frontal,PA,0.0,0.0,0.0,0.0,0.0,"
-           "0.0,0.0,0.0,0.0,0.0,0.0,0.0,0.0,1.0\n");
+  text(dir / "train.csv", std::string(kChexpertHeader) +
+                              "CheXpert-v1.0-small/train/patient00001/study1/"
+                              "view1_frontal.jpg,Female,68,Frontal,AP,1.0,,,,,,,,,0.0,,,,1.0\n"
+                              "CheXpert-v1.0-small/train/patient00002/study2/"
+                              "view1_frontal.jpg,Female,87,Frontal,AP,,,-1.0,1.0,,-1.0,"
+                              "-1.0,,-1.0,,-1.0,,1.0,\n"
+                              "CheXpert-v1.0-small/train/patient00002/study1/"
+                              "view1_frontal.jpg,Female,83,Frontal,AP,,,,1.0,,,-1.0,,,,,,"
+                              "1.0,\n"
+                              "CheXpert-v1.0-small/train/patient00002/study1/"
+                              "view2_lateral.jpg,Female,83,Lateral,,,,,1.0,,,-1.0,,,,,,"
+                              "1.0,\n"
+                              "CheXpert-v1.0-small/train/patient00003/study1/"
+                              "view1_frontal.jpg,Male,41,Frontal,AP,,,,,,1.0,,,,0.0,,,,\n");
+  text(dir / "valid.csv", std::string(kChexpertHeader) +
+                              "CheXpert-v1.0-small/valid/patient64541/study1/"
+                              "view1_frontal.jpg,Male,73,Frontal,AP,0.0,1.0,1.0,1.0,0.0,"
+                              "0.0,0.0,0.0,0.0,0.0,0.0,0.0,0.0,0.0\n"
+                              "CheXpert-v1.0-small/valid/patient64542/study1/"
+                              "view1_frontal.jpg,Male,70,Frontal,PA,0.0,0.0,0.0,0.0,0.0,"
+                              "0.0,0.0,0.0,0.0,0.0,0.0,0.0,0.0,1.0\n");
   int seed = 0;
-  for (const char* p : {"train/patient00001/study1/view1_frontal.jpg", "train/patient00002/study2/view1_frontal.jpg",
-                        "train/patient00002/study1/view1_frontal.jpg", "train/patient00002/study1/view2_lateral.jpg",
-                        "valid/patient64541/study1/view1_frontal.jpg", "valid/patient64542/study1/view1_frontal.jpg"}) {
+  for (const char* p : {"train/patient00001/study1/view1_frontal.jpg",
+                        "train/patient00002/study2/view1_frontal.jpg",
+                        "train/patient00002/study1/view1_frontal.jpg",
+                        "train/patient00002/study1/view2_lateral.jpg",
+                        "valid/patient64541/study1/view1_frontal.jpg",
+                        "valid/patient64542/study1/view1_frontal.jpg"}) {
     image(dir / p, ++seed);
   }
   return dir;
 }
 
 // The rows of `rows` keyed by their path relative to `dir` ("train/patient00001/...").
-std::map<std::string, ManifestRow> by_rel(const std::vector<ManifestRow>& rows, const stdfs::path& dir) {
+std::map<std::string, ManifestRow> by_rel(const std::vector<ManifestRow>& rows,
+                                          const stdfs::path& dir) {
   std::map<std::string, ManifestRow> m;
-  for (const auto& r : rows) m[r.path.lexically_relative(stdfs::absolute(dir)).generic_string()] = r;
+  for (const auto& r : rows)
+    m[r.path.lexically_relative(stdfs::absolute(dir)).generic_string()] = r;
   return m;
 }
 
@@ -575,7 +602,8 @@ TEST(DataImport, CheXpertLabelsPatientsSplitsAndSkips) {
   EXPECT_THAT(v.labels, ElementsAre("Enlarged Cardiomediastinum", "Cardiomegaly", "Lung Opacity"));
   EXPECT_EQ(v.split, "test");
   EXPECT_EQ(v.group, "chexpert:patient64541");
-  EXPECT_THAT(rows["valid/patient64542/study1/view1_frontal.jpg"].labels, ElementsAre("Support Devices"));
+  EXPECT_THAT(rows["valid/patient64542/study1/view1_frontal.jpg"].labels,
+              ElementsAre("Support Devices"));
   // The image that is not downloaded is skipped with its line.
   const std::string skipped = fs::read_file(dir / "cx.skipped.csv");
   EXPECT_THAT(skipped, HasSubstr("CheXpert-v1.0-small/train/patient00003/study1/view1_frontal.jpg,"
@@ -591,8 +619,9 @@ TEST(DataImport, CheXpertLabelsPatientsSplitsAndSkips) {
               ElementsAre("Cardiomegaly", "Lung Opacity", "Edema", "Consolidation", "Atelectasis",
                           "Pleural Effusion", "Fracture"));
   EXPECT_EQ(rows2.count("train/patient00002/study1/view2_lateral.jpg"), 0u);
-  EXPECT_THAT(fs::read_file(dir / "cx2.skipped.csv"),
-              HasSubstr("view2_lateral.jpg,listed in train.csv line 5 is a Lateral view (views=frontal)"));
+  EXPECT_THAT(
+      fs::read_file(dir / "cx2.skipped.csv"),
+      HasSubstr("view2_lateral.jpg,listed in train.csv line 5 is a Lateral view (views=frontal)"));
 }
 
 TEST(DataImport, CheXpertBadInputNamesFileLineAndOption) {
@@ -600,28 +629,37 @@ TEST(DataImport, CheXpertBadInputNamesFileLineAndOption) {
   const stdfs::path cx = chexpert_replica(dir / "dl");
   ImportOptions o{dir / "dl", dir / "cx.csv", ""};
   o.options = {{"uncertain", "maybe"}};
-  EXPECT_THAT(import_error("chexpert", o), HasSubstr("option uncertain=maybe: expected one of negative, positive"));
+  EXPECT_THAT(import_error("chexpert", o),
+              HasSubstr("option uncertain=maybe: expected one of negative, positive"));
   o.options = {{"frontal", "1"}};
-  EXPECT_THAT(import_error("chexpert", o), HasSubstr("unknown option 'frontal' (options of chexpert: uncertain, views)"));
+  EXPECT_THAT(import_error("chexpert", o),
+              HasSubstr("unknown option 'frontal' (options of chexpert: uncertain, views)"));
   o.options.clear();
   // A label value out of the set, then a row with too few fields: FILE:LINE and the column.
   const std::string good = fs::read_file(cx / "train.csv");
-  text(cx / "train.csv", std::string(kChexpertHeader) +
-                             "CheXpert-v1.0-small/train/patient00001/study1/view1_frontal.jpg,Female,68,Frontal,AP,"
-                             ",,,,,2.0,,,,,,,,\n");
+  text(cx / "train.csv",
+       std::string(kChexpertHeader) +
+           "CheXpert-v1.0-small/train/patient00001/study1/view1_frontal.jpg,Female,68,Frontal,AP,"
+           ",,,,,2.0,,,,,,,,\n");
   EXPECT_THAT(import_error("chexpert", o),
-              HasSubstr((cx / "train.csv").string() + ":2: column 'Edema': value '2.0' is not 1.0, 0.0, -1.0 or empty"));
-  text(cx / "train.csv", good + "CheXpert-v1.0-small/train/patient00009/study1/view1_frontal.jpg,Male,1\n");
-  EXPECT_THAT(import_error("chexpert", o), HasSubstr((cx / "train.csv").string() + ":7: expected 19 fields, got 3"));
+              HasSubstr((cx / "train.csv").string() +
+                        ":2: column 'Edema': value '2.0' is not 1.0, 0.0, -1.0 or empty"));
+  text(cx / "train.csv",
+       good + "CheXpert-v1.0-small/train/patient00009/study1/view1_frontal.jpg,Male,1\n");
+  EXPECT_THAT(import_error("chexpert", o),
+              HasSubstr((cx / "train.csv").string() + ":7: expected 19 fields, got 3"));
   // A header without an observation column lists the columns present.
   text(cx / "train.csv", "Path,Sex,Age,Frontal/Lateral,AP/PA\n");
-  EXPECT_THAT(import_error("chexpert", o), HasSubstr("train.csv:1: no column 'No Finding' (columns present: Path, Sex"));
+  EXPECT_THAT(import_error("chexpert", o),
+              HasSubstr("train.csv:1: no column 'No Finding' (columns present: Path, Sex"));
   // A broken layout names the missing file.
   text(cx / "train.csv", good);
   stdfs::remove(cx / "valid.csv");
-  EXPECT_THAT(import_error("chexpert", o), HasSubstr("import chexpert: valid.csv not found: " + (cx / "valid.csv").string()));
+  EXPECT_THAT(import_error("chexpert", o),
+              HasSubstr("import chexpert: valid.csv not found: " + (cx / "valid.csv").string()));
   stdfs::remove(cx / "train.csv");
-  EXPECT_THAT(import_error("chexpert", o), HasSubstr("import chexpert: train.csv not found in " + (dir / "dl").string()));
+  EXPECT_THAT(import_error("chexpert", o),
+              HasSubstr("import chexpert: train.csv not found in " + (dir / "dl").string()));
 }
 
 // Writes `content` to `p` gzip-compressed (by the gzip tool, as PhysioNet ships them).
@@ -634,37 +672,58 @@ void gz_text(const stdfs::path& p, const std::string& content) {
 
 // A MIMIC-CXR-JPG replica: two patients, four studies, the three tables (real headers).
 void mimic_replica(const stdfs::path& root) {
-  const std::string a = "02aa804e-bde0afdd-112c0b34-7bc16630-4e381014", b = "174413ec-4ec4c1f7-34ea26b7-c5f994f8-79ef1962",
-                    c = "2a2277a9-b0ded155-c0de8eb9-c124d10e-82c5caab", d = "68b5c4b1-227d0485-9cc38c3f-7b84ab51-4b472714",
-                    e = "fffabebf-74fd3a1f-673b6b41-96ec0ac9-2ab69818", gone = "0c4eb1e1-b801903c-bcebe8a4-3da9cd3c-3b94a27c";
+  const std::string a = "02aa804e-bde0afdd-112c0b34-7bc16630-4e381014",
+                    b = "174413ec-4ec4c1f7-34ea26b7-c5f994f8-79ef1962",
+                    c = "2a2277a9-b0ded155-c0de8eb9-c124d10e-82c5caab",
+                    d = "68b5c4b1-227d0485-9cc38c3f-7b84ab51-4b472714",
+                    e = "fffabebf-74fd3a1f-673b6b41-96ec0ac9-2ab69818",
+                    gone = "0c4eb1e1-b801903c-bcebe8a4-3da9cd3c-3b94a27c";
   gz_text(root / "mimic-cxr-2.0.0-split.csv.gz",
-          "dicom_id,study_id,subject_id,split\n" + a + ",50414267,10000032,train\n" + b + ",50414267,10000032,train\n" + c +
-              ",53189527,10000032,train\n" + d + ",51029426,11000011,validate\n" + e + ",55368167,19999987,test\n" + gone +
-              ",55368167,19999987,test\n" + "9e0ba7c1-aaaaaaaa-bbbbbbbb-cccccccc-dddddddd,59999999,19999987,test\n");
+          "dicom_id,study_id,subject_id,split\n" + a + ",50414267,10000032,train\n" + b +
+              ",50414267,10000032,train\n" + c + ",53189527,10000032,train\n" + d +
+              ",51029426,11000011,validate\n" + e + ",55368167,19999987,test\n" + gone +
+              ",55368167,19999987,test\n" +
+              "9e0ba7c1-aaaaaaaa-bbbbbbbb-cccccccc-dddddddd,59999999,19999987,test\n");
   gz_text(root / "mimic-cxr-2.0.0-chexpert.csv.gz",
-          "subject_id,study_id,Atelectasis,Cardiomegaly,Consolidation,Edema,Enlarged Cardiomediastinum,Fracture,"
-          "Lung Lesion,Lung Opacity,No Finding,Pleural Effusion,Pleural Other,Pneumonia,Pneumothorax,Support Devices\n"
+          "subject_id,study_id,Atelectasis,Cardiomegaly,Consolidation,Edema,Enlarged "
+          "Cardiomediastinum,Fracture,"
+          "Lung Lesion,Lung Opacity,No Finding,Pleural Effusion,Pleural "
+          "Other,Pneumonia,Pneumothorax,Support Devices\n"
           "10000032,50414267,,,,,,,,,1.0,,,,,\n"
           "10000032,53189527,,,,,,,,,1.0,,,,,\n"
           "11000011,51029426,1.0,-1.0,,0.0,,,,,,1.0,,,,\n"
           "19999987,55368167,,,,,,,,-1.0,,,,1.0,0.0,1.0\n");
   gz_text(root / "mimic-cxr-2.0.0-metadata.csv.gz",
-          "dicom_id,subject_id,study_id,PerformedProcedureStepDescription,ViewPosition,Rows,Columns,StudyDate,"
+          "dicom_id,subject_id,study_id,PerformedProcedureStepDescription,ViewPosition,Rows,"
+          "Columns,StudyDate,"
           "StudyTime,ProcedureCodeSequence_CodeMeaning,ViewCodeSequence_CodeMeaning,"
           "PatientOrientationCodeSequence_CodeMeaning\n" +
-              a + ",10000032,50414267,CHEST (PA AND LAT),PA,3056,2544,21800506,213014.531,CHEST (PA AND LAT),"
-                  "postero-anterior,Erect\n" +
-              b + ",10000032,50414267,CHEST (PA AND LAT),LATERAL,3056,2544,21800506,213014.531,CHEST (PA AND LAT),"
-                  "lateral,Erect\n" +
-              c + ",10000032,53189527,CHEST (PA AND LAT),PA,3056,2544,21800626,165500.312,CHEST (PA AND LAT),"
-                  "postero-anterior,Erect\n" +
-              d + ",11000011,51029426,CHEST (PORTABLE AP),AP,2705,2539,21840101,100000.000,CHEST (PORTABLE AP),"
-                  "antero-posterior,Erect\n");  // e is not in the metadata
+              a +
+              ",10000032,50414267,CHEST (PA AND LAT),PA,3056,2544,21800506,213014.531,CHEST (PA "
+              "AND LAT),"
+              "postero-anterior,Erect\n" +
+              b +
+              ",10000032,50414267,CHEST (PA AND LAT),LATERAL,3056,2544,21800506,213014.531,CHEST "
+              "(PA AND LAT),"
+              "lateral,Erect\n" +
+              c +
+              ",10000032,53189527,CHEST (PA AND LAT),PA,3056,2544,21800626,165500.312,CHEST (PA "
+              "AND LAT),"
+              "postero-anterior,Erect\n" +
+              d +
+              ",11000011,51029426,CHEST (PORTABLE AP),AP,2705,2539,21840101,100000.000,CHEST "
+              "(PORTABLE AP),"
+              "antero-posterior,Erect\n");  // e is not in the metadata
   int seed = 0;
-  for (const auto& [subject, study, dicom] : std::vector<std::array<std::string, 3>>{
-           {"10000032", "50414267", a}, {"10000032", "50414267", b}, {"10000032", "53189527", c},
-           {"11000011", "51029426", d}, {"19999987", "55368167", e}}) {
-    image(root / "files" / ("p" + subject.substr(0, 2)) / ("p" + subject) / ("s" + study) / (dicom + ".jpg"), ++seed);
+  for (const auto& [subject, study, dicom] :
+       std::vector<std::array<std::string, 3>>{{"10000032", "50414267", a},
+                                               {"10000032", "50414267", b},
+                                               {"10000032", "53189527", c},
+                                               {"11000011", "51029426", d},
+                                               {"19999987", "55368167", e}}) {
+    image(root / "files" / ("p" + subject.substr(0, 2)) / ("p" + subject) / ("s" + study) /
+              (dicom + ".jpg"),
+          ++seed);
   }
 }
 
@@ -680,28 +739,36 @@ TEST(DataImport, MimicCxrJpgLabelsPatientsSplitsAndSkips) {
   EXPECT_EQ(a.split, "train");
   EXPECT_EQ(a.modality, "xray");
   const auto& d = rows["p11/p11000011/s51029426/68b5c4b1-227d0485-9cc38c3f-7b84ab51-4b472714.jpg"];
-  EXPECT_THAT(d.labels, ElementsAre("Atelectasis", "Pleural Effusion"));  // -1.0 Cardiomegaly: no label
+  EXPECT_THAT(d.labels,
+              ElementsAre("Atelectasis", "Pleural Effusion"));  // -1.0 Cardiomegaly: no label
   EXPECT_EQ(d.split, "val");
   EXPECT_EQ(d.group, "mimic-cxr:11000011");
   const auto& e = rows["p19/p19999987/s55368167/fffabebf-74fd3a1f-673b6b41-96ec0ac9-2ab69818.jpg"];
   EXPECT_THAT(e.labels, ElementsAre("Pneumonia", "Support Devices"));
   EXPECT_EQ(e.split, "test");
   const std::string skipped = fs::read_file(dir / "m.skipped.csv");
-  EXPECT_THAT(skipped, HasSubstr("0c4eb1e1-b801903c-bcebe8a4-3da9cd3c-3b94a27c.jpg,"
-                                 "listed in mimic-cxr-2.0.0-split.csv.gz line 7 but not found under the root"));
-  EXPECT_THAT(skipped, HasSubstr("9e0ba7c1-aaaaaaaa-bbbbbbbb-cccccccc-dddddddd.jpg,listed in "
-                                 "mimic-cxr-2.0.0-split.csv.gz line 8; study not in mimic-cxr-2.0.0-chexpert.csv.gz"));
+  EXPECT_THAT(
+      skipped,
+      HasSubstr("0c4eb1e1-b801903c-bcebe8a4-3da9cd3c-3b94a27c.jpg,"
+                "listed in mimic-cxr-2.0.0-split.csv.gz line 7 but not found under the root"));
+  EXPECT_THAT(
+      skipped,
+      HasSubstr(
+          "9e0ba7c1-aaaaaaaa-bbbbbbbb-cccccccc-dddddddd.jpg,listed in "
+          "mimic-cxr-2.0.0-split.csv.gz line 8; study not in mimic-cxr-2.0.0-chexpert.csv.gz"));
 
   // views=frontal reads the metadata: the LATERAL image and the one it lacks are skipped.
   ImportOptions o{root, dir / "f.csv", ""};
   o.options = {{"views", "frontal"}, {"uncertain", "positive"}};
   auto frontal = by_rel(import_dataset("mimic-cxr", o).rows, root / "files");
   ASSERT_EQ(frontal.size(), 3u);
-  EXPECT_THAT(frontal["p11/p11000011/s51029426/68b5c4b1-227d0485-9cc38c3f-7b84ab51-4b472714.jpg"].labels,
-              ElementsAre("Cardiomegaly", "Atelectasis", "Pleural Effusion"));
+  EXPECT_THAT(
+      frontal["p11/p11000011/s51029426/68b5c4b1-227d0485-9cc38c3f-7b84ab51-4b472714.jpg"].labels,
+      ElementsAre("Cardiomegaly", "Atelectasis", "Pleural Effusion"));
   const std::string fskipped = fs::read_file(dir / "f.skipped.csv");
   EXPECT_THAT(fskipped, HasSubstr("line 3; view 'LATERAL' is not frontal (views=frontal)"));
-  EXPECT_THAT(fskipped, HasSubstr("line 6; not in mimic-cxr-2.0.0-metadata.csv.gz (views=frontal)"));
+  EXPECT_THAT(fskipped,
+              HasSubstr("line 6; not in mimic-cxr-2.0.0-metadata.csv.gz (views=frontal)"));
 }
 
 TEST(DataImport, MimicCxrJpgBrokenLayoutAndBadRows) {
@@ -713,55 +780,71 @@ TEST(DataImport, MimicCxrJpgBrokenLayoutAndBadRows) {
   const std::string whole = fs::read_file(root / "mimic-cxr-2.0.0-chexpert.csv.gz");
   text(root / "mimic-cxr-2.0.0-chexpert.csv.gz", whole.substr(0, whole.size() - 12));
   EXPECT_THAT(import_error("mimic-cxr", o),
-              HasSubstr((root / "mimic-cxr-2.0.0-chexpert.csv.gz").string() + ": cannot read (damaged gzip stream?)"));
+              HasSubstr((root / "mimic-cxr-2.0.0-chexpert.csv.gz").string() +
+                        ": cannot read (damaged gzip stream?)"));
   // Missing: the labels table, then the metadata only when views=frontal needs it.
   stdfs::remove(root / "mimic-cxr-2.0.0-chexpert.csv.gz");
-  EXPECT_THAT(import_error("mimic-cxr", o),
-              HasSubstr("import mimic-cxr: mimic-cxr-2.0.0-chexpert.csv.gz not found in " + root.string()));
+  EXPECT_THAT(
+      import_error("mimic-cxr", o),
+      HasSubstr("import mimic-cxr: mimic-cxr-2.0.0-chexpert.csv.gz not found in " + root.string()));
   // A decompressed table serves as well.
   text(root / "mimic-cxr-2.0.0-chexpert.csv",
-       "subject_id,study_id,Atelectasis,Cardiomegaly,Consolidation,Edema,Enlarged Cardiomediastinum,Fracture,"
-       "Lung Lesion,Lung Opacity,No Finding,Pleural Effusion,Pleural Other,Pneumonia,Pneumothorax,Support Devices\n"
+       "subject_id,study_id,Atelectasis,Cardiomegaly,Consolidation,Edema,Enlarged "
+       "Cardiomediastinum,Fracture,"
+       "Lung Lesion,Lung Opacity,No Finding,Pleural Effusion,Pleural "
+       "Other,Pneumonia,Pneumothorax,Support Devices\n"
        "10000032,50414267,,,,,,,,,1.0,,,,,\n");
-  EXPECT_EQ(import_dataset("mimic-cxr", ImportOptions{root, dir / "plain.csv", ""}).rows.size(), 2u);
+  EXPECT_EQ(import_dataset("mimic-cxr", ImportOptions{root, dir / "plain.csv", ""}).rows.size(),
+            2u);
   stdfs::remove(root / "mimic-cxr-2.0.0-metadata.csv.gz");
   o.options = {{"views", "frontal"}};
-  EXPECT_THAT(import_error("mimic-cxr", o), HasSubstr("mimic-cxr-2.0.0-metadata.csv.gz not found in"));
+  EXPECT_THAT(import_error("mimic-cxr", o),
+              HasSubstr("mimic-cxr-2.0.0-metadata.csv.gz not found in"));
   o.options.clear();
   // A split other than train/validate/test, and a label value out of the set: FILE:LINE.
-  gz_text(root / "mimic-cxr-2.0.0-split.csv.gz", "dicom_id,study_id,subject_id,split\nx,50414267,10000032,dev\n");
-  EXPECT_THAT(import_error("mimic-cxr", o),
-              HasSubstr("mimic-cxr-2.0.0-split.csv.gz:2: split 'dev' is not train, validate or test"));
+  gz_text(root / "mimic-cxr-2.0.0-split.csv.gz",
+          "dicom_id,study_id,subject_id,split\nx,50414267,10000032,dev\n");
+  EXPECT_THAT(
+      import_error("mimic-cxr", o),
+      HasSubstr("mimic-cxr-2.0.0-split.csv.gz:2: split 'dev' is not train, validate or test"));
   text(root / "mimic-cxr-2.0.0-chexpert.csv",
-       "subject_id,study_id,Atelectasis,Cardiomegaly,Consolidation,Edema,Enlarged Cardiomediastinum,Fracture,"
-       "Lung Lesion,Lung Opacity,No Finding,Pleural Effusion,Pleural Other,Pneumonia,Pneumothorax,Support Devices\n"
+       "subject_id,study_id,Atelectasis,Cardiomegaly,Consolidation,Edema,Enlarged "
+       "Cardiomediastinum,Fracture,"
+       "Lung Lesion,Lung Opacity,No Finding,Pleural Effusion,Pleural "
+       "Other,Pneumonia,Pneumothorax,Support Devices\n"
        "10000032,50414267,,,,,,,,,yes,,,,,\n");
-  EXPECT_THAT(import_error("mimic-cxr", o),
-              HasSubstr("mimic-cxr-2.0.0-chexpert.csv:2: column 'No Finding': value 'yes' is not 1.0"));
+  EXPECT_THAT(
+      import_error("mimic-cxr", o),
+      HasSubstr("mimic-cxr-2.0.0-chexpert.csv:2: column 'No Finding': value 'yes' is not 1.0"));
   stdfs::remove_all(root / "files");
-  EXPECT_THAT(import_error("mimic-cxr", o), HasSubstr("import mimic-cxr: the image folder files/ not found: "));
+  EXPECT_THAT(import_error("mimic-cxr", o),
+              HasSubstr("import mimic-cxr: the image folder files/ not found: "));
 }
 
 // TotalSegmentator's meta.csv: ';'-separated, a UTF-8 byte order mark, the v2 columns.
 const char* const kTotalSegHeader =
-    "\xEF\xBB\xBFimage_id;age;gender;institute;study_type;split;manufacturer;scanner_model;kvp;pathology;"
+    "\xEF\xBB\xBFimage_id;age;gender;institute;study_type;split;manufacturer;scanner_model;kvp;"
+    "pathology;"
     "pathology_location\n";
 
 void ct_volume(const stdfs::path& p, int seed) {
   stdfs::create_directories(p.parent_path());
   std::vector<int16_t> hu(8 * 8 * 6);
-  for (size_t i = 0; i < hu.size(); ++i) hu[i] = static_cast<int16_t>(static_cast<int>((i * 37 + seed * 11) % 1600) - 800);
+  for (size_t i = 0; i < hu.size(); ++i)
+    hu[i] = static_cast<int16_t>(static_cast<int>((i * 37 + seed * 11) % 1600) - 800);
   testutil::write_volume<int16_t>(p, hu, {8, 8, 6}, {1.5, 1.5, 1.5});
 }
 
 void totalseg_replica(const stdfs::path& root) {
-  text(root / "meta.csv", std::string(kTotalSegHeader) +
-                              "s0000;71;m;A;ct thorax-abdomen-pelvis;train;Siemens;SOMATOM Definition AS+;120;"
-                              "no_pathology;\n"
-                              "s0001;58;f;B;ct abdomen-pelvis;val;Philips;iCT 256;100;tumor;liver\n"
-                              "s0002;44;f;A;ct thorax;test;Siemens;SOMATOM Force;90;;\n"
-                              "s0003;80;m;C;ct neck;train;GE;Revolution;120;fracture;spine\n");
-  for (const char* s : {"s0000", "s0001", "s0002", "s0099"}) ct_volume(root / s / "ct.nii.gz", s[4]);
+  text(root / "meta.csv",
+       std::string(kTotalSegHeader) +
+           "s0000;71;m;A;ct thorax-abdomen-pelvis;train;Siemens;SOMATOM Definition AS+;120;"
+           "no_pathology;\n"
+           "s0001;58;f;B;ct abdomen-pelvis;val;Philips;iCT 256;100;tumor;liver\n"
+           "s0002;44;f;A;ct thorax;test;Siemens;SOMATOM Force;90;;\n"
+           "s0003;80;m;C;ct neck;train;GE;Revolution;120;fracture;spine\n");
+  for (const char* s : {"s0000", "s0001", "s0002", "s0099"})
+    ct_volume(root / s / "ct.nii.gz", s[4]);
   ct_volume(root / "s0000/segmentations/liver.nii.gz", 7);  // masks are not samples
 }
 
@@ -792,21 +875,27 @@ TEST(DataImport, TotalSegmentatorBadInput) {
   ImportOptions o{root, dir / "ts.csv", ""};
   const std::string good = fs::read_file(root / "meta.csv");
   text(root / "meta.csv", good + "s0004;50;m;A;ct thorax;validation;GE;Revolution;120;;\n");
-  EXPECT_THAT(import_error("totalsegmentator", o),
-              HasSubstr((root / "meta.csv").string() + ":6: split 'validation' is not train, val or test"));
+  EXPECT_THAT(
+      import_error("totalsegmentator", o),
+      HasSubstr((root / "meta.csv").string() + ":6: split 'validation' is not train, val or test"));
   text(root / "meta.csv", good + "s0004;50;m\n");
-  EXPECT_THAT(import_error("totalsegmentator", o), HasSubstr("meta.csv:6: expected 11 fields, got 3"));
-  // The v1 meta.csv has no pathology column: the error lists the columns present.
-  text(root / "meta.csv", "image_id;age;gender;institute;study_type;split\ns0000;71;m;A;ct thorax;train\n");
   EXPECT_THAT(import_error("totalsegmentator", o),
-              HasSubstr("meta.csv:1: no column 'pathology' (columns present: image_id, age, gender, institute, "
-                        "study_type, split)"));
+              HasSubstr("meta.csv:6: expected 11 fields, got 3"));
+  // The v1 meta.csv has no pathology column: the error lists the columns present.
+  text(root / "meta.csv",
+       "image_id;age;gender;institute;study_type;split\ns0000;71;m;A;ct thorax;train\n");
+  EXPECT_THAT(
+      import_error("totalsegmentator", o),
+      HasSubstr(
+          "meta.csv:1: no column 'pathology' (columns present: image_id, age, gender, institute, "
+          "study_type, split)"));
   ImportOptions v1{root, dir / "v1.csv", ""};
   v1.options = {{"labels", "study_type"}};
   EXPECT_EQ(import_dataset("totalsegmentator", v1).rows.size(), 1u);
   stdfs::remove(root / "meta.csv");
-  EXPECT_THAT(import_error("totalsegmentator", o),
-              HasSubstr("import totalsegmentator: meta.csv not found: " + (root / "meta.csv").string()));
+  EXPECT_THAT(
+      import_error("totalsegmentator", o),
+      HasSubstr("import totalsegmentator: meta.csv not found: " + (root / "meta.csv").string()));
 }
 
 TEST(DataImport, KvasirCapsuleFramesAndVideosGroupedByVideo) {
@@ -820,7 +909,8 @@ TEST(DataImport, KvasirCapsuleFramesAndVideosGroupedByVideo) {
   text(root / "official_splits/split_0.csv",
        "filename,label\nbca26705313a4644_20404.jpg,Erosion\nbca26705313a4644_854.jpg,Pylorus\n");
   text(root / "official_splits/split_1.csv",
-       "filename,label\nad91cf7ca91440aa_873.jpg,Angiectasia\nad91cf7ca91440aa_872.jpg,Angiectasia\n");
+       "filename,label\nad91cf7ca91440aa_873.jpg,Angiectasia\nad91cf7ca91440aa_872.jpg,"
+       "Angiectasia\n");
   clip(root / "labelled_videos/bca26705313a4644.mp4");
   clip(root / "labelled_videos/ad91cf7ca91440aa.mp4");
   clip(root / "labelled_videos/0a1b2c3d4e5f6a7b.mp4");  // no labelled frame
@@ -837,19 +927,23 @@ TEST(DataImport, KvasirCapsuleFramesAndVideosGroupedByVideo) {
   expect_row(rows["3c8d5f0b90d7475a.mp4"], {}, "kvasir-capsule:3c8d5f0b90d7475a", "train");
   for (const auto& [name, row] : rows) EXPECT_EQ(row.modality, "endoscopy") << name;
   const std::string skipped = fs::read_file(dir / "kc.skipped.csv");
-  EXPECT_THAT(skipped, HasSubstr("0a1b2c3d4e5f6a7b.mp4,no labelled frame 0a1b2c3d4e5f6a7b_<frame> under labelled_images/"));
+  EXPECT_THAT(skipped, HasSubstr("0a1b2c3d4e5f6a7b.mp4,no labelled frame 0a1b2c3d4e5f6a7b_<frame> "
+                                 "under labelled_images/"));
   EXPECT_THAT(skipped, HasSubstr("stray.jpg,not <video>_<frame> inside a class folder"));
   // Labelled videos without their frames, a split file without its column, an empty root.
   stdfs::remove_all(root / "labelled_images");
   ImportOptions o{root, dir / "bad.csv", ""};
-  EXPECT_THAT(import_error("kvasir-capsule", o), HasSubstr("labelled_images/ was not found in " + root.string()));
+  EXPECT_THAT(import_error("kvasir-capsule", o),
+              HasSubstr("labelled_images/ was not found in " + root.string()));
   image(root / "labelled_images/Erosion/bca26705313a4644_20404.jpg", 1);
   text(root / "official_splits/split_1.csv", "file,label\nx.jpg,Ulcer\n");
-  EXPECT_THAT(import_error("kvasir-capsule", o), HasSubstr("split_1.csv:1: no column 'filename' (columns present: file, label)"));
+  EXPECT_THAT(import_error("kvasir-capsule", o),
+              HasSubstr("split_1.csv:1: no column 'filename' (columns present: file, label)"));
   stdfs::create_directories(dir / "empty");
   o.root = dir / "empty";
   EXPECT_THAT(import_error("kvasir-capsule", o),
-              HasSubstr("none of labelled_images/, labelled_videos/, unlabelled_videos/ in " + (dir / "empty").string()));
+              HasSubstr("none of labelled_images/, labelled_videos/, unlabelled_videos/ in " +
+                        (dir / "empty").string()));
 }
 
 TEST(DataImport, ImportOptionsAreKeyValue) {
@@ -863,7 +957,8 @@ TEST(DataImport, ImportOptionsAreKeyValue) {
       parse_import_option(bad, o);
       ADD_FAILURE() << bad << " was accepted";
     } catch (const Error& e) {
-      EXPECT_THAT(e.what(), HasSubstr(std::string("import: option '") + bad + "' is not KEY=VALUE"));
+      EXPECT_THAT(e.what(),
+                  HasSubstr(std::string("import: option '") + bad + "' is not KEY=VALUE"));
     }
   }
   // An importer without options refuses any, naming none.
@@ -871,7 +966,8 @@ TEST(DataImport, ImportOptionsAreKeyValue) {
   image(dir / "in/a/x.png");
   ImportOptions f{dir / "in", dir / "m.csv", "xray"};
   f.options = {{"views", "frontal"}};
-  EXPECT_THAT(import_error("folder", f), HasSubstr("import folder: unknown option 'views' (options of folder: none)"));
+  EXPECT_THAT(import_error("folder", f),
+              HasSubstr("import folder: unknown option 'views' (options of folder: none)"));
 }
 
 TEST(DataImport, UnknownNameModalityAndRoot) {
@@ -881,8 +977,11 @@ TEST(DataImport, UnknownNameModalityAndRoot) {
     import_dataset("imagenet", o);
     ADD_FAILURE();
   } catch (const Error& e) {
-    EXPECT_THAT(e.what(), HasSubstr("unknown dataset 'imagenet' (known: chestxray14, hyperkvasir, busi, "
-                                    "medmnist, folder, dicom, chexpert, mimic-cxr, totalsegmentator, kvasir-capsule)"));
+    EXPECT_THAT(
+        e.what(),
+        HasSubstr(
+            "unknown dataset 'imagenet' (known: chestxray14, hyperkvasir, busi, "
+            "medmnist, folder, dicom, chexpert, mimic-cxr, totalsegmentator, kvasir-capsule)"));
   }
   o.modality = "pet";
   EXPECT_THROW(import_dataset("folder", o), Error);

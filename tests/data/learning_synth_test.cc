@@ -65,7 +65,8 @@ PreprocessConfig bench_preprocess() {
 std::vector<Sample> read_all(const stdfs::path& manifest, const PreprocessConfig& pre) {
   const auto rows = read_manifest(manifest, /*check_paths=*/true);
   std::vector<Sample> out(rows.size());
-  parallel_for(rows.size(), 4, [&](size_t i) { out[i] = read_sample(rows[i], manifest.parent_path(), pre); });
+  parallel_for(rows.size(), 4,
+               [&](size_t i) { out[i] = read_sample(rows[i], manifest.parent_path(), pre); });
   return out;
 }
 
@@ -77,7 +78,8 @@ std::vector<const Sample*> of_modality(const std::vector<Sample>& all, const std
   return out;
 }
 
-using Featuriser = std::vector<float> (*)(const uint8_t*, int64_t, int64_t, int64_t, int64_t, int64_t);
+using Featuriser = std::vector<float> (*)(const uint8_t*, int64_t, int64_t, int64_t, int64_t,
+                                          int64_t);
 
 // Features of each sample, one row of `dim` floats per sample.
 std::vector<std::vector<float>> featurise(const std::vector<const Sample*>& samples, Featuriser f) {
@@ -109,7 +111,8 @@ std::vector<float> spectral_features(const uint8_t* pixels, int64_t, int64_t C, 
       for (int fx = -K; fx <= K; ++fx) {
         std::complex<double> acc = 0;
         for (int64_t x = 0; x < W; ++x) {
-          acc += (img[y * W + x] - mean) * std::polar(1.0, -2 * M_PI * fx * x / static_cast<double>(W));
+          acc += (img[y * W + x] - mean) *
+                 std::polar(1.0, -2 * M_PI * fx * x / static_cast<double>(W));
         }
         rows[y * (2 * K + 1) + fx + K] = acc;
       }
@@ -118,7 +121,8 @@ std::vector<float> spectral_features(const uint8_t* pixels, int64_t, int64_t C, 
       for (int fx = -K; fx <= K; ++fx) {
         std::complex<double> acc = 0;
         for (int64_t y = 0; y < H; ++y) {
-          acc += rows[y * (2 * K + 1) + fx + K] * std::polar(1.0, -2 * M_PI * fy * y / static_cast<double>(H));
+          acc += rows[y * (2 * K + 1) + fx + K] *
+                 std::polar(1.0, -2 * M_PI * fy * y / static_cast<double>(H));
         }
         power[(fy + K) * (2 * K + 1) + fx + K] += std::norm(acc);
       }
@@ -128,7 +132,8 @@ std::vector<float> spectral_features(const uint8_t* pixels, int64_t, int64_t C, 
   for (int fy = -K; fy <= K; ++fy) {
     for (int fx = -K; fx <= K; ++fx) {
       const double r = std::hypot(fx * 64.0 / W, fy * 64.0 / H);
-      if (r >= 4 && r <= 16) f.push_back(static_cast<float>(std::log1p(power[(fy + K) * (2 * K + 1) + fx + K])));
+      if (r >= 4 && r <= 16)
+        f.push_back(static_cast<float>(std::log1p(power[(fy + K) * (2 * K + 1) + fx + K])));
     }
   }
   double m = 0, n2 = 0;
@@ -140,9 +145,9 @@ std::vector<float> spectral_features(const uint8_t* pixels, int64_t, int64_t C, 
 }
 
 struct Recall {
-  double recall = 0;      // recall@1, same-patient candidates excluded
-  double chance = 0;      // expected recall@1 of a random candidate
-  double sd = 0;          // binomial SD of `recall` at chance, over query patients
+  double recall = 0;  // recall@1, same-patient candidates excluded
+  double chance = 0;  // expected recall@1 of a random candidate
+  double sd = 0;      // binomial SD of `recall` at chance, over query patients
   size_t queries = 0;
 };
 
@@ -163,7 +168,8 @@ Recall recall_at_1(const std::vector<const Sample*>& s, const std::vector<std::v
       ++total;
       same += s[i]->labels == s[q]->labels;
       double dot = 0, n = 0;
-      for (size_t k = 0; k < f[q].size(); ++k) dot += double(f[q][k]) * f[i][k], n += double(f[i][k]) * f[i][k];
+      for (size_t k = 0; k < f[q].size(); ++k)
+        dot += double(f[q][k]) * f[i][k], n += double(f[i][k]) * f[i][k];
       const double cos = dot / std::sqrt(std::max(qn * n, 1e-24));
       if (cos > best) best = cos, best_i = i;
     }
@@ -186,7 +192,8 @@ class LearningSynth : public ::testing::Test {
   static void SetUpTestSuite() {
     dir_ = new testing::TempDir("learning-synth");
     synthesize(bench_config(8), dir_->path() / "ds");
-    samples_ = new std::vector<Sample>(read_all(dir_->path() / "ds" / "manifest.csv", bench_preprocess()));
+    samples_ =
+        new std::vector<Sample>(read_all(dir_->path() / "ds" / "manifest.csv", bench_preprocess()));
   }
   static void TearDownTestSuite() {
     delete samples_;
@@ -244,7 +251,8 @@ TEST(LearningSynthConfig, PatternTiltAndOffsetSetTheDraws) {
   // Rings about the moved origin: the field is a function of the distance to it.
   synth::PatternParams p;
   p.kind = synth::Pattern::rings, p.origin_u = 0.2, p.origin_v = -0.1, p.tilt = 1.0;
-  EXPECT_NEAR(synth::pattern_field(p, 0.6, 0.2 + 0.3, -0.1), synth::pattern_field(p, 0.6, 0.2, -0.1 - 0.3), 1e-12);
+  EXPECT_NEAR(synth::pattern_field(p, 0.6, 0.2 + 0.3, -0.1),
+              synth::pattern_field(p, 0.6, 0.2, -0.1 - 0.3), 1e-12);
 
   SynthConfig c;
   c.classes = kStructural;
@@ -340,7 +348,8 @@ TEST(LearningSynthPattern, EveryClassHasADistinctBalancedPattern) {
         std::complex<double> acc = 0;
         for (int y = 0; y < N; ++y)
           for (int x = 0; x < N; ++x)
-            if (img[y * N + x] != 0) acc += img[y * N + x] * std::polar(1.0, -2 * M_PI * (fx * x + fy * y) / N);
+            if (img[y * N + x] != 0)
+              acc += img[y * N + x] * std::polar(1.0, -2 * M_PI * (fx * x + fy * y) / N);
         s.push_back(std::abs(acc));
       }
     }
@@ -354,7 +363,8 @@ TEST(LearningSynthPattern, EveryClassHasADistinctBalancedPattern) {
   for (size_t c = 0; c < kStructural.size(); ++c) {
     for (int i = 0; i < 6; ++i) {
       synth::Anatomy a = synth::make_sample(
-          synth::make_patient(synth::Finding::pattern, rng, synth::pattern_of(kStructural[c])), rng);
+          synth::make_patient(synth::Finding::pattern, rng, synth::pattern_of(kStructural[c])),
+          rng);
       spectra[c].push_back(spectrum(a.pattern, a.lr));
     }
   }
@@ -374,7 +384,8 @@ TEST(LearningSynthPattern, EveryClassHasADistinctBalancedPattern) {
           for (const auto& b : spectra[d]) other += sim(spectra[c][i], b), ++no;
     }
     same /= ns, other /= no;
-    EXPECT_GT(same, other + 0.1) << kStructural[c] << ": same-class " << same << ", other " << other;
+    EXPECT_GT(same, other + 0.1) << kStructural[c] << ": same-class " << same << ", other "
+                                 << other;
   }
 }
 
@@ -382,8 +393,9 @@ TEST(LearningSynthPattern, EveryClassHasADistinctBalancedPattern) {
 // over the query patients (samples of a patient are near-duplicates), about
 // 0.18 here; over the five modalities pooled, 3 SDs (about 0.07).
 TEST_F(LearningSynth, ShortcutProbesRetrieveAtChance) {
-  for (auto [name, f] : {std::pair<const char*, Featuriser>{"raw-pixels", &eval::raw_pixel_features},
-                         std::pair<const char*, Featuriser>{"histogram", &eval::histogram_features}}) {
+  for (auto [name, f] :
+       {std::pair<const char*, Featuriser>{"raw-pixels", &eval::raw_pixel_features},
+        std::pair<const char*, Featuriser>{"histogram", &eval::histogram_features}}) {
     double sum = 0, sum_chance = 0, var = 0;
     for (const auto& m : kModalities) {
       const auto s = of_modality(*samples_, m);
@@ -460,12 +472,16 @@ TEST(LearningSynthPattern, LesionRegionsAreMoreSimilarWithinAClass) {
       for (int i = 0; i < kPatients; ++i) {
         synth::Rng rng(synth::mix_seed(17, c, static_cast<uint64_t>(i)));
         const synth::Anatomy a = synth::make_sample(
-            synth::make_patient(synth::Finding::pattern, rng, synth::pattern_of(kStructural[c])), rng);
+            synth::make_patient(synth::Finding::pattern, rng, synth::pattern_of(kStructural[c])),
+            rng);
         ManifestRow row;
         row.modality = m;
         row.labels = {kStructural[c]};
         row.group = fmt::format("{}-{}", kStructural[c], i);
-        const char* ext = m == "ct" || m == "mri" ? ".nii.gz" : m == "xray" ? ".dcm" : m == "ultrasound" ? ".png" : ".mp4";
+        const char* ext = m == "ct" || m == "mri" ? ".nii.gz"
+                          : m == "xray"           ? ".dcm"
+                          : m == "ultrasound"     ? ".png"
+                                                  : ".mp4";
         row.path = dir / fmt::format("{}-{}-{}{}", m, c, i, ext);
         if (m == "ct") synth::write_ct(a, cfg, rng, row.path);
         if (m == "mri") synth::write_mri(a, cfg, rng, row.path);
@@ -501,13 +517,16 @@ TEST(LearningSynthPattern, LesionRegionsAreMoreSimilarWithinAClass) {
         if (i == j) continue;
         double d = 0;
         for (size_t k = 0; k < feats[i].size(); ++k) d += double(feats[i][k]) * feats[j][k];
-        if (samples[i].labels == samples[j].labels) same += d, ++ns;
-        else other += d, ++no;
+        if (samples[i].labels == samples[j].labels)
+          same += d, ++ns;
+        else
+          other += d, ++no;
       }
     }
     same /= ns, other /= no;
-    std::printf("lesion spectrum %-10s recall@1 %.3f  chance %.3f  same-class cos %.3f  other %.3f\n",
-                m.c_str(), r.recall, r.chance, same, other);
+    std::printf(
+        "lesion spectrum %-10s recall@1 %.3f  chance %.3f  same-class cos %.3f  other %.3f\n",
+        m.c_str(), r.recall, r.chance, same, other);
     EXPECT_GT(same, other) << m;
     EXPECT_GT(r.recall, r.chance + 4 * r.sd) << m;
   }
@@ -554,8 +573,9 @@ TEST_F(LearningSynth, ClassMeansOfIntensityAndColourDoNotSeparateClasses) {
       const double F = (ss_between / df_b) / (ss_within / df_w);
       const double within_sd = std::sqrt(ss_within / df_w);
       const double per_class = static_cast<double>(n) / groups;
-      std::printf("%-10s channel %ld: class-mean F %.2f, max |class - grand| %.2f, within sd %.2f\n",
-                  m.c_str(), static_cast<long>(c), F, max_dev, within_sd);
+      std::printf(
+          "%-10s channel %ld: class-mean F %.2f, max |class - grand| %.2f, within sd %.2f\n",
+          m.c_str(), static_cast<long>(c), F, max_dev, within_sd);
       EXPECT_LT(F, 5.0) << m << " channel " << c;
       EXPECT_LT(max_dev, 3.5 * within_sd / std::sqrt(per_class)) << m << " channel " << c;
     }
@@ -591,17 +611,18 @@ TEST(LearningSynthBenchmark, DISABLED_ProbesOnConfigsLearningToml) {
                 std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
   }
   const auto all = read_all(dir / "manifest.csv", pre);
-  for (auto [name, f] : {std::pair<const char*, Featuriser>{"raw-pixels", &eval::raw_pixel_features},
-                         std::pair<const char*, Featuriser>{"histogram", &eval::histogram_features},
-                         std::pair<const char*, Featuriser>{"spectral", &spectral_features}}) {
+  for (auto [name, f] :
+       {std::pair<const char*, Featuriser>{"raw-pixels", &eval::raw_pixel_features},
+        std::pair<const char*, Featuriser>{"histogram", &eval::histogram_features},
+        std::pair<const char*, Featuriser>{"spectral", &spectral_features}}) {
     for (const auto& m : kModalities) {
       std::vector<const Sample*> s;
       for (const auto& x : all)
         if (x.modality == m && x.split == "test") s.push_back(&x);
       if (s.empty()) continue;
       const Recall r = recall_at_1(s, featurise(s, f));
-      std::printf("%-10s %-10s test split: %zu samples, recall@1 %.3f  chance %.3f  (sd %.3f)\n", name,
-                  m.c_str(), s.size(), r.recall, r.chance, r.sd);
+      std::printf("%-10s %-10s test split: %zu samples, recall@1 %.3f  chance %.3f  (sd %.3f)\n",
+                  name, m.c_str(), s.size(), r.recall, r.chance, r.sd);
     }
   }
 }

@@ -31,8 +31,8 @@ using testutil::small_cfg;
 
 // Reads and expects an InputError whose path is `file` and whose reason
 // contains `reason`.
-void expect_refused_with(const stdfs::path& file, const std::string& modality, const PreprocessConfig& cfg,
-                         const std::string& reason) {
+void expect_refused_with(const stdfs::path& file, const std::string& modality,
+                         const PreprocessConfig& cfg, const std::string& reason) {
   try {
     read_sample(row(file, modality), file.parent_path(), cfg);
     ADD_FAILURE() << file << " was accepted";
@@ -43,7 +43,8 @@ void expect_refused_with(const stdfs::path& file, const std::string& modality, c
   }
 }
 
-void expect_refused(const stdfs::path& file, const std::string& modality, const std::string& reason) {
+void expect_refused(const stdfs::path& file, const std::string& modality,
+                    const std::string& reason) {
   expect_refused_with(file, modality, small_cfg(), reason);
 }
 
@@ -199,7 +200,8 @@ void write_png_header(const stdfs::path& p, uint32_t width, uint32_t height) {
     be32(out, static_cast<uint32_t>(data.size()));
     const std::string body = type + data;
     out += body;
-    be32(out, static_cast<uint32_t>(crc32(0, reinterpret_cast<const Bytef*>(body.data()), body.size())));
+    be32(out,
+         static_cast<uint32_t>(crc32(0, reinterpret_cast<const Bytef*>(body.data()), body.size())));
   };
   std::string ihdr, png = "\x89PNG\r\n\x1a\n";
   be32(ihdr, width);
@@ -219,7 +221,8 @@ TEST(DataMalformed, InputsPromisingMoreThanTheLimitsAreRefusedBeforeDecoding) {
   testing::TempDir dir("bad");
   write_png_header(dir / "bomb.png", 30000, 30000);  // the default limit refuses it
   expect_refused(dir / "bomb.png", "xray",
-                 "absurd image size 30000x30000: 900000000 pixels, more than preprocess.max_input_pixels = 536870912");
+                 "absurd image size 30000x30000: 900000000 pixels, more than "
+                 "preprocess.max_input_pixels = 536870912");
   PreprocessConfig cfg = small_cfg();
   std::vector<uint8_t> img(200 * 150);
   for (size_t i = 0; i < img.size(); ++i) img[i] = static_cast<uint8_t>(i % 251);
@@ -230,21 +233,28 @@ TEST(DataMalformed, InputsPromisingMoreThanTheLimitsAreRefusedBeforeDecoding) {
   std::vector<uint8_t> rgb(12 * 32 * 24 * 3);
   for (size_t i = 0; i < rgb.size(); ++i) rgb[i] = static_cast<uint8_t>(i * 7);
   video::write(dir / "v.mp4", rgb, 12, 32, 24);
-  for (const char* f : {"a.png", "a.jpg"}) EXPECT_NO_THROW(read_sample(row(dir / f, "xray"), dir.path(), cfg));
-  for (const char* f : {"v.nii.gz", "series"}) EXPECT_NO_THROW(read_sample(row(dir / f, "ct"), dir.path(), cfg));
+  for (const char* f : {"a.png", "a.jpg"})
+    EXPECT_NO_THROW(read_sample(row(dir / f, "xray"), dir.path(), cfg));
+  for (const char* f : {"v.nii.gz", "series"})
+    EXPECT_NO_THROW(read_sample(row(dir / f, "ct"), dir.path(), cfg));
   EXPECT_NO_THROW(read_sample(row(dir / "v.mp4", "endoscopy"), dir.path(), cfg));
 
   cfg.max_input_pixels = 2000;
   const std::string limit = "more than preprocess.max_input_pixels = 2000";
-  expect_refused_with(dir / "a.png", "xray", cfg, "absurd image size 200x150: 30000 pixels, " + limit);
-  expect_refused_with(dir / "a.jpg", "xray", cfg, "absurd image size 200x150: 30000 pixels, " + limit);
-  expect_refused_with(dir / "v.nii.gz", "ct", cfg, "absurd image size 16x16x8: 2048 pixels, " + limit);
-  expect_refused_with(dir / "series", "ct", cfg, "absurd image size 16x16x8: 2048 pixels, " + limit);
+  expect_refused_with(dir / "a.png", "xray", cfg,
+                      "absurd image size 200x150: 30000 pixels, " + limit);
+  expect_refused_with(dir / "a.jpg", "xray", cfg,
+                      "absurd image size 200x150: 30000 pixels, " + limit);
+  expect_refused_with(dir / "v.nii.gz", "ct", cfg,
+                      "absurd image size 16x16x8: 2048 pixels, " + limit);
+  expect_refused_with(dir / "series", "ct", cfg,
+                      "absurd image size 16x16x8: 2048 pixels, " + limit);
   cfg.max_input_pixels = 700;
   expect_refused_with(dir / "v.mp4", "endoscopy", cfg, "absurd image size 24x32: 768 pixels");
   cfg.max_input_pixels = kDefaultMaxInputPixels;
   cfg.max_video_frames = 10;
-  expect_refused_with(dir / "v.mp4", "endoscopy", cfg, "more than preprocess.max_video_frames = 10");
+  expect_refused_with(dir / "v.mp4", "endoscopy", cfg,
+                      "more than preprocess.max_video_frames = 10");
 }
 
 // A FIFO, a directory or a device where a file is expected would block or
@@ -295,7 +305,8 @@ TEST(DataMalformed, CutAndMutatedDicomFilesAreRefusedNeverFatal) {
   std::mt19937 gen(7);
   for (int k = 0; k < 40; ++k) {
     std::string m = bytes;
-    for (int j = 0; j < 4; ++j) m[132 + gen() % 600] = static_cast<char>(gen() & 0xff);  // header bytes
+    for (int j = 0; j < 4; ++j)
+      m[132 + gen() % 600] = static_cast<char>(gen() & 0xff);  // header bytes
     const auto p = dir / fmt::format("mutated{}.dcm", k);
     std::ofstream(p, std::ios::binary) << m;
     probe(p);
@@ -315,7 +326,8 @@ TEST(DataMalformed, MislabelledFiles) {
   testutil::write_image<uint8_t>(dir / "a.png", img, 40, 30);
   stdfs::copy_file(dir / "a.png", dir / "png-named.jpg");
   const Sample want = read_sample(row(dir / "a.png", "xray"), dir.path(), small_cfg());
-  EXPECT_EQ(read_sample(row(dir / "png-named.jpg", "xray"), dir.path(), small_cfg()).pixels, want.pixels);
+  EXPECT_EQ(read_sample(row(dir / "png-named.jpg", "xray"), dir.path(), small_cfg()).pixels,
+            want.pixels);
   std::vector<uint8_t> rgb(8 * 32 * 32 * 3);
   for (size_t i = 0; i < rgb.size(); ++i) rgb[i] = static_cast<uint8_t>(i * 7);
   video::write(dir / "v.mp4", rgb, 8, 32, 32);
@@ -367,7 +379,8 @@ TEST(DataMalformed, CutAndCorruptedFilesOfEveryFormat) {
           std::fstream f(bad, std::ios::in | std::ios::out | std::ios::binary);
           f.seekp(static_cast<std::streamoff>(size * keep));
           std::mt19937 gen(static_cast<unsigned>(cases));
-          for (auto i = static_cast<uintmax_t>(size * keep); i < size; ++i) f.put(static_cast<char>(gen()));
+          for (auto i = static_cast<uintmax_t>(size * keep); i < size; ++i)
+            f.put(static_cast<char>(gen()));
         } else {
           truncate_file(bad, keep);
         }

@@ -66,7 +66,8 @@ TEST(DataManifest, ReadsRowsResolvesPathsAndQuoting) {
 
 TEST(DataManifest, HeaderColumnsInAnyOrder) {
   testing::TempDir dir("manifest");
-  auto csv = write_text(dir / "m.csv", "split,group,labels,modality,path\ntest,p9,cyst,mri,v.nii\n");
+  auto csv =
+      write_text(dir / "m.csv", "split,group,labels,modality,path\ntest,p9,cyst,mri,v.nii\n");
   auto rows = read_manifest(csv);
   ASSERT_EQ(rows.size(), 1u);
   EXPECT_EQ(rows[0].modality, "mri");
@@ -92,7 +93,8 @@ TEST(DataManifest, ErrorsNameFileAndLine) {
       {header + "x.png,xray,,g,later\n", ":2: unknown split 'later'"},
       {header + "\"x.png,xray,,g,train\n", ":2: unterminated quoted field"},
       {header + "\"x\"y.png,xray,,g,train\n", ":2: unexpected character 'y' after a closing quote"},
-      {header + "a.png,xray,,g,train\nb.png,xray,,g,\n./a.png,ct,,h,\n", ":4: duplicate path ./a.png (also on line 2)"},
+      {header + "a.png,xray,,g,train\nb.png,xray,,g,\n./a.png,ct,,h,\n",
+       ":4: duplicate path ./a.png (also on line 2)"},
   };
   for (size_t i = 0; i < cases.size(); ++i) {
     auto csv = write_text(dir / ("bad" + std::to_string(i) + ".csv"), cases[i].text);
@@ -106,8 +108,8 @@ TEST(DataManifest, ErrorsNameFileAndLine) {
 TEST(DataManifest, CheckPathsReportsMissingFiles) {
   testing::TempDir dir("manifest");
   write_text(dir / "here.png", "x");
-  auto csv = write_text(dir / "m.csv",
-                        "path,modality,labels,group,split\nhere.png,xray,,g,\nmissing.png,xray,,g,\n");
+  auto csv = write_text(
+      dir / "m.csv", "path,modality,labels,group,split\nhere.png,xray,,g,\nmissing.png,xray,,g,\n");
   EXPECT_EQ(read_manifest(csv).size(), 2u);  // not checked by default
   std::string msg = error_of([&] { read_manifest(csv, true); });
   EXPECT_THAT(msg, HasSubstr(csv.string() + ":3: path"));
@@ -157,7 +159,8 @@ TEST(DataManifest, WriteRejectsBadRows) {
   ManifestRow r;
   r.path = dir / "a.png";
   r.modality = "photo";
-  EXPECT_THAT(error_of([&] { write_manifest(dir / "m.csv", {r}); }), HasSubstr("unknown modality 'photo'"));
+  EXPECT_THAT(error_of([&] { write_manifest(dir / "m.csv", {r}); }),
+              HasSubstr("unknown modality 'photo'"));
   r.modality = "xray";
   r.labels = {"a|b"};
   EXPECT_THAT(error_of([&] { write_manifest(dir / "m.csv", {r}); }), HasSubstr("contains '|'"));

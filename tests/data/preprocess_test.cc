@@ -39,8 +39,9 @@ TEST(DataPreprocessConfig, DefaultsAndValidation) {
 }
 
 TEST(DataPreprocessConfig, BindsFromSettingsAndNamesBadKeys) {
-  Settings s = config::load<Settings>(std::nullopt, {"preprocess.image_size=32", "preprocess.resize=crop",
-                                                     "synth.patients_per_class=2"});
+  Settings s = config::load<Settings>(
+      std::nullopt,
+      {"preprocess.image_size=32", "preprocess.resize=crop", "synth.patients_per_class=2"});
   EXPECT_EQ(s.preprocess.image_size, 32);
   EXPECT_EQ(s.preprocess.resize, "crop");
   EXPECT_EQ(s.synth.patients_per_class, 2);
@@ -98,13 +99,15 @@ TEST(DataPreprocess, CanonicalOrientationUndoesAFlippedAxis) {
       }
   testutil::write_volume(dir / "a.nii.gz", v, {n, n, d}, {2, 2, 3});
   // Same anatomy stored with the x axis reversed (direction x = -1).
-  testutil::write_volume(dir / "b.nrrd", flipped, {n, n, d}, {2, 2, 3}, {-1, 0, 0, 0, 1, 0, 0, 0, 1});
+  testutil::write_volume(dir / "b.nrrd", flipped, {n, n, d}, {2, 2, 3},
+                         {-1, 0, 0, 0, 1, 0, 0, 0, 1});
   auto cfg = small_cfg();
   Sample a = read_sample(row(dir / "a.nii.gz", "ct"), dir.path(), cfg);
   Sample b = read_sample(row(dir / "b.nrrd", "ct"), dir.path(), cfg);
   ASSERT_EQ(a.pixels.size(), b.pixels.size());
   int max_diff = 0;
-  for (size_t i = 0; i < a.pixels.size(); ++i) max_diff = std::max(max_diff, std::abs(a.pixels[i] - b.pixels[i]));
+  for (size_t i = 0; i < a.pixels.size(); ++i)
+    max_diff = std::max(max_diff, std::abs(a.pixels[i] - b.pixels[i]));
   EXPECT_LE(max_diff, 1);
   // And the gradient along x survives: left is darker than right.
   EXPECT_LT(at(a, 0, 4, 8, 2), at(a, 0, 4, 8, 13));
@@ -119,15 +122,17 @@ int16_t phantom(double x, double y, double z) {
 }
 
 // Samples the phantom on a grid: index (i, j, k) is at origin + D * (i, j, k) * spacing.
-void write_phantom(const std::filesystem::path& path, std::array<size_t, 3> size, std::array<double, 3> sp,
-                   std::array<double, 9> d, std::array<double, 3> origin) {
+void write_phantom(const std::filesystem::path& path, std::array<size_t, 3> size,
+                   std::array<double, 3> sp, std::array<double, 9> d,
+                   std::array<double, 3> origin) {
   std::vector<int16_t> v(size[0] * size[1] * size[2]);
   size_t n = 0;
   for (size_t k = 0; k < size[2]; ++k)
     for (size_t j = 0; j < size[1]; ++j)
       for (size_t i = 0; i < size[0]; ++i) {
         const double a = i * sp[0], b = j * sp[1], c = k * sp[2];
-        v[n++] = phantom(origin[0] + d[0] * a + d[1] * b + d[2] * c, origin[1] + d[3] * a + d[4] * b + d[5] * c,
+        v[n++] = phantom(origin[0] + d[0] * a + d[1] * b + d[2] * c,
+                         origin[1] + d[3] * a + d[4] * b + d[5] * c,
                          origin[2] + d[6] * a + d[7] * b + d[8] * c);
       }
   testutil::write_volume(path, v, size, sp, d, origin);
@@ -142,7 +147,8 @@ TEST(DataPreprocess, ResamplingToSpacingMakesTheGridIrrelevant) {
   write_phantom(dir / "fine.nii.gz", {64, 64, 64}, {1.5, 1.5, 1.5}, identity, {0.75, 0.75, 0.75});
   write_phantom(dir / "coarse.nii.gz", {32, 32, 32}, {3, 3, 3}, identity, {1.5, 1.5, 1.5});
   write_phantom(dir / "aniso.nrrd", {120, 120, 24}, {0.8, 0.8, 4}, identity, {0.4, 0.4, 2});
-  write_phantom(dir / "swapped.mha", {24, 120, 120}, {4, 0.8, 0.8}, {0, 0, 1, 0, 1, 0, 1, 0, 0}, {0.4, 0.4, 2});
+  write_phantom(dir / "swapped.mha", {24, 120, 120}, {4, 0.8, 0.8}, {0, 0, 1, 0, 1, 0, 1, 0, 0},
+                {0.4, 0.4, 2});
   auto cfg = small_cfg();
   cfg.volume_size = 32;
   cfg.volume_slices = 32;
@@ -208,7 +214,7 @@ TEST(DataPreprocess, PadKeepsAspectAndCropFillsTheSquare) {
   EXPECT_EQ(at(pad, 0, 0, 16, 29), 200);
   cfg.resize = "crop";
   Sample crop = read_sample(row(dir / "wide.png", "ultrasound"), dir.path(), cfg);
-  EXPECT_EQ(at(crop, 0, 0, 0, 2), 100);   // no padding
+  EXPECT_EQ(at(crop, 0, 0, 0, 2), 100);  // no padding
   EXPECT_EQ(at(crop, 0, 0, 31, 29), 200);
 }
 

@@ -39,7 +39,9 @@ std::vector<uint8_t> pattern(size_t w, size_t h) {
   std::vector<uint8_t> v(w * h);
   for (size_t y = 0; y < h; ++y)
     for (size_t x = 0; x < w; ++x)
-      v[y * w + x] = (x > w / 4 && x < w / 2 && y > h / 4 && y < h / 2) ? 250 : static_cast<uint8_t>(x * 100 / w);
+      v[y * w + x] = (x > w / 4 && x < w / 2 && y > h / 4 && y < h / 2)
+                         ? 250
+                         : static_cast<uint8_t>(x * 100 / w);
   return v;
 }
 
@@ -173,8 +175,8 @@ TEST(DataReader, WebmMovAndMoreCodecs) {
   cfg.resize = "crop";
   auto clip = numbered_clip(16, 48, 64);
   const std::vector<std::pair<std::string, std::string>> cases = {
-      {"vp8.webm", "libvpx"},  {"vp9.webm", "libvpx-vp9"}, {"h264.mov", "libx264"},
-      {"mpeg4.mov", "mpeg4"},  {"ffv1.mkv", "ffv1"},       {"mjpeg.avi", "mjpeg"},
+      {"vp8.webm", "libvpx"},     {"vp9.webm", "libvpx-vp9"}, {"h264.mov", "libx264"},
+      {"mpeg4.mov", "mpeg4"},     {"ffv1.mkv", "ffv1"},       {"mjpeg.avi", "mjpeg"},
       {"mpeg2.mpg", "mpeg2video"}};
   for (const auto& [name, codec] : cases) {
     video::write(dir / name, clip, 16, 48, 64, 10, codec);
@@ -218,7 +220,7 @@ TEST(DataReader, OddFrameSizes) {
            {"odd.mkv", "ffv1"}, {"odd.mp4", "libx264"}}) {
     video::write(dir / name, rgb, frames, h, w, 10, codec);
     Sample s = read_sample(row(dir / name, "endoscopy"), dir.path(), cfg);
-    EXPECT_LT(at(s, 0, 0, 1, 16), 5) << name;     // padding
+    EXPECT_LT(at(s, 0, 0, 1, 16), 5) << name;         // padding
     EXPECT_NEAR(at(s, 0, 0, 16, 3), 230, 8) << name;  // bright left third
     EXPECT_NEAR(at(s, 0, 0, 16, 28), 30, 8) << name;  // dark right
   }
@@ -244,7 +246,8 @@ TEST(DataReader, ConcurrentReadsMatchSequentialOnes) {
     testutil::write_image<uint8_t>(p, v, 40 + i * 8, 40);
     rows.push_back(row(p, "xray"));
     std::vector<int16_t> vol(20 * 20 * 10);
-    for (size_t k = 0; k < vol.size(); ++k) vol[k] = static_cast<int16_t>(-1000 + (k * (7 + i)) % 2000);
+    for (size_t k = 0; k < vol.size(); ++k)
+      vol[k] = static_cast<int16_t>(-1000 + (k * (7 + i)) % 2000);
     auto vp = dir / ("vol" + std::to_string(i) + ".nii.gz");
     testutil::write_volume(vp, vol, {20, 20, 10}, {2, 2, 3});
     rows.push_back(row(vp, "ct"));
@@ -257,9 +260,11 @@ TEST(DataReader, ConcurrentReadsMatchSequentialOnes) {
   std::vector<std::future<Sample>> futures;
   for (int rep = 0; rep < 2; ++rep)
     for (const auto& r : rows)
-      futures.push_back(std::async(std::launch::async, [&, r] { return read_sample(r, dir.path(), cfg); }));
+      futures.push_back(
+          std::async(std::launch::async, [&, r] { return read_sample(r, dir.path(), cfg); }));
   for (size_t i = 0; i < futures.size(); ++i) {
-    EXPECT_EQ(futures[i].get().pixels, sequential[i % rows.size()].pixels) << rows[i % rows.size()].path;
+    EXPECT_EQ(futures[i].get().pixels, sequential[i % rows.size()].pixels)
+        << rows[i % rows.size()].path;
   }
 }
 
@@ -279,17 +284,21 @@ TEST(VideoWriter, SameFramesGiveTheSameBytesInAnyOrderAndInParallel) {
         for (int64_t x = 0; x < W; ++x)
           for (int c = 0; c < 3; ++c) {
             state = state * 6364136223846793005ULL + 1442695040888963407ULL;
-            const double smooth = 100 + 60 * std::sin(0.1 * (k + 1) * x + 0.4 * t + c) + 40 * std::cos(0.2 * y);
+            const double smooth =
+                100 + 60 * std::sin(0.1 * (k + 1) * x + 0.4 * t + c) + 40 * std::cos(0.2 * y);
             clips[k][static_cast<size_t>(((t * H + y) * W + x) * 3 + c)] =
                 static_cast<uint8_t>(smooth + static_cast<double>(state >> 59));
           }
   }
-  auto name = [&](const std::string& run, int k) { return dir / (run + std::to_string(k) + ".mp4"); };
+  auto name = [&](const std::string& run, int k) {
+    return dir / (run + std::to_string(k) + ".mp4");
+  };
   for (int k = 0; k < kClips; ++k) video::write(name("forward", k), clips[k], F, H, W);
   for (int k = kClips - 1; k >= 0; --k) video::write(name("reverse", k), clips[k], F, H, W);
   std::vector<std::future<void>> parallel;
   for (int k = 0; k < kClips; ++k) {
-    parallel.push_back(std::async(std::launch::async, [&, k] { video::write(name("parallel", k), clips[k], F, H, W); }));
+    parallel.push_back(std::async(
+        std::launch::async, [&, k] { video::write(name("parallel", k), clips[k], F, H, W); }));
   }
   for (auto& f : parallel) f.get();
   for (int k = 0; k < kClips; ++k) {

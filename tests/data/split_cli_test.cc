@@ -34,7 +34,8 @@ TEST(SplitCli, WritesTheSplitColumn) {
   write_input(dir / "in.csv", 40);
   std::string out;
   ASSERT_EQ(run_command(bin() + " split --manifest " + (dir / "in.csv").string() + " --out " +
-                            (dir / "out.csv").string() + " --ratios 0.5,0.25,0.25 --seed 3 --stratify-by-label",
+                            (dir / "out.csv").string() +
+                            " --ratios 0.5,0.25,0.25 --seed 3 --stratify-by-label",
                         &out),
             0)
       << out;
@@ -67,7 +68,8 @@ TEST(SplitCli, ErrorsAreOneLineAndWriteNothing) {
   const std::string out_csv = (dir / "out.csv").string();
   const std::vector<std::pair<std::string, std::string>> cases = {
       {"--manifest " + (dir / "in.csv").string() + " --ratios 0.8,0.1,0.2", "sum to 1.1"},
-      {"--manifest " + (dir / "in.csv").string() + " --ratios 1.1,-0.1,0", "ratio -0.1 is negative"},
+      {"--manifest " + (dir / "in.csv").string() + " --ratios 1.1,-0.1,0",
+       "ratio -0.1 is negative"},
       {"--manifest " + (dir / "nogroup.csv").string(), "nogroup.csv:2: row"},
       {"--manifest " + (dir / "empty.csv").string(), "empty.csv: the manifest has no rows"},
   };

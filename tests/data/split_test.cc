@@ -15,7 +15,8 @@ namespace {
 using ::testing::HasSubstr;
 
 // `groups` groups of `per_group` rows each; group g has label labels[g % labels.size()].
-std::vector<ManifestRow> rows_of(int groups, int per_group, const std::vector<std::string>& labels) {
+std::vector<ManifestRow> rows_of(int groups, int per_group,
+                                 const std::vector<std::string>& labels) {
   std::vector<ManifestRow> rows;
   for (int g = 0; g < groups; ++g) {
     for (int i = 0; i < per_group; ++i) {
@@ -79,7 +80,8 @@ TEST(Split, StratifiedCoversEveryLabelInEverySplit) {
     for (bool stratify : {true, false}) {
       auto rows = rows_of(40, 2, labels);
       assign_splits(rows, SplitOptions{{0.8, 0.1, 0.1}, seed, stratify}, "m.csv");
-      std::map<std::string, std::map<std::string, std::set<std::string>>> groups;  // split->label->groups
+      std::map<std::string, std::map<std::string, std::set<std::string>>>
+          groups;  // split->label->groups
       for (const auto& r : rows) groups[r.split][r.labels[0]].insert(r.group);
       bool all = true;
       for (const char* s : {"train", "val", "test"}) {

@@ -22,7 +22,8 @@ namespace {
 // Frame k of `frames` is a flat grey 10 + 14 k (RGB).
 std::vector<uint8_t> grey_ramp_clip(int64_t frames, int64_t h, int64_t w) {
   std::vector<uint8_t> rgb;
-  for (int64_t t = 0; t < frames; ++t) rgb.insert(rgb.end(), size_t(h * w * 3), uint8_t(10 + 14 * t));
+  for (int64_t t = 0; t < frames; ++t)
+    rgb.insert(rgb.end(), size_t(h * w * 3), uint8_t(10 + 14 * t));
   return rgb;
 }
 
@@ -50,14 +51,16 @@ TEST(DataVideoClips, AReadIsTheCentreClipOfTheStoredFrames) {
 
   cfg.stored_video = false;
   const Sample clip = read_sample(testutil::row(dir / "v.mp4", "endoscopy"), dir.path(), cfg);
-  ASSERT_EQ(std::vector<int64_t>({clip.C, clip.T, clip.H, clip.W}), std::vector<int64_t>({3, 4, 32, 32}));
+  ASSERT_EQ(std::vector<int64_t>({clip.C, clip.T, clip.H, clip.W}),
+            std::vector<int64_t>({3, 4, 32, 32}));
   std::vector<uint8_t> want(clip.pixels.size());
   copy_clip(stored.pixels.data(), 3, 16, 32 * 32, 3, 4, 3, want.data());
   EXPECT_EQ(clip.pixels, want);  // exactly frames 3, 6, 9, 12 of the stored ones
   EXPECT_NEAR(frame_value(clip, 0, 0), 10 + 14 * 3, 4);
   EXPECT_NEAR(frame_value(clip, 0, 3), 10 + 14 * 12, 4);
   // The same read again: the centre clip is fixed.
-  EXPECT_EQ(read_sample(testutil::row(dir / "v.mp4", "endoscopy"), dir.path(), cfg).pixels, clip.pixels);
+  EXPECT_EQ(read_sample(testutil::row(dir / "v.mp4", "endoscopy"), dir.path(), cfg).pixels,
+            clip.pixels);
 }
 
 TEST(DataVideoClips, ClipHelpersCountStartsAndRefuseClipsThatDoNotFit) {
@@ -89,18 +92,21 @@ TEST(DataVideoClips, StoredFramesAreCappedAndMustHoldAClip) {
   EXPECT_EQ(ok.preprocess.video_stored_frames, kMaxStoredVideoFrames);
   EXPECT_EQ(PreprocessConfig{}.video_stored_frames, 32);
   EXPECT_EQ(PreprocessConfig{}.video_frame_stride, 2);
-  EXPECT_THAT(error_of({fmt::format("preprocess.video_stored_frames={}", kMaxStoredVideoFrames + 1)}),
-              ::testing::HasSubstr("video_stored_frames"));
-  EXPECT_THAT(error_of({"preprocess.video_stored_frames=14"}),  // 8 frames at stride 2 need 15
-              ::testing::HasSubstr("'preprocess.video_stored_frames' = 14 is too small for a clip of "
-                                   "video_frames = 8 at video_frame_stride = 2: it needs at least 15"));
+  EXPECT_THAT(
+      error_of({fmt::format("preprocess.video_stored_frames={}", kMaxStoredVideoFrames + 1)}),
+      ::testing::HasSubstr("video_stored_frames"));
+  EXPECT_THAT(
+      error_of({"preprocess.video_stored_frames=14"}),  // 8 frames at stride 2 need 15
+      ::testing::HasSubstr("'preprocess.video_stored_frames' = 14 is too small for a clip of "
+                           "video_frames = 8 at video_frame_stride = 2: it needs at least 15"));
   EXPECT_EQ(error_of({"preprocess.video_stored_frames=15"}), "");
   // A config built in code is checked when a video is read.
   testing::TempDir dir("clips-bad");
   video::write(dir / "v.mp4", grey_ramp_clip(4, 16, 16), 4, 16, 16);
   PreprocessConfig bad = clip_cfg();
   bad.video_stored_frames = 9;
-  EXPECT_THROW(read_sample(testutil::row(dir / "v.mp4", "endoscopy"), dir.path(), bad), config::Error);
+  EXPECT_THROW(read_sample(testutil::row(dir / "v.mp4", "endoscopy"), dir.path(), bad),
+               config::Error);
 }
 
 }  // namespace

@@ -155,7 +155,8 @@ void write_hollow(const std::filesystem::path& path, hsize_t n, hsize_t d, bool 
   const char name[17] = "m3ret-embeddings";
   H5Awrite(a, str, name);
   H5Aclose(a);
-  for (auto [attr, v] : {std::pair<const char*, int64_t>{"format_version", 1}, {"dim", int64_t(d)}}) {
+  for (auto [attr, v] :
+       {std::pair<const char*, int64_t>{"format_version", 1}, {"dim", int64_t(d)}}) {
     hid_t i = H5Acreate2(f, attr, H5T_STD_I64LE, aspace, H5P_DEFAULT, H5P_DEFAULT);
     H5Awrite(i, H5T_NATIVE_INT64, &v);
     H5Aclose(i);
@@ -176,7 +177,8 @@ TEST(EmbeddingsFile, ShapesTheFileCannotHoldAreRefusedBeforeAllocation) {
     write_hollow(path, hsize_t{1} << 34, 4096, chunked);  // 2^48 bytes claimed
     const auto e = error_of([&] { read_embeddings(path); });
     EXPECT_NE(e.find(path.string() + ": dataset 'embeddings' claims 17179869184 x 4096 floats"),
-              std::string::npos) << e;
+              std::string::npos)
+        << e;
     EXPECT_NE(e.find("refusing a shape the file cannot hold"), std::string::npos) << e;
   }
   // An overflowing N * D, and string columns longer than the embeddings.
@@ -209,7 +211,8 @@ TEST(EmbeddingsFile, UnknownModalitiesAndDuplicateIdsAreRefusedNamingFileAndSamp
   s.modality[1] = "pet";
   auto e = error_of([&] { write_embeddings(dir / "pet.h5", s); });
   EXPECT_NE(e.find("pet.h5: sample 1 ('ct-1') has unknown modality 'pet' (one of xray, "),
-            std::string::npos) << e;
+            std::string::npos)
+      << e;
   s = small_set();
   s.ids[2] = s.ids[0];
   e = error_of([&] { write_embeddings(dir / "dup.h5", s); });
@@ -229,7 +232,9 @@ TEST(EmbeddingsFile, UnknownModalitiesAndDuplicateIdsAreRefusedNamingFileAndSamp
   H5Dclose(ds);
   H5Fclose(f);
   e = error_of([&] { read_embeddings(dir / "other.h5"); });
-  EXPECT_NE(e.find("other.h5: sample 2 ('mri/ß-01') has unknown modality 'spect'"), std::string::npos) << e;
+  EXPECT_NE(e.find("other.h5: sample 2 ('mri/ß-01') has unknown modality 'spect'"),
+            std::string::npos)
+      << e;
 }
 
 TEST(EmbeddingsFile, BaselinesMustCoverTheSameSamples) {
@@ -240,15 +245,17 @@ TEST(EmbeddingsFile, BaselinesMustCoverTheSameSamples) {
   const auto e = error_of([&] { check_same_samples(a, "a.h5", b, "b.h5"); });
   EXPECT_NE(e.find("b.h5 does not cover the same samples: it lacks 1 (first: xray-0) of the 3 "
                    "samples of a.h5 and has 1 (first: elsewhere) samples that a.h5 lacks"),
-            std::string::npos) << e;
+            std::string::npos)
+      << e;
   EmbeddingSet many;
   many.D = 1;
   for (int i = 0; i < 8; ++i) add(many, "ct", "", {}, {1});
   EmbeddingSet few = many;
   few.ids.resize(1);
   few.N = 1;
-  EXPECT_NE(error_of([&] { check_same_samples(many, "m.h5", few, "f.h5"); })
-                .find("lacks 7 (first: ct-1, ct-2, ct-3, ct-4, ct-5, ...) of the 8 samples"),
+  EXPECT_NE(error_of([&] {
+              check_same_samples(many, "m.h5", few, "f.h5");
+            }).find("lacks 7 (first: ct-1, ct-2, ct-3, ct-4, ct-5, ...) of the 8 samples"),
             std::string::npos);
 }
 

@@ -64,13 +64,17 @@ TEST(IndexSpec, ParsesTypesSizesAndOptions) {
   EXPECT_EQ(h.size, 16);
   EXPECT_EQ(h.options.at("ef_search"), 64);
   EXPECT_EQ(parse_index_spec("ivf100,nprobe=7").str(), "ivf100,nprobe=7");
-  EXPECT_NE(error_of([] { parse_index_spec("annoy"); }).find("unknown type 'annoy'"), std::string::npos);
-  EXPECT_NE(error_of([] { parse_index_spec("ivf,ef_search=3"); }).find("'ef_search' does not apply to 'ivf'"),
+  EXPECT_NE(error_of([] { parse_index_spec("annoy"); }).find("unknown type 'annoy'"),
+            std::string::npos);
+  EXPECT_NE(error_of([] {
+              parse_index_spec("ivf,ef_search=3");
+            }).find("'ef_search' does not apply to 'ivf'"),
             std::string::npos);
   EXPECT_NE(error_of([] { parse_index_spec("hnsw0"); }).find("M must be >= 1"), std::string::npos);
   EXPECT_NE(error_of([] { parse_index_spec("flat32"); }).find("takes no size"), std::string::npos);
-  EXPECT_NE(error_of([] { parse_index_spec("hnsw,ef_search=x"); }).find("'x' is not a positive integer"),
-            std::string::npos);
+  EXPECT_NE(
+      error_of([] { parse_index_spec("hnsw,ef_search=x"); }).find("'x' is not a positive integer"),
+      std::string::npos);
   // Defaults are filled in by the built index.
   EXPECT_EQ(make_index("hnsw", 8)->spec(), "hnsw32,ef_construction=200,ef_search=256");
   EXPECT_EQ(make_index("ivf", 8, 10000)->spec(), "ivf256,nprobe=32");
@@ -80,7 +84,8 @@ TEST(IndexSpec, ParsesTypesSizesAndOptions) {
 TEST(ExactIndex, EqualsBruteForceAcrossBlockBoundaries) {
   const int64_t D = 24, n = 1037, nq = 41, k = 10;
   auto g = clustered(n, D, 20, 1), q = clustered(nq, D, 20, 2);
-  for (auto blocks : {ExactIndexOptions{1024, 8192}, ExactIndexOptions{7, 100}, ExactIndexOptions{1, 3}}) {
+  for (auto blocks :
+       {ExactIndexOptions{1024, 8192}, ExactIndexOptions{7, 100}, ExactIndexOptions{1, 3}}) {
     SCOPED_TRACE(std::to_string(blocks.query_block) + "x" + std::to_string(blocks.gallery_block));
     auto index = make_exact_index(D, blocks);
     index->add(500, g.data());  // two adds: ids continue
@@ -144,7 +149,8 @@ TEST(IndexDir, BuildOpenSearchForEveryTypeAndRefuseBadInput) {
   m3ret::testing::TempDir dir("eval-index");
   auto set = testing::random_set(400, 16, {"xray", "ct"}, 50, 4, 9);
   set.sources.clear();
-  for (int64_t i = 0; i < set.N; ++i) set.sources.push_back("/data/case-" + std::to_string(i) + ".png");
+  for (int64_t i = 0; i < set.N; ++i)
+    set.sources.push_back("/data/case-" + std::to_string(i) + ".png");
   set.attrs.preprocess = R"({"image_size": 64})";
   write_embeddings(dir / "emb.h5", set);
   const auto y = normalized_rows(set);
@@ -159,14 +165,16 @@ TEST(IndexDir, BuildOpenSearchForEveryTypeAndRefuseBadInput) {
     auto info = build_index_dir(o);
     EXPECT_EQ(info.at("count"), 400);
     int entries = 0;
-    for (auto& e : std::filesystem::directory_iterator(dir.path())) entries += e.path().filename() != "";
+    for (auto& e : std::filesystem::directory_iterator(dir.path()))
+      entries += e.path().filename() != "";
     EXPECT_EQ(entries, 2);  // emb.h5 and index: no temporary left
     OpenedIndex opened = open_index_dir(dir / "index");
     EXPECT_EQ(opened.set.sources[7], "/data/case-7.png");
     EXPECT_EQ(opened.set.attrs.preprocess, set.attrs.preprocess);
     auto hits = search_vector(opened, y.data() + 5 * 16, 4);
     ASSERT_EQ(hits.size(), 4u);
-    EXPECT_EQ(hits[0].id, set.ids[5]);  // a sample finds itself first (ivf4 with nprobe=4 is exhaustive)
+    EXPECT_EQ(hits[0].id,
+              set.ids[5]);  // a sample finds itself first (ivf4 with nprobe=4 is exhaustive)
     for (size_t j = 0; j < 4; ++j) EXPECT_EQ(hits[j].id, set.ids[truth[j]]);
     EXPECT_NEAR(hits[0].score, 1.0, 1e-5);
     EXPECT_EQ(hits[0].source, set.sources[5]);
@@ -177,10 +185,12 @@ TEST(IndexDir, BuildOpenSearchForEveryTypeAndRefuseBadInput) {
   IndexBuildOptions o;
   o.embeddings = dir / "emb.h5";
   o.out = dir / "index";
-  EXPECT_NE(error_of([&] { build_index_dir(o); }).find("exists (pass --overwrite"), std::string::npos);
+  EXPECT_NE(error_of([&] { build_index_dir(o); }).find("exists (pass --overwrite"),
+            std::string::npos);
   o.out = dir / "other";
   o.type = "hnsw,nprobe=3";
-  EXPECT_NE(error_of([&] { build_index_dir(o); }).find("'nprobe' does not apply"), std::string::npos);
+  EXPECT_NE(error_of([&] { build_index_dir(o); }).find("'nprobe' does not apply"),
+            std::string::npos);
   EXPECT_FALSE(std::filesystem::exists(dir / "other"));
   std::filesystem::create_directories(dir / "foreign");
   std::ofstream(dir / "foreign/notes.txt") << "mine";
@@ -191,15 +201,18 @@ TEST(IndexDir, BuildOpenSearchForEveryTypeAndRefuseBadInput) {
   EXPECT_TRUE(std::filesystem::exists(dir / "foreign/notes.txt"));
   o.out = dir / "test-only";
   o.split = "nonexistent";
-  EXPECT_NE(error_of([&] { build_index_dir(o); }).find("no sample of split 'nonexistent'"), std::string::npos);
+  EXPECT_NE(error_of([&] { build_index_dir(o); }).find("no sample of split 'nonexistent'"),
+            std::string::npos);
   // A FAISS index folder missing its FAISS file is an error naming it.
   o.split = "";
   o.type = "hnsw";
   o.out = dir / "broken";
   build_index_dir(o);
   std::filesystem::remove(dir / "broken/faiss.index");
-  EXPECT_NE(error_of([&] { open_index_dir(dir / "broken"); }).find("missing faiss.index"), std::string::npos);
-  EXPECT_NE(error_of([&] { open_index_dir(dir / "nowhere"); }).find("no such folder"), std::string::npos);
+  EXPECT_NE(error_of([&] { open_index_dir(dir / "broken"); }).find("missing faiss.index"),
+            std::string::npos);
+  EXPECT_NE(error_of([&] { open_index_dir(dir / "nowhere"); }).find("no such folder"),
+            std::string::npos);
 }
 
 // Corrupt index files: an absurd vector size in faiss.index and a --only
@@ -233,7 +246,8 @@ TEST(IndexDir, CorruptSizesAndAbsentModalitiesAreClearErrors) {
   const auto only = error_of([&] { search_file(opened, so); });
   EXPECT_NE(only.find("--only mri: the index " + (dir / "exact").string() +
                       " holds no sample of that modality (it holds ct, xray)"),
-            std::string::npos) << only;
+            std::string::npos)
+      << only;
 }
 
 TEST(RawPixels, DownsampledCentredUnitVectorsInvariantToBrightnessAndContrast) {
@@ -243,8 +257,8 @@ TEST(RawPixels, DownsampledCentredUnitVectorsInvariantToBrightnessAndContrast) {
   std::vector<uint8_t> px(2 * n);
   for (int64_t i = 0; i < n; ++i) {
     const int64_t w = i % W, h = (i / W) % H;
-    px[i] = static_cast<uint8_t>(4 * w + 2 * h);           // 0 .. 186
-    px[n + i] = static_cast<uint8_t>(2 * w + h + 40);       // half contrast, offset
+    px[i] = static_cast<uint8_t>(4 * w + 2 * h);       // 0 .. 186
+    px[n + i] = static_cast<uint8_t>(2 * w + h + 40);  // half contrast, offset
   }
   auto f = raw_pixel_features(px.data(), 2, 1, T, H, W);
   ASSERT_EQ(f.size(), size_t(2 * kRawPixelDim));
@@ -290,10 +304,10 @@ TEST(Histogram, PerChannelHellingerHistogramsOfUnitLength) {
   double norm = 0;
   for (float x : g) norm += double(x) * x;
   EXPECT_NEAR(norm, 1.0, 1e-6);
-  EXPECT_GT(g[16 * kHistogramBins / 256], 0.0f);                       // R: bin 2
-  EXPECT_GT(g[kHistogramBins + 200 * kHistogramBins / 256], 0.0f);     // G: bin 25
+  EXPECT_GT(g[16 * kHistogramBins / 256], 0.0f);                    // R: bin 2
+  EXPECT_GT(g[kHistogramBins + 200 * kHistogramBins / 256], 0.0f);  // G: bin 25
   EXPECT_NEAR(g[2 * kHistogramBins + kHistogramBins - 1] / g[2 * kHistogramBins],
-              std::sqrt(0.25 / 0.75), 1e-6);                           // B: 1/4 vs 3/4
+              std::sqrt(0.25 / 0.75), 1e-6);  // B: 1/4 vs 3/4
   // Spatial layout does not matter: a shuffled image has the same features.
   std::vector<uint8_t> shuffled(grey.rbegin(), grey.rend());
   auto h = histogram_features(shuffled.data(), 1, 1, T, H, W);

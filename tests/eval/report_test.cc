@@ -36,12 +36,15 @@ Report make_report(double scale) {
   r.samples = 120;
   r.source.checkpoint = "/runs/demo/checkpoints/step-000000200";
   r.source.step = 200;
-  r.per_modality.push_back({"xray", "xray", make_metrics(40, 0.5 * scale, 0.75 * scale, 0.9 * scale, 0.4)});
+  r.per_modality.push_back(
+      {"xray", "xray", make_metrics(40, 0.5 * scale, 0.75 * scale, 0.9 * scale, 0.4)});
   r.per_modality.push_back({"mri", "mri", make_metrics(20, 0.25 * scale, 0.5, 0.625, 0.2)});
   r.cross_modal.push_back({"ct", "mri", make_metrics(10, 0.125, 0.25, 0.5 * scale, 0.1)});
   // Intervals on the xray row only (as if the others had no bootstrap).
   Metrics& x = r.per_modality[0].metrics;
-  x.ci_recall = {{1, {0.375 * scale, 0.625 * scale}}, {5, {0.625 * scale, 0.875 * scale}}, {10, {0.8 * scale, 1.0 * scale}}};
+  x.ci_recall = {{1, {0.375 * scale, 0.625 * scale}},
+                 {5, {0.625 * scale, 0.875 * scale}},
+                 {10, {0.8 * scale, 1.0 * scale}}};
   x.ci_precision = {{1, {0.375, 0.625}}, {5, {0.25, 0.5}}, {10, {0.125, 0.25}}};
   r.bootstrap = 1000;
   return r;
@@ -62,8 +65,10 @@ TEST(Report, JsonLayoutAndRoundTrip) {
   EXPECT_DOUBLE_EQ(e.at("per_modality").at("xray").at("precision@10").get<double>(), 0.225);
   EXPECT_EQ(e.at("per_modality").at("xray").at("ci95").at("recall@5"),
             nlohmann::ordered_json({0.625, 0.875}));
-  EXPECT_DOUBLE_EQ(e.at("per_modality").at("xray").at("chance").at("recall@10").get<double>(), 0.75);
-  EXPECT_DOUBLE_EQ(e.at("per_modality").at("xray").at("chance").at("precision@5").get<double>(), 0.125);
+  EXPECT_DOUBLE_EQ(e.at("per_modality").at("xray").at("chance").at("recall@10").get<double>(),
+                   0.75);
+  EXPECT_DOUBLE_EQ(e.at("per_modality").at("xray").at("chance").at("precision@5").get<double>(),
+                   0.125);
   EXPECT_FALSE(e.at("per_modality").at("mri").contains("ci95"));  // no interval, no key
   EXPECT_EQ(e.at("per_modality").at("mri").at("queries"), 20);
   EXPECT_EQ(e.at("per_modality").begin().key(), "xray");  // row order kept
@@ -108,16 +113,21 @@ TEST(Report, FilesAndErrors) {
 
 TEST(Report, MarkdownTables) {
   const std::string md = to_markdown(make_report(1.0));
-  EXPECT_NE(md.find("| modality | queries | recall@1 | recall@5 | recall@10 | precision@1 | "
-                    "precision@5 | precision@10 | map@10 | chance R@1 | chance R@5 | chance R@10 |"),
-            std::string::npos) << md;
+  EXPECT_NE(
+      md.find("| modality | queries | recall@1 | recall@5 | recall@10 | precision@1 | "
+              "precision@5 | precision@10 | map@10 | chance R@1 | chance R@5 | chance R@10 |"),
+      std::string::npos)
+      << md;
   // Values with their 95 % interval where there is one, then the chance levels.
-  EXPECT_NE(md.find("| xray | 40 | 0.500 [0.375–0.625] | 0.750 [0.625–0.875] | 0.900 [0.800–1.000] | "
-                    "0.500 [0.375–0.625] | 0.375 [0.250–0.500] | 0.225 [0.125–0.250] | 0.400 | "
-                    "0.125 | 0.500 | 0.750 |"),
-            std::string::npos) << md;
+  EXPECT_NE(
+      md.find("| xray | 40 | 0.500 [0.375–0.625] | 0.750 [0.625–0.875] | 0.900 [0.800–1.000] | "
+              "0.500 [0.375–0.625] | 0.375 [0.250–0.500] | 0.225 [0.125–0.250] | 0.400 | "
+              "0.125 | 0.500 | 0.750 |"),
+      std::string::npos)
+      << md;
   EXPECT_NE(md.find("| mri | 20 | 0.250 | 0.500 | 0.625 | 0.250 | 0.250 | 0.156 | 0.200 | 0.125 |"),
-            std::string::npos) << md;
+            std::string::npos)
+      << md;
   EXPECT_NE(md.find("| ct → mri | 10 |"), std::string::npos) << md;
   EXPECT_NE(md.find("step-000000200"), std::string::npos);
 }
@@ -131,23 +141,30 @@ TEST(Report, ComparisonTableSideBySide) {
   EXPECT_NE(md.find("### xray (40 queries)"), std::string::npos) << md;
   EXPECT_NE(md.find("| metric | trained | random init | chance |"), std::string::npos) << md;
   EXPECT_NE(md.find("| recall@1 | 0.500 [0.375–0.625] | 0.250 [0.188–0.312] | 0.125 |"),
-            std::string::npos) << md;
+            std::string::npos)
+      << md;
   EXPECT_NE(md.find("| recall@10 | 0.900 [0.800–1.000] | 0.450 [0.400–0.500] | 0.750 |"),
-            std::string::npos) << md;
+            std::string::npos)
+      << md;
   EXPECT_NE(md.find("| map@10 | 0.400 | 0.400 | — |"), std::string::npos) << md;
   EXPECT_NE(md.find("### mri (unseen) (20 / — queries)"), std::string::npos) << md;
   EXPECT_NE(md.find("| recall@1 | 0.250 | — | 0.125 |"), std::string::npos) << md;
   // Cross-modal: one table per k, the encoders and chance side by side.
-  EXPECT_NE(md.find("### cross-modal recall@10\n\n| query → gallery | trained | random init | chance |"),
-            std::string::npos) << md;
+  EXPECT_NE(
+      md.find("### cross-modal recall@10\n\n| query → gallery | trained | random init | chance |"),
+      std::string::npos)
+      << md;
   EXPECT_NE(md.find("| ct → mri (unseen) | 0.500 | 0.250 | 0.750 |"), std::string::npos) << md;
 
-  const std::string text = comparison_text({{"trained", trained}, {"random init", random}}, {"mri"});
+  const std::string text =
+      comparison_text({{"trained", trained}, {"random init", random}}, {"mri"});
   EXPECT_NE(text.find("== xray (40 queries) =="), std::string::npos) << text;
   EXPECT_NE(text.find("metric                 trained          random init  chance\n"),
-            std::string::npos) << text;
+            std::string::npos)
+      << text;
   EXPECT_NE(text.find("recall@1   0.500 [0.375–0.625]  0.250 [0.188–0.312]   0.125\n"),
-            std::string::npos) << text;
+            std::string::npos)
+      << text;
   EXPECT_NE(text.find("recall@1     0.250            —   0.125\n"), std::string::npos) << text;
 
   Report other = make_report(1.0);
@@ -166,20 +183,24 @@ TEST(Report, ComparisonIsOneDocumentWithCsvAndMarkdownBeside) {
                 {{"trained", trained}, {"random-init", random}, {"raw-pixels", pixels}});
   const auto j = nlohmann::ordered_json::parse(fs::read_file(dir / "report.json"));
   EXPECT_EQ(j.at("format_version"), 2);
-  EXPECT_EQ(j.at("unseen_modalities"), nlohmann::ordered_json::array({"mri"}));  // the first encoder's
+  EXPECT_EQ(j.at("unseen_modalities"),
+            nlohmann::ordered_json::array({"mri"}));  // the first encoder's
   // Every encoder under "encoders", in column order, with the same layout.
   const auto& e = j.at("encoders");
   ASSERT_EQ(e.size(), 3u);
   EXPECT_EQ(e.begin().key(), "trained");
   EXPECT_EQ(std::next(e.begin()).key(), "random-init");
   EXPECT_DOUBLE_EQ(e.at("trained").at("per_modality").at("xray").at("recall@1").get<double>(), 0.5);
-  EXPECT_DOUBLE_EQ(e.at("trained").at("cross_modal").at("ct->mri").at("recall@10").get<double>(), 0.5);
+  EXPECT_DOUBLE_EQ(e.at("trained").at("cross_modal").at("ct->mri").at("recall@10").get<double>(),
+                   0.5);
   EXPECT_EQ(e.at("trained").at("embeddings").at("weights"), "teacher");
   EXPECT_EQ(e.at("trained").at("unseen_modalities"), nlohmann::ordered_json::array({"mri"}));
   EXPECT_EQ(e.at("raw-pixels").at("unseen_modalities"), nlohmann::ordered_json::array());
-  EXPECT_DOUBLE_EQ(e.at("random-init").at("per_modality").at("xray").at("recall@1").get<double>(), 0.25);
+  EXPECT_DOUBLE_EQ(e.at("random-init").at("per_modality").at("xray").at("recall@1").get<double>(),
+                   0.25);
   EXPECT_TRUE(e.at("random-init").at("embeddings").at("random_init").get<bool>());
-  EXPECT_DOUBLE_EQ(e.at("raw-pixels").at("cross_modal").at("ct->mri").at("recall@10").get<double>(), 0.125);
+  EXPECT_DOUBLE_EQ(e.at("raw-pixels").at("cross_modal").at("ct->mri").at("recall@10").get<double>(),
+                   0.125);
   // The verdict of the first encoder at k = 1: xray [0.375, 0.625] is above chance (0.125)
   // and above random-init's 0.25 and raw-pixels' 0.125.
   const auto& v = j.at("verdict").at("rows").at("xray");
@@ -198,30 +219,42 @@ TEST(Report, ComparisonIsOneDocumentWithCsvAndMarkdownBeside) {
   EXPECT_EQ(read_reports(dir / "report.json").size(), 3u);
 
   const std::string csv = fs::read_file(dir / "report.csv");
-  EXPECT_EQ(csv.substr(0, csv.find('\n')),
-            "encoder,kind,query_modality,gallery_modality,queries,gallery,recall@1,recall@5,"
-            "recall@10,precision@1,precision@5,precision@10,map@10,chance_recall@1,chance_recall@5,"
-            "chance_recall@10,chance_precision@1,chance_precision@5,chance_precision@10,"
-            "recall@1_lo,recall@1_hi,recall@5_lo,recall@5_hi,recall@10_lo,recall@10_hi,"
-            "precision@1_lo,precision@1_hi,precision@5_lo,precision@5_hi,precision@10_lo,precision@10_hi,"
-            "absent");
-  EXPECT_NE(csv.find("\ntrained,per_modality,xray,xray,40,43,0.500000,0.750000,0.900000,0.500000,"
-                     "0.375000,0.225000,0.400000,0.125000,0.500000,0.750000,0.125000,0.125000,0.125000,"
-                     "0.375000,0.625000,0.625000,0.875000,0.800000,1.000000,"
-                     "0.375000,0.625000,0.250000,0.500000,0.125000,0.250000,\n"), std::string::npos) << csv;
+  EXPECT_EQ(
+      csv.substr(0, csv.find('\n')),
+      "encoder,kind,query_modality,gallery_modality,queries,gallery,recall@1,recall@5,"
+      "recall@10,precision@1,precision@5,precision@10,map@10,chance_recall@1,chance_recall@5,"
+      "chance_recall@10,chance_precision@1,chance_precision@5,chance_precision@10,"
+      "recall@1_lo,recall@1_hi,recall@5_lo,recall@5_hi,recall@10_lo,recall@10_hi,"
+      "precision@1_lo,precision@1_hi,precision@5_lo,precision@5_hi,precision@10_lo,precision@10_hi,"
+      "absent");
+  EXPECT_NE(
+      csv.find("\ntrained,per_modality,xray,xray,40,43,0.500000,0.750000,0.900000,0.500000,"
+               "0.375000,0.225000,0.400000,0.125000,0.500000,0.750000,0.125000,0.125000,0.125000,"
+               "0.375000,0.625000,0.625000,0.875000,0.800000,1.000000,"
+               "0.375000,0.625000,0.250000,0.500000,0.125000,0.250000,\n"),
+      std::string::npos)
+      << csv;
   // No interval: empty cells.
-  EXPECT_NE(csv.find("\ntrained,per_modality,mri,mri,20,23,0.250000,0.500000,0.625000,0.250000,"
-                     "0.250000,0.156250,0.200000,0.125000,0.500000,0.750000,0.125000,0.125000,0.125000"
-                     ",,,,,,,,,,,,,\n"), std::string::npos) << csv;
+  EXPECT_NE(
+      csv.find("\ntrained,per_modality,mri,mri,20,23,0.250000,0.500000,0.625000,0.250000,"
+               "0.250000,0.156250,0.200000,0.125000,0.500000,0.750000,0.125000,0.125000,0.125000"
+               ",,,,,,,,,,,,,\n"),
+      std::string::npos)
+      << csv;
   EXPECT_NE(csv.find("\nraw-pixels,cross_modal,ct,mri,10,13,"), std::string::npos) << csv;
   EXPECT_EQ(std::count(csv.begin(), csv.end(), '\n'), 1 + 3 * 3);
   const std::string md = fs::read_file(dir / "report.md");
-  EXPECT_NE(md.find("| metric | trained | random-init | raw-pixels | chance |"), std::string::npos) << md;
+  EXPECT_NE(md.find("| metric | trained | random-init | raw-pixels | chance |"), std::string::npos)
+      << md;
   EXPECT_NE(md.find("### mri (unseen)"), std::string::npos) << md;
   EXPECT_NE(md.find("- trained on: xray, ct; unseen (evaluated, never trained on): mri\n"),
-            std::string::npos) << md;
-  EXPECT_NE(md.find("- xray R@1: trained 0.500 [0.375–0.625] beats chance 0.125, random-init 0.250, "
-                    "raw-pixels 0.125\n"), std::string::npos) << md;
+            std::string::npos)
+      << md;
+  EXPECT_NE(
+      md.find("- xray R@1: trained 0.500 [0.375–0.625] beats chance 0.125, random-init 0.250, "
+              "raw-pixels 0.125\n"),
+      std::string::npos)
+      << md;
 }
 
 // Reports written by earlier versions (format_version 1: the encoder at top
@@ -302,7 +335,9 @@ TEST(Report, UnseenModalitiesAreThoseMissingFromTraining) {
   EXPECT_EQ(md.find("ct (unseen)"), std::string::npos) << md;
   EXPECT_NE(md.find("| ct → mri (unseen) |"), std::string::npos) << md;
   EXPECT_NE(md.find("- trained on: xray, ct, other; unseen (evaluated, never trained on): "
-                    "endoscopy, mri"), std::string::npos) << md;
+                    "endoscopy, mri"),
+            std::string::npos)
+      << md;
 
   // Comparison: the encoder's (first column's) unseen modalities are marked.
   const std::vector<std::pair<std::string, Report>> columns = {{"trained", r},
@@ -388,7 +423,9 @@ TEST(Report, AbsentRowsAreNeverReportedOrAveragedAsZero) {
   const std::string csv = to_csv({{"encoder", r}});
   EXPECT_NE(csv.find("\nencoder,per_modality,mri,mri,0,2,,,,,,,,,,,,,,,,,,"
                      "no evaluable query: 2 with no candidate from another patient (too few "
-                     "patients)\n"), std::string::npos) << csv;
+                     "patients)\n"),
+            std::string::npos)
+      << csv;
   EXPECT_EQ(csv.find("0.000000"), std::string::npos) << csv;
   const std::string md = to_markdown(r);
   EXPECT_NE(md.find("- mri — absent: no evaluable query"), std::string::npos) << md;
@@ -406,7 +443,8 @@ TEST(Report, AbsentRowsAreNeverReportedOrAveragedAsZero) {
   EXPECT_EQ(d.at("evaluated"), 1);
   EXPECT_DOUBLE_EQ(d.at("mean").get<double>(), x1);
   EXPECT_TRUE(d.at("values").at(0).is_null());
-  const auto& none = summary.at("encoders").at("encoder").at("per_modality").at("ct").at("recall@1");
+  const auto& none =
+      summary.at("encoders").at("encoder").at("per_modality").at("ct").at("recall@1");
   EXPECT_TRUE(none.at("mean").is_null());
   const std::string smd = seed_summary_markdown(summary);
   EXPECT_NE(smd.find("| ct | — (absent) |"), std::string::npos) << smd;
@@ -423,19 +461,22 @@ TEST(Report, ZeroAndConstantEmbeddingsAreWarnedAbout) {
   std::fill(s.X.begin(), s.X.begin() + 6, 0.0f);  // the three xray rows
   Report r = evaluate(s, c);
   ASSERT_EQ(r.warnings.size(), 2u);
-  EXPECT_EQ(r.warnings[0], "3 of the 7 embeddings are all zero: they are equally similar to "
-                           "everything and rank by position only");
+  EXPECT_EQ(r.warnings[0],
+            "3 of the 7 embeddings are all zero: they are equally similar to "
+            "everything and rank by position only");
   EXPECT_NE(r.warnings[1].find("all 3 embeddings of xray are the same vector"), std::string::npos);
   for (size_t i = 0; i < s.X.size(); i += 2) s.X[i] = 2, s.X[i + 1] = 1;  // all one direction
   r = evaluate(s, c);
   ASSERT_EQ(r.warnings.size(), 1u);
-  EXPECT_EQ(r.warnings[0], "all 7 embeddings are the same vector (constant): every ranking is by "
-                           "position only and the figures say nothing about the encoder");
+  EXPECT_EQ(r.warnings[0],
+            "all 7 embeddings are the same vector (constant): every ranking is by "
+            "position only and the figures say nothing about the encoder");
   const auto j = to_json(r);
   EXPECT_EQ(j.at("encoders").at("encoder").at("warnings").at(0), r.warnings[0]);
   EXPECT_EQ(report_from_json(j).warnings, r.warnings);
   EXPECT_NE(to_markdown(r).find("- **warning**: all 7 embeddings are the same vector"),
-            std::string::npos) << to_markdown(r);
+            std::string::npos)
+      << to_markdown(r);
 }
 
 // The eval history (eval/history.h): where a checkpoint's run keeps it, one
@@ -457,7 +498,12 @@ TEST(History, LinesOfARunAreAppendedBesideItsCheckpoints) {
   EXPECT_EQ(line.at("report"), (dir / "r.json").string());
   EXPECT_DOUBLE_EQ(line.at("per_modality").at("xray").at("recall@1").get<double>(), 0.5);
   EXPECT_TRUE(line.at("cross_modal").contains("ct->mri"));
-  EXPECT_DOUBLE_EQ(line.at("baselines").at("random-init").at("per_modality").at("xray").at("recall@1").get<double>(),
+  EXPECT_DOUBLE_EQ(line.at("baselines")
+                       .at("random-init")
+                       .at("per_modality")
+                       .at("xray")
+                       .at("recall@1")
+                       .get<double>(),
                    0.25);
   const auto history = dir / "run/eval/history.jsonl";
   append_history(history, dir / "r.json", columns);

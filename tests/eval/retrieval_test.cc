@@ -32,8 +32,8 @@ EvalConfig config_with(std::vector<int64_t> ks, std::string split = "test") {
 TEST(Retrieval, SameGroupCandidatesAreExcluded) {
   EmbeddingSet s;
   s.D = 2;
-  add(s, "xray", "G", {"A"}, {1, 0});      // 0
-  add(s, "xray", "G", {"A"}, {1, 0});      // 1: same patient as 0, identical image
+  add(s, "xray", "G", {"A"}, {1, 0});        // 0
+  add(s, "xray", "G", {"A"}, {1, 0});        // 1: same patient as 0, identical image
   add(s, "xray", "H", {"B"}, {0.8f, 0.6f});  // 2
   add(s, "xray", "K", {"A"}, {0.6f, 0.8f});  // 3
   Report r = evaluate(s, config_with({1, 2}));
@@ -157,10 +157,10 @@ TEST(Retrieval, TopKIsDeterministicAndHonoursExclusion) {
 TEST(Retrieval, SkippedQueriesAndSingletonModality) {
   EmbeddingSet s;
   s.D = 3;
-  add(s, "xray", "a", {}, {1, 0, 0});       // no label
+  add(s, "xray", "a", {}, {1, 0, 0});  // no label
   add(s, "xray", "b", {"A"}, {1, 0.1f, 0});
   add(s, "xray", "c", {"A"}, {0, 1, 0});
-  add(s, "mri", "d", {"A"}, {0, 0, 1});     // alone in its modality
+  add(s, "mri", "d", {"A"}, {0, 0, 1});  // alone in its modality
   EvalConfig c = config_with({1});
   c.cross_modal = false;
   Report r = evaluate(s, c);
@@ -184,7 +184,7 @@ TEST(Retrieval, CrossModalPairsShareLabelsAndExcludeTheSamePatient) {
   s.D = 2;
   add(s, "ct", "p1", {"liver"}, {1, 0});
   add(s, "ct", "p2", {"lung"}, {0, 1});
-  add(s, "mri", "p1", {"liver"}, {1, 0});       // same patient as ct 0
+  add(s, "mri", "p1", {"liver"}, {1, 0});  // same patient as ct 0
   add(s, "mri", "p3", {"liver"}, {0.6f, 0.8f});
   add(s, "mri", "p4", {"lung"}, {0.8f, 0.6f});
   add(s, "xray", "p5", {"fracture"}, {1, 0});  // no label shared with anyone
@@ -241,7 +241,8 @@ TEST(Retrieval, ConfigValidation) {
   EXPECT_THROW(c.validate(), config::Error);
 
   // Through the TOML binder, as `m3ret eval --set ...` does.
-  Settings settings = config::load<Settings>(std::nullopt, {"eval.ks=[1, 3]", "eval.split=", "eval.cross_modal=false"});
+  Settings settings = config::load<Settings>(
+      std::nullopt, {"eval.ks=[1, 3]", "eval.split=", "eval.cross_modal=false"});
   EXPECT_EQ(settings.eval.ks, (std::vector<int64_t>{1, 3}));
   EXPECT_EQ(settings.eval.split, "");
   EXPECT_FALSE(settings.eval.cross_modal);
@@ -301,18 +302,25 @@ std::map<std::string, Metrics> brute_force(const EmbeddingSet& s, const EvalConf
       std::map<int64_t, double> rec, prec;
       for (int64_t q : sel) {
         if (s.modality[q] != qa) continue;
-        if (s.labels[q].empty()) { ++m.skipped_no_label; continue; }
+        if (s.labels[q].empty()) {
+          ++m.skipped_no_label;
+          continue;
+        }
         std::vector<std::pair<double, int64_t>> ranked;
         for (int64_t g : sel)
           if (s.modality[g] == gb && !same_group(q, g)) ranked.push_back({-cosine(q, g), g});
         std::sort(ranked.begin(), ranked.end());
         int64_t R = 0;
         for (auto& [score, g] : ranked) R += relevant(q, g);
-        if (R == 0) { ++m.skipped_no_relevant; continue; }
+        if (R == 0) {
+          ++m.skipped_no_relevant;
+          continue;
+        }
         ++m.queries;
         for (int64_t k : c.ks) {
           int64_t hits = 0;
-          for (int64_t i = 0; i < k && i < int64_t(ranked.size()); ++i) hits += relevant(q, ranked[i].second);
+          for (int64_t i = 0; i < k && i < int64_t(ranked.size()); ++i)
+            hits += relevant(q, ranked[i].second);
           rec[k] += hits > 0;
           prec[k] += double(hits) / k;
         }
@@ -390,10 +398,9 @@ TEST(Retrieval, MatchesNumpyReferenceThroughTheFile) {
     c.relevance = relevance;
     const Report r = evaluate(s, c);
     std::string out;
-    const std::string cmd = py + " " +
-                            (m3ret::testing::source_dir() / "tests/eval/recall_reference.py").string() +
-                            " " + (dir / "emb.h5").string() + " --ks 1,5,10 --split test --relevance " +
-                            relevance;
+    const std::string cmd =
+        py + " " + (m3ret::testing::source_dir() / "tests/eval/recall_reference.py").string() +
+        " " + (dir / "emb.h5").string() + " --ks 1,5,10 --split test --relevance " + relevance;
     ASSERT_EQ(m3ret::testing::run_command(cmd, &out), 0) << out;
     auto j = nlohmann::json::parse(out);
     size_t rows = 0;
@@ -401,14 +408,17 @@ TEST(Retrieval, MatchesNumpyReferenceThroughTheFile) {
       for (const auto& row : *list) {
         ++rows;
         SCOPED_TRACE(relevance + " " + row.name());
-        const auto& ref = j.at(row.gallery_modality == row.query_modality ? "per_modality" : "cross_modal")
-                              .at(row.name());
+        const auto& ref =
+            j.at(row.gallery_modality == row.query_modality ? "per_modality" : "cross_modal")
+                .at(row.name());
         EXPECT_EQ(row.metrics.queries, ref.at("queries").get<int64_t>());
         EXPECT_EQ(row.metrics.skipped_no_label, ref.at("skipped_no_label").get<int64_t>());
         EXPECT_EQ(row.metrics.skipped_no_relevant, ref.at("skipped_no_relevant").get<int64_t>());
         for (int64_t k : {1, 5, 10}) {
-          EXPECT_NEAR(row.metrics.recall.at(k), ref.at("recall@" + std::to_string(k)).get<double>(), 1e-9);
-          EXPECT_NEAR(row.metrics.precision.at(k), ref.at("precision@" + std::to_string(k)).get<double>(), 1e-9);
+          EXPECT_NEAR(row.metrics.recall.at(k), ref.at("recall@" + std::to_string(k)).get<double>(),
+                      1e-9);
+          EXPECT_NEAR(row.metrics.precision.at(k),
+                      ref.at("precision@" + std::to_string(k)).get<double>(), 1e-9);
         }
         EXPECT_NEAR(row.metrics.map_at_k, ref.at("map@10").get<double>(), 1e-9);
       }

@@ -29,15 +29,18 @@ class SearchCli : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     dir_ = new m3ret::testing::TempDir("eval-cli");
-    const std::string conf = " --config " + (m3ret::testing::source_dir() / "configs/demo.toml").string();
+    const std::string conf =
+        " --config " + (m3ret::testing::source_dir() / "configs/demo.toml").string();
     const std::string small =
-        " --set 'synth.modalities=[\"xray\", \"ct\", \"endoscopy\"]' --set synth.patients_per_class=2"
+        " --set 'synth.modalities=[\"xray\", \"ct\", \"endoscopy\"]' --set "
+        "synth.patients_per_class=2"
         " --set synth.samples_per_patient=2 --set train.max_steps=2 --set train.warmup_steps=1"
         " --set train.checkpoint_every=2 --set train.global_batch_size=4"
         " --set 'train.modalities=[\"xray\", \"ct\"]'";  // endoscopy: evaluated, never trained on
     const std::string d = dir_->path().string();
     for (const std::string& step :
-         {" synth --out " + d + "/data", " shard --manifest " + d + "/data/manifest.csv --out " + d + "/shards",
+         {" synth --out " + d + "/data",
+          " shard --manifest " + d + "/data/manifest.csv --out " + d + "/shards",
           " train --shards " + d + "/shards --run-dir " + d + "/run"}) {
       std::string out;
       const int rc = m3ret::testing::run_command(bin() + step + conf + small + " 2>&1", &out);
@@ -66,7 +69,8 @@ TEST_F(SearchCli, EvalFromCheckpointWritesReportBaselinesAndHistory) {
   ASSERT_TRUE(ok_) << log_;
   std::string out;
   const std::string cmd = bin() + " eval --checkpoint " + (dir() / "run").string() + " --shards " +
-                          (dir() / "shards").string() + " --out " + (dir() / "eval/report.json").string() +
+                          (dir() / "shards").string() + " --out " +
+                          (dir() / "eval/report.json").string() +
                           " --baselines random-init,raw-pixels --set 'eval.split=\"\"' 2>&1";
   ASSERT_EQ(m3ret::testing::run_command(cmd, &out), 0) << out;
   const auto j = json::parse(fs::read_file(dir() / "eval/report.json"));
@@ -75,7 +79,8 @@ TEST_F(SearchCli, EvalFromCheckpointWritesReportBaselinesAndHistory) {
   for (const char* m : {"xray", "ct", "endoscopy"}) {
     SCOPED_TRACE(m);
     const auto& row = enc.at("per_modality").at(m);
-    for (const char* key : {"recall@1", "recall@5", "recall@10", "precision@10", "map@10", "queries"})
+    for (const char* key :
+         {"recall@1", "recall@5", "recall@10", "precision@10", "map@10", "queries"})
       EXPECT_TRUE(row.contains(key)) << key;
     EXPECT_GT(row.at("queries").get<int>(), 0);
     EXPECT_TRUE(baselines.at("random-init").at("per_modality").contains(m));
@@ -89,7 +94,8 @@ TEST_F(SearchCli, EvalFromCheckpointWritesReportBaselinesAndHistory) {
   EXPECT_EQ(baselines.at("raw-pixels").at("unseen_modalities"), json::array());
   EXPECT_NE(out.find("endoscopy (unseen)"), std::string::npos) << out;
   EXPECT_EQ(out.find("ct (unseen)"), std::string::npos) << out;
-  EXPECT_NE(fs::read_file(dir() / "eval/report.md").find("### endoscopy (unseen)"), std::string::npos);
+  EXPECT_NE(fs::read_file(dir() / "eval/report.md").find("### endoscopy (unseen)"),
+            std::string::npos);
   EXPECT_TRUE(stdfs::exists(dir() / "eval/report.md"));
   const std::string csv = fs::read_file(dir() / "eval/report.csv");
   EXPECT_NE(csv.find("\nraw-pixels,cross_modal,ct,xray,"), std::string::npos) << csv;
@@ -119,15 +125,21 @@ TEST_F(SearchCli, IndexBuildAndSearchFindTheQueryItself) {
   const auto emb = dir() / "emb.h5";
   ASSERT_EQ(m3ret::testing::run_command(bin() + " embed --checkpoint " + (dir() / "run").string() +
                                             " --shards " + (dir() / "shards").string() + " --out " +
-                                            emb.string() + " 2>&1", &out), 0) << out;
+                                            emb.string() + " 2>&1",
+                                        &out),
+            0)
+      << out;
   const EmbeddingSet set = read_embeddings(emb);
   EXPECT_EQ(set.attrs.train_modalities, (std::vector<std::string>{"xray", "ct"}));
   for (const std::string type : {"exact", "hnsw"}) {
     SCOPED_TRACE(type);
     const auto index = dir() / ("index-" + type);
-    ASSERT_EQ(m3ret::testing::run_command(bin() + " index build --embeddings " + emb.string() +
-                                              " --out " + index.string() + " --type " + type + " 2>&1",
-                                          &out), 0) << out;
+    ASSERT_EQ(
+        m3ret::testing::run_command(bin() + " index build --embeddings " + emb.string() +
+                                        " --out " + index.string() + " --type " + type + " 2>&1",
+                                    &out),
+        0)
+        << out;
     EXPECT_NE(out.find("over " + std::to_string(set.N) + " embeddings"), std::string::npos) << out;
     // One query per modality: a PNG, a volume (NIfTI file or DICOM folder), a video.
     for (const std::string modality : {"xray", "ct", "endoscopy"}) {
@@ -140,7 +152,10 @@ TEST_F(SearchCli, IndexBuildAndSearchFindTheQueryItself) {
       ASSERT_EQ(m3ret::testing::run_command(bin() + " search --index " + index.string() +
                                                 " --checkpoint " + (dir() / "run").string() +
                                                 " --query '" + query + "' --modality " + modality +
-                                                " --k 5 --json 2>/dev/null", &out), 0) << out;
+                                                " --k 5 --json 2>/dev/null",
+                                            &out),
+                0)
+          << out;
       const auto j = json::parse(out);
       ASSERT_EQ(j.at("results").size(), 5u) << out;
       const auto& top = j.at("results")[0];
@@ -153,21 +168,32 @@ TEST_F(SearchCli, IndexBuildAndSearchFindTheQueryItself) {
   }
   // Table output, and errors that name what is wrong.
   const std::string query = set.sources[0];
-  ASSERT_EQ(m3ret::testing::run_command(bin() + " search --index " + (dir() / "index-exact").string() +
-                                            " --checkpoint " + (dir() / "run").string() + " --query '" +
-                                            query + "' --modality " + set.modality[0] + " 2>&1", &out), 0) << out;
+  ASSERT_EQ(
+      m3ret::testing::run_command(bin() + " search --index " + (dir() / "index-exact").string() +
+                                      " --checkpoint " + (dir() / "run").string() + " --query '" +
+                                      query + "' --modality " + set.modality[0] + " 2>&1",
+                                  &out),
+      0)
+      << out;
   EXPECT_NE(out.find("rank"), std::string::npos) << out;
   EXPECT_NE(out.find(set.ids[0]), std::string::npos) << out;
   EXPECT_NE(m3ret::testing::run_command(bin() + " search --index " + (dir() / "nope").string() +
-                                            " --checkpoint " + (dir() / "run").string() + " --query '" +
-                                            query + "' 2>&1", &out), 0);
+                                            " --checkpoint " + (dir() / "run").string() +
+                                            " --query '" + query + "' 2>&1",
+                                        &out),
+            0);
   EXPECT_NE(out.find("nope: no such folder"), std::string::npos) << out;
-  EXPECT_NE(m3ret::testing::run_command(bin() + " search --index " + (dir() / "index-exact").string() +
-                                            " --checkpoint " + (dir() / "run").string() + " --query '" +
-                                            query + "' 2>&1", &out), 0);
+  EXPECT_NE(m3ret::testing::run_command(
+                bin() + " search --index " + (dir() / "index-exact").string() + " --checkpoint " +
+                    (dir() / "run").string() + " --query '" + query + "' 2>&1",
+                &out),
+            0);
   EXPECT_NE(out.find("give --modality"), std::string::npos) << out;
-  EXPECT_NE(m3ret::testing::run_command(bin() + " index build --embeddings " + emb.string() + " --out " +
-                                            (dir() / "bad").string() + " --type annoy 2>&1", &out), 0);
+  EXPECT_NE(
+      m3ret::testing::run_command(bin() + " index build --embeddings " + emb.string() + " --out " +
+                                      (dir() / "bad").string() + " --type annoy 2>&1",
+                                  &out),
+      0);
   EXPECT_NE(out.find("unknown type 'annoy'"), std::string::npos) << out;
   EXPECT_FALSE(stdfs::exists(dir() / "bad"));
 }
@@ -177,7 +203,8 @@ TEST_F(SearchCli, IndexBuildAndSearchFindTheQueryItself) {
 std::string python_for_export() {
   const auto venv = m3ret::testing::source_dir() / "python/.venv/bin/python";
   if (stdfs::exists(venv) &&
-      m3ret::testing::run_command(venv.string() + " -c 'import torch, timm, safetensors' 2>/dev/null") == 0)
+      m3ret::testing::run_command(venv.string() +
+                                  " -c 'import torch, timm, safetensors' 2>/dev/null") == 0)
     return venv.string();
   return m3ret::testing::python_with("torch, timm, safetensors");
 }
@@ -188,15 +215,20 @@ std::string python_for_export() {
 TEST_F(SearchCli, PythonRebuildsTheExportedEncoderAsTimmAndTorchLikeEmbed) {
   ASSERT_TRUE(ok_) << log_;
   const std::string py = python_for_export();
-  if (py.empty())
-    GTEST_SKIP() << "no Python with torch, timm and safetensors: run `bash setup.sh`";
+  if (py.empty()) GTEST_SKIP() << "no Python with torch, timm and safetensors: run `bash setup.sh`";
   const auto emb = dir() / "emb-python.h5", weights = dir() / "encoder.safetensors";
   std::string out;
   const std::string run = (dir() / "run").string(), shards = (dir() / "shards").string();
-  ASSERT_EQ(m3ret::testing::run_command(bin() + " embed --checkpoint " + run + " --shards " + shards +
-                                            " --out " + emb.string() + " 2>&1", &out), 0) << out;
+  ASSERT_EQ(m3ret::testing::run_command(bin() + " embed --checkpoint " + run + " --shards " +
+                                            shards + " --out " + emb.string() + " 2>&1",
+                                        &out),
+            0)
+      << out;
   ASSERT_EQ(m3ret::testing::run_command(bin() + " export --weights auto --checkpoint " + run +
-                                            " --out " + weights.string() + " 2>&1", &out), 0) << out;
+                                            " --out " + weights.string() + " 2>&1",
+                                        &out),
+            0)
+      << out;
   const EmbeddingSet set = read_embeddings(emb);
   std::map<std::string, int64_t> row;
   for (int64_t i = 0; i < set.N; ++i) row[set.ids[i]] = i;
@@ -222,7 +254,9 @@ TEST_F(SearchCli, PythonRebuildsTheExportedEncoderAsTimmAndTorchLikeEmbed) {
   const auto script = m3ret::testing::source_dir() / "python/m3ret_encoder.py";
   ASSERT_EQ(m3ret::testing::run_command(py + " " + script.string() + " embed " + weights.string() +
                                             " " + (dir() / "inputs.safetensors").string() + " " +
-                                            (dir() / "py.safetensors").string() + " 2>&1", &out), 0)
+                                            (dir() / "py.safetensors").string() + " 2>&1",
+                                        &out),
+            0)
       << out;
   std::map<std::string, torch::Tensor> got;
   for (auto& [name, t] : trainer::read_safetensors(dir() / "py.safetensors")) got[name] = t;
@@ -271,13 +305,19 @@ TEST(EvalCli, BaselineOnOtherSamplesIsRefused) {
   const std::string d = dir.path().string();
   std::string out;
   int rc = m3ret::testing::run_command(bin + " eval --embeddings " + d + "/a.h5 --baseline " + d +
-                                           "/b.h5 --out " + d + "/r.json 2>&1", &out);
+                                           "/b.h5 --out " + d + "/r.json 2>&1",
+                                       &out);
   EXPECT_NE(rc, 0) << out;
-  EXPECT_NE(out.find("eval: baseline " + d + "/b.h5 does not cover the same samples: it lacks 2 "
-                     "(first: s4, s5) of the 6 samples of " + d + "/a.h5"), std::string::npos) << out;
+  EXPECT_NE(out.find("eval: baseline " + d +
+                     "/b.h5 does not cover the same samples: it lacks 2 "
+                     "(first: s4, s5) of the 6 samples of " +
+                     d + "/a.h5"),
+            std::string::npos)
+      << out;
   EXPECT_FALSE(stdfs::exists(dir / "r.json"));
 
-  rc = m3ret::testing::run_command(bin + " eval --embeddings " + d + "/a.h5 --out " + d + "/r.json 2>&1", &out);
+  rc = m3ret::testing::run_command(
+      bin + " eval --embeddings " + d + "/a.h5 --out " + d + "/r.json 2>&1", &out);
   EXPECT_EQ(rc, 0) << out;
   EXPECT_NE(out.find("all 6 embeddings are the same vector (constant)"), std::string::npos) << out;
   const auto report = json::parse(fs::read_file(dir / "r.json"));

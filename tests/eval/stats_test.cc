@@ -75,8 +75,12 @@ TEST(Chance, EvaluateAveragesTheQueriesChance) {
   const Metrics m = evaluate(chance_set(), c).per_modality.at(0).metrics;
   ASSERT_EQ(m.queries, 5);
   // Queries 0, 1 (p1): n = 4, R = 1. Query 2 (p2): n = 5, R = 2. Queries 3, 4: n = 5, R = 1.
-  const double r1 = (2 * chance_recall_at(4, 1, 1) + chance_recall_at(5, 2, 1) + 2 * chance_recall_at(5, 1, 1)) / 5;
-  const double r2 = (2 * chance_recall_at(4, 1, 2) + chance_recall_at(5, 2, 2) + 2 * chance_recall_at(5, 1, 2)) / 5;
+  const double r1 =
+      (2 * chance_recall_at(4, 1, 1) + chance_recall_at(5, 2, 1) + 2 * chance_recall_at(5, 1, 1)) /
+      5;
+  const double r2 =
+      (2 * chance_recall_at(4, 1, 2) + chance_recall_at(5, 2, 2) + 2 * chance_recall_at(5, 1, 2)) /
+      5;
   EXPECT_NEAR(m.chance_recall.at(1), r1, 1e-12);
   EXPECT_NEAR(m.chance_recall.at(2), r2, 1e-12);
   EXPECT_NEAR(m.chance_recall.at(1), (2 * 0.25 + 0.4 + 2 * 0.2) / 5, 1e-12);
@@ -222,7 +226,8 @@ TEST(Bootstrap, ZeroResamplesMeansNoInterval) {
   c.bootstrap = 0;
   const Report r = evaluate(s, c);
   EXPECT_TRUE(r.per_modality.at(0).metrics.ci_recall.empty());
-  EXPECT_FALSE(to_json(r).at("encoders").at("encoder").at("per_modality").at("xray").contains("ci95"));
+  EXPECT_FALSE(
+      to_json(r).at("encoders").at("encoder").at("per_modality").at("xray").contains("ci95"));
   EXPECT_EQ(to_json(r).at("bootstrap"), 0);
   c.bootstrap = -1;
   try {
@@ -247,7 +252,7 @@ TEST(LabelMap, MapsScopedEntriesFirstAndKeepsUnmapped) {
   EXPECT_EQ(map.apply("xray", "Lung Opacity"), "pneumonia");  // scoped entry wins
   EXPECT_EQ(map.apply("ct", "Lung Opacity"), "opacity");      // unscoped otherwise
   EXPECT_EQ(map.apply("xray", "Effusion"), "effusion, pleural");
-  EXPECT_EQ(map.apply("xray", "Nodule"), "Nodule");           // unmapped stays
+  EXPECT_EQ(map.apply("xray", "Nodule"), "Nodule");  // unmapped stays
   // Without a modality column every entry applies to any modality.
   const LabelMap plain = parse_label_map("\xEF\xBB\xBFlabel,concept\nA,x\n", "plain.csv");
   EXPECT_EQ(plain.apply("mri", "A"), "x");
@@ -259,7 +264,8 @@ TEST(LabelMap, ExcludedLabelsAreDroppedAfterMapping) {
   add(s, "xray", "", {"No Finding"}, {1});
   add(s, "xray", "", {"Pneumonia", "No Finding"}, {1});
   add(s, "ct", "", {"normal_ct", "Pneumonia"}, {1});
-  const LabelMap map = parse_label_map("label,concept\nnormal_ct,normal\nNo Finding,normal\n", "m.csv");
+  const LabelMap map =
+      parse_label_map("label,concept\nnormal_ct,normal\nNo Finding,normal\n", "m.csv");
   const auto labels = relevance_labels(s, map, {"normal"});
   EXPECT_EQ(labels[0], std::vector<std::string>{});
   EXPECT_EQ(labels[1], std::vector<std::string>{"Pneumonia"});
@@ -269,14 +275,20 @@ TEST(LabelMap, ExcludedLabelsAreDroppedAfterMapping) {
 }
 
 TEST(LabelMap, ErrorsNameTheFileAndLine) {
-  EXPECT_NE(error_of([] { parse_label_map("label,target\nA,b\n", "m.csv"); }).find("m.csv:1: no 'concept' column"),
+  EXPECT_NE(error_of([] {
+              parse_label_map("label,target\nA,b\n", "m.csv");
+            }).find("m.csv:1: no 'concept' column"),
             std::string::npos);
-  EXPECT_NE(error_of([] { parse_label_map("concept\nb\n", "m.csv"); }).find("m.csv:1: no 'label' column"),
-            std::string::npos);
+  EXPECT_NE(
+      error_of([] { parse_label_map("concept\nb\n", "m.csv"); }).find("m.csv:1: no 'label' column"),
+      std::string::npos);
   const std::string dup =
       error_of([] { parse_label_map("label,concept,modality\nA,x,ct\nA,y,\nA,z,ct\n", "m.csv"); });
-  EXPECT_NE(dup.find("m.csv:4: label 'A' is mapped twice for modality ct"), std::string::npos) << dup;
-  EXPECT_NE(error_of([] { parse_label_map("label,concept\nA,\n", "m.csv"); }).find("m.csv:2: empty concept"),
+  EXPECT_NE(dup.find("m.csv:4: label 'A' is mapped twice for modality ct"), std::string::npos)
+      << dup;
+  EXPECT_NE(error_of([] {
+              parse_label_map("label,concept\nA,\n", "m.csv");
+            }).find("m.csv:2: empty concept"),
             std::string::npos);
   EXPECT_NE(error_of([] { parse_label_map("", "m.csv"); }).find("m.csv"), std::string::npos);
   const std::string missing = error_of([] { read_label_map("/nonexistent/map.csv"); });
@@ -350,10 +362,12 @@ Report verdict_report(double xray, double ct_xray, bool with_ci = true) {
   r.relevance = "shared-label";
   r.samples = 70;
   r.unseen = {"ct"};
-  r.per_modality.push_back({"xray", "xray", row_metrics(xray, {xray - 0.08, xray + 0.08}, 0.17, with_ci)});
+  r.per_modality.push_back(
+      {"xray", "xray", row_metrics(xray, {xray - 0.08, xray + 0.08}, 0.17, with_ci)});
   r.per_modality.push_back({"ct", "ct", row_metrics(0, {0, 0}, 0, with_ci)});
   r.per_modality.back().metrics.queries = 0;  // no evaluated query: no verdict
-  r.cross_modal.push_back({"ct", "xray", row_metrics(ct_xray, {ct_xray - 0.14, ct_xray + 0.11}, 0.39, with_ci)});
+  r.cross_modal.push_back(
+      {"ct", "xray", row_metrics(ct_xray, {ct_xray - 0.14, ct_xray + 0.11}, 0.39, with_ci)});
   return r;
 }
 
@@ -427,7 +441,8 @@ TEST(Verdict, WithoutAnIntervalNothingIsBeaten) {
 TEST(Seeds, SummaryHasMeanSdMinMaxAndValues) {
   std::vector<nlohmann::ordered_json> reports;
   for (double r : {0.2, 0.4, 0.6})
-    reports.push_back(to_json({{"trained", verdict_report(r, r / 2)}, {"histogram", verdict_report(0.1, 0.1)}}));
+    reports.push_back(
+        to_json({{"trained", verdict_report(r, r / 2)}, {"histogram", verdict_report(0.1, 0.1)}}));
   const auto s = seed_summary(reports);
   EXPECT_EQ(s.at("seeds"), 3);
   const auto& d = s.at("encoders").at("trained").at("per_modality").at("xray").at("recall@1");
@@ -440,8 +455,14 @@ TEST(Seeds, SummaryHasMeanSdMinMaxAndValues) {
   EXPECT_NEAR(c.at("recall@1").at("mean").get<double>(), 0.2, 1e-12);
   EXPECT_TRUE(c.contains("precision@5"));
   EXPECT_TRUE(c.contains("map@5"));
-  EXPECT_DOUBLE_EQ(s.at("encoders").at("histogram").at("per_modality").at("xray").at("recall@1")
-                       .at("sd").get<double>(), 0.0);
+  EXPECT_DOUBLE_EQ(s.at("encoders")
+                       .at("histogram")
+                       .at("per_modality")
+                       .at("xray")
+                       .at("recall@1")
+                       .at("sd")
+                       .get<double>(),
+                   0.0);
   EXPECT_EQ(s.at("encoders").begin().key(), "trained");
 
   const std::string md = seed_summary_markdown(s);
@@ -454,16 +475,25 @@ TEST(Seeds, SummaryHasMeanSdMinMaxAndValues) {
   const auto named = seed_summary(reports, {3, 5, 8});
   EXPECT_EQ(named.at("seed_values"), nlohmann::ordered_json::array({3, 5, 8}));
   EXPECT_NE(seed_summary_markdown(named).find("seeds: 3, 5, 8"), std::string::npos);
-  EXPECT_NE(error_of([&] { seed_summary(reports, {1}); }).find("1 seeds for 3 reports"), std::string::npos);
+  EXPECT_NE(error_of([&] { seed_summary(reports, {1}); }).find("1 seeds for 3 reports"),
+            std::string::npos);
   EXPECT_FALSE(s.contains("seed_values"));
 
   // One seed: sd 0.
-  EXPECT_DOUBLE_EQ(seed_summary({reports[0]}).at("encoders").at("trained").at("per_modality")
-                       .at("xray").at("recall@1").at("sd").get<double>(), 0.0);
+  EXPECT_DOUBLE_EQ(seed_summary({reports[0]})
+                       .at("encoders")
+                       .at("trained")
+                       .at("per_modality")
+                       .at("xray")
+                       .at("recall@1")
+                       .at("sd")
+                       .get<double>(),
+                   0.0);
 }
 
 TEST(Seeds, MismatchedReportsAreRefused) {
-  const auto a = to_json({{"trained", verdict_report(0.2, 0.1)}, {"histogram", verdict_report(0.1, 0.1)}});
+  const auto a =
+      to_json({{"trained", verdict_report(0.2, 0.1)}, {"histogram", verdict_report(0.1, 0.1)}});
   const auto b = to_json({{"trained", verdict_report(0.2, 0.1)}});
   std::string err = error_of([&] { seed_summary({a, b}); });
   EXPECT_NE(err.find("report 2 of 2"), std::string::npos) << err;

@@ -40,7 +40,8 @@ inline const std::filesystem::path& scratch_dir() {
 }
 
 // Writes the input to scratch_dir()/name and returns the path.
-inline std::filesystem::path write_input(const std::string& name, const uint8_t* data, size_t size) {
+inline std::filesystem::path write_input(const std::string& name, const uint8_t* data,
+                                         size_t size) {
   const auto path = scratch_dir() / name;
   std::filesystem::create_directories(path.parent_path());
   std::ofstream out(path, std::ios::binary | std::ios::trunc);
@@ -55,8 +56,8 @@ void refuse_only_with_error(F&& f) {
     f();
   } catch (const m3ret::Error&) {
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "fuzz finding: %s escaped instead of m3ret::Error: %s\n",
-                 typeid(e).name(), e.what());
+    std::fprintf(stderr, "fuzz finding: %s escaped instead of m3ret::Error: %s\n", typeid(e).name(),
+                 e.what());
     std::abort();
   }
 }

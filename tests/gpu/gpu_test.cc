@@ -32,7 +32,7 @@ std::string no_gpu_reason() {
     return "no CUDA device visible: the GPU tests run on a GPU machine (bench/gpu/run.sh)";
   return "";
 }
-#define REQUIRE_GPU()                                              \
+#define REQUIRE_GPU() \
   if (const auto why = no_gpu_reason(); !why.empty()) GTEST_SKIP() << why
 
 const torch::Device kGpu(torch::kCUDA, 0);

@@ -11,8 +11,8 @@ namespace {
 
 // Runs m3ret; `err` gets its stderr only.
 int m3ret(const std::string& args, std::string* err) {
-  return testing::run_command("{ " + testing::m3ret_binary().string() + " " + args + " 2>&1 >/dev/null; }",
-                              err);
+  return testing::run_command(
+      "{ " + testing::m3ret_binary().string() + " " + args + " 2>&1 >/dev/null; }", err);
 }
 
 size_t lines(const std::string& s) {
@@ -58,7 +58,8 @@ TEST(CliConventions, OtherFailuresExitOneAndSuccessAndHelpZero) {
 
 TEST(CliConventions, ListFlagsTakeCommasOrSpaces) {
   std::string spaces, commas;
-  const std::string model = testing::m3ret_binary().string() + " model --preset tiny --json --input ";
+  const std::string model =
+      testing::m3ret_binary().string() + " model --preset tiny --json --input ";
   ASSERT_EQ(testing::run_command(model + "2 32 48", &spaces), 0) << spaces;
   ASSERT_EQ(testing::run_command(model + "2,32,48", &commas), 0) << commas;
   EXPECT_EQ(spaces, commas);

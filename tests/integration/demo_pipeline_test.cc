@@ -201,7 +201,8 @@ TEST_F(DemoPipeline, ReportComparesSslWithItsBaselinesWithChanceIntervalsAndUnse
   std::ifstream md_in(out / "report.md");
   const std::string md((std::istreambuf_iterator<char>(md_in)), std::istreambuf_iterator<char>());
   EXPECT_NE(md.find("| metric | trained | random-init | raw-pixels | histogram | chance |"),
-            std::string::npos) << md;
+            std::string::npos)
+      << md;
   EXPECT_NE(md.find("### mri (unseen)"), std::string::npos) << md;
   EXPECT_EQ(md.find("### ct (unseen)"), std::string::npos) << md;
   for (const auto& m : modalities) EXPECT_NE(md.find("### " + m), std::string::npos) << m;

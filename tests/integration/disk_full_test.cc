@@ -30,9 +30,7 @@ struct Outcome {
 };
 
 Outcome m3ret(const std::string& args) {
-  const auto cmd = fmt::format(
-      "{} {} 2>&1",
-      testing::m3ret_binary().string(), args);
+  const auto cmd = fmt::format("{} {} 2>&1", testing::m3ret_binary().string(), args);
   Outcome o;
   o.status = testing::run_command_outside_mpi(cmd, &o.output);
   return o;
@@ -56,8 +54,10 @@ class DiskFull : public ::testing::Test {
   static void SetUpTestSuite() {
     base_ = std::make_unique<testing::TempDir>("disk_full");
     const auto b = base_->path();
-    auto o = m3ret(fmt::format("synth --set synth.patients_per_class=2 "
-                               "--set 'synth.modalities=[\"xray\",\"ct\"]' --out {}", (b / "data").string()));
+    auto o =
+        m3ret(fmt::format("synth --set synth.patients_per_class=2 "
+                          "--set 'synth.modalities=[\"xray\",\"ct\"]' --out {}",
+                          (b / "data").string()));
     ASSERT_EQ(o.status, 0) << o.output;
     o = m3ret(fmt::format("shard --manifest {} --out {}", (b / "data/manifest.csv").string(),
                           (b / "shards").string()));

@@ -28,7 +28,8 @@ class SlurmCluster : public ::testing::Test {
  protected:
   void SetUp() override {
     for (const char* p : {"munged", "slurmctld", "slurmd", "sbatch", "mpirun"}) {
-      if (!have_program(p)) GTEST_SKIP() << p << " is not installed (setup.sh installs slurm-wlm and munge)";
+      if (!have_program(p))
+        GTEST_SKIP() << p << " is not installed (setup.sh installs slurm-wlm and munge)";
     }
     lock_fd_ = ::open("/tmp/m3ret-test-slurm-cluster.lock", O_RDWR | O_CREAT | O_CLOEXEC, 0666);
     ASSERT_GE(lock_fd_, 0) << "cannot open /tmp/m3ret-test-slurm-cluster.lock";
@@ -42,7 +43,8 @@ class SlurmCluster : public ::testing::Test {
   }
   void TearDown() override {
     if (started_) {
-      launcher::run_capture({"scancel", "--user=" + std::string(getenv("USER") ? getenv("USER") : "root")});
+      launcher::run_capture(
+          {"scancel", "--user=" + std::string(getenv("USER") ? getenv("USER") : "root")});
       launcher::run_capture({script_, "stop", (dir_->path() / "cluster").string()});
       unsetenv("SLURM_CONF");
     }

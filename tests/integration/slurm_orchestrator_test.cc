@@ -70,14 +70,15 @@ TEST_F(SlurmCluster, TemplatesWorkByHandWithAfterokChainsAndRequeueOnPreemption)
   const fs::path bin = real ? fs::path(real) : src / "tests/integration/fake_m3ret.sh";
   std::ofstream(d / "base.toml") << "[train]\nmax_steps = 3\ncheckpoint_every = 1\n";
   std::ofstream(d / "manifest.csv") << "path,modality,labels,group,split\n";
-  const std::string mpiexec = std::string("mpirun --oversubscribe") + (geteuid() == 0 ? " --allow-run-as-root" : "");
+  const std::string mpiexec =
+      std::string("mpirun --oversubscribe") + (geteuid() == 0 ? " --allow-run-as-root" : "");
   const std::string config = (d / "base.toml").string(), shards = (d / "shards").string(),
                     run = (d / "run").string(), out = (d / "eval").string();
   using launcher::shell_line;
   auto sbatch = [&](const std::string& env, const std::string& args) {
-    std::string cmd = "cd " + shell_line({src.string()}) + " && " + env + " M3RET=" + shell_line({bin.string()}) +
-                      " MPIEXEC=" + shell_line({mpiexec}) + " FAKE_M3RET_LOG=" +
-                      shell_line({(d / "byhand.log").string()}) +
+    std::string cmd = "cd " + shell_line({src.string()}) + " && " + env +
+                      " M3RET=" + shell_line({bin.string()}) + " MPIEXEC=" + shell_line({mpiexec}) +
+                      " FAKE_M3RET_LOG=" + shell_line({(d / "byhand.log").string()}) +
                       " sbatch --parsable --output=" + shell_line({(d / "slurm-%j.out").string()}) +
                       " " + args;
     auto r = run_capture({"sh", "-c", cmd});
@@ -89,27 +90,35 @@ TEST_F(SlurmCluster, TemplatesWorkByHandWithAfterokChainsAndRequeueOnPreemption)
   const std::string one_task = "--ntasks=1 --cpus-per-task=1 --time=00:05:00 ";
   // More than the 5 minutes of --signal=B:USR1@300, or Slurm preempts it at once.
   const std::string one_node = "--nodes=1 --ntasks-per-node=1 --cpus-per-task=1 --time=00:20:00 ";
-  std::string shard = sbatch("", one_task + shell_line({"slurm/shard.sbatch", config, (d / "manifest.csv").string(), shards}));
-  std::string train = sbatch("", "--dependency=afterok:" + shard + " " + one_node +
-                                      shell_line({"slurm/pretrain.sbatch", config, shards, run, "--set", "train.seed=3"}));
+  std::string shard = sbatch("", one_task + shell_line({"slurm/shard.sbatch", config,
+                                                        (d / "manifest.csv").string(), shards}));
+  std::string train = sbatch(
+      "", "--dependency=afterok:" + shard + " " + one_node +
+              shell_line({"slurm/pretrain.sbatch", config, shards, run, "--set", "train.seed=3"}));
   std::string eval = sbatch("", "--dependency=afterok:" + train + " " + one_task +
-                                     shell_line({"slurm/eval.sbatch", config, run, shards, out}));
-  std::string bad = sbatch("FAKE_M3RET_FAIL=shard", one_task + shell_line({"slurm/shard.sbatch", config,
-                                                                          (d / "manifest.csv").string(),
-                                                                          (d / "shards2").string()}));
-  std::string never = sbatch("", "--dependency=afterok:" + bad + " --kill-on-invalid-dep=yes " + one_node +
-                                      shell_line({"slurm/pretrain.sbatch", config, (d / "shards2").string(),
-                                                  (d / "run2").string()}));
+                                    shell_line({"slurm/eval.sbatch", config, run, shards, out}));
+  std::string bad =
+      sbatch("FAKE_M3RET_FAIL=shard",
+             one_task + shell_line({"slurm/shard.sbatch", config, (d / "manifest.csv").string(),
+                                    (d / "shards2").string()}));
+  std::string never =
+      sbatch("", "--dependency=afterok:" + bad + " --kill-on-invalid-dep=yes " + one_node +
+                     shell_line({"slurm/pretrain.sbatch", config, (d / "shards2").string(),
+                                 (d / "run2").string()}));
   auto deadline = std::chrono::steady_clock::now() + std::chrono::minutes(real ? 20 : 5);
   auto sleep = [] { std::this_thread::sleep_for(std::chrono::milliseconds(250)); };
   // Preempt the train job once it wrote its first checkpoint.
-  while (!fs::exists(fs::path(run) / "checkpoints/step-000000001") && std::chrono::steady_clock::now() < deadline) sleep();
-  ASSERT_TRUE(fs::exists(fs::path(run) / "checkpoints/step-000000001")) << "the train job never ran";
+  while (!fs::exists(fs::path(run) / "checkpoints/step-000000001") &&
+         std::chrono::steady_clock::now() < deadline)
+    sleep();
+  ASSERT_TRUE(fs::exists(fs::path(run) / "checkpoints/step-000000001"))
+      << "the train job never ran";
   auto r = run_capture({"scancel", "--batch", "--signal=USR1", train});
   ASSERT_EQ(r.status, 0) << r.err;
   const std::string ids = shard + "," + train + "," + eval + "," + bad + "," + never;
   while (std::chrono::steady_clock::now() < deadline) {
-    auto q = run_capture({"squeue", "-h", "-j", ids, "-t", "PENDING,RUNNING,COMPLETING,REQUEUED,CONFIGURING"});
+    auto q = run_capture(
+        {"squeue", "-h", "-j", ids, "-t", "PENDING,RUNNING,COMPLETING,REQUEUED,CONFIGURING"});
     if (q.status == 0 && q.out.find_first_not_of(" \n") == std::string::npos) break;
     sleep();
   }
@@ -128,7 +137,9 @@ TEST_F(SlurmCluster, TemplatesWorkByHandWithAfterokChainsAndRequeueOnPreemption)
   // What each job left, and the processes they started.
   EXPECT_TRUE(fs::exists(fs::path(shards) / "index.json"));
   for (int step = 1; step <= 3; ++step) {
-    EXPECT_TRUE(fs::exists(fs::path(run) / fmt::format("checkpoints/step-00000000{}/manifest.json", step))) << step;
+    EXPECT_TRUE(
+        fs::exists(fs::path(run) / fmt::format("checkpoints/step-00000000{}/manifest.json", step)))
+        << step;
   }
   EXPECT_TRUE(fs::exists(fs::path(out) / "report.json"));
   EXPECT_FALSE(fs::exists(d / "run2"));
@@ -137,14 +148,21 @@ TEST_F(SlurmCluster, TemplatesWorkByHandWithAfterokChainsAndRequeueOnPreemption)
   std::ifstream log(d / "byhand.log");
   for (std::string line; std::getline(log, line);) ++starts[line.substr(0, line.find(" | job="))];
   // The template starts the ranks through `m3ret train --mpiexec` (SIGTERM then checkpoints too).
-  const std::string train_line = "train --mpiexec " + mpiexec + " --config " + config + " --shards " + shards +
-                                 " --run-dir " + run + " --resume auto --set train.seed=3";
+  const std::string train_line = "train --mpiexec " + mpiexec + " --config " + config +
+                                 " --shards " + shards + " --run-dir " + run +
+                                 " --resume auto --set train.seed=3";
   EXPECT_EQ(starts[train_line], 2) << "preempted, then resumed";
-  EXPECT_EQ(starts["shard --config " + config + " --manifest " + (d / "manifest.csv").string() + " --out " + shards], 1);
-  EXPECT_EQ(starts["embed --config " + config + " --checkpoint " + run + " --shards " + shards + " --out " + out +
-                   "/embeddings.h5"], 1);
-  EXPECT_EQ(starts["eval --config " + config + " --embeddings " + out + "/embeddings.h5 --out " + out + "/report.json"], 1);
-  EXPECT_EQ(starts.size(), 5u) << "shard, failed shard, train, embed, eval; nothing for the cancelled dependant";
+  EXPECT_EQ(starts["shard --config " + config + " --manifest " + (d / "manifest.csv").string() +
+                   " --out " + shards],
+            1);
+  EXPECT_EQ(starts["embed --config " + config + " --checkpoint " + run + " --shards " + shards +
+                   " --out " + out + "/embeddings.h5"],
+            1);
+  EXPECT_EQ(starts["eval --config " + config + " --embeddings " + out + "/embeddings.h5 --out " +
+                   out + "/report.json"],
+            1);
+  EXPECT_EQ(starts.size(), 5u)
+      << "shard, failed shard, train, embed, eval; nothing for the cancelled dependant";
 }
 
 TEST_F(SlurmCluster, SweepSurvivesPreemptionRequeueAndAnOrchestratorCrash) {
@@ -212,7 +230,8 @@ TEST_F(SlurmCluster, SweepSurvivesPreemptionRequeueAndAnOrchestratorCrash) {
     EXPECT_EQ(cks.size(), 3u) << r.name;
     for (const auto& [step, path] : cks) {
       bool evaluated = false;
-      for (const auto& e : st.evaluations(r.name)) evaluated = evaluated || (e.step == step && e.metric == "recall@1");
+      for (const auto& e : st.evaluations(r.name))
+        evaluated = evaluated || (e.step == step && e.metric == "recall@1");
       EXPECT_TRUE(evaluated) << r.name << " step " << step;
     }
   }

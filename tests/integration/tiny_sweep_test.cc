@@ -57,9 +57,9 @@ void run_tiny_sweep_and_check_the_report(const fs::path& dir, const std::string&
   ASSERT_GE(sweep.runs.size(), 2u);
   // work_dir = "sweep-tiny" is relative to the current directory: run in the temp dir.
   std::string cmd = "cd " + launcher::shell_line({dir.string()}) + " && exec " +
-                    launcher::shell_line({testing::m3ret_binary().string(), "orchestrate", "--sweep",
-                                          sweep_file.string(), "--backend", backend, "--no-server",
-                                          "--poll", "0.5"}) +
+                    launcher::shell_line({testing::m3ret_binary().string(), "orchestrate",
+                                          "--sweep", sweep_file.string(), "--backend", backend,
+                                          "--no-server", "--poll", "0.5"}) +
                     " 2>&1";
   auto r = run_capture({"sh", "-c", cmd});
   const fs::path work = dir / "sweep-tiny";
@@ -86,7 +86,8 @@ void run_tiny_sweep_and_check_the_report(const fs::path& dir, const std::string&
     auto it = std::find(header.begin(), header.end(), name);
     return it == header.end() ? -1 : static_cast<int>(it - header.begin());
   };
-  const int c_run = col("run"), c_mod = col("modality"), c_r1 = col("recall@1"), c_r5 = col("recall@5");
+  const int c_run = col("run"), c_mod = col("modality"), c_r1 = col("recall@1"),
+            c_r5 = col("recall@5");
   ASSERT_TRUE(c_run >= 0 && c_mod >= 0 && c_r1 >= 0 && c_r5 >= 0) << line;
   EXPECT_GE(col("data_fraction"), 0) << line;
   std::map<std::string, std::map<std::string, double>> recall;  // run -> modality -> recall@1
@@ -117,7 +118,8 @@ void run_tiny_sweep_and_check_the_report(const fs::path& dir, const std::string&
   EXPECT_EQ(data["error_bars"], "min-max over train.seed");
   const auto& frac = data["plots"][0];
   EXPECT_EQ(frac["file"], "recall_vs_data_fraction.png");
-  EXPECT_EQ(frac["series"].size(), modalities.size()) << frac.dump(1);  // the 4 modalities and "mean"
+  EXPECT_EQ(frac["series"].size(), modalities.size())
+      << frac.dump(1);  // the 4 modalities and "mean"
   for (const auto& s : frac["series"]) EXPECT_EQ(s["points"].size(), 2u) << s.dump();
   const auto& steps = data["plots"][1];
   EXPECT_EQ(steps["file"], "recall_vs_step.png");
@@ -131,7 +133,8 @@ void run_tiny_sweep_and_check_the_report(const fs::path& dir, const std::string&
     for (const char* png : {"recall_vs_data_fraction.png", "recall_vs_step.png"})
       EXPECT_EQ(read(work / "report" / png).substr(0, 8), "\x89PNG\r\n\x1a\n") << png;
   } else {
-    EXPECT_NE(md.find("Plots skipped: " + plots["skipped"].get<std::string>()), std::string::npos) << md;
+    EXPECT_NE(md.find("Plots skipped: " + plots["skipped"].get<std::string>()), std::string::npos)
+        << md;
   }
   // The static status page stays after the orchestrator exited.
   const auto page = read(work / "report/status.html");

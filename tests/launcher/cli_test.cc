@@ -105,9 +105,9 @@ TEST(Cli, LearningBenchmarkConfigAndDemoKeys) {
 TEST(Cli, DemoRefusesAVerdictKThatIsNotEvaluated) {
   testing::TempDir dir("cli");
   std::string out;
-  EXPECT_NE(run_command(bin() + " demo --out " + (dir / "d").string() + " --set demo.verdict_k=3",
-                        &out),
-            0);
+  EXPECT_NE(
+      run_command(bin() + " demo --out " + (dir / "d").string() + " --set demo.verdict_k=3", &out),
+      0);
   EXPECT_NE(out.find("demo.verdict_k"), std::string::npos) << out;
   EXPECT_NE(out.find("eval.ks"), std::string::npos) << out;
   EXPECT_FALSE(std::filesystem::exists(dir / "d"));  // nothing started
@@ -147,7 +147,10 @@ TEST(Cli, OrchestratePortOutsideItsRangeNamesTheFlagAndValue) {
   std::ofstream(dir / "sweep.toml") << "[sweep]\nname = \"p\"\n";
   for (const char* port : {"70000", "-1", "65536"}) {
     std::string out;
-    EXPECT_NE(run_command(bin() + " orchestrate --sweep " + (dir / "sweep.toml").string() + " --port " + port, &out), 0);
+    EXPECT_NE(run_command(bin() + " orchestrate --sweep " + (dir / "sweep.toml").string() +
+                              " --port " + port,
+                          &out),
+              0);
     EXPECT_NE(out.find("--port"), std::string::npos) << out;
     EXPECT_NE(out.find(port), std::string::npos) << out;
     EXPECT_NE(out.find("65535"), std::string::npos) << out;
@@ -177,7 +180,8 @@ TEST(Process, ChildrenGetNoMpiVariablesAndNoDescriptorButTheirStdio) {
   testing::TempDir dir("proc");
   int out = ::open((dir / "out").c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
   o.stdout_fd = out;
-  pid_t pid = launcher::spawn({"sh", "-c", "ls /proc/$$/fd; echo $M3RET_TEST_DEFAULT; command -v ls"}, o);
+  pid_t pid =
+      launcher::spawn({"sh", "-c", "ls /proc/$$/fd; echo $M3RET_TEST_DEFAULT; command -v ls"}, o);
   EXPECT_EQ(launcher::wait_exit(pid), 0);
   ::close(out);
   ::close(o.keep_fd);

@@ -32,12 +32,14 @@ TEST(OrchestrateInstalled, FindsTheInstalledPlotScriptAndLeavesTheStatusPage) {
   testing::TempDir dir("orchinst");
   const fs::path d = dir.path(), prefix = d / "prefix";
   const fs::path build = testing::m3ret_binary().parent_path();
-  auto r = launcher::run_capture({"cmake", "--install", build.string(), "--prefix", prefix.string()});
+  auto r =
+      launcher::run_capture({"cmake", "--install", build.string(), "--prefix", prefix.string()});
   ASSERT_EQ(r.status, 0) << r.out << r.err;
   const fs::path script = prefix / "share/m3ret/python/m3ret_plots.py";
   ASSERT_TRUE(fs::is_regular_file(script)) << r.out;
   // Mark the installed copy, so that the source tree's script cannot pass.
-  std::ofstream(script, std::ios::app) << "\nopen(os.path.join(sys.argv[2], 'drawn-by-installed-script'), 'w').close()\n";
+  std::ofstream(script, std::ios::app)
+      << "\nopen(os.path.join(sys.argv[2], 'drawn-by-installed-script'), 'w').close()\n";
 
   std::ofstream(d / "base.toml") << "[train]\nmax_steps = 3\ncheckpoint_every = 1\n";
   std::ofstream(d / "sweep.toml")
@@ -47,8 +49,9 @@ TEST(OrchestrateInstalled, FindsTheInstalledPlotScriptAndLeavesTheStatusPage) {
       << "[local]\nmax_parallel = 2\nmpiexec = \"mpiexec --mca btl tcp,self\"\n";
   setenv("FAKE_M3RET_LOG", (d / "invocations.log").c_str(), 1);
   unsetenv("M3RET_PLOT_PYTHON");
-  r = launcher::run_capture({(prefix / "bin/m3ret").string(), "orchestrate", "--sweep", (d / "sweep.toml").string(),
-                             "--backend", "local", "--no-server", "--poll", "0.1", "--job-binary",
+  r = launcher::run_capture({(prefix / "bin/m3ret").string(), "orchestrate", "--sweep",
+                             (d / "sweep.toml").string(), "--backend", "local", "--no-server",
+                             "--poll", "0.1", "--job-binary",
                              (testing::source_dir() / "tests/integration/fake_m3ret.sh").string()});
   ASSERT_EQ(r.status, 0) << r.out << r.err;
   const fs::path report = d / "work/report";
@@ -64,7 +67,9 @@ TEST(OrchestrateInstalled, FindsTheInstalledPlotScriptAndLeavesTheStatusPage) {
   bool found = false;
   for (const auto& e : fs::directory_iterator(d / "work/jobs"))
     if (e.path().filename().string().find("shard") != std::string::npos)
-      found = read(e.path() / "command.sh").find("mpiexec --mca btl tcp,self --bind-to none -n 1") != std::string::npos;
+      found =
+          read(e.path() / "command.sh").find("mpiexec --mca btl tcp,self --bind-to none -n 1") !=
+          std::string::npos;
   EXPECT_TRUE(found);
 }
 

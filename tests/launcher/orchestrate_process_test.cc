@@ -81,7 +81,8 @@ struct Snapshot {
   bool any(JobKind kind, std::initializer_list<JobState> states) const {
     for (const auto& j : jobs) {
       if (j.kind != kind) continue;
-      for (auto s : states) if (j.state == s) return true;
+      for (auto s : states)
+        if (j.state == s) return true;
     }
     return false;
   }
@@ -116,27 +117,35 @@ TEST(OrchestrateProcess, KilledWithSigkillAgainAndAgainFinishesEveryRunWithNoJob
   const fs::path db = d / "work/state.db";
   const fs::path log = d / "orchestrate.log";
   setenv("FAKE_M3RET_LOG", (d / "invocations.log").c_str(), 1);
-  const std::vector<std::string> argv = {m3ret.string(), "orchestrate", "--sweep", (d / "sweep.toml").string(),
-                                         "--backend", "local", "--job-binary", fake.string(),
-                                         "--poll", "0.1", "--no-server"};
+  const std::vector<std::string> argv = {
+      m3ret.string(), "orchestrate", "--sweep",      (d / "sweep.toml").string(),
+      "--backend",    "local",       "--job-binary", fake.string(),
+      "--poll",       "0.1",         "--no-server"};
 
   // Each life of the orchestrator ends with SIGKILL as soon as its moment comes.
   using Moment = std::function<bool(const Snapshot& now, const Snapshot& at_start)>;
   auto grew = [](int64_t n) {
-    return [n](const Snapshot& now, const Snapshot& start) { return now.last_event >= start.last_event + n; };
+    return [n](const Snapshot& now, const Snapshot& start) {
+      return now.last_event >= start.last_event + n;
+    };
   };
   std::vector<std::pair<std::string, Moment>> moments = {
       {"its first intent", grew(1)},
-      {"a shard job running", [](const Snapshot& s, const Snapshot&) {
+      {"a shard job running",
+       [](const Snapshot& s, const Snapshot&) {
          return s.any(JobKind::kShard, {JobState::kSubmitted, JobState::kRunning});
        }},
       {"the next event", grew(1)},
-      {"a train job running", [](const Snapshot& s, const Snapshot&) {
+      {"a train job running",
+       [](const Snapshot& s, const Snapshot&) {
          return s.any(JobKind::kTrain, {JobState::kRunning});
        }},
-      {"the first checkpoint recorded", [](const Snapshot& s, const Snapshot&) { return s.checkpoints > 0; }},
-      {"an eval job submitted", [](const Snapshot& s, const Snapshot&) {
-         return s.any(JobKind::kEval, {JobState::kIntent, JobState::kSubmitted, JobState::kRunning});
+      {"the first checkpoint recorded",
+       [](const Snapshot& s, const Snapshot&) { return s.checkpoints > 0; }},
+      {"an eval job submitted",
+       [](const Snapshot& s, const Snapshot&) {
+         return s.any(JobKind::kEval,
+                      {JobState::kIntent, JobState::kSubmitted, JobState::kRunning});
        }},
       {"two more events", grew(2)},
       {"the next event", grew(1)},
@@ -165,7 +174,8 @@ TEST(OrchestrateProcess, KilledWithSigkillAgainAndAgainFinishesEveryRunWithNoJob
       if (!ended()) {
         auto r = run_capture({"sh", "-c", launcher::shell_line(argv) + " 2>&1"});
         EXPECT_NE(r.status, 0) << r.out;
-        EXPECT_NE(r.out.find("another m3ret orchestrate (pid " + std::to_string(pid) + ")"), std::string::npos)
+        EXPECT_NE(r.out.find("another m3ret orchestrate (pid " + std::to_string(pid) + ")"),
+                  std::string::npos)
             << r.out;
         second_refused = true;
       }
@@ -176,14 +186,16 @@ TEST(OrchestrateProcess, KilledWithSigkillAgainAndAgainFinishesEveryRunWithNoJob
         final_status = status;
         break;
       }
-      ASSERT_TRUE(Clock::now() < deadline) << "sweep not finished; see " << log << " and " << d / "work/jobs";
+      ASSERT_TRUE(Clock::now() < deadline)
+          << "sweep not finished; see " << log << " and " << d / "work/jobs";
       auto now = snapshot(db);
       if (moment && now && (*moment)(*now, start)) {
         ::kill(pid, SIGKILL);
         int status = 0;
         waitpid(pid, &status, 0);
         ++kills;
-        std::ofstream(log, std::ios::app) << "=== test: SIGKILL after " << moments[life].first << "\n";
+        std::ofstream(log, std::ios::app)
+            << "=== test: SIGKILL after " << moments[life].first << "\n";
         break;
       }
       std::this_thread::sleep_for(std::chrono::milliseconds(5));
@@ -251,10 +263,17 @@ std::vector<std::string> small_sweep(const fs::path& d, const std::vector<std::s
       << "format = \"m3ret-sweep/1\"\n[sweep]\nname = \"small\"\nbase_config = \"base.toml\"\n"
       << "work_dir = \"" << (d / "work").string() << "\"\nmax_retries = 1\n"
       << "[local]\nmax_parallel = 2\nmpiexec = \"mpiexec\"\n";
-  std::vector<std::string> argv = {testing::m3ret_binary().string(), "orchestrate", "--sweep",
-                                   (d / "sweep.toml").string(), "--backend", "local", "--job-binary",
-                                   (testing::source_dir() / "tests/integration/fake_m3ret.sh").string(),
-                                   "--poll", "0.1"};
+  std::vector<std::string> argv = {
+      testing::m3ret_binary().string(),
+      "orchestrate",
+      "--sweep",
+      (d / "sweep.toml").string(),
+      "--backend",
+      "local",
+      "--job-binary",
+      (testing::source_dir() / "tests/integration/fake_m3ret.sh").string(),
+      "--poll",
+      "0.1"};
   argv.insert(argv.end(), extra.begin(), extra.end());
   return argv;
 }
@@ -295,7 +314,8 @@ TEST(OrchestrateProcess, IdleConnectionsNeitherStarveTheStatusServerNorFailTheSw
   const fs::path d = dir.path();
   auto argv = small_sweep(d, {"--port", "0"});
   setenv("FAKE_M3RET_LOG", (d / "invocations.log").c_str(), 1);
-  pid_t pid = spawn({"/bin/sh", "-c", "ulimit -n 160 && exec " + launcher::shell_line(argv)}, d / "orch.log");
+  pid_t pid = spawn({"/bin/sh", "-c", "ulimit -n 160 && exec " + launcher::shell_line(argv)},
+                    d / "orch.log");
   ASSERT_GT(pid, 0);
   const auto deadline = Clock::now() + std::chrono::seconds(120);
   std::optional<int> status;
@@ -325,11 +345,13 @@ TEST(OrchestrateProcess, IdleConnectionsNeitherStarveTheStatusServerNorFailTheSw
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
-  for (auto& p : idle) if (p.fd >= 0) ::close(p.fd);
+  for (auto& p : idle)
+    if (p.fd >= 0) ::close(p.fd);
   EXPECT_TRUE(answered);
   ASSERT_EQ(*status, 0) << read(d / "orch.log");
   State st(d / "work/state.db", true);
-  for (const auto& j : st.jobs()) EXPECT_EQ(j.state, JobState::kSucceeded) << j.name << ": " << j.reason;
+  for (const auto& j : st.jobs())
+    EXPECT_EQ(j.state, JobState::kSucceeded) << j.name << ": " << j.reason;
   for (const auto& r : st.runs()) EXPECT_EQ(r.state, "succeeded") << r.name;
 }
 

@@ -57,11 +57,11 @@ class FakeBackend : public orchestrator::Backend {
   };
   int max_parallel_ = 4;
   int polls_to_finish = 2;
-  int steps_per_train = 2;       // checkpoints a successful train attempt writes
+  int steps_per_train = 2;                // checkpoints a successful train attempt writes
   std::map<std::string, int> exit_codes;  // job name -> exit code to inject
   std::map<std::string, std::string> jobs_by_id_name;
-  std::vector<std::string> submitted;     // every submission, by name, in order
-  std::map<std::string, Job> jobs;        // by id
+  std::vector<std::string> submitted;  // every submission, by name, in order
+  std::map<std::string, Job> jobs;     // by id
   int max_running_seen = 0;
   // Honour after_ok like Slurm with --kill-on-invalid-dep=yes: a job waits
   // (submitted) until its dependencies end, and is cancelled with
@@ -79,7 +79,8 @@ class FakeBackend : public orchestrator::Backend {
     std::filesystem::create_directories(req.job_dir);
     std::ofstream(req.job_dir / "backend_id") << id;
     int running = 0;
-    for (auto& [i, j] : jobs) if (j.polls < polls_to_finish && !j.cancelled) ++running;
+    for (auto& [i, j] : jobs)
+      if (j.polls < polls_to_finish && !j.cancelled) ++running;
     max_running_seen = std::max(max_running_seen, running);
     return id;
   }
@@ -105,7 +106,8 @@ class FakeBackend : public orchestrator::Backend {
   }
 
   std::optional<std::string> find(const std::string& name, const std::filesystem::path&) override {
-    for (auto& [id, j] : jobs) if (j.req.name == name) return id;
+    for (auto& [id, j] : jobs)
+      if (j.req.name == name) return id;
     return std::nullopt;
   }
 
@@ -153,7 +155,9 @@ class FakeBackend : public orchestrator::Backend {
       fs::path out = arg_after(cmd, "--out", cmd.find(" eval "));
       fs::create_directories(out.parent_path());
       double r = 0.1 * static_cast<double>(out.parent_path().filename().string().back() - '0');
-      std::ofstream(out) << eval::to_json(fake_report({{"xray", 8, r, 0.9, 0.4}, {"ct", 4, 0.25, 0.75, 0.3}})).dump();
+      std::ofstream(out) << eval::to_json(
+                                fake_report({{"xray", 8, r, 0.9, 0.4}, {"ct", 4, 0.25, 0.75, 0.3}}))
+                                .dump();
     }
   }
 };

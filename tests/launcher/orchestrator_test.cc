@@ -83,20 +83,23 @@ int status_of(const std::string& response) {
 }
 
 // A sweep file in `dir` over a base config in the same folder.
-fs::path write_sweep(const fs::path& dir, const std::string& body, const std::string& sweep_extra = "") {
+fs::path write_sweep(const fs::path& dir, const std::string& body,
+                     const std::string& sweep_extra = "") {
   std::ofstream(dir / "base.toml") << "[train]\nmax_steps = 20\n";
   auto f = dir / "sweep.toml";
   std::ofstream(f) << "[sweep]\nname = \"t\"\nbase_config = \"base.toml\"\nwork_dir = \"" +
-                          (dir / "work").string() + "\"\nmax_retries = 1\n" + sweep_extra + "\n" + body;
+                          (dir / "work").string() + "\"\nmax_retries = 1\n" + sweep_extra + "\n" +
+                          body;
   return f;
 }
 
 TEST(Sweep, ExpandsTheCartesianProductInKeyOrder) {
   TempDir dir("sweep");
-  auto f = write_sweep(dir.path(),
-                       "[axes]\n\"model.preset\" = [\"tiny\", \"small\"]\ndata_fraction = [0.5, 1.0]\n"
-                       "\"train.seed\" = [1, 2, 3]\n",
-                       "set = [\"train.max_steps=7\"]");
+  auto f =
+      write_sweep(dir.path(),
+                  "[axes]\n\"model.preset\" = [\"tiny\", \"small\"]\ndata_fraction = [0.5, 1.0]\n"
+                  "\"train.seed\" = [1, 2, 3]\n",
+                  "set = [\"train.max_steps=7\"]");
   Sweep s = load_sweep(f);
   ASSERT_EQ(s.runs.size(), 12u);
   EXPECT_EQ(s.runs[0].name, "r000-frac=0.5-preset=tiny-seed=1");
@@ -121,7 +124,8 @@ TEST(Sweep, NoAxesIsOneRun) {
 
 TEST(Sweep, BadEntriesNameTheFileAndKey) {
   TempDir dir("sweep");
-  auto expect_error = [&](const std::string& body, const std::string& extra, const std::string& needle) {
+  auto expect_error = [&](const std::string& body, const std::string& extra,
+                          const std::string& needle) {
     auto f = write_sweep(dir.path(), body, extra);
     try {
       load_sweep(f);
@@ -151,24 +155,31 @@ TEST(Sweep, BadEntriesNameTheFileAndKey) {
   auto f = write_sweep(dir.path(), "[axes]\n\"train.max_stepz\" = [1]\n");
   try {
     load_sweep(f, [](const fs::path&, const std::vector<std::string>& sets) {
-      for (const auto& s : sets) if (s.rfind("train.max_stepz", 0) == 0) throw Error("unknown config key 'train.max_stepz'");
+      for (const auto& s : sets)
+        if (s.rfind("train.max_stepz", 0) == 0) throw Error("unknown config key 'train.max_stepz'");
     });
     ADD_FAILURE();
   } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("run r000: unknown config key 'train.max_stepz'"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("run r000: unknown config key 'train.max_stepz'"),
+              std::string::npos)
+        << e.what();
   }
 }
 
 TEST(Sweep, MpiexecIsACommandWithOptionsAndAMalformedOneNamesTheKey) {
   EXPECT_EQ(split_command("mpiexec --mca btl tcp,self  -x 'A=b c' -x \"D=e\\\"f\"", "k"),
-            std::vector<std::string>({"mpiexec", "--mca", "btl", "tcp,self", "-x", "A=b c", "-x", "D=e\"f"}));
+            std::vector<std::string>(
+                {"mpiexec", "--mca", "btl", "tcp,self", "-x", "A=b c", "-x", "D=e\"f"}));
   TempDir dir("sweep");
-  auto sweep = load_sweep(write_sweep(dir.path(), "[local]\nmpiexec = \"mpiexec --mca btl tcp,self --bind-to none\"\n"
-                                                  "[slurm]\nmpiexec = \"mpirun -x 'OMP_NUM_THREADS=2'\"\n"));
+  auto sweep =
+      load_sweep(write_sweep(dir.path(),
+                             "[local]\nmpiexec = \"mpiexec --mca btl tcp,self --bind-to none\"\n"
+                             "[slurm]\nmpiexec = \"mpirun -x 'OMP_NUM_THREADS=2'\"\n"));
   EXPECT_EQ(sweep.local.mpiexec, "mpiexec --mca btl tcp,self --bind-to none");
-  const std::map<std::string, std::string> bad = {{"mpiexec = \"mpiexec -x 'A=b\"", "an unterminated quote"},
-                                                  {"mpiexec = \"  \"", "no command"},
-                                                  {"mpiexec = 'mpiexec \\q'", "unknown escape"}};
+  const std::map<std::string, std::string> bad = {
+      {"mpiexec = \"mpiexec -x 'A=b\"", "an unterminated quote"},
+      {"mpiexec = \"  \"", "no command"},
+      {"mpiexec = 'mpiexec \\q'", "unknown escape"}};
   for (const auto& [line, why] : bad) {
     for (const char* section : {"local", "slurm"}) {
       const auto f = write_sweep(dir.path(), std::string("[") + section + "]\n" + line + "\n");
@@ -177,7 +188,8 @@ TEST(Sweep, MpiexecIsACommandWithOptionsAndAMalformedOneNamesTheKey) {
         ADD_FAILURE() << line << " was accepted";
       } catch (const config::Error& e) {
         const std::string msg = e.what();
-        EXPECT_NE(msg.find(std::string("sweep key '") + section + ".mpiexec'"), std::string::npos) << msg;
+        EXPECT_NE(msg.find(std::string("sweep key '") + section + ".mpiexec'"), std::string::npos)
+            << msg;
         EXPECT_NE(msg.find("sweep.toml:"), std::string::npos) << msg;
         EXPECT_NE(msg.find(why), std::string::npos) << msg;
       }
@@ -195,9 +207,13 @@ TEST(Sweep, ShippedSweepsLoad) {
 TEST(Sweep, DataFractionKeepsTrainRowsPerModalityAndNests) {
   TempDir dir("frac");
   std::vector<data::ManifestRow> rows;
-  for (int i = 0; i < 10; ++i) rows.push_back({dir / fmt::format("x{}.png", i), "xray", {"a"}, fmt::format("p{}", i), "train"});
-  for (int i = 0; i < 4; ++i) rows.push_back({dir / fmt::format("c{}.nii", i), "ct", {"b"}, fmt::format("q{}", i), "train"});
-  for (int i = 0; i < 3; ++i) rows.push_back({dir / fmt::format("t{}.png", i), "xray", {"a"}, fmt::format("t{}", i), "test"});
+  for (int i = 0; i < 10; ++i)
+    rows.push_back(
+        {dir / fmt::format("x{}.png", i), "xray", {"a"}, fmt::format("p{}", i), "train"});
+  for (int i = 0; i < 4; ++i)
+    rows.push_back({dir / fmt::format("c{}.nii", i), "ct", {"b"}, fmt::format("q{}", i), "train"});
+  for (int i = 0; i < 3; ++i)
+    rows.push_back({dir / fmt::format("t{}.png", i), "xray", {"a"}, fmt::format("t{}", i), "test"});
   data::write_manifest(dir / "m.csv", rows);
   EXPECT_EQ(write_manifest_fraction(dir / "m.csv", 0.5, dir / "half.csv"), 5u + 2u + 3u);
   EXPECT_EQ(write_manifest_fraction(dir / "m.csv", 0.3, dir / "third.csv"), 3u + 2u + 3u);
@@ -235,7 +251,8 @@ TEST(JobStateMachine, OnlyForwardTransitions) {
     st.transition(id, JobState::kRunning, "");
     ADD_FAILURE();
   } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("illegal transition succeeded -> running"), std::string::npos);
+    EXPECT_NE(std::string(e.what()).find("illegal transition succeeded -> running"),
+              std::string::npos);
   }
   auto row = st.job_by_name("a");
   EXPECT_EQ(row->backend_id, "77");
@@ -249,7 +266,8 @@ TEST(JobStateMachine, OnlyForwardTransitions) {
 
 TEST(StateDb, RefusesAForeignFile) {
   TempDir dir("state");
-  std::ofstream(dir / "x.db") << "not sqlite at all, just text that is long enough to be a header....";
+  std::ofstream(dir / "x.db")
+      << "not sqlite at all, just text that is long enough to be a header....";
   EXPECT_THROW(State(dir / "x.db"), Error);
   EXPECT_THROW(State(dir / "missing.db", true), Error);
 }
@@ -294,18 +312,24 @@ TEST(Orchestrator, RunsEverySweepPointAndEvaluatesEveryCheckpointOnce) {
   }
   // The report: CSV rows per (run, modality) at the last step, and three plots.
   auto csv = read(dir / "work/report/scaling.csv");
-  EXPECT_NE(csv.find("run,state,data_fraction,model.preset,step,modality,queries,recall@1,recall@5"),
-            std::string::npos) << csv;
-  EXPECT_NE(csv.find("r001-preset=small,succeeded,1.0,small,20,xray,8,0.0000,0.9000"), std::string::npos) << csv;
+  EXPECT_NE(
+      csv.find("run,state,data_fraction,model.preset,step,modality,queries,recall@1,recall@5"),
+      std::string::npos)
+      << csv;
+  EXPECT_NE(csv.find("r001-preset=small,succeeded,1.0,small,20,xray,8,0.0000,0.9000"),
+            std::string::npos)
+      << csv;
   // Only the swept axis (model.preset; data_fraction has one value) and the steps are plotted.
   auto data = nlohmann::json::parse(read(dir / "work/report/plot_data.json"));
-  EXPECT_EQ(plot_files(data), std::vector<std::string>({"recall_vs_model_size.png", "recall_vs_step.png"}));
+  EXPECT_EQ(plot_files(data),
+            std::vector<std::string>({"recall_vs_model_size.png", "recall_vs_step.png"}));
   EXPECT_EQ(plot_named(data, "recall_vs_step.png")["series"].size(), 2u) << "one line per run";
   EXPECT_NE(read(dir / "work/report/scaling.md").find("| r000-preset=tiny |"), std::string::npos);
 
   // The status page links each run's last evaluation report, which the server serves.
   std::mutex mutex;
-  HttpServer server(0, make_status_handler(st, nullptr, "t", (dir / "work/report").string()), mutex);
+  HttpServer server(0, make_status_handler(st, nullptr, "t", (dir / "work/report").string()),
+                    mutex);
   auto get = [&](const std::string& path) {
     return http(server.port(), "GET " + path + " HTTP/1.1\r\nConnection: close\r\n\r\n");
   };
@@ -314,11 +338,13 @@ TEST(Orchestrator, RunsEverySweepPointAndEvaluatesEveryCheckpointOnce) {
   auto r = get("/" + link);
   ASSERT_EQ(status_of(r), 200) << r;
   EXPECT_EQ(r.substr(r.find("\r\n\r\n") + 4), read(dir / "work" / link));
-  EXPECT_EQ(status_of(get("/evals/r000-preset%3Dtiny/step-000000020/report.json")), 200) << "percent-decoded";
+  EXPECT_EQ(status_of(get("/evals/r000-preset%3Dtiny/step-000000020/report.json")), 200)
+      << "percent-decoded";
   EXPECT_EQ(status_of(get("/evals/nope/step-000000020/report.json")), 404);
   EXPECT_EQ(status_of(get("/evals/r000-preset=tiny/step-000000020/embeddings.h5")), 404);
   EXPECT_EQ(status_of(get("/evals/r000-preset=tiny/../../state.db")), 404);
-  EXPECT_NE(read(dir / "work/report/status.html").find("<a href=\"../" + link + "\">"), std::string::npos);
+  EXPECT_NE(read(dir / "work/report/status.html").find("<a href=\"../" + link + "\">"),
+            std::string::npos);
 }
 
 // A swept model key: each run's parameter count comes from `M3RET model
@@ -327,9 +353,10 @@ TEST(Orchestrator, ModelSizeChartUsesEachRunsParameterCountFromM3retModel) {
   TempDir dir("orch");
   Rig rig(dir.path(), "[axes]\n\"model.preset\" = [\"tiny\", \"small\"]\n");
   const fs::path fake = dir / "fake-m3ret";
-  std::ofstream(fake) << "#!/bin/sh\necho \"$*\" >> '" << (dir / "model-calls").string() << "'\n"
-                      << "case \"$*\" in *model.preset=small*) echo '{\"encoder_params\": 21700000}' ;;\n"
-                      << "*) echo '{\"encoder_params\": 5500000}' ;; esac\n";
+  std::ofstream(fake)
+      << "#!/bin/sh\necho \"$*\" >> '" << (dir / "model-calls").string() << "'\n"
+      << "case \"$*\" in *model.preset=small*) echo '{\"encoder_params\": 21700000}' ;;\n"
+      << "*) echo '{\"encoder_params\": 5500000}' ;; esac\n";
   fs::permissions(fake, fs::perms::owner_all);
   OrchestratorOptions opts;
   opts.model_info = fake;
@@ -338,8 +365,11 @@ TEST(Orchestrator, ModelSizeChartUsesEachRunsParameterCountFromM3retModel) {
   for (int i = 0; i < 200 && !o.step(); ++i) {
   }
   const auto calls = read(dir / "model-calls");
-  EXPECT_NE(calls.find("model --config " + (dir / "base.toml").string() + " --set "
-                       "model.preset=small --json"), std::string::npos) << calls;
+  EXPECT_NE(calls.find("model --config " + (dir / "base.toml").string() +
+                       " --set "
+                       "model.preset=small --json"),
+            std::string::npos)
+      << calls;
   EXPECT_EQ(std::count(calls.begin(), calls.end(), '\n'), 2) << "once per run: " << calls;
   const auto data = nlohmann::json::parse(read(dir / "work/report/plot_data.json"));
   const auto& model = plot_named(data, "recall_vs_model_size.png");
@@ -565,7 +595,8 @@ TEST(Orchestrator, ReadsRetrievalReportsAndRefusesOthers) {
   TempDir dir("orch");
   using testing::fake_report;
   std::ofstream(dir / "r.json") << eval::to_json(fake_report({{"xray", 10, 0.5, 0.9, 0.4},
-                                                             {"ct", 4, 0.25, 0.75, 0.3}})).dump();
+                                                              {"ct", 4, 0.25, 0.75, 0.3}}))
+                                       .dump();
   auto rows = read_evaluations(dir / "r.json", "run", 7);
   std::map<std::string, double> got;
   for (auto& e : rows) got[e.modality + "/" + e.metric] = e.value;
@@ -575,11 +606,13 @@ TEST(Orchestrator, ReadsRetrievalReportsAndRefusesOthers) {
   EXPECT_DOUBLE_EQ(got["ct/precision@5"], 0.15);
   EXPECT_EQ(got.count("xray/skipped_no_label"), 0u);
   // Several encoders: the evaluated one is the first (file order, not sorted).
-  std::ofstream(dir / "v2.json") << eval::to_json({{"trained", fake_report({{"xray", 4, 0.75, 1, 0.5}})},
-                                                  {"histogram", fake_report({{"xray", 4, 0.1, 0.2, 0.1}})}})
+  std::ofstream(dir / "v2.json") << eval::to_json(
+                                        {{"trained", fake_report({{"xray", 4, 0.75, 1, 0.5}})},
+                                         {"histogram", fake_report({{"xray", 4, 0.1, 0.2, 0.1}})}})
                                         .dump();
   got.clear();
-  for (auto& e : read_evaluations(dir / "v2.json", "run", 7)) got[e.modality + "/" + e.metric] = e.value;
+  for (auto& e : read_evaluations(dir / "v2.json", "run", 7))
+    got[e.modality + "/" + e.metric] = e.value;
   EXPECT_DOUBLE_EQ(got["xray/recall@1"], 0.75);
   EXPECT_DOUBLE_EQ(got["mean/recall@1"], 0.75);
   EXPECT_EQ(got.size(), 11u);  // xray and mean: recall@1,5, precision@1,5, map@5; xray/queries
@@ -598,14 +631,17 @@ TEST(Orchestrator, AbsentModalitiesAreShownAndLeftOutOfTheMean) {
   TempDir dir("orch");
   using testing::fake_report;
   std::ofstream(dir / "r.json") << eval::to_json(fake_report({{"xray", 10, 0.5, 0.9, 0.4},
-                                                             {"ct", 4, 0.25, 0.75, 0.3},
-                                                             {"mri", 0, 0, 0, 0}})).dump();
+                                                              {"ct", 4, 0.25, 0.75, 0.3},
+                                                              {"mri", 0, 0, 0, 0}}))
+                                       .dump();
   auto rows = read_evaluations(dir / "r.json", "run", 7);
   std::map<std::string, double> got;
   std::map<std::string, std::string> absent;
   for (auto& e : rows) {
-    if (e.absent.empty()) got[e.modality + "/" + e.metric] = e.value;
-    else absent[e.modality] = e.absent;
+    if (e.absent.empty())
+      got[e.modality + "/" + e.metric] = e.value;
+    else
+      absent[e.modality] = e.absent;
   }
   EXPECT_DOUBLE_EQ(got["mean/recall@1"], 0.375);
   EXPECT_EQ(got.count("mri/recall@1"), 0u);
@@ -643,7 +679,8 @@ TEST(Orchestrator, AbsentModalitiesAreShownAndLeftOutOfTheMean) {
     }
   }
   const std::string html = status_html(st, dir.path());
-  EXPECT_NE(html.find("<td class=\"num\">0.3750 (mean over 2 of 3)</td>"), std::string::npos) << html;
+  EXPECT_NE(html.find("<td class=\"num\">0.3750 (mean over 2 of 3)</td>"), std::string::npos)
+      << html;
   EXPECT_NE(html.find("<td class=\"num\">absent</td>"), std::string::npos) << html;
 }
 
@@ -658,8 +695,10 @@ TEST(Session, LocksTheStateRefusesAnotherSweepOrBackendAndWritesTokenAndPort) {
       StateLock second(db);
       ADD_FAILURE() << "a second lock on one state database";
     } catch (const Error& e) {
-      EXPECT_NE(std::string(e.what()).find("another m3ret orchestrate (pid " + std::to_string(::getpid())),
-                std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find("another m3ret orchestrate (pid " +
+                                           std::to_string(::getpid())),
+                std::string::npos)
+          << e.what();
     }
   }
   StateLock again(db);  // released with its owner
@@ -682,7 +721,8 @@ TEST(Session, LocksTheStateRefusesAnotherSweepOrBackendAndWritesTokenAndPort) {
   write_token_file(dir.path(), "secret");
   write_port_file(dir.path(), 8123);
   EXPECT_EQ(read(dir / "token"), "secret\n");
-  EXPECT_EQ(fs::status(dir / "token").permissions() & fs::perms::all, fs::perms::owner_read | fs::perms::owner_write);
+  EXPECT_EQ(fs::status(dir / "token").permissions() & fs::perms::all,
+            fs::perms::owner_read | fs::perms::owner_write);
   EXPECT_EQ(read(dir / "port"), "8123\n");
 }
 
@@ -694,14 +734,17 @@ void fill_sweep_state(State& st, const std::vector<std::string>& presets) {
     for (double frac : {0.25, 1.0}) {
       for (int seed : {1, 2}) {
         const std::string name = fmt::format("r{:03d}", i++);
-        nlohmann::json params = {{"data_fraction", fmt::format("{:g}", frac)}, {"train.seed", std::to_string(seed)},
+        nlohmann::json params = {{"data_fraction", fmt::format("{:g}", frac)},
+                                 {"train.seed", std::to_string(seed)},
                                  {"model.preset", preset}};
-        st.upsert_run({name, params.dump(), frac, "run-" + name, "shards", RunState::kSucceeded, 0});
+        st.upsert_run(
+            {name, params.dump(), frac, "run-" + name, "shards", RunState::kSucceeded, 0});
         for (int64_t step : {10, 20}) {
           const double x = 0.1 * frac + 0.01 * seed + 0.001 * step + (preset == "small" ? 0.2 : 0);
-          st.set_evaluations(name, step, {{name, step, "xray", "recall@1", x, ""},
-                                          {name, step, "ct", "recall@1", x / 2, ""},
-                                          {name, step, "mean", "recall@1", 0.75 * x, ""}});
+          st.set_evaluations(name, step,
+                             {{name, step, "xray", "recall@1", x, ""},
+                              {name, step, "ct", "recall@1", x / 2, ""},
+                              {name, step, "mean", "recall@1", 0.75 * x, ""}});
         }
       }
     }
@@ -716,18 +759,21 @@ TEST(Report, PlotDataHasOnlyTheSweptAxesAndErrorBarsOverSeeds) {
   EXPECT_EQ(data["format"], "m3ret-plot-data");
   EXPECT_EQ(data["swept_axes"], nlohmann::json({"data_fraction", "train.seed"}));
   EXPECT_EQ(data["error_bars"], "min-max over train.seed");
-  EXPECT_EQ(plot_files(data), std::vector<std::string>({"recall_vs_data_fraction.png", "recall_vs_step.png"}));
+  EXPECT_EQ(plot_files(data),
+            std::vector<std::string>({"recall_vs_data_fraction.png", "recall_vs_step.png"}));
   const auto& frac = plot_named(data, "recall_vs_data_fraction.png");
   EXPECT_EQ(frac["x_scale"], "log");
   ASSERT_EQ(frac["series"].size(), 3u) << frac;  // ct, xray, then their mean
   EXPECT_EQ(frac["series"][2]["label"], "mean");
-  EXPECT_EQ(frac["x_ticks"], nlohmann::json::parse(R"([{"x":0.25,"label":"0.25"},{"x":1.0,"label":"1"}])"));
+  EXPECT_EQ(frac["x_ticks"],
+            nlohmann::json::parse(R"([{"x":0.25,"label":"0.25"},{"x":1.0,"label":"1"}])"));
   for (const auto& s : frac["series"]) {
     ASSERT_EQ(s["points"].size(), 2u) << s;
     for (const auto& pt : s["points"]) {
       EXPECT_EQ(pt["n"], 2) << "two seeds per point: " << pt;
       EXPECT_LT(pt["lo"].get<double>(), pt["hi"].get<double>()) << pt;
-      EXPECT_NEAR(pt["y"].get<double>(), (pt["lo"].get<double>() + pt["hi"].get<double>()) / 2, 1e-12);
+      EXPECT_NEAR(pt["y"].get<double>(), (pt["lo"].get<double>() + pt["hi"].get<double>()) / 2,
+                  1e-12);
     }
   }
   // xray at fraction 0.25, step 20: seeds 1 and 2 give 0.025 + 0.02 + {0.01, 0.02}.
@@ -745,10 +791,12 @@ TEST(Report, ModelSizeIsTheParameterCountOnALogAxisOrThePresetsInSizeOrder) {
   State st(dir / "s.db");
   fill_sweep_state(st, {"small", "tiny"});
   std::map<std::string, double> params;
-  for (const auto& r : st.runs()) params[r.name] = r.params_json.find("small") != std::string::npos ? 21.7e6 : 5.5e6;
+  for (const auto& r : st.runs())
+    params[r.name] = r.params_json.find("small") != std::string::npos ? 21.7e6 : 5.5e6;
   auto data = plot_data(st, params);
-  EXPECT_EQ(plot_files(data), std::vector<std::string>({"recall_vs_model_size.png", "recall_vs_data_fraction.png",
-                                                        "recall_vs_step.png"}));
+  EXPECT_EQ(plot_files(data),
+            std::vector<std::string>(
+                {"recall_vs_model_size.png", "recall_vs_data_fraction.png", "recall_vs_step.png"}));
   const auto& model = plot_named(data, "recall_vs_model_size.png");
   EXPECT_EQ(model["x_scale"], "log");
   ASSERT_EQ(model["x_ticks"].size(), 2u);
@@ -763,13 +811,15 @@ TEST(Report, ModelSizeIsTheParameterCountOnALogAxisOrThePresetsInSizeOrder) {
   data = plot_data(st, params);
   const auto& cat = plot_named(data, "recall_vs_model_size.png");
   EXPECT_EQ(cat["x_scale"], "linear");
-  EXPECT_EQ(cat["x_ticks"], nlohmann::json::parse(R"([{"x":0.0,"label":"tiny"},{"x":1.0,"label":"small"}])"));
+  EXPECT_EQ(cat["x_ticks"],
+            nlohmann::json::parse(R"([{"x":0.0,"label":"tiny"},{"x":1.0,"label":"small"}])"));
 }
 
 // Width and height of a PNG file; {0, 0} when it is not one.
 std::pair<uint32_t, uint32_t> png_size(const fs::path& f) {
   const std::string b = read(f);
-  if (b.size() < 24 || b.compare(0, 8, "\x89PNG\r\n\x1a\n") != 0 || b.compare(12, 4, "IHDR") != 0) return {0, 0};
+  if (b.size() < 24 || b.compare(0, 8, "\x89PNG\r\n\x1a\n") != 0 || b.compare(12, 4, "IHDR") != 0)
+    return {0, 0};
   auto be32 = [&](size_t at) {
     uint32_t v = 0;
     for (size_t i = 0; i < 4; ++i) v = (v << 8) | static_cast<unsigned char>(b[at + i]);
@@ -793,8 +843,10 @@ TEST(Report, ChartsArePngsDrawnByMatplotlib) {
   write_scaling_report(st, dir / "report");
   const auto outcome = read_plot_outcome(dir / "report");
   EXPECT_EQ(outcome.skipped, "");
-  EXPECT_EQ(outcome.files, std::vector<std::string>({"recall_vs_data_fraction.png", "recall_vs_step.png"}));
-  for (const auto& f : outcome.files) EXPECT_EQ(png_size(dir / "report" / f), std::make_pair(800u, 480u)) << f;
+  EXPECT_EQ(outcome.files,
+            std::vector<std::string>({"recall_vs_data_fraction.png", "recall_vs_step.png"}));
+  for (const auto& f : outcome.files)
+    EXPECT_EQ(png_size(dir / "report" / f), std::make_pair(800u, 480u)) << f;
   EXPECT_FALSE(fs::exists(dir / "report/recall_vs_model_size.png")) << "model size is not swept";
   const auto md = read(dir / "report/scaling.md");
   EXPECT_NE(md.find("![recall_vs_step](recall_vs_step.png)"), std::string::npos) << md;
@@ -813,8 +865,10 @@ TEST(Report, WithoutPythonOrMatplotlibThePlotsAreSkippedAndTheReportSaysWhy) {
   write_scaling_report(st, dir / "report", {{dir / "no-python", {}}, {}});
   auto outcome = read_plot_outcome(dir / "report");
   EXPECT_TRUE(outcome.files.empty());
-  EXPECT_NE(outcome.skipped.find("could not be started (set M3RET_PLOT_PYTHON"), std::string::npos) << outcome.skipped;
-  EXPECT_NE(read(dir / "report/scaling.md").find("Plots skipped: Python '" + (dir / "no-python").string()),
+  EXPECT_NE(outcome.skipped.find("could not be started (set M3RET_PLOT_PYTHON"), std::string::npos)
+      << outcome.skipped;
+  EXPECT_NE(read(dir / "report/scaling.md")
+                .find("Plots skipped: Python '" + (dir / "no-python").string()),
             std::string::npos);
   EXPECT_TRUE(fs::exists(dir / "report/scaling.csv"));
   // A Python without matplotlib (its site packages switched off): the script says so.
@@ -822,12 +876,16 @@ TEST(Report, WithoutPythonOrMatplotlibThePlotsAreSkippedAndTheReportSaysWhy) {
   const fs::path bare = dir / "bare-python";
   std::ofstream(bare) << "#!/bin/sh\nexec /usr/bin/python3 -I -S \"$@\"\n";
   fs::permissions(bare, fs::perms::owner_all);
-  st.set_evaluations("r000", 30, {{"r000", 30, "mean", "recall@1", 0.5, ""}});  // new data: drawn again
+  st.set_evaluations("r000", 30,
+                     {{"r000", 30, "mean", "recall@1", 0.5, ""}});  // new data: drawn again
   write_scaling_report(st, dir / "report", {{bare, {}}, {}});
   outcome = read_plot_outcome(dir / "report");
-  EXPECT_NE(outcome.skipped.find("matplotlib is not installed"), std::string::npos) << outcome.skipped;
-  EXPECT_NE(read(dir / "report/scaling.md").find("Plots skipped: m3ret_plots.py exited with 3: matplotlib is not installed"),
-            std::string::npos) << read(dir / "report/scaling.md");
+  EXPECT_NE(outcome.skipped.find("matplotlib is not installed"), std::string::npos)
+      << outcome.skipped;
+  EXPECT_NE(read(dir / "report/scaling.md")
+                .find("Plots skipped: m3ret_plots.py exited with 3: matplotlib is not installed"),
+            std::string::npos)
+      << read(dir / "report/scaling.md");
   EXPECT_FALSE(fs::exists(dir / "report/recall_vs_step.png"));
 }
 
@@ -843,8 +901,14 @@ std::string find_chromium() {
 // Headless Chromium on a file; its stdout. Root needs --no-sandbox.
 launcher::CommandResult headless(const std::string& chromium, const fs::path& profile,
                                  const std::vector<std::string>& args, const fs::path& page) {
-  std::vector<std::string> argv = {chromium, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
-                                   "--no-first-run", "--disable-dev-shm-usage", "--user-data-dir=" + profile.string()};
+  std::vector<std::string> argv = {chromium,
+                                   "--headless",
+                                   "--no-sandbox",
+                                   "--disable-gpu",
+                                   "--hide-scrollbars",
+                                   "--no-first-run",
+                                   "--disable-dev-shm-usage",
+                                   "--user-data-dir=" + profile.string()};
   argv.insert(argv.end(), args.begin(), args.end());
   argv.push_back("file://" + page.string());
   return launcher::run_capture(argv);
@@ -882,7 +946,8 @@ TEST(StatusPage, StaticStatusHtmlRendersInHeadlessChromium) {
   ASSERT_TRUE(fs::exists(page));
 
   const fs::path shot = dir / "shot.png";
-  auto r = headless(chromium, dir / "profile", {"--window-size=1280,1600", "--screenshot=" + shot.string()}, page);
+  auto r = headless(chromium, dir / "profile",
+                    {"--window-size=1280,1600", "--screenshot=" + shot.string()}, page);
   ASSERT_EQ(r.status, 0) << r.err;
   EXPECT_EQ(png_size(shot), std::make_pair(1280u, 1600u)) << r.err;
   EXPECT_GT(png_colours(shot), 50u) << "a blank screenshot";
@@ -892,11 +957,12 @@ TEST(StatusPage, StaticStatusHtmlRendersInHeadlessChromium) {
   const std::string& dom = r.out;
   EXPECT_NE(dom.find("<h1>Sweep page&lt;test&gt;</h1>"), std::string::npos) << dom.substr(0, 2000);
   const auto runs = dom.substr(dom.find("<table id=\"runs\">"));
-  for (const char* th : {"<th>run</th>", "<th>data_fraction</th>", "<th>model.preset</th>", "<th>train.seed</th>",
-                         "<th>mean recall@1</th>", "<th>report</th>"}) {
+  for (const char* th : {"<th>run</th>", "<th>data_fraction</th>", "<th>model.preset</th>",
+                         "<th>train.seed</th>", "<th>mean recall@1</th>", "<th>report</th>"}) {
     EXPECT_NE(runs.find(th), std::string::npos) << th << "\n" << runs.substr(0, 2000);
   }
-  EXPECT_NE(runs.find("href=\"../evals/r000/step-000000020/report.md\""), std::string::npos) << runs.substr(0, 3000);
+  EXPECT_NE(runs.find("href=\"../evals/r000/step-000000020/report.md\""), std::string::npos)
+      << runs.substr(0, 3000);
   // Every chart loaded: an image that fails to load is replaced by a note.
   for (const char* png : {"recall_vs_data_fraction.png", "recall_vs_step.png"}) {
     const auto at = dom.find(std::string("<img src=\"") + png + "\"");
@@ -925,7 +991,8 @@ Observed wait_for(Backend& b, const std::string& id, const fs::path& dir) {
 TEST(LocalBackend, RunsJobsWithLogsAndExitCodes) {
   TempDir dir("local");
   auto b = make_local_backend(2);
-  std::string id = b->submit({"j1", JobKind::kEval, "echo hello; echo oops >&2; exit 3", dir / "j1", {}, 1});
+  std::string id =
+      b->submit({"j1", JobKind::kEval, "echo hello; echo oops >&2; exit 3", dir / "j1", {}, 1});
   auto o = wait_for(*b, id, dir / "j1");
   EXPECT_EQ(o.state, JobState::kFailed);
   EXPECT_EQ(o.exit_code, 3);
@@ -943,7 +1010,8 @@ TEST(LocalBackend, RunsJobsWithLogsAndExitCodes) {
 fs::path arg_recorder(const fs::path& dir, const fs::path& file) {
   fs::create_directories(dir);
   const fs::path exe = dir / "rec mpiexec";
-  std::ofstream(exe) << "#!/bin/sh\nfor a in \"$@\"; do printf '%s\\n' \"$a\"; done > '" << file.string() << "'\n";
+  std::ofstream(exe) << "#!/bin/sh\nfor a in \"$@\"; do printf '%s\\n' \"$a\"; done > '"
+                     << file.string() << "'\n";
   fs::permissions(exe, fs::perms::owner_all);
   return exe;
 }
@@ -952,7 +1020,8 @@ TEST(LocalBackend, MpiexecOptionsReachTheLaunchedCommandLine) {
   TempDir dir("local");
   const fs::path exe = arg_recorder(dir / "bin", dir / "args.txt");
   auto b = make_local_backend(1);
-  const std::string mpiexec = launcher::shell_line({exe.string()}) + " --mca btl tcp,self -x 'A=b c'";
+  const std::string mpiexec =
+      launcher::shell_line({exe.string()}) + " --mca btl tcp,self -x 'A=b c'";
   const std::string cmd = b->mpi_launch_prefix(JobKind::kTrain, 2, mpiexec) + " m3ret train";
   std::string id = b->submit({"j", JobKind::kTrain, cmd, dir / "j", {}, 2});
   ASSERT_EQ(wait_for(*b, id, dir / "j").state, JobState::kSucceeded) << read(dir / "j/log");
@@ -977,10 +1046,15 @@ TEST(LocalBackend, CancelEndsTheWholeJobAndUsr1ReachesIt) {
   // checkpoint-and-stop signal), whose exit code is recorded.
   // (The command says when it is ready; the wrapper set its own trap before starting it.)
   const fs::path ready = dir / "u-ready";
-  std::string u = b->submit({"u", JobKind::kTrain,
-                             "trap 'exit 75' USR1; touch '" + ready.string() + "'; while :; do sleep 0.1; done",
-                             dir / "u", {}, 1});
-  for (int i = 0; i < 1000 && !fs::exists(ready); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  std::string u =
+      b->submit({"u",
+                 JobKind::kTrain,
+                 "trap 'exit 75' USR1; touch '" + ready.string() + "'; while :; do sleep 0.1; done",
+                 dir / "u",
+                 {},
+                 1});
+  for (int i = 0; i < 1000 && !fs::exists(ready); ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
   ASSERT_TRUE(fs::exists(ready));
   ::kill(std::stoi(u), SIGUSR1);  // the wrapper's traps were set before the command started
   auto ou = wait_for(*b, u, dir / "u");
@@ -994,7 +1068,8 @@ TEST(LocalBackend, AJobLeftByAKilledOrchestratorIsFollowedByItsExitCode) {
     auto b = make_local_backend(1);
     id = b->submit({"k", JobKind::kEval, "sleep 0.5; exit 4", dir / "k", {}, 1});
   }
-  auto b2 = make_local_backend(1);  // a "new orchestrator": not the child's parent for waitpid purposes
+  auto b2 =
+      make_local_backend(1);  // a "new orchestrator": not the child's parent for waitpid purposes
   EXPECT_EQ(b2->find("k", dir / "k"), id);
   auto o = wait_for(*b2, id, dir / "k");
   EXPECT_EQ(o.exit_code, 4);
@@ -1038,12 +1113,13 @@ TEST(LocalBackend, ACrashBetweenSpawnAndRecordingTheIdDoesNotStartTheJobTwice) {
     EXPECT_THROW(b->submit({"c", JobKind::kEval, cmd, dir / "c", {}, 1}), Crash);
   }
   ASSERT_GT(child, 0);
-  ASSERT_FALSE(fs::exists(dir / "c/backend_id")) << "the wrapper wrote its id before it was stopped";
+  ASSERT_FALSE(fs::exists(dir / "c/backend_id"))
+      << "the wrapper wrote its id before it was stopped";
   std::thread resume([&] {
     std::this_thread::sleep_for(std::chrono::milliseconds(300));
     ::kill(child, SIGCONT);
   });
-  auto b2 = make_local_backend(1);  // the restarted orchestrator
+  auto b2 = make_local_backend(1);        // the restarted orchestrator
   auto found = b2->find("c", dir / "c");  // the job holds its lock: wait for its id
   resume.join();
   ASSERT_TRUE(found);
@@ -1088,7 +1164,8 @@ TEST(LocalBackend, AJobFileThatCannotBeOpenedIsAnErrorNotALostJob) {
   TempDir dir("local");
   auto b = make_local_backend(1);
   std::string id = b->submit({"e", JobKind::kEval, "true", dir / "e", {}, 1});
-  while (!fs::exists(dir / "e/exit_code")) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  while (!fs::exists(dir / "e/exit_code"))
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
   // Out of descriptors: the lowest free one becomes the limit, so every open fails (EMFILE).
   rlimit saved{};
   ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &saved), 0);
@@ -1125,16 +1202,20 @@ TEST(SlurmBackend, SubmitsTheTemplateWithAfterokAndCancelsAJobWhoseDependencyFai
     fs::permissions(dir / "bin" / name, fs::perms::owner_all);
   };
   const std::string log = (dir / "calls").string();
-  script("sbatch", "echo \"$*\" >> '" + log + ".sbatch'\n"
-                   "echo \"$(( 100 + $(wc -l < '" + log + ".sbatch') ));m3rettest\"\n");
-  script("squeue", "echo \"$*\" >> '" + log + ".squeue'\n"
-                   "case \"$3\" in\n"
-                   "101) echo 'RUNNING None' ;;\n"
-                   "102) echo 'PENDING DependencyNeverSatisfied' ;;\n"
-                   "*) echo 'slurm_load_jobs error: Invalid job id specified' >&2; exit 1 ;;\n"
-                   "esac\n");
-  script("scontrol", "echo \"JobId=$3 JobName=x UserId=root(0) JobState=CANCELLED "
-                     "Reason=DependencyNeverSatisfied Dependency=afterok:101(failed)\"\n");
+  script("sbatch", "echo \"$*\" >> '" + log +
+                       ".sbatch'\n"
+                       "echo \"$(( 100 + $(wc -l < '" +
+                       log + ".sbatch') ));m3rettest\"\n");
+  script("squeue", "echo \"$*\" >> '" + log +
+                       ".squeue'\n"
+                       "case \"$3\" in\n"
+                       "101) echo 'RUNNING None' ;;\n"
+                       "102) echo 'PENDING DependencyNeverSatisfied' ;;\n"
+                       "*) echo 'slurm_load_jobs error: Invalid job id specified' >&2; exit 1 ;;\n"
+                       "esac\n");
+  script("scontrol",
+         "echo \"JobId=$3 JobName=x UserId=root(0) JobState=CANCELLED "
+         "Reason=DependencyNeverSatisfied Dependency=afterok:101(failed)\"\n");
   script("scancel", "echo \"$*\" >> '" + log + ".scancel'\n");
   std::string old_path = getenv("PATH") ? getenv("PATH") : "";
   setenv("PATH", ((dir / "bin").string() + ":" + old_path).c_str(), 1);
@@ -1153,7 +1234,8 @@ TEST(SlurmBackend, SubmitsTheTemplateWithAfterokAndCancelsAJobWhoseDependencyFai
   auto b = make_slurm_backend(o);
   EXPECT_TRUE(b->supports_dependencies());
   EXPECT_EQ(b->submit({"sw-shard-a0", JobKind::kShard, "echo shard", dir / "j1", {}, 2}), "101");
-  EXPECT_EQ(b->submit({"sw-r0-train-a0", JobKind::kTrain, "echo train", dir / "j2", {"101"}, 1}), "102");
+  EXPECT_EQ(b->submit({"sw-r0-train-a0", JobKind::kTrain, "echo train", dir / "j2", {"101"}, 1}),
+            "102");
   std::vector<std::string> calls;
   {
     std::ifstream in(log + ".sbatch");
@@ -1166,15 +1248,16 @@ TEST(SlurmBackend, SubmitsTheTemplateWithAfterokAndCancelsAJobWhoseDependencyFai
   EXPECT_TRUE(has(calls[0], "--parsable") && has(calls[0], "--job-name=sw-shard-a0")) << calls[0];
   EXPECT_TRUE(has(calls[0], "--nodes=1") && has(calls[0], "--ntasks=2")) << calls[0];
   EXPECT_EQ(calls[0].find("--dependency"), std::string::npos) << calls[0];
-  for (const char* arg : {"--job-name=sw-r0-train-a0", "--dependency=afterok:101", "--kill-on-invalid-dep=yes",
-                          "--nodes=2", "--ntasks-per-node=4", "--partition=gpu", "--time=02:00:00",
-                          "--qos=high"}) {
+  for (const char* arg :
+       {"--job-name=sw-r0-train-a0", "--dependency=afterok:101", "--kill-on-invalid-dep=yes",
+        "--nodes=2", "--ntasks-per-node=4", "--partition=gpu", "--time=02:00:00", "--qos=high"}) {
     EXPECT_TRUE(has(calls[1], arg)) << arg << " not in: " << calls[1];
   }
   EXPECT_TRUE(has(calls[1], (dir / "j2/job.sbatch").string())) << calls[1];
   // The script: the template's header (checkpoint-and-requeue) with the job's command as body.
   auto sbatch = read(dir / "j2/job.sbatch");
-  for (const char* line : {"#SBATCH --signal=B:USR1@300", "#SBATCH --requeue", "echo train", "$SLURM_JOB_ID"}) {
+  for (const char* line :
+       {"#SBATCH --signal=B:USR1@300", "#SBATCH --requeue", "echo train", "$SLURM_JOB_ID"}) {
     EXPECT_NE(sbatch.find(line), std::string::npos) << line;
   }
   EXPECT_EQ(sbatch.find("usage: sbatch"), std::string::npos) << "the template's own body was kept";
@@ -1182,11 +1265,13 @@ TEST(SlurmBackend, SubmitsTheTemplateWithAfterokAndCancelsAJobWhoseDependencyFai
   // Train jobs take their ranks from the allocation; the others get explicit ones.
   const std::string root = geteuid() == 0 ? " --allow-run-as-root" : "";
   EXPECT_EQ(b->mpi_launch_prefix(JobKind::kTrain, 3, "srun"), "srun --bind-to none" + root);
-  EXPECT_EQ(b->mpi_launch_prefix(JobKind::kShard, 2, "mpirun"), "mpirun --bind-to none -n 2 --oversubscribe" + root);
+  EXPECT_EQ(b->mpi_launch_prefix(JobKind::kShard, 2, "mpirun"),
+            "mpirun --bind-to none -n 2 --oversubscribe" + root);
   // mpiexec with options: split like a shell, quoted again for the job script.
   EXPECT_EQ(b->mpi_launch_prefix(JobKind::kTrain, 3, "mpirun --mca btl tcp,self -x 'A=b c'"),
             "mpirun --mca btl tcp,self -x 'A=b c' --bind-to none" + root);
-  EXPECT_EQ(make_local_backend(1)->mpi_launch_prefix(JobKind::kTrain, 2, "'/opt/my mpi/mpiexec' --bind-to core"),
+  EXPECT_EQ(make_local_backend(1)->mpi_launch_prefix(JobKind::kTrain, 2,
+                                                     "'/opt/my mpi/mpiexec' --bind-to core"),
             "'/opt/my mpi/mpiexec' --bind-to core -n 2 --oversubscribe" + root);
 
   EXPECT_EQ(b->poll("101", dir / "j1").state, JobState::kRunning);
@@ -1203,9 +1288,13 @@ TEST(SlurmBackend, SubmitsTheTemplateWithAfterokAndCancelsAJobWhoseDependencyFai
   // A hostile job dir is a plain name in the sbatch script too: run the
   // script as Slurm would (in the submission folder, with a job id).
   const fs::path jd = dir / kHostileName;
-  EXPECT_EQ(b->submit({"sw-q", JobKind::kEval, "echo \"$M3RET_JOB_DIR $MPIEXEC\" > ok.txt", jd, {}, 1}), "103");
-  auto r = launcher::run_capture({"sh", "-c", "cd " + launcher::shell_line({dir.path().string()}) +
-                                        " && SLURM_JOB_ID=7 bash " + launcher::shell_line({(jd / "job.sbatch").string()})});
+  EXPECT_EQ(
+      b->submit({"sw-q", JobKind::kEval, "echo \"$M3RET_JOB_DIR $MPIEXEC\" > ok.txt", jd, {}, 1}),
+      "103");
+  auto r = launcher::run_capture({"sh", "-c",
+                                  "cd " + launcher::shell_line({dir.path().string()}) +
+                                      " && SLURM_JOB_ID=7 bash " +
+                                      launcher::shell_line({(jd / "job.sbatch").string()})});
   EXPECT_EQ(r.status, 0) << r.out << r.err;
   EXPECT_EQ(read_exit_code(jd), 0);
   EXPECT_EQ(read(dir / "ok.txt"), jd.string() + " mpirun\n");
@@ -1216,17 +1305,24 @@ TEST(SlurmBackend, SubmitsTheTemplateWithAfterokAndCancelsAJobWhoseDependencyFai
   o.mpiexec = launcher::shell_line({exe.string()}) + " --mca btl tcp,self -x 'A=b c'";
   auto b2 = make_slurm_backend(o);
   const fs::path jt = dir / "jt";
-  ASSERT_EQ(b2->submit({"sw-t", JobKind::kTrain, b2->mpi_launch_prefix(JobKind::kTrain, 1, o.mpiexec) + " m3ret train",
-                        jt, {}, 1}), "104");
-  r = launcher::run_capture({"sh", "-c", "cd " + launcher::shell_line({dir.path().string()}) +
-                                        " && SLURM_JOB_ID=8 bash " + launcher::shell_line({(jt / "job.sbatch").string()})});
+  ASSERT_EQ(b2->submit({"sw-t",
+                        JobKind::kTrain,
+                        b2->mpi_launch_prefix(JobKind::kTrain, 1, o.mpiexec) + " m3ret train",
+                        jt,
+                        {},
+                        1}),
+            "104");
+  r = launcher::run_capture({"sh", "-c",
+                             "cd " + launcher::shell_line({dir.path().string()}) +
+                                 " && SLURM_JOB_ID=8 bash " +
+                                 launcher::shell_line({(jt / "job.sbatch").string()})});
   EXPECT_EQ(r.status, 0) << r.out << r.err << read(jt / "log");
-  EXPECT_EQ(read(dir / "args.txt"), std::string("--mca\nbtl\ntcp,self\n-x\nA=b c\n--bind-to\nnone\n") +
-                                        (geteuid() == 0 ? "--allow-run-as-root\n" : "") + "m3ret\ntrain\n");
+  EXPECT_EQ(read(dir / "args.txt"),
+            std::string("--mca\nbtl\ntcp,self\n-x\nA=b c\n--bind-to\nnone\n") +
+                (geteuid() == 0 ? "--allow-run-as-root\n" : "") + "m3ret\ntrain\n");
 }
 
 // --- status server ---------------------------------------------------------
-
 
 TEST(StatusServer, ServesJsonAndHtmlAndRefusesBadRequests) {
   TempDir dir("http");
@@ -1257,27 +1353,41 @@ TEST(StatusServer, ServesJsonAndHtmlAndRefusesBadRequests) {
     EXPECT_NE(r.find("Content-Type: image/png"), std::string::npos) << r.substr(0, 200);
     EXPECT_EQ(r.substr(r.find("\r\n\r\n") + 4, 4), "\x89PNG");
   }
-  EXPECT_EQ(status_of(http(p, "GET /report/.hidden.png HTTP/1.1\r\nConnection: close\r\n\r\n")), 404);
-  EXPECT_EQ(status_of(http(p, "GET /report/scaling.csv HTTP/1.1\r\nConnection: close\r\n\r\n")), 200);
-  EXPECT_EQ(status_of(http(p, "GET /report/../state.db HTTP/1.1\r\nConnection: close\r\n\r\n")), 404);
+  EXPECT_EQ(status_of(http(p, "GET /report/.hidden.png HTTP/1.1\r\nConnection: close\r\n\r\n")),
+            404);
+  EXPECT_EQ(status_of(http(p, "GET /report/scaling.csv HTTP/1.1\r\nConnection: close\r\n\r\n")),
+            200);
+  EXPECT_EQ(status_of(http(p, "GET /report/../state.db HTTP/1.1\r\nConnection: close\r\n\r\n")),
+            404);
 
-  std::string cancel = "POST /api/runs/r000-seed=1/cancel HTTP/1.1\r\nHost: x\r\nConnection: close\r\n";
+  std::string cancel =
+      "POST /api/runs/r000-seed=1/cancel HTTP/1.1\r\nHost: x\r\nConnection: close\r\n";
   EXPECT_EQ(status_of(http(p, cancel + "\r\n")), 401);
   EXPECT_EQ(status_of(http(p, cancel + "Authorization: Bearer wrong\r\n\r\n")), 401);
-  EXPECT_EQ(status_of(http(p, "GET /api/runs/r000-seed=1/cancel HTTP/1.1\r\nConnection: close\r\n\r\n")), 405);
-  EXPECT_EQ(status_of(http(p, "POST /api/runs/nope/cancel HTTP/1.1\r\nAuthorization: Bearer sekret\r\nConnection: close\r\n\r\n")), 404);
+  EXPECT_EQ(
+      status_of(http(p, "GET /api/runs/r000-seed=1/cancel HTTP/1.1\r\nConnection: close\r\n\r\n")),
+      405);
+  EXPECT_EQ(status_of(http(p,
+                           "POST /api/runs/nope/cancel HTTP/1.1\r\nAuthorization: Bearer "
+                           "sekret\r\nConnection: close\r\n\r\n")),
+            404);
   EXPECT_EQ(status_of(http(p, "GET /nowhere HTTP/1.1\r\nConnection: close\r\n\r\n")), 404);
   EXPECT_EQ(status_of(http(p, "HELLO THERE\r\n\r\n")), 400);
   EXPECT_EQ(status_of(http(p, "GET / HTTP/1.1\r\nContent-Length: zebra\r\n\r\n")), 400);
-  EXPECT_EQ(status_of(http(p, "GET / HTTP/1.1\r\nX: " + std::string(40000, 'a') + "\r\n\r\n")), 413);
-  EXPECT_EQ(status_of(http(p, "POST /api/runs/r000-seed=1/retry HTTP/1.1\r\nContent-Length: 999999\r\n\r\n")), 413);
+  EXPECT_EQ(status_of(http(p, "GET / HTTP/1.1\r\nX: " + std::string(40000, 'a') + "\r\n\r\n")),
+            413);
+  EXPECT_EQ(status_of(http(
+                p, "POST /api/runs/r000-seed=1/retry HTTP/1.1\r\nContent-Length: 999999\r\n\r\n")),
+            413);
   http(p, "GET / HT");  // a truncated request and a hang-up
 
   r = http(p, cancel + "Authorization: Bearer sekret\r\n\r\n");
   EXPECT_EQ(status_of(r), 200) << r;
   EXPECT_EQ(st.run("r000-seed=1")->state, "cancelled");
   // Retry of a run that is not failed or cancelled is refused with a reason.
-  r = http(p, "POST /api/runs/r001-seed=2/retry HTTP/1.1\r\nAuthorization: Bearer sekret\r\nConnection: close\r\n\r\n");
+  r = http(p,
+           "POST /api/runs/r001-seed=2/retry HTTP/1.1\r\nAuthorization: Bearer "
+           "sekret\r\nConnection: close\r\n\r\n");
   EXPECT_EQ(status_of(r), 409) << r;
   // Still serving after all of that.
   EXPECT_EQ(status_of(http(p, "GET /api/status HTTP/1.1\r\nConnection: close\r\n\r\n")), 200);
@@ -1322,7 +1432,8 @@ TEST(StatusServer, JobsInheritNeitherThePortNorItsConnections) {
   State st(dir / "s.db");
   Orchestrator o(rig.sweep, st, rig.backend, {});
   std::mutex mutex;
-  auto server = std::make_unique<HttpServer>(0, make_status_handler(st, &o, "t", o.report_dir().string()), mutex);
+  auto server = std::make_unique<HttpServer>(
+      0, make_status_handler(st, &o, "t", o.report_dir().string()), mutex);
   const uint16_t port = server->port();
   // A keep-alive client whose connection the server has accepted and answered.
   namespace asio = boost::asio;
@@ -1337,7 +1448,8 @@ TEST(StatusServer, JobsInheritNeitherThePortNorItsConnections) {
   // A job starts while the server listens and holds that connection.
   const fs::path ready = dir / "ready";
   auto b = make_local_backend(1);
-  std::string id = b->submit({"j", JobKind::kEval, "touch '" + ready.string() + "'; sleep 60", dir / "j", {}, 1});
+  std::string id = b->submit(
+      {"j", JobKind::kEval, "touch '" + ready.string() + "'; sleep 60", dir / "j", {}, 1});
   while (!fs::exists(ready)) std::this_thread::sleep_for(std::chrono::milliseconds(10));
   server.reset();  // the orchestrator goes away; its job does not
   EXPECT_EQ(b->poll(id, dir / "j").state, JobState::kRunning);
@@ -1349,7 +1461,8 @@ TEST(StatusServer, JobsInheritNeitherThePortNorItsConnections) {
   client.read_some(asio::buffer(&c, 1), ec);
   EXPECT_EQ(ec, asio::error::eof);
   // ... and a restarted orchestrator gets the same port while the job runs.
-  EXPECT_NO_THROW(HttpServer(port, make_status_handler(st, &o, "t", o.report_dir().string()), mutex));
+  EXPECT_NO_THROW(
+      HttpServer(port, make_status_handler(st, &o, "t", o.report_dir().string()), mutex));
   EXPECT_EQ(b->poll(id, dir / "j").state, JobState::kRunning);
   b->cancel(id);
   wait_for(*b, id, dir / "j");

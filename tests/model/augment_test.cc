@@ -93,9 +93,11 @@ TEST(Augment, RotateTurnsTheViewAboutItsCentreByABoundedAngle) {
     for (int64_t ch = 0; ch < 2; ++ch) {
       for (int64_t t = 0; t < 2; ++t) {
         auto img = y[ch][t];
-        const double m = img.sum().item<double>(), m0 = x[ch][t].to(torch::kFloat64).sum().item<double>();
+        const double m = img.sum().item<double>(),
+                     m0 = x[ch][t].to(torch::kFloat64).sum().item<double>();
         EXPECT_NEAR(m, m0, 0.02 * m0);
-        const double cx = (img * xx).sum().item<double>() / m - c, cy = (img * yy).sum().item<double>() / m - c;
+        const double cx = (img * xx).sum().item<double>() / m - c,
+                     cy = (img * yy).sum().item<double>() / m - c;
         EXPECT_NEAR(std::hypot(cx, cy), r0, 0.3) << "seed " << seed;
         angles.push_back(std::atan2(cy, cx) * 180 / M_PI);
       }

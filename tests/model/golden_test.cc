@@ -146,7 +146,8 @@ TEST(Golden, EncoderMaeAndSimDinoForwardLossesAndGradientsMatchPyTorch) {
   std::vector<std::pair<std::string, torch::Tensor>> ours_by_name;  // export name -> our param
   {
     auto params = enc.parameters();
-    for (size_t i = 0; i < params.size(); ++i) ours_by_name.emplace_back(weights[i].first, params[i]);
+    for (size_t i = 0; i < params.size(); ++i)
+      ours_by_name.emplace_back(weights[i].first, params[i]);
   }
   for (const auto& p : dec.named_parameters()) {
     weights.emplace_back("decoder." + p.key(), p.value().detach());
@@ -159,32 +160,43 @@ TEST(Golden, EncoderMaeAndSimDinoForwardLossesAndGradientsMatchPyTorch) {
   SimDinoConfig sc;  // defaults: gamma auto, coeff 1; the v2 config's expansion views
   sc.expansion_views = "student+teacher";
   write_safetensors(dir / "weights.safetensors", weights,
-                    {{"heads", "4"}, {"depth", "2"}, {"tubelet", "[2, 8, 8]"},
-                     {"decoder_heads", "4"}, {"decoder_depth", "1"},
-                     {"eps", fmt::format("{}", sc.eps)}, {"gamma", "auto"},
-                     {"coeff", fmt::format("{}", sc.coeff)}, {"expa_type", "1"}});
+                    {{"heads", "4"},
+                     {"depth", "2"},
+                     {"tubelet", "[2, 8, 8]"},
+                     {"decoder_heads", "4"},
+                     {"decoder_depth", "1"},
+                     {"eps", fmt::format("{}", sc.eps)},
+                     {"gamma", "auto"},
+                     {"coeff", fmt::format("{}", sc.coeff)},
+                     {"expa_type", "1"}});
 
   // Inputs: an image (T repeated), a masked clip, SimDINO's 2 global + 2 local views.
   auto enc_x = torch::rand({2, 1, 1, 16, 24});
   auto probe = torch::randn({2, 1 + 6, 48});
   auto mae_x = torch::rand({2, 3, 4, 32, 32});
   auto keep = random_tube_mask(Grid{2, 4, 4}, 0.75, {11, 12}).keep;  // [2, 8]
-  std::vector<torch::Tensor> views = {torch::rand({2, 1, 1, 32, 32}), torch::rand({2, 1, 1, 32, 32}),
-                                      torch::rand({2, 1, 1, 16, 16}), torch::rand({2, 1, 1, 16, 16})};
+  std::vector<torch::Tensor> views = {
+      torch::rand({2, 1, 1, 32, 32}), torch::rand({2, 1, 1, 32, 32}),
+      torch::rand({2, 1, 1, 16, 16}), torch::rand({2, 1, 1, 16, 16})};
   auto teacher = torch::nn::functional::normalize(
       torch::randn({2, 2, 16}), torch::nn::functional::NormalizeFuncOptions().dim(-1));
-  write_safetensors(dir / "inputs.safetensors",
-                    {{"enc_x", enc_x}, {"enc_probe", probe}, {"mae_x", mae_x}, {"mae_keep", keep},
-                     {"sd_global0", views[0]}, {"sd_global1", views[1]}, {"sd_local0", views[2]},
-                     {"sd_local1", views[3]}, {"sd_teacher", teacher}});
+  write_safetensors(dir / "inputs.safetensors", {{"enc_x", enc_x},
+                                                 {"enc_probe", probe},
+                                                 {"mae_x", mae_x},
+                                                 {"mae_keep", keep},
+                                                 {"sd_global0", views[0]},
+                                                 {"sd_global1", views[1]},
+                                                 {"sd_local0", views[2]},
+                                                 {"sd_local1", views[3]},
+                                                 {"sd_teacher", teacher}});
   const auto script = testing::source_dir() / "tests" / "model" / "golden_reference.py";
   std::string log;
-  ASSERT_EQ(testing::run_command(py + " " + script.string() + " model " +
-                                     (dir / "weights.safetensors").string() + " " +
-                                     (dir / "inputs.safetensors").string() + " " +
-                                     (dir / "ref.safetensors").string(),
-                                 &log),
-            0)
+  ASSERT_EQ(
+      testing::run_command(
+          py + " " + script.string() + " model " + (dir / "weights.safetensors").string() + " " +
+              (dir / "inputs.safetensors").string() + " " + (dir / "ref.safetensors").string(),
+          &log),
+      0)
       << log;
   std::map<std::string, torch::Tensor> ref;
   for (auto& [n, t] : read_safetensors(dir / "ref.safetensors")) ref[n] = t;

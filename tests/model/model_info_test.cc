@@ -49,8 +49,8 @@ TEST(ModelInfo, VitBase16IsAbout86MillionAndPresetsGrow) {
   }
   ModelConfig large;
   large.preset = "large";  // timm vit_large_patch16_224: 303.3 M
-  EXPECT_NEAR(double(encoder_param_count(large.spec())) - 3 * 16 * 16 * 1024 + 197 * 1024,
-              303.30e6, 0.05e6);
+  EXPECT_NEAR(double(encoder_param_count(large.spec())) - 3 * 16 * 16 * 1024 + 197 * 1024, 303.30e6,
+              0.05e6);
 }
 
 TEST(ModelInfo, ForwardFlopsMatchThePublishedVitB16FigureAndScaleWithTokens) {

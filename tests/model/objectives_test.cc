@@ -185,7 +185,8 @@ TEST(Objective, PrepareGivesTheAugmentationsViewsAndMasks) {
   auto s = tiny_settings("mae+simdino");
   torch::manual_seed(5);
   Model model(s, nullptr);
-  for (auto shape : {std::vector<int64_t>{3, 1, 1, 32, 32}, std::vector<int64_t>{2, 3, 4, 32, 32}}) {
+  for (auto shape :
+       {std::vector<int64_t>{3, 1, 1, 32, 32}, std::vector<int64_t>{2, 3, 4, 32, 32}}) {
     TrainBatch b{torch::rand(shape), seeds(shape[0], 4), 4};
     auto images = b.images.clone();
     model.objective->prepare(b);
@@ -195,8 +196,8 @@ TEST(Objective, PrepareGivesTheAugmentationsViewsAndMasks) {
     auto prepared = model.encoder->prepare(view);
     const Grid grid = model.encoder->grid_of(prepared);
     EXPECT_TRUE(b.mae->grid == grid);
-    auto mask = random_tube_mask(grid, grid.t == 1 ? s.mae.mask_ratio_image : s.mae.mask_ratio_video,
-                                 b.seeds);
+    auto mask = random_tube_mask(
+        grid, grid.t == 1 ? s.mae.mask_ratio_image : s.mae.mask_ratio_video, b.seeds);
     EXPECT_TRUE(torch::equal(b.mae->keep, mask.keep));
     EXPECT_TRUE(torch::equal(b.mae->mask, mask.mask));
     auto views = multi_crop(images, b.seeds, model.encoder->spec(), s.simdino);

@@ -29,7 +29,8 @@ TEST(Vit, ShapesForImagesClipsAndVolumes) {
   // RGB clip of 8 frames -> 4 x 4 x 4
   EXPECT_EQ(enc.forward(torch::rand({2, 3, 8, 32, 32})).sizes(), (std::vector<int64_t>{2, 65, 48}));
   // volume 16 slices, non-square, ragged edges trimmed -> 8 x 3 x 4
-  EXPECT_EQ(enc.forward(torch::rand({1, 1, 16, 30, 33})).sizes(), (std::vector<int64_t>{1, 97, 48}));
+  EXPECT_EQ(enc.forward(torch::rand({1, 1, 16, 30, 33})).sizes(),
+            (std::vector<int64_t>{1, 97, 48}));
   // odd frame count: the last frame is dropped -> 2 x 2 x 2
   EXPECT_EQ(enc.forward(torch::rand({1, 3, 5, 16, 16})).sizes(), (std::vector<int64_t>{1, 9, 48}));
   EXPECT_EQ(enc.embed(torch::rand({3, 1, 1, 16, 16})).sizes(), (std::vector<int64_t>{3, 48}));

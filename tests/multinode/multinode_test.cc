@@ -65,22 +65,28 @@ bool wait_until(double seconds, F done) {
 // A tiny dataset and model: 16 X-ray images of 32x32,
 // MAE on the tiny preset, deterministic kernels, a checkpoint every 2 steps.
 const Args kData = {"--config", (testing::source_dir() / "configs/demo.toml").string(),
-                    "--set", "synth.patients_per_class=2", "--set", "synth.samples_per_patient=2",
-                    "--set", "synth.modalities=[\"xray\"]", "--set", "preprocess.image_size=32",
-                    "--set", "preprocess.volume_size=32", "--set", "preprocess.volume_slices=8"};
-const Args kTrain = kData + Args{"--set", "train.objective=mae", "--set", "train.max_steps=4",
-                                 "--set", "train.checkpoint_every=2", "--set", "train.keep_last=0",
-                                 "--set", "train.global_batch_size=4", "--set", "train.warmup_steps=1",
-                                 "--set", "train.deterministic=true", "--set", "loader.workers=1",
-                                 "--set", "train.modalities=[\"xray\"]"};
+                    "--set",    "synth.patients_per_class=2",
+                    "--set",    "synth.samples_per_patient=2",
+                    "--set",    "synth.modalities=[\"xray\"]",
+                    "--set",    "preprocess.image_size=32",
+                    "--set",    "preprocess.volume_size=32",
+                    "--set",    "preprocess.volume_slices=8"};
+const Args kTrain =
+    kData + Args{"--set", "train.objective=mae",        "--set", "train.max_steps=4",
+                 "--set", "train.checkpoint_every=2",   "--set", "train.keep_last=0",
+                 "--set", "train.global_batch_size=4",  "--set", "train.warmup_steps=1",
+                 "--set", "train.deterministic=true",   "--set", "loader.workers=1",
+                 "--set", "train.modalities=[\"xray\"]"};
 constexpr double kLr = 5e-4;  // configs/demo.toml's train.lr
 
 class MultiNode : public ::testing::Test {
  protected:
   void SetUp() override {
     if (geteuid() != 0) GTEST_SKIP() << "needs root (network namespaces, mounts and slurmd)";
-    for (const char* p : {"munged", "slurmctld", "slurmd", "sbatch", "mpirun", "ip", "nsenter", "unshare"}) {
-      if (!have_program(p)) GTEST_SKIP() << p << " is not installed (setup.sh installs slurm-wlm, munge, iproute2)";
+    for (const char* p :
+         {"munged", "slurmctld", "slurmd", "sbatch", "mpirun", "ip", "nsenter", "unshare"}) {
+      if (!have_program(p))
+        GTEST_SKIP() << p << " is not installed (setup.sh installs slurm-wlm, munge, iproute2)";
     }
     if (run_capture({"unshare", "--net", "true"}).status != 0) {
       GTEST_SKIP() << "no network namespace support here (`unshare --net true` fails)";
@@ -141,13 +147,18 @@ class MultiNode : public ::testing::Test {
   void make_shards() {
     ASSERT_NO_FATAL_FAILURE(m3ret(Args{"synth", "--out", (dir_ / "data").string()} + kData));
     ASSERT_NO_FATAL_FAILURE(m3ret(Args{"shard", "--manifest", (dir_ / "data/manifest.csv").string(),
-                                       "--out", (dir_ / "shards").string()} + kData));
+                                       "--out", (dir_ / "shards").string()} +
+                                  kData));
   }
 
   // sbatch OPTIONS slurm/pretrain.sbatch CONFIG SHARDS RUN SETS...: the job id.
   std::string submit_pretrain(const Args& options, const fs::path& run, const Args& sets = {}) {
-    Args argv = Args{"sbatch", "--parsable", "--time=00:20:00", "--cpus-per-task=1",
-                     "--output=" + (dir_ / "slurm-%j.out").string(), "--chdir=" + dir_.string()} +
+    Args argv = Args{"sbatch",
+                     "--parsable",
+                     "--time=00:20:00",
+                     "--cpus-per-task=1",
+                     "--output=" + (dir_ / "slurm-%j.out").string(),
+                     "--chdir=" + dir_.string()} +
                 options +
                 Args{(testing::source_dir() / "slurm/pretrain.sbatch").string(), kData[1],
                      (dir_ / "shards").string(), run.string()};
@@ -170,7 +181,8 @@ class MultiNode : public ::testing::Test {
   // Waits until job `id` is in one of `states`; fails with its output otherwise.
   void wait_job(const std::string& id, const std::set<std::string>& states, double seconds = 300) {
     std::string st;
-    const bool ok = wait_until(seconds, [&] { return states.count(st = job_field(id, "JobState")) > 0; });
+    const bool ok =
+        wait_until(seconds, [&] { return states.count(st = job_field(id, "JobState")) > 0; });
     ASSERT_TRUE(ok) << "job " << id << " still " << st << " after " << seconds << " s\n"
                     << read(dir_ / ("slurm-" + id + ".out"));
   }
@@ -212,7 +224,9 @@ RankPlace rank_place(const fs::path& run, int r) {
   const std::string text = read(run / "logs" / fmt::format("rank-{}.log", r));
   std::smatch m;
   RankPlace p;
-  if (std::regex_search(text, m, std::regex("rank [0-9]+/([0-9]+) \\(local ([0-9]+)/([0-9]+)\\) on host (\\S+),"))) {
+  if (std::regex_search(
+          text, m,
+          std::regex("rank [0-9]+/([0-9]+) \\(local ([0-9]+)/([0-9]+)\\) on host (\\S+),"))) {
     p = {std::stoi(m[1]), std::stoi(m[2]), std::stoi(m[3]), m[4].str()};
   }
   return p;
@@ -232,10 +246,11 @@ TEST_F(MultiNodeUnderTmp, TheFolderOfTmpHoldingTheStateIsSharedAndTheRestIsTheNo
   ASSERT_EQ(dir_.string().rfind("/tmp/m3ret-tests/", 0), 0u) << dir_;
   { std::ofstream(dir_ / "marker") << "shared\n"; }
   const std::string private_file = fmt::format("/tmp/m3ret-node-private-{}", getpid());
-  auto r = run_capture({"sbatch", "--parsable", "--nodes=1", "--nodelist=node2",
-                        "--output=" + (dir_ / "slurm-%j.out").string(), "--chdir=" + dir_.string(),
-                        "--wrap", "cat " + (dir_ / "marker").string() + " > " + (dir_ / "seen").string() +
-                                      " && hostname >> " + (dir_ / "seen").string() + " && touch " + private_file});
+  auto r = run_capture(
+      {"sbatch", "--parsable", "--nodes=1", "--nodelist=node2",
+       "--output=" + (dir_ / "slurm-%j.out").string(), "--chdir=" + dir_.string(), "--wrap",
+       "cat " + (dir_ / "marker").string() + " > " + (dir_ / "seen").string() + " && hostname >> " +
+           (dir_ / "seen").string() + " && touch " + private_file});
   ASSERT_EQ(r.status, 0) << r.err;
   const std::string id = r.out.substr(0, r.out.find_first_of(";\n"));
   ASSERT_NO_FATAL_FAILURE(wait_job(id, {"COMPLETED", "FAILED", "CANCELLED", "NODE_FAIL"}, 120));
@@ -248,14 +263,18 @@ TEST_F(MultiNodeUnderTmp, TheFolderOfTmpHoldingTheStateIsSharedAndTheRestIsTheNo
 TEST_F(MultiNode, TwoNodesOfOneAndOfTwoRanksTrainTheWeightsOfOneRank) {
   ASSERT_NO_FATAL_FAILURE(make_shards());
   // The reference: one rank on this machine.
-  ASSERT_NO_FATAL_FAILURE(m3ret(Args{"train", "--shards", (dir_ / "shards").string(), "--run-dir",
-                                     (dir_ / "one").string()} + kTrain));
+  ASSERT_NO_FATAL_FAILURE(m3ret(
+      Args{"train", "--shards", (dir_ / "shards").string(), "--run-dir", (dir_ / "one").string()} +
+      kTrain));
   // Both jobs at once; 2 x 2 waits for 2 x 1 where the nodes' 2 CPUs are taken.
   const std::string a = submit_pretrain({"--nodes=2", "--ntasks-per-node=1"}, dir_ / "two");
   const std::string b = submit_pretrain({"--nodes=2", "--ntasks-per-node=2"}, dir_ / "four");
-  ASSERT_NO_FATAL_FAILURE(wait_job(a, {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL"}));
-  ASSERT_NO_FATAL_FAILURE(wait_job(b, {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL"}));
-  for (const auto& [id, run, per_node] : {std::tuple{a, dir_ / "two", 1}, std::tuple{b, dir_ / "four", 2}}) {
+  ASSERT_NO_FATAL_FAILURE(
+      wait_job(a, {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL"}));
+  ASSERT_NO_FATAL_FAILURE(
+      wait_job(b, {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL"}));
+  for (const auto& [id, run, per_node] :
+       {std::tuple{a, dir_ / "two", 1}, std::tuple{b, dir_ / "four", 2}}) {
     ASSERT_EQ(job_field(id, "JobState"), "COMPLETED") << read(dir_ / ("slurm-" + id + ".out"));
     EXPECT_EQ(job_field(id, "NodeList"), "node[1-2]");
     // Ranks r*per_node.. on node r+1, local ranks 0..per_node-1 there.
@@ -291,23 +310,28 @@ std::vector<int> node_processes(const std::string& k, int node, const std::strin
 // from the checkpoint and ends with the weights of an uninterrupted run.
 TEST_F(MultiNode, LostNodeEndsTheJobNamingTheRankAndTheRequeuedJobResumes) {
   ASSERT_NO_FATAL_FAILURE(make_shards());
-  ASSERT_NO_FATAL_FAILURE(m3ret(Args{"train", "--shards", (dir_ / "shards").string(), "--run-dir",
-                                     (dir_ / "one").string()} + kTrain));
+  ASSERT_NO_FATAL_FAILURE(m3ret(
+      Args{"train", "--shards", (dir_ / "shards").string(), "--run-dir", (dir_ / "one").string()} +
+      kTrain));
   const fs::path run = dir_ / "two";
   constexpr int kTimeout = 60;  // train.collective_timeout_s
-  const std::string id = submit_pretrain({"--nodes=2", "--ntasks-per-node=1"}, run,
-                                         {"--set", fmt::format("train.collective_timeout_s={}", kTimeout)});
+  const std::string id =
+      submit_pretrain({"--nodes=2", "--ntasks-per-node=1"}, run,
+                      {"--set", fmt::format("train.collective_timeout_s={}", kTimeout)});
   const fs::path out = dir_ / ("slurm-" + id + ".out");
   ASSERT_TRUE(wait_until(300, [&] { return fs::exists(run / "checkpoints/latest"); }))
-      << "no checkpoint after 300 s\n" << read(out);
+      << "no checkpoint after 300 s\n"
+      << read(out);
   std::vector<int> ranks = node_processes(cluster_k(), 2, "m3ret");
   ASSERT_EQ(ranks.size(), 1u) << "node2 should run one m3ret rank";
   kill(ranks[0], SIGSTOP);  // no step completes from here on
   kill(ranks[0], SIGKILL);
-  ASSERT_NO_FATAL_FAILURE(wait_job(id, {"FAILED", "COMPLETED", "CANCELLED", "NODE_FAIL"}, kTimeout));
+  ASSERT_NO_FATAL_FAILURE(
+      wait_job(id, {"FAILED", "COMPLETED", "CANCELLED", "NODE_FAIL"}, kTimeout));
   const std::string text = read(out);
   ASSERT_EQ(job_field(id, "JobState"), "FAILED") << text;
-  EXPECT_TRUE(std::regex_search(text, std::regex("process rank 1 with PID [0-9]+ on node node2 exited on signal 9")))
+  EXPECT_TRUE(std::regex_search(
+      text, std::regex("process rank 1 with PID [0-9]+ on node node2 exited on signal 9")))
       << text;
   // The newest checkpoint when the node was lost, before the last step.
   const std::string latest = read(run / "checkpoints/latest");
@@ -322,7 +346,8 @@ TEST_F(MultiNode, LostNodeEndsTheJobNamingTheRankAndTheRequeuedJobResumes) {
   ASSERT_EQ(job_field(id, "JobState"), "COMPLETED") << read(out);
   EXPECT_EQ(job_field(id, "Restarts"), "1");
   EXPECT_NE(read(out).find(fmt::format("(step {})", resumed_from)), std::string::npos)
-      << "not resumed from step " << resumed_from << ":\n" << read(out);
+      << "not resumed from step " << resumed_from << ":\n"
+      << read(out);
   expect_same_weights(exported(dir_ / "one"), exported(run), "lost node, requeued vs 1 rank");
 }
 
@@ -330,10 +355,12 @@ TEST_F(MultiNode, LostNodeEndsTheJobNamingTheRankAndTheRequeuedJobResumes) {
 // its jobs ran on both nodes (the partition schedules to the least loaded).
 TEST_F(MultiNode, OrchestrateRunsTheTinySweepOverBothNodes) {
   const fs::path sweep = testing::source_dir() / "configs/sweeps/tiny.toml";
-  auto r = run_capture({"sh", "-c", "cd " + shell_line({dir_.string()}) + " && exec " +
-                                        shell_line({testing::m3ret_binary().string(), "orchestrate", "--sweep",
-                                                    sweep.string(), "--backend", "slurm", "--no-server",
-                                                    "--poll", "0.5"}) + " 2>&1"});
+  auto r = run_capture(
+      {"sh", "-c",
+       "cd " + shell_line({dir_.string()}) + " && exec " +
+           shell_line({testing::m3ret_binary().string(), "orchestrate", "--sweep", sweep.string(),
+                       "--backend", "slurm", "--no-server", "--poll", "0.5"}) +
+           " 2>&1"});
   ASSERT_EQ(r.status, 0) << r.out;
   orchestrator::State st(dir_ / "sweep-tiny/state.db", true);
   ASSERT_GE(st.runs().size(), 2u);
@@ -345,7 +372,8 @@ TEST_F(MultiNode, OrchestrateRunsTheTinySweepOverBothNodes) {
     EXPECT_TRUE(list == "node1" || list == "node2") << job.name << ": " << list;
     nodes[orchestrator::to_string(job.kind)].insert(list);
   }
-  EXPECT_EQ(nodes["train"], (std::set<std::string>{"node1", "node2"})) << "train jobs all on one node";
+  EXPECT_EQ(nodes["train"], (std::set<std::string>{"node1", "node2"}))
+      << "train jobs all on one node";
   std::set<std::string> all;
   for (const auto& [kind, n] : nodes) all.insert(n.begin(), n.end());
   EXPECT_EQ(all, (std::set<std::string>{"node1", "node2"}));

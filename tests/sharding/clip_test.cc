@@ -44,7 +44,8 @@ void write_videos(const std::filesystem::path& dir) {
     s.id = "v" + std::to_string(i);
     s.split = "train";
     for (int64_t c = 0; c < 3; ++c)
-      for (int64_t t = 0; t < kStored; ++t) s.pixels.insert(s.pixels.end(), kSide * kSide, value(i, c, t));
+      for (int64_t t = 0; t < kStored; ++t)
+        s.pixels.insert(s.pixels.end(), kSide * kSide, value(i, c, t));
     w.append(s);
   }
   w.commit();
@@ -160,13 +161,16 @@ TEST(ShardFormat, OlderShardsAndIndexesAreRefusedNamingTheFileAndTheCommand) {
   set_version(shard, 2);  // a shard written before videos kept their frames
   for (int i = 0; i < 2; ++i) {
     try {
-      if (i == 0) read_shard_metadata(shard);
-      else ShardSet::open(dir.path());
+      if (i == 0)
+        read_shard_metadata(shard);
+      else
+        ShardSet::open(dir.path());
       FAIL() << "expected an error";
     } catch (const Error& e) {
       EXPECT_THAT(e.what(), ::testing::HasSubstr(shard.string() + ": written by an older m3ret"));
       EXPECT_THAT(e.what(), ::testing::HasSubstr("format_version 2, this build reads 3"));
-      EXPECT_THAT(e.what(), ::testing::HasSubstr("run `m3ret shard --manifest MANIFEST.csv --out SHARDS` again"));
+      EXPECT_THAT(e.what(), ::testing::HasSubstr(
+                                "run `m3ret shard --manifest MANIFEST.csv --out SHARDS` again"));
     }
   }
   set_version(shard, kShardFormatVersion);
@@ -178,7 +182,8 @@ TEST(ShardFormat, OlderShardsAndIndexesAreRefusedNamingTheFileAndTheCommand) {
     ShardSet::open(dir.path());
     FAIL() << "expected an error";
   } catch (const Error& e) {
-    EXPECT_THAT(e.what(), ::testing::HasSubstr((dir / "index.json").string() + ": written by an older m3ret"));
+    EXPECT_THAT(e.what(), ::testing::HasSubstr((dir / "index.json").string() +
+                                               ": written by an older m3ret"));
     EXPECT_THAT(e.what(), ::testing::HasSubstr("m3ret shard"));
   }
   // A count far beyond int64 (found by fuzz_shard_index: converting it was undefined behaviour).
@@ -189,7 +194,8 @@ TEST(ShardFormat, OlderShardsAndIndexesAreRefusedNamingTheFileAndTheCommand) {
     ShardSet::open(dir.path());
     FAIL() << "expected an error";
   } catch (const Error& e) {
-    EXPECT_THAT(e.what(), ::testing::HasSubstr((dir / "index.json").string() + ": number 1.66667e+64 is out of range"));
+    EXPECT_THAT(e.what(), ::testing::HasSubstr((dir / "index.json").string() +
+                                               ": number 1.66667e+64 is out of range"));
   }
 }
 
@@ -208,7 +214,8 @@ TEST(ShardWriter, RefusesSamplesWithFewerFramesThanTheClip) {
     w.append(s);
     FAIL() << "expected an error";
   } catch (const Error& e) {
-    EXPECT_THAT(e.what(), ::testing::HasSubstr("'short' has 9 frames, fewer than a clip of 4 at stride 3"));
+    EXPECT_THAT(e.what(),
+                ::testing::HasSubstr("'short' has 9 frames, fewer than a clip of 4 at stride 3"));
   }
 }
 

@@ -182,8 +182,8 @@ TEST(Loader, TransformRunsOnTheWorkersInParallelAndKeepsTheOrder) {
     --running;
   };
   DistributedSampler reference(pool(shards), 3, 0, 1, 5);
-  Loader loader(shards, DistributedSampler(pool(shards), 3, 0, 1, 5),
-                {4, 4, "proportional", 2.0}, invert_and_crop);
+  Loader loader(shards, DistributedSampler(pool(shards), 3, 0, 1, 5), {4, 4, "proportional", 2.0},
+                invert_and_crop);
   for (int step = 0; step < 16; ++step) {
     LoadedBatch b = loader.next();
     auto want = reference.next();

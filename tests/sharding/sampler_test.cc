@@ -16,7 +16,7 @@ std::map<std::string, std::vector<int64_t>> pools() {
   for (int64_t i = 0; i < 600; ++i) p["xray"].push_back(i);
   for (int64_t i = 0; i < 200; ++i) p["ct"].push_back(1000 + i);
   for (int64_t i = 0; i < 5; ++i) p["mri"].push_back(i * 2);  // smaller than a global batch
-  p["other"] = {};                                              // ignored
+  p["other"] = {};                                            // ignored
   return p;
 }
 
@@ -94,8 +94,7 @@ TEST(Sampler, EachEpochVisitsEverySampleOnceAndReshuffles) {
   EXPECT_NE(epochs[0], epochs[1]);  // a new permutation per epoch
   // Another seed, another order.
   DistributedSampler other(p, 10, 0, 1, 6);
-  EXPECT_NE(other.next().indices,
-            std::vector<int64_t>(epochs[0].begin(), epochs[0].begin() + 10));
+  EXPECT_NE(other.next().indices, std::vector<int64_t>(epochs[0].begin(), epochs[0].begin() + 10));
 }
 
 std::map<std::string, double> frequencies(const MixingConfig& mixing, int steps) {

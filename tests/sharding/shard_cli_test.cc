@@ -31,9 +31,10 @@ std::string bin() { return m3ret::testing::m3ret_binary().string(); }
 // One row per shard and one decoding thread: a slow, many-shard run to kill.
 std::string shard_args(const stdfs::path& data, const stdfs::path& out,
                        const std::string& extra = "") {
-  return fmt::format(" shard --manifest {}/manifest.csv --out {} --set shard.samples_per_shard=1"
-                     " --set shard.threads=1 --set preprocess.image_size=96{}",
-                     data.string(), out.string(), extra);
+  return fmt::format(
+      " shard --manifest {}/manifest.csv --out {} --set shard.samples_per_shard=1"
+      " --set shard.threads=1 --set preprocess.image_size=96{}",
+      data.string(), out.string(), extra);
 }
 
 class ShardCli : public ::testing::Test {
@@ -61,7 +62,8 @@ std::string ShardCli::log_;
 std::map<std::string, std::string> files(const stdfs::path& dir) {
   std::map<std::string, std::string> out;
   for (const auto& e : stdfs::recursive_directory_iterator(dir)) {
-    if (e.is_regular_file()) out[stdfs::relative(e.path(), dir).string()] = fs::checksum_file(e.path());
+    if (e.is_regular_file())
+      out[stdfs::relative(e.path(), dir).string()] = fs::checksum_file(e.path());
   }
   return out;
 }
@@ -141,8 +143,8 @@ TEST_F(ShardCli, CutsShardsByBytesAndRemovesTheOldCut) {
   // One row per shard first, then 2.5 samples' worth of bytes per shard (2 rows).
   ASSERT_EQ(m3ret::testing::run_command(bin() + shard_args(data, out) + " 2>&1", &log), 0) << log;
   const size_t before = final_shards(out).size();
-  const std::string bytes = fmt::format(" --set shard.samples_per_shard=1000 --set shard.shard_bytes={}",
-                                        96 * 96 * 5 / 2);
+  const std::string bytes = fmt::format(
+      " --set shard.samples_per_shard=1000 --set shard.shard_bytes={}", 96 * 96 * 5 / 2);
   ASSERT_EQ(m3ret::testing::run_command(bin() + shard_args(data, out, bytes) + " 2>&1", &log), 0)
       << log;
   auto index = nlohmann::json::parse(fs::read_file(out / "index.json"));
@@ -168,14 +170,16 @@ TEST_F(ShardCli, EveryRowRejectedIsAFailure) {
   const auto data = dir() / "rejected";
   stdfs::create_directories(data);
   std::ofstream(data / "broken.png") << "not a png";
-  std::ofstream(data / "manifest.csv") << "path,modality,labels,group,split\n"
-                                          "broken.png,xray,a,p1,train\nmissing.png,xray,b,p2,train\n";
+  std::ofstream(data / "manifest.csv")
+      << "path,modality,labels,group,split\n"
+         "broken.png,xray,a,p1,train\nmissing.png,xray,b,p2,train\n";
   const auto out = dir() / "rejected-shards";
   std::string log;
-  const std::string cmd = bin() + " shard --manifest " + (data / "manifest.csv").string() + " --out " +
-                          out.string() + " 2>&1";
+  const std::string cmd = bin() + " shard --manifest " + (data / "manifest.csv").string() +
+                          " --out " + out.string() + " 2>&1";
   EXPECT_EQ(m3ret::testing::run_command(cmd, &log), 1) << log;
-  EXPECT_NE(log.find("all 2 rows of " + (data / "manifest.csv").string() + " were rejected"), std::string::npos)
+  EXPECT_NE(log.find("all 2 rows of " + (data / "manifest.csv").string() + " were rejected"),
+            std::string::npos)
       << log;
   EXPECT_NE(log.find((out / "rejects.csv").string()), std::string::npos) << log;
   EXPECT_NE(fs::read_file(out / "rejects.csv").find("missing.png,xray,3,"), std::string::npos);
@@ -203,10 +207,11 @@ TEST_F(ShardCli, CorruptDicomCostsItsRowNotTheRun) {
                                           "good.dcm,xray,a,p1,train\ncut.dcm,xray,b,p2,train\n";
   const auto out = dir() / "corrupt-dicom-shards";
   std::string log;
-  ASSERT_EQ(m3ret::testing::run_command(bin() + " shard --manifest " + (data / "manifest.csv").string() +
-                                            " --out " + out.string() + " 2>&1",
-                                        &log),
-            0)
+  ASSERT_EQ(
+      m3ret::testing::run_command(bin() + " shard --manifest " + (data / "manifest.csv").string() +
+                                      " --out " + out.string() + " 2>&1",
+                                  &log),
+      0)
       << log;
   EXPECT_NE(log.find("2 rows -> 1 samples"), std::string::npos) << log;
   const std::string rejects = fs::read_file(out / "rejects.csv");

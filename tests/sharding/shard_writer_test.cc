@@ -116,19 +116,20 @@ TEST(ShardSet, DamagedPixelsFailTheirChecksumOnRead) {
   Fixture fx;
   fx.write(dir.path());
   const auto endo0 = dir / "endoscopy/shard-00000.h5";  // raw chunks
-  const auto xray1 = dir / "xray/shard-00001.h5";      // deflated chunks
+  const auto xray1 = dir / "xray/shard-00001.h5";       // deflated chunks
   ASSERT_TRUE(damage_chunk(endo0, fx.endo[1].pixels));
   ASSERT_TRUE(damage_chunk(xray1, ShardWriter::encode(fx.xray[3], 4).chunk));
   auto set = ShardSet::open(dir.path());
-  for (const auto& [modality, index, file] : {std::tuple<std::string, int64_t, std::filesystem::path>{
-                                                  "endoscopy", 1, endo0},
-                                              {"xray", 3, xray1}}) {
+  for (const auto& [modality, index, file] :
+       {std::tuple<std::string, int64_t, std::filesystem::path>{"endoscopy", 1, endo0},
+        {"xray", 3, xray1}}) {
     try {
       set->read(modality, index);
       ADD_FAILURE() << modality << " " << index << " was read from a damaged shard";
     } catch (const Error& e) {
-      EXPECT_THAT(e.what(), ::testing::HasSubstr(file.string() + ": the pixels of sample 1 do not match "
-                                                                 "their checksum"));
+      EXPECT_THAT(e.what(),
+                  ::testing::HasSubstr(file.string() + ": the pixels of sample 1 do not match "
+                                                       "their checksum"));
     }
   }
   EXPECT_EQ(set->read("endoscopy", 0).pixels, fx.endo[0].pixels);

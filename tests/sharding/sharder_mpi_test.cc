@@ -55,8 +55,8 @@ stdfs::path make_dataset(const stdfs::path& dir) {
     std::string csv = "path,modality,labels,group,split\n";
     for (int i = 0; i < 5; ++i) {
       write_png(dir / fmt::format("img/us{}.png", i), 40 + i * 4, 30, i);
-      csv += fmt::format("img/us{}.png,ultrasound,{},p{},train\n", i, i % 2 ? "cyst" : "nodule|mass",
-                         i / 2);
+      csv += fmt::format("img/us{}.png,ultrasound,{},p{},train\n", i,
+                         i % 2 ? "cyst" : "nodule|mass", i / 2);
       if (i == 2) csv += "img/broken.png,ultrasound,cyst,p9,train\n";
     }
     std::ofstream(dir / "img/broken.png") << "this is not a PNG file";
@@ -88,7 +88,8 @@ ShardConfig shard_config() {
 std::map<std::string, std::string> shard_checksums(const stdfs::path& dir) {
   std::map<std::string, std::string> out;
   for (const auto& e : stdfs::recursive_directory_iterator(dir)) {
-    if (e.is_regular_file()) out[stdfs::relative(e.path(), dir).string()] = fs::checksum_file(e.path());
+    if (e.is_regular_file())
+      out[stdfs::relative(e.path(), dir).string()] = fs::checksum_file(e.path());
   }
   return out;
 }
@@ -167,7 +168,7 @@ TEST(Sharder, TwoRanksMatchDirectReadsOneRankAndResume) {
   EXPECT_EQ(again.skipped, 4);
   EXPECT_EQ(fs::read_file(out2 / "index.json"), index_before);
   EXPECT_EQ(shard_checksums(out2), before);  // no temporary file left either
-  comm.barrier();  // every rank has checked before the next run rewrites
+  comm.barrier();                            // every rank has checked before the next run rewrites
 
   // Other preprocessing: every shard is stale and rewritten.
   ShardSummary bigger = shard_dataset(manifest, out2, shard_config(), preprocess(24), comm);
@@ -220,7 +221,8 @@ TEST(Sharder, ResumeRewritesDamagedShardsAndChangedInputs) {
   if (comm.rank() == 0) {
     const auto set = ShardSet::open(out);
     const auto rows = data::read_manifest(manifest);
-    EXPECT_EQ(set->read("ultrasound", 0).pixels, data::read_sample(rows[0], tmp.path(), preprocess(16)).pixels);
+    EXPECT_EQ(set->read("ultrasound", 0).pixels,
+              data::read_sample(rows[0], tmp.path(), preprocess(16)).pixels);
     EXPECT_EQ(set->info("xray").count, 3);
   }
   comm.barrier();
@@ -263,9 +265,9 @@ TEST(Sharder, CutsShardsByBytesAndRemovesTheOldCut) {
   EXPECT_EQ(sum.shards, 2 + 1);  // ultrasound: 6 rows, xray: 3 rows
   EXPECT_EQ(sum.samples, 7);
   if (comm.rank() == 0) {
-    EXPECT_EQ(h5_files(out), std::vector<std::string>({"ultrasound/shard-00000.h5",
-                                                       "ultrasound/shard-00001.h5",
-                                                       "xray/shard-00000.h5"}));
+    EXPECT_EQ(h5_files(out),
+              std::vector<std::string>({"ultrasound/shard-00000.h5", "ultrasound/shard-00001.h5",
+                                        "xray/shard-00000.h5"}));
     auto index = nlohmann::json::parse(fs::read_file(out / "index.json"));
     EXPECT_EQ(index.at("shard").at("shard_bytes").get<int64_t>(), 800);
     EXPECT_EQ(index.at("modalities").at("ultrasound").at("shards").at(1).at("first_row"), 3);
@@ -281,9 +283,9 @@ TEST(Sharder, FailsOnEveryRankForABadManifest) {
   testing::TempDir tmp("sharder-bad");
   if (comm.rank() == 0) fs::write_atomic(tmp / "manifest.csv", "path,modality\nx.png,xray\n");
   comm.barrier();
-  EXPECT_THROW(shard_dataset(tmp / "manifest.csv", tmp / "out", shard_config(), preprocess(16),
-                             comm),
-               Error);
+  EXPECT_THROW(
+      shard_dataset(tmp / "manifest.csv", tmp / "out", shard_config(), preprocess(16), comm),
+      Error);
 }
 
 }  // namespace

@@ -74,11 +74,13 @@ TEST(BatchTransform, PreparesOnTheLoaderWorkersExactlyAsOnTheTrainingThread) {
   };
   sharding::LoaderConfig cfg;
   cfg.workers = 2;
-  sharding::Loader loader(*shards, sharding::DistributedSampler(all_samples(*shards), per_rank, rank, world, seed),
-                          cfg, recording);
+  sharding::Loader loader(
+      *shards, sharding::DistributedSampler(all_samples(*shards), per_rank, rank, world, seed), cfg,
+      recording);
   // The same batches, read without a transform (the training-thread path).
-  sharding::Loader plain(*shards, sharding::DistributedSampler(all_samples(*shards), per_rank, rank, world, seed),
-                         cfg);
+  sharding::Loader plain(
+      *shards, sharding::DistributedSampler(all_samples(*shards), per_rank, rank, world, seed),
+      cfg);
 
   std::set<std::string> modalities;
   for (int step = 0; step < 6; ++step) {
@@ -140,7 +142,8 @@ TEST(BatchTransform, ObjectivesRefuseUnpreparedBatchesAndTheTrainerRefusesUntran
       model.objective->compute(b);
       FAIL() << objective << ": expected an error";
     } catch (const Error& e) {
-      EXPECT_NE(std::string(e.what()).find("step 7 was not prepared"), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find("step 7 was not prepared"), std::string::npos)
+          << e.what();
     }
     model.objective->prepare(b);
     EXPECT_TRUE(std::isfinite(model.objective->compute(b).total.item<double>()));

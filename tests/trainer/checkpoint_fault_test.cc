@@ -142,7 +142,6 @@ TEST(CheckpointFault, StaleTemporariesOfDeadWritersAreRemoved) {
   EXPECT_EQ(remove_stale_temporaries(dir / "missing"), 0);
 }
 
-
 // A crafted state.json (with a matching checksum) is refused before it is
 // used: the error names the file and the key.
 TEST(CheckpointFault, CraftedStateIsRefusedNamingTheFileAndTheKey) {

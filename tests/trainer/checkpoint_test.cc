@@ -106,7 +106,8 @@ TEST(Checkpoint, RoundTripKeepLastLatestAndCorruptFallback) {
   saved.encoder->eval();
   auto saved_params = saved.named_parameters();
   for (const auto& p : loaded.encoder->named_parameters())
-    EXPECT_TRUE(torch::equal(p.value(), saved_params["objective.simdino.teacher_encoder." + p.key()]))
+    EXPECT_TRUE(
+        torch::equal(p.value(), saved_params["objective.simdino.teacher_encoder." + p.key()]))
         << p.key();
   // Three training steps moved the student away from the teacher (not EMA-updated here).
   EXPECT_FALSE(torch::allclose(embed_batch(*loaded.encoder, x), embed_batch(*saved.encoder, x)));

@@ -23,8 +23,7 @@ struct Outcome {
 constexpr size_t kSmall = 4, kLarge = 1 << 20;
 
 Outcome run_probe(const std::string& mode, double timeout_s, size_t count = kSmall) {
-  const auto cmd = fmt::format(
-      "timeout -s KILL 120 {} {} -n 2 {} {} {} {}", M3RET_TEST_MPIEXEC,
+  const auto cmd = fmt::format("timeout -s KILL 120 {} {} -n 2 {} {} {} {}", M3RET_TEST_MPIEXEC,
                                M3RET_TEST_MPIEXEC_FLAGS, M3RET_TEST_PROBE, mode, timeout_s, count);
   const auto t0 = std::chrono::steady_clock::now();
   Outcome o;

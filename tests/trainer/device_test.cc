@@ -21,9 +21,7 @@ namespace stdfs = std::filesystem;
 bool gpu_visible() { return cuda_build() && torch::cuda::is_available(); }
 
 // What "cuda" without a GPU says: the build cannot, or no device is visible.
-std::string expected_reason() {
-  return cuda_build() ? "no CUDA device is visible" : "CPU-only";
-}
+std::string expected_reason() { return cuda_build() ? "no CUDA device is visible" : "CPU-only"; }
 
 // `m3ret ARGS` outside this test's MPI singleton; output and exit code.
 std::string m3ret(const std::string& args, int* rc) {
@@ -133,9 +131,10 @@ TEST(Device, EmbedOnCudaWithoutAGpuStopsBeforeAnyWork) {
   // Through the binary: `m3ret embed --device cuda` is a usage error (exit 2), one line.
   stdfs::create_directories(dir / "run");  // empty: loading it would fail with another error
   int rc = 0;
-  const auto out = m3ret("embed --checkpoint " + (dir / "run").string() + " --shards " +
-                             (dir / "shards").string() + " --out " + o.out.string() + " --device cuda",
-                         &rc);
+  const auto out =
+      m3ret("embed --checkpoint " + (dir / "run").string() + " --shards " +
+                (dir / "shards").string() + " --out " + o.out.string() + " --device cuda",
+            &rc);
   EXPECT_EQ(rc, 2) << out;
   EXPECT_NE(out.find("--device: \"cuda\""), std::string::npos) << out;
   EXPECT_NE(out.find(expected_reason()), std::string::npos) << out;

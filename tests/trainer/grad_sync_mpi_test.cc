@@ -38,7 +38,6 @@ torch::Tensor loss_of(Encoder& enc, const torch::Tensor& x) {
   return enc.forward(x).pow(2).mean() + enc.embed(x).sum(1).pow(2).mean();
 }
 
-
 // True when `t` holds the same values on every rank (rank 0's are broadcast).
 bool same_on_all_ranks(const torch::Tensor& t, Communicator& comm) {
   auto mine = t.contiguous().clone();

@@ -68,7 +68,8 @@ TEST(Schedule, WeightDecayCosineReachesTheOptimizersDecayedGroupOnly) {
   auto opt = make_optimizer(*net, c);
   ASSERT_EQ(opt->param_groups().size(), 2u);
   auto wd_of = [&](size_t g) {
-    return static_cast<torch::optim::AdamWOptions&>(opt->param_groups()[g].options()).weight_decay();
+    return static_cast<torch::optim::AdamWOptions&>(opt->param_groups()[g].options())
+        .weight_decay();
   };
   EXPECT_DOUBLE_EQ(wd_of(kDecayGroup), 0.04);
   set_weight_decay(*opt, weight_decay(c, 50));

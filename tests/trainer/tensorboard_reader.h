@@ -20,7 +20,8 @@ inline std::string tensorboard_python() {
   const stdfs::path venv = "/opt/m3ret/tensorboard-venv/bin/python";
   if (py.empty() && stdfs::exists(venv) &&
       testing::run_command(venv.string() +
-                           " -c 'import tensorboard.backend.event_processing.event_accumulator'") == 0)
+                           " -c 'import tensorboard.backend.event_processing.event_accumulator'") ==
+          0)
     py = venv.string();
   return py;
 }
@@ -30,8 +31,9 @@ inline std::string tensorboard_python() {
 inline nlohmann::json read_with_tensorboard(const stdfs::path& dir, std::string* why) {
   const auto py = tensorboard_python();
   if (py.empty()) {
-    *why = "no Python with the tensorboard package (Debian 12 packages no python3-tensorboard; "
-           "bash setup.sh installs the wheel in /opt/m3ret/tensorboard-venv)";
+    *why =
+        "no Python with the tensorboard package (Debian 12 packages no python3-tensorboard; "
+        "bash setup.sh installs the wheel in /opt/m3ret/tensorboard-venv)";
     return nullptr;
   }
   const auto script = dir.parent_path() / "read_events.py";

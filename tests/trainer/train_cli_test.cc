@@ -28,14 +28,20 @@ namespace stdfs = std::filesystem;
 // The options of a tiny MAE run on the mixed test dataset.
 std::vector<std::string> tiny_train_args(const stdfs::path& shards, const stdfs::path& run,
                                          int64_t max_steps) {
-  std::vector<std::string> args = {testing::m3ret_binary().string(), "train", "--shards",
-                                   shards.string(), "--run-dir", run.string()};
+  std::vector<std::string> args = {testing::m3ret_binary().string(),
+                                   "train",
+                                   "--shards",
+                                   shards.string(),
+                                   "--run-dir",
+                                   run.string()};
   for (const std::string& set : std::vector<std::string>{
            "model.preset=\"tiny\"", "model.width=32", "model.depth=1", "model.heads=2",
-        "model.tubelet=[2, 8, 8]", "train.objective=\"mae\"", "train.global_batch_size=4",
-        "train.warmup_steps=1", "train.checkpoint_every=0", "train.modalities=[\"xray\", "
-        "\"endoscopy\"]", "loader.workers=1", "mae.decoder_width=16", "mae.decoder_depth=1",
-        "mae.decoder_heads=2", "train.max_steps=" + std::to_string(max_steps)})
+           "model.tubelet=[2, 8, 8]", "train.objective=\"mae\"", "train.global_batch_size=4",
+           "train.warmup_steps=1", "train.checkpoint_every=0",
+           "train.modalities=[\"xray\", "
+           "\"endoscopy\"]",
+           "loader.workers=1", "mae.decoder_width=16", "mae.decoder_depth=1", "mae.decoder_heads=2",
+           "train.max_steps=" + std::to_string(max_steps)})
     args.insert(args.end(), {"--set", set});
   return args;
 }
@@ -49,7 +55,8 @@ pid_t spawn(const std::vector<std::string>& argv, const stdfs::path& log) {
     std::vector<std::string> mpi_vars;
     for (char** e = environ; *e; ++e) {
       const std::string v(*e);
-      if (v.rfind("OMPI_", 0) == 0 || v.rfind("PMIX_", 0) == 0) mpi_vars.push_back(v.substr(0, v.find('=')));
+      if (v.rfind("OMPI_", 0) == 0 || v.rfind("PMIX_", 0) == 0)
+        mpi_vars.push_back(v.substr(0, v.find('=')));
     }
     for (const auto& v : mpi_vars) unsetenv(v.c_str());
     const int fd = open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
@@ -112,7 +119,6 @@ TEST_F(TrainCli, SigtermToTheLauncherCheckpointsAndExits75) { expect_checkpoint_
 
 TEST_F(TrainCli, SigtermToEveryProcessCheckpointsAndExits75) { expect_checkpoint_on_sigterm(true); }
 
-
 // Re-running never destroys: a folder with a previous run is refused unless
 // continued (--resume auto) or replaced (--overwrite).
 TEST_F(TrainCli, ARunFolderIsContinuedOrOverwrittenNeverSilentlyRestarted) {
@@ -171,9 +177,14 @@ TEST_F(TrainCli, ResumeDropsMetricsOfStepsAfterTheCheckpoint) {
 TEST_F(TrainCli, DemoOutIsReusedOnlyForTheSameConfigAndOverwrittenOnlyIfADemo) {
   const auto out = dir_ / "demo";
   auto demo = [&](std::vector<std::string> extra) {
-    std::vector<std::string> args = {testing::m3ret_binary().string(), "demo", "--out",
-                                     out.string(), "--set", "synth.patients_per_class=1",
-                                     "--set", "demo.mpiexec=\"/nonexistent/mpiexec\""};
+    std::vector<std::string> args = {testing::m3ret_binary().string(),
+                                     "demo",
+                                     "--out",
+                                     out.string(),
+                                     "--set",
+                                     "synth.patients_per_class=1",
+                                     "--set",
+                                     "demo.mpiexec=\"/nonexistent/mpiexec\""};
     args.insert(args.end(), extra.begin(), extra.end());
     return exit_code(spawn(args, dir_ / "log"));
   };
@@ -227,9 +238,9 @@ TEST_F(TrainCli, TensorBoardReadsTheTrainingScalarsAndMetricsHaveTimestamps) {
   auto got = read_with_tensorboard(run / "tensorboard", &why);
   if (got.is_null()) GTEST_SKIP() << why;
   ASSERT_FALSE(got.contains("error")) << why;
-  for (const char* tag : {"loss/loss", "loss/mae", "train/lr", "train/wd", "train/grad_norm",
-                          "train/samples_per_s", "train/time_data_s", "train/time_compute_s",
-                          "train/time_comm_s", "train/time_optim_s"}) {
+  for (const char* tag :
+       {"loss/loss", "loss/mae", "train/lr", "train/wd", "train/grad_norm", "train/samples_per_s",
+        "train/time_data_s", "train/time_compute_s", "train/time_comm_s", "train/time_optim_s"}) {
     ASSERT_TRUE(got.contains(tag)) << tag << " in " << got.dump();
     ASSERT_EQ(got[tag].size(), 3u) << tag;
   }

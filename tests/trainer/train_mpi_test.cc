@@ -155,9 +155,9 @@ TEST_P(TrainObjective, RunsWritesMetricsResumesExactlyAndMatchesOneRank) {
     while (std::getline(f, line)) {
       auto j = nlohmann::json::parse(line);
       EXPECT_EQ(j["step"].get<int64_t>(), ++n);
-      for (const char* k : {"loss", "lr", "wd", "grad_norm", "samples_per_s",
-                            "tokens_per_s", "time_data_s", "time_compute_s", "time_comm_s",
-                            "time_optim_s", "buckets", "buckets_overlapped"})
+      for (const char* k :
+           {"loss", "lr", "wd", "grad_norm", "samples_per_s", "tokens_per_s", "time_data_s",
+            "time_compute_s", "time_comm_s", "time_optim_s", "buckets", "buckets_overlapped"})
         EXPECT_TRUE(j.contains(k)) << k;
       for (const char* k : {"mae", "simdino", "simdino_align", "simdino_rate", "simdino_gamma"})
         EXPECT_EQ(j.contains(k), objective.find(std::string(k).substr(0, 3)) != std::string::npos)
@@ -206,8 +206,7 @@ TEST_P(TrainObjective, RunsWritesMetricsResumesExactlyAndMatchesOneRank) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Objectives, TrainObjective,
-                         ::testing::Values("mae+simdino", "mae", "simdino"),
-                         [](const auto& info) {
+                         ::testing::Values("mae+simdino", "mae", "simdino"), [](const auto& info) {
                            std::string n = info.param;
                            return n == "mae+simdino" ? std::string("MaeSimDino") : n;
                          });
@@ -233,7 +232,6 @@ TEST(Train, BatchNotDivisibleByRanksNamesTheKey) {
     EXPECT_NE(std::string(e.what()).find("train.global_batch_size"), std::string::npos) << e.what();
   }
 }
-
 
 // A stop requested before the first step ends the run cleanly (preempted, no
 // new checkpoint, no metrics line); a checkpoint beyond train.max_steps is

@@ -15,7 +15,8 @@ namespace m3ret::testing {
 // ("endoscopy"), 8 per shard, with their index.json.
 inline void write_mixed_dataset(const std::filesystem::path& dir) {
   std::vector<sharding::ShardEntry> entries;
-  for (auto [m, C, T] : {std::tuple<const char*, int64_t, int64_t>{"xray", 1, 1}, {"endoscopy", 3, 4}}) {
+  for (auto [m, C, T] :
+       {std::tuple<const char*, int64_t, int64_t>{"xray", 1, 1}, {"endoscopy", 3, 4}}) {
     std::vector<data::Sample> samples;
     for (int64_t i = 0; i < 16; ++i) samples.push_back(make_sample(m, i, C, T, 16, 16));
     auto e = write_shards(dir, samples, 8, 1);
