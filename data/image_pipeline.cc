@@ -105,9 +105,10 @@ void endoscopy(const stdfs::path& path, const PreprocessConfig& cfg, Sample& s) 
   cfg.validate();  // a clip that does not fit the stored frames is a config error naming the keys
   const int64_t S = cfg.image_size;
   const bool crop = cfg.resize == "crop";
-  const int64_t T = cfg.stored_video ? cfg.video_stored_frames : cfg.video_frames;
+  int64_t T = 1;  // a still image is one frame
   if (video::is_video_path(path)) {
     const int64_t F = cfg.video_stored_frames;
+    T = cfg.stored_video ? F : cfg.video_frames;
     s.pixels = video::read(path, F, S, crop, {cfg.max_input_pixels, cfg.max_video_frames});
     if (!cfg.stored_video) {  // the centre clip of the stored frames
       std::vector<uint8_t> clip(static_cast<size_t>(3 * T * S * S));
@@ -118,15 +119,7 @@ void endoscopy(const stdfs::path& path, const PreprocessConfig& cfg, Sample& s) 
   } else {
     std::array<double, 2> range{};
     itkio::Decoded d = read_2d(path, s.modality, cfg.max_input_pixels, range);
-    const std::vector<uint8_t> planes = rgb_planes(d, range, S, crop);  // [C][S][S]
-    s.pixels.resize(static_cast<size_t>(3 * T * S * S));
-    const size_t plane = static_cast<size_t>(S * S);
-    for (int64_t c = 0; c < 3; ++c) {
-      for (int64_t t = 0; t < T; ++t) {
-        std::copy(planes.begin() + c * plane, planes.begin() + (c + 1) * plane,
-                  s.pixels.begin() + (c * T + t) * plane);
-      }
-    }
+    s.pixels = rgb_planes(d, range, S, crop);  // [3][S][S]: grey replicated
   }
   const auto [lo, hi] = std::minmax_element(s.pixels.begin(), s.pixels.end());
   if (*lo == *hi)

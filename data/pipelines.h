@@ -22,7 +22,7 @@ void grey_image(const std::filesystem::path& path, const PreprocessConfig& cfg, 
 // endoscopy: a video -> its centre clip [3, T, S, S] (T = video_frames at
 // video_frame_stride of the F = video_stored_frames frames sampled uniformly
 // in time), or all of them [3, F, S, S] when cfg.stored_video; a still image
-// (grey or RGB) is repeated over T (F when cfg.stored_video).
+// (grey or RGB) is an image [3, 1, S, S] (grey replicated to RGB), stored or not.
 void endoscopy(const std::filesystem::path& path, const PreprocessConfig& cfg, Sample& s);
 // ct, mri: a 3D volume (file or DICOM series folder) -> [1, D, V, V].
 void volume(const std::filesystem::path& path, const std::string& modality,

@@ -2,7 +2,14 @@
 
 #include <fmt/format.h>
 
+#include "data/sample.h"
+#include "data/video_reader.h"
+
 namespace m3ret::data {
+
+std::string sample_group(const std::string& modality, const std::filesystem::path& path) {
+  return modality == "endoscopy" && !video::is_video_path(path) ? kEndoscopyImages : modality;
+}
 
 void PreprocessConfig::validate() const {
   auto pair = [](const char* key, const std::vector<double>& v) {

@@ -9,7 +9,9 @@
 //                                F = video_stored_frames frames sampled uniformly
 //                                in time (the centre clip; shards store all F,
 //                                see stored_video below)
-//   endoscopy still image      : uint8 [3, T, S, S]        (repeated T times)
+//   endoscopy still image      : uint8 [3, 1, S, S]        an image (grey replicated to RGB);
+//                                stored and fed as one frame, in the sample group
+//                                kEndoscopyImages (data/sample.h)
 //   ct, mri                    : uint8 [1, D, V, V]        D = volume_slices, V = volume_size
 // 2D images and video frames: aspect ratio kept, then padded to S x S
 // (resize = "pad") or the centre square cropped (resize = "crop").
@@ -23,6 +25,7 @@
 #pragma once
 
 #include <cstdint>
+#include <filesystem>
 #include <string>
 #include <vector>
 
@@ -37,6 +40,11 @@ inline constexpr int64_t kDefaultMaxVideoFrames = 200000;
 // The cap on preprocess.video_stored_frames: frames stored per video at shard
 // time (256 RGB frames of 224 x 224 are 38.5 MB per video before deflate).
 inline constexpr int64_t kMaxStoredVideoFrames = 256;
+
+// The sample group (data/sample.h) of a manifest row, known before decoding:
+// kEndoscopyImages for an endoscopy row that is not a video file (by its
+// extension, as the reader decides), else the modality.
+std::string sample_group(const std::string& modality, const std::filesystem::path& path);
 
 struct PreprocessConfig {
   int64_t image_size = 64;           // S: side of 2D images and video frames (pixels)

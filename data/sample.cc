@@ -14,6 +14,22 @@ bool is_modality(const std::string& name) {
   return std::find(names.begin(), names.end(), name) != names.end();
 }
 
+const std::vector<std::string>& group_names() {
+  static const std::vector<std::string> names = [] {
+    std::vector<std::string> v;
+    for (const auto& m : modality_names()) {
+      v.push_back(m);
+      if (m == "endoscopy") v.push_back(kEndoscopyImages);
+    }
+    return v;
+  }();
+  return names;
+}
+
+std::string group_modality(const std::string& group) {
+  return group == kEndoscopyImages ? "endoscopy" : group;
+}
+
 std::string join_labels(const std::vector<std::string>& labels) {
   std::string out;
   for (size_t i = 0; i < labels.size(); ++i) {

@@ -15,6 +15,16 @@ inline const std::vector<std::string>& modality_names() {
 }
 bool is_modality(const std::string& name);
 
+// Sample groups: the samples of one group share one shape, so shards and
+// training batches are cut per group. Every modality is a group; endoscopy
+// still images form a group of their own, kEndoscopyImages ([3, 1, S, S]),
+// beside the endoscopy videos ([3, T, S, S]).
+inline constexpr const char* kEndoscopyImages = "endoscopy-image";
+// modality_names() order, kEndoscopyImages right after endoscopy.
+const std::vector<std::string>& group_names();
+// The modality of a group: "endoscopy" for kEndoscopyImages, else the group itself.
+std::string group_modality(const std::string& group);
+
 // Labels as stored in manifests, shards and embedding files: joined by '|'.
 // split_labels drops empty parts ("a||b|" -> {"a", "b"}; "" -> {}).
 std::string join_labels(const std::vector<std::string>& labels);

@@ -36,19 +36,22 @@ struct Item {
 };
 
 std::vector<Item> select_items(const sharding::ShardSet& shards, const EmbedOptions& opt) {
+  // Sample groups (sharding/shard_set.h): endoscopy videos and stills are embedded apart.
   std::vector<std::string> wanted;
   if (opt.modalities.empty()) {
     for (const auto& m : shards.modalities()) wanted.push_back(m.name);
   } else {
     std::vector<std::string> present;
-    for (const auto& m : shards.modalities()) present.push_back(m.name);
+    for (const auto& m : shards.modalities())
+      if (present.empty() || present.back() != m.modality) present.push_back(m.modality);
     for (const auto& m : opt.modalities)
-      if (!shards.has(m))
+      if (shards.groups_of(m).empty())
         throw Error(fmt::format("embed: modality '{}' is not in the shards {} (present: {})", m,
                                 opt.shards.string(), fmt::join(present, ", ")));
-    for (const auto& m : present)  // ShardSet order, whatever the order asked
-      if (std::find(opt.modalities.begin(), opt.modalities.end(), m) != opt.modalities.end())
-        wanted.push_back(m);
+    for (const auto& m : shards.modalities())  // ShardSet order, whatever the order asked
+      if (std::find(opt.modalities.begin(), opt.modalities.end(), m.modality) !=
+          opt.modalities.end())
+        wanted.push_back(m.name);
   }
   std::vector<Item> items;
   for (const auto& m : wanted) {
@@ -252,7 +255,7 @@ void embed(const EmbedOptions& opt, Communicator& comm) {
     for (const auto& item : items) {
       const auto& meta = shards->meta(item.modality, item.index);
       set.ids.push_back(meta.id);
-      set.modality.push_back(item.modality);
+      set.modality.push_back(shards->info(item.modality).modality);
       set.groups.push_back(meta.group);
       set.splits.push_back(meta.split);
       set.labels.push_back(meta.labels);

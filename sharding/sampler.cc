@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 
 #include "core/error.h"
+#include "data/sample.h"
 
 namespace m3ret::sharding {
 
@@ -76,6 +77,24 @@ std::map<std::string, double> mixing_weights(const std::map<std::string, int64_t
   return w;
 }
 
+std::map<std::string, double> group_weights(const std::map<std::string, int64_t>& group_sizes,
+                                            const MixingConfig& mixing) {
+  std::map<std::string, int64_t> modality_sizes;
+  for (const auto& [g, n] : group_sizes) {
+    if (n > 0) modality_sizes[data::group_modality(g)] += n;
+  }
+  const auto modality_weights = mixing_weights(modality_sizes, mixing);
+  std::map<std::string, double> w;
+  for (const auto& [g, n] : group_sizes) {
+    if (n <= 0) continue;
+    const std::string m = data::group_modality(g);
+    const int64_t total = modality_sizes.at(m);
+    // A modality's only group keeps the modality's weight exactly.
+    w[g] = n == total ? modality_weights.at(m) : modality_weights.at(m) * (double(n) / total);
+  }
+  return w;
+}
+
 DistributedSampler::DistributedSampler(std::map<std::string, std::vector<int64_t>> pool,
                                        int64_t per_rank_batch, int rank, int world, uint64_t seed,
                                        MixingConfig mixing)
@@ -95,7 +114,7 @@ DistributedSampler::DistributedSampler(std::map<std::string, std::vector<int64_t
     drawn_[m] = 0;
   }
   if (names_.empty()) throw Error("sampler: every modality's pool of samples is empty");
-  weights_ = mixing_weights(sizes, mixing);
+  weights_ = group_weights(sizes, mixing);
   double c = 0;
   for (const auto& m : names_) {
     c += weights_[m];

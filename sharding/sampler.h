@@ -1,8 +1,11 @@
 // The distributed sampler: which samples each rank trains on at each step.
 //
-// Step s (0, 1, 2, ...) is a pure function of (seed, s) and the pools:
-//  * its modality is drawn from the mixing weights with a PRNG seeded by
-//    (seed, s): the same on every rank, whatever the number of ranks;
+// Step s (0, 1, 2, ...) is a pure function of (seed, s) and the pools. A pool
+// is a sample group (data/sample.h: a modality, or endoscopy-image for
+// endoscopy still images, whose shape differs from the videos'), so that every
+// batch has one shape; the API calls it "modality".
+//  * its pool is drawn from the group weights (group_weights) with a PRNG
+//    seeded by (seed, s): the same on every rank, whatever the number of ranks;
 //  * within modality m, batches walk an endless stream made of epochs, epoch e
 //    being a permutation of m's pool seeded by (seed, m, e). The k-th batch of
 //    m (k = how many earlier steps drew m) is the global batch
@@ -36,6 +39,13 @@ struct MixingConfig {
 // Throws m3ret::Error for an unknown mode or a temperature <= 0.
 std::map<std::string, double> mixing_weights(const std::map<std::string, int64_t>& pool_sizes,
                                              const MixingConfig& mixing);
+
+// Weights per sample group (normalised to sum 1): the modalities are mixed by
+// mixing_weights over their summed group sizes, and a modality's weight is
+// shared by its groups in proportion to their sizes (endoscopy videos and
+// stills). With one group per modality this is mixing_weights.
+std::map<std::string, double> group_weights(const std::map<std::string, int64_t>& group_sizes,
+                                            const MixingConfig& mixing);
 
 // The clip a video sample takes when step `step` draws it: a start in
 // [0, starts), uniform, a pure function of (seed, step, global_index) where

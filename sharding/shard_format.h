@@ -1,11 +1,12 @@
-// The shard file format ("m3ret-shard", version 3; docs/formats.md).
+// The shard file format ("m3ret-shard", version 4; docs/formats.md).
 //
 // One HDF5 file per shard, one modality and one sample shape per file:
 //   attributes (on the root group)
 //     format          string  "m3ret-shard"
-//     format_version  int64   3 (older versions are refused, naming the file
+//     format_version  int64   4 (older versions are refused, naming the file
 //                             and the command that rewrites it)
-//     modality        string  one of data::modality_names()
+//     modality        string  the sample group: one of data::group_names() (a
+//                             modality, or endoscopy-image for endoscopy stills)
 //     shape           int64[4] C, T, H, W of every sample as stored ([0,0,0,0]
 //                             when N = 0); for videos T = the stored frames
 //     clip            int64[2] frames and stride of the clip a read returns
@@ -39,10 +40,10 @@
 namespace m3ret::sharding {
 
 inline constexpr const char* kShardFormat = "m3ret-shard";
-inline constexpr int64_t kShardFormatVersion = 3;
+inline constexpr int64_t kShardFormatVersion = 4;
 // SHARDS/index.json (docs/formats.md).
 inline constexpr const char* kIndexFormat = "m3ret-shards";
-inline constexpr int64_t kIndexFormatVersion = 2;
+inline constexpr int64_t kIndexFormatVersion = 3;
 // What an older shard file or index.json is refused with: names the file and
 // the command that rewrites the shards.
 std::string outdated_shards_message(const std::filesystem::path& file, int64_t version,
@@ -50,7 +51,7 @@ std::string outdated_shards_message(const std::filesystem::path& file, int64_t v
 
 // Everything in a shard file except the pixels.
 struct ShardMetadata {
-  std::string modality;
+  std::string modality;                      // the sample group (data::group_names())
   int64_t C = 0, T = 0, H = 0, W = 0;        // as stored
   int64_t clip_frames = 0, clip_stride = 1;  // attr `clip` (0, 1 when N = 0)
   int64_t count = 0;                         // N

@@ -24,6 +24,14 @@ bool ShardSet::has(const std::string& modality) const {
   return false;
 }
 
+std::vector<std::string> ShardSet::groups_of(const std::string& modality) const {
+  std::vector<std::string> out;
+  for (const auto& m : modalities()) {
+    if (m.modality == modality) out.push_back(m.name);
+  }
+  return out;
+}
+
 void ShardSet::read_clip(const std::string& modality, int64_t index, int64_t start,
                          uint8_t* out) const {
   const ModalityInfo& mi = info(modality);
@@ -45,7 +53,7 @@ data::Sample ShardSet::read(const std::string& modality, int64_t index) const {
   s.pixels.resize(static_cast<size_t>(s.numel()));
   read_pixels(modality, index, s.pixels.data());
   s.id = m.id;
-  s.modality = modality;
+  s.modality = mi.modality;
   s.labels = m.labels;
   s.group = m.group;
   s.split = m.split;
@@ -176,11 +184,12 @@ Hdf5ShardSet::Hdf5ShardSet(const std::filesystem::path& dir) : dir_(dir) {
     }
     vocabulary_ = j.at("label_vocabulary").get<std::vector<std::string>>();
     const auto& mods = j.at("modalities");
-    for (const auto& name : data::modality_names()) {
+    for (const auto& name : data::group_names()) {
       if (!mods.contains(name)) continue;
       const auto& jm = mods.at(name);
       Modality m;
       m.info.name = name;
+      m.info.modality = data::group_modality(name);
       auto shape = jm.at("shape").get<std::vector<int64_t>>();
       if (shape.size() != 4) {
         throw Error(

@@ -1,10 +1,11 @@
 // Read access to a shard folder written by `m3ret shard` (format in
 // docs/formats.md): SHARDS/index.json + SHARDS/<modality>/shard-NNNNN.h5.
 //
-// Samples are addressed per modality by an index in [0, size(modality)), in
-// index.json order (shard by shard, row by row), which does not depend on the
-// number of ranks that wrote the shards. All samples of one modality have the
-// same shape [C, T, H, W]. Videos are stored as more frames (stored_T) than a
+// Samples are addressed per sample group (data/sample.h: a modality, or
+// endoscopy-image for endoscopy still images) by an index in [0, size(group)),
+// in index.json order (shard by shard, row by row), which does not depend on
+// the number of ranks that wrote the shards. All samples of one group have the
+// same shape [C, T, H, W]; the API calls a group "modality" where it is one. Videos are stored as more frames (stored_T) than a
 // read returns: a read gives a clip of T frames at `stride` of them, the fixed
 // centre clip (read_pixels) or one starting at a given frame (read_clip).
 //
@@ -32,7 +33,8 @@ struct SampleMeta {
 };
 
 struct ModalityInfo {
-  std::string name;
+  std::string name;      // the sample group (data::group_names())
+  std::string modality;  // its modality (data::group_modality(name))
   int64_t count = 0;
   int64_t C = 0, T = 0, H = 0, W = 0;  // shape of every sample as read (T = clip frames)
   int64_t stored_T = 0;                // frames stored per sample (0 or T for anything but video)
@@ -49,10 +51,13 @@ class ShardSet {
   static std::unique_ptr<ShardSet> open(const std::filesystem::path& dir);
   virtual ~ShardSet() = default;
 
-  // Modalities present, in a fixed order (data::modality_names() order).
+  // Sample groups present, in a fixed order (data::group_names() order).
   virtual const std::vector<ModalityInfo>& modalities() const = 0;
   virtual const ModalityInfo& info(const std::string& modality) const = 0;  // throws if absent
   bool has(const std::string& modality) const;
+  // The groups present whose modality is `modality` (endoscopy: its videos and
+  // its still images), in modalities() order; empty if none.
+  std::vector<std::string> groups_of(const std::string& modality) const;
 
   // Metadata of sample `index` of `modality` (kept in memory: cheap).
   virtual const SampleMeta& meta(const std::string& modality, int64_t index) const = 0;
@@ -64,7 +69,8 @@ class ShardSet {
   // sets without a choice of clip (clip_starts() == 1) through read_pixels.
   virtual void read_clip(const std::string& modality, int64_t index, int64_t start,
                          uint8_t* out) const;
-  // Whole sample (pixels + metadata; the centre clip of a video).
+  // Whole sample (pixels + metadata; the centre clip of a video); its
+  // `modality` is the group's modality.
   data::Sample read(const std::string& modality, int64_t index) const;
 
   // Sorted label vocabulary over all modalities (from index.json).

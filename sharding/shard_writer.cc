@@ -112,7 +112,7 @@ void ShardWriter::append(const data::Sample& sample) {
 
 void ShardWriter::append(EncodedSample&& s) {
   M3RET_CHECK(!committed_, "{}: append after commit", path_.string());
-  if (s.modality != header_.modality) {
+  if (s.modality != data::group_modality(header_.modality)) {
     throw Error(fmt::format("{}: sample '{}' has modality '{}', the shard holds '{}'",
                             path_.string(), s.meta.id, s.modality, header_.modality));
   }

@@ -56,9 +56,9 @@ nlohmann::json to_json_config(S s) {
 }
 
 struct Job {
-  std::string modality;
+  std::string modality;  // the sample group (data::group_names())
   int64_t shard = 0;
-  int64_t first_row = 0;  // within the modality
+  int64_t first_row = 0;  // within the group
   std::vector<const data::ManifestRow*> rows;
 };
 
@@ -121,7 +121,7 @@ Decoded decode_row(const data::ManifestRow& row, const std::string& modality,
   Decoded d;
   try {
     data::Sample s = data::read_sample(row, manifest_dir, pp);
-    if (s.modality != modality) {
+    if (s.modality != data::group_modality(modality)) {
       throw Error(fmt::format("{}: reader returned modality '{}' for a '{}' row", row.path.string(),
                               s.modality, modality));
     }
@@ -218,7 +218,7 @@ void write_shard(const Job& job, const std::filesystem::path& manifest_dir,
 void remove_orphan_shards(const std::filesystem::path& out_dir, const std::vector<Job>& jobs) {
   std::set<std::string> keep;
   for (const auto& j : jobs) keep.insert(shard_file_name(j.modality, j.shard));
-  for (const auto& m : data::modality_names()) {
+  for (const auto& m : data::group_names()) {
     std::error_code ec;
     if (!std::filesystem::is_directory(out_dir / m, ec)) continue;
     for (const auto& e : std::filesystem::directory_iterator(out_dir / m)) {
@@ -283,12 +283,13 @@ struct Plan {
   std::vector<Job> jobs;
 };
 
-// Each modality's rows, in manifest order, cut into shards of rows_per_shard.
+// Each sample group's rows (data/sample.h: endoscopy stills apart from the
+// videos), in manifest order, cut into shards of rows_per_shard.
 std::vector<Job> cut_jobs(const std::vector<data::ManifestRow>& rows, const Setup& s) {
   std::map<std::string, std::vector<const data::ManifestRow*>> by_modality;
-  for (const auto& r : rows) by_modality[r.modality].push_back(&r);
+  for (const auto& r : rows) by_modality[data::sample_group(r.modality, r.path)].push_back(&r);
   std::vector<Job> jobs;
-  for (const auto& m : data::modality_names()) {
+  for (const auto& m : data::group_names()) {
     auto it = by_modality.find(m);
     if (it == by_modality.end()) continue;
     const auto& mrows = it->second;
@@ -504,6 +505,8 @@ int64_t rows_per_shard(const std::string& modality, const ShardConfig& cfg,
     bytes = pp.volume_slices * pp.volume_size * pp.volume_size;
   } else if (modality == "endoscopy") {
     bytes = 3 * pp.video_stored_frames * pp.image_size * pp.image_size;  // as stored
+  } else if (modality == data::kEndoscopyImages) {
+    bytes = 3 * pp.image_size * pp.image_size;
   } else {
     const auto& rgb = pp.rgb_modalities;
     const int64_t c = std::find(rgb.begin(), rgb.end(), modality) != rgb.end() ? 3 : 1;

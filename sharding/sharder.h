@@ -1,8 +1,9 @@
 // `m3ret shard`: manifest -> SHARDS/ (formats in docs/formats.md).
 //
 // Run by every rank of a communicator (or one process with a size-1 one).
-// The rows of each modality, in manifest order, are cut into consecutive
-// shards of R ROWS: SHARDS/<modality>/shard-00000.h5, ... where R is
+// The rows of each sample group (data/sample.h: a modality; endoscopy still
+// images apart from endoscopy videos), in manifest order, are cut into
+// consecutive shards of R ROWS: SHARDS/<group>/shard-00000.h5, ... where R is
 // `samples_per_shard`, or, when `shard_bytes` > 0, the number of unified
 // samples of that modality (fixed shape, data/preprocess.h) that fit in
 // `shard_bytes` uncompressed bytes, at least 1 and at most samples_per_shard.
@@ -76,7 +77,8 @@ ShardSummary shard_dataset(const std::filesystem::path& manifest,
                            const std::filesystem::path& out_dir, const ShardConfig& cfg,
                            const data::PreprocessConfig& preprocess, Communicator& comm);
 
-// Manifest rows per shard file for `modality` under `cfg` (see above).
+// Manifest rows per shard file for the sample group `modality` (a modality, or
+// data::kEndoscopyImages) under `cfg` (see above).
 int64_t rows_per_shard(const std::string& modality, const ShardConfig& cfg,
                        const data::PreprocessConfig& preprocess);
 

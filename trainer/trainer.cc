@@ -50,17 +50,18 @@ void configure_torch(const TrainConfig& cfg) {
   if (cfg.deterministic) at::globalContext().setDeterministicAlgorithms(true, false);
 }
 
-// Eligible samples per modality: train.modalities present in the shards,
-// restricted to train.split ("" = all).
+// Eligible samples per sample group (sharding/shard_set.h): the groups of
+// train.modalities present in the shards, restricted to train.split ("" = all).
 std::map<std::string, std::vector<int64_t>> sample_pool(const sharding::ShardSet& shards,
                                                         const TrainConfig& cfg) {
   std::map<std::string, std::vector<int64_t>> pool;
-  for (const auto& m : cfg.modalities) {
-    if (!shards.has(m)) continue;
-    auto& v = pool[m];
-    for (int64_t i = 0; i < shards.info(m).count; ++i)
-      if (cfg.split.empty() || shards.meta(m, i).split == cfg.split) v.push_back(i);
-    if (v.empty()) pool.erase(m);
+  for (const auto& modality : cfg.modalities) {
+    for (const auto& m : shards.groups_of(modality)) {  // endoscopy: videos and stills apart
+      auto& v = pool[m];
+      for (int64_t i = 0; i < shards.info(m).count; ++i)
+        if (cfg.split.empty() || shards.meta(m, i).split == cfg.split) v.push_back(i);
+      if (v.empty()) pool.erase(m);
+    }
   }
   if (pool.empty())
     throw config::Error(

@@ -234,15 +234,22 @@ TEST(DataPreprocess, RgbBecomesGreyForXrayAndStaysRgbForEndoscopy) {
   EXPECT_EQ(grey.C, 1);
   EXPECT_EQ(at(grey, 0, 0, 16, 2), 76);   // 0.299 * 255
   EXPECT_EQ(at(grey, 0, 0, 16, 29), 29);  // 0.114 * 255
-  Sample endo = read_sample(row(dir / "c.png", "endoscopy"), dir.path(), cfg);
-  ASSERT_EQ(endo.C, 3);
-  ASSERT_EQ(endo.T, cfg.video_frames);
-  for (int64_t t = 0; t < endo.T; ++t) {  // the still is repeated over T
-    EXPECT_EQ(at(endo, 0, t, 16, 2), 255);
-    EXPECT_EQ(at(endo, 2, t, 16, 2), 0);
-    EXPECT_EQ(at(endo, 0, t, 16, 29), 0);
-    EXPECT_EQ(at(endo, 2, t, 16, 29), 255);
+  // An endoscopy still is an image, [3, 1, S, S], for the model (clip) and in shards (stored).
+  for (const bool stored : {false, true}) {
+    cfg.stored_video = stored;
+    Sample endo = read_sample(row(dir / "c.png", "endoscopy"), dir.path(), cfg);
+    ASSERT_EQ(endo.C, 3);
+    ASSERT_EQ(endo.T, 1) << "stored " << stored;
+    ASSERT_EQ(endo.pixels.size(), size_t(3 * endo.H * endo.W));
+    EXPECT_EQ(at(endo, 0, 0, 16, 2), 255);
+    EXPECT_EQ(at(endo, 2, 0, 16, 2), 0);
+    EXPECT_EQ(at(endo, 0, 0, 16, 29), 0);
+    EXPECT_EQ(at(endo, 2, 0, 16, 29), 255);
   }
+  EXPECT_EQ(sample_group("endoscopy", dir / "c.png"), kEndoscopyImages);
+  EXPECT_EQ(sample_group("endoscopy", dir / "v.MP4"), "endoscopy");
+  EXPECT_EQ(sample_group("xray", dir / "c.png"), "xray");
+  EXPECT_EQ(group_modality(kEndoscopyImages), "endoscopy");
 }
 
 // rgb_modalities keeps a 2D modality in colour ([3, 1, S, S]); grey inputs are replicated.

@@ -158,7 +158,7 @@ TEST(ShardFormat, OlderShardsAndIndexesAreRefusedNamingTheFileAndTheCommand) {
   TempDir dir("clips-old");
   write_videos(dir.path());
   const auto shard = dir / "endoscopy/shard-00000.h5";
-  set_version(shard, 2);  // a shard written before videos kept their frames
+  set_version(shard, 3);  // a shard written before endoscopy stills were one-frame images
   for (int i = 0; i < 2; ++i) {
     try {
       if (i == 0)
@@ -168,7 +168,7 @@ TEST(ShardFormat, OlderShardsAndIndexesAreRefusedNamingTheFileAndTheCommand) {
       FAIL() << "expected an error";
     } catch (const Error& e) {
       EXPECT_THAT(e.what(), ::testing::HasSubstr(shard.string() + ": written by an older m3ret"));
-      EXPECT_THAT(e.what(), ::testing::HasSubstr("format_version 2, this build reads 3"));
+      EXPECT_THAT(e.what(), ::testing::HasSubstr("format_version 3, this build reads 4"));
       EXPECT_THAT(e.what(), ::testing::HasSubstr(
                                 "run `m3ret shard --manifest MANIFEST.csv --out SHARDS` again"));
     }

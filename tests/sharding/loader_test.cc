@@ -22,7 +22,7 @@ namespace {
 class FakeShards : public ShardSet {
  public:
   explicit FakeShards(int64_t poison = -1) : poison_(poison) {
-    infos_ = {{"xray", 40, 1, 1, 4, 4}, {"ct", 30, 1, 3, 2, 2}};
+    infos_ = {{"xray", "xray", 40, 1, 1, 4, 4}, {"ct", "ct", 30, 1, 3, 2, 2}};
   }
   const std::vector<ModalityInfo>& modalities() const override { return infos_; }
   const ModalityInfo& info(const std::string& m) const override {

@@ -6,6 +6,10 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <itkImage.h>
+#include <itkImageFileWriter.h>
+#include <itkPNGImageIO.h>
+
 #include <fmt/format.h>
 
 #include "core/fs.h"
@@ -13,6 +17,7 @@
 #include "data/manifest.h"
 #include "data/reader.h"
 #include "data/video_writer.h"
+#include "sharding/loader.h"
 #include "sharding/hdf5_util.h"
 #include "sharding/shard_format.h"
 #include "sharding/shard_set.h"
@@ -106,6 +111,100 @@ TEST(ShardVideos, StoreAllFramesAndReadClipsThatMatchTheReader) {
   EXPECT_EQ(again.skipped, 1);
   if (comm.rank() == 0) {
     EXPECT_EQ(ShardSet::open(out)->info("endoscopy").count, 3);
+  }
+  comm.barrier();
+}
+
+// An RGB still: left half red, right half blue, shifted by `v`.
+void write_still(const stdfs::path& path, int v) {
+  using Image = itk::Image<itk::RGBPixel<uint8_t>, 2>;
+  auto image = Image::New();
+  image->SetRegions(Image::RegionType({{0, 0}}, {{40, 30}}));
+  image->Allocate();
+  for (int y = 0; y < 30; ++y)
+    for (int x = 0; x < 40; ++x) {
+      itk::RGBPixel<uint8_t> p;
+      p[0] = x < 20 ? uint8_t(200 + v) : 0;
+      p[1] = uint8_t(3 * y + v);
+      p[2] = x < 20 ? 0 : uint8_t(180 + v);
+      image->SetPixel({{x, y}}, p);
+    }
+  auto writer = itk::ImageFileWriter<Image>::New();
+  writer->SetImageIO(itk::PNGImageIO::New());
+  writer->SetFileName(path.string());
+  writer->SetInput(image);
+  writer->Update();
+}
+
+// 2 endoscopy videos and 3 stills, interleaved in the manifest.
+stdfs::path make_videos_and_stills(const stdfs::path& dir) {
+  if (Runtime::get().rank() == 0) {
+    std::string csv = "path,modality,labels,group,split\n";
+    for (int v = 0; v < 3; ++v) {
+      write_still(dir / fmt::format("s{}.png", v), v);
+      csv += fmt::format("s{}.png,endoscopy,polyp,s{},train\n", v, v);
+      if (v == 2) break;
+      data::video::write(dir / fmt::format("v{}.mp4", v), video_frames(v, 12, 32), 12, 32, 32);
+      csv += fmt::format("v{}.mp4,endoscopy,polyp,v{},train\n", v, v);
+    }
+    fs::write_atomic(dir / "manifest.csv", csv);
+  }
+  Runtime::get().world_comm().barrier();
+  return dir / "manifest.csv";
+}
+
+// Endoscopy stills are images: stored as one frame in a group of their own
+// (endoscopy-image) beside the videos, read and batched as [3, 1, S, S], and
+// read from the shards (embed) exactly as the reader gives a query (search).
+TEST(ShardStills, AreOneFrameImagesInAGroupOfTheirOwn) {
+  auto& comm = Runtime::get().world_comm();
+  testing::TempDir tmp("shard-stills");
+  const auto manifest = make_videos_and_stills(tmp.path());
+  ShardConfig cfg;
+  cfg.samples_per_shard = 2;
+  const auto out = tmp / "shards";
+  EXPECT_EQ(shard_dataset(manifest, out, cfg, clip_preprocess(), comm).samples, 5);
+  if (comm.rank() == 0) {
+    const ShardMetadata md = read_shard_metadata(out / "endoscopy-image/shard-00000.h5");
+    EXPECT_EQ(md.modality, "endoscopy-image");
+    EXPECT_EQ(std::vector<int64_t>({md.count, md.C, md.T, md.H, md.W, md.clip_frames}),
+              std::vector<int64_t>({2, 3, 1, 16, 16, 1}));  // one stored frame per still
+    EXPECT_EQ(read_shard_metadata(out / "endoscopy/shard-00000.h5").T, 12);
+    std::unique_ptr<ShardSet> set = ShardSet::open(out);
+    EXPECT_EQ(set->groups_of("endoscopy"),
+              std::vector<std::string>({"endoscopy", "endoscopy-image"}));
+    const ModalityInfo& mi = set->info("endoscopy-image");
+    EXPECT_EQ(std::vector<int64_t>({mi.count, mi.C, mi.T, mi.stored_T, mi.clip_starts()}),
+              std::vector<int64_t>({3, 3, 1, 1, 1}));
+    EXPECT_EQ(mi.modality, "endoscopy");
+    const auto rows = data::read_manifest(manifest);
+    for (int64_t i = 0; i < 3; ++i) {
+      const data::Sample query =
+          data::read_sample(rows[size_t(2 * i)], tmp.path(), clip_preprocess());
+      EXPECT_EQ(std::vector<int64_t>({query.C, query.T}), std::vector<int64_t>({3, 1}));
+      const data::Sample got = set->read("endoscopy-image", i);
+      EXPECT_EQ(got.modality, "endoscopy");
+      EXPECT_EQ(got.T, 1);
+      EXPECT_EQ(got.pixels, query.pixels) << i;         // embed and search see the same tensor
+      EXPECT_NEAR(got.pixels[8 * 16 + 2], 200 + i, 2);  // red, left half
+    }
+    // Training batches are one group each: stills [B, 3, 1, S, S], videos clips of T frames.
+    std::map<std::string, std::vector<int64_t>> pool{{"endoscopy", {0, 1}},
+                                                     {"endoscopy-image", {0, 1, 2}}};
+    DistributedSampler sampler(pool, 2, 0, 1, 7);
+    EXPECT_DOUBLE_EQ(sampler.weights().at("endoscopy-image"), 0.6);  // its share of endoscopy
+    Loader loader(*set, std::move(sampler), LoaderConfig{});
+    std::map<std::string, int> seen;
+    for (int step = 0; step < 12; ++step) {
+      const LoadedBatch b = loader.next();
+      ++seen[b.modality];
+      const int64_t T = b.modality == "endoscopy-image" ? 1 : 3;
+      EXPECT_EQ(std::vector<int64_t>({b.B, b.C, b.T, b.H, b.W}),
+                std::vector<int64_t>({2, 3, T, 16, 16}));
+      EXPECT_EQ(b.pixels.size(), size_t(2 * 3 * T * 16 * 16));
+    }
+    EXPECT_GT(seen["endoscopy-image"], 0);
+    EXPECT_GT(seen["endoscopy"], 0);
   }
   comm.barrier();
 }
