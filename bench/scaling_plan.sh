@@ -16,12 +16,12 @@
 #   ceiling      1 rank, two independent 1-rank runs at once, 2 ranks (CEIL_ROWS
 #                rows): the 2-rank ceiling of this machine, as rank_scaling.sh
 #   loader       loader samples/s per worker with the trainer's augmentations
-#                (mae+simdino) on the paper-like shards (bench_loader_train)
+#                (mae+simdino, mae), per modality, paper-like shards (bench_loader_train)
 #   checkpoint   checkpoint size and write time per model preset (1 training
 #                step of `m3ret train`, MAE; write time = the log's gap between
 #                the step and the "checkpoint" line)
 # Environment: ROWS (default "20000 50000 100000 200000"), RANKS ("1 2"),
-# PRESETS ("tiny small base"), SECONDS per compression option (2).
+# PRESETS ("tiny small base"), COMP_SECONDS per compression option (2).
 # Needs the targets m3ret bench_shard bench_shard_open bench_compression
 # bench_loader_train in BUILD_DIR. Everything runs under `nice`.
 set -euo pipefail
@@ -33,7 +33,7 @@ stages=("$@")
 ROWS=${ROWS:-"20000 50000 100000 200000"}
 RANKS=${RANKS:-"1 2"}
 PRESETS=${PRESETS:-"tiny small base"}
-SECONDS_PER_OPTION=${SECONDS:-2}
+SECONDS_PER_OPTION=${COMP_SECONDS:-2}
 mkdir -p "$work"
 work=$(realpath "$work")
 m3ret="nice $build/m3ret"
@@ -199,12 +199,26 @@ stage_ceiling() {
       n, a, b0, b1, b, c, c / a, b / a, c / b, load }'
 }
 
+# Per modality: the paper-like rows of one modality sharded apart, then
+# bench_loader_train (1 and 2 workers) with the trainer's augmentations.
 stage_loader() {
-  [ -f "$work/paper-shards/index.json" ] || stage_sizes >/dev/null
-  echo "load before: $(load)"
-  run nice "$build/bench/bench_loader_train" "$work/paper-shards" mae+simdino 32 20
-  run nice "$build/bench/bench_loader_train" "$work/paper-shards" mae 32 20
-  echo "load after: $(load)"
+  [ -f "$work/paper-synth/manifest.csv" ] || stage_sizes >/dev/null
+  echo "| modality | objective | workers | samples/s | load |"
+  echo "|---|---|---|---|---|"
+  for m in xray ultrasound endoscopy ct; do
+    local d="$work/loader-$m"
+    rm -rf "$d" && mkdir -p "$d"
+    awk -F, -v m="$m" 'NR == 1 || $2 == m' "$work/paper-synth/manifest.csv" >"$work/paper-synth/only-$m.csv"
+    run $m3ret shard --manifest "$work/paper-synth/only-$m.csv" --out "$d" "${paper_pp[@]}" \
+      >/dev/null 2>&1
+    for obj in mae+simdino mae; do
+      run nice "$build/bench/bench_loader_train" "$d" "$obj" 32 10 2>/dev/null |
+        awk -v m="$m" -v o="$obj" -v load="$(load)" '/^workers/ {
+          for (i = 1; i < NF; i++) if ($(i + 1) == "samples/s," || $(i + 1) == "samples/s") r = $i
+          printf "| %s | %s | %s | %s | %s |\n", m, o, $2, r, load }'
+    done
+    rm -rf "$d"
+  done
 }
 
 stage_checkpoint() {
