@@ -90,12 +90,12 @@ CheckedCommunicator::CheckedCommunicator(std::unique_ptr<Communicator> inner, Co
 
 void CheckedCommunicator::set_context(const std::string& context) {
   inner_->set_context(context);
-  std::lock_guard<std::mutex> lock(context_mutex_);
+  MutexLock lock(context_mutex_);
   context_ = context;
 }
 
 std::string CheckedCommunicator::context() {
-  std::lock_guard<std::mutex> lock(context_mutex_);
+  MutexLock lock(context_mutex_);
   return context_;
 }
 

@@ -23,11 +23,11 @@
 
 #include <cstdint>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <vector>
 
 #include "core/communicator.h"
+#include "core/mutex.h"
 
 namespace m3ret {
 
@@ -86,8 +86,8 @@ class CheckedCommunicator : public Communicator {
   CollectiveFault fault_;
   bool verify_;
   int64_t calls_ = 0;  // collectives made so far (one thread at a time, as every communicator)
-  std::mutex context_mutex_;
-  std::string context_ = "start";
+  Mutex context_mutex_;
+  std::string context_ M3RET_GUARDED_BY(context_mutex_) = "start";
 };
 
 // Wraps `inner` in a CheckedCommunicator when M3RET_COLLECTIVE_FAULT or

@@ -5,13 +5,14 @@
 #include <atomic>
 #include <chrono>
 #include <cstdio>
-#include <mutex>
 #include <vector>
 
 #include <fmt/format.h>
 #include <spdlog/sinks/basic_file_sink.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
+
+#include "core/mutex.h"
 
 namespace m3ret::log {
 
@@ -56,9 +57,11 @@ struct Progress::State {
   bool enabled = true;
   bool finished = false;
   double log_every_s = 10;
-  std::string suffix;
-  std::mutex mu;
-  std::chrono::steady_clock::time_point start, last;
+  std::chrono::steady_clock::time_point start;
+  // add() and set_suffix() may be called from several threads.
+  Mutex mu;
+  std::string suffix M3RET_GUARDED_BY(mu);
+  std::chrono::steady_clock::time_point last M3RET_GUARDED_BY(mu);
 };
 
 Progress::Progress(std::string label, int64_t total, bool enabled, double log_every_s)
@@ -68,7 +71,9 @@ Progress::Progress(std::string label, int64_t total, bool enabled, double log_ev
   s_->enabled = enabled && g_rank == 0;
   s_->tty = isatty(fileno(stderr)) != 0;
   s_->log_every_s = log_every_s;
-  s_->start = s_->last = std::chrono::steady_clock::now();
+  s_->start = std::chrono::steady_clock::now();
+  MutexLock lock(s_->mu);
+  s_->last = s_->start;
 }
 
 Progress::~Progress() {
@@ -77,7 +82,7 @@ Progress::~Progress() {
 }
 
 void Progress::set_suffix(const std::string& suffix) {
-  std::lock_guard<std::mutex> lock(s_->mu);
+  MutexLock lock(s_->mu);
   s_->suffix = suffix;
 }
 
@@ -85,7 +90,7 @@ void Progress::add(int64_t n) {
   int64_t done = s_->done += n;
   if (!s_->enabled) return;
   auto now = std::chrono::steady_clock::now();
-  std::lock_guard<std::mutex> lock(s_->mu);
+  MutexLock lock(s_->mu);
   double since_last = std::chrono::duration<double>(now - s_->last).count();
   double elapsed = std::chrono::duration<double>(now - s_->start).count();
   bool last = done >= s_->total;

@@ -65,7 +65,7 @@ MpiCommunicator::MpiCommunicator(MPI_Comm comm) : comm_(comm) {
 }
 
 void MpiCommunicator::set_context(const std::string& context) {
-  std::lock_guard<std::mutex> lock(context_mutex_);
+  MutexLock lock(context_mutex_);
   context_ = context;
 }
 
@@ -94,7 +94,7 @@ void MpiCommunicator::wait(MPI_Request& req, const char* what) {
 void MpiCommunicator::timed_out(const char* what, double timeout) {
   std::string context;
   {
-    std::lock_guard<std::mutex> lock(context_mutex_);
+    MutexLock lock(context_mutex_);
     context = context_;
   }
   print_collective_timeout(what, timeout, context, rank_, size_);
@@ -104,7 +104,7 @@ void MpiCommunicator::timed_out(const char* what, double timeout) {
 
 MpiCommunicator::~MpiCommunicator() {
   {
-    std::lock_guard<std::mutex> lock(watch_mutex_);
+    MutexLock lock(watch_mutex_);
     watch_stop_ = true;
   }
   watch_cv_.notify_all();
@@ -114,7 +114,7 @@ MpiCommunicator::~MpiCommunicator() {
 void MpiCommunicator::watch_begin(const char* what) {
   const double timeout = timeout_s_.load();
   if (timeout <= 0) return;
-  std::lock_guard<std::mutex> lock(watch_mutex_);
+  MutexLock lock(watch_mutex_);
   if (!watchdog_.joinable()) watchdog_ = std::thread([this] { watchdog(); });
   watch_what_ = what;
   watch_timeout_ = timeout;
@@ -123,24 +123,29 @@ void MpiCommunicator::watch_begin(const char* what) {
 }
 
 void MpiCommunicator::watch_end() {
-  std::lock_guard<std::mutex> lock(watch_mutex_);
+  MutexLock lock(watch_mutex_);
   watch_what_ = nullptr;
 }
 
 void MpiCommunicator::watchdog() {
-  std::unique_lock<std::mutex> lock(watch_mutex_);
-  while (!watch_stop_) {
-    if (watch_what_ == nullptr) {
-      watch_cv_.wait(lock);
-    } else if (std::chrono::steady_clock::now() < watch_deadline_) {
-      watch_cv_.wait_until(lock, watch_deadline_);
-    } else {
-      const char* what = watch_what_;
-      const double timeout = watch_timeout_;
-      lock.unlock();
-      timed_out(what, timeout);
+  const char* what = nullptr;
+  double timeout = 0;
+  {
+    MutexLock lock(watch_mutex_);
+    for (;;) {
+      if (watch_stop_) return;
+      if (watch_what_ == nullptr) {
+        watch_cv_.wait(lock);
+      } else if (std::chrono::steady_clock::now() < watch_deadline_) {
+        watch_cv_.wait_until(lock, watch_deadline_);
+      } else {
+        what = watch_what_;
+        timeout = watch_timeout_;
+        break;
+      }
     }
   }
+  timed_out(what, timeout);
 }
 
 void MpiCommunicator::allreduce(void* data, size_t count, size_t elem_bytes, MPI_Datatype type,

@@ -5,11 +5,10 @@
 
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
-#include <mutex>
 #include <thread>
 
 #include "core/communicator.h"
+#include "core/mutex.h"
 
 namespace m3ret {
 
@@ -60,16 +59,17 @@ class MpiCommunicator : public Communicator {
   MPI_Comm comm_;
   int rank_ = 0, size_ = 1;
   std::atomic<double> timeout_s_{0.0};
-  std::mutex context_mutex_;
-  std::string context_ = "start";
+  Mutex context_mutex_;
+  std::string context_ M3RET_GUARDED_BY(context_mutex_) = "start";
 
-  std::mutex watch_mutex_;
-  std::condition_variable watch_cv_;
-  std::thread watchdog_;
-  const char* watch_what_ = nullptr;  // the blocking call being watched, if any
-  double watch_timeout_ = 0;
-  std::chrono::steady_clock::time_point watch_deadline_;
-  bool watch_stop_ = false;
+  Mutex watch_mutex_;
+  CondVar watch_cv_;
+  std::thread watchdog_;  // started under watch_mutex_, joined at destruction
+  // The blocking call being watched, if any.
+  const char* watch_what_ M3RET_GUARDED_BY(watch_mutex_) = nullptr;
+  double watch_timeout_ M3RET_GUARDED_BY(watch_mutex_) = 0;
+  std::chrono::steady_clock::time_point watch_deadline_ M3RET_GUARDED_BY(watch_mutex_);
+  bool watch_stop_ M3RET_GUARDED_BY(watch_mutex_) = false;
 };
 
 }  // namespace m3ret

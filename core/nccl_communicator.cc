@@ -57,7 +57,7 @@ void NcclCommunicator::set_timeout(double seconds) {
 
 void NcclCommunicator::set_context(const std::string& context) {
   {
-    std::lock_guard<std::mutex> lock(context_mutex_);
+    MutexLock lock(context_mutex_);
     context_ = context;
   }
   host_.set_context(context);
@@ -76,7 +76,7 @@ void NcclCommunicator::wait_event(cudaEvent_t event) {
 void NcclCommunicator::timed_out(const char* what, double timeout) {
   std::string context;
   {
-    std::lock_guard<std::mutex> lock(context_mutex_);
+    MutexLock lock(context_mutex_);
     context = context_;
   }
   print_collective_timeout(what, timeout, context, rank_, size_);

@@ -25,10 +25,10 @@
 #include <nccl.h>
 
 #include <atomic>
-#include <mutex>
 #include <string>
 
 #include "core/communicator.h"
+#include "core/mutex.h"
 
 namespace m3ret {
 
@@ -73,8 +73,8 @@ class NcclCommunicator : public Communicator {
   ncclComm_t comm_ = nullptr;
   cudaStream_t stream_ = nullptr;
   std::atomic<double> timeout_s_{0.0};
-  std::mutex context_mutex_;
-  std::string context_ = "start";
+  Mutex context_mutex_;
+  std::string context_ M3RET_GUARDED_BY(context_mutex_) = "start";
 };
 
 }  // namespace m3ret

@@ -2,7 +2,8 @@
 // up to `threads` threads (at least 1, at most n), each index exactly once
 // unless an item throws. The first exception stops the workers from taking
 // further items (those already running finish) and is rethrown to the caller
-// once every worker has joined. Items run in no particular order.
+// once every worker has joined. Items run in no particular order. (An
+// OrderedPool underneath, core/ordered_pool.h: the one pool of the code base.)
 #pragma once
 
 #include <cstddef>

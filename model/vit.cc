@@ -3,12 +3,12 @@
 #include <algorithm>
 #include <cmath>
 #include <map>
-#include <mutex>
 #include <tuple>
 
 #include <torch/version.h>
 
 #include "core/error.h"
+#include "core/mutex.h"
 
 namespace m3ret::trainer {
 
@@ -33,17 +33,29 @@ torch::Tensor sincos_3d(Grid grid, int64_t dim) {
   return torch::cat({t, h, w}, 3).reshape({grid.tokens(), dim});
 }
 
-torch::Tensor position_embedding(Grid grid, int64_t dim, const torch::Device& device) {
+namespace {
+// The position embeddings made so far, by (grid, dim, device), shared by the
+// ViTs of the process (callers on several threads may ask at once).
+struct PositionCache {
   using Key = std::tuple<int64_t, int64_t, int64_t, int64_t, std::string>;
-  static std::mutex mutex;
-  static std::map<Key, torch::Tensor> cache;
-  const Key key{grid.t, grid.h, grid.w, dim, device.str()};
-  std::lock_guard<std::mutex> lock(mutex);
-  if (auto it = cache.find(key); it != cache.end()) return it->second;
-  if (cache.size() >= 256) cache.clear();  // many grids (eval of varied inputs): start over
+  Mutex mu;
+  std::map<Key, torch::Tensor> tables M3RET_GUARDED_BY(mu);
+};
+PositionCache& position_cache() {
+  static PositionCache cache;
+  return cache;
+}
+}  // namespace
+
+torch::Tensor position_embedding(Grid grid, int64_t dim, const torch::Device& device) {
+  PositionCache& cache = position_cache();
+  const PositionCache::Key key{grid.t, grid.h, grid.w, dim, device.str()};
+  MutexLock lock(cache.mu);
+  if (auto it = cache.tables.find(key); it != cache.tables.end()) return it->second;
+  if (cache.tables.size() >= 256) cache.tables.clear();  // many grids (eval of varied inputs)
   torch::NoGradGuard no_grad;
   auto e = sincos_3d(grid, dim).to(device);
-  cache.emplace(key, e);
+  cache.tables.emplace(key, e);
   return e;
 }
 

@@ -1,5 +1,7 @@
 #include "sharding/loader.h"
 
+#include <optional>
+
 #include <fmt/format.h>
 
 #include "core/error.h"
@@ -13,6 +15,7 @@ Loader::Loader(const ShardSet& shards, DistributedSampler sampler, LoaderConfig 
       transform_(std::move(transform)),
       seed_(sampler.seed()),
       rank_(sampler.rank()),
+      first_(sampler.position()),
       sampler_(std::move(sampler)) {
   if (cfg_.workers < 1)
     throw Error(fmt::format("loader.workers must be >= 1 (got {})", cfg_.workers));
@@ -23,24 +26,18 @@ Loader::Loader(const ShardSet& shards, DistributedSampler sampler, LoaderConfig 
     if (!shards_.has(m))
       throw Error(fmt::format("loader: sampler modality '{}' is not in the shards", m));
   }
-  next_ = sampler_.position();
-  threads_.reserve(static_cast<size_t>(cfg_.workers));
-  for (int64_t i = 0; i < cfg_.workers; ++i) threads_.emplace_back([this] { work(); });
+  using Batch = DistributedSampler::Batch;
+  pool_ = std::make_unique<OrderedPool<Batch, LoadedBatch>>(
+      static_cast<size_t>(cfg_.workers), static_cast<size_t>(cfg_.prefetch) + 1,
+      [this](size_t) { return std::optional<Batch>(sampler_.next()); },
+      [this](Batch b) {
+        LoadedBatch loaded = load(b);
+        if (transform_) transform_(loaded);
+        return loaded;
+      });
 }
 
-Loader::~Loader() {
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    stop_ = true;
-  }
-  cv_.notify_all();
-  for (auto& t : threads_) t.join();
-}
-
-int64_t Loader::position() const {
-  std::lock_guard<std::mutex> lock(mu_);
-  return next_;
-}
+int64_t Loader::position() const { return first_ + static_cast<int64_t>(pool_->position()); }
 
 LoadedBatch Loader::load(const DistributedSampler::Batch& b) const {
   const ModalityInfo& info = shards_.info(b.modality);
@@ -67,46 +64,9 @@ LoadedBatch Loader::load(const DistributedSampler::Batch& b) const {
   return out;
 }
 
-void Loader::work() {
-  while (true) {
-    DistributedSampler::Batch b;
-    {
-      std::unique_lock<std::mutex> lock(mu_);
-      cv_.wait(lock,
-               [&] { return stop_ || error_ || sampler_.position() - next_ <= cfg_.prefetch; });
-      if (stop_ || error_) return;
-      try {
-        b = sampler_.next();
-      } catch (...) {
-        error_ = std::current_exception();
-        cv_.notify_all();
-        return;
-      }
-    }
-    try {
-      LoadedBatch loaded = load(b);
-      if (transform_) transform_(loaded);
-      std::lock_guard<std::mutex> lock(mu_);
-      ready_.emplace(loaded.step, std::move(loaded));
-    } catch (...) {
-      std::lock_guard<std::mutex> lock(mu_);
-      if (!error_) error_ = std::current_exception();
-    }
-    cv_.notify_all();
-  }
-}
-
 LoadedBatch Loader::next() {
-  std::unique_lock<std::mutex> lock(mu_);
-  cv_.wait(lock, [&] { return error_ || ready_.count(next_) > 0; });
-  if (error_) std::rethrow_exception(error_);
-  auto it = ready_.find(next_);
-  LoadedBatch b = std::move(it->second);
-  ready_.erase(it);
-  ++next_;
-  lock.unlock();
-  cv_.notify_all();
-  return b;
+  auto batch = pool_->next();  // the sampler's stream is endless
+  return std::move(*batch);
 }
 
 }  // namespace m3ret::sharding

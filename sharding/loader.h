@@ -1,8 +1,9 @@
 // The prefetching loader: batches of pixels from a ShardSet, in step order.
 //
-// `workers` threads each take the next step from the sampler, read its
-// samples (HDF5 reads are serialised; inflating runs in parallel) and apply
-// the optional BatchTransform (augmentation) to it. At most
+// `workers` threads (an OrderedPool, core/ordered_pool.h) each take the next
+// step from the sampler, read its samples (HDF5 reads are serialised;
+// inflating runs in parallel) and apply the optional BatchTransform
+// (augmentation) to it. At most
 // `prefetch` batches are claimed beyond the one next() returns next (bounded
 // memory). Batches come out in step order whatever thread finished first.
 // An exception in a worker is sticky: next() rethrows it on the caller (and
@@ -17,17 +18,16 @@
 #pragma once
 
 #include <any>
-#include <condition_variable>
 #include <cstdint>
 #include <exception>
 #include <functional>
 #include <map>
-#include <mutex>
+#include <memory>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "core/config.h"
+#include "core/ordered_pool.h"
 #include "sharding/sampler.h"
 #include "sharding/shard_set.h"
 
@@ -83,7 +83,6 @@ class Loader {
   // on the workers (see BatchTransform).
   Loader(const ShardSet& shards, DistributedSampler sampler, LoaderConfig cfg,
          BatchTransform transform = {});
-  ~Loader();
   Loader(const Loader&) = delete;
   Loader& operator=(const Loader&) = delete;
 
@@ -95,7 +94,6 @@ class Loader {
   int64_t position() const;
 
  private:
-  void work();
   LoadedBatch load(const DistributedSampler::Batch& b) const;
 
   // Fixed after construction.
@@ -104,17 +102,13 @@ class Loader {
   const BatchTransform transform_;
   const uint64_t seed_;  // the sampler's: clip starts
   const int rank_;
-
-  mutable std::mutex mu_;
-  // Guarded by mu_.
-  std::condition_variable cv_;
-  DistributedSampler sampler_;  // next step to claim = sampler_.position()
-  int64_t next_ = 0;            // step next() returns next
-  std::map<int64_t, LoadedBatch> ready_;
-  std::exception_ptr error_;
-  bool stop_ = false;
-
-  std::vector<std::thread> threads_;
+  const int64_t first_;  // the step of the pool's first batch (the sampler's start position)
+  // Drawn only by the pool's claims: under the pool's lock, in step order.
+  DistributedSampler sampler_;
+  // Reads and transforms batches on cfg_.workers threads, at most
+  // cfg_.prefetch + 1 steps ahead of next(); the first error reaches next().
+  // Last, so that its workers stop before the members they use go.
+  std::unique_ptr<OrderedPool<DistributedSampler::Batch, LoadedBatch>> pool_;
 };
 
 }  // namespace m3ret::sharding

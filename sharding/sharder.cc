@@ -1,15 +1,11 @@
 #include "sharding/sharder.h"
 
 #include <algorithm>
-#include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <exception>
 #include <map>
-#include <mutex>
 #include <optional>
 #include <set>
-#include <thread>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -19,6 +15,7 @@
 #include "core/error.h"
 #include "core/fs.h"
 #include "core/log.h"
+#include "core/ordered_pool.h"
 #include "data/dicom.h"
 #include "data/manifest.h"
 #include "data/reader.h"
@@ -140,77 +137,21 @@ void write_shard(const Job& job, const std::filesystem::path& manifest_dir,
                  const data::PreprocessConfig& pp, int compression, int64_t threads,
                  ShardWriter& writer, log::Progress& progress) {
   const size_t n = job.rows.size();
-  std::vector<std::optional<Decoded>> slots(n);
-  std::mutex mu;
-  std::condition_variable cv;
-  std::exception_ptr error;
-  std::atomic<bool> stop{false};
-  // Guarded by mu: the next row to claim, and how many rows the writer took.
-  // Workers stay within `window` rows of the writer (bounded memory).
-  size_t next = 0, consumed = 0;
-  const size_t window = 4 * size_t(std::max<int64_t>(threads, 1));
-
-  auto worker = [&] {
-    while (!stop) {
-      size_t i;
-      {
-        std::unique_lock<std::mutex> lock(mu);
-        cv.wait(lock, [&] { return stop || next < consumed + window; });
-        if (stop) return;
-        i = next++;
-      }
-      if (i >= n) return;
-      Decoded d;
-      try {
-        d = decode_row(*job.rows[i], job.modality, manifest_dir, pp, compression);
-      } catch (...) {
-        std::lock_guard<std::mutex> lock(mu);
-        if (!error) error = std::current_exception();
-        stop = true;
-        cv.notify_all();
-        return;
-      }
-      std::lock_guard<std::mutex> lock(mu);
-      slots[i] = std::move(d);
-      cv.notify_all();
-    }
-  };
-  std::vector<std::thread> pool;
-  const int64_t nthreads = std::max<int64_t>(1, std::min<int64_t>(threads, int64_t(n)));
-  for (int64_t t = 0; t < nthreads; ++t) pool.emplace_back(worker);
-  std::exception_ptr write_error;
-  for (size_t i = 0; i < n && !write_error; ++i) {
-    Decoded d;
-    {
-      std::unique_lock<std::mutex> lock(mu);
-      cv.wait(lock, [&] { return slots[i].has_value() || error; });
-      if (error) break;
-      d = std::move(*slots[i]);
-      slots[i].reset();
-      consumed = i + 1;
-    }
-    cv.notify_all();
-    try {
-      if (d.sample) {
-        writer.append(std::move(*d.sample));
-      } else {
-        writer.add_reject(job.rows[i]->path.string(), d.reject_reason);
-      }
-    } catch (...) {
-      write_error = std::current_exception();
-      std::lock_guard<std::mutex> lock(mu);
-      stop = true;
+  const size_t workers = static_cast<size_t>(std::max<int64_t>(threads, 1));
+  OrderedPool<size_t, Decoded> decoded(
+      std::min(workers, std::max<size_t>(n, 1)), 4 * workers,
+      [n](size_t i) { return i < n ? std::optional<size_t>(i) : std::nullopt; },
+      [&](size_t i) {
+        return decode_row(*job.rows[i], job.modality, manifest_dir, pp, compression);
+      });
+  for (size_t i = 0; auto d = decoded.next(); ++i) {
+    if (d->sample) {
+      writer.append(std::move(*d->sample));
+    } else {
+      writer.add_reject(job.rows[i]->path.string(), d->reject_reason);
     }
     progress.add(1);
   }
-  {
-    std::lock_guard<std::mutex> lock(mu);
-    stop = true;  // (all rows consumed, or an error: release waiting workers)
-  }
-  cv.notify_all();
-  for (auto& t : pool) t.join();
-  if (error) std::rethrow_exception(error);
-  if (write_error) std::rethrow_exception(write_error);
 }
 
 // Removes shard files (and temporaries) of an earlier run with another cut:

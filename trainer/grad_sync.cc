@@ -154,7 +154,7 @@ GradientReducer::GradientReducer(std::vector<torch::Tensor> params, Communicator
 
 GradientReducer::~GradientReducer() {
   {
-    std::lock_guard<std::mutex> lock(mutex_);
+    MutexLock lock(mutex_);
     cancelled_ = true;
   }
   cv_.notify_all();
@@ -166,10 +166,15 @@ void GradientReducer::arm() {
   if (comm_.size() == 1) return;
   M3RET_CHECK(!armed_, "GradientReducer::arm() called twice without average()");
   std::fill(packed_.begin(), packed_.end(), 0);
-  for (auto& b : buckets_) b.pending = static_cast<int>(b.params.size());
-  stats_ = SyncStats{};
-  started_ = 0;
-  completed_ = 0;
+  {
+    MutexLock lock(mutex_);
+    pending_.resize(buckets_.size());
+    for (size_t i = 0; i < buckets_.size(); ++i)
+      pending_[i] = static_cast<int>(buckets_[i].params.size());
+    stats_ = SyncStats{};
+    started_ = 0;
+    completed_ = 0;
+  }
   error_ = nullptr;
   second_backward_ = false;
   armed_ = true;
@@ -195,8 +200,8 @@ void GradientReducer::place(size_t k) {
   }
   bool full = false;
   {
-    std::lock_guard<std::mutex> lock(mutex_);
-    full = --buckets_[bucket_of_[k]].pending == 0;
+    MutexLock lock(mutex_);
+    full = --pending_[bucket_of_[k]] == 0;
 #if M3RET_WITH_CUDA
     // Recorded before the communication thread can see the bucket complete.
     if (full && device_) device_->bucket_ready(bucket_of_[k]);
@@ -221,8 +226,8 @@ void GradientReducer::communicate() {
     const float inv = 1.0f / static_cast<float>(comm_.size());
     for (size_t i = 0; i < buckets_.size(); ++i) {
       {
-        std::unique_lock<std::mutex> lock(mutex_);
-        cv_.wait(lock, [&] { return cancelled_ || buckets_[i].pending == 0; });
+        MutexLock lock(mutex_);
+        while (!cancelled_ && pending_[i] != 0) cv_.wait(lock);
         if (cancelled_) return;
         ++started_;
       }
@@ -236,7 +241,7 @@ void GradientReducer::communicate() {
         comm_.allreduce_sum(b.flat.data_ptr<float>(), static_cast<size_t>(b.numel));
         b.flat.mul_(inv);  // the sum over ranks -> the average
       }
-      std::lock_guard<std::mutex> lock(mutex_);
+      MutexLock lock(mutex_);
       stats_.order.push_back(static_cast<int>(i));
       stats_.bytes += b.numel * static_cast<int64_t>(sizeof(float));
       ++completed_;
@@ -248,9 +253,17 @@ void GradientReducer::communicate() {
 }
 
 bool GradientReducer::wait_for_reduced(int n, std::chrono::milliseconds timeout) {
-  std::unique_lock<std::mutex> lock(mutex_);
-  return cv_.wait_for(lock, timeout, [&] { return completed_ >= n || cancelled_; }) &&
-         completed_ >= n;
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  MutexLock lock(mutex_);
+  while (completed_ < n && !cancelled_) {
+    if (!cv_.wait_until(lock, deadline)) break;
+  }
+  return completed_ >= n;
+}
+
+SyncStats GradientReducer::stats() const {
+  MutexLock lock(mutex_);
+  return stats_;
 }
 
 void GradientReducer::average() {
@@ -262,7 +275,7 @@ void GradientReducer::average() {
   }
   if (!armed_) arm();  // synchronise after backward, without overlap
   {
-    std::lock_guard<std::mutex> lock(mutex_);
+    MutexLock lock(mutex_);
     stats_.reduced_before_average = started_;
     stats_.completed_before_average = completed_;
   }
@@ -276,7 +289,10 @@ void GradientReducer::average() {
 #if M3RET_WITH_CUDA
   if (device_ && !error_) device_->compute_waits();
 #endif
-  stats_.exposed_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  {
+    MutexLock lock(mutex_);
+    stats_.exposed_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  }
   if (error_) std::rethrow_exception(error_);
   M3RET_CHECK(!second_backward_,
               "GradientReducer: more than one backward ran between arm() and average(); the "

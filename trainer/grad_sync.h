@@ -35,16 +35,16 @@
 #pragma once
 
 #include <chrono>
-#include <condition_variable>
 #include <cstddef>
 #include <cstdint>
 #include <exception>
 #include <memory>
-#include <mutex>
 #include <thread>
 #include <vector>
 
 #include <torch/torch.h>
+
+#include "core/mutex.h"
 
 namespace m3ret {
 class Communicator;
@@ -89,7 +89,7 @@ class GradientReducer {
   // The storage of bucket `b` (float32, its parameters' gradients in packing
   // order); undefined on one rank, which has nothing to reduce.
   const torch::Tensor& bucket_storage(size_t b) const { return buckets_[b].flat; }
-  const SyncStats& stats() const { return stats_; }
+  SyncStats stats() const;
   // Waits until `n` buckets of this step are reduced, at most `timeout`; returns whether they
   // were. Any thread may call it (tests use it to see reduction overlap backward).
   bool wait_for_reduced(int n, std::chrono::milliseconds timeout);
@@ -99,7 +99,6 @@ class GradientReducer {
     std::vector<size_t> params;  // indices into params_, in reduction order
     int64_t numel = 0;
     torch::Tensor flat;  // float32 [numel]
-    int pending = 0;     // parameters not yet ready this step
   };
   void on_ready(size_t k);  // autograd post-hook: parameter k's gradient is accumulated
   // Makes parameter k's .grad its slice of the bucket (copying a gradient that
@@ -123,16 +122,21 @@ class GradientReducer {
   std::vector<std::shared_ptr<torch::autograd::Node>> accumulators_;
   std::vector<uintptr_t> hook_keys_;
 
-  std::mutex mutex_;
-  std::condition_variable cv_;
-  bool armed_ = false;
-  bool cancelled_ = false;
-  bool second_backward_ = false;  // a hook fired twice for a parameter since arm()
-  int started_ = 0;               // buckets whose reduction has started this step
-  int completed_ = 0;             // buckets reduced this step
-  std::exception_ptr error_;      // from the communication thread
+  // Shared by the thread that runs backward (hooks, average()) and the
+  // communication thread.
+  mutable Mutex mutex_;
+  CondVar cv_;
+  bool cancelled_ M3RET_GUARDED_BY(mutex_) = false;
+  std::vector<int> pending_ M3RET_GUARDED_BY(mutex_);  // per bucket: parameters not yet ready
+  int started_ M3RET_GUARDED_BY(mutex_) = 0;    // buckets whose reduction has started this step
+  int completed_ M3RET_GUARDED_BY(mutex_) = 0;  // buckets reduced this step
+  SyncStats stats_ M3RET_GUARDED_BY(mutex_);
+  // The communication thread's exception; read after joining it.
+  std::exception_ptr error_;
   std::thread thread_;
-  SyncStats stats_;
+  // The backward thread's own.
+  bool armed_ = false;
+  bool second_backward_ = false;  // a hook fired twice for a parameter since arm()
 };
 
 }  // namespace m3ret::trainer

@@ -58,9 +58,8 @@ size_t connection_cap(size_t wanted) {
 
 class Session : public std::enable_shared_from_this<Session> {
  public:
-  Session(tcp::socket socket, const HttpHandler& handler, std::mutex& mutex,
-          std::chrono::milliseconds timeout)
-      : stream_(std::move(socket)), handler_(handler), mutex_(mutex), timeout_(timeout) {}
+  Session(tcp::socket socket, const HttpHandler& handler, std::chrono::milliseconds timeout)
+      : stream_(std::move(socket)), handler_(handler), timeout_(timeout) {}
 
   void start() { read(); }
   // Waiting for (the rest of) a request, i.e. not answering one.
@@ -105,7 +104,6 @@ class Session : public std::enable_shared_from_this<Session> {
       const auto& req = parser_->get();
       keep = req.keep_alive();
       try {
-        std::lock_guard<std::mutex> lock(mutex_);
         r = handler_(std::string(req.method_string()), std::string(req.target()),
                      std::string(req[http::field::authorization]));
       } catch (const std::exception& e) {
@@ -130,7 +128,6 @@ class Session : public std::enable_shared_from_this<Session> {
   beast::flat_buffer buffer_{8192};
   std::optional<http::request_parser<http::string_body>> parser_;
   const HttpHandler& handler_;
-  std::mutex& mutex_;
   std::chrono::milliseconds timeout_;
   bool idle_ = true, closed_ = false;
 };
@@ -153,7 +150,6 @@ struct HttpServer::Impl {
   tcp::acceptor acceptor{io};
   asio::steady_timer pause{io};
   HttpHandler handler;
-  std::mutex* mutex = nullptr;
   HttpServerOptions opts;
   size_t cap = 1;
   int spare_fd = -1;  // released to refuse one connection when descriptors run out
@@ -188,7 +184,7 @@ struct HttpServer::Impl {
       set_cloexec(socket.native_handle());
       make_room();
       if (sessions.size() < cap) {
-        auto s = std::make_shared<Session>(std::move(socket), handler, *mutex, opts.idle_timeout);
+        auto s = std::make_shared<Session>(std::move(socket), handler, opts.idle_timeout);
         sessions.push_back(s);
         s->start();
       }  // else: every slot answers a request; this client is closed
@@ -214,11 +210,9 @@ struct HttpServer::Impl {
   }
 };
 
-HttpServer::HttpServer(uint16_t port, HttpHandler handler, std::mutex& mutex,
-                       HttpServerOptions opts)
+HttpServer::HttpServer(uint16_t port, HttpHandler handler, HttpServerOptions opts)
     : impl_(new Impl) {
   impl_->handler = std::move(handler);
-  impl_->mutex = &mutex;
   impl_->opts = opts;
   impl_->spare_fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
   impl_->cap = connection_cap(opts.max_connections);
@@ -305,63 +299,78 @@ HttpResponse eval_report(State& state, const std::string& report_dir, const std:
   return {200, type->second, ss.str()};
 }
 
+// The GET routes, over a consistent state.
+HttpResponse read_route(State& state, const std::string& report_dir, const std::string& method,
+                        const std::string& path) {
+  if (path == "/" || path == "/index.html") {
+    if (method != "GET") return json_error(405, "use GET");
+    return {200, "text/html; charset=utf-8", status_html(state, report_dir)};
+  }
+  if (path == "/api/status") {
+    if (method != "GET") return json_error(405, "use GET");
+    return {200, "application/json", status_json(state).dump(2)};
+  }
+  if (path.rfind("/report/", 0) == 0) {
+    if (method != "GET") return json_error(405, "use GET");
+    std::string name = path.substr(8);
+    const std::string type = report_file_type(name);
+    if (type.empty()) return json_error(404, "no report file '" + name + "'");
+    std::ifstream in(std::filesystem::path(report_dir) / name, std::ios::binary);
+    if (!in) return json_error(404, "report file '" + name + "' not written yet");
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return {200, type, ss.str()};
+  }
+  if (path.rfind("/evals/", 0) == 0) {
+    if (method != "GET") return json_error(405, "use GET");
+    return eval_report(state, report_dir, path.substr(7));
+  }
+  return json_error(404, "no such path '" + path + "'");
+}
+
+constexpr const char* kRunsPrefix = "/api/runs/";
+
+// POST /api/runs/RUN/cancel|retry. The orchestrator's methods take its lock
+// themselves, so this runs outside it.
+HttpResponse run_action(State& state, Orchestrator* orch, const std::string& token,
+                        const std::string& method, const std::string& path,
+                        const std::string& auth) {
+  std::string rest = path.substr(std::string(kRunsPrefix).size());
+  auto slash = rest.rfind('/');
+  if (slash == std::string::npos) return json_error(404, "expected /api/runs/RUN/cancel or /retry");
+  std::string run = rest.substr(0, slash), action = rest.substr(slash + 1);
+  if (action != "cancel" && action != "retry")
+    return json_error(404, "unknown action '" + action + "'");
+  if (method != "POST") return json_error(405, "use POST");
+  if (!equal_constant_time(auth, "Bearer " + token)) {
+    return json_error(401, "missing or wrong token (Authorization: Bearer TOKEN)");
+  }
+  auto known = [&](State& s) { return s.run(run).has_value(); };
+  if (!(orch ? orch->with_state(known) : known(state)))
+    return json_error(404, "no run '" + run + "'");
+  if (!orch) return json_error(409, "no orchestrator attached");
+  try {
+    if (action == "cancel")
+      orch->cancel_run(run);
+    else
+      orch->retry_run(run);
+  } catch (const std::exception& e) {
+    return json_error(409, e.what());
+  }
+  return {200, "application/json",
+          nlohmann::json{{"run", run}, {"action", action}, {"ok", true}}.dump()};
+}
+
 }  // namespace
 
 HttpHandler make_status_handler(State& state, Orchestrator* orch, const std::string& token,
                                 const std::string& report_dir) {
   return [&state, orch, token, report_dir](const std::string& method, const std::string& target,
                                            const std::string& auth) -> HttpResponse {
-    std::string path = target.substr(0, target.find('?'));
-    if (path == "/" || path == "/index.html") {
-      if (method != "GET") return json_error(405, "use GET");
-      return {200, "text/html; charset=utf-8", status_html(state, report_dir)};
-    }
-    if (path == "/api/status") {
-      if (method != "GET") return json_error(405, "use GET");
-      return {200, "application/json", status_json(state).dump(2)};
-    }
-    if (path.rfind("/report/", 0) == 0) {
-      if (method != "GET") return json_error(405, "use GET");
-      std::string name = path.substr(8);
-      const std::string type = report_file_type(name);
-      if (type.empty()) return json_error(404, "no report file '" + name + "'");
-      std::ifstream in(std::filesystem::path(report_dir) / name, std::ios::binary);
-      if (!in) return json_error(404, "report file '" + name + "' not written yet");
-      std::stringstream ss;
-      ss << in.rdbuf();
-      return {200, type, ss.str()};
-    }
-    if (path.rfind("/evals/", 0) == 0) {
-      if (method != "GET") return json_error(405, "use GET");
-      return eval_report(state, report_dir, path.substr(7));
-    }
-    const std::string prefix = "/api/runs/";
-    if (path.rfind(prefix, 0) == 0) {
-      std::string rest = path.substr(prefix.size());
-      auto slash = rest.rfind('/');
-      if (slash == std::string::npos)
-        return json_error(404, "expected /api/runs/RUN/cancel or /retry");
-      std::string run = rest.substr(0, slash), action = rest.substr(slash + 1);
-      if (action != "cancel" && action != "retry")
-        return json_error(404, "unknown action '" + action + "'");
-      if (method != "POST") return json_error(405, "use POST");
-      if (!equal_constant_time(auth, "Bearer " + token)) {
-        return json_error(401, "missing or wrong token (Authorization: Bearer TOKEN)");
-      }
-      if (!state.run(run)) return json_error(404, "no run '" + run + "'");
-      if (!orch) return json_error(409, "no orchestrator attached");
-      try {
-        if (action == "cancel")
-          orch->cancel_run(run);
-        else
-          orch->retry_run(run);
-      } catch (const std::exception& e) {
-        return json_error(409, e.what());
-      }
-      return {200, "application/json",
-              nlohmann::json{{"run", run}, {"action", action}, {"ok", true}}.dump()};
-    }
-    return json_error(404, "no such path '" + path + "'");
+    const std::string path = target.substr(0, target.find('?'));
+    if (path.rfind(kRunsPrefix, 0) == 0) return run_action(state, orch, token, method, path, auth);
+    auto read = [&](State& s) { return read_route(s, report_dir, method, path); };
+    return orch ? orch->with_state(read) : read(state);
   };
 }
 

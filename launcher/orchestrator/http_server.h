@@ -15,9 +15,10 @@
 // when a new client comes at the cap, the connection that has waited longest
 // for a request is closed to make room, so idle clients can neither starve a
 // real request nor exhaust the process's descriptors. Every socket is
-// close-on-exec (jobs never inherit the port). Every handler runs under
-// `mutex`, which the caller also holds while it uses the same
-// State/Orchestrator (they are not thread-safe).
+// close-on-exec (jobs never inherit the port). Handlers run on the server's
+// thread; make_status_handler's read the state and act on runs through the
+// orchestrator's own lock (Orchestrator::with_state, cancel_run, retry_run),
+// so the orchestrator may step on another thread meanwhile.
 #pragma once
 
 #include <chrono>
@@ -25,7 +26,6 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <string>
 
 namespace m3ret::orchestrator {
@@ -52,7 +52,7 @@ class HttpServer {
  public:
   // Listens on 127.0.0.1:port (0 = any free port) and serves on a thread
   // until destroyed. Throws m3ret::Error when the port cannot be bound.
-  HttpServer(uint16_t port, HttpHandler handler, std::mutex& mutex, HttpServerOptions opts = {});
+  HttpServer(uint16_t port, HttpHandler handler, HttpServerOptions opts = {});
   ~HttpServer();
   uint16_t port() const;
   // The connection cap in force (max_connections, lowered by RLIMIT_NOFILE).
@@ -65,7 +65,8 @@ class HttpServer {
 
 class Orchestrator;
 class State;
-// The routes above over an orchestrator (null: read-only, actions give 409).
+// The routes above over an orchestrator (null: read-only, actions give 409;
+// then nothing else may use `state` while the server runs).
 HttpHandler make_status_handler(State& state, Orchestrator* orchestrator, const std::string& token,
                                 const std::string& report_dir);
 

@@ -141,6 +141,7 @@ double Orchestrator::retried_at(const std::string& scope) {
 }
 
 void Orchestrator::reconcile() {
+  MutexLock lock(mu_);
   for (const auto& job : state_.jobs()) {
     if (job.state != JobState::kIntent) continue;
     if (auto id = backend_.find(job.name, job.job_dir)) {
@@ -433,6 +434,11 @@ bool Orchestrator::advance_run(const RunSpec& spec, const RunRow& row) {
 }
 
 bool Orchestrator::step() {
+  MutexLock lock(mu_);
+  return step_locked();
+}
+
+bool Orchestrator::step_locked() {
   bool changed = poll_active();
   if (first_step_) {
     changed = true;  // the report exists from the start
@@ -449,15 +455,9 @@ bool Orchestrator::step() {
   return true;
 }
 
-void Orchestrator::run(double interval_s, const std::atomic<bool>& stop, std::mutex* mutex) {
+void Orchestrator::run(double interval_s, const std::atomic<bool>& stop) {
   while (!stop.load()) {
-    bool done = false;
-    {
-      std::unique_lock<std::mutex> lock;
-      if (mutex) lock = std::unique_lock<std::mutex>(*mutex);
-      done = step();
-    }
-    if (done) return;
+    if (step()) return;
     auto until = std::chrono::steady_clock::now() + std::chrono::duration<double>(interval_s);
     while (!stop.load() && std::chrono::steady_clock::now() < until) {
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
@@ -466,6 +466,7 @@ void Orchestrator::run(double interval_s, const std::atomic<bool>& stop, std::mu
 }
 
 void Orchestrator::cancel_run(const std::string& run) {
+  MutexLock lock(mu_);
   if (!state_.run(run)) throw Error(fmt::format("no run '{}' in this sweep", run));
   for (const auto& job : state_.jobs(run)) {
     if (active(job.state)) {
@@ -479,6 +480,7 @@ void Orchestrator::cancel_run(const std::string& run) {
 }
 
 void Orchestrator::retry_run(const std::string& run) {
+  MutexLock lock(mu_);
   auto row = state_.run(run);
   if (!row) throw Error(fmt::format("no run '{}' in this sweep", run));
   if (row->state != RunState::kFailed && row->state != RunState::kCancelled) {

@@ -25,10 +25,10 @@
 #include <atomic>
 #include <filesystem>
 #include <map>
-#include <mutex>
 #include <string>
 #include <vector>
 
+#include "core/mutex.h"
 #include "launcher/orchestrator/backend.h"
 #include "launcher/orchestrator/report.h"
 #include "launcher/orchestrator/state.h"
@@ -46,6 +46,9 @@ struct OrchestratorOptions {
   std::filesystem::path model_info;
 };
 
+// Thread-safe: every public method holds the orchestrator's mutex while it
+// works on the state, so the status server's thread may cancel or retry runs
+// and read the state (with_state) while run() steps on another thread.
 class Orchestrator {
  public:
   // `state` and `backend` must outlive the orchestrator. Records the runs of
@@ -54,23 +57,30 @@ class Orchestrator {
 
   // After a restart: every job recorded as `intent` is found in the backend by
   // name (then recorded as submitted) or submitted now. Idempotent.
-  void reconcile();
+  void reconcile() M3RET_EXCLUDES(mu_);
 
   // One pass: polls active jobs, records checkpoints and evaluations, submits
   // what is ready within the backend's concurrency limit, rewrites the report
   // when something changed. Returns true when every run has ended.
-  bool step();
+  bool step() M3RET_EXCLUDES(mu_);
 
   // Calls step() every `interval_s` until all runs ended or `stop` is set.
-  // Holds `mutex` (if given) during each step.
-  void run(double interval_s, const std::atomic<bool>& stop, std::mutex* mutex = nullptr);
+  void run(double interval_s, const std::atomic<bool>& stop) M3RET_EXCLUDES(mu_);
 
   // Cancels a run's active jobs and marks it cancelled; retry makes a failed
   // or cancelled run pending again (its next train job resumes) and gives
   // its train, eval, shard and data jobs their whole retry budget again.
   // Throw m3ret::Error for an unknown run.
-  void cancel_run(const std::string& run);
-  void retry_run(const std::string& run);
+  void cancel_run(const std::string& run) M3RET_EXCLUDES(mu_);
+  void retry_run(const std::string& run) M3RET_EXCLUDES(mu_);
+
+  // Calls f(state) under the orchestrator's mutex and returns its result:
+  // how another thread reads (or writes) the state consistently.
+  template <typename F>
+  auto with_state(F&& f) M3RET_EXCLUDES(mu_) {
+    MutexLock lock(mu_);
+    return f(state_);
+  }
 
   std::filesystem::path report_dir() const { return sweep_.work_dir / "report"; }
   const Sweep& sweep() const { return sweep_; }
@@ -82,29 +92,34 @@ class Orchestrator {
   std::string fraction_tag(double fraction) const;
   std::vector<std::string> config_args(const std::vector<std::string>& sets) const;
   // `m3ret ARGS`, under the backend's MPI launch prefix when ranks > 0.
-  std::string m3ret_cmd(const std::vector<std::string>& args, int ranks, JobKind kind) const;
+  std::string m3ret_cmd(const std::vector<std::string>& args, int ranks, JobKind kind) const
+      M3RET_REQUIRES(mu_);
 
-  bool poll_active();
-  void submit(JobRow job, const std::vector<std::string>& after_ok = {});
-  bool active_limit_reached();
+  bool step_locked() M3RET_REQUIRES(mu_);
+  bool poll_active() M3RET_REQUIRES(mu_);
+  void submit(JobRow job, const std::vector<std::string>& after_ok = {}) M3RET_REQUIRES(mu_);
+  bool active_limit_reached() M3RET_REQUIRES(mu_);
   // When `scope` (a run, a fraction tag, "data") was last retried; 0 = never.
-  double retried_at(const std::string& scope);
+  double retried_at(const std::string& scope) M3RET_REQUIRES(mu_);
   // Returns true when the data/shards of `fraction` are ready; may submit jobs.
-  bool ensure_data();
-  bool ensure_shards(double fraction, std::string* pending_id);
-  bool advance_run(const RunSpec& spec, const RunRow& row);
-  bool scan_checkpoints(const RunSpec& spec, const RunRow& row);
-  bool record_evaluation(const JobRow& job);
-  void write_report();
-  std::map<std::string, double> model_params();
+  bool ensure_data() M3RET_REQUIRES(mu_);
+  bool ensure_shards(double fraction, std::string* pending_id) M3RET_REQUIRES(mu_);
+  bool advance_run(const RunSpec& spec, const RunRow& row) M3RET_REQUIRES(mu_);
+  bool scan_checkpoints(const RunSpec& spec, const RunRow& row) M3RET_REQUIRES(mu_);
+  bool record_evaluation(const JobRow& job) M3RET_REQUIRES(mu_);
+  void write_report() M3RET_REQUIRES(mu_);
+  std::map<std::string, double> model_params() M3RET_REQUIRES(mu_);
 
+  // Fixed after construction.
   const Sweep& sweep_;
-  State& state_;
-  Backend& backend_;
   OrchestratorOptions opts_;
-  int active_ = 0;
-  bool first_step_ = true;
-  bool model_info_failed_ = false;
+
+  mutable Mutex mu_;
+  State& state_ M3RET_GUARDED_BY(mu_);
+  Backend& backend_ M3RET_GUARDED_BY(mu_);
+  int active_ M3RET_GUARDED_BY(mu_) = 0;
+  bool first_step_ M3RET_GUARDED_BY(mu_) = true;
+  bool model_info_failed_ M3RET_GUARDED_BY(mu_) = false;
 };
 
 // Reads the evaluated encoder's per-modality rows of REPORT.json with eval's

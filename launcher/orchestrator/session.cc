@@ -9,7 +9,6 @@
 #include <cstring>
 #include <fstream>
 #include <memory>
-#include <mutex>
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
@@ -90,12 +89,12 @@ void retry_failed_runs(State& state, Orchestrator& orch) {
 }
 
 std::unique_ptr<HttpServer> start_server(const SessionOptions& o, const Sweep& sweep, State& state,
-                                         Orchestrator& orch, std::mutex& mutex) {
+                                         Orchestrator& orch) {
   const std::string token = o.token.empty() ? random_token() : o.token;
   write_token_file(sweep.work_dir, token);
   auto server = std::make_unique<HttpServer>(
       static_cast<uint16_t>(o.port),
-      make_status_handler(state, &orch, token, orch.report_dir().string()), mutex);
+      make_status_handler(state, &orch, token, orch.report_dir().string()));
   write_port_file(sweep.work_dir, server->port());
   spdlog::info("orchestrate: status on http://127.0.0.1:{}/ (token for cancel/retry in {})",
                server->port(), (sweep.work_dir / "token").string());
@@ -132,13 +131,12 @@ void run_session(const SessionOptions& o, const std::atomic<bool>& stop) {
   Orchestrator orch(sweep, state, *backend, orchestrator_options(o, sweep));
   orch.reconcile();
   if (o.retry_failed) retry_failed_runs(state, orch);
-  std::mutex mutex;
   std::unique_ptr<HttpServer> server;
-  if (o.server) server = start_server(o, sweep, state, orch, mutex);
+  if (o.server) server = start_server(o, sweep, state, orch);
   spdlog::info("orchestrate: sweep {} ({} runs, {} backend), state {}", sweep.name,
                sweep.runs.size(), backend->name(), db.string());
-  orch.run(o.poll, stop, &mutex);
-  std::lock_guard<std::mutex> guard(mutex);
+  orch.run(o.poll, stop);
+  server.reset();  // from here on, this thread alone uses the state
   try {
     write_status_page(state, orch.report_dir());  // the page that stays after the orchestrator
   } catch (const std::exception& e) {
