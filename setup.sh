@@ -22,8 +22,9 @@ VENV="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/python/.venv"
 PACKAGES=(
   # toolchain
   build-essential cmake ninja-build pkg-config ccache git
-  # clang: the libFuzzer targets (tests/fuzz, a stage of .ci/run)
-  clang
+  # clang: the libFuzzer targets (tests/fuzz, a stage of .ci/run) and the thread-safety analysis;
+  # clang-format-14: the style check (tests/style)
+  clang clang-format-14
   # LibTorch (CPU) and a fast BLAS (Debian's LibTorch links the reference BLAS by default)
   libtorch-dev libopenblas0-pthread
   # MPI, HDF5, ITK, FFmpeg
