@@ -24,8 +24,8 @@ MEASURED = {
     # sharding: 2 ranks / 1 rank on this 2-core machine (scaling_plan.sh rows)
     # (200,000 rows, 2026-12-02 06:00 UTC, load average 3.9-4.3)
     "shard_rank_scaling_2": 2843.4 / 1422.0,
-    # 2 ranks against two independent 1-rank processes (scaling_plan.sh ceiling, the lower of
-    # the two runs: 50,000 rows, load average 5.5)
+    # 2 ranks against two independent 1-rank processes (scaling_plan.sh ceiling, 50,000 rows:
+    # 0.80 at load average 5.5, 0.96 at 2.7-5.1; the lower one)
     "shard_efficiency_vs_independent": 0.799,
     # loader samples/s of one worker core with the trainer's augmentations, per
     # modality (scaling_plan.sh loader: bench_loader_train, 1 worker)
