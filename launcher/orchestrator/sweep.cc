@@ -112,10 +112,18 @@ std::string safe(const std::string& s) {
   return out;
 }
 
-fs::path resolve(const fs::path& base, const std::string& p) {
+// The path of `key`'s value `p` (relative to `base`); a path the system refuses (e.g. a name
+// longer than NAME_MAX) is an Error naming the key.
+fs::path resolve(const fs::path& base, const std::string& p, const std::string& where,
+                 const std::string& key) {
   if (p.empty()) return {};
   fs::path path(p);
-  return fs::weakly_canonical(path.is_absolute() ? path : base / path);
+  try {
+    return fs::weakly_canonical(path.is_absolute() ? path : base / path);
+  } catch (const fs::filesystem_error& e) {
+    throw Error(fmt::format("{}: sweep key '{}': '{}' is not a usable path: {}", where, key, p,
+                            e.code().message()));
+  }
 }
 
 }  // namespace
@@ -242,15 +250,19 @@ Sweep load_sweep(const fs::path& file, const ValidateFn& validate) {
   }
   if (f.sweep.base_config.empty())
     throw Error(fmt::format("{}: sweep key 'sweep.base_config': missing", s.file.string()));
-  s.base_config = resolve(s.file.parent_path(), f.sweep.base_config);
+  auto resolve_key = [&](const fs::path& base, const std::string& p, const std::string& key) {
+    return resolve(base, p, where(doc, s.file, key), key);
+  };
+  s.base_config = resolve_key(s.file.parent_path(), f.sweep.base_config, "sweep.base_config");
   if (!fs::is_regular_file(s.base_config)) {
     throw Error(fmt::format("{}: sweep key 'sweep.base_config': '{}' is not a file",
                             where(doc, s.file, "sweep.base_config"), s.base_config.string()));
   }
-  s.work_dir =
-      resolve(fs::current_path(), f.sweep.work_dir.empty() ? "sweep-" + s.name : f.sweep.work_dir);
-  s.manifest = resolve(s.file.parent_path(), f.sweep.manifest);
-  s.slurm.templates = resolve(s.file.parent_path(), f.slurm.templates);
+  s.work_dir = resolve_key(fs::current_path(),
+                           f.sweep.work_dir.empty() ? "sweep-" + s.name : f.sweep.work_dir,
+                           "sweep.work_dir");
+  s.manifest = resolve_key(s.file.parent_path(), f.sweep.manifest, "sweep.manifest");
+  s.slurm.templates = resolve_key(s.file.parent_path(), f.slurm.templates, "slurm.templates");
   split_command(s.local.mpiexec, "local.mpiexec", where(doc, s.file, "local.mpiexec"));
   split_command(s.slurm.mpiexec, "slurm.mpiexec", where(doc, s.file, "slurm.mpiexec"));
   s.runs = expand_axes(s.sets, s.axes);
