@@ -9,6 +9,7 @@
 #include <unistd.h>
 #include <signal.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdlib>
 #include <fstream>
@@ -330,9 +331,7 @@ TEST(Orchestrator, RunsEverySweepPointAndEvaluatesEveryCheckpointOnce) {
   EXPECT_NE(read(dir / "work/report/scaling.md").find("| r000-preset=tiny |"), std::string::npos);
 
   // The status page links each run's last evaluation report, which the server serves.
-  std::mutex mutex;
-  HttpServer server(0, make_status_handler(st, nullptr, "t", (dir / "work/report").string()),
-                    mutex);
+  HttpServer server(0, make_status_handler(st, nullptr, "t", (dir / "work/report").string()));
   auto get = [&](const std::string& path) {
     return http(server.port(), "GET " + path + " HTTP/1.1\r\nConnection: close\r\n\r\n");
   };
@@ -1334,8 +1333,7 @@ TEST(StatusServer, ServesJsonAndHtmlAndRefusesBadRequests) {
   State st(dir / "s.db");
   Orchestrator o(rig.sweep, st, rig.backend, {});
   o.step();
-  std::mutex mutex;
-  HttpServer server(0, make_status_handler(st, &o, "sekret", o.report_dir().string()), mutex);
+  HttpServer server(0, make_status_handler(st, &o, "sekret", o.report_dir().string()));
   uint16_t p = server.port();
 
   auto r = http(p, "GET /api/status HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
@@ -1396,17 +1394,45 @@ TEST(StatusServer, ServesJsonAndHtmlAndRefusesBadRequests) {
   EXPECT_EQ(status_of(http(p, "GET /api/status HTTP/1.1\r\nConnection: close\r\n\r\n")), 200);
 }
 
+// The server's thread reads the state and cancels a run while run() steps on
+// another thread: the orchestrator's own lock keeps them apart (under TSan, a
+// race here is a report).
+TEST(StatusServer, AnswersAndActsWhileTheOrchestratorStepsOnAnotherThread) {
+  TempDir dir("http");
+  Rig rig(dir.path(), "[axes]\n\"train.seed\" = [1, 2]\n");
+  rig.backend.polls_to_finish = 1000000;  // nothing finishes while the test runs
+  State st(dir / "s.db");
+  Orchestrator o(rig.sweep, st, rig.backend, {});
+  o.reconcile();
+  HttpServer server(0, make_status_handler(st, &o, "sekret", o.report_dir().string()));
+  std::atomic<bool> stop{false};
+  std::thread stepping([&] { o.run(0.001, stop); });
+  for (int i = 0; i < 30; ++i) {
+    auto r = http(server.port(), "GET /api/status HTTP/1.1\r\nConnection: close\r\n\r\n");
+    ASSERT_EQ(status_of(r), 200) << r;
+    EXPECT_EQ(nlohmann::json::parse(r.substr(r.find("\r\n\r\n") + 4))["runs"].size(), 2u);
+  }
+  auto r = http(server.port(),
+                "POST /api/runs/r000-seed=1/cancel HTTP/1.1\r\nAuthorization: Bearer "
+                "sekret\r\nConnection: close\r\n\r\n");
+  EXPECT_EQ(status_of(r), 200) << r;
+  EXPECT_EQ(status_of(http(server.port(), "GET / HTTP/1.1\r\nConnection: close\r\n\r\n")), 200);
+  stop = true;
+  stepping.join();
+  EXPECT_EQ(st.run("r000-seed=1")->state, "cancelled");
+  EXPECT_NE(st.run("r001-seed=2")->state, "cancelled");
+}
+
 TEST(StatusServer, AtItsCapClosesTheLongestIdleClientsAndStillAnswers) {
   TempDir dir("http");
   Rig rig(dir.path(), "");
   State st(dir / "s.db");
   Orchestrator o(rig.sweep, st, rig.backend, {});
   o.step();
-  std::mutex mutex;
   HttpServerOptions opts;
   opts.max_connections = 8;
   opts.idle_timeout = std::chrono::minutes(10);  // only the cap can close an idle client here
-  HttpServer server(0, make_status_handler(st, &o, "sekret", o.report_dir().string()), mutex, opts);
+  HttpServer server(0, make_status_handler(st, &o, "sekret", o.report_dir().string()), opts);
   EXPECT_EQ(server.max_connections(), 8u);
   namespace asio = boost::asio;
   asio::io_context io;
@@ -1434,9 +1460,8 @@ TEST(StatusServer, JobsInheritNeitherThePortNorItsConnections) {
   Rig rig(dir.path(), "");
   State st(dir / "s.db");
   Orchestrator o(rig.sweep, st, rig.backend, {});
-  std::mutex mutex;
-  auto server = std::make_unique<HttpServer>(
-      0, make_status_handler(st, &o, "t", o.report_dir().string()), mutex);
+  auto server =
+      std::make_unique<HttpServer>(0, make_status_handler(st, &o, "t", o.report_dir().string()));
   const uint16_t port = server->port();
   // A keep-alive client whose connection the server has accepted and answered.
   namespace asio = boost::asio;
@@ -1464,8 +1489,7 @@ TEST(StatusServer, JobsInheritNeitherThePortNorItsConnections) {
   client.read_some(asio::buffer(&c, 1), ec);
   EXPECT_EQ(ec, asio::error::eof);
   // ... and a restarted orchestrator gets the same port while the job runs.
-  EXPECT_NO_THROW(
-      HttpServer(port, make_status_handler(st, &o, "t", o.report_dir().string()), mutex));
+  EXPECT_NO_THROW(HttpServer(port, make_status_handler(st, &o, "t", o.report_dir().string())));
   EXPECT_EQ(b->poll(id, dir / "j").state, JobState::kRunning);
   b->cancel(id);
   wait_for(*b, id, dir / "j");
