@@ -162,6 +162,7 @@ ImportResult import_dataset(const std::string& name, const ImportOptions& opts) 
     }
     fs::write_atomic(skipped, text);
   }
+  for (auto& row : result.rows) row.dataset = name;  // the manifest's dataset column
   write_manifest(opts.out, result.rows);
   return result;
 }

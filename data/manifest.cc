@@ -18,7 +18,10 @@ namespace {
 
 namespace stdfs = std::filesystem;
 
-const std::array<std::string, 5> kColumns = {"path", "modality", "labels", "group", "split"};
+// The five required columns, then the optional `dataset`.
+const std::array<std::string, 6> kColumns = {"path",  "modality", "labels",
+                                             "group", "split",    "dataset"};
+constexpr size_t kRequired = 5;
 const std::array<std::string, 4> kSplits = {"", "train", "val", "test"};
 
 // `p` relative to `dir` when it lies under it, else `p` itself.
@@ -42,20 +45,21 @@ std::vector<ManifestRow> read_manifest(const stdfs::path& csv_path, bool check_p
     throw Error(fmt::format(
         "{}:1: empty manifest (expected header path,modality,labels,group,split)", name));
   }
-  // Header: the five columns, in any order, each exactly once.
+  // Header: the five columns (and optionally dataset), in any order, each exactly once.
   const auto& header = records.front();
-  std::array<int, 5> column{};
+  std::array<int, 6> column{};
   column.fill(-1);
   for (size_t i = 0; i < header.fields.size(); ++i) {
     auto it = std::find(kColumns.begin(), kColumns.end(), header.fields[i]);
     if (it == kColumns.end() || column[it - kColumns.begin()] >= 0) {
       throw Error(fmt::format(
-          "{}:{}: bad header column '{}' (expected exactly path,modality,labels,group,split)", name,
-          header.line, header.fields[i]));
+          "{}:{}: bad header column '{}' (expected exactly path,modality,labels,group,split and "
+          "optionally dataset)",
+          name, header.line, header.fields[i]));
     }
     column[it - kColumns.begin()] = static_cast<int>(i);
   }
-  for (size_t c = 0; c < kColumns.size(); ++c) {
+  for (size_t c = 0; c < kRequired; ++c) {
     if (column[c] < 0) {
       throw Error(
           fmt::format("{}:{}: header lacks column '{}' (expected path,modality,labels,group,split)",
@@ -69,9 +73,10 @@ std::vector<ManifestRow> read_manifest(const stdfs::path& csv_path, bool check_p
   std::unordered_map<std::string, int64_t> line_of;  // normalised path -> line
   for (size_t r = 1; r < records.size(); ++r) {
     const auto& rec = records[r];
-    if (rec.fields.size() != kColumns.size()) {
-      throw Error(fmt::format("{}:{}: expected 5 fields (path,modality,labels,group,split), got {}",
-                              name, rec.line, rec.fields.size()));
+    if (rec.fields.size() != header.fields.size()) {
+      throw Error(fmt::format("{}:{}: expected {} fields ({}), got {}", name, rec.line,
+                              header.fields.size(), fmt::join(header.fields, ","),
+                              rec.fields.size()));
     }
     ManifestRow row;
     row.line = rec.line;
@@ -80,6 +85,7 @@ std::vector<ManifestRow> read_manifest(const stdfs::path& csv_path, bool check_p
     row.labels = split_labels(rec.fields[column[2]]);
     row.group = rec.fields[column[3]];
     row.split = rec.fields[column[4]];
+    if (column[5] >= 0) row.dataset = rec.fields[column[5]];
     if (path.empty()) throw Error(fmt::format("{}:{}: empty path", name, rec.line));
     if (!is_modality(row.modality)) {
       throw Error(fmt::format("{}:{}: unknown modality '{}' (expected one of {})", name, rec.line,
@@ -110,7 +116,10 @@ std::vector<ManifestRow> read_manifest(const stdfs::path& csv_path, bool check_p
 
 void write_manifest(const stdfs::path& csv_path, const std::vector<ManifestRow>& rows) {
   const auto dir = stdfs::absolute(csv_path).parent_path();
-  std::string out = "path,modality,labels,group,split\n";
+  const bool datasets = std::any_of(rows.begin(), rows.end(),
+                                    [](const ManifestRow& r) { return !r.dataset.empty(); });
+  std::string out = datasets ? "path,modality,labels,group,split,dataset\n"
+                             : "path,modality,labels,group,split\n";
   for (const auto& row : rows) {
     if (row.path.empty())
       throw Error(fmt::format("write_manifest {}: a row has an empty path", csv_path.string()));
@@ -129,6 +138,7 @@ void write_manifest(const stdfs::path& csv_path, const std::vector<ManifestRow>&
     out += fmt::format(
         "{},{},{},{},{}\n", csv::quote(relative_if_under(row.path, dir).generic_string()),
         csv::quote(row.modality), csv::quote(labels), csv::quote(row.group), csv::quote(row.split));
+    if (datasets) out.insert(out.size() - 1, "," + csv::quote(row.dataset));
   }
   fs::write_atomic(csv_path, out);
 }

@@ -1,4 +1,7 @@
-// The manifest CSV: `path,modality,labels,group,split` (header required).
+// The manifest CSV: `path,modality,labels,group,split` (header required), and
+// optionally a sixth column `dataset`: the dataset a row comes from (what
+// [loader] dataset weights refer to; empty = none). Importers fill it with
+// their name.
 // `labels` is '|'-separated; `path` is a file, a DICOM series folder, one
 // series of a folder as "FOLDER#SERIES_ID" (data/dicom.h) or a video;
 // relative paths resolve against the manifest's folder. Fields are quoted as in
@@ -17,7 +20,8 @@ struct ManifestRow {
   std::vector<std::string> labels;
   std::string group;
   std::string split;
-  int64_t line = 0;  // 1-based line in the CSV (header is line 1)
+  std::string dataset;  // optional column; "" when absent
+  int64_t line = 0;     // 1-based line in the CSV (header is line 1)
 };
 
 // Reads and validates a manifest. Throws m3ret::Error naming the file and the
@@ -27,7 +31,7 @@ struct ManifestRow {
 std::vector<ManifestRow> read_manifest(const std::filesystem::path& csv, bool check_paths = false);
 
 // Writes rows atomically; paths are written relative to the CSV's folder when
-// they lie under it.
+// they lie under it. The `dataset` column is written when a row has one.
 void write_manifest(const std::filesystem::path& csv, const std::vector<ManifestRow>& rows);
 
 // Stable sample id for a row: its path relative to the manifest folder.

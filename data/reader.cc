@@ -80,6 +80,7 @@ Sample read_sample(const ManifestRow& row, const std::filesystem::path& manifest
   s.labels = row.labels;
   s.group = row.group;
   s.split = row.split;
+  s.dataset = row.dataset;
   s.source = path.string();
   if (is_dicom_input(path))
     decode_isolated(path, cfg, s);

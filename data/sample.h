@@ -42,6 +42,7 @@ struct Sample {
   std::string group;                // patient/study id; retrieval never counts a same-group hit
   std::string split;                // "train", "val", "test", or "" (unspecified)
   std::string source;               // path it was read from
+  std::string dataset;              // the manifest's dataset column ("" = none)
 
   int64_t numel() const { return C * T * H * W; }
 };

@@ -38,6 +38,8 @@ struct LoaderConfig {
   int64_t prefetch = 4;  // batches read ahead
   std::string mixing = "proportional";
   double temperature = 2.0;
+  std::vector<std::string> datasets;    // dataset weights (docs/loading.md): names
+  std::vector<double> dataset_weights;  // and their weights within their modality
 
   template <class V>
   void visit(V& v) {
@@ -48,8 +50,17 @@ struct LoaderConfig {
       config::OneOf{{"proportional", "uniform", "temperature"}});
     v("temperature", temperature, "temperature of mixing = \"temperature\"",
       config::Range{1e-3, 1e6});
+    v("datasets", datasets,
+      "datasets (the manifest's dataset column) weighed by dataset_weights within their modality "
+      "(unlisted: weight 1); empty = no dataset weights");
+    v("dataset_weights", dataset_weights, "relative weights of loader.datasets, in their order",
+      config::Range{0, 1e9});
   }
-  MixingConfig mixing_config() const { return MixingConfig{mixing, temperature}; }
+  // Throws config::Error naming the keys (validate_dataset_weights).
+  void validate() const { validate_dataset_weights(datasets, dataset_weights); }
+  MixingConfig mixing_config() const {
+    return MixingConfig{mixing, temperature, datasets, dataset_weights};
+  }
 };
 
 struct LoadedBatch {

@@ -63,13 +63,14 @@ ShardMetadata read_shard_metadata(const std::filesystem::path& path) {
   auto groups = h5::read_strings(f, "groups", path);
   auto splits = h5::read_strings(f, "splits", path);
   auto sources = h5::read_strings(f, "sources", path);
+  auto datasets = h5::read_strings(f, "datasets", path);
   m.rejected_sources = h5::read_strings(f, "rejected_sources", path);
   m.rejected_reasons = h5::read_strings(f, "rejected_reasons", path);
   m.count = static_cast<int64_t>(ids.size());
   if (labels.size() != ids.size() || groups.size() != ids.size() || splits.size() != ids.size() ||
-      sources.size() != ids.size()) {
-    throw Error(
-        fmt::format("{}: ids/labels/groups/splits/sources have different lengths", path.string()));
+      sources.size() != ids.size() || datasets.size() != ids.size()) {
+    throw Error(fmt::format("{}: ids/labels/groups/splits/sources/datasets have different lengths",
+                            path.string()));
   }
   if (m.rejected_sources.size() != m.rejected_reasons.size()) {
     throw Error(
@@ -101,8 +102,9 @@ ShardMetadata read_shard_metadata(const std::filesystem::path& path) {
   }
   m.samples.resize(ids.size());
   for (size_t i = 0; i < ids.size(); ++i) {
-    m.samples[i] = SampleMeta{std::move(ids[i]), split_labels(labels[i]), std::move(groups[i]),
-                              std::move(splits[i]), std::move(sources[i])};
+    m.samples[i] =
+        SampleMeta{std::move(ids[i]),    split_labels(labels[i]), std::move(groups[i]),
+                   std::move(splits[i]), std::move(sources[i]),   std::move(datasets[i])};
   }
   return m;
 }

@@ -1,9 +1,9 @@
-// The shard file format ("m3ret-shard", version 4; docs/formats.md).
+// The shard file format ("m3ret-shard", version 5; docs/formats.md).
 //
 // One HDF5 file per shard, one modality and one sample shape per file:
 //   attributes (on the root group)
 //     format          string  "m3ret-shard"
-//     format_version  int64   4 (older versions are refused, naming the file
+//     format_version  int64   5 (older versions are refused, naming the file
 //                             and the command that rewrites it)
 //     modality        string  the sample group: one of data::group_names() (a
 //                             modality, or endoscopy-image for endoscopy stills)
@@ -22,7 +22,7 @@
 //              sample), deflate filter when compression > 0
 //     pixel_crc uint32 [N], the CRC-32 (zlib) of each sample's chunk as stored
 //              (after deflate): verified by every read and by a resuming sharder
-//     ids, labels, groups, splits, sources          UTF-8 vlen strings [N]
+//     ids, labels, groups, splits, sources, datasets  UTF-8 vlen strings [N]
 //              (labels of a sample joined by '|')
 //     rejected_sources, rejected_reasons            UTF-8 vlen strings [R]
 // No times are recorded: the same content gives byte-identical files.
@@ -40,7 +40,7 @@
 namespace m3ret::sharding {
 
 inline constexpr const char* kShardFormat = "m3ret-shard";
-inline constexpr int64_t kShardFormatVersion = 4;
+inline constexpr int64_t kShardFormatVersion = 5;
 // SHARDS/index.json (docs/formats.md).
 inline constexpr const char* kIndexFormat = "m3ret-shards";
 inline constexpr int64_t kIndexFormatVersion = 3;

@@ -32,6 +32,16 @@ std::vector<std::string> ShardSet::groups_of(const std::string& modality) const 
   return out;
 }
 
+std::map<std::string, std::vector<std::string>> pool_datasets(
+    const ShardSet& shards, const std::map<std::string, std::vector<int64_t>>& pool) {
+  std::map<std::string, std::vector<std::string>> out;
+  for (const auto& [g, indices] : pool) {
+    auto& v = out[g];
+    for (int64_t i : indices) v.push_back(shards.meta(g, i).dataset);
+  }
+  return out;
+}
+
 void ShardSet::read_clip(const std::string& modality, int64_t index, int64_t start,
                          uint8_t* out) const {
   const ModalityInfo& mi = info(modality);
@@ -58,6 +68,7 @@ data::Sample ShardSet::read(const std::string& modality, int64_t index) const {
   s.group = m.group;
   s.split = m.split;
   s.source = m.source;
+  s.dataset = m.dataset;
   return s;
 }
 

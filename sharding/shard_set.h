@@ -16,6 +16,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -30,6 +31,7 @@ struct SampleMeta {
   std::string group;
   std::string split;
   std::string source;
+  std::string dataset;  // the manifest's dataset column ("" = none)
 };
 
 struct ModalityInfo {
@@ -43,6 +45,12 @@ struct ModalityInfo {
   int64_t clip_starts() const { return (stored_T > 0 ? stored_T : T) - (T - 1) * stride; }
   int64_t centre_start() const { return (clip_starts() - 1) / 2; }
 };
+
+class ShardSet;
+// The dataset of every element of `pool` (group -> sample indices), for
+// DistributedSampler's dataset weights.
+std::map<std::string, std::vector<std::string>> pool_datasets(
+    const ShardSet& shards, const std::map<std::string, std::vector<int64_t>>& pool);
 
 class ShardSet {
  public:

@@ -64,7 +64,7 @@ EncodedSample ShardWriter::encode(const data::Sample& s, int compression) {
     throw Error(fmt::format("compression level {} is not in [0, 9]", compression));
   }
   EncodedSample e;
-  e.meta = SampleMeta{s.id, s.labels, s.group, s.split, s.source};
+  e.meta = SampleMeta{s.id, s.labels, s.group, s.split, s.source, s.dataset};
   e.modality = s.modality;
   e.C = s.C;
   e.T = s.T;
@@ -179,19 +179,21 @@ void ShardWriter::commit() {
     h5::write_int_attr(file_, "first_row", {header_.first_row}, tmp_);
     h5::write_int_attr(file_, "rows", {rows}, tmp_);
     h5::write_string_attr(file_, "key", header_.key, tmp_);
-    std::vector<std::string> ids, labels, groups, splits, sources;
+    std::vector<std::string> ids, labels, groups, splits, sources, datasets;
     for (const auto& m : metas_) {
       ids.push_back(m.id);
       labels.push_back(join_labels(m.labels));
       groups.push_back(m.group);
       splits.push_back(m.split);
       sources.push_back(m.source);
+      datasets.push_back(m.dataset);
     }
     h5::write_strings(file_, "ids", ids, tmp_);
     h5::write_strings(file_, "labels", labels, tmp_);
     h5::write_strings(file_, "groups", groups, tmp_);
     h5::write_strings(file_, "splits", splits, tmp_);
     h5::write_strings(file_, "sources", sources, tmp_);
+    h5::write_strings(file_, "datasets", datasets, tmp_);
     h5::write_strings(file_, "rejected_sources", rejected_sources_, tmp_);
     h5::write_strings(file_, "rejected_reasons", rejected_reasons_, tmp_);
     h5::write_uint32s(file_, "pixel_crc", crcs_, tmp_);

@@ -95,8 +95,9 @@ std::string input_state(const std::filesystem::path& path) {
 std::string shard_key(const Job& job, const std::string& preprocess, int64_t compression) {
   std::string text = fmt::format("{}\ncompression={}\n", preprocess, compression);
   for (const auto* r : job.rows) {
-    text += fmt::format("{},{},{},{},{},{}\n", r->path.string(), r->modality,
-                        fmt::join(r->labels, "|"), r->group, r->split, input_state(r->path));
+    text += fmt::format("{},{},{},{},{},{},{}\n", r->path.string(), r->modality,
+                        fmt::join(r->labels, "|"), r->group, r->split, r->dataset,
+                        input_state(r->path));
   }
   return fs::checksum_bytes(text.data(), text.size()) + fmt::format(":{}", text.size());
 }

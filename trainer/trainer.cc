@@ -280,8 +280,11 @@ void start_loader(Run& r, std::map<std::string, std::vector<int64_t>> pool, int6
   const auto& t = r.s.train;
   const auto seed = static_cast<uint64_t>(t.seed);
   torch::manual_seed(seed * 7919 + 17 * static_cast<uint64_t>(r.rank) + r.start);
+  const auto datasets = r.o.loader.datasets.empty()  // dataset weights: each sample's dataset
+                            ? std::map<std::string, std::vector<std::string>>{}
+                            : sharding::pool_datasets(*r.shards, pool);
   sharding::DistributedSampler sampler(std::move(pool), r.per_rank, r.rank, r.world, seed,
-                                       r.o.loader.mixing_config());
+                                       r.o.loader.mixing_config(), datasets);
   sampler.set_position(position);
   r.loader = std::make_unique<sharding::Loader>(
       *r.shards, std::move(sampler), r.o.loader,

@@ -60,6 +60,7 @@ std::vector<ManifestRow> import_and_read(const std::string& name, const stdfs::p
   auto rows = read_manifest(out, /*check_paths=*/true);
   EXPECT_EQ(rows.size(), r.rows.size());
   for (const auto& row : rows) {
+    EXPECT_EQ(row.dataset, name) << row.path;  // the dataset column: the importer's name
     Sample s = read_sample(row, out.parent_path(), cfg);
     EXPECT_EQ(static_cast<int64_t>(s.pixels.size()), s.numel()) << row.path;
   }

@@ -154,6 +154,36 @@ TEST(DataManifest, WriteThenReadRoundTrips) {
   EXPECT_EQ(files, 1);
 }
 
+// The optional dataset column: read in any position, absent = "", written when a row has one.
+TEST(DataManifest, OptionalDatasetColumn) {
+  testing::TempDir dir("manifest");
+  auto rows = read_manifest(write_text(dir / "d.csv",
+                                       "dataset,path,modality,labels,group,split\n"
+                                       "chexpert,a.png,xray,,g,train\n"
+                                       ",b.png,xray,,g,\n"));
+  ASSERT_EQ(rows.size(), 2u);
+  EXPECT_EQ(rows[0].dataset, "chexpert");
+  EXPECT_EQ(rows[1].dataset, "");
+  EXPECT_EQ(read_manifest(
+                write_text(dir / "n.csv", "path,modality,labels,group,split\nc.png,xray,,,\n"))[0]
+                .dataset,
+            "");
+  write_manifest(dir / "out.csv", rows);
+  std::ifstream in(dir / "out.csv");
+  std::string header, first;
+  std::getline(in, header);
+  std::getline(in, first);
+  EXPECT_EQ(header, "path,modality,labels,group,split,dataset");
+  EXPECT_EQ(first, "a.png,xray,,g,train,chexpert");
+  EXPECT_EQ(read_manifest(dir / "out.csv")[0].dataset, "chexpert");
+  const std::string err = error_of([&] {
+    read_manifest(write_text(dir / "e.csv",
+                             "path,modality,labels,group,split,dataset\n"
+                             "a.png,xray,,g,train\n"));
+  });
+  EXPECT_THAT(err, HasSubstr(":2: expected 6 fields (path,modality,labels,group,split,dataset)"));
+}
+
 TEST(DataManifest, WriteRejectsBadRows) {
   testing::TempDir dir("manifest");
   ManifestRow r;

@@ -17,7 +17,7 @@ def main(shard, expected_json, expected_bin):
     with h5py.File(shard, "r") as f:
         a = f.attrs
         assert a["format"] == "m3ret-shard", a["format"]
-        assert int(a["format_version"]) == 4, a["format_version"]
+        assert int(a["format_version"]) == 5, a["format_version"]
         assert [int(x) for x in a["clip"]] == want["clip"], a["clip"]
         assert f["pixel_crc"].shape == (f["pixels"].shape[0],), f["pixel_crc"].shape
         assert a["modality"] == want["modality"], a["modality"]
@@ -39,6 +39,7 @@ def main(shard, expected_json, expected_bin):
         assert strings("ids") == want["ids"], strings("ids")
         assert strings("labels") == want["labels"], strings("labels")
         assert len(strings("groups")) == n and len(strings("sources")) == n
+        assert len(strings("datasets")) == n
         assert strings("rejected_sources") == want["rejected_sources"]
     print("ok")
 

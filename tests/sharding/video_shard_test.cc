@@ -136,16 +136,17 @@ void write_still(const stdfs::path& path, int v) {
   writer->Update();
 }
 
-// 2 endoscopy videos and 3 stills, interleaved in the manifest.
+// 2 endoscopy videos and 3 stills, interleaved in the manifest; datasets a
+// (both videos, stills 0 and 2) and b (still 1).
 stdfs::path make_videos_and_stills(const stdfs::path& dir) {
   if (Runtime::get().rank() == 0) {
-    std::string csv = "path,modality,labels,group,split\n";
+    std::string csv = "path,modality,labels,group,split,dataset\n";
     for (int v = 0; v < 3; ++v) {
       write_still(dir / fmt::format("s{}.png", v), v);
-      csv += fmt::format("s{}.png,endoscopy,polyp,s{},train\n", v, v);
+      csv += fmt::format("s{}.png,endoscopy,polyp,s{},train,{}\n", v, v, v == 1 ? "b" : "a");
       if (v == 2) break;
       data::video::write(dir / fmt::format("v{}.mp4", v), video_frames(v, 12, 32), 12, 32, 32);
-      csv += fmt::format("v{}.mp4,endoscopy,polyp,v{},train\n", v, v);
+      csv += fmt::format("v{}.mp4,endoscopy,polyp,v{},train,a\n", v, v);
     }
     fs::write_atomic(dir / "manifest.csv", csv);
   }
@@ -205,6 +206,12 @@ TEST(ShardStills, AreOneFrameImagesInAGroupOfTheirOwn) {
     }
     EXPECT_GT(seen["endoscopy-image"], 0);
     EXPECT_GT(seen["endoscopy"], 0);
+    // The manifest's dataset column is kept per sample, for dataset weights.
+    EXPECT_EQ(set->meta("endoscopy-image", 1).dataset, "b");
+    EXPECT_EQ(set->read("endoscopy", 0).dataset, "a");
+    EXPECT_EQ(pool_datasets(*set, pool),
+              (std::map<std::string, std::vector<std::string>>{
+                  {"endoscopy", {"a", "a"}}, {"endoscopy-image", {"a", "b", "a"}}}));
   }
   comm.barrier();
 }
