@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -9,7 +10,7 @@
 
 #include <fmt/format.h>
 #include <spdlog/sinks/basic_file_sink.h>
-#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/sinks/ansicolor_sink.h>
 #include <spdlog/spdlog.h>
 
 #include "core/mutex.h"
@@ -18,18 +19,106 @@ namespace m3ret::log {
 
 namespace {
 int g_rank = 0;
+
+// The console, with the progress bar drawn at its bottom, if any.
+struct Console {
+  Mutex mu;
+  std::FILE* out M3RET_GUARDED_BY(mu) = stderr;
+  bool terminal M3RET_GUARDED_BY(mu) = isatty(fileno(stderr)) != 0;
+  std::string bar M3RET_GUARDED_BY(mu);  // the bar on screen; "" = none
+};
+
+Console& console() {
+  static Console c;
+  return c;
+}
+
+// spdlog's colour sink under the progress bar: a line first clears the bar,
+// then the bar is drawn again below it.
+class ConsoleSink final : public spdlog::sinks::sink {
+ public:
+  explicit ConsoleSink(std::FILE* out)
+      : inner_(std::make_unique<spdlog::sinks::ansicolor_sink<spdlog::details::console_mutex>>(
+            out, spdlog::color_mode::automatic)) {}
+  void log(const spdlog::details::log_msg& msg) override {
+    Console& c = console();
+    MutexLock lock(c.mu);
+    if (!c.bar.empty()) std::fputs("\r\x1b[K", c.out);
+    inner_->log(msg);
+    inner_->flush();
+    if (!c.bar.empty()) {
+      std::fputs(c.bar.c_str(), c.out);
+      std::fflush(c.out);
+    }
+  }
+  void flush() override { inner_->flush(); }
+  void set_pattern(const std::string& pattern) override { inner_->set_pattern(pattern); }
+  void set_formatter(std::unique_ptr<spdlog::formatter> f) override {
+    inner_->set_formatter(std::move(f));
+  }
+
+ private:
+  std::unique_ptr<spdlog::sinks::sink> inner_;
+};
+
+// "1:05:09", "5:09", "0:03".
+std::string clock_text(double seconds) {
+  const auto s = static_cast<int64_t>(std::max(0.0, seconds) + 0.5);
+  if (s >= 3600) return fmt::format("{}:{:02d}:{:02d}", s / 3600, (s / 60) % 60, s % 60);
+  return fmt::format("{}:{:02d}", s / 60, s % 60);
+}
+
+std::string rate_text(double rate) {
+  if (rate >= 100) return fmt::format("{:.0f}/s", rate);
+  if (rate >= 10) return fmt::format("{:.1f}/s", rate);
+  return fmt::format("{:.2f}/s", rate);
+}
+}  // namespace
+
+void set_console(std::FILE* out, bool terminal) {
+  Console& c = console();
+  MutexLock lock(c.mu);
+  c.out = out;
+  c.terminal = terminal;
+  c.bar.clear();
+}
+
+std::string progress_text(const std::string& label, int64_t done, int64_t total, double elapsed_s,
+                          const std::string& suffix, int bar_width) {
+  std::string text = label;
+  if (bar_width > 0) {
+    const int filled =
+        total > 0 ? static_cast<int>(bar_width * std::clamp<int64_t>(done, 0, total) / total) : 0;
+    text += fmt::format(" [{}{}]", std::string(filled, '#'), std::string(bar_width - filled, '.'));
+  }
+  text += fmt::format(" {}/{}", done, total);
+  if (done > 0 && elapsed_s > 0) {
+    const double rate = done / elapsed_s;
+    text += " " + rate_text(rate);
+    if (done < total) text += " ETA " + clock_text((total - done) / rate);
+  } else if (done < total) {
+    text += " ETA ?";
+  }
+  text += " elapsed " + clock_text(elapsed_s);
+  if (!suffix.empty()) text += " " + suffix;
+  return text;
 }
 
 void init(int rank, const std::optional<std::filesystem::path>& run_dir, bool verbose) {
   g_rank = rank;
   std::vector<spdlog::sink_ptr> sinks;
-  auto console = std::make_shared<spdlog::sinks::stderr_color_sink_mt>();
-  if (rank == 0) {
-    console->set_level(verbose ? spdlog::level::debug : spdlog::level::info);
-  } else {
-    console->set_level(spdlog::level::warn);
+  std::FILE* out = nullptr;
+  {
+    MutexLock lock(console().mu);
+    out = console().out;
   }
-  sinks.push_back(console);
+  auto console_sink = std::make_shared<ConsoleSink>(out);
+  if (rank == 0) {
+    console_sink->set_level(verbose ? spdlog::level::debug : spdlog::level::info);
+  } else {
+    console_sink->set_level(spdlog::level::warn);
+  }
+  sinks.push_back(console_sink);
   if (run_dir) {
     auto dir = *run_dir / "logs";
     std::filesystem::create_directories(dir);
@@ -62,6 +151,7 @@ struct Progress::State {
   Mutex mu;
   std::string suffix M3RET_GUARDED_BY(mu);
   std::chrono::steady_clock::time_point last M3RET_GUARDED_BY(mu);
+  bool drawn M3RET_GUARDED_BY(mu) = false;  // shown at least once
 };
 
 Progress::Progress(std::string label, int64_t total, bool enabled, double log_every_s)
@@ -69,7 +159,10 @@ Progress::Progress(std::string label, int64_t total, bool enabled, double log_ev
   s_->label = std::move(label);
   s_->total = total;
   s_->enabled = enabled && g_rank == 0;
-  s_->tty = isatty(fileno(stderr)) != 0;
+  {
+    MutexLock lock(console().mu);
+    s_->tty = console().terminal;
+  }
   s_->log_every_s = log_every_s;
   s_->start = std::chrono::steady_clock::now();
   MutexLock lock(s_->mu);
@@ -87,28 +180,25 @@ void Progress::set_suffix(const std::string& suffix) {
 }
 
 void Progress::add(int64_t n) {
-  int64_t done = s_->done += n;
+  const int64_t done = s_->done += n;
   if (!s_->enabled) return;
-  auto now = std::chrono::steady_clock::now();
+  const auto now = std::chrono::steady_clock::now();
   MutexLock lock(s_->mu);
-  double since_last = std::chrono::duration<double>(now - s_->last).count();
-  double elapsed = std::chrono::duration<double>(now - s_->start).count();
-  bool last = done >= s_->total;
+  const double since_last = std::chrono::duration<double>(now - s_->last).count();
+  const double elapsed = std::chrono::duration<double>(now - s_->start).count();
+  const bool last = done >= s_->total;
   if (s_->tty) {
-    if (since_last < 0.1 && !last) return;
-    int width = 30;
-    int filled = s_->total > 0
-                     ? static_cast<int>(width * std::min<int64_t>(done, s_->total) / s_->total)
-                     : 0;
-    std::fprintf(stderr, "\r%s [%s%s] %lld/%lld %.0fs %s\x1b[K", s_->label.c_str(),
-                 std::string(filled, '#').c_str(), std::string(width - filled, '.').c_str(),
-                 static_cast<long long>(done), static_cast<long long>(s_->total), elapsed,
-                 s_->suffix.c_str());
-    std::fflush(stderr);
+    if (s_->drawn && since_last < 0.1 && !last) return;
+    Console& c = console();
+    MutexLock console_lock(c.mu);
+    c.bar = progress_text(s_->label, done, s_->total, elapsed, s_->suffix, 30);
+    std::fprintf(c.out, "\r%s\x1b[K", c.bar.c_str());
+    std::fflush(c.out);
   } else {
-    if (since_last < s_->log_every_s && !last) return;
-    spdlog::info("{}: {}/{} ({:.0f}s) {}", s_->label, done, s_->total, elapsed, s_->suffix);
+    if (s_->drawn && since_last < s_->log_every_s && !last) return;
+    spdlog::info("{}", progress_text(s_->label, done, s_->total, elapsed, s_->suffix, 0));
   }
+  s_->drawn = true;
   s_->last = now;
 }
 
@@ -116,8 +206,11 @@ void Progress::finish() {
   if (!s_ || s_->finished) return;
   s_->finished = true;
   if (s_->enabled && s_->tty) {
-    std::fprintf(stderr, "\n");
-    std::fflush(stderr);
+    Console& c = console();
+    MutexLock lock(c.mu);
+    if (!c.bar.empty()) std::fputs("\n", c.out);  // the bar stays, as the last state
+    c.bar.clear();
+    std::fflush(c.out);
   }
 }
 

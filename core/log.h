@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <cstdio>
 #include <filesystem>
 #include <optional>
 #include <string>
@@ -21,9 +22,23 @@ void init(int rank, const std::optional<std::filesystem::path>& run_dir = std::n
 // Flushes all sinks (call before exit or abort).
 void flush();
 
-// Progress of long work. On a terminal (and on rank 0 only) draws a bar on
-// stderr that is redrawn in place; elsewhere logs a line at most every
-// `log_every_s` seconds. Thread-safe: update() may be called from workers.
+// Where the console log and progress bars go: stderr by default. `terminal`
+// says whether it is a terminal (a bar redrawn in place) or not (a plain line
+// now and then). For tests; call before init().
+void set_console(std::FILE* out, bool terminal);
+
+// The text of a progress line: label, a bar of `bar_width` cells (0: none),
+// done/total, rate, the time left at that rate (ETA), the time elapsed and
+// `suffix`, e.g. "shard [#######.......] 120/500 34.2/s ETA 0:11 elapsed 0:03".
+std::string progress_text(const std::string& label, int64_t done, int64_t total, double elapsed_s,
+                          const std::string& suffix, int bar_width);
+
+// Progress of long work, on rank 0 only. On a terminal, a bar at the bottom
+// of the console redrawn in place at most every 0.1 s; a log line printed
+// meanwhile clears it, prints, and redraws it, so a log line never prints over
+// the bar. Elsewhere (a file, a pipe, Slurm's output) a plain line at most
+// every `log_every_s` seconds and at the end. Thread-safe: add() and
+// set_suffix() may be called from workers.
 class Progress {
  public:
   Progress(std::string label, int64_t total, bool enabled = true, double log_every_s = 10.0);

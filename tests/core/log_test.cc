@@ -1,0 +1,82 @@
+// core/log.h: the progress line (rate, time left, elapsed) and the console
+// under a progress bar (a log line clears the bar and redraws it; no bar, but
+// plain lines, when the console is not a terminal).
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <string>
+
+#include <spdlog/spdlog.h>
+
+#include "core/log.h"
+
+namespace m3ret::log {
+namespace {
+
+TEST(ProgressText, ShowsDoneRateTimeLeftAndElapsed) {
+  // 50 of 200 in 10 s: 5 per second, 150 left: 30 s.
+  EXPECT_EQ(progress_text("shard", 50, 200, 10.0, "", 8),
+            "shard [##......] 50/200 5.00/s ETA 0:30 elapsed 0:10");
+  EXPECT_EQ(progress_text("train", 1, 7201, 1.0, "loss 0.5", 0),
+            "train 1/7201 1.00/s ETA 2:00:00 elapsed 0:01 loss 0.5");
+  EXPECT_EQ(progress_text("embed", 0, 10, 0.0, "", 0), "embed 0/10 ETA ? elapsed 0:00");
+  EXPECT_EQ(progress_text("embed", 1234, 1234, 61.0, "", 4),
+            "embed [####] 1234/1234 20.2/s elapsed 1:01")
+      << "no time left at the end";
+}
+
+// Runs `work` with the console redirected to a temporary file and returns what it shows.
+template <typename F>
+std::string console_of(bool terminal, F work) {
+  std::FILE* f = std::tmpfile();
+  set_console(f, terminal);
+  init(0);
+  work();
+  flush();
+  std::string out;
+  std::rewind(f);
+  for (int c; (c = std::fgetc(f)) != EOF;) out += static_cast<char>(c);
+  std::fclose(f);
+  set_console(stderr, isatty(fileno(stderr)) != 0);
+  init(0);
+  return out;
+}
+
+TEST(Progress, OnATerminalALogLineClearsTheBarAndTheBarIsDrawnAgainBelowIt) {
+  const std::string out = console_of(true, [] {
+    Progress p("work", 4);
+    p.add(1);
+    spdlog::info("a line meanwhile");
+    p.add(3);
+  });
+  const auto line = out.find("a line meanwhile");
+  ASSERT_NE(line, std::string::npos) << out;
+  const auto first_bar = out.find("work [");
+  ASSERT_LT(first_bar, line) << out;
+  EXPECT_EQ(out.rfind("\r\x1b[K", line), out.rfind('\r', line))
+      << "the bar was not cleared before the line: " << out;
+  EXPECT_GT(out.rfind('\r', line), first_bar) << out;
+  const auto redrawn = out.find("work [", line);
+  ASSERT_NE(redrawn, std::string::npos) << "the bar is not drawn again after the line: " << out;
+  EXPECT_EQ(out.substr(redrawn, out.find(' ', out.find(']', redrawn) + 2) - redrawn),
+            "work [#######.......................] 1/4")
+      << out;
+  EXPECT_NE(out.find("4/4", redrawn), std::string::npos) << out;
+  EXPECT_EQ(out.back(), '\n') << "the finished bar ends its line";
+}
+
+TEST(Progress, ElsewherePrintsPlainLinesWithoutABar) {
+  const std::string out = console_of(false, [] {
+    Progress p("work", 4);
+    p.add(1);
+    p.add(3);
+  });
+  EXPECT_EQ(out.find('\r'), std::string::npos) << out;
+  EXPECT_EQ(out.find('#'), std::string::npos) << out;
+  EXPECT_NE(out.find("work 1/4 "), std::string::npos) << "the first line" << out;
+  EXPECT_NE(out.find("work 4/4 "), std::string::npos) << "the last line" << out;
+}
+
+}  // namespace
+}  // namespace m3ret::log
