@@ -23,7 +23,7 @@
 # Environment: ROWS (default "20000 50000 100000 200000"), RANKS ("1 2"),
 # PRESETS ("tiny small base"), COMP_SECONDS per compression option (2), CEIL_ROWS
 # (50000), COPIES of each clinical file (4), LOADER_STEPS timed batches (10).
-# Needs the targets m3ret bench_shard bench_shard_open bench_compression
+# Needs the targets m3ret bench_shard bench_shard_open bench_compression bench_data
 # bench_loader_train in BUILD_DIR. Everything runs under `nice`.
 set -euo pipefail
 build=$(realpath "${1:?usage: scaling_plan.sh BUILD_DIR WORK_DIR [STAGE...]}")
@@ -213,7 +213,8 @@ stage_loader() {
     run $m3ret shard --manifest "$work/paper-synth/only-$m.csv" --out "$d" "${paper_pp[@]}" \
       >/dev/null 2>&1
     for obj in mae+simdino mae; do
-      run nice "$build/bench/bench_loader_train" "$d" "$obj" 32 "${LOADER_STEPS:-10}" 2>/dev/null |
+      echo "    \$ nice $build/bench/bench_loader_train $d $obj 32 ${LOADER_STEPS:-10}" >&2
+      nice "$build/bench/bench_loader_train" "$d" "$obj" 32 "${LOADER_STEPS:-10}" 2>/dev/null |
         awk -v m="$m" -v o="$obj" -v load="$(load)" '/^workers/ {
           for (i = 1; i < NF; i++) if ($(i + 1) == "samples/s," || $(i + 1) == "samples/s") r = $i
           printf "| %s | %s | %s | %s | %s |\n", m, o, $2, r, load }'
