@@ -49,6 +49,19 @@ inline std::filesystem::path write_input(const std::string& name, const uint8_t*
   return path;
 }
 
+// Seed corpora of binary formats are written by our own writers: a target whose
+// LLVMFuzzerInitialize calls this writes its seeds into the folder named by
+// M3RET_FUZZ_WRITE_SEEDS (e.g. tests/fuzz/corpus/<name>) through `write(folder)`, then exits:
+//   M3RET_FUZZ_WRITE_SEEDS=tests/fuzz/corpus/embeddings build-fuzz/tests/fuzz/fuzz_embeddings
+template <class F>
+void write_seeds_if_asked(F&& write) {
+  const char* dir = std::getenv("M3RET_FUZZ_WRITE_SEEDS");
+  if (!dir || !*dir) return;
+  std::filesystem::create_directories(dir);
+  write(std::filesystem::path(dir));
+  std::exit(0);
+}
+
 // Runs `f`; m3ret::Error is an accepted refusal, anything else aborts.
 template <class F>
 void refuse_only_with_error(F&& f) {
