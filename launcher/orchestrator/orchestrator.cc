@@ -76,7 +76,7 @@ std::vector<Evaluation> read_evaluations(const fs::path& report_json, const std:
 
 Orchestrator::Orchestrator(const Sweep& sweep, State& state, Backend& backend,
                            OrchestratorOptions opts)
-    : sweep_(sweep), state_(state), backend_(backend), opts_(std::move(opts)) {
+    : sweep_(sweep), opts_(std::move(opts)), state_(state), backend_(backend) {
   state_.set_meta("sweep_file", sweep_.file.string());
   state_.set_meta("sweep_name", sweep_.name);
   state_.set_meta("backend", backend_.name());
