@@ -44,7 +44,9 @@ void add_embed_verb(CLI::App& app) {
       ->check(CLI::IsMember({"cpu", "cuda"}))
       ->capture_default_str();
   verb->add_option("--split", e->split, "only samples of this split (default: all)");
-  verb->add_option("--modalities", e->modalities, "only these modalities (default: all)");
+  verb->add_option("--modalities", e->modalities,
+                   "only these modalities (comma-separated or repeated; default: all)")
+      ->delimiter(',');
   verb->add_option("--batch-size", e->batch_size, "samples per forward pass")
       ->check(CLI::Range(1, 1 << 20));
   verb->callback([opts, e, checkpoint, shards, out] {
