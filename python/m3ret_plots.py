@@ -40,7 +40,8 @@ def load(path):
     return data
 
 
-def draw(plt, ticker, plot, out_dir):
+def figure(plt, ticker, plot):
+    """The figure of one entry of "plots" (not yet saved) and its axes."""
     fig, ax = plt.subplots(figsize=(8, 4.8), dpi=100, layout="constrained")
     # Lines that coincide stay visible: each later series has another marker
     # and dash pattern, smaller (every other one hollow) markers drawn over the earlier ones.
@@ -90,6 +91,11 @@ def draw(plt, ticker, plot, out_dir):
         ax.annotate(plot["note"], xy=(0, 0), xycoords=("axes fraction", ax.xaxis.label), xytext=(0, -4),
                     textcoords="offset points", ha="left", va="top", fontsize="small",
                     color="dimgray")
+    return fig, ax
+
+
+def draw(plt, ticker, plot, out_dir):
+    fig, _ = figure(plt, ticker, plot)
     out = os.path.join(out_dir, plot["file"])
     tmp = out + ".tmp.png"
     fig.savefig(tmp, dpi=100)
