@@ -114,11 +114,11 @@ NamedTensors read_safetensors(const std::filesystem::path& file,
   const char* base = content.data() + 8 + n;
   std::vector<std::pair<uint64_t, std::pair<std::string, torch::Tensor>>> found;
   for (auto it = header.begin(); it != header.end(); ++it) {
-    if (it.key() == "__metadata__") {
-      if (metadata) *metadata = it.value().get<std::map<std::string, std::string>>();
-      continue;
-    }
     try {
+      if (it.key() == "__metadata__") {
+        if (metadata) *metadata = it.value().get<std::map<std::string, std::string>>();
+        continue;
+      }
       const auto dtype = it.value().at("dtype").get<std::string>();
       const auto shape = it.value().at("shape").get<std::vector<int64_t>>();
       const auto offs = it.value().at("data_offsets").get<std::vector<uint64_t>>();
@@ -128,11 +128,20 @@ NamedTensors read_safetensors(const std::filesystem::path& file,
       if (!d) throw fail(fmt::format("tensor '{}': unsupported dtype '{}'", it.key(), dtype));
       if (offs.size() != 2 || offs[0] > offs[1] || offs[1] > data_size)
         throw fail(fmt::format("tensor '{}': data_offsets out of range", it.key()));
+      // The shape's size, checked against the tensor's bytes before anything is allocated.
+      const uint64_t have = offs[1] - offs[0];
+      auto mismatch = [&] {
+        return fail(fmt::format("tensor '{}': shape does not match its {} bytes", it.key(), have));
+      };
+      uint64_t bytes = std::count(shape.begin(), shape.end(), 0) ? 0 : c10::elementSize(d->type);
+      for (const int64_t n : shape) {
+        if (n < 0) throw fail(fmt::format("tensor '{}': negative dimension {}", it.key(), n));
+        if (bytes > 0 && bytes > have / static_cast<uint64_t>(n)) throw mismatch();
+        bytes *= static_cast<uint64_t>(n);
+      }
+      if (bytes != have) throw mismatch();
       auto t = torch::empty(shape, torch::TensorOptions().dtype(d->type));
-      if (static_cast<uint64_t>(t.numel()) * t.element_size() != offs[1] - offs[0])
-        throw fail(fmt::format("tensor '{}': shape does not match its {} bytes", it.key(),
-                               offs[1] - offs[0]));
-      std::memcpy(t.data_ptr(), base + offs[0], offs[1] - offs[0]);
+      if (have > 0) std::memcpy(t.data_ptr(), base + offs[0], have);  // empty: no data_ptr
       found.push_back({offs[0], {it.key(), t}});
     } catch (const nlohmann::json::exception& e) {
       throw fail(fmt::format("tensor '{}': {}", it.key(), e.what()));

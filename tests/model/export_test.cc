@@ -101,6 +101,21 @@ TEST(Export, BadInputIsRefusedNamingTheFileAndNothingPartialIsLeft) {
   std::string huge = good;
   huge[7] = '\x7f';
   expect_refused(huge, "header length beyond the file");
+  // Crafted headers: refused naming the file, before anything is allocated.
+  auto with_header = [](const std::string& header, size_t data_bytes) {
+    std::string out(8, '\0');
+    for (size_t i = 0; i < 8; ++i) out[i] = static_cast<char>((header.size() >> (8 * i)) & 0xff);
+    return out + header + std::string(data_bytes, '\0');
+  };
+  expect_refused(with_header(R"({"a":{"dtype":"F32","shape":[-1],"data_offsets":[0,4]}})", 4),
+                 "negative dimension");
+  expect_refused(with_header(R"({"a":{"dtype":"F32","shape":[4294967296,4294967296,4294967296],)"
+                             R"("data_offsets":[0,4]}})",
+                             4),
+                 "a shape whose size overflows");
+  fs::write_atomic(f, with_header(R"({"__metadata__":{"k":1}})", 0));
+  std::map<std::string, std::string> meta;
+  EXPECT_THROW(read_safetensors(f, &meta), Error) << "a metadata value that is not a string";
   EXPECT_THROW(read_safetensors(dir / "missing.safetensors"), Error);
 }
 
