@@ -56,15 +56,26 @@ std::string verify_checkpoint(const stdfs::path& dir) {
   } catch (const std::exception& e) {
     return fmt::format("unreadable manifest.json ({})", e.what());
   }
-  if (manifest.value("format", "") != kCheckpointFormat)
+  // Any JSON is checked for its types before a value is read (a wrong type is a reason, not a
+  // json::type_error).
+  if (!manifest.is_object() || !manifest.contains("format") || !manifest["format"].is_string() ||
+      manifest["format"] != kCheckpointFormat)
     return "manifest.json is not an m3ret checkpoint manifest";
-  if (manifest.value("version", 0) != kCheckpointVersion)
-    return fmt::format("unsupported checkpoint version {}", manifest.value("version", 0));
-  if (!manifest.contains("files") || !manifest["files"].contains("model.pt"))
+  if (!manifest.contains("version") || manifest["version"] != kCheckpointVersion)
+    return fmt::format("unsupported checkpoint version {}",
+                       manifest.value("version", json()).dump());
+  if (!manifest.contains("files") || !manifest["files"].is_object() ||
+      !manifest["files"].contains("model.pt"))
     return "manifest.json lists no model.pt";
   for (auto& [name, sum] : manifest["files"].items()) {
+    // Only files of the folder itself (a writer lists plain names).
+    if (name.empty() || name == "." || name == ".." || name.find('/') != std::string::npos)
+      return fmt::format("manifest.json lists '{}', not a file of the checkpoint folder", name);
+    if (!sum.is_string())
+      return fmt::format("manifest.json: the checksum of {} is not a string", name);
     const auto file = dir / name;
-    if (!stdfs::exists(file)) return name + " is missing";
+    std::error_code ec;  // e.g. a name beyond NAME_MAX
+    if (!stdfs::is_regular_file(file, ec)) return name + " is missing";
     if (fs::checksum_file(file) != sum.get<std::string>()) return name + " fails its checksum";
   }
   return "";
@@ -128,8 +139,8 @@ CheckpointState load_checkpoint(const stdfs::path& dir, torch::nn::Module* model
   } catch (const std::exception& e) {
     throw Error(fmt::format("{}: {}", state_file.string(), e.what()));
   }
-  if (!st.is_object() || st.value("format", "") != kCheckpointFormat ||
-      st.value("version", 0) != kCheckpointVersion)
+  if (!st.is_object() || !st.contains("format") || st["format"] != kCheckpointFormat ||
+      !st.contains("version") || st["version"] != kCheckpointVersion)
     throw Error(fmt::format("{}: not an m3ret checkpoint of version {}", state_file.string(),
                             kCheckpointVersion));
   state.step = step_count(st, "step", state_file);

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <fstream>
+#include <functional>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -184,6 +185,41 @@ TEST(CheckpointFault, CraftedStateIsRefusedNamingTheFileAndTheKey) {
   }
   craft("step", 3);
   EXPECT_EQ(load_checkpoint(ck, nullptr, nullptr, false).sampler_position, 3);
+}
+
+// JSON of the wrong types, or names outside the folder, in a checkpoint's manifest or state:
+// a reason or an m3ret::Error naming the file, never a json::type_error or filesystem_error.
+TEST(CheckpointFault, CraftedManifestAndStateTypesAreRefusedNotThrownAsJsonErrors) {
+  testing::TempDir dir("ckcraftedtypes");
+  Fixture f;
+  const auto ck = f.save(dir.path(), 3);
+  const auto manifest = nlohmann::json::parse(fs::read_file(ck / "manifest.json"));
+  auto verify_with = [&](const std::function<void(nlohmann::json&)>& edit) {
+    auto m = manifest;
+    edit(m);
+    fs::write_atomic(ck / "manifest.json", m.dump());
+    return verify_checkpoint(ck);
+  };
+  EXPECT_NE(verify_with([](auto& m) { m = nlohmann::json::array({1}); }), "");
+  EXPECT_NE(verify_with([](auto& m) { m["format"] = 7; }), "");
+  EXPECT_NE(verify_with([](auto& m) { m["version"] = "1"; }), "");
+  EXPECT_NE(verify_with([](auto& m) { m["files"] = "model.pt"; }), "");
+  EXPECT_NE(verify_with([](auto& m) { m["files"]["model.pt"] = 12; }), "");
+  EXPECT_NE(verify_with([](auto& m) {
+              m["files"]["../../state.json"] = "crc32:0";
+            }).find("not a file of the checkpoint folder"),
+            std::string::npos);
+  EXPECT_NE(verify_with([](auto& m) { m["files"][std::string(300, 'x')] = "crc32:0"; }), "");
+  EXPECT_EQ(verify_with([](auto&) {}), "");
+  auto st = nlohmann::json::parse(fs::read_file(ck / "state.json"));
+  st["format"] = 1;
+  fs::write_atomic(ck / "state.json", st.dump());
+  try {
+    load_checkpoint(ck, nullptr, nullptr, false);
+    ADD_FAILURE() << "accepted a numeric format";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find((ck / "state.json").string()), std::string::npos);
+  }
 }
 
 }  // namespace
