@@ -79,6 +79,32 @@ const Args kTrain =
                  "--set", "train.modalities=[\"xray\"]"};
 constexpr double kLr = 5e-4;  // configs/demo.toml's train.lr
 
+// The PIDs of the processes called `name` on node `node` (in its namespace).
+std::vector<int> node_processes(const std::string& k, int node, const std::string& name) {
+  auto r = run_capture({"ip", "netns", "pids", fmt::format("m3rc{}-node{}", k, node)});
+  std::vector<int> out;
+  std::istringstream pids(r.out);
+  for (int pid; pids >> pid;) {
+    std::string comm = read(fmt::format("/proc/{}/comm", pid));
+    if (comm.substr(0, comm.find('\n')) == name) out.push_back(pid);
+  }
+  return out;
+}
+
+// Same weights up to float summation order (as tests/trainer/train_mpi_test.cc:
+// every value within lr, the mean difference below 1e-5).
+void expect_same_weights(const trainer::NamedTensors& a, const trainer::NamedTensors& b,
+                         const std::string& what) {
+  ASSERT_EQ(a.size(), b.size()) << what;
+  ASSERT_FALSE(a.empty()) << what;
+  for (size_t i = 0; i < a.size(); ++i) {
+    ASSERT_EQ(a[i].first, b[i].first) << what;
+    auto d = (a[i].second - b[i].second).abs();
+    EXPECT_LT(d.max().item<double>(), kLr) << what << ": " << a[i].first;
+    EXPECT_LT(d.mean().item<double>(), 1e-5) << what << ": " << a[i].first;
+  }
+}
+
 class MultiNode : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -170,6 +196,26 @@ class MultiNode : public ::testing::Test {
     return id;
   }
 
+  // The one-rank reference run in dir_/one, then a 2 x 1 pretrain job in RUN
+  // with train.collective_timeout_s=TIMEOUT, waited for until it wrote its
+  // first checkpoint; `id` is its job id, `rank2` the PID of its rank on
+  // node2, stopped there (no step completes from here on).
+  void job_at_checkpoint(const fs::path& run, int timeout, std::string& id, int& rank2) {
+    ASSERT_NO_FATAL_FAILURE(make_shards());
+    ASSERT_NO_FATAL_FAILURE(m3ret(Args{"train", "--shards", (dir_ / "shards").string(), "--run-dir",
+                                       (dir_ / "one").string()} +
+                                  kTrain));
+    id = submit_pretrain({"--nodes=2", "--ntasks-per-node=1"}, run,
+                         {"--set", fmt::format("train.collective_timeout_s={}", timeout)});
+    ASSERT_TRUE(wait_until(300, [&] { return fs::exists(run / "checkpoints/latest"); }))
+        << "no checkpoint after 300 s\n"
+        << read(dir_ / ("slurm-" + id + ".out"));
+    std::vector<int> ranks = node_processes(cluster_k(), 2, "m3ret");
+    ASSERT_EQ(ranks.size(), 1u) << "node2 should run one m3ret rank";
+    rank2 = ranks[0];
+    kill(rank2, SIGSTOP);
+  }
+
   // `scontrol show job -o ID`'s KEY=VALUE ("" when absent).
   static std::string job_field(const std::string& id, const std::string& key) {
     auto r = run_capture({"scontrol", "show", "job", "-o", id});
@@ -194,26 +240,26 @@ class MultiNode : public ::testing::Test {
     return trainer::read_safetensors(out);
   }
 
+  // Waits for the requeued job `id` to complete, resumed (Restarts=1) from the
+  // checkpoint of step FROM, with the weights of the one-rank run dir_/one.
+  void expect_completes_resumed(const std::string& id, const fs::path& run, int64_t from,
+                                const std::string& what) {
+    const fs::path out = dir_ / ("slurm-" + id + ".out");
+    ASSERT_NO_FATAL_FAILURE(wait_job(id, {"COMPLETED", "FAILED", "CANCELLED", "NODE_FAIL"}));
+    ASSERT_EQ(job_field(id, "JobState"), "COMPLETED") << read(out);
+    EXPECT_EQ(job_field(id, "Restarts"), "1");
+    EXPECT_NE(read(out).find(fmt::format("(step {})", from)), std::string::npos)
+        << "not resumed from step " << from << ":\n"
+        << read(out);
+    expect_same_weights(exported(dir_ / "one"), exported(run), what);
+  }
+
   bool under_tmp_ = false;  // the state folder (and the test's files) under /tmp
   fs::path dir_;
   std::string script_;
   std::vector<std::string> set_;
   bool started_ = false;
 };
-
-// Same weights up to float summation order (as tests/trainer/train_mpi_test.cc:
-// every value within lr, the mean difference below 1e-5).
-void expect_same_weights(const trainer::NamedTensors& a, const trainer::NamedTensors& b,
-                         const std::string& what) {
-  ASSERT_EQ(a.size(), b.size()) << what;
-  ASSERT_FALSE(a.empty()) << what;
-  for (size_t i = 0; i < a.size(); ++i) {
-    ASSERT_EQ(a[i].first, b[i].first) << what;
-    auto d = (a[i].second - b[i].second).abs();
-    EXPECT_LT(d.max().item<double>(), kLr) << what << ": " << a[i].first;
-    EXPECT_LT(d.mean().item<double>(), 1e-5) << what << ": " << a[i].first;
-  }
-}
 
 // What rank r's log says of it: "rank R/W (local L/LW) on host H".
 struct RankPlace {
@@ -291,41 +337,19 @@ TEST_F(MultiNode, TwoNodesOfOneAndOfTwoRanksTrainTheWeightsOfOneRank) {
   expect_same_weights(one, exported(dir_ / "four"), "2 nodes x 2 ranks vs 1 rank");
 }
 
-// The PIDs of the processes called `name` on node `node` (in its namespace).
-std::vector<int> node_processes(const std::string& k, int node, const std::string& name) {
-  auto r = run_capture({"ip", "netns", "pids", fmt::format("m3rc{}-node{}", k, node)});
-  std::vector<int> out;
-  std::istringstream pids(r.out);
-  for (int pid; pids >> pid;) {
-    std::string comm = read(fmt::format("/proc/{}/comm", pid));
-    if (comm.substr(0, comm.find('\n')) == name) out.push_back(pid);
-  }
-  return out;
-}
-
 // A node lost mid-run: once the job wrote its first checkpoint, node2's rank
 // is stopped (so that no step completes past that point) and killed, as a
 // crashed host's would be. Open MPI ends the job at once, naming the rank and
 // the node, well within the collective timeout; the job, requeued, resumes
 // from the checkpoint and ends with the weights of an uninterrupted run.
 TEST_F(MultiNode, LostNodeEndsTheJobNamingTheRankAndTheRequeuedJobResumes) {
-  ASSERT_NO_FATAL_FAILURE(make_shards());
-  ASSERT_NO_FATAL_FAILURE(m3ret(
-      Args{"train", "--shards", (dir_ / "shards").string(), "--run-dir", (dir_ / "one").string()} +
-      kTrain));
   const fs::path run = dir_ / "two";
   constexpr int kTimeout = 60;  // train.collective_timeout_s
-  const std::string id =
-      submit_pretrain({"--nodes=2", "--ntasks-per-node=1"}, run,
-                      {"--set", fmt::format("train.collective_timeout_s={}", kTimeout)});
+  std::string id;
+  int rank2 = 0;
+  ASSERT_NO_FATAL_FAILURE(job_at_checkpoint(run, kTimeout, id, rank2));
   const fs::path out = dir_ / ("slurm-" + id + ".out");
-  ASSERT_TRUE(wait_until(300, [&] { return fs::exists(run / "checkpoints/latest"); }))
-      << "no checkpoint after 300 s\n"
-      << read(out);
-  std::vector<int> ranks = node_processes(cluster_k(), 2, "m3ret");
-  ASSERT_EQ(ranks.size(), 1u) << "node2 should run one m3ret rank";
-  kill(ranks[0], SIGSTOP);  // no step completes from here on
-  kill(ranks[0], SIGKILL);
+  kill(rank2, SIGKILL);
   ASSERT_NO_FATAL_FAILURE(
       wait_job(id, {"FAILED", "COMPLETED", "CANCELLED", "NODE_FAIL"}, kTimeout));
   const std::string text = read(out);
@@ -342,13 +366,79 @@ TEST_F(MultiNode, LostNodeEndsTheJobNamingTheRankAndTheRequeuedJobResumes) {
   auto r = run_capture({"scontrol", "requeue", id});
   ASSERT_EQ(r.status, 0) << r.err;
   ASSERT_NO_FATAL_FAILURE(wait_job(id, {"PENDING", "RUNNING", "COMPLETING", "COMPLETED"}, 30));
-  ASSERT_NO_FATAL_FAILURE(wait_job(id, {"COMPLETED", "FAILED", "CANCELLED", "NODE_FAIL"}));
-  ASSERT_EQ(job_field(id, "JobState"), "COMPLETED") << read(out);
-  EXPECT_EQ(job_field(id, "Restarts"), "1");
-  EXPECT_NE(read(out).find(fmt::format("(step {})", resumed_from)), std::string::npos)
-      << "not resumed from step " << resumed_from << ":\n"
+  expect_completes_resumed(id, run, resumed_from, "lost node, requeued vs 1 rank");
+}
+
+// A node cut off mid-run: once the job wrote its first checkpoint, node2's
+// rank is stopped (no step completes past that point), node2's link is set
+// down (the host side of its veth pair) and the rank continues, its peer out
+// of reach. Rank 0's collective times out and says so, naming the rank and
+// the step; mpirun cannot finish the abort without node2, so the job ends when
+// Slurm declares node2 lost and requeues it. Once the link is up again,
+// nothing of the job is left on node2, node2 serves again, and the job
+// resumes from the checkpoint and ends with the weights of an uninterrupted run.
+TEST_F(MultiNode, CutLinkTimesOutNamingTheRankAndTheRequeuedJobResumes) {
+  const fs::path run = dir_ / "two";
+  constexpr int kTimeout = 20;  // train.collective_timeout_s
+  std::string id;
+  int rank2 = 0;
+  ASSERT_NO_FATAL_FAILURE(job_at_checkpoint(run, kTimeout, id, rank2));
+  const fs::path out = dir_ / ("slurm-" + id + ".out");
+  const std::string k = cluster_k();
+  const std::string link = "m3rc" + k + "v2";
+  auto r = run_capture({"ip", "link", "set", link, "down"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  kill(rank2, SIGCONT);
+  const auto cut = std::chrono::steady_clock::now();
+  auto since_cut = [&] {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - cut).count();
+  };
+  // Rank 0 (node1) gives up after the timeout, naming itself and the step.
+  const std::regex timed_out(fmt::format(
+      "m3ret: collective [a-z]+ timed out after {}\\.0 s at step [0-9]+ on rank 0 of 2", kTimeout));
+  ASSERT_TRUE(wait_until(kTimeout + 15, [&] { return std::regex_search(read(out), timed_out); }))
+      << "no collective timeout message " << since_cut() << " s after the cut\n"
       << read(out);
-  expect_same_weights(exported(dir_ / "one"), exported(run), "lost node, requeued vs 1 rank");
+  EXPECT_GE(since_cut(), kTimeout - 1) << "timed out before the timeout";
+  // mpirun cannot reach node2's daemon to finish the abort: the job ends when
+  // Slurm declares node2 lost (SlurmdTimeout, 30 s in local-cluster.sh), and
+  // Slurm requeues it itself (--requeue): it waits for two nodes.
+  ASSERT_NO_FATAL_FAILURE(wait_job(id, {"PENDING", "FAILED", "COMPLETED", "CANCELLED"}, 60));
+  const std::string text = read(out);
+  ASSERT_EQ(job_field(id, "JobState"), "PENDING") << text;
+  EXPECT_TRUE(std::regex_search(
+      text, std::regex("JOB " + id + " ON node1 CANCELLED AT \\S+ DUE TO NODE FAILURE")))
+      << text;
+  EXPECT_EQ(job_field(id, "Restarts"), "1");
+  const std::string latest = read(run / "checkpoints/latest");
+  ASSERT_NE(latest.find("step-"), std::string::npos) << latest;
+  const int64_t resumed_from = std::stoll(latest.substr(latest.find("step-") + 5));
+  ASSERT_LT(resumed_from, 4) << "the run ended before node2 was cut off";
+  // Nothing of the job runs on node1 any more.
+  for (const char* name : {"m3ret", "mpirun", "slurm_script", "slurmstepd"})
+    EXPECT_TRUE(node_processes(k, 1, name).empty()) << name << " left on node1";
+
+  // The link back: node2's rank, Open MPI daemon and step are gone (the rank
+  // timed out too and aborted through its local daemon), but Slurm keeps the
+  // node DOWN ("Not responding") until it answers again.
+  r = run_capture({"ip", "link", "set", link, "up"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  for (const char* name : {"m3ret", "orted", "slurmstepd"}) {
+    EXPECT_TRUE(wait_until(60, [&] { return node_processes(k, 2, name).empty(); }))
+        << name << " left on node2";
+  }
+  // Slurm returns node2 to service (ReturnToService=2) when it answers its
+  // next ping; a node still DOWN is resumed by hand, as an administrator would.
+  std::string node2;
+  EXPECT_TRUE(wait_until(60,
+                         [&] {
+                           node2 = run_capture({"sinfo", "-h", "-n", "node2", "-o", "%T"}).out;
+                           if (node2.find("down") != std::string::npos)
+                             run_capture({"scontrol", "update", "nodename=node2", "state=resume"});
+                           return node2 == "idle\n" || node2 == "allocated\n" || node2 == "mixed\n";
+                         }))
+      << "node2 is " << node2;
+  expect_completes_resumed(id, run, resumed_from, "cut link, requeued vs 1 rank");
 }
 
 // configs/sweeps/tiny.toml through the Slurm backend: every run succeeds, and
