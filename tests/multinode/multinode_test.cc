@@ -400,9 +400,10 @@ TEST_F(MultiNode, CutLinkTimesOutNamingTheRankAndTheRequeuedJobResumes) {
       << "no collective timeout message " << since_cut() << " s after the cut\n"
       << read(out);
   EXPECT_GE(since_cut(), kTimeout - 1) << "timed out before the timeout";
-  // mpirun cannot reach node2's daemon to finish the abort: the job ends when
-  // Slurm declares node2 lost (SlurmdTimeout, 30 s in local-cluster.sh), and
-  // Slurm requeues it itself (--requeue): it waits for two nodes.
+  // Rank 0 ends, but mpirun waits for the srun that started its daemon on
+  // node2, which cannot reach node2: the job ends when Slurm declares node2
+  // lost (SlurmdTimeout, 30 s in local-cluster.sh) and requeues it itself
+  // (--requeue): it waits for two nodes.
   ASSERT_NO_FATAL_FAILURE(wait_job(id, {"PENDING", "FAILED", "COMPLETED", "CANCELLED"}, 60));
   const std::string text = read(out);
   ASSERT_EQ(job_field(id, "JobState"), "PENDING") << text;
