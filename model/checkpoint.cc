@@ -44,8 +44,12 @@ std::vector<stdfs::path> checkpoint_folders(const stdfs::path& run_dir) {
 void checkpoint_io(const stdfs::path& file, const char* what, const std::function<void()>& f) {
   try {
     f();
+  } catch (const Error&) {
+    throw;
   } catch (const c10::Error& e) {
     throw Error(fmt::format("{}: cannot {}: {}", file.string(), what, e.what_without_backtrace()));
+  } catch (const std::exception& e) {  // e.g. std::out_of_range from a malformed pickle
+    throw Error(fmt::format("{}: cannot {}: {}", file.string(), what, e.what()));
   }
 }
 

@@ -52,8 +52,9 @@ std::string checkpoint_name(int64_t step);
 // The step-* folders of run_dir/checkpoints, newest first (valid or not).
 std::vector<std::filesystem::path> checkpoint_folders(const std::filesystem::path& run_dir);
 
-// Runs f(), which reads or writes `file` through torch; a torch error becomes
-// an m3ret::Error "FILE: cannot WHAT: reason".
+// Runs f(), which reads or writes `file` through torch; a torch error (c10::Error, or
+// another std::exception such as the std::out_of_range of LibTorch's unpickler on a
+// malformed archive) becomes an m3ret::Error "FILE: cannot WHAT: reason".
 void checkpoint_io(const std::filesystem::path& file, const char* what,
                    const std::function<void()>& f);
 

@@ -60,9 +60,13 @@ LoadedEncoder load_encoder(const std::filesystem::path& path, const EncoderChoic
       if (!teacher) archive.read("encoder", encoder_archive);
       out.encoder->load(encoder_archive);
       out.weights = teacher ? "teacher" : "student";
+    } catch (const Error&) {
+      throw;
     } catch (const c10::Error& e) {
       throw Error(fmt::format("{}: cannot read the encoder: {}", file.string(),
                               e.what_without_backtrace()));
+    } catch (const std::exception& e) {  // LibTorch's unpickler throws std::out_of_range too
+      throw Error(fmt::format("{}: cannot read the encoder: {}", file.string(), e.what()));
     }
     out.step = load_checkpoint(dir, nullptr, nullptr, false).step;
   }

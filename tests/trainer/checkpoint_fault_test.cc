@@ -189,6 +189,27 @@ TEST(CheckpointFault, CraftedStateIsRefusedNamingTheFileAndTheKey) {
 
 // JSON of the wrong types, or names outside the folder, in a checkpoint's manifest or state:
 // a reason or an m3ret::Error naming the file, never a json::type_error or filesystem_error.
+// A model.pt whose pickle names a class it has not defined (as fuzz_checkpoint found):
+// LibTorch's unpickler throws std::out_of_range, which becomes an Error naming the file.
+TEST(CheckpointFault, AMalformedPickleIsAnErrorNamingModelPt) {
+  testing::TempDir dir("ckpickle");
+  Fixture f;
+  const auto ck = f.save(dir.path(), 3);
+  std::string pt = fs::read_file(ck / "model.pt");
+  const std::string name = "___torch_mangle_0\n";
+  const size_t at = pt.find(name);
+  ASSERT_NE(at, std::string::npos);
+  pt[at + name.size() - 2] = '9';  // a class defined later, or never
+  fs::write_atomic(ck / "model.pt", pt);
+  try {
+    load_checkpoint(ck, f.model.get(), nullptr, false);
+    ADD_FAILURE() << "accepted a malformed model.pt";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find((ck / "model.pt").string()), std::string::npos)
+        << e.what();
+  }
+}
+
 TEST(CheckpointFault, CraftedManifestAndStateTypesAreRefusedNotThrownAsJsonErrors) {
   testing::TempDir dir("ckcraftedtypes");
   Fixture f;
