@@ -16,14 +16,16 @@
 // - make(ticket) runs on a worker without the lock and returns the item.
 // - At most `window` items are claimed and not yet taken by next() (memory
 //   stays bounded whatever the consumer's pace).
-// - The first exception of claim or make ends the stream: workers claim
-//   nothing more, and next() rethrows it instead of waiting for an item that
-//   is not made yet (items already made in order are still returned first).
+// - An exception of claim or make ends the stream: workers claim nothing
+//   more, next() returns the items before the failed one, in order, and then
+//   rethrows its exception, on every later call too. (When several items
+//   fail, the earliest one's exception is the one the consumer sees.)
 // - The destructor stops the workers and joins them, whether or not the
 //   stream was consumed (a consumer that fails simply lets the pool go).
 #pragma once
 
 #include <algorithm>
+#include <cstdint>
 #include <cstddef>
 #include <exception>
 #include <functional>
@@ -64,15 +66,19 @@ class OrderedPool {
   OrderedPool& operator=(const OrderedPool&) = delete;
 
   // The item of index position(); blocks until it is made. nullopt once the
-  // stream has ended and every item was taken. Rethrows a worker's exception.
+  // stream has ended and every item was taken. Rethrows the exception of the
+  // failed item once every item before it was taken (sticky).
   std::optional<Item> next() M3RET_EXCLUDES(mu_) {
     std::optional<Item> item;
     {
       MutexLock lock(mu_);
-      while (ready_.count(next_) == 0 && !error_ && !(ended_ && next_ >= claimed_)) cv_.wait(lock);
+      // Every item before error_at_ was claimed, so it is made or fails (which
+      // lowers error_at_): the wait ends.
+      while (ready_.count(next_) == 0 && next_ < error_at_ && !(ended_ && next_ >= claimed_))
+        cv_.wait(lock);
       auto it = ready_.find(next_);
       if (it == ready_.end()) {
-        if (error_) std::rethrow_exception(error_);
+        if (next_ >= error_at_) std::rethrow_exception(error_);
         return std::nullopt;  // ended
       }
       item = std::move(it->second);
@@ -101,7 +107,7 @@ class OrderedPool {
         try {
           ticket = claim_(claimed_);
         } catch (...) {
-          error_ = std::current_exception();
+          fail(claimed_, std::current_exception());
         }
         if (!ticket) {
           ended_ = !error_;
@@ -127,10 +133,18 @@ class OrderedPool {
       MutexLock lock(mu_);
       if (item)
         ready_.emplace(index, std::move(*item));
-      else if (!error_)
-        error_ = error;
+      else
+        fail(index, error);
     }
     cv_.notify_all();
+  }
+
+  // Item `index` failed with `error`: the stream ends there (or earlier).
+  void fail(size_t index, std::exception_ptr error) M3RET_REQUIRES(mu_) {
+    if (index < error_at_) {
+      error_at_ = index;
+      error_ = std::move(error);
+    }
   }
 
   const size_t window_;
@@ -139,11 +153,12 @@ class OrderedPool {
 
   mutable Mutex mu_;
   CondVar cv_;
-  size_t claimed_ M3RET_GUARDED_BY(mu_) = 0;  // items claimed so far
-  size_t next_ M3RET_GUARDED_BY(mu_) = 0;     // the item next() returns next
-  bool ended_ M3RET_GUARDED_BY(mu_) = false;  // claim returned nullopt
-  bool stop_ M3RET_GUARDED_BY(mu_) = false;   // the pool is being destroyed
-  std::exception_ptr error_ M3RET_GUARDED_BY(mu_);
+  size_t claimed_ M3RET_GUARDED_BY(mu_) = 0;            // items claimed so far
+  size_t next_ M3RET_GUARDED_BY(mu_) = 0;               // the item next() returns next
+  bool ended_ M3RET_GUARDED_BY(mu_) = false;            // claim returned nullopt
+  bool stop_ M3RET_GUARDED_BY(mu_) = false;             // the pool is being destroyed
+  size_t error_at_ M3RET_GUARDED_BY(mu_) = SIZE_MAX;    // the earliest failed item
+  std::exception_ptr error_ M3RET_GUARDED_BY(mu_);      // its exception
   std::map<size_t, Item> ready_ M3RET_GUARDED_BY(mu_);  // made, not yet taken
   std::vector<std::thread> threads_;
 };

@@ -6,9 +6,10 @@
 // (augmentation) to it. At most
 // `prefetch` batches are claimed beyond the one next() returns next (bounded
 // memory). Batches come out in step order whatever thread finished first.
-// An exception in a worker is sticky: next() rethrows it on the caller (and
-// on every later call); the workers stop. The destructor stops and joins the
-// workers (also on the error path).
+// An exception in a worker (a read or the transform of step s) is sticky:
+// next() returns the batches of the steps before s, then rethrows it on the
+// caller, and on every later call; the workers stop. The destructor stops
+// and joins the workers (also on the error path).
 //
 // Videos: every sample of a batch is a clip drawn for this step (a new random
 // start each time the sampler draws the video; ModalityInfo::clip_starts).

@@ -1,12 +1,14 @@
 // core/ordered_pool.h: items in stream order whatever the threads, claims in
-// order and within the window, the end of the stream, the first error of claim
-// or make reaching the consumer, and a pool let go before its stream ends.
+// order and within the window, the end of the stream, an error of claim or make
+// reaching the consumer after the items before it, and a pool let go before its
+// stream ends.
 #include <gtest/gtest.h>
 
 #include <atomic>
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "core/ordered_pool.h"
@@ -67,6 +69,21 @@ TEST(OrderedPool, ClaimsAreInOrderAndWithinTheWindowAheadOfTheConsumer) {
   EXPECT_LE(worst_ahead, kWindow) << "items claimed beyond those the consumer asked for";
 }
 
+// Takes items until next() throws, checking that they come in order; returns
+// how many came and the error's message ("" when the stream ended instead).
+std::pair<size_t, std::string> take_until_error(Pool& pool) {
+  size_t taken = 0;
+  try {
+    while (auto item = pool.next()) {
+      EXPECT_EQ(*item, std::to_string(taken));
+      ++taken;
+    }
+  } catch (const std::runtime_error& e) {
+    return {taken, e.what()};
+  }
+  return {taken, ""};
+}
+
 TEST(OrderedPool, TheFirstErrorOfMakeEndsTheStreamAndReachesTheConsumer) {
   std::atomic<size_t> claimed{0};
   Pool pool(
@@ -79,14 +96,9 @@ TEST(OrderedPool, TheFirstErrorOfMakeEndsTheStreamAndReachesTheConsumer) {
         if (i == 20) throw std::runtime_error("item 20 failed");
         return slow_item(i);
       });
-  size_t taken = 0;
-  try {
-    while (pool.next()) ++taken;
-    FAIL() << "the stream ended without the error";
-  } catch (const std::runtime_error& e) {
-    EXPECT_STREQ(e.what(), "item 20 failed");
-  }
-  EXPECT_LE(taken, 20u) << "items after the failed one were returned";
+  const auto [taken, error] = take_until_error(pool);
+  EXPECT_EQ(error, "item 20 failed");
+  EXPECT_EQ(taken, 20u) << "every item before the failed one, then its error";
   EXPECT_LE(claimed.load(), 20u + 8u) << "claims went on past the window after the error";
   EXPECT_THROW(pool.next(), std::runtime_error) << "the error stays";
 }
@@ -99,14 +111,22 @@ TEST(OrderedPool, AnErrorOfClaimReachesTheConsumer) {
         return i;
       },
       slow_item);
-  size_t taken = 0;
-  try {
-    while (auto item = pool.next()) ASSERT_EQ(*item, std::to_string(taken++));
-    FAIL() << "the stream ended without the error";
-  } catch (const std::runtime_error& e) {
-    EXPECT_STREQ(e.what(), "claim 5 failed");
+  const auto [taken, error] = take_until_error(pool);
+  EXPECT_EQ(error, "claim 5 failed");
+  EXPECT_EQ(taken, 5u) << "every item before the failed claim, then its error";
+  EXPECT_THROW(pool.next(), std::runtime_error) << "the error stays";
+}
+
+TEST(OrderedPool, WhenSeveralItemsFailTheEarliestErrorIsTheOneSeen) {
+  for (int round = 0; round < 20; ++round) {
+    Pool pool(4, 16, first(100), [](size_t i) -> std::string {
+      if (i == 7 || i == 9 || i == 12) throw std::runtime_error("item " + std::to_string(i));
+      return slow_item(i);
+    });
+    const auto [taken, error] = take_until_error(pool);
+    EXPECT_EQ(error, "item 7");
+    EXPECT_EQ(taken, 7u);
   }
-  EXPECT_LE(taken, 5u);
 }
 
 TEST(OrderedPool, APoolLetGoBeforeItsEndStopsItsWorkers) {
