@@ -59,7 +59,11 @@ std::string job_wrapper_script(const std::string& command, const fs::path& job_d
       "child=$!\n"
       "if [ -n \"$pending\" ]; then kill -$pending -$child 2>/dev/null || kill -$pending $child; "
       "fi\n"
-      "while :; do wait $child; rc=$?; kill -0 $child 2>/dev/null || break; done\n"
+      // a forwarded signal interrupts `wait` (128+n) while the command runs on; once it has
+      // ended, `wait` once more gives its own status even when the interrupted wait was
+      // the last one before it ended (the shell keeps the status of a finished child)
+      "while kill -0 $child 2>/dev/null; do wait $child; done\n"
+      "wait $child; rc=$?\n"
       "echo $rc > \"$M3RET_JOB_DIR/exit_code.tmp\" && mv \"$M3RET_JOB_DIR/exit_code.tmp\" "
       "\"$M3RET_JOB_DIR/exit_code\"\n"
       "exit $rc\n",
