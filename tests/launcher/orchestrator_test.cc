@@ -1035,8 +1035,16 @@ TEST(LocalBackend, MpiexecOptionsReachTheLaunchedCommandLine) {
 TEST(LocalBackend, CancelEndsTheWholeJobAndUsr1ReachesIt) {
   TempDir dir("local");
   auto b = make_local_backend(2);
-  std::string id = b->submit({"s", JobKind::kTrain, "sleep 30 & wait", dir / "s", {}, 1});
-  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  const fs::path started = dir / "s-started";
+  std::string id = b->submit({"s",
+                              JobKind::kTrain,
+                              "touch '" + started.string() + "'; sleep 30 & wait",
+                              dir / "s",
+                              {},
+                              1});
+  for (int i = 0; i < 1000 && !fs::exists(started); ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  ASSERT_TRUE(fs::exists(started));
   EXPECT_EQ(b->poll(id, dir / "s").state, JobState::kRunning);
   auto t0 = std::chrono::steady_clock::now();
   b->cancel(id);
