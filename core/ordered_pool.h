@@ -120,7 +120,7 @@ class OrderedPool {
     }
   }
 
-  // Makes item `index` and hands it over (or records the first error).
+  // Makes item `index` and hands it over (or records its failure).
   void finish(size_t index, Ticket ticket) M3RET_EXCLUDES(mu_) {
     std::optional<Item> item;
     std::exception_ptr error;
