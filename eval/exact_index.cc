@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <limits>
+#include <vector>
 
 #include <fmt/format.h>
 
@@ -45,22 +46,20 @@ void scan(const float* row, int64_t width, int64_t g0, int64_t kk, Hit* h, int64
 
 class ExactIndex final : public Index {
  public:
-  ExactIndex(int64_t dim, ExactIndexOptions options)
-      : dim_(dim), options_(options), gallery_(torch::empty({0, dim}, torch::kFloat32)) {
+  ExactIndex(int64_t dim, ExactIndexOptions options) : dim_(dim), options_(options) {
     M3RET_CHECK(dim >= 1, "index dimension {} must be >= 1", dim);
     M3RET_CHECK(options.query_block >= 1 && options.gallery_block >= 1,
                 "exact index blocks must be >= 1");
   }
 
   int64_t dim() const override { return dim_; }
-  int64_t size() const override { return gallery_.size(0); }
+  int64_t size() const override { return static_cast<int64_t>(rows_.size()) / dim_; }
   std::string spec() const override { return "exact"; }
   bool exact() const override { return true; }
 
   void add(int64_t n, const float* x) override {
     if (n <= 0) return;
-    torch::Tensor rows = torch::from_blob(const_cast<float*>(x), {n, dim_}, torch::kFloat32);
-    gallery_ = torch::cat({gallery_, rows}).contiguous();  // copies: x need not outlive the call
+    rows_.insert(rows_.end(), x, x + n * dim_);  // copies: x need not outlive the call
   }
 
   void search(int64_t nq, const float* q, int64_t k, float* scores, int64_t* ids) const override {
@@ -72,6 +71,8 @@ class ExactIndex final : public Index {
     std::fill(ids, ids + nq * k, int64_t{-1});
     if (kk == 0 || nq <= 0) return;
     torch::Tensor queries = torch::from_blob(const_cast<float*>(q), {nq, dim_}, torch::kFloat32);
+    const torch::Tensor gallery =
+        torch::from_blob(const_cast<float*>(rows_.data()), {n, dim_}, torch::kFloat32);
     // Per query of the block, a min-heap of its kk best so far (worst on top).
     std::vector<Hit> heaps(static_cast<size_t>(std::min(nq, options_.query_block) * kk));
     for (int64_t q0 = 0; q0 < nq; q0 += options_.query_block) {
@@ -81,7 +82,7 @@ class ExactIndex final : public Index {
       for (int64_t g0 = 0; g0 < n; g0 += options_.gallery_block) {
         const int64_t g1 = std::min(n, g0 + options_.gallery_block), width = g1 - g0;
         torch::Tensor sims =
-            torch::mm(qb, gallery_.slice(0, g0, g1).t()).contiguous();  // [b, width]
+            torch::mm(qb, gallery.slice(0, g0, g1).t()).contiguous();  // [b, width]
         const float* S = sims.data_ptr<float>();
         at::parallel_for(0, b, 16, [&](int64_t r0, int64_t r1) {
           for (int64_t r = r0; r < r1; ++r)
@@ -104,7 +105,7 @@ class ExactIndex final : public Index {
  private:
   const int64_t dim_;
   const ExactIndexOptions options_;
-  torch::Tensor gallery_;  // float32 [size, dim], contiguous
+  std::vector<float> rows_;  // the gallery: size x dim floats, row-major (appends amortised)
 };
 
 }  // namespace

@@ -1,5 +1,6 @@
 // Exact inner-product search with LibTorch: the gallery is held as one float32
-// [N, D] tensor; queries are processed in blocks of `query_block` rows against
+// [N, D] row-major buffer (add() appends to it; search() views it as a
+// tensor); queries are processed in blocks of `query_block` rows against
 // gallery blocks of `gallery_block` rows (one matrix product each, BLAS
 // through LibTorch), each similarity row then scanned (rows in parallel with
 // at::parallel_for) into a running top-k heap per query: most scores cost one

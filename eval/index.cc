@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 
 #include "core/error.h"
+#include "core/log.h"
 #include "eval/exact_index.h"
 #include "eval/faiss_index.h"
 
@@ -95,6 +96,19 @@ double recall_against(const std::vector<int64_t>& truth, const std::vector<int64
 
 void Index::set_search_option(const std::string& key, int64_t value) {
   throw Error(fmt::format("index {}: no search option '{}'", spec(), key));
+}
+
+void add_with_progress(Index& index, int64_t n, const float* x, const std::string& label,
+                       int64_t batch) {
+  if (batch <= 0) batch = std::max<int64_t>(1000, (n + 99) / 100);
+  index.train(n, x);
+  log::Progress progress(label, n);
+  for (int64_t i = 0; i < n; i += batch) {
+    const int64_t rows = std::min(batch, n - i);
+    index.add(rows, x + i * index.dim());
+    progress.add(rows);
+  }
+  progress.finish();
 }
 
 std::unique_ptr<Index> make_index(const std::string& text, int64_t dim, int64_t expected_count) {

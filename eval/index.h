@@ -72,6 +72,16 @@ class Index {
 double recall_against(const std::vector<int64_t>& truth, const std::vector<int64_t>& got,
                       int64_t nq, int64_t k);
 
+// Builds `index` from n vectors (x: n*dim floats): trains it on all of them
+// first (IVF's k-means; a no-op for the others), then adds them in batches of
+// `batch` rows (0: 1 % of n, at least 1000), counting each batch on a progress
+// line labelled `label` (core/log.h). Exact, flat and IVF indices come out the
+// same as from one add(n, x); an HNSW graph depends on the order in which FAISS
+// inserts the vectors, which it chooses per add() call, so its links differ
+// (its search results match wherever the search reaches every vector).
+void add_with_progress(Index& index, int64_t n, const float* x, const std::string& label,
+                       int64_t batch = 0);
+
 // A new, empty index for `dim`-dimensional vectors. `expected_count` sizes the
 // defaults that depend on it (IVF lists). Throws m3ret::Error for a bad spec.
 std::unique_ptr<Index> make_index(const std::string& spec, int64_t dim, int64_t expected_count = 0);

@@ -74,7 +74,7 @@ nlohmann::json build_index_dir(const IndexBuildOptions& opt) {
   set.X = normalized_rows(set);
 
   auto index = make_index(spec.str(), set.D, set.N);
-  index->add(set.N, set.X.data());
+  add_with_progress(*index, set.N, set.X.data(), "index " + spec.type, opt.batch);
   std::map<std::string, int64_t> per_modality;
   for (const auto& m : set.modality) ++per_modality[m];
   nlohmann::json info = {

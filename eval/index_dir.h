@@ -33,6 +33,7 @@ struct IndexBuildOptions {
   std::string type = "exact";        // factory string (eval/index.h)
   std::string split;                 // only samples of this split ("" = all)
   bool overwrite = false;            // replace an existing INDEX folder
+  int64_t batch = 0;                 // rows added per call (0: 1 % of them, at least 1000)
 };
 
 // Builds and writes the folder; returns its index.json. Throws m3ret::Error

@@ -11,6 +11,7 @@
 #include <fmt/format.h>
 
 #include "core/communicator.h"
+#include "core/log.h"
 #include "core/runtime.h"
 
 namespace m3ret::testing {
@@ -74,6 +75,21 @@ std::string python_with(const std::string& modules) {
     if (run_command(py + " -c 'import " + modules + "'") == 0) return py;
   }
   return "";
+}
+
+std::string console_of(bool terminal, const std::function<void()>& work) {
+  std::FILE* f = std::tmpfile();
+  log::set_console(f, terminal);
+  log::init(0);
+  work();
+  log::flush();
+  std::string out;
+  std::rewind(f);
+  for (int c; (c = std::fgetc(f)) != EOF;) out += static_cast<char>(c);
+  std::fclose(f);
+  log::set_console(stderr, isatty(fileno(stderr)) != 0);
+  log::init(0);
+  return out;
 }
 
 }  // namespace m3ret::testing

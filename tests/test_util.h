@@ -2,6 +2,7 @@
 #pragma once
 
 #include <filesystem>
+#include <functional>
 #include <string>
 
 namespace m3ret::testing {
@@ -37,5 +38,10 @@ int run_command(const std::string& cmd, std::string* output = nullptr);
 // PMIX_*, PMI_*): a test binary may be an MPI singleton, and those variables
 // must not reach a child mpiexec or m3ret, which would join this process's job.
 int run_command_outside_mpi(const std::string& cmd, std::string* output = nullptr);
+
+// Runs `work` with the console log (core/log.h) pointed at a temporary file,
+// as a terminal or not, and returns what it showed; the console is stderr again
+// afterwards (logging re-initialised for rank 0).
+std::string console_of(bool terminal, const std::function<void()>& work);
 
 }  // namespace m3ret::testing

@@ -2,7 +2,6 @@
 // under a progress bar (a log line clears the bar and redraws it; no bar, but
 // plain lines, when the console is not a terminal).
 #include <gtest/gtest.h>
-#include <unistd.h>
 
 #include <cstdio>
 #include <string>
@@ -10,6 +9,7 @@
 #include <spdlog/spdlog.h>
 
 #include "core/log.h"
+#include "test_util.h"
 
 namespace m3ret::log {
 namespace {
@@ -26,22 +26,7 @@ TEST(ProgressText, ShowsDoneRateTimeLeftAndElapsed) {
       << "no time left at the end";
 }
 
-// Runs `work` with the console redirected to a temporary file and returns what it shows.
-template <typename F>
-std::string console_of(bool terminal, F work) {
-  std::FILE* f = std::tmpfile();
-  set_console(f, terminal);
-  init(0);
-  work();
-  flush();
-  std::string out;
-  std::rewind(f);
-  for (int c; (c = std::fgetc(f)) != EOF;) out += static_cast<char>(c);
-  std::fclose(f);
-  set_console(stderr, isatty(fileno(stderr)) != 0);
-  init(0);
-  return out;
-}
+using m3ret::testing::console_of;
 
 TEST(Progress, OnATerminalALogLineClearsTheBarAndTheBarIsDrawnAgainBelowIt) {
   const std::string out = console_of(true, [] {

@@ -135,7 +135,7 @@ TEST(FaissIndex, HnswAndIvfRecallAgainstExactIsReported) {
   Results truth = run(*exact, q, k);
   for (const std::string spec : {"hnsw", "ivf"}) {
     auto index = make_index(spec, D, n);
-    index->add(n, g.data());
+    add_with_progress(*index, n, g.data(), spec);  // in batches, as `m3ret index build` builds
     EXPECT_FALSE(index->exact());
     const double recall = recall_against(truth.ids, run(*index, q, k).ids, nq, k);
     std::printf("[ recall ] %s: recall@10 vs exact = %.4f (%lld x %lld, %lld queries)\n",
@@ -143,6 +143,58 @@ TEST(FaissIndex, HnswAndIvfRecallAgainstExactIsReported) {
     ::testing::Test::RecordProperty(spec + "_recall_at_10", std::to_string(recall));
     EXPECT_GE(recall, spec == "hnsw" ? 0.95 : 0.80) << index->spec();
   }
+}
+
+// Built in batches (as `m3ret index build` does, to show its progress), every
+// type answers as when built in one call: exact, flat and IVF (trained on all
+// rows first) return the very same ids and scores; HNSW, whose links depend on
+// the insertion order, returns the exact results wherever its search reaches
+// every vector (ef_search >= n), as the one-call HNSW does.
+TEST(IndexBuild, InBatchesAnswersAsBuiltInOneCall) {
+  const int64_t D = 16, n = 2000, nq = 50, k = 10;
+  auto g = clustered(n, D, 20, 11), q = clustered(nq, D, 20, 12);
+  for (const std::string spec : {"exact", "flat", "ivf"}) {
+    SCOPED_TRACE(spec);
+    auto one = make_index(spec, D, n), batched = make_index(spec, D, n);
+    one->add(n, g.data());
+    add_with_progress(*batched, n, g.data(), "test", 7);
+    EXPECT_EQ(batched->size(), n);
+    EXPECT_EQ(batched->spec(), one->spec());
+    Results a = run(*one, q, k), b = run(*batched, q, k);
+    EXPECT_EQ(a.ids, b.ids);
+    EXPECT_EQ(a.scores, b.scores);
+  }
+  const int64_t small = 300;
+  auto exact = make_index("exact", D);
+  exact->add(small, g.data());
+  const Results truth = run(*exact, q, k);
+  auto one = make_index("hnsw,ef_search=512", D), batched = make_index("hnsw,ef_search=512", D);
+  one->add(small, g.data());
+  add_with_progress(*batched, small, g.data(), "test", 7);
+  EXPECT_EQ(run(*one, q, k).ids, truth.ids);
+  EXPECT_EQ(run(*batched, q, k).ids, truth.ids);
+}
+
+// `m3ret index build` counts the rows it adds on a progress line: a bar redrawn
+// in place on a terminal, plain lines elsewhere (the first batch and the end).
+TEST(IndexBuild, ShowsItsProgressOnATerminalAndElsewhere) {
+  m3ret::testing::TempDir dir("eval-index-progress");
+  write_embeddings(dir / "emb.h5", testing::random_set(400, 16, {"xray", "ct"}, 50, 4, 9));
+  IndexBuildOptions o;
+  o.embeddings = dir / "emb.h5";
+  o.out = dir / "index";
+  o.type = "ivf4";
+  o.batch = 100;
+  const std::string plain = m3ret::testing::console_of(false, [&] { build_index_dir(o); });
+  EXPECT_EQ(plain.find('\r'), std::string::npos) << plain;
+  EXPECT_NE(plain.find("index ivf 100/400 "), std::string::npos) << plain;
+  EXPECT_NE(plain.find("index ivf 400/400 "), std::string::npos) << plain;
+  o.overwrite = true;
+  const std::string bar = m3ret::testing::console_of(true, [&] { build_index_dir(o); });
+  EXPECT_NE(bar.find("\rindex ivf [#######"), std::string::npos) << bar;
+  EXPECT_NE(bar.find("] 400/400 "), std::string::npos) << bar;
+  EXPECT_EQ(bar.back(), '\n') << "the finished bar ends its line";
+  EXPECT_EQ(open_index_dir(dir / "index").index->size(), 400);
 }
 
 TEST(IndexDir, BuildOpenSearchForEveryTypeAndRefuseBadInput) {
