@@ -110,17 +110,4 @@ stdfs::path series_ref(const stdfs::path& dir, const std::string& id) {
   return stdfs::path(dir.string() + "#" + id);
 }
 
-bool split_series_ref(const stdfs::path& ref, stdfs::path& dir, std::string& id) {
-  std::error_code ec;
-  if (stdfs::exists(ref, ec)) return false;
-  const std::string s = ref.string();
-  const size_t hash = s.rfind('#');
-  if (hash == std::string::npos || hash + 1 == s.size()) return false;
-  const stdfs::path d = s.substr(0, hash);
-  if (!stdfs::is_directory(d, ec)) return false;
-  dir = d;
-  id = s.substr(hash + 1);
-  return true;
-}
-
 }  // namespace m3ret::data::dicom

@@ -20,12 +20,6 @@ namespace stdfs = std::filesystem;
 
 namespace {
 
-const std::vector<std::string> kModalities = {"ct", "xray", "ultrasound", "endoscopy", "mri"};
-// Index = seed component of a class: append only.
-const std::vector<std::string> kClasses = {"normal",    "nodule",    "cyst",    "mass",
-                                           "stripes-h", "stripes-v", "checker", "rings",
-                                           "spokes",    "dots",      "stripes", "blobs"};
-
 const char* extension(const std::string& modality) {
   if (modality == "ct" || modality == "mri") return ".nii.gz";
   if (modality == "xray") return ".dcm";
@@ -57,64 +51,6 @@ void render(const Job& job, const SynthConfig& cfg) {
 
 }  // namespace
 
-void SynthConfig::validate() const {
-  std::set<std::string> seen;
-  for (const auto& c : classes) {
-    if (std::find(kClasses.begin(), kClasses.end(), c) == kClasses.end()) {
-      throw config::Error(
-          fmt::format("config key 'synth.classes': unknown class '{}' (expected {})", c,
-                      fmt::join(kClasses, ", ")));
-    }
-    if (!seen.insert(c).second) {
-      throw config::Error(fmt::format("config key 'synth.classes': class '{}' given twice", c));
-    }
-  }
-  size_t structural = 0;
-  for (const auto& c : classes) structural += synth::is_structural_class(c);
-  if (structural != 0 && structural != classes.size()) {
-    throw config::Error(fmt::format(
-        "config key 'synth.classes': cannot mix the finding classes ({}) with the structural "
-        "classes ({}): their lesions differ in size and contrast, which would give away the class",
-        fmt::join(synth::clinical_class_names(), ", "),
-        fmt::join(synth::structural_class_names(), ", ")));
-  }
-  if (classes.size() < 2) {
-    throw config::Error("config key 'synth.classes' needs at least 2 classes for retrieval");
-  }
-  seen.clear();
-  for (const auto& m : modalities) {
-    if (std::find(kModalities.begin(), kModalities.end(), m) == kModalities.end()) {
-      throw config::Error(
-          fmt::format("config key 'synth.modalities': unknown modality '{}' (expected {})", m,
-                      fmt::join(kModalities, ", ")));
-    }
-    if (!seen.insert(m).second) {
-      throw config::Error(
-          fmt::format("config key 'synth.modalities': modality '{}' given twice", m));
-    }
-  }
-  if (modalities.empty()) throw config::Error("config key 'synth.modalities' is empty");
-  for (const auto& [key, range] : {std::pair<const char*, const std::vector<double>*>{
-                                       "synth.lesion_diameter", &lesion_diameter},
-                                   {"synth.pattern_period", &pattern_period},
-                                   {"synth.pattern_tilt", &pattern_tilt}})
-    if (range->size() != 2 || (*range)[0] > (*range)[1])
-      throw config::Error(fmt::format("config key '{}' must be [lo, hi] with lo <= hi, got [{}]",
-                                      key, fmt::join(*range, ", ")));
-  const bool both_stripes = std::count(classes.begin(), classes.end(), "stripes-h") &&
-                            std::count(classes.begin(), classes.end(), "stripes-v");
-  if (both_stripes && pattern_tilt[1] - pattern_tilt[0] >= 90)
-    throw config::Error(fmt::format(
-        "config key 'synth.pattern_tilt': [{}] spans 90 degrees or more, which turns stripes-h "
-        "into stripes-v; use the class 'stripes' instead of both",
-        fmt::join(pattern_tilt, ", ")));
-  if (video_width % 2 || video_height % 2) {
-    throw config::Error(
-        fmt::format("config keys 'synth.video_width/video_height' must be even, got {}x{}",
-                    video_width, video_height));
-  }
-}
-
 void synthesize(const SynthConfig& cfg, const stdfs::path& out_dir) {
   cfg.validate();
   const stdfs::path root = stdfs::absolute(out_dir).lexically_normal();
@@ -128,7 +64,8 @@ void synthesize(const SynthConfig& cfg, const stdfs::path& out_dir) {
   std::vector<Job> jobs;
   for (const auto& modality : cfg.modalities) {
     const uint64_t mi =
-        std::find(kModalities.begin(), kModalities.end(), modality) - kModalities.begin();
+        std::find(synth::modality_names().begin(), synth::modality_names().end(), modality) -
+        synth::modality_names().begin();
     // Patients of every class, numbered in a seeded random order so that ids
     // say nothing about the class; the split is drawn per class.
     struct Patient {
@@ -156,7 +93,8 @@ void synthesize(const SynthConfig& cfg, const stdfs::path& out_dir) {
     for (size_t k = 0; k < patients.size(); ++k) {
       const auto& pt = patients[k];
       const std::string& cls = cfg.classes[pt.cls];
-      const uint64_t ci = std::find(kClasses.begin(), kClasses.end(), cls) - kClasses.begin();
+      const uint64_t ci = std::find(synth::class_names().begin(), synth::class_names().end(), cls) -
+                          synth::class_names().begin();
       synth::Rng patient_rng(synth::mix_seed(cfg.seed, mi, ci, static_cast<uint64_t>(pt.index)));
       const synth::Finding finding = synth::finding_of(cls);
       const synth::Anatomy patient = synth::make_patient(

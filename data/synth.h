@@ -100,4 +100,11 @@ struct SynthConfig {
 // Throws m3ret::Error naming the file on any failure.
 void synthesize(const SynthConfig& cfg, const std::filesystem::path& out_dir);
 
+namespace synth {
+// What `synth.modalities` and `synth.classes` may name. A class's index in class_names() is
+// part of its samples' seeds: the list is only appended to.
+const std::vector<std::string>& modality_names();
+const std::vector<std::string>& class_names();
+}  // namespace synth
+
 }  // namespace m3ret::data

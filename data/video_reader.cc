@@ -212,16 +212,6 @@ void quiet_ffmpeg_logs() {
   std::call_once(once, [] { av_log_set_level(AV_LOG_ERROR); });
 }
 
-bool is_video_path(const stdfs::path& path) {
-  std::string ext = path.extension().string();
-  std::transform(ext.begin(), ext.end(), ext.begin(),
-                 [](unsigned char c) { return std::tolower(c); });
-  for (const char* e : {".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".ogv"}) {
-    if (ext == e) return true;
-  }
-  return false;
-}
-
 std::vector<uint8_t> read(const stdfs::path& path, int64_t frames, int64_t size, bool crop,
                           const Limits& limits) {
   quiet_ffmpeg_logs();

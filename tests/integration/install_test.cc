@@ -49,11 +49,11 @@ int Install::rc_ = -1;
 
 TEST_F(Install, PutsTheBinaryConfigsSlurmTemplatesAndDocsUnderThePrefix) {
   ASSERT_EQ(rc_, 0) << log_;
-  for (const char* f :
-       {"bin/m3ret", "share/m3ret/configs/demo.toml", "share/m3ret/configs/learning.toml",
-        "share/m3ret/configs/sweeps/tiny.toml", "share/m3ret/slurm/pretrain.sbatch",
-        "share/m3ret/python/m3ret_plots.py", "share/m3ret/python/m3ret_encoder.py",
-        "share/doc/m3ret/README.md", "share/doc/m3ret/pipeline.md"}) {
+  for (const char* f : {"bin/m3ret", "bin/m3ret-node", "share/m3ret/configs/demo.toml",
+                        "share/m3ret/configs/learning.toml", "share/m3ret/configs/sweeps/tiny.toml",
+                        "share/m3ret/slurm/pretrain.sbatch", "share/m3ret/python/m3ret_plots.py",
+                        "share/m3ret/python/m3ret_encoder.py", "share/doc/m3ret/README.md",
+                        "share/doc/m3ret/pipeline.md"}) {
     EXPECT_TRUE(stdfs::is_regular_file(prefix_ / f)) << f << "\n" << log_;
   }
   const auto perms = stdfs::status(prefix_ / "bin" / "m3ret").permissions();
