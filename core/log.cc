@@ -13,6 +13,7 @@
 #include <spdlog/sinks/ansicolor_sink.h>
 #include <spdlog/spdlog.h>
 
+#include "core/error.h"
 #include "core/mutex.h"
 
 namespace m3ret::log {
@@ -212,6 +213,60 @@ void Progress::finish() {
     c.bar.clear();
     std::fflush(c.out);
   }
+}
+
+std::string stage_progress_text(const std::string& label, int64_t stage, int64_t stages,
+                                const std::string& name, double elapsed_s, double done_share,
+                                int bar_width) {
+  std::string text = label;
+  if (bar_width > 0) {
+    const int filled = static_cast<int>(bar_width * std::clamp(done_share, 0.0, 1.0));
+    text += fmt::format(" [{}{}]", std::string(filled, '#'), std::string(bar_width - filled, '.'));
+  }
+  if (stage > stages)
+    return text +
+           fmt::format(" {}/{} stages done elapsed {}", stages, stages, clock_text(elapsed_s));
+  text += fmt::format(" stage {}/{}: {} ETA ", stage, stages, name);
+  text += done_share > 0 ? clock_text(elapsed_s * (1 - done_share) / done_share) : "?";
+  return text + " elapsed " + clock_text(elapsed_s);
+}
+
+StageProgress::StageProgress(std::string label, std::vector<std::pair<std::string, double>> stages)
+    : label_(std::move(label)),
+      stages_(std::move(stages)),
+      start_(std::chrono::steady_clock::now()) {
+  for (const auto& s : stages_) total_weight_ += s.second;
+}
+
+void StageProgress::begin(const std::string& name) {
+  M3RET_CHECK(next_ < stages_.size() && stages_[next_].first == name,
+              "{}: stage '{}' was not expected next (planned: {})", label_, name,
+              next_ < stages_.size() ? stages_[next_].first : "none");
+  if (next_ > 0) done_weight_ += stages_[next_ - 1].second;
+  log_line(name);
+  ++next_;
+}
+
+void StageProgress::finish() {
+  if (next_ > stages_.size()) return;
+  done_weight_ = total_weight_;
+  next_ = stages_.size() + 1;
+  log_line("");
+}
+
+void StageProgress::log_line(const std::string& name) const {
+  if (g_rank != 0) return;
+  bool terminal = false;
+  {
+    MutexLock lock(console().mu);
+    terminal = console().terminal;
+  }
+  const double elapsed =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+  spdlog::info("{}", stage_progress_text(label_, static_cast<int64_t>(next_ + 1),
+                                         static_cast<int64_t>(stages_.size()), name, elapsed,
+                                         total_weight_ > 0 ? done_weight_ / total_weight_ : 0,
+                                         terminal ? 30 : 0));
 }
 
 }  // namespace m3ret::log

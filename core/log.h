@@ -6,11 +6,14 @@
 // RUN/logs/rank-<r>.log. Use spdlog::info/warn/... after init().
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <cstdio>
 #include <filesystem>
 #include <optional>
 #include <string>
+#include <utility>
+#include <vector>
 
 namespace m3ret::log {
 
@@ -50,6 +53,38 @@ class Progress {
  private:
   struct State;
   State* s_;
+};
+
+// The text of a line of StageProgress: label, a bar of `bar_width` cells (0:
+// none) filled by the expected share done, the stage about to start (`stage`
+// of `stages`, 1-based; `stage` > `stages`: all done), the time left and the
+// time elapsed, e.g. "demo [###.......] stage 3/8: train ETA 5:42 elapsed 0:09".
+// The time left is elapsed * (1 - done_share) / done_share ("?" while nothing
+// is done).
+std::string stage_progress_text(const std::string& label, int64_t stage, int64_t stages,
+                                const std::string& name, double elapsed_s, double done_share,
+                                int bar_width);
+
+// Progress of work done in stages of unequal length (the demo: synth, shard,
+// train, ...), each with its expected weight (a share of the whole, in any
+// unit). begin() logs a line as each stage starts and finish() one when all are
+// done (stage_progress_text): with a bar on a terminal, plain otherwise. The
+// stages may show their own progress bars meanwhile. Rank 0 only; not
+// thread-safe.
+class StageProgress {
+ public:
+  StageProgress(std::string label, std::vector<std::pair<std::string, double>> stages);
+  // The next stage starts; `name` must be its name (an Error otherwise).
+  void begin(const std::string& name);
+  void finish();
+
+ private:
+  std::string label_;
+  std::vector<std::pair<std::string, double>> stages_;
+  size_t next_ = 0;
+  double done_weight_ = 0, total_weight_ = 0;
+  std::chrono::steady_clock::time_point start_;
+  void log_line(const std::string& name) const;
 };
 
 }  // namespace m3ret::log

@@ -50,6 +50,7 @@ class Stages {
   template <class Fn>
   void in_process(const std::string& name, Fn fn) {
     auto t0 = std::chrono::steady_clock::now();
+    if (progress) progress->begin(prefix + name);
     spdlog::info("demo: {} ...", name);
     fn();
     done(name, t0);
@@ -58,6 +59,7 @@ class Stages {
  private:
   void run(const std::string& name, const std::vector<std::string>& cmd) {
     auto t0 = std::chrono::steady_clock::now();
+    if (progress) progress->begin(prefix + name);
     spdlog::info("demo: {}: {}", name, shell_line(cmd));
     log::flush();
     int rc = run_child(cmd);
@@ -75,7 +77,8 @@ class Stages {
 
  public:
   nlohmann::json timings_ = nlohmann::json::object();
-  std::string prefix;  // of the timing names ("seed-3/" with --seeds)
+  std::string prefix;                      // of the stage names ("seed-3/" with --seeds)
+  log::StageProgress* progress = nullptr;  // the demo's overall progress line
 
  private:
   const AppConfig& cfg_;
@@ -144,6 +147,41 @@ std::vector<EncoderJob> encoder_jobs(const AppConfig& cfg) {
       jobs.push_back({"trained-student", {"--weights", "student"}});
   }
   return jobs;
+}
+
+// The stages of one demo, named as Stages names them after `prefix`, each
+// weighted by its expected seconds for the overall progress line: the reference
+// demo's (configs/demo.toml, docs/performance.md: synth 5.2 s, shard 4.3,
+// train 336, an embed 4.5 with a checkpoint and 1.5 without, eval 0.02) scaled
+// by the samples generated (480 there) and, for train, the samples trained on
+// (steps x batch, 4800 there).
+std::vector<std::pair<std::string, double>> demo_stages(const AppConfig& cfg,
+                                                        const std::string& prefix) {
+  const auto& s = cfg.data.synth;
+  const double data = static_cast<double>(s.modalities.size() * s.classes.size()) *
+                      static_cast<double>(s.patients_per_class * s.samples_per_patient) / 480.0;
+  const double trained = static_cast<double>(cfg.trainer.train.max_steps) *
+                         static_cast<double>(cfg.trainer.train.global_batch_size) / 4800.0;
+  std::vector<std::pair<std::string, double>> stages = {{prefix + "synth", 5.2 * data},
+                                                        {prefix + "shard", 4.3 * data},
+                                                        {prefix + "train", 336 * trained}};
+  for (const auto& job : encoder_jobs(cfg))
+    stages.emplace_back(prefix + "embed (" + job.name + ")",
+                        (job.name == "raw-pixels" || job.name == "histogram" ? 1.5 : 4.5) * data);
+  stages.emplace_back(prefix + "eval", 0.02 * data);
+  return stages;
+}
+
+// Every stage of the demo: once, or once per seed in seed-S/.
+std::vector<std::pair<std::string, double>> demo_plan(const AppConfig& cfg,
+                                                      const std::vector<int64_t>& seeds) {
+  if (seeds.empty()) return demo_stages(cfg, "");
+  std::vector<std::pair<std::string, double>> plan;
+  for (int64_t seed : seeds) {
+    auto more = demo_stages(cfg, fmt::format("seed-{}/", seed));
+    plan.insert(plan.end(), more.begin(), more.end());
+  }
+  return plan;
 }
 
 // One whole demo (synth -> shard -> train -> embed -> eval) in `dir` (checked
@@ -241,6 +279,8 @@ void add_demo_verb(CLI::App& app) {
     stdfs::create_directories(dir);
     log::init(0, dir, opts->verbose);
     Stages stages(cfg);
+    log::StageProgress progress("demo", demo_plan(cfg, *seeds));
+    stages.progress = &progress;
     auto t0 = std::chrono::steady_clock::now();
     std::string summary;
     if (seeds->empty()) {
@@ -267,6 +307,7 @@ void add_demo_verb(CLI::App& app) {
       fs::write_atomic(dir / "seeds.md", eval::seed_summary_markdown(agg));
       summary = eval::seed_summary_markdown(agg) + "\n" + summary;
     }
+    progress.finish();
     double total = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     stages.prefix.clear();
     stages.timings_["total"] = total;

@@ -8,6 +8,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "core/error.h"
 #include "core/log.h"
 #include "test_util.h"
 
@@ -61,6 +62,43 @@ TEST(Progress, ElsewherePrintsPlainLinesWithoutABar) {
   EXPECT_EQ(out.find('#'), std::string::npos) << out;
   EXPECT_NE(out.find("work 1/4 "), std::string::npos) << "the first line" << out;
   EXPECT_NE(out.find("work 4/4 "), std::string::npos) << "the last line" << out;
+}
+
+TEST(StageProgressText, TimeLeftFromTheExpectedShareDoneAndTheTimeElapsed) {
+  // A tenth of the expected work done in 10 s: 90 s left.
+  EXPECT_EQ(stage_progress_text("demo", 2, 8, "shard", 10.0, 0.1, 10),
+            "demo [#.........] stage 2/8: shard ETA 1:30 elapsed 0:10");
+  EXPECT_EQ(stage_progress_text("demo", 1, 8, "synth", 0.0, 0.0, 0),
+            "demo stage 1/8: synth ETA ? elapsed 0:00")
+      << "nothing done yet: no estimate";
+  EXPECT_EQ(stage_progress_text("demo", 9, 8, "", 351.0, 1.0, 4),
+            "demo [####] 8/8 stages done elapsed 5:51");
+}
+
+// The demo's overall line: one as each stage starts, weighted by the expected
+// shares (here 1 + 1 + 8: the bar is 20 % full when the third starts), and one
+// at the end; a bar on a terminal, plain lines elsewhere.
+TEST(StageProgress, ALineAsEachStageStartsAndAtTheEnd) {
+  auto work = [] {
+    StageProgress p("demo", {{"a", 1}, {"b", 1}, {"c", 8}});
+    p.begin("a");
+    p.begin("b");
+    p.begin("c");
+    p.finish();
+  };
+  const std::string plain = console_of(false, work);
+  for (const char* line : {"demo stage 1/3: a ETA ? elapsed ", "demo stage 2/3: b ETA ",
+                           "demo stage 3/3: c ETA ", "demo 3/3 stages done elapsed "})
+    EXPECT_NE(plain.find(line), std::string::npos) << line << "\n" << plain;
+  EXPECT_EQ(plain.find('#'), std::string::npos) << plain;
+  const std::string bar = console_of(true, work);
+  EXPECT_NE(bar.find("demo [######........................] stage 3/3: c ETA "), std::string::npos)
+      << bar;
+  EXPECT_NE(bar.find("demo [##############################] 3/3 stages done"), std::string::npos)
+      << bar;
+  StageProgress p("demo", {{"a", 1}, {"b", 1}});
+  p.begin("a");
+  EXPECT_THROW(p.begin("c"), Error) << "a stage that is not the next planned one";
 }
 
 }  // namespace

@@ -136,6 +136,30 @@ TEST(Cli, DemoRefusesAForeignNonEmptyFolder) {
   EXPECT_TRUE(std::filesystem::exists(dir / "precious.txt"));
 }
 
+// The demo's overall progress: a line as each stage starts (its number of all,
+// the time left, the time elapsed) and plain lines when stderr is not a
+// terminal. Every mpiexec stage here is /bin/true, so the demo runs synth, then
+// "runs" each stage up to eval, which finds no embeddings.
+TEST(Cli, DemoShowsItsOverallProgressAsEachStageStarts) {
+  testing::TempDir dir("cli");
+  std::string out;
+  EXPECT_EQ(run_command(bin() + " demo --out " + (dir / "d").string() +
+                            " --set synth.patients_per_class=1 --set 'demo.mpiexec=\"/bin/true\"'",
+                        &out),
+            1);
+  size_t at = 0;
+  for (const char* stage : {"1/8: synth ETA ? elapsed ", "2/8: shard ETA ", "3/8: train ETA ",
+                            "4/8: embed (trained) ETA ", "8/8: eval ETA "}) {
+    at = out.find(std::string("demo stage ") + stage, at);
+    ASSERT_NE(at, std::string::npos) << stage << "\n" << out;
+  }
+  EXPECT_EQ(out.find("ETA ?", out.find("2/8: shard")), std::string::npos)
+      << "once synth is done, the time left is estimated\n"
+      << out;
+  EXPECT_EQ(out.find("demo ["), std::string::npos) << "no bar when not on a terminal\n" << out;
+  EXPECT_NE(out.find("embeddings-trained.h5"), std::string::npos) << out;
+}
+
 TEST(Cli, MissingInputIsAClearError) {
   std::string out;
   EXPECT_NE(run_command(bin() + " shard --manifest /nonexistent/m.csv --out /tmp/x", &out), 0);
