@@ -12,6 +12,7 @@
 #include <vector>
 
 #include <fmt/format.h>
+#include <spdlog/spdlog.h>
 
 #include "core/error.h"
 
@@ -143,6 +144,19 @@ std::string checksum_file(const std::filesystem::path& path) {
     if (n > 0) crc = crc32(crc, reinterpret_cast<const Bytef*>(buf.data()), static_cast<uInt>(n));
   }
   return fmt::format("crc32:{:08x}", static_cast<uint32_t>(crc));
+}
+
+void refuse_or_overwrite(const std::filesystem::path& dir, const EarlierOutput& e, bool overwrite) {
+  if (!overwrite)
+    throw Error(
+        fmt::format("{}: {} already holds {}{}; {}start over in a new {} or with --overwrite ({})",
+                    e.verb, dir.string(), e.what,
+                    e.found.empty() ? "" : " (" + e.found.front().filename().string() + ")",
+                    e.resume.empty() ? "" : e.resume + ", or ", e.option, e.overwrite_does));
+  for (const auto& p : e.remove) {
+    std::filesystem::remove_all(p);
+    spdlog::info("{} --overwrite: removed {}", e.verb, p.string());
+  }
 }
 
 }  // namespace m3ret::fs

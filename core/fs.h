@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <string>
+#include <vector>
 
 namespace m3ret::fs {
 
@@ -57,5 +58,24 @@ std::string read_file(const std::filesystem::path& path);
 // Detects truncation and corruption; not a cryptographic hash.
 std::string checksum_file(const std::filesystem::path& path);
 std::string checksum_bytes(const void* data, size_t size);
+
+// What a verb found of earlier output in the folder it writes, and how to go
+// on (the rule every verb that writes a folder follows: re-running never
+// destroys silently).
+struct EarlierOutput {
+  std::string verb;                          // "train"
+  std::string option;                        // the folder's flag: "--run-dir"
+  std::string what;                          // "a run"
+  std::vector<std::filesystem::path> found;  // what was found (the first is named, if any)
+  std::string resume;          // "continue it with --resume auto" ("": no such choice)
+  std::string overwrite_does;  // "which deletes them"
+  std::vector<std::filesystem::path> remove;  // deleted by --overwrite
+};
+
+// Without `overwrite`, throws an Error naming the folder, what it holds and
+// the choices: "train: RUN already holds a run (checkpoints); continue it with
+// --resume auto, or start over in a new --run-dir or with --overwrite (which
+// deletes them)". With `overwrite`, deletes e.remove (each logged).
+void refuse_or_overwrite(const std::filesystem::path& dir, const EarlierOutput& e, bool overwrite);
 
 }  // namespace m3ret::fs

@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "core/error.h"
 #include "core/log.h"
 #include "core/runtime.h"
 #include "launcher/config_search.h"
@@ -44,6 +45,20 @@ int start_mpi(bool verbose, const std::optional<std::filesystem::path>& run_dir)
   spdlog::debug("rank {}/{} (local {}/{}) on host {}, launcher {}", rt.rank(), rt.world(),
                 rt.local_rank(), rt.local_world(), host, rt.launcher());
   return rt.rank();
+}
+
+void check_on_root(const std::function<void()>& check) {
+  auto& rt = Runtime::get();
+  std::string refused;
+  if (rt.is_root()) {
+    try {
+      check();
+    } catch (const std::exception& e) {
+      refused = e.what();
+    }
+  }
+  rt.world_comm().broadcast(refused, 0);
+  if (!refused.empty()) throw Error(refused);
 }
 
 void add_config_verb(CLI::App& app) {

@@ -200,6 +200,7 @@ std::vector<std::pair<std::string, eval::Report>> run_demo(AppConfig& cfg, const
     if (stdfs::exists(data / "manifest.csv")) {
       spdlog::info("demo: reusing {}", (data / "manifest.csv").string());
     } else {
+      claim_synth_dir(data, /*overwrite=*/true);  // the demo's own folder (demo.json)
       data::synthesize(cfg.data.synth, data);
     }
   });

@@ -111,16 +111,7 @@ void add_train_verb(CLI::App& app) {
     AppConfig cfg = a->opts.load();
     start_mpi(a->opts.verbose, a->run_dir);
     auto& rt = Runtime::get();
-    std::string refused;
-    if (rt.is_root()) {
-      try {
-        trainer::prepare_run_dir(a->run_dir, a->resume == "auto", a->overwrite);
-      } catch (const Error& e) {
-        refused = e.what();
-      }
-    }
-    rt.world_comm().broadcast(refused, 0);
-    if (!refused.empty()) throw Error(refused);
+    check_on_root([&] { trainer::prepare_run_dir(a->run_dir, a->resume == "auto", a->overwrite); });
     if (rt.is_root()) write_run_record(a->run_dir, cfg, command_line(), rt.world());
     rt.world_comm().barrier();
     trainer::TrainOptions t;

@@ -2,6 +2,7 @@
 // one CLI11 subcommand; its callback does the work and throws on failure.
 #pragma once
 
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -30,6 +31,16 @@ void set_command_line(int argc, char** argv);
 
 // Starts MPI and logging for verbs that run under mpiexec; returns the rank.
 int start_mpi(bool verbose, const std::optional<std::filesystem::path>& run_dir = std::nullopt);
+
+// Runs `check` on rank 0 only (e.g. whether the output folder may be written);
+// what it throws there is thrown as an Error on every rank, so that all ranks
+// stop together before anything is written. Call after start_mpi().
+void check_on_root(const std::function<void()>& check);
+
+// The rule for synth's --out: a folder that holds files synth did not write
+// (no OUT/synth.json) is refused unless `overwrite`; then OUT is marked as
+// synth's, so that a rerun (or a run killed midway) may write it again.
+void claim_synth_dir(const std::filesystem::path& out, bool overwrite);
 
 // Writes REPORT.json and REPORT.md for one or more named reports.
 void write_reports(const std::filesystem::path& json_path,

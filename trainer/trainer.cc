@@ -175,15 +175,10 @@ void prepare_run_dir(const std::filesystem::path& run_dir, bool resume_auto, boo
     throw Error("train: --resume auto and --overwrite exclude each other");
   const auto found = previous_run_artifacts(run_dir);
   if (found.empty() || resume_auto) return;
-  if (!overwrite)
-    throw Error(fmt::format(
-        "train: {} already holds a run ({}); continue it with --resume auto, or start over in a "
-        "new --run-dir or with --overwrite (which deletes them)",
-        run_dir.string(), found.front().filename().string()));
-  for (const auto& p : found) {
-    std::filesystem::remove_all(p);
-    spdlog::info("--overwrite: removed {}", p.string());
-  }
+  fs::refuse_or_overwrite(run_dir,
+                          {"train", "--run-dir", "a run", found, "continue it with --resume auto",
+                           "which deletes them", found},
+                          overwrite);
 }
 
 void request_stop() { g_stop.store(1); }

@@ -160,6 +160,28 @@ TEST(Cli, DemoShowsItsOverallProgressAsEachStageStarts) {
   EXPECT_NE(out.find("embeddings-trained.h5"), std::string::npos) << out;
 }
 
+// synth writes into a new or empty folder, or its own (OUT/synth.json); a
+// folder holding other files is refused, naming it and both choices, unless
+// --overwrite, which writes the dataset among the files and keeps them.
+TEST(Cli, SynthRefusesAFolderItDidNotWriteUnlessOverwrite) {
+  testing::TempDir dir("cli");
+  const std::string synth = bin() + " synth --set 'synth.modalities=[\"xray\"]'" +
+                            " --set synth.patients_per_class=1 --out " + dir.path().string();
+  std::ofstream(dir / "precious.txt") << "keep me";
+  std::string out;
+  EXPECT_EQ(run_command(synth, &out), 1);
+  EXPECT_NE(out.find("synth: " + dir.path().string() +
+                     " already holds files that synth did not write (precious.txt); start over "
+                     "in a new --out or with --overwrite"),
+            std::string::npos)
+      << out;
+  EXPECT_FALSE(std::filesystem::exists(dir / "manifest.csv"));
+  ASSERT_EQ(run_command(synth + " --overwrite", &out), 0) << out;
+  EXPECT_TRUE(std::filesystem::exists(dir / "manifest.csv"));
+  EXPECT_TRUE(std::filesystem::exists(dir / "precious.txt"));
+  EXPECT_EQ(run_command(synth, &out), 0) << "its own folder, again: " << out;
+}
+
 TEST(Cli, MissingInputIsAClearError) {
   std::string out;
   EXPECT_NE(run_command(bin() + " shard --manifest /nonexistent/m.csv --out /tmp/x", &out), 0);

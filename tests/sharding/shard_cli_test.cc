@@ -164,6 +164,56 @@ TEST_F(ShardCli, CutsShardsByBytesAndRemovesTheOldCut) {
   EXPECT_EQ(set->info("xray").H, 96);
 }
 
+// Shards are never silently rewritten from another manifest: refused (naming
+// the folder, its manifest and both choices) with nothing touched, also when
+// the earlier run did not finish (no index.json); --overwrite deletes them and
+// cuts the new ones; a run of the same manifest resumes as before.
+TEST_F(ShardCli, ShardsOfAnotherManifestAreRefusedUnlessOverwrite) {
+  ASSERT_TRUE(ok_) << log_;
+  const auto data = dir() / "data";
+  const auto out = dir() / "two-manifests";
+  const std::string quick = " --set shard.samples_per_shard=8";
+  std::string log;
+  ASSERT_EQ(m3ret::testing::run_command(bin() + shard_args(data, out, quick) + " 2>&1", &log), 0)
+      << log;
+  // Manifest B: the xray rows of A, in another file beside it (its paths are relative).
+  const std::string a = fs::read_file(data / "manifest.csv");
+  std::string b = a.substr(0, a.find('\n') + 1);
+  for (size_t at = b.size(), end; at < a.size(); at = end + 1) {
+    end = a.find('\n', at);
+    const std::string line = a.substr(at, end - at);
+    if (line.find(",xray,") != std::string::npos) b += line + "\n";
+  }
+  const auto b_path = data / "xray-only.csv";
+  fs::write_atomic(b_path, b);
+  auto shard_b = [&](const std::string& extra) {
+    std::string args = shard_args(data, out, quick + extra);
+    const std::string a_path = (data / "manifest.csv").string();
+    return args.replace(args.find(a_path), a_path.size(), b_path.string());
+  };
+  const auto want = files(out);
+  for (bool complete : {true, false}) {
+    if (!complete) stdfs::remove(out / "index.json");  // as a run killed midway leaves it
+    EXPECT_EQ(m3ret::testing::run_command(bin() + shard_b("") + " 2>&1", &log), 1);
+    EXPECT_NE(log.find(out.string() + " already holds shards cut from another manifest, " +
+                       (data / "manifest.csv").string()),
+              std::string::npos)
+        << log;
+    EXPECT_NE(log.find("start over in a new --out or with --overwrite"), std::string::npos) << log;
+    auto now = want;
+    if (!complete) now.erase("index.json");
+    EXPECT_EQ(files(out), now) << "nothing touched";
+  }
+  ASSERT_EQ(m3ret::testing::run_command(bin() + shard_b(" --overwrite") + " 2>&1", &log), 0) << log;
+  auto index = nlohmann::json::parse(fs::read_file(out / "index.json"));
+  EXPECT_EQ(index.at("manifest"), b_path.string());
+  EXPECT_FALSE(index.at("modalities").contains("ultrasound"));
+  EXPECT_FALSE(stdfs::exists(out / "ultrasound")) << "the other manifest's shards are deleted";
+  // The same manifest again: resumed, every shard kept.
+  ASSERT_EQ(m3ret::testing::run_command(bin() + shard_b("") + " 2>&1", &log), 0) << log;
+  EXPECT_NE(log.find("(0 written, "), std::string::npos) << log;
+}
+
 // A manifest whose every row is refused is a failure: exit 1 with the count of
 // rows and where the reasons are (rejects.csv, written all the same).
 TEST_F(ShardCli, EveryRowRejectedIsAFailure) {
