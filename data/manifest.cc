@@ -2,13 +2,16 @@
 
 #include <algorithm>
 #include <array>
+#include <fstream>
+#include <limits>
 #include <unordered_map>
+#include <unordered_set>
 
 #include <fmt/format.h>
 
+#include "core/csv.h"
 #include "core/error.h"
 #include "core/fs.h"
-#include "core/csv.h"
 #include "data/dicom.h"
 #include "data/sample.h"
 
@@ -23,6 +26,7 @@ const std::array<std::string, 6> kColumns = {"path",  "modality", "labels",
                                              "group", "split",    "dataset"};
 constexpr size_t kRequired = 5;
 const std::array<std::string, 4> kSplits = {"", "train", "val", "test"};
+constexpr int64_t kNoError = std::numeric_limits<int64_t>::max();
 
 // `p` relative to `dir` when it lies under it, else `p` itself.
 stdfs::path relative_if_under(const stdfs::path& p, const stdfs::path& dir) {
@@ -33,67 +37,163 @@ stdfs::path relative_if_under(const stdfs::path& p, const stdfs::path& dir) {
   return rel;
 }
 
-}  // namespace
+// The records of a CSV file (the grammar of core/csv.h: RFC 4180, blank lines
+// skipped, a leading UTF-8 byte order mark ignored), read one at a time
+// through the stream's buffer, each with the byte offset and line where it
+// starts.
+class RecordStream {
+ public:
+  RecordStream(const stdfs::path& file, std::string name)
+      : in_(file, std::ios::binary), name_(std::move(name)) {
+    if (!in_) throw Error(fmt::format("manifest {}: cannot open it for reading", name_));
+    char bom[3] = {};
+    if (buf()->sgetn(bom, 3) == 3 && std::string(bom, 3) == "\xEF\xBB\xBF") {
+      pos_ = 3;
+    } else {
+      buf()->pubseekpos(0);
+    }
+  }
+  const std::string& name() const { return name_; }
 
-std::vector<ManifestRow> read_manifest(const stdfs::path& csv_path, bool check_paths) {
-  const std::string name = csv_path.string();
-  if (!stdfs::is_regular_file(csv_path)) {
-    throw Error(fmt::format("manifest {} does not exist or is not a file", name));
+  void seek(const RowPosition& at) {
+    if (buf()->pubseekpos(at.offset) != std::streampos(at.offset)) {
+      throw Error(fmt::format("{}: cannot seek to byte {}", name_, at.offset));
+    }
+    pos_ = at.offset;
+    line_ = at.line;
   }
-  auto records = csv::parse(fs::read_file(csv_path), name);
-  if (records.empty()) {
-    throw Error(fmt::format(
-        "{}:1: empty manifest (expected header path,modality,labels,group,split)", name));
+
+  // The next record that is not a blank line; false at the end. Throws
+  // m3ret::Error "<name>:<line>: ..." for a malformed quoted field.
+  bool next(csv::Record& rec, RowPosition& at) {
+    while (peek() != kEnd) {
+      at = {pos_, line_};
+      rec.line = line_;
+      rec.fields.clear();
+      for (bool more = true; more;) {
+        rec.fields.push_back(peek() == '"' ? quoted_field(rec.line) : plain_field());
+        more = peek() == ',';
+        if (more) {
+          take();
+        } else {
+          end_line();
+        }
+      }
+      if (rec.fields.size() != 1 || !rec.fields[0].empty()) return true;
+    }
+    return false;
   }
-  // Header: the five columns (and optionally dataset), in any order, each exactly once.
-  const auto& header = records.front();
-  std::array<int, 6> column{};
-  column.fill(-1);
+
+ private:
+  static constexpr int kEnd = std::char_traits<char>::eof();
+  int peek() { return buf()->sgetc(); }
+  int take() {
+    ++pos_;
+    return buf()->sbumpc();
+  }
+  bool at_field_end() {
+    const int c = peek();
+    return c == kEnd || c == ',' || c == '\n' || c == '\r';
+  }
+  void end_line() {  // CR, LF, CRLF or the end of the file
+    if (peek() == kEnd) return;
+    if (peek() == '\r') take();
+    if (peek() == '\n') take();
+    ++line_;
+  }
+  std::string plain_field() {
+    std::string f;
+    while (!at_field_end()) f += static_cast<char>(take());
+    return f;
+  }
+  // A field in quotes ('""' is a quote in it) that started on `first_line`.
+  std::string quoted_field(int64_t first_line) {
+    std::string f;
+    take();
+    for (;;) {
+      const int c = take();
+      if (c == kEnd)
+        throw Error(fmt::format("{}:{}: unterminated quoted field", name_, first_line));
+      if (c == '"' && peek() != '"') break;
+      if (c == '"') take();
+      if (c == '\n') ++line_;
+      f += static_cast<char>(c);
+    }
+    if (!at_field_end()) {
+      throw Error(fmt::format("{}:{}: unexpected character '{}' after a closing quote", name_,
+                              line_, static_cast<char>(peek())));
+    }
+    return f;
+  }
+
+  std::filebuf* buf() { return in_.rdbuf(); }
+
+  std::ifstream in_;
+  std::string name_;
+  int64_t pos_ = 0, line_ = 1;
+};
+
+// Where each column is in the records, from the header: the five columns
+// (and optionally dataset), in any order, each exactly once.
+struct Columns {
+  std::array<int, 6> at{};
+  std::vector<std::string> names;  // the header's fields
+};
+
+// The header's columns; "" or the error.
+std::string read_header(const csv::Record& header, const std::string& name, Columns& cols) {
+  cols.at.fill(-1);
+  cols.names = header.fields;
   for (size_t i = 0; i < header.fields.size(); ++i) {
     auto it = std::find(kColumns.begin(), kColumns.end(), header.fields[i]);
-    if (it == kColumns.end() || column[it - kColumns.begin()] >= 0) {
-      throw Error(fmt::format(
+    if (it == kColumns.end() || cols.at[it - kColumns.begin()] >= 0) {
+      return fmt::format(
           "{}:{}: bad header column '{}' (expected exactly path,modality,labels,group,split and "
           "optionally dataset)",
-          name, header.line, header.fields[i]));
+          name, header.line, header.fields[i]);
     }
-    column[it - kColumns.begin()] = static_cast<int>(i);
+    cols.at[it - kColumns.begin()] = static_cast<int>(i);
   }
   for (size_t c = 0; c < kRequired; ++c) {
-    if (column[c] < 0) {
-      throw Error(
-          fmt::format("{}:{}: header lacks column '{}' (expected path,modality,labels,group,split)",
-                      name, header.line, kColumns[c]));
+    if (cols.at[c] < 0) {
+      return fmt::format(
+          "{}:{}: header lacks column '{}' (expected path,modality,labels,group,split)", name,
+          header.line, kColumns[c]);
     }
   }
+  return "";
+}
 
-  const auto dir = stdfs::absolute(csv_path).parent_path();
-  std::vector<ManifestRow> rows;
-  rows.reserve(records.size() - 1);
-  std::unordered_map<std::string, int64_t> line_of;  // normalised path -> line
-  for (size_t r = 1; r < records.size(); ++r) {
-    const auto& rec = records[r];
-    if (rec.fields.size() != header.fields.size()) {
-      throw Error(fmt::format("{}:{}: expected {} fields ({}), got {}", name, rec.line,
-                              header.fields.size(), fmt::join(header.fields, ","),
-                              rec.fields.size()));
+// What turns records into rows: the columns, the folder relative paths start
+// in, whether paths must exist.
+struct RowParser {
+  Columns cols;
+  stdfs::path dir;
+  std::string name;
+  bool check_paths = false;
+
+  // Fills `row` from `rec`; "" or the error naming the file and line.
+  std::string parse(const csv::Record& rec, ManifestRow& row) const {
+    if (rec.fields.size() != cols.names.size()) {
+      return fmt::format("{}:{}: expected {} fields ({}), got {}", name, rec.line,
+                         cols.names.size(), fmt::join(cols.names, ","), rec.fields.size());
     }
-    ManifestRow row;
+    const auto& f = rec.fields;
     row.line = rec.line;
-    const std::string& path = rec.fields[column[0]];
-    row.modality = rec.fields[column[1]];
-    row.labels = split_labels(rec.fields[column[2]]);
-    row.group = rec.fields[column[3]];
-    row.split = rec.fields[column[4]];
-    if (column[5] >= 0) row.dataset = rec.fields[column[5]];
-    if (path.empty()) throw Error(fmt::format("{}:{}: empty path", name, rec.line));
+    row.modality = f[cols.at[1]];
+    row.labels = split_labels(f[cols.at[2]]);
+    row.group = f[cols.at[3]];
+    row.split = f[cols.at[4]];
+    row.dataset = cols.at[5] >= 0 ? f[cols.at[5]] : std::string();
+    const std::string& path = f[cols.at[0]];
+    if (path.empty()) return fmt::format("{}:{}: empty path", name, rec.line);
     if (!is_modality(row.modality)) {
-      throw Error(fmt::format("{}:{}: unknown modality '{}' (expected one of {})", name, rec.line,
-                              row.modality, fmt::join(modality_names(), ", ")));
+      return fmt::format("{}:{}: unknown modality '{}' (expected one of {})", name, rec.line,
+                         row.modality, fmt::join(modality_names(), ", "));
     }
     if (std::find(kSplits.begin(), kSplits.end(), row.split) == kSplits.end()) {
-      throw Error(fmt::format("{}:{}: unknown split '{}' (expected train, val, test or empty)",
-                              name, rec.line, row.split));
+      return fmt::format("{}:{}: unknown split '{}' (expected train, val, test or empty)", name,
+                         rec.line, row.split);
     }
     stdfs::path p(path);
     row.path = (p.is_absolute() ? p : dir / p).lexically_normal();
@@ -101,17 +201,128 @@ std::vector<ManifestRow> read_manifest(const stdfs::path& csv_path, bool check_p
     std::string series_id;
     if (check_paths && !stdfs::exists(row.path) &&
         !dicom::split_series_ref(row.path, series_dir, series_id)) {
-      throw Error(fmt::format("{}:{}: path {} does not exist", name, rec.line, row.path.string()));
+      return fmt::format("{}:{}: path {} does not exist", name, rec.line, row.path.string());
     }
-    // Sample ids are paths: two rows for one file would make two samples with one id.
+    return "";
+  }
+  // The raw path field of a record parse() accepted.
+  const std::string& raw_path(const csv::Record& rec) const { return rec.fields[cols.at[0]]; }
+};
+
+// Opens a manifest for streaming: its records and a parser whose columns are
+// still to be read from the header.
+RecordStream open_manifest(const stdfs::path& csv_path, bool check_paths, RowParser& parser) {
+  parser.name = csv_path.string();
+  if (!stdfs::is_regular_file(csv_path)) {
+    throw Error(fmt::format("manifest {} does not exist or is not a file", parser.name));
+  }
+  parser.dir = stdfs::absolute(csv_path).parent_path();
+  parser.check_paths = check_paths;
+  return RecordStream(csv_path, parser.name);
+}
+
+uint64_t path_hash(const stdfs::path& p) { return std::hash<std::string>{}(p.string()); }
+
+// The first row before line `before` whose resolved path an earlier row has
+// too, as the error read_manifest gives, or "". `hashes` are the path hashes
+// of those rows: only the rows whose hash occurs twice are read again.
+std::string find_duplicate(const stdfs::path& csv_path, const RowParser& parser,
+                           std::vector<uint64_t> hashes, int64_t before) {
+  std::sort(hashes.begin(), hashes.end());
+  std::unordered_set<uint64_t> repeated;
+  for (size_t i = 1; i < hashes.size(); ++i) {
+    if (hashes[i] == hashes[i - 1]) repeated.insert(hashes[i]);
+  }
+  if (repeated.empty()) return "";
+  RecordStream records(csv_path, parser.name);
+  csv::Record rec;
+  RowPosition at;
+  ManifestRow row;
+  std::unordered_map<std::string, int64_t> line_of;  // of the rows with a repeated hash only
+  for (bool header = true; records.next(rec, at) && rec.line < before; header = false) {
+    if (header || !parser.parse(rec, row).empty() || !repeated.count(path_hash(row.path))) continue;
     auto [seen, fresh] = line_of.emplace(row.path.string(), rec.line);
     if (!fresh) {
-      throw Error(fmt::format("{}:{}: duplicate path {} (also on line {})", name, rec.line, path,
-                              seen->second));
+      return fmt::format("{}:{}: duplicate path {} (also on line {})", parser.name, rec.line,
+                         parser.raw_path(rec), seen->second);
     }
-    rows.push_back(std::move(row));
   }
+  return "";
+}
+
+}  // namespace
+
+int64_t scan_manifest(const stdfs::path& csv_path,
+                      const std::function<void(const ManifestRow&, const RowPosition&)>& visit,
+                      bool check_paths) {
+  RowParser parser;
+  RecordStream records = open_manifest(csv_path, check_paths, parser);
+  csv::Record rec;
+  RowPosition at;
+  ManifestRow row;
+  std::vector<uint64_t> hashes;  // of each valid row's resolved path
+  std::string error;             // the first one; the rest of the file is only parsed as CSV
+  int64_t error_line = kNoError, rows = 0;
+  bool header = true;
+  // A malformed quote anywhere comes first, as when the whole text was parsed before the rows.
+  while (records.next(rec, at)) {
+    if (!error.empty()) continue;
+    error = header ? read_header(rec, parser.name, parser.cols) : parser.parse(rec, row);
+    if (!error.empty()) {
+      error_line = rec.line;
+    } else if (!header) {
+      hashes.push_back(path_hash(row.path));
+      visit(row, at);
+      ++rows;
+    }
+    header = false;
+  }
+  if (header) {
+    throw Error(fmt::format(
+        "{}:1: empty manifest (expected header path,modality,labels,group,split)", parser.name));
+  }
+  const std::string duplicate = find_duplicate(csv_path, parser, std::move(hashes), error_line);
+  if (!duplicate.empty()) throw Error(duplicate);
+  if (!error.empty()) throw Error(error);
   return rows;
+}
+
+std::vector<ManifestRow> read_manifest(const stdfs::path& csv_path, bool check_paths) {
+  std::vector<ManifestRow> rows;
+  scan_manifest(
+      csv_path, [&](const ManifestRow& row, const RowPosition&) { rows.push_back(row); },
+      check_paths);
+  return rows;
+}
+
+struct ManifestCursor::Impl {
+  RowParser parser;
+  RecordStream records;
+  csv::Record rec;
+  explicit Impl(const stdfs::path& csv) : records(open_manifest(csv, false, parser)) {}
+};
+
+ManifestCursor::ManifestCursor(const stdfs::path& csv) : impl_(std::make_unique<Impl>(csv)) {
+  RowPosition at;
+  if (!impl_->records.next(impl_->rec, at)) {
+    throw Error(fmt::format(
+        "{}:1: empty manifest (expected header path,modality,labels,group,split)", csv.string()));
+  }
+  const std::string error = read_header(impl_->rec, impl_->parser.name, impl_->parser.cols);
+  if (!error.empty()) throw Error(error);
+}
+
+ManifestCursor::~ManifestCursor() = default;
+
+void ManifestCursor::seek(const RowPosition& at) { impl_->records.seek(at); }
+
+bool ManifestCursor::next(ManifestRow& row, RowPosition* at) {
+  RowPosition here;
+  if (!impl_->records.next(impl_->rec, here)) return false;
+  const std::string error = impl_->parser.parse(impl_->rec, row);
+  if (!error.empty()) throw Error(error);
+  if (at) *at = here;
+  return true;
 }
 
 void write_manifest(const stdfs::path& csv_path, const std::vector<ManifestRow>& rows) {

@@ -8,7 +8,10 @@
 // RFC 4180 when they contain ',', '"' or a newline.
 #pragma once
 
+#include <cstdint>
 #include <filesystem>
+#include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -29,6 +32,45 @@ struct ManifestRow {
 // path, an unknown modality or split, a path listed twice (after resolving). Missing files are NOT checked here (the sharder
 // records them in rejects.csv); use check_paths=true to make them errors too.
 std::vector<ManifestRow> read_manifest(const std::filesystem::path& csv, bool check_paths = false);
+
+// Where a row's record starts in the CSV: its byte offset and its line.
+struct RowPosition {
+  int64_t offset = 0;
+  int64_t line = 0;
+};
+
+// Streams the manifest once and validates it exactly as read_manifest does
+// (the same checks and errors, and the same error first when there are
+// several), calling visit(row, position) for each row in file order. It keeps
+// no rows: besides the row at hand it holds 8 bytes per row (a hash of the
+// resolved path, to refuse duplicates; equal hashes are confirmed by reading
+// those rows again). The errors are thrown after the visits, so act on what
+// visit saw only once this returns. Returns the number of rows.
+int64_t scan_manifest(const std::filesystem::path& csv,
+                      const std::function<void(const ManifestRow&, const RowPosition&)>& visit,
+                      bool check_paths = false);
+
+// Reads the rows of a manifest from a position scan_manifest reported, one at
+// a time, without reading what lies before it: the second pass of a reader
+// that wants only some rows. Rows are validated as by read_manifest (errors
+// name the file and line) except for duplicates, which scan_manifest refused.
+class ManifestCursor {
+ public:
+  // Opens the manifest and reads its header; next() then returns the first row.
+  explicit ManifestCursor(const std::filesystem::path& csv);
+  ~ManifestCursor();
+  ManifestCursor(const ManifestCursor&) = delete;
+  ManifestCursor& operator=(const ManifestCursor&) = delete;
+
+  // The next row is the one whose record starts at `at`.
+  void seek(const RowPosition& at);
+  // The next row and where it starts; false at the end of the file.
+  bool next(ManifestRow& row, RowPosition* at = nullptr);
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
 
 // Writes rows atomically; paths are written relative to the CSV's folder when
 // they lie under it. The `dataset` column is written when a row has one.

@@ -2,6 +2,8 @@
 // writing, sample ids.
 #include <fstream>
 
+#include <fmt/format.h>
+
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -182,6 +184,101 @@ TEST(DataManifest, OptionalDatasetColumn) {
                              "a.png,xray,,g,train\n"));
   });
   EXPECT_THAT(err, HasSubstr(":2: expected 6 fields (path,modality,labels,group,split,dataset)"));
+}
+
+// scan_manifest streams the rows read_manifest returns, with where each
+// record starts; a cursor seeks there and reads the same rows again.
+TEST(DataManifest, ScanReportsPositionsACursorSeeksTo) {
+  testing::TempDir dir("manifest");
+  const std::string header = "\xEF\xBB\xBFpath,modality,labels,group,split\r\n";
+  auto csv = write_text(dir / "m.csv", header +
+                                           "a/x.png,xray,nodule|mass,p1,train\r\n"
+                                           "\r\n"
+                                           "\"b,c/\"\"q\"\".nii.gz\",ct,,\"g\nh\",test\r\n"
+                                           "v.mp4,endoscopy,polyp,p3,\n"
+                                           "w.png,ultrasound,,p4,val");  // no final line end
+  const auto want = read_manifest(csv);
+  ASSERT_EQ(want.size(), 4u);
+  std::vector<ManifestRow> rows;
+  std::vector<RowPosition> at;
+  const int64_t n = scan_manifest(csv, [&](const ManifestRow& r, const RowPosition& p) {
+    rows.push_back(r);
+    at.push_back(p);
+  });
+  EXPECT_EQ(n, 4);
+  ASSERT_EQ(rows.size(), 4u);
+  EXPECT_EQ(at[0].offset, int64_t(header.size()));
+  EXPECT_EQ(at[0].line, 2);
+  EXPECT_EQ(at[1].offset, int64_t(header.size() + 37));  // after row 1 and the blank line
+  EXPECT_EQ(at[1].line, 4);
+  EXPECT_EQ(at[2].line, 6);  // the quoted field spans lines 4 and 5
+  EXPECT_EQ(at[3].line, 7);
+  ManifestCursor cursor(csv);
+  ManifestRow row;
+  RowPosition pos;
+  for (size_t i = rows.size(); i-- > 0;) {  // any order
+    EXPECT_EQ(rows[i].path, want[i].path);
+    EXPECT_EQ(rows[i].labels, want[i].labels);
+    EXPECT_EQ(rows[i].group, want[i].group);
+    EXPECT_EQ(rows[i].line, want[i].line);
+    cursor.seek(at[i]);
+    ASSERT_TRUE(cursor.next(row, &pos));
+    EXPECT_EQ(row.path, want[i].path);
+    EXPECT_EQ(row.modality, want[i].modality);
+    EXPECT_EQ(row.split, want[i].split);
+    EXPECT_EQ(row.line, want[i].line);
+    EXPECT_EQ(pos.offset, at[i].offset);
+  }
+  cursor.seek(at[3]);
+  ASSERT_TRUE(cursor.next(row));
+  EXPECT_FALSE(cursor.next(row));  // after the last row
+  ManifestCursor from_start(csv);  // the header is read; the first row comes first
+  ASSERT_TRUE(from_start.next(row));
+  EXPECT_EQ(row.path, want[0].path);
+}
+
+// Streaming finds the error that parsing the whole file first, then checking
+// the rows in order, finds: a malformed quote anywhere before any row or
+// header error; a duplicate before a later bad row; a bad row before a later
+// duplicate. scan_manifest and read_manifest give the same message.
+TEST(DataManifest, StreamedChecksReportTheFirstErrorOfTheWholeFile) {
+  testing::TempDir dir("manifest");
+  const std::string header = "path,modality,labels,group,split\n";
+  struct Case {
+    std::string text, expect;
+  };
+  std::vector<Case> cases = {
+      {header + "a.png,xray,,g,\nb.png,xray,,g,\n./a.png,xray,,g,\nc.png,pet,,g,\n",
+       ":4: duplicate path ./a.png (also on line 2)"},
+      {header + "c.png,pet,,g,\na.png,xray,,g,\na.png,xray,,g,\n", ":2: unknown modality 'pet'"},
+      {header + "a.png,xray,,g,\na.png,xray,,g\n", ":3: expected 5 fields"},
+      {header + "c.png,pet,,g,\nd.png,xray,,g,\n\"e.png,xray,,g,\n",
+       ":4: unterminated quoted field"},
+      {"path,modality\nx.png,xray\n\n\"x\"y,z\n", ":4: unexpected character 'y'"},
+      {"\n\r\n", ":1: empty manifest"},
+  };
+  for (size_t i = 0; i < cases.size(); ++i) {
+    auto csv = write_text(dir / ("bad" + std::to_string(i) + ".csv"), cases[i].text);
+    const std::string msg = error_of([&] { read_manifest(csv); });
+    EXPECT_THAT(msg, HasSubstr(csv.string() + cases[i].expect)) << "case " << i;
+    EXPECT_EQ(error_of([&] { scan_manifest(csv, [](const ManifestRow&, const RowPosition&) {}); }),
+              msg)
+        << "case " << i;
+  }
+}
+
+// Duplicates are found by a hash of the resolved path and confirmed by
+// reading those rows again: both lines are named, among thousands.
+TEST(DataManifest, DuplicatePathAmongManyRowsNamesBothLines) {
+  testing::TempDir dir("manifest");
+  std::string text = "path,modality,labels,group,split\n";
+  for (int i = 0; i < 5000; ++i) text += fmt::format("d/r{}.png,xray,,g{},\n", i, i % 7);
+  const auto ok = write_text(dir / "ok.csv", text);
+  EXPECT_EQ(scan_manifest(ok, [](const ManifestRow&, const RowPosition&) {}), 5000);
+  text += "d/x/../r17.png,xray,,g,\nd/r4000.png,xray,,g,\n";
+  const auto bad = write_text(dir / "bad.csv", text);
+  EXPECT_THAT(error_of([&] { read_manifest(bad); }),
+              HasSubstr(bad.string() + ":5002: duplicate path d/x/../r17.png (also on line 19)"));
 }
 
 TEST(DataManifest, WriteRejectsBadRows) {
