@@ -11,6 +11,7 @@
 
 #include "core/error.h"
 #include "core/fs.h"
+#include "model/torch_archive.h"
 
 namespace m3ret::trainer {
 
@@ -162,8 +163,8 @@ CheckpointState load_checkpoint(const stdfs::path& dir, torch::nn::Module* model
     checkpoint_io(dir / "model.pt", "read the model", [&] {
       // Read onto the model's device (a checkpoint is the same on any device).
       torch::serialize::InputArchive archive;
-      archive.load_from((dir / "model.pt").string(), device_of(*model));
-      model->load(archive);
+      load_torch_archive(archive, dir / "model.pt", device_of(*model));
+      load_module(*model, archive, dir / "model.pt");
     });
   if (optimizer) {
     if (!stdfs::exists(dir / "optimizer.pt"))
@@ -174,12 +175,14 @@ CheckpointState load_checkpoint(const stdfs::path& dir, torch::nn::Module* model
       const torch::Device device = groups.empty() || groups.front().params().empty()
                                        ? torch::Device(torch::kCPU)
                                        : groups.front().params().front().device();
+      check_torch_archive(dir / "optimizer.pt");
       torch::load(*optimizer, (dir / "optimizer.pt").string(), device);
     });
   }
   if (restore_rng)
     checkpoint_io(dir / "rng.pt", "read the RNG state", [&] {
       torch::Tensor rng;
+      check_torch_archive(dir / "rng.pt");
       torch::load(rng, (dir / "rng.pt").string());
       auto gen = at::detail::getDefaultCPUGenerator();
       std::lock_guard<std::mutex> lock(gen.mutex());

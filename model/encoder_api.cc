@@ -4,6 +4,7 @@
 #include "core/error.h"
 #include "model/checkpoint.h"
 #include "model/config.h"
+#include "model/torch_archive.h"
 #include "model/vit.h"
 
 namespace m3ret::trainer {
@@ -49,7 +50,7 @@ LoadedEncoder load_encoder(const std::filesystem::path& path, const EncoderChoic
     const auto file = dir / "model.pt";
     try {
       torch::serialize::InputArchive archive, encoder_archive;
-      archive.load_from(file.string());
+      load_torch_archive(archive, file);
       const bool teacher = choice.weights != "student" && find_teacher(archive, encoder_archive);
       if (choice.weights == "teacher" && !teacher)
         throw Error(
@@ -58,7 +59,7 @@ LoadedEncoder load_encoder(const std::filesystem::path& path, const EncoderChoic
                         "--weights student",
                         file.string(), train_cfg.objective));
       if (!teacher) archive.read("encoder", encoder_archive);
-      out.encoder->load(encoder_archive);
+      load_module(*out.encoder, encoder_archive, file);
       out.weights = teacher ? "teacher" : "student";
     } catch (const Error&) {
       throw;

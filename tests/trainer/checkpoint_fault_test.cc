@@ -4,10 +4,12 @@
 #include <sys/mount.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <zip.h>
 
 #include <algorithm>
 #include <fstream>
 #include <functional>
+#include <tuple>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -18,6 +20,7 @@
 #include "test_util.h"
 #include "model/augment.h"
 #include "model/objective.h"
+#include "model/torch_archive.h"
 #include "trainer/checkpoint.h"
 #include "trainer/schedule.h"
 #include "trainer/trainer_test_util.h"
@@ -206,6 +209,150 @@ TEST(CheckpointFault, AMalformedPickleIsAnErrorNamingModelPt) {
     ADD_FAILURE() << "accepted a malformed model.pt";
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find((ck / "model.pt").string()), std::string::npos)
+        << e.what();
+  }
+}
+
+// Replaces the entry of the zip archive `file` whose name ends with `suffix` by `bytes`, stored
+// uncompressed as LibTorch stores its records; libzip writes valid CRCs.
+void replace_entry(const stdfs::path& file, const std::string& suffix, const std::string& bytes) {
+  int err = 0;
+  zip_t* z = zip_open(file.c_str(), 0, &err);
+  ASSERT_NE(z, nullptr) << err;
+  zip_int64_t index = -1;
+  for (zip_int64_t i = 0; i < zip_get_num_entries(z, 0); ++i) {
+    const std::string name = zip_get_name(z, static_cast<zip_uint64_t>(i), 0);
+    if (name.size() >= suffix.size() &&
+        name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0)
+      index = i;
+  }
+  ASSERT_GE(index, 0) << suffix;
+  zip_source_t* src = zip_source_buffer(z, bytes.data(), bytes.size(), 0);
+  ASSERT_EQ(zip_file_replace(z, static_cast<zip_uint64_t>(index), src, 0), 0) << zip_strerror(z);
+  ASSERT_EQ(zip_set_file_compression(z, static_cast<zip_uint64_t>(index), ZIP_CM_STORE, 0), 0);
+  ASSERT_EQ(zip_close(z), 0);
+}
+
+std::string entry(const stdfs::path& file, const std::string& suffix) {
+  int err = 0;
+  zip_t* z = zip_open(file.c_str(), ZIP_RDONLY, &err);
+  std::string out;
+  for (zip_int64_t i = 0; z && i < zip_get_num_entries(z, 0); ++i) {
+    zip_stat_t st;
+    zip_stat_index(z, static_cast<zip_uint64_t>(i), 0, &st);
+    const std::string name = st.name;
+    if (name.size() < suffix.size() ||
+        name.compare(name.size() - suffix.size(), suffix.size(), suffix) != 0)
+      continue;
+    zip_file_t* f = zip_fopen_index(z, static_cast<zip_uint64_t>(i), 0);
+    out.resize(st.size);
+    zip_fread(f, out.data(), st.size);
+    zip_fclose(f);
+  }
+  if (z) zip_discard(z);
+  return out;
+}
+
+// The error of load_checkpoint(ck) reading the model into `f`'s, or "" if it loads.
+std::string model_load_error(Fixture& f, const stdfs::path& ck) {
+  try {
+    load_checkpoint(ck, f.model.get(), nullptr, false);
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+// A pickled string claiming 25 GB in a 50 KB model.pt (as fuzz_checkpoint found: LibTorch's
+// unpickler allocated what it claimed) is refused before LibTorch reads the archive.
+TEST(CheckpointFault, APickleClaimingMoreBytesThanItsRecordIsRefusedBeforeLoading) {
+  testing::TempDir dir("ckpicklelen");
+  Fixture f;
+  const auto ck = f.save(dir.path(), 3);
+  const auto pt = ck / "model.pt";
+  EXPECT_EQ(model_load_error(f, ck), "");
+  std::string pkl = entry(pt, "/data.pkl");
+  ASSERT_EQ(pkl.substr(0, 2), std::string("\x80\x02"));
+  // BINUNICODE8 of 0x5f5f68630 bytes right after PROTO 2.
+  pkl.insert(2, std::string("\x8d\x30\x86\xf6\xf5\x05\0\0\0", 9) + "abc");
+  replace_entry(pt, "/data.pkl", pkl);
+  const std::string why = model_load_error(f, ck);
+  EXPECT_NE(why.find(pt.string() + ": not a valid LibTorch archive: pickle record"),
+            std::string::npos)
+      << why;
+  EXPECT_NE(why.find("declares 25601410608 bytes"), std::string::npos) << why;
+  EXPECT_EQ(why.find('\n'), std::string::npos) << why;
+}
+
+// `zip` with the uncompressed size of its first entry whose name ends with `suffix` set to
+// 2^31 - 1, in its local header and in the central directory (the same in both).
+std::string with_entry_size_2gb(std::string zip, const std::string& suffix) {
+  for (const auto& [signature, name_len_at, name_at, size_at] :
+       {std::tuple{std::string("PK\3\4"), 26, 30, 22},
+        std::tuple{std::string("PK\1\2"), 28, 46, 24}}) {
+    size_t at = zip.find(signature);
+    for (; at != std::string::npos; at = zip.find(signature, at + 1)) {
+      const size_t name_len = static_cast<unsigned char>(zip[at + name_len_at]);
+      const std::string name = zip.substr(at + name_at, name_len);
+      if (name.size() >= suffix.size() &&
+          name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0)
+        break;
+    }
+    if (at == std::string::npos) ADD_FAILURE() << "no entry *" << suffix;
+    if (at != std::string::npos) zip.replace(at + size_at, 4, std::string("\xff\xff\xff\x7f", 4));
+  }
+  return zip;
+}
+
+// Zip entries declaring 2 GB (LibTorch allocates what an entry declares, whatever the file holds),
+// stored (libzip finds model.pt inconsistent) or deflated (more than deflate can expand), and a
+// tensor whose shape is not the model's are refused, naming the file.
+TEST(CheckpointFault, OversizedZipEntriesOrATensorOfAnotherShapeAreRefused) {
+  testing::TempDir dir("ckzipentry");
+  Fixture f;
+  const auto ck = f.save(dir.path(), 3);
+  const auto pt = ck / "model.pt";
+  const std::string original = fs::read_file(pt);
+  const std::string invalid = pt.string() + ": not a valid LibTorch archive: ";
+  fs::write_atomic(pt, with_entry_size_2gb(original, "/data/0"));
+  EXPECT_EQ(model_load_error(f, ck),
+            invalid + "not a readable zip archive (Zip archive inconsistent)");
+  // A deflated entry (LibTorch deflates its code/ sources) whose headers agree on 2 GB.
+  const auto deflated = dir.path() / "deflated.pt";
+  int err = 0;
+  zip_t* z = zip_open(deflated.c_str(), ZIP_CREATE | ZIP_TRUNCATE, &err);
+  ASSERT_NE(z, nullptr);
+  const std::string source(5000, 'x');
+  ASSERT_GE(zip_file_add(z, "archive/code/x.py",
+                         zip_source_buffer(z, source.data(), source.size(), 0), 0),
+            0);
+  ASSERT_EQ(zip_close(z), 0);
+  fs::write_atomic(deflated, with_entry_size_2gb(fs::read_file(deflated), ".py"));
+  try {
+    check_torch_archive(deflated);
+    ADD_FAILURE() << "accepted 2 GB from a deflated entry of a few bytes";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find(deflated.string() +
+                                         ": not a valid LibTorch archive: entry "
+                                         "'archive/code/x.py' declares 2147483647 bytes from "
+                                         "deflated "),
+              std::string::npos)
+        << e.what();
+  }
+
+  fs::write_atomic(pt, original);
+  torch::nn::Linear small(4, 3), large(4, 5);
+  const auto linear = dir.path() / "linear.pt";
+  torch::save(small, linear.string());
+  torch::serialize::InputArchive archive;
+  load_torch_archive(archive, linear);
+  try {
+    load_module(*large, archive, linear);
+    ADD_FAILURE() << "loaded a [3, 4] weight into a [5, 4] one";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find(linear.string() + ": tensor 'weight' is Float [3, 4], "
+                                                           "the model expects Float [5, 4]"),
+              std::string::npos)
         << e.what();
   }
 }
