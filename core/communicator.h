@@ -61,7 +61,8 @@ class Communicator {
 
 // Prints the collective timeout message of every communicator to stderr:
 // "m3ret: collective <what> timed out after <s> s at <context> on rank <r> of
-// <n> (another rank died or stalled); aborting the job".
+// <n> (another rank died or stalled); aborting the job", and appends the same line
+// to the file $M3RET_COLLECTIVE_TIMEOUT_FILE when that is set.
 void print_collective_timeout(const char* what, double timeout_s, const std::string& context,
                               int rank, int size);
 

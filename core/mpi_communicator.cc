@@ -46,11 +46,19 @@ void Communicator::broadcast(std::string& s, int root) {
 
 void print_collective_timeout(const char* what, double timeout_s, const std::string& context,
                               int rank, int size) {
-  std::fprintf(stderr,
-               "m3ret: collective %s timed out after %.1f s at %s on rank %d of %d (another rank "
-               "died or stalled); aborting the job\n",
-               what, timeout_s, context.c_str(), rank, size);
+  const std::string line = fmt::format(
+      "m3ret: collective {} timed out after {:.1f} s at {} on rank {} of {} (another rank died or "
+      "stalled); aborting the job\n",
+      what, timeout_s, context, rank, size);
+  std::fputs(line.c_str(), stderr);
   std::fflush(stderr);
+  // A launcher that ends the job on it (slurm/pretrain.sbatch) names a file on
+  // the shared file system: the line is appended there too.
+  const char* marker = std::getenv("M3RET_COLLECTIVE_TIMEOUT_FILE");
+  if (FILE* f = marker && *marker ? std::fopen(marker, "a") : nullptr) {
+    std::fputs(line.c_str(), f);
+    std::fclose(f);
+  }
 }
 
 bool Communicator::all(bool ok) {
