@@ -373,10 +373,13 @@ TEST_F(MultiNode, LostNodeEndsTheJobNamingTheRankAndTheRequeuedJobResumes) {
 // rank is stopped (no step completes past that point), node2's link is set
 // down (the host side of its veth pair) and the rank continues, its peer out
 // of reach. Rank 0's collective times out and says so, naming the rank and
-// the step; mpirun cannot finish the abort without node2, so the job ends when
-// Slurm declares node2 lost and requeues it. Once the link is up again,
-// nothing of the job is left on node2, node2 serves again, and the job
-// resumes from the checkpoint and ends with the weights of an uninterrupted run.
+// the step. mpirun cannot finish the abort without node2 (it would wait until
+// Slurm declares node2 lost), but the rank's message also went to the file
+// the template watches: the template ends the job step and requeues the job,
+// and node1 is released before Slurm marks node2 down. Once the link is up
+// again, nothing of the job is left on node2, node2 serves again, and the job
+// resumes from the checkpoint and ends with the weights of an uninterrupted
+// run.
 TEST_F(MultiNode, CutLinkTimesOutNamingTheRankAndTheRequeuedJobResumes) {
   const fs::path run = dir_ / "two";
   constexpr int kTimeout = 20;  // train.collective_timeout_s
@@ -400,24 +403,46 @@ TEST_F(MultiNode, CutLinkTimesOutNamingTheRankAndTheRequeuedJobResumes) {
       << "no collective timeout message " << since_cut() << " s after the cut\n"
       << read(out);
   EXPECT_GE(since_cut(), kTimeout - 1) << "timed out before the timeout";
-  // Rank 0 ends, but mpirun waits for the srun that started its daemon on
-  // node2, which cannot reach node2: the job ends when Slurm declares node2
-  // lost (SlurmdTimeout, 30 s in local-cluster.sh) and requeues it itself
-  // (--requeue): it waits for two nodes.
-  ASSERT_NO_FATAL_FAILURE(wait_job(id, {"PENDING", "FAILED", "COMPLETED", "CANCELLED"}, 60));
+  // The template ends the step on the timeout, naming the rank, and requeues
+  // the job: its processes end and node1 is released at once, while Slurm
+  // keeps the job COMPLETING on node2 until it declares node2 lost
+  // (SlurmdTimeout, 30 s in local-cluster.sh); then it waits for two nodes.
+  const double timeout_seen = since_cut();
+  ASSERT_NO_FATAL_FAILURE(
+      wait_job(id, {"COMPLETING", "PENDING", "FAILED", "COMPLETED", "CANCELLED"}, 60));
+  for (const char* name : {"m3ret", "mpirun", "srun", "slurm_script", "slurmstepd"}) {
+    EXPECT_TRUE(wait_until(30, [&] { return node_processes(k, 1, name).empty(); }))
+        << name << " left on node1";
+  }
+  auto node_state = [](const std::string& node) {
+    return run_capture({"sinfo", "-h", "-n", node, "-o", "%T"}).out;
+  };
+  ASSERT_TRUE(wait_until(30, [&] { return node_state("node1") == "idle\n"; }))
+      << "node1 is " << node_state("node1");
+  const double released = since_cut();
+  // Node1 was released before Slurm marked node2 down: the template ended the
+  // job, not Slurm's node failure.
+  EXPECT_EQ(node_state("node2").find("down"), std::string::npos) << node_state("node2");
+  ASSERT_NO_FATAL_FAILURE(wait_job(id, {"PENDING", "FAILED", "COMPLETED", "CANCELLED"}, 90));
+  std::printf(
+      "cut link: rank 0's timeout message %.1f s, node1 released %.1f s, the job pending %.1f s "
+      "after the cut\n",
+      timeout_seen, released, since_cut());
   const std::string text = read(out);
   ASSERT_EQ(job_field(id, "JobState"), "PENDING") << text;
   EXPECT_TRUE(std::regex_search(
-      text, std::regex("JOB " + id + " ON node1 CANCELLED AT \\S+ DUE TO NODE FAILURE")))
+      text, std::regex(fmt::format("m3ret-pretrain: collective [a-z]+ timed out after {}\\.0 s at "
+                                   "step [0-9]+ on rank [01] of 2; ending the job step .* and "
+                                   "requeueing job {}\n",
+                                   kTimeout, id))))
       << text;
+  EXPECT_EQ(text.find("DUE TO NODE FAILURE"), std::string::npos) << text;
+  EXPECT_EQ(read(dir_ / "c/log/slurmctld.log").find("due to failure of node"), std::string::npos);
   EXPECT_EQ(job_field(id, "Restarts"), "1");
   const std::string latest = read(run / "checkpoints/latest");
   ASSERT_NE(latest.find("step-"), std::string::npos) << latest;
   const int64_t resumed_from = std::stoll(latest.substr(latest.find("step-") + 5));
   ASSERT_LT(resumed_from, 4) << "the run ended before node2 was cut off";
-  // Nothing of the job runs on node1 any more.
-  for (const char* name : {"m3ret", "mpirun", "slurm_script", "slurmstepd"})
-    EXPECT_TRUE(node_processes(k, 1, name).empty()) << name << " left on node1";
 
   // The link back: node2's rank, Open MPI daemon and step are gone (the rank
   // timed out too and aborted through its local daemon), but Slurm keeps the
