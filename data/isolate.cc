@@ -82,6 +82,9 @@ bool read_result(int fd, std::chrono::steady_clock::time_point deadline, std::st
   }
 }
 
+// " (KEY)", naming the setting of a limit; "" when there is none.
+std::string setting(const std::string& key) { return key.empty() ? "" : " (" + key + ")"; }
+
 }  // namespace
 
 std::string run(const std::string& path, const std::function<std::string()>& work,
@@ -114,9 +117,8 @@ std::string run(const std::string& path, const std::function<std::string()>& wor
   while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
   }
   if (!finished) {
-    throw InputError(
-        path, fmt::format("decoding took longer than {} s (preprocess.decode_timeout_s); stopped",
-                          limits.timeout_s));
+    throw InputError(path, fmt::format("{} took longer than {} s{}; stopped", limits.task,
+                                       limits.timeout_s, setting(limits.timeout_setting)));
   }
   if (WIFSIGNALED(status)) {
     throw InputError(path,
@@ -135,9 +137,8 @@ std::string run(const std::string& path, const std::function<std::string()>& wor
       throw InputError(body.substr(0, nul), body.substr(nul + 1));
     }
     case kMemory:
-      throw InputError(path,
-                       fmt::format("decoding needs more than {} MB (preprocess.decode_memory_mb)",
-                                   limits.memory_mb));
+      throw InputError(path, fmt::format("{} needs more than {} MB{}", limits.task,
+                                         limits.memory_mb, setting(limits.memory_setting)));
     default:
       throw Error(fmt::format("{}: {}", path, body));
   }

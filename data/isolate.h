@@ -1,4 +1,4 @@
-// Untrusted decoding in a child process (internal to data/).
+// Untrusted decoding in a child process (data/ readers; eval/ reads embeddings files so).
 //
 // GDCM (built with assertions, as Debian ships it) aborts the whole process on
 // some truncated or mutated DICOM files, and a crafted file can make a decoder
@@ -18,6 +18,10 @@ namespace m3ret::data::isolate {
 struct Limits {
   int64_t timeout_s = 120;
   int64_t memory_mb = 8192;
+  // How the errors name the work and the settings that set the limits (none when empty).
+  std::string task = "decoding";
+  std::string timeout_setting = "preprocess.decode_timeout_s";
+  std::string memory_setting = "preprocess.decode_memory_mb";
 };
 
 // Runs work() in a forked child and returns the bytes it returned. Throws:

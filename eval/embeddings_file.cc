@@ -1,6 +1,10 @@
 #include "eval/embeddings_file.h"
 
+#include <sys/stat.h>
+
+#include <cerrno>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <unordered_map>
 #include <unordered_set>
@@ -11,6 +15,7 @@
 
 #include "core/error.h"
 #include "core/fs.h"
+#include "data/isolate.h"
 #include "sharding/hdf5_util.h"
 
 namespace m3ret::eval {
@@ -258,14 +263,59 @@ void write_embeddings(const std::filesystem::path& path, const EmbeddingSet& set
   }
 }
 
-EmbeddingSet read_embeddings(const std::filesystem::path& path) {
+namespace {
+
+// What identifies the bytes of a file: it was not replaced or rewritten in between.
+std::string file_identity(const stdfs::path& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) fail(path, std::strerror(errno));
+  return fmt::format("{}:{}:{}:{}.{}", st.st_dev, st.st_ino, st.st_size, st.st_mtim.tv_sec,
+                     st.st_mtim.tv_nsec);
+}
+
+// Reads the whole file in a forked child first (read_embeddings). Caller holds the HDF5 lock,
+// so no other thread is inside libhdf5 at the fork.
+constexpr int64_t kReadBytesPerSecond = int64_t{16} << 20, kReadMemoryBaseMb = 4096;
+
+void read_in_child(const stdfs::path& path, uint64_t size, const ReadLimits& read_limits) {
+  data::isolate::Limits limits;
+  limits.timeout_s = read_limits.base_timeout_s + static_cast<int64_t>(size) / kReadBytesPerSecond;
+  limits.memory_mb = kReadMemoryBaseMb + static_cast<int64_t>(4 * (size >> 20));
+  limits.task = "reading it with libhdf5";
+  limits.timeout_setting = limits.memory_setting = "";
+  std::string error;
+  try {
+    error = data::isolate::run(
+        path.string(),
+        [&] {
+          try {
+            (void)read_file(path);
+          } catch (const Error& e) {
+            return std::string(e.what());
+          }
+          return std::string();
+        },
+        limits);
+  } catch (const InputError& e) {  // killed, crashed, out of memory
+    fail(path, e.reason());
+  }
+  if (!error.empty()) throw Error(error);
+}
+
+}  // namespace
+
+EmbeddingSet read_embeddings(const std::filesystem::path& path, const ReadLimits& limits) {
   std::error_code ec;
   if (!stdfs::is_regular_file(path, ec)) fail(path, "no such file");
   EmbeddingSet set;
   {
     h5::Hdf5Lock lock;
     if (H5Fis_hdf5(path.c_str()) <= 0) fail(path, "not an HDF5 file");
+    const std::string identity = file_identity(path);
+    read_in_child(path, stdfs::file_size(path, ec), limits);
     set = read_file(path);
+    if (file_identity(path) != identity)
+      fail(path, "the file changed while it was read; read it again");
   }
   set.check(fmt::format("embeddings file {}", path.string()));
   set.check_samples(fmt::format("embeddings file {}", path.string()));

@@ -83,7 +83,16 @@ void write_embeddings(const std::filesystem::path& path, const EmbeddingSet& set
 // times), string columns against N. Throws m3ret::Error naming the file and
 // what is wrong (missing file, not HDF5, wrong format, bad version, bad shape,
 // unknown modality, duplicate id).
-EmbeddingSet read_embeddings(const std::filesystem::path& path);
+//
+// libhdf5 loops forever or crashes on some corrupt files, so a forked child
+// reads the whole file first, with a time limit (limits.base_timeout_s plus 1 s
+// per 16 MB of file) and a memory limit (4096 MB plus 4 times the file's size);
+// only a file it read without error is then read here. A child that runs out of
+// time or memory, or crashes, is an error naming the file.
+struct ReadLimits {
+  int64_t base_timeout_s = 10;
+};
+EmbeddingSet read_embeddings(const std::filesystem::path& path, const ReadLimits& limits = {});
 
 // Refuses to compare `other` (file `other_name`) with `base` (file
 // `base_name`) unless both hold the same sample ids: throws m3ret::Error

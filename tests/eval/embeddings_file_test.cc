@@ -205,6 +205,18 @@ TEST(EmbeddingsFile, ShapesTheFileCannotHoldAreRefusedBeforeAllocation) {
   EXPECT_NE(e.find("[1099511627776]"), std::string::npos) << e;
 }
 
+// libhdf5 1.10 loops forever in H5Aread on this mutated file (found by fuzz_embeddings): the
+// first read, in a forked child, is stopped at its time limit and the error names the file.
+TEST(EmbeddingsFile, AFileOnWhichLibhdf5LoopsIsAnErrorNamingItNotAHang) {
+  const auto path =
+      m3ret::testing::source_dir() / "tests/fuzz/corpus/embeddings/libhdf5-loops-in-H5Aread.h5";
+  ASSERT_TRUE(std::filesystem::is_regular_file(path)) << path;
+  EXPECT_EQ(error_of([&] { read_embeddings(path, {1}); }),
+            "embeddings file " + path.string() +
+                ": reading it with libhdf5 took longer than 1 s; "
+                "stopped");
+}
+
 TEST(EmbeddingsFile, UnknownModalitiesAndDuplicateIdsAreRefusedNamingFileAndSample) {
   m3ret::testing::TempDir dir("eval-file");
   EmbeddingSet s = small_set();
