@@ -27,7 +27,13 @@
 // unreadable) is rewritten. Shard files
 // are only renamed into place when complete, so a killed run leaves either
 // complete shards or temporary files (removed on the next run).
-// Memory: at most 4 * threads decoded samples per rank wait for the writer.
+// Memory does not grow with the manifest: every rank streams it twice instead
+// of holding its rows. The first pass validates every row and keeps where
+// each shard's first row starts (and, while it runs, 8 bytes per row to
+// refuse duplicate paths); the second reads the rows of one of the rank's
+// shards at a time from there. At most 4 * threads decoded samples per rank
+// wait for the writer. What grows is per shard: the plan, and index.json with
+// the shards' entries on rank 0.
 #pragma once
 
 #include <cstdint>

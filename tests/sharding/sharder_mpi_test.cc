@@ -278,6 +278,80 @@ TEST(Sharder, CutsShardsByBytesAndRemovesTheOldCut) {
   comm.barrier();
 }
 
+// Groups interleaved in the manifest, one of them only at its start and its
+// end: each shard holds its group's rows in manifest order (each rank reads
+// only its shards' rows), rejects.csv lists the refused rows of all shards and
+// ranks in manifest order, and one rank writes the same files as two.
+TEST(Sharder, InterleavedGroupsKeepManifestOrderAndRejectLines) {
+  auto& comm = Runtime::get().world_comm();
+  testing::TempDir tmp("sharder-interleaved");
+  const auto manifest = tmp / "manifest.csv";
+  // (name, modality); names starting with "gone" are never written.
+  const std::vector<std::pair<std::string, std::string>> rows = {
+      {"o0", "other"},      {"x0", "xray"}, {"u0", "ultrasound"},    {"gone1", "xray"},
+      {"u1", "ultrasound"}, {"x1", "xray"}, {"gone2", "ultrasound"}, {"u2", "ultrasound"},
+      {"x2", "xray"},       {"x3", "xray"}, {"u3", "ultrasound"},    {"gone3", "xray"},
+      {"u4", "ultrasound"}, {"o1", "other"}};
+  if (comm.rank() == 0) {
+    stdfs::create_directories(tmp / "img");
+    std::string csv = "path,modality,labels,group,split\n";
+    for (size_t i = 0; i < rows.size(); ++i) {
+      if (rows[i].first.rfind("gone", 0) != 0) {
+        write_png(tmp / ("img/" + rows[i].first + ".png"), 24, 20, int(i));
+      }
+      csv += fmt::format("img/{}.png,{},l{},g{},train\n", rows[i].first, rows[i].second, i % 3, i);
+    }
+    fs::write_atomic(manifest, csv);
+  }
+  comm.barrier();
+  ShardConfig cfg = shard_config();  // 2 rows per shard
+  const auto out2 = tmp / "shards-2";
+  ShardSummary sum = shard_dataset(manifest, out2, cfg, preprocess(16), comm);
+  EXPECT_EQ(sum.rows, 14);
+  EXPECT_EQ(sum.samples, 11);
+  EXPECT_EQ(sum.rejected, 3);
+  EXPECT_EQ(sum.shards, 3 + 3 + 1);  // xray 6 rows, ultrasound 6 rows, other 2 rows
+  if (comm.rank() == 0) {
+    auto set = ShardSet::open(out2);
+    std::map<std::string, int64_t> next;
+    for (const auto& row : data::read_manifest(manifest)) {
+      if (row.path.filename().string().rfind("gone", 0) == 0) continue;
+      const data::Sample want = data::read_sample(row, tmp.path(), preprocess(16));
+      const data::Sample got = set->read(row.modality, next[row.modality]++);
+      EXPECT_EQ(got.id, want.id);
+      EXPECT_EQ(got.pixels, want.pixels) << want.id;
+      EXPECT_EQ(got.group, want.group);
+    }
+    EXPECT_EQ(next["other"], 2);
+    const std::string rejects = fs::read_file(out2 / "rejects.csv");
+    const size_t a = rejects.find("/img/gone1.png,xray,5,");
+    const size_t b = rejects.find("/img/gone2.png,ultrasound,8,");
+    const size_t c = rejects.find("/img/gone3.png,xray,13,");
+    ASSERT_NE(a, std::string::npos) << rejects;
+    ASSERT_NE(b, std::string::npos) << rejects;
+    ASSERT_NE(c, std::string::npos) << rejects;
+    EXPECT_LT(a, b);
+    EXPECT_LT(b, c);
+    EXPECT_EQ(std::count(rejects.begin(), rejects.end(), '\n'), 4);
+    auto index = nlohmann::json::parse(fs::read_file(out2 / "index.json"));
+    EXPECT_EQ(index.at("modalities").at("xray").at("shards").at(2).at("first_row"), 4);
+    EXPECT_EQ(index.at("modalities").at("other").at("shards").at(0).at("rows"), 2);
+  }
+  comm.barrier();
+  MPI_Comm solo;
+  MPI_Comm_split(MPI_COMM_WORLD, comm.rank() == 0 ? 0 : MPI_UNDEFINED, 0, &solo);
+  if (comm.rank() == 0) {
+    MpiCommunicator one(solo);
+    const auto out1 = tmp / "shards-1";
+    shard_dataset(manifest, out1, cfg, preprocess(16), one);
+    EXPECT_EQ(fs::read_file(out1 / "index.json"), fs::read_file(out2 / "index.json"));
+    EXPECT_EQ(fs::read_file(out1 / "rejects.csv"), fs::read_file(out2 / "rejects.csv"));
+    EXPECT_EQ(shard_checksums(out1), shard_checksums(out2));
+    MPI_Comm_free(&solo);
+  }
+  comm.barrier();
+}
+
 TEST(Sharder, FailsOnEveryRankForABadManifest) {
   auto& comm = Runtime::get().world_comm();
   testing::TempDir tmp("sharder-bad");
