@@ -7,6 +7,7 @@
 #include <memory>
 
 #include <torch/csrc/autograd/function.h>
+#include <torch/version.h>
 #include <torch/csrc/autograd/function_hook.h>
 #include <torch/csrc/autograd/variable.h>
 
@@ -21,6 +22,14 @@
 #endif
 
 namespace m3ret::trainer {
+
+void zero_gradients(torch::optim::Optimizer& optimizer) {
+#if TORCH_VERSION_MAJOR >= 2
+  optimizer.zero_grad(/*set_to_none=*/false);
+#else
+  optimizer.zero_grad();  // in place: LibTorch 1.x has no set_to_none
+#endif
+}
 
 void broadcast_module(torch::nn::Module& module, Communicator& comm) {
   if (comm.size() == 1) return;
@@ -134,7 +143,7 @@ GradientReducer::GradientReducer(std::vector<torch::Tensor> params, Communicator
 #endif
     // Each parameter's gradient slice: a tensor over the bucket's storage with
     // the parameter's shape. Made with set_() rather than narrow()/view() so
-    // that it is not an autograd view (Optimizer::zero_grad() detaches .grad in
+    // that it is not an autograd view (zero_gradients() detaches .grad in
     // place, which autograd refuses for views).
     slices_.resize(params_.size());
     for (size_t k = 0; k < params_.size(); ++k) {

@@ -7,7 +7,7 @@
 // gradients), into float32 buckets of at most `bucket_bytes` (default 25 MB).
 // Gradients live in the buckets (PyTorch DDP's gradient_as_bucket_view): once
 // synchronised, each parameter's .grad is a tensor over its slice of the
-// bucket's storage (not an autograd view, so Optimizer::zero_grad() zeroes it
+// bucket's storage (not an autograd view, so zero_gradients() below zeroes it
 // in place), and autograd accumulates the next gradients straight into it.
 // arm() before the backward whose gradients are to be synchronised installs
 // the step: a post-hook on every parameter's gradient accumulator marks it
@@ -51,6 +51,12 @@ class Communicator;
 }
 
 namespace m3ret::trainer {
+
+// Zeroes every gradient of the optimizer's parameters in place, so that a gradient that lives in
+// a bucket stays there: Optimizer::zero_grad() of LibTorch 1.x, but LibTorch 2.x's default sets
+// the gradients to none, which would make each backward allocate new gradients outside the
+// buckets (and the reducer copy them in).
+void zero_gradients(torch::optim::Optimizer& optimizer);
 
 // Copies rank 0's parameters and buffers of `module` to every rank (collective).
 void broadcast_module(torch::nn::Module& module, Communicator& comm);

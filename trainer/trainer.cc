@@ -421,7 +421,7 @@ bool train_step(Run& r, int64_t step, log::Progress& progress) {
   st.wd = weight_decay(r.s.train, step);
   set_learning_rate(*r.optimizer, st.lr);
   set_weight_decay(*r.optimizer, st.wd);
-  r.optimizer->zero_grad();
+  zero_gradients(*r.optimizer);
   auto t0 = Clock::now();
   const StepLoss loss = forward_backward(r, step, batch);
   st.t_compute = seconds_since(t0);

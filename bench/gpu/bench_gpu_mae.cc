@@ -25,6 +25,7 @@
 
 #include "model/objective.h"
 #include "trainer/device.h"
+#include "trainer/grad_sync.h"
 #include "trainer/schedule.h"
 
 #if M3RET_WITH_CUDA
@@ -123,7 +124,7 @@ int run(const Args& a) {
     const auto t1 = Clock::now();
     torch::nn::utils::clip_grad_norm_(params, s.train.clip_grad);
     optimizer->step();
-    optimizer->zero_grad();
+    trainer::zero_gradients(*optimizer);
     sync(device);
     const auto t2 = Clock::now();
     if (step >= a.warmup) {

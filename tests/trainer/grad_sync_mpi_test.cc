@@ -80,7 +80,7 @@ TEST(GradSync, AveragedGradientsEqualTheFullBatchGradient) {
   TrainConfig tc;
   auto opt = make_optimizer(enc, tc);
   for (int step = 0; step < 3; ++step) {
-    opt->zero_grad();
+    zero_gradients(*opt);
     loss_of(enc, x.narrow(0, 2 * r, 2)).backward();
     reducer.average();
     opt->step();
@@ -191,7 +191,7 @@ bool in_bucket(const torch::Tensor& grad, const GradientReducer& reducer, size_t
 }
 
 // Gradients live in the buckets (no copy in or out): after average() every
-// .grad is its slice of its bucket, Optimizer::zero_grad() keeps it there,
+// .grad is its slice of its bucket, zero_gradients() keeps it there,
 // autograd accumulates into it, and a .grad reset to undefined or replaced by
 // another tensor is taken back in. Each step's gradients stay the full-batch
 // ones.
@@ -225,14 +225,14 @@ TEST(GradSync, GradientsLiveInTheBuckets) {
 
   for (const std::string how : {"first", "zero_grad", "undefined", "replaced", "accumulate"}) {
     SCOPED_TRACE(how);
-    if (how == "zero_grad") opt->zero_grad();
+    if (how == "zero_grad") zero_gradients(*opt);
     if (how == "undefined")
       for (auto& p : params) p.mutable_grad() = torch::Tensor();
     if (how == "replaced")
       for (auto& p : params) p.mutable_grad() = torch::zeros_like(p);
     if (how == "accumulate") {
       // Two micro-batches of 16, the first unsynchronised, straight into the buckets.
-      opt->zero_grad();
+      zero_gradients(*opt);
       (net.forward(mine.narrow(0, 0, 16)) * 0.5).backward();
       for (size_t k = 0; k < params.size(); ++k)
         EXPECT_TRUE(in_bucket(params[k].grad(), reducer, bucket_of(k))) << "parameter " << k;
