@@ -11,6 +11,7 @@
 #include <fmt/ranges.h>
 
 #include "core/error.h"
+#include "data/isolate.h"
 
 namespace m3ret::trainer {
 
@@ -91,6 +92,13 @@ std::string check_pickle(const std::string& p) {
   return "the pickle ends without STOP";
 }
 
+// LibTorch's TorchScript importer crashes on some mutated code/ sources of an archive, which no
+// check can foresee: load_torch_archive reads the archive in a forked child first, within
+// kReadSecondsBase s plus 1 s per kReadBytesPerSecond bytes and kReadMemoryBaseMb MB plus 4 times
+// the file's size.
+constexpr int64_t kReadSecondsBase = 30, kReadBytesPerSecond = int64_t{16} << 20,
+                  kReadMemoryBaseMb = 4096;
+
 // The most deflate can expand: 258 bytes from 2 bits of a block (1032 to 1).
 constexpr uint64_t kMaxDeflateRatio = 1032;
 
@@ -164,6 +172,28 @@ void check_torch_archive(const stdfs::path& file) {
 void load_torch_archive(torch::serialize::InputArchive& archive, const stdfs::path& file,
                         c10::optional<torch::Device> device) {
   check_torch_archive(file);
+  std::error_code ec;
+  const auto size = static_cast<int64_t>(stdfs::file_size(file, ec));
+  data::isolate::Limits limits;
+  limits.timeout_s = kReadSecondsBase + size / kReadBytesPerSecond;
+  limits.memory_mb = kReadMemoryBaseMb + 4 * (size >> 20);
+  limits.task = "reading it with LibTorch";
+  limits.timeout_setting = limits.memory_setting = "";
+  try {
+    data::isolate::run(
+        file.string(),
+        [&] {
+          try {  // an error is the parent's to report (the same read fails the same way there)
+            torch::serialize::InputArchive trial;
+            trial.load_from(file.string(), torch::Device(torch::kCPU));
+          } catch (const std::exception&) {
+          }
+          return std::string();
+        },
+        limits);
+  } catch (const InputError& e) {  // crashed, out of time or memory
+    refuse(file, e.reason());
+  }
   archive.load_from(file.string(), device);
 }
 

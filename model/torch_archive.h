@@ -20,7 +20,10 @@ namespace m3ret::trainer {
 // index they declare fits in the record, and they end with STOP.
 void check_torch_archive(const std::filesystem::path& file);
 
-// check_torch_archive(file), then reads the archive onto `device`.
+// check_torch_archive(file), then reads the archive onto `device`: first in a forked child
+// (data/isolate.h; LibTorch's TorchScript importer crashes on some mutated sources), whose
+// crash or running out of time (30 s plus 1 s per 16 MB) or memory (4096 MB plus 4 times the
+// file) is an m3ret::Error naming the file; then here.
 void load_torch_archive(torch::serialize::InputArchive& archive, const std::filesystem::path& file,
                         c10::optional<torch::Device> device = c10::nullopt);
 

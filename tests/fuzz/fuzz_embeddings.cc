@@ -5,10 +5,6 @@
 // under run.sh's 10 s per input; the coverage that guides the fuzzer is that of the second,
 // in-process read of the files the child read without error. Seeds: files written by
 // write_embeddings (M3RET_FUZZ_WRITE_SEEDS, fuzz_util.h).
-#include <pthread.h>
-#include <sanitizer/common_interface_defs.h>
-#include <unistd.h>
-
 #include <cmath>
 
 #include "eval/embeddings_file.h"
@@ -43,11 +39,8 @@ m3ret::eval::EmbeddingSet seed_set(int64_t n, int64_t d, bool sources) {
 }  // namespace
 
 extern "C" int LLVMFuzzerInitialize(int*, char***) {
-  // libhdf5's own memory errors on corrupt files (ASan sees its heap overruns through the memcpy
-  // interceptor) happen in the reading child, which they end as a crash ends it in a normal
-  // build: the file is refused. The report is printed, but the child leaves without libFuzzer's
-  // death callback, which would record the input as a finding of this process.
-  pthread_atfork(nullptr, nullptr, [] { __sanitizer_set_death_callback([] { ::_exit(86); }); });
+  // libhdf5 reads past its buffers on some files, in the reading child (fuzz_util.h).
+  m3ret::fuzz::forked_children_die_quietly();
   m3ret::fuzz::write_seeds_if_asked([](const std::filesystem::path& dir) {
     m3ret::eval::write_embeddings(dir / "n5-d4.h5", seed_set(5, 4, true));
     auto raw = seed_set(1, 1, false);

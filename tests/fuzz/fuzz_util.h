@@ -7,6 +7,8 @@
 // records the input as a crash.
 #pragma once
 
+#include <pthread.h>
+#include <sanitizer/common_interface_defs.h>
 #include <unistd.h>
 
 #include <cstdint>
@@ -60,6 +62,15 @@ void write_seeds_if_asked(F&& write) {
   std::filesystem::create_directories(dir);
   write(std::filesystem::path(dir));
   std::exit(0);
+}
+
+// Readers of untrusted files that libraries crash on read them in a forked child first
+// (data/isolate.h). A sanitizer report there (ASan sees a library's heap overruns through its
+// interceptors) ends that child as the crash ends it in a normal build: the file is refused. The
+// report is printed, but the child leaves without libFuzzer's death callback, which would
+// record the input as a finding of this process. Call from LLVMFuzzerInitialize.
+inline void forked_children_die_quietly() {
+  pthread_atfork(nullptr, nullptr, [] { __sanitizer_set_death_callback([] { ::_exit(86); }); });
 }
 
 // Runs `f`; m3ret::Error is an accepted refusal, anything else aborts.

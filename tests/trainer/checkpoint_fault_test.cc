@@ -357,6 +357,33 @@ TEST(CheckpointFault, OversizedZipEntriesOrATensorOfAnotherShapeAreRefused) {
   }
 }
 
+// LibTorch's TorchScript importer dereferences a wild pointer on this model.pt's mutated code/
+// source (found by fuzz_checkpoint: the model.pt part of its corpus file): the archive is read in
+// a forked child first, whose crash is an error naming the file, not the end of the process.
+TEST(CheckpointFault, AModelPtOnWhichLibTorchCrashesIsAnErrorNamingIt) {
+  testing::TempDir dir("cksegv");
+  const std::string input = fs::read_file(
+      testing::source_dir() / "tests/fuzz/corpus/checkpoint/torchscript-importer-segv.ckpt");
+  const std::string separator = "\n--m3ret-checkpoint-file--\n";  // state, manifest, model.pt
+  size_t begin = input.find(separator);
+  ASSERT_NE(begin, std::string::npos);
+  begin = input.find(separator, begin + separator.size());
+  ASSERT_NE(begin, std::string::npos);
+  begin += separator.size();
+  const auto pt = dir.path() / "model.pt";
+  fs::write_atomic(pt, input.substr(begin, input.find(separator, begin) - begin));
+  torch::serialize::InputArchive archive;
+  try {
+    load_torch_archive(archive, pt);
+    ADD_FAILURE() << "loaded the mutated model.pt";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find(pt.string() + ": not a valid LibTorch archive: the "
+                                                       "decoder crashed"),
+              std::string::npos)
+        << e.what();
+  }
+}
+
 TEST(CheckpointFault, CraftedManifestAndStateTypesAreRefusedNotThrownAsJsonErrors) {
   testing::TempDir dir("ckcraftedtypes");
   Fixture f;
