@@ -77,7 +77,7 @@ int main(int argc, char** argv) {
     b.images = torch::Tensor();
     MPI_Barrier(MPI_COMM_WORLD);
     const double t0 = now();
-    trainer::zero_gradients(*optimizer);
+    m3ret::trainer::zero_gradients(*optimizer);
     auto loss = model->objective->compute(b);
     if (overlap) reducer.arm();
     loss.total.backward();

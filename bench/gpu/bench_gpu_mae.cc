@@ -124,7 +124,7 @@ int run(const Args& a) {
     const auto t1 = Clock::now();
     torch::nn::utils::clip_grad_norm_(params, s.train.clip_grad);
     optimizer->step();
-    trainer::zero_gradients(*optimizer);
+    zero_gradients(*optimizer);
     sync(device);
     const auto t2 = Clock::now();
     if (step >= a.warmup) {
