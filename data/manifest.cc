@@ -4,6 +4,7 @@
 #include <array>
 #include <fstream>
 #include <limits>
+#include <memory>
 #include <unordered_map>
 #include <unordered_set>
 
@@ -37,100 +38,32 @@ stdfs::path relative_if_under(const stdfs::path& p, const stdfs::path& dir) {
   return rel;
 }
 
-// The records of a CSV file (the grammar of core/csv.h: RFC 4180, blank lines
-// skipped, a leading UTF-8 byte order mark ignored), read one at a time
-// through the stream's buffer, each with the byte offset and line where it
-// starts.
+// A manifest's records, read one at a time by csv::Reader through the file's
+// buffer, each with the position where it starts.
 class RecordStream {
  public:
-  RecordStream(const stdfs::path& file, std::string name)
-      : in_(file, std::ios::binary), name_(std::move(name)) {
-    if (!in_) throw Error(fmt::format("manifest {}: cannot open it for reading", name_));
-    char bom[3] = {};
-    if (buf()->sgetn(bom, 3) == 3 && std::string(bom, 3) == "\xEF\xBB\xBF") {
-      pos_ = 3;
-    } else {
-      buf()->pubseekpos(0);
-    }
-  }
-  const std::string& name() const { return name_; }
+  RecordStream(const stdfs::path& file, const std::string& name)
+      : in_(open(file, name)), reader_(*in_, name) {}
 
-  void seek(const RowPosition& at) {
-    if (buf()->pubseekpos(at.offset) != std::streampos(at.offset)) {
-      throw Error(fmt::format("{}: cannot seek to byte {}", name_, at.offset));
-    }
-    pos_ = at.offset;
-    line_ = at.line;
-  }
+  void seek(const RowPosition& at) { reader_.seek(at.offset, at.line); }
 
   // The next record that is not a blank line; false at the end. Throws
   // m3ret::Error "<name>:<line>: ..." for a malformed quoted field.
   bool next(csv::Record& rec, RowPosition& at) {
-    while (peek() != kEnd) {
-      at = {pos_, line_};
-      rec.line = line_;
-      rec.fields.clear();
-      for (bool more = true; more;) {
-        rec.fields.push_back(peek() == '"' ? quoted_field(rec.line) : plain_field());
-        more = peek() == ',';
-        if (more) {
-          take();
-        } else {
-          end_line();
-        }
-      }
-      if (rec.fields.size() != 1 || !rec.fields[0].empty()) return true;
-    }
-    return false;
+    if (!reader_.next(rec)) return false;
+    at = {rec.offset, rec.line};
+    return true;
   }
 
  private:
-  static constexpr int kEnd = std::char_traits<char>::eof();
-  int peek() { return buf()->sgetc(); }
-  int take() {
-    ++pos_;
-    return buf()->sbumpc();
-  }
-  bool at_field_end() {
-    const int c = peek();
-    return c == kEnd || c == ',' || c == '\n' || c == '\r';
-  }
-  void end_line() {  // CR, LF, CRLF or the end of the file
-    if (peek() == kEnd) return;
-    if (peek() == '\r') take();
-    if (peek() == '\n') take();
-    ++line_;
-  }
-  std::string plain_field() {
-    std::string f;
-    while (!at_field_end()) f += static_cast<char>(take());
-    return f;
-  }
-  // A field in quotes ('""' is a quote in it) that started on `first_line`.
-  std::string quoted_field(int64_t first_line) {
-    std::string f;
-    take();
-    for (;;) {
-      const int c = take();
-      if (c == kEnd)
-        throw Error(fmt::format("{}:{}: unterminated quoted field", name_, first_line));
-      if (c == '"' && peek() != '"') break;
-      if (c == '"') take();
-      if (c == '\n') ++line_;
-      f += static_cast<char>(c);
-    }
-    if (!at_field_end()) {
-      throw Error(fmt::format("{}:{}: unexpected character '{}' after a closing quote", name_,
-                              line_, static_cast<char>(peek())));
-    }
-    return f;
+  static std::unique_ptr<std::ifstream> open(const stdfs::path& file, const std::string& name) {
+    auto in = std::make_unique<std::ifstream>(file, std::ios::binary);
+    if (!*in) throw Error(fmt::format("manifest {}: cannot open it for reading", name));
+    return in;
   }
 
-  std::filebuf* buf() { return in_.rdbuf(); }
-
-  std::ifstream in_;
-  std::string name_;
-  int64_t pos_ = 0, line_ = 1;
+  std::unique_ptr<std::ifstream> in_;  // on the heap: reader_ keeps its buffer
+  csv::Reader reader_;
 };
 
 // Where each column is in the records, from the header: the five columns
