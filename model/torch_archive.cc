@@ -194,7 +194,11 @@ void load_torch_archive(torch::serialize::InputArchive& archive, const stdfs::pa
   } catch (const InputError& e) {  // crashed, out of time or memory
     refuse(file, e.reason());
   }
-  archive.load_from(file.string(), device);
+  try {
+    archive.load_from(file.string(), device);
+  } catch (const c10::Error& e) {  // what LibTorch refuses, e.g. a mutated TorchScript source
+    refuse(file, e.what_without_backtrace());
+  }
 }
 
 void load_module(torch::nn::Module& module, torch::serialize::InputArchive& archive,

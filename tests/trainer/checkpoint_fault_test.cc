@@ -377,9 +377,9 @@ TEST(CheckpointFault, AModelPtOnWhichLibTorchCrashesIsAnErrorNamingIt) {
     load_torch_archive(archive, pt);
     ADD_FAILURE() << "loaded the mutated model.pt";
   } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find(pt.string() + ": not a valid LibTorch archive: the "
-                                                       "decoder crashed"),
-              std::string::npos)
+    // The mutated source makes LibTorch follow a wild pointer: in the child it crashes, or, with
+    // another heap layout, LibTorch reads garbage and refuses it. Either way, an error naming it.
+    EXPECT_EQ(std::string(e.what()).rfind(pt.string() + ": not a valid LibTorch archive: ", 0), 0u)
         << e.what();
   }
 }
