@@ -12,6 +12,8 @@
 #    of PyTorch-Python eager (bench/gpu/mae_eager.py: the same model, batch and mask ratio) in the
 #    same run, model FLOPs utilisation against the bf16 dense peak PEAK_TFLOPS (default 989.4, the
 #    H100/H200 SXM figure), peak GPU memory, and the time split of a step.
+# 3. The CLI on the GPU (m3ret-node, on the shards bundle.sh made): 40 bf16 training steps on
+#    cuda:0, embedding on the GPU, evaluation, and the GPU checkpoint resumed on the CPU.
 # The binaries use the machine's own PyTorch (python3: torch 2.11.0 + CUDA 13.0) libraries.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -25,8 +27,12 @@ py=${PYTHON:-python3}
 log() { echo "$*" | tee -a "$results"; }
 : > "$results"
 
-[[ -x $bundle/bin/test_gpu && -x $bundle/bin/bench_gpu_mae ]] || {
-  log "run.sh: $bundle/bin lacks test_gpu or bench_gpu_mae: run bash bench/gpu/bundle.sh where they were built"
+if [[ -f $bundle/bundle.tar.xz ]]; then  # as bundle.sh packs it
+  $py -c 'import sys, tarfile; tarfile.open(sys.argv[1]).extractall(sys.argv[2])' \
+    "$bundle/bundle.tar.xz" "$bundle" || { log "run.sh: cannot unpack $bundle/bundle.tar.xz"; exit 1; }
+fi
+[[ -x $bundle/bin/test_gpu && -x $bundle/bin/bench_gpu_mae && -x $bundle/bin/m3ret-node ]] || {
+  log "run.sh: $bundle/bin lacks test_gpu, bench_gpu_mae or m3ret-node: run bash bench/gpu/bundle.sh where they were built"
   exit 1
 }
 torch_lib=$($py -c 'import os, torch; print(os.path.join(os.path.dirname(torch.__file__), "lib"))') || {
@@ -90,4 +96,31 @@ if len(rows) == 2:
     print(f"\nm3ret / PyTorch eager images/s: {rows[0]['images_per_s'] / rows[1]['images_per_s']:.3f}")
 PY
 log ""
-log "Raw: m3ret.json, eager.json, test_gpu.log, test_gpu.xml beside this file."
+
+log ""
+log "## The CLI on the GPU (m3ret-node: train, embed, eval; resume on the CPU)"
+source bench/gpu/data.sh
+node=$bundle/bin/m3ret-node
+run=$out/cli-run
+cli() {  # cli NAME ARGS...: one verb, its exit code, and the end of its log on failure
+  local name=$1; shift
+  timeout 120 "$node" "$@" "${GPU_DATA[@]}" > "$out/cli-$name.log" 2>&1
+  side $? "m3ret-node $name" "$out/cli-$name.log"
+}
+rm -rf "$run"
+cli train train --shards "$bundle/shards" --run-dir "$run" --set train.max_steps=40 \
+  --set train.checkpoint_every=20 --set 'train.device="cuda"' --set 'train.precision="bf16"'
+cli embed embed --checkpoint "$run" --shards "$bundle/shards" --split test --device cuda --out "$out/cli-emb.h5"
+cli eval eval --embeddings "$out/cli-emb.h5" --out "$out/cli-report.json"
+cli resume-cpu train --shards "$bundle/shards" --run-dir "$run" --resume auto --set train.max_steps=44 \
+  --set train.checkpoint_every=20 --set 'train.device="cpu"' --set 'train.precision="fp32"'
+$py - "$run/metrics.jsonl" <<'PY' | tee -a "$results"
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+gpu = [r for r in rows if r.get("step", 0) <= 40]
+print(f"steps logged: {len(rows)} (last {rows[-1].get('step')}); loss at step 1 {gpu[0].get('loss'):.4f}, "
+      f"step 40 {gpu[-1].get('loss'):.4f}; median samples/s on the GPU "
+      f"{sorted(r.get('samples_per_s', 0) for r in gpu[5:])[len(gpu[5:]) // 2]:.1f}")
+PY
+log ""
+log "Raw: m3ret.json, eager.json, test_gpu.log, test_gpu.xml, cli-*.log, cli-run/ beside this file."
