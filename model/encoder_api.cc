@@ -48,7 +48,7 @@ LoadedEncoder load_encoder(const std::filesystem::path& path, const EncoderChoic
   out.weights = "student";
   if (!choice.random_init) {
     const auto file = dir / "model.pt";
-    try {
+    checkpoint_io(file, "read the encoder", [&] {
       torch::serialize::InputArchive archive, encoder_archive;
       load_torch_archive(archive, file);
       const bool teacher = choice.weights != "student" && find_teacher(archive, encoder_archive);
@@ -61,14 +61,7 @@ LoadedEncoder load_encoder(const std::filesystem::path& path, const EncoderChoic
       if (!teacher) archive.read("encoder", encoder_archive);
       load_module(*out.encoder, encoder_archive, file);
       out.weights = teacher ? "teacher" : "student";
-    } catch (const Error&) {
-      throw;
-    } catch (const c10::Error& e) {
-      throw Error(fmt::format("{}: cannot read the encoder: {}", file.string(),
-                              e.what_without_backtrace()));
-    } catch (const std::exception& e) {  // LibTorch's unpickler throws std::out_of_range too
-      throw Error(fmt::format("{}: cannot read the encoder: {}", file.string(), e.what()));
-    }
+    });
     out.step = load_checkpoint(dir, nullptr, nullptr, false).step;
   }
   out.encoder->eval();
