@@ -13,6 +13,8 @@
 #include <string>
 #include <vector>
 
+#include "data/isolate.h"
+
 namespace m3ret::data::dicom {
 
 // Tags read from one file's header (pixel data is not read). Values trimmed.
@@ -24,6 +26,14 @@ struct Header {
   std::string description;  // (0008,103E) Series Description
   int64_t frames = 1;       // (0028,0008) Number of Frames, 1 when absent
 };
+
+// The limits of list_series's child by default: 120 s and 8192 MB.
+inline isolate::Limits listing_limits() {
+  isolate::Limits l;
+  l.task = "listing its DICOM series";
+  l.timeout_setting = l.memory_setting = "";
+  return l;
+}
 
 // Reads the header of `file`. Throws m3ret::InputError(file, reason) when it
 // is not a DICOM file GDCM can parse (or is cut inside its meta information).
@@ -38,8 +48,14 @@ struct Series {
 // The series of the files directly in `dir` (not recursive), largest first
 // (ties by id). Non-DICOM files are ignored. Throws m3ret::InputError(dir,
 // reason) when a DICOM file is cut inside its meta information (GDCM would
-// abort the process on it).
-std::vector<Series> list_series(const std::filesystem::path& dir);
+// abort the process on it). GDCM runs in a child process (data/isolate.h) with
+// `limits`: a folder on which it crashes, or that needs more time or memory, is
+// an InputError naming the folder.
+std::vector<Series> list_series(const std::filesystem::path& dir,
+                                const isolate::Limits& limits = listing_limits());
+// The same in this process, for code that already runs in a decoding child
+// (data/itk_image.cc).
+std::vector<Series> list_series_here(const std::filesystem::path& dir);
 
 // The m3ret modality of a DICOM Modality code: CT -> ct; MR -> mri;
 // CR DX DR MG RG PX IO -> xray; US -> ultrasound; ES GM XC -> endoscopy;

@@ -146,10 +146,50 @@ void check_nifti_payload(const stdfs::path& path, const stdfs::path& name,
   if (!scan.ok()) refuse(name, "contains NaN or Inf values");
 }
 
+// ITK's NIfTI reader derives the direction cosines from the qform/sform matrices the NIfTI
+// library computes from the header, and aborts the process (vnl_svd's finiteness assertion) on
+// a matrix that is not finite or whose direction columns have no length (normalised to NaN):
+// found by fuzz_image. Checked before ITK reads the header: the matrices of the transforms the
+// header declares (code not 0), over the axes ITK orients (3 at most; trailing size-1 axes
+// beyond the third dropped, as ITK does), and the voxel sizes.
+void check_nifti_orientation(const stdfs::path& path, const stdfs::path& name) {
+  nifti_image* nim = nifti_image_read(path.c_str(), 0);  // header only
+  if (!nim) refuse(name, "cannot read NIfTI header");
+  int dims = std::clamp(nim->dim[0], 1, 7);
+  while (dims > 3 && nim->dim[dims] == 1) --dims;
+  const int d = std::min(dims, 3);
+  std::string why;
+  auto check = [&](const mat44& m, int code, const char* form) {
+    if (code == 0 || !why.empty()) return;
+    for (const auto& row : m.m) {
+      for (float v : row) {
+        if (!std::isfinite(v)) {
+          why = fmt::format("its {} matrix is not finite", form);
+          return;
+        }
+      }
+    }
+    for (int c = 0; c < d; ++c) {
+      double norm2 = 0;
+      for (int r = 0; r < d; ++r) norm2 += double(m.m[r][c]) * double(m.m[r][c]);
+      if (!(norm2 > 0)) {
+        why = fmt::format("its {} matrix gives axis {} no direction", form, c);
+        return;
+      }
+    }
+  };
+  check(nim->qto_xyz, nim->qform_code, "qform");
+  check(nim->sto_xyz, nim->sform_code, "sform");
+  if (why.empty() && !(std::isfinite(nim->dx) && std::isfinite(nim->dy) && std::isfinite(nim->dz)))
+    why = "its voxel sizes are not finite";
+  nifti_image_free(nim);
+  if (!why.empty()) refuse(name, "bad NIfTI orientation: " + why);
+}
+
 // A series folder, or "FOLDER#ID" (data/dicom.h); `name` is what refusals name.
 Decoded read_series(const stdfs::path& dir, const std::string& id, const stdfs::path& name,
                     int64_t max_pixels) {
-  const std::vector<dicom::Series> all = dicom::list_series(dir);
+  const std::vector<dicom::Series> all = dicom::list_series_here(dir);  // in the decoding child
   if (all.empty()) refuse(name, "folder holds no DICOM series");
   const dicom::Series* chosen = &all.front();  // the largest
   if (!id.empty()) {
@@ -253,6 +293,7 @@ Decoded read_file(const stdfs::path& path, const stdfs::path& name, int64_t max_
 
   auto io = itk::ImageIOFactory::CreateImageIO(path.c_str(), itk::IOFileModeEnum::ReadMode);
   if (!io) refuse(name, "not a readable image (no ITK reader recognises it, or it is corrupt)");
+  if (dynamic_cast<itk::NiftiImageIO*>(io.GetPointer())) check_nifti_orientation(path, name);
   std::vector<size_t> size;
   try {
     io->SetFileName(path.string());

@@ -9,6 +9,24 @@
 
 namespace m3ret::sharding::h5 {
 
+namespace {
+
+// The number of elements (or bytes) a dataset or attribute of `path` declares, refused before
+// anything is allocated for it when the file could not hold them (each takes at least a byte
+// of the file): a mutated shard declared 2^41 strings (fuzz_shard).
+size_t declared_count(hssize_t n, const std::string& what, const std::filesystem::path& path) {
+  if (n <= 0) return 0;
+  std::error_code ec;
+  const uintmax_t bytes = std::filesystem::file_size(path, ec);
+  if (!ec && static_cast<uintmax_t>(n) > bytes) {
+    throw Error(fmt::format("{}: {} declares {} elements, more than the file's {} bytes can hold",
+                            path.string(), what, n, bytes));
+  }
+  return static_cast<size_t>(n);
+}
+
+}  // namespace
+
 std::mutex& hdf5_mutex() {
   static std::mutex m;
   return m;
@@ -165,7 +183,8 @@ std::string read_string_attr(hid_t obj, const std::string& name,
     H5free_memory(p);
     return s;
   }
-  size_t n = H5Tget_size(ftype.get());
+  const size_t n =
+      declared_count(static_cast<hssize_t>(H5Tget_size(ftype.get())), "attribute " + name, path);
   std::string s(n, '\0');
   Handle mtype = check(H5Tcopy(H5T_C_S1), "create a string type", path);
   H5Tset_size(mtype.get(), n);
@@ -184,8 +203,8 @@ std::vector<int64_t> read_int_attr(hid_t obj, const std::string& name,
     throw Error(fmt::format("{}: attribute '{}' is not an integer", path.string(), name));
   }
   Handle space = check(H5Aget_space(attr.get()), "read attribute " + name, path);
-  hssize_t n = H5Sget_simple_extent_npoints(space.get());
-  std::vector<int64_t> v(static_cast<size_t>(n < 0 ? 0 : n));
+  std::vector<int64_t> v(
+      declared_count(H5Sget_simple_extent_npoints(space.get()), "attribute " + name, path));
   check_status(H5Aread(attr.get(), H5T_NATIVE_INT64, v.data()), "read attribute " + name, path);
   return v;
 }
@@ -228,11 +247,12 @@ std::vector<std::string> read_strings(hid_t file, const std::string& name,
   if (H5Sget_simple_extent_ndims(space.get()) != 1) {
     throw Error(fmt::format("{}: dataset '{}' is not 1-D", path.string(), name));
   }
-  hssize_t n = H5Sget_simple_extent_npoints(space.get());
+  const size_t n =
+      declared_count(H5Sget_simple_extent_npoints(space.get()), "dataset " + name, path);
   std::vector<std::string> out;
-  if (n <= 0) return out;
+  if (n == 0) return out;
   Handle mtype = vlen_string_type(path);
-  std::vector<char*> ptrs(static_cast<size_t>(n), nullptr);
+  std::vector<char*> ptrs(n, nullptr);
   check_status(H5Dread(ds.get(), mtype.get(), H5S_ALL, H5S_ALL, H5P_DEFAULT, ptrs.data()),
                "read dataset " + name, path);
   out.reserve(ptrs.size());
@@ -266,7 +286,7 @@ std::vector<uint32_t> read_uint32s(hid_t file, const std::string& name,
     throw Error(fmt::format("{}: dataset '{}' is not a 1-D integer array", path.string(), name));
   }
   std::vector<uint32_t> out(
-      static_cast<size_t>(std::max<hssize_t>(0, H5Sget_simple_extent_npoints(space.get()))));
+      declared_count(H5Sget_simple_extent_npoints(space.get()), "dataset " + name, path));
   if (out.empty()) return out;
   check_status(H5Dread(ds.get(), H5T_NATIVE_UINT32, H5S_ALL, H5S_ALL, H5P_DEFAULT, out.data()),
                "read dataset " + name, path);

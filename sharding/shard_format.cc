@@ -2,26 +2,26 @@
 
 #include <zlib.h>
 
+#include <algorithm>
 #include <vector>
 
 #include <fmt/format.h>
 
 #include "core/error.h"
+#include "data/isolate.h"
 #include "sharding/hdf5_util.h"
 
 namespace m3ret::sharding {
 
-ShardMetadata read_shard_metadata(const std::filesystem::path& path) {
+namespace {
+
+// The metadata of the shard at `path`, opened with the file access properties `fapl`. Caller
+// holds the HDF5 lock. With `chunk_index`, every sample's chunk is also looked up in the chunk
+// index (without reading it).
+ShardMetadata read_metadata(const std::filesystem::path& path, hid_t fapl, bool chunk_index) {
   using h5::check;
   using h5::Handle;
-  if (!std::filesystem::is_regular_file(path)) {
-    throw Error(fmt::format("{}: shard file does not exist", path.string()));
-  }
-  h5::Hdf5Lock lock;
-  if (H5Fis_hdf5(path.c_str()) <= 0) {
-    throw Error(fmt::format("{}: not an HDF5 file", path.string()));
-  }
-  Handle file = check(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), "open the file", path);
+  Handle file = check(H5Fopen(path.c_str(), H5F_ACC_RDONLY, fapl), "open the file", path);
   hid_t f = file.get();
   ShardMetadata m;
   std::string format = h5::read_string_attr(f, "format", path);
@@ -100,6 +100,11 @@ ShardMetadata read_shard_metadata(const std::filesystem::path& path) {
     throw Error(fmt::format("{}: pixel_crc holds {} checksums for {} samples", path.string(),
                             m.pixel_crc.size(), m.count));
   }
+  for (int64_t i = 0; chunk_index && i < m.count; ++i) {
+    hsize_t offset[5] = {hsize_t(i), 0, 0, 0, 0}, bytes = 0;
+    h5::check_status(H5Dget_chunk_storage_size(ds.get(), offset, &bytes),
+                     fmt::format("find the chunk of sample {}", i), path);
+  }
   m.samples.resize(ids.size());
   for (size_t i = 0; i < ids.size(); ++i) {
     m.samples[i] =
@@ -107,6 +112,110 @@ ShardMetadata read_shard_metadata(const std::filesystem::path& path) {
                    std::move(splits[i]), std::move(sources[i]),   std::move(datasets[i])};
   }
   return m;
+}
+
+// libhdf5 1.10 trusts what a file declares: on some mutated shards it allocates terabytes or
+// reads past its own buffers (fuzz_shard), and on such files it can loop forever (see
+// eval/embeddings_file.cc). So shards' metadata and chunk indexes are first read in a forked
+// child (data/isolate.h), and only files the child read without error are read here. Limits:
+// ShardReadLimits (shard_set.h). Caller holds the HDF5 lock, so no other thread is inside
+// libhdf5 at the fork. The child opens the files through the stdio driver: a file this process
+// holds open (a ShardSet's reads) is then not matched to the parent's open file, whose
+// descriptor the child has closed.
+constexpr int64_t kReadBytesPerSecond = int64_t{16} << 20, kReadMemoryBaseMb = 4096;
+constexpr int64_t kShardsPerSecond = 10;
+
+// Lock held. The errors read_shard_metadata gives before libhdf5 parses anything.
+void check_file(const std::filesystem::path& path) {
+  std::error_code ec;
+  if (!std::filesystem::is_regular_file(path, ec)) {
+    throw Error(fmt::format("{}: shard file does not exist", path.string()));
+  }
+  if (H5Fis_hdf5(path.c_str()) <= 0) {
+    throw Error(fmt::format("{}: not an HDF5 file", path.string()));
+  }
+}
+
+uint64_t size_or_zero(const std::filesystem::path& path) {
+  std::error_code ec;
+  const uint64_t size = std::filesystem::file_size(path, ec);
+  return ec ? 0 : size;
+}
+
+// Lock held. Reads `paths` in one child, within `timeout_s` and `memory_mb`; `name` is what a
+// child that died is reported under.
+void read_in_child(const std::vector<std::filesystem::path>& paths, const std::string& name,
+                   int64_t timeout_s, int64_t memory_mb) {
+  data::isolate::Limits limits;
+  limits.timeout_s = timeout_s;
+  limits.memory_mb = memory_mb;
+  limits.task = "reading it with libhdf5";
+  limits.timeout_setting = limits.memory_setting = "";
+  std::string error;
+  try {
+    error = data::isolate::run(
+        name,
+        [&] {
+          try {
+            h5::Handle fapl = h5::check(H5Pcreate(H5P_FILE_ACCESS), "create a property list", name);
+            h5::check_status(H5Pset_fapl_stdio(fapl.get()), "set the stdio driver", name);
+            for (const auto& path : paths) (void)read_metadata(path, fapl.get(), true);
+          } catch (const Error& e) {
+            return std::string(e.what());
+          }
+          return std::string();
+        },
+        limits);
+  } catch (const InputError& e) {  // killed, crashed, out of memory
+    throw Error(fmt::format("{}: {}", name, e.reason()));
+  }
+  if (!error.empty()) throw Error(error);
+}
+
+// Lock held: one file, within base_timeout_s plus 1 s per 16 MB and 4096 MB plus four times
+// its size.
+void read_file_in_child(const std::filesystem::path& path, const ShardReadLimits& limits) {
+  const uint64_t size = size_or_zero(path);
+  read_in_child({path}, path.string(),
+                limits.base_timeout_s + static_cast<int64_t>(size) / kReadBytesPerSecond,
+                kReadMemoryBaseMb + static_cast<int64_t>(4 * (size >> 20)));
+}
+
+}  // namespace
+
+ShardMetadata read_shard_metadata(const std::filesystem::path& path,
+                                  const ShardReadLimits& limits) {
+  h5::Hdf5Lock lock;
+  check_file(path);
+  read_file_in_child(path, limits);
+  return read_metadata(path, H5P_DEFAULT, false);
+}
+
+void check_shards(const std::filesystem::path& dir, const std::vector<std::filesystem::path>& paths,
+                  const ShardReadLimits& limits) {
+  h5::Hdf5Lock lock;
+  uint64_t largest = 0;
+  for (const auto& path : paths) {
+    check_file(path);
+    largest = std::max(largest, size_or_zero(path));
+  }
+  if (paths.empty()) return;
+  try {
+    read_in_child(paths, dir.string(),
+                  limits.base_timeout_s + static_cast<int64_t>(paths.size()) / kShardsPerSecond,
+                  kReadMemoryBaseMb + static_cast<int64_t>(4 * (largest >> 20)));
+  } catch (const Error&) {
+    // An error naming a file came from the child; a child that died names only the folder:
+    // find the file, one child each.
+    for (const auto& path : paths) read_file_in_child(path, limits);
+    throw;
+  }
+}
+
+ShardMetadata read_checked_shard_metadata(const std::filesystem::path& path) {
+  h5::Hdf5Lock lock;
+  check_file(path);
+  return read_metadata(path, H5P_DEFAULT, false);
 }
 
 std::string outdated_shards_message(const std::filesystem::path& file, int64_t version,

@@ -65,9 +65,21 @@ struct ShardMetadata {
 };
 
 // Reads and validates the metadata of a shard (format, version, consistent
-// dataset sizes). Throws m3ret::Error naming the file on any problem.
-// Thread-safe (takes the HDF5 lock).
-ShardMetadata read_shard_metadata(const std::filesystem::path& path);
+// dataset sizes). Throws m3ret::Error naming the file on any problem. The file
+// is first read in a forked child with time and memory limits (ShardReadLimits,
+// shard_set.h): a file on which libhdf5 crashes, loops or runs out of memory is
+// an error naming it. Thread-safe (takes the HDF5 lock).
+ShardMetadata read_shard_metadata(const std::filesystem::path& path,
+                                  const ShardReadLimits& limits = {});
+
+// The check read_shard_metadata makes in a child, for the shards of folder `dir` at
+// once (one child; ShardSet::open): within base_timeout_s plus 1 s per 10 files and
+// 4096 MB plus four times the largest file. Throws m3ret::Error naming the first file
+// that fails (a child that died is followed by one child per file to find it).
+void check_shards(const std::filesystem::path& dir, const std::vector<std::filesystem::path>& paths,
+                  const ShardReadLimits& limits = {});
+// read_shard_metadata without the child, for files check_shards accepted.
+ShardMetadata read_checked_shard_metadata(const std::filesystem::path& path);
 
 // CRC-32 (zlib) of a stored chunk, as recorded in `pixel_crc`.
 uint32_t chunk_crc(const uint8_t* data, size_t size);

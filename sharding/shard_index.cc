@@ -44,7 +44,9 @@ void from_json(const nlohmann::json& j, ShardEntry& e) {
 }
 
 ShardEntry describe_shard(const std::filesystem::path& dir, const std::string& file) {
-  ShardMetadata md = read_shard_metadata(dir / file);
+  // The sharder describes a shard it has just written, or kept after read_shard_metadata read it
+  // in a child: read here without one.
+  ShardMetadata md = read_checked_shard_metadata(dir / file);
   ShardEntry e;
   e.file = file;
   e.modality = md.modality;

@@ -29,7 +29,8 @@ void to_json(nlohmann::json& j, const ShardEntry& e);
 void from_json(const nlohmann::json& j, ShardEntry& e);
 
 // Reads a committed shard's metadata and checksum. `file` is relative to `dir`.
-// Throws m3ret::Error naming the file.
+// Throws m3ret::Error naming the file. For shards this process wrote, or read
+// first with read_shard_metadata (shard_format.h): it reads without a child.
 ShardEntry describe_shard(const std::filesystem::path& dir, const std::string& file);
 
 // Builds the index document from the entries (any order: sorted here by

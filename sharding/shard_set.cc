@@ -114,7 +114,7 @@ struct OpenShard {
 
 class Hdf5ShardSet : public ShardSet {
  public:
-  explicit Hdf5ShardSet(const std::filesystem::path& dir);
+  Hdf5ShardSet(const std::filesystem::path& dir, const ShardReadLimits& limits);
   ~Hdf5ShardSet() override {
     h5::Hdf5Lock lock;
     open_.clear();
@@ -171,7 +171,8 @@ class Hdf5ShardSet : public ShardSet {
   mutable std::list<std::string> lru_;             // most recent first
 };
 
-Hdf5ShardSet::Hdf5ShardSet(const std::filesystem::path& dir) : dir_(dir) {
+Hdf5ShardSet::Hdf5ShardSet(const std::filesystem::path& dir, const ShardReadLimits& limits)
+    : dir_(dir) {
   auto index_path = dir / "index.json";
   if (!std::filesystem::is_regular_file(index_path)) {
     throw Error(fmt::format("{}: no index.json (not a shard folder written by `m3ret shard`?)",
@@ -195,6 +196,15 @@ Hdf5ShardSet::Hdf5ShardSet(const std::filesystem::path& dir) : dir_(dir) {
     }
     vocabulary_ = j.at("label_vocabulary").get<std::vector<std::string>>();
     const auto& mods = j.at("modalities");
+    // Every listed shard's metadata is read in one forked child first (check_shards).
+    std::vector<std::filesystem::path> files;
+    for (const auto& name : data::group_names()) {
+      if (!mods.contains(name)) continue;
+      for (const auto& js : mods.at(name).at("shards")) {
+        files.push_back(dir / js.at("file").get<std::string>());
+      }
+    }
+    check_shards(dir, files, limits);
     for (const auto& name : data::group_names()) {
       if (!mods.contains(name)) continue;
       const auto& jm = mods.at(name);
@@ -222,7 +232,7 @@ Hdf5ShardSet::Hdf5ShardSet(const std::filesystem::path& dir) : dir_(dir) {
         Shard s;
         s.path = dir / js.at("file").get<std::string>();
         int64_t count = js.at("count").get<int64_t>();
-        ShardMetadata md = read_shard_metadata(s.path);
+        ShardMetadata md = read_checked_shard_metadata(s.path);
         if (md.modality != name || md.count != count) {
           throw Error(fmt::format("{}: holds {} '{}' samples, index.json lists {} '{}'",
                                   s.path.string(), md.count, md.modality, count, name));
@@ -399,8 +409,9 @@ void Hdf5ShardSet::verify(const Shard& shard, hsize_t row, const uint8_t* stored
 
 }  // namespace
 
-std::unique_ptr<ShardSet> ShardSet::open(const std::filesystem::path& dir) {
-  return std::make_unique<Hdf5ShardSet>(dir);
+std::unique_ptr<ShardSet> ShardSet::open(const std::filesystem::path& dir,
+                                         const ShardReadLimits& limits) {
+  return std::make_unique<Hdf5ShardSet>(dir, limits);
 }
 
 }  // namespace m3ret::sharding

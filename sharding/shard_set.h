@@ -46,6 +46,17 @@ struct ModalityInfo {
   int64_t centre_start() const { return (clip_starts() - 1) / 2; }
 };
 
+// Shard files' metadata and chunk indexes are read in a forked child first
+// (libhdf5 trusts what a file declares): one file within a time limit of
+// base_timeout_s plus 1 s per 16 MB of file and a memory limit of 4096 MB plus
+// four times its size (read_shard_metadata); a shard folder's files in one child
+// within base_timeout_s plus 1 s per 10 files (ShardSet::open, check_shards in
+// shard_format.h). A child that runs out of them, or crashes, is an error naming
+// the file.
+struct ShardReadLimits {
+  int64_t base_timeout_s = 10;
+};
+
 class ShardSet;
 // The dataset of every element of `pool` (group -> sample indices), for
 // DistributedSampler's dataset weights.
@@ -55,8 +66,10 @@ std::map<std::string, std::vector<std::string>> pool_datasets(
 class ShardSet {
  public:
   // Opens SHARDS/index.json and checks format name/version and that every
-  // listed shard exists. Throws m3ret::Error naming the file on any problem.
-  static std::unique_ptr<ShardSet> open(const std::filesystem::path& dir);
+  // listed shard exists and its metadata is valid (read first in a forked child
+  // with `limits`). Throws m3ret::Error naming the file on any problem.
+  static std::unique_ptr<ShardSet> open(const std::filesystem::path& dir,
+                                        const ShardReadLimits& limits = {});
   virtual ~ShardSet() = default;
 
   // Sample groups present, in a fixed order (data::group_names() order).

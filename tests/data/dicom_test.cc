@@ -3,6 +3,7 @@
 // modality tags.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <sys/resource.h>
 #include <gdcmImageChangeTransferSyntax.h>
 #include <gdcmImageReader.h>
 #include <gdcmImageWriter.h>
@@ -286,6 +287,44 @@ TEST(DataDicom, ModalityCodes) {
   testing::TempDir dir("dicom");
   std::ofstream(dir / "not.dcm") << "hello, not DICOM at all";
   EXPECT_THROW(dicom::read_header(dir / "not.dcm"), InputError);
+}
+
+// A 1.7 KB file found by fuzz_image (tests/fuzz/corpus/image/, after the fuzzer's format byte)
+// whose data element declares 1.8 GB: GDCM, listing the folder's series (`m3ret import dicom`),
+// allocated and zeroed them. The listing runs in a child process: this one's memory stays
+// unchanged, and under a tighter memory limit the child's refusal names the folder.
+TEST(DataDicom, AFileOnWhichGdcmAllocatesGigabytesIsListedInAChild) {
+  testing::TempDir dir("dicom-fuzzed");
+  const auto found =
+      m3ret::testing::source_dir() / "tests/fuzz/corpus/image/gdcm-listing-allocates-1.8-GB.bin";
+  ASSERT_TRUE(stdfs::is_regular_file(found)) << found;
+  stdfs::create_directories(dir / "one");
+  {
+    std::ifstream in(found, std::ios::binary);
+    in.get();  // the fuzzer's format byte
+    std::ofstream(dir / "one/input.dcm", std::ios::binary) << in.rdbuf();
+  }
+  auto peak_mb = [] {
+    rusage ru{};
+    ::getrusage(RUSAGE_SELF, &ru);
+    return ru.ru_maxrss / 1024;
+  };
+  const long before = peak_mb();
+  try {
+    EXPECT_TRUE(dicom::list_series(dir / "one").empty());
+  } catch (const InputError& e) {
+    EXPECT_EQ(e.path(), (dir / "one").string());
+  }
+  EXPECT_LT(peak_mb() - before, 512) << "MB more at peak in this process";
+  auto limits = dicom::listing_limits();
+  limits.memory_mb = 256;
+  try {
+    const auto series = dicom::list_series(dir / "one", limits);
+    EXPECT_TRUE(series.empty()) << series.size() << " series";
+  } catch (const InputError& e) {
+    EXPECT_EQ(e.path(), (dir / "one").string());
+    EXPECT_THAT(e.reason(), HasSubstr("listing its DICOM series needs more than 256 MB"));
+  }
 }
 
 }  // namespace

@@ -316,6 +316,18 @@ TEST(DataMalformed, CutAndMutatedDicomFilesAreRefusedNeverFatal) {
   EXPECT_NO_THROW(read_sample(row(dir / "ok.dcm", "xray"), dir.path(), small_cfg()));
 }
 
+// A NIfTI header found by fuzz_image (tests/fuzz/corpus/image/, after the fuzzer's format byte)
+// whose orientation ITK's NIfTI reader hands to vnl_svd, which aborts the process: the header's
+// matrices are checked first, so it costs its row.
+TEST(DataMalformed, ANiftiHeaderOnWhichItkAbortsCostsItsRowNotTheProcess) {
+  testing::TempDir dir("bad");
+  const auto found =
+      testing::source_dir() / "tests/fuzz/corpus/image/nifti-orientation-aborts-itk.bin";
+  ASSERT_TRUE(stdfs::is_regular_file(found)) << found;
+  fs::write_atomic(dir / "found.nii", fs::read_file(found).substr(1));
+  expect_refused(dir / "found.nii", "mri", "bad NIfTI orientation: its sform matrix is not finite");
+}
+
 // Mislabelled files: the content decides for image formats that ITK
 // recognises by content; a video is recognised by its extension, so a video
 // under an image name is refused (and vice versa) with the reason.

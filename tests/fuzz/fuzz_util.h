@@ -11,6 +11,7 @@
 #include <sanitizer/common_interface_defs.h>
 #include <unistd.h>
 
+#include <csignal>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -68,9 +69,14 @@ void write_seeds_if_asked(F&& write) {
 // (data/isolate.h). A sanitizer report there (ASan sees a library's heap overruns through its
 // interceptors) ends that child as the crash ends it in a normal build: the file is refused. The
 // report is printed, but the child leaves without libFuzzer's death callback, which would
-// record the input as a finding of this process. Call from LLVMFuzzerInitialize.
+// record the input as a finding of this process. A library's assertion (GDCM's, ITK's) aborts
+// the child as in a normal build too: libFuzzer's handlers of SIGABRT, SIGILL and SIGFPE, which
+// would record it, are undone there. Call from LLVMFuzzerInitialize.
 inline void forked_children_die_quietly() {
-  pthread_atfork(nullptr, nullptr, [] { __sanitizer_set_death_callback([] { ::_exit(86); }); });
+  pthread_atfork(nullptr, nullptr, [] {
+    __sanitizer_set_death_callback([] { ::_exit(86); });
+    for (int sig : {SIGABRT, SIGILL, SIGFPE}) std::signal(sig, SIG_DFL);
+  });
 }
 
 // Runs `f`; m3ret::Error is an accepted refusal, anything else aborts.

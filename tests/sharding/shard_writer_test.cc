@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <fstream>
+#include <functional>
 #include <tuple>
 #include <thread>
 
@@ -225,6 +226,36 @@ TEST(ShardSet, RefusesBadIndexes) {
   e2[0].shard = 1;
   e1.push_back(e2[0]);
   EXPECT_THROW(build_index(e1, {}), Error);
+}
+
+// Shard files found by fuzz_shard (tests/fuzz/corpus/shard/, after the byte that picks the
+// fuzzer's index.json): a strings dataset that declares 2^41 elements, refused before anything
+// is allocated for them, and metadata on which libhdf5 allocates 256 TB (in the reading child).
+// Both are errors naming the file, from ShardSet::open and from read_shard_metadata.
+TEST(ShardFormat, MutatedShardsFoundByTheFuzzerAreErrorsNamingTheFile) {
+  TempDir dir("shard-fuzzed");
+  Fixture fx;
+  fx.write(dir.path());
+  const auto shard = dir / "xray/shard-00000.h5";
+  for (const std::string name : {"ids-declares-2e41-strings.bin", "libhdf5-allocates-256-TB.bin"}) {
+    SCOPED_TRACE(name);
+    const auto found = testing::source_dir() / "tests/fuzz/corpus/shard" / name;
+    ASSERT_TRUE(std::filesystem::is_regular_file(found)) << found;
+    fs::write_atomic(shard, fs::read_file(found).substr(1));
+    for (const auto& read :
+         std::vector<std::function<void()>>{[&] { (void)read_shard_metadata(shard); },
+                                            [&] { (void)ShardSet::open(dir.path()); }}) {
+      try {
+        read();
+        ADD_FAILURE() << "a mutated shard was read";
+      } catch (const Error& e) {
+        EXPECT_THAT(e.what(), ::testing::HasSubstr(shard.string() + ": "));
+        if (name.rfind("ids-", 0) == 0) {
+          EXPECT_THAT(e.what(), ::testing::HasSubstr("elements, more than the file's"));
+        }
+      }
+    }
+  }
 }
 
 TEST(ShardFormat, ReadableByH5py) {
