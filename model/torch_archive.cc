@@ -196,8 +196,12 @@ void load_torch_archive(torch::serialize::InputArchive& archive, const stdfs::pa
   }
   try {
     archive.load_from(file.string(), device);
-  } catch (const c10::Error& e) {  // what LibTorch refuses, e.g. a mutated TorchScript source
+  } catch (const c10::Error& e) {  // what LibTorch refuses, e.g. a mutated pickle
     refuse(file, e.what_without_backtrace());
+  } catch (const std::exception& e) {  // e.g. torch::jit::ErrorReport on a mutated code/ source
+    std::string why = e.what();
+    why.erase(0, why.find_first_not_of(" \n"));
+    refuse(file, why);
   }
 }
 
