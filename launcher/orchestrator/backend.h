@@ -69,8 +69,12 @@ class Backend {
 
 // The shell script body that runs `command` with the exit-code protocol above.
 // `id_expr` is the shell expression of the backend id ("$$" or "$SLURM_JOB_ID").
+// With `watch_collective_timeout` (train jobs), the command's ranks report a
+// collective timeout to JOB_DIR/collective-timeout ($M3RET_COLLECTIVE_TIMEOUT_FILE),
+// and when it appears the wrapper ends the command and everything it started
+// (a cut-off node would hold mpirun until Slurm declares it lost) and exits 3.
 std::string job_wrapper_script(const std::string& command, const std::filesystem::path& job_dir,
-                               const std::string& id_expr);
+                               const std::string& id_expr, bool watch_collective_timeout);
 
 // Reads JOB_DIR/exit_code if the job ended. Throws m3ret::Error when the file
 // exists but cannot be read (e.g. out of descriptors): never "no exit code".

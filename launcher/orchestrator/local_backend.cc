@@ -33,8 +33,41 @@
 namespace m3ret::orchestrator {
 namespace fs = std::filesystem;
 
+namespace {
+
+// Waits for the command. A forwarded signal interrupts `wait` (128+n) while the command runs on;
+// once it has ended, `wait` once more gives its own status even when the interrupted wait was the
+// last one before it ended (the shell keeps the status of a finished child).
+constexpr const char* kWait = "while kill -0 $child 2>/dev/null; do wait $child; done\n";
+
+// A train job's ranks append a collective timeout's message to this file (core/communicator.h),
+// on the file system the nodes share. mpirun cannot finish that abort while a node is cut off (it
+// waits until Slurm declares the node lost), so the wrapper looks for the file every second while
+// the command runs, and ends the command and everything it started (mpirun puts each srun in a
+// process group of its own) when it appears. The job then fails with the rank's exit code, 3, and
+// the orchestrator resubmits it with --resume auto within max_retries.
+constexpr const char* kTimeoutFile =
+    "M3RET_COLLECTIVE_TIMEOUT_FILE=\"$M3RET_JOB_DIR/collective-timeout\"\n"
+    "export M3RET_COLLECTIVE_TIMEOUT_FILE\n"
+    "rm -f \"$M3RET_COLLECTIVE_TIMEOUT_FILE\"\n";
+constexpr const char* kWatchingWait =
+    "while kill -0 $child 2>/dev/null && [ ! -s \"$M3RET_COLLECTIVE_TIMEOUT_FILE\" ]; do\n"
+    "  sleep 1 9>&- & wait $!\n"
+    "done\n"
+    "if [ -s \"$M3RET_COLLECTIVE_TIMEOUT_FILE\" ]; then\n"
+    "  msg=\"m3ret-job: $(grep -m 1 -o 'collective .* on rank [0-9]* of [0-9]*' "
+    "\"$M3RET_COLLECTIVE_TIMEOUT_FILE\"); ending the job (the command, mpirun and every process "
+    "they started)\"\n"
+    "  echo \"$msg\" >&2; echo \"$msg\" >> \"$M3RET_JOB_DIR/log\"\n"
+    "  tree() { local c; echo \"$1\"; for c in $(pgrep -P \"$1\"); do tree \"$c\"; done; }\n"
+    "  kill -KILL -$child $(tree $child) 2>/dev/null\n"
+    "fi\n";
+constexpr const char* kEndOnTimeout = "[ -s \"$M3RET_COLLECTIVE_TIMEOUT_FILE\" ] && rc=3\n";
+
+}  // namespace
+
 std::string job_wrapper_script(const std::string& command, const fs::path& job_dir,
-                               const std::string& id_expr) {
+                               const std::string& id_expr, bool watch_collective_timeout) {
   // The command runs in its own session so that USR1 (checkpoint and stop)
   // and TERM reach every process of it (mpiexec and the ranks); the wrapper
   // forwards them and records the exit code atomically. The job dir and the
@@ -42,6 +75,7 @@ std::string job_wrapper_script(const std::string& command, const fs::path& job_d
   return fmt::format(
       "M3RET_JOB_DIR={0}\n"
       "export M3RET_JOB_DIR\n"
+      "{5}"
       "mkdir -p \"$M3RET_JOB_DIR\"\n"
       "rm -f \"$M3RET_JOB_DIR/exit_code\"\n"
       "echo {1} > \"$M3RET_JOB_DIR/backend_id.tmp\" && mv \"$M3RET_JOB_DIR/backend_id.tmp\" "
@@ -59,15 +93,15 @@ std::string job_wrapper_script(const std::string& command, const fs::path& job_d
       "child=$!\n"
       "if [ -n \"$pending\" ]; then kill -$pending -$child 2>/dev/null || kill -$pending $child; "
       "fi\n"
-      // a forwarded signal interrupts `wait` (128+n) while the command runs on; once it has
-      // ended, `wait` once more gives its own status even when the interrupted wait was
-      // the last one before it ended (the shell keeps the status of a finished child)
-      "while kill -0 $child 2>/dev/null; do wait $child; done\n"
+      "{3}"
       "wait $child; rc=$?\n"
+      "{4}"
       "echo $rc > \"$M3RET_JOB_DIR/exit_code.tmp\" && mv \"$M3RET_JOB_DIR/exit_code.tmp\" "
       "\"$M3RET_JOB_DIR/exit_code\"\n"
       "exit $rc\n",
-      launcher::shell_line({job_dir.string()}), id_expr, launcher::shell_line({command}));
+      launcher::shell_line({job_dir.string()}), id_expr, launcher::shell_line({command}),
+      watch_collective_timeout ? kWatchingWait : kWait,
+      watch_collective_timeout ? kEndOnTimeout : "", watch_collective_timeout ? kTimeoutFile : "");
 }
 
 std::string Backend::mpi_launch_prefix(JobKind, int ranks, const std::string& mpiexec) const {
@@ -185,7 +219,8 @@ class LocalBackend : public Backend {
       int fd;
       ~Closer() { ::close(fd); }  // the job keeps its own reference to the lock
     } closer{lock};
-    std::string script = job_wrapper_script(job.command, job.job_dir, "$$");
+    std::string script =
+        job_wrapper_script(job.command, job.job_dir, "$$", job.kind == JobKind::kTrain);
     { std::ofstream(job.job_dir / "job.sh") << "#!/bin/sh\n" << script; }
     launcher::SpawnOptions o;
     o.new_process_group = true;

@@ -196,7 +196,8 @@ class SlurmBackend : public Backend {
             << launcher::shell_line(
                    {launcher::shell_line(split_command(o_.mpiexec, "slurm.mpiexec"))})
             << "\n";
-        out << job_wrapper_script(job.command, job.job_dir, "$SLURM_JOB_ID");
+        out << job_wrapper_script(job.command, job.job_dir, "$SLURM_JOB_ID",
+                                  job.kind == JobKind::kTrain);
         continue;
       }
       if (line.find("@M3RET_BODY_END@") != std::string::npos) {

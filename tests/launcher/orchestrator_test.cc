@@ -1071,6 +1071,57 @@ TEST(LocalBackend, CancelEndsTheWholeJobAndUsr1ReachesIt) {
   EXPECT_EQ(ou.exit_code, 75);
 }
 
+// A rank whose collective timed out appends its message to the file the wrapper of a train job
+// watches ($M3RET_COLLECTIVE_TIMEOUT_FILE, in the job's folder on the shared file system). A node
+// cut off would hold mpirun until Slurm declares the node lost: the wrapper ends the command and
+// everything it started, the process groups of their own included (mpirun's sruns), and the job
+// fails with the rank's exit code, 3, for the orchestrator to resubmit with --resume auto.
+TEST(LocalBackend, ACollectiveTimeoutEndsTheTrainJobAndEverythingItStarted) {
+  TempDir dir("local");
+  auto b = make_local_backend(2);
+  const fs::path pid_file = dir / "detached.pid";
+  const std::string id = b->submit(
+      {"t",
+       JobKind::kTrain,
+       "setsid sleep 300 & echo $! > '" + pid_file.string() +
+           "'; sleep 0.5; echo 'm3ret: collective allreduce timed out after 20.0 s at step 3 on "
+           "rank 1 of 2 (host node2)' >> \"$M3RET_COLLECTIVE_TIMEOUT_FILE\"; sleep 300",
+       dir / "t",
+       {},
+       2});
+  const Observed o = wait_for(*b, id, dir / "t");
+  EXPECT_EQ(o.state, JobState::kFailed) << o.reason;
+  EXPECT_EQ(o.exit_code, 3);
+  EXPECT_NE(read(dir / "t/log")
+                .find("m3ret-job: collective allreduce timed out after 20.0 s at "
+                      "step 3 on rank 1 of 2; ending the job"),
+            std::string::npos)
+      << read(dir / "t/log");
+  // The sleep in a session of its own ended too (gone, or a zombie not yet reaped).
+  const int detached = std::stoi(read(pid_file));
+  bool gone = false;
+  for (int i = 0; i < 500 && !gone; ++i) {
+    std::ifstream stat("/proc/" + std::to_string(detached) + "/stat");
+    std::string pid, comm, state;
+    gone = !(stat >> pid >> comm >> state) || state == "Z";
+    if (!gone) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  EXPECT_TRUE(gone) << "the detached process " << detached << " outlived the job";
+  if (!gone) ::kill(detached, SIGKILL);
+
+  // The file is the train job's: a shard job's wrapper neither sets it nor watches it.
+  const fs::path env = dir / "shard-env";
+  const std::string shard =
+      b->submit({"s",
+                 JobKind::kShard,
+                 "echo \"${M3RET_COLLECTIVE_TIMEOUT_FILE:-unset}\" > '" + env.string() + "'",
+                 dir / "s",
+                 {},
+                 1});
+  EXPECT_EQ(wait_for(*b, shard, dir / "s").state, JobState::kSucceeded);
+  EXPECT_EQ(read(env), "unset\n");
+}
+
 TEST(LocalBackend, AJobLeftByAKilledOrchestratorIsFollowedByItsExitCode) {
   TempDir dir("local");
   std::string id;
@@ -1202,14 +1253,79 @@ TEST(LocalBackend, AJobFileThatCannotBeOpenedIsAnErrorNotALostJob) {
 
 // --- Slurm backend with stand-in commands ----------------------------------
 
+// An executable shell script BIN/NAME standing in for a tool (Slurm's, m3ret).
+void stand_in(const fs::path& bin, const std::string& name, const std::string& body) {
+  std::ofstream(bin / name) << "#!/bin/sh\n" << body;
+  fs::permissions(bin / name, fs::perms::owner_all);
+}
+
+// slurm/pretrain.sbatch by hand, without Slurm (m3ret and scontrol stand-ins): a collective
+// timeout ends the job step and requeues the job, at most M3RET_MAX_TIMEOUT_REQUEUES (3) times in
+// a row without a new checkpoint; a new checkpoint starts the count again.
+TEST(SlurmTemplate, ACollectiveTimeoutRequeuesAtMostThreeTimesInARowWithoutANewCheckpoint) {
+  TempDir dir("sbatchcap");
+  fs::create_directories(dir / "bin");
+  auto script = [&](const std::string& name, const std::string& body) {
+    stand_in(dir / "bin", name, body);
+  };
+  // The ranks: one times out, and the step holds on (as mpirun does while a node is cut off).
+  script("m3ret",
+         "mkdir -p \"$(dirname \"$M3RET_COLLECTIVE_TIMEOUT_FILE\")\"\n"
+         "echo 'm3ret: collective allreduce timed out after 20.0 s at step 5 on rank 1 of 2 (host "
+         "node2)' >> \"$M3RET_COLLECTIVE_TIMEOUT_FILE\"\n"
+         "setsid sleep 300 &\n"
+         "exec sleep 300\n");
+  const fs::path calls = dir / "scontrol.calls";
+  script("scontrol", "echo \"$*\" >> '" + calls.string() + "'\n");
+  const fs::path run = dir / "run";
+  fs::create_directories(run / "checkpoints");
+  const auto start = [&] {
+    return launcher::run_capture({"env", "M3RET=" + (dir / "bin/m3ret").string(), "SLURM_JOB_ID=42",
+                                  "PATH=" + (dir / "bin").string() + ":" + std::getenv("PATH"),
+                                  "bash",
+                                  (testing::source_dir() / "slurm/pretrain.sbatch").string(),
+                                  "config.toml", "shards", run.string()});
+  };
+  auto requeues = [&] {
+    std::ifstream in(calls);
+    int n = 0;
+    for (std::string line; std::getline(in, line); n += line == "requeue 42") {
+    }
+    return n;
+  };
+  const std::string ended =
+      "m3ret-pretrain: collective allreduce timed out after 20.0 s at step 5 on rank 1 of 2; "
+      "ending the job step (m3ret, mpirun and the sruns it started) and ";
+  std::ofstream(run / "checkpoints/latest") << "step-00000004\n";
+  for (int i = 1; i <= 4; ++i) {
+    const auto r = start();
+    EXPECT_EQ(r.status, 3) << r.out << r.err;
+    if (i <= 3) {
+      EXPECT_NE(r.out.find(ended + "requeueing job 42\n"), std::string::npos) << r.out;
+      EXPECT_EQ(requeues(), i);
+    } else {
+      EXPECT_NE(r.out.find(ended + "not requeueing job 42: 4 collective timeouts in a row since "
+                                   "checkpoint step-00000004 (M3RET_MAX_TIMEOUT_REQUEUES=3)\n"),
+                std::string::npos)
+          << r.out;
+      EXPECT_EQ(requeues(), 3);
+    }
+  }
+  std::ofstream(run / "checkpoints/latest") << "step-00000006\n";
+  const auto r = start();
+  EXPECT_EQ(r.status, 3);
+  EXPECT_NE(r.out.find(ended + "requeueing job 42\n"), std::string::npos) << r.out;
+  EXPECT_EQ(requeues(), 4);
+  EXPECT_EQ(read(run / "logs/collective-timeout-requeues"), "step-00000006 1\n");
+}
+
 TEST(SlurmBackend, SubmitsTheTemplateWithAfterokAndCancelsAJobWhoseDependencyFailed) {
   // sbatch/squeue/scontrol/scancel stand-ins on PATH record their arguments
   // and answer like Slurm (the real Slurm is in test_slurm_orchestrator).
   TempDir dir("slurmfake");
   fs::create_directories(dir / "bin");
   auto script = [&](const std::string& name, const std::string& body) {
-    std::ofstream(dir / "bin" / name) << "#!/bin/sh\n" << body;
-    fs::permissions(dir / "bin" / name, fs::perms::owner_all);
+    stand_in(dir / "bin", name, body);
   };
   const std::string log = (dir / "calls").string();
   script("sbatch", "echo \"$*\" >> '" + log +
@@ -1267,9 +1383,12 @@ TEST(SlurmBackend, SubmitsTheTemplateWithAfterokAndCancelsAJobWhoseDependencyFai
   // The script: the template's header (checkpoint-and-requeue) with the job's command as body.
   auto sbatch = read(dir / "j2/job.sbatch");
   for (const char* line :
-       {"#SBATCH --signal=B:USR1@300", "#SBATCH --requeue", "echo train", "$SLURM_JOB_ID"}) {
+       {"#SBATCH --signal=B:USR1@300", "#SBATCH --requeue", "echo train", "$SLURM_JOB_ID",
+        "M3RET_COLLECTIVE_TIMEOUT_FILE=\"$M3RET_JOB_DIR/collective-timeout\""}) {
     EXPECT_NE(sbatch.find(line), std::string::npos) << line;
   }
+  EXPECT_EQ(read(dir / "j1/job.sbatch").find("M3RET_COLLECTIVE_TIMEOUT_FILE"), std::string::npos)
+      << "a shard job watches for collective timeouts";
   EXPECT_EQ(sbatch.find("usage: sbatch"), std::string::npos) << "the template's own body was kept";
 
   // Train jobs take their ranks from the allocation; the others get explicit ones.
