@@ -204,6 +204,29 @@ TEST(Cli, OrchestratePortOutsideItsRangeNamesTheFlagAndValue) {
   }
 }
 
+// Every run's dataset weights are checked against the configuration before anything starts:
+// a run whose weights do not match loader.datasets is refused, naming the file, the run and the
+// keys, and no job is submitted.
+TEST(Cli, OrchestrateChecksEveryRunsDatasetWeightsBeforeStarting) {
+  testing::TempDir dir("cli");
+  std::ofstream(dir / "base.toml") << "[train]\nmax_steps = 2\n";
+  const auto sweep = dir / "sweep.toml";
+  std::ofstream(sweep) << "[sweep]\nname = \"w\"\nbase_config = \"base.toml\"\nwork_dir = \""
+                       << (dir / "work").string()
+                       << "\"\nset = ['loader.datasets=[\"chestxray14\", \"chexpert\"]']\n"
+                          "[axes]\n\"loader.dataset_weights\" = [\"[1, 3]\", \"[2]\"]\n";
+  std::string out;
+  EXPECT_NE(
+      run_command(bin() + " orchestrate --no-server --sweep " + sweep.string() + " 2>&1", &out), 0);
+  EXPECT_NE(out.find(sweep.string() + ": run r001-"), std::string::npos) << out;
+  EXPECT_NE(out.find("config keys 'loader.datasets' (2 names) and 'loader.dataset_weights' (1 "
+                     "weights) must have the same length"),
+            std::string::npos)
+      << out;
+  EXPECT_EQ(out.find("r000-"), std::string::npos) << "run r000 is a valid run: " << out;
+  EXPECT_FALSE(std::filesystem::exists(dir / "work/jobs")) << "a job was submitted";
+}
+
 TEST(Process, ShellLineQuotes) {
   EXPECT_EQ(launcher::shell_line({"a", "b c", "it's"}), "a 'b c' 'it'\\''s'");
 }

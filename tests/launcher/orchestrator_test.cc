@@ -116,6 +116,21 @@ TEST(Sweep, ExpandsTheCartesianProductInKeyOrder) {
   EXPECT_EQ(s.base_config, fs::weakly_canonical(dir / "base.toml"));
 }
 
+// Per-dataset mixing weights are a sweep axis: lists given as strings reach `--set` as written,
+// beside the datasets they weigh in sweep.set (docs/loading.md).
+TEST(Sweep, DatasetWeightsAreAnAxisOfListsPassedAsWritten) {
+  TempDir dir("sweep");
+  Sweep s = load_sweep(
+      write_sweep(dir.path(), "[axes]\n\"loader.dataset_weights\" = [\"[1, 1]\", \"[1, 3]\"]\n",
+                  "set = ['loader.datasets=[\"chestxray14\", \"chexpert\"]']"));
+  ASSERT_EQ(s.runs.size(), 2u);
+  const std::vector<std::string> want = {"loader.datasets=[\"chestxray14\", \"chexpert\"]",
+                                         "loader.dataset_weights=[1, 3]"};
+  EXPECT_EQ(s.runs[1].sets, want);
+  EXPECT_EQ(s.runs[0].sets.back(), "loader.dataset_weights=[1, 1]");
+  EXPECT_EQ(s.runs[1].params.at("loader.dataset_weights"), "[1, 3]");
+}
+
 TEST(Sweep, NoAxesIsOneRun) {
   TempDir dir("sweep");
   Sweep s = load_sweep(write_sweep(dir.path(), ""));
