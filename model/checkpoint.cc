@@ -18,15 +18,10 @@ namespace m3ret::trainer {
 namespace stdfs = std::filesystem;
 using nlohmann::json;
 
-namespace {
-
-// Where a module's parameters are (the CPU for a module without any).
-torch::Device device_of(torch::nn::Module& m) {
+torch::Device device_of(const torch::nn::Module& m) {
   const auto params = m.parameters();
   return params.empty() ? torch::Device(torch::kCPU) : params.front().device();
 }
-
-}  // namespace
 
 std::string checkpoint_name(int64_t step) { return fmt::format("step-{:09d}", step); }
 
@@ -185,6 +180,17 @@ CheckpointState load_checkpoint(const stdfs::path& dir, torch::nn::Module* model
       check_torch_archive(dir / "rng.pt");
       torch::load(rng, (dir / "rng.pt").string());
       auto gen = at::detail::getDefaultCPUGenerator();
+      std::lock_guard<std::mutex> lock(gen.mutex());
+      gen.set_state(rng);
+    });
+  // The CUDA generator's state (dropout, drop path) when both the writer and the reader train on
+  // a GPU; a GPU checkpoint resumed on the CPU, or a CPU one on a GPU, keeps its seeded stream.
+  if (restore_rng && model && device_of(*model).is_cuda() && stdfs::exists(dir / "rng_cuda.pt"))
+    checkpoint_io(dir / "rng_cuda.pt", "read the CUDA RNG state", [&] {
+      torch::Tensor rng;
+      check_torch_archive(dir / "rng_cuda.pt");
+      torch::load(rng, (dir / "rng_cuda.pt").string());
+      auto gen = at::globalContext().defaultGenerator(device_of(*model));
       std::lock_guard<std::mutex> lock(gen.mutex());
       gen.set_state(rng);
     });

@@ -3,6 +3,8 @@
 //   model.pt        torch archive of the Model (encoder, objective parts, teacher)
 //   optimizer.pt    torch archive of the optimizer state (absent if none)
 //   rng.pt          torch's default CPU generator state (uint8 tensor)
+//   rng_cuda.pt     the default CUDA generator state of the model's GPU (only when
+//                   the model trained on one; restored when it resumes on a GPU)
 //   state.json      {"format", "version", "step", "sampler_position"}
 //   config.toml     the resolved configuration of the run
 //   manifest.json   {"format", "version", "step", "files": {name: "crc32:..."}}
@@ -69,6 +71,9 @@ std::optional<std::filesystem::path> find_latest_valid(const std::filesystem::pa
 // `path` is a checkpoint folder (has manifest.json) or a run folder (its latest
 // valid checkpoint). Throws m3ret::Error naming the path if neither.
 std::filesystem::path resolve_checkpoint(const std::filesystem::path& path);
+
+// Where a module's parameters are (the CPU for a module without any).
+torch::Device device_of(const torch::nn::Module& m);
 
 // Reads the state (step, sampler position, config) of a checkpoint folder,
 // checking it first: step and sampler_position are integers in

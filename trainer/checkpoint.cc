@@ -23,8 +23,8 @@ using nlohmann::json;
 
 namespace {
 
-const std::vector<std::string> kPayload = {"model.pt", "optimizer.pt", "rng.pt", "state.json",
-                                           "config.toml"};
+const std::vector<std::string> kPayload = {"model.pt",    "optimizer.pt", "rng.pt",
+                                           "rng_cuda.pt", "state.json",   "config.toml"};
 
 using Sink = std::function<size_t(const void*, size_t)>;
 
@@ -122,6 +122,16 @@ stdfs::path save_checkpoint(const stdfs::path& run_dir, const CheckpointState& s
       }
       torch::save(rng, sink);
     });
+    if (const torch::Device device = device_of(model); device.is_cuda())
+      write_archive(tmp / "rng_cuda.pt", "write the CUDA RNG state", [&](const Sink& sink) {
+        auto gen = at::globalContext().defaultGenerator(device);
+        torch::Tensor rng;
+        {
+          std::lock_guard<std::mutex> lock(gen.mutex());
+          rng = gen.get_state();
+        }
+        torch::save(rng, sink);
+      });
     json st = {{"format", kCheckpointFormat},
                {"version", kCheckpointVersion},
                {"step", state.step},

@@ -189,6 +189,29 @@ TEST_F(Gpu, CheckpointWrittenOnTheGpuResumesOnTheCpuAndBack) {
   }
 }
 
+// A checkpoint written on a GPU holds that GPU's generator state (dropout, drop path draw from
+// it), and resuming on a GPU continues the same random stream; a CPU model leaves no such file.
+TEST_F(Gpu, ResumingOnTheGpuContinuesItsRandomStream) {
+  REQUIRE_GPU();
+  const auto s = testing::tiny_settings("mae");
+  TempDir dir;
+  Trained gpu = train_step(s, kGpu, false);
+  torch::cuda::manual_seed(11);
+  const auto ck = save_checkpoint(dir.path(), {1, 1, ""}, *gpu.model, gpu.optimizer.get(), 0);
+  ASSERT_TRUE(std::filesystem::exists(ck / "rng_cuda.pt"));
+  const torch::Tensor expected = torch::rand({64}, torch::TensorOptions().device(kGpu)).cpu();
+  torch::cuda::manual_seed(12);  // another stream: the checkpoint must bring the saved one back
+  load_checkpoint(ck, gpu.model.get(), nullptr, true);
+  const torch::Tensor drawn = torch::rand({64}, torch::TensorOptions().device(kGpu)).cpu();
+  EXPECT_TRUE(torch::equal(drawn, expected));
+
+  TempDir cpu_dir;
+  Trained cpu = train_step(s, torch::kCPU, false);
+  const auto cpu_ck =
+      save_checkpoint(cpu_dir.path(), {1, 1, ""}, *cpu.model, cpu.optimizer.get(), 0);
+  EXPECT_FALSE(std::filesystem::exists(cpu_ck / "rng_cuda.pt"));
+}
+
 TEST_F(Gpu, NcclCollectivesOnOneGpu) {
   REQUIRE_GPU();
 #if M3RET_WITH_CUDA
