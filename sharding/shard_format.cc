@@ -142,8 +142,13 @@ uint64_t size_or_zero(const std::filesystem::path& path) {
   return ec ? 0 : size;
 }
 
+// A reading child that crashed or ran out of time or memory: names `name`, not a file.
+struct ChildDied : Error {
+  using Error::Error;
+};
+
 // Lock held. Reads `paths` in one child, within `timeout_s` and `memory_mb`; `name` is what a
-// child that died is reported under.
+// child that died is reported under (ChildDied).
 void read_in_child(const std::vector<std::filesystem::path>& paths, const std::string& name,
                    int64_t timeout_s, int64_t memory_mb) {
   data::isolate::Limits limits;
@@ -167,7 +172,7 @@ void read_in_child(const std::vector<std::filesystem::path>& paths, const std::s
         },
         limits);
   } catch (const InputError& e) {  // killed, crashed, out of memory
-    throw Error(fmt::format("{}: {}", name, e.reason()));
+    throw ChildDied(fmt::format("{}: {}", name, e.reason()));
   }
   if (!error.empty()) throw Error(error);
 }
@@ -200,13 +205,13 @@ void check_shards(const std::filesystem::path& dir, const std::vector<std::files
     largest = std::max(largest, size_or_zero(path));
   }
   if (paths.empty()) return;
+  if (paths.size() == 1) return read_file_in_child(paths.front(), limits);
   try {
     read_in_child(paths, dir.string(),
                   limits.base_timeout_s + static_cast<int64_t>(paths.size()) / kShardsPerSecond,
                   kReadMemoryBaseMb + static_cast<int64_t>(4 * (largest >> 20)));
-  } catch (const Error&) {
-    // An error naming a file came from the child; a child that died names only the folder:
-    // find the file, one child each.
+  } catch (const ChildDied&) {
+    // A child that died names only the folder: find the file, one child each.
     for (const auto& path : paths) read_file_in_child(path, limits);
     throw;
   }

@@ -258,6 +258,34 @@ TEST(ShardFormat, MutatedShardsFoundByTheFuzzerAreErrorsNamingTheFile) {
   }
 }
 
+// libhdf5 1.10 loops forever in H5Aread on this mutated file (found by fuzz_embeddings; the
+// shard reader reads its attributes the same way): the first read, in a forked child, is stopped
+// at its time limit, and the error names the file.
+TEST(ShardFormat, AShardOnWhichLibhdf5LoopsIsAnErrorNamingItNotAHang) {
+  TempDir dir("shard-loops");
+  Fixture fx;
+  fx.write(dir.path());
+  const auto found =
+      testing::source_dir() / "tests/fuzz/corpus/embeddings/libhdf5-loops-in-H5Aread.h5";
+  ASSERT_TRUE(std::filesystem::is_regular_file(found)) << found;
+  const auto shard = dir / "xray/shard-00000.h5";
+  fs::write_atomic(shard, fs::read_file(found));
+  const std::string expected =
+      shard.string() + ": reading it with libhdf5 took longer than 1 s; stopped";
+  try {
+    (void)read_shard_metadata(shard, {1});
+    ADD_FAILURE() << "a file libhdf5 loops on was read";
+  } catch (const Error& e) {
+    EXPECT_EQ(std::string(e.what()), expected);
+  }
+  try {  // the folder's child dies; one child per shard then names the file
+    (void)ShardSet::open(dir.path(), {1});
+    ADD_FAILURE() << "a file libhdf5 loops on was read";
+  } catch (const Error& e) {
+    EXPECT_EQ(std::string(e.what()), expected);
+  }
+}
+
 TEST(ShardFormat, ReadableByH5py) {
   std::string py = m3ret::testing::python_with("h5py, numpy");
   if (py.empty()) GTEST_SKIP() << "no python3 with h5py";
