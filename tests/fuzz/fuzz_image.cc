@@ -1,12 +1,13 @@
 // Input images and videos, decoded as `m3ret shard` and `search --query` decode them: the first
-// byte of an input picks a format and a modality, the other bytes are written to a file with that
-// format's extension and read by data::read_sample (DICOM in a forked child with a 5 s time
-// limit, the other formats in-process: ITK for NIfTI and PNG, FFmpeg for videos); a DICOM file
-// is also listed as `m3ret import dicom` lists a folder (dicom::list_series, in a child too). Decompression
-// bombs: the preprocessing here refuses more than 4 Mi pixels per image, volume or frame and
-// more than 1000 frames per video, so an input that makes a decoder allocate beyond those
-// limits (libFuzzer's 2 GB) is a finding. Seeds: the files `m3ret synth` writes (a DX DICOM,
-// CT and MRI NIfTI, a grey PNG, an MP4), each behind the byte of each format it is read as.
+// byte of an input picks a format and a modality, the other bytes are written to a file with
+// that format's extension and read by data::read_sample (DICOM in a forked child with a 5 s
+// time limit, the other formats in-process: ITK for NIfTI and PNG, FFmpeg for videos); a DICOM
+// file is also listed as `m3ret import dicom` lists a folder (dicom::list_series, in a child
+// too). Decompression bombs: the preprocessing here refuses more than 4 Mi pixels per image,
+// volume or frame and more than 1000 frames per video, so an input that makes a decoder
+// allocate beyond those limits (libFuzzer's 2 GB) is a finding. Seeds: the files `m3ret synth`
+// writes (a DX DICOM, CT and MRI NIfTI, a grey PNG, an MP4), each behind the byte of each
+// format it is read as, and the fixed findings (docs/reliability.md, "Fuzzers").
 #include <zlib.h>
 
 #include <cstdint>

@@ -3,10 +3,11 @@
 // first and the last clip), each read checking the chunk against its recorded checksum; then
 // as a resuming `m3ret shard` checks a shard it keeps (read_shard_metadata and
 // verify_shard_pixels). Each shard's metadata is read in a forked child first, here with a 2 s
-// time limit; the coverage that guides the fuzzer is that of the in-process reads that follow. The first byte of an input picks one of three fixed, valid index.json
-// files (2D x-rays, videos drawn as clips, CT volumes); the other bytes are the one shard file
-// that index lists. Seeds: shards written by ShardWriter (M3RET_FUZZ_WRITE_SEEDS, fuzz_util.h),
-// each behind the byte of its index.
+// time limit; the coverage that guides the fuzzer is that of the in-process reads that follow.
+// The first byte of an input picks one of three fixed, valid index.json files (2D x-rays,
+// videos drawn as clips, CT volumes); the other bytes are the one shard file that index lists.
+// Seeds: shards written by ShardWriter (M3RET_FUZZ_WRITE_SEEDS, fuzz_util.h), each behind the
+// byte of its index, and the fixed findings (docs/reliability.md, "Fuzzers").
 #include <cstdint>
 #include <fstream>
 #include <iterator>
