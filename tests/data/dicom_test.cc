@@ -292,7 +292,7 @@ TEST(DataDicom, ModalityCodes) {
 // A 1.7 KB file found by fuzz_image (tests/fuzz/corpus/image/, after the fuzzer's format byte)
 // whose data element declares 1.8 GB: GDCM, listing the folder's series (`m3ret import dicom`),
 // allocated and zeroed them. The listing runs in a child process: this one's memory stays
-// unchanged, and under a tighter memory limit the child's refusal names the folder.
+// unchanged.
 TEST(DataDicom, AFileOnWhichGdcmAllocatesGigabytesIsListedInAChild) {
   testing::TempDir dir("dicom-fuzzed");
   const auto found =
@@ -316,14 +316,15 @@ TEST(DataDicom, AFileOnWhichGdcmAllocatesGigabytesIsListedInAChild) {
     EXPECT_EQ(e.path(), (dir / "one").string());
   }
   EXPECT_LT(peak_mb() - before, 512) << "MB more at peak in this process";
+  // Under a tighter memory limit the child runs out of memory (under ASan its report ends it) or
+  // GDCM gives up on the file: nothing is listed, and an error names the folder.
   auto limits = dicom::listing_limits();
   limits.memory_mb = 256;
   try {
     const auto series = dicom::list_series(dir / "one", limits);
     EXPECT_TRUE(series.empty()) << series.size() << " series";
   } catch (const InputError& e) {
-    EXPECT_EQ(e.path(), (dir / "one").string());
-    EXPECT_THAT(e.reason(), HasSubstr("listing its DICOM series needs more than 256 MB"));
+    EXPECT_EQ(e.path(), (dir / "one").string()) << e.what();
   }
 }
 
