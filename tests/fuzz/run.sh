@@ -26,7 +26,10 @@ for name in "${names[@]}"; do
   log="$build/fuzz-artifacts/$name.log"
   if "$bin" -seed="${M3RET_FUZZ_SEED:-1}" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
        -artifact_prefix="$artifacts/" "$work" "$here/corpus/$name" > "$log" 2>&1; then
-    echo "fuzz_$name: clean for ${seconds} s ($(grep -m1 -oE 'stat::number_of_executed_units: *[0-9]+' "$log" | grep -oE '[0-9]+$') inputs, corpus $(ls "$work" | wc -l) files)"
+    # The last statistics are the fuzzer's: a reading child that libFuzzer's malloc limit stops
+    # prints its own first (and leaves an oom-* file that is not a finding of the fuzzer).
+    inputs=$(grep -oE 'stat::number_of_executed_units: *[0-9]+' "$log" | tail -n 1 | grep -oE '[0-9]+$')
+    echo "fuzz_$name: clean for ${seconds} s ($inputs inputs, corpus $(ls "$work" | wc -l) files)"
   else
     echo "fuzz_$name: FAILED (log $log, inputs in $artifacts)"; tail -30 "$log"; failed+=("$name")
   fi
