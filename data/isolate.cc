@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -43,7 +44,12 @@ uint64_t address_space_bytes() {
   return pages * static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
 }
 
-[[noreturn]] void child(int fd, const std::function<std::string()>& work, uint64_t as_limit) {
+[[noreturn]] void child(int fd, const std::function<std::string()>& work, uint64_t as_limit,
+                        pid_t parent) {
+  // The child dies with its parent (a killed rank, a job's end): a decoder that spins is never
+  // left running on the node. A parent already gone before this line is seen by getppid().
+  ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+  if (::getppid() != parent) ::_exit(1);
   ::close_range(3, static_cast<unsigned>(fd) - 1, 0);    // descriptors of the parent (other pipes,
   ::close_range(static_cast<unsigned>(fd) + 1, ~0U, 0);  // MPI, HDF5): none is ours to hold
   rlimit rl{as_limit, as_limit};
@@ -98,6 +104,7 @@ std::string run(const std::string& path, const std::function<std::string()>& wor
   // run from two threads at once.
   static std::mutex fork_mu;
   std::unique_lock<std::mutex> fork_lock(fork_mu);
+  const pid_t parent = ::getpid();
   const pid_t pid = ::fork();
   fork_lock.unlock();
   if (pid < 0) {
@@ -106,7 +113,7 @@ std::string run(const std::string& path, const std::function<std::string()>& wor
     ::close(fds[1]);
     throw Error(fmt::format("{}: cannot fork a decoder process: {}", path, std::strerror(err)));
   }
-  if (pid == 0) child(fds[1], work, as_limit);
+  if (pid == 0) child(fds[1], work, as_limit, parent);
   ::close(fds[1]);
   std::string out;
   const bool finished = read_result(

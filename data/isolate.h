@@ -32,7 +32,8 @@ struct Limits {
 //  - m3ret::Error for any other exception of work() (its message), or when
 //    the process cannot fork or make a pipe.
 // The child closes every inherited descriptor but its pipe, calls only
-// work(), and leaves with _exit (no atexit handlers, no MPI finalisation).
+// work(), and leaves with _exit (no atexit handlers, no MPI finalisation);
+// it is killed when the process that started it dies.
 // Thread-safe: several threads may run() at once.
 std::string run(const std::string& path, const std::function<std::string()>& work,
                 const Limits& limits);
