@@ -6,6 +6,7 @@
 
 #include "core/config.h"
 #include "core/error.h"
+#include "core/fs.h"
 #include "core/log.h"
 #include "data/importers.h"
 #include "launcher/verbs.h"
@@ -55,7 +56,10 @@ void add_import_verb(CLI::App& app) {
   verb->add_option(
       "--option", *options,
       "importer option KEY=VALUE (repeatable; each dataset's options are listed above)");
-  verb->callback([opts, name, import_opts, root, out, options] {
+  auto overwrite = std::make_shared<bool>(false);
+  verb->add_flag("--overwrite", *overwrite,
+                 "replace an existing --out manifest (and what the importer writes beside it)");
+  verb->callback([opts, name, import_opts, root, out, options, overwrite] {
     opts->load();  // validates --config/--set like every verb
     try {
       for (const auto& o : *options) data::parse_import_option(o, *import_opts);
@@ -64,6 +68,14 @@ void add_import_verb(CLI::App& app) {
       throw config::Error(fmt::format("--option: {}", e.what()));  // a usage error
     }
     log::init(0, std::nullopt, opts->verbose);
+    // A manifest may hold a user's edits (labels, splits): never replaced silently.
+    if (std::filesystem::exists(*out)) {
+      fs::EarlierOutput earlier{
+          "import", "--out", "a manifest",
+          {*out},   "",      "which replaces it and the files the importer writes beside it",
+          {}};
+      fs::refuse_or_overwrite(std::filesystem::absolute(*out).parent_path(), earlier, *overwrite);
+    }
     import_opts->root = *root;
     import_opts->out = *out;
     const data::ImportResult r = data::import_dataset(*name, *import_opts);

@@ -5,6 +5,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include "core/fs.h"
 #include "data/manifest.h"
 #include "data_test_util.h"
 #include "test_util.h"
@@ -48,6 +49,19 @@ TEST(ImportCli, WritesTheManifest) {
             0)
       << out;
   EXPECT_EQ(read_manifest(dir / "o.csv")[0].modality, "other");
+  // Run again into the same manifest (which the user may have edited): refused, naming the
+  // choices, and the file is left as it was; with --overwrite it is written again.
+  std::ofstream(dir / "o.csv", std::ios::app) << "# edited by hand\n";
+  const std::string edited = m3ret::fs::read_file(dir / "o.csv");
+  const std::string again =
+      bin() + " import busi --root " + (dir / "dl").string() + " --out " + (dir / "o.csv").string();
+  EXPECT_NE(run_command(again, &out), 0);
+  EXPECT_THAT(out, HasSubstr("import: " + dir.path().string() +
+                             " already holds a manifest (o.csv); start over in a new --out or "
+                             "with --overwrite"));
+  EXPECT_EQ(m3ret::fs::read_file(dir / "o.csv"), edited);
+  ASSERT_EQ(run_command(again + " --overwrite", &out), 0) << out;
+  EXPECT_EQ(read_manifest(dir / "o.csv")[0].modality, "ultrasound");
 }
 
 TEST(ImportCli, HelpListsTheDatasets) {
