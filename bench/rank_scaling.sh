@@ -48,8 +48,6 @@ for r in $(seq "$rounds"); do
   one+=("$a") indep+=("$b") two+=("$c")
 done
 echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"
-median() { printf '%s\n' "$@" | sort -g | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }
-m1=$(median "${one[@]}") mi=$(median "${indep[@]}") m2=$(median "${two[@]}")
-printf 'median samples/s: 1 rank %s | 2 independent %s | 2 ranks %s\n' "$m1" "$mi" "$m2"
-awk -v a="$m1" -v i="$mi" -v t="$m2" 'BEGIN {
-  printf "scaling (2 ranks / 1 rank) %.3f | ceiling (2 independent / 1 rank) %.3f | efficiency (2 ranks / 2 independent) %.3f\n", t / a, i / a, t / i }'
+# shellcheck source=bench/scaling_summary.sh
+source "$(dirname "$0")/scaling_summary.sh"
+scaling_summary "2 ranks"
