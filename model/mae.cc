@@ -118,7 +118,7 @@ Loss Mae::compute(const TrainBatch& batch) {
   auto target = patchify(prepared, s.tube_t, s.patch_h, s.patch_w);
   Loss out;
   out.total = mae_loss(pred, target, in.mask, cfg_.norm_pix_loss);
-  out.terms["mae"] = out.total.item<double>();
+  out.terms["mae"] = out.total.detach();
   return out;
 }
 

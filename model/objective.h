@@ -60,8 +60,10 @@ struct TrainBatch {
 };
 
 struct Loss {
-  torch::Tensor total;                  // scalar, differentiable
-  std::map<std::string, double> terms;  // named parts, for metrics.jsonl
+  torch::Tensor total;  // scalar, differentiable
+  // Named parts, for metrics.jsonl: detached scalars on the loss's device, so that computing a
+  // loss never makes the host wait for the device (the trainer reads them once per step).
+  std::map<std::string, torch::Tensor> terms;
 };
 
 class Objective : public torch::nn::Module {

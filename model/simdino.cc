@@ -176,10 +176,11 @@ Loss SimDino::compute(const TrainBatch& batch) {
   auto parts = simdino_loss(teacher, student, opt);
   Loss out;
   out.total = parts.total;
-  out.terms["simdino"] = out.total.item<double>();
-  out.terms["simdino_align"] = parts.align.item<double>();
-  out.terms["simdino_rate"] = parts.rate.item<double>();
-  out.terms["simdino_gamma"] = parts.gamma;
+  out.terms["simdino"] = out.total.detach();
+  out.terms["simdino_align"] = parts.align.detach();
+  out.terms["simdino_rate"] = parts.rate.detach();
+  out.terms["simdino_gamma"] =
+      torch::full({}, parts.gamma, parts.rate.options().dtype(torch::kFloat64));
   return out;
 }
 

@@ -4,6 +4,8 @@
 #include "model/objective.h"
 
 #if M3RET_WITH_CUDA
+#include <c10/cuda/CUDAFunctions.h>
+
 #include "core/nccl_communicator.h"
 #endif
 
@@ -54,6 +56,26 @@ void pin_batch(TrainBatch& batch, const torch::Device& device) {
   });
 #else
   (void)batch, (void)device;
+#endif
+}
+
+HostSyncCheck::HostSyncCheck(const torch::Device& device) {
+#if M3RET_WITH_CUDA
+  if (!device.is_cuda()) return;
+  auto& state = c10::cuda::warning_state();
+  previous_ = static_cast<int>(state.get_sync_debug_mode());
+  state.set_sync_debug_mode(c10::cuda::SyncDebugMode::L_ERROR);
+  active_ = true;
+#else
+  (void)device;
+#endif
+}
+
+HostSyncCheck::~HostSyncCheck() {
+#if M3RET_WITH_CUDA
+  if (active_)
+    c10::cuda::warning_state().set_sync_debug_mode(
+        static_cast<c10::cuda::SyncDebugMode>(previous_));
 #endif
 }
 

@@ -32,4 +32,21 @@ void batch_to_device(TrainBatch& batch, const torch::Device& device);
 // CPU).
 void pin_batch(TrainBatch& batch, const torch::Device& device);
 
+// While it lives, a wait of the host for the GPU `device` (a copy to the host,
+// .item(), a stream or device synchronisation made through LibTorch) throws a
+// c10::Error naming it: LibTorch's sync debug mode at its error level
+// (torch.cuda.set_sync_debug_mode("error") in Python), restored at the end.
+// Nothing on the CPU or in a CPU-only build. One at a time per process.
+class HostSyncCheck {
+ public:
+  explicit HostSyncCheck(const torch::Device& device);
+  ~HostSyncCheck();
+  HostSyncCheck(const HostSyncCheck&) = delete;
+  HostSyncCheck& operator=(const HostSyncCheck&) = delete;
+
+ private:
+  bool active_ = false;
+  int previous_ = 0;  // the mode before (c10::cuda::SyncDebugMode)
+};
+
 }  // namespace m3ret::trainer

@@ -23,6 +23,20 @@
 
 namespace m3ret::trainer {
 
+torch::Tensor clip_gradients(const std::vector<torch::Tensor>& params, double max_norm) {
+  std::vector<torch::Tensor> norms;
+  for (const auto& p : params)
+    if (p.grad().defined()) norms.push_back(p.grad().detach().norm(2).to(torch::kFloat32));
+  if (norms.empty()) return torch::zeros({});
+  auto total = torch::stack(norms).norm(2);
+  if (max_norm > 0) {
+    const auto coef = torch::clamp_max(max_norm / (total + 1e-6), 1.0);
+    for (const auto& p : params)
+      if (p.grad().defined()) p.grad().detach().mul_(coef.to(p.grad().scalar_type()));
+  }
+  return total;
+}
+
 void zero_gradients(torch::optim::Optimizer& optimizer) {
 #if TORCH_VERSION_MAJOR >= 2
   optimizer.zero_grad(/*set_to_none=*/false);

@@ -58,6 +58,13 @@ namespace m3ret::trainer {
 // buckets (and the reducer copy them in).
 void zero_gradients(torch::optim::Optimizer& optimizer);
 
+// The gradients' total 2-norm (float32 scalar on their device; 0 when none has a gradient), and
+// when max_norm > 0 every gradient scaled in place by min(1, max_norm / (norm + 1e-6)): what
+// torch::nn::utils::clip_grad_norm_ computes (and PyTorch's foreach version), kept on the device.
+// LibTorch's C++ function returns the norm as a double, which would make the host wait for the
+// device in every step.
+torch::Tensor clip_gradients(const std::vector<torch::Tensor>& params, double max_norm);
+
 // Copies rank 0's parameters and buffers of `module` to every rank (collective).
 void broadcast_module(torch::nn::Module& module, Communicator& comm);
 

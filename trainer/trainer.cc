@@ -6,6 +6,7 @@
 #include <csignal>
 #include <cmath>
 #include <fstream>
+#include <optional>
 #include <thread>
 
 #include <nlohmann/json.hpp>
@@ -307,20 +308,23 @@ bool stopped_during_start_up(Run& r) {
   return true;
 }
 
-// The loss of one step on this rank: the mean over its micro-batches.
+// The loss of one step on this rank, the mean over its micro-batches, and its
+// terms: detached scalars on the model's device until the step reads them.
 struct StepLoss {
-  double value = 0;
-  std::map<std::string, double> terms;
+  torch::Tensor value;
+  std::map<std::string, torch::Tensor> terms;
 };
 
 // Gradient accumulation: each micro-batch's loss / accum is backpropagated
 // into .grad (after the first step .grad lives in the reducer's buckets); only
-// the last backward is synchronised. A non-finite loss on any rank stops every
-// rank with an error naming the step.
-StepLoss forward_backward(Run& r, int64_t step, sharding::LoadedBatch& batch) {
+// the last backward is synchronised. Nothing here waits for the device.
+StepLoss forward_backward(Run& r, sharding::LoadedBatch& batch) {
   auto& micro = prepared_step(batch).micro;
   StepLoss out;
-  bool finite = true;
+  const auto add = [&](torch::Tensor& sum, const torch::Tensor& t) {
+    auto part = r.accum == 1 ? t.detach() : t.detach() / double(r.accum);
+    sum = sum.defined() ? sum + part : part;
+  };
   for (int64_t a = 0; a < r.accum; ++a) {
     auto& mb = micro[static_cast<size_t>(a)];
     batch_to_device(mb, r.device);
@@ -328,16 +332,9 @@ StepLoss forward_backward(Run& r, int64_t step, sharding::LoadedBatch& batch) {
       Autocast autocast(r.bf16);
       return r.model->objective->compute(mb);
     }();
-    const double v = loss.total.item<double>();
-    finite = finite && std::isfinite(v);
-    out.value += v / double(r.accum);
-    for (auto& [k, t] : loss.terms) out.terms[k] += t / double(r.accum);
-    if (a + 1 == r.accum) {
-      if (!r.comm.all(finite))
-        throw Error(fmt::format("training diverged: non-finite loss at step {} (modality {})", step,
-                                batch.modality));
-      r.reducer->arm();  // buckets are reduced as backward produces them
-    }
+    add(out.value, loss.total);
+    for (auto& [k, t] : loss.terms) add(out.terms[k], t);
+    if (a + 1 == r.accum) r.reducer->arm();  // buckets are reduced as backward produces them
     (r.accum == 1 ? loss.total : loss.total / double(r.accum)).backward();
   }
   micro.clear();
@@ -345,13 +342,33 @@ StepLoss forward_backward(Run& r, int64_t step, sharding::LoadedBatch& batch) {
 }
 
 // Clips the averaged gradients, steps the optimizer and lets the objective
-// follow (SimDINO's teacher). Returns the gradient norm before clipping.
-double optimizer_update(Run& r, int64_t step) {
-  const double clip = r.s.train.clip_grad > 0 ? r.s.train.clip_grad : 1e300;
-  const double grad_norm = torch::nn::utils::clip_grad_norm_(r.params, clip);
+// follow (SimDINO's teacher). Returns the gradient norm before clipping (on
+// the device).
+torch::Tensor optimizer_update(Run& r, int64_t step) {
+  auto grad_norm = clip_gradients(r.params, r.s.train.clip_grad);
   r.optimizer->step();
   r.model->objective->after_optimizer_step(step, r.s.train.max_steps);
   return grad_norm;
+}
+
+// The step's loss, its terms and the gradient norm, read on the host: the one
+// place where a step waits for the device, after its last kernel is queued.
+struct StepValues {
+  double loss = 0, grad_norm = 0;
+  std::map<std::string, double> terms;
+};
+StepValues read_step_values(const StepLoss& loss, const torch::Tensor& grad_norm) {
+  const auto on = [&](const torch::Tensor& t) {
+    return t.to(loss.value.device(), torch::kFloat64);
+  };
+  std::vector<torch::Tensor> all{on(loss.value), on(grad_norm)};
+  for (const auto& [k, t] : loss.terms) all.push_back(on(t));
+  const auto host = torch::stack(all).to(torch::kCPU);
+  const double* v = host.data_ptr<double>();
+  StepValues out{v[0], v[1], {}};
+  size_t i = 2;
+  for (const auto& [k, t] : loss.terms) out.terms[k] = v[i++];
+  return out;
 }
 
 // The loss and its terms summed over ranks (each rank saw different samples),
@@ -364,8 +381,8 @@ struct RankSums {
 
 // One all-reduce: the stop flag travels with the loss terms, so every rank
 // sees the same sum and stops after the same step.
-RankSums sum_loss_and_stop(Communicator& comm, const StepLoss& loss) {
-  RankSums out{{"loss"}, {loss.value}, false};
+RankSums sum_loss_and_stop(Communicator& comm, const StepValues& loss) {
+  RankSums out{{"loss"}, {loss.loss}, false};
   for (auto& [k, v] : loss.terms) out.names.push_back(k), out.sums.push_back(v);
   out.sums.push_back(stop_requested() ? 1.0 : 0.0);
   comm.allreduce_sum(out.sums.data(), out.sums.size());
@@ -423,15 +440,25 @@ bool train_step(Run& r, int64_t step, log::Progress& progress) {
   set_weight_decay(*r.optimizer, st.wd);
   zero_gradients(*r.optimizer);
   auto t0 = Clock::now();
-  const StepLoss loss = forward_backward(r, step, batch);
+  std::optional<HostSyncCheck> no_sync;  // from the first kernel of the step to its reading
+  if (r.o.check_host_syncs) no_sync.emplace(r.device);
+  const StepLoss loss = forward_backward(r, batch);
   st.t_compute = seconds_since(t0);
   r.reducer->average();
   st.t_comm = r.reducer->stats().exposed_s;  // communication not hidden by backward
   t0 = Clock::now();
-  st.grad_norm = optimizer_update(r, step);
+  const auto grad_norm = optimizer_update(r, step);
   st.t_optim = seconds_since(t0);
+  no_sync.reset();
+  const StepValues values = read_step_values(loss, grad_norm);
+  st.grad_norm = values.grad_norm;
   if (r.o.on_step) r.o.on_step(step + 1);
-  const RankSums sums = sum_loss_and_stop(r.comm, loss);
+  const RankSums sums = sum_loss_and_stop(r.comm, values);
+  // A non-finite loss on any rank makes every rank's sum non-finite: all stop
+  // here, before a checkpoint could keep the step's update.
+  if (!std::isfinite(sums.sums[0]))
+    throw Error(fmt::format("training diverged: non-finite loss at step {} (modality {})", step + 1,
+                            batch.modality));
   st.t_step = seconds_since(t_step);
   if (r.rank == 0) write_metrics(r, step, batch, st, sums, progress);
   progress.add(1);

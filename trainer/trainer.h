@@ -28,6 +28,9 @@ struct TrainOptions {
   // Called on every rank after each step's optimizer update (1-based step),
   // before the ranks exchange the stop flag: a test raises a signal mid-run here.
   std::function<void(int64_t)> on_step;
+  // On a GPU, make any wait of the host for the device between a step's first kernel and the
+  // reading of its loss an error (trainer/device.h: HostSyncCheck); tests and benchmarks set it.
+  bool check_host_syncs = false;
 };
 
 // Exit code of `m3ret train` after a preemption checkpoint (SIGUSR1/SIGTERM):

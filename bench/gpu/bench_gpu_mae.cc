@@ -122,7 +122,7 @@ int run(const Args& a) {
     l.total.backward();
     sync(device);
     const auto t1 = Clock::now();
-    torch::nn::utils::clip_grad_norm_(params, s.train.clip_grad);
+    clip_gradients(params, s.train.clip_grad);
     optimizer->step();
     zero_gradients(*optimizer);
     sync(device);
@@ -131,7 +131,7 @@ int run(const Args& a) {
       t_fb += std::chrono::duration<double>(t1 - t0).count();
       t_opt += std::chrono::duration<double>(t2 - t1).count();
     }
-    loss = l.terms["mae"];
+    loss = l.terms["mae"].item<double>();
   }
   const double total = t_fb + t_opt;
   nlohmann::json out = {{"side", "m3ret"},

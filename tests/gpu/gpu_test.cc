@@ -7,6 +7,7 @@
 
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 
 #include <torch/torch.h>
 
@@ -16,6 +17,7 @@
 #include "trainer/device.h"
 #include "trainer/grad_sync.h"
 #include "trainer/schedule.h"
+#include "trainer/trainer.h"
 #include "trainer/trainer_test_util.h"
 
 #if M3RET_WITH_CUDA
@@ -210,6 +212,39 @@ TEST_F(Gpu, ResumingOnTheGpuContinuesItsRandomStream) {
   const auto cpu_ck =
       save_checkpoint(cpu_dir.path(), {1, 1, ""}, *cpu.model, cpu.optimizer.get(), 0);
   EXPECT_FALSE(std::filesystem::exists(cpu_ck / "rng_cuda.pt"));
+}
+
+// No host sync inside a step: with TrainOptions::check_host_syncs, any wait of the host for the
+// GPU between a step's first kernel and the reading of its loss is an error (LibTorch's sync debug
+// mode), and three steps of mae+simdino with two micro-batches each pass it. The check is first
+// seen to catch a sync, and to end with its scope.
+TEST_F(Gpu, AStepWaitsForTheGpuOnlyToReadItsLoss) {
+  REQUIRE_GPU();
+  const auto on_gpu = torch::TensorOptions().device(kGpu);
+  {
+    HostSyncCheck check(kGpu);
+    EXPECT_THROW(torch::ones({1}, on_gpu).sum().item<float>(), c10::Error);
+  }
+  EXPECT_EQ(torch::ones({1}, on_gpu).sum().item<float>(), 1.0f);
+  TempDir dir;
+  testing::write_mixed_dataset(dir.path() / "shards");
+  TrainOptions o;
+  o.shards = dir.path() / "shards";
+  o.run_dir = dir.path() / "run";
+  o.settings = testing::tiny_settings("mae+simdino", /*depth=*/1, /*local_crops=*/1);
+  o.settings.train.device = "cuda";
+  o.settings.train.global_batch_size = 4;
+  o.settings.train.grad_accum_steps = 2;
+  o.settings.train.max_steps = 3;
+  o.settings.train.checkpoint_every = 0;
+  o.loader.workers = 1;
+  o.check_host_syncs = true;
+  SingleRank comm;
+  EXPECT_EQ(train(o, comm).step, 3);
+  std::ifstream metrics(o.run_dir / "metrics.jsonl");
+  int lines = 0;
+  for (std::string line; std::getline(metrics, line);) ++lines;
+  EXPECT_EQ(lines, 3);
 }
 
 TEST_F(Gpu, NcclCollectivesOnOneGpu) {

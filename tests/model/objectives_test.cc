@@ -133,7 +133,8 @@ TEST(SimDino, LossHasGradientsOnTheStudentOnly) {
   auto loss = model.objective->compute(b);
   ASSERT_TRUE(std::isfinite(loss.total.item<double>()));
   EXPECT_TRUE(loss.terms.count("simdino_align") && loss.terms.count("simdino_rate"));
-  EXPECT_GE(loss.terms["simdino_align"], -1.0 - 1e-6);
+  EXPECT_GE(loss.terms["simdino_align"].item<double>(), -1.0 - 1e-6);
+  EXPECT_FALSE(loss.terms["simdino_rate"].requires_grad());
   loss.total.backward();
   EXPECT_TRUE(model.encoder->parameters()[0].grad().defined());
   EXPECT_TRUE(sd->head().parameters()[0].grad().defined());
@@ -148,7 +149,8 @@ TEST(Objective, FactoryCombinesBothAndModelListsParametersOnce) {
   model.objective->prepare(b);
   auto loss = model.objective->compute(b);
   EXPECT_TRUE(loss.terms.count("mae") && loss.terms.count("simdino"));
-  EXPECT_NEAR(loss.total.item<double>(), loss.terms["mae"] + loss.terms["simdino"], 1e-4);
+  EXPECT_NEAR(loss.total.item<double>(),
+              loss.terms["mae"].item<double>() + loss.terms["simdino"].item<double>(), 1e-4);
   // The shared encoder is listed once.
   std::set<const void*> seen;
   for (auto& p : model.parameters()) EXPECT_TRUE(seen.insert(p.data_ptr()).second);

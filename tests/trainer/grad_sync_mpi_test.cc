@@ -46,6 +46,38 @@ bool same_on_all_ranks(const torch::Tensor& t, Communicator& comm) {
   return comm.all(torch::equal(mine, root));
 }
 
+// clip_gradients is LibTorch's clip_grad_norm_ without the host reading the norm: the same norm and
+// the same clipped gradients (the reference is LibTorch's own function), when the norm exceeds the
+// limit, when it does not, and with clipping off; a parameter without a gradient is left alone.
+TEST(ClipGradients, EqualsLibTorchsClipGradNorm) {
+  for (const double max_norm : {0.5, 1e3, 0.0}) {
+    SCOPED_TRACE(max_norm);
+    torch::manual_seed(7);
+    std::vector<torch::Tensor> a, b;
+    for (auto shape : {std::vector<int64_t>{3, 4}, {5}, {2, 2, 2}}) {
+      auto p = torch::randn(shape).requires_grad_(true);
+      p.mutable_grad() = torch::randn(shape);
+      a.push_back(p);
+      auto q = p.detach().clone().requires_grad_(true);
+      q.mutable_grad() = p.grad().clone();
+      b.push_back(q);
+    }
+    a.push_back(torch::zeros({2}).requires_grad_(true));  // no gradient
+    b.push_back(torch::zeros({2}).requires_grad_(true));
+    // (LibTorch refuses a limit beyond float's range: 1e30 stands for "off".)
+    const double expected = torch::nn::utils::clip_grad_norm_(b, max_norm > 0 ? max_norm : 1e30);
+    const auto norm = clip_gradients(a, max_norm);
+    EXPECT_NEAR(norm.item<double>(), expected, 1e-5 * expected);
+    if (max_norm == 0.5) EXPECT_GT(expected, 1.0);  // the first case does clip
+    for (size_t i = 0; i < a.size(); ++i) {
+      ASSERT_EQ(a[i].grad().defined(), b[i].grad().defined());
+      if (a[i].grad().defined())
+        EXPECT_TRUE(torch::allclose(a[i].grad(), b[i].grad(), 1e-5, 1e-7)) << "parameter " << i;
+    }
+  }
+  EXPECT_EQ(clip_gradients({torch::zeros({2}).requires_grad_(true)}, 1.0).item<double>(), 0.0);
+}
+
 TEST(GradSync, AveragedGradientsEqualTheFullBatchGradient) {
   auto& comm = Runtime::get().world_comm();
   ASSERT_EQ(comm.size(), 2);

@@ -233,6 +233,57 @@ TEST(Train, BatchNotDivisibleByRanksNamesTheKey) {
   }
 }
 
+// A loss that is no longer finite stops every rank with an error naming the
+// step, before the step's update is checkpointed: the newest checkpoint, if
+// any, holds finite weights. (A learning rate of 1e30 makes float32 overflow.)
+TEST(Train, ANonFiniteLossStopsEveryRankBeforeItsStepIsCheckpointed) {
+  auto& comm = Runtime::get().world_comm();
+  testing::TempDir tmp("trainer-diverge");
+  if (comm.rank() == 0) testing::write_mixed_dataset(tmp / "shards");
+  comm.barrier();
+  auto o = options(tmp / "shards", tmp / "run", "mae");
+  o.settings.train.lr = 1e30;
+  o.settings.train.warmup_steps = 0;
+  o.settings.train.max_steps = 6;
+  o.settings.train.checkpoint_every = 1;
+  std::string error;
+  try {
+    train(o, comm);
+  } catch (const Error& e) {
+    error = e.what();
+  }
+  ASSERT_NE(error.find("training diverged: non-finite loss at step "), std::string::npos)
+      << (error.empty() ? "no error" : error);
+  const int64_t step = std::stoll(error.substr(error.find("at step ") + 8));
+  EXPECT_GE(step, 1);
+  EXPECT_EQ(read_metrics(tmp / "run").size(), static_cast<size_t>(step - 1)) << error;
+  if (auto ck = find_latest_valid(tmp / "run")) {
+    EXPECT_EQ(ck->filename().string(), checkpoint_name(step - 1)) << error;
+    for (auto& w : weights(*ck, o.settings))
+      EXPECT_TRUE(torch::isfinite(w).all().item<bool>()) << ck->string();
+  }
+  comm.barrier();
+}
+
+// train.clip_grad = 0 turns clipping off: the run trains and still logs the
+// gradient norm (LibTorch's clip_grad_norm_ refused the "no limit" it was given).
+TEST(Train, ClippingOffTrainsAndLogsTheGradientNorm) {
+  auto& comm = Runtime::get().world_comm();
+  testing::TempDir tmp("trainer-noclip");
+  if (comm.rank() == 0) testing::write_mixed_dataset(tmp / "shards");
+  comm.barrier();
+  auto o = options(tmp / "shards", tmp / "run", "mae");
+  o.settings.train.clip_grad = 0;
+  o.settings.train.max_steps = 2;
+  EXPECT_EQ(train(o, comm).step, 2);
+  if (comm.rank() == 0) {
+    const auto metrics = read_metrics(tmp / "run");
+    ASSERT_EQ(metrics.size(), 2u);
+    for (const auto& m : metrics) EXPECT_GT(m["grad_norm"].get<double>(), 0.0) << m.dump();
+  }
+  comm.barrier();
+}
+
 // A stop requested before the first step ends the run cleanly (preempted, no
 // new checkpoint, no metrics line); a checkpoint beyond train.max_steps is
 // refused naming the key instead of replaying its sampler.
