@@ -17,6 +17,7 @@
 
 #include "core/error.h"
 #include "core/fs.h"
+#include "data/isolate.h"
 
 namespace m3ret::eval {
 namespace {
@@ -36,6 +37,44 @@ auto faiss_call(const std::string& what, F&& f) {
   } catch (const std::length_error& e) {
     throw Error(fmt::format("{}: FAISS: impossible size ({})", what, e.what()));
   }
+}
+
+std::unique_ptr<faiss::Index> read_faiss_file(const std::filesystem::path& path) {
+  return std::unique_ptr<faiss::Index>(
+      faiss_call("reading " + path.string(), [&] { return faiss::read_index(path.c_str()); }));
+}
+
+// FAISS sizes its buffers from the counts in the file before it reads them: a corrupt count is a
+// huge allocation (2^39 floats: 2 TB), or one that fits and fills memory. So the file is read
+// first in a forked child (data/isolate.h) under a memory limit of a few times its size, which a
+// genuine index never needs; a corrupt count costs that child, not the process.
+constexpr int64_t kCheckMemoryBaseMb = 1024, kCheckBytesPerSecond = int64_t{16} << 20;
+
+void read_in_child(const std::filesystem::path& path) {
+  std::error_code ec;
+  const auto size = static_cast<int64_t>(std::filesystem::file_size(path, ec));
+  data::isolate::Limits limits;
+  limits.timeout_s = 120 + size / kCheckBytesPerSecond;
+  limits.memory_mb = kCheckMemoryBaseMb + 4 * (size >> 20);
+  limits.task = "reading it with FAISS";
+  limits.timeout_setting = limits.memory_setting = "";
+  std::string error;
+  try {
+    error = data::isolate::run(
+        path.string(),
+        [&] {
+          try {
+            (void)read_faiss_file(path);
+          } catch (const Error& e) {
+            return std::string(e.what());
+          }
+          return std::string();
+        },
+        limits);
+  } catch (const InputError& e) {  // killed, crashed, out of memory
+    throw Error(fmt::format("reading {}: {} (a corrupt file?)", path.string(), e.reason()));
+  }
+  if (!error.empty()) throw Error(error);
 }
 
 int64_t option(const IndexSpec& spec, const std::string& key, int64_t fallback) {
@@ -155,8 +194,8 @@ std::unique_ptr<Index> load_faiss_index(const IndexSpec& spec, const std::filesy
   if (!std::filesystem::is_regular_file(path, ec))
     throw Error(
         fmt::format("index {}: missing {} (index type {})", dir.string(), kFaissFile, spec.str()));
-  std::unique_ptr<faiss::Index> index(
-      faiss_call("reading " + path.string(), [&] { return faiss::read_index(path.c_str()); }));
+  read_in_child(path);
+  auto index = read_faiss_file(path);
   if (index->d != dim || index->ntotal != n)
     throw Error(fmt::format("index {}: {} holds {} vectors of dimension {}, expected {} of {}",
                             dir.string(), kFaissFile, index->ntotal, index->d, n, dim));

@@ -9,6 +9,8 @@
 #include <random>
 #include <set>
 
+#include <sys/resource.h>
+
 #include "core/error.h"
 #include "eval/embed.h"
 #include "eval/exact_index.h"
@@ -267,8 +269,17 @@ TEST(IndexDir, BuildOpenSearchForEveryTypeAndRefuseBadInput) {
             std::string::npos);
 }
 
+// Peak resident memory of this process so far, in MB.
+int64_t peak_rss_mb() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return u.ru_maxrss / 1024;
+}
+
 // Corrupt index files: an absurd vector size in faiss.index and a --only
-// modality the index lacks are clear errors naming the file or folder.
+// modality the index lacks are clear errors naming the file or folder. A size
+// that would fit in memory (8 GB) is refused too, without this process ever
+// allocating it: FAISS reads the file first in a child under a memory limit.
 TEST(IndexDir, CorruptSizesAndAbsentModalitiesAreClearErrors) {
   m3ret::testing::TempDir dir("eval-index");
   write_embeddings(dir / "emb.h5", testing::random_set(60, 8, {"xray", "ct"}, 20, 3, 4));
@@ -279,14 +290,18 @@ TEST(IndexDir, CorruptSizesAndAbsentModalitiesAreClearErrors) {
   build_index_dir(o);
   // IndexFlat layout: fourcc, d (4), ntotal (8), two dummies (16), is_trained (1),
   // metric (4), then the size of the vector data (8 bytes at offset 37).
-  {
-    std::fstream f(dir / "flat/faiss.index", std::ios::in | std::ios::out | std::ios::binary);
-    const uint64_t huge = uint64_t{1} << 39;
-    f.seekp(37);
-    f.write(reinterpret_cast<const char*>(&huge), sizeof huge);
+  const int64_t rss_before = peak_rss_mb();
+  for (const uint64_t huge : {uint64_t{1} << 39, uint64_t{1} << 31}) {
+    SCOPED_TRACE(huge);
+    {
+      std::fstream f(dir / "flat/faiss.index", std::ios::in | std::ios::out | std::ios::binary);
+      f.seekp(37);
+      f.write(reinterpret_cast<const char*>(&huge), sizeof huge);
+    }
+    const auto e = error_of([&] { open_index_dir(dir / "flat"); });
+    EXPECT_NE(e.find((dir / "flat/faiss.index").string()), std::string::npos) << e;
   }
-  const auto e = error_of([&] { open_index_dir(dir / "flat"); });
-  EXPECT_NE(e.find((dir / "flat/faiss.index").string()), std::string::npos) << e;
+  EXPECT_LT(peak_rss_mb() - rss_before, 1024) << "the process allocated what the file claimed";
 
   o.out = dir / "exact";
   o.type = "exact";
