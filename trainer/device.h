@@ -45,8 +45,9 @@ class HostSyncCheck {
   HostSyncCheck& operator=(const HostSyncCheck&) = delete;
 
  private:
-  bool active_ = false;
-  int previous_ = 0;  // the mode before (c10::cuda::SyncDebugMode)
+  // (Unused in a CPU-only build.)
+  [[maybe_unused]] bool active_ = false;
+  [[maybe_unused]] int previous_ = 0;  // the mode before (c10::cuda::SyncDebugMode)
 };
 
 }  // namespace m3ret::trainer
