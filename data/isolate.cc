@@ -151,4 +151,19 @@ std::string run(const std::string& path, const std::function<std::string()>& wor
   }
 }
 
+void check(const std::string& path, const std::function<void()>& work, const Limits& limits) {
+  const std::string error = run(
+      path,
+      [&] {
+        try {
+          work();
+        } catch (const Error& e) {
+          return std::string(e.what());
+        }
+        return std::string();
+      },
+      limits);
+  if (!error.empty()) throw Error(error);
+}
+
 }  // namespace m3ret::data::isolate

@@ -38,4 +38,9 @@ struct Limits {
 std::string run(const std::string& path, const std::function<std::string()>& work,
                 const Limits& limits);
 
+// run() for a check whose only result is an error: an m3ret::Error that work() throws (an
+// InputError too) is thrown again here as an m3ret::Error with the same message; a child that
+// crashed or ran out of memory or time is an InputError, as in run().
+void check(const std::string& path, const std::function<void()>& work, const Limits& limits);
+
 }  // namespace m3ret::data::isolate

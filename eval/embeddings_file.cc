@@ -283,23 +283,12 @@ void read_in_child(const stdfs::path& path, uint64_t size, const ReadLimits& rea
   limits.memory_mb = kReadMemoryBaseMb + static_cast<int64_t>(4 * (size >> 20));
   limits.task = "reading it with libhdf5";
   limits.timeout_setting = limits.memory_setting = "";
-  std::string error;
   try {
-    error = data::isolate::run(
-        path.string(),
-        [&] {
-          try {
-            (void)read_file(path);
-          } catch (const Error& e) {
-            return std::string(e.what());
-          }
-          return std::string();
-        },
-        limits);
+    data::isolate::check(
+        path.string(), [&] { (void)read_file(path); }, limits);
   } catch (const InputError& e) {  // killed, crashed, out of memory
     fail(path, e.reason());
   }
-  if (!error.empty()) throw Error(error);
 }
 
 }  // namespace

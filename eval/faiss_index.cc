@@ -58,23 +58,12 @@ void read_in_child(const std::filesystem::path& path) {
   limits.memory_mb = kCheckMemoryBaseMb + 4 * (size >> 20);
   limits.task = "reading it with FAISS";
   limits.timeout_setting = limits.memory_setting = "";
-  std::string error;
   try {
-    error = data::isolate::run(
-        path.string(),
-        [&] {
-          try {
-            (void)read_faiss_file(path);
-          } catch (const Error& e) {
-            return std::string(e.what());
-          }
-          return std::string();
-        },
-        limits);
+    data::isolate::check(
+        path.string(), [&] { (void)read_faiss_file(path); }, limits);
   } catch (const InputError& e) {  // killed, crashed, out of memory
     throw Error(fmt::format("reading {}: {} (a corrupt file?)", path.string(), e.reason()));
   }
-  if (!error.empty()) throw Error(error);
 }
 
 int64_t option(const IndexSpec& spec, const std::string& key, int64_t fallback) {

@@ -156,25 +156,18 @@ void read_in_child(const std::vector<std::filesystem::path>& paths, const std::s
   limits.memory_mb = memory_mb;
   limits.task = "reading it with libhdf5";
   limits.timeout_setting = limits.memory_setting = "";
-  std::string error;
   try {
-    error = data::isolate::run(
+    data::isolate::check(
         name,
         [&] {
-          try {
-            h5::Handle fapl = h5::check(H5Pcreate(H5P_FILE_ACCESS), "create a property list", name);
-            h5::check_status(H5Pset_fapl_stdio(fapl.get()), "set the stdio driver", name);
-            for (const auto& path : paths) (void)read_metadata(path, fapl.get(), true);
-          } catch (const Error& e) {
-            return std::string(e.what());
-          }
-          return std::string();
+          h5::Handle fapl = h5::check(H5Pcreate(H5P_FILE_ACCESS), "create a property list", name);
+          h5::check_status(H5Pset_fapl_stdio(fapl.get()), "set the stdio driver", name);
+          for (const auto& path : paths) (void)read_metadata(path, fapl.get(), true);
         },
         limits);
   } catch (const InputError& e) {  // killed, crashed, out of memory
     throw ChildDied(fmt::format("{}: {}", name, e.reason()));
   }
-  if (!error.empty()) throw Error(error);
 }
 
 // Lock held: one file, within base_timeout_s plus 1 s per 16 MB and 4096 MB plus four times
