@@ -18,6 +18,7 @@
 
 #include "core/error.h"
 #include "data/import_util.h"
+#include "data/isolate.h"
 #include "data/itk_image.h"
 #include "data/npz.h"
 
@@ -44,6 +45,7 @@ std::string default_modality(const std::string& flag, bool is3d) {
 template <class Image>
 void write_image(const typename Image::Pointer& img, const stdfs::path& path) {
   itkio::register_factories();
+  isolate::LibraryScope scope;
   auto w = itk::ImageFileWriter<Image>::New();
   w->SetInput(img);
   w->SetFileName(path.string());

@@ -8,20 +8,33 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
 #include <fstream>
-#include <mutex>
 #include <new>
 
 #include <fmt/format.h>
 
 #include "core/error.h"
+#include "core/mutex.h"
 
 namespace m3ret::data::isolate {
 
 namespace {
+
+// Who is inside a LibraryScope, and whether a fork waits or runs. Never destroyed (threads may
+// hold scopes at exit); a child starts with a fresh one (its copy may be locked).
+struct Gate {
+  Mutex mu;
+  CondVar cv;
+  int inside M3RET_GUARDED_BY(mu) = 0;         // threads inside a scope
+  int forks_waiting M3RET_GUARDED_BY(mu) = 0;  // run() calls waiting for them to leave
+  bool forking M3RET_GUARDED_BY(mu) = false;   // a fork runs now
+};
+std::atomic<Gate*> gate{new Gate};
+thread_local int scope_depth = 0;  // this thread's nested scopes
 
 // Result framing, child -> parent: one tag byte, then the payload.
 constexpr char kOk = 'K', kInput = 'I', kOther = 'X', kMemory = 'M';
@@ -50,6 +63,7 @@ uint64_t address_space_bytes() {
   // left running on the node. A parent already gone before this line is seen by getppid().
   ::prctl(PR_SET_PDEATHSIG, SIGKILL);
   if (::getppid() != parent) ::_exit(1);
+  gate.store(new Gate);  // the parent's is marked forking; this process has one thread
   ::close_range(3, static_cast<unsigned>(fd) - 1, 0);    // descriptors of the parent (other pipes,
   ::close_range(static_cast<unsigned>(fd) + 1, ~0U, 0);  // MPI, HDF5): none is ours to hold
   rlimit rl{as_limit, as_limit};
@@ -100,13 +114,29 @@ std::string run(const std::string& path, const std::function<std::string()>& wor
     throw Error(fmt::format("{}: cannot make a pipe: {}", path, std::strerror(errno)));
   const uint64_t as_limit =
       address_space_bytes() + static_cast<uint64_t>(limits.memory_mb) * 1024 * 1024;
-  // One fork at a time: libraries' fork handlers (ITK's thread pool, for one) are not safe to
-  // run from two threads at once.
-  static std::mutex fork_mu;
-  std::unique_lock<std::mutex> fork_lock(fork_mu);
+  if (scope_depth > 0) {
+    ::close(fds[0]);
+    ::close(fds[1]);
+    throw Error(
+        fmt::format("{}: internal error: a decoder process forked inside a library call", path));
+  }
+  // One fork at a time (libraries' fork handlers, ITK's thread pool for one, are not safe to run
+  // from two threads at once), and only while no thread is inside a library scope.
+  Gate& g = *gate.load();
+  {
+    MutexLock lock(g.mu);
+    ++g.forks_waiting;
+    while (g.forking || g.inside > 0) g.cv.wait(lock);
+    --g.forks_waiting;
+    g.forking = true;
+  }
   const pid_t parent = ::getpid();
   const pid_t pid = ::fork();
-  fork_lock.unlock();
+  if (pid != 0) {
+    MutexLock lock(g.mu);
+    g.forking = false;
+    g.cv.notify_all();
+  }
   if (pid < 0) {
     const int err = errno;
     ::close(fds[0]);
@@ -149,6 +179,21 @@ std::string run(const std::string& path, const std::function<std::string()>& wor
     default:
       throw Error(fmt::format("{}: {}", path, body));
   }
+}
+
+LibraryScope::LibraryScope() {
+  if (scope_depth++ > 0) return;
+  Gate& g = *gate.load();
+  MutexLock lock(g.mu);
+  while (g.forking || g.forks_waiting > 0) g.cv.wait(lock);
+  ++g.inside;
+}
+
+LibraryScope::~LibraryScope() {
+  if (--scope_depth > 0) return;
+  Gate& g = *gate.load();
+  MutexLock lock(g.mu);
+  if (--g.inside == 0) g.cv.notify_all();
 }
 
 void check(const std::string& path, const std::function<void()>& work, const Limits& limits) {

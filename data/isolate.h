@@ -34,9 +34,25 @@ struct Limits {
 // The child closes every inherited descriptor but its pipe, calls only
 // work(), and leaves with _exit (no atexit handlers, no MPI finalisation);
 // it is killed when the process that started it dies.
-// Thread-safe: several threads may run() at once.
+// Thread-safe: several threads may run() at once; each forks only while no thread is inside a
+// LibraryScope. Throws m3ret::Error when called inside one.
 std::string run(const std::string& path, const std::function<std::string()>& work,
                 const Limits& limits);
+
+// Held around in-process calls into the libraries that decoding children call (ITK and GDCM:
+// data/reader.h's decoding, the image writers): run() forks only while no thread holds one, so
+// a child never inherits a lock of such a library that another thread held at the fork (it
+// would wait for it until its time limit; ITK's ImageIOFactory lock did). Children that read
+// HDF5 are forked while holding the HDF5 lock (sharding/hdf5_util.h) instead. run() waits
+// for the scopes open when it starts; scopes opened while it waits wait for its fork (no thread
+// starves a fork). Nested scopes of one thread count once. Cheap (a mutex, no system call).
+class LibraryScope {
+ public:
+  LibraryScope();
+  ~LibraryScope();
+  LibraryScope(const LibraryScope&) = delete;
+  LibraryScope& operator=(const LibraryScope&) = delete;
+};
 
 // run() for a check whose only result is an error: an m3ret::Error that work() throws (an
 // InputError too) is thrown again here as an m3ret::Error with the same message; a child that

@@ -82,10 +82,12 @@ Sample read_sample(const ManifestRow& row, const std::filesystem::path& manifest
   s.split = row.split;
   s.dataset = row.dataset;
   s.source = path.string();
-  if (is_dicom_input(path))
+  if (is_dicom_input(path)) {
     decode_isolated(path, cfg, s);
-  else
+  } else {
+    isolate::LibraryScope scope;  // no decoding child forks while this thread is inside ITK
     decode(path, cfg, s);
+  }
   if (static_cast<int64_t>(s.pixels.size()) != s.numel()) {
     throw Error(fmt::format("{}: internal error: {} pixels for shape [{}, {}, {}, {}]",
                             path.string(), s.pixels.size(), s.C, s.T, s.H, s.W));

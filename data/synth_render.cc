@@ -14,6 +14,7 @@
 
 #include "core/error.h"
 #include "core/fs.h"
+#include "data/isolate.h"
 #include "data/itk_image.h"
 #include "data/video_writer.h"
 
@@ -34,6 +35,7 @@ void write_itk(const typename Image::Pointer& img, const stdfs::path& path,
   stdfs::create_directories(path.parent_path());
   const stdfs::path tmp = path.parent_path() / fmt::format(".tmp-{}-{}-{}", ::getpid(), g_counter++,
                                                            path.filename().string());
+  isolate::LibraryScope scope;
   auto writer = itk::ImageFileWriter<Image>::New();
   writer->SetInput(img);
   writer->SetFileName(tmp.string());

@@ -12,6 +12,10 @@
 #include <itkImageFileWriter.h>
 #include <itkMetaDataObject.h>
 
+#include <atomic>
+#include <mutex>
+#include <thread>
+
 #include "core/error.h"
 #include "data/dicom.h"
 #include "data/itk_image.h"
@@ -326,6 +330,59 @@ TEST(DataDicom, AFileOnWhichGdcmAllocatesGigabytesIsListedInAChild) {
   } catch (const InputError& e) {
     EXPECT_EQ(e.path(), (dir / "one").string()) << e.what();
   }
+}
+
+// A DICOM file is decoded in a forked child while other loader threads read PNG and NIfTI
+// through ITK in this process (what `m3ret shard` and the loader do): no child may inherit a
+// lock another thread held at the fork and wait for it until the decode timeout.
+TEST(DataDicom, DecodingChildrenForkedWhileOtherThreadsReadThroughItkNeverWait) {
+#if defined(__SANITIZE_ADDRESS__)
+  GTEST_SKIP()
+      << "GCC 12's AddressSanitizer does not lock its allocator around fork(): a child "
+         "forked while another thread allocates can wait on its lock (docs/reliability.md, "
+         "\"Known limitation (ASan builds only)\")";
+#endif
+  testing::TempDir dir("dicom-concurrent");
+  testutil::write_dicom(dir / "x.dcm", ramp16(40, 30), 40, 30, "DX");
+  std::vector<uint8_t> grey(48 * 40);
+  for (size_t i = 0; i < grey.size(); ++i) grey[i] = static_cast<uint8_t>(i * 7);
+  testutil::write_image(dir / "x.png", grey, 48, 40);
+  std::vector<float> vol(16 * 16 * 8);
+  for (size_t i = 0; i < vol.size(); ++i) vol[i] = static_cast<float>(i % 97);
+  testutil::write_volume(dir / "ct.nii.gz", vol, {16, 16, 8}, {2, 2, 2});
+  auto cfg = small_cfg();
+  cfg.decode_timeout_s = 20;
+  std::atomic<bool> stop{false};
+  std::atomic<int> failures{0};
+  std::string first_failure;
+  std::mutex mu;
+  auto loop = [&](const stdfs::path& file, const std::string& modality, int rounds) {
+    for (int i = 0; i < rounds && !stop; ++i) {
+      try {
+        read_sample(row(file, modality), dir.path(), cfg);
+      } catch (const std::exception& e) {
+        std::lock_guard<std::mutex> lock(mu);
+        if (failures++ == 0) first_failure = e.what();
+        stop = true;
+      }
+    }
+  };
+  constexpr int kRounds = 150;
+  std::vector<std::thread> threads;
+  threads.emplace_back([&] { loop(dir / "x.dcm", "xray", kRounds); });
+  threads.emplace_back([&] { loop(dir / "x.dcm", "xray", kRounds); });
+  threads.emplace_back([&] {
+    while (!stop) loop(dir / "x.png", "xray", 1);
+  });
+  threads.emplace_back([&] {
+    while (!stop) loop(dir / "ct.nii.gz", "ct", 1);
+  });
+  threads[0].join();
+  threads[1].join();
+  stop = true;
+  threads[2].join();
+  threads[3].join();
+  EXPECT_EQ(failures.load(), 0) << first_failure;
 }
 
 }  // namespace
