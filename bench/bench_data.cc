@@ -34,6 +34,7 @@ extern "C" {
 #include <libavformat/avformat.h>
 }
 
+#include "core/fork_server.h"
 #include "data/itk_image.h"
 #include "data/manifest.h"
 #include "data/reader.h"
@@ -196,6 +197,7 @@ std::vector<data::ManifestRow> write_clinical(const stdfs::path& dir) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  m3ret::fork_server::start();  // before any thread, as m3ret does
   stdfs::path dir = "/tmp/m3ret-bench-data";
   double seconds = 3.0;
   int64_t patients = 4;

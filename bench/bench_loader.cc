@@ -17,6 +17,7 @@
 #include <thread>
 #include <vector>
 
+#include "core/fork_server.h"
 #include "sharding/loader.h"
 #include "sharding/sampler.h"
 #include "sharding/shard_set.h"
@@ -24,6 +25,7 @@
 using namespace m3ret::sharding;
 
 int main(int argc, char** argv) {
+  m3ret::fork_server::start();  // before any thread, as m3ret does
   if (argc < 2) {
     std::fprintf(stderr, "usage: %s SHARDS [BATCH] [STEPS] [MIXING]\n", argv[0]);
     return 2;

@@ -21,6 +21,7 @@
 #include <thread>
 #include <vector>
 
+#include "core/fork_server.h"
 #include "model/objective.h"
 #include "model/settings.h"
 #include "sharding/loader.h"
@@ -31,6 +32,7 @@
 using namespace m3ret;
 
 int main(int argc, char** argv) {
+  m3ret::fork_server::start();  // before any thread, as m3ret does
   if (argc < 2) {
     std::fprintf(stderr, "usage: %s SHARDS [OBJECTIVE] [BATCH] [STEPS] [PRESET]\n", argv[0]);
     return 2;

@@ -42,6 +42,7 @@
 #include <thread>
 #include <vector>
 
+#include "core/fork_server.h"
 #include "eval/exact_index.h"
 #include "eval/index.h"
 #include "eval/retrieval.h"
@@ -244,6 +245,7 @@ void bench_eval(const Options& o, std::vector<float> x, int64_t n) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  m3ret::fork_server::start();  // before any thread, as m3ret does
   Options o;
   for (int i = 1; i < argc; i += 2) {
     const std::string a = argv[i];

@@ -16,6 +16,7 @@
 #include <filesystem>
 #include <string>
 
+#include "core/fork_server.h"
 #include "core/communicator.h"
 #include "core/log.h"
 #include "core/runtime.h"
@@ -23,6 +24,7 @@
 #include "sharding/sharder.h"
 
 int main(int argc, char** argv) {
+  m3ret::fork_server::start();  // before any thread, as m3ret does
   auto& rt = m3ret::Runtime::init(&argc, &argv);
   m3ret::log::init(rt.rank());
   if (argc < 3) {

@@ -21,6 +21,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "core/fork_server.h"
 #include "sharding/loader.h"
 #include "sharding/sampler.h"
 #include "sharding/shard_set.h"
@@ -54,6 +55,7 @@ int64_t shard_count(const std::filesystem::path& dir) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  m3ret::fork_server::start();  // before any thread, as m3ret does
   if (argc < 2) {
     std::fprintf(stderr, "usage: %s SHARDS [REPEATS]\n", argv[0]);
     return 2;

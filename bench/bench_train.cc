@@ -25,6 +25,7 @@
 
 #include <torch/torch.h>
 
+#include "core/fork_server.h"
 #include "core/communicator.h"
 #include "core/runtime.h"
 #include "model/augment.h"
@@ -40,6 +41,7 @@ double now() {
 }  // namespace
 
 int main(int argc, char** argv) {
+  m3ret::fork_server::start();  // before any thread, as m3ret does
   using namespace m3ret::trainer;
   auto& rt = m3ret::Runtime::init(&argc, &argv);
   auto& comm = rt.world_comm();

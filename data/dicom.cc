@@ -135,7 +135,8 @@ std::vector<Series> list_series(const stdfs::path& dir, const isolate::Limits& l
   // the series in a child process (data/isolate.h); a folder without files needs none.
   if (check_folder(dir) == 0) return {};
   const std::string bytes = isolate::run(
-      dir.string(), [&] { return encode(list_series_here(dir)); }, limits);
+      dir.string(), [](const std::string& folder) { return encode(list_series_here(folder)); },
+      dir.string(), limits);
   return decode(bytes, dir);
 }
 

@@ -18,6 +18,7 @@
 #include <fmt/format.h>
 
 #include "core/error.h"
+#include "core/fork_server.h"
 #include "core/mutex.h"
 
 namespace m3ret::data::isolate {
@@ -57,20 +58,13 @@ uint64_t address_space_bytes() {
   return pages * static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
 }
 
-[[noreturn]] void child(int fd, const std::function<std::string()>& work, uint64_t as_limit,
-                        pid_t parent) {
-  // The child dies with its parent (a killed rank, a job's end): a decoder that spins is never
-  // left running on the node. A parent already gone before this line is seen by getppid().
-  ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-  if (::getppid() != parent) ::_exit(1);
-  gate.store(new Gate);  // the parent's is marked forking; this process has one thread
-  ::close_range(3, static_cast<unsigned>(fd) - 1, 0);    // descriptors of the parent (other pipes,
-  ::close_range(static_cast<unsigned>(fd) + 1, ~0U, 0);  // MPI, HDF5): none is ours to hold
+// The child's work: runs task(args) under the memory limit, writes the framed result to `fd`.
+[[noreturn]] void finish_child(int fd, Task task, const std::string& args, uint64_t as_limit) {
   rlimit rl{as_limit, as_limit};
   ::setrlimit(RLIMIT_AS, &rl);
   std::string out;
   try {
-    out = kOk + work();
+    out = kOk + task(args);
   } catch (const InputError& e) {
     out = kInput + e.path() + '\0' + e.reason();
   } catch (const std::bad_alloc&) {
@@ -82,6 +76,31 @@ uint64_t address_space_bytes() {
   }
   write_all(fd, out);
   ::_exit(0);
+}
+
+// A child forked by this process (no fork server).
+[[noreturn]] void forked_child(int fd, Task task, const std::string& args, uint64_t as_limit,
+                               pid_t parent) {
+  // The child dies with its parent (a killed rank, a job's end): a decoder that spins is never
+  // left running on the node. A parent already gone before this line is seen by getppid().
+  ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+  if (::getppid() != parent) ::_exit(1);
+  gate.store(new Gate);  // the parent's is marked forking; this process has one thread
+  ::close_range(3, static_cast<unsigned>(fd) - 1, 0);    // descriptors of the parent (other pipes,
+  ::close_range(static_cast<unsigned>(fd) + 1, ~0U, 0);  // MPI, HDF5): none is ours to hold
+  finish_child(fd, task, args, as_limit);
+}
+
+// A child of the fork server: `bytes` holds the task, the memory limit and the task's arguments.
+void server_child(int fd, const std::string& bytes) {
+  Task task = nullptr;
+  int64_t memory_mb = 0;
+  if (bytes.size() < sizeof(task) + sizeof(memory_mb)) ::_exit(1);
+  std::memcpy(&task, bytes.data(), sizeof(task));
+  std::memcpy(&memory_mb, bytes.data() + sizeof(task), sizeof(memory_mb));
+  const std::string args = bytes.substr(sizeof(task) + sizeof(memory_mb));
+  finish_child(fd, task, args,
+               address_space_bytes() + static_cast<uint64_t>(memory_mb) * 1024 * 1024);
 }
 
 // Reads the child's result until EOF or the deadline; false on timeout.
@@ -105,21 +124,17 @@ bool read_result(int fd, std::chrono::steady_clock::time_point deadline, std::st
 // " (KEY)", naming the setting of a limit; "" when there is none.
 std::string setting(const std::string& key) { return key.empty() ? "" : " (" + key + ")"; }
 
-}  // namespace
-
-std::string run(const std::string& path, const std::function<std::string()>& work,
-                const Limits& limits) {
-  int fds[2];
-  if (::pipe2(fds, O_CLOEXEC) != 0)
-    throw Error(fmt::format("{}: cannot make a pipe: {}", path, std::strerror(errno)));
-  const uint64_t as_limit =
-      address_space_bytes() + static_cast<uint64_t>(limits.memory_mb) * 1024 * 1024;
+// Forks this process (no fork server) to run the task; the child's pid.
+pid_t fork_child(const std::string& path, Task task, const std::string& args, const Limits& limits,
+                 const int fds[2]) {
   if (scope_depth > 0) {
     ::close(fds[0]);
     ::close(fds[1]);
     throw Error(
         fmt::format("{}: internal error: a decoder process forked inside a library call", path));
   }
+  const uint64_t as_limit =
+      address_space_bytes() + static_cast<uint64_t>(limits.memory_mb) * 1024 * 1024;
   // One fork at a time (libraries' fork handlers, ITK's thread pool for one, are not safe to run
   // from two threads at once), and only while no thread is inside a library scope.
   Gate& g = *gate.load();
@@ -132,18 +147,34 @@ std::string run(const std::string& path, const std::function<std::string()>& wor
   }
   const pid_t parent = ::getpid();
   const pid_t pid = ::fork();
-  if (pid != 0) {
-    MutexLock lock(g.mu);
-    g.forking = false;
-    g.cv.notify_all();
-  }
+  if (pid == 0) forked_child(fds[1], task, args, as_limit, parent);
+  const int err = errno;
+  MutexLock lock(g.mu);
+  g.forking = false;
+  g.cv.notify_all();
+  errno = err;
+  return pid;
+}
+
+}  // namespace
+
+std::string run(const std::string& path, Task task, const std::string& args, const Limits& limits) {
+  int fds[2];
+  if (::pipe2(fds, O_CLOEXEC) != 0)
+    throw Error(fmt::format("{}: cannot make a pipe: {}", path, std::strerror(errno)));
+  std::string request(sizeof(task) + sizeof(limits.memory_mb), '\0');
+  std::memcpy(request.data(), &task, sizeof(task));
+  std::memcpy(request.data() + sizeof(task), &limits.memory_mb, sizeof(limits.memory_mb));
+  request += args;
+  pid_t pid = fork_server::spawn(server_child, request, fds[1]);
+  const bool served = pid > 0;
+  if (!served) pid = fork_child(path, task, args, limits, fds);
   if (pid < 0) {
     const int err = errno;
     ::close(fds[0]);
     ::close(fds[1]);
     throw Error(fmt::format("{}: cannot fork a decoder process: {}", path, std::strerror(err)));
   }
-  if (pid == 0) child(fds[1], work, as_limit, parent);
   ::close(fds[1]);
   std::string out;
   const bool finished = read_result(
@@ -151,7 +182,13 @@ std::string run(const std::string& path, const std::function<std::string()>& wor
   ::close(fds[0]);
   if (!finished) ::kill(pid, SIGKILL);
   int status = 0;
-  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  if (served) {
+    status = fork_server::wait(pid);
+    // -1: the server died, and its children with it (a result already read stands).
+    if (status == -1) status = out.empty() ? SIGKILL : 0;
+  } else {
+    while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
   }
   if (!finished) {
     throw InputError(path, fmt::format("{} took longer than {} s{}; stopped", limits.task,
@@ -196,19 +233,54 @@ LibraryScope::~LibraryScope() {
   if (--g.inside == 0) g.cv.notify_all();
 }
 
-void check(const std::string& path, const std::function<void()>& work, const Limits& limits) {
-  const std::string error = run(
-      path,
-      [&] {
-        try {
-          work();
-        } catch (const Error& e) {
-          return std::string(e.what());
-        }
-        return std::string();
-      },
-      limits);
+namespace {
+
+// check()'s task: the work's address, then its arguments; its error's message, or "".
+std::string check_task(const std::string& bytes) {
+  void (*work)(const std::string&) = nullptr;
+  if (bytes.size() < sizeof(work)) return "internal error: short check request";
+  std::memcpy(&work, bytes.data(), sizeof(work));
+  try {
+    work(bytes.substr(sizeof(work)));
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+}  // namespace
+
+void check(const std::string& path, void (*work)(const std::string& args), const std::string& args,
+           const Limits& limits) {
+  std::string bytes(sizeof(work), '\0');
+  std::memcpy(bytes.data(), &work, sizeof(work));
+  const std::string error = run(path, check_task, bytes + args, limits);
   if (!error.empty()) throw Error(error);
+}
+
+std::string pack(const std::vector<std::string>& parts) {
+  std::string out;
+  for (const auto& p : parts) {
+    const uint64_t n = p.size();
+    out.append(reinterpret_cast<const char*>(&n), sizeof(n));
+    out += p;
+  }
+  return out;
+}
+
+std::vector<std::string> unpack(const std::string& bytes) {
+  std::vector<std::string> out;
+  size_t at = 0;
+  while (at < bytes.size()) {
+    uint64_t n = 0;
+    if (bytes.size() - at < sizeof(n)) throw Error("internal error: truncated child arguments");
+    std::memcpy(&n, bytes.data() + at, sizeof(n));
+    at += sizeof(n);
+    if (bytes.size() - at < n) throw Error("internal error: truncated child arguments");
+    out.push_back(bytes.substr(at, n));
+    at += n;
+  }
+  return out;
 }
 
 }  // namespace m3ret::data::isolate

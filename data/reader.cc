@@ -6,6 +6,7 @@
 
 #include <fmt/format.h>
 
+#include "core/config.h"
 #include "core/error.h"
 #include "data/dicom.h"
 #include "data/integrity.h"
@@ -48,18 +49,33 @@ bool is_dicom_input(const stdfs::path& path) {
   return in.gcount() == 132 && std::memcmp(head + 128, "DICM", 4) == 0;
 }
 
+// decode_isolated()'s task: decodes args' file (path, modality, the preprocessing as TOML, and
+// whether videos are stored whole) and returns the shape and pixels as bytes.
+std::string decode_task(const std::string& args) {
+  const std::vector<std::string> a = isolate::unpack(args);
+  if (a.size() != 4) throw Error("internal error: decode request of " + std::to_string(a.size()));
+  config::Document doc;
+  doc.add_text(a[2], "the preprocessing settings of a decode request");
+  PreprocessConfig cfg;
+  doc.bind("", cfg);
+  cfg.stored_video = a[3] == "1";
+  Sample s;
+  s.modality = a[1];
+  decode(a[0], cfg, s);
+  std::string out(4 * sizeof(int64_t), '\0');
+  const int64_t shape[4] = {s.C, s.T, s.H, s.W};
+  std::memcpy(out.data(), shape, sizeof(shape));
+  return out.append(s.pixels.begin(), s.pixels.end());
+}
+
 // decode() in a child process (data/isolate.h): shape and pixels come back as bytes.
 void decode_isolated(const stdfs::path& path, const PreprocessConfig& cfg, Sample& s) {
-  const std::string bytes = isolate::run(
-      path.string(),
-      [&] {
-        decode(path, cfg, s);
-        std::string out(4 * sizeof(int64_t), '\0');
-        const int64_t shape[4] = {s.C, s.T, s.H, s.W};
-        std::memcpy(out.data(), shape, sizeof(shape));
-        return out.append(s.pixels.begin(), s.pixels.end());
-      },
-      isolate::Limits{cfg.decode_timeout_s, cfg.decode_memory_mb});
+  PreprocessConfig settings = cfg;
+  const std::string bytes =
+      isolate::run(path.string(), decode_task,
+                   isolate::pack({path.string(), s.modality, config::to_toml(settings),
+                                  cfg.stored_video ? "1" : "0"}),
+                   isolate::Limits{cfg.decode_timeout_s, cfg.decode_memory_mb});
   int64_t shape[4];
   if (bytes.size() < sizeof(shape))
     throw Error(fmt::format("{}: short result from the decoder", path.string()));

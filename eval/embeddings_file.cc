@@ -285,7 +285,8 @@ void read_in_child(const stdfs::path& path, uint64_t size, const ReadLimits& rea
   limits.timeout_setting = limits.memory_setting = "";
   try {
     data::isolate::check(
-        path.string(), [&] { (void)read_file(path); }, limits);
+        path.string(), [](const std::string& file) { (void)read_file(file); }, path.string(),
+        limits);
   } catch (const InputError& e) {  // killed, crashed, out of memory
     fail(path, e.reason());
   }

@@ -60,7 +60,8 @@ void read_in_child(const std::filesystem::path& path) {
   limits.timeout_setting = limits.memory_setting = "";
   try {
     data::isolate::check(
-        path.string(), [&] { (void)read_faiss_file(path); }, limits);
+        path.string(), [](const std::string& file) { (void)read_faiss_file(file); }, path.string(),
+        limits);
   } catch (const InputError& e) {  // killed, crashed, out of memory
     throw Error(fmt::format("reading {}: {} (a corrupt file?)", path.string(), e.reason()));
   }

@@ -3,6 +3,7 @@
 #include <cstdio>
 #include <exception>
 
+#include "core/fork_server.h"
 #include "core/build_info.h"
 #include "core/config.h"
 #include "core/log.h"
@@ -31,6 +32,7 @@ int fail(const std::exception& e, int code) {
 
 int run_cli(int argc, char** argv, const std::string& name, const std::string& description,
             std::initializer_list<AddVerb> verbs) {
+  fork_server::start();  // before any thread: decoding children are forked from it
   set_command_line(argc, argv);
   CLI::App app{description, name};
   app.set_version_flag("--version", name + " " + git_revision());

@@ -182,15 +182,15 @@ void load_torch_archive(torch::serialize::InputArchive& archive, const stdfs::pa
   try {
     data::isolate::run(
         file.string(),
-        [&] {
+        [](const std::string& path) {
           try {  // an error is the parent's to report (the same read fails the same way there)
             torch::serialize::InputArchive trial;
-            trial.load_from(file.string(), torch::Device(torch::kCPU));
+            trial.load_from(path, torch::Device(torch::kCPU));
           } catch (const std::exception&) {
           }
           return std::string();
         },
-        limits);
+        file.string(), limits);
   } catch (const InputError& e) {  // crashed, out of time or memory
     refuse(file, e.reason());
   }

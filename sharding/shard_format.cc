@@ -157,14 +157,18 @@ void read_in_child(const std::vector<std::filesystem::path>& paths, const std::s
   limits.task = "reading it with libhdf5";
   limits.timeout_setting = limits.memory_setting = "";
   try {
+    std::vector<std::string> args{name};
+    for (const auto& path : paths) args.push_back(path.string());
     data::isolate::check(
         name,
-        [&] {
-          h5::Handle fapl = h5::check(H5Pcreate(H5P_FILE_ACCESS), "create a property list", name);
-          h5::check_status(H5Pset_fapl_stdio(fapl.get()), "set the stdio driver", name);
-          for (const auto& path : paths) (void)read_metadata(path, fapl.get(), true);
+        [](const std::string& bytes) {
+          const std::vector<std::string> a = data::isolate::unpack(bytes);
+          const std::string& what = a.front();
+          h5::Handle fapl = h5::check(H5Pcreate(H5P_FILE_ACCESS), "create a property list", what);
+          h5::check_status(H5Pset_fapl_stdio(fapl.get()), "set the stdio driver", what);
+          for (size_t i = 1; i < a.size(); ++i) (void)read_metadata(a[i], fapl.get(), true);
         },
-        limits);
+        data::isolate::pack(args), limits);
   } catch (const InputError& e) {  // killed, crashed, out of memory
     throw ChildDied(fmt::format("{}: {}", name, e.reason()));
   }

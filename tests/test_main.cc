@@ -3,10 +3,12 @@
 #include <gtest/gtest.h>
 
 #include "core/communicator.h"
+#include "core/fork_server.h"
 #include "core/log.h"
 #include "core/runtime.h"
 
 int main(int argc, char** argv) {
+  m3ret::fork_server::start();  // before any thread (as m3ret's main does)
   auto& rt = m3ret::Runtime::init(&argc, &argv);
   m3ret::log::init(rt.rank());
   ::testing::InitGoogleTest(&argc, argv);

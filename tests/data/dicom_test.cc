@@ -4,6 +4,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <sys/resource.h>
+#include <sys/wait.h>
 #include <gdcmImageChangeTransferSyntax.h>
 #include <gdcmImageReader.h>
 #include <gdcmImageWriter.h>
@@ -17,6 +18,7 @@
 #include <thread>
 
 #include "core/error.h"
+#include "core/fork_server.h"
 #include "data/dicom.h"
 #include "data/itk_image.h"
 #include "data/reader.h"
@@ -332,37 +334,22 @@ TEST(DataDicom, AFileOnWhichGdcmAllocatesGigabytesIsListedInAChild) {
   }
 }
 
-// A DICOM file is decoded in a forked child while other loader threads read PNG and NIfTI
-// through ITK in this process (what `m3ret shard` and the loader do): no child may inherit a
-// lock another thread held at the fork and wait for it until the decode timeout.
-TEST(DataDicom, DecodingChildrenForkedWhileOtherThreadsReadThroughItkNeverWait) {
-#if defined(__SANITIZE_ADDRESS__)
-  GTEST_SKIP()
-      << "GCC 12's AddressSanitizer does not lock its allocator around fork(): a child "
-         "forked while another thread allocates can wait on its lock (docs/reliability.md, "
-         "\"Known limitation (ASan builds only)\")";
-#endif
-  testing::TempDir dir("dicom-concurrent");
-  testutil::write_dicom(dir / "x.dcm", ramp16(40, 30), 40, 30, "DX");
-  std::vector<uint8_t> grey(48 * 40);
-  for (size_t i = 0; i < grey.size(); ++i) grey[i] = static_cast<uint8_t>(i * 7);
-  testutil::write_image(dir / "x.png", grey, 48, 40);
-  std::vector<float> vol(16 * 16 * 8);
-  for (size_t i = 0; i < vol.size(); ++i) vol[i] = static_cast<float>(i % 97);
-  testutil::write_volume(dir / "ct.nii.gz", vol, {16, 16, 8}, {2, 2, 2});
+// Decodes a DICOM file in its child 150 times in each of two threads while two other threads
+// read PNG and NIfTI through ITK in this process (what `m3ret shard` and the loader do); the
+// first error ("" when none).
+std::string decode_dicom_beside_itk_readers(const stdfs::path& dir) {
   auto cfg = small_cfg();
   cfg.decode_timeout_s = 20;
   std::atomic<bool> stop{false};
-  std::atomic<int> failures{0};
   std::string first_failure;
   std::mutex mu;
   auto loop = [&](const stdfs::path& file, const std::string& modality, int rounds) {
     for (int i = 0; i < rounds && !stop; ++i) {
       try {
-        read_sample(row(file, modality), dir.path(), cfg);
+        read_sample(row(file, modality), dir, cfg);
       } catch (const std::exception& e) {
         std::lock_guard<std::mutex> lock(mu);
-        if (failures++ == 0) first_failure = e.what();
+        if (first_failure.empty()) first_failure = e.what();
         stop = true;
       }
     }
@@ -382,7 +369,46 @@ TEST(DataDicom, DecodingChildrenForkedWhileOtherThreadsReadThroughItkNeverWait) 
   stop = true;
   threads[2].join();
   threads[3].join();
-  EXPECT_EQ(failures.load(), 0) << first_failure;
+  return first_failure;
+}
+
+// No decoding child may inherit a lock that another thread held at the fork (ITK's reader
+// factory, the allocator's) and wait for it until the decode timeout: the children are forked
+// by the fork server (one thread), and a process without one forks only while no thread is
+// inside ITK (data::isolate::LibraryScope).
+TEST(DataDicom, DecodingChildrenForkedWhileOtherThreadsReadThroughItkNeverWait) {
+  testing::TempDir dir("dicom-concurrent");
+  testutil::write_dicom(dir / "x.dcm", ramp16(40, 30), 40, 30, "DX");
+  std::vector<uint8_t> grey(48 * 40);
+  for (size_t i = 0; i < grey.size(); ++i) grey[i] = static_cast<uint8_t>(i * 7);
+  testutil::write_image(dir / "x.png", grey, 48, 40);
+  std::vector<float> vol(16 * 16 * 8);
+  for (size_t i = 0; i < vol.size(); ++i) vol[i] = static_cast<float>(i % 97);
+  testutil::write_volume(dir / "ct.nii.gz", vol, {16, 16, 8}, {2, 2, 2});
+  ASSERT_GT(fork_server::pid(), 0) << "no fork server (tests/test_main.cc starts one)";
+  EXPECT_EQ(decode_dicom_beside_itk_readers(dir.path()), "");
+#if defined(__SANITIZE_ADDRESS__)
+  GTEST_SKIP() << "without a fork server: GCC 12's AddressSanitizer does not lock its allocator "
+                  "around fork(), so a child forked while another thread allocates can wait on "
+                  "its lock (docs/reliability.md, \"Forking beside other threads\")";
+#endif
+  // A forked copy of this process has no fork server: it forks its children itself.
+  const auto result = dir / "without-server.txt";
+  const pid_t copy = ::fork();
+  ASSERT_GE(copy, 0);
+  if (copy == 0) {
+    const std::string failure = fork_server::pid() == 0
+                                    ? decode_dicom_beside_itk_readers(dir.path())
+                                    : "the copy has a fork server";
+    std::ofstream(result) << failure;
+    ::_exit(0);
+  }
+  int status = 0;
+  ::waitpid(copy, &status, 0);
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+  std::string text;
+  std::getline(std::ifstream(result), text);
+  EXPECT_EQ(text, "") << "without a fork server";
 }
 
 }  // namespace

@@ -59,6 +59,34 @@ TEST(DataPreprocessConfig, BindsFromSettingsAndNamesBadKeys) {
   }
 }
 
+// A DICOM decoding child gets the preprocessing as TOML (data/reader.cc): every setting comes
+// back exactly, doubles to the last bit.
+TEST(DataPreprocessConfig, RoundTripsThroughTomlExactly) {
+  PreprocessConfig cfg;
+  cfg.image_size = 48;
+  cfg.resize = "crop";
+  cfg.ct_window = {-1000.0 / 3.0, 0.1 + 0.2};
+  cfg.ct_spacing = {0.123456789012345678, 1.0 / 7.0, 2.9999999999999996};
+  cfg.mri_percentiles = {0.5, 99.5};
+  cfg.rgb_modalities = {"ultrasound", "xray"};
+  cfg.max_input_pixels = 12345678;
+  cfg.decode_timeout_s = 7;
+  config::Document doc;
+  doc.add_text(config::to_toml(cfg), "round trip");
+  PreprocessConfig back;
+  doc.bind("", back);
+  doc.check_all_used();
+  EXPECT_EQ(config::to_toml(back), config::to_toml(cfg));
+  EXPECT_EQ(back.image_size, 48);
+  EXPECT_EQ(back.resize, "crop");
+  EXPECT_EQ(back.ct_window, cfg.ct_window);
+  EXPECT_EQ(back.ct_spacing, cfg.ct_spacing);
+  EXPECT_EQ(back.mri_percentiles, cfg.mri_percentiles);
+  EXPECT_EQ(back.rgb_modalities, cfg.rgb_modalities);
+  EXPECT_EQ(back.max_input_pixels, 12345678);
+  EXPECT_EQ(back.decode_timeout_s, 7);
+}
+
 // A CT volume of three slabs along x: -1000, 0 and 1000 HU.
 TEST(DataPreprocess, CtWindowMapsHuToBytes) {
   testing::TempDir dir("prep");
