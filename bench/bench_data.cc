@@ -2,7 +2,7 @@
 // one thread, against the decoding library alone (ITK ImageFileReader, a
 // plain libavcodec decode loop) on the same files.
 //
-//   bench_data [--dir DIR] [--seconds S] [--patients N]
+//   bench_data [--dir DIR] [--seconds S] [--patients N] [--fork-server on|off]
 //
 // Generates the synthetic dataset (data/synth.h, default sizes) into
 // DIR/synth when missing, and one clinical-size file per modality with a
@@ -14,6 +14,8 @@
 //   m3ret decode  images/volumes: data::itkio::read alone (integrity checks +
 //                 ITK decode into float channels, no preprocessing)
 //   library       the library's own decode of the same file, nothing else
+// DICOM is decoded in a child (data/isolate.h), forked by the fork server as in m3ret
+// (--fork-server on, the default) or by this process (off: what a process without one does).
 // Prints one table (markdown) to stdout. See docs/performance.md.
 #include <chrono>
 #include <cmath>
@@ -197,7 +199,11 @@ std::vector<data::ManifestRow> write_clinical(const stdfs::path& dir) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  m3ret::fork_server::start();  // before any thread, as m3ret does
+  bool server = true;
+  for (int i = 1; i + 1 < argc; ++i) {
+    if (std::string(argv[i]) == "--fork-server") server = std::string(argv[i + 1]) != "off";
+  }
+  if (server) m3ret::fork_server::start();  // before any thread, as m3ret does
   stdfs::path dir = "/tmp/m3ret-bench-data";
   double seconds = 3.0;
   int64_t patients = 4;
@@ -209,8 +215,10 @@ int main(int argc, char** argv) {
       seconds = std::atof(argv[i + 1]);
     else if (a == "--patients")
       patients = std::atoll(argv[i + 1]);
-    else {
-      std::fprintf(stderr, "usage: bench_data [--dir DIR] [--seconds S] [--patients N]\n");
+    else if (a != "--fork-server") {
+      std::fprintf(stderr,
+                   "usage: bench_data [--dir DIR] [--seconds S] [--patients N] "
+                   "[--fork-server on|off]\n");
       return 2;
     }
   }
