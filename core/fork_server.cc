@@ -12,6 +12,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "core/fs.h"
 #include "core/mutex.h"
 
 namespace m3ret::fork_server {
@@ -28,6 +29,10 @@ struct Reply {
   int value;  // kSpawn: the child's pid, or -1; kWait: the wait status, or -1
   int error;  // errno of a failed fork or waitpid
 };
+
+// The signals a launcher sends to a whole process group: the server ignores them, its children
+// take them as usual.
+constexpr int kGroupSignals[] = {SIGINT, SIGTERM, SIGHUP, SIGUSR1, SIGUSR2, SIGPIPE, SIGQUIT};
 
 struct Client {
   Mutex mu;
@@ -113,10 +118,8 @@ bool read_args(int fd, std::string& out) {
   // A launcher's signals to the process group (Slurm's SIGTERM, a terminal's SIGINT) are for
   // the process that started the server: the server ends with it (PDEATHSIG, or its socket's
   // end), and its children with the server.
-  for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGUSR1, SIGUSR2, SIGPIPE, SIGQUIT})
-    ::signal(sig, SIG_IGN);
-  ::close_range(3, static_cast<unsigned>(sock) - 1, 0);
-  ::close_range(static_cast<unsigned>(sock) + 1, ~0U, 0);
+  for (int sig : kGroupSignals) ::signal(sig, SIG_IGN);
+  fs::close_descriptors_except(sock);
   const pid_t self = ::getpid();
   for (;;) {
     Request req{};
@@ -128,16 +131,11 @@ bool read_args(int fd, std::string& out) {
       if (child == 0) {
         ::prctl(PR_SET_PDEATHSIG, SIGKILL);
         if (::getppid() != self) ::_exit(1);
-        for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGUSR1, SIGUSR2, SIGPIPE, SIGQUIT})
-          ::signal(sig, SIG_DFL);
-        const int args_fd = fds[0], fd = fds[1];
+        for (int sig : kGroupSignals) ::signal(sig, SIG_DFL);
         std::string args;
-        if (!read_args(args_fd, args)) ::_exit(1);
-        ::close(args_fd);
-        ::close(sock);
-        ::close_range(3, static_cast<unsigned>(fd) - 1, 0);
-        ::close_range(static_cast<unsigned>(fd) + 1, ~0U, 0);
-        req.entry(fd, args);
+        if (!read_args(fds[0], args)) ::_exit(1);
+        fs::close_descriptors_except(fds[1]);  // the arguments, the socket, other requests'
+        req.entry(fds[1], args);
         ::_exit(1);  // entry() must not return
       }
       rep = {child, child < 0 ? errno : 0};
@@ -203,17 +201,11 @@ pid_t pid() {
 pid_t spawn(Entry entry, const std::string& args, int fd) {
   const int args_fd = ::memfd_create("m3ret-fork-args", MFD_CLOEXEC);
   if (args_fd < 0) return -1;
-  size_t done = 0;
-  while (done < args.size()) {
-    const ssize_t w = ::write(args_fd, args.data() + done, args.size() - done);
-    if (w < 0 && errno == EINTR) continue;
-    if (w <= 0) {
-      const int err = errno;
-      ::close(args_fd);
-      errno = err;
-      return -1;
-    }
-    done += static_cast<size_t>(w);
+  if (!fs::write_all(args_fd, args.data(), args.size())) {
+    const int err = errno;
+    ::close(args_fd);
+    errno = err;
+    return -1;
   }
   Client& c = client();
   Reply rep{-1, 0};

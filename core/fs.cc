@@ -4,6 +4,7 @@
 #include <unistd.h>
 #include <zlib.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <cstring>
@@ -157,6 +158,23 @@ void refuse_or_overwrite(const std::filesystem::path& dir, const EarlierOutput& 
     std::filesystem::remove_all(p);
     spdlog::info("{} --overwrite: removed {}", e.verb, p.string());
   }
+}
+
+bool write_all(int fd, const void* data, size_t n) noexcept {
+  const auto* p = static_cast<const char*>(data);
+  while (n > 0) {
+    const ssize_t w = ::write(fd, p, n);
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) return false;
+    p += w;
+    n -= static_cast<size_t>(w);
+  }
+  return true;
+}
+
+void close_descriptors_except(int keep) noexcept {
+  if (keep > 3) ::close_range(3, static_cast<unsigned>(keep) - 1, 0);
+  ::close_range(static_cast<unsigned>(std::max(keep + 1, 3)), ~0U, 0);
 }
 
 }  // namespace m3ret::fs

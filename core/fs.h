@@ -78,4 +78,12 @@ struct EarlierOutput {
 // deletes them)". With `overwrite`, deletes e.remove (each logged).
 void refuse_or_overwrite(const std::filesystem::path& dir, const EarlierOutput& e, bool overwrite);
 
+// Writes all `n` bytes to descriptor `fd`, retrying interrupted and short writes; false (errno
+// set) on an error.
+bool write_all(int fd, const void* data, size_t n) noexcept;
+
+// Closes every descriptor from 3 up but `keep`: what a forked child does so as to hold none of
+// its parent's (pipes, sockets, MPI's, HDF5's).
+void close_descriptors_except(int keep) noexcept;
+
 }  // namespace m3ret::fs

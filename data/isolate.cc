@@ -19,6 +19,7 @@
 
 #include "core/error.h"
 #include "core/fork_server.h"
+#include "core/fs.h"
 #include "core/mutex.h"
 
 namespace m3ret::data::isolate {
@@ -40,22 +41,17 @@ thread_local int scope_depth = 0;  // this thread's nested scopes
 // Result framing, child -> parent: one tag byte, then the payload.
 constexpr char kOk = 'K', kInput = 'I', kOther = 'X', kMemory = 'M';
 
-void write_all(int fd, const std::string& bytes) {
-  size_t done = 0;
-  while (done < bytes.size()) {
-    const ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return;
-    done += static_cast<size_t>(n);
-  }
-}
-
 // Bytes of address space this process maps now (from /proc/self/statm).
 uint64_t address_space_bytes() {
   std::ifstream in("/proc/self/statm");
   uint64_t pages = 0;
   in >> pages;
   return pages * static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
+}
+
+// RLIMIT_AS for a child: its address space now plus `memory_mb`.
+uint64_t address_space_limit(int64_t memory_mb) {
+  return address_space_bytes() + static_cast<uint64_t>(memory_mb) * 1024 * 1024;
 }
 
 // The child's work: runs task(args) under the memory limit, writes the framed result to `fd`.
@@ -74,7 +70,7 @@ uint64_t address_space_bytes() {
   } catch (...) {
     out = kOther + std::string("unknown exception");
   }
-  write_all(fd, out);
+  fs::write_all(fd, out.data(), out.size());
   ::_exit(0);
 }
 
@@ -85,9 +81,8 @@ uint64_t address_space_bytes() {
   // left running on the node. A parent already gone before this line is seen by getppid().
   ::prctl(PR_SET_PDEATHSIG, SIGKILL);
   if (::getppid() != parent) ::_exit(1);
-  gate.store(new Gate);  // the parent's is marked forking; this process has one thread
-  ::close_range(3, static_cast<unsigned>(fd) - 1, 0);    // descriptors of the parent (other pipes,
-  ::close_range(static_cast<unsigned>(fd) + 1, ~0U, 0);  // MPI, HDF5): none is ours to hold
+  gate.store(new Gate);              // the parent's is marked forking; this process has one thread
+  fs::close_descriptors_except(fd);  // the parent's (other pipes, MPI, HDF5): none is ours
   finish_child(fd, task, args, as_limit);
 }
 
@@ -99,8 +94,7 @@ void server_child(int fd, const std::string& bytes) {
   std::memcpy(&task, bytes.data(), sizeof(task));
   std::memcpy(&memory_mb, bytes.data() + sizeof(task), sizeof(memory_mb));
   const std::string args = bytes.substr(sizeof(task) + sizeof(memory_mb));
-  finish_child(fd, task, args,
-               address_space_bytes() + static_cast<uint64_t>(memory_mb) * 1024 * 1024);
+  finish_child(fd, task, args, address_space_limit(memory_mb));
 }
 
 // Reads the child's result until EOF or the deadline; false on timeout.
@@ -133,8 +127,7 @@ pid_t fork_child(const std::string& path, Task task, const std::string& args, co
     throw Error(
         fmt::format("{}: internal error: a decoder process forked inside a library call", path));
   }
-  const uint64_t as_limit =
-      address_space_bytes() + static_cast<uint64_t>(limits.memory_mb) * 1024 * 1024;
+  const uint64_t as_limit = address_space_limit(limits.memory_mb);
   // One fork at a time (libraries' fork handlers, ITK's thread pool for one, are not safe to run
   // from two threads at once), and only while no thread is inside a library scope.
   Gate& g = *gate.load();
