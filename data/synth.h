@@ -53,6 +53,9 @@ struct SynthConfig {
   // centre, as a fraction of its radius.
   std::vector<double> pattern_tilt = {-15, 15};
   double pattern_offset = 0;
+  // A smooth random displacement of the pattern, drawn per patient: at most
+  // this many periods along each axis, wavelength 4 periods; 0 = none.
+  double pattern_warp = 0;
 
   template <class V>
   void visit(V& v) {
@@ -86,6 +89,10 @@ struct SynthConfig {
       "structural classes: the pattern's origin lies within this fraction of the lesion radius "
       "of the lesion centre",
       config::Range{0, 0.9});
+    v("pattern_warp", pattern_warp,
+      "structural classes: largest displacement of the pattern along each axis by a smooth "
+      "random warp drawn per patient, in periods (wavelength 4 periods; 0 = none)",
+      config::Range{0, 2});
   }
   // Throws config::Error naming the key for an unknown class or modality, fewer
   // than 2 classes, classes of both families, an odd video size, or a

@@ -53,6 +53,18 @@ Finding finding_of(const std::string& name) {
 // so that blur and resampling mix the two phases equally for every class.
 double pattern_field(const PatternParams& p, double radius, double u0, double v0) {
   const double P = p.period;
+  if (p.warp_amp > 0) {
+    double du = 0, dv = 0;
+    const double k = 2 * M_PI / p.warp_wavelength;
+    for (int i = 0; i < 3; ++i) {
+      du += std::cos(k * (u0 * std::cos(p.warp_angle[i]) + v0 * std::sin(p.warp_angle[i])) +
+                     p.warp_phase[i]);
+      dv += std::cos(k * (u0 * std::cos(p.warp_angle[i + 3]) + v0 * std::sin(p.warp_angle[i + 3])) +
+                     p.warp_phase[i + 3]);
+    }
+    const double a = p.warp_amp / 3;  // |du|, |dv| <= warp_amp
+    u0 += a * du, v0 += a * dv;
+  }
   u0 -= p.origin_u, v0 -= p.origin_v;
   const double ct = std::cos(p.tilt), st = std::sin(p.tilt);
   const double u = ct * u0 - st * v0, v = st * u0 + ct * v0;
@@ -206,6 +218,14 @@ Anatomy make_patient(Finding f, Rng& rng, Pattern pattern, const PatternGeometry
       a.ly = rng.uniform(-ly, ly);
       a.lz = rng.uniform(-lz, lz);
       a.contrast = rng.uniform(0.75, 1.25);
+      if (g.warp > 0) {  // last, so that warp = 0 draws what it always drew
+        a.pattern.warp_amp = g.warp * a.pattern.period;
+        a.pattern.warp_wavelength = kWarpWavelength * a.pattern.period;
+        for (int i = 0; i < 6; ++i) {
+          a.pattern.warp_angle[i] = rng.uniform(0, 2 * M_PI);
+          a.pattern.warp_phase[i] = rng.uniform(0, 2 * M_PI);
+        }
+      }
       return a;
     }
     case Finding::nodule:

@@ -50,7 +50,14 @@ struct PatternParams {
   double angle = 0;                   // spokes rotation (radians)
   double tilt = 0;                    // rotation of the whole pattern (radians)
   double origin_u = 0, origin_v = 0;  // the pattern's origin relative to the lesion centre
-  double threshold = 0;               // level splitting the lesion disc 50/50 (set_threshold)
+  // A smooth random displacement of (u, v) before the pattern is evaluated:
+  // each component is warp_amp / 3 times a sum of three cosine plane waves of
+  // wavelength warp_wavelength (directions and phases in warp_angle/warp_phase),
+  // at most warp_amp, so that no two patients' patterns line up while the
+  // local structure (orientation, spacing, kind) stays. 0: no displacement.
+  double warp_amp = 0, warp_wavelength = 1;
+  double warp_angle[6] = {}, warp_phase[6] = {};  // u: waves 0-2, v: waves 3-5
+  double threshold = 0;  // level splitting the lesion disc 50/50 (set_threshold)
 };
 // The continuous pattern field; the lesion is "hi" where it exceeds p.threshold.
 double pattern_field(const PatternParams& p, double radius, double u, double v);
@@ -105,13 +112,18 @@ struct Anatomy {
 // stays inside the body.
 // `tilt_lo`..`tilt_hi` (degrees) rotates the whole pattern; `offset` moves the
 // pattern's origin (the centre of rings and spokes, the phase origin of the
-// others) uniformly within that fraction of the lesion radius of its centre.
+// others) uniformly within that fraction of the lesion radius of its centre;
+// `warp` > 0 displaces the pattern smoothly (PatternParams::warp_amp = warp
+// periods, wavelength kWarpWavelength periods), drawn after every other value
+// so that warp = 0 leaves a dataset unchanged.
 struct PatternGeometry {
   double diameter_lo = 0.34, diameter_hi = 0.46;
   double period_lo = 0.13, period_hi = 0.19;
   double tilt_lo = -15, tilt_hi = 15;
   double offset = 0;
+  double warp = 0;
 };
+inline constexpr double kWarpWavelength = 4.0;  // in periods
 Anatomy make_patient(Finding f, Rng& rng, Pattern pattern = Pattern::stripes_h,
                      const PatternGeometry& geometry = {});
 Anatomy make_sample(const Anatomy& patient, Rng& rng);

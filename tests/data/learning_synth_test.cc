@@ -35,20 +35,15 @@ const std::vector<std::string> kStructural = {"stripes-h", "stripes-v", "checker
                                               "rings",     "spokes",    "dots"};
 const std::vector<std::string> kModalities = {"ct", "xray", "ultrasound", "endoscopy", "mri"};
 
-// The benchmark's geometry (configs/learning.toml) at a smaller patient count.
+// The benchmark's generator (configs/learning.toml's [synth]: classes, sizes,
+// lesion and pattern geometry, warp) at a smaller patient count and seed 5.
 SynthConfig bench_config(int64_t patients_per_class) {
+  config::Document doc;
+  doc.add_file(testing::source_dir() / "configs" / "learning.toml");
   SynthConfig c;
+  doc.bind("synth", c);
   c.seed = 5;
-  c.classes = kStructural;
   c.patients_per_class = patients_per_class;
-  c.samples_per_patient = 2;
-  c.test_fraction = 0.5;
-  c.image_size = 64;
-  c.volume_size = 64;
-  c.volume_slices = 16;
-  c.video_frames = 8;
-  c.video_width = 64;
-  c.video_height = 64;
   return c;
 }
 
@@ -302,6 +297,74 @@ TEST(LearningSynthConfig, LesionDiameterAndPatternPeriodSetTheDraws) {
   c.lesion_diameter = {0.4, 0.5};
   c.pattern_period = {0.2, 0.1};
   EXPECT_THROW(c.validate(), config::Error);
+}
+
+// synth.pattern_warp displaces the pattern smoothly: warp 0 draws exactly
+// what it always drew; a warp moves the field by at most its amplitude along
+// each axis, smoothly, and is a different displacement for each patient, while
+// both samples of a patient share it.
+TEST(LearningSynthConfig, PatternWarpDisplacesThePatternSmoothly) {
+  synth::PatternGeometry plain{0.54, 0.66, 0.17, 0.23}, warped = plain;
+  warped.warp = 0.6;
+  synth::Rng r1(7), r2(7);
+  const auto a = synth::make_patient(synth::Finding::pattern, r1, synth::Pattern::stripes_h, plain);
+  const auto b =
+      synth::make_patient(synth::Finding::pattern, r2, synth::Pattern::stripes_h, warped);
+  EXPECT_EQ(a.pattern.warp_amp, 0);
+  EXPECT_EQ(a.lr, b.lr);  // the warp is drawn after everything else
+  EXPECT_EQ(a.pattern.period, b.pattern.period);
+  EXPECT_EQ(a.pattern.phase_v, b.pattern.phase_v);
+  EXPECT_EQ(a.lx, b.lx);
+  EXPECT_EQ(a.contrast, b.contrast);
+  EXPECT_DOUBLE_EQ(b.pattern.warp_amp, 0.6 * b.pattern.period);
+  EXPECT_DOUBLE_EQ(b.pattern.warp_wavelength, synth::kWarpWavelength * b.pattern.period);
+
+  // stripes-h with no tilt: the field is sin(2 pi v' / P + phase) with v' = v + dv,
+  // so the displacement along v can be read back from the field where it is monotone.
+  synth::PatternParams p = b.pattern;
+  p.tilt = 0, p.origin_u = 0, p.origin_v = 0, p.phase_v = 0;
+  synth::PatternParams flat = p;
+  flat.warp_amp = 0;
+  double max_diff = 0;
+  int differ = 0, n = 0;
+  for (double u = -0.5; u <= 0.5; u += 0.05) {
+    for (double v = -0.5; v <= 0.5; v += 0.05) {
+      const double w = synth::pattern_field(p, a.lr, u, v),
+                   f = synth::pattern_field(flat, a.lr, u, v);
+      max_diff = std::max(max_diff, std::abs(w - f));
+      differ += std::abs(w - f) > 0.05;
+      ++n;
+      // The warped field is the flat one at a point at most warp_amp away along v.
+      bool found = false;
+      for (double dv = -p.warp_amp; dv <= p.warp_amp && !found; dv += p.warp_amp / 200)
+        found = std::abs(synth::pattern_field(flat, a.lr, u, v + dv) - w) < 0.03;
+      EXPECT_TRUE(found) << "u " << u << " v " << v;
+    }
+  }
+  EXPECT_GT(differ, n / 3) << "the warp barely moves the pattern (max |diff| " << max_diff << ")";
+  // Smooth: a step of 1 % of the period changes the field by little.
+  for (double v = -0.5; v <= 0.5; v += 0.01)
+    EXPECT_LT(std::abs(synth::pattern_field(p, a.lr, 0.1, v + 0.01 * p.period) -
+                       synth::pattern_field(p, a.lr, 0.1, v)),
+              0.2);
+  // Per patient: another patient's warp differs; a sample keeps its patient's.
+  synth::Rng r3(8);
+  const auto c =
+      synth::make_patient(synth::Finding::pattern, r3, synth::Pattern::stripes_h, warped);
+  EXPECT_NE(c.pattern.warp_phase[0], b.pattern.warp_phase[0]);
+  const auto s = synth::make_sample(b, r3);
+  EXPECT_EQ(s.pattern.warp_phase[5], b.pattern.warp_phase[5]);
+  EXPECT_EQ(s.pattern.warp_angle[2], b.pattern.warp_angle[2]);
+
+  config::Document doc;
+  doc.add_override("synth.pattern_warp=3");
+  SynthConfig cfg;
+  try {
+    doc.bind("synth", cfg);
+    FAIL() << "pattern_warp 3 accepted";
+  } catch (const config::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("synth.pattern_warp"), std::string::npos) << e.what();
+  }
 }
 
 TEST(LearningSynthConfig, ConfigsLearningTomlIsAStructuralBenchmark) {
