@@ -69,6 +69,7 @@ int run_command_outside_mpi(const std::string& cmd, std::string* output) {
 std::string python_with(const std::string& modules) {
   std::vector<std::string> candidates;
   if (const char* env = std::getenv("M3RET_PYTHON")) candidates.emplace_back(env);
+  candidates.emplace_back(M3RET_DEFAULT_PYTHON);  // what CMake found (tests/CMakeLists.txt)
   candidates.emplace_back("/usr/bin/python3");
   candidates.emplace_back("python3");
   for (const auto& py : candidates) {

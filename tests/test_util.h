@@ -27,7 +27,7 @@ std::filesystem::path source_dir();
 std::filesystem::path m3ret_binary();
 
 // The first Python interpreter that imports all of `modules` (e.g. "torch" or
-// "numpy, h5py"): M3RET_PYTHON, then Debian's /usr/bin/python3, then python3 on
+// "numpy, h5py"): $M3RET_PYTHON, then the one CMake found, then /usr/bin/python3, then python3 on
 // PATH. Empty when none does (tests then skip with that reason).
 std::string python_with(const std::string& modules);
 
