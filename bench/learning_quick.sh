@@ -6,8 +6,8 @@
 # `--set` overrides for every stage (data geometry, objective, model, steps).
 #
 #   bash bench/learning_quick.sh OUT [--set KEY=VALUE ...]
-#   bash bench/learning_quick.sh /tmp/q --set simdino.local_crops=0 \
-#        --set 'synth.lesion_diameter=[0.54,0.66]' --set 'synth.pattern_period=[0.17,0.23]'
+#   bash bench/learning_quick.sh /tmp/q --set train.max_steps=900 --set train.warmup_steps=60 \
+#        --set model.embedding=mean
 #
 # Prints one line per encoder: recall@1 per modality with the lower end of its
 # 95 % interval; the full report is OUT/report.json. Figures: docs/performance.md.
