@@ -169,6 +169,24 @@ void check_torch_archive(const stdfs::path& file) {
     check_entry(z.get(), static_cast<zip_uint64_t>(i), file_size, file);
 }
 
+namespace {
+// What LibTorch says when `read` throws (its message without the C++ backtrace), or "" when it
+// does not.
+template <class Read>
+std::string libtorch_refusal(Read&& read) {
+  try {
+    read();
+  } catch (const c10::Error& e) {  // what LibTorch refuses, e.g. a mutated pickle
+    return e.what_without_backtrace();
+  } catch (const std::exception& e) {  // e.g. torch::jit::ErrorReport on a mutated code/ source
+    std::string why = e.what();
+    why.erase(0, why.find_first_not_of(" \n"));
+    return why.empty() ? std::string("LibTorch refused it") : why;
+  }
+  return "";
+}
+}  // namespace
+
 void load_torch_archive(torch::serialize::InputArchive& archive, const stdfs::path& file,
                         c10::optional<torch::Device> device) {
   check_torch_archive(file);
@@ -179,30 +197,26 @@ void load_torch_archive(torch::serialize::InputArchive& archive, const stdfs::pa
   limits.memory_mb = kReadMemoryBaseMb + 4 * (size >> 20);
   limits.task = "reading it with LibTorch";
   limits.timeout_setting = limits.memory_setting = "";
+  // The child's verdict is final: LibTorch's importer follows wild pointers on some mutated
+  // sources, so whether a read crashes or throws depends on the heap, and the parent (another
+  // heap) must never retry what the child could not load. A refusal comes back as its message.
+  std::string refused;
   try {
-    data::isolate::run(
+    refused = data::isolate::run(
         file.string(),
         [](const std::string& path) {
-          try {  // an error is the parent's to report (the same read fails the same way there)
+          return libtorch_refusal([&] {
             torch::serialize::InputArchive trial;
             trial.load_from(path, torch::Device(torch::kCPU));
-          } catch (const std::exception&) {
-          }
-          return std::string();
+          });
         },
         file.string(), limits);
   } catch (const InputError& e) {  // crashed, out of time or memory
     refuse(file, e.reason());
   }
-  try {
-    archive.load_from(file.string(), device);
-  } catch (const c10::Error& e) {  // what LibTorch refuses, e.g. a mutated pickle
-    refuse(file, e.what_without_backtrace());
-  } catch (const std::exception& e) {  // e.g. torch::jit::ErrorReport on a mutated code/ source
-    std::string why = e.what();
-    why.erase(0, why.find_first_not_of(" \n"));
-    refuse(file, why);
-  }
+  if (!refused.empty()) refuse(file, refused);
+  const std::string why = libtorch_refusal([&] { archive.load_from(file.string(), device); });
+  if (!why.empty()) refuse(file, why);
 }
 
 void load_module(torch::nn::Module& module, torch::serialize::InputArchive& archive,
