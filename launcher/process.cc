@@ -146,6 +146,45 @@ int wait_exit(pid_t pid) {
 
 int run_child(const std::vector<std::string>& argv) { return wait_exit(spawn(argv)); }
 
+int run_passing_stop_on(const std::vector<std::string>& argv, SpawnOptions opts,
+                        const std::function<void(int)>& on_stop) {
+  sigset_t stop, wait_for, old;
+  sigemptyset(&stop);
+  for (int s : {SIGTERM, SIGINT, SIGHUP, SIGUSR1}) sigaddset(&stop, s);
+  wait_for = stop;
+  sigaddset(&wait_for, SIGCHLD);
+  // Blocked before the child starts, so that no stop request can fall between.
+  pthread_sigmask(SIG_BLOCK, &wait_for, &old);
+  opts.blocked_signals = {SIGTERM, SIGINT};
+  pid_t pid = 0;
+  try {
+    pid = spawn(argv, opts);
+  } catch (...) {
+    pthread_sigmask(SIG_SETMASK, &old, nullptr);
+    throw;
+  }
+  int status = 0;
+  while (true) {
+    const pid_t done = waitpid(pid, &status, WNOHANG);
+    if (done == pid) break;
+    if (done < 0 && errno != EINTR) {
+      const int err = errno;
+      pthread_sigmask(SIG_SETMASK, &old, nullptr);
+      throw Error(
+          fmt::format("waitpid for '{}' (pid {}) failed: {}", argv[0], pid, std::strerror(err)));
+    }
+    const timespec wake{1, 0};  // also re-checks the child if a SIGCHLD was merged
+    const int sig = sigtimedwait(&wait_for, nullptr, &wake);
+    if (sig > 0 && sig != SIGCHLD) {
+      if (on_stop) on_stop(sig);
+      kill(pid, SIGUSR1);
+    }
+  }
+  pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  if (WIFEXITED(status)) return WEXITSTATUS(status);
+  return WIFSIGNALED(status) ? 128 + WTERMSIG(status) : 1;
+}
+
 namespace {
 
 // Reads both pipes until both close, so that neither can fill up and block the child.

@@ -19,6 +19,7 @@
 #include <sys/types.h>
 
 #include <filesystem>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -63,6 +64,19 @@ int wait_exit(pid_t pid);
 
 // Runs argv with our stdout/stderr and waits; its exit status.
 int run_child(const std::vector<std::string>& argv);
+
+// Runs argv (an mpiexec, typically) as a child that this process stands for
+// until it exits, and passes a stop request on to it: the child starts with
+// SIGTERM and SIGINT blocked (on SIGTERM Open MPI's mpiexec kills its ranks
+// after one second and cannot be told to forward it), and SIGTERM, SIGINT,
+// SIGHUP or SIGUSR1 sent to this process (alone, as `kill PID` does, or with
+// its whole process group, as Slurm and a terminal do) is sent to the child as
+// SIGUSR1, which mpiexec forwards to every rank. `on_stop` is called with each
+// such signal as it arrives. Our own signal mask is restored before returning.
+// Returns the child's exit status (128 + signal when killed); throws
+// m3ret::Error naming argv[0] when it cannot be started.
+int run_passing_stop_on(const std::vector<std::string>& argv, SpawnOptions opts,
+                        const std::function<void(int)>& on_stop);
 
 struct CommandResult {
   int status = -1;  // exit status; 127 when the program could not be started

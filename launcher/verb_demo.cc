@@ -11,10 +11,16 @@
 //
 // The demo itself is not an MPI program: it starts each distributed stage
 // with mpiexec as a child, exactly as a user would by hand (docs/pipeline.md).
+// A stop signal sent to the demo alone (`kill PID`) reaches that child too:
+// nothing it started keeps running after it exits (StopRequested).
+#include <pthread.h>
+#include <signal.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
@@ -30,12 +36,29 @@
 #include "eval/retrieval.h"
 #include "launcher/process.h"
 #include "launcher/verbs.h"
+#include "trainer/trainer.h"
 
 namespace m3ret::launcher {
 
 namespace {
 
 namespace stdfs = std::filesystem;
+
+// SIGTERM, SIGINT, SIGHUP or SIGUSR1 sent to the demo: it stops after passing
+// the request on to the stage that runs (process.h, run_passing_stop_on: the
+// training checkpoints first) and exits 75, as `m3ret train` does; the same
+// command continues from there.
+struct StopRequested : Error {
+  StopRequested(int sig, const std::string& stage)
+      : Error(fmt::format("demo: {} received during stage '{}'", strsignal(sig), stage)) {}
+};
+
+sigset_t stop_signals() {
+  sigset_t set;
+  sigemptyset(&set);
+  for (int s : {SIGTERM, SIGINT, SIGHUP, SIGUSR1}) sigaddset(&set, s);
+  return set;
+}
 
 class Stages {
  public:
@@ -53,6 +76,12 @@ class Stages {
     if (progress) progress->begin(prefix + name);
     spdlog::info("demo: {} ...", name);
     fn();
+    // The stop signals are blocked in the demo (verb callback): one sent while
+    // this stage ran waits until it is done.
+    const sigset_t stop = stop_signals();
+    const timespec now{0, 0};
+    if (const int sig = sigtimedwait(&stop, nullptr, &now); sig > 0)
+      throw StopRequested(sig, prefix + name);
     done(name, t0);
   }
 
@@ -62,7 +91,13 @@ class Stages {
     if (progress) progress->begin(prefix + name);
     spdlog::info("demo: {}: {}", name, shell_line(cmd));
     log::flush();
-    int rc = run_child(cmd);
+    int stop = 0;
+    const int rc = run_passing_stop_on(cmd, {}, [&](int sig) {
+      stop = sig;
+      spdlog::warn("demo: {} received during stage '{}': asking its ranks to stop (SIGUSR1 to {})",
+                   strsignal(sig), prefix + name, cmd[0]);
+    });
+    if (stop != 0) throw StopRequested(stop, prefix + name);
     if (rc != 0) {
       throw Error(fmt::format("demo stage '{}' failed with exit code {}; command: {}", name, rc,
                               shell_line(cmd)));
@@ -248,6 +283,62 @@ std::string verdict_text(const std::vector<std::pair<std::string, eval::Report>>
   return out;
 }
 
+// The demo verb itself (add_demo_verb), with the stop signals blocked.
+void demo_verb(const CommonOptions& opts, const std::string& out, const std::vector<int64_t>& seeds,
+               bool overwrite) {
+  const char* world = std::getenv("OMPI_COMM_WORLD_SIZE");
+  if (world && std::string(world) != "1") {
+    throw Error("demo: start `m3ret demo` without mpiexec; it runs mpiexec itself");
+  }
+  AppConfig cfg = opts.load(/*use_embedded_demo=*/!opts.config);
+  const auto& ks = cfg.eval.eval.ks;
+  if (std::find(ks.begin(), ks.end(), cfg.demo.verdict_k) == ks.end())
+    throw config::Error(fmt::format("config key 'demo.verdict_k' = {} is not one of eval.ks [{}]",
+                                    cfg.demo.verdict_k, fmt::join(ks, ", ")));
+  stdfs::path dir = stdfs::absolute(out);
+  check_demo_dir(dir, resolved_toml(cfg), overwrite);
+  stdfs::create_directories(dir);
+  log::init(0, dir, opts.verbose);
+  Stages stages(cfg);
+  log::StageProgress progress("demo", demo_plan(cfg, seeds));
+  stages.progress = &progress;
+  auto t0 = std::chrono::steady_clock::now();
+  std::string summary;
+  if (seeds.empty()) {
+    auto columns = run_demo(cfg, dir, stages);
+    summary = eval::comparison_text(columns, eval::unseen_modalities(columns)) + "\n" +
+              verdict_text(columns, cfg.demo.verdict_k);
+  } else {
+    write_run_record(dir, cfg, command_line(), 1);
+    mark_demo_dir(dir, resolved_toml(cfg));
+    std::vector<nlohmann::ordered_json> reports;
+    for (int64_t seed : seeds) {
+      AppConfig one = cfg;
+      one.data.synth.seed = seed;
+      one.trainer.train.seed = seed;
+      spdlog::info("demo: seed {} in {}", seed, (dir / fmt::format("seed-{}", seed)).string());
+      stages.prefix = fmt::format("seed-{}/", seed);
+      check_demo_dir(dir / fmt::format("seed-{}", seed), resolved_toml(one), false);
+      auto columns = run_demo(one, dir / fmt::format("seed-{}", seed), stages);
+      summary += fmt::format("seed {}:\n{}", seed, verdict_text(columns, cfg.demo.verdict_k));
+      reports.push_back(eval::to_json(columns, cfg.demo.verdict_k));
+    }
+    auto agg = eval::seed_summary(reports, seeds);
+    fs::write_atomic(dir / "seeds.json", agg.dump(2) + "\n");
+    fs::write_atomic(dir / "seeds.md", eval::seed_summary_markdown(agg));
+    summary = eval::seed_summary_markdown(agg) + "\n" + summary;
+  }
+  progress.finish();
+  double total = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  stages.prefix.clear();
+  stages.timings_["total"] = total;
+  fs::write_atomic(dir / "timings.json", stages.timings_.dump(2) + "\n");
+  std::printf("\n%s\n", summary.c_str());
+  std::printf("Demo finished in %.0f s. Report: %s\n", total,
+              (dir / (seeds.empty() ? "report.json" : "seeds.json")).c_str());
+  std::fflush(stdout);
+}
+
 }  // namespace
 
 void add_demo_verb(CLI::App& app) {
@@ -270,57 +361,20 @@ void add_demo_verb(CLI::App& app) {
       ->delimiter(',')
       ->check(CLI::Range(int64_t{0}, int64_t{1} << 53));
   verb->callback([opts, out, seeds, overwrite] {
-    const char* world = std::getenv("OMPI_COMM_WORLD_SIZE");
-    if (world && std::string(world) != "1") {
-      throw Error("demo: start `m3ret demo` without mpiexec; it runs mpiexec itself");
+    // Before any thread starts (every thread inherits the mask): a stop signal
+    // is taken only where the demo waits for one (StopRequested).
+    const sigset_t stop = stop_signals();
+    pthread_sigmask(SIG_BLOCK, &stop, nullptr);
+    try {
+      demo_verb(*opts, *out, *seeds, *overwrite);
+    } catch (const StopRequested& e) {
+      spdlog::warn(
+          "{}: stopped (exit {}); what is done is kept in {}, and the same command "
+          "continues from there",
+          e.what(), trainer::kExitPreempted, stdfs::absolute(*out).string());
+      log::flush();
+      std::exit(trainer::kExitPreempted);
     }
-    AppConfig cfg = opts->load(/*use_embedded_demo=*/!opts->config);
-    const auto& ks = cfg.eval.eval.ks;
-    if (std::find(ks.begin(), ks.end(), cfg.demo.verdict_k) == ks.end())
-      throw config::Error(fmt::format("config key 'demo.verdict_k' = {} is not one of eval.ks [{}]",
-                                      cfg.demo.verdict_k, fmt::join(ks, ", ")));
-    stdfs::path dir = stdfs::absolute(*out);
-    check_demo_dir(dir, resolved_toml(cfg), *overwrite);
-    stdfs::create_directories(dir);
-    log::init(0, dir, opts->verbose);
-    Stages stages(cfg);
-    log::StageProgress progress("demo", demo_plan(cfg, *seeds));
-    stages.progress = &progress;
-    auto t0 = std::chrono::steady_clock::now();
-    std::string summary;
-    if (seeds->empty()) {
-      auto columns = run_demo(cfg, dir, stages);
-      summary = eval::comparison_text(columns, eval::unseen_modalities(columns)) + "\n" +
-                verdict_text(columns, cfg.demo.verdict_k);
-    } else {
-      write_run_record(dir, cfg, command_line(), 1);
-      mark_demo_dir(dir, resolved_toml(cfg));
-      std::vector<nlohmann::ordered_json> reports;
-      for (int64_t seed : *seeds) {
-        AppConfig one = cfg;
-        one.data.synth.seed = seed;
-        one.trainer.train.seed = seed;
-        spdlog::info("demo: seed {} in {}", seed, (dir / fmt::format("seed-{}", seed)).string());
-        stages.prefix = fmt::format("seed-{}/", seed);
-        check_demo_dir(dir / fmt::format("seed-{}", seed), resolved_toml(one), false);
-        auto columns = run_demo(one, dir / fmt::format("seed-{}", seed), stages);
-        summary += fmt::format("seed {}:\n{}", seed, verdict_text(columns, cfg.demo.verdict_k));
-        reports.push_back(eval::to_json(columns, cfg.demo.verdict_k));
-      }
-      auto agg = eval::seed_summary(reports, *seeds);
-      fs::write_atomic(dir / "seeds.json", agg.dump(2) + "\n");
-      fs::write_atomic(dir / "seeds.md", eval::seed_summary_markdown(agg));
-      summary = eval::seed_summary_markdown(agg) + "\n" + summary;
-    }
-    progress.finish();
-    double total = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    stages.prefix.clear();
-    stages.timings_["total"] = total;
-    fs::write_atomic(dir / "timings.json", stages.timings_.dump(2) + "\n");
-    std::printf("\n%s\n", summary.c_str());
-    std::printf("Demo finished in %.0f s. Report: %s\n", total,
-                (dir / (seeds->empty() ? "report.json" : "seeds.json")).c_str());
-    std::fflush(stdout);
   });
 }
 

@@ -42,44 +42,22 @@ std::vector<std::string> rank_command(const TrainArgs& a) {
   return cmd;
 }
 
-// Runs the ranks under mpiexec as a child and turns a stop signal sent to this
-// process (or to every process of the job, as Slurm does) into the preemption
-// that Open MPI can deliver: mpiexec runs with SIGTERM and SIGINT blocked (on
-// SIGTERM Open MPI's mpiexec kills its ranks after one second and cannot be
-// told to forward it), and SIGTERM, SIGINT, SIGHUP or SIGUSR1 received here is
-// sent to mpiexec as SIGUSR1, which it forwards to every rank. Returns
-// mpiexec's exit status (75 after a preemption checkpoint).
+// Runs the ranks under mpiexec as a child (process.h, run_passing_stop_on): a stop
+// signal sent to this process (or to every process of the job, as Slurm does)
+// becomes the preemption that Open MPI can deliver, SIGUSR1 to every rank.
+// Returns mpiexec's exit status (75 after a preemption checkpoint).
 int run_ranks(const std::vector<std::string>& cmd) {
-  sigset_t relay, wait_for, old;
-  sigemptyset(&relay);
-  for (int s : {SIGTERM, SIGINT, SIGHUP, SIGUSR1}) sigaddset(&relay, s);
-  wait_for = relay;
-  sigaddset(&wait_for, SIGCHLD);
-  pthread_sigmask(SIG_BLOCK, &wait_for, &old);
   SpawnOptions opts;
-  opts.blocked_signals = {SIGTERM, SIGINT};
   opts.stand_in = true;
-  pid_t pid = 0;
-  try {
-    pid = spawn(cmd, opts);
-  } catch (const std::exception& e) {
-    pthread_sigmask(SIG_SETMASK, &old, nullptr);
-    throw Error(fmt::format("train: {}", e.what()));
-  }
   spdlog::info("train: {}", shell_line(cmd));
-  int status = 0;
-  while (waitpid(pid, &status, WNOHANG) == 0) {
-    const timespec wake{1, 0};  // also re-checks the child if a SIGCHLD was merged
-    const int sig = sigtimedwait(&wait_for, nullptr, &wake);
-    if (sig > 0 && sig != SIGCHLD) {
+  try {
+    return run_passing_stop_on(cmd, opts, [&](int sig) {
       spdlog::warn("train: {} received: asking the ranks to checkpoint and stop (SIGUSR1 to {})",
                    strsignal(sig), cmd[0]);
-      kill(pid, SIGUSR1);
-    }
+    });
+  } catch (const std::exception& e) {
+    throw Error(fmt::format("train: {}", e.what()));
   }
-  pthread_sigmask(SIG_SETMASK, &old, nullptr);
-  if (WIFEXITED(status)) return WEXITSTATUS(status);
-  return WIFSIGNALED(status) ? 128 + WTERMSIG(status) : 1;
 }
 
 }  // namespace

@@ -25,6 +25,25 @@ namespace {
 
 namespace stdfs = std::filesystem;
 
+// The --set values of a tiny MAE run on the mixed test dataset.
+std::vector<std::string> tiny_train_sets(int64_t max_steps) {
+  return {"model.preset=\"tiny\"",
+          "model.width=32",
+          "model.depth=1",
+          "model.heads=2",
+          "model.tubelet=[2, 8, 8]",
+          "train.objective=\"mae\"",
+          "train.global_batch_size=4",
+          "train.warmup_steps=1",
+          "train.checkpoint_every=0",
+          "train.modalities=[\"xray\", \"endoscopy\"]",
+          "loader.workers=1",
+          "mae.decoder_width=16",
+          "mae.decoder_depth=1",
+          "mae.decoder_heads=2",
+          "train.max_steps=" + std::to_string(max_steps)};
+}
+
 // The options of a tiny MAE run on the mixed test dataset.
 std::vector<std::string> tiny_train_args(const stdfs::path& shards, const stdfs::path& run,
                                          int64_t max_steps) {
@@ -34,15 +53,7 @@ std::vector<std::string> tiny_train_args(const stdfs::path& shards, const stdfs:
                                    shards.string(),
                                    "--run-dir",
                                    run.string()};
-  for (const std::string& set : std::vector<std::string>{
-           "model.preset=\"tiny\"", "model.width=32", "model.depth=1", "model.heads=2",
-           "model.tubelet=[2, 8, 8]", "train.objective=\"mae\"", "train.global_batch_size=4",
-           "train.warmup_steps=1", "train.checkpoint_every=0",
-           "train.modalities=[\"xray\", "
-           "\"endoscopy\"]",
-           "loader.workers=1", "mae.decoder_width=16", "mae.decoder_depth=1", "mae.decoder_heads=2",
-           "train.max_steps=" + std::to_string(max_steps)})
-    args.insert(args.end(), {"--set", set});
+  for (const std::string& set : tiny_train_sets(max_steps)) args.insert(args.end(), {"--set", set});
   return args;
 }
 
@@ -78,6 +89,29 @@ int64_t metrics_lines(const stdfs::path& run) {
   return n;
 }
 
+// `m3ret demo --out OUT` on a generated set of one patient per class, its
+// stages started with `mpiexec`.
+std::vector<std::string> small_demo_args(const stdfs::path& out, const std::string& mpiexec) {
+  return {testing::m3ret_binary().string(),
+          "demo",
+          "--out",
+          out.string(),
+          "--set",
+          "synth.patients_per_class=1",
+          "--set",
+          "demo.mpiexec=\"" + mpiexec + "\""};
+}
+
+// Waits until the run has trained two steps (polled: the lines are another
+// process's, with a deadline, not a fixed wait) or `pid` has exited.
+void wait_for_two_steps(const stdfs::path& run, pid_t pid) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::minutes(5);
+  int status = 0;
+  while (metrics_lines(run) < 2 && std::chrono::steady_clock::now() < deadline &&
+         waitpid(pid, &status, WNOHANG) == 0)
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+}
+
 int exit_code(pid_t pid) {
   int status = 0;
   waitpid(pid, &status, 0);
@@ -96,13 +130,7 @@ class TrainCli : public ::testing::Test {
                                                     M3RET_TEST_MPIEXEC_FLAGS});
     const pid_t pid = spawn(args, dir_ / "log");
     ASSERT_GT(pid, 0);
-    // The run is training once metrics.jsonl has lines (polled: the lines are
-    // another process's, with a deadline, not a fixed wait).
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::minutes(5);
-    int status = 0;
-    while (metrics_lines(run) < 2 && std::chrono::steady_clock::now() < deadline &&
-           waitpid(pid, &status, WNOHANG) == 0)
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    wait_for_two_steps(run, pid);
     ASSERT_GE(metrics_lines(run), 2) << fs::read_file(dir_ / "log");
     kill(whole_group ? -pid : pid, SIGTERM);  // Slurm signals every process of the job
     EXPECT_EQ(exit_code(pid), kExitPreempted) << fs::read_file(dir_ / "log");
@@ -177,14 +205,7 @@ TEST_F(TrainCli, ResumeDropsMetricsOfStepsAfterTheCheckpoint) {
 TEST_F(TrainCli, DemoOutIsReusedOnlyForTheSameConfigAndOverwrittenOnlyIfADemo) {
   const auto out = dir_ / "demo";
   auto demo = [&](std::vector<std::string> extra) {
-    std::vector<std::string> args = {testing::m3ret_binary().string(),
-                                     "demo",
-                                     "--out",
-                                     out.string(),
-                                     "--set",
-                                     "synth.patients_per_class=1",
-                                     "--set",
-                                     "demo.mpiexec=\"/nonexistent/mpiexec\""};
+    auto args = small_demo_args(out, "/nonexistent/mpiexec");
     args.insert(args.end(), extra.begin(), extra.end());
     return exit_code(spawn(args, dir_ / "log"));
   };
@@ -216,6 +237,46 @@ TEST_F(TrainCli, DemoOutIsReusedOnlyForTheSameConfigAndOverwrittenOnlyIfADemo) {
   EXPECT_NE(fs::read_file(dir_ / "log").find("cannot start '/nonexistent/mpiexec'"),
             std::string::npos)
       << fs::read_file(dir_ / "log");
+}
+
+// The pids of the processes (but this one) whose command line mentions `text`.
+std::vector<pid_t> processes_mentioning(const std::string& text) {
+  std::vector<pid_t> pids;
+  for (const auto& e : stdfs::directory_iterator("/proc")) {
+    const std::string name = e.path().filename().string();
+    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+    const pid_t pid = std::stoi(name);
+    if (pid == getpid()) continue;
+    std::ifstream f(e.path() / "cmdline", std::ios::binary);
+    std::string cmdline((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+    if (cmdline.find(text) != std::string::npos) pids.push_back(pid);
+  }
+  return pids;
+}
+
+// `kill PID` of a demo while it trains, not of its process group (what a
+// supervisor or a user who stops the demo does): the demo passes the stop on
+// to its mpiexec, the ranks checkpoint, and it exits 75 with nothing it
+// started left running.
+TEST_F(TrainCli, ADemoStoppedAloneStopsItsTrainingAndLeavesNothingRunning) {
+  const auto out = dir_ / "demo-stopped";
+  auto args = small_demo_args(out, M3RET_TEST_MPIEXEC);
+  for (const std::string& set : tiny_train_sets(1000000)) args.insert(args.end(), {"--set", set});
+  const pid_t pid = spawn(args, dir_ / "log");
+  ASSERT_GT(pid, 0);
+  const auto run = out / "run";
+  wait_for_two_steps(run, pid);
+  ASSERT_GE(metrics_lines(run), 2) << fs::read_file(dir_ / "log");
+  kill(pid, SIGTERM);
+  EXPECT_EQ(exit_code(pid), kExitPreempted) << fs::read_file(dir_ / "log");
+  const std::string log = fs::read_file(dir_ / "log");
+  EXPECT_NE(log.find("Terminated received during stage 'train'"), std::string::npos) << log;
+  EXPECT_NE(log.find("the same command continues"), std::string::npos) << log;
+  EXPECT_TRUE(find_latest_valid(run).has_value()) << log;
+  // The demo waited for its mpiexec, which waited for its ranks: none is left.
+  const auto left = processes_mentioning(run.string());
+  for (pid_t p : left) kill(p, SIGKILL);
+  EXPECT_TRUE(left.empty()) << left.size() << " processes of the demo still ran after it exited";
 }
 
 // Training writes TensorBoard event files beside metrics.jsonl (every number of
