@@ -146,12 +146,16 @@ int wait_exit(pid_t pid) {
 
 int run_child(const std::vector<std::string>& argv) { return wait_exit(spawn(argv)); }
 
+sigset_t stop_signals() {
+  sigset_t set;
+  sigemptyset(&set);
+  for (int s : {SIGTERM, SIGINT, SIGHUP, SIGUSR1}) sigaddset(&set, s);
+  return set;
+}
+
 int run_passing_stop_on(const std::vector<std::string>& argv, SpawnOptions opts,
                         const std::function<void(int)>& on_stop) {
-  sigset_t stop, wait_for, old;
-  sigemptyset(&stop);
-  for (int s : {SIGTERM, SIGINT, SIGHUP, SIGUSR1}) sigaddset(&stop, s);
-  wait_for = stop;
+  sigset_t wait_for = stop_signals(), old;
   sigaddset(&wait_for, SIGCHLD);
   // Blocked before the child starts, so that no stop request can fall between.
   pthread_sigmask(SIG_BLOCK, &wait_for, &old);

@@ -16,6 +16,7 @@
 // descriptors) silently loses output captured with std_out > future.
 #pragma once
 
+#include <signal.h>
 #include <sys/types.h>
 
 #include <filesystem>
@@ -65,11 +66,14 @@ int wait_exit(pid_t pid);
 // Runs argv with our stdout/stderr and waits; its exit status.
 int run_child(const std::vector<std::string>& argv);
 
+// The signals that ask m3ret to stop: SIGTERM, SIGINT, SIGHUP and SIGUSR1.
+sigset_t stop_signals();
+
 // Runs argv (an mpiexec, typically) as a child that this process stands for
 // until it exits, and passes a stop request on to it: the child starts with
 // SIGTERM and SIGINT blocked (on SIGTERM Open MPI's mpiexec kills its ranks
-// after one second and cannot be told to forward it), and SIGTERM, SIGINT,
-// SIGHUP or SIGUSR1 sent to this process (alone, as `kill PID` does, or with
+// after one second and cannot be told to forward it), and a stop signal
+// (stop_signals) sent to this process (alone, as `kill PID` does, or with
 // its whole process group, as Slurm and a terminal do) is sent to the child as
 // SIGUSR1, which mpiexec forwards to every rank. `on_stop` is called with each
 // such signal as it arrives. Our own signal mask is restored before returning.

@@ -44,7 +44,7 @@ namespace {
 
 namespace stdfs = std::filesystem;
 
-// SIGTERM, SIGINT, SIGHUP or SIGUSR1 sent to the demo: it stops after passing
+// A stop signal (process.h, stop_signals) sent to the demo: it stops after passing
 // the request on to the stage that runs (process.h, run_passing_stop_on: the
 // training checkpoints first) and exits 75, as `m3ret train` does; the same
 // command continues from there.
@@ -52,13 +52,6 @@ struct StopRequested : Error {
   StopRequested(int sig, const std::string& stage)
       : Error(fmt::format("demo: {} received during stage '{}'", strsignal(sig), stage)) {}
 };
-
-sigset_t stop_signals() {
-  sigset_t set;
-  sigemptyset(&set);
-  for (int s : {SIGTERM, SIGINT, SIGHUP, SIGUSR1}) sigaddset(&set, s);
-  return set;
-}
 
 class Stages {
  public:
