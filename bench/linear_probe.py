@@ -111,6 +111,8 @@ def main():
         fail(f"--folds must be at least 2, got {args.folds}")
     if args.ridge <= 0:
         fail(f"--ridge must be positive, got {args.ridge}")
+    if args.bootstrap < 1:
+        fail(f"--bootstrap must be at least 1, got {args.bootstrap}")
 
     tables = []
     modalities = []

@@ -4,7 +4,7 @@
 - pure noise: accuracy near chance (1/6), the interval holds chance;
 - each patient's rows share one random vector and the label is the patient's: only a probe that
   lets a patient's rows sit on both sides of a fold could score above chance;
-- a file that is not an embeddings file: exit 2 and the message names it.
+- a file that is not an embeddings file, or a bad option: exit 2 and the message names it.
 """
 import os
 import subprocess
@@ -86,6 +86,10 @@ def main():
             f["x"] = np.zeros(3)
         out = subprocess.run([sys.executable, SCRIPT, bad], capture_output=True, text=True)
         assert out.returncode == 2 and bad in out.stderr, (out.returncode, out.stderr)
+        for flag, arg in (("--folds", "1"), ("--ridge", "0"), ("--bootstrap", "0")):
+            out = subprocess.run([sys.executable, SCRIPT, paths["noise"], flag, arg],
+                                 capture_output=True, text=True)
+            assert out.returncode == 2 and flag in out.stderr, (flag, out.returncode, out.stderr)
     print("linear_probe: ok")
 
 
