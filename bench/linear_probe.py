@@ -30,15 +30,18 @@ def fail(message):
     sys.exit(2)
 
 
+def text(value):
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
 def strings(dataset):
-    return np.array([x.decode() if isinstance(x, bytes) else str(x) for x in dataset[:]])
+    return np.array([text(x) for x in dataset[:]])
 
 
 def load(path):
     try:
         with h5py.File(path, "r") as f:
-            fmt = f.attrs.get("format")
-            fmt = fmt.decode() if isinstance(fmt, bytes) else fmt
+            fmt = text(f.attrs.get("format", ""))
             if fmt != FORMAT:
                 fail(f"'{path}' is not an m3ret embeddings file (format attribute {fmt!r})")
             for key in ("embeddings", "labels", "modality", "groups", "splits"):
@@ -51,15 +54,13 @@ def load(path):
                 "group": strings(f["groups"]),
                 "split": strings(f["splits"]),
             }
-            encoder = f.attrs.get("encoder", "")
-            weights = f.attrs.get("weights", "")
+            name = text(f.attrs.get("encoder", ""))
+            weights = text(f.attrs.get("weights", ""))
     except OSError as e:
         fail(f"cannot read '{path}': {e}")
     n = len(data["x"])
     if any(len(v) != n for v in data.values()):
         fail(f"'{path}': datasets have different row counts")
-    name = encoder.decode() if isinstance(encoder, bytes) else str(encoder)
-    weights = weights.decode() if isinstance(weights, bytes) else str(weights)
     data["name"] = f"{name} ({weights})" if weights else name
     return data
 
