@@ -93,6 +93,9 @@ TEST(Cli, LearningBenchmarkConfigAndDemoKeys) {
             (std::vector<std::string>{"xray", "ultrasound", "endoscopy", "ct"}));  // MRI unseen
   EXPECT_EQ(cfg.data.synth.classes.size(), 6u);
   EXPECT_TRUE(cfg.trainer.simdino.gamma.is_auto());
+  // The global-crop area the benchmark's figures were measured with (the framework's default
+  // is 0.4; docs/performance.md "Global crop scale").
+  EXPECT_EQ(cfg.trainer.simdino.global_crop_scale, (std::vector<double>{0.6, 1.0}));
   EXPECT_EQ(cfg.demo.variants, (std::vector<std::string>{"pooling", "student"}));
   try {
     launcher::load_app_config(std::nullopt, {"demo.variants=[\"teacher\"]"});
