@@ -55,17 +55,29 @@ std::vector<nlohmann::json> read_metrics(const stdfs::path& run) {
   return out;
 }
 
-std::vector<torch::Tensor> weights(const stdfs::path& ckpt, const Settings& s) {
+std::vector<std::pair<std::string, torch::Tensor>> named_weights(const stdfs::path& ckpt,
+                                                                 const Settings& s) {
   Model m(s, nullptr);
   load_checkpoint(ckpt, &m, nullptr, false);
+  std::vector<std::pair<std::string, torch::Tensor>> out;
+  for (auto& p : m.named_parameters()) out.emplace_back(p.key(), p.value().detach().clone());
+  return out;
+}
+
+std::vector<torch::Tensor> weights(const stdfs::path& ckpt, const Settings& s) {
   std::vector<torch::Tensor> out;
-  for (auto& p : m.parameters()) out.push_back(p.detach().clone());
+  for (auto& [name, w] : named_weights(ckpt, s)) out.push_back(w);
   return out;
 }
 
 // 1 rank vs 2 ranks: the same losses and gradient norms at every step up to
-// float summation order (Adam turns that order noise on near-zero gradients
-// into weight differences < lr).
+// float summation order, and the same weights. One slice is exempt from the
+// per-weight bound: an attention key bias shifts every logit of a query by
+// the same q.b_k, which softmax cancels, so its exact gradient is zero and
+// each run's gradient there is summation noise. Adam normalises that noise
+// into steps of about +-lr with a sign that depends on the order of the sums
+// (measured: up to 1.0e-3 after 4 steps, against at most 1.3e-6 for every
+// other weight, under the bound of lr / 20 = 5e-5). It stays in the mean.
 void expect_equivalent(const stdfs::path& run_x, const stdfs::path& run_y, const Settings& s,
                        const std::string& what) {
   auto mx = read_metrics(run_x), my = read_metrics(run_y);
@@ -81,16 +93,29 @@ void expect_equivalent(const stdfs::path& run_x, const stdfs::path& run_y, const
   }
   auto cx = find_latest_valid(run_x), cy = find_latest_valid(run_y);
   ASSERT_TRUE(cx && cy) << what;
-  auto wx = weights(*cx, s), wy = weights(*cy, s);
+  auto wx = named_weights(*cx, s), wy = named_weights(*cy, s);
   ASSERT_EQ(wx.size(), wy.size());
   double worst = 0, sum = 0, count = 0;
+  std::string worst_name;
+  int64_t key_biases = 0;
   for (size_t i = 0; i < wx.size(); ++i) {
-    auto d = (wx[i] - wy[i]).abs();
-    worst = std::max(worst, d.max().item<double>());
+    const auto& name = wx[i].first;
+    ASSERT_EQ(name, wy[i].first);
+    auto d = (wx[i].second - wy[i].second).abs();
     sum += d.sum().item<double>();
     count += d.numel();
+    if (name.size() >= 8 && name.compare(name.size() - 8, 8, "qkv.bias") == 0) {
+      const int64_t width = d.numel() / 3;  // [q | k | v]
+      d = torch::cat({d.slice(0, 0, width), d.slice(0, 2 * width)});
+      ++key_biases;
+    }
+    if (d.max().item<double>() > worst) {
+      worst = d.max().item<double>();
+      worst_name = name;
+    }
   }
-  EXPECT_LT(worst, s.train.lr) << what;
+  EXPECT_GT(key_biases, 0) << what << ": no attention key bias found among the weights";
+  EXPECT_LT(worst, s.train.lr / 20) << what << ": largest difference in " << worst_name;
   EXPECT_LT(sum / count, 1e-5) << what;
 }
 
