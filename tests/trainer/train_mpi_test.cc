@@ -109,8 +109,8 @@ void expect_equivalent(const stdfs::path& run_x, const stdfs::path& run_y, const
       d = torch::cat({d.slice(0, 0, width), d.slice(0, 2 * width)});
       ++key_biases;
     }
-    if (d.max().item<double>() > worst) {
-      worst = d.max().item<double>();
+    if (const double m = d.max().item<double>(); m > worst) {
+      worst = m;
       worst_name = name;
     }
   }
