@@ -5,6 +5,7 @@
 # A crash, leak, timeout (10 s per input) or out-of-memory (2 GB) fails the run; the input is
 # kept as BUILD_FUZZ_DIR/fuzz-artifacts/<name>/crash-* (reproduce: fuzz_<name> THAT_FILE).
 # The random seed is M3RET_FUZZ_SEED (default 1), so that a run repeats; set another to explore.
+# M3RET_FUZZ_FAIL_FAST=1 ends the run at the first failing target (.ci/run's rotating stage).
 set -euo pipefail
 build=${1:?usage: run.sh BUILD_FUZZ_DIR [SECONDS] [NAME ...]}; shift
 seconds=${1:-30}; shift || true
@@ -32,6 +33,7 @@ for name in "${names[@]}"; do
     echo "fuzz_$name: clean for ${seconds} s ($inputs inputs, corpus $(ls "$work" | wc -l) files)"
   else
     echo "fuzz_$name: FAILED (log $log, inputs in $artifacts)"; tail -30 "$log"; failed+=("$name")
+    [[ "${M3RET_FUZZ_FAIL_FAST:-0}" == 0 ]] || break
   fi
 done
 ((${#failed[@]} == 0)) || { echo "run.sh: failed: ${failed[*]}" >&2; exit 1; }
