@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # The shortcut probes alone on the learning benchmark's data, over several seeds
-# (about a minute per seed on 2 cores, no pretraining): generate configs/learning.toml's
-# dataset, shard it, and evaluate the test split with the three baselines every
-# report carries: random init (the run's initial weights, read as the config's
-# model.embedding says), raw pixels and intensity histograms. A generator setting
-# is fit for the benchmark when all three stay near chance (docs/data.md). Extra
-# arguments are `--set` overrides for every stage, e.g. the generator's geometry.
+# (about a minute per seed on 2 cores, no pretraining): bench/learning_quick.sh with a
+# single training step, which generates configs/learning.toml's dataset, shards it and
+# evaluates the test split with the three baselines every report carries: random init
+# (the run's initial weights, read as the config's model.embedding says), raw pixels
+# and intensity histograms. A generator setting is fit for the benchmark when all
+# three stay near chance (docs/data.md). Extra arguments are `--set` overrides for
+# every stage, e.g. the generator's geometry.
 #
 #   bash bench/learning_probes.sh OUT SEEDS [--set KEY=VALUE ...]
 #   bash bench/learning_probes.sh /tmp/p 11,12,13 --set synth.pattern_warp=1.0
@@ -14,23 +15,12 @@
 # last row) and the mean over seeds; OUT/seed-S/report.json holds each full report.
 # A run folder is needed for the random-init weights, so each seed trains a single
 # step and reads its initial weights; the one-step encoder itself is not reported.
+# OUT/seed-S/quick.log holds what learning_quick.sh printed.
 set -euo pipefail
 out=${1:?usage: learning_probes.sh OUT SEEDS [--set KEY=VALUE ...]}
 seeds=${2:?usage: learning_probes.sh OUT SEEDS [--set KEY=VALUE ...]}
 shift 2
 here=$(cd "$(dirname "$0")/.." && pwd)
-bin=${M3RET:-$here/build/m3ret}
-mpi=(mpiexec -n 2 --oversubscribe)
-[ "$(id -u)" -eq 0 ] && mpi+=(--allow-run-as-root)
-# step NAME LOG CMD...: run CMD with its output in LOG; on failure name the stage and show the log.
-step() {
-  local name=$1 log=$2; shift 2
-  if ! "$@" > "$log" 2>&1; then
-    echo "learning_probes.sh: $name failed (seed $seed); the end of $log:" >&2
-    tail -n 20 "$log" >&2
-    exit 1
-  fi
-}
 for seed in ${seeds//,/ }; do
   case $seed in *[!0-9]*)
     echo "learning_probes.sh: seed '$seed' in '$seeds' is not a non-negative integer" >&2
@@ -41,19 +31,10 @@ done
 reports=()
 for seed in ${seeds//,/ }; do
   dir=$out/seed-$seed
-  cfg=(--config "$here/configs/learning.toml" --set "synth.seed=$seed" --set "train.seed=$seed"
-       --set train.max_steps=1 --set train.warmup_steps=0 --set train.checkpoint_every=0 "$@")
   mkdir -p "$dir"
-  step synth "$dir/synth.log" "$bin" synth "${cfg[@]}" --out "$dir/data"
-  step shard "$dir/shard.log" "${mpi[@]}" "$bin" shard "${cfg[@]}" \
-    --manifest "$dir/data/manifest.csv" --out "$dir/shards"
-  step train "$dir/train.log" "${mpi[@]}" "$bin" train "${cfg[@]}" --shards "$dir/shards" \
-    --run-dir "$dir/run"
-  step eval "$dir/eval.log" "${mpi[@]}" "$bin" eval "${cfg[@]}" --checkpoint "$dir/run" \
-    --shards "$dir/shards" --baselines random-init,raw-pixels,histogram --no-history \
-    --out "$dir/report.json"
-  if [ ! -s "$dir/report.json" ]; then
-    echo "learning_probes.sh: eval wrote no $dir/report.json (seed $seed); see $dir/eval.log" >&2
+  if ! bash "$here/bench/learning_quick.sh" "$dir" --set "synth.seed=$seed" --set "train.seed=$seed" \
+      --set train.max_steps=1 --set train.warmup_steps=0 "$@" > "$dir/quick.log" 2> "$dir/quick.err"; then
+    sed "s/^/learning_probes.sh: seed $seed: /" "$dir/quick.err" >&2
     exit 1
   fi
   reports+=("$seed=$dir/report.json")

@@ -19,14 +19,30 @@ mpi=(mpiexec -n 2 --oversubscribe)
 [ "$(id -u)" -eq 0 ] && mpi+=(--allow-run-as-root)
 cfg=(--config "$here/configs/learning.toml" --set 'train.modalities=["xray","ultrasound"]'
      --set train.max_steps=300 --set train.warmup_steps=30 --set train.checkpoint_every=0 "$@")
+# step NAME LOG CMD...: run CMD with its output in LOG; on failure name the stage and show the log.
+step() {
+  local name=$1 log=$2; shift 2
+  if ! "$@" > "$log" 2>&1; then
+    echo "learning_quick.sh: $name failed; the end of $log:" >&2
+    tail -n 20 "$log" >&2
+    exit 1
+  fi
+}
 mkdir -p "$out"
-"$bin" synth "${cfg[@]}" --out "$out/data" > "$out/synth.log" 2>&1
-"${mpi[@]}" "$bin" shard "${cfg[@]}" --manifest "$out/data/manifest.csv" --out "$out/shards" > "$out/shard.log" 2>&1
+step synth "$out/synth.log" "$bin" synth "${cfg[@]}" --out "$out/data"
+step shard "$out/shard.log" "${mpi[@]}" "$bin" shard "${cfg[@]}" \
+  --manifest "$out/data/manifest.csv" --out "$out/shards"
 start=$(date +%s)
-"${mpi[@]}" "$bin" train "${cfg[@]}" --shards "$out/shards" --run-dir "$out/run" > "$out/train.log" 2>&1
+step train "$out/train.log" "${mpi[@]}" "$bin" train "${cfg[@]}" --shards "$out/shards" \
+  --run-dir "$out/run"
 echo "train: $(( $(date +%s) - start )) s"
-"${mpi[@]}" "$bin" eval "${cfg[@]}" --checkpoint "$out/run" --shards "$out/shards" \
-  --baselines random-init,raw-pixels,histogram --no-history --out "$out/report.json" > "$out/eval.log" 2>&1
+step eval "$out/eval.log" "${mpi[@]}" "$bin" eval "${cfg[@]}" --checkpoint "$out/run" \
+  --shards "$out/shards" --baselines random-init,raw-pixels,histogram --no-history \
+  --out "$out/report.json"
+if [ ! -s "$out/report.json" ]; then
+  echo "learning_quick.sh: eval wrote no $out/report.json; see $out/eval.log" >&2
+  exit 1
+fi
 python3 - "$out/report.json" <<'PY'
 import json, sys
 r = json.load(open(sys.argv[1]))

@@ -60,5 +60,5 @@ check "... before any stage runs" test ! -e "$tmp/q/seed-3"
 M3RET=/bin/false bash "$script" "$tmp/r" 5 > /dev/null 2> "$tmp/err"
 rc=$?
 check "a failing stage: exit 1" test "$rc" -eq 1
-check "... naming the stage and the seed" grep -q "synth failed (seed 5)" "$tmp/err"
+check "... naming the stage and the seed" grep -q "seed 5: learning_quick.sh: synth failed" "$tmp/err"
 exit $fail
