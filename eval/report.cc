@@ -570,6 +570,11 @@ void write_reports(const std::filesystem::path& path,
       fmt::format("\n## Verdict (recall@{}: is the 95 % interval of {} above chance{}?)\n\n", k,
                   columns.front().first, columns.size() > 1 ? " and above each other encoder" : "");
   for (const auto& line : verdict_lines(columns, k)) md += "- " + line + "\n";
+  const auto probes = probe_lines(columns, k);
+  if (!probes.empty()) {
+    md += fmt::format("\n## {}\n\n", probe_heading(k));
+    for (const auto& line : probes) md += "- " + line + "\n";
+  }
   fs::write_atomic(path, to_json(columns, k).dump(2) + "\n");
   fs::write_atomic(twin(".md"), md);
   fs::write_atomic(twin(".csv"), to_csv(columns));

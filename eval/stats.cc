@@ -110,7 +110,85 @@ ojson verdict_json(const std::vector<std::pair<std::string, Report>>& columns, i
     for (const auto& rival : v.rivals) r["beats"][rival.name] = rival.beaten;
     j["rows"][v.row] = std::move(r);
   }
+  j["probes"] = ojson::object();
+  for (const auto& p : probe_checks(columns, k))
+    j["probes"][p.probe] = {{"checked", p.rows}, {"above_chance", p.above}};
   return j;
+}
+
+namespace {
+
+bool is_probe(const std::string& name, const Report& r) {
+  const std::string& e = r.source.encoder;
+  if (r.source.random_init || e == "random-init" || e == "raw-pixels" || e == "histogram")
+    return true;
+  return e.empty() && (name == "random-init" || name == "raw-pixels" || name == "histogram");
+}
+
+}  // namespace
+
+std::vector<ProbeCheck> probe_checks(const std::vector<std::pair<std::string, Report>>& columns,
+                                     int64_t k) {
+  verdicts(columns, k);  // the same checks of columns and k
+  const auto& unseen = columns.front().second.unseen;
+  std::vector<ProbeCheck> out;
+  for (size_t c = 1; c < columns.size(); ++c) {
+    const auto& [name, report] = columns[c];
+    if (!is_probe(name, report)) continue;
+    ProbeCheck p;
+    p.probe = name;
+    for (const auto* rows : {&report.per_modality, &report.cross_modal})
+      for (const auto& row : *rows) {
+        const Metrics& m = row.metrics;
+        if (m.queries == 0 || !m.ci_recall.count(k) || !m.recall.count(k)) continue;
+        p.rows.push_back(row.name());
+        const double chance = m.chance_recall.count(k) ? m.chance_recall.at(k) : 0.0;
+        const Interval ci = m.ci_recall.at(k);
+        if (ci.lo <= chance) continue;
+        p.above.push_back(row.name());
+        p.above_text.push_back(fmt::format("{} {} [{}–{}] (chance {})",
+                                           row_label(row.name(), unseen), num(m.recall.at(k)),
+                                           num(ci.lo), num(ci.hi), num(chance)));
+      }
+    out.push_back(std::move(p));
+  }
+  return out;
+}
+
+std::string probe_heading(int64_t k) {
+  return fmt::format(
+      "Do the shortcut probes stay at chance? (recall@{}: a probe whose 95 % interval lies above "
+      "chance finds the class without learning anything; the data let a shortcut through there)",
+      k);
+}
+
+std::vector<std::string> probe_lines(const std::vector<std::pair<std::string, Report>>& columns,
+                                     int64_t k) {
+  std::vector<std::string> lines;
+  for (const auto& p : probe_checks(columns, k)) {
+    std::string line = fmt::format("{} R@{}: ", p.probe, k);
+    if (p.rows.empty()) {
+      lines.push_back(line + "no interval (eval.bootstrap = 0): not checked");
+      continue;
+    }
+    auto cross = [](const std::string& row) { return row.find("->") != std::string::npos; };
+    std::vector<std::string> modalities;
+    size_t cross_rows = 0, cross_above = 0;
+    for (const auto& row : p.rows) cross_rows += cross(row);
+    for (size_t i = 0; i < p.above.size(); ++i) {
+      if (cross(p.above[i]))
+        ++cross_above;
+      else
+        modalities.push_back(p.above_text[i]);
+    }
+    line += modalities.empty()
+                ? std::string("no modality above chance")
+                : "above chance in " + fmt::format("{}", fmt::join(modalities, ", "));
+    if (cross_rows > 0)
+      line += fmt::format("; {} of {} cross-modal rows above chance", cross_above, cross_rows);
+    lines.push_back(std::move(line));
+  }
+  return lines;
 }
 
 namespace {

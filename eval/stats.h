@@ -58,9 +58,44 @@ std::vector<std::string> verdict_lines(const std::vector<std::pair<std::string, 
                                        int64_t k);
 
 // {"k": k, "rows": {"xray": {"recall": .., "ci95": [lo, hi] | null, "chance": ..,
-//                            "beats_chance": true, "beats": {"random-init": true, ...}}, ...}}
+//                            "beats_chance": true, "beats": {"random-init": true, ...}}, ...},
+//  "probes": {"raw-pixels": {"checked": ["xray", ..., "ct->xray", ...],
+//                            "above_chance": ["xray", "ct->xray"]}, ...}}   (probe_checks)
 nlohmann::ordered_json verdict_json(const std::vector<std::pair<std::string, Report>>& columns,
                                     int64_t k);
+
+// Shortcut probes: the columns after the first whose embeddings involve no
+// learning, i.e. a random-init encoder, raw pixels or histograms
+// (EmbeddingAttrs::encoder or random_init of Report::source; a file that does
+// not record it is known by the column names "random-init", "raw-pixels",
+// "histogram"). A probe whose recall@k 95 % interval lies entirely above chance
+// in a row finds that row's class without having learned anything: the data let
+// a shortcut through (colour, intensity, pixels that line up, or structure a
+// random network already responds to), and part of any encoder's lead over
+// chance there is that shortcut.
+struct ProbeCheck {
+  std::string probe;                    // the column's name
+  std::vector<std::string> rows;        // the rows it was checked in (evaluated, with an interval)
+  std::vector<std::string> above;       // those whose interval lies above chance, in report order
+  std::vector<std::string> above_text;  // the same as "xray 0.380 [0.302–0.464] (chance 0.158)"
+};
+// One check per probe column, in column order, over its per-modality and then
+// cross-modal rows with evaluated queries and an interval at k. Throws
+// m3ret::Error when columns is empty or k is not one of the first report's ks.
+std::vector<ProbeCheck> probe_checks(const std::vector<std::pair<std::string, Report>>& columns,
+                                     int64_t k);
+// One plain sentence per probe, e.g.
+//   "raw-pixels R@1: above chance in xray 0.380 [0.302–0.464] (chance 0.158), ct 0.370
+//    [0.286–0.448] (chance 0.158); 18 of 20 cross-modal rows above chance"
+//   "histogram R@1: no modality above chance; 0 of 20 cross-modal rows above chance"
+// (the cross-modal part only when there are such rows). Unseen modalities of
+// columns[0] are marked "(unseen)". A probe with no interval in any row says
+// "no interval (eval.bootstrap = 0): not checked".
+std::vector<std::string> probe_lines(const std::vector<std::pair<std::string, Report>>& columns,
+                                     int64_t k);
+// The question probe_lines answer, as the heading above them in reports and on
+// the console.
+std::string probe_heading(int64_t k);
 
 // Summary of N report documents (version 2 or 1, read with reports_from_json)
 // of the same encoders, rows and ks; `seeds` (empty, or one per report) names

@@ -273,6 +273,9 @@ std::string verdict_text(const std::vector<std::pair<std::string, eval::Report>>
       "patients above chance and above the baseline's value)\n",
       k);
   for (const auto& line : eval::verdict_lines(columns, k)) out += "  " + line + "\n";
+  const auto probes = eval::probe_lines(columns, k);
+  if (!probes.empty()) out += eval::probe_heading(k) + "\n";
+  for (const auto& line : probes) out += "  " + line + "\n";
   return out;
 }
 

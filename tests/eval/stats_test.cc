@@ -436,6 +436,111 @@ TEST(Verdict, WithoutAnIntervalNothingIsBeaten) {
   EXPECT_TRUE(verdict_json(columns, 1).at("rows").at("xray").at("ci95").is_null());
 }
 
+// ------------------------------------------------------------ shortcut probes
+
+// A probe (random init, raw pixels, histograms) whose interval lies above
+// chance retrieves the class without learning: the check names those rows.
+TEST(ProbeCheck, NamesTheRowsWhereAProbeIsAboveChance) {
+  // Intervals at k = 1 (verdict_report): raw pixels xray [0.22, 0.38] and ct->xray
+  // [0.44, 0.69], above chance 0.17 and 0.39; random init xray [0.14, 0.30], which
+  // holds 0.17; histogram xray [0.18, 0.34], above 0.17 by 0.01.
+  Report pixels = verdict_report(0.30, 0.58);
+  Report random = verdict_report(0.22, 0.20);
+  Report histogram = verdict_report(0.26, 0.30);
+  pixels.source.encoder = "raw-pixels";
+  random.source.encoder = "random-init";
+  random.source.random_init = true;
+  histogram.source.encoder = "histogram";
+  const std::vector<std::pair<std::string, Report>> columns = {
+      {"trained", verdict_report(0.41, 0.55)},
+      {"random-init", random},
+      {"raw-pixels", pixels},
+      {"histogram", histogram}};
+  const auto lines = probe_lines(columns, 1);
+  ASSERT_EQ(lines.size(), 3u);
+  EXPECT_EQ(lines[0],
+            "random-init R@1: no modality above chance; 0 of 1 cross-modal rows above chance");
+  EXPECT_EQ(lines[1],
+            "raw-pixels R@1: above chance in xray 0.300 [0.220–0.380] (chance 0.170); 1 of 1 "
+            "cross-modal rows above chance");
+  EXPECT_EQ(lines[2],
+            "histogram R@1: above chance in xray 0.260 [0.180–0.340] (chance 0.170); 0 of 1 "
+            "cross-modal rows above chance");
+
+  // The same in the report's verdict object; ct has no evaluated query, so it is not checked.
+  const auto j = verdict_json(columns, 1).at("probes");
+  ASSERT_EQ(j.size(), 3u);
+  EXPECT_EQ(j.at("raw-pixels").at("checked"),
+            nlohmann::ordered_json::parse(R"(["xray", "ct->xray"])"));
+  EXPECT_EQ(j.at("raw-pixels").at("above_chance"),
+            nlohmann::ordered_json::parse(R"(["xray", "ct->xray"])"));
+  EXPECT_EQ(j.at("random-init").at("above_chance"), nlohmann::ordered_json::array());
+  EXPECT_EQ(j.at("histogram").at("above_chance"), nlohmann::ordered_json::parse(R"(["xray"])"));
+
+  // At k = 5 the intervals are [lo + 0.1, hi + 0.2] and chance is 4 x: raw pixels' xray
+  // [0.32, 0.58] is under 0.68.
+  EXPECT_EQ(probe_lines(columns, 5)[1],
+            "raw-pixels R@5: no modality above chance; 0 of 1 cross-modal rows above chance");
+  EXPECT_NE(error_of([&] { probe_lines(columns, 10); }).find("k = 10"), std::string::npos);
+}
+
+// What makes a column a probe is what its embeddings are, not its name; files
+// that do not record it fall back on the names the demo gives.
+TEST(ProbeCheck, ProbesAreKnownByTheirEmbeddings) {
+  Report renamed = verdict_report(0.30, 0.58);
+  renamed.source.encoder = "raw-pixels";
+  Report model = verdict_report(0.30, 0.58);
+  model.source.encoder = "checkpoint";
+  Report old_file = verdict_report(0.30, 0.58);  // encoder "" (unknown)
+  Report untrained = verdict_report(0.30, 0.58);
+  untrained.source.random_init = true;
+  const std::vector<std::pair<std::string, Report>> columns = {
+      {"trained", verdict_report(0.41, 0.55)},
+      {"pixels-16", renamed},
+      {"raw-pixels", model},
+      {"histogram", old_file},
+      {"another-run", old_file},
+      {"init", untrained}};
+  const auto checks = probe_checks(columns, 1);
+  ASSERT_EQ(checks.size(), 3u);
+  EXPECT_EQ(checks[0].probe, "pixels-16");
+  EXPECT_EQ(checks[1].probe, "histogram");
+  EXPECT_EQ(checks[2].probe, "init");
+  EXPECT_EQ(checks[0].above, (std::vector<std::string>{"xray", "ct->xray"}));
+  // The judged encoder itself is never a probe, and without probes there is no line.
+  EXPECT_TRUE(probe_lines({{"raw-pixels", renamed}}, 1).empty());
+  EXPECT_TRUE(verdict_json({{"trained", model}}, 1).at("probes").empty());
+}
+
+TEST(ProbeCheck, WithoutIntervalsNothingIsChecked) {
+  const std::vector<std::pair<std::string, Report>> columns = {
+      {"trained", verdict_report(0.9, 0.9, false)}, {"histogram", verdict_report(0.5, 0.9, false)}};
+  EXPECT_EQ(
+      probe_lines(columns, 1),
+      (std::vector<std::string>{"histogram R@1: no interval (eval.bootstrap = 0): not checked"}));
+  EXPECT_EQ(verdict_json(columns, 1).at("probes").at("histogram").at("checked"),
+            nlohmann::ordered_json::array());
+}
+
+// The Markdown report ends with the probe check under its own heading.
+TEST(ProbeCheck, TheMarkdownReportEndsWithIt) {
+  m3ret::testing::TempDir dir("probe-report");
+  Report pixels = verdict_report(0.30, 0.58);
+  pixels.source.encoder = "raw-pixels";
+  write_reports(dir / "report.json",
+                {{"trained", verdict_report(0.41, 0.55)}, {"raw-pixels", pixels}}, 1);
+  const std::string md = fs::read_file(dir / "report.md");
+  const auto heading = md.find("## " + probe_heading(1) + "\n\n");
+  ASSERT_NE(heading, std::string::npos) << md;
+  EXPECT_GT(heading, md.find("## Verdict"));
+  EXPECT_NE(
+      md.find("- raw-pixels R@1: above chance in xray 0.300 [0.220–0.380] (chance 0.170)", heading),
+      std::string::npos)
+      << md;
+  const auto j = nlohmann::ordered_json::parse(fs::read_file(dir / "report.json"));
+  EXPECT_EQ(j.at("verdict").at("probes").at("raw-pixels").at("above_chance").size(), 2u);
+}
+
 // -------------------------------------------------------------------- seeds
 
 TEST(Seeds, SummaryHasMeanSdMinMaxAndValues) {

@@ -197,6 +197,13 @@ TEST_F(DemoPipeline, ReportComparesSslWithItsBaselinesWithChanceIntervalsAndUnse
   EXPECT_NE(log_.find("Did the trained encoder beat chance and each baseline?"), std::string::npos)
       << log_;
   EXPECT_NE(log_.find("mri (unseen) R@1: trained"), std::string::npos) << log_;
+  // The shortcut probes' own check: the three baselines, each checked in every evaluated row.
+  const auto& probes = verdict.at("probes");
+  ASSERT_EQ(probes.size(), 3u) << probes.dump();
+  for (const char* b : {"random-init", "raw-pixels", "histogram"})
+    EXPECT_EQ(probes.at(b).at("checked").size(), verdict.at("rows").size()) << b;
+  EXPECT_NE(log_.find("Do the shortcut probes stay at chance?"), std::string::npos) << log_;
+  EXPECT_NE(log_.find("  histogram R@1: "), std::string::npos) << log_;
 
   std::ifstream md_in(out / "report.md");
   const std::string md((std::istreambuf_iterator<char>(md_in)), std::istreambuf_iterator<char>());
@@ -208,6 +215,7 @@ TEST_F(DemoPipeline, ReportComparesSslWithItsBaselinesWithChanceIntervalsAndUnse
   for (const auto& m : modalities) EXPECT_NE(md.find("### " + m), std::string::npos) << m;
   EXPECT_NE(md.find("### cross-modal recall@1"), std::string::npos) << md;
   EXPECT_NE(md.find("unseen (evaluated, never trained on): mri"), std::string::npos) << md;
+  EXPECT_NE(md.find("- raw-pixels R@1: "), std::string::npos) << md;
 
   std::ifstream csv_in(out / "report.csv");
   const std::string csv((std::istreambuf_iterator<char>(csv_in)), std::istreambuf_iterator<char>());
