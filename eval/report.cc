@@ -566,9 +566,7 @@ void write_reports(const std::filesystem::path& path,
                        : "# Retrieval report\n\n" + training_line(first) + warning_lines(columns) +
                              "\n" + comparison_table(columns, unseen_modalities(columns));
   const int64_t k = verdict_k ? verdict_k : first.ks.front();
-  md +=
-      fmt::format("\n## Verdict (recall@{}: is the 95 % interval of {} above chance{}?)\n\n", k,
-                  columns.front().first, columns.size() > 1 ? " and above each other encoder" : "");
+  md += "\n## " + verdict_heading(columns, k) + "\n\n";
   for (const auto& line : verdict_lines(columns, k)) md += "- " + line + "\n";
   const auto probes = probe_lines(columns, k);
   if (!probes.empty()) {

@@ -162,6 +162,22 @@ std::string probe_heading(int64_t k) {
       k);
 }
 
+std::string verdict_heading(const std::vector<std::pair<std::string, Report>>& columns, int64_t k) {
+  if (columns.empty()) throw Error("verdict: no report");
+  return fmt::format("Verdict (recall@{}: is the 95 % interval of {} above chance{}?)", k,
+                     columns.front().first,
+                     columns.size() > 1 ? " and above each other encoder" : "");
+}
+
+std::string verdict_text(const std::vector<std::pair<std::string, Report>>& columns, int64_t k) {
+  std::string out;
+  for (const auto& line : verdict_lines(columns, k)) out += "  " + line + "\n";
+  const auto probes = probe_lines(columns, k);
+  if (!probes.empty()) out += probe_heading(k) + "\n";
+  for (const auto& line : probes) out += "  " + line + "\n";
+  return out;
+}
+
 std::vector<std::string> probe_lines(const std::vector<std::pair<std::string, Report>>& columns,
                                      int64_t k) {
   std::vector<std::string> lines;

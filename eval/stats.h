@@ -96,6 +96,12 @@ std::vector<std::string> probe_lines(const std::vector<std::pair<std::string, Re
 // The question probe_lines answer, as the heading above them in reports and on
 // the console.
 std::string probe_heading(int64_t k);
+// "Verdict (recall@1: is the 95 % interval of trained above chance and above
+// each other encoder?)": the heading above verdict_lines in reports and on the console.
+std::string verdict_heading(const std::vector<std::pair<std::string, Report>>& columns, int64_t k);
+// Console text: verdict_lines, then (when there are probes) probe_heading and
+// probe_lines; every line but the probe heading indented by two spaces.
+std::string verdict_text(const std::vector<std::pair<std::string, Report>>& columns, int64_t k);
 
 // Summary of N report documents (version 2 or 1, read with reports_from_json)
 // of the same encoders, rows and ks; `seeds` (empty, or one per report) names

@@ -266,17 +266,13 @@ std::vector<std::pair<std::string, eval::Report>> run_demo(AppConfig& cfg, const
   return columns;
 }
 
-std::string verdict_text(const std::vector<std::pair<std::string, eval::Report>>& columns,
-                         int64_t k) {
-  std::string out = fmt::format(
-      "Did the trained encoder beat chance and each baseline? (recall@{}: its 95 % interval over "
-      "patients above chance and above the baseline's value)\n",
-      k);
-  for (const auto& line : eval::verdict_lines(columns, k)) out += "  " + line + "\n";
-  const auto probes = eval::probe_lines(columns, k);
-  if (!probes.empty()) out += eval::probe_heading(k) + "\n";
-  for (const auto& line : probes) out += "  " + line + "\n";
-  return out;
+std::string demo_verdict_text(const std::vector<std::pair<std::string, eval::Report>>& columns,
+                              int64_t k) {
+  return fmt::format(
+             "Did the trained encoder beat chance and each baseline? (recall@{}: its 95 % interval "
+             "over patients above chance and above the baseline's value)\n",
+             k) +
+         eval::verdict_text(columns, k);
 }
 
 // The demo verb itself (add_demo_verb), with the stop signals blocked.
@@ -303,7 +299,7 @@ void demo_verb(const CommonOptions& opts, const std::string& out, const std::vec
   if (seeds.empty()) {
     auto columns = run_demo(cfg, dir, stages);
     summary = eval::comparison_text(columns, eval::unseen_modalities(columns)) + "\n" +
-              verdict_text(columns, cfg.demo.verdict_k);
+              demo_verdict_text(columns, cfg.demo.verdict_k);
   } else {
     write_run_record(dir, cfg, command_line(), 1);
     mark_demo_dir(dir, resolved_toml(cfg));
@@ -316,7 +312,7 @@ void demo_verb(const CommonOptions& opts, const std::string& out, const std::vec
       stages.prefix = fmt::format("seed-{}/", seed);
       check_demo_dir(dir / fmt::format("seed-{}", seed), resolved_toml(one), false);
       auto columns = run_demo(one, dir / fmt::format("seed-{}", seed), stages);
-      summary += fmt::format("seed {}:\n{}", seed, verdict_text(columns, cfg.demo.verdict_k));
+      summary += fmt::format("seed {}:\n{}", seed, demo_verdict_text(columns, cfg.demo.verdict_k));
       reports.push_back(eval::to_json(columns, cfg.demo.verdict_k));
     }
     auto agg = eval::seed_summary(reports, seeds);

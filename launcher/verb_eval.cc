@@ -141,6 +141,9 @@ void report(const EvalArgs& a, const Columns& files, const eval::EvalConfig& ecf
   const auto columns = evaluate_files(files, ecfg);
   launcher::write_reports(out, columns);
   std::printf("%s", eval::comparison_text(columns, eval::unseen_modalities(columns)).c_str());
+  const int64_t k = columns.front().second.ks.front();  // as in the report
+  std::printf("\n%s\n%s", eval::verdict_heading(columns, k).c_str(),
+              eval::verdict_text(columns, k).c_str());
   std::fflush(stdout);
   stdfs::path history = a.history;
   if (history.empty() && !a.checkpoint.empty())

@@ -100,6 +100,14 @@ TEST_F(SearchCli, EvalFromCheckpointWritesReportBaselinesAndHistory) {
   const std::string csv = fs::read_file(dir() / "eval/report.csv");
   EXPECT_NE(csv.find("\nraw-pixels,cross_modal,ct,xray,"), std::string::npos) << csv;
   EXPECT_NE(out.find("random-init"), std::string::npos) << out;
+  // The console ends with the verdict and the shortcut probes' check, as report.md does.
+  EXPECT_NE(out.find("Verdict (recall@1: is the 95 % interval of trained above chance and above "
+                     "each other encoder?)\n  xray R@1: trained "),
+            std::string::npos)
+      << out;
+  EXPECT_NE(out.find("Do the shortcut probes stay at chance?"), std::string::npos) << out;
+  EXPECT_NE(out.find("\n  raw-pixels R@1: "), std::string::npos) << out;
+  EXPECT_EQ(j.at("verdict").at("probes").size(), 2u);
 
   // One history line per evaluation, in the checkpoint's run folder.
   ASSERT_EQ(m3ret::testing::run_command(cmd, &out), 0) << out;
