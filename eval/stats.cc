@@ -56,13 +56,23 @@ bool RowVerdict::beats_all() const {
          std::all_of(rivals.begin(), rivals.end(), [](const Rival& r) { return r.beaten; });
 }
 
+namespace {
+
+// What verdicts and probe checks need: at least one report, and k among the first one's ks.
+void check_columns(const std::vector<std::pair<std::string, Report>>& columns, int64_t k) {
+  if (columns.empty()) throw Error("verdict: no report");
+  const auto& ks = columns.front().second.ks;
+  if (std::find(ks.begin(), ks.end(), k) == ks.end())
+    throw Error(
+        fmt::format("verdict: k = {} is not one of the report's ks [{}]", k, fmt::join(ks, ", ")));
+}
+
+}  // namespace
+
 std::vector<RowVerdict> verdicts(const std::vector<std::pair<std::string, Report>>& columns,
                                  int64_t k) {
-  if (columns.empty()) throw Error("verdict: no report");
+  check_columns(columns, k);
   const Report& first = columns.front().second;
-  if (std::find(first.ks.begin(), first.ks.end(), k) == first.ks.end())
-    throw Error(fmt::format("verdict: k = {} is not one of the report's ks [{}]", k,
-                            fmt::join(first.ks, ", ")));
   std::vector<RowVerdict> out;
   for (const auto* rows : {&first.per_modality, &first.cross_modal})
     for (const auto& row : *rows)
@@ -129,7 +139,7 @@ bool is_probe(const std::string& name, const Report& r) {
 
 std::vector<ProbeCheck> probe_checks(const std::vector<std::pair<std::string, Report>>& columns,
                                      int64_t k) {
-  verdicts(columns, k);  // the same checks of columns and k
+  check_columns(columns, k);
   const auto& unseen = columns.front().second.unseen;
   std::vector<ProbeCheck> out;
   for (size_t c = 1; c < columns.size(); ++c) {
