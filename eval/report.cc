@@ -48,6 +48,18 @@ ojson metrics_json(const Metrics& m, const std::vector<int64_t>& ks) {
   };
   for (int64_t k : ks) chance[rkey(k)] = chance_of(m.chance_recall, k);
   for (int64_t k : ks) chance[pkey(k)] = chance_of(m.chance_precision, k);
+  if (ok && !m.per_label.empty()) {
+    ojson& labels = j["per_label"];
+    for (const auto& [name, lm] : m.per_label) {
+      ojson l;
+      l["queries"] = lm.queries;
+      for (int64_t k : ks) l[rkey(k)] = lm.recall.at(k);
+      if (!lm.ci_recall.empty())
+        for (int64_t k : ks) l["ci95"][rkey(k)] = {lm.ci_recall.at(k).lo, lm.ci_recall.at(k).hi};
+      for (int64_t k : ks) l["chance"][rkey(k)] = lm.chance_recall.at(k);
+      labels[name] = std::move(l);
+    }
+  }
   return j;
 }
 
@@ -87,6 +99,20 @@ Metrics metrics_from_json(const ojson& j, const std::vector<int64_t>& ks) {
   };
   for (int64_t k : ks) m.chance_recall[k] = chance_at(rkey(k));
   for (int64_t k : ks) m.chance_precision[k] = chance_at(pkey(k));
+  // per_label is optional (reports before it have none).
+  const ojson per_label = j.value("per_label", ojson::object());
+  for (const auto& [name, l] : per_label.items()) {
+    try {
+      LabelMetrics& lm = m.per_label[name];
+      lm.queries = l.at("queries").get<int64_t>();
+      for (int64_t k : ks) lm.recall[k] = l.at(rkey(k)).get<double>();
+      for (int64_t k : ks) lm.chance_recall[k] = l.at("chance").at(rkey(k)).get<double>();
+      if (l.contains("ci95"))
+        for (int64_t k : ks) lm.ci_recall[k] = interval_from_json(l.at("ci95").at(rkey(k)));
+    } catch (const std::exception& ex) {
+      throw Error(fmt::format("per_label \"{}\": {}", name, ex.what()));
+    }
+  }
   return m;
 }
 
@@ -325,6 +351,46 @@ std::string warning_lines(const std::vector<std::pair<std::string, Report>>& col
 }
 
 std::set<std::string> unseen_set(const Report& r) { return {r.unseen.begin(), r.unseen.end()}; }
+
+// recall@k per label of the per-modality rows: one table row per (modality,
+// label) with its queries, a column per encoder (with intervals) and chance;
+// "" when no encoder has per-label figures (reports written before them).
+std::string per_label_section(const std::vector<std::pair<std::string, Report>>& columns, int64_t k,
+                              const std::set<std::string>& unseen) {
+  Table t;
+  t.header = header(columns, "modality / label");
+  for (const auto& name : row_names(columns, false)) {
+    std::vector<std::string> labels;  // every encoder's, in order of first appearance
+    for (const auto& [encoder, report] : columns)
+      if (const ReportRow* row = report.find(name))
+        for (const auto& [label, lm] : row->metrics.per_label)
+          if (std::find(labels.begin(), labels.end(), label) == labels.end())
+            labels.push_back(label);
+    for (const auto& label : labels) {
+      const LabelMetrics* first = nullptr;
+      std::vector<std::string> cells = {""};
+      for (const auto& [encoder, report] : columns) {
+        const ReportRow* row = report.find(name);
+        if (!row || !row->metrics.per_label.count(label)) {
+          cells.push_back(kDash);
+          continue;
+        }
+        const LabelMetrics& lm = row->metrics.per_label.at(label);
+        if (!first) first = &lm;
+        cells.push_back(with_ci(lm.recall.at(k), lm.ci_recall, k));
+      }
+      cells[0] = fmt::format("{} / {} ({})", display_name(name, unseen), label, first->queries);
+      cells.push_back(num(first->chance_recall.at(k)));
+      t.rows.push_back(std::move(cells));
+    }
+  }
+  if (t.rows.empty()) return "";
+  const bool exact = columns.front().second.relevance == "same-labels";
+  return fmt::format("\n## {} per label ({})\n\n{}", rkey(k),
+                     exact ? "the queries that carry the label, relevant: the same label set"
+                           : "the queries that carry the label, relevant: a sample that carries it",
+                     t.markdown());
+}
 
 }  // namespace
 
@@ -573,6 +639,7 @@ void write_reports(const std::filesystem::path& path,
     md += fmt::format("\n## {}\n\n", probe_heading(k));
     for (const auto& line : probes) md += "- " + line + "\n";
   }
+  md += per_label_section(columns, k, unseen_modalities(columns));
   fs::write_atomic(path, to_json(columns, k).dump(2) + "\n");
   fs::write_atomic(twin(".md"), md);
   fs::write_atomic(twin(".csv"), to_csv(columns));

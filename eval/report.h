@@ -18,7 +18,10 @@
 //                                  "gallery": 40,
 //                                  "recall@1": 0.5, ..., "precision@1": 0.5, ..., "map@10": 0.4,
 //                                  "ci95": {"recall@1": [0.4, 0.6], ..., "precision@1": [..], ...},
-//                                  "chance": {"recall@1": 0.2, ..., "precision@1": 0.2, ...}}},
+//                                  "chance": {"recall@1": 0.2, ..., "precision@1": 0.2, ...},
+//                                  "per_label": {"nodule": {"queries": 20, "recall@1": 0.6, ...,
+//                                                "ci95": {"recall@1": [..], ...},
+//                                                "chance": {"recall@1": 0.2, ...}}}}},
 //        "cross_modal": {"ct->mri": {...same keys...}}},
 //      "random-init": {...same layout...}},
 //    "verdict": {"k": 1, "rows": {...}}}      (eval/stats.h, verdict_json)
@@ -27,7 +30,8 @@
 //   "mri": {"queries": 0, ..., "absent": "no evaluable query: 1 with no candidate
 //           from another patient (too few patients)", "recall@1": null, ...}
 // "ci95" is absent when the row has no interval (eval.bootstrap = 0 or no
-// evaluated query). Object keys keep the order of encoders and rows
+// evaluated query). "per_label" (recall@k per label, eval/retrieval.h) is
+// absent in absent rows and in reports written before it. Object keys keep the order of encoders and rows
 // (nlohmann::ordered_json). Version 1 files (the encoder's metrics at top
 // level, others under "baselines") are still read; their rows have no
 // intervals and chance levels of 0.

@@ -53,6 +53,7 @@ struct Prepared {
   int64_t D = 0;
   std::vector<float> Y;                                     // n*D normalised rows
   std::vector<std::vector<int>> labels;                     // sorted label ids per row
+  std::vector<std::string> label_names;                     // label id -> name
   std::vector<int64_t> group;                               // group id per row (unique when empty)
   std::map<std::string, std::vector<int64_t>> by_modality;  // rows, ascending
 };
@@ -77,7 +78,8 @@ Prepared prepare(const EmbeddingSet& set, const std::vector<int64_t>& selected,
 
     std::vector<int> ls;
     for (const auto& l : labels[i]) {
-      auto it = label_id.emplace(l, static_cast<int>(label_id.size())).first;
+      auto [it, added] = label_id.emplace(l, static_cast<int>(label_id.size()));
+      if (added) p.label_names.push_back(l);
       ls.push_back(it->second);
     }
     std::sort(ls.begin(), ls.end());
@@ -129,6 +131,17 @@ void add_intervals(Metrics& m, const QueryResults& q, const EvalConfig& config,
   }
 }
 
+bool has_label(const std::vector<int>& labels, int l) {
+  return std::binary_search(labels.begin(), labels.end(), l);
+}
+
+// The queries of one label: their patients, hits per k (index into ks) and
+// summed chance levels, for Metrics::per_label.
+struct LabelQueries {
+  QueryResults results;        // precision unused
+  std::vector<double> chance;  // [k index], summed over the queries
+};
+
 // Metrics of `queries` (rows) ranked against `gallery` (rows, ascending);
 // `row` names the report row (seeds its bootstrap).
 Metrics rank_all(const Prepared& p, const std::vector<int64_t>& queries,
@@ -144,6 +157,7 @@ Metrics rank_all(const Prepared& p, const std::vector<int64_t>& queries,
   QueryResults qr_all;
   qr_all.recall.resize(nk);
   qr_all.precision.resize(nk);
+  std::map<int, LabelQueries> by_label;  // label id -> its queries
   double ap_sum = 0;
   std::vector<float> sims(static_cast<size_t>(kQueryBlock * ng));
   std::vector<float> qblock(static_cast<size_t>(kQueryBlock * p.D));
@@ -213,6 +227,35 @@ Metrics rank_all(const Prepared& p, const std::vector<int64_t>& queries,
         chance_p[k] += chance_precision_at(n, R, k);
       }
       ap_sum += ap / static_cast<double>(std::min(R, kmax));
+
+      // Per label: the row's relevance (same-labels), or "carries this label".
+      for (int l : ql) {
+        std::vector<int64_t> hits_l(static_cast<size_t>(L));
+        int64_t R_l = R;
+        if (exact) {
+          hits_l = hits_at;
+        } else {
+          R_l = 0;
+          for (const auto& c : cand) R_l += has_label(p.labels[gallery[c.pos]], l);
+          if (R_l == 0) continue;  // no candidate carries it: not a query of this label
+          int64_t h = 0;
+          for (int64_t i = 0; i < L; ++i) {
+            h += has_label(p.labels[gallery[cand[i].pos]], l);
+            hits_l[i] = h;
+          }
+        }
+        LabelQueries& lq = by_label[l];
+        if (lq.results.recall.empty()) {
+          lq.results.recall.resize(nk);
+          lq.chance.resize(nk);
+        }
+        lq.results.patient.push_back(p.group[qr]);
+        for (size_t ki = 0; ki < nk; ++ki) {
+          const int64_t k = config.ks[ki];
+          lq.results.recall[ki].push_back(hits_l[std::min(k, L) - 1] > 0 ? 1.0 : 0.0);
+          lq.chance[ki] += chance_recall_at(n, R_l, k);
+        }
+      }
     }
   }
   const double nq = static_cast<double>(m.queries);
@@ -228,6 +271,23 @@ Metrics rank_all(const Prepared& p, const std::vector<int64_t>& queries,
   m.map_k = kmax;
   m.map_at_k = m.queries ? ap_sum / nq : 0.0;
   add_intervals(m, qr_all, config, row_name);
+  for (const auto& [l, lq] : by_label) {
+    LabelMetrics& lm = m.per_label[p.label_names[static_cast<size_t>(l)]];
+    lm.queries = static_cast<int64_t>(lq.results.patient.size());
+    const double n_l = static_cast<double>(lm.queries);
+    for (size_t ki = 0; ki < nk; ++ki) {
+      const auto& rs = lq.results.recall[ki];
+      lm.recall[config.ks[ki]] = std::accumulate(rs.begin(), rs.end(), 0.0) / n_l;
+      lm.chance_recall[config.ks[ki]] = lq.chance[ki] / n_l;
+    }
+    if (config.bootstrap > 0) {
+      const auto ci = bootstrap_intervals(
+          lq.results.patient, lq.results.recall, config.bootstrap,
+          bootstrap_seed_for(config.bootstrap_seed,
+                             row_name + "#" + p.label_names[static_cast<size_t>(l)]));
+      for (size_t ki = 0; ki < nk; ++ki) lm.ci_recall[config.ks[ki]] = ci[ki];
+    }
+  }
   return m;
 }
 

@@ -45,6 +45,17 @@
 //                the number of relevant candidates of the query (so a query
 //                whose top min(R, K) are all relevant scores 1)
 //
+// Per label (Metrics::per_label): the row's evaluated queries that carry the
+// label (after mapping), so a query with two labels counts under both. With
+// shared-label relevance a candidate is relevant to (query, label) when it
+// carries that label: per_label["nodule"].recall[5] answers "for a query with
+// a nodule, is a nodule among its top 5?" (a query none of whose candidates
+// carries the label does not count under it); with same-labels relevance it is the
+// row's exact-set relevance, grouped by the query's labels. Chance and the 95 %
+// interval (over the label's query patients, seeded with "<row>#<label>") are
+// computed as for the row. Single-label data: the labels' figures, weighted by
+// their queries, average to the row's.
+//
 // Chance level (per row, averaged over the same queries): the expectation of
 // recall@k and precision@k under a uniformly random ranking of the query's n
 // candidates (after group exclusion) with R relevant:
@@ -82,6 +93,14 @@ struct Interval {
   bool operator==(const Interval& o) const { return lo == o.lo && hi == o.hi; }
 };
 
+// recall@k of the queries of one label (see "Per label" above).
+struct LabelMetrics {
+  int64_t queries = 0;
+  std::map<int64_t, double> recall;         // k -> recall@k
+  std::map<int64_t, double> chance_recall;  // k -> expected recall@k of a random ranking
+  std::map<int64_t, Interval> ci_recall;    // k -> 95 % interval; empty as for the row
+};
+
 struct Metrics {
   int64_t queries = 0;                         // evaluated queries
   int64_t skipped_no_label = 0;                // queries without any label
@@ -98,6 +117,9 @@ struct Metrics {
   // no evaluated query, or a report without intervals).
   std::map<int64_t, Interval> ci_recall;
   std::map<int64_t, Interval> ci_precision;
+  // label -> recall@k of the evaluated queries that carry it, by label name;
+  // empty for an absent row.
+  std::map<std::string, LabelMetrics> per_label;
 
   // False for an absent row: no query could be evaluated (see above).
   bool evaluated() const { return queries > 0; }

@@ -257,6 +257,62 @@ TEST(Report, ComparisonIsOneDocumentWithCsvAndMarkdownBeside) {
       << md;
 }
 
+// Per-label figures: in JSON under each row's "per_label" (read back), and in
+// Markdown one table row per (modality, label) with every encoder and chance.
+TEST(Report, PerLabelFiguresInJsonAndMarkdown) {
+  m3ret::testing::TempDir dir("eval-report");
+  Report trained = make_report(1.0), pixels = make_report(0.5);
+  LabelMetrics stripes;
+  stripes.queries = 32;
+  stripes.recall = {{1, 0.5}, {5, 0.75}, {10, 1.0}};
+  stripes.chance_recall = {{1, 0.125}, {5, 0.5}, {10, 0.75}};
+  stripes.ci_recall = {{1, {0.375, 0.625}}, {5, {0.625, 0.875}}, {10, {1.0, 1.0}}};
+  LabelMetrics dots = stripes;
+  dots.queries = 8;
+  dots.recall[1] = 0.25;
+  trained.per_modality[0].metrics.per_label = {{"stripes", stripes}, {"dots", dots}};
+  stripes.recall[1] = 0.125;
+  stripes.ci_recall.clear();
+  pixels.per_modality[0].metrics.per_label = {{"stripes", stripes}};
+  write_reports(dir / "report.json", {{"trained", trained}, {"raw-pixels", pixels}});
+
+  const auto j = nlohmann::ordered_json::parse(fs::read_file(dir / "report.json"));
+  const auto& l = j.at("encoders").at("trained").at("per_modality").at("xray").at("per_label");
+  EXPECT_EQ(l.begin().key(), "dots");  // by name
+  EXPECT_EQ(l.at("stripes").at("queries"), 32);
+  EXPECT_DOUBLE_EQ(l.at("stripes").at("recall@5").get<double>(), 0.75);
+  EXPECT_EQ(l.at("stripes").at("ci95").at("recall@1"), nlohmann::ordered_json({0.375, 0.625}));
+  EXPECT_DOUBLE_EQ(l.at("stripes").at("chance").at("recall@1").get<double>(), 0.125);
+  const auto& px = j.at("encoders").at("raw-pixels").at("per_modality").at("xray");
+  EXPECT_FALSE(px.at("per_label").at("stripes").contains("ci95"));
+  EXPECT_FALSE(j.at("encoders").at("trained").at("per_modality").at("mri").contains("per_label"));
+  const auto back = reports_from_json(j);
+  EXPECT_EQ(to_json(back), j);
+  EXPECT_EQ(back[0].second.find("xray")->metrics.per_label.at("dots").queries, 8);
+
+  const std::string md = fs::read_file(dir / "report.md");
+  EXPECT_NE(md.find("## recall@1 per label (the queries that carry the label, relevant: a sample "
+                    "that carries it)"),
+            std::string::npos)
+      << md;
+  EXPECT_NE(md.find("| modality / label | trained | raw-pixels | chance |"), std::string::npos)
+      << md;
+  EXPECT_NE(md.find("| xray / dots (8) | 0.250 [0.375–0.625] | — | 0.125 |"), std::string::npos)
+      << md;
+  EXPECT_NE(md.find("| xray / stripes (32) | 0.500 [0.375–0.625] | 0.125 | 0.125 |"),
+            std::string::npos)
+      << md;
+
+  // A malformed entry names the encoder, the row and the label.
+  auto bad = j;
+  bad["encoders"]["trained"]["per_modality"]["xray"]["per_label"]["dots"].erase("recall@5");
+  const std::string err = testing::error_of([&] { reports_from_json(bad, "r.json"); });
+  EXPECT_NE(err.find("r.json"), std::string::npos) << err;
+  EXPECT_NE(err.find("per_modality 'xray'"), std::string::npos) << err;
+  EXPECT_NE(err.find("per_label \"dots\""), std::string::npos) << err;
+  EXPECT_NE(err.find("recall@5"), std::string::npos) << err;
+}
+
 // Reports written by earlier versions (format_version 1: the encoder at top
 // level, the others under "baselines", no intervals or chance) still read.
 TEST(Report, ReadsVersion1Files) {

@@ -84,6 +84,79 @@ TEST(Retrieval, MultiLabelSharedOrExact) {
   EXPECT_DOUBLE_EQ(m.map_at_k, 0.0);
 }
 
+// Per label, a candidate counts when it carries the label: the query {A, B}
+// hits A at rank 1 but B only at rank 2, while the row counts it a hit at 1.
+TEST(Retrieval, PerLabelRecallCountsCandidatesThatCarryTheLabel) {
+  EmbeddingSet s;
+  s.D = 2;
+  add(s, "xray", "p1", {"A"}, {1, 0});             // 0: ranks 1, 3, 2
+  add(s, "xray", "p2", {"A", "B"}, {0.9f, 0.1f});  // 1: ranks 0, 3, 2
+  add(s, "xray", "p3", {"B"}, {0, 1});             // 2: ranks 3, 1, 0
+  add(s, "xray", "p4", {"B"}, {0.1f, 0.9f});       // 3: ranks 2, 1, 0
+  EvalConfig c = config_with({1, 2});
+  c.bootstrap = 200;
+  const Metrics m = evaluate(s, c).per_modality.at(0).metrics;
+  EXPECT_DOUBLE_EQ(m.recall.at(1), 1.0);  // every top-1 shares a label with its query
+  ASSERT_EQ(m.per_label.size(), 2u);
+  // A: queries 0 and 1, each with one A among 3 candidates, found at rank 1.
+  const LabelMetrics& a = m.per_label.at("A");
+  EXPECT_EQ(a.queries, 2);
+  EXPECT_DOUBLE_EQ(a.recall.at(1), 1.0);
+  EXPECT_DOUBLE_EQ(a.chance_recall.at(1), 1.0 / 3);
+  EXPECT_DOUBLE_EQ(a.chance_recall.at(2), 2.0 / 3);  // 1 - C(2,2)/C(3,2)
+  EXPECT_EQ(a.ci_recall.at(1), (Interval{1.0, 1.0}));
+  // B: queries 1, 2, 3, each with two B among 3 candidates; query 1 misses at rank 1.
+  const LabelMetrics& b = m.per_label.at("B");
+  EXPECT_EQ(b.queries, 3);
+  EXPECT_DOUBLE_EQ(b.recall.at(1), 2.0 / 3);
+  EXPECT_DOUBLE_EQ(b.recall.at(2), 1.0);
+  EXPECT_DOUBLE_EQ(b.chance_recall.at(1), 2.0 / 3);
+  EXPECT_DOUBLE_EQ(b.chance_recall.at(2), 1.0);
+  EXPECT_LE(b.ci_recall.at(1).lo, 2.0 / 3);
+  EXPECT_GE(b.ci_recall.at(1).hi, 2.0 / 3);
+  EXPECT_LT(b.ci_recall.at(1).lo, b.ci_recall.at(1).hi);
+  EXPECT_EQ(evaluate(s, c).per_modality.at(0).metrics.per_label.at("B").ci_recall.at(1),
+            b.ci_recall.at(1));  // deterministic for a seed
+
+  // Same-labels: the row's relevance grouped by label. 0 ({A}) and 1 ({A, B}) have
+  // no candidate with their exact set; 2 and 3 ({B}) find each other first.
+  c.relevance = "same-labels";
+  c.bootstrap = 0;
+  const Metrics e = evaluate(s, c).per_modality.at(0).metrics;
+  ASSERT_EQ(e.per_label.size(), 1u);
+  EXPECT_EQ(e.per_label.at("B").queries, 2);
+  EXPECT_DOUBLE_EQ(e.per_label.at("B").recall.at(1), 1.0);
+  EXPECT_DOUBLE_EQ(e.per_label.at("B").chance_recall.at(1), 1.0 / 3);
+  EXPECT_TRUE(e.per_label.at("B").ci_recall.empty());  // no bootstrap, no interval
+}
+
+// Single-label data: the labels' figures, weighted by their queries, give the row's.
+TEST(Retrieval, PerLabelFiguresAverageToTheRowOnSingleLabelData) {
+  auto s = testing::random_set(300, 8, {"xray", "ct"}, 40, 4, 13);
+  for (auto& l : s.labels)
+    if (l.size() > 1) l.resize(1);
+  const Report r = evaluate(s, config_with({1, 5}));
+  for (const auto* rows : {&r.per_modality, &r.cross_modal}) {
+    for (const auto& row : *rows) {
+      SCOPED_TRACE(row.name());
+      const Metrics& m = row.metrics;
+      ASSERT_FALSE(m.per_label.empty());
+      for (int64_t k : r.ks) {
+        double rec = 0, chance = 0;
+        int64_t n = 0;
+        for (const auto& [l, lm] : m.per_label) {
+          rec += lm.recall.at(k) * lm.queries;
+          chance += lm.chance_recall.at(k) * lm.queries;
+          n += lm.queries;
+        }
+        EXPECT_EQ(n, m.queries);
+        EXPECT_NEAR(rec / n, m.recall.at(k), 1e-12);
+        EXPECT_NEAR(chance / n, m.chance_recall.at(k), 1e-12);
+      }
+    }
+  }
+}
+
 TEST(Retrieval, TiesGoToTheLowerIndex) {
   // Samples 1 and 2 are identical; one is labelled A (relevant to 0), the other Z.
   for (bool relevant_first : {true, false}) {
@@ -324,6 +397,24 @@ std::map<std::string, Metrics> brute_force(const EmbeddingSet& s, const EvalConf
           rec[k] += hits > 0;
           prec[k] += double(hits) / k;
         }
+        // Per label of the query: "carries the label" (shared-label) or the row's relevance.
+        for (const auto& l : std::set<std::string>(s.labels[q].begin(), s.labels[q].end())) {
+          auto carries = [&](int64_t g) {
+            if (c.relevance == "same-labels") return relevant(q, g);
+            return std::count(s.labels[g].begin(), s.labels[g].end(), l) > 0;
+          };
+          int64_t R_l = 0;
+          for (auto& [score, g] : ranked) R_l += carries(g);
+          if (R_l == 0) continue;
+          LabelMetrics& lm = m.per_label[l];
+          ++lm.queries;
+          for (int64_t k : c.ks) {
+            bool hit = false;
+            for (int64_t i = 0; i < k && i < int64_t(ranked.size()); ++i)
+              hit = hit || carries(ranked[i].second);
+            lm.recall[k] += hit;
+          }
+        }
         const int64_t K = c.ks.back();
         double sum = 0;
         int64_t hits = 0;
@@ -336,6 +427,8 @@ std::map<std::string, Metrics> brute_force(const EmbeddingSet& s, const EvalConf
         m.precision[k] = m.queries ? prec[k] / m.queries : 0;
       }
       m.map_at_k = m.queries ? ap / m.queries : 0;
+      for (auto& [l, lm] : m.per_label)
+        for (auto& [k, v] : lm.recall) v /= lm.queries;
       out[name] = m;
     }
   }
@@ -359,6 +452,14 @@ void expect_same(const Report& r, const std::map<std::string, Metrics>& ref) {
         EXPECT_NEAR(a.precision.at(k), b.precision.at(k), 1e-12) << "k=" << k;
       }
       EXPECT_NEAR(a.map_at_k, b.map_at_k, 1e-12);
+      ASSERT_EQ(a.per_label.size(), b.per_label.size());
+      for (const auto& [l, lb] : b.per_label) {
+        SCOPED_TRACE("label " + l);
+        ASSERT_TRUE(a.per_label.count(l));
+        const LabelMetrics& la = a.per_label.at(l);
+        EXPECT_EQ(la.queries, lb.queries);
+        for (int64_t k : r.ks) EXPECT_NEAR(la.recall.at(k), lb.recall.at(k), 1e-12) << "k=" << k;
+      }
     }
   }
   EXPECT_EQ(rows, ref.size());

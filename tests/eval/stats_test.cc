@@ -523,7 +523,7 @@ TEST(ProbeCheck, WithoutIntervalsNothingIsChecked) {
 }
 
 // The Markdown report ends with the probe check under its own heading.
-TEST(ProbeCheck, TheMarkdownReportEndsWithIt) {
+TEST(ProbeCheck, TheMarkdownReportHasItAfterTheVerdict) {
   m3ret::testing::TempDir dir("probe-report");
   Report pixels = verdict_report(0.30, 0.58);
   pixels.source.encoder = "raw-pixels";

@@ -165,6 +165,15 @@ TEST_F(DemoPipeline, ReportComparesSslWithItsBaselinesWithChanceIntervalsAndUnse
         EXPECT_GT(chance, 0.0) << key;
         EXPECT_LE(chance, 1.0) << key;
       }
+      // Per label: the demo's classes, one label per sample, so the labels' queries add up
+      // to the row's.
+      int64_t label_queries = 0;
+      for (const auto& [label, l] : row.at("per_label").items()) {
+        label_queries += l.at("queries").get<int64_t>();
+        EXPECT_TRUE(l.at("ci95").contains("recall@1")) << label;
+        EXPECT_GT(l.at("chance").at("recall@1").get<double>(), 0.0) << label;
+      }
+      EXPECT_EQ(label_queries, row.at("queries").get<int64_t>());
       // Cross-modal matrix: every ordered pair (all modalities share the classes).
       for (const auto& g : modalities) {
         if (g == m) continue;
@@ -216,6 +225,8 @@ TEST_F(DemoPipeline, ReportComparesSslWithItsBaselinesWithChanceIntervalsAndUnse
   EXPECT_NE(md.find("### cross-modal recall@1"), std::string::npos) << md;
   EXPECT_NE(md.find("unseen (evaluated, never trained on): mri"), std::string::npos) << md;
   EXPECT_NE(md.find("- raw-pixels R@1: "), std::string::npos) << md;
+  EXPECT_NE(md.find("## recall@1 per label"), std::string::npos) << md;
+  EXPECT_NE(md.find("| mri (unseen) / "), std::string::npos) << md;
 
   std::ifstream csv_in(out / "report.csv");
   const std::string csv((std::istreambuf_iterator<char>(csv_in)), std::istreambuf_iterator<char>());
