@@ -25,8 +25,11 @@ FORMAT = "m3ret-embeddings"
 MODALITY_ORDER = ["xray", "ultrasound", "endoscopy", "ct", "mri"]
 
 
+PROGRAM = "linear_probe"  # the name errors start with (bench/whitening_probe.py sets its own)
+
+
 def fail(message):
-    print(f"linear_probe: {message}", file=sys.stderr)
+    print(f"{PROGRAM}: {message}", file=sys.stderr)
     sys.exit(2)
 
 
