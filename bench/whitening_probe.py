@@ -96,17 +96,17 @@ def main():
             s = keep & (data["modality"] == mod)
             fit = source["x"][fit_rows if args.pooled else fit_rows & (source["modality"] == mod)]
             labels, groups = data["label"][s], data["group"][s]
-            hits, hit_groups, level = recall_at_1(data["x"][s], labels, groups)
-            if len(hits) == 0:
+            results = {"cosine": recall_at_1(data["x"][s], labels, groups)}
+            if len(results["cosine"][0]) == 0:
                 continue
             if mod not in modalities:
                 modalities.append(mod)
-            chance.setdefault(mod, level)
-            for name, transform in [("cosine", lambda x: x)] + [
-                    (f"d={d}", whitener(fit, d) if len(fit) > d else None) for d in dims]:
-                if transform is None:
-                    continue
-                hits, hit_groups, _ = recall_at_1(transform(data["x"][s]), labels, groups)
+            chance.setdefault(mod, results["cosine"][2])
+            for d in dims:
+                transform = whitener(fit, d) if len(fit) > d else None
+                if transform is not None:
+                    results[f"d={d}"] = recall_at_1(transform(data["x"][s]), labels, groups)
+            for name, (hits, hit_groups, _) in results.items():
                 lo, hi = linear_probe.bootstrap_interval(hits, hit_groups, args.bootstrap,
                                                          args.seed)
                 cells[name][mod] = f"{hits.mean():.3f} [{lo:.3f}–{hi:.3f}]"
