@@ -228,21 +228,23 @@ Metrics rank_all(const Prepared& p, const std::vector<int64_t>& queries,
       }
       ap_sum += ap / static_cast<double>(std::min(R, kmax));
 
-      // Per label: the row's relevance (same-labels), or "carries this label".
+      // Per label: the row's relevance (same-labels), or "carries this label",
+      // which for a query of one label is the row's relevance too.
+      std::vector<int64_t> own_hits;
       for (int l : ql) {
-        std::vector<int64_t> hits_l(static_cast<size_t>(L));
+        const std::vector<int64_t>* hits_l = &hits_at;
         int64_t R_l = R;
-        if (exact) {
-          hits_l = hits_at;
-        } else {
+        if (!exact && ql.size() > 1) {
           R_l = 0;
           for (const auto& c : cand) R_l += has_label(p.labels[gallery[c.pos]], l);
           if (R_l == 0) continue;  // no candidate carries it: not a query of this label
+          own_hits.assign(static_cast<size_t>(L), 0);
           int64_t h = 0;
           for (int64_t i = 0; i < L; ++i) {
             h += has_label(p.labels[gallery[cand[i].pos]], l);
-            hits_l[i] = h;
+            own_hits[i] = h;
           }
+          hits_l = &own_hits;
         }
         LabelQueries& lq = by_label[l];
         if (lq.results.recall.empty()) {
@@ -252,7 +254,7 @@ Metrics rank_all(const Prepared& p, const std::vector<int64_t>& queries,
         lq.results.patient.push_back(p.group[qr]);
         for (size_t ki = 0; ki < nk; ++ki) {
           const int64_t k = config.ks[ki];
-          lq.results.recall[ki].push_back(hits_l[std::min(k, L) - 1] > 0 ? 1.0 : 0.0);
+          lq.results.recall[ki].push_back((*hits_l)[std::min(k, L) - 1] > 0 ? 1.0 : 0.0);
           lq.chance[ki] += chance_recall_at(n, R_l, k);
         }
       }
