@@ -276,6 +276,72 @@ std::vector<std::string> layout(const std::vector<std::pair<std::string, Report>
   return names;
 }
 
+// Recall@k and its chance per label of row r (cross-modal or not) of encoder c
+// over the seeds, for every label any seed has there (first appearance order);
+// a seed without the label counts as absent. Empty when no seed has labels.
+ojson label_summary(const std::vector<std::vector<std::pair<std::string, Report>>>& all, size_t c,
+                    bool cross, size_t r, const std::vector<int64_t>& ks) {
+  auto row_of = [&](const std::vector<std::pair<std::string, Report>>& columns) -> const Metrics& {
+    return (cross ? columns[c].second.cross_modal : columns[c].second.per_modality)[r].metrics;
+  };
+  std::vector<std::string> labels;
+  for (const auto& columns : all)
+    for (const auto& [label, lm] : row_of(columns).per_label)
+      if (std::find(labels.begin(), labels.end(), label) == labels.end()) labels.push_back(label);
+  ojson out = ojson::object();
+  for (const auto& label : labels) {
+    auto over_seeds = [&](bool chance, int64_t k) {
+      std::vector<std::optional<double>> values;
+      for (const auto& columns : all) {
+        const auto& per_label = row_of(columns).per_label;
+        const auto it = per_label.find(label);
+        const auto* v = it == per_label.end()
+                            ? nullptr
+                            : (chance ? &it->second.chance_recall : &it->second.recall);
+        values.push_back(v && it->second.queries > 0 && v->count(k) ? std::optional(v->at(k))
+                                                                    : std::nullopt);
+      }
+      return describe(values);
+    };
+    ojson lj;
+    for (int64_t k : ks) lj[fmt::format("recall@{}", k)] = over_seeds(false, k);
+    lj["chance"] = ojson::object();
+    for (int64_t k : ks) lj["chance"][fmt::format("recall@{}", k)] = over_seeds(true, k);
+    out[label] = std::move(lj);
+  }
+  return out;
+}
+
+// For every k and every row of the judged (first) encoder: in how many seeds
+// the row was evaluated, and in how many of those its verdict beat chance and
+// beat chance and every other encoder (RowVerdict::beats_all).
+ojson verdict_counts(const std::vector<std::vector<std::pair<std::string, Report>>>& all,
+                     const std::vector<int64_t>& ks) {
+  ojson out;
+  out["encoder"] = all[0].front().first;
+  std::vector<std::string> rows;
+  for (const auto& columns : all)
+    for (const auto* kind :
+         {&columns.front().second.per_modality, &columns.front().second.cross_modal})
+      for (const auto& row : *kind)
+        if (std::find(rows.begin(), rows.end(), row.name()) == rows.end())
+          rows.push_back(row.name());
+  for (int64_t k : ks) {
+    ojson per_row = ojson::object();
+    for (const auto& name : rows)
+      per_row[name] = {{"evaluated", 0}, {"beats_chance", 0}, {"beats_all", 0}};
+    for (const auto& columns : all)
+      for (const auto& v : verdicts(columns, k)) {
+        auto& counts = per_row[v.row];
+        counts["evaluated"] = counts["evaluated"].get<int64_t>() + 1;
+        if (v.beats_chance) counts["beats_chance"] = counts["beats_chance"].get<int64_t>() + 1;
+        if (v.beats_all()) counts["beats_all"] = counts["beats_all"].get<int64_t>() + 1;
+      }
+    out[fmt::format("recall@{}", k)] = std::move(per_row);
+  }
+  return out;
+}
+
 }  // namespace
 
 ojson seed_summary(const std::vector<ojson>& reports, const std::vector<int64_t>& seeds) {
@@ -322,11 +388,14 @@ ojson seed_summary(const std::vector<ojson>& reports, const std::vector<int64_t>
           }
           row[metric] = describe(values);
         }
+        auto per_label = label_summary(all, c, cross, r, ks);
+        if (!per_label.empty()) row["per_label"] = std::move(per_label);
         enc[kind][rows0[r].name()] = std::move(row);
       }
     }
     j["encoders"][all[0][c].first] = std::move(enc);
   }
+  j["verdicts"] = verdict_counts(all, ks);
   return j;
 }
 
@@ -342,6 +411,74 @@ std::string seed_cell(const ojson& d, size_t seeds) {
   return cell + " |";
 }
 
+// "3 of 3", "1 of 2" (of the seeds where the row was evaluated), "—" when none was.
+std::string count_cell(const ojson& counts, const char* key) {
+  const int64_t n = counts.at("evaluated").get<int64_t>();
+  return n == 0 ? " — |" : fmt::format(" {} of {} |", counts.at(key).get<int64_t>(), n);
+}
+
+std::string verdict_counts_markdown(const ojson& verdicts, const std::vector<int64_t>& ks) {
+  std::string out = fmt::format(
+      "\n## Verdict over seeds\n\nIn how many seeds (of those where the row was evaluated) "
+      "the 95 % interval of {} lies above chance, and above chance and every other encoder:\n\n"
+      "| row |",
+      verdicts.at("encoder").get<std::string>());
+  for (int64_t k : ks) out += fmt::format(" R@{0} > chance | R@{0} > all |", k);
+  out += "\n| --- |";
+  for (size_t i = 0; i < 2 * ks.size(); ++i) out += " ---: |";
+  out += "\n";
+  const auto& first = verdicts.at(fmt::format("recall@{}", ks.front()));
+  for (const auto& [row, unused] : first.items()) {
+    out += "| " + row + " |";
+    for (int64_t k : ks) {
+      const auto& counts = verdicts.at(fmt::format("recall@{}", k)).at(row);
+      out += count_cell(counts, "beats_chance") + count_cell(counts, "beats_all");
+    }
+    out += "\n";
+  }
+  return out;
+}
+
+// recall@k per label of the per-modality rows, one line per (modality, label):
+// mean ± sd per encoder over the seeds, and the mean chance level.
+std::string label_summary_markdown(const ojson& summary, int64_t k) {
+  const auto& encoders = summary.at("encoders");
+  const auto seeds = summary.at("seeds").get<size_t>();
+  const std::string metric = fmt::format("recall@{}", k);
+  std::string rows;
+  for (const auto& [modality, unused] : encoders.begin().value().at("per_modality").items()) {
+    std::vector<std::string> labels;  // every encoder's, in order of first appearance
+    for (const auto& [name, e] : encoders.items()) {
+      const ojson per_label = e.at("per_modality").at(modality).value("per_label", ojson::object());
+      for (const auto& [label, d] : per_label.items())
+        if (std::find(labels.begin(), labels.end(), label) == labels.end()) labels.push_back(label);
+    }
+    for (const auto& label : labels) {
+      rows += "| " + modality + " / " + label + " |";
+      std::optional<double> chance;
+      for (const auto& [name, e] : encoders.items()) {
+        const ojson per_label =
+            e.at("per_modality").at(modality).value("per_label", ojson::object());
+        if (!per_label.contains(label)) {
+          rows += " — (absent) |";
+          continue;
+        }
+        rows += seed_cell(per_label.at(label).at(metric), seeds);
+        const auto& c = per_label.at(label).at("chance").at(metric).at("mean");
+        if (!chance && !c.is_null()) chance = c.get<double>();
+      }
+      rows += chance ? " " + num(*chance) + " |\n" : " — |\n";
+    }
+  }
+  if (rows.empty()) return "";
+  std::string out =
+      fmt::format("\n## {} per label (mean ± sd over seeds)\n\n| modality / label |", metric);
+  for (const auto& [name, e] : encoders.items()) out += " " + name + " |";
+  out += " chance |\n| --- |";
+  for (size_t i = 0; i <= encoders.size(); ++i) out += " ---: |";
+  return out + "\n" + rows;
+}
+
 }  // namespace
 
 std::string seed_summary_markdown(const ojson& summary) {
@@ -355,6 +492,7 @@ std::string seed_summary_markdown(const ojson& summary) {
   if (summary.contains("seed_values"))
     out += fmt::format("\nseeds: {}\n",
                        fmt::join(summary.at("seed_values").get<std::vector<int64_t>>(), ", "));
+  if (summary.contains("verdicts")) out += verdict_counts_markdown(summary.at("verdicts"), ks);
   for (const auto& metric : metrics) {
     out += fmt::format("\n## {}\n\n| row |", metric);
     for (const auto& [name, e] : encoders.items()) out += " " + name + " |";
@@ -373,7 +511,7 @@ std::string seed_summary_markdown(const ojson& summary) {
       }
     }
   }
-  return out;
+  return out + label_summary_markdown(summary, ks.front());
 }
 
 }  // namespace m3ret::eval

@@ -109,19 +109,30 @@ std::string verdict_text(const std::vector<std::pair<std::string, Report>>& colu
 //   {"seeds": N, "seed_values": [..], "ks": [..], "encoders": {name: {
 //       "per_modality": {mod: {"recall@1": {"evaluated": n, "mean", "sd", "min", "max",
 //                                           "values": [..]},
-//                              ..., "precision@k": {..}, "map@K": {..}}},
-//       "cross_modal": {"a->b": {...}}}}}
+//                              ..., "precision@k": {..}, "map@K": {..},
+//                              "per_label": {label: {"recall@k": {..},
+//                                                    "chance": {"recall@k": {..}}}}}},
+//       "cross_modal": {"a->b": {...}}}},
+//    "verdicts": {"encoder": first encoder's name,
+//                 "recall@k": {row: {"evaluated": n, "beats_chance": n, "beats_all": n}}}}
 // Statistics are over the seeds where the row was evaluated ("evaluated" of
 // them); an absent row's value is null in "values" and never counted as 0; a
-// row absent in every seed has null mean, sd, min and max.
+// row absent in every seed has null mean, sd, min and max. "per_label" (rows
+// whose reports break recall down per label) has every label of any seed, absent
+// (null) in a seed whose row lacks it. "verdicts" counts, per k and row, the
+// seeds where the first encoder's verdict (see verdicts()) beat chance, and
+// beat chance and every other encoder.
 // Throws m3ret::Error naming the report ("report 3 of 5") whose encoders, rows or ks
 // differ from the first's, when `reports` is empty, or when `seeds` has another size.
 nlohmann::ordered_json seed_summary(const std::vector<nlohmann::ordered_json>& reports,
                                     const std::vector<int64_t>& seeds = {});
 
-// Markdown of a seed_summary: per metric recall@k and map@K one table (rows:
-// modalities, then pairs; columns: the encoders; cells "mean ± sd", with
-// "(n of N seeds)" when the row was absent in some, "— (absent)" in all).
+// Markdown of a seed_summary: first the verdict counts ("| xray | 3 of 3 | 2 of 3 |"
+// per k: above chance, above chance and every other encoder); then per metric
+// recall@k and map@K one table (rows: modalities, then pairs; columns: the
+// encoders; cells "mean ± sd", with "(n of N seeds)" when the row was absent in
+// some, "— (absent)" in all); last recall@k (the first k) per label of the
+// per-modality rows, with the mean chance level.
 std::string seed_summary_markdown(const nlohmann::ordered_json& summary);
 
 }  // namespace m3ret::eval

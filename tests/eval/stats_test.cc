@@ -596,6 +596,78 @@ TEST(Seeds, SummaryHasMeanSdMinMaxAndValues) {
                    0.0);
 }
 
+// Per row and k, in how many seeds the first encoder's interval beat chance and
+// every other encoder; and recall per label over the seeds, a label missing in
+// some seed counted as absent there, never as 0.
+TEST(Seeds, SummaryCountsVerdictsAndBreaksRecallDownPerLabel) {
+  auto label = [](double r1, double chance) {
+    LabelMetrics lm;
+    lm.queries = 10;
+    lm.recall = {{1, r1}, {5, r1 + 0.1}};
+    lm.chance_recall = {{1, chance}, {5, 0.5}};
+    return lm;
+  };
+  std::vector<nlohmann::ordered_json> reports;
+  for (double r : {0.2, 0.4, 0.6}) {
+    Report trained = verdict_report(r, r / 2);
+    auto& per_label = trained.per_modality.front().metrics.per_label;
+    if (r < 0.5) {
+      per_label["a"] = label(r + 0.1, 0.15);
+      per_label["b"] = label(r - 0.1, 0.25);
+    } else {
+      per_label["c"] = label(0.5, 0.2);
+    }
+    // xray: chance 0.17, trained's interval [r - 0.08, r + 0.08], the histogram at 0.35:
+    // r = 0.2 beats nothing, 0.4 beats chance only, 0.6 both.
+    reports.push_back(to_json({{"trained", trained}, {"histogram", verdict_report(0.35, 0.1)}}));
+  }
+  const auto s = seed_summary(reports);
+  const auto& v = s.at("verdicts");
+  EXPECT_EQ(v.at("encoder"), "trained");
+  const auto& xray = v.at("recall@1").at("xray");
+  EXPECT_EQ(xray.at("evaluated"), 3);
+  EXPECT_EQ(xray.at("beats_chance"), 2);
+  EXPECT_EQ(xray.at("beats_all"), 1);
+  EXPECT_EQ(v.at("recall@1").at("ct").at("evaluated"), 0);  // no query in any seed
+  EXPECT_EQ(v.at("recall@1").at("ct->xray").at("beats_chance"), 0);
+  EXPECT_EQ(v.at("recall@5").at("xray").at("beats_chance"), 0);  // chance@5 0.68 > lower bound
+
+  const auto& pl = s.at("encoders").at("trained").at("per_modality").at("xray").at("per_label");
+  EXPECT_EQ(pl.size(), 3u);
+  EXPECT_NEAR(pl.at("a").at("recall@1").at("mean").get<double>(), 0.4, 1e-12);
+  EXPECT_NEAR(pl.at("b").at("recall@5").at("mean").get<double>(), 0.3, 1e-12);
+  EXPECT_NEAR(pl.at("b").at("chance").at("recall@1").at("mean").get<double>(), 0.25, 1e-12);
+  const auto& c = pl.at("c").at("recall@1");
+  EXPECT_EQ(c.at("evaluated"), 1);
+  EXPECT_EQ(c.at("values"), nlohmann::ordered_json::parse("[null, null, 0.5]"));
+  EXPECT_FALSE(
+      s.at("encoders").at("histogram").at("per_modality").at("xray").contains("per_label"));
+
+  const std::string md = seed_summary_markdown(s);
+  const auto verdict = md.find("## Verdict over seeds");
+  ASSERT_NE(verdict, std::string::npos) << md;
+  EXPECT_LT(verdict, md.find("## recall@1\n"));
+  EXPECT_NE(md.find("| row | R@1 > chance | R@1 > all | R@5 > chance | R@5 > all |"),
+            std::string::npos)
+      << md;
+  EXPECT_NE(md.find("| xray | 2 of 3 | 1 of 3 | 0 of 3 | 0 of 3 |"), std::string::npos) << md;
+  EXPECT_NE(md.find("| ct | — | — | — | — |"), std::string::npos) << md;
+  const auto labels = md.find(
+      "## recall@1 per label (mean ± sd over seeds)\n\n"
+      "| modality / label | trained | histogram | chance |");
+  ASSERT_NE(labels, std::string::npos) << md;
+  EXPECT_NE(md.find("| xray / a | 0.400 ± 0.141 (2 of 3 seeds) | — (absent) | 0.150 |", labels),
+            std::string::npos)
+      << md;
+  EXPECT_NE(md.find("| xray / c | 0.500 ± 0.000 (1 of 3 seeds) | — (absent) | 0.200 |", labels),
+            std::string::npos)
+      << md;
+  // Reports without per-label figures have no per-label table.
+  EXPECT_EQ(
+      seed_summary_markdown(seed_summary({to_json(verdict_report(0.3, 0.2))})).find("per label"),
+      std::string::npos);
+}
+
 TEST(Seeds, MismatchedReportsAreRefused) {
   const auto a =
       to_json({{"trained", verdict_report(0.2, 0.1)}, {"histogram", verdict_report(0.1, 0.1)}});

@@ -269,7 +269,33 @@ TEST(DemoSeeds, EachSeedRunsInItsFolderAndTheSummaryHasEveryEncoder) {
     EXPECT_EQ(r.at("values").size(), 2u) << enc;
     EXPECT_GE(r.at("max").get<double>(), r.at("mean").get<double>()) << enc;
   }
-  EXPECT_TRUE(stdfs::exists(out / "seeds.md"));
+  // The verdict counts and the per-label figures agree with the seeds' own reports.
+  const auto& counts = summary.at("verdicts").at("recall@1").at("xray");
+  EXPECT_EQ(counts.at("evaluated"), 2);
+  int64_t beats_chance = 0, beats_all = 0;
+  const auto& per_label =
+      summary.at("encoders").at("trained").at("per_modality").at("xray").at("per_label");
+  EXPECT_FALSE(per_label.empty());
+  for (size_t i = 0; i < 2; ++i) {
+    const auto report = read_json(out / (i == 0 ? "seed-3" : "seed-4") / "report.json");
+    const auto& v = report.at("verdict").at("rows").at("xray");
+    beats_chance += v.at("beats_chance").get<bool>();
+    bool all = v.at("beats_chance").get<bool>();
+    for (const auto& [rival, beaten] : v.at("beats").items()) all = all && beaten.get<bool>();
+    beats_all += all;
+    const auto& labels =
+        report.at("encoders").at("trained").at("per_modality").at("xray").at("per_label");
+    for (const auto& [label, lm] : labels.items())
+      EXPECT_DOUBLE_EQ(per_label.at(label).at("recall@1").at("values").at(i).get<double>(),
+                       lm.at("recall@1").get<double>())
+          << label;
+  }
+  EXPECT_EQ(counts.at("beats_chance"), beats_chance);
+  EXPECT_EQ(counts.at("beats_all"), beats_all);
+  std::ifstream md_in(out / "seeds.md");
+  const std::string md((std::istreambuf_iterator<char>(md_in)), std::istreambuf_iterator<char>());
+  EXPECT_NE(md.find("## Verdict over seeds"), std::string::npos) << md;
+  EXPECT_NE(md.find("## recall@1 per label (mean ± sd over seeds)"), std::string::npos) << md;
   EXPECT_NE(log.find("seed 3:"), std::string::npos) << log;
   EXPECT_NE(log.find("seed 4:"), std::string::npos) << log;
 }
