@@ -344,30 +344,46 @@ ojson verdict_counts(const std::vector<std::vector<std::pair<std::string, Report
 
 }  // namespace
 
-ojson seed_summary(const std::vector<ojson>& reports, const std::vector<int64_t>& seeds) {
+ojson seed_summary(const std::vector<ojson>& reports, const std::vector<int64_t>& seeds,
+                   const std::vector<std::string>& names) {
   if (reports.empty()) throw Error("seed summary: no report");
   const size_t N = reports.size();
   if (!seeds.empty() && seeds.size() != N)
     throw Error(fmt::format("seed summary: {} seeds for {} reports", seeds.size(), N));
+  if (!names.empty() && names.size() != N)
+    throw Error(fmt::format("seed summary: {} names for {} reports", names.size(), N));
+  auto origin = [&](size_t i) {
+    return names.empty() ? fmt::format("{} of {}", i + 1, N) : names[i];
+  };
   std::vector<std::vector<std::pair<std::string, Report>>> all;
   for (size_t i = 0; i < N; ++i) {
-    const std::string origin = fmt::format("{} of {}", i + 1, N);
-    all.push_back(reports_from_json(reports[i], origin));
+    all.push_back(reports_from_json(reports[i], origin(i)));
     if (i == 0) continue;
     if (all[i].front().second.ks != all[0].front().second.ks)
-      throw Error(fmt::format("seed summary: report {} has ks [{}], report 1 [{}]", origin,
-                              fmt::join(all[i].front().second.ks, ", "),
+      throw Error(fmt::format("seed summary: report {} has ks [{}], report {} [{}]", origin(i),
+                              fmt::join(all[i].front().second.ks, ", "), origin(0),
                               fmt::join(all[0].front().second.ks, ", ")));
-    if (layout(all[i]) != layout(all[0]))
+    const auto mine = layout(all[i]), first = layout(all[0]);
+    if (mine != first) {
+      // The first entry that one of the two lacks, e.g. "noise2 per_modality xray".
+      std::string diff;
+      for (const auto& e : mine)
+        if (diff.empty() && std::find(first.begin(), first.end(), e) == first.end())
+          diff = fmt::format("'{}', which report {} lacks", e, origin(0));
+      for (const auto& e : first)
+        if (diff.empty() && std::find(mine.begin(), mine.end(), e) == mine.end())
+          diff = fmt::format("no '{}'", e);
+      if (diff.empty()) diff = "them in another order";
       throw Error(
-          fmt::format("seed summary: report {} has other encoders or rows than report 1 "
-                      "({} against {} encoder rows)",
-                      origin, layout(all[i]).size(), layout(all[0]).size()));
+          fmt::format("seed summary: report {} has other encoders or rows than report {}: {}",
+                      origin(i), origin(0), diff));
+    }
   }
   const auto& ks = all[0].front().second.ks;
   ojson j;
   j["seeds"] = N;
   if (!seeds.empty()) j["seed_values"] = seeds;
+  if (!names.empty()) j["reports"] = names;
   j["ks"] = ks;
   j["encoders"] = ojson::object();
   for (size_t c = 0; c < all[0].size(); ++c) {

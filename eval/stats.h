@@ -122,10 +122,14 @@ std::string verdict_text(const std::vector<std::pair<std::string, Report>>& colu
 // (null) in a seed whose row lacks it. "verdicts" counts, per k and row, the
 // seeds where the first encoder's verdict (see verdicts()) beat chance, and
 // beat chance and every other encoder.
-// Throws m3ret::Error naming the report ("report 3 of 5") whose encoders, rows or ks
-// differ from the first's, when `reports` is empty, or when `seeds` has another size.
+// `names` (empty, or one per report, e.g. the files) name the reports in errors
+// and are recorded as "reports".
+// Throws m3ret::Error naming the report ("report 3 of 5", or its name) whose encoders, rows
+// or ks differ from the first's, when `reports` is empty, or when `seeds` or `names` has
+// another size.
 nlohmann::ordered_json seed_summary(const std::vector<nlohmann::ordered_json>& reports,
-                                    const std::vector<int64_t>& seeds = {});
+                                    const std::vector<int64_t>& seeds = {},
+                                    const std::vector<std::string>& names = {});
 
 // Markdown of a seed_summary: first the verdict counts ("| xray | 3 of 3 | 2 of 3 |"
 // per k: above chance, above chance and every other encoder); then per metric

@@ -5,9 +5,11 @@
 #include <cstdio>
 
 #include <fmt/format.h>
+#include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
 #include "core/error.h"
+#include "core/fs.h"
 #include "core/log.h"
 #include "core/runtime.h"
 #include "eval/embed.h"
@@ -15,6 +17,7 @@
 #include "eval/history.h"
 #include "eval/report.h"
 #include "eval/retrieval.h"
+#include "eval/stats.h"
 #include "launcher/verbs.h"
 
 namespace m3ret::launcher {
@@ -26,6 +29,7 @@ struct EvalArgs {
   std::string embeddings, out, checkpoint, shards, history;
   std::vector<std::string> baseline_files;  // --baseline EMB.h5 (named by file stem)
   std::vector<std::string> baselines;       // random-init, raw-pixels, histogram (checkpoint mode)
+  std::vector<std::string> summarize;       // --summarize: reports of several seeds
   std::string weights = "auto", pooling;    // trainer::EncoderChoice (checkpoint mode)
   bool no_history = false;
   int64_t batch_size = 32;
@@ -90,6 +94,13 @@ void add_eval_flags(CLI::App* verb, EvalArgs& a) {
                    "with --checkpoint: cls or mean (default: the run's model.embedding)")
       ->check(CLI::IsMember({"cls", "mean"}))
       ->needs(ck);
+  verb->add_option("--summarize", a.summarize,
+                   "instead of evaluating: summarise these report.json files of the same encoders "
+                   "and rows (e.g. one benchmark run per seed) into --out and its .md twin: mean, "
+                   "sd, min and max per row and class, and in how many the verdict held")
+      ->check(CLI::ExistingFile)
+      ->excludes(emb)
+      ->excludes(ck);
   verb->add_option("--history", a.history,
                    "append one JSON line to this file (default with --checkpoint: "
                    "RUN/eval/history.jsonl of the checkpoint's run)");
@@ -156,9 +167,38 @@ void report(const EvalArgs& a, const Columns& files, const eval::EvalConfig& ecf
   if (!run.empty() && !a.no_history) eval::append_tensorboard(run, columns.front().second);
 }
 
+// `m3ret eval --summarize R1.json R2.json ...`: eval::seed_summary of the
+// reports into --out (JSON) and its .md twin, printed too.
+void summarize(const EvalArgs& a) {
+  std::vector<nlohmann::ordered_json> reports;
+  for (const auto& file : a.summarize) {
+    if (stdfs::exists(a.out) && stdfs::equivalent(a.out, file))
+      throw Error(
+          fmt::format("eval --summarize: --out {} is one of the reports summarised", a.out));
+    try {
+      reports.push_back(nlohmann::ordered_json::parse(fs::read_file(file)));
+    } catch (const nlohmann::json::exception& ex) {
+      throw Error(fmt::format("eval --summarize: {}: not valid JSON: {}", file, ex.what()));
+    }
+  }
+  const auto summary = eval::seed_summary(reports, {}, a.summarize);
+  stdfs::path md = a.out;
+  md.replace_extension(".md");
+  const std::string text = eval::seed_summary_markdown(summary);
+  fs::write_atomic(a.out, summary.dump(2) + "\n");
+  fs::write_atomic(md, text);
+  std::printf("%s", text.c_str());
+  std::fflush(stdout);
+}
+
 // `m3ret eval`: the embeddings (given, or made from a checkpoint on every
 // rank), then the report on rank 0.
 void run_eval(CommonOptions& opts, const EvalArgs& a) {
+  if (!a.summarize.empty()) {
+    log::init(0, std::nullopt, opts.verbose);
+    summarize(a);
+    return;
+  }
   AppConfig cfg = opts.load();
   const auto& ecfg = cfg.eval.eval;
   Columns files;

@@ -332,5 +332,98 @@ TEST(EvalCli, BaselineOnOtherSamplesIsRefused) {
   EXPECT_EQ(report.at("encoders").at("encoder").at("warnings").size(), 1u);
 }
 
+// `eval --summarize`: the reports of separate runs (one per seed) summarised as
+// `demo --seeds` does, each value the one in its report; bad input refused by name.
+TEST(EvalCli, SummarizeReportsOfSeveralRuns) {
+  m3ret::testing::TempDir dir("eval-cli-summarize");
+  const std::string bin = m3ret::testing::m3ret_binary().string();
+  const std::string d = dir.path().string();
+  std::string out;
+  for (int seed : {1, 2}) {
+    EmbeddingSet e;
+    e.D = 3;
+    for (int i = 0; i < 16; ++i) {
+      e.ids.push_back("s" + std::to_string(i));
+      e.modality.push_back(i < 8 ? "xray" : "ct");
+      e.groups.push_back("p" + std::to_string(i));
+      e.splits.push_back("test");
+      e.labels.push_back({i % 2 ? "A" : "B"});
+      // The class along the first axis, with seed-dependent noise on the others.
+      e.X.insert(e.X.end(),
+                 {i % 2 ? 1.0f : -1.0f, std::sin(1.7f * i * seed), std::cos(0.9f * i + seed)});
+      ++e.N;
+    }
+    write_embeddings(dir / ("e" + std::to_string(seed) + ".h5"), e);
+    EmbeddingSet noise = e;
+    for (size_t i = 0; i < noise.X.size(); ++i) noise.X[i] = std::sin(2.3f * i + seed);
+    // The baseline is named by its file name, the same in every run's folder.
+    stdfs::create_directories(dir / ("run" + std::to_string(seed)));
+    write_embeddings(dir / ("run" + std::to_string(seed)) / "noise.h5", noise);
+    ASSERT_EQ(m3ret::testing::run_command(bin + " eval --embeddings " + d + "/e" +
+                                              std::to_string(seed) + ".h5 --baseline " + d +
+                                              "/run" + std::to_string(seed) + "/noise.h5 --out " +
+                                              d + "/r" + std::to_string(seed) + ".json 2>&1",
+                                          &out),
+              0)
+        << out;
+  }
+  ASSERT_EQ(m3ret::testing::run_command(bin + " eval --summarize " + d + "/r1.json " + d +
+                                            "/r2.json --out " + d + "/s.json 2>&1",
+                                        &out),
+            0)
+      << out;
+  const auto s = json::parse(fs::read_file(dir / "s.json"));
+  EXPECT_EQ(s.at("seeds"), 2);
+  EXPECT_EQ(s.at("reports"), json::array({d + "/r1.json", d + "/r2.json"}));
+  for (int seed : {1, 2}) {
+    const auto r = json::parse(fs::read_file(dir / ("r" + std::to_string(seed) + ".json")));
+    for (const char* row : {"xray", "ct"}) {
+      const auto& mine = r.at("encoders").at("encoder").at("per_modality").at(row);
+      const auto& summary = s.at("encoders").at("encoder").at("per_modality").at(row);
+      EXPECT_DOUBLE_EQ(summary.at("recall@1").at("values").at(seed - 1).get<double>(),
+                       mine.at("recall@1").get<double>())
+          << row;
+      EXPECT_DOUBLE_EQ(
+          summary.at("per_label").at("A").at("recall@1").at("values").at(seed - 1).get<double>(),
+          mine.at("per_label").at("A").at("recall@1").get<double>())
+          << row;
+    }
+  }
+  EXPECT_EQ(s.at("verdicts").at("recall@1").at("xray").at("evaluated"), 2);
+  const std::string md = fs::read_file(dir / "s.md");
+  EXPECT_NE(md.find("# Retrieval over 2 seeds"), std::string::npos) << md;
+  EXPECT_NE(out.find("## Verdict over seeds"), std::string::npos) << out;
+
+  // Another layout (no baseline), a file that is not JSON, and --out over an input: refused,
+  // naming the file; the input is kept.
+  ASSERT_EQ(m3ret::testing::run_command(
+                bin + " eval --embeddings " + d + "/e1.h5 --out " + d + "/alone.json 2>&1", &out),
+            0)
+      << out;
+  EXPECT_NE(m3ret::testing::run_command(bin + " eval --summarize " + d + "/r1.json " + d +
+                                            "/alone.json --out " + d + "/t.json 2>&1",
+                                        &out),
+            0);
+  EXPECT_NE(out.find("report " + d + "/alone.json has other encoders or rows than report " + d +
+                     "/r1.json: no 'noise per_modality xray'"),
+            std::string::npos)
+      << out;
+  fs::write_atomic(dir / "broken.json", "{\"encoders\": ");
+  EXPECT_NE(m3ret::testing::run_command(bin + " eval --summarize " + d + "/r1.json " + d +
+                                            "/broken.json --out " + d + "/t.json 2>&1",
+                                        &out),
+            0);
+  EXPECT_NE(out.find(d + "/broken.json: not valid JSON"), std::string::npos) << out;
+  EXPECT_FALSE(stdfs::exists(dir / "t.json"));
+  const std::string r2 = fs::read_file(dir / "r2.json");
+  EXPECT_NE(m3ret::testing::run_command(bin + " eval --summarize " + d + "/r1.json " + d +
+                                            "/r2.json --out " + d + "/r2.json 2>&1",
+                                        &out),
+            0);
+  EXPECT_NE(out.find("--out " + d + "/r2.json is one of the reports summarised"), std::string::npos)
+      << out;
+  EXPECT_EQ(fs::read_file(dir / "r2.json"), r2);
+}
+
 }  // namespace
 }  // namespace m3ret::eval

@@ -673,7 +673,19 @@ TEST(Seeds, MismatchedReportsAreRefused) {
       to_json({{"trained", verdict_report(0.2, 0.1)}, {"histogram", verdict_report(0.1, 0.1)}});
   const auto b = to_json({{"trained", verdict_report(0.2, 0.1)}});
   std::string err = error_of([&] { seed_summary({a, b}); });
-  EXPECT_NE(err.find("report 2 of 2"), std::string::npos) << err;
+  EXPECT_NE(err.find("report 2 of 2 has other encoders or rows than report 1 of 2: no "
+                     "'histogram per_modality xray'"),
+            std::string::npos)
+      << err;
+  err = error_of([&] { seed_summary({b, a}, {}, {"b.json", "a.json"}); });
+  EXPECT_NE(err.find("report a.json has other encoders or rows than report b.json: "
+                     "'histogram per_modality xray', which report b.json lacks"),
+            std::string::npos)
+      << err;
+  EXPECT_NE(error_of([&] {
+              seed_summary({a, b}, {}, {"a.json"});
+            }).find("1 names for 2 reports"),
+            std::string::npos);
   Report other_ks = verdict_report(0.2, 0.1);
   other_ks.ks = {1};
   err = error_of([&] { seed_summary({to_json(verdict_report(0.2, 0.1)), to_json(other_ks)}); });
