@@ -649,9 +649,7 @@ void write_report(const std::filesystem::path& path, const Report& report) {
   write_reports(path, {{"encoder", report}});
 }
 
-namespace {
-
-ojson parse_report_file(const std::filesystem::path& path) {
+ojson read_report_json(const std::filesystem::path& path) {
   const std::string text = fs::read_file(path);
   try {
     return ojson::parse(text);
@@ -660,14 +658,12 @@ ojson parse_report_file(const std::filesystem::path& path) {
   }
 }
 
-}  // namespace
-
 Report read_report(const std::filesystem::path& path) {
-  return report_from_json(parse_report_file(path), path.string());
+  return report_from_json(read_report_json(path), path.string());
 }
 
 std::vector<std::pair<std::string, Report>> read_reports(const std::filesystem::path& path) {
-  return reports_from_json(parse_report_file(path), path.string());
+  return reports_from_json(read_report_json(path), path.string());
 }
 
 std::string to_markdown(const Report& report) {

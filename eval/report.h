@@ -89,6 +89,8 @@ void write_reports(const std::filesystem::path& path,
                    int64_t verdict_k = 0);
 // write_reports with one column named "encoder".
 void write_report(const std::filesystem::path& path, const Report& report);
+// The JSON of a report file; throws m3ret::Error naming the file when it is not JSON.
+nlohmann::ordered_json read_report_json(const std::filesystem::path& path);
 // The first encoder's report / every encoder of a report file (version 2 or 1).
 Report read_report(const std::filesystem::path& path);
 std::vector<std::pair<std::string, Report>> read_reports(const std::filesystem::path& path);

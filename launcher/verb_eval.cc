@@ -175,11 +175,7 @@ void summarize(const EvalArgs& a) {
     if (stdfs::exists(a.out) && stdfs::equivalent(a.out, file))
       throw Error(
           fmt::format("eval --summarize: --out {} is one of the reports summarised", a.out));
-    try {
-      reports.push_back(nlohmann::ordered_json::parse(fs::read_file(file)));
-    } catch (const nlohmann::json::exception& ex) {
-      throw Error(fmt::format("eval --summarize: {}: not valid JSON: {}", file, ex.what()));
-    }
+    reports.push_back(eval::read_report_json(file));
   }
   const auto summary = eval::seed_summary(reports, {}, a.summarize);
   stdfs::path md = a.out;
