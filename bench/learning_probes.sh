@@ -13,6 +13,8 @@
 #
 # Prints one Markdown row per seed and probe (recall@1 per modality, chance in the
 # last row) and the mean over seeds; OUT/seed-S/report.json holds each full report.
+# Then, from `m3ret eval --summarize` over those reports (OUT/summary.json and .md),
+# in how many seeds each probe's recall@1 interval lay above chance, per row.
 # A run folder is needed for the random-init weights, so each seed trains a single
 # step and reads its initial weights; the one-step encoder itself is not reported.
 # OUT/seed-S/quick.log holds what learning_quick.sh printed.
@@ -21,6 +23,7 @@ out=${1:?usage: learning_probes.sh OUT SEEDS [--set KEY=VALUE ...]}
 seeds=${2:?usage: learning_probes.sh OUT SEEDS [--set KEY=VALUE ...]}
 shift 2
 here=$(cd "$(dirname "$0")/.." && pwd)
+bin=${M3RET:-$here/build/m3ret}
 for seed in ${seeds//,/ }; do
   case $seed in *[!0-9]*)
     echo "learning_probes.sh: seed '$seed' in '$seeds' is not a non-negative integer" >&2
@@ -60,3 +63,13 @@ for p in PROBES:
 chance = [first[m]["chance"]["recall@1"] for m in mods]
 print("| | chance | " + " | ".join(f"{x:.3f}" for x in chance) + " | |")
 PY
+files=()
+for r in "${reports[@]}"; do files+=("${r#*=}"); done
+if ! "$bin" eval --summarize "${files[@]}" --out "$out/summary.json" > "$out/summary.log" 2>&1; then
+  echo "learning_probes.sh: eval --summarize failed; the end of $out/summary.log:" >&2
+  tail -n 20 "$out/summary.log" >&2
+  exit 1
+fi
+echo
+awk '/^## Shortcut probes over seeds$/ { on = 1 } on && /^## / && !/Shortcut/ { exit } on' \
+  "$out/summary.md"

@@ -338,6 +338,31 @@ ojson verdict_counts(const std::vector<std::vector<std::pair<std::string, Report
   return out;
 }
 
+// For every k, probe column (probe_checks) and row: in how many seeds the probe
+// was checked there (evaluated, with an interval) and in how many of those its
+// interval lay above chance. Rows in order of first check; empty without probes.
+ojson probe_check_counts(const std::vector<std::vector<std::pair<std::string, Report>>>& all,
+                         const std::vector<int64_t>& ks) {
+  ojson out = ojson::object();
+  for (int64_t k : ks) {
+    ojson per_probe = ojson::object();
+    for (const auto& columns : all)
+      for (const auto& p : probe_checks(columns, k)) {
+        ojson& rows = per_probe[p.probe];
+        if (rows.is_null()) rows = ojson::object();
+        for (const auto& row : p.rows) {
+          ojson& counts = rows[row];
+          if (counts.is_null()) counts = {{"checked", 0}, {"above_chance", 0}};
+          counts["checked"] = counts["checked"].get<int64_t>() + 1;
+          if (std::find(p.above.begin(), p.above.end(), row) != p.above.end())
+            counts["above_chance"] = counts["above_chance"].get<int64_t>() + 1;
+        }
+      }
+    if (!per_probe.empty()) out[fmt::format("recall@{}", k)] = std::move(per_probe);
+  }
+  return out;
+}
+
 }  // namespace
 
 ojson seed_summary(const std::vector<ojson>& reports, const std::vector<int64_t>& seeds,
@@ -408,6 +433,8 @@ ojson seed_summary(const std::vector<ojson>& reports, const std::vector<int64_t>
     j["encoders"][all[0][c].first] = std::move(enc);
   }
   j["verdicts"] = verdict_counts(all, ks);
+  auto probes = probe_check_counts(all, ks);
+  if (!probes.empty()) j["probe_checks"] = std::move(probes);
   return j;
 }
 
@@ -448,6 +475,37 @@ std::string verdict_counts_markdown(const ojson& verdicts, const std::vector<int
     }
     out += "\n";
   }
+  return out;
+}
+
+// The probe counts at the first k as a table: one line per row of the report
+// (per-modality, then cross-modal), one column per probe, "1 of 8" or "—" where
+// the probe was never checked there. Empty when the summary has no probe counts.
+std::string probe_counts_markdown(const ojson& summary, int64_t k) {
+  const std::string metric = fmt::format("recall@{}", k);
+  if (!summary.contains("probe_checks") || !summary.at("probe_checks").contains(metric)) return "";
+  const ojson& probes = summary.at("probe_checks").at(metric);
+  std::string out = fmt::format(
+      "\n## Shortcut probes over seeds\n\nIn how many seeds (of those where the row has an "
+      "interval) each probe's {} 95 % interval lies above chance. A probe that finds nothing "
+      "still lands there in about one row in 40 (the interval's upper 2.5 % tail); more often "
+      "than that, the data let a shortcut through:\n\n| row |",
+      metric);
+  for (const auto& [probe, unused] : probes.items()) out += " " + probe + " |";
+  out += "\n| --- |";
+  for (size_t i = 0; i < probes.size(); ++i) out += " ---: |";
+  out += "\n";
+  const auto& first = summary.at("encoders").begin().value();
+  for (const char* kind : {"per_modality", "cross_modal"})
+    for (const auto& [row, unused] : first.at(kind).items()) {
+      out += "| " + row + " |";
+      for (const auto& [probe, rows] : probes.items())
+        out += rows.contains(row)
+                   ? fmt::format(" {} of {} |", rows.at(row).at("above_chance").get<int64_t>(),
+                                 rows.at(row).at("checked").get<int64_t>())
+                   : " — |";
+      out += "\n";
+    }
   return out;
 }
 
@@ -505,6 +563,7 @@ std::string seed_summary_markdown(const ojson& summary) {
     out += fmt::format("\nseeds: {}\n",
                        fmt::join(summary.at("seed_values").get<std::vector<int64_t>>(), ", "));
   if (summary.contains("verdicts")) out += verdict_counts_markdown(summary.at("verdicts"), ks);
+  out += probe_counts_markdown(summary, ks.front());
   for (const auto& metric : metrics) {
     out += fmt::format("\n## {}\n\n| row |", metric);
     for (const auto& [name, e] : encoders.items()) out += " " + name + " |";

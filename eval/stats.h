@@ -114,14 +114,17 @@ std::string verdict_text(const std::vector<std::pair<std::string, Report>>& colu
 //                                                    "chance": {"recall@k": {..}}}}}},
 //       "cross_modal": {"a->b": {...}}}},
 //    "verdicts": {"encoder": first encoder's name,
-//                 "recall@k": {row: {"evaluated": n, "beats_chance": n, "beats_all": n}}}}
+//                 "recall@k": {row: {"evaluated": n, "beats_chance": n, "beats_all": n}}},
+//    "probe_checks": {"recall@k": {probe: {row: {"checked": n, "above_chance": n}}}}}
 // Statistics are over the seeds where the row was evaluated ("evaluated" of
 // them); an absent row's value is null in "values" and never counted as 0; a
 // row absent in every seed has null mean, sd, min and max. "per_label" (rows
 // whose reports break recall down per label) has every label of any seed, absent
 // (null) in a seed whose row lacks it. "verdicts" counts, per k and row, the
 // seeds where the first encoder's verdict (see verdicts()) beat chance, and
-// beat chance and every other encoder.
+// beat chance and every other encoder. "probe_checks" (only when some column is a
+// shortcut probe, see probe_checks()) counts, per k, probe and row, the seeds
+// where the probe was checked there and those where its interval lay above chance.
 // `names` (empty, or one per report, e.g. the files) name the reports in errors
 // and are recorded as "reports".
 // Throws m3ret::Error naming the report ("report 3 of 5", or its name) whose encoders, rows
@@ -132,7 +135,9 @@ nlohmann::ordered_json seed_summary(const std::vector<nlohmann::ordered_json>& r
                                     const std::vector<std::string>& names = {});
 
 // Markdown of a seed_summary: first the verdict counts ("| xray | 3 of 3 | 2 of 3 |"
-// per k: above chance, above chance and every other encoder); then per metric
+// per k: above chance, above chance and every other encoder); then, when there are
+// probes, the probe counts at the first k ("| xray | 0 of 3 | 1 of 3 |", one column
+// per probe, "—" where one was never checked); then per metric
 // recall@k and map@K one table (rows: modalities, then pairs; columns: the
 // encoders; cells "mean ± sd", with "(n of N seeds)" when the row was absent in
 // some, "— (absent)" in all); last recall@k (the first k) per label of the

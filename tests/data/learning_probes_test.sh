@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # bench/learning_probes.sh on a small replica of the learning benchmark (4 patients per class):
 # its table holds, per seed and probe, the recall@1 that the seed's report.json holds, the means
-# over seeds and the chance row; a seed that is not a number and a stage that fails are refused,
-# naming the seed or the stage.
+# over seeds and the chance row; summary.json counts, per probe and row, the seeds whose report
+# put the probe above chance, and the script prints that table; a seed that is not a number and
+# a stage that fails are refused, naming the seed or the stage.
 #   bash tests/data/learning_probes_test.sh   (M3RET_BINARY, M3RET_SOURCE_DIR from CTest)
 set -uo pipefail
 src=${M3RET_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}
@@ -49,6 +50,28 @@ for p in probes:
 row = [r for r in body if r[1] == "chance"]
 assert len(row) == 1 and all(abs(float(g) - c) < 6e-4 for g, c in zip(row[0][2:-1], chance)), row
 assert all(0 < c < 1 for c in chance), chance
+PY
+check "the probe counts match the reports' own probe checks" "$py" - "$tmp/table.md" "$tmp/p" <<'PY'
+import json, sys
+table, out = open(sys.argv[1]).read(), sys.argv[2]
+counts = json.load(open(f"{out}/summary.json"))["probe_checks"]["recall@1"]
+assert sorted(counts) == ["histogram", "random-init", "raw-pixels"], counts
+want = {}
+for seed in ["3", "4"]:
+    verdict = json.load(open(f"{out}/seed-{seed}/report.json"))["verdict"]
+    assert verdict["k"] == 1, verdict["k"]
+    for probe, check in verdict["probes"].items():
+        for row in check["checked"]:
+            c = want.setdefault(probe, {}).setdefault(row, [0, 0])
+            c[0] += 1
+            c[1] += row in check["above_chance"]
+got = {p: {r: [c["checked"], c["above_chance"]] for r, c in rows.items()} for p, rows in counts.items()}
+assert got == want, (got, want)
+assert all(c[0] == 2 for rows in got.values() for c in rows.values()), got
+assert "## Shortcut probes over seeds" in table, table
+x = got["random-init"]["xray"][1], got["raw-pixels"]["xray"][1], got["histogram"]["xray"][1]
+line = "| xray | %d of 2 | %d of 2 | %d of 2 |" % x
+assert line in table.split("\n"), (line, table)
 PY
 
 M3RET=$bin bash "$script" "$tmp/q" 3,x4 > /dev/null 2> "$tmp/err"

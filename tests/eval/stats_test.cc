@@ -668,6 +668,58 @@ TEST(Seeds, SummaryCountsVerdictsAndBreaksRecallDownPerLabel) {
       std::string::npos);
 }
 
+// Per probe, k and row, in how many seeds the probe's interval lay above chance, of
+// those where it had one; the encoder judged and columns that are no probe are not
+// counted.
+TEST(Seeds, SummaryCountsWhereEachProbeLiesAboveChance) {
+  std::vector<nlohmann::ordered_json> reports;
+  for (double pixels : {0.20, 0.30, 0.30}) {
+    // xray: chance 0.17, each interval [r - 0.08, r + 0.08]; ct->xray: chance 0.39,
+    // interval [r - 0.14, r + 0.11]. Raw pixels: xray above chance in seeds 2 and 3,
+    // ct->xray (0.55) in all three; the histogram nowhere, and without an interval in
+    // seed 1.
+    Report raw = verdict_report(pixels, 0.55);
+    raw.source.encoder = "raw-pixels";
+    Report histogram = verdict_report(0.17, 0.30, /*with_ci=*/pixels > 0.25);
+    histogram.source.encoder = "histogram";
+    reports.push_back(to_json({{"trained", verdict_report(0.6, 0.6)},
+                               {"other-run", verdict_report(0.6, 0.6)},
+                               {"raw-pixels", raw},
+                               {"histogram", histogram}}));
+  }
+  const auto s = seed_summary(reports);
+  ASSERT_TRUE(s.contains("probe_checks")) << s.dump(2);
+  const auto& at1 = s.at("probe_checks").at("recall@1");
+  EXPECT_EQ(at1.size(), 2u) << at1.dump(2);  // neither trained nor other-run
+  const auto& raw = at1.at("raw-pixels");
+  EXPECT_EQ(raw.at("xray"), nlohmann::ordered_json::parse(R"({"checked": 3, "above_chance": 2})"));
+  EXPECT_EQ(raw.at("ct->xray").at("above_chance"), 3);
+  EXPECT_FALSE(raw.contains("ct"));  // no query in any seed: never checked
+  const auto& hist = at1.at("histogram");
+  EXPECT_EQ(hist.at("xray"), nlohmann::ordered_json::parse(R"({"checked": 2, "above_chance": 0})"));
+  // At k = 5 chance (0.68 and 1.0, row_metrics) lies above every interval.
+  EXPECT_EQ(s.at("probe_checks").at("recall@5").at("raw-pixels").at("xray").at("above_chance"), 0);
+
+  const std::string md = seed_summary_markdown(s);
+  const auto probes = md.find(
+      "## Shortcut probes over seeds\n\nIn how many seeds (of those where the row has an "
+      "interval) each probe's recall@1 95 % interval lies above chance.");
+  ASSERT_NE(probes, std::string::npos) << md;
+  EXPECT_GT(probes, md.find("## Verdict over seeds"));
+  EXPECT_LT(probes, md.find("## recall@1\n"));
+  EXPECT_NE(md.find("| row | raw-pixels | histogram |\n| --- | ---: | ---: |\n"
+                    "| xray | 2 of 3 | 0 of 2 |\n| ct | — | — |\n| ct->xray | 3 of 3 | 0 of 2 |\n",
+                    probes),
+            std::string::npos)
+      << md;
+
+  // Without probe columns there is neither the key nor the table.
+  const auto plain = seed_summary(
+      {to_json({{"trained", verdict_report(0.4, 0.5)}, {"other-run", verdict_report(0.3, 0.5)}})});
+  EXPECT_FALSE(plain.contains("probe_checks"));
+  EXPECT_EQ(seed_summary_markdown(plain).find("Shortcut probes"), std::string::npos);
+}
+
 TEST(Seeds, MismatchedReportsAreRefused) {
   const auto a =
       to_json({{"trained", verdict_report(0.2, 0.1)}, {"histogram", verdict_report(0.1, 0.1)}});
