@@ -450,9 +450,10 @@ std::string seed_cell(const ojson& d, size_t seeds) {
   return cell + " |";
 }
 
-// "3 of 3", "1 of 2" (of the seeds where the row was evaluated), "—" when none was.
-std::string count_cell(const ojson& counts, const char* key) {
-  const int64_t n = counts.at("evaluated").get<int64_t>();
+// "3 of 3", "1 of 2" (counts[key] of counts[of], the seeds where the row was
+// evaluated or checked), "—" when there were none.
+std::string count_cell(const ojson& counts, const char* key, const char* of = "evaluated") {
+  const int64_t n = counts.at(of).get<int64_t>();
   return n == 0 ? " — |" : fmt::format(" {} of {} |", counts.at(key).get<int64_t>(), n);
 }
 
@@ -500,10 +501,7 @@ std::string probe_counts_markdown(const ojson& summary, int64_t k) {
     for (const auto& [row, unused] : first.at(kind).items()) {
       out += "| " + row + " |";
       for (const auto& [probe, rows] : probes.items())
-        out += rows.contains(row)
-                   ? fmt::format(" {} of {} |", rows.at(row).at("above_chance").get<int64_t>(),
-                                 rows.at(row).at("checked").get<int64_t>())
-                   : " — |";
+        out += rows.contains(row) ? count_cell(rows.at(row), "above_chance", "checked") : " — |";
       out += "\n";
     }
   return out;
