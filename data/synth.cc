@@ -102,7 +102,8 @@ void synthesize(const SynthConfig& cfg, const stdfs::path& out_dir) {
           finding == synth::Finding::pattern ? synth::pattern_of(cls) : synth::Pattern::stripes_h,
           synth::PatternGeometry{cfg.lesion_diameter[0], cfg.lesion_diameter[1],
                                  cfg.pattern_period[0], cfg.pattern_period[1], cfg.pattern_tilt[0],
-                                 cfg.pattern_tilt[1], cfg.pattern_offset, cfg.pattern_warp});
+                                 cfg.pattern_tilt[1], cfg.pattern_offset, cfg.pattern_warp,
+                                 cfg.lesion_shape == "cylinder"});
       const std::string group = fmt::format("{}-p{:04d}", modality, k);
       for (int64_t s = 0; s < cfg.samples_per_patient; ++s) {
         Job job;

@@ -56,6 +56,11 @@ struct SynthConfig {
   // A smooth random displacement of the pattern, drawn per patient: at most
   // this many periods along each axis, wavelength 4 periods; 0 = none.
   double pattern_warp = 0;
+  // The structural lesion's solid: "sphere", or "cylinder" (the lesion disc
+  // extruded along the viewing axis, the sphere's volume), in which every slice
+  // and every projected ray meets the whole disc, so that a volume keeps the
+  // disc's 50 % share of each phase for every class and patient.
+  std::string lesion_shape = "sphere";
 
   template <class V>
   void visit(V& v) {
@@ -93,6 +98,10 @@ struct SynthConfig {
       "structural classes: largest displacement of the pattern along each axis by a smooth "
       "random warp drawn per patient, in periods (wavelength 4 periods; 0 = none)",
       config::Range{0, 2});
+    v("lesion_shape", lesion_shape,
+      "structural classes: the lesion's solid, a sphere or a cylinder along the viewing axis "
+      "(the disc extruded; every slice then holds the whole disc)",
+      config::OneOf{{"sphere", "cylinder"}});
   }
   // Throws config::Error naming the key for an unknown class or modality, fewer
   // than 2 classes, classes of both families, an odd video size, or a

@@ -145,10 +145,13 @@ Tissue Anatomy::at(double x, double y, double z) const {
   if (body > 1.0) return Tissue::air;
   if (finding == Finding::pattern) {
     const double dx = x - lx, dy = y - ly, dz = z - lz;
-    if (dx * dx + dy * dy + dz * dz <= lr * lr) {
-      const double v = plane == PatternPlane::axial ? dy : -dz;
-      return pattern_hi(pattern, lr, dx, v) ? Tissue::lesion_hi : Tissue::lesion_lo;
-    }
+    // v: the plane's second axis; n: its normal, the viewing axis.
+    const double v = plane == PatternPlane::axial ? dy : -dz,
+                 n = plane == PatternPlane::axial ? dz : dy;
+    const bool inside = cylinder
+                            ? dx * dx + v * v <= lr * lr && std::abs(n) <= kCylinderHalfHeight * lr
+                            : dx * dx + dy * dy + dz * dz <= lr * lr;
+    if (inside) return pattern_hi(pattern, lr, dx, v) ? Tissue::lesion_hi : Tissue::lesion_lo;
   } else if (finding != Finding::none) {
     const double dx = x - lx, dy = y - ly, dz = z - lz;
     const double d = std::sqrt(dx * dx + dy * dy + dz * dz);
@@ -218,6 +221,7 @@ Anatomy make_patient(Finding f, Rng& rng, Pattern pattern, const PatternGeometry
       a.ly = rng.uniform(-ly, ly);
       a.lz = rng.uniform(-lz, lz);
       a.contrast = rng.uniform(0.75, 1.25);
+      a.cylinder = g.cylinder;
       if (g.warp > 0) {  // last, so that warp = 0 draws what it always drew
         a.pattern.warp_amp = g.warp * a.pattern.period;
         a.pattern.warp_wavelength = kWarpWavelength * a.pattern.period;

@@ -9,9 +9,9 @@
 //  - clinical-looking findings (normal, nodule, cyst, mass) that differ in
 //    size, contrast and colour as well as shape;
 //  - structural findings (stripes-h, stripes-v, checker, rings, spokes, dots):
-//    one patterned sphere of the same size and contrast distributions for
-//    every class, filled with a binary pattern of 50 % duty cycle; only the
-//    pattern tells the classes apart. The pattern lies in the plane a
+//    one patterned sphere (or cylinder) of the same size and contrast
+//    distributions for every class, filled with a binary pattern of 50 % duty
+//    cycle on its central disc; only the pattern tells the classes apart. The pattern lies in the plane a
 //    modality images face-on (u = image right, v = image down) and is extruded
 //    along its viewing direction (CT/MRI/ultrasound: the axial plane (x, y),
 //    extruded along z; X-ray: the frontal plane (x, -z), extruded along y).
@@ -87,6 +87,9 @@ class Rng {
 // splitmix64 mix of several values into one seed.
 uint64_t mix_seed(uint64_t a, uint64_t b, uint64_t c = 0, uint64_t d = 0);
 
+// A cylindrical lesion's half height in radii: the sphere's volume (pi r^2 * 2h = 4/3 pi r^3).
+inline constexpr double kCylinderHalfHeight = 2.0 / 3.0;
+
 struct Anatomy {
   double ax = 0.8, ay = 0.6, az = 0.9;  // trunk semi-axes
   double lung_dx = 0.38, lung_ax = 0.28, lung_ay = 0.4, lung_az = 0.75;
@@ -98,6 +101,10 @@ struct Anatomy {
   double contrast = 1.0;                                  // finding contrast factor (0.7 .. 1.3)
   PatternParams pattern;                                  // Finding::pattern only
   PatternPlane plane = PatternPlane::axial;               // Finding::pattern only
+  // Finding::pattern only: the lesion is the disc of radius lr in the pattern's
+  // plane extruded over +-kCylinderHalfHeight * lr along the plane's normal
+  // instead of the sphere of radius lr.
+  bool cylinder = false;
 
   // Tissue at a point of the normalised box.
   Tissue at(double x, double y, double z) const;
@@ -115,13 +122,16 @@ struct Anatomy {
 // others) uniformly within that fraction of the lesion radius of its centre;
 // `warp` > 0 displaces the pattern smoothly (PatternParams::warp_amp = warp
 // periods, wavelength kWarpWavelength periods), drawn after every other value
-// so that warp = 0 leaves a dataset unchanged.
+// so that warp = 0 leaves a dataset unchanged; `cylinder` makes the lesion a
+// cylinder along the pattern plane's normal (no draws: the same dataset
+// otherwise).
 struct PatternGeometry {
   double diameter_lo = 0.34, diameter_hi = 0.46;
   double period_lo = 0.13, period_hi = 0.19;
   double tilt_lo = -15, tilt_hi = 15;
   double offset = 0;
   double warp = 0;
+  bool cylinder = false;  // synth.lesion_shape = "cylinder"
 };
 inline constexpr double kWarpWavelength = 4.0;  // in periods
 Anatomy make_patient(Finding f, Rng& rng, Pattern pattern = Pattern::stripes_h,

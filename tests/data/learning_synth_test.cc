@@ -144,6 +144,7 @@ struct Recall {
   double chance = 0;  // expected recall@1 of a random candidate
   double sd = 0;      // binomial SD of `recall` at chance, over query patients
   size_t queries = 0;
+  std::map<std::string, double> per_class;  // recall@1 of each class's queries
 };
 
 // Leave-one-patient-out nearest neighbour by cosine (features are compared by
@@ -152,6 +153,7 @@ Recall recall_at_1(const std::vector<const Sample*>& s, const std::vector<std::v
   Recall r;
   std::set<std::string> patients;
   double hits = 0, chance = 0;
+  std::map<std::string, int> queries_of;
   for (size_t q = 0; q < s.size(); ++q) {
     double qn = 0;
     for (float v : f[q]) qn += double(v) * v;
@@ -169,9 +171,12 @@ Recall recall_at_1(const std::vector<const Sample*>& s, const std::vector<std::v
       if (cos > best) best = cos, best_i = i;
     }
     hits += s[best_i]->labels == s[q]->labels;
+    r.per_class[s[q]->labels.at(0)] += s[best_i]->labels == s[q]->labels;
+    ++queries_of[s[q]->labels.at(0)];
     chance += static_cast<double>(same) / static_cast<double>(total);
     patients.insert(s[q]->group);
   }
+  for (auto& [label, h] : r.per_class) h /= queries_of[label];
   r.queries = s.size();
   r.recall = hits / static_cast<double>(s.size());
   r.chance = chance / static_cast<double>(s.size());
@@ -654,6 +659,14 @@ TEST_F(LearningSynth, ClassMeansOfIntensityAndColourDoNotSeparateClasses) {
 TEST(LearningSynthBenchmark, DISABLED_ProbesOnConfigsLearningToml) {
   config::Document doc;
   doc.add_file(testing::source_dir() / "configs" / "learning.toml");
+  if (const char* sets = std::getenv("M3RET_LEARNING_SET")) {  // KEY=VALUE;KEY=VALUE
+    const std::string all = sets;
+    for (size_t at = 0; at < all.size();) {
+      const size_t end = std::min(all.find(';', at), all.size());
+      if (end > at) doc.add_override(all.substr(at, end - at));
+      at = end + 1;
+    }
+  }
   SynthConfig synth;
   PreprocessConfig pre;
   doc.bind("synth", synth);
@@ -678,6 +691,10 @@ TEST(LearningSynthBenchmark, DISABLED_ProbesOnConfigsLearningToml) {
        {std::pair<const char*, Featuriser>{"raw-pixels", &eval::raw_pixel_features},
         std::pair<const char*, Featuriser>{"histogram", &eval::histogram_features},
         std::pair<const char*, Featuriser>{"spectral", &spectral_features}}) {
+    if (const char* only = std::getenv("M3RET_LEARNING_PROBE");  // a comma-separated list
+        only && *only &&
+        ("," + std::string(only) + ",").find("," + std::string(name) + ",") == std::string::npos)
+      continue;
     for (const auto& m : kModalities) {
       std::vector<const Sample*> s;
       for (const auto& x : all)
@@ -686,7 +703,115 @@ TEST(LearningSynthBenchmark, DISABLED_ProbesOnConfigsLearningToml) {
       const Recall r = recall_at_1(s, featurise(s, f));
       std::printf("%-10s %-10s test split: %zu samples, recall@1 %.3f  chance %.3f  (sd %.3f)\n",
                   name, m.c_str(), s.size(), r.recall, r.chance, r.sd);
+      for (const auto& [label, v] : r.per_class) std::printf("  %s %.3f", label.c_str(), v);
+      std::printf("\n");
     }
+  }
+}
+
+// synth.lesion_shape = "cylinder": the lesion disc extruded along the viewing
+// axis, so that every slice of a CT/MRI volume (and every ray of an X-ray)
+// through the lesion meets the whole disc, whose phases are balanced 50/50;
+// a sphere's slices are smaller discs whose balance varies, so the volume's
+// share of each phase (what an intensity histogram sees) varies by class and
+// patient. The shape draws nothing: the dataset is otherwise the same.
+TEST(LearningSynthPattern, CylinderLesionKeepsTheDiscInEverySlice) {
+  const std::vector<std::string> classes = {"stripes", "blobs",  "checker",
+                                            "rings",   "spokes", "dots"};
+  auto coord = [](int i, int n) { return (i + 0.5) / n * 2.0 - 1.0; };
+  const int n = 64, d = 16;  // the CT grid of configs/learning.toml
+  double off_sphere = 0, off_cylinder = 0;
+  int samples = 0;
+  for (bool cylinder : {false, true}) {
+    synth::PatternGeometry g{0.54, 0.66, 0.17, 0.23, 0, 360, 0.5, 1.0, cylinder};
+    for (const auto& cls : classes) {
+      for (int i = 0; i < 12; ++i) {
+        synth::Rng rng(100 + i);
+        auto a = synth::make_sample(
+            synth::make_patient(synth::Finding::pattern, rng, synth::pattern_of(cls), g), rng);
+        a.ax = a.ay = a.az = 10;  // the body out of the way: it clips a large lesion
+        // Each axial slice's lesion voxels (+1 hi, -1 lo, 0 elsewhere).
+        std::vector<std::vector<int>> slices;
+        int lesion = 0, hi = 0;
+        for (int z = 0; z < d; ++z) {
+          std::vector<int> t(n * n, 0);
+          int in = 0;
+          for (int y = 0; y < n; ++y)
+            for (int x = 0; x < n; ++x) {
+              const auto tissue = a.at(coord(x, n), coord(y, n), coord(z, d));
+              const int v = tissue == synth::Tissue::lesion_hi   ? 1
+                            : tissue == synth::Tissue::lesion_lo ? -1
+                                                                 : 0;
+              t[y * n + x] = v, in += v != 0, hi += v > 0;
+            }
+          lesion += in;
+          if (in > 0) slices.push_back(std::move(t));
+        }
+        ASSERT_GE(slices.size(), 3u) << cls;
+        const double share = static_cast<double>(hi) / lesion;
+        if (cylinder) {
+          off_cylinder += std::abs(share - 0.5);
+          // Every slice through the cylinder is the same disc with the same pattern.
+          for (size_t k = 1; k < slices.size(); ++k)
+            EXPECT_EQ(slices[k], slices[0]) << cls << " patient " << i << " slice " << k;
+          // The sphere's height (2 r) against the cylinder's (4/3 r), in slices of 2/d.
+          EXPECT_NEAR(slices.size(), 4.0 / 3.0 * a.lr * d / 2, 1.0) << cls;
+        } else {
+          off_sphere += std::abs(share - 0.5);
+          ++samples;
+          EXPECT_NE(slices.front(), slices[slices.size() / 2]) << cls << " patient " << i;
+        }
+      }
+    }
+  }
+  // The disc's balance holds in the cylinder's volume, not in the sphere's.
+  off_sphere /= samples, off_cylinder /= samples;
+  EXPECT_LT(off_cylinder, 0.6 * off_sphere) << off_cylinder << " vs " << off_sphere;
+
+  // Frontal plane (X-ray): the cylinder runs along y, the beam.
+  synth::PatternGeometry g{0.54, 0.66, 0.17, 0.23, 0, 360, 0.5, 1.0, true};
+  synth::Rng rng(7);
+  auto a = synth::make_sample(
+      synth::make_patient(synth::Finding::pattern, rng, synth::Pattern::checker, g), rng);
+  a.plane = synth::PatternPlane::frontal;
+  a.ax = a.ay = a.az = 10;
+  std::map<int, int> lengths;  // voxels of lesion along a ray -> rays
+  for (int z = 0; z < n; ++z)
+    for (int x = 0; x < n; ++x) {
+      int in = 0;
+      for (int y = 0; y < n; ++y) {
+        const auto t = a.at(coord(x, n), coord(y, n), coord(z, n));
+        in += t == synth::Tissue::lesion_hi || t == synth::Tissue::lesion_lo;
+      }
+      if (in > 0) ++lengths[in];
+    }
+  // Every ray through the disc crosses the same length of lesion (a sphere's chords vary
+  // from 0 to 2 r): one grid length, give or take the voxel rounding.
+  ASSERT_FALSE(lengths.empty());
+  EXPECT_LE(lengths.rbegin()->first - lengths.begin()->first, 1) << lengths.size() << " lengths";
+  int rays = 0;
+  for (const auto& [len, count] : lengths) rays += count;
+  EXPECT_GT(rays, 500);
+
+  // No draws: the same patient either way; the key names its values.
+  synth::PatternGeometry sphere{0.54, 0.66, 0.17, 0.23}, cyl = sphere;
+  cyl.cylinder = true;
+  synth::Rng r1(9), r2(9);
+  const auto p1 = synth::make_patient(synth::Finding::pattern, r1, synth::Pattern::rings, sphere);
+  const auto p2 = synth::make_patient(synth::Finding::pattern, r2, synth::Pattern::rings, cyl);
+  EXPECT_EQ(p1.lr, p2.lr);
+  EXPECT_EQ(p1.pattern.phase_u, p2.pattern.phase_u);
+  EXPECT_EQ(r1.bits(), r2.bits());
+  EXPECT_FALSE(p1.cylinder);
+  EXPECT_TRUE(p2.cylinder);
+  config::Document doc;
+  doc.add_override("synth.lesion_shape=cube");
+  SynthConfig cfg;
+  try {
+    doc.bind("synth", cfg);
+    FAIL() << "lesion_shape cube accepted";
+  } catch (const config::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("synth.lesion_shape"), std::string::npos) << e.what();
   }
 }
 
