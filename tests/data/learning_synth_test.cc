@@ -207,6 +207,19 @@ class LearningSynth : public ::testing::Test {
 testing::TempDir* LearningSynth::dir_ = nullptr;
 std::vector<Sample>* LearningSynth::samples_ = nullptr;
 
+// Binding [synth] with the override KEY=VALUE throws a config::Error naming `key`.
+void expect_synth_override_refused(const std::string& override, const std::string& key) {
+  config::Document doc;
+  doc.add_override(override);
+  SynthConfig cfg;
+  try {
+    doc.bind("synth", cfg);
+    FAIL() << override << " accepted";
+  } catch (const config::Error& e) {
+    EXPECT_NE(std::string(e.what()).find(key), std::string::npos) << e.what();
+  }
+}
+
 TEST(LearningSynthConfig, StructuralClassesValidateAndDoNotMixWithFindings) {
   SynthConfig c;
   c.classes = kStructural;
@@ -361,15 +374,7 @@ TEST(LearningSynthConfig, PatternWarpDisplacesThePatternSmoothly) {
   EXPECT_EQ(s.pattern.warp_phase[5], b.pattern.warp_phase[5]);
   EXPECT_EQ(s.pattern.warp_angle[2], b.pattern.warp_angle[2]);
 
-  config::Document doc;
-  doc.add_override("synth.pattern_warp=3");
-  SynthConfig cfg;
-  try {
-    doc.bind("synth", cfg);
-    FAIL() << "pattern_warp 3 accepted";
-  } catch (const config::Error& e) {
-    EXPECT_NE(std::string(e.what()).find("synth.pattern_warp"), std::string::npos) << e.what();
-  }
+  expect_synth_override_refused("synth.pattern_warp=3", "synth.pattern_warp");
 }
 
 TEST(LearningSynthConfig, ConfigsLearningTomlIsAStructuralBenchmark) {
@@ -804,15 +809,7 @@ TEST(LearningSynthPattern, CylinderLesionKeepsTheDiscInEverySlice) {
   EXPECT_EQ(r1.bits(), r2.bits());
   EXPECT_FALSE(p1.cylinder);
   EXPECT_TRUE(p2.cylinder);
-  config::Document doc;
-  doc.add_override("synth.lesion_shape=cube");
-  SynthConfig cfg;
-  try {
-    doc.bind("synth", cfg);
-    FAIL() << "lesion_shape cube accepted";
-  } catch (const config::Error& e) {
-    EXPECT_NE(std::string(e.what()).find("synth.lesion_shape"), std::string::npos) << e.what();
-  }
+  expect_synth_override_refused("synth.lesion_shape=cube", "synth.lesion_shape");
 }
 
 }  // namespace
