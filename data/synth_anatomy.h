@@ -11,10 +11,11 @@
 //  - structural findings (stripes-h, stripes-v, checker, rings, spokes, dots):
 //    one patterned sphere (or cylinder) of the same size and contrast
 //    distributions for every class, filled with a binary pattern of 50 % duty
-//    cycle on its central disc; only the pattern tells the classes apart. The pattern lies in the plane a
-//    modality images face-on (u = image right, v = image down) and is extruded
-//    along its viewing direction (CT/MRI/ultrasound: the axial plane (x, y),
-//    extruded along z; X-ray: the frontal plane (x, -z), extruded along y).
+//    cycle on its central disc; only the pattern tells the classes apart.
+//    The pattern lies in the plane a modality images face-on (u = image
+//    right, v = image down) and is extruded along its viewing direction
+//    (CT/MRI/ultrasound: the axial plane (x, y), extruded along z; X-ray: the
+//    frontal plane (x, -z), extruded along y).
 #pragma once
 
 #include <cstdint>

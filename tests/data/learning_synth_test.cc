@@ -798,7 +798,7 @@ TEST(LearningSynthPattern, CylinderLesionKeepsTheDiscInEverySlice) {
   for (const auto& [len, count] : lengths) rays += count;
   EXPECT_GT(rays, 500);
 
-  // No draws: the same patient either way; the key names its values.
+  // No draws: the same patient either way. A shape it does not know is refused by key.
   synth::PatternGeometry sphere{0.54, 0.66, 0.17, 0.23}, cyl = sphere;
   cyl.cylinder = true;
   synth::Rng r1(9), r2(9);
