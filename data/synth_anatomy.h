@@ -46,7 +46,7 @@ enum class Tissue { air, soft, lung, bone, core, wall, lesion_hi, lesion_lo };
 // (u, v) in normalised units, period `period`, for a lesion of radius `radius`.
 struct PatternParams {
   Pattern kind = Pattern::stripes_h;
-  double period = 0.3;                // spatial period (edge density 2/period for every kind)
+  double period = 0.3;                // spatial period (edge density 2/period; blobs ~11 % more)
   double phase_u = 0, phase_v = 0;    // pattern offsets (radians)
   double angle = 0;                   // spokes rotation (radians)
   double tilt = 0;                    // rotation of the whole pattern (radians)
