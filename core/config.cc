@@ -117,7 +117,10 @@ Document::~Document() = default;
 Document::Document(Document&&) noexcept = default;
 Document& Document::operator=(Document&&) noexcept = default;
 
-void Document::add_file(const std::filesystem::path& file) {
+void Document::add_file(const std::filesystem::path& file) { add_file(file, {}); }
+
+void Document::add_file(const std::filesystem::path& file,
+                        std::vector<std::filesystem::path> extending) {
   std::error_code ec;
   if (!std::filesystem::is_regular_file(file, ec)) {
     throw Error(fmt::format("config file '{}' does not exist or is not a file", file.string()));
@@ -128,6 +131,33 @@ void Document::add_file(const std::filesystem::path& file) {
   } catch (const toml::parse_error& e) {
     throw Error(fmt::format("config file {}:{}:{}: {}", file.string(), e.source().begin.line,
                             e.source().begin.column, e.description()));
+  }
+  if (const toml::node* base = parsed.get("base")) {
+    const auto* name = base->as_string();
+    if (!name || name->get().empty()) {
+      throw Error(fmt::format(
+          "config key 'base' at {}: must be the path of the config file this one extends "
+          "(a non-empty string), got {}",
+          where(*base), name ? std::string("\"\"") : type_name(*base)));
+    }
+    std::filesystem::path target(name->get());
+    if (target.is_relative()) target = file.parent_path() / target;
+    extending.push_back(std::filesystem::weakly_canonical(file, ec));
+    const auto canonical = std::filesystem::weakly_canonical(target, ec);
+    if (std::find(extending.begin(), extending.end(), canonical) != extending.end()) {
+      std::string chain;
+      for (const auto& f : extending) chain += f.string() + " -> ";
+      throw Error(
+          fmt::format("config key 'base' at {}: '{}' leads back to a file already being read: {}{}",
+                      where(*base), name->get(), chain, canonical.string()));
+    }
+    if (!std::filesystem::is_regular_file(target, ec)) {
+      throw Error(fmt::format("config key 'base' at {}: '{}' ({}) does not exist or is not a file",
+                              where(*base), name->get(),
+                              std::filesystem::absolute(target, ec).string()));
+    }
+    add_file(target, std::move(extending));
+    parsed.erase("base");
   }
   merge(table_->t, std::move(parsed));
   files_.push_back(file);
@@ -140,6 +170,12 @@ void Document::add_text(const std::string& text, const std::string& name) {
   } catch (const toml::parse_error& e) {
     throw Error(fmt::format("config {}:{}:{}: {}", name, e.source().begin.line,
                             e.source().begin.column, e.description()));
+  }
+  if (const toml::node* base = parsed.get("base")) {
+    throw Error(fmt::format(
+        "config key 'base' at {}: only a config file can extend another (its path is relative "
+        "to the file's folder)",
+        where(*base)));
   }
   merge(table_->t, std::move(parsed));
   files_.push_back(name);

@@ -79,8 +79,10 @@ class Document {
   Document(Document&&) noexcept;
   Document& operator=(Document&&) noexcept;
 
-  // Parses a TOML file; later files override earlier ones key by key.
-  // Throws config::Error naming the file (and line) on a syntax error.
+  // Parses a TOML file; later files override earlier ones key by key. A top-level
+  // `base = "other.toml"` (relative to the file's folder) is read first, recursively,
+  // and the file's own keys override it. Throws config::Error naming the file (and
+  // line) on a syntax error, a missing base or a chain of bases that returns to a file.
   void add_file(const std::filesystem::path& file);
   // Parses TOML text; `name` stands for the file in messages.
   void add_text(const std::string& text, const std::string& name);
@@ -109,6 +111,9 @@ class Document {
   void mark_section(const std::string& key);
 
  private:
+  // `extending`: the files whose `base` led here, to refuse a cycle.
+  void add_file(const std::filesystem::path& file, std::vector<std::filesystem::path> extending);
+
   struct Table;  // wraps toml::table
   std::unique_ptr<Table> table_;
   std::map<std::string, std::string> overrides_;  // key -> raw value

@@ -241,7 +241,13 @@ Sweep load_sweep(const fs::path& file, const ValidateFn& validate) {
   doc.add_file(s.file);  // syntax errors: config file FILE:LINE:COLUMN
   SweepFile f{{s}, {s.local}, {s.slurm}};
   doc.bind("", f);
-  read_axes(s, toml::parse_file(s.file.string()), doc);
+  const toml::table raw = toml::parse_file(s.file.string());
+  // The axes are read from this file alone, so a base's would be lost: refuse it.
+  if (const toml::node* base = raw.get("base")) {
+    fail(s.file, base, "base",
+         "a sweep file cannot extend another; the config named by sweep.base_config can");
+  }
+  read_axes(s, raw, doc);
   doc.check_all_used();
   if (s.name.empty() || s.name != safe(s.name) || s.name.find('=') != std::string::npos) {
     throw Error(

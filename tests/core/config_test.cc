@@ -206,6 +206,70 @@ TEST_F(ConfigTest, MalformedOverride) {
             std::string::npos);
 }
 
+// `base = "other.toml"`: the other file first, relative to this file's folder (not the
+// working directory), recursively; this file's keys and then --set win key by key.
+TEST_F(ConfigTest, BaseFileIsReadFirstAndOverriddenKeyByKey) {
+  const auto sub = dir_.path() / "sub";
+  std::filesystem::create_directories(sub);
+  std::ofstream(sub / "root.toml") << "[train]\nmax_steps = 500\nworkers = 3\n"
+                                      "[train.optim]\nlr = 0.25\nks = [1, 2]\n";
+  std::ofstream(sub / "middle.toml") << "base = \"root.toml\"\n[train]\nworkers = 4\n"
+                                        "objective = \"mae\"\n";
+  std::ofstream(dir_.path() / "top.toml") << "base = \"sub/middle.toml\"\n[train]\n"
+                                             "objective = \"mae+simdino\"\n[train.optim]\n"
+                                             "ks = [5]\n";
+  Root r = config::load<Root>(dir_.path() / "top.toml", {"train.workers=7"});
+  EXPECT_EQ(r.train.max_steps, 500);            // root.toml
+  EXPECT_EQ(r.train.workers, 7);                // --set over middle.toml's 4 over root's 3
+  EXPECT_EQ(r.train.objective, "mae+simdino");  // top.toml over middle.toml
+  EXPECT_DOUBLE_EQ(r.train.optim.lr, 0.25);     // root.toml, in a sub-table top.toml touches
+  EXPECT_EQ(r.train.optim.ks, (std::vector<int64_t>{5}));  // arrays are replaced, not merged
+
+  config::Document doc;
+  doc.add_file(dir_.path() / "top.toml");
+  ASSERT_EQ(doc.files().size(), 3u);
+  EXPECT_EQ(doc.files()[0].filename(), "root.toml");
+  EXPECT_EQ(doc.files()[2].filename(), "top.toml");
+
+  // An error in a base file names that file and line, not the file that extends it.
+  std::ofstream(sub / "root.toml") << "[train]\nmax_steps = \"many\"\n";
+  auto msg = error_of([&] { config::load<Root>(dir_.path() / "top.toml", {}); });
+  EXPECT_NE(msg.find("'train.max_steps' must be an integer"), std::string::npos) << msg;
+  EXPECT_NE(msg.find((sub / "root.toml").string() + ":2"), std::string::npos) << msg;
+}
+
+TEST_F(ConfigTest, BadBaseIsRefusedNamingTheFileAndValue) {
+  auto missing = write("base = \"nowhere.toml\"\n[train]\nmax_steps = 5\n");
+  auto msg = error_of([&] { config::load<Root>(missing, {}); });
+  EXPECT_NE(msg.find("config key 'base' at " + missing.string() + ":1"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("'nowhere.toml'"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("does not exist"), std::string::npos) << msg;
+
+  auto typed = write("base = 3\n");
+  msg = error_of([&] { config::load<Root>(typed, {}); });
+  EXPECT_NE(msg.find("config key 'base' at " + typed.string() + ":1"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("got integer"), std::string::npos) << msg;
+  EXPECT_NE(error_of([&] { config::load<Root>(write("base = \"\"\n"), {}); }).find("non-empty"),
+            std::string::npos);
+
+  // A file that extends itself, directly or through another, is refused.
+  std::ofstream(dir_.path() / "self.toml") << "base = \"./self.toml\"\n";
+  msg = error_of([&] { config::load<Root>(dir_.path() / "self.toml", {}); });
+  EXPECT_NE(msg.find("leads back to a file already being read"), std::string::npos) << msg;
+  std::ofstream(dir_.path() / "a.toml") << "base = \"b.toml\"\n";
+  std::ofstream(dir_.path() / "b.toml") << "base = \"a.toml\"\n";
+  msg = error_of([&] { config::load<Root>(dir_.path() / "a.toml", {}); });
+  EXPECT_NE(msg.find("leads back to a file already being read"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("b.toml -> "), std::string::npos) << msg;
+
+  // Only a file has a folder to resolve `base` against; --set cannot set it.
+  config::Document doc;
+  msg = error_of([&] { doc.add_text("base = \"x.toml\"\n", "inline"); });
+  EXPECT_NE(msg.find("only a config file can extend another"), std::string::npos) << msg;
+  msg = error_of([&] { config::load<Root>(std::nullopt, {"base=x.toml"}); });
+  EXPECT_NE(msg.find("unknown config key 'base'"), std::string::npos) << msg;
+}
+
 TEST_F(ConfigTest, FloatsAreWrittenAsShortAsTheyReadBackExactly) {
   Root r;
   r.train.modalities = {"0.90000000000000002", "lr = 0.10000000000000001"};  // strings stay

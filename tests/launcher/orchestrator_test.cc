@@ -171,6 +171,18 @@ TEST(Sweep, BadEntriesNameTheFileAndKey) {
   // A path the system refuses (a name beyond NAME_MAX) names its key, not a filesystem_error.
   expect_error("", "manifest = \"" + std::string(300, 'm') + "/m.csv\"",
                "sweep key 'sweep.manifest'");
+  // `base` (docs/configuration.md) is for config files: a sweep file that extends another would
+  // lose the other's axes, so it is refused, naming the key and line.
+  write_sweep(dir.path(), "[axes]\n\"train.lr\" = [0.001]\n");
+  std::ofstream(dir / "extends.toml") << "base = \"sweep.toml\"\n[axes]\n\"train.seed\" = [1, 2]\n";
+  try {
+    load_sweep(dir / "extends.toml");
+    ADD_FAILURE() << "a sweep file with a base was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find((dir / "extends.toml").string() + ":1: sweep key 'base'"),
+              std::string::npos)
+        << e.what();
+  }
   // Every run's overrides go through the caller's config check.
   auto f = write_sweep(dir.path(), "[axes]\n\"train.max_stepz\" = [1]\n");
   try {
