@@ -35,11 +35,11 @@ const std::vector<std::string> kStructural = {"stripes-h", "stripes-v", "checker
                                               "rings",     "spokes",    "dots"};
 const std::vector<std::string> kModalities = {"ct", "xray", "ultrasound", "endoscopy", "mri"};
 
-// The benchmark's generator (configs/learning.toml's [synth]: classes, sizes,
+// A shipped benchmark's generator (configs/<config>'s [synth]: classes, sizes,
 // lesion and pattern geometry, warp) at a smaller patient count and seed 5.
-SynthConfig bench_config(int64_t patients_per_class) {
+SynthConfig bench_config(int64_t patients_per_class, const std::string& config = "learning.toml") {
   config::Document doc;
-  doc.add_file(testing::source_dir() / "configs" / "learning.toml");
+  doc.add_file(testing::source_dir() / "configs" / config);
   SynthConfig c;
   doc.bind("synth", c);
   c.seed = 5;
@@ -185,27 +185,23 @@ Recall recall_at_1(const std::vector<const Sample*>& s, const std::vector<std::v
   return r;
 }
 
-// The generated benchmark, once per test binary (8 patients x 2 samples per
-// class and modality: 96 samples per modality, 96 MRI).
-class LearningSynth : public ::testing::Test {
+// The generated benchmark of each shipped learning config, once per test binary
+// (8 patients x 2 samples per class and modality: 96 samples per modality, 96 MRI):
+// configs/learning.toml and the texture benchmark, configs/learning-texture.toml.
+class LearningSynth : public ::testing::TestWithParam<std::string> {
  protected:
-  static void SetUpTestSuite() {
-    dir_ = new testing::TempDir("learning-synth");
-    synthesize(bench_config(8), dir_->path() / "ds");
-    samples_ =
-        new std::vector<Sample>(read_all(dir_->path() / "ds" / "manifest.csv", bench_preprocess()));
+  static const std::vector<Sample>& samples() {
+    static std::map<std::string, std::pair<std::unique_ptr<testing::TempDir>, std::vector<Sample>>>
+        cache;
+    auto& [dir, samples] = cache[GetParam()];
+    if (!dir) {
+      dir = std::make_unique<testing::TempDir>("learning-synth");
+      synthesize(bench_config(8, GetParam()), dir->path() / "ds");
+      samples = read_all(dir->path() / "ds" / "manifest.csv", bench_preprocess());
+    }
+    return samples;
   }
-  static void TearDownTestSuite() {
-    delete samples_;
-    delete dir_;
-    samples_ = nullptr;
-    dir_ = nullptr;
-  }
-  static testing::TempDir* dir_;
-  static std::vector<Sample>* samples_;
 };
-testing::TempDir* LearningSynth::dir_ = nullptr;
-std::vector<Sample>* LearningSynth::samples_ = nullptr;
 
 // Binding [synth] with the override KEY=VALUE throws a config::Error naming `key`.
 void expect_synth_override_refused(const std::string& override, const std::string& key) {
@@ -465,13 +461,13 @@ TEST(LearningSynthPattern, EveryClassHasADistinctBalancedPattern) {
 // Shortcut probes stay at chance in every modality. Margin: 3.5 binomial SDs
 // over the query patients (samples of a patient are near-duplicates), about
 // 0.18 here; over the five modalities pooled, 3 SDs (about 0.07).
-TEST_F(LearningSynth, ShortcutProbesRetrieveAtChance) {
+TEST_P(LearningSynth, ShortcutProbesRetrieveAtChance) {
   for (auto [name, f] :
        {std::pair<const char*, Featuriser>{"raw-pixels", &eval::raw_pixel_features},
         std::pair<const char*, Featuriser>{"histogram", &eval::histogram_features}}) {
     double sum = 0, sum_chance = 0, var = 0;
     for (const auto& m : kModalities) {
-      const auto s = of_modality(*samples_, m);
+      const auto s = of_modality(samples(), m);
       ASSERT_EQ(s.size(), 96u) << m;
       const Recall r = recall_at_1(s, featurise(s, f));
       std::printf("%-10s %-10s recall@1 %.3f  chance %.3f  (sd %.3f)\n", name, m.c_str(), r.recall,
@@ -610,9 +606,9 @@ TEST(LearningSynthPattern, LesionRegionsAreMoreSimilarWithinAClass) {
 // patient averaged), F below the 0.1 % point of F(5, 42) (about 5.0), and no
 // class mean further than 1 within-class SD / sqrt(patients) * 3.5 from the
 // grand mean.
-TEST_F(LearningSynth, ClassMeansOfIntensityAndColourDoNotSeparateClasses) {
+TEST_P(LearningSynth, ClassMeansOfIntensityAndColourDoNotSeparateClasses) {
   for (const auto& m : kModalities) {
-    const auto s = of_modality(*samples_, m);
+    const auto s = of_modality(samples(), m);
     const int64_t C = s[0]->C;
     for (int64_t c = 0; c < C; ++c) {
       std::map<std::string, std::pair<double, int>> patient;  // group -> (sum, count)
@@ -655,15 +651,23 @@ TEST_F(LearningSynth, ClassMeansOfIntensityAndColourDoNotSeparateClasses) {
   }
 }
 
+INSTANTIATE_TEST_SUITE_P(Configs, LearningSynth,
+                         ::testing::Values("learning.toml", "learning-texture.toml"),
+                         [](const ::testing::TestParamInfo<std::string>& info) {
+                           return info.param == "learning.toml" ? "learning" : "texture";
+                         });
+
 // Benchmark scale (run by hand, with --gtest_also_run_disabled_tests): the
 // probes' recall@1 on the test split of configs/learning.toml's dataset,
 // against chance, per modality. Reads M3RET_LEARNING_DATA/manifest.csv if it
 // exists (e.g. from `m3ret synth --config configs/learning.toml --out DIR`),
 // else generates the dataset there (or in a temporary folder) and prints the
-// time; M3RET_LEARNING_SEED=S overrides synth.seed.
+// time; M3RET_LEARNING_SEED=S overrides synth.seed, M3RET_LEARNING_CONFIG=NAME
+// reads configs/NAME instead (e.g. learning-texture.toml).
 TEST(LearningSynthBenchmark, DISABLED_ProbesOnConfigsLearningToml) {
   config::Document doc;
-  doc.add_file(testing::source_dir() / "configs" / "learning.toml");
+  const char* config = std::getenv("M3RET_LEARNING_CONFIG");
+  doc.add_file(testing::source_dir() / "configs" / (config && *config ? config : "learning.toml"));
   if (const char* sets = std::getenv("M3RET_LEARNING_SET")) {  // KEY=VALUE;KEY=VALUE
     const std::string all = sets;
     for (size_t at = 0; at < all.size();) {

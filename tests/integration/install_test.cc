@@ -49,11 +49,12 @@ int Install::rc_ = -1;
 
 TEST_F(Install, PutsTheBinaryConfigsSlurmTemplatesAndDocsUnderThePrefix) {
   ASSERT_EQ(rc_, 0) << log_;
-  for (const char* f : {"bin/m3ret", "bin/m3ret-node", "share/m3ret/configs/demo.toml",
-                        "share/m3ret/configs/learning.toml", "share/m3ret/configs/sweeps/tiny.toml",
-                        "share/m3ret/slurm/pretrain.sbatch", "share/m3ret/python/m3ret_plots.py",
-                        "share/m3ret/python/m3ret_encoder.py", "share/doc/m3ret/README.md",
-                        "share/doc/m3ret/pipeline.md"}) {
+  for (const char* f :
+       {"bin/m3ret", "bin/m3ret-node", "share/m3ret/configs/demo.toml",
+        "share/m3ret/configs/learning.toml", "share/m3ret/configs/learning-texture.toml",
+        "share/m3ret/configs/sweeps/tiny.toml", "share/m3ret/slurm/pretrain.sbatch",
+        "share/m3ret/python/m3ret_plots.py", "share/m3ret/python/m3ret_encoder.py",
+        "share/doc/m3ret/README.md", "share/doc/m3ret/pipeline.md"}) {
     EXPECT_TRUE(stdfs::is_regular_file(prefix_ / f)) << f << "\n" << log_;
   }
   const auto perms = stdfs::status(prefix_ / "bin" / "m3ret").permissions();
@@ -83,6 +84,10 @@ TEST_F(Install, ConfigByNameIsTheInstalledOne) {
     ASSERT_EQ(run(std::string("config --config ") + name, &out), 0) << out;
     EXPECT_NE(out.find("seed = 4242"), std::string::npos) << name << "\n" << out;
   }
+  // The texture benchmark's `base = "learning.toml"` is found beside it, in the prefix.
+  ASSERT_EQ(run("config --config learning-texture", &out), 0) << out;
+  EXPECT_NE(out.find("seed = 4242"), std::string::npos) << out;
+  EXPECT_NE(out.find("lesion_shape = 'cylinder'"), std::string::npos) << out;
   EXPECT_NE(run("config --config no-such-config", &out), 0);
   EXPECT_NE(out.find("'no-such-config'"), std::string::npos) << out;
   EXPECT_NE(out.find((prefix_ / "share/m3ret/configs").string()), std::string::npos) << out;

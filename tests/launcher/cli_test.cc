@@ -105,6 +105,28 @@ TEST(Cli, LearningBenchmarkConfigAndDemoKeys) {
   }
 }
 
+// configs/learning-texture.toml extends learning.toml (`base`) and is, key for key, the
+// texture benchmark that docs/data.md spells out as learning.toml with five overrides.
+TEST(Cli, TextureBenchmarkIsLearningTomlWithTheDocumentedOverrides) {
+  const auto configs = testing::source_dir() / "configs";
+  auto texture = launcher::load_app_config(configs / "learning-texture.toml", {});
+  auto spelled = launcher::load_app_config(
+      configs / "learning.toml",
+      {"synth.classes=[\"stripes\",\"blobs\",\"checker\",\"rings\",\"spokes\",\"dots\"]",
+       "synth.pattern_tilt=[0,360]", "simdino.rotation=180", "synth.pattern_warp=1.0",
+       "synth.lesion_shape=cylinder"});
+  EXPECT_EQ(launcher::resolved_toml(texture), launcher::resolved_toml(spelled));
+  auto learning = launcher::load_app_config(configs / "learning.toml", {});
+  EXPECT_NE(launcher::resolved_toml(texture), launcher::resolved_toml(learning));
+  EXPECT_EQ(texture.data.synth.lesion_shape, "cylinder");
+  EXPECT_EQ(texture.trainer.train.max_steps, learning.trainer.train.max_steps);  // from the base
+  // --set still wins over both files.
+  auto set = launcher::load_app_config(configs / "learning-texture.toml",
+                                       {"synth.pattern_warp=0.5", "train.max_steps=9000"});
+  EXPECT_EQ(set.data.synth.pattern_warp, 0.5);
+  EXPECT_EQ(set.trainer.train.max_steps, 9000);
+}
+
 TEST(Cli, DemoRefusesAVerdictKThatIsNotEvaluated) {
   testing::TempDir dir("cli");
   std::string out;
