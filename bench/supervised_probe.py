@@ -21,8 +21,9 @@ random resized crop of `--crop-scale` of the area, horizontal flip, rotation by 
 ±`--rotation` degrees and, with `--jitter S`, brightness and contrast scaled by [1-S, 1+S] with
 probability 0.8 (SimDINO's global views use 0.4; it slows supervised learning here); a video's
 clip starts at a random stored frame per batch. AdamW, linear warm-up then cosine decay (at the
-benchmark's 5e-4 and SimDINO's jitter neither model moved off the uniform guess in 400 to 1000
-steps; 2e-3 is the default). Each batch holds one modality, drawn in proportion to its train rows.
+benchmark's 5e-4 on its four modalities neither model moved off the uniform guess: the CNN in 400
+steps, the ViT in 1000 with SimDINO's jitter; 2e-3 is the default). Each batch holds one modality,
+drawn in proportion to its train rows.
 
 It then embeds the rows of `--like` (an m3ret embeddings file over the same shards, e.g. a demo
 folder's `embeddings-raw-pixels.h5`; videos by their centre clip, as `m3ret embed` does) and
