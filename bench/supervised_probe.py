@@ -262,8 +262,10 @@ def main():
     rows = {m: np.flatnonzero((shards[m]["splits"] == "train") & (shards[m]["labels"] != ""))
             for m in train_modalities}
     classes = sorted({lab for m in train_modalities for lab in shards[m]["labels"][rows[m]]})
-    if any(";" in c for c in classes):
-        fail(f"'{a.shards}' has rows with several labels; this probe trains one label per row")
+    several = [c for c in classes if "|" in c]  # m3ret joins a row's labels with '|'
+    if several:
+        fail(f"'{a.shards}' has train rows with several labels ('{several[0]}'); this probe "
+             "trains one label per row")
     if len(classes) < 2:
         fail(f"'{a.shards}' has fewer than two labels among the train rows of {train_modalities}")
     targets = {}

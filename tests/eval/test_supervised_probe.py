@@ -6,8 +6,8 @@
   names the test rows at chance (a probe that learned from the test rows would name them);
 - `--shuffle-labels` on the pattern data: the classifier's accuracy falls to chance;
 - the output is an embeddings file in `--like`'s row order, with its ids and labels;
-- bad input (a modality the shards lack, a file that is not an embeddings file, a bad option):
-  exit 2 and the message names it.
+- bad input (a modality the shards lack, a file that is not an embeddings file, a bad option,
+  shards without an index, a train row with several labels): exit 2 and the message names it.
 """
 import os
 import re
@@ -132,6 +132,14 @@ def main():
             assert result.returncode == 2 and named in result.stderr, (args, result.stderr)
         result = run(["--shards", tmp, "--like", like, "--out", out])
         assert result.returncode == 2 and "index.json" in result.stderr, result.stderr
+        with h5py.File(os.path.join(stripes, "xray", "shard-00000.h5"), "r+") as f:
+            labels = f["labels"][:].astype("S32")
+            labels[0] = b"diagonal|vertical"  # a train row with two labels
+            del f["labels"]
+            f["labels"] = labels
+        result = run(["--shards", stripes, "--like", like, "--out", out,
+                      "--train-modalities", "xray"])
+        assert result.returncode == 2 and "'diagonal|vertical'" in result.stderr, result.stderr
     print("supervised_probe: ok")
 
 
