@@ -77,7 +77,7 @@ def read_shards(folder):
             index = json.load(f)
     except (OSError, ValueError) as e:
         fail(f"cannot read '{index_path}': {e}")
-    if index.get("format") != "m3ret-shards":
+    if index.get("format") != "m3ret-shards" or not isinstance(index.get("modalities"), dict):
         fail(f"'{index_path}' is not an m3ret shard index (format {index.get('format')!r})")
     out = {}
     for modality, info in index["modalities"].items():
@@ -281,6 +281,9 @@ def main():
         for m in train_modalities:
             targets[m] = np.array([permuted[(m, g)] for g in shards[m]["groups"][rows[m]]])
 
+    folder = os.path.dirname(os.path.abspath(a.out))
+    if not os.path.isdir(folder) or not os.access(folder, os.W_OK):
+        fail(f"--out '{a.out}': the folder '{folder}' does not exist or is not writable")
     columns, attrs = read_like(a.like)
     where = {(m, text(i)): j for m in shards for j, i in enumerate(shards[m]["ids"])}
     modality = [text(x) for x in columns["modality"]]
@@ -344,6 +347,15 @@ def main():
     print("classifier accuracy on the rows of --like (chance about 1/%d): %s" % (
         len(classes), ", ".join(f"{m} {np.mean(h):.3f}" for m, h in hits.items())))
 
+    try:
+        write_embeddings(a, out, columns, attrs, train_modalities)
+    except OSError as e:
+        fail(f"cannot write '{a.out}': {e}")
+    print(f"wrote {a.out} ({len(ids)} rows, {time.time() - began:.0f} s)")
+
+
+def write_embeddings(a, out, columns, attrs, train_modalities):
+    """`out` as an m3ret embeddings file with --like's columns and attributes."""
     with h5py.File(a.out, "w") as f:
         f["embeddings"] = out
         for k, v in columns.items():
@@ -356,9 +368,8 @@ def main():
         f.attrs["step"] = np.int64(a.steps)
         f.attrs["random_init"] = np.int64(0)
         f.attrs["weights"] = ""
-        f.attrs["pooling"] = a.pooling
+        f.attrs["pooling"] = a.pooling if a.model == "vit" else "mean"
         f.attrs["train_modalities"] = "|".join(train_modalities)
-    print(f"wrote {a.out} ({len(ids)} rows, {time.time() - began:.0f} s)")
 
 
 if __name__ == "__main__":

@@ -7,7 +7,8 @@
 - `--shuffle-labels` on the pattern data: the classifier's accuracy falls to chance;
 - the output is an embeddings file in `--like`'s row order, with its ids and labels;
 - bad input (a modality the shards lack, a file that is not an embeddings file, a bad option,
-  shards without an index, a train row with several labels): exit 2 and the message names it.
+  an output folder that does not exist, shards without an index, a train row with several
+  labels): exit 2 before any training, and the message names it.
 """
 import os
 import re
@@ -124,6 +125,8 @@ def main():
                             (["--like", os.path.join(stripes, "xray", "shard-00000.h5")],
                              "shard-00000.h5"),
                             (["--crop-scale", "0.6"], "--crop-scale"),
+                            (["--out", os.path.join(tmp, "no-such-folder", "s.h5")],
+                             "no-such-folder"),
                             (["--tubelet", "2,x,8"], "--tubelet")):
             base = {"--shards": stripes, "--like": like, "--out": out, "--train-modalities": "xray"}
             for i in range(0, len(args), 2):
