@@ -48,17 +48,13 @@ import torch
 import torch.nn.functional as F
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, "..", "tests", "model"))
 import golden_reference as ref  # noqa: E402  (the encoder, written independently of m3ret)
+import linear_probe  # noqa: E402  (fail, text, the embeddings format)
 
-
-def fail(message):
-    print(f"supervised_probe: {message}", file=sys.stderr)
-    sys.exit(2)
-
-
-def text(x):
-    return x.decode() if isinstance(x, bytes) else str(x)
+linear_probe.PROGRAM = "supervised_probe"
+fail, text = linear_probe.fail, linear_probe.text
 
 
 def pair(value, option, kind=float):
@@ -105,7 +101,7 @@ def read_like(path):
     """The row columns and attributes of an m3ret embeddings file."""
     try:
         with h5py.File(path, "r") as f:
-            if text(f.attrs.get("format", "")) != "m3ret-embeddings":
+            if text(f.attrs.get("format", "")) != linear_probe.FORMAT:
                 fail(f"'{path}' is not an m3ret embeddings file")
             for key in ("ids", "labels", "groups", "modality"):
                 if key not in f:
