@@ -53,6 +53,7 @@ void add_model_verb(CLI::App& app) {
         {"heads", spec.heads},
         {"mlp_ratio", spec.mlp_ratio},
         {"tubelet", {spec.tube_t, spec.patch_h, spec.patch_w}},
+        {"stem", spec.stem},
         {"layerscale", spec.layerscale},
         {"drop_path", spec.drop_path},
         {"embedding", spec.mean_embedding ? "mean" : "cls"},
@@ -67,10 +68,11 @@ void add_model_verb(CLI::App& app) {
       std::printf("%s\n", j.dump(2).c_str());
       return;
     }
-    std::printf("encoder      %s: width %lld, depth %lld, heads %lld, tubelet %lldx%lldx%lld\n",
-                mc.preset.c_str(), (long long)spec.width, (long long)spec.depth,
-                (long long)spec.heads, (long long)spec.tube_t, (long long)spec.patch_h,
-                (long long)spec.patch_w);
+    std::printf(
+        "encoder      %s: width %lld, depth %lld, heads %lld, tubelet %lldx%lldx%lld, %s stem\n",
+        mc.preset.c_str(), (long long)spec.width, (long long)spec.depth, (long long)spec.heads,
+        (long long)spec.tube_t, (long long)spec.patch_h, (long long)spec.patch_w,
+        spec.stem.c_str());
     std::printf("parameters   %lld (%.2f M)\n", (long long)params, params / 1e6);
     std::printf("input        %lld x %lld x %lld -> grid %lld x %lld x %lld = %lld tokens + CLS\n",
                 (long long)in[0], (long long)in[1], (long long)in[2], (long long)cost.grid_t,

@@ -48,6 +48,12 @@ VitSpec ModelConfig::spec() const {
   s.drop_path = drop_path;
   s.layerscale = layerscale;
   s.mean_embedding = embedding == "mean";
+  s.stem = stem;
+  if (stem == "hmlp" && (s.patch_h % 4 != 0 || s.patch_w % 4 != 0 || s.width % 4 != 0))
+    throw config::Error(
+        fmt::format("model.stem: \"hmlp\" needs patch sides and width that are multiples of 4 "
+                    "(model.tubelet [{}, {}, {}], width {})",
+                    s.tube_t, s.patch_h, s.patch_w, s.width));
   return s;
 }
 

@@ -20,6 +20,7 @@ struct VitSpec {
   double drop_path = 0.0;       // stochastic depth rate of the last block (linear in depth)
   double layerscale = 0.0;      // initial LayerScale value; 0 = off
   bool mean_embedding = false;  // embedding = mean of patch tokens instead of CLS
+  std::string stem = "linear";  // "linear" (one Conv3d) or "hmlp" (vit.h)
 };
 
 struct ModelConfig {
@@ -30,6 +31,7 @@ struct ModelConfig {
   double drop_path = 0.0;
   double layerscale = 0.0;
   std::string embedding = "cls";
+  std::string stem = "linear";
 
   template <class V>
   void visit(V& v) {
@@ -47,6 +49,11 @@ struct ModelConfig {
     v("layerscale", layerscale, "LayerScale initial value (0 = off)", config::Range{0, 10});
     v("embedding", embedding, "retrieval embedding: CLS token or mean of patch tokens",
       config::OneOf{{"cls", "mean"}});
+    v("stem", stem,
+      "patch embedding: linear (one Conv3d over a tubelet) or hmlp (hierarchical MLP stem, "
+      "DeiT III: 3 non-overlapping convolutions with LayerNorm and GELU; patch sides and width "
+      "multiples of 4)",
+      config::OneOf{{"linear", "hmlp"}});
   }
   void validate() const;
   // Preset + overrides; throws config::Error if width is not divisible by heads.

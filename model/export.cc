@@ -180,10 +180,20 @@ std::map<std::string, std::string> rebuild_metadata(const VitSpec& s) {
       {"scale", "x * 2 - 1"},
       {"mean", {0.5, 0.5, 0.5}},
       {"std", {0.5, 0.5, 0.5}}};
+  const std::string stem =
+      s.stem == "hmlp"
+          ? fmt::format(
+                "hmlp (DeiT III): patch_embed.proj.0 conv3d kernel = stride = [{}, {}, {}], "
+                "3 -> {}; .1 layernorm over channels; gelu; .3 conv3d [1, 2, 2], {} -> {}; .4 "
+                "layernorm; gelu; .6 conv3d [1, 2, 2], {} -> {}; .7 layernorm (eps 1e-6)",
+                s.tube_t, s.patch_h / 4, s.patch_w / 4, s.width / 4, s.width / 4, s.width / 4,
+                s.width / 4, s.width)
+          : fmt::format("conv3d, kernel = stride = [{}, {}, {}], 3 -> {} channels", s.tube_t,
+                        s.patch_h, s.patch_w, s.width);
   return {{"pos_embed", pos.dump()},
           {"input", input.dump()},
-          {"stem", fmt::format("conv3d, kernel = stride = [{}, {}, {}], 3 -> {} channels", s.tube_t,
-                               s.patch_h, s.patch_w, s.width)},
+          {"stem_type", s.stem},
+          {"stem", stem},
           {"mlp_hidden", std::to_string(std::llround(s.width * s.mlp_ratio))},
           {"layernorm_eps", "1e-6"},
           {"activation", "gelu (erf)"},

@@ -16,7 +16,7 @@ struct EncoderCost {
 };
 
 // Exactly the number of parameters of Encoder(spec) (tested against
-// parameter_count): tubelet Conv3d, CLS token, blocks, final norm; the sin-cos
+// parameter_count): the stem (tubelet Conv3d or hMLP), CLS token, blocks, final norm; the sin-cos
 // position embedding has none.
 int64_t encoder_param_count(const VitSpec& spec);
 

@@ -59,6 +59,17 @@ torch::Tensor position_embedding(Grid grid, int64_t dim, const torch::Device& de
   return e;
 }
 
+ChannelNormImpl::ChannelNormImpl(int64_t channels) {
+  weight_ = register_parameter("weight", torch::ones({channels}));
+  bias_ = register_parameter("bias", torch::zeros({channels}));
+}
+
+torch::Tensor ChannelNormImpl::forward(const torch::Tensor& x) {
+  auto y = F::layer_norm(
+      x.movedim(1, -1), F::LayerNormFuncOptions({x.size(1)}).weight(weight_).bias(bias_).eps(1e-6));
+  return y.movedim(-1, 1);
+}
+
 Attention::Attention(int64_t dim, int64_t heads) : heads_(heads) {
   qkv_ = register_module("qkv", torch::nn::Linear(dim, 3 * dim));
   proj_ = register_module("proj", torch::nn::Linear(dim, dim));
@@ -124,10 +135,24 @@ void init_weights(torch::nn::Module& m) {
 
 Encoder::Encoder(const VitSpec& spec) : spec_(spec) {
   const int64_t D = spec.width;
-  patch_ = register_module(
-      "patch_embed",
-      torch::nn::Conv3d(torch::nn::Conv3dOptions(3, D, {spec.tube_t, spec.patch_h, spec.patch_w})
-                            .stride({spec.tube_t, spec.patch_h, spec.patch_w})));
+  auto conv = [](int64_t in, int64_t out, int64_t t, int64_t h, int64_t w) {
+    return torch::nn::Conv3d(torch::nn::Conv3dOptions(in, out, {t, h, w}).stride({t, h, w}));
+  };
+  if (spec.stem == "hmlp") {
+    M3RET_CHECK(spec.patch_h % 4 == 0 && spec.patch_w % 4 == 0 && D % 4 == 0,
+                "model.stem hmlp: patch {}x{} and width {} must be multiples of 4", spec.patch_h,
+                spec.patch_w, D);
+    // Indices 0-7 as in DeiT III's nn.Sequential (GELUs at 2 and 5 have no weights).
+    hmlp_ = register_module(
+        "patch_embed",
+        torch::nn::Sequential(conv(3, D / 4, spec.tube_t, spec.patch_h / 4, spec.patch_w / 4),
+                              ChannelNorm(D / 4), torch::nn::GELU(), conv(D / 4, D / 4, 1, 2, 2),
+                              ChannelNorm(D / 4), torch::nn::GELU(), conv(D / 4, D, 1, 2, 2),
+                              ChannelNorm(D)));
+  } else {
+    M3RET_CHECK(spec.stem == "linear", "model.stem: unknown stem '{}'", spec.stem);
+    patch_ = register_module("patch_embed", conv(3, D, spec.tube_t, spec.patch_h, spec.patch_w));
+  }
   cls_ = register_parameter("cls_token", torch::zeros({1, 1, D}));
   blocks_ = register_module("blocks", torch::nn::ModuleList());
   for (int64_t i = 0; i < spec.depth; ++i) {
@@ -138,10 +163,13 @@ Encoder::Encoder(const VitSpec& spec) : spec_(spec) {
   norm_ = register_module("norm", torch::nn::LayerNorm(torch::nn::LayerNormOptions({D}).eps(1e-6)));
   init_weights(*this);
   torch::NoGradGuard no_grad;
-  // Patch embedding initialised like a Linear on the flattened kernel (MAE).
-  auto w = patch_->weight.view({D, -1});
-  torch::nn::init::xavier_uniform_(w);
-  torch::nn::init::zeros_(patch_->bias);
+  // Every stem convolution initialised like a Linear on its flattened kernel (MAE).
+  for (auto& mod : modules(/*include_self=*/false))
+    if (auto* c = mod->as<torch::nn::Conv3d>()) {
+      auto w = c->weight.view({c->weight.size(0), -1});
+      torch::nn::init::xavier_uniform_(w);
+      torch::nn::init::zeros_(c->bias);
+    }
   torch::nn::init::normal_(cls_, 0.0, 0.02);
 }
 
@@ -175,7 +203,8 @@ Grid Encoder::grid_of(const torch::Tensor& p) const {
 
 torch::Tensor Encoder::embed_patches(const torch::Tensor& prepared) {
   auto grid = grid_of(prepared);
-  auto tokens = patch_->forward(prepared).flatten(2).transpose(1, 2);  // [B, N, D]
+  auto stem = hmlp_ ? hmlp_->forward(prepared) : patch_->forward(prepared);
+  auto tokens = stem.flatten(2).transpose(1, 2);  // [B, N, D]
   return tokens + position_embedding(grid, spec_.width, tokens.device()).unsqueeze(0);
 }
 

@@ -4,9 +4,16 @@
 // expanded to 3). Inside, pixels are scaled to [-1, 1]; a clip with T smaller
 // than the tubelet depth t is repeated along T up to t (an image becomes a
 // 2-frame clip); T, H, W are then cut to multiples of (t, ph, pw) (the
-// remainder at the end of each axis is dropped). A Conv3d with kernel = stride =
-// (t, ph, pw) gives the token grid (gt, gh, gw), N = gt*gh*gw tokens in
-// row-major (t, h, w) order. A fixed, separable sin-cos position embedding
+// remainder at the end of each axis is dropped). The stem gives the token grid
+// (gt, gh, gw), N = gt*gh*gw tokens in row-major (t, h, w) order: with
+// model.stem = "linear" a Conv3d with kernel = stride = (t, ph, pw); with "hmlp"
+// the hierarchical MLP stem of DeiT III (Touvron et al., "Three things everyone
+// should know about Vision Transformers", 2022) over tubelets: Conv3d with
+// kernel = stride = (t, ph/4, pw/4) to D/4 channels, LayerNorm, GELU; Conv3d
+// (1, 2, 2) to D/4, LayerNorm, GELU; Conv3d (1, 2, 2) to D, LayerNorm. Its
+// kernels never overlap, so every token depends on its own tubelet alone, as
+// masked training needs; its LayerNorms normalise the channels at each position
+// (the paper's BatchNorm would mix the samples of a batch). A fixed, separable sin-cos position embedding
 // (no weights) is added, so every grid works with the same weights. A CLS token
 // (position embedding 0) is prepended; pre-norm blocks; final LayerNorm.
 //
@@ -44,6 +51,18 @@ torch::Tensor sincos_3d(Grid grid, int64_t dim);
 // sincos_3d(grid, dim) on `device`, computed once per (grid, dim, device) and
 // kept (no host-to-device copy per forward). Thread-safe.
 torch::Tensor position_embedding(Grid grid, int64_t dim, const torch::Device& device);
+
+// LayerNorm over the channels (dim 1) of [B, C, ...] at every position; weight
+// and bias [C] (1 and 0 at first), eps 1e-6.
+class ChannelNormImpl : public torch::nn::Module {
+ public:
+  explicit ChannelNormImpl(int64_t channels);
+  torch::Tensor forward(const torch::Tensor& x);
+
+ private:
+  torch::Tensor weight_, bias_;
+};
+TORCH_MODULE(ChannelNorm);
 
 // Multi-head self-attention; fused kernel on LibTorch >= 2.0, matmul-softmax before.
 class Attention : public torch::nn::Module {
@@ -100,7 +119,10 @@ class Encoder : public torch::nn::Module {
  private:
   torch::Tensor run_blocks(torch::Tensor tokens);  // [B, 1+K, D] -> normed [B, 1+K, D]
   VitSpec spec_;
+  // The stem, registered as "patch_embed": one Conv3d (patch_embed.weight/bias,
+  // as checkpoints have always named it) or the hMLP stem (patch_embed.0.* to .7.*).
   torch::nn::Conv3d patch_{nullptr};
+  torch::nn::Sequential hmlp_{nullptr};
   torch::Tensor cls_;  // [1, 1, D]
   torch::nn::ModuleList blocks_;
   torch::nn::LayerNorm norm_{nullptr};

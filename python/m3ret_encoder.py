@@ -8,21 +8,23 @@
 
 Everything needed to rebuild the encoder is in the file's metadata (written by
 `m3ret export`): width, depth, heads, mlp_ratio, layerscale, embedding (cls or
-mean), tubelet [t, ph, pw] of the Conv3d stem, the position-embedding layout
+mean), tubelet [t, ph, pw] of the stem, stem_type (`linear`: one Conv3d; `hmlp`: DeiT
+III's hierarchical MLP stem over tubelets), the position-embedding layout
 (`pos_embed`) and the input scaling (`input`). The encoder sees float pixels
 x in [0, 1] (uint8 / 255), C = 1 repeated to 3 channels, a clip with fewer than
 t frames has each frame repeated up to t, T, H, W are cut to multiples of the
 tubelet, and the pixels are scaled to x * 2 - 1 (mean 0.5, std 0.5).
 
 `load_timm` folds the 3-D stem for one frame: an image repeated over t frames
-through Conv3d weights W equals a Conv2d with W summed over t. Its `pos_embed`
+through Conv3d weights W equals a Conv2d with W summed over t (the linear stem
+only: timm's VisionTransformer has no hMLP stem, so use `load_module` for it). Its `pos_embed`
 is the fixed sin-cos table of the grid of `img_size` (zeros for the CLS token),
 so that model is exact for that size only.
 
 Command line (used by m3ret's tests): python3 m3ret_encoder.py embed WEIGHTS
 INPUTS OUT reads uint8 tensors "inputs.<name>" [B, C, T, H, W] from the
-safetensors file INPUTS and writes "module.<name>" (and, when T = 1,
-"timm.<name>") L2-normalised embeddings [B, D] to OUT.
+safetensors file INPUTS and writes "module.<name>" (and, when T = 1 and the
+stem is linear, "timm.<name>") L2-normalised embeddings [B, D] to OUT.
 """
 import json
 import math
@@ -52,7 +54,10 @@ def read_export(path):
         "tubelet": json.loads(meta["tubelet"]), "mlp_ratio": float(meta["mlp_ratio"]),
         "layerscale": float(meta["layerscale"]), "embedding": meta["embedding"],
         "pos_embed": json.loads(meta["pos_embed"]), "input": json.loads(meta["input"]),
+        "stem": meta.get("stem_type", "linear"),  # files exported before the hMLP stem: linear
     }
+    if spec["stem"] not in ("linear", "hmlp"):
+        raise ValueError(f"{path}: unknown stem_type {spec['stem']!r}")
     if spec["pos_embed"].get("type") != "sincos-3d":
         raise ValueError(f"{path}: unknown pos_embed type {spec['pos_embed'].get('type')!r}")
     tensors = {k: v for k, v in load_file(str(path)).items() if not k.startswith("objective.")}
@@ -140,10 +145,31 @@ class Block(nn.Module):
         return x + self.ls2(self.mlp(self.norm2(x)))
 
 
-class PatchEmbed(nn.Module):
-    def __init__(self, dim, tubelet):
+class ChannelNorm(nn.Module):
+    """LayerNorm over the channels (dim 1) of [B, C, T, H, W] at each position."""
+
+    def __init__(self, channels):
         super().__init__()
-        self.proj = nn.Conv3d(3, dim, tubelet, stride=tubelet)
+        self.weight = nn.Parameter(torch.ones(channels))
+        self.bias = nn.Parameter(torch.zeros(channels))
+
+    def forward(self, x):
+        y = F.layer_norm(x.movedim(1, -1), (x.shape[1],), self.weight, self.bias, 1e-6)
+        return y.movedim(-1, 1)
+
+
+class PatchEmbed(nn.Module):
+    def __init__(self, dim, tubelet, stem="linear"):
+        super().__init__()
+        if stem == "linear":
+            self.proj = nn.Conv3d(3, dim, tubelet, stride=tubelet)
+            return
+        t, ph, pw = tubelet
+        q = dim // 4
+        self.proj = nn.Sequential(
+            nn.Conv3d(3, q, (t, ph // 4, pw // 4), stride=(t, ph // 4, pw // 4)), ChannelNorm(q),
+            nn.GELU(), nn.Conv3d(q, q, (1, 2, 2), stride=(1, 2, 2)), ChannelNorm(q), nn.GELU(),
+            nn.Conv3d(q, dim, (1, 2, 2), stride=(1, 2, 2)), ChannelNorm(dim))
 
 
 class M3retEncoder(nn.Module):
@@ -154,7 +180,7 @@ class M3retEncoder(nn.Module):
         super().__init__()
         D = spec["width"]
         self.spec = spec
-        self.patch_embed = PatchEmbed(D, spec["tubelet"])
+        self.patch_embed = PatchEmbed(D, spec["tubelet"], spec["stem"])
         self.cls_token = nn.Parameter(torch.zeros(1, 1, D))
         hidden = int(round(D * spec["mlp_ratio"]))
         self.blocks = nn.ModuleList(
@@ -193,6 +219,9 @@ def load_timm(path, img_size=(224, 224)):
     from timm.models.vision_transformer import VisionTransformer
 
     tensors, spec = read_export(path)
+    if spec["stem"] != "linear":
+        raise ValueError(f"{path}: stem_type {spec['stem']!r}: timm's VisionTransformer has no "
+                         "such stem; use load_module")
     t, ph, pw = spec["tubelet"]
     H, W = img_size
     if H % ph or W % pw:
@@ -245,7 +274,7 @@ def main(argv):
             continue
         key = name[len("inputs."):]
         results["module." + key] = embed(module, x).contiguous()
-        if x.shape[2] == 1:  # images: also through timm
+        if x.shape[2] == 1 and spec["stem"] == "linear":  # images: also through timm
             _, ph, pw = spec["tubelet"]
             size = (x.shape[3] // ph * ph, x.shape[4] // pw * pw)
             vit = load_timm(weights, img_size=size)

@@ -137,6 +137,39 @@ TEST(Export, EncoderTensorsUseTimmNames) {
   EXPECT_EQ(by["cls_token"].sizes(), (std::vector<int64_t>{1, 1, 32}));
 }
 
+// The hMLP stem under DeiT III's names (its nn.Sequential indexes: convolutions
+// 0, 3, 6 and norms 1, 4, 7), and the export's metadata says which stem it is.
+TEST(Export, HmlpStemTensorsUseDeitNamesAndTheMetadataNamesTheStem) {
+  auto s = tiny_settings();
+  s.model.stem = "hmlp";
+  Encoder enc(s.model.spec());
+  std::map<std::string, std::vector<int64_t>> shape;
+  for (auto& [n, v] : encoder_tensors(enc)) shape[n] = v.sizes().vec();
+  EXPECT_EQ(shape.count("patch_embed.proj.weight"), 0u);
+  EXPECT_EQ(shape["patch_embed.proj.0.weight"], (std::vector<int64_t>{8, 3, 2, 2, 2}));
+  EXPECT_EQ(shape["patch_embed.proj.1.weight"], (std::vector<int64_t>{8}));
+  EXPECT_EQ(shape["patch_embed.proj.3.weight"], (std::vector<int64_t>{8, 8, 1, 2, 2}));
+  EXPECT_EQ(shape["patch_embed.proj.4.bias"], (std::vector<int64_t>{8}));
+  EXPECT_EQ(shape["patch_embed.proj.6.weight"], (std::vector<int64_t>{32, 8, 1, 2, 2}));
+  EXPECT_EQ(shape["patch_embed.proj.7.bias"], (std::vector<int64_t>{32}));
+
+  testing::TempDir dir("export_hmlp");
+  torch::manual_seed(5);
+  Model model(s, nullptr);
+  CheckpointState state;
+  state.step = 3;
+  state.config_toml = kToml;
+  state.config_toml.insert(state.config_toml.find("layerscale"), "stem = \"hmlp\"\n");
+  save_checkpoint(dir / "run", state, model, nullptr, 0);
+  std::map<std::string, std::string> meta;
+  export_checkpoint(dir / "run", dir / "e.safetensors", false);
+  auto t = read_safetensors(dir / "e.safetensors", &meta);
+  EXPECT_EQ(meta.at("stem_type"), "hmlp");
+  EXPECT_NE(meta.at("stem").find(".6 conv3d [1, 2, 2], 8 -> 32"), std::string::npos)
+      << meta.at("stem");
+  EXPECT_EQ(t.size(), encoder_tensors(*model.encoder).size());
+}
+
 TEST(Export, CheckpointEncoderIsWrittenAndPythonReadsIt) {
   testing::TempDir dir("export_checkpoint");
   auto s = tiny_settings();

@@ -137,6 +137,31 @@ def sincos_3d(gt, gh, gw, dim):
                       sincos_1d(w.flatten(), dh)], 1)
 
 
+def hmlp_stem(x, P, tubelet):
+    """The hierarchical MLP stem of Touvron et al., "Three things everyone should know about
+    Vision Transformers" (ECCV 2022; DeiT III's hMLP_stem), over tubelets: a convolution with
+    kernel = stride = (t, ph/4, pw/4) to D/4 channels, norm, GELU; kernel = stride = (1, 2, 2) to
+    D/4, norm, GELU; kernel = stride = (1, 2, 2) to D, norm. Kernels never overlap, so each token
+    depends on its own tubelet alone, as with one linear patch embedding (what masked training
+    needs). The norms are LayerNorms over the channels at each position (the paper's BatchNorm
+    would mix the samples of a batch); weights named as DeiT III's nn.Sequential indexes them."""
+    t, ph, pw = tubelet
+
+    def conv(y, i, stride):
+        return F.conv3d(y, P["patch_embed.proj.%d.weight" % i], P["patch_embed.proj.%d.bias" % i],
+                        stride=stride)
+
+    def norm(y, i):
+        z = y.movedim(1, -1)
+        z = F.layer_norm(z, (z.shape[-1],), P["patch_embed.proj.%d.weight" % i],
+                         P["patch_embed.proj.%d.bias" % i], 1e-6)
+        return z.movedim(-1, 1)
+
+    y = F.gelu(norm(conv(x, 0, (t, ph // 4, pw // 4)), 1))
+    y = F.gelu(norm(conv(y, 3, (1, 2, 2)), 4))
+    return norm(conv(y, 6, (1, 2, 2)), 7)
+
+
 def block(x, P, pre, heads, mlp):
     B, N, D = x.shape
     h = F.layer_norm(x, (D,), P[pre + "norm1.weight"], P[pre + "norm1.bias"], 1e-6)
@@ -181,8 +206,11 @@ class Model:
 
     def patch_tokens(self, x):
         P = self.P
-        y = F.conv3d(x, P["patch_embed.proj.weight"], P["patch_embed.proj.bias"],
-                     stride=(self.t, self.ph, self.pw))
+        if "patch_embed.proj.weight" in P:
+            y = F.conv3d(x, P["patch_embed.proj.weight"], P["patch_embed.proj.bias"],
+                         stride=(self.t, self.ph, self.pw))
+        else:
+            y = hmlp_stem(x, P, (self.t, self.ph, self.pw))
         gt, gh, gw = y.shape[2:]
         y = y.flatten(2).transpose(1, 2)
         return y + sincos_3d(gt, gh, gw, y.shape[-1])[None], (gt, gh, gw)

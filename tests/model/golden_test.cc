@@ -114,9 +114,9 @@ void expect_close(const torch::Tensor& ours, const torch::Tensor& ref, double rt
   EXPECT_LE(err, rtol * scale + 1e-7) << what << ": max error " << err << " of max " << scale;
 }
 
-TEST(Golden, EncoderMaeAndSimDinoForwardLossesAndGradientsMatchPyTorch) {
-  const auto py = m3ret::testing::python_with("torch, numpy");
-  if (py.empty()) GTEST_SKIP() << "no python3 with torch and numpy";
+// The encoder with `stem` (model.stem), the MAE decoder and the SimDINO head
+// against golden_reference.py's model mode: outputs, losses and every gradient.
+void check_model_against_reference(const std::string& py, const std::string& stem) {
   testing::TempDir dir("golden_model");
   torch::manual_seed(7);
   VitSpec spec;
@@ -126,6 +126,7 @@ TEST(Golden, EncoderMaeAndSimDinoForwardLossesAndGradientsMatchPyTorch) {
   spec.tube_t = 2;
   spec.patch_h = spec.patch_w = 8;
   spec.layerscale = 0.1;
+  spec.stem = stem;
   Encoder enc(spec);
   enc.eval();
   MaeConfig mc;
@@ -251,6 +252,21 @@ TEST(Golden, EncoderMaeAndSimDinoForwardLossesAndGradientsMatchPyTorch) {
   expect_close(sd.align.reshape({1}), ref["sd.align"], 1e-5, "SimDINO alignment");
   expect_close(sd.rate.reshape({1}).to(torch::kFloat64), ref["sd.rate"], 1e-6, "SimDINO rate");
   check_grads(sd.total, "sd.grad.", "head.");
+}
+
+TEST(Golden, EncoderMaeAndSimDinoForwardLossesAndGradientsMatchPyTorch) {
+  const auto py = m3ret::testing::python_with("torch, numpy");
+  if (py.empty()) GTEST_SKIP() << "no python3 with torch and numpy";
+  check_model_against_reference(py, "linear");
+}
+
+// The hMLP stem (model.stem = "hmlp") against the reference's, written from
+// the DeiT III paper: its three convolutions, LayerNorms and GELUs, and their
+// gradients under every loss.
+TEST(Golden, HmlpStemEncoderMaeAndSimDinoMatchPyTorch) {
+  const auto py = m3ret::testing::python_with("torch, numpy");
+  if (py.empty()) GTEST_SKIP() << "no python3 with torch and numpy";
+  check_model_against_reference(py, "hmlp");
 }
 
 }  // namespace

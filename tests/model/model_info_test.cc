@@ -29,6 +29,16 @@ TEST(ModelInfo, ParameterCountEqualsTheBuiltEncoder) {
   mc.layerscale = 0.1;
   Encoder enc(mc.spec());
   EXPECT_EQ(encoder_param_count(mc.spec()), parameter_count(enc));
+  // The hMLP stem, at the tiny preset and at a non-square tubelet.
+  for (const std::vector<int64_t>& tubelet : {std::vector<int64_t>{2, 16, 16}, {1, 8, 4}}) {
+    ModelConfig h;
+    h.preset = "tiny";
+    h.depth = 2;
+    h.tubelet = tubelet;
+    h.stem = "hmlp";
+    Encoder e(h.spec());
+    EXPECT_EQ(encoder_param_count(h.spec()), parameter_count(e)) << tubelet[2];
+  }
 }
 
 TEST(ModelInfo, VitBase16IsAbout86MillionAndPresetsGrow) {
@@ -87,6 +97,42 @@ TEST(ModelInfo, FlopCountMatchesTheMatmulsOfTheBuiltEncoder) {
   EXPECT_DOUBLE_EQ(c.macs, (L - 1) * D * stem + 2 * per_block);
   Encoder enc(s);
   EXPECT_EQ(enc.forward(torch::rand({1, 3, 4, 16, 24})).size(1), int64_t(L));
+}
+
+TEST(ModelInfo, HmlpStemFlopsAreItsConvolutionsOnTheBuiltEncoder) {
+  // Independent count: run the built stem layer by layer and add, for every
+  // Conv3d, output elements x (input channels x kernel volume).
+  VitSpec s;
+  s.width = 32;
+  s.depth = 2;
+  s.heads = 2;
+  s.patch_h = s.patch_w = 8;
+  s.stem = "hmlp";
+  Encoder enc(s);
+  auto x = enc.prepare(torch::rand({1, 3, 4, 16, 24}));
+  std::shared_ptr<torch::nn::Module> stem;
+  for (const auto& child : enc.named_children())
+    if (child.key() == "patch_embed") stem = child.value();
+  ASSERT_TRUE(stem);
+  auto* seq = stem->as<torch::nn::Sequential>();
+  ASSERT_NE(seq, nullptr);
+  double stem_macs = 0;
+  int convs = 0;
+  for (auto& layer : *seq) {
+    x = layer.forward(x);
+    if (auto* conv = layer.ptr()->as<torch::nn::Conv3d>()) {
+      stem_macs += double(x.numel()) * double(conv->weight[0].numel());
+      ++convs;
+    }
+  }
+  EXPECT_EQ(convs, 3);
+  EXPECT_EQ(x.sizes(), (std::vector<int64_t>{1, 32, 2, 2, 3}));
+  VitSpec linear = s;
+  linear.stem = "linear";
+  const auto c = encoder_forward_cost(s, 4, 16, 24);
+  const auto l = encoder_forward_cost(linear, 4, 16, 24);
+  EXPECT_EQ(c.tokens, l.tokens);
+  EXPECT_DOUBLE_EQ(c.macs - stem_macs, l.macs - 12.0 * 32 * (3 * 2 * 8 * 8));  // the blocks
 }
 
 }  // namespace

@@ -101,6 +101,50 @@ TEST(Vit, PresetOverridesAndTubelet) {
   EXPECT_THROW(mc.spec(), config::Error);
 }
 
+// The hMLP stem: the shapes of the linear stem, a token that depends on its own
+// tubelet alone (changing the pixels of one patch changes that token and no
+// other, before the blocks mix them: what MAE's dropped tokens need), masked
+// forward equal to the full one, and patch sides that are not multiples of 4
+// refused naming the key.
+TEST(Vit, HmlpStemTokensDependOnTheirOwnTubeletOnly) {
+  torch::manual_seed(3);
+  VitSpec s = small_spec();
+  s.stem = "hmlp";
+  Encoder enc(s);
+  EXPECT_EQ(enc.forward(torch::rand({2, 3, 8, 32, 32})).sizes(), (std::vector<int64_t>{2, 65, 48}));
+  EXPECT_EQ(enc.forward(torch::rand({1, 1, 1, 30, 33})).sizes(), (std::vector<int64_t>{1, 13, 48}));
+  auto x = torch::rand({1, 1, 1, 32, 32});
+  auto changed = x.clone();
+  changed.index_put_({0, 0, 0, torch::indexing::Slice(8, 16), torch::indexing::Slice(16, 24)},
+                     torch::rand({8, 8}));
+  auto a = enc.embed_patches(enc.prepare(x)), b = enc.embed_patches(enc.prepare(changed));
+  auto moved = (a - b).abs().amax(-1).squeeze(0);  // [16] tokens, row-major 4 x 4
+  for (int64_t i = 0; i < 16; ++i) {
+    if (i == 1 * 4 + 2)
+      EXPECT_GT(moved[i].item<float>(), 1e-3) << "token " << i;
+    else
+      EXPECT_EQ(moved[i].item<float>(), 0.0f) << "token " << i;
+  }
+  auto clip = torch::rand({2, 3, 4, 16, 16});
+  auto p = enc.prepare(clip);
+  auto keep = torch::arange(enc.grid_of(p).tokens()).unsqueeze(0).repeat({2, 1});
+  EXPECT_TRUE(torch::allclose(enc.forward_visible(p, keep), enc.forward(clip), 1e-5, 1e-5));
+
+  ModelConfig mc;
+  mc.preset = "tiny";
+  mc.stem = "hmlp";
+  mc.tubelet = {2, 6, 6};
+  try {
+    mc.spec();
+    ADD_FAILURE() << "patch 6x6 with the hMLP stem was accepted";
+  } catch (const config::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("model.stem"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("[2, 6, 6]"), std::string::npos) << e.what();
+  }
+  mc.tubelet = {2, 8, 8};
+  EXPECT_EQ(mc.spec().stem, "hmlp");
+}
+
 TEST(Vit, SinCosPositionEmbeddingIsSeparableAndBounded) {
   Grid g{3, 4, 5};
   const int64_t D = 48, dh = 16, dt = 16;
