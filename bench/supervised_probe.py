@@ -4,7 +4,8 @@
     python3 bench/supervised_probe.py --shards DIR --like EMBEDDINGS.h5 --out SUPERVISED.h5 \
         [--model vit|cnn] [--steps 3000] [--batch 32] [--lr 2e-3] [--warmup 60] \
         [--weight-decay 0.05] [--depth 3] [--width 192] [--heads 3] [--tubelet 2,16,16] \
-        [--pooling cls|mean] [--train-modalities xray,ultrasound,endoscopy,ct] \
+        [--stem linear|hmlp] [--init xavier|normal] [--pooling cls|mean] \
+        [--train-modalities xray,ultrasound,endoscopy,ct] \
         [--crop-scale 0.6,1.0] [--rotation 0] [--jitter 0] [--shuffle-labels] [--seed 0] \
         [--threads 2] [--log-every 200]
 
@@ -14,9 +15,12 @@ trains an encoder with the labels instead: by cross-entropy of a linear classifi
 embedding, on the shards' train rows of `--train-modalities`, from a random initialisation.
 `--model vit` is the benchmark's ViT (tests/model/golden_reference.py's, which the golden test
 holds equal to m3ret's: tubelet patches, 3-D sin-cos positions, CLS token, pre-norm blocks;
-embedding = its CLS token or `--pooling mean`); `--model cnn` a small CNN (`--depth` + 2, at most
-5, strided 3x3 convolutions with GroupNorm and GELU, on every frame or slice alone, averaged over
-them and over the image) that sees every pixel's neighbours instead of 16-px patches. Views:
+embedding = its CLS token or `--pooling mean`; `--stem hmlp` is `model.stem = "hmlp"`),
+initialised as m3ret initialises it (`--init xavier`: Xavier-uniform weight matrices, MAE's
+choice) or as timm's ViT (`--init normal`: trunc-normal 0.02, which learns more slowly here);
+`--model cnn` a small CNN (`--depth` + 2, at most 5, strided 3x3 convolutions with GroupNorm and
+GELU, on every frame or slice alone, averaged over them and over the image) that sees every
+pixel's neighbours instead of 16-px patches. Views:
 random resized crop of `--crop-scale` of the area, horizontal flip, rotation by up to
 ±`--rotation` degrees and, with `--jitter S`, brightness and contrast scaled by [1-S, 1+S] with
 probability 0.8 (SimDINO's global views use 0.4; it slows supervised learning here); a video's
@@ -154,16 +158,32 @@ def augment(x, gen, crop_scale, rotation, jitter):
     return torch.where(shaped(u(B) < 0.8), jittered, y).clamp(0, 1)
 
 
-def init_weights(width, depth, tubelet, gen):
-    """timm-named ViT weights as ViT/MAE initialise them (trunc-normal 0.02, LayerNorm 1/0)."""
+def init_weights(width, depth, tubelet, stem, gen, init="normal"):
+    """timm-named ViT weights as timm's ViT (`normal`: trunc-normal 0.02) or MAE and m3ret
+    (`xavier`: Xavier-uniform on every weight matrix, a convolution's kernel flattened) initialise
+    them; the CLS token trunc-normal 0.02, LayerNorm 1/0."""
     t, ph, pw = tubelet
 
-    def normal(*shape):
-        return (torch.randn(*shape, generator=gen) * 0.02).clamp(-0.04, 0.04)
+    def weight(*shape):
+        w = (torch.randn(*shape, generator=gen) * 0.02).clamp(-0.04, 0.04)
+        if init == "xavier" and shape[:2] != (1, 1):  # every weight but the CLS token
+            torch.nn.init.xavier_uniform_(w.view(shape[0], -1))  # a kernel as a flat matrix
+        return w
 
-    P = {"patch_embed.proj.weight": normal(width, 3, t, ph, pw),
-         "patch_embed.proj.bias": torch.zeros(width), "cls_token": normal(1, 1, width),
-         "norm.weight": torch.ones(width), "norm.bias": torch.zeros(width)}
+    P = {"cls_token": weight(1, 1, width), "norm.weight": torch.ones(width),
+         "norm.bias": torch.zeros(width)}
+    if stem == "linear":
+        P["patch_embed.proj.weight"] = weight(width, 3, t, ph, pw)
+        P["patch_embed.proj.bias"] = torch.zeros(width)
+    else:  # golden_reference.hmlp_stem: convolutions 0, 3, 6 and LayerNorms 1, 4, 7
+        quarter = width // 4
+        for i, shape in ((0, (quarter, 3, t, ph // 4, pw // 4)), (3, (quarter, quarter, 1, 2, 2)),
+                         (6, (width, quarter, 1, 2, 2))):
+            P["patch_embed.proj.%d.weight" % i] = weight(*shape)
+            P["patch_embed.proj.%d.bias" % i] = torch.zeros(shape[0])
+        for i, channels in ((1, quarter), (4, quarter), (7, width)):
+            P["patch_embed.proj.%d.weight" % i] = torch.ones(channels)
+            P["patch_embed.proj.%d.bias" % i] = torch.zeros(channels)
     for i in range(depth):
         pre = "blocks.%d." % i
         for norm in ("norm1", "norm2"):
@@ -171,15 +191,16 @@ def init_weights(width, depth, tubelet, gen):
             P[pre + norm + ".bias"] = torch.zeros(width)
         for name, rows, cols in (("attn.qkv", 3 * width, width), ("attn.proj", width, width),
                                  ("mlp.fc1", 4 * width, width), ("mlp.fc2", width, 4 * width)):
-            P[pre + name + ".weight"] = normal(rows, cols)
+            P[pre + name + ".weight"] = weight(rows, cols)
             P[pre + name + ".bias"] = torch.zeros(rows)
     return P
 
 
 def make_encoder(a, tubelet, gen):
     """(embed: x [B, C, T, H, W] in [0, 1] -> [B, width], {name: trainable tensor})."""
+    torch.manual_seed(a.seed)  # torch.nn.init and the CNN's layers draw from it
     if a.model == "vit":
-        P = init_weights(a.width, a.depth, tubelet, gen)
+        P = init_weights(a.width, a.depth, tubelet, a.stem, gen, a.init)
         for v in P.values():
             v.requires_grad_(True)
         meta = {"heads": a.heads, "depth": a.depth, "tubelet": json.dumps(tubelet),
@@ -194,7 +215,6 @@ def make_encoder(a, tubelet, gen):
         return embed, P
     # A small CNN on every frame (slice) alone, its features averaged over frames: a reference
     # for what labels teach a network that sees every pixel's neighbours, not 16-px patches.
-    torch.manual_seed(a.seed)
     layers, channels = [], 3
     for i, width in enumerate([32, 64, 128, a.width, a.width][:max(a.depth, 1) + 2]):
         layers += [torch.nn.Conv2d(channels, width, 3, stride=2, padding=1),
@@ -226,6 +246,8 @@ def main():
     p.add_argument("--width", type=int, default=192)
     p.add_argument("--heads", type=int, default=3)
     p.add_argument("--tubelet", default="2,16,16")
+    p.add_argument("--stem", choices=["linear", "hmlp"], default="linear")
+    p.add_argument("--init", choices=["xavier", "normal"], default="xavier")
     p.add_argument("--pooling", choices=["cls", "mean"], default="cls")
     p.add_argument("--train-modalities", default="xray,ultrasound,endoscopy,ct")
     p.add_argument("--crop-scale", default="0.6,1.0")
@@ -240,6 +262,9 @@ def main():
     crop_scale = pair(a.crop_scale, "--crop-scale")
     if len(tubelet) != 3 or min(tubelet) < 1:
         fail(f"--tubelet '{a.tubelet}' must be three positive integers (frames, height, width)")
+    if a.stem == "hmlp" and (tubelet[1] % 4 or tubelet[2] % 4 or a.width % 4):
+        fail(f"--stem hmlp needs patch sides (--tubelet '{a.tubelet}') and a --width that are "
+             "multiples of 4")
     if len(crop_scale) != 2 or not 0 < crop_scale[0] <= crop_scale[1] <= 1:
         fail(f"--crop-scale '{a.crop_scale}' must be two fractions 0 < lo <= hi <= 1")
     if a.steps < 1 or a.batch < 1 or a.warmup < 0 or a.width % a.heads or a.width % 6:

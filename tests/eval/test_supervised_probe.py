@@ -1,7 +1,7 @@
 """What bench/supervised_probe.py measures, on shards whose answer is known by construction.
 
-- classes that differ in the orientation of a pattern: the supervised encoder (the ViT and the
-  CNN) retrieves the test rows by class and its classifier names them;
+- classes that differ in the orientation of a pattern: the supervised encoder (the ViT with either
+  stem, and the CNN) retrieves the test rows by class and its classifier names them;
 - train labels drawn per patient, unrelated to the images, and true test labels: the classifier
   names the test rows at chance (a probe that learned from the test rows would name them);
 - `--shuffle-labels` on the pattern data: the classifier's accuracy falls to chance;
@@ -111,6 +111,9 @@ def main():
         recall, _, accuracy = probe(stripes, like, out, ["--steps", "300", "--model", "cnn"])
         assert recall > 0.75 and accuracy > 0.75, (recall, accuracy)
 
+        recall, _, accuracy = probe(stripes, like, out, ["--steps", "300", "--stem", "hmlp"])
+        assert recall > 0.75 and accuracy > 0.75, (recall, accuracy)
+
         _, _, accuracy = probe(stripes, like, out, ["--steps", "300", "--shuffle-labels"])
         assert accuracy < 0.6, accuracy
 
@@ -127,7 +130,8 @@ def main():
                             (["--crop-scale", "0.6"], "--crop-scale"),
                             (["--out", os.path.join(tmp, "no-such-folder", "s.h5")],
                              "no-such-folder"),
-                            (["--tubelet", "2,x,8"], "--tubelet")):
+                            (["--tubelet", "2,x,8"], "--tubelet"),
+                            (["--stem", "hmlp", "--tubelet", "2,6,6"], "--stem hmlp")):
             base = {"--shards": stripes, "--like": like, "--out": out, "--train-modalities": "xray"}
             for i in range(0, len(args), 2):
                 base[args[i]] = args[i + 1]
