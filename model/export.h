@@ -7,8 +7,9 @@
 //
 // Encoder names (docs/model.md): patch_embed.proj.{weight,bias} (Conv3d
 // [D, 3, t, ph, pw]; with the hMLP stem patch_embed.proj.{0,3,6}.* convolutions
-// and .{1,4,7}.* LayerNorms, as DeiT III names them), cls_token [1, 1, D], blocks.{i}.norm1.*, blocks.{i}.attn.
-// qkv.*, blocks.{i}.attn.proj.*, blocks.{i}.norm2.*, blocks.{i}.mlp.fc1.*,
+// and .{1,4,7}.* LayerNorms, as DeiT III names them), cls_token [1, 1, D],
+// blocks.{i}.norm1.*, blocks.{i}.attn.qkv.*, blocks.{i}.attn.proj.*,
+// blocks.{i}.norm2.*, blocks.{i}.mlp.fc1.*,
 // blocks.{i}.mlp.fc2.*, blocks.{i}.ls1.gamma / ls2.gamma (LayerScale only),
 // norm.*. No pos_embed: it is the fixed sin-cos table of model.md.
 #pragma once
@@ -62,8 +63,8 @@ struct ExportResult {
 // (width, depth, heads, tubelet, mlp_ratio, layerscale, embedding), weights,
 // the step, the config (TOML), and what rebuilding the encoder needs besides
 // the tensors: pos_embed (JSON: the sin-cos layout), input (JSON: scaling,
-// channels, frames, crop, mean, std), stem_type (linear or hmlp), stem, mlp_hidden, layernorm_eps,
-// activation, qkv_bias. python/m3ret_encoder.py reads all of it.
+// channels, frames, crop, mean, std), stem_type (linear or hmlp), stem,
+// mlp_hidden, layernorm_eps, activation, qkv_bias. python/m3ret_encoder.py reads all of it.
 ExportResult export_checkpoint(const std::filesystem::path& checkpoint,
                                const std::filesystem::path& out, bool heads,
                                const std::string& weights = "student");

@@ -16,8 +16,8 @@ struct EncoderCost {
 };
 
 // Exactly the number of parameters of Encoder(spec) (tested against
-// parameter_count): the stem (tubelet Conv3d or hMLP), CLS token, blocks, final norm; the sin-cos
-// position embedding has none.
+// parameter_count): the stem (tubelet Conv3d or hMLP), CLS token, blocks,
+// final norm; the sin-cos position embedding has none.
 int64_t encoder_param_count(const VitSpec& spec);
 
 // Cost of Encoder::forward on one input of T frames/slices of H x W (after the

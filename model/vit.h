@@ -13,9 +13,10 @@
 // (1, 2, 2) to D/4, LayerNorm, GELU; Conv3d (1, 2, 2) to D, LayerNorm. Its
 // kernels never overlap, so every token depends on its own tubelet alone, as
 // masked training needs; its LayerNorms normalise the channels at each position
-// (the paper's BatchNorm would mix the samples of a batch). A fixed, separable sin-cos position embedding
-// (no weights) is added, so every grid works with the same weights. A CLS token
-// (position embedding 0) is prepended; pre-norm blocks; final LayerNorm.
+// (the paper's BatchNorm would mix the samples of a batch). A fixed, separable
+// sin-cos position embedding (no weights) is added, so every grid works with the
+// same weights. A CLS token (position embedding 0) is prepended; pre-norm
+// blocks; final LayerNorm.
 //
 // Not thread-safe (a torch Module). Randomness (drop-path) uses torch's default
 // generator.
