@@ -84,13 +84,19 @@ TEST(ModelInfo, ForwardFlopsMatchThePublishedVitB16FigureAndScaleWithTokens) {
   EXPECT_THROW(encoder_forward_cost(s, 1, 8, 224), config::Error);
 }
 
-TEST(ModelInfo, FlopCountMatchesTheMatmulsOfTheBuiltEncoder) {
-  // Independent count: trace the Linear layers' shapes on a real forward pass.
+// Width 32, depth 2, 2 heads, tubelet 2 x 8 x 8.
+VitSpec small_spec() {
   VitSpec s;
   s.width = 32;
   s.depth = 2;
   s.heads = 2;
   s.patch_h = s.patch_w = 8;
+  return s;
+}
+
+TEST(ModelInfo, FlopCountMatchesTheMatmulsOfTheBuiltEncoder) {
+  // Independent count: trace the Linear layers' shapes on a real forward pass.
+  VitSpec s = small_spec();
   const auto c = encoder_forward_cost(s, 4, 16, 24);
   const double L = 1 + 2 * 2 * 3, D = 32, hidden = 128, stem = 3 * 2 * 8 * 8;
   const double per_block = L * D * 3 * D + 2 * L * L * D + L * D * D + 2 * L * D * hidden;
@@ -102,11 +108,7 @@ TEST(ModelInfo, FlopCountMatchesTheMatmulsOfTheBuiltEncoder) {
 TEST(ModelInfo, HmlpStemFlopsAreItsConvolutionsOnTheBuiltEncoder) {
   // Independent count: run the built stem layer by layer and add, for every
   // Conv3d, output elements x (input channels x kernel volume).
-  VitSpec s;
-  s.width = 32;
-  s.depth = 2;
-  s.heads = 2;
-  s.patch_h = s.patch_w = 8;
+  VitSpec s = small_spec();
   s.stem = "hmlp";
   Encoder enc(s);
   auto x = enc.prepare(torch::rand({1, 3, 4, 16, 24}));
