@@ -158,13 +158,14 @@ def augment(x, gen, crop_scale, rotation, jitter):
     return torch.where(shaped(u(B) < 0.8), jittered, y).clamp(0, 1)
 
 
-def init_weights(width, depth, tubelet, stem, gen, init="normal"):
+def init_weights(width, depth, tubelet, stem, gen, init):
     """timm-named ViT weights as timm's ViT (`normal`: trunc-normal 0.02) or MAE and m3ret
     (`xavier`: Xavier-uniform on every weight matrix, a convolution's kernel flattened) initialise
     them; the CLS token trunc-normal 0.02, LayerNorm 1/0."""
     t, ph, pw = tubelet
 
     def weight(*shape):
+        # Drawn from `gen` with either init, so that the views drawn after it are the same.
         w = (torch.randn(*shape, generator=gen) * 0.02).clamp(-0.04, 0.04)
         if init == "xavier" and shape[:2] != (1, 1):  # every weight but the CLS token
             torch.nn.init.xavier_uniform_(w.view(shape[0], -1))  # a kernel as a flat matrix
