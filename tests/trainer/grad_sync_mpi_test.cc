@@ -68,11 +68,14 @@ TEST(ClipGradients, EqualsLibTorchsClipGradNorm) {
     const double expected = torch::nn::utils::clip_grad_norm_(b, max_norm > 0 ? max_norm : 1e30);
     const auto norm = clip_gradients(a, max_norm);
     EXPECT_NEAR(norm.item<double>(), expected, 1e-5 * expected);
-    if (max_norm == 0.5) EXPECT_GT(expected, 1.0);  // the first case does clip
+    if (max_norm == 0.5) {
+      EXPECT_GT(expected, 1.0);  // the first case does clip
+    }
     for (size_t i = 0; i < a.size(); ++i) {
       ASSERT_EQ(a[i].grad().defined(), b[i].grad().defined());
-      if (a[i].grad().defined())
+      if (a[i].grad().defined()) {
         EXPECT_TRUE(torch::allclose(a[i].grad(), b[i].grad(), 1e-5, 1e-7)) << "parameter " << i;
+      }
     }
   }
   EXPECT_EQ(clip_gradients({torch::zeros({2}).requires_grad_(true)}, 1.0).item<double>(), 0.0);
