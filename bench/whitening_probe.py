@@ -32,18 +32,25 @@ linear_probe.PROGRAM = "whitening_probe"
 fail = linear_probe.fail
 
 
-def recall_at_1(x, labels, groups):
-    """Per-query hit at rank 1 and chance level, cosine, same patient excluded."""
+def nearest(x, groups):
+    """Each row's top-1 candidate by cosine, rows of its own patient excluded, ties to the lower row
+    (as `m3ret eval` ranks); -1 where a row has no candidate."""
     norm = np.linalg.norm(x, axis=1, keepdims=True)
     y = x / np.where(norm > 0, norm, 1)
     sim = y @ y.T
     same = groups[:, None] == groups[None, :]
     sim[same] = -np.inf
+    top = sim.argmax(1)  # argmax returns the first (lowest) index among ties
+    return np.where((~same).any(1), top, -1)
+
+
+def recall_at_1(x, labels, groups):
+    """Per-query hit at rank 1 and chance level, cosine, same patient excluded."""
+    same = groups[:, None] == groups[None, :]
     relevant = (labels[:, None] == labels[None, :]) & ~same
     candidates = (~same).sum(1)
     ok = (relevant.sum(1) > 0) & (candidates > 0)
-    top = sim.argmax(1)  # argmax returns the first (lowest) index among ties
-    hits = labels[top] == labels
+    hits = labels[nearest(x, groups)] == labels
     chance = relevant.sum(1)[ok] / candidates[ok]
     return hits[ok], groups[ok], chance.mean() if ok.any() else float("nan")
 
