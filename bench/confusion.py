@@ -68,8 +68,7 @@ def main():
         for m in wanted:
             if m not in present:
                 fail(f"'{path}' has no rows of modality '{m}' in split '{args.split}'")
-        modalities = wanted or sorted(present, key=lambda m: (
-            linear_probe.MODALITY_ORDER.index(m) if m in linear_probe.MODALITY_ORDER else 99, m))
+        modalities = wanted or sorted(present, key=linear_probe.modality_key)
         found = set(data["label"][keep & np.isin(data["modality"], modalities)])
         classes = sorted(found - {""})
         columns = classes + ([NO_LABEL] if "" in found else [])

@@ -25,6 +25,11 @@ FORMAT = "m3ret-embeddings"
 MODALITY_ORDER = ["xray", "ultrasound", "endoscopy", "ct", "mri"]
 
 
+def modality_key(modality):
+    """Sort key: the report's modality order, then any other modality by name."""
+    return (MODALITY_ORDER.index(modality) if modality in MODALITY_ORDER else 99, modality)
+
+
 PROGRAM = "linear_probe"  # the name errors start with (bench/whitening_probe.py sets its own)
 
 
@@ -138,7 +143,7 @@ def main():
             if mod not in modalities:
                 modalities.append(mod)
         tables.append((f"{data['name']}: {path}", cells, chance))
-    modalities.sort(key=lambda m: (MODALITY_ORDER.index(m) if m in MODALITY_ORDER else 99, m))
+    modalities.sort(key=modality_key)
 
     print("| embeddings | " + " | ".join(modalities) + " |")
     print("|---|" + "---|" * len(modalities))

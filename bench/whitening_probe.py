@@ -119,8 +119,7 @@ def main():
                 cells[name][mod] = f"{hits.mean():.3f} [{lo:.3f}–{hi:.3f}]"
         for name in ["cosine"] + [f"d={d}" for d in dims]:
             lines.append((f"{data['name']}: {path}, {name}", cells[name]))
-    modalities.sort(key=lambda m: (linear_probe.MODALITY_ORDER.index(m)
-                                   if m in linear_probe.MODALITY_ORDER else 99, m))
+    modalities.sort(key=linear_probe.modality_key)
     print("| embeddings, readout | " + " | ".join(modalities) + " |")
     print("|---|" + "---|" * len(modalities))
     for name, row in lines:
