@@ -27,6 +27,8 @@ PACKAGES=(
   clang clang-format-14
   # LibTorch (CPU) and a fast BLAS (Debian's LibTorch links the reference BLAS by default)
   libtorch-dev libopenblas0-pthread
+  # LAPACK (eval's whitening readout; OpenBLAS serves it through the alternatives below)
+  liblapack-dev
   # MPI, HDF5, ITK, FFmpeg
   libopenmpi-dev openmpi-bin libhdf5-dev hdf5-tools libinsighttoolkit5-dev libpng-dev libjpeg-dev
   libavformat-dev libavcodec-dev libswscale-dev libavutil-dev

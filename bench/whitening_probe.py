@@ -58,7 +58,7 @@ def recall_at_1(x, labels, groups):
 def whitener(fit, d):
     mean = fit.mean(0)
     _, s, vt = np.linalg.svd(fit - mean, full_matrices=False)
-    if d > len(s) or s[d - 1] <= s[0] * 1e-9:
+    if d > len(s) or s[d - 1] <= s[0] * 1e-6:  # as `m3ret eval` (eval/whitening.h)
         return None
     return lambda x: (x - mean) @ vt[:d].T / s[:d]
 

@@ -195,6 +195,11 @@ find_package(BLAS QUIET)
 if(NOT BLAS_FOUND)
   m3ret_missing("BLAS (libblas.so)" "libblas-dev libopenblas0-pthread")
 endif()
+# LAPACK (Fortran dsyevr_) for the whitening readout of eval's metrics (eval/whitening.h).
+find_package(LAPACK QUIET)
+if(NOT LAPACK_FOUND)
+  m3ret_missing("LAPACK (liblapack.so)" "liblapack-dev libopenblas0-pthread")
+endif()
 
 if(M3RET_BUILD_TESTS)
   find_package(GTest QUIET)

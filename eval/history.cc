@@ -31,6 +31,9 @@ fs::path history_of_checkpoint(const fs::path& checkpoint) {
 }
 
 void append_tensorboard(const fs::path& run_dir, const Report& report) {
+  // Whitened recall is another curve than cosine recall: its own tags.
+  const std::string prefix =
+      report.whiten_dims > 0 ? fmt::format("eval-whitened{}", report.whiten_dims) : "eval";
   std::vector<std::pair<std::string, double>> scalars;
   for (const int64_t k : report.ks) {
     double sum = 0;
@@ -39,11 +42,12 @@ void append_tensorboard(const fs::path& run_dir, const Report& report) {
       for (const auto& row : *rows) {
         if (!row.metrics.evaluated()) continue;
         const double v = row.metrics.recall.at(k);
-        scalars.emplace_back(fmt::format("eval/recall@{}/{}", k, row.name()), v);
+        scalars.emplace_back(fmt::format("{}/recall@{}/{}", prefix, k, row.name()), v);
         if (rows == &report.per_modality) sum += v, ++evaluated;
       }
     }
-    if (evaluated > 0) scalars.emplace_back(fmt::format("eval/recall@{}/mean", k), sum / evaluated);
+    if (evaluated > 0)
+      scalars.emplace_back(fmt::format("{}/recall@{}/mean", prefix, k), sum / evaluated);
   }
   const double now =
       std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
@@ -67,6 +71,7 @@ nlohmann::ordered_json history_line(const fs::path& report_path,
   line["report"] = fs::absolute(report_path).lexically_normal().string();
   line["split"] = r.split;
   line["relevance"] = r.relevance;
+  line["whiten_dims"] = r.whiten_dims;
   const auto full = to_json(columns);
   line["unseen_modalities"] = full.at("unseen_modalities");
   line["warnings"] = r.warnings;

@@ -3,6 +3,7 @@
 // (docs/evaluation.md):
 //   {"format": "m3ret-eval-history", "format_version": 1, "step", "checkpoint",
 //    "time" (UTC, ISO 8601), "report" (absolute path), "split", "relevance",
+//    "whiten_dims" (the readout: 0 = cosine, d = whitened to d dimensions),
 //    "unseen_modalities", "warnings", "per_modality", "cross_modal" (the
 //    evaluated encoder's rows as in the report), "baselines" (the other
 //    encoders' parts of the report's "encoders")}
@@ -44,7 +45,9 @@ std::filesystem::path run_of_checkpoint(const std::filesystem::path& checkpoint)
 // Writes the evaluated encoder's recall@k to RUN/tensorboard/eval (a TensorBoard run beside the
 // trainer's RUN/tensorboard) as scalars of the checkpoint's step: "eval/recall@K/ROW" for every evaluated row
 // (modalities, cross-modal pairs "a->b") and "eval/recall@K/mean" over the evaluated
-// modalities; absent rows are left out, never written as 0. Throws m3ret::Error naming the file.
+// modalities; absent rows are left out, never written as 0. A whitened report
+// (Report::whiten_dims = d > 0) writes "eval-whitened<d>/..." instead of "eval/...", so the two
+// readouts never share a curve. Throws m3ret::Error naming the file.
 void append_tensorboard(const std::filesystem::path& run_dir, const Report& report);
 
 }  // namespace m3ret::eval

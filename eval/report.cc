@@ -319,6 +319,35 @@ std::string training_line(const Report& r) {
       r.unseen.empty() ? std::string("none") : fmt::format("{}", fmt::join(r.unseen, ", ")));
 }
 
+}  // namespace
+
+std::string whitening_line(const Report& r) {
+  if (r.whiten_dims <= 0) return "";
+  std::vector<std::string> parts, pooled;
+  int64_t pooled_rows = 0;
+  auto note = [&](const std::string& row, const std::string& name) {
+    const auto it = r.whitening.find(row);
+    if (it == r.whitening.end()) return;
+    if (it->second.fitted_on == "all") {
+      pooled.push_back(name);
+      pooled_rows = it->second.rows;
+    } else {
+      parts.push_back(fmt::format("{} on its own {} rows", name, it->second.rows));
+    }
+  };
+  for (const auto& row : r.per_modality) note(row.name(), row.name());
+  note("cross_modal", "cross-modal rows");
+  if (!pooled.empty())
+    parts.push_back(
+        fmt::format("{} on all modalities' {} rows pooled", fmt::join(pooled, ", "), pooled_rows));
+  return fmt::format(
+      "- readout: PCA whitening to {} dimensions, then cosine, fitted without labels on split "
+      "'{}' (each encoder on its own embeddings): {}\n",
+      r.whiten_dims, r.whiten_split.empty() ? "all" : r.whiten_split, fmt::join(parts, "; "));
+}
+
+namespace {
+
 // One line per absent row of the columns: "- trained mri: no evaluable query: ...".
 std::vector<std::string> absent_notes(const std::vector<std::pair<std::string, Report>>& columns) {
   std::vector<std::string> notes;
@@ -433,6 +462,11 @@ ojson encoder_json(const Report& r) {
   j["embeddings"] = embeddings_json(r.source);
   j["unseen_modalities"] = r.unseen;
   j["warnings"] = r.warnings;
+  if (!r.whitening.empty()) {
+    j["whitening"] = ojson::object();
+    for (const auto& [row, fit] : r.whitening)
+      j["whitening"][row] = {{"fitted_on", fit.fitted_on}, {"rows", fit.rows}};
+  }
   j["per_modality"] = ojson::object();
   for (const auto& row : r.per_modality)
     j["per_modality"][row.name()] = metrics_json(row.metrics, r.ks);
@@ -450,6 +484,9 @@ void encoder_from_json(const ojson& j, Report& r) {
     r.unseen = j.at("unseen_modalities").get<std::vector<std::string>>();
   if (j.contains("warnings"))  // optional: older reports (none)
     r.warnings = j.at("warnings").get<std::vector<std::string>>();
+  if (j.contains("whitening"))  // only with eval.whiten_dims > 0
+    for (const auto& [row, fit] : j.at("whitening").items())
+      r.whitening[row] = {fit.at("fitted_on").get<std::string>(), fit.at("rows").get<int64_t>()};
   auto metrics = [&](const std::string& kind, const std::string& name, const ojson& m) {
     try {
       return metrics_from_json(m, r.ks);
@@ -488,6 +525,9 @@ Report shared_from_json(const ojson& j) {
   r.label_map = j.value("label_map", std::string());
   if (j.contains("exclude_labels"))
     r.exclude_labels = j.at("exclude_labels").get<std::vector<std::string>>();
+  r.whiten_dims = j.value("whiten_dims", int64_t{0});  // absent in older reports: none
+  r.whiten_split = j.value("whiten_split", std::string());
+  r.whiten_fit = j.value("whiten_fit", std::string());
   return r;
 }
 
@@ -530,6 +570,11 @@ ojson to_json(const std::vector<std::pair<std::string, Report>>& columns, int64_
   j["bootstrap_seed"] = first.bootstrap_seed;
   j["label_map"] = first.label_map;
   j["exclude_labels"] = first.exclude_labels;
+  j["whiten_dims"] = first.whiten_dims;
+  if (first.whiten_dims > 0) {
+    j["whiten_split"] = first.whiten_split;
+    j["whiten_fit"] = first.whiten_fit;
+  }
   j["unseen_modalities"] = first.unseen;
   j["encoders"] = ojson::object();
   for (const auto& [name, report] : columns) {
@@ -627,10 +672,10 @@ void write_reports(const std::filesystem::path& path,
     return p;
   };
   const Report& first = columns.front().second;
-  std::string md = columns.size() == 1
-                       ? to_markdown(first)
-                       : "# Retrieval report\n\n" + training_line(first) + warning_lines(columns) +
-                             "\n" + comparison_table(columns, unseen_modalities(columns));
+  std::string md = columns.size() == 1 ? to_markdown(first)
+                                       : "# Retrieval report\n\n" + training_line(first) +
+                                             whitening_line(first) + warning_lines(columns) + "\n" +
+                                             comparison_table(columns, unseen_modalities(columns));
   const int64_t k = verdict_k ? verdict_k : first.ks.front();
   md += "\n## " + verdict_heading(columns, k) + "\n\n";
   for (const auto& line : verdict_lines(columns, k)) md += "- " + line + "\n";
@@ -674,7 +719,8 @@ std::string to_markdown(const Report& report) {
       report.source.random_init ? ", random init" : "", report.source.step);
   out += fmt::format("- split: {}; samples: {}; relevance: {}\n",
                      report.split.empty() ? "all" : report.split, report.samples, report.relevance);
-  out += training_line(report) + warning_lines({{"encoder", report}}) + "\n";
+  out +=
+      training_line(report) + whitening_line(report) + warning_lines({{"encoder", report}}) + "\n";
   out += "## Per modality (leave-one-out, same group excluded)\n\n";
   out += report_table(report.per_modality, report.ks, "modality", unseen_set(report)).markdown();
   if (!report.cross_modal.empty()) {

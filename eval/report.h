@@ -6,6 +6,7 @@
 //   {"format": ..., "format_version": 2, "split": "test", "relevance": "shared-label",
 //    "ks": [1, 5, 10], "samples": 240, "bootstrap": 1000, "bootstrap_seed": 0,
 //    "label_map": "", "exclude_labels": [],
+//    "whiten_dims": 0,   (eval.whiten_dims; with whitening also "whiten_split", "whiten_fit")
 //    "unseen_modalities": ["mri"],          (the first encoder's)
 //    "encoders": {"trained": {
 //        "embeddings": {"checkpoint": "...", "step": 1000, "random_init": false,
@@ -13,6 +14,8 @@
 //                       "train_modalities": ["xray", "ct"]},   ([] = unknown)
 //        "unseen_modalities": ["mri"],
 //        "warnings": [],   (all-zero or constant embeddings, eval/retrieval.h)
+//        "whitening": {"xray": {"fitted_on": "xray", "rows": 192}, ...,   (whitening only:
+//                      "cross_modal": {"fitted_on": "all", "rows": 768}}   Report::whitening)
 //        "per_modality": {"xray": {"queries": 40, "skipped_no_label": 0,
 //                                  "skipped_no_relevant": 0, "skipped_no_candidate": 0,
 //                                  "gallery": 40,
@@ -98,6 +101,11 @@ std::vector<std::pair<std::string, Report>> read_reports(const std::filesystem::
 // The modalities the encoder (the first column) was not trained on: its
 // Report::unseen. These are the ones comparison tables mark " (unseen)".
 std::set<std::string> unseen_modalities(const std::vector<std::pair<std::string, Report>>& columns);
+
+// "- readout: PCA whitening to 64 dimensions, then cosine, fitted ...: xray on its own 192
+// rows; mri, cross-modal rows on all modalities' 768 rows pooled\n"
+// saying how the rows were whitened (Report::whitening), or "" without whitening.
+std::string whitening_line(const Report& report);
 
 // One report as Markdown: a per-modality table (queries, recall@k and
 // precision@k each with its 95 % interval "0.410 [0.330–0.490]", map@K, and

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <limits>
 #include <numeric>
+#include <optional>
 #include <random>
 #include <set>
 #include <unordered_map>
@@ -15,6 +16,7 @@
 #include "core/hash.h"
 #include "data/sample.h"
 #include "eval/label_map.h"
+#include "eval/whitening.h"
 
 // BLAS (OpenBLAS through Debian's alternatives), Fortran interface.
 extern "C" void sgemm_(const char* transa, const char* transb, const int* m, const int* n,
@@ -365,6 +367,76 @@ std::vector<std::string> modality_order(const Prepared& p) {
   return order;
 }
 
+// "splits present: test, train" for errors about a split that selects nothing.
+std::string splits_present(const EmbeddingSet& set) {
+  std::set<std::string> present(set.splits.begin(), set.splits.end());
+  std::vector<std::string> names;
+  for (const auto& s : present) names.push_back(s.empty() ? "\"\"" : s);
+  return names.empty() ? "none" : fmt::format("{}", fmt::join(names, ", "));
+}
+
+// `set` with every row whitened by `w` (D becomes w.d).
+EmbeddingSet whitened_copy(const EmbeddingSet& set, const Whitening& w) {
+  EmbeddingSet out = set;
+  out.D = w.d;
+  out.X = w.apply(set.X.data(), set.N);
+  return out;
+}
+
+// The embeddings that per-modality rows and cross-modal rows rank when
+// config.whiten_dims > 0 (see "Whitening" in retrieval.h), and which fit each used.
+struct WhitenedSets {
+  EmbeddingSet per_modality, cross_modal;
+  std::map<std::string, WhiteningFit> fits;
+};
+
+WhitenedSets whiten(const EmbeddingSet& set, const std::vector<int64_t>& selected,
+                    const EvalConfig& config) {
+  const std::string encoder = set.attrs.encoder.empty() ? "" : set.attrs.encoder + " ";
+  auto fit_rows = [&](const std::string& modality) {
+    std::vector<int64_t> rows;
+    for (int64_t i = 0; i < set.N; ++i)
+      if ((config.whiten_split.empty() || set.splits[i] == config.whiten_split) &&
+          (modality.empty() || set.modality[i] == modality))
+        rows.push_back(i);
+    return rows;
+  };
+  auto describe = [&](size_t n, const std::string& modality) {
+    return fmt::format("the {} {}rows{} of split '{}'", n, encoder,
+                       modality.empty() ? "" : " of " + modality, config.whiten_split);
+  };
+  const auto all = fit_rows("");
+  if (all.empty())
+    throw Error(fmt::format(
+        "eval.whiten_split = '{}' selects none of the {} embeddings to fit the whitening on "
+        "(splits present: {}); embed that split too (`m3ret embed` without --split)",
+        config.whiten_split, set.N, splits_present(set)));
+  const Whitening pooled =
+      fit_whitening(set.X.data(), set.D, all, config.whiten_dims, describe(all.size(), ""));
+  WhitenedSets out;
+  out.cross_modal = whitened_copy(set, pooled);
+  out.fits["cross_modal"] = {"all", pooled.fit_rows};
+  out.per_modality = out.cross_modal;
+  std::set<std::string> evaluated;
+  for (int64_t i : selected) evaluated.insert(set.modality[i]);
+  for (const auto& m : evaluated) {
+    const auto rows = config.whiten_fit == "modality" ? fit_rows(m) : std::vector<int64_t>{};
+    if (rows.empty()) {
+      out.fits[m] = {"all", pooled.fit_rows};
+      continue;
+    }
+    const Whitening own =
+        fit_whitening(set.X.data(), set.D, rows, config.whiten_dims, describe(rows.size(), m));
+    out.fits[m] = {m, own.fit_rows};
+    for (int64_t i = 0; i < set.N; ++i)
+      if (set.modality[i] == m) {
+        const auto y = own.apply(set.row(i), 1);
+        std::copy(y.begin(), y.end(), out.per_modality.X.begin() + i * own.d);
+      }
+  }
+  return out;
+}
+
 }  // namespace
 
 std::string ReportRow::name() const {
@@ -463,22 +535,28 @@ Report evaluate(const EmbeddingSet& set, const EvalConfig& config) {
   set.check("embeddings");
   config.validate();
   std::vector<int64_t> selected;
-  std::set<std::string> splits_present;
-  for (int64_t i = 0; i < set.N; ++i) {
-    splits_present.insert(set.splits[i]);
+  for (int64_t i = 0; i < set.N; ++i)
     if (config.split.empty() || set.splits[i] == config.split) selected.push_back(i);
-  }
-  if (selected.empty()) {
-    std::vector<std::string> names;
-    for (const auto& s : splits_present) names.push_back(s.empty() ? "\"\"" : s);
-    throw Error(fmt::format(
-        "eval.split = '{}' selects none of the {} embeddings (splits present: {})", config.split,
-        set.N, names.empty() ? "none" : fmt::format("{}", fmt::join(names, ", "))));
-  }
+  if (selected.empty())
+    throw Error(
+        fmt::format("eval.split = '{}' selects none of the {} embeddings (splits present: {})",
+                    config.split, set.N, splits_present(set)));
 
   const LabelMap map = config.label_map.empty() ? LabelMap{} : read_label_map(config.label_map);
-  const Prepared p = prepare(set, selected, relevance_labels(set, map, config.exclude_labels));
+  const auto labels = relevance_labels(set, map, config.exclude_labels);
+  const Prepared p = prepare(set, selected, labels);
+  // What the rows rank: the embeddings as they are, or whitened (per-modality
+  // rows and cross-modal rows may use different fits).
+  std::optional<Prepared> white_mod, white_cross;
   Report report;
+  if (config.whiten_dims > 0) {
+    WhitenedSets w = whiten(set, selected, config);
+    white_mod.emplace(prepare(w.per_modality, selected, labels));
+    white_cross.emplace(prepare(w.cross_modal, selected, labels));
+    report.whitening = std::move(w.fits);
+  }
+  const Prepared& ranked_mod = white_mod ? *white_mod : p;
+  const Prepared& ranked_cross = white_cross ? *white_cross : p;
   report.ks = config.ks;
   report.split = config.split;
   report.relevance = config.relevance;
@@ -488,12 +566,17 @@ Report evaluate(const EmbeddingSet& set, const EvalConfig& config) {
   report.bootstrap_seed = config.bootstrap_seed;
   report.label_map = config.label_map;
   report.exclude_labels = config.exclude_labels;
+  report.whiten_dims = config.whiten_dims;
+  if (config.whiten_dims > 0) {
+    report.whiten_split = config.whiten_split;
+    report.whiten_fit = config.whiten_fit;
+  }
 
   const auto order = modality_order(p);
   report.warnings = degenerate_warnings(p, order);
   for (const auto& m : order) {
     const auto& rows = p.by_modality.at(m);
-    report.per_modality.push_back({m, m, rank_all(p, rows, rows, config, m)});
+    report.per_modality.push_back({m, m, rank_all(ranked_mod, rows, rows, config, m)});
     const auto& trained = set.attrs.train_modalities;
     if (!trained.empty() && std::find(trained.begin(), trained.end(), m) == trained.end())
       report.unseen.push_back(m);
@@ -509,8 +592,9 @@ Report evaluate(const EmbeddingSet& set, const EvalConfig& config) {
         const auto& vb = vocab[b];
         bool overlap = std::any_of(va.begin(), va.end(), [&](int l) { return vb.count(l) > 0; });
         if (!overlap) continue;
-        report.cross_modal.push_back(
-            {a, b, rank_all(p, p.by_modality.at(a), p.by_modality.at(b), config, a + "->" + b)});
+        report.cross_modal.push_back({a, b,
+                                      rank_all(ranked_cross, p.by_modality.at(a),
+                                               p.by_modality.at(b), config, a + "->" + b)});
       }
     }
   }

@@ -32,6 +32,18 @@
 // (eval/label_map.h), then config.exclude_labels are dropped; relevance, the
 // skipped_no_label count and the cross-modal vocabularies use these labels.
 //
+// Whitening (config.whiten_dims = d > 0): before the cosine, rows are
+// PCA-whitened to d dimensions (eval/whitening.h), fitted without labels on
+// the rows of config.whiten_split of the same set (all rows when ""). With
+// whiten_fit "modality", a modality's per-modality row uses a whitening
+// fitted on that modality's fit rows; a modality with no fit row at all (an
+// unseen modality kept out of the training data) and every cross-modal row
+// use one fitted on all fit rows pooled, so queries and gallery share one
+// space. With "all", every row uses the pooled one. Report::whitening records
+// which fit each row used. Throws m3ret::Error when the fit split selects no
+// row (naming the splits present) or a fit is impossible (naming the rows,
+// see fit_whitening).
+//
 // Degenerate embeddings: evaluate() still reports figures but records in
 // Report::warnings how many embeddings are all zero and whether all of them
 // (or all of one modality) are the same vector — their rankings are by
@@ -137,6 +149,15 @@ struct ReportRow {
   std::string name() const;
 };
 
+// Which rows a whitening was fitted on: a modality's own, or "all" pooled.
+struct WhiteningFit {
+  std::string fitted_on;  // modality name, or "all"
+  int64_t rows = 0;       // fit rows
+  bool operator==(const WhiteningFit& o) const {
+    return fitted_on == o.fitted_on && rows == o.rows;
+  }
+};
+
 struct Report {
   std::vector<int64_t> ks;
   std::string split;                    // "" = all splits
@@ -151,6 +172,11 @@ struct Report {
   int64_t bootstrap_seed = 0;
   std::string label_map;                    // eval.label_map ("" = none)
   std::vector<std::string> exclude_labels;  // eval.exclude_labels
+  int64_t whiten_dims = 0;                  // eval.whiten_dims (0 = no whitening)
+  std::string whiten_split, whiten_fit;     // eval.whiten_split, eval.whiten_fit
+  // With whitening: for each evaluated modality, and "cross_modal", the fit
+  // its rows were whitened with. Empty without whitening.
+  std::map<std::string, WhiteningFit> whitening;
   // Why the figures may mean nothing: all-zero embeddings, or embeddings that
   // are all the same vector (in the set or in one modality). Empty = none.
   std::vector<std::string> warnings;
@@ -161,7 +187,8 @@ struct Report {
 
 // Evaluates `set` (checked with set.check) as described above. Throws
 // m3ret::Error when config.split selects no sample (naming the splits present),
-// or when config.label_map cannot be read or parsed (naming file and line).
+// when config.label_map cannot be read or parsed (naming file and line), or
+// when the whitening cannot be fitted (see "Whitening").
 Report evaluate(const EmbeddingSet& set, const EvalConfig& config);
 
 // Chance levels of one query with n candidates, R of them relevant (0 <= R <= n).

@@ -20,6 +20,12 @@ void EvalConfig::validate() const {
         fmt::format("eval.bootstrap: {} must be >= 0 (0 = no intervals)", bootstrap));
   for (const auto& l : exclude_labels)
     if (l.empty()) throw config::Error("eval.exclude_labels: an entry is empty");
+  if (whiten_dims < 0)
+    throw config::Error(
+        fmt::format("eval.whiten_dims: {} must be >= 0 (0 = no whitening)", whiten_dims));
+  if (whiten_fit != "modality" && whiten_fit != "all")
+    throw config::Error(
+        fmt::format("eval.whiten_fit: '{}' is not one of modality, all", whiten_fit));
 }
 
 }  // namespace m3ret::eval

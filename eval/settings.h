@@ -9,6 +9,9 @@
 //   bootstrap_seed = 0       # seed of those resamples (mixed with the row name)
 //   label_map = ""           # CSV label,concept[,modality]: labels -> concepts ("" = none)
 //   exclude_labels = []      # labels (after mapping) dropped before relevance
+//   whiten_dims = 0          # PCA whitening to d dims before the cosine (0 = none)
+//   whiten_split = "train"   # rows the whitening is fitted on (no labels used)
+//   whiten_fit = "modality"  # one whitening per modality, or "all" modalities pooled
 #pragma once
 
 #include <cstdint>
@@ -28,6 +31,9 @@ struct EvalConfig {
   int64_t bootstrap_seed = 0;
   std::string label_map;                    // path; relative = against the current directory
   std::vector<std::string> exclude_labels;  // compared after mapping
+  int64_t whiten_dims = 0;                  // 0 = cosine on the embeddings as they are
+  std::string whiten_split = "train";
+  std::string whiten_fit = "modality";
 
   template <class V>
   void visit(V& v) {
@@ -47,10 +53,26 @@ struct EvalConfig {
       "concept before relevance (\"\" = none)");
     v("exclude_labels", exclude_labels,
       "labels dropped before relevance, compared after mapping (e.g. [\"No Finding\"])");
+    v("whiten_dims", whiten_dims,
+      "PCA-whiten the embeddings to this many dimensions before the cosine, fitted without "
+      "labels on the rows of eval.whiten_split (0 = no whitening; docs/evaluation.md)",
+      config::Range{0, 1e6});
+    v("whiten_split", whiten_split,
+      "split whose rows the whitening is fitted on (\"\" = all rows); it must be embedded too");
+    v("whiten_fit", whiten_fit,
+      "modality: each modality's rows whitened as fitted on that modality's fit rows (a modality "
+      "without any, and cross-modal rows, use all fit rows pooled); all: one whitening for all",
+      config::OneOf{{"modality", "all"}});
   }
   // Throws config::Error naming the key: eval.ks empty, unsorted or with
-  // duplicates; eval.bootstrap < 0; an empty entry of eval.exclude_labels.
+  // duplicates; eval.bootstrap < 0; an empty entry of eval.exclude_labels;
+  // eval.whiten_dims < 0; eval.whiten_fit not modality or all.
   void validate() const;
+  // The split to embed for evaluating the rows of `evaluated`: itself, or ""
+  // (every split) when the whitening is fitted on another split.
+  std::string embed_split(const std::string& evaluated) const {
+    return whiten_dims > 0 && whiten_split != evaluated ? std::string() : evaluated;
+  }
 };
 
 // Root settings of `m3ret eval`.

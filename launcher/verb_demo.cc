@@ -226,7 +226,7 @@ std::vector<std::pair<std::string, eval::Report>> run_demo(AppConfig& cfg, const
   mark_demo_dir(dir, resolved_toml(cfg));
   const std::string conf = (dir / "config.toml").string();
   const stdfs::path data = dir / "data", shards = dir / "shards", run = dir / "run";
-  const std::string split = cfg.demo.eval_split;
+  const std::string split = cfg.eval.eval.embed_split(cfg.demo.eval_split);
 
   stages.in_process("synth", [&] {
     if (stdfs::exists(data / "manifest.csv")) {
@@ -298,7 +298,8 @@ void demo_verb(const CommonOptions& opts, const std::string& out, const std::vec
   std::string summary;
   if (seeds.empty()) {
     auto columns = run_demo(cfg, dir, stages);
-    summary = eval::comparison_text(columns, eval::unseen_modalities(columns)) + "\n" +
+    summary = eval::whitening_line(columns.front().second) +
+              eval::comparison_text(columns, eval::unseen_modalities(columns)) + "\n" +
               demo_verdict_text(columns, cfg.demo.verdict_k);
   } else {
     write_run_record(dir, cfg, command_line(), 1);

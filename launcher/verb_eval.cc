@@ -118,7 +118,7 @@ Columns embed_columns(const EvalArgs& a, const eval::EvalConfig& ecfg, const std
   eval::EmbedOptions e;
   e.checkpoint = a.checkpoint;
   e.shards = a.shards;
-  e.split = ecfg.split;
+  e.split = ecfg.embed_split(ecfg.split);
   e.batch_size = a.batch_size;
   e.weights = a.weights;
   e.pooling = a.pooling;
@@ -151,7 +151,8 @@ void report(const EvalArgs& a, const Columns& files, const eval::EvalConfig& ecf
   const stdfs::path out = a.out;
   const auto columns = evaluate_files(files, ecfg);
   launcher::write_reports(out, columns);
-  std::printf("%s", eval::comparison_text(columns, eval::unseen_modalities(columns)).c_str());
+  std::printf("%s%s", eval::whitening_line(columns.front().second).c_str(),
+              eval::comparison_text(columns, eval::unseen_modalities(columns)).c_str());
   const int64_t k = columns.front().second.ks.front();  // as in the report
   std::printf("\n%s\n%s", eval::verdict_heading(columns, k).c_str(),
               eval::verdict_text(columns, k).c_str());

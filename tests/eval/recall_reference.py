@@ -6,6 +6,12 @@ report's metrics as JSON: {"per_modality": {m: {...}}, "cross_modal": {"a->b": {
 with queries, skipped_no_label, skipped_no_relevant, recall@k, precision@k, map@K (K = max k:
 AP@K = sum of precision@i at the relevant ranks i <= K, divided by min(R, K)).
 Definitions: docs/evaluation.md. Similarities in float64; ties by sample index.
+
+With --whiten-dims d: before the cosine, rows are PCA-whitened to d dimensions as docs/evaluation.md
+"Whitening" defines it, written here from that definition with numpy's SVD: fitted on the rows of
+--whiten-split (mean, then the first d right singular vectors of the centred rows, each divided by
+its singular value). Per modality (--whiten-fit modality) a modality uses its own fit rows, or all
+fit rows pooled when it has none; cross-modal rows always use the pooled fit.
 """
 import argparse
 import json
@@ -77,6 +83,18 @@ def metrics(Y, labels, groups, queries, gallery, ks, exact):
     return out
 
 
+def whitener(X, rows, d):
+    fit = X[rows]
+    mean = fit.mean(0)
+    _, s, vt = np.linalg.svd(fit - mean, full_matrices=False)
+    return lambda x: (x - mean) @ vt[:d].T / s[:d]
+
+
+def unit(X):
+    norms = np.linalg.norm(X, axis=1, keepdims=True)
+    return np.divide(X, norms, out=np.zeros_like(X), where=norms > 0)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("embeddings")
@@ -84,12 +102,25 @@ def main():
     ap.add_argument("--split", default="test")
     ap.add_argument("--relevance", default="shared-label", choices=["shared-label", "same-labels"])
     ap.add_argument("--no-cross-modal", action="store_true")
+    ap.add_argument("--whiten-dims", type=int, default=0)
+    ap.add_argument("--whiten-split", default="train")
+    ap.add_argument("--whiten-fit", default="modality", choices=["modality", "all"])
     a = ap.parse_args()
     ks = [int(k) for k in a.ks.split(",")]
     X, labels, groups, modality, splits = load(a.embeddings)
     X64 = X.astype(np.float64)
-    norms = np.linalg.norm(X64, axis=1, keepdims=True)
-    Y = np.divide(X64, norms, out=np.zeros_like(X64), where=norms > 0)
+    Y = Y_cross = unit(X64)
+    if a.whiten_dims > 0:
+        fit = [i for i in range(len(X)) if not a.whiten_split or splits[i] == a.whiten_split]
+        pooled = whitener(X64, fit, a.whiten_dims)
+        Y_cross = unit(pooled(X64))
+        Y = Y_cross.copy()
+        if a.whiten_fit == "modality":
+            for m in set(modality):
+                own = [i for i in fit if modality[i] == m]
+                rows = [i for i in range(len(X)) if modality[i] == m]
+                if own:
+                    Y[rows] = unit(whitener(X64, own, a.whiten_dims)(X64[rows]))
     sel = [i for i in range(len(X)) if not a.split or splits[i] == a.split]
     by_mod = {}
     for i in sel:
@@ -105,7 +136,7 @@ def main():
             for gb in order:
                 if qa != gb and vocab[qa] & vocab[gb]:
                     report["cross_modal"][f"{qa}->{gb}"] = metrics(
-                        Y, labels, groups, by_mod[qa], by_mod[gb], ks, exact)
+                        Y_cross, labels, groups, by_mod[qa], by_mod[gb], ks, exact)
     json.dump(report, sys.stdout)
 
 

@@ -554,6 +554,10 @@ TEST(History, LinesOfARunAreAppendedBesideItsCheckpoints) {
   EXPECT_EQ(line.at("report"), (dir / "r.json").string());
   EXPECT_DOUBLE_EQ(line.at("per_modality").at("xray").at("recall@1").get<double>(), 0.5);
   EXPECT_TRUE(line.at("cross_modal").contains("ct->mri"));
+  EXPECT_EQ(line.at("whiten_dims"), 0);
+  auto whitened = columns;
+  whitened.front().second.whiten_dims = 64;
+  EXPECT_EQ(history_line(dir / "r.json", whitened, "t").at("whiten_dims"), 64);
   EXPECT_DOUBLE_EQ(line.at("baselines")
                        .at("random-init")
                        .at("per_modality")

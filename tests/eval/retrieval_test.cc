@@ -4,11 +4,13 @@
 
 #include <algorithm>
 #include <cmath>
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <numeric>
 #include <set>
 
+#include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include "eval/retrieval.h"
@@ -488,6 +490,38 @@ TEST(Retrieval, ScalesToThousandsOfSamples) {
 
 // ------------------------------------------------ independent numpy reference
 
+// Runs recall_reference.py on `file` with `args` and expects every row of `r` to match it.
+void expect_matches_numpy(const std::string& py, const std::filesystem::path& file,
+                          const std::string& args, const Report& r) {
+  std::string out;
+  const std::string cmd =
+      py + " " + (m3ret::testing::source_dir() / "tests/eval/recall_reference.py").string() + " " +
+      file.string() + " " + args;
+  ASSERT_EQ(m3ret::testing::run_command(cmd, &out), 0) << out;
+  auto j = nlohmann::json::parse(out);
+  size_t rows = 0;
+  for (const auto* list : {&r.per_modality, &r.cross_modal}) {
+    for (const auto& row : *list) {
+      ++rows;
+      SCOPED_TRACE(args + " " + row.name());
+      const auto& ref =
+          j.at(row.gallery_modality == row.query_modality ? "per_modality" : "cross_modal")
+              .at(row.name());
+      EXPECT_EQ(row.metrics.queries, ref.at("queries").get<int64_t>());
+      EXPECT_EQ(row.metrics.skipped_no_label, ref.at("skipped_no_label").get<int64_t>());
+      EXPECT_EQ(row.metrics.skipped_no_relevant, ref.at("skipped_no_relevant").get<int64_t>());
+      for (int64_t k : {1, 5, 10}) {
+        EXPECT_NEAR(row.metrics.recall.at(k), ref.at("recall@" + std::to_string(k)).get<double>(),
+                    1e-9);
+        EXPECT_NEAR(row.metrics.precision.at(k),
+                    ref.at("precision@" + std::to_string(k)).get<double>(), 1e-9);
+      }
+      EXPECT_NEAR(row.metrics.map_at_k, ref.at("map@10").get<double>(), 1e-9);
+    }
+  }
+  EXPECT_EQ(rows, j.at("per_modality").size() + j.at("cross_modal").size());
+}
+
 TEST(Retrieval, MatchesNumpyReferenceThroughTheFile) {
   const std::string py = m3ret::testing::python_with("numpy, h5py");
   if (py.empty()) GTEST_SKIP() << "python3 with numpy and h5py not found";
@@ -497,34 +531,35 @@ TEST(Retrieval, MatchesNumpyReferenceThroughTheFile) {
   for (const std::string relevance : {"shared-label", "same-labels"}) {
     EvalConfig c = config_with({1, 5, 10}, "test");
     c.relevance = relevance;
-    const Report r = evaluate(s, c);
-    std::string out;
-    const std::string cmd =
-        py + " " + (m3ret::testing::source_dir() / "tests/eval/recall_reference.py").string() +
-        " " + (dir / "emb.h5").string() + " --ks 1,5,10 --split test --relevance " + relevance;
-    ASSERT_EQ(m3ret::testing::run_command(cmd, &out), 0) << out;
-    auto j = nlohmann::json::parse(out);
-    size_t rows = 0;
-    for (const auto* list : {&r.per_modality, &r.cross_modal}) {
-      for (const auto& row : *list) {
-        ++rows;
-        SCOPED_TRACE(relevance + " " + row.name());
-        const auto& ref =
-            j.at(row.gallery_modality == row.query_modality ? "per_modality" : "cross_modal")
-                .at(row.name());
-        EXPECT_EQ(row.metrics.queries, ref.at("queries").get<int64_t>());
-        EXPECT_EQ(row.metrics.skipped_no_label, ref.at("skipped_no_label").get<int64_t>());
-        EXPECT_EQ(row.metrics.skipped_no_relevant, ref.at("skipped_no_relevant").get<int64_t>());
-        for (int64_t k : {1, 5, 10}) {
-          EXPECT_NEAR(row.metrics.recall.at(k), ref.at("recall@" + std::to_string(k)).get<double>(),
-                      1e-9);
-          EXPECT_NEAR(row.metrics.precision.at(k),
-                      ref.at("precision@" + std::to_string(k)).get<double>(), 1e-9);
-        }
-        EXPECT_NEAR(row.metrics.map_at_k, ref.at("map@10").get<double>(), 1e-9);
-      }
+    expect_matches_numpy(py, dir / "emb.h5", "--ks 1,5,10 --split test --relevance " + relevance,
+                         evaluate(s, c));
+  }
+}
+
+// The whitening readout against the reference's numpy SVD, per modality and pooled; MRI has no
+// train row, so per modality it uses the pooled fit.
+TEST(Retrieval, WhiteningMatchesNumpyReferenceThroughTheFile) {
+  const std::string py = m3ret::testing::python_with("numpy, h5py");
+  if (py.empty()) GTEST_SKIP() << "python3 with numpy and h5py not found";
+  m3ret::testing::TempDir dir("eval-numpy-white");
+  auto s = testing::random_set(480, 16, {"xray", "ct", "mri"}, 40, 4, 5);
+  for (int64_t i = 0; i < s.N; ++i)
+    if (s.modality[i] == "mri") s.splits[i] = "test";
+  write_embeddings(dir / "emb.h5", s);
+  for (const std::string fit : {"modality", "all"}) {
+    for (int64_t d : {3, 8}) {
+      EvalConfig c = config_with({1, 5, 10}, "test");
+      c.whiten_dims = d;
+      c.whiten_fit = fit;
+      const Report r = evaluate(s, c);
+      EXPECT_EQ(r.whitening.at("mri").fitted_on, "all");
+      EXPECT_EQ(r.whitening.at("xray").fitted_on, fit == "modality" ? "xray" : "all");
+      expect_matches_numpy(py, dir / "emb.h5",
+                           fmt::format("--ks 1,5,10 --split test --whiten-dims {} "
+                                       "--whiten-split train --whiten-fit {}",
+                                       d, fit),
+                           r);
     }
-    EXPECT_EQ(rows, j.at("per_modality").size() + j.at("cross_modal").size());
   }
 }
 

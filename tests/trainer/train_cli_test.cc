@@ -337,5 +337,58 @@ TEST_F(TrainCli, TensorBoardReadsTheTrainingScalarsAndMetricsHaveTimestamps) {
   got = read_with_tensorboard(run / "tensorboard", &why);  // the training run is unchanged
   EXPECT_EQ(got["loss/loss"].size(), 3u) << got.dump();
 }
+
+// `m3ret eval --checkpoint` with the whitening readout: it embeds the train split too (the rows
+// the whitening is fitted on) but evaluates the test split, for the encoder and its baselines.
+TEST_F(TrainCli, EvalWithWhiteningEmbedsTheFitSplitAndRecordsTheFits) {
+  const auto run = dir_ / "run";
+  ASSERT_EQ(exit_code(spawn(tiny_train_args(dir_ / "shards", run, 2), dir_ / "log")), 0)
+      << fs::read_file(dir_ / "log");
+  const auto report = dir_ / "white.json";
+  ASSERT_EQ(exit_code(spawn(
+                {testing::m3ret_binary().string(), "eval", "--checkpoint", run.string(), "--shards",
+                 (dir_ / "shards").string(), "--out", report.string(), "--baselines", "random-init",
+                 "--set", "eval.whiten_dims=2", "--set", "eval.ks=[1, 2]"},
+                dir_ / "eval.log")),
+            0)
+      << fs::read_file(dir_ / "eval.log");
+  const std::string log = fs::read_file(dir_ / "eval.log");
+  EXPECT_NE(log.find("readout: PCA whitening to 2 dimensions"), std::string::npos) << log;
+  const auto r = nlohmann::json::parse(fs::read_file(report));
+  EXPECT_EQ(r["whiten_dims"], 2);
+  EXPECT_EQ(r["whiten_split"], "train");
+  EXPECT_EQ(r["split"], "test");
+  EXPECT_EQ(r["samples"], 8);  // 4 test samples per modality evaluated
+  for (const char* encoder : {"trained", "random-init"}) {
+    const auto& w = r["encoders"][encoder]["whitening"];
+    SCOPED_TRACE(encoder + std::string(" ") + w.dump());
+    for (const char* m : {"xray", "endoscopy"}) {  // fitted on its 12 train samples
+      EXPECT_EQ(w[m]["fitted_on"], m);
+      EXPECT_EQ(w[m]["rows"], 12);
+    }
+    EXPECT_EQ(w["cross_modal"]["fitted_on"], "all");
+    EXPECT_EQ(w["cross_modal"]["rows"], 24);
+  }
+  // The run's history says which readout, and TensorBoard keeps it apart from cosine recall.
+  const std::string history = fs::read_file(run / "eval" / "history.jsonl");
+  EXPECT_EQ(nlohmann::json::parse(history.substr(0, history.find('\n')))["whiten_dims"], 2);
+  std::string why;
+  const auto got = read_with_tensorboard(run / "tensorboard" / "eval", &why);
+  if (!got.is_null()) {
+    ASSERT_FALSE(got.contains("error")) << why;
+    EXPECT_TRUE(got.contains("eval-whitened2/recall@1/xray")) << got.dump();
+    EXPECT_FALSE(got.contains("eval/recall@1/xray")) << got.dump();
+  }
+  // Asking for more dimensions than the fit rows allow is an error naming the key and the rows.
+  EXPECT_NE(exit_code(spawn(
+                {testing::m3ret_binary().string(), "eval", "--checkpoint", run.string(), "--shards",
+                 (dir_ / "shards").string(), "--out", (dir_ / "bad.json").string(), "--no-history",
+                 "--set", "eval.whiten_dims=30"},
+                dir_ / "bad.log")),
+            0);
+  const std::string bad = fs::read_file(dir_ / "bad.log");
+  EXPECT_NE(bad.find("eval.whiten_dims = 30"), std::string::npos) << bad;
+  EXPECT_NE(bad.find("rows of split 'train' has 24"), std::string::npos) << bad;
+}
 }  // namespace
 }  // namespace m3ret::trainer
