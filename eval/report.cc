@@ -325,21 +325,29 @@ std::string whitening_line(const Report& r) {
   if (r.whiten_dims <= 0) return "";
   std::vector<std::string> parts, pooled;
   int64_t pooled_rows = 0;
+  std::string pooled_dims;
+  // " (31 dimensions: all they span)" for a fit that kept fewer than asked.
+  auto fewer = [&](const WhiteningFit& fit) {
+    return fit.dims < r.whiten_dims ? fmt::format(" ({} dimensions: all they span)", fit.dims)
+                                    : std::string();
+  };
   auto note = [&](const std::string& row, const std::string& name) {
     const auto it = r.whitening.find(row);
     if (it == r.whitening.end()) return;
     if (it->second.fitted_on == "all") {
       pooled.push_back(name);
       pooled_rows = it->second.rows;
+      pooled_dims = fewer(it->second);
     } else {
-      parts.push_back(fmt::format("{} on its own {} rows", name, it->second.rows));
+      parts.push_back(
+          fmt::format("{} on its own {} rows{}", name, it->second.rows, fewer(it->second)));
     }
   };
   for (const auto& row : r.per_modality) note(row.name(), row.name());
   note("cross_modal", "cross-modal rows");
   if (!pooled.empty())
-    parts.push_back(
-        fmt::format("{} on all modalities' {} rows pooled", fmt::join(pooled, ", "), pooled_rows));
+    parts.push_back(fmt::format("{} on all modalities' {} rows pooled{}", fmt::join(pooled, ", "),
+                                pooled_rows, pooled_dims));
   return fmt::format(
       "- readout: PCA whitening to {} dimensions, then cosine, fitted without labels on split "
       "'{}' (each encoder on its own embeddings): {}\n",
@@ -465,7 +473,7 @@ ojson encoder_json(const Report& r) {
   if (!r.whitening.empty()) {
     j["whitening"] = ojson::object();
     for (const auto& [row, fit] : r.whitening)
-      j["whitening"][row] = {{"fitted_on", fit.fitted_on}, {"rows", fit.rows}};
+      j["whitening"][row] = {{"fitted_on", fit.fitted_on}, {"rows", fit.rows}, {"dims", fit.dims}};
   }
   j["per_modality"] = ojson::object();
   for (const auto& row : r.per_modality)
@@ -486,7 +494,8 @@ void encoder_from_json(const ojson& j, Report& r) {
     r.warnings = j.at("warnings").get<std::vector<std::string>>();
   if (j.contains("whitening"))  // only with eval.whiten_dims > 0
     for (const auto& [row, fit] : j.at("whitening").items())
-      r.whitening[row] = {fit.at("fitted_on").get<std::string>(), fit.at("rows").get<int64_t>()};
+      r.whitening[row] = {fit.at("fitted_on").get<std::string>(), fit.at("rows").get<int64_t>(),
+                          fit.at("dims").get<int64_t>()};
   auto metrics = [&](const std::string& kind, const std::string& name, const ojson& m) {
     try {
       return metrics_from_json(m, r.ks);

@@ -14,8 +14,9 @@
 //                       "train_modalities": ["xray", "ct"]},   ([] = unknown)
 //        "unseen_modalities": ["mri"],
 //        "warnings": [],   (all-zero or constant embeddings, eval/retrieval.h)
-//        "whitening": {"xray": {"fitted_on": "xray", "rows": 192}, ...,   (whitening only:
-//                      "cross_modal": {"fitted_on": "all", "rows": 768}}   Report::whitening)
+//        "whitening": {"xray": {"fitted_on": "xray", "rows": 192, "dims": 64}, ...,
+//                      "cross_modal": {"fitted_on": "all", "rows": 768, "dims": 64}}
+//                     (whitening only: Report::whitening)
 //        "per_modality": {"xray": {"queries": 40, "skipped_no_label": 0,
 //                                  "skipped_no_relevant": 0, "skipped_no_candidate": 0,
 //                                  "gallery": 40,

@@ -375,23 +375,26 @@ std::string splits_present(const EmbeddingSet& set) {
   return names.empty() ? "none" : fmt::format("{}", fmt::join(names, ", "));
 }
 
-// `set` with every row whitened by `w` (D becomes w.d).
-EmbeddingSet whitened_copy(const EmbeddingSet& set, const Whitening& w) {
+// `set` with every row whitened by `w`, `width` values each (the kept ones, then zeros).
+EmbeddingSet whitened_copy(const EmbeddingSet& set, const Whitening& w, int64_t width) {
   EmbeddingSet out = set;
-  out.D = w.d;
-  out.X = w.apply(set.X.data(), set.N);
+  out.D = width;
+  out.X = w.apply(set.X.data(), set.N, width);
   return out;
 }
 
 // The embeddings that per-modality rows and cross-modal rows rank when
-// config.whiten_dims > 0 (see "Whitening" in retrieval.h), and which fit each used.
+// config.whiten_dims > 0 (see "Whitening" in retrieval.h), which fit each
+// used, and a warning for every fit that kept fewer directions than asked.
 struct WhitenedSets {
   EmbeddingSet per_modality, cross_modal;
   std::map<std::string, WhiteningFit> fits;
+  std::vector<std::string> warnings;
 };
 
 WhitenedSets whiten(const EmbeddingSet& set, const std::vector<int64_t>& selected,
                     const EvalConfig& config) {
+  const int64_t d = config.whiten_dims;
   const std::string encoder = set.attrs.encoder.empty() ? "" : set.attrs.encoder + " ";
   auto fit_rows = [&](const std::string& modality) {
     std::vector<int64_t> rows;
@@ -405,33 +408,41 @@ WhitenedSets whiten(const EmbeddingSet& set, const std::vector<int64_t>& selecte
     return fmt::format("the {} {}rows{} of split '{}'", n, encoder,
                        modality.empty() ? "" : " of " + modality, config.whiten_split);
   };
+  WhitenedSets out;
+  auto fit = [&](const std::vector<int64_t>& rows, const std::string& modality) {
+    const std::string what = describe(rows.size(), modality);
+    Whitening w = fit_whitening(set.X.data(), set.D, rows, d, what);
+    if (w.d < d)
+      out.warnings.push_back(fmt::format(
+          "whitening: {} span only {} directions (of dimension {}), so they are whitened to {}, "
+          "not eval.whiten_dims = {}",
+          what, w.d, set.D, w.d, d));
+    return w;
+  };
   const auto all = fit_rows("");
   if (all.empty())
     throw Error(fmt::format(
         "eval.whiten_split = '{}' selects none of the {} embeddings to fit the whitening on "
         "(splits present: {}); embed that split too (`m3ret embed` without --split)",
         config.whiten_split, set.N, splits_present(set)));
-  const Whitening pooled =
-      fit_whitening(set.X.data(), set.D, all, config.whiten_dims, describe(all.size(), ""));
-  WhitenedSets out;
-  out.cross_modal = whitened_copy(set, pooled);
-  out.fits["cross_modal"] = {"all", pooled.fit_rows};
+  const Whitening pooled = fit(all, "");
+  out.cross_modal = whitened_copy(set, pooled, d);
+  out.fits["cross_modal"] = {"all", pooled.fit_rows, pooled.d};
   out.per_modality = out.cross_modal;
   std::set<std::string> evaluated;
   for (int64_t i : selected) evaluated.insert(set.modality[i]);
   for (const auto& m : evaluated) {
     const auto rows = config.whiten_fit == "modality" ? fit_rows(m) : std::vector<int64_t>{};
     if (rows.empty()) {
-      out.fits[m] = {"all", pooled.fit_rows};
+      out.fits[m] = out.fits["cross_modal"];
       continue;
     }
-    const Whitening own =
-        fit_whitening(set.X.data(), set.D, rows, config.whiten_dims, describe(rows.size(), m));
-    out.fits[m] = {m, own.fit_rows};
+    const Whitening own = fit(rows, m);
+    out.fits[m] = {m, own.fit_rows, own.d};
     for (int64_t i = 0; i < set.N; ++i)
       if (set.modality[i] == m) {
-        const auto y = own.apply(set.row(i), 1);
-        std::copy(y.begin(), y.end(), out.per_modality.X.begin() + i * own.d);
+        const auto y = own.apply(set.row(i), 1, d);
+        std::copy(y.begin(), y.end(), out.per_modality.X.begin() + i * d);
       }
   }
   return out;
@@ -548,12 +559,14 @@ Report evaluate(const EmbeddingSet& set, const EvalConfig& config) {
   // What the rows rank: the embeddings as they are, or whitened (per-modality
   // rows and cross-modal rows may use different fits).
   std::optional<Prepared> white_mod, white_cross;
+  std::vector<std::string> whitening_warnings;
   Report report;
   if (config.whiten_dims > 0) {
     WhitenedSets w = whiten(set, selected, config);
     white_mod.emplace(prepare(w.per_modality, selected, labels));
     white_cross.emplace(prepare(w.cross_modal, selected, labels));
     report.whitening = std::move(w.fits);
+    whitening_warnings = std::move(w.warnings);
   }
   const Prepared& ranked_mod = white_mod ? *white_mod : p;
   const Prepared& ranked_cross = white_cross ? *white_cross : p;
@@ -574,6 +587,8 @@ Report evaluate(const EmbeddingSet& set, const EvalConfig& config) {
 
   const auto order = modality_order(p);
   report.warnings = degenerate_warnings(p, order);
+  report.warnings.insert(report.warnings.end(), whitening_warnings.begin(),
+                         whitening_warnings.end());
   for (const auto& m : order) {
     const auto& rows = p.by_modality.at(m);
     report.per_modality.push_back({m, m, rank_all(ranked_mod, rows, rows, config, m)});

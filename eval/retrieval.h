@@ -40,9 +40,11 @@
 // unseen modality kept out of the training data) and every cross-modal row
 // use one fitted on all fit rows pooled, so queries and gallery share one
 // space. With "all", every row uses the pooled one. Report::whitening records
-// which fit each row used. Throws m3ret::Error when the fit split selects no
-// row (naming the splits present) or a fit is impossible (naming the rows,
-// see fit_whitening).
+// which fit each row used and how many directions it kept: fewer than d when
+// its rows span fewer (fit_whitening), each such fit also a line of
+// Report::warnings. Throws m3ret::Error when the fit split selects no row
+// (naming the splits present) or a fit is impossible (fewer than 2 rows, or
+// all the same vector; naming the rows).
 //
 // Degenerate embeddings: evaluate() still reports figures but records in
 // Report::warnings how many embeddings are all zero and whether all of them
@@ -153,8 +155,9 @@ struct ReportRow {
 struct WhiteningFit {
   std::string fitted_on;  // modality name, or "all"
   int64_t rows = 0;       // fit rows
+  int64_t dims = 0;       // directions kept: eval.whiten_dims, or fewer when the rows span fewer
   bool operator==(const WhiteningFit& o) const {
-    return fitted_on == o.fitted_on && rows == o.rows;
+    return fitted_on == o.fitted_on && rows == o.rows && dims == o.dims;
   }
 };
 

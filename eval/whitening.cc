@@ -59,8 +59,9 @@ void top_eigenpairs(std::vector<double>& a, int N, int d, std::vector<double>& w
 
 }  // namespace
 
-std::vector<float> Whitening::apply(const float* X, int64_t n) const {
-  std::vector<float> out(static_cast<size_t>(n * d));
+std::vector<float> Whitening::apply(const float* X, int64_t n, int64_t width) const {
+  if (width < d) width = d;
+  std::vector<float> out(static_cast<size_t>(n * width), 0.0f);
   std::vector<double> xc(static_cast<size_t>(D));
   for (int64_t r = 0; r < n; ++r) {
     const float* x = X + r * D;
@@ -69,7 +70,7 @@ std::vector<float> Whitening::apply(const float* X, int64_t n) const {
       const double* p = P.data() + i * D;
       double s = 0;
       for (int64_t j = 0; j < D; ++j) s += p[j] * xc[j];
-      out[static_cast<size_t>(r * d + i)] = static_cast<float>(s);
+      out[static_cast<size_t>(r * width + i)] = static_cast<float>(s);
     }
   }
   return out;
@@ -79,18 +80,12 @@ Whitening fit_whitening(const float* X, int64_t D, const std::vector<int64_t>& r
                         const std::string& what) {
   const int64_t n = static_cast<int64_t>(rows.size());
   if (d < 1) throw Error(fmt::format("eval.whiten_dims = {} must be >= 1", d));
-  if (d > D)
-    throw Error(fmt::format(
-        "eval.whiten_dims = {} is more than the embeddings' dimension {} ({}); lower it", d, D,
-        what));
-  if (n <= d)
-    throw Error(fmt::format(
-        "eval.whiten_dims = {} needs more fit rows than dimensions, but {} has {}; lower "
-        "eval.whiten_dims or fit on more rows (eval.whiten_split)",
-        d, what, n));
+  if (n < 2)
+    throw Error(fmt::format("whitening: {} cannot be fitted on: it needs at least 2 rows", what));
+  // n centred rows span at most n - 1 directions, and D-dimensional ones at most D.
+  const int64_t k = std::min({d, D, n - 1});
   Whitening w;
   w.D = D;
-  w.d = d;
   w.fit_rows = n;
   w.mean.assign(static_cast<size_t>(D), 0.0);
   for (int64_t r : rows)
@@ -112,35 +107,37 @@ Whitening fit_whitening(const float* X, int64_t D, const std::vector<int64_t>& r
     for (int64_t b0 = 0; b0 < n; b0 += kRowBlock) {
       const int64_t b1 = std::min(n, b0 + kRowBlock);
       centre(b0, b1);
-      const int k = static_cast<int>(b1 - b0);
-      dsyrk_("U", "N", &Di, &k, &one, centred.data(), &Di, &one, C.data(), &Di);
+      const int rows_in_block = static_cast<int>(b1 - b0);
+      dsyrk_("U", "N", &Di, &rows_in_block, &one, centred.data(), &Di, &one, C.data(), &Di);
     }
-    top_eigenpairs(C, Di, static_cast<int>(d), lambda, vec);
+    top_eigenpairs(C, Di, static_cast<int>(k), lambda, vec);
   } else {  // Gram G = X_c X_c^T, n x n; v_i = X_c^T u_i / s_i
     centre(0, n);
     const int ni = static_cast<int>(n);
     const double zero = 0.0;
     std::vector<double> G(static_cast<size_t>(n * n), 0.0);
     dsyrk_("U", "T", &ni, &Di, &one, centred.data(), &Di, &zero, G.data(), &ni);
-    top_eigenpairs(G, ni, static_cast<int>(d), lambda, vec);
+    top_eigenpairs(G, ni, static_cast<int>(k), lambda, vec);
   }
-  if (!(lambda[static_cast<size_t>(d - 1)] > 1e-12 * lambda[0]))
+  // Keep the directions the rows span: s_i > 1e-6 s_1 (lambda = s^2).
+  w.d = 0;
+  while (w.d < k && lambda[static_cast<size_t>(w.d)] > 1e-12 * lambda[0] && lambda[0] > 0) ++w.d;
+  if (w.d == 0)
     throw Error(fmt::format(
-        "eval.whiten_dims = {}: {} span fewer than {} directions (singular value {} is {:.3g} of "
-        "the largest); lower eval.whiten_dims",
-        d, what, d, d, lambda[0] > 0 ? std::sqrt(std::max(0.0, lambda[d - 1]) / lambda[0]) : 0.0));
+        "whitening: {} are all the same vector: they span no direction to whiten", what));
 
-  w.P.assign(static_cast<size_t>(d * D), 0.0);
-  for (int64_t i = 0; i < d; ++i) {
+  const int64_t N = n >= D ? D : n;  // length of each eigenvector
+  w.P.assign(static_cast<size_t>(w.d * D), 0.0);
+  for (int64_t i = 0; i < w.d; ++i) {
     double* p = w.P.data() + i * D;
+    const double* v = vec.data() + i * N;
     if (n >= D) {  // v_i / s_i
-      const double inv_s = 1.0 / std::sqrt(lambda[i]);
-      for (int64_t j = 0; j < D; ++j) p[j] = vec[static_cast<size_t>(i * D + j)] * inv_s;
+      const double inv_s = 1.0 / std::sqrt(lambda[static_cast<size_t>(i)]);
+      for (int64_t j = 0; j < D; ++j) p[j] = v[j] * inv_s;
     } else {  // X_c^T u_i / s_i^2
-      const double* u = vec.data() + i * n;
       for (int64_t r = 0; r < n; ++r)
-        for (int64_t j = 0; j < D; ++j) p[j] += centred[static_cast<size_t>(r * D + j)] * u[r];
-      for (int64_t j = 0; j < D; ++j) p[j] /= lambda[i];
+        for (int64_t j = 0; j < D; ++j) p[j] += centred[static_cast<size_t>(r * D + j)] * v[r];
+      for (int64_t j = 0; j < D; ++j) p[j] /= lambda[static_cast<size_t>(i)];
     }
   }
   return w;

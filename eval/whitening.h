@@ -21,20 +21,24 @@
 namespace m3ret::eval {
 
 struct Whitening {
-  int64_t D = 0, d = 0;
+  int64_t D = 0;
+  int64_t d = 0;             // directions kept (at most the d asked for, see fit_whitening)
   int64_t fit_rows = 0;      // rows it was fitted on
   std::vector<double> mean;  // D
   std::vector<double> P;     // d x D, row i = v_i / s_i
-  // The d whitened values of each of the n rows of X (n x D, row-major), n x d floats.
-  std::vector<float> apply(const float* X, int64_t n) const;
+  // The whitened values of each of the n rows of X (n x D, row-major): n x width floats, the
+  // d kept values then zeros up to `width` (zeros change no cosine; width < d means d).
+  std::vector<float> apply(const float* X, int64_t n, int64_t width = 0) const;
 };
 
-// Fits on the rows `rows` of X (row-major, D floats each). `what` names the
-// rows in errors, e.g. "the 40 rows of xray in split 'train' (encoder
-// random-init)". Throws m3ret::Error naming it and eval.whiten_dims when d < 1,
-// d > D, there are no more rows than d, or the centred rows span fewer than d
-// directions (s_d <= 1e-6 s_1: a direction that small is rounding noise, and
-// dividing by it would make the noise as loud as the signal).
+// Fits on the rows `rows` of X (row-major, D floats each), keeping the d
+// largest directions, or fewer when the rows span fewer: at most D, at most
+// rows - 1 (centred rows), and only directions with s_i > 1e-6 s_1 (smaller
+// ones are rounding noise, and dividing by them would make the noise as loud
+// as the signal). Whitening::d says how many were kept. `what` names the rows
+// in errors, e.g. "the 40 random-init rows of xray of split 'train'". Throws
+// m3ret::Error naming it when d < 1, there are fewer than 2 rows, or every
+// row is the same vector.
 Whitening fit_whitening(const float* X, int64_t D, const std::vector<int64_t>& rows, int64_t d,
                         const std::string& what);
 

@@ -79,22 +79,36 @@ TEST(Whitening, KeepsTheLoudestDirectionsFirst) {
   }
 }
 
-TEST(Whitening, RefusesFitsItCannotMakeAndSaysWhy) {
+// It keeps the directions the rows span and no more: at most D, at most rows - 1, none that is
+// rounding noise; it refuses rows it cannot fit at all.
+TEST(Whitening, KeepsOnlyTheDirectionsTheRowsSpan) {
   const auto X = normal_rows(10, {1, 2, 3}, 1);
-  auto fit = [&](int64_t rows, int64_t d) {
-    return error_of([&] { fit_whitening(X.data(), 3, all_rows(rows), d, "the 10 rows of xray"); });
-  };
-  EXPECT_NE(fit(10, 4).find("more than the embeddings' dimension 3"), std::string::npos)
-      << fit(10, 4);
-  EXPECT_NE(fit(3, 3).find("the 10 rows of xray has 3"), std::string::npos) << fit(3, 3);
-  EXPECT_NE(fit(10, 0).find("eval.whiten_dims = 0"), std::string::npos);
+  EXPECT_EQ(fit_whitening(X.data(), 3, all_rows(10), 2, "rows").d, 2);
+  EXPECT_EQ(fit_whitening(X.data(), 3, all_rows(10), 4, "rows").d, 3);  // D = 3
+  EXPECT_EQ(fit_whitening(X.data(), 3, all_rows(3), 3, "rows").d, 2);   // 3 centred rows
   // Rows on a line span one direction: a second would be rounding noise.
   std::vector<float> line;
   for (int i = 0; i < 10; ++i) line.insert(line.end(), {float(i), float(2 * i), 1.0f});
-  const std::string flat =
-      error_of([&] { fit_whitening(line.data(), 3, all_rows(10), 2, "line"); });
-  EXPECT_NE(flat.find("line span fewer than 2 directions"), std::string::npos) << flat;
-  EXPECT_NO_THROW(fit_whitening(line.data(), 3, all_rows(10), 1, "line"));
+  const Whitening w = fit_whitening(line.data(), 3, all_rows(10), 2, "line");
+  EXPECT_EQ(w.d, 1);
+  // Padded to the width asked, with zeros after the kept values.
+  const auto y = w.apply(line.data(), 10, 4);
+  ASSERT_EQ(y.size(), 40u);
+  for (int r = 0; r < 10; ++r) {
+    EXPECT_NE(y[r * 4], 0.0f) << r;
+    for (int j = 1; j < 4; ++j) EXPECT_EQ(y[r * 4 + j], 0.0f) << r;
+  }
+  auto error = [&](const float* data, int64_t rows, int64_t d) {
+    return error_of([&] { fit_whitening(data, 3, all_rows(rows), d, "the rows of xray"); });
+  };
+  EXPECT_NE(error(X.data(), 1, 2).find("the rows of xray cannot be fitted on: it needs at least 2"),
+            std::string::npos)
+      << error(X.data(), 1, 2);
+  EXPECT_NE(error(X.data(), 10, 0).find("eval.whiten_dims = 0"), std::string::npos);
+  const std::vector<float> same(30, 1.5f);
+  EXPECT_NE(error(same.data(), 10, 2).find("the rows of xray are all the same vector"),
+            std::string::npos)
+      << error(same.data(), 10, 2);
 }
 
 // Six classes in six quiet directions under four loud class-free ones (as the whitening probe's
@@ -145,9 +159,10 @@ TEST(Whitening, FindsAClassUnderLoudDirectionsThatCosineMisses) {
   EXPECT_LT(plain.find("mri")->metrics.recall.at(1), 0.35);
   EXPECT_GT(white.find("mri")->metrics.recall.at(1), 0.8);
   EXPECT_GT(white.find("xray->mri")->metrics.recall.at(1), 0.8);
-  EXPECT_EQ(white.whitening.at("xray"), (WhiteningFit{"xray", 144}));
-  EXPECT_EQ(white.whitening.at("mri"), (WhiteningFit{"all", 144}));
-  EXPECT_EQ(white.whitening.at("cross_modal"), (WhiteningFit{"all", 144}));
+  EXPECT_EQ(white.whitening.at("xray"), (WhiteningFit{"xray", 144, 10}));
+  EXPECT_EQ(white.whitening.at("mri"), (WhiteningFit{"all", 144, 10}));
+  EXPECT_EQ(white.whitening.at("cross_modal"), (WhiteningFit{"all", 144, 10}));
+  EXPECT_TRUE(white.warnings.empty());
   EXPECT_EQ(white.whiten_dims, 10);
   EXPECT_EQ(white.whiten_split, "train");
   EXPECT_TRUE(plain.whitening.empty());
@@ -174,7 +189,7 @@ TEST(Whitening, UsesNoLabel) {
 TEST(Whitening, PooledFitAndItsRecordInTheReport) {
   const EmbeddingSet s = hidden_class_set();
   const Report r = evaluate(s, whitened(10, "all"));
-  EXPECT_EQ(r.whitening.at("xray"), (WhiteningFit{"all", 144}));
+  EXPECT_EQ(r.whitening.at("xray"), (WhiteningFit{"all", 144, 10}));
   EXPECT_GT(r.find("xray")->metrics.recall.at(1), 0.8);
   // The report keeps the readout through JSON, and the Markdown says it.
   const Report back = report_from_json(to_json(r));
@@ -197,26 +212,29 @@ TEST(Whitening, PooledFitAndItsRecordInTheReport) {
   EXPECT_EQ(whitening_line(evaluate(s, whitened(0))), "");
 }
 
-TEST(Whitening, ErrorsNameTheSplitTheKeyAndTheRows) {
+TEST(Whitening, ReportsFewerDirectionsAndNamesWhatItCannotFit) {
   EmbeddingSet s = hidden_class_set();
   EvalConfig c = whitened(10);
   c.whiten_split = "val";
   const std::string none = error_of([&] { evaluate(s, c); });
   EXPECT_NE(none.find("eval.whiten_split = 'val' selects none"), std::string::npos) << none;
   EXPECT_NE(none.find("splits present: test, train"), std::string::npos) << none;
-  const std::string too_many = error_of([&] { evaluate(s, whitened(200)); });
-  EXPECT_NE(too_many.find("eval.whiten_dims = 200"), std::string::npos) << too_many;
-  EXPECT_NE(too_many.find("dimension 24"), std::string::npos) << too_many;
-  // 144 train rows of X-ray: 150 dimensions cannot be fitted on them (the pooled fit is first).
-  s.D = 200;
-  std::vector<float> wide;
-  for (int64_t i = 0; i < s.N; ++i) {
-    wide.insert(wide.end(), s.X.begin() + i * 24, s.X.begin() + (i + 1) * 24);
-    for (int j = 24; j < 200; ++j) wide.push_back(std::sin(float(i * 7 + j)));
-  }
-  s.X = wide;
-  const std::string few = error_of([&] { evaluate(s, whitened(150)); });
-  EXPECT_NE(few.find("the 144 checkpoint rows of split 'train' has 144"), std::string::npos) << few;
+  // More dimensions than a fit's rows span: it keeps what they span, and the report says so.
+  const Report wide = evaluate(s, whitened(200));
+  EXPECT_EQ(wide.whitening.at("xray"), (WhiteningFit{"xray", 144, 24}));
+  EXPECT_EQ(wide.whitening.at("mri"), (WhiteningFit{"all", 144, 24}));
+  ASSERT_EQ(wide.warnings.size(), 2u);  // the pooled fit and X-ray's own
+  EXPECT_NE(wide.warnings[1].find("the 144 checkpoint rows of xray of split 'train' span only "
+                                  "24 directions (of dimension 24), so they are whitened to 24, "
+                                  "not eval.whiten_dims = 200"),
+            std::string::npos)
+      << wide.warnings[1];
+  EXPECT_NE(whitening_line(wide).find("xray on its own 144 rows (24 dimensions: all they span)"),
+            std::string::npos)
+      << whitening_line(wide);
+  EXPECT_EQ(report_from_json(to_json(wide)).whitening, wide.whitening);
+  // The rows span all 24 directions: asking for 24 warns of nothing.
+  EXPECT_TRUE(evaluate(s, whitened(24)).warnings.empty());
 
   EvalConfig bad;
   bad.whiten_dims = -1;

@@ -379,16 +379,29 @@ TEST_F(TrainCli, EvalWithWhiteningEmbedsTheFitSplitAndRecordsTheFits) {
     EXPECT_TRUE(got.contains("eval-whitened2/recall@1/xray")) << got.dump();
     EXPECT_FALSE(got.contains("eval/recall@1/xray")) << got.dump();
   }
-  // Asking for more dimensions than the fit rows allow is an error naming the key and the rows.
+  // More dimensions than 12 train rows span: each fit keeps what its rows span, and says so.
+  const auto wide = dir_ / "wide.json";
+  ASSERT_EQ(exit_code(spawn({testing::m3ret_binary().string(), "eval", "--checkpoint", run.string(),
+                             "--shards", (dir_ / "shards").string(), "--out", wide.string(),
+                             "--no-history", "--set", "eval.whiten_dims=30"},
+                            dir_ / "wide.log")),
+            0)
+      << fs::read_file(dir_ / "wide.log");
+  const auto w = nlohmann::json::parse(fs::read_file(wide))["encoders"]["trained"];
+  EXPECT_EQ(w["whitening"]["xray"]["dims"], 11) << w["whitening"].dump();
+  EXPECT_EQ(w["whitening"]["cross_modal"]["dims"], 23) << w["whitening"].dump();
+  EXPECT_NE(w["warnings"].dump().find("span only 11 directions"), std::string::npos)
+      << w["warnings"].dump();
+  // A fit split with no rows is an error naming the key and the splits there are.
   EXPECT_NE(exit_code(spawn(
                 {testing::m3ret_binary().string(), "eval", "--checkpoint", run.string(), "--shards",
                  (dir_ / "shards").string(), "--out", (dir_ / "bad.json").string(), "--no-history",
-                 "--set", "eval.whiten_dims=30"},
+                 "--set", "eval.whiten_dims=2", "--set", "eval.whiten_split=val"},
                 dir_ / "bad.log")),
             0);
   const std::string bad = fs::read_file(dir_ / "bad.log");
-  EXPECT_NE(bad.find("eval.whiten_dims = 30"), std::string::npos) << bad;
-  EXPECT_NE(bad.find("rows of split 'train' has 24"), std::string::npos) << bad;
+  EXPECT_NE(bad.find("eval.whiten_split = 'val' selects none"), std::string::npos) << bad;
+  EXPECT_NE(bad.find("splits present: test, train"), std::string::npos) << bad;
 }
 }  // namespace
 }  // namespace m3ret::trainer
