@@ -313,7 +313,8 @@ void demo_verb(const CommonOptions& opts, const std::string& out, const std::vec
       stages.prefix = fmt::format("seed-{}/", seed);
       check_demo_dir(dir / fmt::format("seed-{}", seed), resolved_toml(one), false);
       auto columns = run_demo(one, dir / fmt::format("seed-{}", seed), stages);
-      summary += fmt::format("seed {}:\n{}", seed, demo_verdict_text(columns, cfg.demo.verdict_k));
+      summary += fmt::format("seed {}:\n{}{}", seed, eval::whitening_line(columns.front().second),
+                             demo_verdict_text(columns, cfg.demo.verdict_k));
       reports.push_back(eval::to_json(columns, cfg.demo.verdict_k));
     }
     auto agg = eval::seed_summary(reports, seeds);

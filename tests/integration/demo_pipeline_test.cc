@@ -237,7 +237,8 @@ TEST_F(DemoPipeline, ReportComparesSslWithItsBaselinesWithChanceIntervalsAndUnse
 }
 
 // --seeds: the whole demo once per seed in OUT/seed-S (data and weights seeded
-// with S), summarised over the seeds in OUT/seeds.json and OUT/seeds.md.
+// with S), summarised over the seeds in OUT/seeds.json and OUT/seeds.md. With
+// the whitening readout, which makes the demo embed the train split too.
 TEST(DemoSeeds, EachSeedRunsInItsFolderAndTheSummaryHasEveryEncoder) {
   testing::TempDir dir("demo-seeds");
   const auto out = dir.path() / "demo";
@@ -248,14 +249,24 @@ TEST(DemoSeeds, EachSeedRunsInItsFolderAndTheSummaryHasEveryEncoder) {
                           " --set synth.patients_per_class=3 --set synth.samples_per_patient=2"
                           " --set synth.test_fraction=0.5 --set train.max_steps=2"
                           " --set train.warmup_steps=1 --set train.checkpoint_every=0"
-                          " --set train.global_batch_size=8";
+                          " --set train.global_batch_size=8 --set eval.whiten_dims=2";
   ASSERT_EQ(testing::run_command(cmd, &log), 0) << log;
+  EXPECT_NE(log.find("readout: PCA whitening to 2 dimensions"), std::string::npos) << log;
   for (int seed : {3, 4}) {
     const auto sub = out / ("seed-" + std::to_string(seed));
     ASSERT_TRUE(stdfs::exists(sub / "report.json")) << sub;
     std::ifstream cfg(sub / "config.toml");
     const std::string text((std::istreambuf_iterator<char>(cfg)), std::istreambuf_iterator<char>());
     EXPECT_NE(text.find("seed = " + std::to_string(seed)), std::string::npos) << text;
+  }
+  // Every encoder whitened on its own train rows, and its test rows evaluated.
+  const auto white = read_json(out / "seed-3" / "report.json");
+  EXPECT_EQ(white.at("whiten_dims"), 2);
+  EXPECT_EQ(white.at("split"), "test");
+  for (const char* enc : {"trained", "random-init", "raw-pixels", "histogram"}) {
+    const auto& fit = white.at("encoders").at(enc).at("whitening").at("xray");
+    EXPECT_EQ(fit.at("fitted_on"), "xray") << enc;
+    EXPECT_GT(fit.at("rows").get<int64_t>(), 2) << enc;
   }
   // Different seeds, different data.
   const auto a = eval::read_embeddings(out / "seed-3" / "embeddings-raw-pixels.h5");
