@@ -384,6 +384,13 @@ ojson seed_summary(const std::vector<ojson>& reports, const std::vector<int64_t>
       throw Error(fmt::format("seed summary: report {} has ks [{}], report {} [{}]", origin(i),
                               fmt::join(all[i].front().second.ks, ", "), origin(0),
                               fmt::join(all[0].front().second.ks, ", ")));
+    // Cosine and whitened recall are different readouts: never averaged together.
+    const Report &ri = all[i].front().second, &r0 = all[0].front().second;
+    if (ri.whiten_dims != r0.whiten_dims)
+      throw Error(fmt::format(
+          "seed summary: report {} was read out with eval.whiten_dims = {}, report {} with {} "
+          "(0 = cosine); summarise reports of one readout",
+          origin(i), ri.whiten_dims, origin(0), r0.whiten_dims));
     const auto mine = layout(all[i]), first = layout(all[0]);
     if (mine != first) {
       // The first entry that one of the two lacks, e.g. "noise2 per_modality xray".

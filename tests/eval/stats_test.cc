@@ -742,6 +742,13 @@ TEST(Seeds, MismatchedReportsAreRefused) {
   other_ks.ks = {1};
   err = error_of([&] { seed_summary({to_json(verdict_report(0.2, 0.1)), to_json(other_ks)}); });
   EXPECT_NE(err.find("report 2 of 2 has ks [1]"), std::string::npos) << err;
+  Report whitened = verdict_report(0.2, 0.1);
+  whitened.whiten_dims = 64;
+  err = error_of([&] { seed_summary({to_json(verdict_report(0.2, 0.1)), to_json(whitened)}); });
+  EXPECT_NE(err.find("report 2 of 2 was read out with eval.whiten_dims = 64, report 1 of 2 with 0"),
+            std::string::npos)
+      << err;
+  EXPECT_NO_THROW(seed_summary({to_json(whitened), to_json(whitened)}));
   EXPECT_FALSE(error_of([] { seed_summary({}); }).empty());
 }
 
