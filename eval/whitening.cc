@@ -102,7 +102,8 @@ Whitening fit_whitening(const float* X, int64_t D, const std::vector<int64_t>& r
         centred[static_cast<size_t>((r - from) * D + j)] = X[rows[r] * D + j] - w.mean[j];
   };
   const int Di = static_cast<int>(D);
-  if (n >= D) {  // covariance C = X_c^T X_c, D x D, in blocks of rows
+  const bool covariance = n >= D;  // else the Gram matrix: fewer rows than dimensions
+  if (covariance) {                // covariance C = X_c^T X_c, D x D, in blocks of rows
     std::vector<double> C(static_cast<size_t>(D * D), 0.0);
     for (int64_t b0 = 0; b0 < n; b0 += kRowBlock) {
       const int64_t b1 = std::min(n, b0 + kRowBlock);
@@ -126,12 +127,12 @@ Whitening fit_whitening(const float* X, int64_t D, const std::vector<int64_t>& r
     throw Error(fmt::format(
         "whitening: {} are all the same vector: they span no direction to whiten", what));
 
-  const int64_t N = n >= D ? D : n;  // length of each eigenvector
+  const int64_t N = covariance ? D : n;  // length of each eigenvector
   w.P.assign(static_cast<size_t>(w.d * D), 0.0);
   for (int64_t i = 0; i < w.d; ++i) {
     double* p = w.P.data() + i * D;
     const double* v = vec.data() + i * N;
-    if (n >= D) {  // v_i / s_i
+    if (covariance) {  // v_i / s_i
       const double inv_s = 1.0 / std::sqrt(lambda[static_cast<size_t>(i)]);
       for (int64_t j = 0; j < D; ++j) p[j] = v[j] * inv_s;
     } else {  // X_c^T u_i / s_i^2
